@@ -1,0 +1,26 @@
+"""One logging setup for the whole program: masked emails, scrubbed secrets, to stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from coldsync.redact import RedactingFilter
+
+_FILTER = RedactingFilter()
+
+
+def configure_logging(level: str = "INFO", secrets: list[str] | None = None) -> RedactingFilter:
+    """Install the redacting handler on the `coldsync` logger (idempotent); return its filter."""
+    for secret in secrets or []:
+        _FILTER.add_secret(secret)
+    logger = logging.getLogger("coldsync")
+    logger.setLevel(level)
+    if not any(getattr(h, "_coldsync", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(_FILTER)
+        handler._coldsync = True  # type: ignore[attr-defined]
+        # Added first, so its filter scrubs the record before any parent handler (e.g. pytest's) sees it.
+        logger.handlers.insert(0, handler)
+    return _FILTER

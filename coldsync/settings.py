@@ -1,0 +1,462 @@
+"""Typed settings, loaded once, from one table of setting specs.
+
+Precedence, highest first: command-line flags > environment > `.env` > `config/secrets/*.json`
+> the warehouse `config` table > defaults. Every value is validated when loaded; all problems are
+collected and raised together as `SettingsError`, whose text names the setting, the bad value (never
+for a secret), where it came from, and the fix. Secrets are held in `Secret`, whose repr is masked.
+
+The spec table (`SPECS`) is the single source for environment names, CLI flags, config-table keys
+and the README's configuration table (a test keeps the README in step with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SECRETS_DIR = REPO_ROOT / "config" / "secrets"
+INSTANTLY_CONFIG_FILE = "instantly-config.json"
+BIGQUERY_CREDENTIALS_FILE = "bigquery-credentials.json"
+
+Kind = Literal["str", "int", "bool", "secret"]
+Origin = Literal["flag", "environment", ".env", "secrets file", "config table", "default"]
+
+
+class Secret:
+    """A string that never shows itself in repr, str, logs or error text."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting: its name everywhere, its type, default, bounds and the fix for a bad value."""
+
+    name: str  # attribute of Settings and the environment variable (upper-cased)
+    kind: Kind
+    default: Any
+    help: str
+    config_key: str | None = None  # row key in the warehouse `config` table, if ops may set it there
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None
+    pattern_hint: str = ""
+
+    @property
+    def env(self) -> str:
+        return self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+_IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_CAMPAIGN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+SPECS: tuple[SettingSpec, ...] = (
+    # --- Instantly -------------------------------------------------------------------------
+    SettingSpec("instantly_api_key", "secret", "", "Instantly API V2 key (Bearer). Needed for live runs."),
+    SettingSpec("instantly_base_url", "str", "https://api.instantly.ai", "Instantly API base URL.",
+                pattern=r"^https?://[^\s/]+(:\d+)?/?$", pattern_hint="an http(s) URL without a path"),
+    SettingSpec("instantly_max_per_second", "int", 20,
+                "Requests per second this process may send (workspace limit is 100, shared).",
+                minimum=1, maximum=100),
+    SettingSpec("instantly_max_per_minute", "int", 1200,
+                "Requests per minute this process may send (workspace limit is 6,000, shared).",
+                minimum=1, maximum=6000),
+    SettingSpec("smb_campaign_id", "str", "", "Instantly campaign id for SMB leads (revenue under threshold).",
+                config_key="smb_campaign_id", pattern=_CAMPAIGN, pattern_hint="a campaign UUID"),
+    SettingSpec("midsize_campaign_id", "str", "", "Instantly campaign id for Midsize leads.",
+                config_key="midsize_campaign_id", pattern=_CAMPAIGN, pattern_hint="a campaign UUID"),
+    # --- Warehouse -------------------------------------------------------------------------
+    SettingSpec("bq_project", "str", "", "Google Cloud project of the BigQuery warehouse. Empty: embedded DuckDB.",
+                pattern=r"^[a-z][a-z0-9\-:.]{4,61}[a-z0-9]$", pattern_hint="a GCP project id"),
+    SettingSpec("bq_dataset", "str", "coldsync", "Dataset (BigQuery) or schema (DuckDB) holding the tables.",
+                pattern=_IDENT, pattern_hint="letters, digits and underscores"),
+    SettingSpec("bq_location", "str", "US", "BigQuery location of the dataset.",
+                pattern=r"^[A-Za-z0-9\-]+$", pattern_hint="a location such as US, EU or us-east1"),
+    SettingSpec("bigquery_credentials_json", "secret", "",
+                "Service-account key: a file path or the JSON itself. Empty: GOOGLE_APPLICATION_CREDENTIALS "
+                "or Application Default Credentials (Workload Identity Federation)."),
+    SettingSpec("bq_maximum_bytes_billed", "int", 10 * 1024**3,
+                "Per-query guard: BigQuery fails a query that would bill more bytes.", minimum=10 * 1024**2),
+    SettingSpec("duckdb_path", "str", "data/coldsync.duckdb", "DuckDB file used when BQ_PROJECT is empty."),
+    SettingSpec("source_table", "str", "source_leads",
+                "Source lead table or view: a name in the dataset, or dataset.table / project.dataset.table.",
+                pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+){0,2}$", pattern_hint="[project.]dataset.table"),
+    # --- Business rules (ops may also set these in the warehouse `config` table) -------------
+    SettingSpec("smb_revenue_threshold", "int", 1_000_000,
+                "Annual revenue (USD) under which a lead goes to the SMB campaign.",
+                config_key="smb_revenue_threshold", minimum=1),
+    SettingSpec("inventory_cap", "int", 24_000, "Most leads held in the managed campaigns at once.",
+                config_key="inventory_cap", minimum=0, maximum=1_000_000),
+    SettingSpec("cooldown_days", "int", 90, "Days after a sequence ends before a lead may be added again.",
+                config_key="cooldown_days", minimum=0, maximum=3650),
+    SettingSpec("target_new_leads_per_run", "int", 100, "New leads one run tries to add.",
+                config_key="target_new_leads_per_run", minimum=0),
+    SettingSpec("max_new_leads_per_run", "int", 24_000,
+                "Hard ceiling: a larger TARGET_NEW_LEADS_PER_RUN is refused.",
+                config_key="max_new_leads_per_run", minimum=0, maximum=1_000_000),
+    SettingSpec("batch_size", "int", 1000, "Leads per Instantly bulk call (Instantly allows at most 1,000).",
+                config_key="batch_size", minimum=1, maximum=1000),
+    SettingSpec("max_active_days", "int", 60,
+                "A lead still active this many days after it was added is drained as stale.",
+                config_key="max_active_days", minimum=1, maximum=3650),
+    SettingSpec("dead_letter_max_retries", "int", 5, "Retries of a dead letter before it is given up.",
+                config_key="dead_letter_max_retries", minimum=0, maximum=100),
+    SettingSpec("allow_paused_campaigns", "bool", False,
+                "Add leads to a campaign that is not active (they wait; nothing is sent).",
+                config_key="allow_paused_campaigns"),
+    # --- One run ---------------------------------------------------------------------------
+    SettingSpec("dry_run", "bool", False, "Plan and print only: no API write, no warehouse write."),
+    SettingSpec("run_drain", "bool", True, "Run the DRAIN phase."),
+    SettingSpec("run_topup", "bool", True, "Run the TOP-UP phase."),
+    SettingSpec("run_housekeeping", "bool", True, "Run the HOUSEKEEPING phase."),
+    SettingSpec("lock_ttl_minutes", "int", 60, "A run lock older than this is taken over (a killed run).",
+                minimum=1, maximum=1440),
+    SettingSpec("log_level", "str", "INFO", "Logging level.",
+                choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+)
+
+SPEC_BY_NAME: dict[str, SettingSpec] = {s.name: s for s in SPECS}
+CONFIG_KEYS: dict[str, SettingSpec] = {s.config_key: s for s in SPECS if s.config_key}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one program run. `origins` says where each value came from."""
+
+    instantly_api_key: Secret
+    instantly_base_url: str
+    instantly_max_per_second: int
+    instantly_max_per_minute: int
+    smb_campaign_id: str
+    midsize_campaign_id: str
+    bq_project: str
+    bq_dataset: str
+    bq_location: str
+    bigquery_credentials_json: Secret
+    bq_maximum_bytes_billed: int
+    duckdb_path: str
+    source_table: str
+    smb_revenue_threshold: int
+    inventory_cap: int
+    cooldown_days: int
+    target_new_leads_per_run: int
+    max_new_leads_per_run: int
+    batch_size: int
+    max_active_days: int
+    dead_letter_max_retries: int
+    allow_paused_campaigns: bool
+    dry_run: bool
+    run_drain: bool
+    run_topup: bool
+    run_housekeeping: bool
+    lock_ttl_minutes: int
+    log_level: str
+    origins: Mapping[str, Origin] = field(default_factory=dict, compare=False)
+
+    @property
+    def uses_bigquery(self) -> bool:
+        return bool(self.bq_project)
+
+    def campaign_ids(self) -> dict[str, str]:
+        """Segment name -> campaign id, as the sync routes leads."""
+        return {"SMB": self.smb_campaign_id, "Midsize": self.midsize_campaign_id}
+
+    def duckdb_file(self) -> Path:
+        path = Path(self.duckdb_path)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    def secrets(self) -> list[str]:
+        """Raw secret values, for the log filter that scrubs them."""
+        values = [self.instantly_api_key.reveal(), self.bigquery_credentials_json.reveal()]
+        return [v for v in values if v]
+
+
+@dataclass(frozen=True)
+class SettingProblem:
+    name: str
+    origin: Origin
+    value: str | None  # None for secrets: never shown
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        shown = "" if self.value is None else f"={self.value!r}"
+        return f"{self.name.upper()}{shown} (from {self.origin}): {self.message}. Fix: {self.fix}"
+
+
+class SettingsError(Exception):
+    """One or more settings are invalid. Raised before anything is touched."""
+
+    def __init__(self, problems: Sequence[SettingProblem]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} bad setting(s):\n{lines}")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(spec: SettingSpec, raw: object, origin: Origin) -> tuple[Any, SettingProblem | None]:
+    shown = None if spec.kind == "secret" else str(raw)[:200]
+
+    def problem(message: str, fix: str) -> tuple[Any, SettingProblem]:
+        return None, SettingProblem(spec.name, origin, shown, message, fix)
+
+    if spec.kind == "secret":
+        text = "" if raw is None else str(raw).strip()
+        return Secret(text), None
+    if spec.kind == "bool":
+        if isinstance(raw, bool):
+            return raw, None
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True, None
+        if text in _FALSE:
+            return False, None
+        return problem("is not true or false", f"set {spec.env} to true or false")
+    if spec.kind == "int":
+        if isinstance(raw, bool):
+            return problem("is not a whole number", f"set {spec.env} to a whole number")
+        text = str(raw).strip().replace("_", "").replace(",", "")
+        try:
+            value = int(text)
+        except ValueError:
+            return problem("is not a whole number", f"set {spec.env} to a whole number such as {spec.default}")
+        if spec.minimum is not None and value < spec.minimum:
+            return problem(f"is below the minimum {spec.minimum}", f"set {spec.env} to at least {spec.minimum}")
+        if spec.maximum is not None and value > spec.maximum:
+            return problem(f"is above the maximum {spec.maximum}", f"set {spec.env} to at most {spec.maximum}")
+        return value, None
+    text = "" if raw is None else str(raw).strip()
+    if spec.choices is not None:
+        if text.upper() not in spec.choices:
+            return problem(f"is not one of {', '.join(spec.choices)}", f"set {spec.env} to one of them")
+        return text.upper(), None
+    if text and spec.pattern and not re.match(spec.pattern, text):
+        return problem(f"is not {spec.pattern_hint}", f"set {spec.env} to {spec.pattern_hint}")
+    return text, None
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser, exclude: Iterable[str] = ()) -> None:
+    """Add one flag per setting (but `exclude`), e.g. `--target-new-leads-per-run 50`."""
+    group = parser.add_argument_group("settings (each also an environment variable of the same name)")
+    skipped = set(exclude)
+    for spec in SPECS:
+        if spec.name in skipped:
+            continue
+        if spec.kind == "secret":
+            continue  # secrets never travel on a command line (they would show in `ps`)
+        if spec.kind == "bool":
+            group.add_argument(spec.flag, dest=f"setting_{spec.name}", nargs="?", const="true", default=None,
+                               metavar="true|false", help=spec.help)
+        else:
+            group.add_argument(spec.flag, dest=f"setting_{spec.name}", default=None, help=spec.help)
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The settings given as flags in parsed arguments."""
+    out: dict[str, str] = {}
+    for spec in SPECS:
+        value = getattr(args, f"setting_{spec.name}", None)
+        if value is not None:
+            out[spec.name] = str(value)
+    return out
+
+
+def _read_secrets_dir(secrets_dir: Path) -> tuple[dict[str, object], list[SettingProblem]]:
+    values: dict[str, object] = {}
+    problems: list[SettingProblem] = []
+    instantly_file = secrets_dir / INSTANTLY_CONFIG_FILE
+    if instantly_file.is_file():
+        try:
+            data = json.loads(instantly_file.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, OSError) as exc:
+            problems.append(SettingProblem("instantly_api_key", "secrets file", None,
+                                           f"{instantly_file.name} is not a readable JSON object "
+                                           f"({type(exc).__name__})",
+                                           f"fix {instantly_file} (see {INSTANTLY_CONFIG_FILE[:-5]}.example.json)"))
+            data = {}
+        for key, value in data.items():
+            name = str(key).lower()
+            if name == "api_key":
+                name = "instantly_api_key"
+            if name in SPEC_BY_NAME and value is not None:
+                values[name] = value
+    credentials_file = secrets_dir / BIGQUERY_CREDENTIALS_FILE
+    if credentials_file.is_file():
+        values["bigquery_credentials_json"] = str(credentials_file)
+        try:
+            project = json.loads(credentials_file.read_text(encoding="utf-8")).get("project_id")
+        except (ValueError, OSError, AttributeError):
+            project = None
+        if isinstance(project, str) and project:
+            values.setdefault("bq_project", project)
+    return values, problems
+
+
+@dataclass
+class SettingsSources:
+    """The raw layers, highest precedence first (everything but the warehouse config table)."""
+
+    layers: list[tuple[Origin, dict[str, object]]]
+    problems: list[SettingProblem]
+
+
+def read_sources(
+    cli: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: Path | None = None,
+    secrets_dir: Path | None = None,
+) -> SettingsSources:
+    """Read every layer above the warehouse config table. Pure except for reading the two files."""
+    env = os.environ if environ is None else environ
+    dotenv_file = dotenv_path if dotenv_path is not None else REPO_ROOT / ".env"
+    dotenv_raw = dotenv_values(dotenv_file) if dotenv_file.is_file() else {}
+    by_env = {s.env: s.name for s in SPECS}
+    env_layer = {by_env[k]: v for k, v in env.items() if k in by_env}
+    dotenv_layer: dict[str, object] = {by_env[k]: v for k, v in dotenv_raw.items() if k in by_env and v is not None}
+    # The standard Google variable counts as a credentials path when ours is not set.
+    if "bigquery_credentials_json" not in env_layer and env.get("GOOGLE_APPLICATION_CREDENTIALS"):
+        env_layer["bigquery_credentials_json"] = env["GOOGLE_APPLICATION_CREDENTIALS"]
+    secrets_layer, problems = _read_secrets_dir(secrets_dir if secrets_dir is not None else SECRETS_DIR)
+    layers: list[tuple[Origin, dict[str, object]]] = [
+        ("flag", dict(cli or {})),
+        ("environment", dict(env_layer)),
+        (".env", dotenv_layer),
+        ("secrets file", secrets_layer),
+    ]
+    unknown = [k for k in (cli or {}) if k not in SPEC_BY_NAME]
+    for name in unknown:
+        problems.append(SettingProblem(name, "flag", None, "is not a known setting",
+                                       "see the configuration table in README.md"))
+    return SettingsSources(layers, problems)
+
+
+def resolve(sources: SettingsSources, config_rows: Mapping[str, object] | None = None) -> Settings:
+    """Merge the layers with the config-table values and defaults; raise SettingsError on any problem."""
+    problems = list(sources.problems)
+    config_layer: dict[str, object] = {}
+    for key, value in (config_rows or {}).items():
+        spec = CONFIG_KEYS.get(key)
+        if spec is not None and value is not None and value != "":
+            config_layer[spec.name] = value
+    layers = [*sources.layers, ("config table", config_layer)]
+    values: dict[str, Any] = {}
+    origins: dict[str, Origin] = {}
+    for spec in SPECS:
+        raw: object = spec.default
+        origin: Origin = "default"
+        for layer_origin, layer in layers:
+            if spec.name in layer:
+                raw, origin = layer[spec.name], layer_origin
+                break
+        value, problem = _convert(spec, raw, origin)
+        if problem is not None:
+            problems.append(problem)
+            value, _ = _convert(spec, spec.default, "default")
+        values[spec.name] = value
+        origins[spec.name] = origin
+    problems.extend(_cross_checks(values, origins))
+    if problems:
+        raise SettingsError(problems)
+    return Settings(**values, origins=origins)
+
+
+def _cross_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) -> list[SettingProblem]:
+    problems: list[SettingProblem] = []
+    target, ceiling = values["target_new_leads_per_run"], values["max_new_leads_per_run"]
+    if target > ceiling:
+        problems.append(SettingProblem(
+            "target_new_leads_per_run", origins["target_new_leads_per_run"], str(target),
+            f"is above the hard ceiling MAX_NEW_LEADS_PER_RUN={ceiling}",
+            "lower TARGET_NEW_LEADS_PER_RUN, or raise MAX_NEW_LEADS_PER_RUN deliberately"))
+    smb, mid = values["smb_campaign_id"], values["midsize_campaign_id"]
+    if smb and mid and smb.lower() == mid.lower():
+        problems.append(SettingProblem(
+            "midsize_campaign_id", origins["midsize_campaign_id"], mid,
+            "is the same campaign as SMB_CAMPAIGN_ID", "give each segment its own campaign"))
+    return problems
+
+
+def load_settings(
+    cli: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: Path | None = None,
+    secrets_dir: Path | None = None,
+    config_rows: Mapping[str, object] | None = None,
+) -> Settings:
+    """Resolve settings from every layer; `config_rows` is the warehouse config table (key -> value)."""
+    return resolve(read_sources(cli, environ, dotenv_path, secrets_dir), config_rows)
+
+
+def require(settings: Settings, names: Iterable[str], why: str) -> None:
+    """Raise SettingsError unless each named setting has a non-empty value."""
+    problems = []
+    for name in names:
+        value = getattr(settings, name)
+        if not value:
+            spec = SPEC_BY_NAME[name]
+            problems.append(SettingProblem(name, settings.origins.get(name, "default"), None,
+                                           f"is empty but {why}", f"set {spec.env} (environment, .env or "
+                                           f"config/secrets) or the `{spec.config_key}` row of the config table"
+                                           if spec.config_key else f"set {spec.env} (environment or .env)"))
+    if problems:
+        raise SettingsError(problems)
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    """A copy with some values changed (tests, the demo); values are not re-validated."""
+    current = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    current.update(changes)
+    return Settings(**current)
+
+
+def describe_specs() -> list[dict[str, str]]:
+    """Rows for the README's configuration table."""
+    rows = []
+    for spec in SPECS:
+        default = str(spec.default).lower() if spec.kind == "bool" else str(spec.default)
+        if spec.kind == "secret":
+            default = ""
+        rows.append({"env": spec.env, "config_key": spec.config_key or "", "default": default, "help": spec.help})
+    return rows
+
+
+ConfigReader = Callable[[], Mapping[str, object]]

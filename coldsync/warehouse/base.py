@@ -1,0 +1,141 @@
+"""The one warehouse interface both engines implement.
+
+SQL is written once, in BigQuery's dialect, with `{ds}` standing for the dataset (qualified as each
+engine needs) and `{source}` for the source lead table. Only identifiers are templated (validated
+by settings); every value travels as a query parameter (`@name`). The DuckDB engine transpiles the
+same text with sqlglot, so a business rule has exactly one definition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from coldsync.warehouse.schema import TableSpec
+
+
+@dataclass(frozen=True)
+class Typed:
+    """A scalar parameter with an explicit BigQuery type (needed for NULL values)."""
+
+    value: Any
+    type: str  # STRING, INT64, FLOAT64, NUMERIC, BOOL, TIMESTAMP, DATE
+
+
+@dataclass(frozen=True)
+class Rows:
+    """An ARRAY<STRUCT<...>> parameter: the rows a MERGE or INSERT reads with UNNEST(@rows)."""
+
+    fields: tuple[tuple[str, str], ...]  # (name, BigQuery type)
+    rows: Sequence[Mapping[str, Any]]
+
+    def __post_init__(self) -> None:
+        if not self.rows:
+            raise ValueError("Rows parameter is empty: skip the statement instead of sending it")
+
+
+@dataclass(frozen=True)
+class StringArray:
+    """An ARRAY<STRING> parameter, e.g. `WHERE email IN UNNEST(@emails)`."""
+
+    values: Sequence[str]
+
+
+Param = str | int | float | bool | Decimal | dt.datetime | dt.date | None | Typed | Rows | StringArray
+
+
+@dataclass
+class StatementStats:
+    """Statements sent to the warehouse, by label: the benchmark and dry-run tests read these."""
+
+    by_label: Counter[str] = field(default_factory=Counter)
+    writes: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_label.values())
+
+
+class WarehouseError(Exception):
+    """A warehouse statement failed (after retries where retrying makes sense)."""
+
+
+class Warehouse(Protocol):
+    """What the product needs from a warehouse."""
+
+    engine: str
+    dataset: str
+    stats: StatementStats
+
+    def describe(self) -> str:
+        """One line for the log: which warehouse and where (no secret)."""
+        ...
+
+    def query(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> list[dict[str, Any]]:
+        """Run a read and return its rows as dicts."""
+        ...
+
+    def execute(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> int:
+        """Run a write (DML/DDL); return the number of rows changed (0 for DDL)."""
+        ...
+
+    def render(self, sql: str) -> str:
+        """The statement as this engine would run it (for --dry-run printing)."""
+        ...
+
+    def ensure_dataset(self) -> bool:
+        """Create the dataset/schema if missing; True when it was created."""
+        ...
+
+    def existing_columns(self, table: str) -> dict[str, str] | None:
+        """Column name -> type of a table or view in the dataset, or None when it does not exist."""
+        ...
+
+    def create_table(self, spec: TableSpec) -> None:
+        """Create a table from its spec (partitioning and clustering where the engine has them)."""
+        ...
+
+    def add_columns(self, spec: TableSpec, names: Sequence[str]) -> None:
+        """Add missing columns of a spec to an existing table, keeping its data."""
+        ...
+
+    def table_ddl(self, spec: TableSpec) -> str:
+        """The DDL equivalent of create_table, for printing."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+){0,2}$")
+
+
+def check_identifier(name: str) -> str:
+    """Identifiers are the only text placed into SQL; refuse anything but [project.]dataset.table."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a valid table identifier: {name!r}")
+    return name
+
+
+def infer_type(value: Any) -> str:
+    """BigQuery type of a Python scalar parameter."""
+    if isinstance(value, Typed):
+        return value.type
+    if isinstance(value, bool):
+        return "BOOL"
+    if isinstance(value, int):
+        return "INT64"
+    if isinstance(value, float):
+        return "FLOAT64"
+    if isinstance(value, Decimal):
+        return "NUMERIC"
+    if isinstance(value, dt.datetime):
+        return "TIMESTAMP"
+    if isinstance(value, dt.date):
+        return "DATE"
+    return "STRING"

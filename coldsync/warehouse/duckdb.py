@@ -1,0 +1,174 @@
+"""The embedded warehouse: one DuckDB file, running the BigQuery SQL transpiled by sqlglot."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+from coldsync.warehouse.base import (
+    Param,
+    Rows,
+    StatementStats,
+    StringArray,
+    Typed,
+    WarehouseError,
+    check_identifier,
+)
+from coldsync.warehouse.schema import TableSpec
+
+log = logging.getLogger("coldsync.warehouse")
+
+_DUCK_TYPES = {
+    "STRING": "VARCHAR",
+    "INT64": "BIGINT",
+    "FLOAT64": "DOUBLE",
+    "NUMERIC": "DECIMAL(38, 9)",
+    "BOOL": "BOOLEAN",
+    "TIMESTAMP": "TIMESTAMPTZ",
+    "DATE": "DATE",
+}
+
+_WRITE_PREFIXES = ("INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "ALTER", "DROP")
+
+
+@lru_cache(maxsize=512)
+def transpile(sql: str) -> str:
+    """BigQuery SQL -> DuckDB SQL (cached: the product runs a small fixed set of statements)."""
+    out = []
+    for tree in sqlglot.parse(sql, read="bigquery"):
+        if tree is None:
+            continue
+        # BigQuery NUMERIC is DECIMAL(38, 9); DuckDB's bare DECIMAL would be (18, 3).
+        for node in tree.find_all(exp.DataType):
+            if node.this == exp.DataType.Type.DECIMAL and not node.expressions:
+                node.set("expressions", [exp.DataTypeParam(this=exp.Literal.number(38)),
+                                         exp.DataTypeParam(this=exp.Literal.number(9))])
+        out.append(tree.sql(dialect="duckdb"))
+    return ";\n".join(out)
+
+
+def _to_duck(value: Param) -> Any:
+    if isinstance(value, Rows):
+        names = [name for name, _ in value.fields]
+        return [{name: row.get(name) for name in names} for row in value.rows]
+    if isinstance(value, StringArray):
+        return list(value.values)
+    if isinstance(value, Typed):
+        return value.value
+    return value
+
+
+class DuckDBWarehouse:
+    """Warehouse on a local DuckDB file; the dataset is a schema inside it."""
+
+    engine = "duckdb"
+
+    def __init__(self, path: Path | str, dataset: str, source_table: str = "source_leads") -> None:
+        self.path = Path(path) if str(path) != ":memory:" else None
+        self.dataset = check_identifier(dataset)
+        parts = check_identifier(source_table).split(".")
+        self._source_parts = parts
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The file is attached under a catalog name derived from the dataset, never equal to it:
+        # DuckDB cannot bind views when a catalog and a schema share a name (e.g. coldsync.duckdb).
+        self.catalog = f"{self.dataset}_db"
+        self._con = duckdb.connect(":memory:")
+        self._con.execute("SET TimeZone = 'UTC'")
+        target = str(self.path) if self.path is not None else ":memory:"
+        self._con.execute(f"ATTACH '{target.replace(chr(39), chr(39) * 2)}' AS \"{self.catalog}\"")
+        self._con.execute(f'USE "{self.catalog}"')
+        self._qualified = f"{self.catalog}.{self.dataset}"
+        parts = self._source_parts
+        schema = parts[-2] if len(parts) > 1 else self.dataset
+        self.source_table = f"{self.catalog}.{schema}.{parts[-1]}"
+        self._lock = threading.Lock()
+        self.stats = StatementStats()
+
+    def describe(self) -> str:
+        where = str(self.path) if self.path is not None else "in memory"
+        return f"DuckDB warehouse at {where} (schema {self.dataset})"
+
+    def render(self, sql: str) -> str:
+        return transpile(sql.replace("{ds}", self._qualified).replace("{source}", self.source_table))
+
+    def _run(self, sql: str, params: Mapping[str, Param] | None, label: str) -> duckdb.DuckDBPyConnection:
+        rendered = self.render(sql)
+        bound = {k: _to_duck(v) for k, v in (params or {}).items()}
+        self.stats.by_label[label] += 1
+        if rendered.lstrip().upper().startswith(_WRITE_PREFIXES):
+            self.stats.writes += 1
+        try:
+            with self._lock:
+                return self._con.execute(rendered, bound) if bound else self._con.execute(rendered)
+        except duckdb.Error as exc:
+            raise WarehouseError(f"{label}: {type(exc).__name__}: {exc}") from exc
+
+    def query(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> list[dict[str, Any]]:
+        cursor = self._run(sql, params, label)
+        columns = [d[0] for d in cursor.description or []]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def execute(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> int:
+        cursor = self._run(sql, params, label)
+        try:
+            result = cursor.fetchall()
+        except duckdb.Error:
+            return 0
+        if result and len(result[0]) == 1 and isinstance(result[0][0], int):
+            return int(result[0][0])
+        return 0
+
+    def ensure_dataset(self) -> bool:
+        existed = self._con.execute(
+            "SELECT count(*) FROM information_schema.schemata WHERE catalog_name = ? AND schema_name = ?",
+            [self.catalog, self.dataset],
+        ).fetchone()
+        self.stats.by_label["setup.dataset"] += 1
+        self.stats.writes += 1
+        with self._lock:
+            self._con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.catalog}"."{self.dataset}"')
+        return not (existed and existed[0])
+
+    def existing_columns(self, table: str) -> dict[str, str] | None:
+        rows = self._con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_catalog = ? AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [self.catalog, self.dataset, table],
+        ).fetchall()
+        return {str(name): str(type_) for name, type_ in rows} or None
+
+    def table_ddl(self, spec: TableSpec) -> str:
+        cols = ",\n  ".join(
+            f"{c.name} {_DUCK_TYPES[c.type]}{' NOT NULL' if c.required else ''}" for c in spec.columns
+        )
+        return f'CREATE TABLE IF NOT EXISTS "{self.catalog}"."{self.dataset}"."{spec.name}" (\n  {cols}\n)'
+
+    def create_table(self, spec: TableSpec) -> None:
+        self.stats.by_label["setup.create_table"] += 1
+        self.stats.writes += 1
+        with self._lock:
+            self._con.execute(self.table_ddl(spec))
+
+    def add_columns(self, spec: TableSpec, names: Sequence[str]) -> None:
+        by_name = {c.name: c for c in spec.columns}
+        for name in names:
+            column = by_name[name]
+            self.stats.by_label["setup.add_column"] += 1
+            self.stats.writes += 1
+            with self._lock:
+                self._con.execute(
+                    f'ALTER TABLE "{self.catalog}"."{self.dataset}"."{spec.name}" ADD COLUMN IF NOT EXISTS '
+                    f"{column.name} {_DUCK_TYPES[column.type]}"
+                )
+
+    def close(self) -> None:
+        self._con.close()

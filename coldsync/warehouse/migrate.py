@@ -1,0 +1,161 @@
+"""Create and upgrade the warehouse schema, idempotently: what `python setup.py` runs.
+
+Running it twice changes nothing; on an older schema it adds the missing tables and columns and
+never drops data; config rows are only inserted when missing, so ops' changes survive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from coldsync.settings import CONFIG_KEYS, Settings
+from coldsync.warehouse.base import Rows, Warehouse, WarehouseError
+from coldsync.warehouse.schema import SCHEMA_VERSION, SOURCE_COLUMNS, TABLES, VIEW_NAME, VIEW_SQL
+
+CONFIG_FIELDS = (("key", "STRING"), ("value_int", "INT64"), ("value_string", "STRING"))
+
+SEED_CONFIG_SQL = """
+MERGE `{ds}.config` AS t
+USING (SELECT r.key, r.value_int, r.value_string FROM UNNEST(@rows) AS r) AS s
+ON t.key = s.key
+WHEN NOT MATCHED THEN
+  INSERT (key, value_int, value_string, updated_at)
+  VALUES (s.key, s.value_int, s.value_string, CURRENT_TIMESTAMP())
+"""
+
+SCHEMA_VERSION_SQL = """
+UPDATE `{ds}.config` SET value_int = @version, updated_at = CURRENT_TIMESTAMP()
+WHERE key = 'schema_version' AND (value_int IS NULL OR value_int < @version)
+"""
+
+READ_CONFIG_SQL = "SELECT key, value_int, value_string FROM `{ds}.config`"
+
+
+class SchemaError(Exception):
+    """The schema cannot be built as configured (e.g. the source table is missing a column)."""
+
+
+@dataclass
+class SchemaReport:
+    actions: list[str] = field(default_factory=list)
+    statements: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(not a.startswith(("ok:", "would")) for a in self.actions)
+
+
+def config_seed_rows(settings: Settings) -> list[dict[str, Any]]:
+    """Config rows from the settings (defaults unless overridden), plus the schema version."""
+    rows: list[dict[str, Any]] = [{"key": "schema_version", "value_int": SCHEMA_VERSION, "value_string": None}]
+    for key, spec in CONFIG_KEYS.items():
+        value = getattr(settings, spec.name)
+        if spec.kind == "bool" or spec.kind == "int":
+            rows.append({"key": key, "value_int": int(value), "value_string": None})
+        else:
+            rows.append({"key": key, "value_int": None, "value_string": value or None})
+    return rows
+
+
+def read_config(warehouse: Warehouse) -> dict[str, object]:
+    """The config table as key -> value (value_int when set, else value_string); {} when missing."""
+    if warehouse.existing_columns("config") is None:
+        return {}
+    rows = warehouse.query(READ_CONFIG_SQL, label="settings.read_config")
+    out: dict[str, object] = {}
+    for row in rows:
+        value = row["value_int"] if row["value_int"] is not None else row["value_string"]
+        out[str(row["key"])] = value
+    return out
+
+
+def check_source(warehouse: Warehouse, source_table: str) -> list[str]:
+    """Problems with the source lead table against the column contract (empty when fine)."""
+    name = source_table.split(".")[-1]
+    in_dataset = source_table.count(".") == 0 or source_table.split(".")[-2] == warehouse.dataset
+    if not in_dataset:
+        return []  # outside our dataset: the view creation will report a missing table
+    columns = warehouse.existing_columns(name)
+    if columns is None:
+        return [f"source table {source_table!r} does not exist: create it, load your leads, "
+                "or set SOURCE_TABLE (run `python setup.py --demo` for a synthetic one)"]
+    missing = [c.name for c in SOURCE_COLUMNS if c.name not in {k.lower() for k in columns}]
+    if missing:
+        return [f"source table {source_table!r} lacks column(s) {', '.join(missing)}: add them (see README, "
+                "source column contract) or point SOURCE_TABLE at a view that renames yours"]
+    return []
+
+
+def ensure_schema(
+    warehouse: Warehouse,
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> SchemaReport:
+    """Bring the dataset up to the current schema; with dry_run, only print what would run."""
+    report = SchemaReport()
+
+    def act(action: str, statement: str | None = None) -> None:
+        report.actions.append(action)
+        if statement:
+            report.statements.append(statement)
+        if echo:
+            echo(action)
+            if statement and dry_run:
+                echo(statement.strip() + ";\n")
+
+    if dry_run:
+        act(f"would ensure dataset {warehouse.dataset}")
+    elif warehouse.ensure_dataset():
+        act(f"created dataset {warehouse.dataset}")
+    else:
+        act(f"ok: dataset {warehouse.dataset} exists")
+
+    for spec in TABLES:
+        existing = warehouse.existing_columns(spec.name)
+        if existing is None:
+            if dry_run:
+                act(f"would create table {spec.name}", warehouse.table_ddl(spec))
+            else:
+                warehouse.create_table(spec)
+                act(f"created table {spec.name}")
+            continue
+        missing = [c for c in spec.column_names() if c not in existing]
+        if not missing:
+            act(f"ok: table {spec.name} is current")
+        elif dry_run:
+            act(f"would add column(s) {', '.join(missing)} to {spec.name}",
+                "\n".join(f"ALTER TABLE {spec.name} ADD COLUMN IF NOT EXISTS {m}" for m in missing))
+        else:
+            warehouse.add_columns(spec, missing)
+            act(f"added column(s) {', '.join(missing)} to {spec.name}")
+
+    seeds = config_seed_rows(settings)
+    if dry_run:
+        act(f"would insert missing config rows among {', '.join(r['key'] for r in seeds)}",
+            warehouse.render(SEED_CONFIG_SQL))
+    else:
+        inserted = warehouse.execute(SEED_CONFIG_SQL, {"rows": Rows(CONFIG_FIELDS, seeds)}, label="setup.seed_config")
+        act(f"inserted {inserted} missing config row(s)" if inserted else "ok: config rows present")
+        warehouse.execute(SCHEMA_VERSION_SQL, {"version": SCHEMA_VERSION}, label="setup.schema_version")
+
+    problems = check_source(warehouse, settings.source_table)
+    if problems:
+        if dry_run:
+            for problem in problems:
+                act(f"would fail: {problem}")
+            return report
+        raise SchemaError("; ".join(problems))
+    before = warehouse.existing_columns(VIEW_NAME)
+    if dry_run:
+        act(f"would create or replace view {VIEW_NAME}", warehouse.render(VIEW_SQL))
+    else:
+        try:
+            warehouse.execute(VIEW_SQL, label="setup.view")
+        except WarehouseError as exc:
+            raise SchemaError(f"could not create {VIEW_NAME}: {exc}") from exc
+        act(f"ok: view {VIEW_NAME} is current" if before is not None else f"created view {VIEW_NAME}")
+    return report

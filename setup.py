@@ -1,0 +1,52 @@
+"""Warehouse schema tool: create or upgrade the tables and the v_ready_for_instantly view.
+
+This is not a packaging script. Usage:
+    python setup.py              create what is missing (idempotent; never drops data)
+    python setup.py --dry-run    print the statements instead of running them
+    python setup.py --demo       also build the synthetic demo warehouse (DuckDB by default)
+"""
+
+from __future__ import annotations
+
+import sys
+
+from coldsync.cli import RUN_ONLY_SETTINGS, ExitCode, bootstrap, fail_config, settings_parser
+from coldsync.settings import SettingsError
+from coldsync.warehouse import WarehouseError
+from coldsync.warehouse.demo_data import DemoSizes, build_demo_warehouse, ensure_demo_source_table
+from coldsync.warehouse.migrate import SchemaError, ensure_schema
+from coldsync.warehouse.queries import READY_COUNTS_SQL
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = settings_parser(__doc__.splitlines()[0], exclude=RUN_ONLY_SETTINGS)
+    parser.add_argument("--dry-run", dest="schema_dry_run", action="store_true",
+                        help="print the statements; change nothing")
+    parser.add_argument("--demo", action="store_true", help="build the synthetic demo source, DNC and history")
+    parser.add_argument("--demo-leads", type=int, default=300_000, help="demo source size (default 300000)")
+    args = parser.parse_args(argv)
+    try:
+        ctx = bootstrap(args, read_config_table=False)
+    except SettingsError as exc:
+        return fail_config(exc)
+    warehouse, settings = ctx.warehouse, ctx.settings
+    try:
+        print(f"Warehouse: {warehouse.describe()}")
+        if args.demo and not args.schema_dry_run:
+            warehouse.ensure_dataset()
+            ensure_demo_source_table(warehouse)
+        ensure_schema(warehouse, settings, dry_run=args.schema_dry_run, echo=print)
+        if args.demo and not args.schema_dry_run:
+            build_demo_warehouse(warehouse, sizes=DemoSizes(leads=args.demo_leads), echo=print)
+            for row in warehouse.query(READY_COUNTS_SQL, label="setup.ready_counts"):
+                print(f"ready for Instantly: {row['sequence_target']:<8} {row['ready']:>8}")
+    except (SchemaError, WarehouseError) as exc:
+        print(f"Schema error: {exc}", file=sys.stderr)
+        return ExitCode.RUN_FAILED
+    finally:
+        warehouse.close()
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
