@@ -182,14 +182,17 @@ VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000, "cooldown_days": 90}
 _TRIM = r"[\s\x{00A0}\x{200B}\x{FEFF}]"
 
 # The one definition of eligibility. Rules, in order:
-#  1. email trimmed (incl. NBSP/zero-width) and lower-cased; kept only if it matches EMAIL_PATTERN;
+#  1. email trimmed (incl. NBSP/zero-width), kept only if it matches EMAIL_PATTERN (checked before
+#     lower-casing, as coldsync.rules.normalize_email does), then lower-cased;
 #  2. one row per email: the highest revenue, then the smallest (first, last, company, domain,
 #     location, country) wins, so a repeated source email always yields the same row;
-#  3. not on the DNC list by email, nor by exact domain;
+#  3. not on the DNC list by email, nor by exact domain (entries compared trimmed and lower-cased,
+#     a domain entry also without a leading "@" or a trailing dot);
 #  4. not in ops_inst_state (pending, active or draining, any campaign);
 #  5. not in cooldown: the last history row ended at least cooldown_days before `as_of`
 #     (exactly cooldown_days ago is eligible again);
-#  6. sequence_target: SMB when revenue < threshold or revenue unknown (NULL, negative, not a number),
+#  6. sequence_target: SMB when revenue < threshold or revenue unknown (NULL, negative, not a number;
+#     thousands commas in text revenue are ignored),
 #     else Midsize;
 #  7. priority: leads never contacted first, then higher revenue first, then email.
 # `as_of` is CURRENT_TIMESTAMP() unless the config row `as_of` holds a timestamp (simulations only).
@@ -207,17 +210,26 @@ WITH params AS (
     COALESCE((SELECT MAX(SAFE_CAST(value_string AS TIMESTAMP)) FROM `{{ds}}.config` WHERE key = 'as_of'),
              CURRENT_TIMESTAMP()) AS as_of
 ),
-normalized AS (
+trimmed AS (
   SELECT
-    LOWER(REGEXP_REPLACE(CAST(s.email AS STRING), r'^{_TRIM}+|{_TRIM}+$', '')) AS email,
+    REGEXP_REPLACE(CAST(s.email AS STRING), r'^{_TRIM}+|{_TRIM}+$', '') AS trimmed_email,
     CAST(s.first_name AS STRING) AS first_name,
     CAST(s.last_name AS STRING) AS last_name,
     CAST(s.company_name AS STRING) AS company_name,
     CAST(s.domain AS STRING) AS domain,
     CAST(s.location AS STRING) AS location,
     CAST(s.country AS STRING) AS country,
-    SAFE_CAST(CAST(s.annual_revenue AS STRING) AS NUMERIC) AS annual_revenue
+    SAFE_CAST(REPLACE(CAST(s.annual_revenue AS STRING), ',', '') AS NUMERIC) AS annual_revenue
   FROM `{{source}}` AS s
+),
+normalized AS (
+  -- Validate before lower-casing: engines lower-case some non-ASCII letters differently.
+  SELECT LOWER(t.trimmed_email) AS email, t.first_name, t.last_name, t.company_name, t.domain, t.location,
+         t.country, t.annual_revenue
+  FROM trimmed AS t
+  WHERE t.trimmed_email IS NOT NULL
+    AND LENGTH(t.trimmed_email) <= {MAX_EMAIL_LENGTH}
+    AND REGEXP_CONTAINS(t.trimmed_email, r"{EMAIL_PATTERN}")
 ),
 valid AS (
   SELECT
@@ -230,9 +242,13 @@ valid AS (
                n.domain, n.location, n.country
     ) AS duplicate_rank
   FROM normalized AS n
-  WHERE n.email IS NOT NULL
-    AND LENGTH(n.email) <= {MAX_EMAIL_LENGTH}
-    AND REGEXP_CONTAINS(n.email, r"{EMAIL_PATTERN}")
+),
+dnc_emails AS (
+  SELECT DISTINCT LOWER(TRIM(email)) AS email FROM `{{ds}}.ops_dnc` WHERE email IS NOT NULL
+),
+dnc_domains AS (
+  SELECT DISTINCT RTRIM(LTRIM(LOWER(TRIM(domain)), '@'), '.') AS domain
+  FROM `{{ds}}.ops_dnc` WHERE domain IS NOT NULL
 ),
 history AS (
   SELECT email, MAX(completed_at) AS last_completed_at, MAX(attempt_num) AS last_attempt
@@ -253,8 +269,8 @@ FROM valid AS v
 CROSS JOIN params AS p
 LEFT JOIN history AS h ON h.email = v.email
 WHERE v.duplicate_rank = 1
-  AND NOT EXISTS (SELECT 1 FROM `{{ds}}.ops_dnc` AS d WHERE d.email = v.email)
-  AND NOT EXISTS (SELECT 1 FROM `{{ds}}.ops_dnc` AS d WHERE d.domain = v.email_domain)
+  AND NOT EXISTS (SELECT 1 FROM dnc_emails AS d WHERE d.email = v.email)
+  AND NOT EXISTS (SELECT 1 FROM dnc_domains AS d WHERE d.domain = v.email_domain)
   AND NOT EXISTS (SELECT 1 FROM `{{ds}}.ops_inst_state` AS st WHERE st.email = v.email)
   AND (h.last_completed_at IS NULL
        OR h.last_completed_at <= TIMESTAMP_SUB(p.as_of, INTERVAL p.cooldown_days DAY))

@@ -1,0 +1,80 @@
+"""Shared fixtures: settings without the developer's environment, and a warehouse per engine."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coldsync.settings import Settings, load_settings
+from coldsync.warehouse.base import Warehouse
+
+ENGINES = ["duckdb", "bigquery"]
+
+
+@pytest.fixture
+def empty_dir(tmp_path: Path) -> Path:
+    """A directory standing in for .env / config/secrets, so tests never read the developer's files."""
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    return folder
+
+
+def make_settings(tmp_path: Path, **env: str) -> Settings:
+    """Settings from defaults plus the given environment only (no .env, no secrets files)."""
+    folder = tmp_path / "no-secrets"
+    folder.mkdir(exist_ok=True)
+    environ = {"DUCKDB_PATH": str(tmp_path / "wh.duckdb"), **{k.upper(): v for k, v in env.items()}}
+    return load_settings(environ=environ, dotenv_path=folder / ".env", secrets_dir=folder)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def bq_emulator() -> Iterator[Any]:
+    """One BigQuery emulator process for the session (tests use their own datasets)."""
+    from tests.bq_emulator import emulator_available, start_emulator
+
+    available, why = emulator_available()
+    if not available:
+        if os.environ.get("CI"):
+            pytest.fail(f"BigQuery emulator lane is required in CI but unavailable: {why}")
+        pytest.skip(f"BigQuery emulator not installed: {why} (run `make test` to install it)")
+    handle = start_emulator()
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def open_warehouse(engine: str, tmp_path: Path, request: pytest.FixtureRequest,
+                   source_table: str = "source_leads") -> Warehouse:
+    if engine == "duckdb":
+        from coldsync.warehouse.duckdb import DuckDBWarehouse
+
+        return DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync", source_table)
+    from coldsync.warehouse.bigquery import BigQueryWarehouse
+
+    emulator = request.getfixturevalue("bq_emulator")
+    dataset = f"t_{uuid.uuid4().hex[:10]}"
+    return BigQueryWarehouse(emulator.project, dataset, source_table=source_table, client=emulator.client(),
+                             maximum_bytes_billed=10 * 1024**3)
+
+
+@pytest.fixture(params=ENGINES, ids=ENGINES)
+def raw_warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    """An empty warehouse (no schema yet) on each engine."""
+    if request.param == "bigquery":
+        request.applymarker(pytest.mark.bigquery)
+    warehouse = open_warehouse(request.param, tmp_path, request)
+    try:
+        yield warehouse
+    finally:
+        warehouse.close()

@@ -1,0 +1,111 @@
+"""setup.py, the schema tool: idempotent, upgrades without loss, dry run changes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coldsync.settings import Settings
+from coldsync.warehouse.base import Warehouse
+from coldsync.warehouse.migrate import SchemaError, ensure_schema, read_config
+from coldsync.warehouse.schema import INST_STATE, TABLES, VIEW_NAME
+from tests.helpers import add_sources, build, lead, ready
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _snapshot(warehouse: Warehouse) -> dict[str, object]:
+    tables = {spec.name: warehouse.existing_columns(spec.name) for spec in TABLES}
+    config = warehouse.query("SELECT key, value_int, value_string, updated_at FROM `{ds}.config` ORDER BY key",
+                             label="test.config")
+    return {"tables": tables, "config": config}
+
+
+def test_setup_twice_changes_nothing(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """A second run of the schema tool changes no table, column or config row."""
+    build(raw_warehouse, settings, [lead("a@example.com")], as_of=None)
+    before = _snapshot(raw_warehouse)
+    report = ensure_schema(raw_warehouse, settings)
+    assert not report.changed, report.actions
+    assert _snapshot(raw_warehouse) == before
+    assert list(ready(raw_warehouse)) == ["a@example.com"]
+
+
+def test_config_is_seeded_with_defaults_and_ops_changes_survive(raw_warehouse: Warehouse,
+                                                              settings: Settings) -> None:
+    """Seeded defaults: threshold 1,000,000, cap 24,000, cooldown 90, 100 per run; a changed row is kept."""
+    build(raw_warehouse, settings, as_of=None)
+    config = read_config(raw_warehouse)
+    assert (config["smb_revenue_threshold"], config["inventory_cap"], config["cooldown_days"],
+            config["target_new_leads_per_run"]) == (1_000_000, 24_000, 90, 100)
+    raw_warehouse.execute("UPDATE `{ds}.config` SET value_int = 30 WHERE key = 'cooldown_days'", label="test")
+    ensure_schema(raw_warehouse, settings)
+    assert read_config(raw_warehouse)["cooldown_days"] == 30
+
+
+def test_upgrade_from_older_schema_adds_columns_and_keeps_rows(raw_warehouse: Warehouse,
+                                                              settings: Settings) -> None:
+    """On an older ops_inst_state lacking columns (and holding rows), setup adds the columns, keeps the rows."""
+    raw_warehouse.ensure_dataset()
+    old = type(INST_STATE)(INST_STATE.name, INST_STATE.columns[:4], "older version")
+    raw_warehouse.create_table(old)
+    raw_warehouse.execute(
+        "INSERT INTO `{ds}.ops_inst_state` (email, campaign_id, sequence_target, status) "
+        "VALUES ('kept@example.com', 'c1', 'SMB', 'active')", label="test.old_row")
+    build(raw_warehouse, settings, [lead("kept@example.com"), lead("new@example.com")], as_of=None)
+    columns = raw_warehouse.existing_columns(INST_STATE.name) or {}
+    assert set(INST_STATE.column_names()) <= set(columns)
+    rows = raw_warehouse.query("SELECT email, status, instantly_lead_id FROM `{ds}.ops_inst_state`", label="t")
+    assert rows == [{"email": "kept@example.com", "status": "active", "instantly_lead_id": None}]
+    assert list(ready(raw_warehouse)) == ["new@example.com"]
+
+
+def test_dry_run_prints_statements_and_changes_nothing(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """--dry-run on an empty dataset prints every CREATE and leaves the warehouse untouched."""
+    printed: list[str] = []
+    report = ensure_schema(raw_warehouse, settings, dry_run=True, echo=printed.append)
+    assert raw_warehouse.stats.writes == 0
+    assert all(raw_warehouse.existing_columns(spec.name) is None for spec in TABLES)
+    text = "\n".join(printed)
+    for spec in TABLES:
+        assert f"would create table {spec.name}" in text
+    assert any("CREATE TABLE" in s for s in report.statements)
+
+
+def test_missing_source_table_is_a_clear_error(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """Without the source table, setup stops with a message naming SOURCE_TABLE and the fix."""
+    with pytest.raises(SchemaError, match="SOURCE_TABLE"):
+        ensure_schema(raw_warehouse, settings)
+
+
+def test_source_missing_contract_columns_is_named(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """A source table without a contract column is refused, naming the column."""
+    from coldsync.warehouse.schema import SOURCE_COLUMNS, TableSpec
+
+    raw_warehouse.ensure_dataset()
+    raw_warehouse.create_table(TableSpec("source_leads", SOURCE_COLUMNS[:-1], "no revenue"))
+    with pytest.raises(SchemaError, match="annual_revenue"):
+        ensure_schema(raw_warehouse, settings)
+
+
+def test_view_exists_after_setup(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """setup creates v_ready_for_instantly with the documented columns."""
+    build(raw_warehouse, settings)
+    add_sources(raw_warehouse, [lead("v@example.com")])
+    columns = set(raw_warehouse.existing_columns(VIEW_NAME) or {})
+    assert {"email", "sequence_target", "priority", "attempt_num", "annual_revenue"} <= columns
+
+
+def test_setup_command_builds_demo_and_prints_ready_counts(tmp_path: Path) -> None:
+    """`python setup.py --demo` on a fresh DuckDB file builds the demo and prints ready counts per segment."""
+    env = {"DUCKDB_PATH": str(tmp_path / "demo.duckdb"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "setup.py", "--demo", "--demo-leads", "3000"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ready for Instantly: SMB" in out.stdout and "ready for Instantly: Midsize" in out.stdout
+    again = subprocess.run([sys.executable, "setup.py"], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0 and "created" not in again.stdout

@@ -1,0 +1,135 @@
+"""The warehouse contract: the same cases on DuckDB and on BigQuery (through the local emulator)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from coldsync.settings import Settings
+from coldsync.warehouse.base import Warehouse
+from coldsync.warehouse.migrate import read_config
+from tests.helpers import (
+    T0,
+    add_dnc,
+    add_history,
+    add_state,
+    build,
+    delete_config,
+    lead,
+    ready,
+    set_config,
+)
+
+
+def test_case_variant_duplicates_collapse_to_one_deterministic_row(raw_warehouse: Warehouse,
+                                                                   settings: Settings) -> None:
+    """Case and whitespace variants of one email give one ready row: the highest-revenue source row."""
+    build(raw_warehouse, settings, [
+        lead("Dup@Example.com", Decimal(10), first_name="Low"),
+        lead("  dup@example.com ", Decimal(5_000_000), first_name="High"),
+        lead("DUP@EXAMPLE.COM", None, first_name="Unknown"),
+    ])
+    rows = ready(raw_warehouse)
+    assert list(rows) == ["dup@example.com"]
+    assert rows["dup@example.com"]["first_name"] == "High"
+    assert rows["dup@example.com"]["sequence_target"] == "Midsize"
+
+
+def test_dnc_by_email_excludes_case_insensitively_after_trimming(raw_warehouse: Warehouse,
+                                                                 settings: Settings) -> None:
+    """A DNC email entry, in any case and with spaces around it, excludes that address only."""
+    build(raw_warehouse, settings, [lead("keep@example.com"), lead("Gone@Example.com")])
+    add_dnc(raw_warehouse, email="  GONE@example.COM ")
+    assert list(ready(raw_warehouse)) == ["keep@example.com"]
+
+
+def test_dnc_by_domain_excludes_the_whole_domain(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """A DNC domain entry (even written '@Blocked.Example.') excludes every address at that domain only."""
+    build(raw_warehouse, settings, [lead("a@blocked.example"), lead("b@blocked.example"),
+                                    lead("c@sub.blocked.example"), lead("d@open.example")])
+    add_dnc(raw_warehouse, domain="@Blocked.Example.")
+    assert sorted(ready(raw_warehouse)) == ["c@sub.blocked.example", "d@open.example"]
+
+
+@pytest.mark.parametrize(("days_ago", "eligible"), [(89, False), (90, True), (91, True)])
+def test_cooldown_boundary(raw_warehouse: Warehouse, settings: Settings, days_ago: int, eligible: bool) -> None:
+    """A lead whose last sequence ended exactly 90 days ago is eligible again; 89 days ago it is not."""
+    build(raw_warehouse, settings, [lead("cool@example.com")])
+    add_history(raw_warehouse, "cool@example.com", T0 - dt.timedelta(days=days_ago))
+    rows = ready(raw_warehouse)
+    assert ("cool@example.com" in rows) is eligible
+    if eligible:
+        assert rows["cool@example.com"]["attempt_num"] == 2
+
+
+def test_cooldown_uses_the_latest_history_row(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """An old attempt does not release a lead whose latest attempt ended inside the cooldown."""
+    build(raw_warehouse, settings, [lead("twice@example.com")])
+    add_history(raw_warehouse, "twice@example.com", T0 - dt.timedelta(days=400), attempt=1)
+    add_history(raw_warehouse, "twice@example.com", T0 - dt.timedelta(days=10), attempt=2)
+    assert ready(raw_warehouse) == {}
+
+
+@pytest.mark.parametrize(("revenue", "segment"), [
+    (Decimal(999_999), "SMB"), (Decimal(1_000_000), "Midsize"), (None, "SMB"), (Decimal(-5), "SMB"),
+])
+def test_segment_threshold(raw_warehouse: Warehouse, settings: Settings, revenue: Decimal | None,
+                           segment: str) -> None:
+    """Revenue under 1,000,000 is SMB, exactly 1,000,000 is Midsize; unknown or negative revenue is SMB."""
+    build(raw_warehouse, settings, [lead("seg@example.com", revenue)])
+    assert ready(raw_warehouse)["seg@example.com"]["sequence_target"] == segment
+
+
+def test_threshold_comes_from_config_and_missing_row_falls_back(raw_warehouse: Warehouse,
+                                                               settings: Settings) -> None:
+    """The view reads the threshold from config; with the row deleted it uses 1,000,000 and never goes empty."""
+    build(raw_warehouse, settings, [lead("t@example.com", Decimal(600_000))])
+    set_config(raw_warehouse, "smb_revenue_threshold", integer=500_000)
+    assert ready(raw_warehouse)["t@example.com"]["sequence_target"] == "Midsize"
+    delete_config(raw_warehouse, "smb_revenue_threshold")
+    delete_config(raw_warehouse, "cooldown_days")
+    rows = ready(raw_warehouse)
+    assert rows["t@example.com"]["sequence_target"] == "SMB"
+
+
+def test_names_with_apostrophes_and_unicode_pass_through(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """Apostrophes, accents and non-Latin text in names and companies come out exactly as they went in."""
+    build(raw_warehouse, settings, [lead("obrien@example.com", first_name="Siobhán", last_name="O'Brien",
+                                         company_name="Zoë's Café 東京 \"Quotes\" \\ back")])
+    row = ready(raw_warehouse)["obrien@example.com"]
+    assert (row["first_name"], row["last_name"]) == ("Siobhán", "O'Brien")
+    assert row["company_name"] == "Zoë's Café 東京 \"Quotes\" \\ back"
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None, "no-at-sign.example.com", "two@@example.com",
+                                 "trailing@example.com.", "dots..in@example.com", "x@nodot", "jos\u00e9@example.com",
+                                 "'; DROP TABLE config; --@example.com"])
+def test_bad_emails_are_excluded(raw_warehouse: Warehouse, settings: Settings, bad: str | None) -> None:
+    """Empty, whitespace, malformed, non-ASCII and SQL-looking emails never become ready rows."""
+    build(raw_warehouse, settings, [lead(bad), lead("good@example.com")])
+    assert list(ready(raw_warehouse)) == ["good@example.com"]
+    assert read_config(raw_warehouse)["cooldown_days"] == 90
+
+
+def test_managed_leads_are_excluded_in_any_campaign(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """A lead pending, active or draining in any campaign is not ready."""
+    build(raw_warehouse, settings, [lead(f"{s}@example.com") for s in ("pending", "active", "draining", "free")])
+    for status in ("pending", "active", "draining"):
+        add_state(raw_warehouse, f"{status}@example.com", status, campaign_id=f"campaign-{status}")
+    assert list(ready(raw_warehouse)) == ["free@example.com"]
+
+
+def test_priority_order_is_new_leads_first_then_revenue(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """Priority: never-contacted leads first, then higher revenue, then email; numbered from 1."""
+    build(raw_warehouse, settings, [
+        lead("b@example.com", Decimal(100)), lead("a@example.com", Decimal(100)),
+        lead("rich@example.com", Decimal(9_000_000)), lead("old@example.com", Decimal(50_000_000)),
+        lead("unknown@example.com", None),
+    ])
+    add_history(raw_warehouse, "old@example.com", T0 - dt.timedelta(days=200))
+    rows = ready(raw_warehouse)
+    assert list(rows) == ["rich@example.com", "a@example.com", "b@example.com", "unknown@example.com",
+                          "old@example.com"]
+    assert [r["priority"] for r in rows.values()] == [1, 2, 3, 4, 5]
