@@ -1,0 +1,300 @@
+"""The sync's warehouse side: every statement the phases run, each batched over all rows.
+
+One MERGE per table per phase, query parameters only, no streaming inserts. The number of
+statements a run sends does not grow with the number of leads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from coldsync.warehouse.base import Rows, StringArray, Warehouse
+
+# --- state ---------------------------------------------------------------------------------------
+
+STATE_FIELDS = (
+    ("email", "STRING"), ("op", "STRING"), ("campaign_id", "STRING"), ("sequence_target", "STRING"),
+    ("status", "STRING"), ("instantly_lead_id", "STRING"), ("attempt_num", "INT64"), ("outcome", "STRING"),
+    ("added_at", "TIMESTAMP"),
+)
+
+# op 'upsert' inserts or updates (NULL fields keep the stored value); op 'delete' removes the row.
+APPLY_STATE_SQL = """
+MERGE `{ds}.ops_inst_state` AS t
+USING (
+  SELECT r.email, r.op, r.campaign_id, r.sequence_target, r.status, r.instantly_lead_id, r.attempt_num,
+         r.outcome, r.added_at
+  FROM UNNEST(@rows) AS r
+) AS s
+ON t.email = s.email
+WHEN MATCHED AND s.op = 'delete' THEN DELETE
+WHEN MATCHED AND s.op = 'upsert' THEN UPDATE SET
+  campaign_id = COALESCE(s.campaign_id, t.campaign_id),
+  sequence_target = COALESCE(s.sequence_target, t.sequence_target),
+  status = COALESCE(s.status, t.status),
+  instantly_lead_id = COALESCE(s.instantly_lead_id, t.instantly_lead_id),
+  attempt_num = COALESCE(s.attempt_num, t.attempt_num),
+  outcome = COALESCE(s.outcome, t.outcome),
+  updated_at = @now,
+  run_id = @run_id
+WHEN NOT MATCHED AND s.op = 'upsert' THEN
+  INSERT (email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num, outcome, added_at,
+          updated_at, run_id)
+  VALUES (s.email, s.campaign_id, s.sequence_target, s.status, s.instantly_lead_id, COALESCE(s.attempt_num, 1),
+          s.outcome, COALESCE(s.added_at, @now), @now, @run_id)
+"""
+
+READ_STATE_SQL = """
+SELECT email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num, outcome, added_at, run_id
+FROM `{ds}.ops_inst_state`
+"""
+
+# --- history ---------------------------------------------------------------------------------------
+
+HISTORY_FIELDS = (
+    ("email", "STRING"), ("campaign_id", "STRING"), ("sequence_name", "STRING"), ("status_final", "STRING"),
+    ("completed_at", "TIMESTAMP"), ("attempt_num", "INT64"), ("instantly_lead_id", "STRING"),
+    ("reason", "STRING"),
+)
+
+# Idempotent on (email, campaign_id, attempt_num), and on the Instantly lead id for leads whose attempt
+# number the warehouse did not know (orphans): a re-run after a crash never writes a second row.
+RECORD_HISTORY_SQL = """
+MERGE `{ds}.ops_lead_history` AS t
+USING (
+  SELECT r.email, r.campaign_id, r.sequence_name, r.status_final, r.completed_at,
+         COALESCE(r.attempt_num, COALESCE(h.last_attempt, 0) + 1) AS attempt_num,
+         r.instantly_lead_id, r.reason
+  FROM UNNEST(@rows) AS r
+  LEFT JOIN (
+    SELECT email, MAX(attempt_num) AS last_attempt FROM `{ds}.ops_lead_history` GROUP BY email
+  ) AS h ON h.email = r.email
+) AS s
+ON t.email = s.email AND t.campaign_id = s.campaign_id
+   AND (t.attempt_num = s.attempt_num OR t.instantly_lead_id = s.instantly_lead_id)
+WHEN NOT MATCHED THEN
+  INSERT (email, campaign_id, sequence_name, status_final, completed_at, attempt_num, instantly_lead_id,
+          reason, recorded_at, run_id)
+  VALUES (s.email, s.campaign_id, s.sequence_name, s.status_final, s.completed_at, s.attempt_num,
+          s.instantly_lead_id, s.reason, @now, @run_id)
+"""
+
+# --- do-not-contact ------------------------------------------------------------------------------
+
+DNC_FIELDS = (("email", "STRING"), ("domain", "STRING"), ("source", "STRING"), ("reason", "STRING"))
+
+ADD_DNC_SQL = """
+MERGE `{ds}.ops_dnc` AS t
+USING (SELECT r.email, r.domain, r.source, r.reason FROM UNNEST(@rows) AS r) AS s
+ON COALESCE(t.email, '') = COALESCE(s.email, '') AND COALESCE(t.domain, '') = COALESCE(s.domain, '')
+WHEN NOT MATCHED THEN
+  INSERT (email, domain, source, reason, added_at, run_id)
+  VALUES (s.email, s.domain, s.source, s.reason, @now, @run_id)
+"""
+
+DNC_MATCHES_SQL = """
+SELECT LOWER(TRIM(email)) AS email FROM `{ds}.ops_dnc`
+WHERE LOWER(TRIM(email)) IN UNNEST(@emails)
+UNION DISTINCT
+SELECT e AS email FROM UNNEST(@emails) AS e
+WHERE REGEXP_EXTRACT(e, r'@(.+)$') IN (
+  SELECT RTRIM(LTRIM(LOWER(TRIM(domain)), '@'), '.') FROM `{ds}.ops_dnc` WHERE domain IS NOT NULL
+)
+"""
+
+# --- dead letters --------------------------------------------------------------------------------
+
+DEAD_LETTER_FIELDS = (
+    ("id", "STRING"), ("phase", "STRING"), ("operation", "STRING"), ("email", "STRING"),
+    ("campaign_id", "STRING"), ("instantly_lead_id", "STRING"), ("http_status", "INT64"),
+    ("error_text", "STRING"), ("resolve", "BOOL"), ("give_up_reason", "STRING"),
+)
+
+# A failure inserts a row or counts one more retry on the open row of the same operation; `resolve`
+# closes it; `give_up_reason` closes it for good.
+RECORD_DEAD_LETTERS_SQL = """
+MERGE `{ds}.ops_dead_letters` AS t
+USING (
+  SELECT r.id, r.phase, r.operation, r.email, r.campaign_id, r.instantly_lead_id, r.http_status,
+         r.error_text, r.resolve, r.give_up_reason
+  FROM UNNEST(@rows) AS r
+) AS s
+ON t.id = s.id AND t.resolved_at IS NULL AND t.gave_up_at IS NULL
+WHEN MATCHED AND s.resolve THEN UPDATE SET resolved_at = @now, last_attempt_at = @now, run_id = @run_id
+WHEN MATCHED AND s.give_up_reason IS NOT NULL THEN UPDATE SET
+  gave_up_at = @now, give_up_reason = s.give_up_reason, last_attempt_at = @now, run_id = @run_id
+WHEN MATCHED THEN UPDATE SET
+  retry_count = t.retry_count + 1, http_status = s.http_status, error_text = s.error_text,
+  last_attempt_at = @now, run_id = @run_id
+WHEN NOT MATCHED AND NOT s.resolve AND s.give_up_reason IS NULL THEN
+  INSERT (id, occurred_at, run_id, phase, operation, email, campaign_id, instantly_lead_id, http_status,
+          error_text, retry_count, last_attempt_at)
+  VALUES (s.id, @now, @run_id, s.phase, s.operation, s.email, s.campaign_id, s.instantly_lead_id,
+          s.http_status, s.error_text, 0, @now)
+"""
+
+OPEN_DEAD_LETTERS_SQL = """
+SELECT id, phase, operation, email, campaign_id, instantly_lead_id, http_status, error_text, retry_count,
+       occurred_at
+FROM `{ds}.ops_dead_letters`
+WHERE resolved_at IS NULL AND gave_up_at IS NULL
+"""
+
+# --- ready leads ---------------------------------------------------------------------------------
+
+READ_READY_SQL = """
+SELECT email, first_name, last_name, company_name, domain, location, country, annual_revenue,
+       sequence_target, attempt_num, priority
+FROM `{ds}.v_ready_for_instantly`
+WHERE sequence_target IN UNNEST(@segments)
+ORDER BY priority
+LIMIT @limit
+"""
+
+READY_COUNTS_SQL = """
+SELECT sequence_target, COUNT(*) AS ready
+FROM `{ds}.v_ready_for_instantly`
+GROUP BY sequence_target
+"""
+
+# --- run log and lock ----------------------------------------------------------------------------
+
+RUN_LOG_FIELDS = (
+    ("run_id", "STRING"), ("started_at", "TIMESTAMP"), ("finished_at", "TIMESTAMP"), ("mode", "STRING"),
+    ("outcome", "STRING"), ("warehouse", "STRING"), ("drained", "INT64"), ("added", "INT64"),
+    ("dead_letters", "INT64"), ("inventory_before", "INT64"), ("inventory_after", "INT64"),
+    ("api_calls", "INT64"), ("warehouse_statements", "INT64"), ("duration_seconds", "FLOAT64"),
+    ("error_text", "STRING"), ("summary_json", "STRING"),
+)
+
+WRITE_RUN_LOG_SQL = """
+INSERT INTO `{ds}.ops_run_log`
+  (run_id, started_at, finished_at, mode, outcome, warehouse, drained, added, dead_letters, inventory_before,
+   inventory_after, api_calls, warehouse_statements, duration_seconds, error_text, summary_json)
+SELECT r.run_id, r.started_at, r.finished_at, r.mode, r.outcome, r.warehouse, r.drained, r.added,
+       r.dead_letters, r.inventory_before, r.inventory_after, r.api_calls, r.warehouse_statements,
+       r.duration_seconds, r.error_text, r.summary_json
+FROM UNNEST(@rows) AS r
+"""
+
+# Take the lock if it is free or its holder's lease ran out; then read who holds it.
+ACQUIRE_LOCK_SQL = """
+MERGE `{ds}.ops_run_lock` AS t
+USING (SELECT @name AS name) AS s
+ON t.name = s.name
+WHEN MATCHED AND t.expires_at < @now THEN
+  UPDATE SET run_id = @run_id, acquired_at = @now, expires_at = @expires_at
+WHEN NOT MATCHED THEN
+  INSERT (name, run_id, acquired_at, expires_at) VALUES (@name, @run_id, @now, @expires_at)
+"""
+
+LOCK_HOLDER_SQL = "SELECT run_id, expires_at FROM `{ds}.ops_run_lock` WHERE name = @name"
+
+RELEASE_LOCK_SQL = "DELETE FROM `{ds}.ops_run_lock` WHERE name = @name AND run_id = @run_id"
+
+LOCK_NAME = "sync"
+
+
+def dead_letter_id(phase: str, operation: str, key: str) -> str:
+    """Stable id: the same failing operation on the same lead is one dead letter, retried."""
+    return hashlib.sha256(f"{phase}|{operation}|{key}".encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class StateRow:
+    email: str
+    campaign_id: str | None
+    sequence_target: str | None
+    status: str
+    instantly_lead_id: str | None
+    attempt_num: int | None
+    outcome: str | None
+    added_at: dt.datetime | None
+    run_id: str | None
+
+
+class Store:
+    """The sync's statements against one warehouse, stamped with the run id and the run's clock."""
+
+    def __init__(self, warehouse: Warehouse, run_id: str, now: dt.datetime) -> None:
+        self.warehouse = warehouse
+        self.run_id = run_id
+        self.now = now
+
+    def _stamp(self) -> dict[str, Any]:
+        return {"now": self.now, "run_id": self.run_id}
+
+    # reads
+    def read_state(self) -> list[StateRow]:
+        rows = self.warehouse.query(READ_STATE_SQL, label="state.read")
+        return [StateRow(**{k: r[k] for k in StateRow.__dataclass_fields__}) for r in rows]
+
+    def read_ready(self, limit: int, segments: Sequence[str]) -> list[dict[str, Any]]:
+        if limit <= 0 or not segments:
+            return []
+        return self.warehouse.query(READ_READY_SQL, {"segments": StringArray(list(segments)), "limit": limit},
+                                    label="topup.read_ready")
+
+    def ready_counts(self) -> dict[str, int]:
+        rows = self.warehouse.query(READY_COUNTS_SQL, label="ready_counts")
+        return {str(r["sequence_target"]): int(r["ready"]) for r in rows}
+
+    def dnc_matches(self, emails: Sequence[str]) -> set[str]:
+        """Which of these normalized emails the DNC list blocks (by email or domain)."""
+        if not emails:
+            return set()
+        rows = self.warehouse.query(DNC_MATCHES_SQL, {"emails": StringArray(list(emails))}, label="dnc.check")
+        return {str(r["email"]) for r in rows}
+
+    def open_dead_letters(self) -> list[dict[str, Any]]:
+        return self.warehouse.query(OPEN_DEAD_LETTERS_SQL, label="dead_letters.read")
+
+    # writes: each one statement, skipped when there is nothing to write
+    def apply_state(self, rows: Sequence[Mapping[str, Any]], label: str) -> int:
+        if not rows:
+            return 0
+        return self.warehouse.execute(APPLY_STATE_SQL, {"rows": Rows(STATE_FIELDS, list(rows)), **self._stamp()},
+                                      label=label)
+
+    def record_history(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        if not rows:
+            return 0
+        return self.warehouse.execute(RECORD_HISTORY_SQL,
+                                      {"rows": Rows(HISTORY_FIELDS, list(rows)), **self._stamp()},
+                                      label="history.record")
+
+    def add_dnc(self, rows: Sequence[Mapping[str, Any]], label: str) -> int:
+        unique = {(r.get("email"), r.get("domain")): r for r in rows}
+        if not unique:
+            return 0
+        return self.warehouse.execute(ADD_DNC_SQL, {"rows": Rows(DNC_FIELDS, list(unique.values())),
+                                                    **self._stamp()}, label=label)
+
+    def record_dead_letters(self, rows: Iterable[Mapping[str, Any]], label: str) -> int:
+        unique = {r["id"]: r for r in rows}
+        if not unique:
+            return 0
+        return self.warehouse.execute(RECORD_DEAD_LETTERS_SQL,
+                                      {"rows": Rows(DEAD_LETTER_FIELDS, list(unique.values())), **self._stamp()},
+                                      label=label)
+
+    def write_run_log(self, row: Mapping[str, Any]) -> None:
+        self.warehouse.execute(WRITE_RUN_LOG_SQL, {"rows": Rows(RUN_LOG_FIELDS, [row])}, label="run_log.write")
+
+    # the lock
+    def acquire_lock(self, ttl: dt.timedelta) -> str | None:
+        """Take the sync lock; return None when taken, else the run id that holds it."""
+        params = {"name": LOCK_NAME, "expires_at": self.now + ttl, **self._stamp()}
+        self.warehouse.execute(ACQUIRE_LOCK_SQL, params, label="lock.acquire")
+        rows = self.warehouse.query(LOCK_HOLDER_SQL, {"name": LOCK_NAME}, label="lock.check")
+        holder = str(rows[0]["run_id"]) if rows else None
+        return None if holder == self.run_id else (holder or "unknown")
+
+    def release_lock(self) -> None:
+        self.warehouse.execute(RELEASE_LOCK_SQL, {"name": LOCK_NAME, "run_id": self.run_id}, label="lock.release")
+
+
