@@ -115,7 +115,8 @@ DEAD_LETTER_FIELDS = (
 )
 
 # A failure inserts a row or counts one more retry on the open row of the same operation; `resolve`
-# closes it; `give_up_reason` closes it for good.
+# closes it; `give_up_reason` closes it for good (a failure that cannot succeed on retry is inserted
+# already given up, so it is visible but not retried).
 RECORD_DEAD_LETTERS_SQL = """
 MERGE `{ds}.ops_dead_letters` AS t
 USING (
@@ -130,11 +131,11 @@ WHEN MATCHED AND s.give_up_reason IS NOT NULL THEN UPDATE SET
 WHEN MATCHED THEN UPDATE SET
   retry_count = t.retry_count + 1, http_status = s.http_status, error_text = s.error_text,
   last_attempt_at = @now, run_id = @run_id
-WHEN NOT MATCHED AND NOT s.resolve AND s.give_up_reason IS NULL THEN
+WHEN NOT MATCHED AND NOT s.resolve THEN
   INSERT (id, occurred_at, run_id, phase, operation, email, campaign_id, instantly_lead_id, http_status,
-          error_text, retry_count, last_attempt_at)
+          error_text, retry_count, last_attempt_at, gave_up_at, give_up_reason)
   VALUES (s.id, @now, @run_id, s.phase, s.operation, s.email, s.campaign_id, s.instantly_lead_id,
-          s.http_status, s.error_text, 0, @now)
+          s.http_status, s.error_text, 0, @now, IF(s.give_up_reason IS NULL, NULL, @now), s.give_up_reason)
 """
 
 OPEN_DEAD_LETTERS_SQL = """

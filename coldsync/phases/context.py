@@ -1,0 +1,96 @@
+"""What the phases share during one run."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from coldsync.instantly.client import InstantlyClient
+from coldsync.instantly.errors import InstantlyError
+from coldsync.report import PhaseReport, RunReport
+from coldsync.rules import Segment
+from coldsync.settings import Settings
+from coldsync.store import StateRow, Store, dead_letter_id
+
+
+@dataclass
+class CampaignView:
+    """A managed campaign as the preflight saw it."""
+
+    segment: Segment
+    campaign_id: str
+    status: int | None  # Instantly campaign status; None when it could not be read
+    leads_count: int | None  # Instantly's lead count; None when not measured
+
+    @property
+    def active(self) -> bool:
+        return self.status == 1
+
+
+@dataclass
+class RunContext:
+    settings: Settings
+    client: InstantlyClient
+    store: Store
+    report: RunReport
+    now: dt.datetime
+    dry_run: bool
+    campaigns: dict[Segment, CampaignView] = field(default_factory=dict)
+    state: list[StateRow] = field(default_factory=list)
+    deleted_in_instantly: int = 0
+    baseline: tuple[int, int, int, int] = (0, 0, 0, 0)  # client/warehouse counters when the run began
+    # Campaigns whose Instantly count disagreed with the warehouse before the run: housekeeping lists them.
+    mismatched_campaigns: set[str] = field(default_factory=set)
+
+    @property
+    def run_id(self) -> str:
+        return self.store.run_id
+
+    def campaign_ids(self) -> set[str]:
+        return {c.campaign_id for c in self.campaigns.values()}
+
+    def segment_of_campaign(self, campaign_id: str | None) -> Segment | None:
+        for campaign in self.campaigns.values():
+            if campaign.campaign_id == campaign_id:
+                return campaign.segment
+        return None
+
+    def state_by_email(self) -> dict[str, StateRow]:
+        return {row.email: row for row in self.state}
+
+    def state_by_lead_id(self) -> dict[str, StateRow]:
+        return {row.instantly_lead_id: row for row in self.state if row.instantly_lead_id}
+
+
+def dead_letter(phase: PhaseReport, operation: str, key: str, *, email: str | None = None,
+                campaign_id: str | None = None, lead_id: str | None = None, error: str = "",
+                http_status: int | None = None, give_up_reason: str | None = None) -> dict[str, Any]:
+    """A dead-letter row (counted on the phase); `error` must already be free of emails."""
+    phase.counts["dead_letters"] += 1
+    return {"id": dead_letter_id(phase.name, operation, key), "phase": phase.name, "operation": operation,
+            "email": email, "campaign_id": campaign_id, "instantly_lead_id": lead_id, "http_status": http_status,
+            "error_text": error[:1000], "resolve": False, "give_up_reason": give_up_reason}
+
+
+def resolution(phase_name: str, operation: str, keys: Iterable[str]) -> list[dict[str, Any]]:
+    """Rows that close the open dead letters of these operations (they succeeded now)."""
+    return [{"id": dead_letter_id(phase_name, operation, key), "phase": phase_name, "operation": operation,
+             "email": None, "campaign_id": None, "instantly_lead_id": None, "http_status": None,
+             "error_text": None, "resolve": True, "give_up_reason": None} for key in keys]
+
+
+def describe_error(exc: InstantlyError) -> tuple[str, int | None]:
+    return str(exc), exc.http_status
+
+
+def lead_time(lead: Mapping[str, Any], now: dt.datetime) -> dt.datetime:
+    """When a finished lead ended, as well as Instantly tells: its last update, never in the future."""
+    from coldsync.rules import parse_timestamp
+
+    for key in ("timestamp_updated", "timestamp_last_contact"):
+        value = parse_timestamp(lead.get(key))
+        if value is not None:
+            return min(value, now)
+    return now

@@ -1,0 +1,168 @@
+"""DRAIN: take finished leads out of Instantly, recording how each ended FIRST.
+
+Order (invariant 5): history, DNC and state ('draining') are written to the warehouse; only then
+are the leads deleted in Instantly, by explicit ids; only then are their state rows removed. A crash
+anywhere leaves either nothing done, or history written with the lead still in Instantly (the next
+run finds it again: the history MERGE is idempotent), or the lead deleted with its state 'draining'
+(the next run retries the delete: a lead already gone counts as deleted).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from coldsync.instantly.client import LeadFilter
+from coldsync.instantly.errors import InstantlyError
+from coldsync.phases.context import RunContext, dead_letter, lead_time, resolution
+from coldsync.rules import Suppression, chunk, normalize_email, plan_drain
+from coldsync.store import StateRow
+
+log = logging.getLogger("coldsync.drain")
+
+# The list filters that find leads whose sequence ended. Stale leads are found from the warehouse.
+FINISHED_FILTERS = (LeadFilter.COMPLETED, LeadFilter.REPLIED, LeadFilter.BOUNCED, LeadFilter.UNSUBSCRIBED,
+                    LeadFilter.SKIPPED)
+DNC_SOURCES = {Suppression.DNC: "instantly_unsubscribe", Suppression.PERMANENT: "instantly_bounce"}
+
+
+def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
+    """Finished leads of the managed campaigns, and whether every listing was read to its end."""
+    phase = ctx.report.phase("drain")
+    found: dict[str, dict[str, Any]] = {}
+    complete = True
+    for campaign in ctx.campaigns.values():
+        for filt in FINISHED_FILTERS:
+            listing = ctx.client.iter_leads(campaign=campaign.campaign_id, filter=filt)
+            try:
+                for lead in listing:
+                    lead_id = lead.get("id")
+                    if isinstance(lead_id, str) and lead.get("campaign", campaign.campaign_id) == campaign.campaign_id:
+                        found.setdefault(lead_id, lead)
+            except InstantlyError as exc:
+                complete = False
+                phase.notes.append(f"listing {filt.value} of {campaign.segment} failed: {exc.summary}")
+                continue
+            if not listing.complete:
+                complete = False
+                phase.notes.append(f"listing {filt.value} of {campaign.segment} cut short ({listing.stop_reason})")
+    return list(found.values()), complete
+
+
+def _find_stale(ctx: RunContext, known_ids: set[str]) -> list[dict[str, Any]]:
+    """Leads the warehouse has held active past the maximum age: looked up by id (cost grows with them)."""
+    limit = ctx.now - dt.timedelta(days=ctx.settings.max_active_days)
+    ids = [row.instantly_lead_id for row in ctx.state
+           if row.status == "active" and row.instantly_lead_id and row.added_at is not None
+           and row.added_at < limit and row.instantly_lead_id not in known_ids]
+    leads: list[dict[str, Any]] = []
+    for part in chunk(ids, 100):
+        try:
+            leads.extend(ctx.client.iter_leads(ids=part))
+        except InstantlyError as exc:
+            ctx.report.phase("drain").notes.append(f"stale look-up failed: {exc.summary}")
+    return leads
+
+
+def run_drain(ctx: RunContext) -> None:
+    phase = ctx.report.phase("drain")
+    phase.ran = True
+    by_id, by_email = ctx.state_by_lead_id(), ctx.state_by_email()
+    finished, complete = _find_finished(ctx)
+    if not complete:
+        ctx.report.warn("some finished-lead listings failed or were cut short: the next run drains the rest")
+    finished_ids = {str(lead["id"]) for lead in finished}
+    candidates = finished + _find_stale(ctx, finished_ids)
+
+    def state_of(lead: Mapping[str, Any]) -> StateRow | None:
+        row = by_id.get(str(lead.get("id")))
+        if row is None:
+            email = normalize_email(lead.get("email"))
+            row = by_email.get(email) if email else None
+        return row
+
+    plan = plan_drain(((lead, (s.added_at if (s := state_of(lead)) else None)) for lead in candidates),
+                      ctx.now, ctx.settings.max_active_days)
+    for _lead, decision in plan.unknown:
+        phase.counts["unknown_kept"] += 1
+        phase.notes.append(f"kept a lead that could not be classified: {decision.reason}")
+
+    history: list[dict[str, Any]] = []
+    dnc: list[dict[str, Any]] = []
+    state_rows: list[dict[str, Any]] = []
+    to_delete: dict[str, dict[str, str]] = {}  # campaign -> lead id -> email
+    for lead, decision in plan.to_drain:
+        row = state_of(lead)
+        email = normalize_email(lead.get("email")) or (row.email if row else None)
+        campaign_id = str(lead.get("campaign") or (row.campaign_id if row else "") or "")
+        if not email or campaign_id not in ctx.campaign_ids():
+            phase.counts["unknown_kept"] += 1
+            phase.notes.append("kept a finished lead without a usable email or managed campaign")
+            continue
+        assert decision.outcome is not None and decision.suppression is not None
+        segment = ctx.segment_of_campaign(campaign_id)
+        phase.plan[f"drain {decision.outcome.value}"] += 1
+        history.append({
+            "email": email, "campaign_id": campaign_id,
+            "sequence_name": (row.sequence_target if row and row.sequence_target
+                              else segment.value if segment else None),
+            "status_final": decision.outcome.value, "completed_at": lead_time(lead, ctx.now),
+            "attempt_num": row.attempt_num if row else None, "instantly_lead_id": str(lead["id"]),
+            "reason": decision.reason,
+        })
+        if decision.suppression in DNC_SOURCES:
+            dnc.append({"email": email, "domain": None, "source": DNC_SOURCES[decision.suppression],
+                        "reason": decision.reason})
+        state_rows.append({"email": email, "op": "upsert", "campaign_id": campaign_id,
+                           "sequence_target": segment.value if segment else None, "status": "draining",
+                           "instantly_lead_id": str(lead["id"]), "outcome": decision.outcome.value,
+                           "attempt_num": row.attempt_num if row else None, "added_at": None})
+        to_delete.setdefault(campaign_id, {})[str(lead["id"])] = email
+
+    # Deletes that an earlier run recorded but could not finish.
+    retried: set[str] = set()
+    for row in ctx.state:
+        if row.status == "draining" and row.instantly_lead_id and row.campaign_id:
+            retried.add(row.instantly_lead_id)
+            if row.instantly_lead_id not in to_delete.get(row.campaign_id, {}):
+                phase.plan["retry delete"] += 1
+            to_delete.setdefault(row.campaign_id, {})[row.instantly_lead_id] = row.email
+
+    if ctx.dry_run:
+        return
+
+    # 1. The warehouse first: no outcome can be lost after this point.
+    phase.counts["history_rows"] += ctx.store.record_history(history)
+    phase.counts["dnc_added"] += ctx.store.add_dnc(dnc, label="drain.dnc")
+    ctx.store.apply_state(state_rows, label="drain.state_draining")
+    for item in history:
+        phase.counts[f"drained:{item['status_final']}"] += 1
+
+    # 2. Then Instantly, by explicit ids only.
+    gone: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    deleted_ids: list[str] = []
+    for campaign_id, leads in to_delete.items():
+        ids = list(leads)
+        for part in chunk(ids, 1000):
+            try:
+                ctx.client.delete_leads(campaign_id, part)
+            except InstantlyError as exc:
+                phase.counts["delete_failed"] += len(part)
+                failures.extend(dead_letter(phase, "delete_lead", lead_id, email=leads[lead_id],
+                                            campaign_id=campaign_id, lead_id=lead_id, error=str(exc),
+                                            http_status=exc.http_status) for lead_id in part)
+                continue
+            deleted_ids.extend(part)
+            gone.extend({"email": leads[lead_id], "op": "delete"} for lead_id in part)
+    ctx.deleted_in_instantly += len(deleted_ids)
+    phase.counts["deleted_in_instantly"] += len(deleted_ids)
+
+    # 3. Then the state rows go; dead letters of earlier failed deletes close.
+    ctx.store.apply_state(gone, label="drain.state_gone")
+    closed = resolution("drain", "delete_lead", retried.intersection(deleted_ids))
+    ctx.store.record_dead_letters(failures + closed, label="drain.dead_letters")
+    if failures:
+        ctx.report.warn(f"{len(failures)} delete(s) in Instantly failed: retried by the next run")

@@ -1,0 +1,131 @@
+"""HOUSEKEEPING: reconcile what a crash or a manual change left behind, and retire dead letters.
+
+- 'pending' rows of earlier runs: looked up by email in Instantly; adopted when the lead is in a
+  managed campaign, else freed (the lead becomes ready again).
+- When Instantly's count of a managed campaign disagrees with the warehouse, the campaign is listed
+  (only then: this costs one call per 100 leads) to adopt orphans (leads the warehouse does not know)
+  and to close leads that vanished from Instantly without passing through the drain.
+- Open dead letters: closed when their operation is no longer needed; given up past the retry limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from coldsync.instantly.errors import InstantlyError
+from coldsync.phases.context import RunContext
+from coldsync.rules import normalize_email
+
+log = logging.getLogger("coldsync.housekeeping")
+
+
+def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]]) -> None:
+    phase = ctx.report.phase("housekeeping")
+    pending = [row for row in ctx.state if row.status == "pending" and row.run_id != ctx.run_id]
+    if not pending:
+        return
+    try:
+        found = ctx.client.find_leads_by_email(row.email for row in pending)
+    except InstantlyError as exc:
+        phase.notes.append(f"pending look-up failed, retried next run: {exc.summary}")
+        return
+    managed = ctx.campaign_ids()
+    for row in pending:
+        here = [lead for lead in found.get(row.email, []) if lead.get("campaign") in managed]
+        if here:
+            lead = here[0]
+            phase.plan["adopt pending"] += 1
+            state.append({"email": row.email, "op": "upsert", "status": "active",
+                          "instantly_lead_id": str(lead.get("id")), "campaign_id": str(lead.get("campaign")),
+                          "sequence_target": None, "attempt_num": None, "outcome": None, "added_at": None})
+        else:
+            phase.plan["free pending"] += 1
+            state.append({"email": row.email, "op": "delete"})
+
+
+def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
+    """List a campaign fully only when Instantly's count and the warehouse's disagree."""
+    phase = ctx.report.phase("housekeeping")
+    for campaign in ctx.campaigns.values():
+        if campaign.leads_count is None or campaign.campaign_id not in ctx.mismatched_campaigns:
+            continue
+        tracked = [r for r in ctx.state if r.campaign_id == campaign.campaign_id and r.status != "pending"]
+        listing = ctx.client.iter_leads(campaign=campaign.campaign_id)
+        try:
+            leads = list(listing)
+        except InstantlyError as exc:
+            phase.notes.append(f"reconcile listing of {campaign.segment} failed: {exc.summary}")
+            continue
+        if not listing.complete:
+            phase.notes.append(f"reconcile listing of {campaign.segment} cut short: retried next run")
+            continue
+        known_ids = {r.instantly_lead_id for r in ctx.state if r.instantly_lead_id}
+        known_emails = {r.email for r in ctx.state}
+        seen_ids: set[str] = set()
+        for lead in leads:
+            lead_id = str(lead.get("id"))
+            seen_ids.add(lead_id)
+            email = normalize_email(lead.get("email"))
+            if lead_id in known_ids or email is None or email in known_emails:
+                continue
+            phase.plan["adopt orphan"] += 1
+            known_emails.add(email)
+            state.append({"email": email, "op": "upsert", "status": "active", "instantly_lead_id": lead_id,
+                          "campaign_id": campaign.campaign_id, "sequence_target": campaign.segment.value,
+                          "attempt_num": None, "outcome": None, "added_at": None})
+        for row in tracked:
+            if row.status == "active" and row.instantly_lead_id and row.instantly_lead_id not in seen_ids:
+                # Gone from Instantly without our drain (deleted by hand): record it, then forget it.
+                phase.plan["close vanished"] += 1
+                history.append({"email": row.email, "campaign_id": campaign.campaign_id,
+                                "sequence_name": row.sequence_target, "status_final": "removed",
+                                "completed_at": ctx.now, "attempt_num": row.attempt_num,
+                                "instantly_lead_id": row.instantly_lead_id,
+                                "reason": "no longer in Instantly (removed outside coldsync)"})
+                state.append({"email": row.email, "op": "delete"})
+
+
+def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    phase = ctx.report.phase("housekeeping")
+    by_email = ctx.state_by_email()
+    rows: list[dict[str, Any]] = []
+    limit = ctx.settings.dead_letter_max_retries
+    for letter in ctx.store.open_dead_letters():
+        base = {k: letter.get(k) for k in ("id", "phase", "operation", "email", "campaign_id", "instantly_lead_id",
+                                           "http_status", "error_text")}
+        email = letter.get("email")
+        current = by_email.get(str(email)) if email else None
+        delete_done = letter["operation"] == "delete_lead" and current is None
+        add_done = letter["operation"] == "add_lead" and current is not None and current.status == "active"
+        if delete_done or add_done:
+            rows.append({**base, "resolve": True, "give_up_reason": None})
+            phase.plan["resolve dead letter"] += 1
+        elif int(letter.get("retry_count") or 0) >= limit:
+            reason = f"failed {int(letter.get('retry_count') or 0) + 1} times (limit {limit})"
+            rows.append({**base, "resolve": False, "give_up_reason": reason})
+            phase.plan["give up dead letter"] += 1
+            if letter["operation"] == "add_lead" and email and current is None:
+                # Stop picking a lead that keeps failing: rest it for one cooldown, with the reason.
+                history.append({"email": str(email), "campaign_id": str(letter.get("campaign_id") or ""),
+                                "sequence_name": None, "status_final": "failed", "completed_at": ctx.now,
+                                "attempt_num": None, "instantly_lead_id": None, "reason": reason})
+    return rows
+
+
+def run_housekeeping(ctx: RunContext) -> None:
+    phase = ctx.report.phase("housekeeping")
+    phase.ran = True
+    state: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    if not ctx.dry_run:
+        ctx.state = ctx.store.read_state()  # as the drain and the top-up left it
+    _reconcile_pending(ctx, state)
+    _reconcile_campaigns(ctx, state, history)
+    letters = _retire_dead_letters(ctx, history)
+    if ctx.dry_run:
+        return
+    ctx.store.record_history(history)
+    ctx.store.apply_state(state, label="housekeeping.state")
+    ctx.store.record_dead_letters(letters, label="housekeeping.dead_letters")
+    phase.counts.update(phase.plan)

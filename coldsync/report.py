@@ -1,0 +1,140 @@
+"""What one run did: counts per phase, inventory, durations, warnings, as text, Markdown and JSON.
+
+Nothing here holds an email: the phases count and describe, they never list addresses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class PhaseReport:
+    name: str
+    ran: bool = False
+    seconds: float = 0.0
+    counts: Counter[str] = field(default_factory=Counter)
+    plan: Counter[str] = field(default_factory=Counter)  # dry run: what a real run would do
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    mode: str  # live or dry_run
+    warehouse: str
+    started_at: str
+    outcome: str = "running"
+    error: str | None = None
+    inventory_before: int | None = None
+    inventory_after: int | None = None
+    inventory_warehouse: int | None = None
+    cap: int = 0
+    ready_by_segment: dict[str, int] = field(default_factory=dict)
+    campaigns: dict[str, str] = field(default_factory=dict)  # segment -> "active" / "paused" / ...
+    warnings: list[str] = field(default_factory=list)
+    phases: dict[str, PhaseReport] = field(default_factory=dict)
+    api_calls: int = 0
+    api_writes: int = 0
+    warehouse_statements: int = 0
+    warehouse_writes: int = 0
+    seconds: float = 0.0
+
+    def phase(self, name: str) -> PhaseReport:
+        if name not in self.phases:
+            self.phases[name] = PhaseReport(name)
+        return self.phases[name]
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    @property
+    def drained(self) -> int:
+        return sum(v for k, v in self.phase("drain").counts.items() if k.startswith("drained:"))
+
+    @property
+    def added(self) -> int:
+        return self.phase("topup").counts.get("added", 0)
+
+    @property
+    def dead_letters(self) -> int:
+        return sum(p.counts.get("dead_letters", 0) for p in self.phases.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "phases"}
+        data["phases"] = {name: {"ran": p.ran, "seconds": round(p.seconds, 3), "counts": dict(p.counts),
+                                 "plan": dict(p.plan), "notes": list(p.notes)} for name, p in self.phases.items()}
+        data["drained"], data["added"], data["dead_letters"] = self.drained, self.added, self.dead_letters
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, default=str)
+
+    def render_text(self) -> str:
+        verb = "DRY RUN (nothing written)" if self.mode == "dry_run" else "run"
+        lines = [f"coldsync {verb} {self.run_id}: {self.outcome} in {self.seconds:.1f}s on {self.warehouse}"]
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        inv = f"  inventory: {_num(self.inventory_before)} before, {_num(self.inventory_after)} after, cap {self.cap}"
+        if self.inventory_warehouse is not None:
+            inv += f" (warehouse tracks {self.inventory_warehouse})"
+        lines.append(inv)
+        if self.campaigns:
+            lines.append("  campaigns: " + ", ".join(f"{k} {v}" for k, v in sorted(self.campaigns.items())))
+        if self.ready_by_segment:
+            lines.append("  ready: " + ", ".join(f"{k} {v}" for k, v in sorted(self.ready_by_segment.items())))
+        for phase in self.phases.values():
+            if not phase.ran:
+                lines.append(f"  {phase.name}: skipped")
+                continue
+            items = phase.plan if self.mode == "dry_run" else phase.counts
+            label = "would" if self.mode == "dry_run" else ""
+            detail = ", ".join(f"{label} {k} {v}".strip() for k, v in sorted(items.items()) if v) or "nothing to do"
+            lines.append(f"  {phase.name} ({phase.seconds:.1f}s): {detail}")
+            lines.extend(f"    - {note}" for note in phase.notes)
+        lines.append(f"  calls: {self.api_calls} Instantly ({self.api_writes} writes), "
+                     f"{self.warehouse_statements} warehouse statements ({self.warehouse_writes} writes)")
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+    def render_markdown(self) -> str:
+        title = "Dry run" if self.mode == "dry_run" else "Sync run"
+        icon = "✅" if self.outcome == "success" else "❌"
+        out = [f"### {icon} coldsync {title} `{self.run_id}`: {self.outcome}", ""]
+        if self.error:
+            out += [f"> {self.error}", ""]
+        out += ["| | |", "|---|---|",
+                f"| Warehouse | {self.warehouse} |",
+                f"| Inventory before / after / cap | {_num(self.inventory_before)} / {_num(self.inventory_after)} / "
+                f"{self.cap} |",
+                f"| Ready by segment | {', '.join(f'{k}: {v}' for k, v in sorted(self.ready_by_segment.items()))} |",
+                f"| Instantly calls / warehouse statements | {self.api_calls} / {self.warehouse_statements} |",
+                f"| Duration | {self.seconds:.1f}s |", ""]
+        out += ["| Phase | Seconds | " + ("Would do" if self.mode == "dry_run" else "Done") + " |", "|---|---|---|"]
+        for phase in self.phases.values():
+            items = phase.plan if self.mode == "dry_run" else phase.counts
+            detail = ", ".join(f"{k}: {v}" for k, v in sorted(items.items()) if v) or "nothing"
+            out.append(f"| {phase.name} | {phase.seconds:.1f} | {detail if phase.ran else 'skipped'} |")
+        if self.warnings:
+            out += ["", "**Warnings**", ""] + [f"- {w}" for w in self.warnings]
+        return "\n".join(out) + "\n"
+
+    def write_github_summary(self, environ: dict[str, str] | None = None) -> bool:
+        """Append the Markdown summary to $GITHUB_STEP_SUMMARY when running under GitHub Actions."""
+        env = environ if environ is not None else dict(os.environ)
+        target = env.get("GITHUB_STEP_SUMMARY")
+        if not target:
+            return False
+        with Path(target).open("a", encoding="utf-8") as handle:
+            handle.write(self.render_markdown())
+        return True
+
+
+def _num(value: int | None) -> str:
+    return "unknown" if value is None else str(value)

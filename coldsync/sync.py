@@ -1,0 +1,204 @@
+"""One sync run: lock -> preflight -> drain -> top-up -> housekeeping -> run log -> unlock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from coldsync.cli import ExitCode
+from coldsync.instantly.client import InstantlyClient
+from coldsync.instantly.errors import InstantlyError, NotFoundError
+from coldsync.phases.context import CampaignView, RunContext
+from coldsync.phases.drain import run_drain
+from coldsync.phases.housekeeping import run_housekeeping
+from coldsync.phases.topup import measure_inventory, run_topup
+from coldsync.redact import mask_emails_in_text
+from coldsync.report import RunReport
+from coldsync.rules import Segment
+from coldsync.settings import Settings, SettingsError, require
+from coldsync.store import Store
+from coldsync.warehouse.base import Warehouse, WarehouseError
+
+log = logging.getLogger("coldsync.sync")
+
+CAMPAIGN_SETTINGS = {Segment.SMB: "smb_campaign_id", Segment.MIDSIZE: "midsize_campaign_id"}
+STATUS_NAMES = {0: "draft", 1: "active", 2: "paused", 3: "completed", 4: "running subsequences",
+                -1: "accounts unhealthy", -2: "bounce protect", -99: "account suspended"}
+
+
+class RunFailed(Exception):
+    """The run cannot go on; the message says why and what to do (no PII, no secret)."""
+
+
+@dataclass
+class SyncResult:
+    exit_code: ExitCode
+    report: RunReport
+
+
+def new_run_id(now: dt.datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def preflight(ctx: RunContext) -> None:
+    """Both campaigns exist; their status and lead counts (one analytics call when it works)."""
+    settings = ctx.settings
+    ids = {segment: getattr(settings, name) for segment, name in CAMPAIGN_SETTINGS.items()}
+    analytics = {}
+    try:
+        analytics = {a.campaign_id: a for a in ctx.client.campaign_analytics(list(ids.values()))}
+    except InstantlyError as exc:
+        if exc.http_status in (401, 402, 403):
+            raise RunFailed(f"Instantly refused the key: {exc.summary} (http {exc.http_status}); "
+                            "check INSTANTLY_API_KEY and its scopes") from exc
+        ctx.report.warn(f"campaign analytics unavailable ({exc.summary}): inventory unknown, nothing is added")
+    for segment, campaign_id in ids.items():
+        found = analytics.get(campaign_id)
+        status: int | None = found.campaign_status if found else None
+        count: int | None = found.leads_count if found else None
+        if found is None:
+            try:
+                status = ctx.client.get_campaign(campaign_id).status
+            except NotFoundError as exc:
+                raise RunFailed(f"the {segment.value} campaign {campaign_id} does not exist in Instantly: "
+                                f"fix {CAMPAIGN_SETTINGS[segment].upper()}") from exc
+            except InstantlyError as exc:
+                ctx.report.warn(f"could not read the {segment.value} campaign: {exc.summary}")
+        view = CampaignView(segment, campaign_id, status, count)
+        ctx.campaigns[segment] = view
+        name = STATUS_NAMES.get(status, f"status {status}") if status is not None else "unknown"
+        ctx.report.campaigns[segment.value] = name
+        if status is not None and not view.active:
+            ctx.report.warn(
+                f"the {segment.value} campaign is {name}: leads added there wait and nothing is sent. Activate it "
+                "in Instantly (open the campaign, press Resume/Launch), or set ALLOW_PAUSED_CAMPAIGNS=true to "
+                "add leads anyway" if status in (0, 2) else
+                f"the {segment.value} campaign is {name}: fix it in Instantly; leads are held back meanwhile")
+
+
+def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, *,
+             now: dt.datetime | None = None) -> SyncResult:
+    """One run. Never raises for run-level failures: they become the exit code and the report."""
+    started = time.monotonic()
+    now = now or dt.datetime.now(dt.UTC)
+    run_id = new_run_id(now)
+    dry_run = settings.dry_run
+    report = RunReport(run_id=run_id, mode="dry_run" if dry_run else "live", warehouse=warehouse.engine,
+                       started_at=now.isoformat(), cap=settings.inventory_cap)
+    try:
+        require(settings, CAMPAIGN_SETTINGS.values(), "the sync routes leads to these two campaigns")
+    except SettingsError as exc:
+        report.outcome, report.error = "config_error", str(exc)
+        return SyncResult(ExitCode.BAD_CONFIG, report)
+    store = Store(warehouse, run_id, now)
+    ctx = RunContext(settings=settings, client=client, store=store, report=report, now=now, dry_run=dry_run,
+                     baseline=(client.stats.requests, client.stats.writes, warehouse.stats.total,
+                               warehouse.stats.writes))
+    holder = None
+    if not dry_run:
+        try:
+            holder = store.acquire_lock(dt.timedelta(minutes=settings.lock_ttl_minutes))
+        except WarehouseError as exc:
+            report.outcome, report.error = "failed", f"could not take the run lock: {exc}"
+            return _finish(ctx, started, ExitCode.RUN_FAILED, write_log=False)
+        if holder is not None:
+            report.outcome = "lock_held"
+            report.error = (f"another run ({holder}) holds the lock; it expires after LOCK_TTL_MINUTES="
+                            f"{settings.lock_ttl_minutes} if that run was killed")
+            return _finish(ctx, started, ExitCode.LOCK_HELD, write_log=False)
+    code = ExitCode.OK
+    try:
+        _phases(ctx)
+        report.outcome = "success"
+    except (RunFailed, InstantlyError, WarehouseError) as exc:
+        report.outcome, report.error = "failed", mask_emails_in_text(str(exc))
+        log.error("run failed: %s", report.error)
+        code = ExitCode.RUN_FAILED
+    except Exception as exc:  # a bug: still leave a run log row and free the lock
+        report.outcome = "failed"
+        report.error = mask_emails_in_text(f"{type(exc).__name__}: {exc}")
+        log.exception("run failed unexpectedly")
+        code = ExitCode.RUN_FAILED
+    finally:
+        if not dry_run:
+            try:
+                store.release_lock()
+            except WarehouseError as exc:
+                log.error("could not release the run lock (it expires by itself): %s", exc)
+    return _finish(ctx, started, code, write_log=not dry_run)
+
+
+def _phases(ctx: RunContext) -> None:
+    settings, report = ctx.settings, ctx.report
+    t0 = time.monotonic()
+    preflight(ctx)
+    ctx.state = ctx.store.read_state()
+    for campaign in ctx.campaigns.values():
+        tracked = sum(1 for r in ctx.state if r.campaign_id == campaign.campaign_id and r.status != "pending")
+        if campaign.leads_count is not None and campaign.leads_count != tracked:
+            ctx.mismatched_campaigns.add(campaign.campaign_id)
+    report.inventory_before = measure_inventory(ctx)
+    report.phase("preflight").ran = True
+    report.phase("preflight").seconds = time.monotonic() - t0
+
+    report.phase("drain")
+    if settings.run_drain:
+        t0 = time.monotonic()
+        run_drain(ctx)
+        report.phase("drain").seconds = time.monotonic() - t0
+
+    report.ready_by_segment = ctx.store.ready_counts()
+    report.phase("topup")
+    inventory = report.inventory_before
+    if inventory is not None:
+        drained = ctx.deleted_in_instantly if not ctx.dry_run else sum(
+            v for k, v in report.phase("drain").plan.items() if k.startswith("drain "))
+        inventory = max(inventory - drained, 0)
+    if settings.run_topup:
+        t0 = time.monotonic()
+        run_topup(ctx, inventory)
+        report.phase("topup").seconds = time.monotonic() - t0
+    if inventory is not None:
+        added = report.added if not ctx.dry_run else sum(
+            v for k, v in report.phase("topup").plan.items() if k.startswith("add "))
+        report.inventory_after = inventory + added
+
+    report.phase("housekeeping")
+    if settings.run_housekeeping:
+        t0 = time.monotonic()
+        run_housekeeping(ctx)
+        report.phase("housekeeping").seconds = time.monotonic() - t0
+
+
+def _finish(ctx: RunContext, started: float, code: ExitCode, *, write_log: bool) -> SyncResult:
+    report = ctx.report
+    report.seconds = time.monotonic() - started
+    if write_log:
+        try:
+            ctx.store.write_run_log(_run_log_row(ctx))
+        except WarehouseError as exc:
+            report.warn(f"could not write the run log: {exc}")
+    calls, writes, statements, warehouse_writes = ctx.baseline
+    report.api_calls = ctx.client.stats.requests - calls
+    report.api_writes = ctx.client.stats.writes - writes
+    report.warehouse_statements = ctx.store.warehouse.stats.total - statements
+    report.warehouse_writes = ctx.store.warehouse.stats.writes - warehouse_writes
+    return SyncResult(code, report)
+
+
+def _run_log_row(ctx: RunContext) -> dict[str, object]:
+    report = ctx.report
+    finished = ctx.now + dt.timedelta(seconds=report.seconds)
+    return {
+        "run_id": report.run_id, "started_at": ctx.now, "finished_at": finished, "mode": report.mode,
+        "outcome": report.outcome, "warehouse": report.warehouse, "drained": report.drained,
+        "added": report.added, "dead_letters": report.dead_letters, "inventory_before": report.inventory_before,
+        "inventory_after": report.inventory_after,
+        "api_calls": ctx.client.stats.requests - ctx.baseline[0],
+        "warehouse_statements": ctx.store.warehouse.stats.total - ctx.baseline[2] + 1,
+        "duration_seconds": report.seconds,
+        "error_text": report.error, "summary_json": report.to_json(),
+    }
