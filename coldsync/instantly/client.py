@@ -1,0 +1,1201 @@
+"""Instantly API V2 client: the one module of coldsync that talks to Instantly over HTTP.
+
+requests for transport, tenacity for retries. What it guarantees:
+- pacing: a process-wide sliding-window pacer keeps calls under `max_per_second` AND `max_per_minute`
+  (Instantly's workspace limits are 100/s and 6,000/min, shared by every key of the workspace);
+- retries with exponential backoff and jitter on 429, 5xx, connection errors, timeouts and on 2xx
+  bodies that are not the JSON expected (a CDN error page); `Retry-After` is honoured when present;
+  other 4xx are never retried;
+- typed errors (`coldsync.instantly.errors`) whose text never holds the key and masks emails;
+- no `Content-Type` on bodyless requests (Instantly answers 400 to a JSON content type without body);
+- dangerous calls are impossible: only the operations listed in `ALLOWED_OPERATIONS` can be sent,
+  a bulk `DELETE /leads` needs explicit ids (without them it wipes the campaign), and there is no way
+  to send `DELETE /block-lists-entries` (without an id it wipes the block list);
+- paged listings (`Listing`) say whether they were read to the end (`complete`) or cut short.
+
+Lead objects are returned as the server's raw dicts (`Lead`); absent fields are omitted, never null.
+The fields the sync relies on:
+    id                      lead id (UUID; use it for delete/get)
+    email, campaign         the address and the campaign id the lead sits in
+    status                  `LeadStatus`: 1 active, 2 paused, 3 completed, -1 bounced,
+                            -2 unsubscribed, -3 skipped (0 on list-only leads)
+    lt_interest_status      `InterestStatus`, absent until set: 0 out of office, 1 interested,
+                            2 meeting booked, ..., -1 not interested, -2 wrong person, ...
+    email_reply_count       replies received, INCLUDING out-of-office auto-replies
+    timestamp_created, timestamp_updated, timestamp_last_contact (absent until the first send),
+    timestamp_last_reply    ISO-8601 strings with milliseconds and `Z`
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from enum import IntEnum, StrEnum
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import quote
+
+import requests
+from requests.structures import CaseInsensitiveDict
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from coldsync.instantly.errors import (
+    AuthenticationError,
+    IncompleteListingError,
+    InstantlyError,
+    NotFoundError,
+    PlanError,
+    RateLimitedError,
+    ScopeError,
+    ServerError,
+    TransportError,
+    UnsafeRequestError,
+    ValidationError,
+)
+from coldsync.redact import mask_email, mask_emails_in_text
+
+logger = logging.getLogger("coldsync.instantly")
+
+DEFAULT_BASE_URL = "https://api.instantly.ai"
+DEFAULT_USER_AGENT = "coldsync/0.1 (+lead sync)"
+API_PREFIX = "/api/v2"
+
+#: Instantly's own bounds.
+MAX_LEADS_PER_ADD = 1000
+MAX_PAGE_SIZE = 100
+MAX_BLOCKLIST_VALUES_PER_CALL = 1000
+MAX_IDS_PER_BULK_DELETE = 10_000
+
+Lead = dict[str, Any]
+T = TypeVar("T")
+
+
+class LeadStatus(IntEnum):
+    """`status` of a lead object."""
+
+    LIST_ONLY = 0
+    ACTIVE = 1
+    PAUSED = 2
+    COMPLETED = 3
+    BOUNCED = -1
+    UNSUBSCRIBED = -2
+    SKIPPED = -3
+
+
+class InterestStatus(IntEnum):
+    """`lt_interest_status` of a lead object (absent until set)."""
+
+    OUT_OF_OFFICE = 0
+    INTERESTED = 1
+    MEETING_BOOKED = 2
+    MEETING_COMPLETED = 3
+    WON = 4
+    NOT_INTERESTED = -1
+    WRONG_PERSON = -2
+    LOST = -3
+    NO_SHOW = -4
+
+
+class CampaignStatus(IntEnum):
+    """`status` of a campaign object."""
+
+    DRAFT = 0
+    ACTIVE = 1
+    PAUSED = 2
+    COMPLETED = 3
+    RUNNING_SUBSEQUENCES = 4
+    ACCOUNTS_UNHEALTHY = -1
+    BOUNCE_PROTECT = -2
+    ACCOUNT_SUSPENDED = -99
+
+
+class LeadFilter(StrEnum):
+    """Values of the `filter` field of `POST /leads/list` that the sync uses."""
+
+    ACTIVE = "FILTER_VAL_ACTIVE"
+    COMPLETED = "FILTER_VAL_COMPLETED"
+    COMPLETED_NO_REPLY = "FILTER_VAL_COMPLETED_NO_REPLY"
+    REPLIED = "FILTER_VAL_REPLIED"
+    BOUNCED = "FILTER_VAL_BOUNCED"
+    UNSUBSCRIBED = "FILTER_VAL_UNSUBSCRIBED"
+    SKIPPED = "FILTER_VAL_SKIPPED"
+    CONTACTED = "FILTER_VAL_CONTACTED"
+    NOT_CONTACTED = "FILTER_VAL_NOT_CONTACTED"
+    OUT_OF_OFFICE = "FILTER_LEAD_OUT_OF_OFFICE"
+    INTERESTED = "FILTER_LEAD_INTERESTED"
+    NOT_INTERESTED = "FILTER_LEAD_NOT_INTERESTED"
+
+
+#: Every (method, path template) this client may send. Anything else is refused before the network.
+ALLOWED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/campaigns"),
+        ("GET", "/campaigns/{id}"),
+        ("GET", "/campaigns/analytics"),
+        ("POST", "/campaigns/{id}/activate"),
+        ("POST", "/campaigns/{id}/pause"),
+        ("POST", "/leads/add"),
+        ("POST", "/leads/list"),
+        ("GET", "/leads/{id}"),
+        ("DELETE", "/leads/{id}"),
+        ("DELETE", "/leads"),
+        ("POST", "/block-lists-entries/bulk-create"),
+        ("GET", "/block-lists-entries"),
+    }
+)
+
+#: Fields a lead of `POST /leads/add` may carry (the spec forbids any other).
+LEAD_FIELDS: frozenset[str] = frozenset(
+    {
+        "email",
+        "personalization",
+        "website",
+        "last_name",
+        "first_name",
+        "company_name",
+        "job_title",
+        "phone",
+        "lt_interest_status",
+        "pl_value_lead",
+        "assigned_to",
+        "custom_variables",
+    }
+)
+
+_EMAIL_SYNTAX = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def request_category(method: str, template: str) -> Literal["read", "write"]:
+    """Reads are GETs and the listing POST; everything else changes state on Instantly."""
+    if method == "GET" or (method == "POST" and template == "/leads/list"):
+        return "read"
+    return "write"
+
+
+def _normalize_email(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    email_ = value.strip().lower()
+    return email_ or None
+
+
+def _parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None when absent/unparseable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(when.timestamp() - now(), 0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pacing and statistics
+
+
+class Pacer:
+    """Sliding-window pacer: at most `max_per_second` calls in any 1 s and `max_per_minute` in any 60 s.
+
+    Thread-safe; time comes from the injected `clock` and waiting goes through the injected `sleep`
+    (tests pass a fake clock whose sleep advances it).
+    """
+
+    def __init__(
+        self,
+        max_per_second: int,
+        max_per_minute: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_per_second < 1 or max_per_minute < 1:
+            raise ValueError("pacer limits must be at least 1")
+        self._windows: list[tuple[float, int, deque[float]]] = [
+            (1.0, max_per_second, deque()),
+            (60.0, max_per_minute, deque()),
+        ]
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.waited_seconds = 0.0
+
+    def acquire(self) -> float:
+        """Block until one more call fits in both windows, record it, return the seconds waited."""
+        waited = 0.0
+        with self._lock:
+            while True:
+                now = self._clock()
+                delay = 0.0
+                for span, limit, stamps in self._windows:
+                    while stamps and stamps[0] <= now - span:
+                        stamps.popleft()
+                    if len(stamps) >= limit:
+                        delay = max(delay, stamps[0] + span - now)
+                if delay <= 0:
+                    for _span, _limit, stamps in self._windows:
+                        stamps.append(now)
+                    self.waited_seconds += waited
+                    return waited
+                self._sleep(delay)
+                waited += delay
+
+
+@dataclass
+class RequestStats:
+    """Counts of HTTP attempts sent (retries included), by endpoint, category and status.
+
+    `by_endpoint` keys are (method, path template), e.g. ("POST", "/leads/add"); `by_category`
+    keys are "read" and "write" (see `request_category`); `by_status` counts HTTP statuses with 0 for
+    attempts that got no response; `retries` counts attempts beyond the first of each call.
+    """
+
+    by_endpoint: Counter[tuple[str, str]] = field(default_factory=Counter)
+    by_category: Counter[str] = field(default_factory=Counter)
+    by_status: Counter[int] = field(default_factory=Counter)
+    retries: int = 0
+    paced_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.by_endpoint.values())
+
+    @property
+    def reads(self) -> int:
+        return self.by_category["read"]
+
+    @property
+    def writes(self) -> int:
+        return self.by_category["write"]
+
+    def record_attempt(self, method: str, template: str) -> None:
+        with self._lock:
+            self.by_endpoint[(method, template)] += 1
+            self.by_category[request_category(method, template)] += 1
+
+    def record_status(self, status: int) -> None:
+        with self._lock:
+            self.by_status[status] += 1
+
+    def record_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def count(self, method: str, template: str) -> int:
+        return self.by_endpoint[(method, template)]
+
+    def snapshot(self) -> dict[str, Any]:
+        """A plain, JSON-friendly copy (for run logs and benchmark reports)."""
+        with self._lock:
+            return {
+                "requests": sum(self.by_endpoint.values()),
+                "reads": self.by_category["read"],
+                "writes": self.by_category["write"],
+                "retries": self.retries,
+                "paced_seconds": round(self.paced_seconds, 3),
+                "by_endpoint": {f"{m} {t}": n for (m, t), n in sorted(self.by_endpoint.items())},
+                "by_status": {str(s): n for s, n in sorted(self.by_status.items())},
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self.by_endpoint.clear()
+            self.by_category.clear()
+            self.by_status.clear()
+            self.retries = 0
+            self.paced_seconds = 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Result types
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A campaign: id, name, `CampaignStatus` value, and the raw server object."""
+
+    id: str
+    name: str
+    status: int
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == CampaignStatus.ACTIVE
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Campaign:
+        return cls(id=str(obj["id"]), name=str(obj.get("name", "")), status=int(obj["status"]), raw=obj)
+
+
+@dataclass(frozen=True)
+class CampaignAnalytics:
+    """Counters of `GET /campaigns/analytics` for one campaign (the raw object keeps the rest)."""
+
+    campaign_id: str
+    campaign_name: str
+    campaign_status: int
+    leads_count: int
+    contacted_count: int
+    completed_count: int
+    bounced_count: int
+    unsubscribed_count: int
+    reply_count: int
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> CampaignAnalytics:
+        def num(key: str) -> int:
+            value = obj.get(key, 0)
+            return int(value) if isinstance(value, int | float) else 0
+
+        return cls(
+            campaign_id=str(obj.get("campaign_id", "")),
+            campaign_name=str(obj.get("campaign_name", "")),
+            campaign_status=num("campaign_status"),
+            leads_count=num("leads_count"),
+            contacted_count=num("contacted_count"),
+            completed_count=num("completed_count"),
+            bounced_count=num("bounced_count"),
+            unsubscribed_count=num("unsubscribed_count"),
+            reply_count=num("reply_count"),
+            raw=obj,
+        )
+
+
+StopReason = Literal[
+    "empty_page", "end_without_cursor", "repeated_cursor", "missing_cursor", "no_progress", "max_pages"
+]
+_COMPLETE_REASONS: frozenset[str] = frozenset({"empty_page", "end_without_cursor"})
+
+
+class Listing(Generic[T]):
+    """Iterator over a cursor-paged listing that knows whether it read everything.
+
+    Pages are fetched lazily. Iteration stops on an empty page (the normal end: Instantly still sends
+    a cursor on the short last page), on a short page without a cursor (also an end), or, cut short,
+    on a cursor already seen, on a FULL page without a cursor, or after `max_pages` pages. Items whose
+    id was already yielded are skipped (`duplicates_skipped`).
+
+    After iteration, `complete` is True only when the server said "no more"; the sync must treat a
+    False as "partially measured". `require_complete()` drains and raises `IncompleteListingError`
+    instead. A transport or HTTP error while paging propagates as the typed error (and `complete`
+    stays False).
+    """
+
+    def __init__(
+        self,
+        fetch_page: Callable[[str | None], tuple[list[Any], str | None]],
+        convert: Callable[[Mapping[str, Any]], T],
+        *,
+        page_size: int,
+        max_pages: int,
+        what: str,
+    ) -> None:
+        self._fetch_page = fetch_page
+        self._convert = convert
+        self._page_size = page_size
+        self._max_pages = max_pages
+        self._what = what
+        self._buffer: deque[T] = deque()
+        self._cursor: str | None = None
+        self._cursors_seen: set[str] = set()
+        self._ids_seen: set[str] = set()
+        self.pages = 0
+        self.items_yielded = 0
+        self.duplicates_skipped = 0
+        self.finished = False
+        self.stop_reason: StopReason | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True once the listing was read to its real end."""
+        return self.finished and self.stop_reason in _COMPLETE_REASONS
+
+    def __iter__(self) -> Listing[T]:
+        return self
+
+    def __next__(self) -> T:
+        while not self._buffer:
+            if self.finished:
+                raise StopIteration
+            self._load_next_page()
+        self.items_yielded += 1
+        return self._buffer.popleft()
+
+    def _stop(self, reason: StopReason) -> None:
+        self.finished = True
+        self.stop_reason = reason
+        log = logger.debug if reason in _COMPLETE_REASONS else logger.warning
+        log("instantly listing of %s stopped after %d page(s): %s", self._what, self.pages, reason)
+
+    def _load_next_page(self) -> None:
+        if self.pages >= self._max_pages:
+            self._stop("max_pages")
+            return
+        items, next_cursor = self._fetch_page(self._cursor)
+        self.pages += 1
+        fresh = 0
+        for raw in items:
+            item_id = raw.get("id") if isinstance(raw, Mapping) else None
+            if not isinstance(raw, Mapping):
+                continue
+            if isinstance(item_id, str):
+                if item_id in self._ids_seen:
+                    self.duplicates_skipped += 1
+                    continue
+                self._ids_seen.add(item_id)
+            fresh += 1
+            self._buffer.append(self._convert(raw))
+        if not items:
+            self._stop("empty_page")
+        elif next_cursor and next_cursor in self._cursors_seen:
+            self._stop("repeated_cursor")
+        elif fresh == 0:
+            self._stop("no_progress")
+        elif not next_cursor:
+            self._stop("end_without_cursor" if len(items) < self._page_size else "missing_cursor")
+        else:
+            self._cursors_seen.add(next_cursor)
+            self._cursor = next_cursor
+
+    def to_list(self) -> list[T]:
+        """Drain the rest of the listing (check `complete` afterwards)."""
+        return list(self)
+
+    def require_complete(self) -> list[T]:
+        """Drain the rest; raise `IncompleteListingError` if the listing was cut short."""
+        items = self.to_list()
+        if not self.complete:
+            raise IncompleteListingError(
+                f"listing of {self._what} cut short ({self.stop_reason}) after {self.pages} page(s)"
+            )
+        return items
+
+
+LeadListing = Listing[Lead]
+
+Outcome = Literal[
+    "created",
+    "duplicate",
+    "skipped",
+    "blocklisted",
+    "invalid",
+    "duplicate_in_request",
+    "incomplete",
+    "plan_limit",
+    "failed",
+    "unknown",
+]
+
+
+@dataclass(frozen=True)
+class LeadOutcome:
+    """What happened to one lead given to `add_leads`.
+
+    index        position in the caller's `leads` sequence
+    email        the email as sent (mask it before logging: `coldsync.redact.mask_email`)
+    outcome      created: new lead, `lead_id` set.
+                 duplicate: already in THIS campaign (e.g. added by an earlier, interrupted run);
+                     `lead_id` is the existing lead when the look-up found it.
+                 skipped: exists elsewhere in the workspace (skip_if_in_workspace); `lead_id` and
+                     `campaign_id` point at the existing lead when found.
+                 blocklisted, invalid (bad or missing email), duplicate_in_request (same email
+                     earlier in the same request), incomplete (lists only),
+                 plan_limit: not uploaded because the plan's lead limit was reached; try later.
+                 failed: the request of its chunk failed after retries; `error` says why.
+                 unknown: the server's counters did not account for this lead.
+    inferred     True when the outcome comes from the counters alone (not from an id or a look-up).
+    """
+
+    index: int
+    email: str | None
+    outcome: Outcome
+    lead_id: str | None = None
+    campaign_id: str | None = None
+    error: InstantlyError | None = None
+    inferred: bool = False
+
+    def __repr__(self) -> str:
+        return (
+            f"LeadOutcome(index={self.index}, email={mask_email(self.email)!r}, outcome={self.outcome!r}, "
+            f"lead_id={self.lead_id!r}, inferred={self.inferred!r}, error={self.error!r})"
+        )
+
+
+ADD_COUNTERS: tuple[str, ...] = (
+    "total_sent",
+    "leads_uploaded",
+    "duplicated_leads",
+    "skipped_count",
+    "in_blocklist",
+    "invalid_email_count",
+    "duplicate_email_count",
+    "incomplete_count",
+)
+
+
+@dataclass
+class AddLeadsResult:
+    """Outcome of `add_leads`: one `LeadOutcome` per lead given, in the caller's order."""
+
+    outcomes: list[LeadOutcome]
+    remaining_in_plan: int | None = None
+    totals: Counter[str] = field(default_factory=Counter)
+    chunks_sent: int = 0
+    chunks_failed: int = 0
+
+    def of(self, outcome: Outcome) -> list[LeadOutcome]:
+        return [o for o in self.outcomes if o.outcome == outcome]
+
+    @property
+    def created(self) -> list[LeadOutcome]:
+        return self.of("created")
+
+    @property
+    def failed(self) -> list[LeadOutcome]:
+        return self.of("failed")
+
+    def counts(self) -> Counter[str]:
+        return Counter(o.outcome for o in self.outcomes)
+
+
+# --------------------------------------------------------------------------------------------------
+# The client
+
+
+_STATUS_ERRORS: dict[int, type[InstantlyError]] = {
+    400: ValidationError,
+    401: AuthenticationError,
+    402: PlanError,
+    403: ScopeError,
+    404: NotFoundError,
+    429: RateLimitedError,
+}
+_FATAL_FOR_ALL_CHUNKS = (AuthenticationError, PlanError, ScopeError)
+
+
+def _is_page(body: Any) -> bool:
+    return isinstance(body, dict) and isinstance(body.get("items"), list)
+
+
+def _is_object_with_id(body: Any) -> bool:
+    return isinstance(body, dict) and isinstance(body.get("id"), str)
+
+
+def _is_add_summary(body: Any) -> bool:
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("leads_uploaded"), int)
+        and isinstance(body.get("created_leads", []), list)
+    )
+
+
+class InstantlyClient:
+    """Instantly API V2 client. Create it where the job starts; pass the key in, never via env here.
+
+    `sleep` and `clock` are injectable so tests can run retries and pacing without waiting
+    (a fake clock whose `sleep` advances it). `jitter_seed` makes the backoff jitter repeatable.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        user_agent: str = DEFAULT_USER_AGENT,
+        connect_timeout: float = 5,
+        read_timeout: float = 30,
+        max_per_second: int = 100,
+        max_per_minute: int = 6000,
+        max_attempts: int = 6,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        max_retry_after: float = 120.0,
+        max_pages: int = 10_000,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter_seed: int | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise ValueError("an Instantly API key is required")
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._api_key = api_key.strip()
+        self.base_url = base_url.rstrip("/")
+        self.user_agent = user_agent
+        self.timeout = (float(connect_timeout), float(read_timeout))
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_retry_after = max_retry_after
+        self.max_pages = max_pages
+        self._sleep = sleep
+        self._rng = random.Random(jitter_seed)
+        self.pacer = Pacer(max_per_second, max_per_minute, clock=clock, sleep=sleep)
+        self.stats = RequestStats()
+        self._session = session or requests.Session()
+        self._session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
+
+    def __repr__(self) -> str:
+        return f"InstantlyClient(base_url={self.base_url!r}, api_key=<redacted>)"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> InstantlyClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---- transport ------------------------------------------------------------------------------
+
+    def _clean(self, text: str) -> str:
+        """Remove the key (whatever echoed it) and mask emails: the only way text enters an error."""
+        return mask_emails_in_text(text.replace(self._api_key, "[redacted]"))
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.backoff_max, self.backoff_base * (2.0 ** max(attempt - 1, 0)))
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, InstantlyError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_retry_after)
+        return self._backoff(retry_state.attempt_number)
+
+    def _request(
+        self,
+        method: str,
+        template: str,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        accept: Callable[[Any], bool] = lambda b: isinstance(b, dict),
+    ) -> Any:
+        """Send one logical call with pacing and retries; return the parsed JSON body."""
+        method = method.upper()
+        self._guard(method, template, path_params or {}, body)
+        path = template
+        for name, value in (path_params or {}).items():
+            path = path.replace("{" + name + "}", quote(value, safe=""))
+        attempts = 0
+
+        def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._attempt(method, path, template, params, body, accept, attempts)
+
+        def before_sleep(state: RetryCallState) -> None:
+            self.stats.record_retry()
+            outcome = state.outcome
+            exc = outcome.exception() if outcome is not None else None
+            delay = state.next_action.sleep if state.next_action is not None else 0.0
+            logger.warning(
+                "instantly %s %s failed (%s, http %s); retry %d/%d in %.2fs",
+                method,
+                template,
+                type(exc).__name__,
+                getattr(exc, "http_status", None),
+                state.attempt_number,
+                self.max_attempts - 1,
+                delay,
+            )
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, InstantlyError) and e.retryable),
+            reraise=True,
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+        )
+        return retrying(attempt)
+
+    @staticmethod
+    def _guard(method: str, template: str, path_params: Mapping[str, str], body: Any) -> None:
+        if (method, template) not in ALLOWED_OPERATIONS:
+            raise UnsafeRequestError(f"refusing {method} {template}: not an operation this client sends")
+        for name, value in path_params.items():
+            if not isinstance(value, str) or not value.strip():
+                raise UnsafeRequestError(f"refusing {method} {template}: empty path parameter {name}")
+        if method == "DELETE" and template == "/leads":
+            ids = body.get("ids") if isinstance(body, dict) else None
+            if (
+                not isinstance(ids, list)
+                or not ids
+                or not all(isinstance(i, str) and i.strip() for i in ids)
+                or body.get("limit") != len(ids)
+                or not (body.get("campaign_id") or body.get("list_id"))
+            ):
+                raise UnsafeRequestError(
+                    "refusing DELETE /leads without explicit ids and a matching limit "
+                    "(it would delete every lead of the campaign)"
+                )
+
+    def _send(
+        self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
+    ) -> tuple[tuple[int, Mapping[str, str], bytes] | None, str | None]:
+        """One HTTP exchange: ((status, headers, body bytes), None) or (None, why it failed)."""
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        data: bytes | None = None
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        try:
+            response = self._session.request(
+                method,
+                f"{self.base_url}{API_PREFIX}{path}",
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=self.timeout,
+            )
+            return (response.status_code, CaseInsensitiveDict(response.headers), response.content), None
+        except requests.Timeout as exc:
+            return None, f"timeout ({type(exc).__name__})"
+        except requests.RequestException as exc:
+            return None, f"connection failed ({type(exc).__name__})"
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        template: str,
+        params: Mapping[str, Any] | None,
+        body: Any,
+        accept: Callable[[Any], bool],
+        attempt_no: int,
+    ) -> Any:
+        self.stats.paced_seconds += self.pacer.acquire()
+        self.stats.record_attempt(method, template)
+        started = time.monotonic()
+        answer, failure = self._send(method, path, params, body)
+        # Errors are raised here, after `_send` returned: no chained transport exception (which holds
+        # the request and its Authorization header) and no frame holding the headers travels with them.
+        if answer is None:
+            self.stats.record_status(0)
+            logger.debug("instantly %s %s -> %s (attempt %d)", method, template, failure, attempt_no)
+            raise TransportError(failure or "no response", method=method, path=path, attempts=attempt_no)
+        status, response_headers, content = answer
+        self.stats.record_status(status)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        logger.debug("instantly %s %s -> %d in %.0f ms (attempt %d)", method, template, status, elapsed_ms, attempt_no)
+        retry_after = _parse_retry_after(response_headers.get("Retry-After"))
+        content_type = response_headers.get("Content-Type", "")
+        parsed: Any = None
+        is_json = False
+        if content:
+            try:
+                parsed = json.loads(content)
+                is_json = True
+            except ValueError:
+                is_json = False
+        if 200 <= status < 300:
+            if is_json and accept(parsed):
+                return parsed
+            what = "unexpected JSON shape" if is_json else f"non-JSON body ({content_type or 'no type'})"
+            raise ServerError(
+                f"malformed success response: {what}",
+                http_status=status,
+                method=method,
+                path=path,
+                attempts=attempt_no,
+                retry_after=retry_after,
+            )
+        if is_json and isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+            server_message = self._clean(parsed["message"])
+        elif is_json:
+            server_message = self._clean(json.dumps(parsed)[:300])
+        else:
+            server_message = f"non-JSON error body ({content_type or 'no type'}, {len(content)} bytes)"
+        error_cls = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else InstantlyError)
+        raise error_cls(
+            "request failed",
+            http_status=status,
+            method=method,
+            path=path,
+            server_message=server_message,
+            attempts=attempt_no,
+            retry_after=retry_after,
+        )
+
+    # ---- campaigns ------------------------------------------------------------------------------
+
+    def check_key(self) -> None:
+        """Cheap authenticated read; raises AuthenticationError / PlanError / ScopeError / ... on failure."""
+        self._request("GET", "/campaigns", params={"limit": 1}, accept=_is_page)
+
+    def get_campaign(self, campaign_id: str) -> Campaign:
+        """The campaign; NotFoundError if it does not exist."""
+        body = self._request("GET", "/campaigns/{id}", path_params={"id": campaign_id}, accept=_is_object_with_id)
+        return Campaign.from_json(body)
+
+    def iter_campaigns(
+        self, *, status: int | None = None, search: str | None = None, page_size: int = MAX_PAGE_SIZE
+    ) -> Listing[Campaign]:
+        """Every campaign (optionally of one status), paged by cursor; check `.complete` after."""
+        _check_page_size(page_size)
+
+        def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
+            params: dict[str, Any] = {"limit": page_size}
+            if status is not None:
+                params["status"] = status
+            if search:
+                params["search"] = search
+            if cursor:
+                params["starting_after"] = cursor
+            body = self._request("GET", "/campaigns", params=params, accept=_is_page)
+            return body["items"], _cursor_of(body)
+
+        return Listing(fetch, Campaign.from_json, page_size=page_size, max_pages=self.max_pages, what="campaigns")
+
+    def campaign_analytics(self, ids: Sequence[str]) -> list[CampaignAnalytics]:
+        """Analytics of the given campaigns (`GET /campaigns/analytics?ids=..`, a bare array)."""
+        wanted = _require_strings(ids, "campaign ids")
+        body = self._request(
+            "GET", "/campaigns/analytics", params={"ids": wanted}, accept=lambda b: isinstance(b, list)
+        )
+        return [CampaignAnalytics.from_json(item) for item in body if isinstance(item, dict)]
+
+    def activate_campaign(self, campaign_id: str) -> Campaign:
+        """Start or resume a campaign (bodyless POST)."""
+        body = self._request(
+            "POST", "/campaigns/{id}/activate", path_params={"id": campaign_id}, accept=_is_object_with_id
+        )
+        return Campaign.from_json(body)
+
+    def pause_campaign(self, campaign_id: str) -> Campaign:
+        """Pause a campaign (bodyless POST)."""
+        body = self._request(
+            "POST", "/campaigns/{id}/pause", path_params={"id": campaign_id}, accept=_is_object_with_id
+        )
+        return Campaign.from_json(body)
+
+    # ---- leads: read ----------------------------------------------------------------------------
+
+    def iter_leads(
+        self,
+        *,
+        campaign: str | None = None,
+        filter: str | None = None,
+        contacts: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        max_pages: int | None = None,
+    ) -> LeadListing:
+        """Leads matching the criteria, via `POST /leads/list` cursor pages (field `campaign`).
+
+        Returns a `Listing`: iterate it, then read `.complete` (True = read to the end) or call
+        `.require_complete()`. Without `campaign` the listing spans the whole workspace.
+        """
+        _check_page_size(page_size)
+        criteria: dict[str, Any] = {}
+        if campaign is not None:
+            if not campaign.strip():
+                raise ValueError("campaign must be a non-empty id")
+            criteria["campaign"] = campaign
+        if filter is not None:
+            criteria["filter"] = str(filter)
+        if contacts is not None:
+            criteria["contacts"] = _require_strings(contacts, "contacts")
+        if ids is not None:
+            criteria["ids"] = _require_strings(ids, "ids")
+
+        def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
+            body = dict(criteria, limit=page_size)
+            if cursor:
+                body["starting_after"] = cursor
+            page = self._request("POST", "/leads/list", body=body, accept=_is_page)
+            return page["items"], _cursor_of(page)
+
+        what = "leads" + (f" of campaign {campaign}" if campaign else "") + (f" ({filter})" if filter else "")
+        return Listing(fetch, dict, page_size=page_size, max_pages=max_pages or self.max_pages, what=what)
+
+    def get_lead(self, lead_id: str) -> Lead | None:
+        """The lead, or None when it does not exist (404)."""
+        try:
+            body: Lead = self._request("GET", "/leads/{id}", path_params={"id": lead_id}, accept=_is_object_with_id)
+        except NotFoundError:
+            return None
+        return body
+
+    def find_leads_by_email(self, emails: Iterable[str], *, campaign: str | None = None) -> dict[str, list[Lead]]:
+        """Workspace leads (or one campaign's) per normalized email, 100 addresses per listing."""
+        wanted = sorted({e for e in (_normalize_email(x) for x in emails) if e})
+        found: dict[str, list[Lead]] = {}
+        for start in range(0, len(wanted), MAX_PAGE_SIZE):
+            chunk = wanted[start : start + MAX_PAGE_SIZE]
+            for lead in self.iter_leads(campaign=campaign, contacts=chunk):
+                key = _normalize_email(lead.get("email"))
+                if key:
+                    found.setdefault(key, []).append(lead)
+        return found
+
+    # ---- leads: write ---------------------------------------------------------------------------
+
+    def add_leads(
+        self,
+        campaign_id: str,
+        leads: Sequence[Mapping[str, Any]],
+        *,
+        skip_if_in_workspace: bool = True,
+        chunk_size: int = MAX_LEADS_PER_ADD,
+    ) -> AddLeadsResult:
+        """Bulk add leads to a campaign, at most 1000 per request; one outcome per lead.
+
+        Leads are dicts of `LEAD_FIELDS` (an unknown field raises ValueError before any request).
+        A chunk that fails after retries yields `failed` outcomes for its leads and the other chunks
+        still go; an authentication, plan or scope error fails the remaining chunks without sending.
+        """
+        if not campaign_id or not campaign_id.strip():
+            raise ValueError("campaign_id is required")
+        if not 1 <= chunk_size <= MAX_LEADS_PER_ADD:
+            raise ValueError(f"chunk_size must be between 1 and {MAX_LEADS_PER_ADD}")
+        for position, lead in enumerate(leads):
+            unknown = set(lead) - LEAD_FIELDS
+            if unknown:
+                raise ValueError(f"lead {position} has fields Instantly rejects: {sorted(unknown)}")
+        result = AddLeadsResult(outcomes=[])
+        fatal: InstantlyError | None = None
+        for start in range(0, len(leads), chunk_size):
+            chunk = list(leads[start : start + chunk_size])
+            if fatal is not None:
+                result.chunks_failed += 1
+                result.outcomes.extend(
+                    LeadOutcome(start + i, _email_of(lead), "failed", error=fatal) for i, lead in enumerate(chunk)
+                )
+                continue
+            body = {
+                "campaign_id": campaign_id,
+                "leads": [dict(lead) for lead in chunk],
+                "skip_if_in_workspace": skip_if_in_workspace,
+            }
+            try:
+                summary = self._request("POST", "/leads/add", body=body, accept=_is_add_summary)
+            except InstantlyError as exc:
+                result.chunks_failed += 1
+                logger.error("instantly add of %d leads to campaign %s failed: %s", len(chunk), campaign_id, exc)
+                if isinstance(exc, _FATAL_FOR_ALL_CHUNKS):
+                    fatal = exc
+                result.outcomes.extend(
+                    LeadOutcome(start + i, _email_of(lead), "failed", error=exc) for i, lead in enumerate(chunk)
+                )
+                continue
+            result.chunks_sent += 1
+            for key in ADD_COUNTERS:
+                value = summary.get(key)
+                if isinstance(value, int):
+                    result.totals[key] += value
+            remaining = summary.get("remaining_in_plan")
+            if isinstance(remaining, int):
+                result.remaining_in_plan = remaining
+            result.outcomes.extend(self._resolve_chunk(campaign_id, start, chunk, summary, skip_if_in_workspace))
+        counts = result.counts()
+        logger.info(
+            "instantly add to campaign %s: %s",
+            campaign_id,
+            ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to add",
+        )
+        return result
+
+    def _resolve_chunk(
+        self,
+        campaign_id: str,
+        offset: int,
+        chunk: list[Mapping[str, Any]],
+        summary: Mapping[str, Any],
+        skip_flags: bool,
+    ) -> list[LeadOutcome]:
+        """Per-lead outcomes of one add request: ids first, then local facts, a look-up, the counters."""
+        n = len(chunk)
+        emails = [_normalize_email(lead.get("email")) for lead in chunk]
+        resolved: dict[int, LeadOutcome] = {}
+        for created in summary.get("created_leads") or []:
+            idx = created.get("index") if isinstance(created, dict) else None
+            lead_id = created.get("id") if isinstance(created, dict) else None
+            if isinstance(idx, int) and 0 <= idx < n and isinstance(lead_id, str) and idx not in resolved:
+                resolved[idx] = LeadOutcome(offset + idx, _email_of(chunk[idx]), "created", lead_id, campaign_id)
+
+        def counter(key: str) -> int:
+            value = summary.get(key)
+            return value if isinstance(value, int) and value > 0 else 0
+
+        budget: Counter[str] = Counter(
+            {
+                "duplicate_in_request": counter("duplicate_email_count"),
+                "invalid": counter("invalid_email_count"),
+                "duplicate": counter("duplicated_leads"),
+                "skipped": counter("skipped_count"),
+                "blocklisted": counter("in_blocklist"),
+                "incomplete": counter("incomplete_count"),
+            }
+        )
+        accounted = counter("leads_uploaded") + sum(budget.values())
+        budget["plan_limit"] = (counter("total_sent") or n) - accounted
+
+        def settle(idx: int, outcome: Outcome, **extra: Any) -> None:
+            resolved[idx] = LeadOutcome(offset + idx, _email_of(chunk[idx]), outcome, **extra)
+            budget[outcome] -= 1
+
+        # Facts the client can see by itself: missing/invalid emails, repeats inside the request.
+        first_position: dict[str, int] = {}
+        for idx, key in enumerate(emails):
+            if key is not None and _EMAIL_SYNTAX.match(key) and key not in first_position:
+                first_position[key] = idx
+        for idx in range(n):
+            if idx in resolved:
+                continue
+            key = emails[idx]
+            if (key is None or not _EMAIL_SYNTAX.match(key)) and budget["invalid"] > 0:
+                settle(idx, "invalid")
+            elif key is not None and first_position.get(key, idx) != idx and budget["duplicate_in_request"] > 0:
+                settle(idx, "duplicate_in_request")
+
+        # Which existing lead made the server refuse the rest: a look-up by email.
+        pending = [i for i in range(n) if i not in resolved]
+        if pending and (budget["duplicate"] > 0 or budget["skipped"] > 0):
+            try:
+                found = self.find_leads_by_email(emails[i] or "" for i in pending)
+            except InstantlyError as exc:
+                logger.warning("instantly look-up of refused leads failed, using counters only: %s", exc)
+                found = {}
+            for idx in pending:
+                matches = found.get(emails[idx] or "", [])
+                here = [m for m in matches if m.get("campaign") == campaign_id]
+                elsewhere = [m for m in matches if m.get("campaign") != campaign_id]
+                if here and budget["duplicate"] > 0:
+                    settle(idx, "duplicate", lead_id=here[0].get("id"), campaign_id=campaign_id)
+                elif elsewhere and skip_flags and budget["skipped"] > 0:
+                    other = elsewhere[0]
+                    settle(idx, "skipped", lead_id=other.get("id"), campaign_id=other.get("campaign"))
+
+        # What is left is attributed from the counters. Instantly applies the plan limit last, in
+        # request order, so the leads it cut are the tail.
+        rest = [i for i in range(n) if i not in resolved]
+        over_plan = min(max(budget["plan_limit"], 0), len(rest))
+        head, tail = rest[: len(rest) - over_plan], rest[len(rest) - over_plan :]
+        order: tuple[Outcome, ...] = (
+            "blocklisted",
+            "invalid",
+            "incomplete",
+            "duplicate",
+            "skipped",
+            "duplicate_in_request",
+        )
+        for idx in head:
+            bucket = next((b for b in order if budget[b] > 0), None)
+            if bucket is None:
+                resolved[idx] = LeadOutcome(offset + idx, _email_of(chunk[idx]), "unknown", inferred=True)
+            else:
+                settle(idx, bucket, inferred=True)
+        for idx in tail:
+            settle(idx, "plan_limit", inferred=True)
+        return [resolved[i] for i in range(n)]
+
+    def delete_leads(self, campaign_id: str, ids: Sequence[str], *, chunk_size: int = 1000) -> int:
+        """Delete exactly these leads of the campaign (`DELETE /leads` with ids); return the count.
+
+        Empty, missing or blank ids raise `UnsafeRequestError` before any request: Instantly's bulk
+        delete without ids deletes EVERY lead of the campaign.
+        """
+        if not isinstance(campaign_id, str) or not campaign_id.strip():
+            raise UnsafeRequestError("refusing bulk delete without a campaign id")
+        if ids is None or isinstance(ids, str | bytes) or len(ids) == 0:
+            raise UnsafeRequestError("refusing bulk delete without explicit lead ids")
+        if not all(isinstance(i, str) and i.strip() for i in ids):
+            raise UnsafeRequestError("refusing bulk delete with a blank lead id")
+        if not 1 <= chunk_size <= MAX_IDS_PER_BULK_DELETE:
+            raise ValueError(f"chunk_size must be between 1 and {MAX_IDS_PER_BULK_DELETE}")
+        unique = list(dict.fromkeys(ids))
+        deleted = 0
+        for start in range(0, len(unique), chunk_size):
+            chunk = unique[start : start + chunk_size]
+            body = {"campaign_id": campaign_id, "ids": chunk, "limit": len(chunk)}
+            answer = self._request("DELETE", "/leads", body=body)
+            count = answer.get("count")
+            deleted += count if isinstance(count, int) else 0
+        logger.info("instantly deleted %d of %d lead(s) from campaign %s", deleted, len(unique), campaign_id)
+        return deleted
+
+    def delete_lead(self, lead_id: str) -> bool:
+        """Delete one lead; False when it was already gone (404)."""
+        try:
+            self._request("DELETE", "/leads/{id}", path_params={"id": lead_id}, accept=_is_object_with_id)
+        except NotFoundError:
+            return False
+        return True
+
+    # ---- block list -----------------------------------------------------------------------------
+
+    def block_list_add(self, values: Iterable[str]) -> int:
+        """Add emails/domains to the workspace block list, 1000 per call; return the valid count."""
+        cleaned = list(dict.fromkeys(v.strip() for v in values if isinstance(v, str) and v.strip()))
+        added = 0
+        for start in range(0, len(cleaned), MAX_BLOCKLIST_VALUES_PER_CALL):
+            chunk = cleaned[start : start + MAX_BLOCKLIST_VALUES_PER_CALL]
+            body = self._request("POST", "/block-lists-entries/bulk-create", body={"bl_values": chunk}, accept=_is_page)
+            valid = body.get("valid_count")
+            added += int(valid) if isinstance(valid, int | float) else len(body["items"])
+        return added
+
+    def iter_block_list(self, *, search: str | None = None, page_size: int = MAX_PAGE_SIZE) -> Listing[dict[str, Any]]:
+        """Block-list entries (`GET /block-lists-entries`), paged; check `.complete` after."""
+        _check_page_size(page_size)
+
+        def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
+            params: dict[str, Any] = {"limit": page_size}
+            if search:
+                params["search"] = search
+            if cursor:
+                params["starting_after"] = cursor
+            body = self._request("GET", "/block-lists-entries", params=params, accept=_is_page)
+            return body["items"], _cursor_of(body)
+
+        return Listing(fetch, dict, page_size=page_size, max_pages=self.max_pages, what="block list")
+
+
+def _cursor_of(page: Mapping[str, Any]) -> str | None:
+    cursor = page.get("next_starting_after")
+    return cursor if isinstance(cursor, str) and cursor else None
+
+
+def _check_page_size(page_size: int) -> None:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+
+
+def _require_strings(values: Sequence[str] | None, what: str) -> list[str]:
+    if values is None or isinstance(values, str | bytes):
+        raise ValueError(f"{what} must be a list of strings")
+    cleaned = [v for v in values if isinstance(v, str) and v.strip()]
+    if not cleaned or len(cleaned) != len(values):
+        raise ValueError(f"{what} must be a non-empty list of non-empty strings")
+    return cleaned
+
+
+def _email_of(lead: Mapping[str, Any]) -> str | None:
+    value = lead.get("email")
+    return value if isinstance(value, str) else None

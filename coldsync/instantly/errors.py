@@ -1,0 +1,106 @@
+"""Typed errors of the Instantly V2 client.
+
+One error path (STYLE.md): every failed call surfaces as one of these, and the sync turns them into
+dead letters, exit codes and summary lines. Their text is safe to print: the server message has its
+emails masked, and the API key is never part of it (the client scrubs it before building an error,
+and no error keeps a reference to the request, its headers or the underlying transport exception).
+"""
+
+from __future__ import annotations
+
+from coldsync.redact import mask_emails_in_text
+
+
+class InstantlyError(Exception):
+    """A failed Instantly call: HTTP status, method, path and the server's (masked) message."""
+
+    #: True for the categories the client retries with backoff before giving up.
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        http_status: int | None = None,
+        method: str = "",
+        path: str = "",
+        server_message: str = "",
+        attempts: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
+        self.http_status = http_status
+        self.retry_after = retry_after
+        self.method = method
+        self.path = path
+        self.server_message = mask_emails_in_text(server_message)
+        self.attempts = attempts
+        self.summary = mask_emails_in_text(message or type(self).__name__)
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        parts = [self.summary]
+        if self.method or self.path:
+            parts.append(f"[{self.method} {self.path}]".replace("[ ", "[").replace(" ]", "]"))
+        if self.http_status is not None:
+            parts.append(f"http {self.http_status}")
+        if self.server_message:
+            parts.append(f"server said: {self.server_message}")
+        if self.attempts > 1:
+            parts.append(f"after {self.attempts} attempts")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(http_status={self.http_status!r}, method={self.method!r}, "
+            f"path={self.path!r}, server_message={self.server_message!r}, attempts={self.attempts!r})"
+        )
+
+
+class AuthenticationError(InstantlyError):
+    """401: the key is missing, wrong or revoked."""
+
+
+class PlanError(InstantlyError):
+    """402: the workspace has no active paid plan."""
+
+
+class ScopeError(InstantlyError):
+    """403: the key lacks the scope for this operation (or a CDN refused the request)."""
+
+
+class NotFoundError(InstantlyError):
+    """404: the campaign, lead or entry does not exist (for a lead: already deleted)."""
+
+
+class ValidationError(InstantlyError):
+    """400: the server rejected the input; `server_message` says why."""
+
+
+class RateLimitedError(InstantlyError):
+    """429 that persisted through every retry."""
+
+    retryable = True
+
+
+class ServerError(InstantlyError):
+    """5xx, or a 2xx whose body is not the JSON expected, that persisted through every retry."""
+
+    retryable = True
+
+
+class TransportError(InstantlyError):
+    """Connection refused/reset or a timeout that persisted through every retry."""
+
+    retryable = True
+
+
+class IncompleteListingError(InstantlyError):
+    """A paged listing stopped before its end (repeated cursor, missing cursor, page bound)."""
+
+
+class UnsafeRequestError(InstantlyError, ValueError):
+    """A request the client refuses to send because of what it would do on the real service.
+
+    Example: `DELETE /leads` without explicit ids deletes every lead of the campaign, and
+    `DELETE /block-lists-entries` without an id wipes the whole block list.
+    """
