@@ -1,0 +1,1685 @@
+"""A local, stateful Instantly API V2 server for tests, the demo and benchmarks (stdlib only).
+
+Instantly has no sandbox, so coldsync ships this stand-in. It answers the operations coldsync uses
+with the real shapes (held to Instantly's OpenAPI document through `coldsync.instantly.contract`
+and to the recorded real responses), enforces the key, the rate limits and the plan's lead limit,
+and runs a deterministic, seeded lead lifecycle on a simulated clock that only moves when told to
+(`advance(days)`). Faults (errors, 429 storms, stalls, CDN pages, broken bodies, partial rejection)
+can be injected per endpoint, with a seeded RNG so runs repeat.
+
+Lead lifecycle (what the sync sees in lead objects; `status`, `email_reply_count`,
+`lt_interest_status`; times move with the campaign's ACTIVE time only: paused campaigns send nothing):
+    completed      every step sent, then status 3                      FILTER_VAL_COMPLETED
+    replied        a real reply: email_reply_count 1, lt_interest_status 1/-1/2/-2 or absent,
+                   status 3 at once (stop on reply)                     FILTER_VAL_REPLIED + COMPLETED
+    out_of_office  an auto-reply: email_reply_count 1, lt_interest_status 0, status stays 1
+                   while the steps go on, then status 3                 FILTER_LEAD_OUT_OF_OFFICE,
+                                                                        FILTER_VAL_REPLIED (!), and
+                                                                        COMPLETED once ended
+    bounced        status -1 after the first (rarely second) send      FILTER_VAL_BOUNCED
+    unsubscribed   status -2 after some send                            FILTER_VAL_UNSUBSCRIBED
+    skipped        status -3 at the first step                          FILTER_VAL_SKIPPED
+    stays_active   first step sent, then nothing: status 1 forever      FILTER_VAL_ACTIVE
+FILTER_VAL_REPLIED matches any lead with email_reply_count >= 1, auto-replies included: the filter
+cannot tell a real reply from an out-of-office, `lt_interest_status == 0` can.
+
+Run it as a command for the demo:
+    python -m coldsync.instantly.simulator --port 8765 --campaign "SMB" --campaign "Midsize"
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import heapq
+import json
+import random
+import re
+import socket
+import sys
+import threading
+import time
+import uuid
+import zlib
+from bisect import bisect_left, bisect_right
+from collections import Counter, deque
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+API_PREFIX = "/api/v2"
+DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+# API facts, written out here on purpose rather than imported from the client: the simulator is an
+# independent implementation of the contract, so a wrong constant cannot hide in both at once.
+_ACTIVE, _PAUSED, _COMPLETED, _BOUNCED, _UNSUBSCRIBED, _SKIPPED, _LIST_ONLY = 1, 2, 3, -1, -2, -3, 0
+_INTEREST_VALUES = frozenset({1, 2, 3, 4, 0, -1, -2, -3, -4})
+_CAMPAIGN_STATUSES = frozenset({-99, -1, -2, 0, 1, 2, 3, 4})
+_LEAD_STRING_FIELDS = (
+    "email",
+    "personalization",
+    "website",
+    "last_name",
+    "first_name",
+    "company_name",
+    "job_title",
+    "phone",
+    "pl_value_lead",
+    "assigned_to",
+)
+_LEAD_FIELDS = frozenset((*_LEAD_STRING_FIELDS, "lt_interest_status", "custom_variables"))
+_PAYLOAD_NAMES = {
+    "first_name": "firstName",
+    "last_name": "lastName",
+    "company_name": "companyName",
+    "job_title": "jobTitle",
+    "website": "website",
+    "phone": "phone",
+    "personalization": "personalization",
+    "email": "email",
+}
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+'\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}$")
+_DOMAIN_RE = re.compile(r"^[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}$")
+_SENDER = "sender1@example.com"
+_HTTP_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    415: "Unsupported Media Type",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+_CDN_PAGE = (
+    "<!DOCTYPE html><html><head><title>{status} {reason}</title></head><body>"
+    "<center><h1>{status} {reason}</h1></center><hr><center>cloudflare</center></body></html>"
+)
+
+Fate = Literal["completed", "replied", "out_of_office", "bounced", "unsubscribed", "skipped", "stays_active"]
+FATES: tuple[Fate, ...] = (
+    "completed",
+    "replied",
+    "out_of_office",
+    "bounced",
+    "unsubscribed",
+    "skipped",
+    "stays_active",
+)
+
+
+def _filter_predicates() -> dict[str, Callable[[_Lead], bool]]:
+    def interest(value: int) -> Callable[[_Lead], bool]:
+        return lambda lead: lead.interest == value
+
+    return {
+        "FILTER_VAL_ACTIVE": lambda lead: lead.status == _ACTIVE,
+        "FILTER_VAL_COMPLETED": lambda lead: lead.status == _COMPLETED,
+        "FILTER_VAL_BOUNCED": lambda lead: lead.status == _BOUNCED,
+        "FILTER_VAL_UNSUBSCRIBED": lambda lead: lead.status == _UNSUBSCRIBED,
+        "FILTER_VAL_SKIPPED": lambda lead: lead.status == _SKIPPED,
+        "FILTER_VAL_CONTACTED": lambda lead: lead.last_contact is not None,
+        "FILTER_VAL_NOT_CONTACTED": lambda lead: lead.last_contact is None,
+        "FILTER_VAL_REPLIED": lambda lead: lead.replies >= 1,
+        "FILTER_VAL_COMPLETED_NO_REPLY": lambda lead: lead.status == _COMPLETED and lead.replies == 0,
+        "FILTER_VAL_OPENED_NO_REPLY": lambda lead: lead.opens > 0 and lead.replies == 0,
+        "FILTER_VAL_NO_OPENS": lambda lead: lead.opens == 0,
+        "FILTER_VAL_LINK_CLICKED": lambda lead: lead.clicks > 0,
+        "FILTER_VAL_VALID": lambda lead: lead.verification_status == 1,
+        "FILTER_VAL_INVALID": lambda lead: lead.verification_status == -1,
+        "FILTER_VAL_RISKY": lambda lead: lead.verification_status == -2,
+        "FILTER_VAL_IN_SUBSEQUENCE": lambda lead: False,
+        "FILTER_LEAD_INTERESTED": interest(1),
+        "FILTER_LEAD_MEETING_BOOKED": interest(2),
+        "FILTER_LEAD_MEETING_COMPLETED": interest(3),
+        "FILTER_LEAD_CLOSED": interest(4),
+        "FILTER_LEAD_OUT_OF_OFFICE": interest(0),
+        "FILTER_LEAD_NOT_INTERESTED": interest(-1),
+        "FILTER_LEAD_WRONG_PERSON": interest(-2),
+        "FILTER_LEAD_LOST": interest(-3),
+        "FILTER_LEAD_NO_SHOW": interest(-4),
+        "FILTER_LEAD_CUSTOM_LABEL_POSITIVE": lambda lead: False,
+        "FILTER_LEAD_CUSTOM_LABEL_NEGATIVE": lambda lead: False,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Public configuration types
+
+
+@dataclass(frozen=True)
+class SequenceRates:
+    """Relative weights of each fate given to a lead when it is added (normalized, seeded draw)."""
+
+    completed: float = 0.70
+    replied: float = 0.08
+    out_of_office: float = 0.05
+    bounced: float = 0.06
+    unsubscribed: float = 0.04
+    skipped: float = 0.0
+    stays_active: float = 0.07
+
+    @classmethod
+    def only(cls, fate: Fate) -> SequenceRates:
+        """Every lead gets this fate."""
+        if fate not in FATES:
+            raise ValueError(f"unknown fate {fate!r}")
+        return cls(**{name: (1.0 if name == fate else 0.0) for name in FATES})
+
+    def weights(self) -> list[tuple[Fate, float]]:
+        pairs: list[tuple[Fate, float]] = [(name, float(getattr(self, name))) for name in FATES]
+        if any(w < 0 for _, w in pairs) or sum(w for _, w in pairs) <= 0:
+            raise ValueError("sequence rates must be >= 0 and not all zero")
+        return pairs
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """What to do to the requests matching an endpoint pattern (see `InstantlySimulator.set_fault`).
+
+    Checked in this order for each matching request: `latency` (always added), then one stall, then
+    the next scripted status, then the random `error_rate`; otherwise the request is served, and its
+    success body may be broken (`malformed`). Counters ("next N") are consumed per matching request.
+    """
+
+    statuses: Sequence[int] = ()
+    """The next len(statuses) matching requests answer these HTTP statuses, in order (e.g. [503]*3,
+    [429]*5, [401], [400]); bodies are Instantly's `{statusCode, error, message}`."""
+    retry_after: float | None = None
+    """Retry-After header (seconds) on the injected 429/5xx answers; None sends none."""
+    html: bool = False
+    """Injected error answers carry a CDN HTML page instead of JSON."""
+    error_rate: float = 0.0
+    """Probability (seeded) that a matching request answers `error_status`."""
+    error_status: int = 503
+    latency: float = 0.0
+    """Seconds added before every matching response (benchmarks)."""
+    stalls: int = 0
+    """The next N matching requests get no response at all..."""
+    stall_seconds: float = 2.0
+    """...after this many seconds (beyond the client's read timeout); 0 closes the socket at once."""
+    stall_applies: bool = False
+    """True: a stalled request still takes effect (the response is lost, like a real timeout)."""
+    malformed: int = 0
+    """The next N successful responses have a broken body, of `malformed_kind`."""
+    malformed_kind: Literal["html", "truncated", "empty", "wrong_shape"] = "html"
+    reject_emails: Collection[str] = ()
+    """POST /leads/add: leads with these emails are reported invalid (partial bulk rejection)."""
+    reject_rate: float = 0.0
+    """POST /leads/add: this share of leads (seeded) is reported invalid."""
+    paging: Literal["normal", "repeat_cursor", "endless", "no_cursor"] = "normal"
+    """Listings: `repeat_cursor` ignores starting_after (same page and cursor again); `endless`
+    returns the first page again with a fresh cursor every time; `no_cursor` omits
+    next_starting_after on every page."""
+    message: str | None = None
+    """Message of injected JSON error bodies (e.g. one echoing a secret, to test scrubbing)."""
+
+    @classmethod
+    def burst(cls, n: int, status: int = 503, *, html: bool = False) -> FaultSpec:
+        """The next `n` matching requests fail with `status` (a 5xx burst)."""
+        return cls(statuses=[status] * n, html=html)
+
+    @classmethod
+    def storm(cls, n: int, *, retry_after: float | None = None) -> FaultSpec:
+        """The next `n` matching requests get 429, with or without Retry-After."""
+        return cls(statuses=[429] * n, retry_after=retry_after)
+
+    @classmethod
+    def timeouts(cls, n: int, seconds: float = 2.0, *, applies: bool = False) -> FaultSpec:
+        """The next `n` matching requests hang `seconds` then drop (0: socket closed at once)."""
+        return cls(stalls=n, stall_seconds=seconds, stall_applies=applies)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the simulator received and what it answered (the key itself is never kept)."""
+
+    method: str
+    path: str
+    template: str
+    query: dict[str, list[str]]
+    status: int
+    request_body: Any
+    response_body: Any
+    content_type: str | None
+    user_agent: str | None
+    authorized: bool
+    fault: str | None
+    at: float
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.method} {self.template}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Internal state
+
+
+@dataclass(slots=True, eq=False)
+class _Lead:
+    id: str
+    email: str | None
+    email_key: str | None
+    campaign: str | None
+    list_id: str | None
+    fields: dict[str, Any]
+    payload: dict[str, Any]
+    created: datetime
+    updated: datetime
+    status: int
+    fate: Fate | None
+    events: list[tuple[float, str, Any]] = field(default_factory=list)
+    next_event: int = 0
+    start_active: float = 0.0
+    opens: int = 0
+    replies: int = 0
+    clicks: int = 0
+    interest: int | None = None
+    interest_changed: datetime | None = None
+    last_contact: datetime | None = None
+    last_reply: datetime | None = None
+    last_open: datetime | None = None
+    steps_sent: int = 0
+    last_step: dict[str, str] | None = None
+    verification_status: int | None = None
+    esp_code: int = 1
+
+
+@dataclass(eq=False)
+class _Campaign:
+    id: str
+    name: str
+    status: int
+    created: datetime
+    updated: datetime
+    active_clock: float = 0.0
+    heap: list[tuple[float, int, str]] = field(default_factory=list)
+    lead_ids: list[str] = field(default_factory=list)
+    counters: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(eq=False)
+class _ActiveFault:
+    pattern: str
+    spec: FaultSpec
+    statuses_left: deque[int]
+    stalls_left: int
+    malformed_left: int
+    rejects: frozenset[str]
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+@dataclass
+class _Outcome:
+    """How a request ends: a JSON answer, a raw body, or no answer at all."""
+
+    status: int
+    body: Any = None
+    raw: bytes | None = None
+    content_type: str = "application/json; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+    drop_after: float | None = None
+    fault: str | None = None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _error_body(status: int, message: str) -> dict[str, Any]:
+    return {"statusCode": status, "error": _HTTP_REASONS.get(status, "Error"), "message": message}
+
+
+def _norm_email(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    key = value.strip().lower()
+    return key or None
+
+
+_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    ("POST", re.compile(r"^/leads/add$"), "/leads/add"),
+    ("POST", re.compile(r"^/leads/list$"), "/leads/list"),
+    ("DELETE", re.compile(r"^/leads$"), "/leads"),
+    ("GET", re.compile(r"^/leads/(?P<id>[^/]+)$"), "/leads/{id}"),
+    ("DELETE", re.compile(r"^/leads/(?P<id>[^/]+)$"), "/leads/{id}"),
+    ("GET", re.compile(r"^/campaigns$"), "/campaigns"),
+    ("GET", re.compile(r"^/campaigns/analytics$"), "/campaigns/analytics"),
+    ("GET", re.compile(r"^/campaigns/(?P<id>[^/]+)$"), "/campaigns/{id}"),
+    ("POST", re.compile(r"^/campaigns/(?P<id>[^/]+)/activate$"), "/campaigns/{id}/activate"),
+    ("POST", re.compile(r"^/campaigns/(?P<id>[^/]+)/pause$"), "/campaigns/{id}/pause"),
+    ("POST", re.compile(r"^/block-lists-entries/bulk-create$"), "/block-lists-entries/bulk-create"),
+    ("POST", re.compile(r"^/block-lists-entries$"), "/block-lists-entries"),
+    ("GET", re.compile(r"^/block-lists-entries$"), "/block-lists-entries"),
+    ("DELETE", re.compile(r"^/block-lists-entries$"), "/block-lists-entries"),
+]
+_BODYLESS = frozenset({("GET", t) for _, _, t in _ROUTES} | {("DELETE", "/leads/{id}")})
+
+
+class InstantlySimulator:
+    """A stateful Instantly V2 stand-in on 127.0.0.1 (use as a context manager, or start()/stop()).
+
+    Everything is deterministic for a given `seed` and sequence of calls. The clock (`now`) only
+    moves with `advance(days)`. Rate limits count real (monotonic) time.
+    """
+
+    def __init__(
+        self,
+        api_key: str = "sim-key",
+        seed: int = 0,
+        plan_lead_limit: int = 100_000,
+        rates: SequenceRates | None = None,
+        sequence_days: float = 12.0,
+        steps: int = 4,
+        now: datetime = DEFAULT_START,
+        *,
+        max_per_second: int = 100,
+        max_per_minute: int = 6000,
+        rate_limit_retry_after: float | None = None,
+        default_page_size: int = 10,
+        log_bodies: bool = True,
+        max_log: int | None = None,
+    ) -> None:
+        if steps < 1 or sequence_days < 0:
+            raise ValueError("steps must be >= 1 and sequence_days >= 0")
+        self.api_key = api_key
+        self.seed = seed
+        self.plan_lead_limit = plan_lead_limit
+        self.rates = rates or SequenceRates()
+        self._fate_weights = self.rates.weights()
+        self.sequence_days = float(sequence_days)
+        self.steps = steps
+        self.max_per_second = max_per_second
+        self.max_per_minute = max_per_minute
+        self.rate_limit_retry_after = rate_limit_retry_after
+        self.default_page_size = default_page_size
+        self.log_bodies = log_bodies
+        self.max_log = max_log
+        self._now = now.astimezone(UTC)
+        self._lock = threading.RLock()
+        self._rng = random.Random(seed)
+        self._id_rng = random.Random(seed + 1)
+        self._fault_rng = random.Random(seed + 2)
+        self._id_seq = 0
+        self._heap_seq = 0
+        self.organization_id = str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
+        self._campaigns: dict[str, _Campaign] = {}
+        self._lists: dict[str, str] = {}
+        self._leads: dict[str, _Lead] = {}
+        self._all_ids: list[str] = []
+        self._by_email: dict[str, set[str]] = {}
+        self._by_list: dict[str, list[str]] = {}
+        self._blocklist: dict[str, dict[str, Any]] = {}
+        self._blocked_values: dict[str, str] = {}
+        self._faults: list[_ActiveFault] = []
+        self._rate_lock = threading.Lock()
+        self._recent_second: deque[float] = deque()
+        self._recent_minute: deque[float] = deque()
+        self.request_log: list[RequestRecord] = []
+        self.counters: Counter[str] = Counter()
+        self.listener_errors: list[str] = []
+        self._listeners: list[Callable[[RequestRecord], None]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._conn_lock = threading.Lock()
+        self._predicates = _filter_predicates()
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    def start(self, port: int = 0, host: str = "127.0.0.1") -> str:
+        """Bind (a free port by default), serve in a background thread, return the base URL."""
+        if self._server is not None:
+            return self.base_url
+        handler = _make_handler(self)
+        server = ThreadingHTTPServer((host, port), handler)
+        server.daemon_threads = True
+        server.block_on_close = False
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="instantly-sim", daemon=True
+        )
+        self._thread.start()
+        return self.base_url
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        with self._conn_lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> InstantlySimulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._server is not None else "stopped"
+        return f"InstantlySimulator({where}, campaigns={len(self._campaigns)}, leads={len(self._leads)})"
+
+    # ---- control surface ----------------------------------------------------------------------------
+
+    @property
+    def now(self) -> datetime:
+        """The simulated clock (UTC)."""
+        return self._now
+
+    def advance(self, days: float) -> None:
+        """Move the clock; leads of ACTIVE campaigns progress through their timelines."""
+        if days < 0:
+            raise ValueError("the simulated clock only moves forward")
+        with self._lock:
+            start = self._now
+            for campaign in self._campaigns.values():
+                if campaign.status != _ACTIVE:
+                    continue
+                target = campaign.active_clock + days
+                heap = campaign.heap
+                while heap and heap[0][0] <= target:
+                    due, _, lead_id = heapq.heappop(heap)
+                    lead = self._leads.get(lead_id)
+                    if lead is None or lead.campaign != campaign.id or lead.next_event >= len(lead.events):
+                        continue
+                    wall = start + timedelta(days=due - campaign.active_clock)
+                    _, kind, data = lead.events[lead.next_event]
+                    lead.next_event += 1
+                    self._apply_event(campaign, lead, kind, data, wall)
+                    self._schedule_next(campaign, lead)
+                campaign.active_clock = target
+            self._now = start + timedelta(days=days)
+
+    def create_campaign(self, name: str, status: int = _ACTIVE, campaign_id: str | None = None) -> str:
+        """Create a campaign (optionally with a chosen id); return its id."""
+        if status not in _CAMPAIGN_STATUSES:
+            raise ValueError(f"unknown campaign status {status}")
+        with self._lock:
+            cid = campaign_id or str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
+            if cid in self._campaigns:
+                raise ValueError(f"campaign {cid} already exists")
+            self._campaigns[cid] = _Campaign(cid, name, status, self._now, self._now)
+            return cid
+
+    def set_campaign_status(self, campaign_id: str, status: int) -> None:
+        if status not in _CAMPAIGN_STATUSES:
+            raise ValueError(f"unknown campaign status {status}")
+        with self._lock:
+            campaign = self._campaigns[campaign_id]
+            campaign.status = status
+            campaign.updated = self._now
+
+    def campaign(self, campaign_id: str) -> dict[str, Any]:
+        """The campaign as the API shows it."""
+        with self._lock:
+            return self._campaign_json(self._campaigns[campaign_id])
+
+    def campaign_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._campaigns)
+
+    def create_list(self, name: str) -> str:
+        """Create a lead list (for list_id adds and the skip_if_in_list flag); return its id."""
+        with self._lock:
+            list_id = str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
+            self._lists[list_id] = name
+            self._by_list[list_id] = []
+            return list_id
+
+    def leads(self, campaign_id: str | None = None) -> list[dict[str, Any]]:
+        """Snapshot of the leads (of one campaign, or all) as the API shows them, in id order."""
+        with self._lock:
+            ids = self._campaigns[campaign_id].lead_ids if campaign_id else self._all_ids
+            return [self._lead_json(self._leads[i]) for i in ids]
+
+    def lead(self, lead_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            lead = self._leads.get(lead_id)
+            return self._lead_json(lead) if lead else None
+
+    def lead_count(self, campaign_id: str | None = None) -> int:
+        with self._lock:
+            if campaign_id is None:
+                return len(self._leads)
+            campaign = self._campaigns.get(campaign_id)
+            return len(campaign.lead_ids) if campaign else 0
+
+    def find_leads(self, email: str) -> list[dict[str, Any]]:
+        """Every lead with this email (case-insensitive), anywhere in the workspace."""
+        with self._lock:
+            key = _norm_email(email) or ""
+            return [self._lead_json(self._leads[i]) for i in sorted(self._by_email.get(key, ()))]
+
+    def lead_fate(self, lead_id: str) -> Fate | None:
+        """The fate drawn for a lead (ground truth for tests and benchmarks)."""
+        with self._lock:
+            lead = self._leads.get(lead_id)
+            return lead.fate if lead else None
+
+    def finish_lead(self, lead_id: str, fate: Fate, *, interest: int | None = 1) -> None:
+        """Bring a lead to the end state of `fate` now (its remaining timeline is dropped).
+
+        `out_of_office` gives an auto-reply and completes the sequence; `stays_active` only drops the
+        rest of the timeline. `interest` is the lt_interest_status of a `replied` lead (None: unset).
+        """
+        if fate not in FATES:
+            raise ValueError(f"unknown fate {fate!r}")
+        with self._lock:
+            lead = self._leads[lead_id]
+            campaign = self._campaigns[lead.campaign] if lead.campaign else None
+            lead.fate = fate
+            lead.next_event = len(lead.events)
+            if campaign is None:
+                return
+            now = self._now
+            if lead.steps_sent == 0 and fate != "skipped":
+                self._apply_event(campaign, lead, "send", (0, False), now)
+            kinds: dict[Fate, list[tuple[str, Any]]] = {
+                "completed": [("complete", None)],
+                "replied": [("reply", interest)],
+                "out_of_office": [("auto_reply", None), ("complete", None)],
+                "bounced": [("bounce", None)],
+                "unsubscribed": [("unsubscribe", None)],
+                "skipped": [("skip", None)],
+                "stays_active": [],
+            }
+            for kind, data in kinds[fate]:
+                self._apply_event(campaign, lead, kind, data, now)
+
+    def insert_leads(
+        self, campaign_id: str, leads: Iterable[Mapping[str, Any]], *, skip_if_in_workspace: bool = False
+    ) -> dict[str, Any]:
+        """Add leads without HTTP and without the 1000 cap (seeding big inventories); same rules."""
+        with self._lock:
+            if campaign_id not in self._campaigns:
+                raise KeyError(campaign_id)
+            return self._do_add(
+                campaign_id,
+                None,
+                [dict(x) for x in leads],
+                {"skip_if_in_workspace": skip_if_in_workspace},
+                None,
+            )
+
+    def add_to_blocklist(self, value: str) -> None:
+        """Block an email or a domain (as `POST /block-lists-entries` would)."""
+        with self._lock:
+            if not self._add_block_value(value):
+                raise ValueError("not an email or a domain")
+
+    @property
+    def blocklist(self) -> list[str]:
+        with self._lock:
+            return [entry["bl_value"] for entry in self._blocklist.values()]
+
+    def set_fault(self, endpoint_pattern: str, spec: FaultSpec) -> None:
+        """Inject faults on matching requests (replaces an earlier fault with the same pattern).
+
+        Patterns are `"[METHOD ]/path-glob"` without the /api/v2 prefix, matched with fnmatch against
+        the concrete path and the template: "POST /leads/add", "/leads/*", "GET /campaigns*", "*".
+        The first matching pattern (in insertion order) applies.
+        """
+        with self._lock:
+            self._faults = [f for f in self._faults if f.pattern != endpoint_pattern]
+            self._faults.append(
+                _ActiveFault(
+                    endpoint_pattern,
+                    spec,
+                    deque(spec.statuses),
+                    spec.stalls,
+                    spec.malformed,
+                    frozenset(e for e in (_norm_email(x) for x in spec.reject_emails) if e),
+                )
+            )
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def add_listener(self, listener: Callable[[RequestRecord], None]) -> None:
+        """Call `listener(record)` for every request answered (errors land in `listener_errors`)."""
+        self._listeners.append(listener)
+
+    def clear_request_log(self) -> None:
+        with self._lock:
+            self.request_log.clear()
+            self.counters.clear()
+
+    def requests_to(self, method: str, template: str) -> list[RequestRecord]:
+        with self._lock:
+            return [r for r in self.request_log if r.method == method and r.template == template]
+
+    # ---- lifecycle internals ------------------------------------------------------------------------
+
+    def _draw_fate(self) -> Fate:
+        total = sum(w for _, w in self._fate_weights)
+        point = self._rng.uniform(0, total)
+        for fate, weight in self._fate_weights:
+            point -= weight
+            if point <= 0 and weight > 0:
+                return fate
+        return next(f for f, w in reversed(self._fate_weights) if w > 0)
+
+    def _timeline(self, fate: Fate) -> list[tuple[float, str, Any]]:
+        rng = self._rng
+        n = self.steps
+        gap = self.sequence_days / (n - 1) if n > 1 else 0.0
+        first = rng.uniform(0.0, min(1.0, gap) if gap > 0 else 0.5)
+        sends = [first + k * gap for k in range(n)]
+        opened = [rng.random() < 0.35 for _ in range(n)]
+
+        def send_events(upto: int) -> list[tuple[float, str, Any]]:
+            return [(sends[k], "send", (k, opened[k])) for k in range(upto)]
+
+        if fate == "completed":
+            return [*send_events(n), (sends[-1], "complete", None)]
+        if fate == "replied":
+            k = rng.randrange(n)
+            interest = rng.choices([1, -1, 2, -2, None], weights=[35, 25, 10, 5, 25])[0]
+            return [*send_events(k + 1), (sends[k] + rng.uniform(0.05, max(gap, 1.0) * 0.9), "reply", interest)]
+        if fate == "out_of_office":
+            k = rng.randrange(max(n - 1, 1))
+            events = [*send_events(n), (sends[k] + rng.uniform(0.01, 0.2), "auto_reply", None)]
+            events.append((sends[-1] + 0.001, "complete", None))
+            return sorted(events, key=lambda e: e[0])
+        if fate == "bounced":
+            k = 0 if rng.random() < 0.8 or n == 1 else 1
+            return [*send_events(k + 1), (sends[k] + 0.001, "bounce", None)]
+        if fate == "unsubscribed":
+            k = rng.randrange(n)
+            return [*send_events(k + 1), (sends[k] + rng.uniform(0.05, 1.0), "unsubscribe", None)]
+        if fate == "skipped":
+            return [(first, "skip", None)]
+        return send_events(1)  # stays_active: one send, then nothing ever again
+
+    def _schedule_next(self, campaign: _Campaign, lead: _Lead) -> None:
+        if lead.next_event < len(lead.events):
+            self._heap_seq += 1
+            due = lead.start_active + lead.events[lead.next_event][0]
+            heapq.heappush(campaign.heap, (due, self._heap_seq, lead.id))
+
+    def _apply_event(self, campaign: _Campaign, lead: _Lead, kind: str, data: Any, wall: datetime) -> None:
+        counters = campaign.counters
+        if kind == "send":
+            step, opened = data
+            if lead.last_contact is None:
+                counters["contacted"] += 1
+            lead.steps_sent += 1
+            lead.last_contact = wall
+            lead.last_step = {"from": _SENDER, "stepID": f"0_{step}_0", "timestamp_executed": _iso(wall)}
+            counters["emails_sent"] += 1
+            if opened:
+                if lead.opens == 0:
+                    counters["opened_leads"] += 1
+                lead.opens += 1
+                lead.last_open = wall
+                counters["opens"] += 1
+        elif kind == "reply":
+            lead.replies += 1
+            lead.last_reply = wall
+            if data is not None:
+                lead.interest = int(data)
+                lead.interest_changed = wall
+            counters["replies"] += 1
+            counters["replied_leads"] += 1
+            if lead.status != _COMPLETED:
+                counters["completed"] += 1
+            lead.status = _COMPLETED
+        elif kind == "auto_reply":
+            lead.replies += 1
+            lead.last_reply = wall
+            lead.interest = 0
+            lead.interest_changed = wall
+            counters["auto_replies"] += 1
+        elif kind == "complete":
+            if lead.status != _COMPLETED:
+                counters["completed"] += 1
+            lead.status = _COMPLETED
+        elif kind == "bounce":
+            lead.status = _BOUNCED
+            counters["bounced"] += 1
+        elif kind == "unsubscribe":
+            lead.status = _UNSUBSCRIBED
+            counters["unsubscribed"] += 1
+        elif kind == "skip":
+            lead.status = _SKIPPED
+        lead.updated = wall
+
+    # ---- leads internals ----------------------------------------------------------------------------
+
+    def _next_lead_id(self) -> str:
+        """UUIDv7-like ids that sort in creation order (ms of the simulated clock, then a sequence)."""
+        self._id_seq += 1
+        millis = int(self._now.timestamp() * 1000) & ((1 << 48) - 1)
+        seq = self._id_seq & ((1 << 26) - 1)
+        value = (
+            (millis << 80)
+            | (0x7 << 76)
+            | (((seq >> 14) & 0xFFF) << 64)
+            | (0b10 << 62)
+            | ((seq & 0x3FFF) << 48)
+            | self._id_rng.getrandbits(48)
+        )
+        return str(uuid.UUID(int=value))
+
+    def _is_blocked(self, key: str) -> bool:
+        if key in self._blocked_values:
+            return True
+        domain = key.rpartition("@")[2]
+        return bool(domain) and domain in self._blocked_values
+
+    def _do_add(
+        self,
+        campaign_id: str | None,
+        list_id: str | None,
+        leads: list[dict[str, Any]],
+        flags: Mapping[str, Any],
+        fault: _ActiveFault | None,
+    ) -> dict[str, Any]:
+        counts: Counter[str] = Counter()
+        created: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        remaining = self.plan_lead_limit - len(self._leads)
+        in_workspace = bool(flags.get("skip_if_in_workspace"))
+        in_campaign = bool(flags.get("skip_if_in_campaign"))
+        in_list = bool(flags.get("skip_if_in_list"))
+        verify = bool(flags.get("verify_leads_on_import"))
+        campaign = self._campaigns.get(campaign_id) if campaign_id else None
+        for index, raw in enumerate(leads):
+            key = _norm_email(raw.get("email"))
+            rejected = fault is not None and (
+                (key is not None and key in fault.rejects)
+                or (fault.spec.reject_rate > 0 and self._fault_rng.random() < fault.spec.reject_rate)
+            )
+            if rejected:
+                counts["invalid_email_count"] += 1
+                continue
+            if list_id is not None and key is None and not (raw.get("first_name") or raw.get("last_name")):
+                counts["incomplete_count"] += 1
+                continue
+            if key is None and list_id is None:
+                counts["invalid_email_count"] += 1
+                continue
+            if key is not None and not _EMAIL_RE.match(key):
+                counts["invalid_email_count"] += 1
+                continue
+            if key is not None:
+                if key in seen:
+                    counts["duplicate_email_count"] += 1
+                    continue
+                seen.add(key)
+                existing = [self._leads[i] for i in self._by_email.get(key, ())]
+                if any(
+                    (campaign_id is not None and e.campaign == campaign_id)
+                    or (list_id is not None and e.list_id == list_id)
+                    for e in existing
+                ):
+                    counts["duplicated_leads"] += 1
+                    continue
+                if existing and (
+                    in_workspace
+                    or (in_campaign and any(e.campaign for e in existing))
+                    or (in_list and any(e.list_id for e in existing))
+                ):
+                    counts["skipped_count"] += 1
+                    continue
+                if self._is_blocked(key):
+                    counts["in_blocklist"] += 1
+                    continue
+            if remaining <= 0:
+                continue  # over the plan's lead limit: not uploaded, no counter says so
+            remaining -= 1
+            lead = self._create_lead(raw, key, campaign, list_id, verify)
+            summary: dict[str, Any] = {"index": index, "id": lead.id}
+            for name in ("email", "first_name", "last_name", "phone"):
+                if isinstance(raw.get(name), str):
+                    summary[name] = raw[name]
+            created.append(summary)
+        return {
+            "status": "success",
+            "total_sent": len(leads),
+            "leads_uploaded": len(created),
+            "in_blocklist": counts["in_blocklist"],
+            "blocklist_used": None,
+            "duplicated_leads": counts["duplicated_leads"],
+            "skipped_count": counts["skipped_count"],
+            "invalid_email_count": counts["invalid_email_count"],
+            "incomplete_count": counts["incomplete_count"],
+            "duplicate_email_count": counts["duplicate_email_count"],
+            "remaining_in_plan": max(remaining, 0) if campaign_id else None,
+            "created_leads": created,
+        }
+
+    def _create_lead(
+        self, raw: Mapping[str, Any], key: str | None, campaign: _Campaign | None, list_id: str | None, verify: bool
+    ) -> _Lead:
+        fields = {name: raw[name] for name in _LEAD_STRING_FIELDS if isinstance(raw.get(name), str)}
+        email_value = fields.pop("email", None)
+        payload: dict[str, Any] = {}
+        for name, alias in _PAYLOAD_NAMES.items():
+            value = email_value if name == "email" else fields.get(name)
+            if isinstance(value, str):
+                payload[alias] = value
+        custom = raw.get("custom_variables")
+        if isinstance(custom, dict):
+            payload.update(custom)
+        if list_id is not None:
+            payload["list_id"] = list_id
+        fate: Fate | None = self._draw_fate() if campaign is not None else None
+        lead = _Lead(
+            id=self._next_lead_id(),
+            email=email_value,
+            email_key=key,
+            campaign=campaign.id if campaign else None,
+            list_id=list_id,
+            fields=fields,
+            payload=payload,
+            created=self._now,
+            updated=self._now,
+            status=_ACTIVE if campaign is not None else _LIST_ONLY,
+            fate=fate,
+        )
+        interest = raw.get("lt_interest_status")
+        if isinstance(interest, int) and interest in _INTEREST_VALUES:
+            lead.interest = interest
+            lead.interest_changed = self._now
+        domain = key.rpartition("@")[2] if key else ""
+        lead.esp_code = (1, 1, 1, 2, 2, 999, 1000)[zlib.crc32(domain.encode()) % 7] if domain else 1000
+        if verify:
+            lead.verification_status = 1
+        self._leads[lead.id] = lead
+        self._all_ids.append(lead.id)  # ids grow monotonically: the list stays sorted
+        if key:
+            self._by_email.setdefault(key, set()).add(lead.id)
+        if campaign is not None:
+            campaign.lead_ids.append(lead.id)
+            lead.start_active = campaign.active_clock
+            lead.events = self._timeline(fate or "completed")
+            self._schedule_next(campaign, lead)
+        if list_id is not None:
+            self._by_list[list_id].append(lead.id)
+        return lead
+
+    def _remove_leads(self, doomed: Collection[str]) -> None:
+        doomed_set = set(doomed)
+        touched_campaigns: set[str] = set()
+        touched_lists: set[str] = set()
+        for lead_id in doomed_set:
+            lead = self._leads.pop(lead_id, None)
+            if lead is None:
+                continue
+            if lead.email_key:
+                ids = self._by_email.get(lead.email_key)
+                if ids is not None:
+                    ids.discard(lead_id)
+                    if not ids:
+                        del self._by_email[lead.email_key]
+            if lead.campaign:
+                touched_campaigns.add(lead.campaign)
+            if lead.list_id:
+                touched_lists.add(lead.list_id)
+        if len(doomed_set) == 1:
+            (only,) = doomed_set
+            _remove_sorted(self._all_ids, only)
+            for cid in touched_campaigns:
+                _remove_sorted(self._campaigns[cid].lead_ids, only)
+            for lid in touched_lists:
+                _remove_sorted(self._by_list[lid], only)
+            return
+        self._all_ids[:] = [i for i in self._all_ids if i not in doomed_set]
+        for members in [self._campaigns[c].lead_ids for c in touched_campaigns] + [
+            self._by_list[x] for x in touched_lists
+        ]:
+            members[:] = [i for i in members if i not in doomed_set]
+
+    def _lead_json(self, lead: _Lead) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": lead.id,
+            "timestamp_created": _iso(lead.created),
+            "timestamp_updated": _iso(lead.updated),
+            "organization": self.organization_id,
+            "status": lead.status,
+            "email_open_count": lead.opens,
+            "email_reply_count": lead.replies,
+            "email_click_count": lead.clicks,
+            "company_domain": lead.email_key.rpartition("@")[2] if lead.email_key else "",
+            "status_summary": {"lastStep": dict(lead.last_step)} if lead.last_step else {},
+        }
+        if lead.campaign:
+            body["campaign"] = lead.campaign
+        if lead.email is not None:
+            body["email"] = lead.email
+        body.update(lead.fields)
+        if lead.payload:
+            body["payload"] = dict(lead.payload)
+        if lead.list_id:
+            body["list_id"] = lead.list_id
+        if lead.last_contact is not None:
+            body["timestamp_last_contact"] = _iso(lead.last_contact)
+            body["last_contacted_from"] = _SENDER
+            body["timestamp_last_touch"] = _iso(lead.last_contact)
+        if lead.last_open is not None:
+            body["timestamp_last_open"] = _iso(lead.last_open)
+        if lead.last_reply is not None:
+            body["timestamp_last_reply"] = _iso(lead.last_reply)
+        if lead.interest is not None:
+            body["lt_interest_status"] = lead.interest
+        if lead.interest_changed is not None:
+            body["timestamp_last_interest_change"] = _iso(lead.interest_changed)
+        if lead.verification_status is not None:
+            body["verification_status"] = lead.verification_status
+        body["upload_method"] = "api"
+        body["esp_code"] = lead.esp_code
+        return body
+
+    def _campaign_json(self, campaign: _Campaign) -> dict[str, Any]:
+        gap = round(self.sequence_days / (self.steps - 1), 3) if self.steps > 1 else 0
+        step = {
+            "type": "email",
+            "delay": gap,
+            "delay_unit": "days",
+            "variants": [{"subject": "Quick question for {{companyName}}", "body": "<div>Hi {{firstName}},</div>"}],
+        }
+        return {
+            "id": campaign.id,
+            "name": campaign.name,
+            "status": campaign.status,
+            "campaign_schedule": {
+                "schedules": [
+                    {
+                        "name": "Weekdays",
+                        "timing": {"from": "09:00", "to": "17:00"},
+                        "days": {"0": False, "1": True, "2": True, "3": True, "4": True, "5": True, "6": False},
+                        "timezone": "America/Chicago",
+                    }
+                ]
+            },
+            "timestamp_created": _iso(campaign.created),
+            "timestamp_updated": _iso(campaign.updated),
+            "sequences": [{"steps": [dict(step) for _ in range(self.steps)]}],
+            "first_email_text_only": False,
+            "email_list": [_SENDER],
+            "daily_limit": 50,
+            "stop_on_reply": True,
+            "stop_on_auto_reply": False,
+            "email_tag_list": [],
+            "link_tracking": False,
+            "open_tracking": False,
+            "prioritize_new_leads": False,
+            "match_lead_esp": False,
+            "organization": self.organization_id,
+        }
+
+    def _analytics_json(self, campaign: _Campaign) -> dict[str, Any]:
+        c = campaign.counters
+        return {
+            "campaign_name": campaign.name,
+            "campaign_id": campaign.id,
+            "campaign_status": campaign.status,
+            "campaign_is_evergreen": False,
+            "leads_count": len(campaign.lead_ids),
+            "contacted_count": c["contacted"],
+            "emails_sent_count": c["emails_sent"],
+            "new_leads_contacted_count": c["contacted"],
+            "open_count": c["opened_leads"],
+            "open_count_unique": c["opened_leads"],
+            "open_count_unique_by_step": c["opens"],
+            "reply_count": c["replies"],
+            "reply_count_unique": c["replied_leads"],
+            "reply_count_unique_by_step": c["replies"],
+            "reply_count_automatic": c["auto_replies"],
+            "reply_count_automatic_unique": c["auto_replies"],
+            "reply_count_automatic_unique_by_step": c["auto_replies"],
+            "link_click_count": 0,
+            "link_click_count_unique": 0,
+            "link_click_count_unique_by_step": 0,
+            "bounced_count": c["bounced"],
+            "unsubscribed_count": c["unsubscribed"],
+            "completed_count": c["completed"],
+            "total_opportunities": 0,
+            "total_opportunity_value": 0,
+        }
+
+    def _add_block_value(self, value: str) -> dict[str, Any] | None:
+        cleaned = value.strip().lower() if isinstance(value, str) else ""
+        is_email = bool(_EMAIL_RE.match(cleaned))
+        if not is_email and not _DOMAIN_RE.match(cleaned):
+            return None
+        existing = self._blocked_values.get(cleaned)
+        if existing is not None:
+            return self._blocklist[existing]
+        entry: dict[str, Any] = {
+            "id": self._next_lead_id(),
+            "timestamp_created": _iso(self._now),
+            "organization_id": self.organization_id,
+            "bl_value": cleaned,
+            "is_domain": not is_email,
+        }
+        self._blocklist[entry["id"]] = entry
+        self._blocked_values[cleaned] = entry["id"]
+        return entry
+
+    # ---- HTTP handling ------------------------------------------------------------------------------
+
+    def _match_fault(self, method: str, path: str, template: str) -> _ActiveFault | None:
+        for fault in self._faults:
+            pattern = fault.pattern.strip()
+            want_method, _, glob = pattern.partition(" ")
+            if not glob:
+                want_method, glob = "", pattern
+            if want_method and want_method.upper() != method:
+                continue
+            if fnmatch.fnmatchcase(path, glob) or fnmatch.fnmatchcase(template, glob):
+                return fault
+        return None
+
+    def _rate_limited(self) -> bool:
+        now = time.monotonic()
+        with self._rate_lock:
+            for window, span in ((self._recent_second, 1.0), (self._recent_minute, 60.0)):
+                while window and window[0] <= now - span:
+                    window.popleft()
+            if len(self._recent_second) >= self.max_per_second or len(self._recent_minute) >= self.max_per_minute:
+                return True
+            self._recent_second.append(now)
+            self._recent_minute.append(now)
+            return False
+
+    def _injected_error(self, status: int, spec: FaultSpec, fault_name: str) -> _Outcome:
+        headers: dict[str, str] = {}
+        if spec.retry_after is not None and (status == 429 or status >= 500):
+            headers["Retry-After"] = f"{spec.retry_after:g}"
+        if spec.html:
+            page = _CDN_PAGE.format(status=status, reason=_HTTP_REASONS.get(status, "Error"))
+            return _Outcome(status, raw=page.encode(), content_type="text/html", headers=headers, fault=fault_name)
+        message = spec.message or ("Rate limit exceeded" if status == 429 else f"injected {status}")
+        return _Outcome(status, body=_error_body(status, message), headers=headers, fault=fault_name)
+
+    def _serve(
+        self, method: str, raw_path: str, headers: Mapping[str, str], raw_body: bytes
+    ) -> tuple[_Outcome, str, str, dict[str, list[str]], Any]:
+        """Decide the answer to one request. Returns (outcome, path, template, query, parsed body)."""
+        parts = urlsplit(raw_path)
+        path = parts.path
+        query = parse_qs(parts.query, keep_blank_values=True)
+        body: Any = None
+        route = None
+        sub = path[len(API_PREFIX) :] if path.startswith(API_PREFIX + "/") else None
+        template = path
+        if sub is not None:
+            for route_method, pattern, route_template in _ROUTES:
+                found = pattern.match(sub)
+                if found and route_method == method:
+                    route = (route_template, found.groupdict())
+                    template = route_template
+                    break
+        with self._lock:
+            fault = self._match_fault(method, sub or path, template)
+            stall = malformed = False
+            scripted: int | None = None
+            if fault is not None:
+                if fault.stalls_left > 0:
+                    fault.stalls_left -= 1
+                    stall = True
+                elif fault.statuses_left:
+                    scripted = fault.statuses_left.popleft()
+                elif fault.spec.error_rate > 0 and self._fault_rng.random() < fault.spec.error_rate:
+                    scripted = fault.spec.error_status
+        spec = fault.spec if fault is not None else FaultSpec()
+        if spec.latency > 0:
+            time.sleep(spec.latency)
+        if stall and not spec.stall_applies:
+            return _Outcome(0, drop_after=spec.stall_seconds, fault="stall"), path, template, query, body
+        if scripted is not None:
+            return self._injected_error(scripted, spec, f"status {scripted}"), path, template, query, body
+        if route is None:
+            message = f"Route {method}:{path} not found"
+            return _Outcome(404, _error_body(404, message)), path, template, query, body
+        try:
+            body = self._parse_body(method, route[0], headers, raw_body)
+            self._check_auth(headers)
+            if self._rate_limited():
+                retry = self.rate_limit_retry_after
+                extra = {"Retry-After": f"{retry:g}"} if retry is not None else {}
+                raise _HttpError(429, "Rate limit exceeded", extra)
+            with self._lock:
+                status, answer = self._dispatch(method, route[0], route[1], query, body, fault)
+                if fault is not None and not stall and 200 <= status < 300 and fault.malformed_left > 0:
+                    fault.malformed_left -= 1
+                    malformed = True
+        except _HttpError as exc:
+            if stall:
+                return _Outcome(0, drop_after=spec.stall_seconds, fault="stall"), path, template, query, body
+            outcome = _Outcome(exc.status, _error_body(exc.status, exc.message), headers=exc.headers)
+            return outcome, path, template, query, body
+        if stall:
+            # The request may take effect (stall_applies) but nobody hears the answer.
+            return _Outcome(0, drop_after=spec.stall_seconds, fault="stall"), path, template, query, body
+        if malformed:
+            return self._malformed(status, answer, spec), path, template, query, body
+        return _Outcome(status, answer), path, template, query, body
+
+    def _malformed(self, status: int, answer: Any, spec: FaultSpec) -> _Outcome:
+        kind = spec.malformed_kind
+        if kind == "html":
+            page = _CDN_PAGE.format(status=200, reason="OK")
+            return _Outcome(status, raw=page.encode(), content_type="text/html", fault="malformed html")
+        if kind == "empty":
+            return _Outcome(status, raw=b"", fault="malformed empty")
+        if kind == "wrong_shape":
+            return _Outcome(status, body={"unexpected": True}, fault="malformed shape")
+        text = json.dumps(answer)
+        return _Outcome(status, raw=text[: max(len(text) // 2, 1)].encode(), fault="malformed truncated")
+
+    def _parse_body(self, method: str, template: str, headers: Mapping[str, str], raw_body: bytes) -> Any:
+        content_type = (headers.get("content-type") or "").lower()
+        is_json = content_type.startswith("application/json")
+        if is_json and not raw_body:
+            raise _HttpError(400, "Body cannot be empty when content-type is set to 'application/json'")
+        if not raw_body:
+            return None
+        if not is_json:
+            raise _HttpError(415, f"Unsupported Media Type: {content_type or 'none'}")
+        try:
+            return json.loads(raw_body)
+        except ValueError:
+            raise _HttpError(400, "Body is not valid JSON") from None
+
+    def _check_auth(self, headers: Mapping[str, str]) -> None:
+        value = headers.get("authorization")
+        if not value:
+            raise _HttpError(401, "Missing Authorization header")
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or token.strip() != self.api_key:
+            raise _HttpError(401, "Invalid API key")
+
+    def _dispatch(
+        self,
+        method: str,
+        template: str,
+        params: Mapping[str, str],
+        query: Mapping[str, list[str]],
+        body: Any,
+        fault: _ActiveFault | None,
+    ) -> tuple[int, Any]:
+        if (method, template) in _BODYLESS and body is not None and template != "/leads/{id}":
+            raise _HttpError(400, "body must be empty")
+        paging = fault.spec.paging if fault is not None else "normal"
+        if template == "/leads/add":
+            return 200, self._http_add(body, fault)
+        if template == "/leads/list":
+            return 200, self._http_list_leads(body, paging)
+        if template == "/leads" and method == "DELETE":
+            return 200, self._http_bulk_delete(body)
+        if template == "/leads/{id}":
+            lead = self._leads.get(params["id"])
+            if lead is None:
+                raise _HttpError(404, "Lead not found")
+            answer = self._lead_json(lead)
+            if method == "DELETE":
+                self._remove_leads([lead.id])
+            return 200, answer
+        if template == "/campaigns":
+            return 200, self._http_list_campaigns(query, paging)
+        if template == "/campaigns/analytics":
+            wanted = [v for values in (query.get("ids", []) + query.get("id", [])) for v in values.split(",") if v]
+            chosen = [self._campaigns[c] for c in wanted if c in self._campaigns] if wanted else []
+            if not wanted:
+                chosen = list(self._campaigns.values())
+            return 200, [self._analytics_json(c) for c in dict.fromkeys(chosen)]
+        if template.startswith("/campaigns/{id}"):
+            campaign = self._campaigns.get(params["id"])
+            if campaign is None:
+                raise _HttpError(404, "Campaign not found")
+            if body is not None:
+                raise _HttpError(400, "body must be empty")
+            if template.endswith("/activate"):
+                campaign.status, campaign.updated = _ACTIVE, self._now
+            elif template.endswith("/pause"):
+                campaign.status, campaign.updated = _PAUSED, self._now
+            return 200, self._campaign_json(campaign)
+        if template == "/block-lists-entries/bulk-create":
+            return 200, self._http_block_bulk(body)
+        if template == "/block-lists-entries" and method == "POST":
+            if not isinstance(body, dict) or not isinstance(body.get("bl_value"), str):
+                raise _HttpError(400, "body must have required property 'bl_value'")
+            entry = self._add_block_value(body["bl_value"])
+            if entry is None:
+                raise _HttpError(400, "bl_value must be an email or a domain")
+            return 200, dict(entry)
+        if template == "/block-lists-entries" and method == "GET":
+            return 200, self._http_list_blocklist(query, paging)
+        if template == "/block-lists-entries" and method == "DELETE":
+            # Faithful to the real service: without an id this wipes the whole block list.
+            wiped = [dict(e) for e in self._blocklist.values()]
+            self._blocklist.clear()
+            self._blocked_values.clear()
+            return 200, wiped
+        raise _HttpError(404, f"Route {method}:{template} not found")
+
+    # ---- endpoint bodies ----------------------------------------------------------------------------
+
+    def _http_add(self, body: Any, fault: _ActiveFault | None) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise _HttpError(400, "body must be object")
+        leads = body.get("leads")
+        if not isinstance(leads, list):
+            raise _HttpError(400, "body must have required property 'leads'")
+        if not 1 <= len(leads) <= 1000:
+            raise _HttpError(400, "body/leads must NOT have fewer than 1 items or more than 1000 items")
+        for flag in ("skip_if_in_workspace", "skip_if_in_campaign", "skip_if_in_list", "verify_leads_on_import"):
+            if flag in body and not isinstance(body[flag], bool):
+                raise _HttpError(400, f"body/{flag} must be boolean")
+        for index, lead in enumerate(leads):
+            _validate_lead_item(index, lead)
+        campaign_id, list_id = body.get("campaign_id"), body.get("list_id")
+        if campaign_id and list_id:
+            raise _HttpError(400, "Provide either campaign_id or list_id, not both")
+        if not campaign_id and not list_id:
+            raise _HttpError(400, "Either campaign_id or list_id is required")
+        if campaign_id is not None and (not isinstance(campaign_id, str) or campaign_id not in self._campaigns):
+            raise _HttpError(404, "Campaign not found")
+        if list_id is not None and (not isinstance(list_id, str) or list_id not in self._lists):
+            raise _HttpError(404, "List not found")
+        return self._do_add(campaign_id, list_id, leads, body, fault)
+
+    def _http_list_leads(self, body: Any, paging: str) -> dict[str, Any]:
+        body = {} if body is None else body
+        if not isinstance(body, dict):
+            raise _HttpError(400, "body must be object")
+        limit = body.get("limit", self.default_page_size)
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise _HttpError(400, "body/limit must be integer")
+        if limit < 1:
+            raise _HttpError(400, "body/limit must be >= 1")
+        if limit > 100:
+            raise _HttpError(400, "body/limit must be <= 100")
+        for name in ("campaign", "list_id", "starting_after", "filter", "search"):
+            if name in body and not isinstance(body[name], str):
+                raise _HttpError(400, f"body/{name} must be string")
+        for name in ("contacts", "ids", "excluded_ids"):
+            if name in body and (not isinstance(body[name], list) or not all(isinstance(x, str) for x in body[name])):
+                raise _HttpError(400, f"body/{name} must be array of strings")
+        filter_name = body.get("filter")
+        predicate = self._predicates.get(filter_name) if filter_name else None
+        if filter_name and predicate is None:
+            raise _HttpError(400, f"body/filter has an unknown value: {filter_name}")
+        campaign_id, list_id = body.get("campaign"), body.get("list_id")
+        excluded = set(body.get("excluded_ids") or ())
+        search = (body.get("search") or "").strip().lower()
+        if "contacts" in body or "ids" in body:
+            candidates: set[str] | None = None
+            if "contacts" in body:
+                candidates = set()
+                for contact in body["contacts"]:
+                    candidates |= self._by_email.get(_norm_email(contact) or "", set())
+            if "ids" in body:
+                by_ids = {i for i in body["ids"] if i in self._leads}
+                candidates = by_ids if candidates is None else candidates & by_ids
+            ordered: Sequence[str] = sorted(candidates or ())
+        elif campaign_id is not None:
+            campaign = self._campaigns.get(campaign_id)
+            ordered = campaign.lead_ids if campaign else []
+        elif list_id is not None:
+            ordered = self._by_list.get(list_id, [])
+        else:
+            ordered = self._all_ids
+        cursor = body.get("starting_after")
+        if paging == "repeat_cursor" or paging == "endless":
+            cursor = None
+        start = bisect_right(ordered, cursor) if cursor else 0
+        items: list[dict[str, Any]] = []
+        for lead_id in _islice_from(ordered, start):
+            lead = self._leads[lead_id]
+            if campaign_id is not None and lead.campaign != campaign_id:
+                continue
+            if list_id is not None and lead.list_id != list_id:
+                continue
+            if lead_id in excluded or (predicate is not None and not predicate(lead)):
+                continue
+            if search and not _search_hit(lead, search):
+                continue
+            items.append(self._lead_json(lead))
+            if len(items) >= limit:
+                break
+        answer: dict[str, Any] = {"items": items}
+        if items and paging != "no_cursor":
+            answer["next_starting_after"] = items[-1]["id"]
+            if paging == "endless":
+                answer["next_starting_after"] = str(uuid.UUID(int=self._fault_rng.getrandbits(128), version=4))
+        return answer
+
+    def _http_bulk_delete(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise _HttpError(400, "body must be object")
+        campaign_id, list_id = body.get("campaign_id"), body.get("list_id")
+        if not campaign_id and not list_id:
+            raise _HttpError(400, "body must have required property 'campaign_id' or 'list_id'")
+        ids = body.get("ids")
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+            raise _HttpError(400, "body/ids must be array of strings")
+        limit = body.get("limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000):
+            raise _HttpError(400, "body/limit must be an integer between 1 and 10000")
+        status = body.get("status")
+        if status is not None and status not in (1, 2, 3, -1, -2, -3):
+            raise _HttpError(400, "body/status must be equal to one of the allowed values")
+        if campaign_id:
+            campaign = self._campaigns.get(campaign_id)
+            pool: Sequence[str] = campaign.lead_ids if campaign else []
+        else:
+            pool = self._by_list.get(str(list_id), [])
+        candidates = [i for i in ids if i in self._leads] if ids is not None else list(pool)
+        doomed: list[str] = []
+        for lead_id in candidates:
+            lead = self._leads[lead_id]
+            if campaign_id and lead.campaign != campaign_id:
+                continue
+            if list_id and lead.list_id != list_id:
+                continue
+            if status is not None and lead.status != status:
+                continue
+            doomed.append(lead_id)
+            if limit is not None and len(doomed) >= limit:
+                break
+        self._remove_leads(doomed)
+        return {"count": len(set(doomed))}
+
+    def _http_list_campaigns(self, query: Mapping[str, list[str]], paging: str) -> dict[str, Any]:
+        limit = _query_int(query, "limit", self.default_page_size, 1, 100)
+        status_text = _query_first(query, "status")
+        search = (_query_first(query, "search") or "").lower()
+        campaigns = list(self._campaigns.values())
+        cursor = _query_first(query, "starting_after")
+        if paging != "normal":
+            cursor = None
+        start = 0
+        if cursor:
+            ids = [c.id for c in campaigns]
+            start = ids.index(cursor) + 1 if cursor in ids else len(ids)
+        items: list[dict[str, Any]] = []
+        for campaign in campaigns[start:]:
+            if status_text is not None and str(campaign.status) != status_text:
+                continue
+            if search and search not in campaign.name.lower():
+                continue
+            items.append(self._campaign_json(campaign))
+            if len(items) >= limit:
+                break
+        answer: dict[str, Any] = {"items": items}
+        if items and paging != "no_cursor":
+            answer["next_starting_after"] = items[-1]["id"]
+        return answer
+
+    def _http_block_bulk(self, body: Any) -> dict[str, Any]:
+        values = body.get("bl_values") if isinstance(body, dict) else None
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise _HttpError(400, "body must have required property 'bl_values'")
+        if not 1 <= len(values) <= 1000:
+            raise _HttpError(400, "body/bl_values must NOT have fewer than 1 items or more than 1000 items")
+        items: list[dict[str, Any]] = []
+        invalid = 0
+        for value in values:
+            entry = self._add_block_value(value)
+            if entry is None:
+                invalid += 1
+            else:
+                items.append(dict(entry))
+        return {"items": items, "valid_count": len(items), "invalid_count": invalid}
+
+    def _http_list_blocklist(self, query: Mapping[str, list[str]], paging: str) -> dict[str, Any]:
+        limit = _query_int(query, "limit", self.default_page_size, 1, 100)
+        search = (_query_first(query, "search") or "").lower()
+        domains_only = _query_first(query, "domains_only") == "true"
+        ordered = sorted(self._blocklist)
+        cursor = _query_first(query, "starting_after")
+        start = bisect_right(ordered, cursor) if cursor and paging == "normal" else 0
+        items: list[dict[str, Any]] = []
+        for entry_id in ordered[start:]:
+            entry = self._blocklist[entry_id]
+            if search and search not in entry["bl_value"]:
+                continue
+            if domains_only and not entry["is_domain"]:
+                continue
+            items.append(dict(entry))
+            if len(items) >= limit:
+                break
+        answer: dict[str, Any] = {"items": items}
+        if items and paging != "no_cursor":
+            answer["next_starting_after"] = items[-1]["id"]
+        return answer
+
+    # ---- request plumbing (called from handler threads) ---------------------------------------------
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.counters[record.endpoint] += 1
+            self.counters[f"status {record.status}"] += 1
+            self.request_log.append(record)
+            if self.max_log is not None and len(self.request_log) > self.max_log:
+                del self.request_log[: len(self.request_log) - self.max_log]
+        for listener in list(self._listeners):
+            try:
+                listener(record)
+            except Exception as exc:  # a listener's failure is the test's business, not the server's
+                self.listener_errors.append(f"{record.endpoint}: {type(exc).__name__}: {exc}")
+
+    def _track(self, conn: socket.socket, add: bool) -> None:
+        with self._conn_lock:
+            if add:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+
+def _validate_lead_item(index: int, lead: Any) -> None:
+    where = f"body/leads/{index}"
+    if not isinstance(lead, dict):
+        raise _HttpError(400, f"{where} must be object")
+    extra = set(lead) - _LEAD_FIELDS
+    if extra:
+        raise _HttpError(400, f"{where} must NOT have additional properties ({sorted(extra)[0]})")
+    for name in _LEAD_STRING_FIELDS:
+        if name in lead and lead[name] is not None and not isinstance(lead[name], str):
+            raise _HttpError(400, f"{where}/{name} must be string,null")
+    interest = lead.get("lt_interest_status")
+    if "lt_interest_status" in lead and (
+        isinstance(interest, bool) or not isinstance(interest, int) or interest not in _INTEREST_VALUES
+    ):
+        raise _HttpError(400, f"{where}/lt_interest_status must be equal to one of the allowed values")
+    custom = lead.get("custom_variables")
+    if "custom_variables" in lead:
+        if not isinstance(custom, dict):
+            raise _HttpError(400, f"{where}/custom_variables must be object")
+        for key, value in custom.items():
+            if value is not None and not isinstance(value, str | int | float | bool):
+                raise _HttpError(400, f"{where}/custom_variables/{key} must be string,number,boolean,null")
+
+
+def _query_first(query: Mapping[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _query_int(query: Mapping[str, list[str]], name: str, default: int, low: int, high: int) -> int:
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        value = int(values[0])
+    except ValueError:
+        raise _HttpError(400, f"querystring/{name} must be integer") from None
+    if value < low:
+        raise _HttpError(400, f"querystring/{name} must be >= {low}")
+    if value > high:
+        raise _HttpError(400, f"querystring/{name} must be <= {high}")
+    return value
+
+
+def _islice_from(ordered: Sequence[str], start: int) -> Iterator[str]:
+    for position in range(start, len(ordered)):
+        yield ordered[position]
+
+
+def _search_hit(lead: _Lead, needle: str) -> bool:
+    haystack = " ".join(str(lead.fields.get(n, "")) for n in ("first_name", "last_name")) + " " + (lead.email_key or "")
+    return needle in haystack.lower()
+
+
+def _remove_sorted(ordered: list[str], value: str) -> None:
+    position = bisect_left(ordered, value)
+    if position < len(ordered) and ordered[position] == value:
+        del ordered[position]
+
+
+def _make_handler(sim: InstantlySimulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "instantly-sim"
+        sys_version = ""
+        timeout = 60
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body go out in two writes: without NODELAY, Nagle + delayed ACK add 40 ms.
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sim._track(self.connection, True)
+
+        def finish(self) -> None:
+            try:
+                super().finish()
+            finally:
+                sim._track(self.connection, False)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # quiet: the request log is the record
+
+        def do_GET(self) -> None:
+            self._handle("GET")
+
+        def do_POST(self) -> None:
+            self._handle("POST")
+
+        def do_DELETE(self) -> None:
+            self._handle("DELETE")
+
+        def do_PATCH(self) -> None:
+            self._handle("PATCH")
+
+        def do_PUT(self) -> None:
+            self._handle("PUT")
+
+        def _handle(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw_body = self.rfile.read(length) if length > 0 else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            outcome, path, template, query, body = sim._serve(method, self.path, headers, raw_body)
+            logged_answer: Any = outcome.body if outcome.raw is None else outcome.raw.decode("utf-8", "replace")
+            # Recorded before answering: once the client holds the answer, the log already has it.
+            sim._record(
+                RequestRecord(
+                    method=method,
+                    path=path,
+                    template=template,
+                    query=query,
+                    status=outcome.status,
+                    request_body=body if sim.log_bodies else None,
+                    response_body=logged_answer if sim.log_bodies else None,
+                    content_type=headers.get("content-type"),
+                    user_agent=headers.get("user-agent"),
+                    authorized=headers.get("authorization", "") == f"Bearer {sim.api_key}",
+                    fault=outcome.fault,
+                    at=time.monotonic(),
+                )
+            )
+            if outcome.drop_after is not None:
+                if outcome.drop_after > 0:
+                    time.sleep(outcome.drop_after)
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if outcome.raw is not None:
+                payload = outcome.raw
+            else:
+                payload = json.dumps(outcome.body, separators=(",", ":")).encode("utf-8")
+            try:
+                self.send_response(outcome.status, _HTTP_REASONS.get(outcome.status))
+                self.send_header("Content-Type", outcome.content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in outcome.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+                self.wfile.flush()
+            except OSError:
+                self.close_connection = True
+
+    return Handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve a simulator until interrupted; print the base URL, campaign ids and the (fake) key."""
+    parser = argparse.ArgumentParser(
+        prog="python -m coldsync.instantly.simulator", description="Serve a local Instantly API V2 simulator."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--campaign", action="append", default=[], help="campaign name (repeatable)")
+    parser.add_argument("--key", default="sim-key", help="API key the simulator accepts (not a secret)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plan-lead-limit", type=int, default=100_000)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every response")
+    args = parser.parse_args(argv)
+    sim = InstantlySimulator(api_key=args.key, seed=args.seed, plan_lead_limit=args.plan_lead_limit)
+    campaigns = {name: sim.create_campaign(name) for name in (args.campaign or ["Demo"])}
+    if args.latency > 0:
+        sim.set_fault("*", FaultSpec(latency=args.latency))
+    base_url = sim.start(port=args.port, host=args.host)
+    print(json.dumps({"base_url": base_url, "api_key": args.key, "campaigns": campaigns}, indent=2), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
