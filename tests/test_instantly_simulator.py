@@ -1,0 +1,427 @@
+"""The local Instantly simulator: real shapes, limits, the seeded lead lifecycle and its faults."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from coldsync.instantly.client import InstantlyClient, LeadFilter
+from coldsync.instantly.simulator import FATES, FaultSpec, InstantlySimulator, SequenceRates
+from tests.instantly_fixtures import (  # noqa: F401 - fixtures are used by name
+    KEY,
+    FakeClock,
+    campaign_id_fixture,
+    client_fixture,
+    clock_fixture,
+    make_client,
+    make_sim,
+    people,
+    sim_fixture,
+)
+
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+UUID_V7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def call(
+    sim: InstantlySimulator, method: str, path: str, body: Any = None, *, key: str | None = KEY, **kw: Any
+) -> requests.Response:
+    """A raw request to the simulator (no client in between)."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return requests.request(method, f"{sim.base_url}/api/v2{path}", json=body, headers=headers, timeout=5, **kw)
+
+
+def test_rejects_a_missing_or_wrong_key(sim: InstantlySimulator) -> None:
+    """No Authorization header or a wrong key is a 401 in Instantly's error shape."""
+    missing = call(sim, "GET", "/campaigns", key=None)
+    wrong = call(sim, "GET", "/campaigns", key="nope")
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.json() == {"statusCode": 401, "error": "Unauthorized", "message": "Missing Authorization header"}
+    assert wrong.json()["message"] == "Invalid API key"
+    assert all(not r.authorized for r in sim.request_log)
+
+
+def test_enforces_the_per_second_and_per_minute_limits() -> None:
+    """Over the configured limits the simulator answers 429 Too Many Requests."""
+    with make_sim(max_per_second=5, max_per_minute=1000) as sim:
+        statuses = [call(sim, "GET", "/campaigns").status_code for _ in range(6)]
+        assert statuses == [200] * 5 + [429]
+    with make_sim(max_per_second=1000, max_per_minute=7, rate_limit_retry_after=12) as sim:
+        answers = [call(sim, "GET", "/campaigns") for _ in range(8)]
+        assert [a.status_code for a in answers] == [200] * 7 + [429]
+        assert answers[-1].json()["error"] == "Too Many Requests"
+        assert answers[-1].headers["Retry-After"] == "12"
+
+
+def test_json_content_type_with_empty_body_is_a_400(sim: InstantlySimulator, campaign_id: str) -> None:
+    """A bodyless POST that claims application/json is refused, as Instantly does; without it, it works."""
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    bad = requests.post(f"{sim.base_url}/api/v2/campaigns/{campaign_id}/pause", headers=headers, timeout=5)
+    assert bad.status_code == 400
+    assert "Body cannot be empty" in bad.json()["message"]
+    good = call(sim, "POST", f"/campaigns/{campaign_id}/pause")
+    assert good.status_code == 200 and good.json()["status"] == 2
+
+
+def test_list_limit_must_be_between_1_and_100(sim: InstantlySimulator) -> None:
+    """limit 101 or 0 is a 400; 100 is fine; no limit defaults to 10."""
+    assert call(sim, "POST", "/leads/list", {"limit": 101}).status_code == 400
+    assert call(sim, "POST", "/leads/list", {"limit": 0}).status_code == 400
+    assert call(sim, "POST", "/leads/list", {"limit": 100}).status_code == 200
+    assert call(sim, "GET", "/campaigns", params={"limit": 101}).status_code == 400
+
+
+def test_paging_shape_matches_the_real_service(sim: InstantlySimulator, campaign_id: str) -> None:
+    """Cursor = last item's id; a short last page still has it; the empty page omits it."""
+    sim.insert_leads(campaign_id, people(25))
+    first = call(sim, "POST", "/leads/list", {"campaign": campaign_id, "limit": 20}).json()
+    assert first["next_starting_after"] == first["items"][-1]["id"]
+    second = call(
+        sim,
+        "POST",
+        "/leads/list",
+        {"campaign": campaign_id, "limit": 20, "starting_after": first["next_starting_after"]},
+    ).json()
+    assert len(second["items"]) == 5 and second["next_starting_after"] == second["items"][-1]["id"]
+    third = call(
+        sim,
+        "POST",
+        "/leads/list",
+        {"campaign": campaign_id, "limit": 20, "starting_after": second["next_starting_after"]},
+    ).json()
+    assert third == {"items": []}
+    ids = [lead["id"] for lead in first["items"] + second["items"]]
+    assert ids == sorted(ids) and all(UUID_V7.match(i) for i in ids)
+
+
+def test_campaign_id_in_a_listing_is_ignored_like_the_real_service(sim: InstantlySimulator) -> None:
+    """`campaign_id` is not a listing field: it is silently ignored and the query spans the workspace."""
+    one, two = sim.create_campaign("A"), sim.create_campaign("B")
+    sim.insert_leads(one, people(2))
+    sim.insert_leads(two, people(3, start=10))
+    wrong = call(sim, "POST", "/leads/list", {"campaign_id": one, "limit": 100}).json()
+    right = call(sim, "POST", "/leads/list", {"campaign": one, "limit": 100}).json()
+    assert len(wrong["items"]) == 5 and len(right["items"]) == 2
+
+
+def test_bulk_add_counters_and_created_index(sim: InstantlySimulator, campaign_id: str) -> None:
+    """Each refusal lands in its own counter and created_leads.index points into the request."""
+    other = sim.create_campaign("B")
+    sim.insert_leads(other, [{"email": "elsewhere@example.com"}])
+    sim.insert_leads(campaign_id, [{"email": "here@example.com"}])
+    sim.add_to_blocklist("blocked.example.com")
+    body = {
+        "campaign_id": campaign_id,
+        "skip_if_in_workspace": True,
+        "leads": [
+            {"email": "x@blocked.example.com"},
+            {"email": "new@example.com", "first_name": "Alex", "custom_variables": {"tier": "smb", "score": 3}},
+            {"email": "HERE@example.com"},
+            {"email": "elsewhere@example.com"},
+            {"email": "bad-address"},
+            {"email": "new@example.com"},
+        ],
+    }
+    answer = call(sim, "POST", "/leads/add", body).json()
+    assert {k: v for k, v in answer.items() if k != "created_leads"} == {
+        "status": "success",
+        "total_sent": 6,
+        "leads_uploaded": 1,
+        "in_blocklist": 1,
+        "blocklist_used": None,
+        "duplicated_leads": 1,
+        "skipped_count": 1,
+        "invalid_email_count": 1,
+        "incomplete_count": 0,
+        "duplicate_email_count": 1,
+        "remaining_in_plan": sim.plan_lead_limit - 3,
+    }
+    created = answer["created_leads"]
+    assert [(c["index"], c["email"], c["first_name"]) for c in created] == [(1, "new@example.com", "Alex")]
+    lead = sim.lead(created[0]["id"])
+    assert lead is not None and lead["payload"] == {
+        "firstName": "Alex",
+        "email": "new@example.com",
+        "tier": "smb",
+        "score": 3,
+    }
+    assert "custom_variables" not in lead and None not in lead.values()
+
+
+def test_bulk_add_validation(sim: InstantlySimulator, campaign_id: str) -> None:
+    """Too many leads, an unknown field, both targets or an unknown campaign are refused whole."""
+    too_many = {"campaign_id": campaign_id, "leads": [{"email": f"p{i}@example.com"} for i in range(1001)]}
+    assert call(sim, "POST", "/leads/add", too_many).status_code == 400
+    assert call(sim, "POST", "/leads/add", {"campaign_id": campaign_id, "leads": []}).status_code == 400
+    unknown = {"campaign_id": campaign_id, "leads": [{"email": "a@example.com", "campaign": campaign_id}]}
+    assert call(sim, "POST", "/leads/add", unknown).status_code == 400
+    list_id = sim.create_list("L")
+    both = {"campaign_id": campaign_id, "list_id": list_id, "leads": [{"email": "a@example.com"}]}
+    assert call(sim, "POST", "/leads/add", both).status_code == 400
+    nowhere = {"campaign_id": "00000000-0000-4000-8000-000000000000", "leads": [{"email": "a@example.com"}]}
+    assert call(sim, "POST", "/leads/add", nowhere).status_code == 404
+    assert sim.lead_count() == 0
+
+
+def test_skip_flags_and_lists(sim: InstantlySimulator, campaign_id: str) -> None:
+    """skip_if_in_list / skip_if_in_campaign act on their scope; lists count incomplete leads."""
+    list_id = sim.create_list("Imports")
+    listed = call(
+        sim,
+        "POST",
+        "/leads/add",
+        {"list_id": list_id, "leads": [{"email": "listed@example.com"}, {"phone": "+100"}, {"first_name": "Only"}]},
+    ).json()
+    assert (listed["leads_uploaded"], listed["incomplete_count"], listed["remaining_in_plan"]) == (2, 1, None)
+    assert sim.find_leads("listed@example.com")[0]["status"] == 0
+    lead = {"email": "listed@example.com"}
+    in_campaign_only = {"campaign_id": campaign_id, "skip_if_in_campaign": True, "leads": [lead]}
+    assert call(sim, "POST", "/leads/add", in_campaign_only).json()["leads_uploaded"] == 1
+    other = sim.create_campaign("B")
+    in_list = {"campaign_id": other, "skip_if_in_list": True, "leads": [lead]}
+    assert call(sim, "POST", "/leads/add", in_list).json()["skipped_count"] == 1
+
+
+def test_plan_limit_stops_uploads() -> None:
+    """remaining_in_plan counts down; leads over the limit are not uploaded."""
+    with make_sim(plan_lead_limit=3) as sim:
+        cid = sim.create_campaign("SMB")
+        answer = call(sim, "POST", "/leads/add", {"campaign_id": cid, "leads": people(5)}).json()
+        assert (answer["leads_uploaded"], answer["remaining_in_plan"]) == (3, 0)
+        assert [c["index"] for c in answer["created_leads"]] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("fate", FATES)
+def test_each_fate_ends_in_its_state_and_is_found_by_its_filter(fate: Any) -> None:
+    """After the sequence, each fate shows its status/reply/interest fields and its list filter finds it."""
+    with make_sim(rates=SequenceRates.only(fate), sequence_days=9) as sim:
+        cid = sim.create_campaign("SMB")
+        sim.insert_leads(cid, people(20))
+        sim.advance(12)
+        leads = sim.leads(cid)
+        with make_client(sim) as client:
+            found = {f: {x["id"] for x in client.iter_leads(campaign=cid, filter=f)} for f in LeadFilter}
+    everyone = {lead["id"] for lead in leads}
+    statuses = {lead["status"] for lead in leads}
+    for lead in leads:
+        assert lead["timestamp_updated"] > lead["timestamp_created"]
+        assert ISO_MS.match(lead["timestamp_updated"])
+    if fate == "completed":
+        assert statuses == {3} and all(lead["email_reply_count"] == 0 for lead in leads)
+        assert found[LeadFilter.COMPLETED] == found[LeadFilter.COMPLETED_NO_REPLY] == everyone
+        assert all(lead["status_summary"]["lastStep"]["stepID"] == "0_3_0" for lead in leads)
+    elif fate == "replied":
+        assert statuses == {3}
+        assert all(lead["email_reply_count"] == 1 and "timestamp_last_reply" in lead for lead in leads)
+        assert all(lead.get("lt_interest_status") != 0 for lead in leads)
+        assert found[LeadFilter.REPLIED] == found[LeadFilter.COMPLETED] == everyone
+        assert found[LeadFilter.OUT_OF_OFFICE] == set()
+    elif fate == "out_of_office":
+        assert statuses == {3}
+        assert all(lead["email_reply_count"] == 1 and lead["lt_interest_status"] == 0 for lead in leads)
+        assert found[LeadFilter.OUT_OF_OFFICE] == found[LeadFilter.REPLIED] == found[LeadFilter.COMPLETED] == everyone
+    elif fate == "bounced":
+        assert statuses == {-1} and found[LeadFilter.BOUNCED] == everyone
+    elif fate == "unsubscribed":
+        assert statuses == {-2} and found[LeadFilter.UNSUBSCRIBED] == everyone
+    elif fate == "skipped":
+        assert statuses == {-3} and found[LeadFilter.SKIPPED] == everyone
+    else:
+        assert statuses == {1} and found[LeadFilter.ACTIVE] == everyone
+        assert all("timestamp_last_contact" in lead for lead in leads)
+    for lead in leads:
+        assert sim.lead_fate(lead["id"]) == fate
+
+
+def test_out_of_office_keeps_the_sequence_running_until_its_end() -> None:
+    """Mid-sequence, an out-of-office lead has its auto-reply counted but is still active."""
+    with make_sim(rates=SequenceRates.only("out_of_office"), sequence_days=9, steps=4) as sim:
+        cid = sim.create_campaign("SMB")
+        sim.insert_leads(cid, people(10))
+        sim.advance(7.5)  # auto-replies come after one of the first three sends (day <= 7.2)
+        middle = sim.leads(cid)
+        assert all(lead["status"] == 1 and lead["email_reply_count"] == 1 for lead in middle)
+        assert all(lead["lt_interest_status"] == 0 for lead in middle)
+        sim.advance(3)
+        assert {lead["status"] for lead in sim.leads(cid)} == {3}
+
+
+def test_paused_campaigns_do_not_progress(sim: InstantlySimulator) -> None:
+    """Leads of a paused campaign are accepted but nothing happens to them until it is activated."""
+    cid = sim.create_campaign("SMB", status=2)
+    sim.insert_leads(cid, people(5))
+    sim.advance(30)
+    assert all(lead["status"] == 1 and "timestamp_last_contact" not in lead for lead in sim.leads(cid))
+    sim.set_campaign_status(cid, 1)
+    sim.advance(30)
+    assert all("timestamp_last_contact" in lead for lead in sim.leads(cid))
+
+
+def test_lifecycle_is_deterministic_per_seed() -> None:
+    """The same seed and the same calls give identical leads; another seed gives other fates."""
+
+    def run(seed: int) -> list[dict[str, Any]]:
+        with make_sim(seed=seed) as sim:
+            cid = sim.create_campaign("SMB", campaign_id="c-1")
+            with make_client(sim) as client:
+                client.add_leads(cid, people(300))
+            sim.advance(5)
+            sim.advance(10)
+            return sim.leads(cid)
+
+    first, again, other = run(3), run(3), run(4)
+    assert first == again
+    assert [lead["status"] for lead in first] != [lead["status"] for lead in other]
+    assert len({lead["status"] for lead in first}) >= 4
+
+
+def test_finish_lead_forces_an_end_state(sim: InstantlySimulator, campaign_id: str) -> None:
+    """finish_lead brings one lead to a chosen end at the current time, for scripted scenarios."""
+    ids = [c["id"] for c in sim.insert_leads(campaign_id, people(3))["created_leads"]]
+    sim.advance(0.5)
+    sim.finish_lead(ids[0], "replied", interest=None)
+    sim.finish_lead(ids[1], "unsubscribed")
+    sim.finish_lead(ids[2], "out_of_office")
+    a, b, c = (sim.lead(i) for i in ids)
+    assert a is not None and b is not None and c is not None
+    assert (a["status"], a["email_reply_count"], "lt_interest_status" in a) == (3, 1, False)
+    assert b["status"] == -2
+    assert (c["status"], c["lt_interest_status"]) == (3, 0)
+    assert a["timestamp_updated"] == "2026-01-05T21:00:00.000Z"
+
+
+def test_analytics_agree_with_the_leads(sim: InstantlySimulator, campaign_id: str) -> None:
+    """leads_count is current; bounced/unsubscribed/completed counts follow the lifecycle."""
+    sim.insert_leads(campaign_id, people(200))
+    sim.advance(20)
+    leads = sim.leads(campaign_id)
+    (row,) = call(sim, "GET", "/campaigns/analytics", params={"ids": campaign_id}).json()
+    assert row["campaign_id"] == campaign_id and row["leads_count"] == 200
+    assert row["bounced_count"] == sum(lead["status"] == -1 for lead in leads)
+    assert row["unsubscribed_count"] == sum(lead["status"] == -2 for lead in leads)
+    assert row["completed_count"] == sum(lead["status"] == 3 for lead in leads)
+    assert row["contacted_count"] == sum("timestamp_last_contact" in lead for lead in leads)
+    everything = call(sim, "GET", "/campaigns/analytics").json()
+    assert isinstance(everything, list) and len(everything) == 1
+
+
+def test_bulk_delete_without_ids_wipes_the_campaign(sim: InstantlySimulator, campaign_id: str) -> None:
+    """Faithful to the real service (and why the client refuses it): no ids deletes every lead."""
+    other = sim.create_campaign("B")
+    sim.insert_leads(campaign_id, people(4))
+    sim.insert_leads(other, people(2, start=50))
+    assert call(sim, "DELETE", "/leads", {"campaign_id": campaign_id}).json() == {"count": 4}
+    assert sim.lead_count(campaign_id) == 0 and sim.lead_count(other) == 2
+
+
+def test_delete_one_lead_returns_it_then_404(sim: InstantlySimulator, campaign_id: str) -> None:
+    """DELETE /leads/{id} answers the deleted lead; a second delete is a 404."""
+    lead_id = sim.insert_leads(campaign_id, people(1))["created_leads"][0]["id"]
+    first = call(sim, "DELETE", f"/leads/{lead_id}")
+    assert first.status_code == 200 and first.json()["id"] == lead_id
+    second = call(sim, "DELETE", f"/leads/{lead_id}")
+    assert second.status_code == 404 and second.json()["error"] == "Not Found"
+    assert sim.find_leads("person0@example.com") == []
+
+
+def test_block_list_endpoints(sim: InstantlySimulator) -> None:
+    """bulk-create counts valid and invalid values; entries page with a cursor; domains are flagged."""
+    answer = call(
+        sim, "POST", "/block-lists-entries/bulk-create", {"bl_values": ["a@example.com", "spam.example.com", "??"]}
+    ).json()
+    assert (answer["valid_count"], answer["invalid_count"]) == (2, 1)
+    assert [e["is_domain"] for e in answer["items"]] == [False, True]
+    page = call(sim, "GET", "/block-lists-entries", params={"limit": 1}).json()
+    assert len(page["items"]) == 1 and page["next_starting_after"] == page["items"][0]["id"]
+    assert sorted(sim.blocklist) == ["a@example.com", "spam.example.com"]
+
+
+def test_error_rate_is_seeded_and_repeatable() -> None:
+    """A random error rate fails the same requests on every run with the same seed."""
+
+    def pattern() -> list[int]:
+        with make_sim(seed=11) as sim:
+            sim.set_fault("GET /campaigns", FaultSpec(error_rate=0.3, error_status=502))
+            return [call(sim, "GET", "/campaigns").status_code for _ in range(30)]
+
+    first = pattern()
+    assert first == pattern()
+    assert 3 <= first.count(502) <= 20
+
+
+def test_latency_and_cdn_pages(sim: InstantlySimulator) -> None:
+    """Latency delays answers; html errors come as text/html pages; matching is per endpoint."""
+    sim.set_fault("GET /campaigns", FaultSpec(latency=0.2, statuses=[502], html=True))
+    started = time.monotonic()
+    answer = call(sim, "GET", "/campaigns")
+    assert time.monotonic() - started >= 0.2
+    assert answer.status_code == 502 and answer.headers["Content-Type"] == "text/html"
+    assert "<html>" in answer.text
+    assert call(sim, "POST", "/leads/list", {}).status_code == 200
+
+
+def test_request_log_keeps_no_key_and_records_faults(sim: InstantlySimulator) -> None:
+    """The request log says whether auth was right but never stores the key itself."""
+    sim.set_fault("/leads/*", FaultSpec(statuses=[503]))
+    call(sim, "POST", "/leads/list", {"limit": 5})
+    call(sim, "POST", "/leads/list", {"limit": 5})
+    assert [(r.status, r.fault) for r in sim.request_log] == [(503, "status 503"), (200, None)]
+    assert KEY not in repr(sim.request_log)
+    assert sim.counters["POST /leads/list"] == 2
+
+
+def test_handles_a_24000_lead_inventory_quickly(clock: FakeClock) -> None:
+    """24,000 leads: seeding, a 1,000-lead add, a full listing and email look-ups stay fast."""
+    with make_sim(log_bodies=False) as sim:
+        cids = [sim.create_campaign("SMB"), sim.create_campaign("Midsize")]
+        started = time.monotonic()
+        for n, cid in enumerate(cids):
+            sim.insert_leads(cid, people(11_500, start=n * 11_500))
+        with make_client(sim, clock) as client:
+            result = client.add_leads(cids[0], people(1000, start=23_000))
+            assert result.counts() == {"created": 1000}
+            sim.advance(3)
+            listing = client.iter_leads(campaign=cids[0])
+            assert sum(1 for _ in listing) == 12_500 and listing.complete
+            found = client.find_leads_by_email([f"person{i}@example.com" for i in range(0, 24_000, 240)])
+            assert len(found) == 100
+            bounced = client.iter_leads(campaign=cids[1], filter=LeadFilter.BOUNCED).to_list()
+            assert all(lead["status"] == -1 for lead in bounced)
+        elapsed = time.monotonic() - started
+    assert sim.lead_count() == 24_000
+    assert elapsed < 20, elapsed
+
+
+def test_command_line_prints_url_campaigns_and_key() -> None:
+    """`python -m coldsync.instantly.simulator` serves and prints its base URL, campaign ids and key."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coldsync.instantly.simulator", "--port", "0", "--campaign", "SMB", "--campaign", "Mid"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("}"):
+                break
+        info = json.loads("".join(lines))
+        assert set(info["campaigns"]) == {"SMB", "Mid"} and info["api_key"] == "sim-key"
+        with InstantlyClient("sim-key", base_url=info["base_url"]) as client:
+            assert client.get_campaign(info["campaigns"]["SMB"]).name == "SMB"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
