@@ -65,6 +65,10 @@ class WarehouseError(Exception):
     """A warehouse statement failed (after retries where retrying makes sense)."""
 
 
+class WarehouseBusyError(WarehouseError):
+    """Another process holds the warehouse (the DuckDB file is locked by a running sync)."""
+
+
 class Warehouse(Protocol):
     """What the product needs from a warehouse."""
 

@@ -19,6 +19,7 @@ from coldsync.warehouse.base import (
     StatementStats,
     StringArray,
     Typed,
+    WarehouseBusyError,
     WarehouseError,
     check_identifier,
 )
@@ -84,7 +85,14 @@ class DuckDBWarehouse:
         self._con = duckdb.connect(":memory:")
         self._con.execute("SET TimeZone = 'UTC'")
         target = str(self.path) if self.path is not None else ":memory:"
-        self._con.execute(f"ATTACH '{target.replace(chr(39), chr(39) * 2)}' AS \"{self.catalog}\"")
+        try:
+            self._con.execute(f"ATTACH '{target.replace(chr(39), chr(39) * 2)}' AS \"{self.catalog}\"")
+        except duckdb.IOException as exc:
+            self._con.close()
+            if "lock" in str(exc).lower():
+                raise WarehouseBusyError(f"the DuckDB file {target} is in use by another process (a running "
+                                         "sync): one writer at a time") from exc
+            raise WarehouseError(f"cannot open the DuckDB file {target}: {exc}") from exc
         self._con.execute(f'USE "{self.catalog}"')
         self._qualified = f"{self.catalog}.{self.dataset}"
         parts = self._source_parts
@@ -100,7 +108,9 @@ class DuckDBWarehouse:
     def render(self, sql: str) -> str:
         return transpile(sql.replace("{ds}", self._qualified).replace("{source}", self.source_table))
 
-    def _run(self, sql: str, params: Mapping[str, Param] | None, label: str) -> duckdb.DuckDBPyConnection:
+    def _run(self, sql: str, params: Mapping[str, Param] | None, label: str
+             ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one statement and fetch its result under the lock (the connection is shared by threads)."""
         rendered = self.render(sql)
         bound = {k: _to_duck(v) for k, v in (params or {}).items()}
         self.stats.by_label[label] += 1
@@ -108,30 +118,32 @@ class DuckDBWarehouse:
             self.stats.writes += 1
         try:
             with self._lock:
-                return self._con.execute(rendered, bound) if bound else self._con.execute(rendered)
+                cursor = self._con.execute(rendered, bound) if bound else self._con.execute(rendered)
+                columns = [d[0] for d in cursor.description or []]
+                try:
+                    rows = cursor.fetchall()
+                except duckdb.InvalidInputException:
+                    rows = []  # a statement without a result set
+                return columns, rows
         except duckdb.Error as exc:
             raise WarehouseError(f"{label}: {type(exc).__name__}: {exc}") from exc
 
     def query(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> list[dict[str, Any]]:
-        cursor = self._run(sql, params, label)
-        columns = [d[0] for d in cursor.description or []]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        columns, rows = self._run(sql, params, label)
+        return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def execute(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> int:
-        cursor = self._run(sql, params, label)
-        try:
-            result = cursor.fetchall()
-        except duckdb.Error:
-            return 0
-        if result and len(result[0]) == 1 and isinstance(result[0][0], int):
-            return int(result[0][0])
+        _columns, rows = self._run(sql, params, label)
+        if rows and len(rows[0]) == 1 and isinstance(rows[0][0], int):
+            return int(rows[0][0])
         return 0
 
     def ensure_dataset(self) -> bool:
-        existed = self._con.execute(
-            "SELECT count(*) FROM information_schema.schemata WHERE catalog_name = ? AND schema_name = ?",
-            [self.catalog, self.dataset],
-        ).fetchone()
+        with self._lock:
+            existed = self._con.execute(
+                "SELECT count(*) FROM information_schema.schemata WHERE catalog_name = ? AND schema_name = ?",
+                [self.catalog, self.dataset],
+            ).fetchone()
         self.stats.by_label["setup.dataset"] += 1
         self.stats.writes += 1
         with self._lock:
@@ -139,11 +151,12 @@ class DuckDBWarehouse:
         return not (existed and existed[0])
 
     def existing_columns(self, table: str) -> dict[str, str] | None:
-        rows = self._con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_catalog = ? AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [self.catalog, self.dataset, table],
-        ).fetchall()
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_catalog = ? AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                [self.catalog, self.dataset, table],
+            ).fetchall()
         return {str(name): str(type_) for name, type_ in rows} or None
 
     def table_ddl(self, spec: TableSpec) -> str:

@@ -1,0 +1,238 @@
+"""The sync end to end: the simulator plus a real warehouse (DuckDB file, and BigQuery via the emulator)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from coldsync.cli import ExitCode
+from coldsync.demo import set_clock
+from coldsync.instantly.client import InstantlyClient
+from coldsync.instantly.simulator import InstantlySimulator
+from coldsync.settings import Settings, replace
+from coldsync.sync import SyncResult, run_sync
+from coldsync.warehouse.base import Warehouse
+from coldsync.warehouse.demo_data import generate_source_rows
+from tests.conftest import make_settings
+from tests.helpers import add_dnc, add_sources, build, lead
+from tests.invariants import check_after_run, snapshot, table_contents
+
+START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
+SMB = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6"  # example ids, as in the README
+MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
+
+
+@dataclass
+class World:
+    warehouse: Warehouse
+    sim: InstantlySimulator
+    client: InstantlyClient
+    settings: Settings
+
+    def run(self, **changes: object) -> SyncResult:
+        set_clock(self.warehouse, self.sim.now)
+        settings = replace(self.settings, **changes) if changes else self.settings
+        return run_sync(settings, self.warehouse, self.client, now=self.sim.now)
+
+    def run_checked(self, **changes: object) -> SyncResult:
+        """A run, then invariants 1-6 checked against what it did."""
+        dry = bool(changes.get("dry_run", False))
+        settings = replace(self.settings, **changes) if changes else self.settings
+        set_clock(self.warehouse, self.sim.now)
+        before = snapshot(self.warehouse, self.sim, settings, tables=dry)
+        result = self.run(**changes)
+        problems = check_after_run(self.warehouse, self.sim, settings, before, self.sim.now, dry_run=dry)
+        assert not problems, problems
+        assert result.exit_code == ExitCode.OK, result.report.render_text()
+        return result
+
+
+@pytest.fixture
+def world(raw_warehouse: Warehouse, tmp_path: Path) -> Iterator[World]:
+    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="300",
+                             target_new_leads_per_run="120", instantly_api_key="sim-key")
+    sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=10)
+    sim.start()
+    sim.create_campaign("SMB", campaign_id=SMB)
+    sim.create_campaign("Midsize", campaign_id=MIDSIZE)
+    build(raw_warehouse, settings, list(generate_source_rows(1500, seed=3)), as_of=START)
+    add_dnc(raw_warehouse, domain=str(next(generate_source_rows(1, seed=3))["domain"]))
+    client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.01, backoff_max=0.05)
+    try:
+        yield World(raw_warehouse, sim, client, settings)
+    finally:
+        client.close()
+        sim.stop()
+
+
+def test_lifecycle_120_days_keeps_every_invariant(world: World) -> None:
+    """Over 120 simulated days of runs, invariants 1-6 hold after every run, and the cycle really turns."""
+    step = 4 if world.warehouse.engine == "duckdb" else 8
+    totals: dict[str, int] = {}
+    for day in range(0, 121, step):
+        result = world.run_checked()
+        for key, value in result.report.phase("drain").counts.items():
+            totals[key] = totals.get(key, 0) + value
+        totals["added"] = totals.get("added", 0) + result.report.added
+        if day % (step * 5) == 0:
+            world.run_checked(dry_run=True)
+        world.sim.advance(step)
+    assert totals["added"] > 600
+    for outcome in ("completed", "replied", "bounced", "unsubscribed", "stale"):
+        assert totals.get(f"drained:{outcome}", 0) > 0, (outcome, totals)
+    second = world.warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_lead_history` WHERE attempt_num = 2",
+                                   label="test")[0]["n"]
+    assert second > 0, "leads whose cooldown ran out were not picked again"
+
+
+def test_segments_route_at_the_threshold(world: World) -> None:
+    """Revenue 999,999 goes to the SMB campaign, 1,000,000 to Midsize, unknown revenue to SMB."""
+    add_sources(world.warehouse, [lead("under@threshold.example", Decimal(999_999), first_name="Ünder"),
+                                  lead("at@threshold.example", Decimal(1_000_000)),
+                                  lead("unknown@threshold.example", None)])
+    world.run_checked(target_new_leads_per_run=2000, inventory_cap=2000)
+    where = {lead["email"]: lead["campaign"] for lead in world.sim.leads()}
+    assert where["under@threshold.example"] == SMB
+    assert where["at@threshold.example"] == MIDSIZE
+    assert where["unknown@threshold.example"] == SMB
+
+
+def test_cap_is_never_exceeded_even_when_target_is_larger(world: World) -> None:
+    """A target far above the room adds exactly up to the cap, and a second run adds nothing."""
+    first = world.run_checked(target_new_leads_per_run=1000)
+    assert world.sim.lead_count() == 300 and first.report.added == 300
+    second = world.run_checked(target_new_leads_per_run=1000)
+    assert second.report.added == 0 and world.sim.lead_count() == 300
+
+
+def test_second_run_with_nothing_new_changes_nothing(world: World) -> None:
+    """At the cap and with no time passing, a second run sends no write and changes no row but its log."""
+    world.run_checked(target_new_leads_per_run=300)
+    before = table_contents(world.warehouse)
+    log_position = len(world.sim.request_log)
+    result = world.run_checked(target_new_leads_per_run=300)
+    writes = [r.endpoint for r in world.sim.request_log[log_position:] if r.method != "GET"
+              and r.endpoint != "POST /leads/list"]
+    assert writes == [] and result.report.api_writes == 0
+    after = table_contents(world.warehouse)
+    for table in after:
+        if table not in ("ops_run_log", "ops_run_lock"):
+            assert after[table] == before[table], table
+    assert len(after["ops_run_log"]) == len(before["ops_run_log"]) + 1
+
+
+def test_dry_run_writes_nothing_and_prints_the_plan(world: World) -> None:
+    """DRY_RUN counts zero writes at both edges, and its plan matches what the real run then does."""
+    world.run_checked()
+    world.sim.advance(20)
+    dry = world.run_checked(dry_run=True)
+    assert dry.report.api_writes == 0 and dry.report.warehouse_writes == 0
+    text = dry.report.render_text()
+    assert "would drain" in text and "would add" in text and "@" not in text
+    real = world.run_checked()
+    planned = {k.split(" ", 1)[1]: v for k, v in dry.report.phase("drain").plan.items() if k.startswith("drain ")}
+    done = {k.split(":", 1)[1]: v for k, v in real.report.phase("drain").counts.items() if k.startswith("drained:")}
+    assert planned == done
+
+
+def test_unsubscribe_goes_to_dnc_before_the_delete(world: World) -> None:
+    """An unsubscribed lead is on the DNC list, with a history row, and is never added again."""
+    world.run_checked()
+    some = world.sim.leads()[0]
+    world.sim.finish_lead(str(some["id"]), "unsubscribed")
+    world.run_checked()
+    rows = world.warehouse.query("SELECT source FROM `{ds}.ops_dnc` WHERE email = @e", {"e": some["email"]},
+                                 label="test")
+    assert rows and rows[0]["source"] == "instantly_unsubscribe"
+    history = world.warehouse.query("SELECT status_final FROM `{ds}.ops_lead_history` WHERE instantly_lead_id = @i",
+                                    {"i": some["id"]}, label="test")
+    assert [h["status_final"] for h in history] == ["unsubscribed"]
+    assert world.sim.lead(str(some["id"])) is None
+    for _ in range(40):  # long after any cooldown
+        world.sim.advance(5)
+        world.run_checked()
+    assert all(lead["email"] != some["email"] for lead in world.sim.leads())
+
+
+def test_paused_campaign_is_skipped_with_a_warning(world: World) -> None:
+    """A paused Midsize campaign gets no leads, and the summary says how to fix it."""
+    world.sim.set_campaign_status(MIDSIZE, 2)
+    result = world.run_checked()
+    assert world.sim.lead_count(MIDSIZE) == 0 and world.sim.lead_count(SMB) > 0
+    assert any("Midsize campaign is paused" in w and "Resume" in w for w in result.report.warnings)
+    allowed = world.run_checked(allow_paused_campaigns=True)
+    assert world.sim.lead_count(MIDSIZE) > 0 and allowed.exit_code == ExitCode.OK
+
+
+def test_two_runs_started_together_exactly_one_acts(world: World) -> None:
+    """Two runs started at the same moment on one warehouse: one acts, the other exits with LOCK_HELD."""
+    barrier = threading.Barrier(2)
+    results: list[SyncResult] = []
+
+    def go() -> None:
+        barrier.wait()
+        results.append(world.run())
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    codes = sorted(int(r.exit_code) for r in results)
+    assert codes == [ExitCode.OK, ExitCode.LOCK_HELD], [r.report.render_text() for r in results]
+    assert world.sim.lead_count() == 120
+
+
+def test_lock_of_a_killed_run_expires(world: World) -> None:
+    """A lock left by a killed run blocks until LOCK_TTL_MINUTES has passed, then is taken over."""
+    world.warehouse.execute(
+        "INSERT INTO `{ds}.ops_run_lock` (name, run_id, acquired_at, expires_at) VALUES ('sync', 'killed', @a, @e)",
+        {"a": world.sim.now, "e": world.sim.now + dt.timedelta(minutes=60)}, label="test")
+    assert world.run().exit_code == ExitCode.LOCK_HELD
+    world.sim.advance(61 / 1440)
+    assert world.run().exit_code == ExitCode.OK
+
+
+def test_missing_campaign_fails_the_run_with_the_fix(world: World) -> None:
+    """A campaign id that Instantly does not know fails the run, naming the setting to fix."""
+    result = world.run(smb_campaign_id="0c46e0c9-c1f9-4201-a8d6-6221bafeada6")
+    assert result.exit_code == ExitCode.RUN_FAILED
+    assert "SMB_CAMPAIGN_ID" in (result.report.error or "")
+    assert world.sim.lead_count() == 0
+
+
+def test_sync_once_reports_lock_held_when_the_duckdb_file_is_busy(tmp_path: Path) -> None:
+    """sync_once exits 3 when another process holds the DuckDB warehouse file."""
+    path = tmp_path / "busy.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from coldsync.warehouse.duckdb import DuckDBWarehouse; "
+        f"w = DuckDBWarehouse({str(path)!r}, 'coldsync'); print('ready', flush=True); time.sleep(30)")],
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        env = {"DUCKDB_PATH": str(path), "PATH": "/usr/bin:/bin", "INSTANTLY_API_KEY": "sim-key",
+               "SMB_CAMPAIGN_ID": SMB, "MIDSIZE_CAMPAIGN_ID": MIDSIZE}
+        out = subprocess.run([sys.executable, "sync_once.py"], cwd=Path(__file__).resolve().parent.parent,
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == ExitCode.LOCK_HELD, out.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_bad_setting_stops_sync_once_before_anything(tmp_path: Path) -> None:
+    """A bad setting exits 2 with the setting named, and creates no warehouse file."""
+    env = {"DUCKDB_PATH": str(tmp_path / "never.duckdb"), "PATH": "/usr/bin:/bin", "BATCH_SIZE": "5000"}
+    out = subprocess.run([sys.executable, "sync_once.py"], cwd=Path(__file__).resolve().parent.parent, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == ExitCode.BAD_CONFIG
+    assert "BATCH_SIZE='5000'" in out.stderr and "at most 1000" in out.stderr
+    assert not (tmp_path / "never.duckdb").exists()
