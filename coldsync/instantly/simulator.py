@@ -1011,6 +1011,7 @@ class InstantlySimulator:
             "type": "email",
             "delay": gap,
             "delay_unit": "days",
+            "pre_delay_unit": "days",
             "variants": [{"subject": "Quick question for {{companyName}}", "body": "<div>Hi {{firstName}},</div>"}],
         }
         return {
