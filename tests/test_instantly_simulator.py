@@ -425,3 +425,25 @@ def test_command_line_prints_url_campaigns_and_key() -> None:
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_state_survives_save_and_load(tmp_path: Path) -> None:
+    """A saved and reloaded workspace continues exactly as the original would; junk files load as None."""
+    state_file = tmp_path / "sim.pickle"
+    with make_sim(seed=5) as original:
+        cid = original.create_campaign("SMB")
+        original.insert_leads(cid, people(50))
+        original.add_to_blocklist("blocked@example.com")
+        original.advance(3)
+        original.save_state(state_file)
+        restored = InstantlySimulator.load_state(state_file, api_key=KEY)
+        assert restored is not None
+        original.advance(10)
+    restored.advance(10)
+    assert restored.leads(cid) == original.leads(cid)
+    assert restored.blocklist == ["blocked@example.com"] and restored.now == original.now
+    with restored, make_client(restored) as client:
+        assert client.add_leads(cid, people(2, start=100)).counts() == {"created": 2}
+    (tmp_path / "junk.pickle").write_bytes(b"not a pickle")
+    assert InstantlySimulator.load_state(tmp_path / "junk.pickle") is None
+    assert InstantlySimulator.load_state(tmp_path / "missing.pickle") is None

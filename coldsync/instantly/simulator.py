@@ -34,6 +34,8 @@ import contextlib
 import fnmatch
 import heapq
 import json
+import os
+import pickle
 import random
 import re
 import socket
@@ -48,10 +50,12 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 API_PREFIX = "/api/v2"
+STATE_VERSION = 1
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 # API facts, written out here on purpose rather than imported from the client: the simulator is an
@@ -681,6 +685,73 @@ class InstantlySimulator:
     def requests_to(self, method: str, template: str) -> list[RequestRecord]:
         with self._lock:
             return [r for r in self.request_log if r.method == method and r.template == template]
+
+    # ---- persistence (the embedded playground keeps a workspace between runs) ---------------------
+
+    _PERSISTED = (
+        "_now",
+        "_id_seq",
+        "_heap_seq",
+        "organization_id",
+        "_campaigns",
+        "_lists",
+        "_leads",
+        "_all_ids",
+        "_by_email",
+        "_by_list",
+        "_blocklist",
+        "_blocked_values",
+    )
+    _CONFIG = (
+        "seed",
+        "plan_lead_limit",
+        "rates",
+        "sequence_days",
+        "steps",
+        "max_per_second",
+        "max_per_minute",
+        "rate_limit_retry_after",
+        "default_page_size",
+    )
+
+    def save_state(self, path: str | Path) -> None:
+        """Write the workspace (campaigns, leads, block list, clock, RNG states) to `path`, atomically.
+
+        Faults, the request log and listeners are not kept, nor the API key. The file is a pickle:
+        load only files you wrote yourself.
+        """
+        with self._lock:
+            state = {
+                "version": STATE_VERSION,
+                "config": {name: getattr(self, name) for name in self._CONFIG},
+                "data": {name: getattr(self, name) for name in self._PERSISTED},
+                "rngs": [self._rng.getstate(), self._id_rng.getstate(), self._fault_rng.getstate()],
+            }
+            payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        target = Path(path)
+        temporary = target.with_name(target.name + ".tmp")
+        temporary.write_bytes(payload)
+        os.replace(temporary, target)
+
+    @classmethod
+    def load_state(cls, path: str | Path, *, api_key: str = "sim-key") -> InstantlySimulator | None:
+        """A (stopped) simulator restored from `save_state`; None if the file is unusable or of another version."""
+        try:
+            state = pickle.loads(Path(path).read_bytes())  # our own playground file (see save_state)
+        except (OSError, EOFError, ValueError, TypeError, AttributeError, ImportError, pickle.UnpicklingError):
+            return None
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            return None
+        try:
+            config, data, rngs = state["config"], state["data"], state["rngs"]
+            sim = cls(api_key=api_key, now=data["_now"], **config)
+            for name in cls._PERSISTED:
+                setattr(sim, name, data[name])
+            for rng, rng_state in zip((sim._rng, sim._id_rng, sim._fault_rng), rngs, strict=True):
+                rng.setstate(rng_state)
+        except (KeyError, TypeError, ValueError):
+            return None
+        return sim
 
     # ---- lifecycle internals ------------------------------------------------------------------------
 
