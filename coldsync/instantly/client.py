@@ -297,6 +297,11 @@ class RequestStats:
         with self._lock:
             self.retries += 1
 
+    def record_pacing(self, seconds: float) -> None:
+        if seconds > 0:
+            with self._lock:
+                self.paced_seconds += seconds
+
     def count(self, method: str, template: str) -> int:
         return self.by_endpoint[(method, template)]
 
@@ -789,7 +794,7 @@ class InstantlyClient:
         accept: Callable[[Any], bool],
         attempt_no: int,
     ) -> Any:
-        self.stats.paced_seconds += self.pacer.acquire()
+        self.stats.record_pacing(self.pacer.acquire())
         self.stats.record_attempt(method, template)
         started = time.monotonic()
         answer, failure = self._send(method, path, params, body)
