@@ -40,7 +40,7 @@ def table_contents(warehouse: Warehouse) -> dict[str, list[tuple[Any, ...]]]:
     for table in ("ops_inst_state", "ops_lead_history", "ops_dnc", "ops_dead_letters", "config", "ops_run_log",
                   "ops_run_lock"):
         rows = _rows(warehouse, f"SELECT * FROM `{{ds}}.{table}`")  # noqa: S608 (fixed table names)
-        out[table] = sorted((tuple(str(v) for v in r.values()) for r in rows))
+        out[table] = sorted(tuple(str(v) for v in r.values()) for r in rows)
     return out
 
 
@@ -103,8 +103,8 @@ def check_after_run(warehouse: Warehouse, sim: InstantlySimulator, settings: Set
             lead = before.leads[lead_id]
             if lead_id not in recorded:
                 problems.append(f"invariant 5: lead {lead_id} left Instantly without a history row")
-            email = normalize_email(lead.get("email"))
-            if lead.get("status") == -2 and email not in after.dnc_emails:
+            address = normalize_email(lead.get("email"))
+            if lead.get("status") == -2 and address not in after.dnc_emails:
                 problems.append(f"invariant 5: unsubscribed lead {lead_id} deleted before its DNC entry")
     # 6. a dry run writes nothing anywhere
     if dry_run:

@@ -236,15 +236,18 @@ class BigQueryWarehouse:
         self.client.create_table(table, exists_ok=True)
 
     def add_columns(self, spec: TableSpec, names: Sequence[str]) -> None:
-        table = self.client.get_table(self._ref(spec.name))
         wanted = {f.name: f for f in self._schema(spec)}
-        # BigQuery only adds NULLABLE columns to an existing table.
-        added = [bigquery.SchemaField(n, wanted[n].field_type, mode="NULLABLE", description=wanted[n].description)
-                 for n in names]
-        table.schema = [*table.schema, *added]
-        self.stats.by_label["setup.add_column"] += 1
-        self.stats.writes += 1
-        self.client.update_table(table, ["schema"])
+        for name in names:
+            # BigQuery only adds NULLABLE columns to an existing table; DDL changes storage everywhere.
+            self._run(f"ALTER TABLE `{{ds}}.{spec.name}` ADD COLUMN IF NOT EXISTS {name} {wanted[name].field_type}",
+                      None, "setup.add_column")
+        table = self.client.get_table(self._ref(spec.name))
+        missing = [n for n in names if n not in {f.name for f in table.schema}]
+        if missing:  # some emulators change storage but not the catalog: bring the catalog along
+            table.schema = [*table.schema, *(bigquery.SchemaField(n, wanted[n].field_type, mode="NULLABLE",
+                                                                  description=wanted[n].description)
+                                             for n in missing)]
+            self.client.update_table(table, ["schema"])
 
     def close(self) -> None:
         self.client.close()

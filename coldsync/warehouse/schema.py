@@ -219,7 +219,7 @@ trimmed AS (
     CAST(s.domain AS STRING) AS domain,
     CAST(s.location AS STRING) AS location,
     CAST(s.country AS STRING) AS country,
-    SAFE_CAST(REPLACE(CAST(s.annual_revenue AS STRING), ',', '') AS NUMERIC) AS annual_revenue
+    SAFE_CAST(REPLACE(CAST(s.annual_revenue AS STRING), ',', '') AS NUMERIC(38, 9)) AS annual_revenue
   FROM `{{source}}` AS s
 ),
 normalized AS (

@@ -1,0 +1,69 @@
+"""Run one sync: DRAIN finished leads, TOP-UP fresh ones, HOUSEKEEPING; then exit.
+
+Every setting is a flag or an environment variable (see README: configuration), e.g.
+    DRY_RUN=true python sync_once.py
+    python sync_once.py --target-new-leads-per-run 200 --run-drain false
+    python sync_once.py --report [--markdown | --json]   (status report only: no sync)
+Exit codes: 0 success, 1 run failed, 2 bad configuration, 3 another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+
+from coldsync.cli import ExitCode, bootstrap, fail_config, settings_parser
+from coldsync.embedded import embedded_instantly, embedded_settings, is_embedded
+from coldsync.instantly.client import InstantlyClient
+from coldsync.settings import SettingsError, require
+from coldsync.status import report_command
+from coldsync.sync import run_sync
+from coldsync.warehouse import WarehouseError
+from coldsync.warehouse.base import WarehouseBusyError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = settings_parser((__doc__ or "").splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the run report as JSON instead of text")
+    parser.add_argument("--report", action="store_true",
+                        help="print the status report instead of syncing (reads the warehouse only)")
+    parser.add_argument("--markdown", action="store_true", help="with --report: Markdown, for a job summary")
+    args = parser.parse_args(argv)
+    try:
+        ctx = bootstrap(args)
+    except SettingsError as exc:
+        return fail_config(exc)
+    except WarehouseBusyError as exc:
+        print(f"Lock held: {exc}", file=sys.stderr)
+        return ExitCode.LOCK_HELD
+    except WarehouseError as exc:
+        print(f"Warehouse error: {exc}", file=sys.stderr)
+        return ExitCode.RUN_FAILED
+    settings, warehouse = ctx.settings, ctx.warehouse
+    if args.report:
+        return report_command(settings, warehouse, "json" if args.json else "markdown" if args.markdown else "text")
+    with ExitStack() as stack:
+        stack.callback(warehouse.close)
+        now = None
+        if is_embedded(settings):
+            settings = embedded_settings(settings)
+            client, now = stack.enter_context(embedded_instantly(settings, warehouse, save=not settings.dry_run))
+        else:
+            try:
+                require(settings, ["instantly_api_key"], "the sync talks to Instantly")
+            except SettingsError as exc:
+                return fail_config(exc)
+            client = stack.enter_context(InstantlyClient(
+                settings.instantly_api_key.reveal(), base_url=settings.instantly_base_url,
+                max_per_second=settings.instantly_max_per_second, max_per_minute=settings.instantly_max_per_minute))
+        result = run_sync(settings, warehouse, client, now=now)
+    report = result.report
+    print(report.to_json() if args.json else report.render_text())
+    report.write_github_summary()
+    if result.exit_code == ExitCode.BAD_CONFIG:
+        print(f"Configuration error: {report.error}", file=sys.stderr)
+    return int(result.exit_code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
