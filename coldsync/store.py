@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coldsync.warehouse.base import Rows, StringArray, Warehouse
+from coldsync.warehouse.schema import CANDIDATES_VIEW, PRIORITY_ORDER, cooldown_predicate, segment_expression
 
 # --- state ---------------------------------------------------------------------------------------
 
@@ -147,20 +148,24 @@ WHERE resolved_at IS NULL AND gave_up_at IS NULL
 
 # --- ready leads ---------------------------------------------------------------------------------
 
-READ_READY_SQL = """
-SELECT email, first_name, last_name, company_name, domain, location, country, annual_revenue,
-       sequence_target, attempt_num, priority
-FROM `{ds}.v_ready_for_instantly`
-WHERE sequence_target IN UNNEST(@segments)
-ORDER BY priority
-LIMIT @limit
-"""
+# The sync reads the candidates with the rules' own expressions, fed with the run's settings and clock.
+_READY_FOR_RUN = f"""
+SELECT c.email, c.first_name, c.last_name, c.company_name, c.domain, c.location, c.country, c.annual_revenue,
+       {segment_expression("@smb_threshold")} AS sequence_target, c.attempt_num, c.last_completed_at
+FROM `{{ds}}.{CANDIDATES_VIEW}` AS c
+WHERE {cooldown_predicate("@as_of", "@cooldown_days")}
+"""  # noqa: S608
 
-READY_COUNTS_SQL = """
-SELECT sequence_target, COUNT(*) AS ready
-FROM `{ds}.v_ready_for_instantly`
-GROUP BY sequence_target
-"""
+READ_READY_SQL = f"""
+SELECT c.* FROM ({_READY_FOR_RUN}) AS c
+WHERE c.sequence_target IN UNNEST(@segments)
+ORDER BY {PRIORITY_ORDER}
+LIMIT @limit
+"""  # noqa: S608
+
+READY_COUNTS_SQL = f"""
+SELECT c.sequence_target, COUNT(*) AS ready FROM ({_READY_FOR_RUN}) AS c GROUP BY c.sequence_target
+"""  # noqa: S608
 
 # --- run log and lock ----------------------------------------------------------------------------
 
@@ -221,10 +226,16 @@ class StateRow:
 class Store:
     """The sync's statements against one warehouse, stamped with the run id and the run's clock."""
 
-    def __init__(self, warehouse: Warehouse, run_id: str, now: dt.datetime) -> None:
+    def __init__(self, warehouse: Warehouse, run_id: str, now: dt.datetime, *, cooldown_days: int = 90,
+                 smb_threshold: int = 1_000_000) -> None:
         self.warehouse = warehouse
         self.run_id = run_id
         self.now = now
+        self.cooldown_days = cooldown_days
+        self.smb_threshold = smb_threshold
+
+    def _rules(self) -> dict[str, Any]:
+        return {"as_of": self.now, "cooldown_days": self.cooldown_days, "smb_threshold": self.smb_threshold}
 
     def _stamp(self) -> dict[str, Any]:
         return {"now": self.now, "run_id": self.run_id}
@@ -237,11 +248,11 @@ class Store:
     def read_ready(self, limit: int, segments: Sequence[str]) -> list[dict[str, Any]]:
         if limit <= 0 or not segments:
             return []
-        return self.warehouse.query(READ_READY_SQL, {"segments": StringArray(list(segments)), "limit": limit},
-                                    label="topup.read_ready")
+        params = {"segments": StringArray(list(segments)), "limit": limit, **self._rules()}
+        return self.warehouse.query(READ_READY_SQL, params, label="topup.read_ready")
 
     def ready_counts(self) -> dict[str, int]:
-        rows = self.warehouse.query(READY_COUNTS_SQL, label="ready_counts")
+        rows = self.warehouse.query(READY_COUNTS_SQL, self._rules(), label="ready_counts")
         return {str(r["sequence_target"]): int(r["ready"]) for r in rows}
 
     def dnc_matches(self, emails: Sequence[str]) -> set[str]:

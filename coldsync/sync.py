@@ -93,7 +93,8 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
     except SettingsError as exc:
         report.outcome, report.error = "config_error", str(exc)
         return SyncResult(ExitCode.BAD_CONFIG, report)
-    store = Store(warehouse, run_id, now)
+    store = Store(warehouse, run_id, now, cooldown_days=settings.cooldown_days,
+                  smb_threshold=settings.smb_revenue_threshold)
     ctx = RunContext(settings=settings, client=client, store=store, report=report, now=now, dry_run=dry_run,
                      baseline=(client.stats.requests, client.stats.writes, warehouse.stats.total,
                                warehouse.stats.writes))

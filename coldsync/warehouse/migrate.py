@@ -12,7 +12,7 @@ from typing import Any
 
 from coldsync.settings import CONFIG_KEYS, Settings
 from coldsync.warehouse.base import Rows, Warehouse, WarehouseError
-from coldsync.warehouse.schema import SCHEMA_VERSION, SOURCE_COLUMNS, TABLES, VIEW_NAME, VIEW_SQL
+from coldsync.warehouse.schema import SCHEMA_VERSION, SOURCE_COLUMNS, TABLES, VIEWS
 
 CONFIG_FIELDS = (("key", "STRING"), ("value_int", "INT64"), ("value_string", "STRING"))
 
@@ -149,13 +149,14 @@ def ensure_schema(
                 act(f"would fail: {problem}")
             return report
         raise SchemaError("; ".join(problems))
-    before = warehouse.existing_columns(VIEW_NAME)
-    if dry_run:
-        act(f"would create or replace view {VIEW_NAME}", warehouse.render(VIEW_SQL))
-    else:
+    for name, sql in VIEWS:
+        before = warehouse.existing_columns(name)
+        if dry_run:
+            act(f"would create or replace view {name}", warehouse.render(sql))
+            continue
         try:
-            warehouse.execute(VIEW_SQL, label="setup.view")
+            warehouse.execute(sql, label="setup.view")
         except WarehouseError as exc:
-            raise SchemaError(f"could not create {VIEW_NAME}: {exc}") from exc
-        act(f"ok: view {VIEW_NAME} is current" if before is not None else f"created view {VIEW_NAME}")
+            raise SchemaError(f"could not create {name}: {exc}") from exc
+        act(f"ok: view {name} is current" if before is not None else f"created view {name}")
     return report

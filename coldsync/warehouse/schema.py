@@ -196,21 +196,32 @@ _TRIM = r"[\s\x{00A0}\x{200B}\x{FEFF}]"
 #     else Midsize;
 #  7. priority: leads never contacted first, then higher revenue first, then email.
 # `as_of` is CURRENT_TIMESTAMP() unless the config row `as_of` holds a timestamp (simulations only).
+# Rules 1-4 live in v_lead_candidates; rules 5-7 are each one expression below, used by the view with
+# the config table's values and by the sync's own read with the run's settings (which may override
+# them for one run: COOLDOWN_DAYS, SMB_REVENUE_THRESHOLD) and the run's clock.
 assert '"' not in EMAIL_PATTERN, "the view embeds EMAIL_PATTERN in a double-quoted raw string"
 
-# Only constants are formatted in (the pattern, defaults, identifiers' placeholders): no values.
-VIEW_SQL = f"""
-CREATE OR REPLACE VIEW `{{ds}}.{VIEW_NAME}` AS
-WITH params AS (
-  SELECT
-    COALESCE((SELECT MAX(value_int) FROM `{{ds}}.config` WHERE key = 'smb_revenue_threshold'),
-             {VIEW_DEFAULTS["smb_revenue_threshold"]}) AS smb_threshold,
-    COALESCE((SELECT MAX(value_int) FROM `{{ds}}.config` WHERE key = 'cooldown_days'),
-             {VIEW_DEFAULTS["cooldown_days"]}) AS cooldown_days,
-    COALESCE((SELECT MAX(SAFE_CAST(value_string AS TIMESTAMP)) FROM `{{ds}}.config` WHERE key = 'as_of'),
-             CURRENT_TIMESTAMP()) AS as_of
-),
-trimmed AS (
+CANDIDATES_VIEW = "v_lead_candidates"
+
+
+def cooldown_predicate(as_of: str, cooldown_days: str) -> str:
+    """Rule 5, the one definition: the last sequence ended at least `cooldown_days` before `as_of`."""
+    return (f"(c.last_completed_at IS NULL OR "
+            f"c.last_completed_at <= TIMESTAMP_SUB({as_of}, INTERVAL {cooldown_days} DAY))")
+
+
+def segment_expression(threshold: str) -> str:
+    """Rule 6, the one definition: SMB under the threshold or with unknown revenue, else Midsize."""
+    return f"CASE WHEN c.annual_revenue IS NULL OR c.annual_revenue < {threshold} THEN 'SMB' ELSE 'Midsize' END"
+
+
+# Rule 7: never contacted first, then higher revenue, then email.
+PRIORITY_ORDER = "CASE WHEN c.last_completed_at IS NULL THEN 0 ELSE 1 END, c.annual_revenue DESC NULLS LAST, c.email"
+
+# Rules 1-4, with what rules 5-7 need. Only constants are formatted in: no values.
+CANDIDATES_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{CANDIDATES_VIEW}` AS
+WITH trimmed AS (
   SELECT
     REGEXP_REPLACE(CAST(s.email AS STRING), r'^{_TRIM}+|{_TRIM}+$', '') AS trimmed_email,
     CAST(s.first_name AS STRING) AS first_name,
@@ -256,22 +267,39 @@ history AS (
   GROUP BY email
 )
 SELECT
-  v.email, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country,
-  v.annual_revenue,
-  CASE WHEN v.annual_revenue IS NULL OR v.annual_revenue < p.smb_threshold THEN 'SMB' ELSE 'Midsize' END
-    AS sequence_target,
+  v.email, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country, v.annual_revenue,
   COALESCE(h.last_attempt, 0) + 1 AS attempt_num,
-  h.last_completed_at,
-  ROW_NUMBER() OVER (
-    ORDER BY CASE WHEN h.email IS NULL THEN 0 ELSE 1 END, v.annual_revenue DESC NULLS LAST, v.email
-  ) AS priority
+  h.last_completed_at
 FROM valid AS v
-CROSS JOIN params AS p
 LEFT JOIN history AS h ON h.email = v.email
 WHERE v.duplicate_rank = 1
   AND NOT EXISTS (SELECT 1 FROM dnc_emails AS d WHERE d.email = v.email)
   AND NOT EXISTS (SELECT 1 FROM dnc_domains AS d WHERE d.domain = v.email_domain)
   AND NOT EXISTS (SELECT 1 FROM `{{ds}}.ops_inst_state` AS st WHERE st.email = v.email)
-  AND (h.last_completed_at IS NULL
-       OR h.last_completed_at <= TIMESTAMP_SUB(p.as_of, INTERVAL p.cooldown_days DAY))
 """  # noqa: S608
+
+# Rules 5-7 with the values of the config table (defaults when a row is missing).
+VIEW_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{VIEW_NAME}` AS
+WITH params AS (
+  SELECT
+    COALESCE((SELECT MAX(value_int) FROM `{{ds}}.config` WHERE key = 'smb_revenue_threshold'),
+             {VIEW_DEFAULTS["smb_revenue_threshold"]}) AS smb_threshold,
+    COALESCE((SELECT MAX(value_int) FROM `{{ds}}.config` WHERE key = 'cooldown_days'),
+             {VIEW_DEFAULTS["cooldown_days"]}) AS cooldown_days,
+    COALESCE((SELECT MAX(SAFE_CAST(value_string AS TIMESTAMP)) FROM `{{ds}}.config` WHERE key = 'as_of'),
+             CURRENT_TIMESTAMP()) AS as_of
+)
+SELECT
+  c.email, c.first_name, c.last_name, c.company_name, c.domain, c.location, c.country, c.annual_revenue,
+  {segment_expression("p.smb_threshold")} AS sequence_target,
+  c.attempt_num,
+  c.last_completed_at,
+  ROW_NUMBER() OVER (ORDER BY {PRIORITY_ORDER}) AS priority
+FROM `{{ds}}.{CANDIDATES_VIEW}` AS c
+CROSS JOIN params AS p
+WHERE {cooldown_predicate("p.as_of", "p.cooldown_days")}
+"""  # noqa: S608
+
+# Created in this order (the ready view reads the candidates view).
+VIEWS: tuple[tuple[str, str], ...] = ((CANDIDATES_VIEW, CANDIDATES_SQL), (VIEW_NAME, VIEW_SQL))

@@ -1,0 +1,80 @@
+"""The sync's reads and writes of the warehouse (coldsync.store), on both engines."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from coldsync.settings import Settings
+from coldsync.store import Store, dead_letter_id
+from coldsync.warehouse.base import Warehouse
+from tests.helpers import T0, add_history, build, lead
+
+
+def test_run_settings_override_the_config_table_for_one_run(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """COOLDOWN_DAYS and SMB_REVENUE_THRESHOLD given for a run change that run's pick, not the view's."""
+    build(raw_warehouse, settings, [lead("rested@example.com", Decimal(700_000))])
+    add_history(raw_warehouse, "rested@example.com", T0 - dt.timedelta(days=40))
+    strict = Store(raw_warehouse, "r1", T0)
+    assert strict.read_ready(10, ["SMB", "Midsize"]) == []
+    short = Store(raw_warehouse, "r2", T0, cooldown_days=30, smb_threshold=500_000)
+    rows = short.read_ready(10, ["SMB", "Midsize"])
+    assert [(r["email"], r["sequence_target"], r["attempt_num"]) for r in rows] == [
+        ("rested@example.com", "Midsize", 2)]
+    assert short.ready_counts() == {"Midsize": 1}
+    assert strict.ready_counts() == {}
+
+
+def test_state_merge_inserts_updates_and_deletes_in_one_statement(raw_warehouse: Warehouse,
+                                                                  settings: Settings) -> None:
+    """One apply_state call inserts, updates (keeping unset fields) and deletes rows."""
+    build(raw_warehouse, settings)
+    store = Store(raw_warehouse, "r1", T0)
+    store.apply_state([{"email": "a@example.com", "op": "upsert", "campaign_id": "c1", "status": "pending",
+                        "attempt_num": 2},
+                       {"email": "b@example.com", "op": "upsert", "campaign_id": "c1", "status": "pending"}], "t")
+    before = raw_warehouse.stats.total
+    store.apply_state([{"email": "a@example.com", "op": "upsert", "status": "active", "instantly_lead_id": "L1"},
+                       {"email": "b@example.com", "op": "delete"}], "t")
+    assert raw_warehouse.stats.total == before + 1
+    rows = store.read_state()
+    assert [(r.email, r.status, r.instantly_lead_id, r.campaign_id, r.attempt_num) for r in rows] == [
+        ("a@example.com", "active", "L1", "c1", 2)]
+
+
+def test_history_is_idempotent_also_for_unknown_attempts(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """Recording the same finished lead twice (a re-run after a crash) writes one history row."""
+    build(raw_warehouse, settings)
+    store = Store(raw_warehouse, "r1", T0)
+    row = {"email": "h@example.com", "campaign_id": "c1", "sequence_name": "SMB", "status_final": "completed",
+           "completed_at": T0, "attempt_num": None, "instantly_lead_id": "L9", "reason": "test"}
+    store.record_history([row])
+    store.record_history([row])
+    rows = raw_warehouse.query("SELECT attempt_num FROM `{ds}.ops_lead_history`", label="t")
+    assert rows == [{"attempt_num": 1}]
+
+
+def test_dead_letters_count_retries_then_resolve(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """The same failing operation is one dead letter whose retry count grows; a success closes it."""
+    build(raw_warehouse, settings)
+    store = Store(raw_warehouse, "r1", T0)
+    letter = {"id": dead_letter_id("topup", "add_lead", "x@example.com"), "phase": "topup", "operation": "add_lead",
+              "email": "x@example.com", "campaign_id": "c1", "instantly_lead_id": None, "http_status": 503,
+              "error_text": "unavailable", "resolve": False, "give_up_reason": None}
+    store.record_dead_letters([letter], "t")
+    store.record_dead_letters([letter], "t")
+    (open_letter,) = store.open_dead_letters()
+    assert open_letter["retry_count"] == 1
+    store.record_dead_letters([{**letter, "resolve": True}], "t")
+    assert store.open_dead_letters() == []
+
+
+def test_lock_is_exclusive_until_its_lease_ends(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """A second run cannot take a held lock; after the lease it can; release frees it at once."""
+    build(raw_warehouse, settings)
+    ttl = dt.timedelta(minutes=60)
+    assert Store(raw_warehouse, "first", T0).acquire_lock(ttl) is None
+    assert Store(raw_warehouse, "second", T0 + dt.timedelta(minutes=59)).acquire_lock(ttl) == "first"
+    assert Store(raw_warehouse, "third", T0 + dt.timedelta(minutes=61)).acquire_lock(ttl) is None
+    Store(raw_warehouse, "third", T0).release_lock()
+    assert Store(raw_warehouse, "fourth", T0 + dt.timedelta(minutes=62)).acquire_lock(ttl) is None
