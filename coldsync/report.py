@@ -39,6 +39,9 @@ class RunReport:
     campaigns: dict[str, str] = field(default_factory=dict)  # segment -> "active" / "paused" / ...
     warnings: list[str] = field(default_factory=list)
     phases: dict[str, PhaseReport] = field(default_factory=dict)
+    # Per campaign: the analytics counters whose finished leads this run listed completely, and the
+    # time of the last full sweep. The next run lists only what changed since (see phases/drain.py).
+    drain_watermarks: dict[str, dict[str, Any]] = field(default_factory=dict)
     api_calls: int = 0
     api_writes: int = 0
     warehouse_statements: int = 0

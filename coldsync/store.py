@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,16 +96,6 @@ ON COALESCE(t.email, '') = COALESCE(s.email, '') AND COALESCE(t.domain, '') = CO
 WHEN NOT MATCHED THEN
   INSERT (email, domain, source, reason, added_at, run_id)
   VALUES (s.email, s.domain, s.source, s.reason, @now, @run_id)
-"""
-
-DNC_MATCHES_SQL = """
-SELECT LOWER(TRIM(email)) AS email FROM `{ds}.ops_dnc`
-WHERE LOWER(TRIM(email)) IN UNNEST(@emails)
-UNION DISTINCT
-SELECT e AS email FROM UNNEST(@emails) AS e
-WHERE REGEXP_EXTRACT(e, r'@(.+)$') IN (
-  SELECT RTRIM(LTRIM(LOWER(TRIM(domain)), '@'), '.') FROM `{ds}.ops_dnc` WHERE domain IS NOT NULL
-)
 """
 
 # --- dead letters --------------------------------------------------------------------------------
@@ -204,6 +195,15 @@ RELEASE_LOCK_SQL = "DELETE FROM `{ds}.ops_run_lock` WHERE name = @name AND run_i
 
 LOCK_NAME = "sync"
 
+# What the run needs from earlier runs, in one statement: the newest successful live run's summary
+# (its drain watermarks) and whether any dead letter is open.
+RUN_MEMORY_SQL = """
+SELECT
+  (SELECT summary_json FROM `{ds}.ops_run_log`
+   WHERE mode = 'live' AND outcome = 'success' ORDER BY started_at DESC LIMIT 1) AS last_summary,
+  (SELECT COUNT(*) FROM `{ds}.ops_dead_letters` WHERE resolved_at IS NULL AND gave_up_at IS NULL) AS open_letters
+"""
+
 
 def dead_letter_id(phase: str, operation: str, key: str) -> str:
     """Stable id: the same failing operation on the same lead is one dead letter, retried."""
@@ -255,12 +255,18 @@ class Store:
         rows = self.warehouse.query(READY_COUNTS_SQL, self._rules(), label="ready_counts")
         return {str(r["sequence_target"]): int(r["ready"]) for r in rows}
 
-    def dnc_matches(self, emails: Sequence[str]) -> set[str]:
-        """Which of these normalized emails the DNC list blocks (by email or domain)."""
-        if not emails:
-            return set()
-        rows = self.warehouse.query(DNC_MATCHES_SQL, {"emails": StringArray(list(emails))}, label="dnc.check")
-        return {str(r["email"]) for r in rows}
+    def run_memory(self) -> tuple[dict[str, dict[str, Any]], int]:
+        """The last successful run's drain watermarks, and the number of open dead letters."""
+        row = self.warehouse.query(RUN_MEMORY_SQL, label="state.run_memory")[0]
+        watermarks: dict[str, dict[str, Any]] = {}
+        if row.get("last_summary"):
+            try:
+                found = json.loads(str(row["last_summary"])).get("drain_watermarks", {})
+            except ValueError:
+                found = {}
+            if isinstance(found, dict):
+                watermarks = {str(k): v for k, v in found.items() if isinstance(v, dict)}
+        return watermarks, int(row.get("open_letters") or 0)
 
     def open_dead_letters(self) -> list[dict[str, Any]]:
         return self.warehouse.query(OPEN_DEAD_LETTERS_SQL, label="dead_letters.read")

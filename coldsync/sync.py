@@ -67,7 +67,9 @@ def preflight(ctx: RunContext) -> None:
                                 f"fix {CAMPAIGN_SETTINGS[segment].upper()}") from exc
             except InstantlyError as exc:
                 ctx.report.warn(f"could not read the {segment.value} campaign: {exc.summary}")
-        view = CampaignView(segment, campaign_id, status, count)
+        counters = {"completed": found.completed_count, "bounced": found.bounced_count,
+                    "unsubscribed": found.unsubscribed_count, "replies": found.reply_count} if found else {}
+        view = CampaignView(segment, campaign_id, status, count, counters)
         ctx.campaigns[segment] = view
         name = STATUS_NAMES.get(status, f"status {status}") if status is not None else "unknown"
         ctx.report.campaigns[segment.value] = name
@@ -137,6 +139,7 @@ def _phases(ctx: RunContext) -> None:
     t0 = time.monotonic()
     preflight(ctx)
     ctx.state = ctx.store.read_state()
+    ctx.previous_watermarks, ctx.open_dead_letters = ctx.store.run_memory()
     for campaign in ctx.campaigns.values():
         tracked = sum(1 for r in ctx.state if r.campaign_id == campaign.campaign_id and r.status != "pending")
         if campaign.leads_count is not None and campaign.leads_count != tracked:

@@ -23,6 +23,7 @@ class CampaignView:
     campaign_id: str
     status: int | None  # Instantly campaign status; None when it could not be read
     leads_count: int | None  # Instantly's lead count; None when not measured
+    counters: dict[str, int] = field(default_factory=dict)  # cumulative analytics: completed, bounced, ...
 
     @property
     def active(self) -> bool:
@@ -43,6 +44,9 @@ class RunContext:
     baseline: tuple[int, int, int, int] = (0, 0, 0, 0)  # client/warehouse counters when the run began
     # Campaigns whose Instantly count disagreed with the warehouse before the run: housekeeping lists them.
     mismatched_campaigns: set[str] = field(default_factory=set)
+    # What the last successful run had fully drained, per campaign (analytics counters, last full sweep).
+    previous_watermarks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    open_dead_letters: int = 0
 
     @property
     def run_id(self) -> str:

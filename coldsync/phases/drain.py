@@ -17,24 +17,48 @@ from typing import Any
 from coldsync.instantly.client import LeadFilter
 from coldsync.instantly.errors import InstantlyError
 from coldsync.phases.context import RunContext, dead_letter, lead_time, resolution
-from coldsync.rules import Suppression, chunk, normalize_email, plan_drain
+from coldsync.rules import Suppression, chunk, normalize_email, parse_timestamp, plan_drain
 from coldsync.store import StateRow
 
 log = logging.getLogger("coldsync.drain")
 
-# The list filters that find leads whose sequence ended. Stale leads are found from the warehouse.
-FINISHED_FILTERS = (LeadFilter.COMPLETED, LeadFilter.REPLIED, LeadFilter.BOUNCED, LeadFilter.UNSUBSCRIBED,
-                    LeadFilter.SKIPPED)
+# The list filters that find leads whose sequence ended, each with the cumulative analytics counter
+# that grows when a lead enters that state (None: no counter; listed on full sweeps only). A listing
+# runs when its counter moved since the last successful run listed it completely, so a quiet run costs
+# one analytics call, not one listing per filter and campaign. A full sweep of every filter runs at
+# least every FULL_SWEEP_INTERVAL, to catch what counters miss (skipped leads, lagging analytics,
+# leads kept as unknown). Stale leads are found from the warehouse.
+FINISHED_FILTERS: dict[LeadFilter, str | None] = {
+    LeadFilter.COMPLETED: "completed",
+    LeadFilter.REPLIED: "replies",
+    LeadFilter.BOUNCED: "bounced",
+    LeadFilter.UNSUBSCRIBED: "unsubscribed",
+    LeadFilter.SKIPPED: None,
+}
+FULL_SWEEP_INTERVAL = dt.timedelta(hours=6)
 DNC_SOURCES = {Suppression.DNC: "instantly_unsubscribe", Suppression.PERMANENT: "instantly_bounce"}
 
 
+def _sweep_due(previous: Mapping[str, Any], now: dt.datetime) -> bool:
+    swept = parse_timestamp(previous.get("swept_at"))
+    return swept is None or now - swept >= FULL_SWEEP_INTERVAL
+
+
 def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
-    """Finished leads of the managed campaigns, and whether every listing was read to its end."""
+    """Finished leads of the managed campaigns, and whether every listing made was read to its end."""
     phase = ctx.report.phase("drain")
     found: dict[str, dict[str, Any]] = {}
     complete = True
     for campaign in ctx.campaigns.values():
-        for filt in FINISHED_FILTERS:
+        previous = ctx.previous_watermarks.get(campaign.campaign_id, {})
+        sweep = _sweep_due(previous, ctx.now)
+        watermark: dict[str, Any] = {k: v for k, v in previous.items() if k != "swept_at"}
+        all_complete = True
+        for filt, counter in FINISHED_FILTERS.items():
+            current = campaign.counters.get(counter) if counter else None
+            unchanged = counter is None or (current is not None and previous.get(counter) == current)
+            if unchanged and not sweep:
+                continue
             listing = ctx.client.iter_leads(campaign=campaign.campaign_id, filter=filt)
             try:
                 for lead in listing:
@@ -42,12 +66,20 @@ def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
                     if isinstance(lead_id, str) and lead.get("campaign", campaign.campaign_id) == campaign.campaign_id:
                         found.setdefault(lead_id, lead)
             except InstantlyError as exc:
-                complete = False
+                complete = all_complete = False
                 phase.notes.append(f"listing {filt.value} of {campaign.segment} failed: {exc.summary}")
                 continue
             if not listing.complete:
-                complete = False
+                complete = all_complete = False
                 phase.notes.append(f"listing {filt.value} of {campaign.segment} cut short ({listing.stop_reason})")
+                continue
+            if counter is not None and current is not None:
+                watermark[counter] = current
+        if sweep and all_complete:
+            watermark["swept_at"] = ctx.now.isoformat()
+        elif "swept_at" in previous:
+            watermark["swept_at"] = previous["swept_at"]
+        ctx.report.drain_watermarks[campaign.campaign_id] = watermark
     return list(found.values()), complete
 
 

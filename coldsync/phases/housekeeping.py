@@ -91,6 +91,8 @@ def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]]) -> list
     by_email = ctx.state_by_email()
     rows: list[dict[str, Any]] = []
     limit = ctx.settings.dead_letter_max_retries
+    if not ctx.open_dead_letters:
+        return rows  # none were open when the run began (this run's new ones have no retries yet)
     for letter in ctx.store.open_dead_letters():
         base = {k: letter.get(k) for k in ("id", "phase", "operation", "email", "campaign_id", "instantly_lead_id",
                                            "http_status", "error_text")}
@@ -118,7 +120,8 @@ def run_housekeeping(ctx: RunContext) -> None:
     phase.ran = True
     state: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
-    if not ctx.dry_run:
+    earlier_pending = any(r.status == "pending" and r.run_id != ctx.run_id for r in ctx.state)
+    if not ctx.dry_run and (earlier_pending or ctx.mismatched_campaigns):
         ctx.state = ctx.store.read_state()  # as the drain and the top-up left it
     _reconcile_pending(ctx, state)
     _reconcile_campaigns(ctx, state, history)

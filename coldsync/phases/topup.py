@@ -68,18 +68,16 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
         ctx.report.warn(warning)
     phase.notes.append(f"room {plan.room}: {plan.reason}")
     rows = ctx.store.read_ready(plan.room, sorted(s.value for s in plan.allowed_segments))
-    blocked = ctx.store.dnc_matches([str(r["email"]) for r in rows]) if rows else set()
 
     chosen: dict[Segment, list[tuple[str, dict[str, Any], Mapping[str, Any]]]] = {}
     rejected: list[dict[str, Any]] = []
     for row in rows:
         email = normalize_email(row.get("email"))
-        if email is None or email in blocked:
-            # The view already excludes these; this is the last line of defence before an email is sent.
+        if email is None:
+            # The view's pattern and normalize_email are one rule; a disagreement is a bug, never a send.
             phase.counts["refused_at_send"] += 1
-            if email is None:
-                rejected.append(dead_letter(phase, "add_lead", str(row.get("email")), error="invalid email in view",
-                                            give_up_reason="invalid email"))
+            rejected.append(dead_letter(phase, "add_lead", str(row.get("email")), error="invalid email in view",
+                                        give_up_reason="invalid email"))
             continue
         segment = Segment(str(row["sequence_target"]))
         chosen.setdefault(segment, []).append((email, lead_payload(row, email), row))
