@@ -1,0 +1,423 @@
+"""Is this environment ready for a sync? The checks of `validate_environment.py`, in order, each with its fix.
+
+1. settings parse (every layer but the config table);
+2. the Instantly key is present and accepted (`check_key`; the key is never shown, not even a part);
+3. the warehouse is reachable;
+4. the dataset's tables and the eligibility view exist with the expected columns, and the source
+   table meets the column contract;
+5. the config rows are present (then the settings are resolved again with the config table);
+6. the `as_of` config row is absent (it freezes the view's clock: simulations only);
+7. both campaigns exist, and their status (a paused campaign is the most common reason for
+   "no leads show in the campaigns");
+8. inventory headroom under the cap;
+9. leads ready per segment.
+
+A check that cannot run because an earlier one failed is `skip`. Exit code: 2 (bad configuration)
+when settings fail, else 4 when any check fails, else 0; warnings do not fail.
+
+Embedded mode (no INSTANTLY_API_KEY and no BQ_PROJECT: `sync_once.py` then uses the local simulator
+and the DuckDB demo warehouse) is a warning and the Instantly checks are skipped; with `production`
+(the scheduled workflow passes `--production`) it is a failure, and so is a DuckDB warehouse, whose
+file would be lost with the CI runner after every run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from coldsync.cli import ExitCode
+from coldsync.embedded import is_embedded
+from coldsync.instantly.client import CampaignStatus, InstantlyClient
+from coldsync.instantly.errors import (
+    AuthenticationError,
+    InstantlyError,
+    NotFoundError,
+    PlanError,
+    ScopeError,
+    TransportError,
+)
+from coldsync.logs import configure_logging
+from coldsync.redact import mask_emails_in_text
+from coldsync.settings import CONFIG_KEYS, Settings, SettingsError, SettingsSources, resolve
+from coldsync.store import Store
+from coldsync.sync import CAMPAIGN_SETTINGS, STATUS_NAMES
+from coldsync.warehouse import Warehouse, WarehouseError, connect
+from coldsync.warehouse.migrate import check_source, read_config
+from coldsync.warehouse.schema import SCHEMA_VERSION, SOURCE_COLUMNS, TABLES, VIEW_NAME, VIEWS
+
+Status = Literal["pass", "warn", "fail", "skip"]
+
+CHECK_NAMES = (
+    "settings", "instantly key", "warehouse", "schema", "source table", "config rows", "as_of clock",
+    "SMB campaign", "Midsize campaign", "inventory headroom", "ready leads",
+)
+
+VIEW_COLUMNS = (*(c.name for c in SOURCE_COLUMNS), "sequence_target", "attempt_num", "last_completed_at",
+                "priority")
+
+SETUP_FIX = "run `python setup.py` (idempotent: adds what is missing, never drops data)"
+STATE_COUNT_SQL = "SELECT campaign_id, COUNT(*) AS leads FROM `{ds}.ops_inst_state` GROUP BY campaign_id"
+
+ClientFactory = Callable[[Settings], InstantlyClient]
+WarehouseFactory = Callable[[Settings], Warehouse]
+
+
+@dataclass
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class Validation:
+    """The checks' results, in order; `mode` is live or embedded (unknown when settings failed)."""
+
+    checks: list[Check] = field(default_factory=list)
+    mode: str = "unknown"
+    warehouse: str = ""
+
+    def add(self, name: str, status: Status, detail: str, fix: str = "") -> Check:
+        check = Check(name, status, mask_emails_in_text(detail), fix)
+        self.checks.append(check)
+        return check
+
+    def skip_rest(self, why: str) -> None:
+        done = {c.name for c in self.checks}
+        for name in CHECK_NAMES:
+            if name not in done:
+                self.add(name, "skip", why)
+
+    def status_of(self, name: str) -> Status | None:
+        return next((c.status for c in self.checks if c.name == name), None)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        failed = [c for c in self.checks if c.status == "fail"]
+        if any(c.name == "settings" for c in failed):
+            return ExitCode.BAD_CONFIG
+        return ExitCode.CHECK_FAILED if failed else ExitCode.OK
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == ExitCode.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "exit_code": int(self.exit_code), "mode": self.mode, "warehouse": self.warehouse,
+                "checks": [asdict(c) for c in self.checks]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def render_text(self) -> str:
+        width = max(len(c.name) for c in self.checks) if self.checks else 10
+        lines = [f"coldsync environment check ({self.mode} mode{', ' + self.warehouse if self.warehouse else ''})"]
+        for check in self.checks:
+            lines.append(f"  {check.status.upper():<4}  {check.name:<{width}}  {check.detail}")
+            if check.fix and check.status in ("fail", "warn"):
+                lines.append(f"        {'':<{width}}  fix: {check.fix}")
+        counts = {s: sum(1 for c in self.checks if c.status == s) for s in ("pass", "warn", "fail", "skip")}
+        verdict = "ready" if self.ok else "NOT ready"
+        lines.append(f"{verdict}: {counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed, "
+                     f"{counts['skip']} skipped (exit {int(self.exit_code)})")
+        return "\n".join(lines)
+
+
+def _default_client(settings: Settings) -> InstantlyClient:
+    # Two attempts: a check should answer within seconds, not ride out a long outage.
+    return InstantlyClient(settings.instantly_api_key.reveal(), base_url=settings.instantly_base_url,
+                           max_per_second=settings.instantly_max_per_second,
+                           max_per_minute=settings.instantly_max_per_minute, max_attempts=2, backoff_max=2.0)
+
+
+def run_checks(sources: SettingsSources, *, production: bool = False, now: dt.datetime | None = None,
+               client_factory: ClientFactory = _default_client,
+               connect_warehouse: WarehouseFactory = connect) -> Validation:
+    """Run every check in order; never raises for what it checks. The warehouse is closed at the end."""
+    result = Validation()
+    try:
+        first = resolve(sources)
+    except SettingsError as exc:
+        result.add("settings", "fail", "; ".join(str(p) for p in exc.problems),
+                   "each problem above names the setting, where it came from and its fix")
+        result.skip_rest("settings did not parse")
+        return result
+    configure_logging(first.log_level, first.secrets())
+    embedded = is_embedded(first)
+    result.mode = "embedded" if embedded else "live"
+    result.add("settings", "pass", "every setting parsed (the config table is read after the schema check)")
+
+    client = _check_key(result, first, embedded, production, client_factory)
+    try:
+        warehouse = _check_warehouse(result, first, production, connect_warehouse)
+        if warehouse is None:
+            _campaigns_only(result, first, client, "the warehouse is not reachable")
+            return result
+        try:
+            _check_warehouse_contents(result, first, sources, warehouse, client, now)
+        finally:
+            warehouse.close()
+    finally:
+        if client is not None:
+            client.close()
+    return result
+
+
+def _check_key(result: Validation, settings: Settings, embedded: bool, production: bool,
+               client_factory: ClientFactory) -> InstantlyClient | None:
+    if embedded:
+        detail = ("no INSTANTLY_API_KEY and no BQ_PROJECT: embedded mode (sync_once.py uses the local Instantly "
+                  "simulator and the DuckDB demo warehouse); the Instantly checks are skipped")
+        fix = "set the INSTANTLY_API_KEY secret and BQ_PROJECT (docs/OPERATIONS.md, GitHub setup)"
+        result.add("instantly key", "fail" if production else "warn", detail, fix)
+        return None
+    if not settings.instantly_api_key:
+        result.add("instantly key", "fail", "INSTANTLY_API_KEY is empty",
+                   "set INSTANTLY_API_KEY (GitHub secret, environment, .env or config/secrets/instantly-config.json)")
+        return None
+    client = client_factory(settings)
+    try:
+        client.check_key()
+    except AuthenticationError:
+        result.add("instantly key", "fail", "Instantly refused the key (http 401)",
+                   "create an API key in Instantly (Settings > Integrations > API Keys, API V2) and set "
+                   "INSTANTLY_API_KEY to exactly that value, without quotes or spaces")
+    except PlanError:
+        result.add("instantly key", "fail", "Instantly answered 402: the workspace has no active paid plan",
+                   "renew the workspace's plan in Instantly (the API needs a paid plan)")
+    except ScopeError:
+        result.add("instantly key", "fail", "Instantly answered 403: the key lacks a scope the sync needs",
+                   "create a key with the scopes campaigns:read, leads:read, leads:create and leads:delete "
+                   "(or all:all) and set INSTANTLY_API_KEY to it")
+    except TransportError as exc:
+        result.add("instantly key", "fail", f"Instantly could not be reached at {settings.instantly_base_url}: "
+                   f"{exc.summary}", "check the network and INSTANTLY_BASE_URL")
+    except InstantlyError as exc:
+        result.add("instantly key", "fail", f"the key check failed: {exc.summary} (http {exc.http_status})",
+                   "try again; if it persists, check Instantly's status page")
+    else:
+        result.add("instantly key", "pass", f"present and accepted by {settings.instantly_base_url}")
+        return client
+    client.close()
+    return None
+
+
+def _check_warehouse(result: Validation, settings: Settings, production: bool,
+                     connect_warehouse: WarehouseFactory) -> Warehouse | None:
+    if production and not settings.uses_bigquery:
+        result.add("warehouse", "fail", "BQ_PROJECT is empty: the warehouse would be a DuckDB file on this machine, "
+                   "lost with a CI runner after each run (history, DNC and cooldown with it)",
+                   "set the repository variable BQ_PROJECT (and credentials: docs/OPERATIONS.md)")
+        return None
+    try:
+        warehouse = connect_warehouse(settings)
+    except WarehouseError as exc:
+        result.add("warehouse", "fail", f"cannot open the warehouse: {exc}", _warehouse_fix(settings))
+        return None
+    try:
+        warehouse.query("SELECT 1 AS ok", label="validate.ping")
+    except WarehouseError as exc:
+        warehouse.close()
+        result.add("warehouse", "fail", f"the warehouse does not answer: {exc}", _warehouse_fix(settings))
+        return None
+    result.warehouse = warehouse.describe()
+    result.add("warehouse", "pass", f"reachable: {warehouse.describe()}")
+    return warehouse
+
+
+def _warehouse_fix(settings: Settings) -> str:
+    if settings.uses_bigquery:
+        return ("check BQ_PROJECT and the credentials (BIGQUERY_CREDENTIALS_JSON or keyless auth); the service "
+                "account needs BigQuery Job User on the project and BigQuery Data Editor on the dataset")
+    return "check DUCKDB_PATH; if another sync is running, wait for it to finish"
+
+
+def _check_warehouse_contents(result: Validation, first: Settings, sources: SettingsSources, warehouse: Warehouse,
+                              client: InstantlyClient | None, now: dt.datetime | None) -> None:
+    # Tables and view.
+    problems: list[str] = []
+    missing_tables = []
+    for spec in TABLES:
+        columns = warehouse.existing_columns(spec.name)
+        if columns is None:
+            missing_tables.append(spec.name)
+            continue
+        lacking = [c for c in spec.column_names() if c not in columns]
+        if lacking:
+            problems.append(f"{spec.name} lacks {', '.join(lacking)}")
+    if missing_tables:
+        problems.insert(0, f"missing table(s) {', '.join(missing_tables)} in dataset {warehouse.dataset}")
+    for name, _sql in VIEWS:
+        view = warehouse.existing_columns(name)
+        if view is None:
+            problems.append(f"missing view {name}")
+            continue
+        lacking = [c for c in VIEW_COLUMNS if c not in view] if name == VIEW_NAME else []
+        if lacking:
+            problems.append(f"{VIEW_NAME} lacks {', '.join(lacking)}")
+    if problems:
+        result.add("schema", "fail", "; ".join(problems), SETUP_FIX)
+    else:
+        result.add("schema", "pass", f"dataset {warehouse.dataset}: {len(TABLES)} tables and the views "
+                   f"{', '.join(name for name, _sql in VIEWS)} with the expected columns")
+    source_problems = check_source(warehouse, first.source_table)
+    if source_problems:
+        result.add("source table", "fail", "; ".join(source_problems),
+                   "load your leads into SOURCE_TABLE, or point it at a view with the contract's columns")
+    else:
+        result.add("source table", "pass", f"{first.source_table} has the contract's columns")
+    if missing_tables:
+        _campaigns_only(result, first, client, "the schema is incomplete")
+        return
+
+    # Config rows, then the settings again with the config table.
+    try:
+        config = read_config(warehouse)
+    except WarehouseError as exc:
+        result.add("config rows", "fail", f"cannot read the config table: {exc}", SETUP_FIX)
+        result.skip_rest("the config table is unreadable")
+        return
+    expected = {"schema_version", *CONFIG_KEYS}
+    missing = sorted(expected - set(config))
+    version = config.get("schema_version")
+    if missing:
+        result.add("config rows", "fail", f"missing config row(s): {', '.join(missing)}", SETUP_FIX)
+    elif not isinstance(version, int) or version < SCHEMA_VERSION:
+        result.add("config rows", "fail", f"schema_version is {version}, this code needs {SCHEMA_VERSION}",
+                   SETUP_FIX)
+    else:
+        result.add("config rows", "pass", f"{len(expected)} config rows present (schema version {version})")
+    try:
+        settings = resolve(sources, config)
+    except SettingsError as exc:
+        result.add("settings", "fail", "the config table holds bad values: "
+                   + "; ".join(str(p) for p in exc.problems),
+                   "fix the named rows of the config table (UPDATE ... SET value_int/value_string)")
+        result.skip_rest("the settings from the config table did not parse")
+        return
+
+    as_of = config.get("as_of")
+    if as_of not in (None, ""):
+        # Shown to the operator as the fix, never executed.
+        table = ".".join(p for p in (settings.bq_project, warehouse.dataset, "config") if p)
+        result.add("as_of clock", "warn",
+                   f"config row as_of = {as_of}: the eligibility view's 'now' is frozen there (cooldown and the "
+                   "status report count from it); meant for simulations only",
+                   f"delete the row: DELETE FROM `{table}` WHERE key = 'as_of'")  # noqa: S608
+    else:
+        result.add("as_of clock", "pass", "no as_of row: the view uses the current time")
+
+    measured = _check_campaigns(result, settings, client)
+    _check_headroom(result, settings, warehouse, measured)
+    _check_ready(result, settings, warehouse, now)
+
+
+def _campaigns_only(result: Validation, settings: Settings, client: InstantlyClient | None, why: str) -> None:
+    """Without a usable warehouse only the campaigns can be checked (with the settings from outside it)."""
+    for name in ("schema", "source table", "config rows", "as_of clock"):
+        if result.status_of(name) is None:
+            result.add(name, "skip", why)
+    _check_campaigns(result, settings, client)
+    result.skip_rest(why)
+
+
+def _check_campaigns(result: Validation, settings: Settings,
+                     client: InstantlyClient | None) -> dict[str, int] | None:
+    """Check both campaigns; return Instantly's lead count per campaign id when it could be read."""
+    names = {segment.value: setting for segment, setting in CAMPAIGN_SETTINGS.items()}
+    if client is None:
+        why = ("embedded mode: the local simulator creates the demo campaigns" if result.mode == "embedded"
+               else "no accepted Instantly key")
+        for segment in names:
+            result.add(f"{segment} campaign", "skip", why)
+        return None
+    ids: list[str] = []
+    for segment, setting in names.items():
+        campaign_id = getattr(settings, setting)
+        check = f"{segment} campaign"
+        if not campaign_id:
+            result.add(check, "fail", f"{setting.upper()} is empty",
+                       f"set {setting.upper()} (repository variable, environment or .env) or the `{setting}` row "
+                       "of the config table to the campaign's id (in its Instantly URL)")
+            continue
+        try:
+            campaign = client.get_campaign(campaign_id)
+        except NotFoundError:
+            result.add(check, "fail", f"no campaign {campaign_id} in the key's workspace",
+                       f"copy the id from the campaign's URL in Instantly into {setting.upper()}")
+            continue
+        except InstantlyError as exc:
+            result.add(check, "fail", f"could not read campaign {campaign_id}: {exc.summary} (http {exc.http_status})",
+                       "try again; check the key's scopes")
+            continue
+        ids.append(campaign_id)
+        status_name = STATUS_NAMES.get(campaign.status, f"status {campaign.status}")
+        label = f"'{campaign.name}' ({campaign_id}) is {status_name}"
+        if campaign.status == CampaignStatus.ACTIVE:
+            result.add(check, "pass", label)
+        elif campaign.status in (CampaignStatus.DRAFT, CampaignStatus.PAUSED):
+            held = ("leads are added but wait, nothing is sent" if settings.allow_paused_campaigns
+                    else "the sync adds no leads to it")
+            result.add(check, "warn", f"{label}: {held}. This is the most common reason no leads show in the "
+                       "campaigns", f"in Instantly open Campaigns > '{campaign.name}' and press "
+                       f"{'Launch' if campaign.status == CampaignStatus.DRAFT else 'Resume'} (or set "
+                       "ALLOW_PAUSED_CAMPAIGNS=true to add leads while it waits)")
+        else:
+            result.add(check, "warn", f"{label}: the sync holds leads back from it",
+                       "fix the campaign in Instantly (sending accounts, bounce protection, or relaunch it)")
+    if not ids:
+        return None
+    try:
+        return {a.campaign_id: a.leads_count for a in client.campaign_analytics(ids)}
+    except InstantlyError:
+        return None
+
+
+def _check_headroom(result: Validation, settings: Settings, warehouse: Warehouse,
+                    measured: dict[str, int] | None) -> None:
+    managed = {cid for cid in settings.campaign_ids().values() if cid}
+    try:
+        rows = warehouse.query(STATE_COUNT_SQL, label="validate.state_count")
+    except WarehouseError as exc:
+        result.add("inventory headroom", "fail", f"cannot count the managed leads: {exc}", SETUP_FIX)
+        return
+    tracked = sum(int(r["leads"]) for r in rows if r["campaign_id"] in managed or not managed)
+    if measured is not None and set(measured) == managed:
+        inventory, where = max(sum(measured.values()), tracked), "in Instantly"
+    else:
+        inventory, where = tracked, "tracked by the warehouse"
+    cap = settings.inventory_cap
+    room = cap - inventory
+    detail = f"{inventory:,} leads {where} of cap {cap:,}: room for {max(room, 0):,}"
+    if room <= 0:
+        result.add("inventory headroom", "warn", f"{detail}; top-up adds nothing until drains free room",
+                   "wait for sequences to finish, or raise INVENTORY_CAP (the inventory_cap config row)")
+    else:
+        result.add("inventory headroom", "pass", detail)
+
+
+def _check_ready(result: Validation, settings: Settings, warehouse: Warehouse, now: dt.datetime | None) -> None:
+    if result.status_of("schema") == "fail" or result.status_of("source table") == "fail":
+        result.add("ready leads", "skip", "the view or the source table is missing")
+        return
+    store = Store(warehouse, "validate", now or dt.datetime.now(dt.UTC), cooldown_days=settings.cooldown_days,
+                  smb_threshold=settings.smb_revenue_threshold)
+    try:
+        counts = store.ready_counts()
+    except WarehouseError as exc:
+        result.add("ready leads", "fail", f"the eligibility view does not answer: {exc}", SETUP_FIX)
+        return
+    segments = [s.value for s in CAMPAIGN_SETTINGS]
+    detail = ", ".join(f"{s} {counts.get(s, 0):,}" for s in segments) + " ready"
+    empty = [s for s in segments if not counts.get(s)]
+    if empty:
+        result.add("ready leads", "warn", f"{detail}: nothing to add to {', '.join(empty)}",
+                   "load more leads into the source table; `python sync_once.py --report` shows how many are "
+                   "blocked by the DNC list, managed, or in cooldown")
+    else:
+        result.add("ready leads", "pass", detail)
