@@ -78,3 +78,19 @@ def test_lock_is_exclusive_until_its_lease_ends(raw_warehouse: Warehouse, settin
     assert Store(raw_warehouse, "third", T0 + dt.timedelta(minutes=61)).acquire_lock(ttl) is None
     Store(raw_warehouse, "third", T0).release_lock()
     assert Store(raw_warehouse, "fourth", T0 + dt.timedelta(minutes=62)).acquire_lock(ttl) is None
+
+
+def test_big_batches_are_one_statement_on_both_engines(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """5,000 intents are one state statement (BigQuery stages them with a load job, not a bigger request)."""
+    build(raw_warehouse, settings)
+    store = Store(raw_warehouse, "r1", T0)
+    rows = [{"email": f"bulk{i}@example.com", "op": "upsert", "campaign_id": "c1", "status": "pending",
+             "attempt_num": 1} for i in range(5000)]
+    before = raw_warehouse.stats.total
+    store.apply_state(rows, "t")
+    assert raw_warehouse.stats.total == before + 1
+    assert len(store.read_state()) == 5000
+    if raw_warehouse.engine == "bigquery":
+        assert getattr(raw_warehouse, "load_jobs", 0) == 1
+        tables = [t.table_id for t in raw_warehouse.client.list_tables(raw_warehouse.dataset)]  # type: ignore[attr-defined]
+        assert not [t for t in tables if t.startswith("_stage_")], "staging table left behind"

@@ -7,10 +7,13 @@ concurrent-update errors retried with jitter.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
+import uuid
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +100,15 @@ def to_query_parameter(name: str, value: Param) -> Any:
     return _scalar(name, infer_type(value), value)
 
 
+def _json_value(value: Any) -> Any:
+    """A parameter value as JSON for a load job."""
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
 def _label_value(text: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "_", text.lower())[:63]
 
@@ -118,6 +130,7 @@ class BigQueryWarehouse:
         client: bigquery.Client | None = None,
         labels: Mapping[str, str] | None = None,
         max_attempts: int = 6,
+        stage_threshold: int = 2000,
     ) -> None:
         self.project = project
         self.dataset = check_identifier(dataset)
@@ -134,6 +147,8 @@ class BigQueryWarehouse:
             project=project, credentials=credentials_from_setting(credentials_json), location=location
         )
         self.stats = StatementStats()
+        self.load_jobs = 0
+        self.stage_threshold = stage_threshold
         self._max_attempts = max_attempts
 
     def describe(self) -> str:
@@ -152,8 +167,42 @@ class BigQueryWarehouse:
             config.maximum_bytes_billed = self.maximum_bytes_billed
         return config
 
+    def _stage(self, rows: Rows, label: str) -> str:
+        """Load a big Rows parameter into a staging table (a load job: no request-size limit, no
+        streaming buffer) and return its reference; the statement then reads the table instead."""
+        table_id = f"{self.project}.{self.dataset}._stage_{uuid.uuid4().hex[:16]}"
+        names = [name for name, _ in rows.fields]
+        config = bigquery.LoadJobConfig(
+            schema=[bigquery.SchemaField(name, type_) for name, type_ in rows.fields],
+            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            labels={**self.labels, "statement": _label_value(label + ".stage")},
+        )
+        payload = [{name: _json_value(row.get(name)) for name in names} for row in rows.rows]
+        self.load_jobs += 1  # load jobs are not query statements; counted apart
+        try:
+            self.client.load_table_from_json(payload, table_id, job_config=config, location=self.location).result()
+        except gexc.GoogleAPICallError as exc:
+            raise WarehouseError(f"{label}: staging load failed: {getattr(exc, 'message', exc)}") from exc
+        return table_id
+
     def _run(self, sql: str, params: Mapping[str, Param] | None, label: str) -> bigquery.QueryJob:
         rendered = self.render(sql)
+        staged: list[str] = []
+        params = dict(params or {})
+        for name, value in list(params.items()):
+            if isinstance(value, Rows) and len(value.rows) > self.stage_threshold and f"UNNEST(@{name})" in rendered:
+                table_id = self._stage(value, label)
+                staged.append(table_id)
+                rendered = rendered.replace(f"UNNEST(@{name})", f"`{table_id}`")
+                del params[name]
+        try:
+            return self._run_rendered(rendered, params, label)
+        finally:
+            for table_id in staged:
+                self.client.delete_table(table_id, not_found_ok=True)
+
+    def _run_rendered(self, rendered: str, params: Mapping[str, Param], label: str) -> bigquery.QueryJob:
         self.stats.by_label[label] += 1
         if rendered.lstrip().upper().startswith(_WRITE_PREFIXES):
             self.stats.writes += 1
