@@ -10,6 +10,14 @@ from coldsync.redact import RedactingFilter
 _FILTER = RedactingFilter()
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time of each record (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(level: str = "INFO", secrets: list[str] | None = None) -> RedactingFilter:
     """Install the redacting handler on the `coldsync` logger (idempotent); return its filter."""
     for secret in secrets or []:
@@ -17,7 +25,7 @@ def configure_logging(level: str = "INFO", secrets: list[str] | None = None) -> 
     logger = logging.getLogger("coldsync")
     logger.setLevel(level)
     if not any(getattr(h, "_coldsync", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.addFilter(_FILTER)
         handler._coldsync = True  # type: ignore[attr-defined]

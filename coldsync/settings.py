@@ -350,8 +350,10 @@ def read_sources(
     dotenv_file = dotenv_path if dotenv_path is not None else REPO_ROOT / ".env"
     dotenv_raw = dotenv_values(dotenv_file) if dotenv_file.is_file() else {}
     by_env = {s.env: s.name for s in SPECS}
-    env_layer = {by_env[k]: v for k, v in env.items() if k in by_env}
-    dotenv_layer: dict[str, object] = {by_env[k]: v for k, v in dotenv_raw.items() if k in by_env and v is not None}
+    # An empty variable counts as unset (CI systems pass empty inputs and variables as "").
+    env_layer = {by_env[k]: v for k, v in env.items() if k in by_env and v.strip() != ""}
+    dotenv_layer: dict[str, object] = {by_env[k]: v for k, v in dotenv_raw.items()
+                                       if k in by_env and v is not None and v.strip() != ""}
     # The standard Google variable counts as a credentials path when ours is not set.
     if "bigquery_credentials_json" not in env_layer and env.get("GOOGLE_APPLICATION_CREDENTIALS"):
         env_layer["bigquery_credentials_json"] = env["GOOGLE_APPLICATION_CREDENTIALS"]

@@ -133,3 +133,9 @@ def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     missing = [spec.env for spec in SPECS if f"`{spec.env}`" not in readme]
     assert not missing, f"README lacks: {missing}"
+
+
+def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
+    """An empty environment or .env value (as CI passes unset inputs) falls through to the next layer."""
+    s = _load(tmp_path, env={"BQ_DATASET": "", "BATCH_SIZE": "  "}, dotenv="COOLDOWN_DAYS=\n")
+    assert (s.bq_dataset, s.batch_size, s.cooldown_days) == ("coldsync", 1000, 90)
