@@ -12,10 +12,10 @@ import sys
 
 from coldsync.cli import RUN_ONLY_SETTINGS, ExitCode, bootstrap, fail_config, settings_parser
 from coldsync.settings import SettingsError
+from coldsync.store import VIEW_READY_COUNTS_SQL
 from coldsync.warehouse import WarehouseError
 from coldsync.warehouse.demo_data import DemoSizes, build_demo_warehouse, ensure_demo_source_table
 from coldsync.warehouse.migrate import SchemaError, ensure_schema
-from coldsync.warehouse.queries import READY_COUNTS_SQL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_schema(warehouse, settings, dry_run=args.schema_dry_run, echo=print)
         if args.demo and not args.schema_dry_run:
             build_demo_warehouse(warehouse, sizes=DemoSizes(leads=args.demo_leads), echo=print)
-            for row in warehouse.query(READY_COUNTS_SQL, label="setup.ready_counts"):
+            for row in warehouse.query(VIEW_READY_COUNTS_SQL, label="setup.ready_counts"):
                 print(f"ready for Instantly: {row['sequence_target']:<8} {row['ready']:>8}")
     except (SchemaError, WarehouseError) as exc:
         print(f"Schema error: {exc}", file=sys.stderr)

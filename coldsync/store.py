@@ -154,6 +154,12 @@ ORDER BY {PRIORITY_ORDER}
 LIMIT @limit
 """  # noqa: S608
 
+# What v_ready_for_instantly itself says (the config table's values): what setup.py prints.
+VIEW_READY_COUNTS_SQL = """
+SELECT sequence_target, COUNT(*) AS ready FROM `{ds}.v_ready_for_instantly`
+GROUP BY sequence_target ORDER BY sequence_target
+"""
+
 READY_COUNTS_SQL = f"""
 SELECT c.sequence_target, COUNT(*) AS ready FROM ({_READY_FOR_RUN}) AS c GROUP BY c.sequence_target
 """  # noqa: S608
