@@ -78,30 +78,8 @@ Lead = dict[str, Any]
 T = TypeVar("T")
 
 
-class LeadStatus(IntEnum):
-    """`status` of a lead object."""
-
-    LIST_ONLY = 0
-    ACTIVE = 1
-    PAUSED = 2
-    COMPLETED = 3
-    BOUNCED = -1
-    UNSUBSCRIBED = -2
-    SKIPPED = -3
-
-
-class InterestStatus(IntEnum):
-    """`lt_interest_status` of a lead object (absent until set)."""
-
-    OUT_OF_OFFICE = 0
-    INTERESTED = 1
-    MEETING_BOOKED = 2
-    MEETING_COMPLETED = 3
-    WON = 4
-    NOT_INTERESTED = -1
-    WRONG_PERSON = -2
-    LOST = -3
-    NO_SHOW = -4
+# Lead `status` and `lt_interest_status` values: coldsync.rules.LeadStatus and InterestStatus
+# (one definition, where the classifier uses them).
 
 
 class CampaignStatus(IntEnum):
