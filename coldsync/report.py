@@ -36,6 +36,7 @@ class RunReport:
     inventory_warehouse: int | None = None
     cap: int = 0
     ready_by_segment: dict[str, int] = field(default_factory=dict)
+    source_rejects: dict[str, int] = field(default_factory=dict)  # reason -> source rows (v_source_rejects)
     campaigns: dict[str, str] = field(default_factory=dict)  # segment -> "active" / "paused" / ...
     warnings: list[str] = field(default_factory=list)
     phases: dict[str, PhaseReport] = field(default_factory=dict)
@@ -92,6 +93,10 @@ class RunReport:
             lines.append("  campaigns: " + ", ".join(f"{k} {v}" for k, v in sorted(self.campaigns.items())))
         if self.ready_by_segment:
             lines.append("  ready: " + ", ".join(f"{k} {v}" for k, v in sorted(self.ready_by_segment.items())))
+        if self.source_rejects:
+            total = sum(self.source_rejects.values())
+            lines.append(f"  source rows not taken as given ({total}, see v_source_rejects): "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(self.source_rejects.items())))
         for phase in self.phases.values():
             if not phase.ran:
                 lines.append(f"  {phase.name}: skipped")
@@ -117,6 +122,7 @@ class RunReport:
                 f"| Inventory before / after / cap | {_num(self.inventory_before)} / {_num(self.inventory_after)} / "
                 f"{self.cap} |",
                 f"| Ready by segment | {', '.join(f'{k}: {v}' for k, v in sorted(self.ready_by_segment.items()))} |",
+                f"| Source rows not taken as given (v_source_rejects) | {sum(self.source_rejects.values())} |",
                 f"| Instantly calls / warehouse statements | {self.api_calls} / {self.warehouse_statements} |",
                 f"| Duration | {self.seconds:.1f}s |", ""]
         out += ["| Phase | Seconds | " + ("Would do" if self.mode == "dry_run" else "Done") + " |", "|---|---|---|"]

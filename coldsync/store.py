@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from coldsync.warehouse.base import Rows, StringArray, Warehouse
-from coldsync.warehouse.schema import CANDIDATES_VIEW, PRIORITY_ORDER, cooldown_predicate, segment_expression
+from coldsync.warehouse.schema import (
+    CANDIDATES_VIEW,
+    PRIORITY_ORDER,
+    REJECTS_VIEW,
+    cooldown_predicate,
+    segment_expression,
+)
 
 # --- state ---------------------------------------------------------------------------------------
 
@@ -164,6 +170,11 @@ READY_COUNTS_SQL = f"""
 SELECT c.sequence_target, COUNT(*) AS ready FROM ({_READY_FOR_RUN}) AS c GROUP BY c.sequence_target
 """  # noqa: S608
 
+# Source rows the sync does not take as given, by reason (the run summary shows them).
+SOURCE_REJECT_COUNTS_SQL = f"""
+SELECT reason, COUNT(*) AS n FROM `{{ds}}.{REJECTS_VIEW}` GROUP BY reason
+"""  # noqa: S608
+
 # --- run log and lock ----------------------------------------------------------------------------
 
 RUN_LOG_FIELDS = (
@@ -260,6 +271,11 @@ class Store:
     def ready_counts(self) -> dict[str, int]:
         rows = self.warehouse.query(READY_COUNTS_SQL, self._rules(), label="ready_counts")
         return {str(r["sequence_target"]): int(r["ready"]) for r in rows}
+
+    def source_reject_counts(self) -> dict[str, int]:
+        """Source rows skipped (or kept with unknown revenue), per reason, from v_source_rejects."""
+        rows = self.warehouse.query(SOURCE_REJECT_COUNTS_SQL, label="source.rejects")
+        return {str(r["reason"]): int(r["n"]) for r in rows}
 
     def run_memory(self) -> tuple[dict[str, dict[str, Any]], int]:
         """The last successful run's drain watermarks, and the number of open dead letters."""

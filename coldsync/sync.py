@@ -155,6 +155,10 @@ def _phases(ctx: RunContext) -> None:
         report.phase("drain").seconds = time.monotonic() - t0
 
     report.ready_by_segment = ctx.store.ready_counts()
+    try:
+        report.source_rejects = ctx.store.source_reject_counts()
+    except WarehouseError as exc:  # an older schema: the run goes on, the summary says how to fix it
+        report.warn(f"source rows skipped are not counted ({exc}): run `python setup.py` to create the views")
     report.phase("topup")
     inventory = report.inventory_before
     if inventory is not None:

@@ -236,3 +236,14 @@ def test_bad_setting_stops_sync_once_before_anything(tmp_path: Path) -> None:
     assert out.returncode == ExitCode.BAD_CONFIG
     assert "BATCH_SIZE='5000'" in out.stderr and "at most 1000" in out.stderr
     assert not (tmp_path / "never.duckdb").exists()
+
+
+def test_summary_counts_skipped_source_rows_by_reason(world: World) -> None:
+    """The run summary counts the source rows v_source_rejects lists, per reason, and names no address."""
+    result = world.run_checked()
+    expected = world.warehouse.query("SELECT reason, COUNT(*) AS n FROM `{ds}.v_source_rejects` GROUP BY reason",
+                                     label="test")
+    assert result.report.source_rejects == {str(r["reason"]): int(r["n"]) for r in expected}
+    assert sum(result.report.source_rejects.values()) > 0
+    line = next(x for x in result.report.render_text().splitlines() if "v_source_rejects" in x)
+    assert "@" not in line

@@ -133,3 +133,26 @@ def test_priority_order_is_new_leads_first_then_revenue(raw_warehouse: Warehouse
     assert list(rows) == ["rich@example.com", "a@example.com", "b@example.com", "unknown@example.com",
                           "old@example.com"]
     assert [r["priority"] for r in rows.values()] == [1, 2, 3, 4, 5]
+
+
+def test_source_rejects_record_every_skipped_row_with_its_reason(raw_warehouse: Warehouse,
+                                                                 settings: Settings) -> None:
+    """v_source_rejects lists each source row the candidates skip, with why, from the same validity rule;
+    a row with a negative revenue is kept (as unknown, SMB) and listed as not skipped."""
+    from coldsync.warehouse.schema import REJECT_DUPLICATE, REJECT_REVENUE
+
+    build(raw_warehouse, settings, [
+        lead(None), lead("   "), lead("a" * 250 + "@long.example"), lead("jos\u00e9@example.com"),
+        lead("two@@example.com"), lead("Dup@Example.com", Decimal(5)), lead("dup@example.com", Decimal(9)),
+        lead("neg@example.com", Decimal(-5)), lead("good@example.com"),
+    ])
+    rows = raw_warehouse.query("SELECT email, reason, skipped FROM `{ds}.v_source_rejects`", label="test")
+    found = sorted((str(r["email"]), str(r["reason"]), bool(r["skipped"])) for r in rows)
+    assert found == sorted([
+        ("None", "email missing (NULL)", True), ("   ", "email empty or blank", True),
+        ("a" * 250 + "@long.example", "email longer than 254 characters", True),
+        ("jos\u00e9@example.com", "email not ASCII (internationalized addresses are not sent)", True),
+        ("two@@example.com", "email malformed", True), ("Dup@Example.com", REJECT_DUPLICATE, True),
+        ("neg@example.com", REJECT_REVENUE, False),
+    ])
+    assert sorted(ready(raw_warehouse)) == ["dup@example.com", "good@example.com", "neg@example.com"]

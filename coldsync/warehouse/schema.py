@@ -218,11 +218,26 @@ def segment_expression(threshold: str) -> str:
 # Rule 7: never contacted first, then higher revenue, then email.
 PRIORITY_ORDER = "CASE WHEN c.last_completed_at IS NULL THEN 0 ELSE 1 END, c.annual_revenue DESC NULLS LAST, c.email"
 
-# Rules 1-4, with what rules 5-7 need. Only constants are formatted in: no values.
-CANDIDATES_SQL = f"""
-CREATE OR REPLACE VIEW `{{ds}}.{CANDIDATES_VIEW}` AS
-WITH trimmed AS (
+# Why a source row's email cannot be used, or NULL when it can (rule 1): ONE expression, read by the
+# candidates (rows where it is NULL) and by v_source_rejects (rows where it is not), so the two views
+# can never disagree on what a valid email is. Checked on the trimmed value, before lower-casing.
+EMAIL_PROBLEM = rf"""CASE
+      WHEN t.trimmed_email IS NULL THEN 'email missing (NULL)'
+      WHEN t.trimmed_email = '' THEN 'email empty or blank'
+      WHEN LENGTH(t.trimmed_email) > {MAX_EMAIL_LENGTH} THEN 'email longer than {MAX_EMAIL_LENGTH} characters'
+      WHEN REGEXP_CONTAINS(t.trimmed_email, r'[^\x{{0000}}-\x{{007F}}]')
+        THEN 'email not ASCII (internationalized addresses are not sent)'
+      WHEN NOT REGEXP_CONTAINS(t.trimmed_email, r"{EMAIL_PATTERN}") THEN 'email malformed'
+    END"""
+
+REJECT_DUPLICATE = "duplicate email: another source row with this address wins"
+REJECT_REVENUE = "revenue unreadable (negative or not a number): taken as unknown, so SMB"
+
+# Rules 1-2 over the source table: the CTEs both the candidates view and v_source_rejects start from.
+SOURCE_CTES = f"""
+trimmed AS (
   SELECT
+    CAST(s.email AS STRING) AS raw_email,
     REGEXP_REPLACE(CAST(s.email AS STRING), r'^{_TRIM}+|{_TRIM}+$', '') AS trimmed_email,
     CAST(s.first_name AS STRING) AS first_name,
     CAST(s.last_name AS STRING) AS last_name,
@@ -230,22 +245,27 @@ WITH trimmed AS (
     CAST(s.domain AS STRING) AS domain,
     CAST(s.location AS STRING) AS location,
     CAST(s.country AS STRING) AS country,
+    CAST(s.annual_revenue AS STRING) AS raw_revenue,
     SAFE_CAST(REPLACE(CAST(s.annual_revenue AS STRING), ',', '') AS NUMERIC(38, 9)) AS annual_revenue
   FROM `{{source}}` AS s
 ),
+checked AS (
+  SELECT t.*, {EMAIL_PROBLEM} AS email_problem
+  FROM trimmed AS t
+),
 normalized AS (
   -- Validate before lower-casing: engines lower-case some non-ASCII letters differently.
-  SELECT LOWER(t.trimmed_email) AS email, t.first_name, t.last_name, t.company_name, t.domain, t.location,
-         t.country, t.annual_revenue
-  FROM trimmed AS t
-  WHERE t.trimmed_email IS NOT NULL
-    AND LENGTH(t.trimmed_email) <= {MAX_EMAIL_LENGTH}
-    AND REGEXP_CONTAINS(t.trimmed_email, r"{EMAIL_PATTERN}")
+  SELECT LOWER(c.trimmed_email) AS email, c.raw_email, c.first_name, c.last_name, c.company_name, c.domain,
+         c.location, c.country, c.raw_revenue, c.annual_revenue
+  FROM checked AS c
+  WHERE c.email_problem IS NULL
 ),
 valid AS (
   SELECT
-    n.email, n.first_name, n.last_name, n.company_name, n.domain, n.location, n.country,
+    n.email, n.raw_email, n.first_name, n.last_name, n.company_name, n.domain, n.location, n.country,
+    n.raw_revenue,
     CASE WHEN n.annual_revenue >= 0 THEN n.annual_revenue END AS annual_revenue,
+    (TRIM(n.raw_revenue) != '' AND (n.annual_revenue IS NULL OR n.annual_revenue < 0)) AS revenue_unreadable,
     REGEXP_EXTRACT(n.email, r'@(.+)$') AS email_domain,
     ROW_NUMBER() OVER (
       PARTITION BY n.email
@@ -253,7 +273,12 @@ valid AS (
                n.domain, n.location, n.country
     ) AS duplicate_rank
   FROM normalized AS n
-),
+)"""  # noqa: S608
+
+# Rules 1-4, with what rules 5-7 need. Only constants are formatted in: no values.
+CANDIDATES_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{CANDIDATES_VIEW}` AS
+WITH {SOURCE_CTES},
 dnc_emails AS (
   SELECT DISTINCT LOWER(TRIM(email)) AS email FROM `{{ds}}.ops_dnc` WHERE email IS NOT NULL
 ),
@@ -301,5 +326,30 @@ CROSS JOIN params AS p
 WHERE {cooldown_predicate("p.as_of", "p.cooldown_days")}
 """  # noqa: S608
 
+REJECTS_VIEW = "v_source_rejects"
+
+# Every source row the sync does not take as given, with the reason: the rows rules 1-2 skip (email
+# unusable, or a duplicate of a better row) and the rows kept with their revenue taken as unknown
+# (`skipped` FALSE). Same CTEs as the candidates view. The run summary counts it by reason.
+REJECTS_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{REJECTS_VIEW}` AS
+WITH {SOURCE_CTES}
+SELECT c.raw_email AS email, c.first_name, c.last_name, c.company_name, c.domain, c.location, c.country,
+       c.raw_revenue AS annual_revenue, c.email_problem AS reason, TRUE AS skipped
+FROM checked AS c
+WHERE c.email_problem IS NOT NULL
+UNION ALL
+SELECT v.raw_email, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country,
+       v.raw_revenue, '{REJECT_DUPLICATE}', TRUE
+FROM valid AS v
+WHERE v.duplicate_rank > 1
+UNION ALL
+SELECT v.raw_email, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country,
+       v.raw_revenue, '{REJECT_REVENUE}', FALSE
+FROM valid AS v
+WHERE v.duplicate_rank = 1 AND v.revenue_unreadable
+"""  # noqa: S608
+
 # Created in this order (the ready view reads the candidates view).
-VIEWS: tuple[tuple[str, str], ...] = ((CANDIDATES_VIEW, CANDIDATES_SQL), (VIEW_NAME, VIEW_SQL))
+VIEWS: tuple[tuple[str, str], ...] = ((CANDIDATES_VIEW, CANDIDATES_SQL), (VIEW_NAME, VIEW_SQL),
+                                      (REJECTS_VIEW, REJECTS_SQL))
