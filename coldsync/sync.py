@@ -131,6 +131,8 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
                 store.release_lock()
             except WarehouseError as exc:
                 log.error("could not release the run lock (it expires by itself): %s", exc)
+                report.warn(f"could not release the run lock: runs wait until it expires after "
+                            f"LOCK_TTL_MINUTES={settings.lock_ttl_minutes} ({mask_emails_in_text(str(exc))})")
     return _finish(ctx, started, code, write_log=not dry_run)
 
 
