@@ -464,6 +464,15 @@ def classify_finished_lead(
     return _keep(f"{status.name.lower()} for {max(age.days, 0)} days{ooo}")
 
 
+def lead_id_of(lead: object) -> str | None:
+    """The Instantly id of a lead object: a non-blank string, else None.
+
+    A lead without a usable id cannot be deleted, adopted or tracked: callers keep it and report it.
+    """
+    value = lead.get("id") if isinstance(lead, Mapping) else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Plans
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from coldsync.rules import (
     cooldown_ends_at,
     email_domain,
     in_cooldown,
+    lead_id_of,
     normalize_domain,
     normalize_email,
     parse_revenue,
@@ -926,3 +927,13 @@ def test_plan_drain_counts_are_read_only() -> None:
     plan = plan_drain([(_lead("c1", status=3), None)], NOW, 90)
     with pytest.raises(TypeError):
         plan.outcome_counts[Outcome.COMPLETED] = 5  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("lead", "expected"), [
+    ({"id": "019caf10-3180-7000-8001-c3207c2b3abe"}, "019caf10-3180-7000-8001-c3207c2b3abe"),
+    ({"id": ""}, None), ({"id": "   "}, None), ({"id": 12345}, None), ({"id": None}, None), ({}, None),
+    ({"id": ["x"]}, None), ("not a lead", None),
+])
+def test_lead_id_of_takes_only_a_non_blank_string(lead: object, expected: str | None) -> None:
+    """A lead's id is usable only as a non-blank string: anything else is no id (the lead is kept, reported)."""
+    assert lead_id_of(lead) == expected

@@ -17,7 +17,7 @@ from typing import Any
 from coldsync.instantly.client import LeadFilter
 from coldsync.instantly.errors import InstantlyError
 from coldsync.phases.context import RunContext, dead_letter, lead_time, resolution
-from coldsync.rules import Suppression, chunk, normalize_email, parse_timestamp, plan_drain
+from coldsync.rules import Suppression, chunk, lead_id_of, normalize_email, parse_timestamp, plan_drain
 from coldsync.store import StateRow
 
 log = logging.getLogger("coldsync.drain")
@@ -62,8 +62,10 @@ def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
             listing = ctx.client.iter_leads(campaign=campaign.campaign_id, filter=filt)
             try:
                 for lead in listing:
-                    lead_id = lead.get("id")
-                    if isinstance(lead_id, str) and lead.get("campaign", campaign.campaign_id) == campaign.campaign_id:
+                    lead_id = lead_id_of(lead)
+                    if lead_id is None:
+                        phase.counts["kept_without_id"] += 1
+                    elif lead.get("campaign", campaign.campaign_id) == campaign.campaign_id:
                         found.setdefault(lead_id, lead)
             except InstantlyError as exc:
                 complete = all_complete = False
@@ -90,11 +92,16 @@ def _find_stale(ctx: RunContext, known_ids: set[str]) -> list[dict[str, Any]]:
            if row.status == "active" and row.instantly_lead_id and row.added_at is not None
            and row.added_at < limit and row.instantly_lead_id not in known_ids]
     leads: list[dict[str, Any]] = []
+    phase = ctx.report.phase("drain")
     for part in chunk(ids, 100):
         try:
-            leads.extend(ctx.client.iter_leads(ids=part))
+            for lead in ctx.client.iter_leads(ids=part):
+                if lead_id_of(lead) is None:
+                    phase.counts["kept_without_id"] += 1
+                else:
+                    leads.append(lead)
         except InstantlyError as exc:
-            ctx.report.phase("drain").notes.append(f"stale look-up failed: {exc.summary}")
+            phase.notes.append(f"stale look-up failed: {exc.summary}")
     return leads
 
 
@@ -107,6 +114,8 @@ def run_drain(ctx: RunContext) -> None:
         ctx.report.warn("some finished-lead listings failed or were cut short: the next run drains the rest")
     finished_ids = {str(lead["id"]) for lead in finished}
     candidates = finished + _find_stale(ctx, finished_ids)
+    if phase.counts["kept_without_id"]:
+        phase.notes.append(f"kept {phase.counts['kept_without_id']} listed lead(s) without a usable id")
 
     def state_of(lead: Mapping[str, Any]) -> StateRow | None:
         row = by_id.get(str(lead.get("id")))

@@ -15,7 +15,7 @@ from typing import Any
 
 from coldsync.instantly.errors import InstantlyError
 from coldsync.phases.context import RunContext
-from coldsync.rules import normalize_email
+from coldsync.rules import lead_id_of, normalize_email
 
 log = logging.getLogger("coldsync.housekeeping")
 
@@ -32,12 +32,12 @@ def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]]) -> None:
         return
     managed = ctx.campaign_ids()
     for row in pending:
-        here = [lead for lead in found.get(row.email, []) if lead.get("campaign") in managed]
+        here = [lead for lead in found.get(row.email, []) if lead.get("campaign") in managed and lead_id_of(lead)]
         if here:
             lead = here[0]
             phase.plan["adopt pending"] += 1
             state.append({"email": row.email, "op": "upsert", "status": "active",
-                          "instantly_lead_id": str(lead.get("id")), "campaign_id": str(lead.get("campaign")),
+                          "instantly_lead_id": lead_id_of(lead), "campaign_id": str(lead.get("campaign")),
                           "sequence_target": None, "attempt_num": None, "outcome": None, "added_at": None})
         else:
             phase.plan["free pending"] += 1
@@ -63,8 +63,12 @@ def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: 
         known_ids = {r.instantly_lead_id for r in ctx.state if r.instantly_lead_id}
         known_emails = {r.email for r in ctx.state}
         seen_ids: set[str] = set()
+        unreadable = 0
         for lead in leads:
-            lead_id = str(lead.get("id"))
+            lead_id = lead_id_of(lead)
+            if lead_id is None:
+                unreadable += 1
+                continue
             seen_ids.add(lead_id)
             email = normalize_email(lead.get("email"))
             if lead_id in known_ids or email is None or email in known_emails:
@@ -74,6 +78,11 @@ def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: 
             state.append({"email": email, "op": "upsert", "status": "active", "instantly_lead_id": lead_id,
                           "campaign_id": campaign.campaign_id, "sequence_target": campaign.segment.value,
                           "attempt_num": None, "outcome": None, "added_at": None})
+        if unreadable:
+            # A lead listed without its id might be any tracked one: absence is not proven this run.
+            phase.notes.append(f"reconcile listing of {campaign.segment} had {unreadable} lead(s) without a usable "
+                               "id: vanished leads are not closed this run")
+            continue
         for row in tracked:
             if row.status == "active" and row.instantly_lead_id and row.instantly_lead_id not in seen_ids:
                 # Gone from Instantly without our drain (deleted by hand): record it, then forget it.
