@@ -118,10 +118,12 @@ def run_drain(ctx: RunContext) -> None:
         phase.notes.append(f"kept {phase.counts['kept_without_id']} listed lead(s) without a usable id")
 
     def state_of(lead: Mapping[str, Any]) -> StateRow | None:
+        """The lead's state row: by its id; by its email only while that row is tied to no lead yet."""
         row = by_id.get(str(lead.get("id")))
         if row is None:
             email = normalize_email(lead.get("email"))
-            row = by_email.get(email) if email else None
+            candidate = by_email.get(email) if email else None
+            row = candidate if candidate is not None and not candidate.instantly_lead_id else None
         return row
 
     plan = plan_drain(((lead, (s.added_at if (s := state_of(lead)) else None)) for lead in candidates),
@@ -132,7 +134,8 @@ def run_drain(ctx: RunContext) -> None:
 
     history: list[dict[str, Any]] = []
     dnc: list[dict[str, Any]] = []
-    state_rows: list[dict[str, Any]] = []
+    state_rows: dict[str, dict[str, Any]] = {}  # one per email: ops_inst_state is keyed by email
+    owned: set[str] = set()  # lead ids whose state row goes once they are deleted
     to_delete: dict[str, dict[str, str]] = {}  # campaign -> lead id -> email
     for lead, decision in plan.to_drain:
         row = state_of(lead)
@@ -156,17 +159,23 @@ def run_drain(ctx: RunContext) -> None:
         if decision.suppression in DNC_SOURCES:
             dnc.append({"email": email, "domain": None, "source": DNC_SOURCES[decision.suppression],
                         "reason": decision.reason})
-        state_rows.append({"email": email, "op": "upsert", "campaign_id": campaign_id,
-                           "sequence_target": segment.value if segment else None, "status": "draining",
-                           "instantly_lead_id": str(lead["id"]), "outcome": decision.outcome.value,
-                           "attempt_num": row.attempt_num if row else None, "added_at": None})
         to_delete.setdefault(campaign_id, {})[str(lead["id"])] = email
+        if (row is None and email in by_email) or email in state_rows:
+            # The address is tracked for another Instantly lead (e.g. one added by hand to the other
+            # campaign): this lead is recorded and deleted, that lead's row is left alone.
+            continue
+        owned.add(str(lead["id"]))
+        state_rows[email] = {"email": email, "op": "upsert", "campaign_id": campaign_id,
+                             "sequence_target": segment.value if segment else None, "status": "draining",
+                             "instantly_lead_id": str(lead["id"]), "outcome": decision.outcome.value,
+                             "attempt_num": row.attempt_num if row else None, "added_at": None}
 
     # Deletes that an earlier run recorded but could not finish.
     retried: set[str] = set()
     for row in ctx.state:
         if row.status == "draining" and row.instantly_lead_id and row.campaign_id:
             retried.add(row.instantly_lead_id)
+            owned.add(row.instantly_lead_id)
             if row.instantly_lead_id not in to_delete.get(row.campaign_id, {}):
                 phase.plan["retry delete"] += 1
             to_delete.setdefault(row.campaign_id, {})[row.instantly_lead_id] = row.email
@@ -177,7 +186,7 @@ def run_drain(ctx: RunContext) -> None:
     # 1. The warehouse first: no outcome can be lost after this point.
     phase.counts["history_rows"] += ctx.store.record_history(history)
     phase.counts["dnc_added"] += ctx.store.add_dnc(dnc, label="drain.dnc")
-    ctx.store.apply_state(state_rows, label="drain.state_draining")
+    ctx.store.apply_state(list(state_rows.values()), label="drain.state_draining")
     for item in history:
         phase.counts[f"drained:{item['status_final']}"] += 1
 
@@ -197,7 +206,7 @@ def run_drain(ctx: RunContext) -> None:
                                             http_status=exc.http_status) for lead_id in part)
                 continue
             deleted_ids.extend(part)
-            gone.extend({"email": leads[lead_id], "op": "delete"} for lead_id in part)
+            gone.extend({"email": leads[lead_id], "op": "delete"} for lead_id in part if lead_id in owned)
     ctx.deleted_in_instantly += len(deleted_ids)
     phase.counts["deleted_in_instantly"] += len(deleted_ids)
 
