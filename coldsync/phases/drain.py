@@ -194,11 +194,12 @@ def run_drain(ctx: RunContext) -> None:
     gone: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     deleted_ids: list[str] = []
+    confirmed = 0  # what Instantly says it removed: a retried delete of a lead already gone frees no room
     for campaign_id, leads in to_delete.items():
         ids = list(leads)
         for part in chunk(ids, 1000):
             try:
-                ctx.client.delete_leads(campaign_id, part)
+                confirmed += ctx.client.delete_leads(campaign_id, part)
             except InstantlyError as exc:
                 phase.counts["delete_failed"] += len(part)
                 failures.extend(dead_letter(phase, "delete_lead", lead_id, email=leads[lead_id],
@@ -207,8 +208,8 @@ def run_drain(ctx: RunContext) -> None:
                 continue
             deleted_ids.extend(part)
             gone.extend({"email": leads[lead_id], "op": "delete"} for lead_id in part if lead_id in owned)
-    ctx.deleted_in_instantly += len(deleted_ids)
-    phase.counts["deleted_in_instantly"] += len(deleted_ids)
+    ctx.deleted_in_instantly += confirmed
+    phase.counts["deleted_in_instantly"] += confirmed
 
     # 3. Then the state rows go; dead letters of earlier failed deletes close.
     ctx.store.apply_state(gone, label="drain.state_gone")
