@@ -1,0 +1,1316 @@
+"""Performance benchmark: the cost of a sync run grows with the change, not with the inventory.
+
+    python -m coldsync.bench                 # the full benchmark (a few minutes on 2 cores)
+    python -m coldsync.bench --quick         # a small smoke configuration (under a minute)
+    python -m coldsync.bench --bigquery      # also the BigQuery lane (local emulator, smaller scale)
+
+Each measured run is one real `run_sync` in its own child process (so its peak memory is its own),
+against the Instantly simulator running in this process with a fixed per-request latency
+(`--latency`, default 150 ms) and the client's real pacer (100 requests/s, 6,000/min), on a DuckDB
+warehouse whose source table holds `--source-rows` synthetic leads (default 300,000). Per scale
+(inventory cap 1,000 / 10,000 / 24,000) the runs are: fill an empty cap, a steady run with nothing to
+do, then drain 1% and 10% finished leads (each run also refills what it drained).
+
+API calls and warehouse statements are attributed to phases by recording wrappers that live here,
+not in the product: a client subclass that times `_request`, and a warehouse wrapper that times every
+statement. The phase is read from the call stack (the module under `coldsync/phases/`, or the
+preflight function of `coldsync/sync.py`; lock and run log count as "lock+log").
+
+The baseline mode reproduces the per-lead approach of the system coldsync replaces (one create call
+and one warehouse statement per lead, 0.5 s pause after each lead, 10 s between batches of 100) on a
+small sample, and extrapolates it to 1,000 leads. The last section estimates the BigQuery bytes a run
+would bill and the monthly cost of the production schedule. docs/PERFORMANCE.md has the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import datetime as dt
+import functools
+import io
+import json
+import math
+import os
+import pstats
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coldsync.demo import demo_campaign_id, set_clock
+from coldsync.instantly.client import InstantlyClient
+from coldsync.instantly.simulator import Fate, FaultSpec, InstantlySimulator
+from coldsync.phases.topup import lead_payload
+from coldsync.rules import normalize_email
+from coldsync.settings import REPO_ROOT, Settings, load_settings
+from coldsync.store import Store
+from coldsync.sync import run_sync
+from coldsync.warehouse.base import Param, Rows, Warehouse
+from coldsync.warehouse.demo_data import DemoSizes, build_demo_warehouse, ensure_demo_source_table
+from coldsync.warehouse.migrate import ensure_schema
+from coldsync.warehouse.schema import SOURCE_COLUMNS, TABLES, TableSpec
+
+START = dt.datetime(2026, 1, 5, 14, 0, tzinfo=dt.UTC)  # a Monday, 09:00 in New York
+API_KEY = "sim-bench-key"
+SMB_CAMPAIGN = demo_campaign_id("bench-smb")
+MIDSIZE_CAMPAIGN = demo_campaign_id("bench-midsize")
+PHASES = ("preflight", "drain", "topup", "housekeeping", "lock+log")
+
+# The targets of issue 7. They are the yardstick: never tune them to the measurements.
+FILL_CAP = 24_000
+FILL_MAX_ADD_CALLS = 30
+FILL_MAX_SECONDS = 60.0
+DRAIN_FINISHED = 2_400
+DRAIN_MAX_CALLS = 60
+MAX_STATEMENTS = 15
+STEADY_MAX_CALLS = 5
+MAX_PEAK_MB = 300.0
+TARGET_SOURCE_ROWS = 300_000
+
+# How finished leads end (the simulator's default weights of the fates that finish a sequence).
+FINISH_MIX: tuple[tuple[Fate, float], ...] = (
+    ("completed", 0.70), ("replied", 0.08), ("out_of_office", 0.05), ("bounced", 0.06), ("unsubscribed", 0.04),
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Recording wrappers (run inside the child process)
+
+
+@functools.cache
+def drain_call_line() -> int | None:
+    """The line of coldsync/sync.py where `_phases` calls the drain (None if it cannot be found)."""
+    import inspect
+
+    from coldsync import sync
+
+    try:
+        lines, start = inspect.getsourcelines(sync._phases)
+    except (AttributeError, OSError, TypeError):
+        return None
+    return next((start + i for i, line in enumerate(lines) if "run_drain(" in line), None)
+
+
+def phase_of_caller(label: str = "") -> str:
+    """Which sync phase the current call comes from, read from the call stack.
+
+    A frame in `coldsync/phases/<phase>.py` names the phase; in `coldsync/sync.py` the preflight
+    function is "preflight"; the run's own statements in `_phases` are "preflight" before the drain
+    is called and "topup" after it (the ready counts and the source reject counts that the top-up
+    and the summary read); the rest of the run (lock, run log) is "lock+log".
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = frame.f_code.co_filename.replace("\\", "/")
+        if "/coldsync/phases/" in path:
+            name = path.rsplit("/", 1)[-1].removesuffix(".py")
+            if name in PHASES:
+                return name
+        elif path.endswith("/coldsync/sync.py"):
+            function = frame.f_code.co_name
+            if function == "preflight":
+                return "preflight"
+            if function == "_phases":
+                split = drain_call_line()
+                if split is None:
+                    return "topup" if label == "ready_counts" else "preflight"
+                return "preflight" if frame.f_lineno < split else "topup"
+            return "lock+log"
+        frame = frame.f_back  # type: ignore[assignment]
+    return "other"
+
+
+@dataclass
+class Tally:
+    """Counts and seconds per (phase, key); the key is an endpoint or a statement label."""
+
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    seconds: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def add(self, phase: str, key: str, count: int, seconds: float) -> None:
+        self.counts[(phase, key)] += count
+        self.seconds[(phase, key)] = self.seconds.get((phase, key), 0.0) + seconds
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"phase": p, "key": k, "count": n, "seconds": round(self.seconds[(p, k)], 4)}
+                for (p, k), n in sorted(self.counts.items())]
+
+
+class MemoryTracker:
+    """Where the process's peak memory rose: during which call or statement, or in the Python work between."""
+
+    def __init__(self) -> None:
+        self.level = 0.0  # set by the child before its run (nothing is measured at import)
+        self.steps: list[dict[str, Any]] = []
+        self.previous = "start"
+
+    def _check(self, phase: str, what: str) -> None:
+        now = peak_rss_mb()
+        if now >= self.level + 1.0:
+            self.steps.append({"phase": phase, "what": what, "from_mb": round(self.level, 1), "to_mb": round(now, 1)})
+        self.level = max(self.level, now)
+
+    def before(self, phase: str, key: str) -> None:
+        self._check(phase, f"python work after {self.previous}")
+
+    def after(self, phase: str, key: str) -> None:
+        self._check(phase, key)
+        self.previous = key
+
+
+MEMORY = MemoryTracker()  # one per child process; the parent never reads it
+
+
+class RecordingClient(InstantlyClient):
+    """The real client; every logical call is timed and its HTTP attempts counted, per phase."""
+
+    def __init__(self, *args: Any, phase: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tally = Tally()
+        self.fixed_phase = phase
+
+    def _request(self, method: str, template: str, **kwargs: Any) -> Any:
+        phase = self.fixed_phase or phase_of_caller()
+        key = f"{method.upper()} {template}"
+        attempts_before = self.stats.requests
+        MEMORY.before(phase, key)
+        started = time.perf_counter()
+        try:
+            return super()._request(method, template, **kwargs)
+        finally:
+            self.tally.add(phase, key, self.stats.requests - attempts_before, time.perf_counter() - started)
+            MEMORY.after(phase, key)
+
+
+class RecordingWarehouse:
+    """A warehouse wrapper that times every statement, per phase and label (same stats object)."""
+
+    def __init__(self, inner: Warehouse, phase: str | None = None) -> None:
+        self.inner = inner
+        self.engine = inner.engine
+        self.dataset = inner.dataset
+        self.stats = inner.stats
+        self.tally = Tally()
+        self.fixed_phase = phase
+        self.sql_by_label: dict[str, str] = {}  # each label's statement text (for the BigQuery bytes estimate)
+        self.rows_by_label: dict[str, int] = {}  # the most parameter rows a label carried
+
+    def _timed(self, label: str, sql: str, run: Callable[[], Any]) -> Any:
+        phase = self.fixed_phase or phase_of_caller(label)
+        self.sql_by_label.setdefault(label, sql)
+        MEMORY.before(phase, label)
+        started = time.perf_counter()
+        try:
+            return run()
+        finally:
+            self.tally.add(phase, label, 1, time.perf_counter() - started)
+            MEMORY.after(phase, label)
+
+    def query(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> list[dict[str, Any]]:
+        self._count_rows(label, params)
+        rows: list[dict[str, Any]] = self._timed(label, sql, lambda: self.inner.query(sql, params, label=label))
+        return rows
+
+    def execute(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> int:
+        self._count_rows(label, params)
+        changed: int = self._timed(label, sql, lambda: self.inner.execute(sql, params, label=label))
+        return changed
+
+    def _count_rows(self, label: str, params: Mapping[str, Param] | None) -> None:
+        rows = max((len(v.rows) for v in (params or {}).values() if isinstance(v, Rows)), default=0)
+        self.rows_by_label[label] = max(self.rows_by_label.get(label, 0), rows)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def render(self, sql: str) -> str:
+        return self.inner.render(sql)
+
+    def ensure_dataset(self) -> bool:
+        return self.inner.ensure_dataset()
+
+    def existing_columns(self, table: str) -> dict[str, str] | None:
+        return self.inner.existing_columns(table)
+
+    def create_table(self, spec: TableSpec) -> None:
+        self.inner.create_table(spec)
+
+    def add_columns(self, spec: TableSpec, names: Sequence[str]) -> None:
+        self.inner.add_columns(spec, names)
+
+    def table_ddl(self, spec: TableSpec) -> str:
+        return self.inner.table_ddl(spec)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class StagingExperiment(RecordingWarehouse):
+    """EXPERIMENT (`--duckdb-stage-rows N`), not product behaviour: a row batch above N rows goes into a temp
+    table in chunks of N before its statement, which then reads the table instead of one huge parameter
+    (what BigQueryWarehouse does with a load job). It shows what such a change would save on DuckDB."""
+
+    def __init__(self, inner: Warehouse, chunk: int) -> None:
+        super().__init__(inner, phase="experiment")
+        self.chunk = chunk
+
+    def _staged(self, sql: str, params: Mapping[str, Param] | None) -> tuple[str, dict[str, Param]]:
+        out = dict(params or {})
+        for name, value in list(out.items()):
+            if isinstance(value, Rows) and len(value.rows) > self.chunk and f"UNNEST(@{name})" in sql:
+                table = f"temp.main.bench_stage_{uuid.uuid4().hex[:8]}"
+                first = Rows(value.fields, value.rows[:self.chunk])
+                self.inner.execute(f"CREATE TEMP TABLE {table} AS SELECT r.* FROM UNNEST(@rows) AS r",  # noqa: S608
+                                   {"rows": first}, label="experiment.stage")
+                for start in range(self.chunk, len(value.rows), self.chunk):
+                    part = Rows(value.fields, value.rows[start:start + self.chunk])
+                    self.inner.execute(f"INSERT INTO {table} SELECT r.* FROM UNNEST(@rows) AS r",  # noqa: S608
+                                       {"rows": part}, label="experiment.stage")
+                sql = sql.replace(f"UNNEST(@{name})", table)
+                del out[name]
+        return sql, out
+
+    def query(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> list[dict[str, Any]]:
+        staged, rest = self._staged(sql, params)
+        return self.inner.query(staged, rest, label=label)
+
+    def execute(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> int:
+        staged, rest = self._staged(sql, params)
+        return self.inner.execute(staged, rest, label=label)
+
+
+_SETTING = re.compile(r"^[a-z_]+\s*=\s*('[A-Za-z0-9_. ]+'|[A-Za-z0-9_.]+)$")
+
+
+def apply_duckdb_settings(warehouse: Warehouse, settings: Sequence[str]) -> None:
+    """EXPERIMENT (`--duckdb-setting`): SET options on the benchmark's DuckDB connection, e.g. memory_limit='128MB'."""
+    connection = getattr(warehouse, "_con", None)
+    for setting in settings:
+        if not _SETTING.match(setting):
+            raise ValueError(f"not a DuckDB setting of the form name=value: {setting!r}")
+        if connection is not None:
+            connection.execute(f"SET {setting}")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB.
+
+    Linux: VmHWM of /proc/self/status, which starts afresh at exec. Not ru_maxrss: Linux keeps it
+    across fork and exec, so a child would report its parent's peak if that was higher.
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+# --------------------------------------------------------------------------------------------------
+# Settings and warehouses
+
+
+def bench_environ(duckdb_path: Path, *, cap: int, target: int) -> dict[str, str]:
+    """The settings of a benchmark run, as environment variables (nothing read from the developer's files)."""
+    return {
+        "DUCKDB_PATH": str(duckdb_path), "SMB_CAMPAIGN_ID": SMB_CAMPAIGN, "MIDSIZE_CAMPAIGN_ID": MIDSIZE_CAMPAIGN,
+        "INSTANTLY_API_KEY": API_KEY, "INSTANTLY_MAX_PER_SECOND": "100", "INSTANTLY_MAX_PER_MINUTE": "6000",
+        "INVENTORY_CAP": str(cap), "TARGET_NEW_LEADS_PER_RUN": str(target),
+        "MAX_NEW_LEADS_PER_RUN": str(max(target, 24_000)), "BATCH_SIZE": "1000", "LOG_LEVEL": "WARNING",
+    }
+
+
+def bench_settings(environ: Mapping[str, str], folder: Path) -> Settings:
+    return load_settings(environ=dict(environ), dotenv_path=folder / "no.env", secrets_dir=folder / "no-secrets")
+
+
+def open_duckdb(path: Path, settings: Settings) -> Warehouse:
+    from coldsync.warehouse.duckdb import DuckDBWarehouse
+
+    return DuckDBWarehouse(path, settings.bq_dataset, settings.source_table)
+
+
+def open_bigquery(endpoint: str, project: str, dataset: str) -> Warehouse:
+    from coldsync.warehouse.bigquery import BigQueryWarehouse
+    from tests.bq_emulator import make_client
+
+    return BigQueryWarehouse(project, dataset, client=make_client(endpoint, project),
+                             maximum_bytes_billed=10 * 1024**3)
+
+
+def build_warehouse(warehouse: Warehouse, settings: Settings, source_rows: int) -> None:
+    """Schema, synthetic source (with DNC list and some history) and the view's clock at START."""
+    warehouse.ensure_dataset()
+    ensure_demo_source_table(warehouse)
+    ensure_schema(warehouse, settings)
+    build_demo_warehouse(warehouse, sizes=DemoSizes(leads=source_rows), as_of=START,
+                         campaign_ids=(SMB_CAMPAIGN, MIDSIZE_CAMPAIGN))
+    set_clock(warehouse, START)
+
+
+# --------------------------------------------------------------------------------------------------
+# The child process: one run, measured
+
+
+@dataclass
+class BaselineConfig:
+    sample: int = 200
+    pause: float = 0.5  # after each lead
+    batch: int = 100
+    batch_pause: float = 10.0  # between batches
+
+
+def run_baseline(settings: Settings, warehouse: Warehouse, client: InstantlyClient, now: dt.datetime,
+                 config: BaselineConfig) -> dict[str, Any]:
+    """The replaced system's way: one create call and one statement per lead, with its pauses.
+
+    The simulator (like this client) has no single-lead `POST /leads`, so each lead is one
+    `POST /leads/add` carrying one lead. Returns the counts and the time spent in pauses.
+    """
+    store = Store(warehouse, f"baseline-{uuid.uuid4().hex[:6]}", now)
+    rows = store.read_ready(config.sample, ["Midsize", "SMB"])
+    campaigns = {"SMB": settings.smb_campaign_id, "Midsize": settings.midsize_campaign_id}
+    added = 0
+    paused = 0.0
+    for position, row in enumerate(rows, start=1):
+        email = normalize_email(row.get("email"))
+        if email is None:
+            continue
+        campaign = campaigns[str(row["sequence_target"])]
+        result = client.add_leads(campaign, [lead_payload(row, email)], skip_if_in_workspace=True, chunk_size=1)
+        outcome = result.outcomes[0]
+        added += outcome.outcome == "created"
+        store.apply_state([{"email": email, "op": "upsert", "campaign_id": campaign,
+                            "sequence_target": row["sequence_target"], "status": "active",
+                            "instantly_lead_id": outcome.lead_id, "attempt_num": int(row.get("attempt_num") or 1),
+                            "outcome": None, "added_at": now}], label="baseline.state")
+        started = time.perf_counter()
+        time.sleep(config.pause)
+        if position % config.batch == 0 and position < len(rows):
+            time.sleep(config.batch_pause)
+        paused += time.perf_counter() - started
+    return {"leads": len(rows), "added": added, "paused_seconds": paused}
+
+
+def child_main(spec_path: Path, result_path: Path) -> int:
+    """Run one measured run described by the spec file; write the measurements as JSON."""
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    folder = Path(spec["folder"])
+    settings = bench_settings(spec["environ"], folder)
+    if spec["engine"] == "bigquery":
+        inner = open_bigquery(spec["endpoint"], spec["project"], spec["dataset"])
+    else:
+        inner = open_duckdb(Path(spec["environ"]["DUCKDB_PATH"]), settings)
+    baseline = spec["mode"] == "baseline"
+    fixed = "baseline" if baseline else None
+    engine: Warehouse = inner
+    if spec["engine"] == "duckdb":
+        apply_duckdb_settings(inner, spec.get("duckdb_settings") or [])
+        if spec.get("duckdb_stage_rows"):
+            engine = StagingExperiment(inner, int(spec["duckdb_stage_rows"]))
+    warehouse = RecordingWarehouse(engine, phase=fixed)
+    client = RecordingClient(API_KEY, base_url=spec["base_url"], max_per_second=100, max_per_minute=6000,
+                             phase=fixed)
+    now = dt.datetime.fromisoformat(spec["now"])
+    rss_before = peak_rss_mb()
+    MEMORY.level, MEMORY.previous = rss_before, "opening the warehouse"
+    profiler = cProfile.Profile() if spec.get("profile") else None
+    if profiler is not None:
+        tracemalloc.start(10)
+        profiler.enable()
+    started = time.perf_counter()
+    result: dict[str, Any] = {}
+    if baseline:
+        config = BaselineConfig(**spec["baseline"])
+        result.update(run_baseline(settings, warehouse, client, now, config))
+        result.update(exit_code=0, outcome="success", error=None, added=result["added"], drained=0,
+                      phase_seconds={}, warnings=[])
+    else:
+        outcome = run_sync(settings, warehouse, client, now=now)
+        report = outcome.report
+        result.update(exit_code=int(outcome.exit_code), outcome=report.outcome, error=report.error,
+                      added=report.added, drained=report.drained, warnings=list(report.warnings),
+                      phase_seconds={name: round(p.seconds, 3) for name, p in report.phases.items()})
+    result["wall_seconds"] = time.perf_counter() - started
+    MEMORY.before("end", "end")
+    if profiler is not None:
+        profiler.disable()
+        result["profile"] = _profile_text(profiler)
+        result["allocations"] = _allocation_text()
+        tracemalloc.stop()
+    result.update(api=client.tally.rows(), statements=warehouse.tally.rows(), sql_by_label=warehouse.sql_by_label,
+                  rows_by_label=warehouse.rows_by_label, memory_steps=MEMORY.steps,
+                  peak_rss_mb=round(peak_rss_mb(), 1),
+                  start_rss_mb=round(rss_before, 1), paced_seconds=round(client.stats.paced_seconds, 3),
+                  load_jobs=int(getattr(inner, "load_jobs", 0)),
+                  retries=client.stats.retries)
+    client.close()
+    inner.close()
+    result_path.write_text(json.dumps(result, default=str), encoding="utf-8")
+    return 0
+
+
+def _profile_text(profiler: cProfile.Profile) -> str:
+    """The top functions by cumulative time, then by own time (where the CPU went besides waiting)."""
+    sections = []
+    for order, limit in (("cumulative", 14), ("tottime", 10)):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order).print_stats(limit)
+        lines = [line for line in out.getvalue().splitlines() if line.strip()]
+        start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls")), 0)
+        sections.append(f"by {order}:\n" + "\n".join(lines[start:]))
+    return "\n".join(sections)
+
+
+def _allocation_text() -> str:
+    _current, peak = tracemalloc.get_traced_memory()
+    return (f"python heap peak {peak / 2**20:.1f} MiB (tracemalloc): the rest of the peak is the interpreter, "
+            "its libraries and native (DuckDB) memory")
+
+
+# --------------------------------------------------------------------------------------------------
+# The parent: worlds, scenarios, measurements
+
+
+@dataclass
+class RunResult:
+    """One measured run, as the child reported it."""
+
+    engine: str
+    scale: int
+    scenario: str
+    exit_code: int
+    outcome: str
+    error: str | None
+    wall_seconds: float
+    added: int
+    drained: int
+    api: list[dict[str, Any]]
+    statements: list[dict[str, Any]]
+    peak_rss_mb: float
+    start_rss_mb: float
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    paced_seconds: float = 0.0
+    retries: int = 0
+    load_jobs: int = 0  # BigQuery only: row batches staged with a load job (not query statements)
+    finished_before: int = 0
+    sql_by_label: dict[str, str] = field(default_factory=dict)
+    rows_by_label: dict[str, int] = field(default_factory=dict)
+    memory_steps: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    profile: str = ""
+    allocations: str = ""
+
+    @property
+    def api_calls(self) -> int:
+        return sum(int(r["count"]) for r in self.api)
+
+    @property
+    def statement_count(self) -> int:
+        return sum(int(r["count"]) for r in self.statements)
+
+    def calls(self, endpoint: str | None = None, phase: str | None = None) -> int:
+        return sum(int(r["count"]) for r in self.api
+                   if (endpoint is None or r["key"] == endpoint) and (phase is None or r["phase"] == phase))
+
+    def statements_in(self, phase: str) -> int:
+        return sum(int(r["count"]) for r in self.statements if r["phase"] == phase)
+
+    def seconds_in(self, rows: Iterable[Mapping[str, Any]], phase: str) -> float:
+        return sum(float(r["seconds"]) for r in rows if r["phase"] == phase)
+
+    @property
+    def label(self) -> str:
+        return f"{self.scenario} @{self.scale:,}"
+
+
+@dataclass
+class BenchConfig:
+    scales: tuple[int, ...] = (1_000, 10_000, 24_000)
+    source_rows: int = TARGET_SOURCE_ROWS
+    finished: tuple[float, ...] = (0.01, 0.10)
+    latency: float = 0.15
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    bigquery: bool = False
+    bq_source_rows: int = TARGET_SOURCE_ROWS
+    bq_scale: int = FILL_CAP
+    profile: bool = False
+    duckdb_settings: tuple[str, ...] = ()  # experiments only: see apply_duckdb_settings
+    duckdb_stage_rows: int = 0  # experiments only: see StagingExperiment
+    seed: int = 7
+    workdir: Path | None = None
+
+
+class World:
+    """One warehouse and one simulated Instantly workspace; runs happen in child processes."""
+
+    def __init__(self, config: BenchConfig, folder: Path, engine: str, scale: int, warehouse_spec: dict[str, Any],
+                 duckdb_path: Path) -> None:
+        self.config = config
+        self.folder = folder
+        self.engine = engine
+        self.scale = scale
+        self.warehouse_spec = warehouse_spec
+        self.duckdb_path = duckdb_path
+        self.rng = random.Random(config.seed + scale)
+        self.sim = InstantlySimulator(api_key=API_KEY, seed=config.seed, now=START, plan_lead_limit=1_000_000,
+                                      log_bodies=False, max_log=200)
+        self.sim.start()
+        self.sim.create_campaign("Bench SMB", campaign_id=SMB_CAMPAIGN)
+        self.sim.create_campaign("Bench Midsize", campaign_id=MIDSIZE_CAMPAIGN)
+        if config.latency > 0:
+            self.sim.set_fault("*", FaultSpec(latency=config.latency))
+
+    def close(self) -> None:
+        self.sim.stop()
+
+    def finish(self, fraction: float) -> int:
+        """Bring this share of the inventory to a finished state (seeded fates); return how many."""
+        ids = [lead["id"] for campaign in (SMB_CAMPAIGN, MIDSIZE_CAMPAIGN) for lead in self.sim.leads(campaign)
+               if lead.get("status") == 1]
+        chosen = self.rng.sample(ids, min(len(ids), round(self.scale * fraction)))
+        fates = [fate for fate, _ in FINISH_MIX]
+        weights = [weight for _, weight in FINISH_MIX]
+        for lead_id in chosen:
+            self.sim.finish_lead(str(lead_id), self.rng.choices(fates, weights)[0])
+        return len(chosen)
+
+    def run(self, scenario: str, *, target: int, mode: str = "sync", baseline: BaselineConfig | None = None,
+            finished_before: int = 0) -> RunResult:
+        spec = {"mode": mode, "engine": self.engine, "folder": str(self.folder), "base_url": self.sim.base_url,
+                "now": self.sim.now.isoformat(), "profile": self.config.profile,
+                "environ": bench_environ(self.duckdb_path, cap=self.scale, target=target),
+                "baseline": asdict(baseline) if baseline else None,
+                "duckdb_settings": list(self.config.duckdb_settings),
+                "duckdb_stage_rows": self.config.duckdb_stage_rows,
+                **self.warehouse_spec}
+        tag = uuid.uuid4().hex[:8]
+        spec_path, result_path = self.folder / f"spec-{tag}.json", self.folder / f"result-{tag}.json"
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+        done = subprocess.run([sys.executable, "-m", "coldsync.bench", "--child", str(spec_path),
+                               "--child-result", str(result_path)], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not result_path.is_file():
+            raise RuntimeError(f"benchmark child for {scenario} failed (exit {done.returncode}):\n"
+                               f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        data = json.loads(result_path.read_text(encoding="utf-8"))
+        known = {f for f in RunResult.__dataclass_fields__}
+        extra = {k: v for k, v in data.items() if k not in known}
+        fields_ = {k: v for k, v in data.items() if k in known}
+        return RunResult(engine=self.engine, scale=self.scale, scenario=scenario, finished_before=finished_before,
+                         extra=extra, **fields_)
+
+    def scenarios(self, fractions: Sequence[float], echo: Callable[[str], None]) -> list[RunResult]:
+        """Fill the empty cap, a steady run, then a drain of each share (refilled by the same run)."""
+        results = [self.run("fill", target=self.scale)]
+        echo(_progress(results[-1]))
+        results.append(self.run("steady", target=self.scale))
+        echo(_progress(results[-1]))
+        for fraction in fractions:
+            finished = self.finish(fraction)
+            results.append(self.run(f"drain {fraction:.0%}", target=self.scale, finished_before=finished))
+            echo(_progress(results[-1]))
+        return results
+
+
+def _progress(result: RunResult) -> str:
+    return (f"  {result.engine:8} {result.label:18} {result.wall_seconds:6.1f} s  {result.api_calls:4} calls  "
+            f"{result.statement_count:3} statements  +{result.added} -{result.drained}  "
+            f"peak {result.peak_rss_mb:.0f} MB  exit {result.exit_code}")
+
+
+# --------------------------------------------------------------------------------------------------
+# BigQuery bytes: an estimate from table sizes (BigQuery bills the referenced columns of whole tables)
+
+MIB = 1024**2
+TIB = 1024**4
+MIN_BILLED_BYTES = 10 * MIB  # per table referenced, and per query
+PRICE_PER_TIB = 6.25  # on-demand, US multi-region, as of 2026
+TYPE_BYTES = {"INT64": 8, "FLOAT64": 8, "NUMERIC": 16, "BOOL": 1, "TIMESTAMP": 8, "DATE": 8}  # STRING: 2 + UTF-8
+
+
+def _view_bodies() -> dict[str, str]:
+    """The dataset's views (name -> the query they run), so a statement reading a view is charged its tables."""
+    import sqlglot
+    from sqlglot import exp
+
+    from coldsync.warehouse.schema import VIEWS
+
+    bodies: dict[str, str] = {}
+    for name, sql in VIEWS:
+        create = sqlglot.parse_one(_unplaceholder(sql), read="bigquery")
+        query = create.expression if isinstance(create, exp.Create) else create
+        bodies[name] = query.sql(dialect="bigquery")
+    return bodies
+
+
+def _unplaceholder(sql: str) -> str:
+    return sql.replace("{ds}.", "").replace("{source}", "source")
+
+
+def statement_reads(sql: str, columns: Mapping[str, Sequence[str]],
+                    views: Mapping[str, str] | None = None) -> tuple[dict[str, set[str]], set[str]]:
+    """Which columns of which tables a statement makes BigQuery read, and the tables it rewrites.
+
+    `sql` is a store statement with its `{ds}`/`{source}` placeholders; views are expanded to the
+    tables they read. A column counts for a table when it is qualified by that table's alias, or
+    unqualified and the table has it (an over-estimate, never an under-estimate). The target of an
+    INSERT is not read; the target of an UPDATE/DELETE (or a MERGE with such a clause) is rewritten,
+    which BigQuery bills as the whole table.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    views = _view_bodies() if views is None else views
+    tree = sqlglot.parse_one(_unplaceholder(sql), read="bigquery")
+    reads: dict[str, set[str]] = {}
+    rewrites: set[str] = set()
+    target = tree.this if isinstance(tree, exp.Merge | exp.Delete | exp.Update) else None
+    if isinstance(target, exp.Table) and (
+            not isinstance(tree, exp.Merge)
+            or any(not isinstance(w.args.get("then"), exp.Insert) for w in tree.find_all(exp.When))):
+        rewrites.add(target.name)
+    insert_target = tree.this.this if isinstance(tree, exp.Insert) and isinstance(tree.this, exp.Schema) else None
+    skipped: set[int] = set()
+    for insert in tree.find_all(exp.Insert):
+        skipped.update(id(node) for node in insert.this.find_all(exp.Column))
+    aliases: dict[str, str] = {}
+    for node in tree.find_all(exp.Table):
+        if node is insert_target:
+            continue
+        if node.name in views:
+            inner, _ = statement_reads(views[node.name], columns, views)
+            for name, used in inner.items():
+                reads.setdefault(name, set()).update(used)
+            continue
+        if node.name in columns:
+            aliases[node.alias_or_name] = node.name
+            reads.setdefault(node.name, set())
+    for column in tree.find_all(exp.Column):
+        if id(column) in skipped:
+            continue
+        if column.table:
+            owners = [aliases[column.table]] if column.table in aliases else []  # else a subquery's or CTE's
+        else:
+            owners = sorted(set(aliases.values()))
+        for owner in owners:
+            if isinstance(column.this, exp.Star):
+                reads[owner].update(columns[owner])
+            elif column.name in columns[owner]:
+                reads[owner].add(column.name)
+    return reads, rewrites
+
+
+@dataclass
+class TableSize:
+    rows: int
+    column_bytes: dict[str, int]  # BigQuery logical bytes of each column over the whole table
+
+    def bytes_of(self, columns: Iterable[str] | None) -> int:
+        names = self.column_bytes if columns is None else columns
+        return sum(self.column_bytes.get(name, 0) for name in names)
+
+    def scaled(self, factor: float) -> TableSize:
+        return TableSize(round(self.rows * factor), {k: round(v * factor) for k, v in self.column_bytes.items()})
+
+
+def measure_table_sizes(duckdb_path: Path, dataset: str) -> dict[str, TableSize]:
+    """BigQuery logical sizes of every table of a DuckDB benchmark warehouse (STRING: 2 + UTF-8 bytes; NULL: 0)."""
+    import duckdb
+
+    specs: list[TableSpec] = [*TABLES, TableSpec("source_leads", SOURCE_COLUMNS, "source")]
+    sizes: dict[str, TableSize] = {}
+    con = duckdb.connect(str(duckdb_path), read_only=True)
+    try:
+        catalog = duckdb_path.stem
+        for spec in specs:
+            parts = []
+            for column in spec.columns:
+                if column.type == "STRING":
+                    parts.append(f"COALESCE(SUM(2 + strlen({column.name})), 0)")
+                else:
+                    parts.append(f"COUNT({column.name}) * {TYPE_BYTES[column.type]}")
+            # Identifiers come from our own table specs; there are no values in this statement.
+            sql = f'SELECT COUNT(*), {", ".join(parts)} FROM "{catalog}"."{dataset}"."{spec.name}"'  # noqa: S608
+            row = con.execute(sql).fetchone()
+            assert row is not None
+            name = "source" if spec.name == "source_leads" else spec.name
+            sizes[name] = TableSize(int(row[0]), {c.name: int(v) for c, v in zip(spec.columns, row[1:], strict=True)})
+    finally:
+        con.close()
+    return sizes
+
+
+def stage_threshold() -> int:
+    """Rows above which the BigQuery warehouse stages a row batch in a table (a load job) instead of a parameter."""
+    import inspect
+
+    from coldsync.warehouse.bigquery import BigQueryWarehouse
+
+    parameter = inspect.signature(BigQueryWarehouse).parameters.get("stage_threshold")
+    return int(parameter.default) if parameter is not None and isinstance(parameter.default, int) else 2000
+
+
+def billed_bytes(statements: Mapping[str, int], sql_by_label: Mapping[str, str], sizes: Mapping[str, TableSize],
+                 columns: Mapping[str, Sequence[str]], rows_by_label: Mapping[str, int] | None = None) -> int:
+    """Estimated on-demand bytes billed for statements (label -> count), with the 10 MiB minimums.
+
+    A statement whose row batch is staged (more rows than `stage_threshold`) also reads its staging table.
+    """
+    views = _view_bodies()
+    staged_above = stage_threshold()
+    total = 0
+    for label, count in statements.items():
+        sql = sql_by_label.get(label)
+        reads, rewrites = statement_reads(sql, columns, views) if sql else ({}, set())
+        per_table = {name: sizes[name].bytes_of(used) if name in sizes else 0 for name, used in reads.items()}
+        for name in rewrites:
+            per_table[name] = per_table.get(name, 0) + (sizes[name].bytes_of(None) if name in sizes else 0)
+        if (rows_by_label or {}).get(label, 0) > staged_above:
+            per_table["(staged rows)"] = 0  # small, so billed at the per-table minimum
+        statement = sum(max(b, MIN_BILLED_BYTES) for b in per_table.values())
+        total += count * max(statement, MIN_BILLED_BYTES)
+    return total
+
+
+def table_columns() -> dict[str, list[str]]:
+    """Column names of every table the sync's statements can read ("source" is the source table)."""
+    found = {spec.name: spec.column_names() for spec in TABLES}
+    found["source"] = [c.name for c in SOURCE_COLUMNS]
+    return found
+
+
+def scheduled_runs_per_month() -> float:
+    """Runs in an average month: 19 slots (09:00-18:00 every 30 min) per weekday, 12 per weekend day."""
+    days = 365.25 / 12
+    return days * 5 / 7 * 19 + days * 2 / 7 * 12
+
+
+def bigquery_request_bytes(rows: int) -> int:
+    """Bytes of the query parameters of a state MERGE with this many rows, as the official client sends them."""
+    from coldsync.store import STATE_FIELDS
+    from coldsync.warehouse.base import Rows
+    from coldsync.warehouse.bigquery import to_query_parameter
+    from coldsync.warehouse.demo_data import generate_source_rows
+
+    intents = [{"email": str(r["email"]).strip().lower(), "op": "upsert", "campaign_id": SMB_CAMPAIGN,
+                "sequence_target": "SMB", "status": "pending", "instantly_lead_id": None, "attempt_num": 1,
+                "outcome": None, "added_at": START} for r in generate_source_rows(rows, seed=3)]
+    parameter = to_query_parameter("rows", Rows(STATE_FIELDS, intents))
+    return len(json.dumps(parameter.to_api_repr(), default=str))
+
+
+# --------------------------------------------------------------------------------------------------
+# Targets and printing
+
+
+@dataclass
+class Target:
+    name: str
+    measured: str
+    passed: bool | None  # None: not measured in this configuration
+    why: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return "n/a" if self.passed is None else "PASS" if self.passed else "MISS"
+
+
+def find(results: Sequence[RunResult], scenario: str, scale: int, engine: str = "duckdb") -> RunResult | None:
+    return next((r for r in results if r.scenario == scenario and r.scale == scale and r.engine == engine), None)
+
+
+def evaluate_targets(results: Sequence[RunResult], source_rows: int) -> list[Target]:
+    duck = [r for r in results if r.engine == "duckdb"]
+    targets: list[Target] = []
+    fill = find(duck, "fill", FILL_CAP)
+    if fill is None:
+        targets.append(Target(f"fill an empty {FILL_CAP:,} cap in one run, <= {FILL_MAX_ADD_CALLS} add calls, "
+                              f"< {FILL_MAX_SECONDS:.0f} s", "not measured", None))
+    else:
+        adds = fill.calls("POST /leads/add")
+        targets.append(Target(
+            f"fill an empty {FILL_CAP:,} cap in one run, <= {FILL_MAX_ADD_CALLS} add calls, < {FILL_MAX_SECONDS:.0f} s",
+            f"{fill.added:,} added, {adds} add calls, {fill.wall_seconds:.1f} s",
+            fill.added == FILL_CAP and adds <= FILL_MAX_ADD_CALLS and fill.wall_seconds < FILL_MAX_SECONDS))
+    drain = find(duck, "drain 10%", FILL_CAP)
+    if drain is None:
+        targets.append(Target(f"drain {DRAIN_FINISHED:,} of {FILL_CAP:,}, <= {DRAIN_MAX_CALLS} API calls",
+                              "not measured", None))
+    else:
+        targets.append(Target(
+            f"drain {DRAIN_FINISHED:,} of {FILL_CAP:,}, <= {DRAIN_MAX_CALLS} API calls",
+            f"{drain.drained:,} drained, {drain.api_calls} calls for the whole run (drain phase "
+            f"{drain.calls(phase='drain')}, refill {drain.calls(phase='topup')})",
+            drain.drained == DRAIN_FINISHED and drain.api_calls <= DRAIN_MAX_CALLS))
+    if duck:
+        worst = max(duck, key=lambda r: r.statement_count)
+        small, large = min(r.scale for r in duck), max(r.scale for r in duck)
+        unequal = [s for s in dict.fromkeys(r.scenario for r in duck)
+                   if (a := find(duck, s, small)) and (b := find(duck, s, large))
+                   and a.statement_count != b.statement_count]
+        per_kind = ", ".join(f"{s} {find(duck, s, large).statement_count}"  # type: ignore[union-attr]
+                             for s in dict.fromkeys(r.scenario for r in duck) if find(duck, s, large))
+        same = "same" if not unequal else f"differ for {', '.join(unequal)}"
+        within = worst.statement_count <= MAX_STATEMENTS and not unequal
+        targets.append(Target(
+            f"<= {MAX_STATEMENTS} warehouse statements per run, same at {small:,} and {large:,}",
+            f"max {worst.statement_count} ({worst.label}); at {large:,}: {per_kind}; {same} at {small:,} and "
+            f"{large:,}",
+            within if small != large or not within else None))
+    steady = find(duck, "steady", FILL_CAP) or (find(duck, "steady", max(r.scale for r in duck)) if duck else None)
+    if steady is None:
+        targets.append(Target(f"steady run with nothing to do, <= {STEADY_MAX_CALLS} API calls", "not measured", None))
+    else:
+        endpoints = ", ".join(f"{r['key']} x{r['count']}" for r in _merge_phases(steady.api))
+        targets.append(Target(f"steady run with nothing to do, <= {STEADY_MAX_CALLS} API calls",
+                              f"{steady.api_calls} calls at {steady.scale:,} ({endpoints})",
+                              steady.api_calls <= STEADY_MAX_CALLS))
+    if duck:
+        heaviest = max(duck, key=lambda r: r.peak_rss_mb)
+        targets.append(Target(
+            f"peak memory < {MAX_PEAK_MB:.0f} MB with a {TARGET_SOURCE_ROWS:,}-row source",
+            f"{heaviest.peak_rss_mb:.0f} MB ({heaviest.label}, source {source_rows:,} rows)",
+            heaviest.peak_rss_mb < MAX_PEAK_MB if source_rows >= TARGET_SOURCE_ROWS else None))
+    return targets
+
+
+def _merge_phases(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    merged: Counter[str] = Counter()
+    for row in rows:
+        merged[str(row["key"])] += int(row["count"])
+    return [{"key": k, "count": n} for k, n in merged.most_common()]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def per_minute(count: int, seconds: float) -> str:
+    return f"{count / seconds * 60:,.0f}" if count and seconds > 0 else "-"
+
+
+def render_runs(results: Sequence[RunResult]) -> str:
+    rows = []
+    for r in results:
+        statements = f"{r.statement_count}" + (f" (+{r.load_jobs} load)" if r.load_jobs else "")
+        rows.append([r.engine, r.label, f"{r.wall_seconds:.1f}", r.api_calls, statements, r.added, r.drained,
+                     per_minute(r.added, r.wall_seconds), per_minute(r.drained, r.wall_seconds),
+                     f"{r.peak_rss_mb:.0f}", "ok" if r.exit_code == 0 else f"exit {r.exit_code}"])
+    return table(["engine", "run", "wall s", "API calls", "statements", "added", "drained", "added/min",
+                  "drained/min", "peak MB", "result"], rows)
+
+
+def render_phases(results: Sequence[RunResult]) -> str:
+    """Per run and phase: API calls / statements / seconds (API time + warehouse time of the phase)."""
+    rows = []
+    for r in results:
+        row: list[object] = [r.engine, r.label]
+        for phase in PHASES:
+            api_s, wh_s = r.seconds_in(r.api, phase), r.seconds_in(r.statements, phase)
+            row.append(f"{r.calls(phase=phase)} / {r.statements_in(phase)} / {api_s:.1f}+{wh_s:.1f}s")
+        rows.append(row)
+    return table(["engine", "run", *[f"{p}: calls / stmts / api+wh s" for p in PHASES]], rows)
+
+
+def render_detail(result: RunResult) -> str:
+    lines = [f"{result.engine} {result.label}: {result.wall_seconds:.1f} s wall; phase seconds "
+             + ", ".join(f"{k} {v:.2f}" for k, v in result.phase_seconds.items())]
+    for title, rows in (("API", result.api), ("statements", result.statements)):
+        for row in sorted(rows, key=lambda x: (PHASES.index(x["phase"]) if x["phase"] in PHASES else 9, x["key"])):
+            lines.append(f"    {title:10} {row['phase']:12} {row['key']:34} x{row['count']:<4} {row['seconds']:7.2f} s")
+    lines.append(f"    peak memory {result.start_rss_mb:.0f} MB after imports and opening the warehouse, then rose:")
+    for step in result.memory_steps:
+        lines.append(f"      {step['phase']:12} {step['what']:44} {step['from_mb']:6.0f} -> {step['to_mb']:4.0f} MB")
+    return "\n".join(lines)
+
+
+@dataclass
+class BaselineComparison:
+    sample: int
+    measured_seconds: float
+    api_calls: int
+    statements: int
+    per_lead_seconds: float
+    batch_pause_seconds: float
+    extrapolated_per_1000: float
+    coldsync_per_1000: float
+    coldsync_calls_per_lead: float
+    coldsync_statements: int
+    coldsync_run: str
+
+    def render(self) -> str:
+        base_calls = self.api_calls / self.sample if self.sample else 0.0
+        rows = [
+            ["API calls per lead", f"{base_calls:.3f}", f"{self.coldsync_calls_per_lead:.4f}",
+             _ratio(base_calls, self.coldsync_calls_per_lead)],
+            ["wall time per 1,000 leads", f"{self.extrapolated_per_1000:,.0f} s (extrapolated)",
+             f"{self.coldsync_per_1000:.1f} s (measured)", _ratio(self.extrapolated_per_1000, self.coldsync_per_1000)],
+            ["statements per run of 1,000 leads", f"{1000 + 1:,} (extrapolated: 1 read + 1 per lead)",
+             f"{self.coldsync_statements} (measured)", _ratio(1001, self.coldsync_statements)],
+        ]
+        head = (f"baseline sample: {self.sample} leads in {self.measured_seconds:.1f} s, {self.api_calls} API calls, "
+                f"{self.statements} statements; {self.per_lead_seconds:.3f} s per lead incl. the 0.5 s pause; "
+                f"batch pause {self.batch_pause_seconds:.1f} s.\n"
+                f"extrapolated per 1,000 leads = 1,000 x {self.per_lead_seconds:.3f} s + 9 batch pauses x "
+                f"{self.batch_pause_seconds:.1f} s. coldsync figures from the run '{self.coldsync_run}'.")
+        return head + "\n" + table(["per-lead baseline vs coldsync", "baseline", "coldsync", "ratio"], rows)
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:,.0f}x" if b > 0 else "-"
+
+
+def compare_baseline(baseline: RunResult, config: BaselineConfig, results: Sequence[RunResult]) -> BaselineComparison:
+    sample = int(baseline.extra.get("leads", 0)) or 1
+    paused = float(baseline.extra.get("paused_seconds", 0.0))
+    batches = max(math.ceil(sample / config.batch) - 1, 0)
+    work = baseline.wall_seconds - paused
+    per_lead = (work + sample * config.pause) / sample
+    batch_pause = config.batch_pause if batches == 0 else (paused - sample * config.pause) / batches + 0.0
+    per_1000 = 1000 * per_lead + (math.ceil(1000 / config.batch) - 1) * batch_pause
+    fills = [r for r in results if r.engine == "duckdb" and r.scenario == "fill" and r.added]
+    fill = max(fills, key=lambda r: r.added) if fills else None
+    small_fill = min(fills, key=lambda r: r.added) if fills else None
+    return BaselineComparison(
+        sample=sample, measured_seconds=baseline.wall_seconds, api_calls=baseline.api_calls,
+        statements=baseline.statement_count, per_lead_seconds=per_lead, batch_pause_seconds=batch_pause,
+        extrapolated_per_1000=per_1000,
+        coldsync_per_1000=fill.wall_seconds / fill.added * 1000 if fill else 0.0,
+        coldsync_calls_per_lead=fill.api_calls / fill.added if fill else 0.0,
+        coldsync_statements=small_fill.statement_count if small_fill else 0,
+        coldsync_run=fill.label if fill else "none")
+
+
+def scaled_sizes(sizes: Mapping[str, TableSize], source_rows: int, to_rows: int) -> dict[str, TableSize]:
+    """Table sizes with a bigger source: the source, DNC list and history grow with it; the state is capped."""
+    factor = to_rows / max(source_rows, 1)
+    return {name: (size.scaled(factor) if name in ("source", "ops_dnc", "ops_lead_history") else size)
+            for name, size in sizes.items()}
+
+
+def render_bigquery_estimate(results: Sequence[RunResult], sizes: Mapping[str, TableSize], source_rows: int) -> str:
+    """Bytes billed per run (estimate) at the measured size and at 3,000,000 source rows, and the monthly cost."""
+    duck = [r for r in results if r.engine == "duckdb"]
+    if not duck:
+        return "no DuckDB runs"
+    runs = [r for r in duck if r.scale == max(x.scale for x in duck)]
+    big = scaled_sizes(sizes, source_rows, 3_000_000)
+    columns = table_columns()
+    per_month = scheduled_runs_per_month()
+    src = f"{source_rows / 1000:,.0f}k"
+    lines = [f"table sizes (BigQuery logical bytes: STRING 2 + UTF-8 bytes, INT64/TIMESTAMP 8, NUMERIC 16, NULL 0), "
+             f"measured in the {source_rows:,}-row benchmark warehouse after its runs; x{3_000_000 / source_rows:g} "
+             "for source, DNC and history at 3M:"]
+    for name, size in sorted(sizes.items(), key=lambda kv: -kv[1].bytes_of(None)):
+        lines.append(f"    {name:18} {size.rows:>9,} rows  {size.bytes_of(None) / MIB:8.2f} MiB   at 3M: "
+                     f"{big[name].bytes_of(None) / MIB:8.2f} MiB")
+    rows = []
+    for r in runs:
+        labels = _label_counts(r)
+        small, large = billed_bytes(labels, r.sql_by_label, sizes, columns, r.rows_by_label), billed_bytes(
+            labels, r.sql_by_label, big, columns, r.rows_by_label)
+        rows.append([r.label, r.statement_count, f"{small / MIB:,.0f}", f"{large / MIB:,.0f}",
+                     f"{small * per_month / TIB:.3f}", f"${small * per_month / TIB * PRICE_PER_TIB:,.2f}",
+                     f"{large * per_month / TIB:.3f}", f"${large * per_month / TIB * PRICE_PER_TIB:,.2f}"])
+    lines.append(f"\nbilled per run, and per month if every run of the schedule ({per_month:.1f} runs/month: 19 a "
+                 f"weekday, 12 a weekend day) were like it; ${PRICE_PER_TIB}/TiB on-demand, 10 MiB minimum per table "
+                 "referenced and per statement, free tier (1 TiB/month) ignored:")
+    lines.append(table(["run", "statements", f"MiB @{src}", "MiB @3M", f"TiB/mo @{src}", f"$/mo @{src}",
+                        "TiB/mo @3M", "$/mo @3M"], rows))
+    detail = find(duck, "drain 10%", max(r.scale for r in duck)) or runs[-1]
+    lines.append(f"\nper statement of '{detail.label}' (tables read; * = rewritten whole, as UPDATE/DELETE DML bills):")
+    statement_rows = []
+    for label, count in _label_counts(detail).items():
+        sql = detail.sql_by_label.get(label)
+        reads, rewrites = statement_reads(sql, columns) if sql else ({}, set())
+        staged = ["(staged rows)"] if detail.rows_by_label.get(label, 0) > stage_threshold() else []
+        tables = ", ".join(sorted(reads) + [f"{t}*" for t in sorted(rewrites)] + staged) or "(parameters only)"
+        one = {label: count}
+        small = billed_bytes(one, detail.sql_by_label, sizes, columns, detail.rows_by_label)
+        large = billed_bytes(one, detail.sql_by_label, big, columns, detail.rows_by_label)
+        statement_rows.append([label, count, tables, f"{small / MIB:,.0f}", f"{large / MIB:,.0f}"])
+    lines.append(table(["statement", "n", "tables", f"MiB @{src}", "MiB @3M"], statement_rows))
+    request = bigquery_request_bytes(FILL_CAP)
+    lines.append(f"\none {FILL_CAP:,}-row state MERGE sent as a query parameter would be {request / MIB:.1f} MiB of "
+                 "request (BigQuery's limit is 10 MB): why big row batches are staged with a load job")
+    return "\n".join(lines)
+
+
+def _label_counts(result: RunResult) -> Counter[str]:
+    labels: Counter[str] = Counter()
+    for row in result.statements:
+        labels[str(row["key"])] += int(row["count"])
+    return labels
+
+
+# --------------------------------------------------------------------------------------------------
+# Orchestration
+
+
+@dataclass
+class BenchOutcome:
+    results: list[RunResult]
+    baseline: RunResult | None
+    comparison: BaselineComparison | None
+    targets: list[Target]
+    table_sizes: dict[str, TableSize]
+    notes: list[str]
+
+
+def build_template(folder: Path, source_rows: int) -> Path:
+    path = folder / "template.duckdb"
+    settings = bench_settings(bench_environ(path, cap=FILL_CAP, target=FILL_CAP), folder)
+    warehouse = open_duckdb(path, settings)
+    try:
+        build_warehouse(warehouse, settings, source_rows)
+    finally:
+        warehouse.close()
+    return path
+
+
+def duck_world(config: BenchConfig, folder: Path, template: Path, scale: int, name: str) -> World:
+    path = folder / f"{name}.duckdb"
+    shutil.copyfile(template, path)
+    return World(config, folder, "duckdb", scale, {}, path)
+
+
+def run_benchmark(config: BenchConfig, echo: Callable[[str], None] = print) -> BenchOutcome:
+    folder = config.workdir or Path(tempfile.mkdtemp(prefix="coldsync-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    try:
+        started = time.perf_counter()
+        template = build_template(folder, config.source_rows)
+        echo(f"built the DuckDB warehouse: {config.source_rows:,} source rows in {time.perf_counter() - started:.1f} s")
+        results: list[RunResult] = []
+        sizes: dict[str, TableSize] = {}
+        for scale in config.scales:
+            world = duck_world(config, folder, template, scale, f"scale-{scale}")
+            try:
+                results.extend(world.scenarios(config.finished, echo))
+            finally:
+                world.close()
+            if scale == max(config.scales):
+                sizes = measure_table_sizes(world.duckdb_path, "coldsync")
+        baseline = comparison = None
+        if config.baseline.sample > 0:
+            world = duck_world(config, folder, template, config.baseline.sample, "baseline")
+            try:
+                baseline = world.run("baseline", target=config.baseline.sample, mode="baseline",
+                                     baseline=config.baseline)
+            finally:
+                world.close()
+            echo(f"  baseline {baseline.extra.get('leads')} leads one by one: {baseline.wall_seconds:.1f} s, "
+                 f"{baseline.api_calls} calls, {baseline.statement_count} statements")
+            comparison = compare_baseline(baseline, config.baseline, results)
+        if config.bigquery:
+            results.extend(run_bigquery_lane(config, folder, notes, echo))
+        return BenchOutcome(results, baseline, comparison, evaluate_targets(results, config.source_rows), sizes, notes)
+    finally:
+        if config.workdir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_bigquery_lane(config: BenchConfig, folder: Path, notes: list[str],
+                      echo: Callable[[str], None]) -> list[RunResult]:
+    """The same scenarios through the official BigQuery client against the local emulator (smaller)."""
+    try:
+        from tests.bq_emulator import emulator_available, start_emulator
+    except ImportError as exc:  # the google client or the tests package is missing
+        notes.append(f"BigQuery lane skipped: {exc}")
+        return []
+    available, why = emulator_available()
+    if not available:
+        notes.append(f"BigQuery lane skipped: {why}")
+        return []
+    handle = start_emulator()
+    try:
+        dataset = f"bench_{uuid.uuid4().hex[:8]}"
+        spec = {"endpoint": handle.endpoint, "project": handle.project, "dataset": dataset}
+        path = folder / "unused.duckdb"
+        settings = bench_settings(bench_environ(path, cap=config.bq_scale, target=config.bq_scale), folder)
+        warehouse = open_bigquery(handle.endpoint, handle.project, dataset)
+        started = time.perf_counter()
+        try:
+            build_warehouse(warehouse, settings, config.bq_source_rows)
+        finally:
+            warehouse.close()
+        echo(f"built the BigQuery emulator warehouse: {config.bq_source_rows:,} source rows in "
+             f"{time.perf_counter() - started:.1f} s")
+        world = World(config, folder, "bigquery", config.bq_scale, spec, path)
+        try:
+            results = world.scenarios(config.finished, echo)
+        except RuntimeError as exc:
+            notes.append(f"BigQuery lane stopped: {str(exc)[:500]}")
+            results = []
+        finally:
+            world.close()
+        notes.append(f"BigQuery lane: emulator (bqemulator, DuckDB inside), {config.bq_source_rows:,} source rows, "
+                     f"cap {config.bq_scale:,}; its wall times are the emulator's, not BigQuery's")
+        return results
+    finally:
+        handle.stop()
+
+
+def render(outcome: BenchOutcome, config: BenchConfig) -> str:
+    parts = ["", "== Runs (each one full run_sync in its own process)", render_runs(outcome.results), "",
+             "== Per phase: API calls / warehouse statements / seconds in API calls + seconds in statements",
+             render_phases(outcome.results), ""]
+    parts += ["== Targets (issue 7)"]
+    parts += [f"  {t.verdict:4}  {t.name}: {t.measured}" for t in outcome.targets]
+    if outcome.comparison is not None:
+        parts += ["", "== Side by side: the per-lead baseline (extrapolated from a sample) vs coldsync",
+                  outcome.comparison.render()]
+    if outcome.table_sizes:
+        parts += ["", "== BigQuery bytes per run (estimate, see docs/PERFORMANCE.md)",
+                  render_bigquery_estimate(outcome.results, outcome.table_sizes, config.source_rows)]
+    if outcome.results:
+        parts += ["", "== Where the cost goes (the runs behind the targets, at the largest cap)"]
+        for result in _runs_to_explain(outcome.results):
+            parts.append(render_detail(result))
+            if result.profile:
+                parts += ["  cProfile, top functions by cumulative time:", _indent(result.profile, 4)]
+            if result.allocations:
+                parts.append(_indent(result.allocations, 2))
+    if outcome.notes:
+        parts += ["", "== Notes", *[f"  {n}" for n in outcome.notes]]
+    return "\n".join(parts)
+
+
+def _runs_to_explain(results: Sequence[RunResult]) -> list[RunResult]:
+    duck = [r for r in results if r.engine == "duckdb"]
+    if not duck:
+        return []
+    largest = max(r.scale for r in duck)
+    picks = [find(duck, s, largest) for s in ("fill", "steady", "drain 10%")]
+    picks.append(max(duck, key=lambda r: r.statement_count))
+    return list({id(p): p for p in picks if p is not None}.values())
+
+
+def _indent(text: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line for line in text.splitlines())
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    config = BenchConfig()
+    if args.quick:
+        config.scales, config.source_rows, config.finished = (1_000,), 20_000, (0.10,)
+        config.baseline.sample = 20
+        config.bq_source_rows, config.bq_scale = 20_000, 1_000
+    if args.scales:
+        config.scales = tuple(int(s) for s in args.scales.split(","))
+    if args.source_rows is not None:
+        config.source_rows = args.source_rows
+    if args.baseline_sample is not None:
+        config.baseline.sample = args.baseline_sample
+    config.baseline.pause = args.baseline_pause
+    config.baseline.batch_pause = args.baseline_batch_pause
+    config.latency = args.latency
+    config.bigquery = args.bigquery
+    config.profile = args.profile
+    if args.bq_source_rows is not None:
+        config.bq_source_rows = args.bq_source_rows
+    if args.bq_scale is not None:
+        config.bq_scale = args.bq_scale
+    if args.workdir:
+        config.workdir = Path(args.workdir)
+    config.duckdb_settings = tuple(args.duckdb_setting or ())
+    config.duckdb_stage_rows = args.duckdb_stage_rows
+    return config
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m coldsync.bench",
+                                description="Benchmark: a sync run costs what changed, not what is there.")
+    p.add_argument("--quick", action="store_true", help="small smoke configuration (cap 1,000, 20,000 source rows)")
+    p.add_argument("--latency", type=float, default=0.15, help="seconds added to every simulated API call (0.15)")
+    p.add_argument("--scales", help="inventory caps, comma-separated (default 1000,10000,24000)")
+    p.add_argument("--source-rows", type=int, help="source table rows (default 300000)")
+    p.add_argument("--baseline-sample", type=int, help="leads the per-lead baseline adds (default 200; 0 skips)")
+    p.add_argument("--baseline-pause", type=float, default=0.5, help="baseline pause after each lead (0.5 s)")
+    p.add_argument("--baseline-batch-pause", type=float, default=10.0,
+                   help="baseline pause between batches of 100 (10 s)")
+    p.add_argument("--bigquery", action="store_true", help="also run the BigQuery emulator lane (smaller scale)")
+    p.add_argument("--bq-source-rows", type=int, help="source rows on the BigQuery lane (default 300000)")
+    p.add_argument("--bq-scale", type=int, help="inventory cap on the BigQuery lane (default 24000)")
+    p.add_argument("--profile", action="store_true",
+                   help="run every measured run under cProfile and tracemalloc (slower) and print where time goes")
+    p.add_argument("--json", help="also write every measurement to this JSON file")
+    p.add_argument("--duckdb-setting", action="append", metavar="NAME=VALUE",
+                   help="experiment: SET this on the DuckDB connection of every run, e.g. \"memory_limit='128MB'\"")
+    p.add_argument("--duckdb-stage-rows", type=int, default=0, metavar="N",
+                   help="experiment: stage row batches above N rows in a temp table, N rows per insert")
+    p.add_argument("--workdir", help="keep the warehouses in this folder (default: a temporary one, removed)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--child-result", help=argparse.SUPPRESS)
+    return p
+
+
+def source_version() -> str:
+    """The commit measured, marked when the product code differs from it (figures belong to a version)."""
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+                                  timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    changed = git("status", "--porcelain", "--", "coldsync", "sync_once.py", "setup.py", ":(exclude)coldsync/bench.py")
+    return f"{commit} (with uncommitted changes to the product code)" if changed else commit
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.child:
+        return child_main(Path(args.child), Path(args.child_result))
+    config = config_from_args(args)
+    command = "python -m coldsync.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    version = source_version()
+    print(f"$ {command.strip()}")
+    print(f"coldsync {version}; Python {sys.version.split()[0]} on {os.cpu_count()} CPU(s)")
+    print(f"latency {config.latency * 1000:.0f} ms per API call, pacer 100/s and 6,000/min, source "
+          f"{config.source_rows:,} rows, caps {', '.join(f'{s:,}' for s in config.scales)}", flush=True)
+    if config.duckdb_settings or config.duckdb_stage_rows:
+        print(f"EXPERIMENT (not the product as committed): DuckDB settings {list(config.duckdb_settings)}, "
+              f"staging row batches above {config.duckdb_stage_rows or 'never'}", flush=True)
+    outcome = run_benchmark(config, echo=lambda line: print(line, flush=True))
+    print(render(outcome, config))
+    if args.json:
+        data = {"command": command.strip(), "version": version, "config": asdict(config),
+                "runs": [asdict(r) for r in outcome.results],
+                "baseline": asdict(outcome.baseline) if outcome.baseline else None,
+                "comparison": asdict(outcome.comparison) if outcome.comparison else None,
+                "targets": [asdict(t) | {"verdict": t.verdict} for t in outcome.targets],
+                "table_sizes": {k: asdict(v) for k, v in outcome.table_sizes.items()}, "notes": outcome.notes}
+        Path(args.json).write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    failed = [r for r in outcome.results if r.exit_code != 0]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())
