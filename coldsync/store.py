@@ -31,11 +31,15 @@ STATE_FIELDS = (
 )
 
 # op 'upsert' inserts or updates (NULL fields keep the stored value); op 'delete' removes the row.
+# A row inserted without an attempt number (a lead adopted from Instantly) is the attempt after the
+# address's last one in history: numbering it 1 would merge its outcome into an earlier attempt's row.
+# (A scalar subquery, not a LEFT JOIN: the BigQuery emulator mis-binds a join in this MERGE's source.)
 APPLY_STATE_SQL = """
 MERGE `{ds}.ops_inst_state` AS t
 USING (
   SELECT r.email, r.op, r.campaign_id, r.sequence_target, r.status, r.instantly_lead_id, r.attempt_num,
-         r.outcome, r.added_at
+         r.outcome, r.added_at,
+         (SELECT MAX(h.attempt_num) FROM `{ds}.ops_lead_history` AS h WHERE h.email = r.email) AS last_attempt
   FROM UNNEST(@rows) AS r
 ) AS s
 ON t.email = s.email
@@ -52,8 +56,8 @@ WHEN MATCHED AND s.op = 'upsert' THEN UPDATE SET
 WHEN NOT MATCHED AND s.op = 'upsert' THEN
   INSERT (email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num, outcome, added_at,
           updated_at, run_id)
-  VALUES (s.email, s.campaign_id, s.sequence_target, s.status, s.instantly_lead_id, COALESCE(s.attempt_num, 1),
-          s.outcome, COALESCE(s.added_at, @now), @now, @run_id)
+  VALUES (s.email, s.campaign_id, s.sequence_target, s.status, s.instantly_lead_id,
+          COALESCE(s.attempt_num, s.last_attempt + 1, 1), s.outcome, COALESCE(s.added_at, @now), @now, @run_id)
 """
 
 READ_STATE_SQL = """

@@ -94,3 +94,15 @@ def test_big_batches_are_one_statement_on_both_engines(raw_warehouse: Warehouse,
         assert getattr(raw_warehouse, "load_jobs", 0) == 1
         tables = [t.table_id for t in raw_warehouse.client.list_tables(raw_warehouse.dataset)]  # type: ignore[attr-defined]
         assert not [t for t in tables if t.startswith("_stage_")], "staging table left behind"
+
+
+def test_state_row_inserted_without_attempt_follows_the_history(raw_warehouse: Warehouse,
+                                                                settings: Settings) -> None:
+    """A state row inserted without an attempt number (an adopted lead) is the attempt after the address's
+    last one in history, so its outcome can never be merged into an earlier attempt's history row."""
+    build(raw_warehouse, settings)
+    add_history(raw_warehouse, "back@example.com", T0 - dt.timedelta(days=200), attempt=1)
+    store = Store(raw_warehouse, "r1", T0)
+    store.apply_state([{"email": "back@example.com", "op": "upsert", "campaign_id": "c1", "status": "active"},
+                       {"email": "new@example.com", "op": "upsert", "campaign_id": "c1", "status": "active"}], "t")
+    assert {r.email: r.attempt_num for r in store.read_state()} == {"back@example.com": 2, "new@example.com": 1}
