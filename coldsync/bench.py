@@ -2,7 +2,7 @@
 
     python -m coldsync.bench                 # the full benchmark (a few minutes on 2 cores)
     python -m coldsync.bench --quick         # a small smoke configuration (under a minute)
-    python -m coldsync.bench --bigquery      # also the BigQuery lane (local emulator, smaller scale)
+    python -m coldsync.bench --bigquery      # also the BigQuery lane (local emulator, same scale)
 
 Each measured run is one real `run_sync` in its own child process (so its peak memory is its own),
 against the Instantly simulator running in this process with a fixed per-request latency
@@ -1252,7 +1252,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-pause", type=float, default=0.5, help="baseline pause after each lead (0.5 s)")
     p.add_argument("--baseline-batch-pause", type=float, default=10.0,
                    help="baseline pause between batches of 100 (10 s)")
-    p.add_argument("--bigquery", action="store_true", help="also run the BigQuery emulator lane (smaller scale)")
+    p.add_argument("--bigquery", action="store_true", help="also run the scenarios on the local BigQuery emulator")
     p.add_argument("--bq-source-rows", type=int, help="source rows on the BigQuery lane (default 300000)")
     p.add_argument("--bq-scale", type=int, help="inventory cap on the BigQuery lane (default 24000)")
     p.add_argument("--profile", action="store_true",
