@@ -112,6 +112,10 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("bq_maximum_bytes_billed", "int", 10 * 1024**3,
                 "Per-query guard: BigQuery fails a query that would bill more bytes.", minimum=10 * 1024**2),
     SettingSpec("duckdb_path", "str", "data/coldsync.duckdb", "DuckDB file used when BQ_PROJECT is empty."),
+    SettingSpec("duckdb_memory_limit", "str", "128MB",
+                "Memory DuckDB may use (it spills to disk beyond); keeps a run's peak near 250 MB.",
+                pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$", pattern_hint="a size such as 128MB or 1GB"),
+    SettingSpec("duckdb_threads", "int", 1, "Threads DuckDB may use.", minimum=1, maximum=64),
     SettingSpec("source_table", "str", "source_leads",
                 "Source lead table or view: a name in the dataset, or dataset.table / project.dataset.table.",
                 pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+){0,2}$", pattern_hint="[project.]dataset.table"),
@@ -169,6 +173,8 @@ class Settings:
     bigquery_credentials_json: Secret
     bq_maximum_bytes_billed: int
     duckdb_path: str
+    duckdb_memory_limit: str
+    duckdb_threads: int
     source_table: str
     smb_revenue_threshold: int
     inventory_cap: int

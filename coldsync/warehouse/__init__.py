@@ -33,6 +33,7 @@ def connect(settings: Settings, *, labels: dict[str, str] | None = None) -> Ware
     else:
         from coldsync.warehouse.duckdb import DuckDBWarehouse
 
-        warehouse = DuckDBWarehouse(settings.duckdb_file(), settings.bq_dataset, settings.source_table)
+        warehouse = DuckDBWarehouse(settings.duckdb_file(), settings.bq_dataset, settings.source_table,
+                                    memory_limit=settings.duckdb_memory_limit, threads=settings.duckdb_threads)
     log.info("Using %s", warehouse.describe())
     return warehouse
