@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coldsync.instantly.simulator import InstantlySimulator
-from coldsync.rules import normalize_email
+from coldsync.rules import Action, classify_finished_lead, normalize_email
 from coldsync.settings import Settings
-from coldsync.warehouse.base import Warehouse
+from coldsync.warehouse.base import StringArray, Warehouse
 
 WRITE_ENDPOINTS = ("POST /leads/add", "DELETE /leads", "DELETE /leads/{id}", "POST /block-lists-entries/bulk-create",
                    "PATCH /leads/{id}", "POST /campaigns/{id}/activate", "POST /campaigns/{id}/pause")
@@ -114,4 +114,74 @@ def check_after_run(warehouse: Warehouse, sim: InstantlySimulator, settings: Set
         if after.tables != before.tables:
             changed = [t for t in after.tables if after.tables[t] != before.tables.get(t)]
             problems.append(f"invariant 6: dry run changed tables {changed}")
+    return problems
+
+
+def check_before_delete(warehouse: Warehouse, sim: InstantlySimulator, lead_ids: list[str]) -> list[str]:
+    """Invariant 5 at the moment of a delete: each lead about to leave Instantly already has its history
+    row, and an unsubscribed one its DNC entry. Call it just before the delete request is sent."""
+    leads = {lead_id: lead for lead_id in lead_ids if (lead := sim.lead(lead_id)) is not None}
+    if not leads:
+        return []
+    recorded = {str(r["instantly_lead_id"]) for r in warehouse.query(
+        "SELECT instantly_lead_id FROM `{ds}.ops_lead_history` WHERE instantly_lead_id IN UNNEST(@ids)",
+        {"ids": StringArray(list(leads))}, label="test.invariants")}
+    dnc = {str(r["email"]).strip().lower() for r in _rows(
+        warehouse, "SELECT email FROM `{ds}.ops_dnc` WHERE email IS NOT NULL")}
+    problems = []
+    for lead_id, lead in leads.items():
+        if lead_id not in recorded:
+            problems.append(f"invariant 5: lead {lead_id} deleted before its history row was written")
+        if lead.get("status") == -2 and normalize_email(lead.get("email")) not in dnc:
+            problems.append(f"invariant 5: unsubscribed lead {lead_id} deleted before its DNC entry was written")
+    return problems
+
+
+def check_no_duplicates(warehouse: Warehouse) -> list[str]:
+    """Nothing recorded twice: one history row per attempt and per Instantly lead, one DNC entry per
+    value, one state row per email, one open dead letter per operation id."""
+    checks = {
+        "history attempt": "SELECT email AS k FROM `{ds}.ops_lead_history` "
+                           "GROUP BY email, campaign_id, attempt_num HAVING COUNT(*) > 1",
+        "history of one Instantly lead": "SELECT instantly_lead_id AS k FROM `{ds}.ops_lead_history` "
+                                         "WHERE instantly_lead_id IS NOT NULL GROUP BY instantly_lead_id "
+                                         "HAVING COUNT(*) > 1",
+        "DNC entry": "SELECT COALESCE(email, domain) AS k FROM `{ds}.ops_dnc` GROUP BY email, domain "
+                     "HAVING COUNT(*) > 1",
+        "state row": "SELECT email AS k FROM `{ds}.ops_inst_state` GROUP BY email HAVING COUNT(*) > 1",
+        "open dead letter": "SELECT id AS k FROM `{ds}.ops_dead_letters` "
+                            "WHERE resolved_at IS NULL AND gave_up_at IS NULL GROUP BY id HAVING COUNT(*) > 1",
+    }
+    return [f"duplicate {what}: {row['k']}" for what, sql in checks.items() for row in _rows(warehouse, sql)]
+
+
+def check_converged(warehouse: Warehouse, sim: InstantlySimulator, settings: Settings,
+                    now: dt.datetime) -> list[str]:
+    """What must hold once runs stop changing anything: the warehouse tracks exactly the leads in the
+    managed campaigns, every one active with its Instantly id, and no finished lead is left behind."""
+    problems = []
+    state = {str(r["email"]): r for r in _rows(
+        warehouse, "SELECT email, campaign_id, status, instantly_lead_id, added_at FROM `{ds}.ops_inst_state`")}
+    leads: dict[str, dict[str, Any]] = {}
+    for campaign_id in (settings.smb_campaign_id, settings.midsize_campaign_id):
+        for lead in sim.leads(campaign_id):
+            leads[str(lead["id"])] = lead
+    tracked_ids = {str(r["instantly_lead_id"]) for r in state.values() if r["instantly_lead_id"]}
+    for email, row in state.items():
+        if row["status"] != "active":
+            problems.append(f"state row of {email} left {row['status']}")
+        found = leads.get(str(row["instantly_lead_id"]))
+        if found is None:
+            problems.append(f"state row of {email} points at no lead in the managed campaigns")
+        elif normalize_email(found.get("email")) != email or found.get("campaign") != row["campaign_id"]:
+            problems.append(f"state row of {email} disagrees with its Instantly lead")
+    for lead_id, lead in leads.items():
+        if lead_id not in tracked_ids:
+            problems.append(f"lead {lead_id} in Instantly is not tracked by the warehouse")
+            continue
+        tracked = state.get(normalize_email(lead.get("email")) or "")
+        added_at = tracked["added_at"] if tracked else None
+        decision = classify_finished_lead(lead, now=now, added_at=added_at, max_active_days=settings.max_active_days)
+        if decision.action is Action.DRAIN:
+            problems.append(f"finished lead {lead_id} left in Instantly ({decision.reason})")
     return problems
