@@ -333,7 +333,10 @@ class Store:
     def acquire_lock(self, ttl: dt.timedelta) -> str | None:
         """Take the sync lock; return None when taken, else the run id that holds it."""
         params = {"name": LOCK_NAME, "expires_at": self.now + ttl, **self._stamp()}
-        self.warehouse.execute(ACQUIRE_LOCK_SQL, params, label="lock.acquire")
+        # The MERGE changes a row only when the lock was free or its lease had run out: then it is ours.
+        # (Two runs at once: BigQuery serializes the MERGEs, DuckDB runs them one at a time.)
+        if self.warehouse.execute(ACQUIRE_LOCK_SQL, params, label="lock.acquire") >= 1:
+            return None
         rows = self.warehouse.query(LOCK_HOLDER_SQL, {"name": LOCK_NAME}, label="lock.check")
         holder = str(rows[0]["run_id"]) if rows else None
         return None if holder == self.run_id else (holder or "unknown")
