@@ -110,6 +110,8 @@ def render(parts: list[Part], seconds: float) -> str:
         lines.append(f"{found.name}: {len(found.tally.violations)} violation(s), {found.seconds:.0f} s{longest}")
         for key, value in sorted(found.tally.counts.items()):
             lines.append(f"    {key}: {value}")
+        for key, value in sorted(found.tally.peaks.items()):
+            lines.append(f"    {key}: {value}")
         if found.tally.kinds:
             lines.append(f"    distinct (operation, position) pairs killed at: {len(found.tally.kinds)}")
         for key, value in found.extra.items():
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"parts": [{"name": p.name, "skipped": p.skipped, "seconds": round(p.seconds, 1),
                                      "max_run_seconds": round(p.tally.max_run_seconds, 3), "counts": p.tally.counts,
+                                     "peaks": p.tally.peaks,
                                      "kinds_killed_at": sorted(p.tally.kinds),
                                      "extra": p.extra, "violations": p.tally.violations} for p in parts],
                           "violations": len(found), "seconds": round(seconds, 1)}, indent=2, default=str))

@@ -20,7 +20,7 @@ from coldsync.settings import replace
 from coldsync.warehouse.base import Warehouse
 from coldsync.warehouse.demo_data import generate_source_rows
 from proof.engines import Engines, proof_settings
-from proof.harness import Rig, Tally, When, new_simulator
+from proof.harness import SMB, Rig, Tally, When, new_simulator
 from tests.helpers import add_dnc, build
 
 START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
@@ -85,8 +85,25 @@ def leftovers(rig: Rig, tally: Tally) -> None:
     rig.sim.advance(1)
 
 
+def manual_changes(rig: Rig, tally: Tally) -> None:
+    """Hands in Instantly: leads added there directly (one an address that already finished in that
+    campaign), two tracked leads deleted there, and finished leads: the run must adopt, close and drain."""
+    _setup_run(rig, tally, "manual_changes")
+    rig.sim.advance(8)
+    _setup_run(rig, tally, "manual_changes")
+    finished = rig.warehouse.query("SELECT email, campaign_id FROM `{ds}.ops_lead_history` LIMIT 1", label="proof")
+    for row in finished:
+        rig.sim.insert_leads(str(row["campaign_id"]), [{"email": str(row["email"])}])
+    rig.sim.insert_leads(SMB, [{"email": f"by-hand{n}@manual.example"} for n in range(3)])
+    active = [lead for lead in rig.sim.leads() if lead.get("status") == 1]
+    for lead in active[:2]:
+        rig.client.delete_lead(str(lead["id"]))
+    _finish(rig, ["unsubscribed", "bounced", "completed"])
+
+
 SCENARIOS: dict[str, Callable[[Rig, Tally], None]] = {
     "fresh": fresh, "mid_lifecycle": mid_lifecycle, "near_cap": near_cap, "leftovers": leftovers,
+    "manual_changes": manual_changes,
 }
 
 
@@ -130,6 +147,7 @@ def run_scenario(rig: Rig, name: str, tally: Tally, *, step: int = 1, offset: in
             rig.recover_after_crash(tally, context)
             runs = rig.converge(tally, context)
             tally.add("follow-up runs", runs)
+            tally.peak("most runs to settle after one kill (the last changes nothing)", runs)
 
 
 def crash_matrix(engines: Engines, engine: str, tally: Tally, *, scenarios: Iterable[str] = tuple(SCENARIOS),

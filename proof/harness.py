@@ -263,6 +263,10 @@ class Tally:
     max_run_seconds: float = 0.0
     violations: list[str] = field(default_factory=list)
     kinds: set[str] = field(default_factory=set)  # kinds of operation a run was killed at
+    peaks: dict[str, int] = field(default_factory=dict)  # figures that keep their largest value
+
+    def peak(self, key: str, value: int) -> None:
+        self.peaks[key] = max(self.peaks.get(key, value), value)
 
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -280,6 +284,8 @@ class Tally:
         self.max_run_seconds = max(self.max_run_seconds, other.max_run_seconds)
         self.violations.extend(other.violations)
         self.kinds |= other.kinds
+        for key, value in other.peaks.items():
+            self.peak(key, value)
 
 
 class Rig:

@@ -199,6 +199,7 @@ def sigkill_trials(workdir: Path, tally: Tally, *, trials: int = 12, seed: int =
                 code, _ = one_run(f"{context}: follow-up run {number}")
                 tally.add("subprocess follow-up runs")
                 if fingerprint() == before:
+                    tally.peak("most runs to settle after one kill (the last changes nothing)", number)
                     break
             else:
                 tally.violations.append(f"{context}: no convergence after 8 runs")

@@ -4,7 +4,8 @@ Instantly side (the simulator's fault injection): 429 storms (with and without R
 bursts (JSON and CDN HTML pages), timeouts (some applied by the server, their answer lost), slow
 responses, malformed success bodies (HTML, truncated, empty, wrong shape), random error rates, partial
 bulk rejections and broken paging. Warehouse side: a statement fails (before it runs, or after it took
-effect), including the state update right after a successful delete in Instantly.
+effect), including the state update right after a successful delete in Instantly. One run in five
+is also killed at a random operation in the middle of its storm.
 
 After every run: invariants 1-5 (and, at every delete, that the outcome was recorded first); every
 call the client gave up on and every injected warehouse error must show in the run (failed outcome,
@@ -127,8 +128,11 @@ def storm_runs(engines: Engines, engine: str, tally: Tally, *, runs: int = 120, 
             names = [storm(rig, rng) for storm in chosen]
             for storm in chosen:
                 kinds[storm.__name__] = kinds.get(storm.__name__, 0) + 1
+            # One run in five is also killed at a random operation, in the middle of its storm.
+            crash_at = rng.randint(1, 45) if rng.random() < 0.2 else None
+            when = rng.choice(("before", "after"))
             position = len(rig.sim.request_log)
-            record = rig.run(expect_success=False)
+            record = rig.run(expect_success=False, crash_at=crash_at, when=when)  # type: ignore[arg-type]
             rig.sim.clear_faults()
             rig.crashing_warehouse.failures.clear()
             faults, rejected = _faulted(rig, position)
@@ -139,6 +143,9 @@ def storm_runs(engines: Engines, engine: str, tally: Tally, *, runs: int = 120, 
             tally.add("calls given up after retries", len(record.give_ups))
             if record.report is not None and record.report.outcome == "failed":
                 tally.add("runs failed (exit 1, reported)")
+            if record.crashed:
+                names.append(f"killed {when} operation {crash_at} ({record.crash_label})")
+                tally.add("storm runs also killed")
             tally.record(record, f"storm run {number} ({', '.join(names)})")
             if record.exit_code == 3:  # a warehouse failure kept the lock: its lease must run out
                 tally.add("runs blocked by a lease left by a failed release")

@@ -78,12 +78,12 @@ def test_the_harness_catches_a_drain_that_deletes_before_recording(rig: Rig, mon
 
 # ---- a sample of each part of the proof ----------------------------------------------------------------
 
-@pytest.mark.parametrize("scenario", ["fresh", "mid_lifecycle", "near_cap", "leftovers"])
+@pytest.mark.parametrize("scenario", ["fresh", "mid_lifecycle", "near_cap", "leftovers", "manual_changes"])
 def test_crash_sample_keeps_every_invariant(engines: Engines, scenario: str) -> None:
     """Killed before and after every 4th operation of a run (a different offset per scenario), then run until
     nothing changes: invariants 1-5 after every run, nothing lost, nothing twice, the lease respected."""
     tally = Tally()
-    offset = ["fresh", "mid_lifecycle", "near_cap", "leftovers"].index(scenario)
+    offset = ["fresh", "mid_lifecycle", "near_cap", "leftovers", "manual_changes"].index(scenario) % 4
     crash_matrix(engines, "duckdb", tally, scenarios=[scenario], step=4, offset=offset)
     _clean(tally)
     assert tally.counts["crash points"] >= 10
