@@ -46,7 +46,7 @@ def bq_emulator() -> Iterator[Any]:
     if not available:
         if os.environ.get("CI"):
             pytest.fail(f"BigQuery emulator lane is required in CI but unavailable: {why}")
-        pytest.skip(f"BigQuery emulator not installed: {why} (run `make test` to install it)")
+        pytest.skip(f"BigQuery emulator not installed: {why} (run ./scripts/test to install it)")
     handle = start_emulator()
     try:
         yield handle
