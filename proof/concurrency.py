@@ -27,7 +27,7 @@ from proof.sigkill import REPO, KillSwitch, _with_warehouse, start_sync, sync_en
 from tests.helpers import add_dnc, build
 from tests.invariants import added_emails
 
-SLOW = FaultSpec(latency=0.15)  # every request: the runs last seconds, so started together they overlap
+SLOW = FaultSpec(latency=0.3)  # every request: the runs last seconds, so started together they overlap
 
 
 def _prepare_duckdb(folder: Path) -> Path:
