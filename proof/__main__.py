@@ -1,7 +1,7 @@
 """python -m proof: re-measure the reliability figures of docs/RELIABILITY.md and print them.
 
     python -m proof                 everything (a few minutes; BigQuery parts when the emulator is installed)
-    python -m proof --quick         a sample of every part (about a minute)
+    python -m proof --quick         a sample of every part (about two minutes)
     python -m proof --no-bigquery   DuckDB only
     python -m proof --json          the figures as JSON
 
@@ -130,7 +130,7 @@ def render(parts: list[Part], seconds: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m proof", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a sample of every part (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="a sample of every part (about two minutes)")
     parser.add_argument("--no-bigquery", action="store_true", help="DuckDB only")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
