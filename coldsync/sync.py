@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from coldsync.cli import ExitCode
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.errors import InstantlyError, NotFoundError
-from coldsync.phases.context import CampaignView, RunContext
+from coldsync.phases.context import CampaignView, RunContext, RunOutOfTime
 from coldsync.phases.drain import run_drain
 from coldsync.phases.housekeeping import run_housekeeping
 from coldsync.phases.topup import measure_inventory, run_topup
@@ -27,6 +27,10 @@ log = logging.getLogger("coldsync.sync")
 CAMPAIGN_SETTINGS = {Segment.SMB: "smb_campaign_id", Segment.MIDSIZE: "midsize_campaign_id"}
 STATUS_NAMES = {0: "draft", 1: "active", 2: "paused", 3: "completed", 4: "running subsequences",
                 -1: "accounts unhealthy", -2: "bounce protect", -99: "account suspended"}
+
+
+# A run starts no write after this share of its lock lease: a second run can never act beside it.
+LEASE_SHARE = 0.75
 
 
 class RunFailed(Exception):
@@ -99,7 +103,8 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
                   smb_threshold=settings.smb_revenue_threshold)
     ctx = RunContext(settings=settings, client=client, store=store, report=report, now=now, dry_run=dry_run,
                      baseline=(client.stats.requests, client.stats.writes, warehouse.stats.total,
-                               warehouse.stats.writes))
+                               warehouse.stats.writes),
+                     deadline=started + settings.lock_ttl_minutes * 60 * LEASE_SHARE)
     holder = None
     if not dry_run:
         try:
@@ -116,7 +121,7 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
     try:
         _phases(ctx)
         report.outcome = "success"
-    except (RunFailed, InstantlyError, WarehouseError) as exc:
+    except (RunFailed, RunOutOfTime, InstantlyError, WarehouseError) as exc:
         report.outcome, report.error = "failed", mask_emails_in_text(str(exc))
         log.error("run failed: %s", report.error)
         code = ExitCode.RUN_FAILED

@@ -247,3 +247,16 @@ def test_summary_counts_skipped_source_rows_by_reason(world: World) -> None:
     assert sum(result.report.source_rejects.values()) > 0
     line = next(x for x in result.report.render_text().splitlines() if "v_source_rejects" in x)
     assert "@" not in line
+
+
+def test_run_near_its_lease_stops_before_writing(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that has used up its share of the lock lease writes nothing more, fails, and frees the lock."""
+    import coldsync.sync
+
+    monkeypatch.setattr(coldsync.sync, "LEASE_SHARE", 0.0)
+    result = world.run()
+    assert result.exit_code == ExitCode.RUN_FAILED and "lock lease" in (result.report.error or "")
+    assert world.sim.lead_count() == 0
+    assert world.warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_inst_state`", label="t")[0]["n"] == 0
+    monkeypatch.setattr(coldsync.sync, "LEASE_SHARE", 0.75)
+    assert world.run_checked().report.added == 120

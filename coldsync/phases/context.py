@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,10 @@ class CampaignView:
         return self.status == 1
 
 
+class RunOutOfTime(Exception):
+    """A run came near the end of its lock lease: it stops before the next write."""
+
+
 @dataclass
 class RunContext:
     settings: Settings
@@ -47,6 +52,14 @@ class RunContext:
     # What the last successful run had fully drained, per campaign (analytics counters, last full sweep).
     previous_watermarks: dict[str, dict[str, Any]] = field(default_factory=dict)
     open_dead_letters: int = 0
+    # time.monotonic() after which the run must not start another write: its lock lease may run out.
+    deadline: float | None = None
+
+    def check_deadline(self, before: str) -> None:
+        """Stop the run (cleanly: every step is safe to stop between) when it nears its lock lease."""
+        if self.deadline is not None and not self.dry_run and time.monotonic() > self.deadline:
+            raise RunOutOfTime(f"the run stopped before {before}: it has used 3/4 of its lock lease "
+                               f"(LOCK_TTL_MINUTES={self.settings.lock_ttl_minutes}); the next run goes on from here")
 
     @property
     def run_id(self) -> str:

@@ -184,6 +184,7 @@ def run_drain(ctx: RunContext) -> None:
         return
 
     # 1. The warehouse first: no outcome can be lost after this point.
+    ctx.check_deadline("the drain's writes")
     phase.counts["history_rows"] += ctx.store.record_history(history)
     phase.counts["dnc_added"] += ctx.store.add_dnc(dnc, label="drain.dnc")
     ctx.store.apply_state(list(state_rows.values()), label="drain.state_draining")

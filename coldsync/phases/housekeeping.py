@@ -137,6 +137,7 @@ def run_housekeeping(ctx: RunContext) -> None:
     letters = _retire_dead_letters(ctx, history)
     if ctx.dry_run:
         return
+    ctx.check_deadline("housekeeping's writes")
     ctx.store.record_history(history)
     ctx.store.apply_state(state, label="housekeeping.state")
     ctx.store.record_dead_letters(letters, label="housekeeping.dead_letters")

@@ -9,6 +9,7 @@ so Instantly itself refuses a second copy of anyone already in the workspace (in
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -93,6 +94,7 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
                 "sequence_target": segment.value, "status": "pending", "instantly_lead_id": None,
                 "attempt_num": int(row.get("attempt_num") or 1), "outcome": None, "added_at": ctx.now}
                for segment, items in chosen.items() for email, _payload, row in items]
+    ctx.check_deadline("the top-up's writes")
     ctx.store.apply_state(intents, label="topup.intent")
 
     # 2. Push, 3. settle every lead's outcome.
@@ -102,6 +104,10 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
     letters = rejected
     for segment, items in chosen.items():
         campaign_id = ctx.campaigns[segment].campaign_id
+        if ctx.deadline is not None and time.monotonic() > ctx.deadline:
+            # Out of time: this segment's intents stay 'pending'; the next run frees or adopts them.
+            ctx.report.warn(f"stopped before adding {segment.value} leads: the run neared its lock lease")
+            continue
         result = ctx.client.add_leads(campaign_id, [payload for _e, payload, _r in items],
                                       skip_if_in_workspace=True, chunk_size=settings.batch_size)
         if result.remaining_in_plan is not None and result.remaining_in_plan <= 0:
