@@ -269,14 +269,14 @@ def test_view_with_the_functions_we_use(client: bigquery.Client, ds: str) -> Non
       (1, '  Alice@Example.COM ', '12345678901234.123456789',
        TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 1 DAY), 'active'),
       (2, 'alice@example.com', '3', TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 2 DAY), 'active'),
-      (3, 'bob@test.org', '7', TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 40 DAY), 'active'),
+      (3, 'bob@test.example', '7', TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 40 DAY), 'active'),
       (4, 'not-an-email', 'abc', TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 3 DAY), 'paused'),
-      (5, 'carol@bounce.io', NULL, TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 3 DAY), 'gone'),
-      (6, 'dave@quiet.net', '1', TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 3 DAY), 'active')""",
+      (5, 'carol@bounce.example', NULL, TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 3 DAY), 'gone'),
+      (6, 'dave@quiet.example', '1', TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 3 DAY), 'active')""",
     )
     run(client, f"INSERT INTO {ds}.config VALUES ('max_rows', 3)")
-    run(client, f"INSERT INTO {ds}.bounces VALUES ('carol@bounce.io')")
-    run(client, f"INSERT INTO {ds}.suppressed VALUES ('dave@quiet.net')")
+    run(client, f"INSERT INTO {ds}.bounces VALUES ('carol@bounce.example')")
+    run(client, f"INSERT INTO {ds}.suppressed VALUES ('dave@quiet.example')")
 
     run(client, VIEW_SQL.format(ds=ds))
     run(client, VIEW_SQL.format(ds=ds))  # OR REPLACE
@@ -313,10 +313,10 @@ def test_view_with_the_functions_we_use(client: bigquery.Client, ds: str) -> Non
         },
         {
             "id": 5,
-            "email_norm": "carol@bounce.io",
+            "email_norm": "carol@bounce.example",
             "is_valid": True,
-            "domain": "bounce.io",
-            "domain_re": "bounce.io",
+            "domain": "bounce.example",
+            "domain_re": "bounce.example",
             "amount_exact": None,
             "amount_plain": None,
             "age_days": 3,
