@@ -141,7 +141,7 @@ def test_api_dataset_and_partitioned_clustered_table(client: bigquery.Client) ->
     job, _ = run(
         client,
         f"INSERT INTO {dataset.dataset_id}.leads (id, email, amount, ts, day, active) "
-        "VALUES (1, 'a@x.example', @n, @ts, @d, TRUE)",
+        "VALUES (1, 'a@x.test', @n, @ts, @d, TRUE)",
         [
             bigquery.ScalarQueryParameter("n", "NUMERIC", BIG),
             bigquery.ScalarQueryParameter("ts", "TIMESTAMP", TS),
@@ -150,7 +150,7 @@ def test_api_dataset_and_partitioned_clustered_table(client: bigquery.Client) ->
     )
     assert job.num_dml_affected_rows == 1
     _, rows = run(client, f"SELECT * FROM {dataset.dataset_id}.leads")
-    assert rows == [{"id": 1, "email": "a@x.example", "amount": BIG, "ts": TS, "day": dt.date(2024, 5, 6), "active": True}]
+    assert rows == [{"id": 1, "email": "a@x.test", "amount": BIG, "ts": TS, "day": dt.date(2024, 5, 6), "active": True}]
 
 
 # 2 -------------------------------------------------------------------------------------------------
@@ -365,11 +365,11 @@ def test_query_parameters_scalar_array_and_struct_merge(client: bigquery.Client,
             ],
         )
     )
-    run(client, f"INSERT INTO {ds}.m (email, name, score) VALUES ('a@x.example', 'A', 1), ('b@x.example', 'B', 2)")
+    run(client, f"INSERT INTO {ds}.m (email, name, score) VALUES ('a@x.test', 'A', 1), ('b@x.test', 'B', 2)")
 
-    emails = bigquery.ArrayQueryParameter("emails", "STRING", ["a@x.example", "zzz@x.example"])
+    emails = bigquery.ArrayQueryParameter("emails", "STRING", ["a@x.test", "zzz@x.test"])
     _, rows = run(client, f"SELECT email FROM {ds}.m WHERE email IN UNNEST(@emails)", [emails])
-    assert rows == [{"email": "a@x.example"}]
+    assert rows == [{"email": "a@x.test"}]
     _, rows = run(
         client,
         f"SELECT email FROM {ds}.m WHERE email IN UNNEST(@emails)",
@@ -388,9 +388,9 @@ def test_query_parameters_scalar_array_and_struct_merge(client: bigquery.Client,
         "rows",
         fields,
         [
-            ("a@x.example", "A2", None, BIG, TS),  # update, NULL score
-            ("c@x.example", None, 3, None, TS),  # insert, NULL name and amount
-            ("d@x.example", "D", 4, Decimal("0.5"), None),  # insert, NULL timestamp
+            ("a@x.test", "A2", None, BIG, TS),  # update, NULL score
+            ("c@x.test", None, 3, None, TS),  # insert, NULL name and amount
+            ("d@x.test", "D", 4, Decimal("0.5"), None),  # insert, NULL timestamp
         ],
     )
     merge = f"""MERGE {ds}.m T
@@ -403,10 +403,10 @@ WHEN NOT MATCHED THEN INSERT (email, name, score, amount, seen_at)
     assert job.num_dml_affected_rows == 3
     _, rows = run(client, f"SELECT * FROM {ds}.m ORDER BY email")
     assert rows == [
-        {"email": "a@x.example", "name": "A2", "score": None, "amount": BIG, "seen_at": TS},
-        {"email": "b@x.example", "name": "B", "score": 2, "amount": None, "seen_at": None},
-        {"email": "c@x.example", "name": None, "score": 3, "amount": None, "seen_at": TS},
-        {"email": "d@x.example", "name": "D", "score": 4, "amount": Decimal("0.5"), "seen_at": None},
+        {"email": "a@x.test", "name": "A2", "score": None, "amount": BIG, "seen_at": TS},
+        {"email": "b@x.test", "name": "B", "score": 2, "amount": None, "seen_at": None},
+        {"email": "c@x.test", "name": None, "score": 3, "amount": None, "seen_at": TS},
+        {"email": "d@x.test", "name": "D", "score": 4, "amount": Decimal("0.5"), "seen_at": None},
     ]
     # Known quirk: `SELECT * FROM UNNEST(@rows)` as the MERGE source loses the field names.
     with pytest.raises(gexc.BadRequest, match="does not have a column"):
@@ -451,8 +451,8 @@ def test_script_with_transaction(client: bigquery.Client, ds: str) -> None:
     job, _ = run(
         client,
         f"""BEGIN TRANSACTION;
-INSERT INTO {ds}.t (email, score) VALUES ('tx1@x.example', 1);
-UPDATE {ds}.t SET score = 99 WHERE email = 'tx1@x.example';
+INSERT INTO {ds}.t (email, score) VALUES ('tx1@x.test', 1);
+UPDATE {ds}.t SET score = 99 WHERE email = 'tx1@x.test';
 COMMIT TRANSACTION;""",
     )
     assert job.statement_type == "SCRIPT"
@@ -462,13 +462,13 @@ COMMIT TRANSACTION;""",
         run(
             client,
             f"""BEGIN TRANSACTION;
-INSERT INTO {ds}.t (email, score) VALUES ('tx2@x.example', 2);
+INSERT INTO {ds}.t (email, score) VALUES ('tx2@x.test', 2);
 SELECT ERROR('boom');
 COMMIT TRANSACTION;""",
         )
-    run(client, f"BEGIN TRANSACTION; INSERT INTO {ds}.t (email, score) VALUES ('tx3@x.example', 3); ROLLBACK TRANSACTION;")
+    run(client, f"BEGIN TRANSACTION; INSERT INTO {ds}.t (email, score) VALUES ('tx3@x.test', 3); ROLLBACK TRANSACTION;")
     _, rows = run(client, f"SELECT email, score FROM {ds}.t ORDER BY email")
-    assert rows == [{"email": "tx1@x.example", "score": 99}]
+    assert rows == [{"email": "tx1@x.test", "score": 99}]
 
     job, rows = run(client, f"DECLARE n INT64 DEFAULT 0; SET n = (SELECT COUNT(*) FROM {ds}.t); SELECT n AS total;")
     assert rows == [{"total": 1}]  # DECLARE/SET and a final SELECT's rows come back
@@ -479,7 +479,7 @@ def test_exception_handler_is_not_usable(client: bigquery.Client, ds: str) -> No
     run(client, f"CREATE TABLE {ds}.t (email STRING)")
     script = f"""BEGIN
   BEGIN TRANSACTION;
-  INSERT INTO {ds}.t (email) VALUES ('kept@x.example');
+  INSERT INTO {ds}.t (email) VALUES ('kept@x.test');
   SELECT ERROR('boom');
   COMMIT TRANSACTION;
 EXCEPTION WHEN ERROR THEN
@@ -552,7 +552,7 @@ LOAD_SCHEMA = [
 
 def synthetic_rows(n: int) -> list[dict[str, Any]]:
     return [
-        {"id": i, "email": f"u{i}@x.example", "amount": f"{i}.25", "ts": "2024-01-01T00:00:00Z", "active": i % 2 == 0}
+        {"id": i, "email": f"u{i}@x.test", "amount": f"{i}.25", "ts": "2024-01-01T00:00:00Z", "active": i % 2 == 0}
         for i in range(n)
     ]
 
@@ -634,7 +634,7 @@ def test_bulk_300k_rows_fastest_method(client: bigquery.Client, ds: str, tmp_pat
     job, _ = run(
         client,
         f"""INSERT INTO {ds}.gen (id, email, amount, ts, active)
-SELECT i, CONCAT('u', CAST(i AS STRING), '@x.example'), CAST(i AS NUMERIC) + NUMERIC '0.25',
+SELECT i, CONCAT('u', CAST(i AS STRING), '@x.test'), CAST(i AS NUMERIC) + NUMERIC '0.25',
        TIMESTAMP_ADD(TIMESTAMP '2024-01-01 00:00:00+00', INTERVAL MOD(i, 1440) MINUTE), MOD(i, 2) = 0
 FROM UNNEST(GENERATE_ARRAY(0, {n - 1})) AS i""",
     )
@@ -647,7 +647,7 @@ FROM UNNEST(GENERATE_ARRAY(0, {n - 1})) AS i""",
 
     parquet = tmp_path / "rows.parquet"
     start = time.perf_counter()
-    duckdb.sql(f"""COPY (SELECT i::BIGINT AS id, 'u' || i || '@x.example' AS email, (i || '.25')::DECIMAL(38, 9) AS amount,
+    duckdb.sql(f"""COPY (SELECT i::BIGINT AS id, 'u' || i || '@x.test' AS email, (i || '.25')::DECIMAL(38, 9) AS amount,
                      TIMESTAMPTZ '2024-01-01 00:00:00+00' AS ts, i % 2 = 0 AS active FROM range({n}) t(i))
                    TO '{parquet}' (FORMAT parquet)""")
     with parquet.open("rb") as fh:
@@ -691,7 +691,7 @@ def test_parameterised_dml_and_insert_from_unnest(client: bigquery.Client, ds: s
     run(client, f"CREATE TABLE {ds}.t (id INT64, email STRING, amount NUMERIC(38, 9), ts TIMESTAMP, note STRING)")
     fields = [("id", "INT64"), ("email", "STRING"), ("amount", "NUMERIC"), ("ts", "TIMESTAMP")]
     batch = rows_param(
-        "rows", fields, [(1, "a@x.example", BIG, TS), (2, None, None, None), (3, "c@x.example", Decimal("1.5"), TS)]
+        "rows", fields, [(1, "a@x.test", BIG, TS), (2, None, None, None), (3, "c@x.test", Decimal("1.5"), TS)]
     )
     job, _ = run(
         client,
@@ -713,7 +713,7 @@ def test_parameterised_dml_and_insert_from_unnest(client: bigquery.Client, ds: s
     job, _ = run(
         client,
         f"DELETE FROM {ds}.t WHERE email = @email",
-        [bigquery.ScalarQueryParameter("email", "STRING", "c@x.example")],
+        [bigquery.ScalarQueryParameter("email", "STRING", "c@x.test")],
     )
     assert job.num_dml_affected_rows == 1
     job, _ = run(
@@ -722,7 +722,7 @@ def test_parameterised_dml_and_insert_from_unnest(client: bigquery.Client, ds: s
     assert job.num_dml_affected_rows == 0
     _, rows = run(client, f"SELECT id, email, amount, ts, note FROM {ds}.t ORDER BY id")
     assert rows == [
-        {"id": 1, "email": "a@x.example", "amount": BIG, "ts": TS, "note": "done"},
+        {"id": 1, "email": "a@x.test", "amount": BIG, "ts": TS, "note": "done"},
         {"id": 2, "email": None, "amount": None, "ts": None, "note": "done"},
     ]
 
