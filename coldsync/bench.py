@@ -58,7 +58,7 @@ from coldsync.rules import normalize_email
 from coldsync.settings import REPO_ROOT, Settings, load_settings
 from coldsync.store import Store
 from coldsync.sync import run_sync
-from coldsync.warehouse.base import Param, Rows, Warehouse
+from coldsync.warehouse.base import Param, Rows, Warehouse, WarehouseWrapper
 from coldsync.warehouse.demo_data import DemoSizes, build_demo_warehouse, ensure_demo_source_table
 from coldsync.warehouse.migrate import ensure_schema
 from coldsync.warehouse.schema import SOURCE_COLUMNS, TABLES, TableSpec
@@ -195,14 +195,11 @@ class RecordingClient(InstantlyClient):
             MEMORY.after(phase, key)
 
 
-class RecordingWarehouse:
+class RecordingWarehouse(WarehouseWrapper):
     """A warehouse wrapper that times every statement, per phase and label (same stats object)."""
 
     def __init__(self, inner: Warehouse, phase: str | None = None) -> None:
-        self.inner = inner
-        self.engine = inner.engine
-        self.dataset = inner.dataset
-        self.stats = inner.stats
+        super().__init__(inner)
         self.tally = Tally()
         self.fixed_phase = phase
         self.sql_by_label: dict[str, str] = {}  # each label's statement text (for the BigQuery bytes estimate)
@@ -232,64 +229,6 @@ class RecordingWarehouse:
     def _count_rows(self, label: str, params: Mapping[str, Param] | None) -> None:
         rows = max((len(v.rows) for v in (params or {}).values() if isinstance(v, Rows)), default=0)
         self.rows_by_label[label] = max(self.rows_by_label.get(label, 0), rows)
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    def render(self, sql: str) -> str:
-        return self.inner.render(sql)
-
-    def ensure_dataset(self) -> bool:
-        return self.inner.ensure_dataset()
-
-    def existing_columns(self, table: str) -> dict[str, str] | None:
-        return self.inner.existing_columns(table)
-
-    def create_table(self, spec: TableSpec) -> None:
-        self.inner.create_table(spec)
-
-    def add_columns(self, spec: TableSpec, names: Sequence[str]) -> None:
-        self.inner.add_columns(spec, names)
-
-    def table_ddl(self, spec: TableSpec) -> str:
-        return self.inner.table_ddl(spec)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-class StagingExperiment(RecordingWarehouse):
-    """EXPERIMENT (`--duckdb-stage-rows N`), not product behaviour: a row batch above N rows goes into a temp
-    table in chunks of N before its statement, which then reads the table instead of one huge parameter
-    (what BigQueryWarehouse does with a load job). It shows what such a change would save on DuckDB."""
-
-    def __init__(self, inner: Warehouse, chunk: int) -> None:
-        super().__init__(inner, phase="experiment")
-        self.chunk = chunk
-
-    def _staged(self, sql: str, params: Mapping[str, Param] | None) -> tuple[str, dict[str, Param]]:
-        out = dict(params or {})
-        for name, value in list(out.items()):
-            if isinstance(value, Rows) and len(value.rows) > self.chunk and f"UNNEST(@{name})" in sql:
-                table = f"temp.main.bench_stage_{uuid.uuid4().hex[:8]}"
-                first = Rows(value.fields, value.rows[:self.chunk])
-                self.inner.execute(f"CREATE TEMP TABLE {table} AS SELECT r.* FROM UNNEST(@rows) AS r",  # noqa: S608
-                                   {"rows": first}, label="experiment.stage")
-                for start in range(self.chunk, len(value.rows), self.chunk):
-                    part = Rows(value.fields, value.rows[start:start + self.chunk])
-                    self.inner.execute(f"INSERT INTO {table} SELECT r.* FROM UNNEST(@rows) AS r",  # noqa: S608
-                                       {"rows": part}, label="experiment.stage")
-                sql = sql.replace(f"UNNEST(@{name})", table)
-                del out[name]
-        return sql, out
-
-    def query(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> list[dict[str, Any]]:
-        staged, rest = self._staged(sql, params)
-        return self.inner.query(staged, rest, label=label)
-
-    def execute(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> int:
-        staged, rest = self._staged(sql, params)
-        return self.inner.execute(staged, rest, label=label)
 
 
 _SETTING = re.compile(r"^[a-z_]+\s*=\s*('[A-Za-z0-9_. ]+'|[A-Za-z0-9_.]+)$")
@@ -416,12 +355,9 @@ def child_main(spec_path: Path, result_path: Path) -> int:
         inner = open_duckdb(Path(spec["environ"]["DUCKDB_PATH"]), settings)
     baseline = spec["mode"] == "baseline"
     fixed = "baseline" if baseline else None
-    engine: Warehouse = inner
     if spec["engine"] == "duckdb":
         apply_duckdb_settings(inner, spec.get("duckdb_settings") or [])
-        if spec.get("duckdb_stage_rows"):
-            engine = StagingExperiment(inner, int(spec["duckdb_stage_rows"]))
-    warehouse = RecordingWarehouse(engine, phase=fixed)
+    warehouse = RecordingWarehouse(inner, phase=fixed)
     client = RecordingClient(API_KEY, base_url=spec["base_url"], max_per_second=100, max_per_minute=6000,
                              phase=fixed)
     now = dt.datetime.fromisoformat(spec["now"])
@@ -550,7 +486,6 @@ class BenchConfig:
     bq_scale: int = FILL_CAP
     profile: bool = False
     duckdb_settings: tuple[str, ...] = ()  # experiments only: see apply_duckdb_settings
-    duckdb_stage_rows: int = 0  # experiments only: see StagingExperiment
     seed: int = 7
     workdir: Path | None = None
 
@@ -596,7 +531,6 @@ class World:
                 "environ": bench_environ(self.duckdb_path, cap=self.scale, target=target),
                 "baseline": asdict(baseline) if baseline else None,
                 "duckdb_settings": list(self.config.duckdb_settings),
-                "duckdb_stage_rows": self.config.duckdb_stage_rows,
                 **self.warehouse_spec}
         tag = uuid.uuid4().hex[:8]
         spec_path, result_path = self.folder / f"spec-{tag}.json", self.folder / f"result-{tag}.json"
@@ -1237,7 +1171,6 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     if args.workdir:
         config.workdir = Path(args.workdir)
     config.duckdb_settings = tuple(args.duckdb_setting or ())
-    config.duckdb_stage_rows = args.duckdb_stage_rows
     return config
 
 
@@ -1260,8 +1193,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write every measurement to this JSON file")
     p.add_argument("--duckdb-setting", action="append", metavar="NAME=VALUE",
                    help="experiment: SET this on the DuckDB connection of every run, e.g. \"memory_limit='128MB'\"")
-    p.add_argument("--duckdb-stage-rows", type=int, default=0, metavar="N",
-                   help="experiment: stage row batches above N rows in a temp table, N rows per insert")
     p.add_argument("--workdir", help="keep the warehouses in this folder (default: a temporary one, removed)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--child-result", help=argparse.SUPPRESS)
@@ -1294,9 +1225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"coldsync {version}; Python {sys.version.split()[0]} on {os.cpu_count()} CPU(s)")
     print(f"latency {config.latency * 1000:.0f} ms per API call, pacer 100/s and 6,000/min, source "
           f"{config.source_rows:,} rows, caps {', '.join(f'{s:,}' for s in config.scales)}", flush=True)
-    if config.duckdb_settings or config.duckdb_stage_rows:
-        print(f"EXPERIMENT (not the product as committed): DuckDB settings {list(config.duckdb_settings)}, "
-              f"staging row batches above {config.duckdb_stage_rows or 'never'}", flush=True)
+    if config.duckdb_settings:
+        print(f"EXPERIMENT (not the product as committed): DuckDB settings {list(config.duckdb_settings)}",
+              flush=True)
     outcome = run_benchmark(config, echo=lambda line: print(line, flush=True))
     print(render(outcome, config))
     if args.json:

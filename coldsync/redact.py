@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 
@@ -17,11 +16,6 @@ def mask_email(email: str | None) -> str:
     if not sep:
         return "<invalid>"
     return f"{local[:1]}***@{domain.lower()}"
-
-
-def email_hash(email: str) -> str:
-    """Short stable hash of a normalized email, for correlating log lines without the address."""
-    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()[:12]
 
 
 def mask_emails_in_text(text: str) -> str:

@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -454,17 +454,3 @@ def replace(settings: Settings, **changes: Any) -> Settings:
     current = {f.name: getattr(settings, f.name) for f in fields(settings)}
     current.update(changes)
     return Settings(**current)
-
-
-def describe_specs() -> list[dict[str, str]]:
-    """Rows for the README's configuration table."""
-    rows = []
-    for spec in SPECS:
-        default = str(spec.default).lower() if spec.kind == "bool" else str(spec.default)
-        if spec.kind == "secret":
-            default = ""
-        rows.append({"env": spec.env, "config_key": spec.config_key or "", "default": default, "help": spec.help})
-    return rows
-
-
-ConfigReader = Callable[[], Mapping[str, object]]

@@ -18,7 +18,7 @@ import json
 import re
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -34,8 +34,8 @@ from coldsync.phases.drain import FULL_SWEEP_INTERVAL
 from coldsync.report import RunReport
 from coldsync.settings import Settings
 from coldsync.sync import run_sync
-from coldsync.warehouse.base import Param, Warehouse, WarehouseError
-from coldsync.warehouse.schema import TABLES, TableSpec
+from coldsync.warehouse.base import Param, Warehouse, WarehouseError, WarehouseWrapper
+from coldsync.warehouse.schema import TABLES
 from tests.invariants import (
     check_after_run,
     check_before_delete,
@@ -144,7 +144,7 @@ class CrashingAdapter(HTTPAdapter):
         return self.ops.perform(f"api {endpoint}", go)
 
 
-class CrashingWarehouse:
+class CrashingWarehouse(WarehouseWrapper):
     """The warehouse edge: a `Warehouse` whose statements count as operations and can kill the run.
 
     `fail(label, when)` also makes the next statement with that label fail with a WarehouseError (an
@@ -152,11 +152,8 @@ class CrashingWarehouse:
     """
 
     def __init__(self, inner: Warehouse, ops: Operations) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.ops = ops
-        self.engine = inner.engine
-        self.dataset = inner.dataset
-        self.stats = inner.stats
         self.failures: dict[str, When] = {}
         self.failed: list[str] = []
 
@@ -174,9 +171,6 @@ class CrashingWarehouse:
             raise WarehouseError(f"{label}: injected failure (the statement ran, its answer was lost)")
         return result
 
-    def describe(self) -> str:
-        return self.inner.describe()
-
     def query(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> list[dict[str, Any]]:
         return self.ops.perform(f"wh {label}", lambda: self._statement(
             label, lambda: self.inner.query(sql, params, label=label)))
@@ -184,27 +178,6 @@ class CrashingWarehouse:
     def execute(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> int:
         return self.ops.perform(f"wh {label}", lambda: self._statement(
             label, lambda: self.inner.execute(sql, params, label=label)))
-
-    def render(self, sql: str) -> str:
-        return self.inner.render(sql)
-
-    def ensure_dataset(self) -> bool:
-        return self.inner.ensure_dataset()
-
-    def existing_columns(self, table: str) -> dict[str, str] | None:
-        return self.inner.existing_columns(table)
-
-    def create_table(self, spec: TableSpec) -> None:
-        self.inner.create_table(spec)
-
-    def add_columns(self, spec: TableSpec, names: Sequence[str]) -> None:
-        self.inner.add_columns(spec, names)
-
-    def table_ddl(self, spec: TableSpec) -> str:
-        return self.inner.table_ddl(spec)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class ObservedClient(InstantlyClient):

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from coldsync.cli import ExitCode
-from coldsync.demo import set_clock
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator
 from coldsync.settings import Settings, replace
@@ -38,7 +37,6 @@ class World:
     settings: Settings
 
     def run(self, **changes: object) -> SyncResult:
-        set_clock(self.warehouse, self.sim.now)
         settings = replace(self.settings, **changes) if changes else self.settings
         return run_sync(settings, self.warehouse, self.client, now=self.sim.now)
 
@@ -46,7 +44,6 @@ class World:
         """A run, then invariants 1-6 checked against what it did."""
         dry = bool(changes.get("dry_run", False))
         settings = replace(self.settings, **changes) if changes else self.settings
-        set_clock(self.warehouse, self.sim.now)
         before = snapshot(self.warehouse, self.sim, settings, tables=dry)
         result = self.run(**changes)
         problems = check_after_run(self.warehouse, self.sim, settings, before, self.sim.now, dry_run=dry)

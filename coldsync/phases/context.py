@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coldsync.instantly.client import InstantlyClient
-from coldsync.instantly.errors import InstantlyError
 from coldsync.report import PhaseReport, RunReport
 from coldsync.rules import Segment
 from coldsync.settings import Settings
@@ -96,10 +95,6 @@ def resolution(phase_name: str, operation: str, keys: Iterable[str]) -> list[dic
     return [{"id": dead_letter_id(phase_name, operation, key), "phase": phase_name, "operation": operation,
              "email": None, "campaign_id": None, "instantly_lead_id": None, "http_status": None,
              "error_text": None, "resolve": True, "give_up_reason": None} for key in keys]
-
-
-def describe_error(exc: InstantlyError) -> tuple[str, int | None]:
-    return str(exc), exc.http_status
 
 
 def lead_time(lead: Mapping[str, Any], now: dt.datetime) -> dt.datetime:

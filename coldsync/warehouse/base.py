@@ -116,6 +116,48 @@ class Warehouse(Protocol):
         ...
 
 
+class WarehouseWrapper:
+    """A Warehouse that forwards everything to another one: the base of wrappers that observe or
+    interfere with statements (the benchmark's timer, the reliability proof's crash injector).
+    Subclasses override `query` and `execute`."""
+
+    def __init__(self, inner: Warehouse) -> None:
+        self.inner = inner
+        self.engine = inner.engine
+        self.dataset = inner.dataset
+        self.stats = inner.stats
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def query(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> list[dict[str, Any]]:
+        return self.inner.query(sql, params, label=label)
+
+    def execute(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> int:
+        return self.inner.execute(sql, params, label=label)
+
+    def render(self, sql: str) -> str:
+        return self.inner.render(sql)
+
+    def ensure_dataset(self) -> bool:
+        return self.inner.ensure_dataset()
+
+    def existing_columns(self, table: str) -> dict[str, str] | None:
+        return self.inner.existing_columns(table)
+
+    def create_table(self, spec: TableSpec) -> None:
+        self.inner.create_table(spec)
+
+    def add_columns(self, spec: TableSpec, names: Sequence[str]) -> None:
+        self.inner.add_columns(spec, names)
+
+    def table_ddl(self, spec: TableSpec) -> str:
+        return self.inner.table_ddl(spec)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+){0,2}$")
 
 
