@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
 from typing import Any
 
 import pytest
+import requests
 
+from coldsync.instantly import client as client_module
 from coldsync.instantly.client import (
     ALLOWED_OPERATIONS,
+    BlockListEntry,
     InstantlyClient,
     LeadFilter,
     Pacer,
+    add_unsub_to_block,
     request_category,
 )
 from coldsync.instantly.errors import (
@@ -608,6 +613,259 @@ def test_block_list_add_chunks_by_1000(sim: InstantlySimulator, client: Instantl
     assert result.outcomes[0].outcome == "blocklisted"
     entries = client.iter_block_list()
     assert len(entries.to_list()) == 1500 and entries.complete
+
+
+class StubSession(requests.Session):
+    """A session that answers every request with the next canned (status, JSON body) and records it."""
+
+    def __init__(self, answers: list[tuple[int, Any]]) -> None:
+        super().__init__()
+        self.answers = answers
+        self.sent: list[tuple[str, str, Any]] = []
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        data = kwargs.get("data")
+        self.sent.append((str(method), str(url), json.loads(data) if data else None))
+        status, body = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        response = requests.Response()
+        response.status_code = status
+        response._content = json.dumps(body).encode()
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+
+def stub_client(session: StubSession, clock: FakeClock, **overrides: Any) -> InstantlyClient:
+    """A client whose HTTP goes to `session` (no server at all)."""
+    options: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05, "jitter_seed": 0}
+    options.update(overrides)
+    return InstantlyClient(
+        KEY, base_url="http://stub.invalid", session=session, sleep=clock.sleep, clock=clock, **options
+    )
+
+
+def stub_entry(entry_id: str, value: str, is_domain: bool) -> dict[str, Any]:
+    """A block-list entry object shaped as the spec's BlockListEntry."""
+    return {
+        "id": entry_id,
+        "timestamp_created": "2026-01-05T09:00:00.000Z",
+        "organization_id": "00000000-0000-4000-8000-000000000001",
+        "bl_value": value,
+        "is_domain": is_domain,
+    }
+
+
+def test_block_list_create_maps_2500_values_to_their_ids_in_three_calls(
+    sim: InstantlySimulator, client: InstantlyClient
+) -> None:
+    """2,500 values go in exactly 3 bulk-creates (1000/1000/500) and every value gets its own entry id."""
+    values = [f"dnc{i}@example.com" for i in range(2000)] + [f"blocked{i}.example.com" for i in range(500)]
+    result = client.block_list_create(values)
+    bodies = [r.request_body for r in sim.requests_to("POST", "/block-lists-entries/bulk-create")]
+    assert [len(b["bl_values"]) for b in bodies] == [1000, 1000, 500]
+    assert [v for b in bodies for v in b["bl_values"]] == values
+    assert result.counts() == {"blocked": 2500}
+    assert (result.valid_count, result.invalid_count, result.chunks_sent, result.chunks_failed) == (2500, 0, 3, 0)
+    stored = {e["bl_value"]: e["id"] for e in sim.blocklist_entries()}
+    assert len(stored) == 2500
+    assert [o.index for o in result.outcomes] == list(range(2500))
+    assert {o.value: o.entry_id for o in result.outcomes} == stored
+    assert len({o.entry_id for o in result.outcomes}) == 2500
+    assert [o.entry.value for o in result.outcomes if o.entry] == values
+    assert [o.entry.is_domain for o in result.outcomes if o.entry] == [False] * 2000 + [True] * 500
+    assert result.entries() == {o.value: o.entry for o in result.outcomes if o.value}
+    assert result.unmatched == []
+
+
+def test_block_list_create_reports_refused_and_unsent_values(sim: InstantlySimulator, client: InstantlyClient) -> None:
+    """A value the server refuses is `refused`, a blank one `not_sent`; case/space variants share one entry."""
+    result = client.block_list_create(["ok@example.com", "not a value", "  ", "OK@Example.com ", "spam.example.com"])
+    (request,) = sim.requests_to("POST", "/block-lists-entries/bulk-create")
+    assert request.request_body == {"bl_values": ["ok@example.com", "not a value", "spam.example.com"]}
+    assert [o.outcome for o in result.outcomes] == ["blocked", "refused", "not_sent", "blocked", "blocked"]
+    assert result.outcomes[0].entry == result.outcomes[3].entry
+    assert result.outcomes[3].value == "OK@Example.com "
+    assert (result.outcomes[1].entry, result.outcomes[2].entry) == (None, None)
+    assert (result.valid_count, result.invalid_count) == (2, 1)
+    assert [o.index for o in result.refused] == [1]
+    assert sorted(result.entries()) == ["ok@example.com", "spam.example.com"]
+    assert result.outcomes[4].entry is not None and result.outcomes[4].entry.is_domain is True
+    assert sorted(sim.blocklist) == ["ok@example.com", "spam.example.com"]
+
+
+def test_block_list_create_never_sends_an_empty_bl_values(sim: InstantlySimulator, client: InstantlyClient) -> None:
+    """No values, or only blank ones, send no request at all."""
+    assert client.block_list_create([]).outcomes == []
+    blanks = client.block_list_create(["", "   "])
+    assert [o.outcome for o in blanks.outcomes] == ["not_sent", "not_sent"]
+    assert client.block_list_add([]) == 0
+    assert sim.request_log == []
+    with pytest.raises(ValueError):
+        client.block_list_create(["a@example.com"], chunk_size=1001)
+
+
+def test_block_list_create_matches_items_by_lowercased_value_not_position(clock: FakeClock) -> None:
+    """Items come back out of order and upper-cased: each maps to its value; a missing one is refused."""
+    answer = {
+        "items": [
+            stub_entry("id-b", "B.EXAMPLE.COM", True),
+            stub_entry("id-x", "rewritten.example.com", True),
+            stub_entry("id-a", "A@Example.com", False),
+        ],
+        "valid_count": 3,
+        "invalid_count": 0,
+    }
+    session = StubSession([(200, answer)])
+    with stub_client(session, clock) as client:
+        result = client.block_list_create(["a@example.com", "www.c.example.com", "b.example.com"])
+    assert [(o.outcome, o.entry_id) for o in result.outcomes] == [
+        ("blocked", "id-a"),
+        ("refused", None),
+        ("blocked", "id-b"),
+    ]
+    assert [e.id for e in result.unmatched] == ["id-x"]
+    assert result.outcomes[0].entry == BlockListEntry(
+        "id-a", "A@Example.com", False, "2026-01-05T09:00:00.000Z", "00000000-0000-4000-8000-000000000001"
+    )
+    assert len(session.sent) == 1
+
+
+def test_block_list_create_failed_chunk_keeps_the_others(sim: InstantlySimulator, client: InstantlyClient) -> None:
+    """A 400 on the first of two chunks fails its 1000 values; the second chunk's 500 are still blocked."""
+    sim.set_fault("POST /block-lists-entries/bulk-create", FaultSpec(statuses=[400]))
+    values = [f"dnc{i}@example.com" for i in range(1500)]
+    result = client.block_list_create(values)
+    assert result.counts() == {"failed": 1000, "blocked": 500}
+    assert (result.chunks_sent, result.chunks_failed) == (1, 1)
+    assert all(isinstance(o.error, ValidationError) for o in result.failed)
+    assert [o.index for o in result.blocked] == list(range(1000, 1500))
+    sim.set_fault("POST /block-lists-entries/bulk-create", FaultSpec(statuses=[400]))
+    with pytest.raises(ValidationError):
+        client.block_list_add(["again@example.com"])
+
+
+def test_block_list_create_stops_after_an_auth_error(sim: InstantlySimulator, client: InstantlyClient) -> None:
+    """After a 401 no further chunk is sent: all 1,500 values are failed with that error."""
+    sim.set_fault("POST /block-lists-entries/bulk-create", FaultSpec(statuses=[401]))
+    result = client.block_list_create([f"dnc{i}@example.com" for i in range(1500)])
+    assert result.counts() == {"failed": 1500}
+    assert all(isinstance(o.error, AuthenticationError) for o in result.outcomes)
+    assert len(sim.requests_to("POST", "/block-lists-entries/bulk-create")) == 1
+    assert sim.blocklist == []
+
+
+def test_iter_block_list_resumes_after_a_given_cursor(sim: InstantlySimulator, client: InstantlyClient) -> None:
+    """A pull resumed with starting_after = the last id seen returns exactly the entries added since."""
+    client.block_list_create(["a@example.com", "b@example.com", "c.example.com"])
+    first = client.iter_block_list(page_size=2)
+    seen = first.to_list()
+    assert [e.value for e in seen] == ["a@example.com", "b@example.com", "c.example.com"]
+    assert [e.is_domain for e in seen] == [False, False, True]
+    assert first.complete and first.pages == 3 and first.last_id == seen[-1].id
+    sim.advance(1)
+    client.block_list_create(["d@example.com", "e.example.com"])
+    resumed = client.iter_block_list(starting_after=first.last_id, page_size=2)
+    newer = resumed.to_list()
+    assert [(e.value, e.is_domain) for e in newer] == [("d@example.com", False), ("e.example.com", True)]
+    assert resumed.complete and resumed.last_id == newer[-1].id
+    assert sim.requests_to("GET", "/block-lists-entries")[-2].query == {
+        "limit": ["2"],
+        "starting_after": [str(first.last_id)],
+    }
+    nothing_new = client.iter_block_list(starting_after=resumed.last_id)
+    assert nothing_new.to_list() == [] and nothing_new.complete and nothing_new.last_id is None
+    with pytest.raises(ValueError):
+        client.iter_block_list(starting_after=" ")
+
+
+def test_iter_block_list_filters_domains_and_search(sim: InstantlySimulator, client: InstantlyClient) -> None:
+    """domains_only=True lists only domain entries; search narrows by value; both are sent as the spec names them."""
+    client.block_list_create(["a@example.com", "spam.example.com", "b@spam.example.com"])
+    assert [e.value for e in client.iter_block_list(domains_only=True)] == ["spam.example.com"]
+    assert [e.value for e in client.iter_block_list(domains_only=False, search="b@")] == ["b@spam.example.com"]
+    queries = [r.query for r in sim.requests_to("GET", "/block-lists-entries")]
+    assert len(queries) == 4  # each listing: one page with a cursor, then the empty page that ends it
+    assert queries[0] == {"limit": ["100"], "domains_only": ["true"]}
+    assert queries[2] == {"limit": ["100"], "search": ["b@"], "domains_only": ["false"]}
+
+
+def test_iter_block_list_treats_an_entry_without_is_domain_as_malformed(clock: FakeClock) -> None:
+    """A page whose entry lacks is_domain is a malformed answer: retried, then ServerError, never guessed."""
+    page = {"items": [{"id": "id-a", "bl_value": "a@example.com"}]}
+    session = StubSession([(200, page)])
+    with stub_client(session, clock, max_attempts=3) as client:
+        listing = client.iter_block_list()
+        with pytest.raises(ServerError):
+            listing.to_list()
+    assert len(session.sent) == 3 and not listing.complete
+
+
+def test_block_list_entry_repr_masks_emails() -> None:
+    """An entry's repr shows a masked email (j***@example.com) and a domain as is."""
+    email_entry = BlockListEntry.from_json(stub_entry("id-a", "jane.doe@example.com", False))
+    domain_entry = BlockListEntry.from_json(stub_entry("id-b", "acme.example", True))
+    assert "jane.doe" not in repr(email_entry) and "j***@example.com" in repr(email_entry)
+    assert "'acme.example'" in repr(domain_entry)
+    with pytest.raises(ValueError):
+        BlockListEntry.from_json({"id": "x", "bl_value": "a@example.com", "is_domain": "no"})
+
+
+@pytest.mark.parametrize("setting", [True, False, None])
+def test_current_workspace_reads_add_unsub_to_block(
+    sim: InstantlySimulator, client: InstantlyClient, setting: bool | None
+) -> None:
+    """add_unsub_to_block true/false/absent in GET /workspaces/current reads as True/False/None."""
+    sim.set_add_unsub_to_block(setting)
+    workspace = client.current_workspace()
+    assert workspace["id"] == sim.organization_id
+    assert ("add_unsub_to_block" in workspace) is (setting is not None)
+    assert client.workspace_add_unsub_to_block() is setting
+    assert [r.endpoint for r in sim.request_log] == ["GET /workspaces/current"] * 2
+    assert sim.request_log[0].content_type is None
+
+
+def test_add_unsub_to_block_accepts_only_a_boolean() -> None:
+    """The helper returns the boolean as is; null, absent or a non-boolean value is None."""
+    assert add_unsub_to_block({"add_unsub_to_block": True}) is True
+    assert add_unsub_to_block({"add_unsub_to_block": False}) is False
+    assert add_unsub_to_block({"add_unsub_to_block": None}) is None
+    assert add_unsub_to_block({}) is None
+    assert add_unsub_to_block({"add_unsub_to_block": "true"}) is None
+    assert add_unsub_to_block({"add_unsub_to_block": 1}) is None
+
+
+@pytest.mark.parametrize(
+    "body", [None, {}, {"ids": []}, {"ids": [" "]}, {"ids": "id-1"}, {"ids": ["id-1"], "search": "x"}]
+)
+def test_block_list_delete_without_explicit_ids_raises_before_any_request(
+    sim: InstantlySimulator, client: InstantlyClient, monkeypatch: pytest.MonkeyPatch, body: Any
+) -> None:
+    """Even if both deletes were allow-listed, id-less ones raise UnsafeRequestError before any request."""
+    sim.add_to_blocklist("blocked@example.com")
+    monkeypatch.setattr(
+        client_module,
+        "ALLOWED_OPERATIONS",
+        ALLOWED_OPERATIONS | {("DELETE", "/block-lists-entries"), ("POST", "/block-lists-entries/bulk-delete")},
+    )
+    with pytest.raises(UnsafeRequestError):
+        client._request("POST", "/block-lists-entries/bulk-delete", body=body)
+    with pytest.raises(UnsafeRequestError):
+        client._request("DELETE", "/block-lists-entries", body=body)
+    assert sim.request_log == []
+    assert sim.blocklist == ["blocked@example.com"]
+
+
+def test_block_list_bulk_delete_is_not_an_operation_of_the_client(
+    sim: InstantlySimulator, client: InstantlyClient
+) -> None:
+    """With explicit ids a block-list bulk delete is still refused: the client sends no block-list delete."""
+    sim.add_to_blocklist("blocked@example.com")
+    with pytest.raises(UnsafeRequestError):
+        client._request("POST", "/block-lists-entries/bulk-delete", body={"ids": ["id-1"]})
+    assert {op for op in ALLOWED_OPERATIONS if op[1].startswith("/block-lists-entries")} == {
+        ("POST", "/block-lists-entries/bulk-create"),
+        ("GET", "/block-lists-entries"),
+    }
+    assert sim.request_log == []
 
 
 def test_stats_count_reads_writes_and_retries(

@@ -155,6 +155,9 @@ def test_every_request_and_response_of_a_full_run_conforms(clock: FakeClock) -> 
             client.pause_campaign(mid)
             client.activate_campaign(mid)
             client.block_list_add(["blocked@example.com", "blocked.example.com", "not valid"])
+            created = client.block_list_create(["late@example.com", "late.example.com"])
+            assert client.current_workspace()["id"] == sim.organization_id
+            assert client.workspace_add_unsub_to_block() is True
             leads = [
                 *people(250),
                 {"email": "blocked@example.com"},
@@ -186,6 +189,8 @@ def test_every_request_and_response_of_a_full_run_conforms(clock: FakeClock) -> 
             assert client.delete_leads(smb, ids[1:150], chunk_size=50) == 149
             client.campaign_analytics([smb, mid])
             client.iter_block_list(page_size=1).to_list()
+            client.iter_block_list(domains_only=True, search="late").to_list()
+            assert client.iter_block_list(starting_after=str(created.outcomes[0].entry_id)).to_list()
             client.iter_leads().to_list()
         sim.set_fault("GET /campaigns", FaultSpec(statuses=[401, 402, 403, 429, 500]))
         for _ in range(5):
@@ -217,6 +222,80 @@ def test_the_validator_catches_violations() -> None:
     with pytest.raises(contract.ContractViolation):
         contract.validate_request("DELETE", "/leads", body={"ids": ["a"]})
     contract.validate_response("DELETE", "/leads", 200, {"count": 0})
+
+
+def test_block_list_and_workspace_answers_validate_against_the_trimmed_spec(clock: FakeClock) -> None:
+    """Every block-list and workspace answer of the simulator, in each setting, conforms to the trimmed spec."""
+    problems: list[str] = []
+    records: list[RequestRecord] = []
+
+    def check(record: RequestRecord) -> None:
+        records.append(record)
+        problems.extend(
+            contract.request_errors(record.method, record.path, body=record.request_body, query=record.query)
+        )
+        problems.extend(contract.response_errors(record.method, record.path, record.status, record.response_body))
+
+    with make_sim() as sim:
+        sim.add_listener(check)
+        with make_client(sim, clock) as client:
+            result = client.block_list_create([f"dnc{i}@example.com" for i in range(1200)] + ["x.example.com", "??"])
+            assert result.counts() == {"blocked": 1201, "refused": 1}
+            assert len(client.iter_block_list().require_complete()) == 1201
+            for setting in (True, False, None):
+                sim.set_add_unsub_to_block(setting)
+                assert client.workspace_add_unsub_to_block() is setting
+    assert sim.listener_errors == [] and problems == []
+    assert [r.endpoint for r in records].count("POST /block-lists-entries/bulk-create") == 2
+    assert [r.endpoint for r in records].count("GET /workspaces/current") == 3
+    assert {r.status for r in records} == {200}
+
+
+def test_the_validator_holds_block_list_and_workspace_answers_to_the_spec() -> None:
+    """An entry missing is_domain, a workspace with a string add_unsub_to_block or an extra field, 0 values: caught."""
+    entry = {
+        "id": "019b8d62-7a80-7000-8003-230815ceb3a1",
+        "timestamp_created": "2026-01-05T09:00:00.000Z",
+        "organization_id": "00000000-0000-4000-8000-000000000001",
+        "bl_value": "a@example.com",
+        "is_domain": False,
+    }
+    page = {"items": [entry], "valid_count": 1, "invalid_count": 0}
+    assert contract.response_errors("POST", "/block-lists-entries/bulk-create", 200, page) == []
+    broken = {**page, "items": [{k: v for k, v in entry.items() if k != "is_domain"}]}
+    assert contract.response_errors("POST", "/block-lists-entries/bulk-create", 200, broken) != []
+    assert contract.response_errors("POST", "/block-lists-entries/bulk-create", 200, {"items": [entry]}) != []
+    assert contract.request_errors("POST", "/block-lists-entries/bulk-create", body={"bl_values": []}) != []
+    too_many = {"bl_values": ["a@example.com"] * 1001}
+    assert contract.request_errors("POST", "/block-lists-entries/bulk-create", body=too_many) != []
+    workspace = {
+        "id": "00000000-0000-4000-8000-000000000001",
+        "timestamp_created": "2026-01-05T09:00:00.000Z",
+        "timestamp_updated": "2026-01-05T09:00:00.000Z",
+        "owner": "00000000-0000-4000-8000-000000000002",
+        "name": "Workspace",
+    }
+    for value in (True, False, None):
+        assert (
+            contract.response_errors("GET", "/workspaces/current", 200, {**workspace, "add_unsub_to_block": value})
+            == []
+        )
+    assert contract.response_errors("GET", "/workspaces/current", 200, workspace) == []
+    assert contract.response_errors("GET", "/workspaces/current", 200, {**workspace, "add_unsub_to_block": "yes"})
+    assert contract.response_errors("GET", "/workspaces/current", 200, {**workspace, "extra": 1})
+    assert contract.request_errors("GET", "/workspaces/current", body={"x": 1}) != []
+
+
+def test_the_committed_trimmed_contract_is_what_the_command_derives(tmp_path: Path) -> None:
+    """Regenerating openapi-trimmed.json from the official spec (when present) gives the committed file exactly."""
+    if not contract.DEFAULT_SOURCE.exists():
+        pytest.skip(f"the official spec is not at {contract.DEFAULT_SOURCE}")
+    output = tmp_path / "trimmed.json"
+    assert contract.main(["--source", str(contract.DEFAULT_SOURCE), "--output", str(output)]) == 0
+    assert output.read_bytes() == contract.TRIMMED_PATH.read_bytes()
+    paths = contract.load_contract()["paths"]
+    assert paths["/api/v2/workspaces/current"]["get"]["operationId"] == "getWorkspace"
+    assert paths["/api/v2/block-lists-entries/bulk-create"]["post"]["operationId"] == "createblukBlockListEntry"
 
 
 def test_simulator_objects_have_the_recorded_keys_and_types(clock: FakeClock) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from coldsync.instantly import contract
 from coldsync.instantly.client import InstantlyClient, LeadFilter
 from coldsync.instantly.simulator import FATES, FaultSpec, InstantlySimulator, SequenceRates
 from tests.instantly_fixtures import (  # noqa: F401 - fixtures are used by name
@@ -343,6 +344,122 @@ def test_block_list_endpoints(sim: InstantlySimulator) -> None:
     page = call(sim, "GET", "/block-lists-entries", params={"limit": 1}).json()
     assert len(page["items"]) == 1 and page["next_starting_after"] == page["items"][0]["id"]
     assert sorted(sim.blocklist) == ["a@example.com", "spam.example.com"]
+
+
+ENTRY_KEYS = {"id", "timestamp_created", "organization_id", "bl_value", "is_domain"}
+
+
+def test_block_list_bulk_create_follows_the_spec_shape(sim: InstantlySimulator) -> None:
+    """Each created entry has exactly the spec's five fields; the answer validates against the trimmed spec."""
+    body = {"bl_values": ["A@Example.com ", "spam.example.com", "not valid"]}
+    answer = call(sim, "POST", "/block-lists-entries/bulk-create", body)
+    assert answer.status_code == 200
+    payload = answer.json()
+    assert set(payload) == {"items", "valid_count", "invalid_count"}
+    assert (payload["valid_count"], payload["invalid_count"]) == (2, 1)
+    assert [set(item) for item in payload["items"]] == [ENTRY_KEYS, ENTRY_KEYS]
+    assert [(i["bl_value"], i["is_domain"]) for i in payload["items"]] == [
+        ("a@example.com", False),
+        ("spam.example.com", True),
+    ]
+    assert {i["organization_id"] for i in payload["items"]} == {sim.organization_id}
+    assert {i["timestamp_created"] for i in payload["items"]} == {"2026-01-05T09:00:00.000Z"}
+    assert all(UUID_V7.match(i["id"]) for i in payload["items"])
+    assert contract.request_errors("POST", "/block-lists-entries/bulk-create", body=body) == []
+    assert contract.response_errors("POST", "/block-lists-entries/bulk-create", 200, payload) == []
+    again = call(sim, "POST", "/block-lists-entries/bulk-create", {"bl_values": ["a@example.com"]}).json()
+    assert again["items"] == [payload["items"][0]] and len(sim.blocklist) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"bl_values": []}, {"bl_values": [f"x{i}@example.com" for i in range(1001)]}, {"bl_values": [1]}, {}, None],
+)
+def test_block_list_bulk_create_takes_1_to_1000_strings(sim: InstantlySimulator, body: Any) -> None:
+    """0 values, 1,001 values, a non-string value or no bl_values is a 400 that blocks nothing."""
+    answer = call(sim, "POST", "/block-lists-entries/bulk-create", body)
+    assert answer.status_code == 400 and answer.json()["error"] == "Bad Request"
+    assert sim.blocklist == []
+    assert contract.response_errors("POST", "/block-lists-entries/bulk-create", 400, answer.json()) == []
+
+
+def test_block_list_bulk_create_takes_exactly_1000_values(sim: InstantlySimulator) -> None:
+    """1,000 values (the maximum) are accepted: 1,000 entries, all counted valid."""
+    answer = call(
+        sim, "POST", "/block-lists-entries/bulk-create", {"bl_values": [f"x{i}@example.com" for i in range(1000)]}
+    ).json()
+    assert (len(answer["items"]), answer["valid_count"], answer["invalid_count"]) == (1000, 1000, 0)
+
+
+def test_block_list_ids_are_time_ordered_so_starting_after_returns_only_newer(sim: InstantlySimulator) -> None:
+    """Ids sort in creation order across clock moves; starting_after = last id seen lists only later entries."""
+    sim.add_to_blocklist("a@example.com")
+    sim.add_to_blocklist("b.example.com")
+    sim.advance(2)
+    sim.add_to_blocklist("c@example.com")
+    sim.add_to_blocklist("a.example.com")
+    entries = sim.blocklist_entries()
+    assert [e["bl_value"] for e in entries] == ["a@example.com", "b.example.com", "c@example.com", "a.example.com"]
+    assert [e["timestamp_created"][:10] for e in entries] == ["2026-01-05"] * 2 + ["2026-01-07"] * 2
+    first = call(sim, "GET", "/block-lists-entries", params={"limit": 100}).json()
+    assert [e["id"] for e in first["items"]] == [e["id"] for e in entries]
+    after = call(sim, "GET", "/block-lists-entries", params={"starting_after": entries[1]["id"], "limit": 100}).json()
+    assert after == {"items": entries[2:], "next_starting_after": entries[3]["id"]}
+    end = call(sim, "GET", "/block-lists-entries", params={"starting_after": entries[3]["id"]}).json()
+    assert end == {"items": []}
+    for page in (first, after, end):
+        assert contract.response_errors("GET", "/block-lists-entries", 200, page) == []
+
+
+def test_block_list_listing_filters_domains(sim: InstantlySimulator) -> None:
+    """domains_only=true lists domains only, false lists all, any other value is a 400."""
+    sim.add_to_blocklist("a@example.com")
+    sim.add_to_blocklist("spam.example.com")
+    domains = call(sim, "GET", "/block-lists-entries", params={"domains_only": "true"}).json()
+    assert [e["bl_value"] for e in domains["items"]] == ["spam.example.com"]
+    every = call(sim, "GET", "/block-lists-entries", params={"domains_only": "false"}).json()
+    assert [e["bl_value"] for e in every["items"]] == ["a@example.com", "spam.example.com"]
+    assert call(sim, "GET", "/block-lists-entries", params={"domains_only": "yes"}).status_code == 400
+
+
+def test_workspace_current_follows_the_spec_and_the_setting(sim: InstantlySimulator) -> None:
+    """GET /workspaces/current is a spec Workspace whose add_unsub_to_block is True, then False, then absent."""
+    seen = []
+    for setting in (True, False, None):
+        if setting is not True:
+            sim.set_add_unsub_to_block(setting)
+        answer = call(sim, "GET", "/workspaces/current")
+        assert answer.status_code == 200
+        workspace = answer.json()
+        assert contract.response_errors("GET", "/workspaces/current", 200, workspace) == []
+        assert workspace == sim.workspace()
+        seen.append(workspace.get("add_unsub_to_block", "absent"))
+        assert set(workspace) - {"add_unsub_to_block"} == {
+            "id",
+            "timestamp_created",
+            "timestamp_updated",
+            "owner",
+            "name",
+            "plan_id",
+        }
+        assert workspace["id"] == sim.organization_id
+    assert seen == [True, False, "absent"]
+    assert call(sim, "GET", "/workspaces/current", key="nope").status_code == 401
+    with pytest.raises(ValueError):
+        sim.set_add_unsub_to_block("yes")  # type: ignore[arg-type]
+
+
+def test_workspace_setting_survives_save_and_load(tmp_path: Path) -> None:
+    """add_unsub_to_block and the workspace timestamps are kept by save_state/load_state."""
+    state_file = tmp_path / "sim.pickle"
+    original = make_sim()
+    original.advance(1)
+    original.set_add_unsub_to_block(False)
+    original.save_state(state_file)
+    restored = InstantlySimulator.load_state(state_file, api_key=KEY)
+    assert restored is not None
+    assert restored.workspace() == original.workspace()
+    assert restored.workspace()["add_unsub_to_block"] is False
 
 
 def test_error_rate_is_seeded_and_repeatable() -> None:

@@ -10,7 +10,8 @@ requests for transport, tenacity for retries. What it guarantees:
 - no `Content-Type` on bodyless requests (Instantly answers 400 to a JSON content type without body);
 - dangerous calls are impossible: only the operations listed in `ALLOWED_OPERATIONS` can be sent,
   a bulk `DELETE /leads` needs explicit ids (without them it wipes the campaign), and there is no way
-  to send `DELETE /block-lists-entries` (without an id it wipes the block list);
+  to send `DELETE /block-lists-entries` (without an id it wipes the block list) nor a block-list
+  bulk delete without explicit ids (`_guard` refuses both even if they were ever allow-listed);
 - paged listings (`Listing`) say whether they were read to the end (`complete`) or cut short.
 
 Lead objects are returned as the server's raw dicts (`Lead`); absent fields are omitted, never null.
@@ -127,6 +128,7 @@ ALLOWED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
         ("DELETE", "/leads"),
         ("POST", "/block-lists-entries/bulk-create"),
         ("GET", "/block-lists-entries"),
+        ("GET", "/workspaces/current"),
     }
 )
 
@@ -390,21 +392,27 @@ class Listing(Generic[T]):
         page_size: int,
         max_pages: int,
         what: str,
+        start_cursor: str | None = None,
     ) -> None:
         self._fetch_page = fetch_page
         self._convert = convert
         self._page_size = page_size
         self._max_pages = max_pages
         self._what = what
-        self._buffer: deque[T] = deque()
-        self._cursor: str | None = None
-        self._cursors_seen: set[str] = set()
+        self._buffer: deque[tuple[str | None, T]] = deque()
+        self._cursor: str | None = start_cursor or None
+        # The cursor a listing starts from counts as seen: a server answering it back has not moved.
+        self._cursors_seen: set[str] = {start_cursor} if start_cursor else set()
         self._ids_seen: set[str] = set()
         self.pages = 0
         self.items_yielded = 0
         self.duplicates_skipped = 0
         self.finished = False
         self.stop_reason: StopReason | None = None
+        self.start_cursor = start_cursor or None
+        #: id of the last item yielded (None before the first): store it to resume a later listing
+        #: after it (`starting_after`), where the endpoint orders items by id.
+        self.last_id: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -420,7 +428,10 @@ class Listing(Generic[T]):
                 raise StopIteration
             self._load_next_page()
         self.items_yielded += 1
-        return self._buffer.popleft()
+        item_id, item = self._buffer.popleft()
+        if item_id is not None:
+            self.last_id = item_id
+        return item
 
     def _stop(self, reason: StopReason) -> None:
         self.finished = True
@@ -445,7 +456,7 @@ class Listing(Generic[T]):
                     continue
                 self._ids_seen.add(item_id)
             fresh += 1
-            self._buffer.append(self._convert(raw))
+            self._buffer.append((item_id if isinstance(item_id, str) else None, self._convert(raw)))
         if not items:
             self._stop("empty_page")
         elif next_cursor and next_cursor in self._cursors_seen:
@@ -559,6 +570,141 @@ class AddLeadsResult:
         return Counter(o.outcome for o in self.outcomes)
 
 
+def _block_key(value: str) -> str:
+    """How block-list values are compared: trimmed and lower-cased (emails and domains alike)."""
+    return value.strip().lower()
+
+
+@dataclass(frozen=True)
+class BlockListEntry:
+    """One entry of the workspace block list (the spec's `BlockListEntry` object).
+
+    id               the entry id (`id`; a UUID string, the key of later calls about this entry)
+    value            `bl_value`: the email or domain as Instantly stored it
+    is_domain        `is_domain`: True when the entry blocks a whole domain (the server decides)
+    created          `timestamp_created` (ISO-8601 string), None when absent
+    organization_id  `organization_id`, the workspace owning the entry, None when absent
+    raw              the server's object
+    """
+
+    id: str
+    value: str
+    is_domain: bool
+    created: str | None = None
+    organization_id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """The value trimmed and lower-cased: what a sent value is matched against."""
+        return _block_key(self.value)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> BlockListEntry:
+        """Parse a server object; ValueError when `id`, `bl_value` or `is_domain` is missing or mistyped."""
+        if not _is_block_entry(obj):
+            raise ValueError("not a block-list entry (needs a string id and bl_value and a boolean is_domain)")
+        created = obj.get("timestamp_created")
+        organization = obj.get("organization_id")
+        return cls(
+            id=obj["id"],
+            value=obj["bl_value"],
+            is_domain=obj["is_domain"],
+            created=created if isinstance(created, str) else None,
+            organization_id=organization if isinstance(organization, str) else None,
+            raw=obj,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"BlockListEntry(id={self.id!r}, value={mask_emails_in_text(self.value)!r}, "
+            f"is_domain={self.is_domain!r}, created={self.created!r})"
+        )
+
+
+BlockListOutcomeKind = Literal["blocked", "refused", "not_sent", "failed"]
+
+
+@dataclass(frozen=True)
+class BlockListOutcome:
+    """What happened to one value given to `block_list_create`.
+
+    index     position in the caller's `values`
+    value     the value as given (None when it was not a string)
+    outcome   blocked: the answer holds an entry for it; `entry` is that entry (id, stored value,
+                  is_domain). Values equal after trimming and lower-casing share one entry.
+              refused: sent, but the answer holds no entry for it (the server counted it invalid).
+              not_sent: empty, blank or not a string: never sent.
+              failed: the request of its chunk failed after retries; `error` says why.
+    """
+
+    index: int
+    value: str | None
+    outcome: BlockListOutcomeKind
+    entry: BlockListEntry | None = None
+    error: InstantlyError | None = None
+
+    @property
+    def entry_id(self) -> str | None:
+        return self.entry.id if self.entry is not None else None
+
+    def __repr__(self) -> str:
+        shown = mask_emails_in_text(self.value) if self.value is not None else None
+        return (
+            f"BlockListOutcome(index={self.index}, value={shown!r}, outcome={self.outcome!r}, "
+            f"entry_id={self.entry_id!r}, error={self.error!r})"
+        )
+
+
+@dataclass
+class BlockListCreateResult:
+    """Outcome of `block_list_create`: one `BlockListOutcome` per value given, in the caller's order.
+
+    valid_count, invalid_count  the sums of the server's counters over the chunks sent
+    unmatched                   entries the server returned that match no value sent (expected empty;
+                                a server that rewrites values, e.g. drops a `www.`, would show here)
+    """
+
+    outcomes: list[BlockListOutcome]
+    valid_count: int = 0
+    invalid_count: int = 0
+    unmatched: list[BlockListEntry] = field(default_factory=list)
+    chunks_sent: int = 0
+    chunks_failed: int = 0
+
+    def of(self, outcome: BlockListOutcomeKind) -> list[BlockListOutcome]:
+        return [o for o in self.outcomes if o.outcome == outcome]
+
+    @property
+    def blocked(self) -> list[BlockListOutcome]:
+        return self.of("blocked")
+
+    @property
+    def refused(self) -> list[BlockListOutcome]:
+        return self.of("refused")
+
+    @property
+    def failed(self) -> list[BlockListOutcome]:
+        return self.of("failed")
+
+    def counts(self) -> Counter[str]:
+        return Counter(o.outcome for o in self.outcomes)
+
+    def entries(self) -> dict[str, BlockListEntry]:
+        """Entry per value sent (trimmed, lower-cased), for the values that are `blocked`."""
+        return {_block_key(o.value): o.entry for o in self.outcomes if o.entry is not None and o.value is not None}
+
+
+def add_unsub_to_block(workspace: Mapping[str, Any]) -> bool | None:
+    """The workspace's `add_unsub_to_block` (Workspace schema: boolean or null, optional).
+
+    True: Instantly adds every unsubscribe to the block list itself; False: it does not; None when
+    the field is absent, null or not a boolean (unknown: never guessed).
+    """
+    value = workspace.get("add_unsub_to_block")
+    return value if isinstance(value, bool) else None
+
+
 # --------------------------------------------------------------------------------------------------
 # The client
 
@@ -580,6 +726,20 @@ def _is_page(body: Any) -> bool:
 
 def _is_object_with_id(body: Any) -> bool:
     return isinstance(body, dict) and isinstance(body.get("id"), str)
+
+
+def _is_block_entry(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and isinstance(obj.get("id"), str)
+        and bool(obj["id"].strip())
+        and isinstance(obj.get("bl_value"), str)
+        and isinstance(obj.get("is_domain"), bool)
+    )
+
+
+def _is_block_page(body: Any) -> bool:
+    return _is_page(body) and all(_is_block_entry(item) for item in body["items"])
 
 
 def _is_add_summary(body: Any) -> bool:
@@ -719,6 +879,21 @@ class InstantlyClient:
 
     @staticmethod
     def _guard(method: str, template: str, path_params: Mapping[str, str], body: Any) -> None:
+        # Block-list deletes first, whatever the allow-list says: none may go without explicit ids.
+        if method == "DELETE" and template == "/block-lists-entries":
+            raise UnsafeRequestError(
+                "refusing DELETE /block-lists-entries (without an id it deletes the whole block list)"
+            )
+        if template == "/block-lists-entries/bulk-delete":
+            ids = body.get("ids") if isinstance(body, dict) else None
+            if (
+                method != "POST"
+                or not isinstance(ids, list)
+                or not 1 <= len(ids) <= MAX_BLOCKLIST_VALUES_PER_CALL
+                or not all(isinstance(i, str) and i.strip() for i in ids)
+                or set(body) != {"ids"}
+            ):
+                raise UnsafeRequestError("refusing a block-list bulk delete without explicit entry ids")
         if (method, template) not in ALLOWED_OPERATIONS:
             raise UnsafeRequestError(f"refusing {method} {template}: not an operation this client sends")
         for name, value in path_params.items():
@@ -1131,33 +1306,182 @@ class InstantlyClient:
             return False
         return True
 
+    # ---- workspace ------------------------------------------------------------------------------
+
+    def current_workspace(self) -> dict[str, Any]:
+        """The key's workspace (`GET /workspaces/current`, operation getWorkspace), the server's object.
+
+        Fields per the spec's Workspace schema: `id`, `name`, `owner`, `timestamp_created`,
+        `timestamp_updated` always; `add_unsub_to_block` (boolean or null), plan ids, ... optional.
+        """
+        body: dict[str, Any] = self._request("GET", "/workspaces/current", accept=_is_object_with_id)
+        return body
+
+    def workspace_add_unsub_to_block(self) -> bool | None:
+        """Whether Instantly itself blocks unsubscribes in this workspace; None when it does not say."""
+        return add_unsub_to_block(self.current_workspace())
+
     # ---- block list -----------------------------------------------------------------------------
 
-    def block_list_add(self, values: Iterable[str]) -> int:
-        """Add emails/domains to the workspace block list, 1000 per call; return the valid count."""
-        cleaned = list(dict.fromkeys(v.strip() for v in values if isinstance(v, str) and v.strip()))
-        added = 0
-        for start in range(0, len(cleaned), MAX_BLOCKLIST_VALUES_PER_CALL):
-            chunk = cleaned[start : start + MAX_BLOCKLIST_VALUES_PER_CALL]
-            body = self._request("POST", "/block-lists-entries/bulk-create", body={"bl_values": chunk}, accept=_is_page)
-            valid = body.get("valid_count")
-            added += int(valid) if isinstance(valid, int | float) else len(body["items"])
-        return added
+    def block_list_create(
+        self, values: Iterable[str], *, chunk_size: int = MAX_BLOCKLIST_VALUES_PER_CALL
+    ) -> BlockListCreateResult:
+        """Add emails/domains to the workspace block list; say, for every value, which entry holds it.
 
-    def iter_block_list(self, *, search: str | None = None, page_size: int = MAX_PAGE_SIZE) -> Listing[dict[str, Any]]:
-        """Block-list entries (`GET /block-lists-entries`), paged; check `.complete` after."""
+        `POST /block-lists-entries/bulk-create` (operation createblukBlockListEntry) with
+        `{"bl_values": [...]}`, 1 to 1000 values per call: the values are chunked and an empty
+        `bl_values` is never sent (no values, no request). The answer is `{items: [BlockListEntry],
+        valid_count, invalid_count}`, each entry with `id`, `bl_value`, `is_domain`,
+        `timestamp_created`, `organization_id`.
+
+        What the spec does not say, and what this method assumes:
+        - The answer's `items` carry no index into `bl_values`: an item is matched back to a sent
+          value by its `bl_value` trimmed and lower-cased. Values are sent trimmed and lower-cased,
+          once each (values equal that way share one entry); blank or non-string values are
+          `not_sent`.
+        - A value the server refuses is reported only by `invalid_count`: it is simply absent from
+          `items`. A sent value with no matching item is therefore `refused`. If the server ever
+          rewrote a value (so that no item matches it), the value shows as `refused` and the item
+          lands in `unmatched`, with a warning: nothing is guessed.
+        - A value already on the block list: not documented; whether the server answers its existing
+          entry (then it is `blocked` with that entry) or leaves it out (then it is `refused`; look
+          it up with `iter_block_list(search=value)`) is taken from the answer as it comes.
+        - The server decides `is_domain` (an email blocks the address, a domain the whole domain).
+        - A chunk answered with an error (e.g. 400 for the whole request) makes its values `failed`;
+          the other chunks still go, except after an authentication, plan or scope error.
+        - Retries: a 429/5xx/timeout is retried (as every call); re-sending a value is harmless when
+          the server keeps one entry per value (the simulator does; the spec does not say).
+        """
+        if not 1 <= chunk_size <= MAX_BLOCKLIST_VALUES_PER_CALL:
+            raise ValueError(f"chunk_size must be between 1 and {MAX_BLOCKLIST_VALUES_PER_CALL}")
+        given = list(values)
+        keys = [_block_key(v) if isinstance(v, str) and v.strip() else None for v in given]
+        unique = list(dict.fromkeys(k for k in keys if k is not None))
+        settled: dict[str, tuple[BlockListOutcomeKind, BlockListEntry | None, InstantlyError | None]] = {}
+        result = BlockListCreateResult(outcomes=[])
+        fatal: InstantlyError | None = None
+        for start in range(0, len(unique), chunk_size):
+            chunk = unique[start : start + chunk_size]
+            if fatal is not None:
+                result.chunks_failed += 1
+                settled.update((k, ("failed", None, fatal)) for k in chunk)
+                continue
+            try:
+                body = self._request(
+                    "POST", "/block-lists-entries/bulk-create", body={"bl_values": chunk}, accept=_is_block_page
+                )
+            except InstantlyError as exc:
+                result.chunks_failed += 1
+                logger.error("instantly block-list add of %d value(s) failed: %s", len(chunk), exc)
+                if isinstance(exc, _FATAL_FOR_ALL_CHUNKS):
+                    fatal = exc
+                settled.update((k, ("failed", None, exc)) for k in chunk)
+                continue
+            result.chunks_sent += 1
+            wanted = set(chunk)
+            returned: dict[str, BlockListEntry] = {}
+            for item in body["items"]:
+                entry = BlockListEntry.from_json(item)
+                if entry.key in wanted and entry.key not in returned:
+                    returned[entry.key] = entry
+                elif entry.key not in returned:
+                    result.unmatched.append(entry)
+            valid, invalid = body.get("valid_count"), body.get("invalid_count")
+            valid_n = int(valid) if isinstance(valid, int | float) and not isinstance(valid, bool) else len(returned)
+            invalid_n = (
+                int(invalid)
+                if isinstance(invalid, int | float) and not isinstance(invalid, bool)
+                else len(chunk) - len(returned)
+            )
+            result.valid_count += valid_n
+            result.invalid_count += invalid_n
+            if len(returned) != valid_n or len(chunk) - len(returned) != invalid_n:
+                logger.warning(
+                    "instantly block-list add: %d of %d value(s) matched an entry, the server counted "
+                    "%d valid and %d invalid",
+                    len(returned),
+                    len(chunk),
+                    valid_n,
+                    invalid_n,
+                )
+            for sent in chunk:
+                entry_ = returned.get(sent)
+                settled[sent] = ("blocked", entry_, None) if entry_ is not None else ("refused", None, None)
+        if result.unmatched:
+            logger.warning(
+                "instantly block-list add: %d returned entr(y/ies) match no value sent", len(result.unmatched)
+            )
+        for index, (original, key) in enumerate(zip(given, keys, strict=True)):
+            shown = original if isinstance(original, str) else None
+            if key is None:
+                result.outcomes.append(BlockListOutcome(index, shown, "not_sent"))
+            else:
+                kind, found, error = settled[key]
+                result.outcomes.append(BlockListOutcome(index, shown, kind, found, error))
+        counts = result.counts()
+        logger.info(
+            "instantly block-list add: %s", ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to add"
+        )
+        return result
+
+    def block_list_add(self, values: Iterable[str]) -> int:
+        """Add emails/domains to the workspace block list, 1000 per call; return the server's valid count.
+
+        The count-only form of `block_list_create` (kept for existing callers): a chunk that failed
+        raises its error once the other chunks were sent.
+        """
+        result = self.block_list_create(values)
+        for outcome in result.failed:
+            if outcome.error is not None:
+                raise outcome.error
+        return result.valid_count
+
+    def iter_block_list(
+        self,
+        *,
+        search: str | None = None,
+        domains_only: bool | None = None,
+        starting_after: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        max_pages: int | None = None,
+    ) -> Listing[BlockListEntry]:
+        """Block-list entries (`GET /block-lists-entries`, operation listBlockListEntry), cursor-paged.
+
+        Returns a `Listing` of `BlockListEntry`: iterate it, then read `.complete` (True = read to
+        the end) or call `.require_complete()`. `starting_after` starts after that entry id (to
+        resume an incremental pull); `.last_id` is the id of the last entry yielded, the value to
+        store for the next pull. An item without a string `id`/`bl_value` or a boolean `is_domain`
+        makes its page a malformed answer (retried, then `ServerError`).
+
+        Resuming is only as good as the server's order: the simulator orders entries by id and its
+        ids are time-ordered (UUIDv7-like), so entries created after `starting_after` come after it.
+        Whether the real API's block-list ids are time-ordered is NOT known (no recording of this
+        endpoint; the spec's example id is its generic UUIDv4 placeholder); a full pull is the safe
+        reconciliation.
+        """
         _check_page_size(page_size)
+        if starting_after is not None and (not isinstance(starting_after, str) or not starting_after.strip()):
+            raise ValueError("starting_after must be a non-empty entry id")
 
         def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
             params: dict[str, Any] = {"limit": page_size}
             if search:
                 params["search"] = search
+            if domains_only is not None:
+                params["domains_only"] = "true" if domains_only else "false"
             if cursor:
                 params["starting_after"] = cursor
-            body = self._request("GET", "/block-lists-entries", params=params, accept=_is_page)
+            body = self._request("GET", "/block-lists-entries", params=params, accept=_is_block_page)
             return body["items"], _cursor_of(body)
 
-        return Listing(fetch, dict, page_size=page_size, max_pages=self.max_pages, what="block list")
+        return Listing(
+            fetch,
+            BlockListEntry.from_json,
+            page_size=page_size,
+            max_pages=max_pages or self.max_pages,
+            what="block list",
+            start_cursor=starting_after,
+        )
 
 
 def _cursor_of(page: Mapping[str, Any]) -> str | None:

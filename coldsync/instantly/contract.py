@@ -46,6 +46,7 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("get", "/api/v2/campaigns/analytics"),
     ("post", "/api/v2/block-lists-entries/bulk-create"),
     ("get", "/api/v2/block-lists-entries"),
+    ("get", "/api/v2/workspaces/current"),
 )
 
 #: Where the live API (recorded 2026-06-30) disagrees with the spec, and how the trimmed copy follows it.

@@ -371,6 +371,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/block-lists-entries$"), "/block-lists-entries"),
     ("GET", re.compile(r"^/block-lists-entries$"), "/block-lists-entries"),
     ("DELETE", re.compile(r"^/block-lists-entries$"), "/block-lists-entries"),
+    ("GET", re.compile(r"^/workspaces/current$"), "/workspaces/current"),
 ]
 _BODYLESS = frozenset({("GET", t) for _, _, t in _ROUTES} | {("DELETE", "/leads/{id}")})
 
@@ -430,6 +431,9 @@ class InstantlySimulator:
         self._by_list: dict[str, list[str]] = {}
         self._blocklist: dict[str, dict[str, Any]] = {}
         self._blocked_values: dict[str, str] = {}
+        self._add_unsub_to_block: bool | None = True
+        self._workspace_created = self._now
+        self._workspace_updated = self._now
         self._faults: list[_ActiveFault] = []
         self._rate_lock = threading.Lock()
         self._recent_second: deque[float] = deque()
@@ -649,6 +653,28 @@ class InstantlySimulator:
         with self._lock:
             return [entry["bl_value"] for entry in self._blocklist.values()]
 
+    def blocklist_entries(self) -> list[dict[str, Any]]:
+        """The block-list entries as the API shows them, in id (= creation) order."""
+        with self._lock:
+            return [dict(self._blocklist[entry_id]) for entry_id in sorted(self._blocklist)]
+
+    def set_add_unsub_to_block(self, value: bool | None) -> None:
+        """Set the workspace's `add_unsub_to_block` (default True); None leaves the field out of the answer.
+
+        Only reported by `GET /workspaces/current`: the simulator does not itself add unsubscribes
+        to its block list whatever the setting.
+        """
+        if value is not None and not isinstance(value, bool):
+            raise ValueError("add_unsub_to_block must be True, False or None")
+        with self._lock:
+            self._add_unsub_to_block = value
+            self._workspace_updated = self._now
+
+    def workspace(self) -> dict[str, Any]:
+        """The workspace as `GET /workspaces/current` shows it."""
+        with self._lock:
+            return self._workspace_json()
+
     def set_fault(self, endpoint_pattern: str, spec: FaultSpec) -> None:
         """Inject faults on matching requests (replaces an earlier fault with the same pattern).
 
@@ -702,6 +728,8 @@ class InstantlySimulator:
         "_blocklist",
         "_blocked_values",
     )
+    #: Persisted since the workspace endpoint; a state file without them keeps the defaults.
+    _PERSISTED_OPTIONAL = ("_add_unsub_to_block", "_workspace_created", "_workspace_updated")
     _CONFIG = (
         "seed",
         "plan_lead_limit",
@@ -724,7 +752,7 @@ class InstantlySimulator:
             state = {
                 "version": STATE_VERSION,
                 "config": {name: getattr(self, name) for name in self._CONFIG},
-                "data": {name: getattr(self, name) for name in self._PERSISTED},
+                "data": {name: getattr(self, name) for name in (*self._PERSISTED, *self._PERSISTED_OPTIONAL)},
                 "rngs": [self._rng.getstate(), self._id_rng.getstate(), self._fault_rng.getstate()],
             }
             payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -747,6 +775,9 @@ class InstantlySimulator:
             sim = cls(api_key=api_key, now=data["_now"], **config)
             for name in cls._PERSISTED:
                 setattr(sim, name, data[name])
+            for name in cls._PERSISTED_OPTIONAL:
+                if name in data:
+                    setattr(sim, name, data[name])
             for rng, rng_state in zip((sim._rng, sim._id_rng, sim._fault_rng), rngs, strict=True):
                 rng.setstate(rng_state)
         except (KeyError, TypeError, ValueError):
@@ -1145,7 +1176,31 @@ class InstantlySimulator:
             "total_opportunity_value": 0,
         }
 
+    def _workspace_json(self) -> dict[str, Any]:
+        """The spec's Workspace object (additionalProperties false: only its properties)."""
+        answer: dict[str, Any] = {
+            "id": self.organization_id,
+            "timestamp_created": _iso(self._workspace_created),
+            "timestamp_updated": _iso(self._workspace_updated),
+            "owner": str(uuid.uuid5(uuid.NAMESPACE_URL, f"coldsync-simulator/owner/{self.organization_id}")),
+            "name": "Simulated workspace",
+            "plan_id": "pid_hg_v1",
+        }
+        if self._add_unsub_to_block is not None:
+            answer["add_unsub_to_block"] = self._add_unsub_to_block
+        return answer
+
     def _add_block_value(self, value: str) -> dict[str, Any] | None:
+        """The entry blocking `value` (an email or a domain, trimmed, lower-cased), created if new.
+
+        Ids come from `_next_lead_id`: UUIDv7-like, ordered by the simulated clock then a sequence,
+        so `GET /block-lists-entries` (ordered by id) with `starting_after` = the last id seen
+        returns exactly the entries created since. Whether the real API's block-list ids are
+        time-ordered is unknown: nothing records that endpoint (recordings show UUIDv7 lead ids but
+        UUIDv4 campaign and organization ids) and the spec's example id is its generic v4 placeholder.
+        A value already blocked answers its existing entry (one entry per value); the spec does not
+        say what the real API does then.
+        """
         cleaned = value.strip().lower() if isinstance(value, str) else ""
         is_email = bool(_EMAIL_RE.match(cleaned))
         if not is_email and not _DOMAIN_RE.match(cleaned):
@@ -1354,6 +1409,8 @@ class InstantlySimulator:
             return 200, dict(entry)
         if template == "/block-lists-entries" and method == "GET":
             return 200, self._http_list_blocklist(query, paging)
+        if template == "/workspaces/current":
+            return 200, self._workspace_json()
         if template == "/block-lists-entries" and method == "DELETE":
             # Faithful to the real service: without an id this wipes the whole block list.
             wiped = [dict(e) for e in self._blocklist.values()]
@@ -1518,8 +1575,11 @@ class InstantlySimulator:
 
     def _http_block_bulk(self, body: Any) -> dict[str, Any]:
         values = body.get("bl_values") if isinstance(body, dict) else None
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        if not isinstance(values, list):
             raise _HttpError(400, "body must have required property 'bl_values'")
+        for position, value in enumerate(values):
+            if not isinstance(value, str):
+                raise _HttpError(400, f"body/bl_values/{position} must be string")
         if not 1 <= len(values) <= 1000:
             raise _HttpError(400, "body/bl_values must NOT have fewer than 1 items or more than 1000 items")
         items: list[dict[str, Any]] = []
@@ -1535,7 +1595,10 @@ class InstantlySimulator:
     def _http_list_blocklist(self, query: Mapping[str, list[str]], paging: str) -> dict[str, Any]:
         limit = _query_int(query, "limit", self.default_page_size, 1, 100)
         search = (_query_first(query, "search") or "").lower()
-        domains_only = _query_first(query, "domains_only") == "true"
+        domains_flag = _query_first(query, "domains_only")
+        if domains_flag not in (None, "true", "false"):
+            raise _HttpError(400, "querystring/domains_only must be boolean")
+        domains_only = domains_flag == "true"
         ordered = sorted(self._blocklist)
         cursor = _query_first(query, "starting_after")
         start = bisect_right(ordered, cursor) if cursor and paging == "normal" else 0
