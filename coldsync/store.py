@@ -13,13 +13,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from coldsync.suppression import address_key, domain_key, sql_email_key
 from coldsync.warehouse.base import Rows, StringArray, Warehouse
 from coldsync.warehouse.schema import (
     CANDIDATES_VIEW,
+    DNC_KEYS_CTE,
+    DNC_REJECTS_VIEW,
+    HISTORY_KEYS_VIEW,
     PRIORITY_ORDER,
     REJECTS_VIEW,
+    SALT_SQL,
+    address_key_ctes,
     cooldown_predicate,
     segment_expression,
+    suppression_reason,
 )
 
 # --- state ---------------------------------------------------------------------------------------
@@ -32,14 +39,16 @@ STATE_FIELDS = (
 
 # op 'upsert' inserts or updates (NULL fields keep the stored value); op 'delete' removes the row.
 # A row inserted without an attempt number (a lead adopted from Instantly) is the attempt after the
-# address's last one in history: numbering it 1 would merge its outcome into an earlier attempt's row.
+# person's last one in history (by suppression key): numbering it 1 would merge its outcome into an
+# earlier attempt's row. The row itself is matched on its stored address: it is the row's identity.
 # (A scalar subquery, not a LEFT JOIN: the BigQuery emulator mis-binds a join in this MERGE's source.)
-APPLY_STATE_SQL = """
-MERGE `{ds}.ops_inst_state` AS t
+APPLY_STATE_SQL = f"""
+MERGE `{{ds}}.ops_inst_state` AS t
 USING (
   SELECT r.email, r.op, r.campaign_id, r.sequence_target, r.status, r.instantly_lead_id, r.attempt_num,
          r.outcome, r.added_at,
-         (SELECT MAX(h.attempt_num) FROM `{ds}.ops_lead_history` AS h WHERE h.email = r.email) AS last_attempt
+         (SELECT MAX(h.last_attempt) FROM `{{ds}}.{HISTORY_KEYS_VIEW}` AS h
+          WHERE h.email_key = {sql_email_key("r.email")}) AS last_attempt
   FROM UNNEST(@rows) AS r
 ) AS s
 ON t.email = s.email
@@ -58,7 +67,7 @@ WHEN NOT MATCHED AND s.op = 'upsert' THEN
           updated_at, run_id)
   VALUES (s.email, s.campaign_id, s.sequence_target, s.status, s.instantly_lead_id,
           COALESCE(s.attempt_num, s.last_attempt + 1, 1), s.outcome, COALESCE(s.added_at, @now), @now, @run_id)
-"""
+"""  # noqa: S608
 
 READ_STATE_SQL = """
 SELECT email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num, outcome, added_at, run_id
@@ -74,17 +83,19 @@ HISTORY_FIELDS = (
 )
 
 # Idempotent on (email, campaign_id, attempt_num), and on the Instantly lead id for leads whose attempt
-# number the warehouse did not know (orphans): a re-run after a crash never writes a second row.
-RECORD_HISTORY_SQL = """
-MERGE `{ds}.ops_lead_history` AS t
+# number the warehouse did not know (orphans): a re-run after a crash never writes a second row. An
+# unknown attempt number is the one after the PERSON's last (by suppression key, v_history_by_key).
+# The ON clause matches the row's own stored address: rows written by coldsync carry the normalized
+# address of the lead, so the same attempt is always the same text.
+RECORD_HISTORY_SQL = f"""
+MERGE `{{ds}}.ops_lead_history` AS t
 USING (
   SELECT r.email, r.campaign_id, r.sequence_name, r.status_final, r.completed_at,
-         COALESCE(r.attempt_num, COALESCE(h.last_attempt, 0) + 1) AS attempt_num,
+         COALESCE(r.attempt_num,
+                  COALESCE((SELECT MAX(h.last_attempt) FROM `{{ds}}.{HISTORY_KEYS_VIEW}` AS h
+                            WHERE h.email_key = {sql_email_key("r.email")}), 0) + 1) AS attempt_num,
          r.instantly_lead_id, r.reason
   FROM UNNEST(@rows) AS r
-  LEFT JOIN (
-    SELECT email, MAX(attempt_num) AS last_attempt FROM `{ds}.ops_lead_history` GROUP BY email
-  ) AS h ON h.email = r.email
 ) AS s
 ON t.email = s.email AND t.campaign_id = s.campaign_id
    AND (t.attempt_num = s.attempt_num OR t.instantly_lead_id = s.instantly_lead_id)
@@ -93,20 +104,100 @@ WHEN NOT MATCHED THEN
           reason, recorded_at, run_id)
   VALUES (s.email, s.campaign_id, s.sequence_name, s.status_final, s.completed_at, s.attempt_num,
           s.instantly_lead_id, s.reason, @now, @run_id)
-"""
+"""  # noqa: S608
 
 # --- do-not-contact ------------------------------------------------------------------------------
 
-DNC_FIELDS = (("email", "STRING"), ("domain", "STRING"), ("source", "STRING"), ("reason", "STRING"))
+DNC_FIELDS = (
+    ("email", "STRING"), ("domain", "STRING"), ("email_key", "STRING"), ("domain_key", "STRING"),
+    ("email_hash", "STRING"), ("instantly_blocklist_id", "STRING"), ("source", "STRING"), ("reason", "STRING"),
+)
 
+# One entry per key: an entry whose key (email key, domain key, erased hash) is already listed is not
+# added again; it only brings the Instantly block-list id when the listed entry has none yet. An entry
+# no key can be made for is kept all the same (v_dnc_rejects reports it), once per raw value.
 ADD_DNC_SQL = """
 MERGE `{ds}.ops_dnc` AS t
-USING (SELECT r.email, r.domain, r.source, r.reason FROM UNNEST(@rows) AS r) AS s
-ON COALESCE(t.email, '') = COALESCE(s.email, '') AND COALESCE(t.domain, '') = COALESCE(s.domain, '')
+USING (
+  SELECT r.email, r.domain, r.email_key, r.domain_key, r.email_hash, r.instantly_blocklist_id, r.source, r.reason
+  FROM UNNEST(@rows) AS r
+) AS s
+ON (COALESCE(s.email_key, s.domain_key, s.email_hash) IS NOT NULL
+    AND COALESCE(t.email_key, '') = COALESCE(s.email_key, '')
+    AND COALESCE(t.domain_key, '') = COALESCE(s.domain_key, '')
+    AND COALESCE(t.email_hash, '') = COALESCE(s.email_hash, ''))
+   OR (COALESCE(s.email_key, s.domain_key, s.email_hash) IS NULL
+    AND COALESCE(t.email, '') = COALESCE(s.email, '') AND COALESCE(t.domain, '') = COALESCE(s.domain, ''))
+WHEN MATCHED AND t.instantly_blocklist_id IS NULL AND s.instantly_blocklist_id IS NOT NULL THEN
+  UPDATE SET instantly_blocklist_id = s.instantly_blocklist_id
 WHEN NOT MATCHED THEN
-  INSERT (email, domain, source, reason, added_at, run_id)
-  VALUES (s.email, s.domain, s.source, s.reason, @now, @run_id)
+  INSERT (email, domain, email_key, domain_key, email_hash, instantly_blocklist_id, source, reason, added_at,
+          run_id)
+  VALUES (s.email, s.domain, s.email_key, s.domain_key, s.email_hash, s.instantly_blocklist_id, s.source,
+          s.reason, @now, @run_id)
 """
+
+# Entries written without their keys (by hand, by an older version, by an import): the sync computes
+# the keys in Python (punycode included) and stores them. Entries no key can be made for stay as they
+# are and are listed in v_dnc_rejects.
+DNC_MISSING_KEYS_SQL = """
+SELECT DISTINCT email, domain FROM `{ds}.ops_dnc`
+WHERE (email IS NOT NULL AND email_key IS NULL) OR (domain IS NOT NULL AND domain_key IS NULL)
+"""
+
+DNC_KEY_FIELDS = (("email", "STRING"), ("domain", "STRING"), ("email_key", "STRING"), ("domain_key", "STRING"))
+
+SET_DNC_KEYS_SQL = """
+MERGE `{ds}.ops_dnc` AS t
+USING (SELECT r.email, r.domain, r.email_key, r.domain_key FROM UNNEST(@rows) AS r) AS s
+ON COALESCE(t.email, '') = COALESCE(s.email, '') AND COALESCE(t.domain, '') = COALESCE(s.domain, '')
+   AND ((t.email IS NOT NULL AND t.email_key IS NULL) OR (t.domain IS NOT NULL AND t.domain_key IS NULL))
+WHEN MATCHED THEN UPDATE SET
+  email_key = COALESCE(t.email_key, s.email_key), domain_key = COALESCE(t.domain_key, s.domain_key)
+"""
+
+DNC_REJECT_COUNTS_SQL = f"""
+SELECT reason, COUNT(*) AS n FROM `{{ds}}.{DNC_REJECTS_VIEW}` GROUP BY reason
+"""  # noqa: S608
+
+# Leads the warehouse tracks whose person is suppressed (a DNC entry by email, domain or erased hash,
+# possibly added after the lead was sent): the drain takes them out of Instantly.
+SUPPRESSED_STATE_SQL = f"""
+WITH params AS (SELECT {SALT_SQL} AS salt),
+{DNC_KEYS_CTE},
+{address_key_ctes("st", "`{ds}.ops_inst_state`", "email",
+                  "email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num")}
+SELECT x.email, x.campaign_id, x.sequence_target, x.status, x.instantly_lead_id, x.attempt_num, x.how
+FROM (
+  SELECT st.*, {suppression_reason("st.email_key", "p.salt")} AS how
+  FROM st CROSS JOIN params AS p
+  WHERE st.email_key IS NOT NULL
+) AS x
+WHERE x.how IS NOT NULL
+"""  # noqa: S608
+
+# Which of these addresses (as Instantly gave them) belong to a suppressed person, and how.
+SUPPRESSED_EMAILS_SQL = f"""
+WITH params AS (SELECT {SALT_SQL} AS salt),
+{DNC_KEYS_CTE},
+{address_key_ctes("given", "UNNEST(@emails) AS e", "e", "e AS email")}
+SELECT x.email, x.how
+FROM (
+  SELECT g.email, {suppression_reason("g.email_key", "p.salt")} AS how
+  FROM given AS g CROSS JOIN params AS p
+  WHERE g.email_key IS NOT NULL
+) AS x
+WHERE x.how IS NOT NULL
+"""  # noqa: S608
+
+
+def dnc_row(*, email: str | None = None, domain: str | None = None, source: str, reason: str,
+            blocklist_id: str | None = None) -> dict[str, Any]:
+    """A do-not-contact row with its keys computed here (the raw values kept beside them, for audit)."""
+    return {"email": email, "domain": domain, "email_key": address_key(email) if email is not None else None,
+            "domain_key": domain_key(domain) if domain is not None else None, "email_hash": None,
+            "instantly_blocklist_id": blocklist_id, "source": source, "reason": reason}
+
 
 # --- dead letters --------------------------------------------------------------------------------
 
@@ -312,11 +403,57 @@ class Store:
                                       label="history.record")
 
     def add_dnc(self, rows: Sequence[Mapping[str, Any]], label: str) -> int:
-        unique = {(r.get("email"), r.get("domain")): r for r in rows}
+        """Add do-not-contact entries (email and/or domain as given, source, reason); their keys are
+        computed here when the row does not carry them. One statement; returns the rows changed."""
+        unique: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for given in rows:
+            row = dict(given)
+            if "email_key" not in row and "domain_key" not in row:
+                row = {**dnc_row(email=row.get("email"), domain=row.get("domain"), source=str(row["source"]),
+                                 reason=str(row["reason"]), blocklist_id=row.get("instantly_blocklist_id")),
+                       "email_hash": row.get("email_hash")}
+            keys = (row.get("email_key"), row.get("domain_key"), row.get("email_hash"))
+            identity = keys if any(keys) else ("raw", row.get("email"), row.get("domain"))
+            if identity not in unique or (row.get("instantly_blocklist_id") and
+                                          not unique[identity].get("instantly_blocklist_id")):
+                unique[identity] = row
         if not unique:
             return 0
         return self.warehouse.execute(ADD_DNC_SQL, {"rows": Rows(DNC_FIELDS, list(unique.values())),
                                                     **self._stamp()}, label=label)
+
+    def backfill_dnc_keys(self) -> int:
+        """Store the keys of entries written without them (by hand or an older version); returns how
+        many (email, domain) values got keys. Two statements at most; none when nothing is missing."""
+        missing = self.warehouse.query(DNC_MISSING_KEYS_SQL, label="dnc.missing_keys")
+        rows = []
+        for row in missing:
+            email, domain = row.get("email"), row.get("domain")
+            keys = {"email_key": address_key(email) if email is not None else None,
+                    "domain_key": domain_key(domain) if domain is not None else None}
+            if any(keys.values()):
+                rows.append({"email": email, "domain": domain, **keys})
+        if rows:
+            self.warehouse.execute(SET_DNC_KEYS_SQL, {"rows": Rows(DNC_KEY_FIELDS, rows)}, label="dnc.backfill_keys")
+        return len(rows)
+
+    def dnc_reject_counts(self) -> dict[str, int]:
+        """Do-not-contact entries that block nobody, per reason (v_dnc_rejects)."""
+        rows = self.warehouse.query(DNC_REJECT_COUNTS_SQL, label="dnc.rejects")
+        return {str(r["reason"]): int(r["n"]) for r in rows}
+
+    def suppressed_state(self) -> list[dict[str, Any]]:
+        """Tracked leads (state rows) whose person is suppressed, with `how` (email, domain, erased)."""
+        return self.warehouse.query(SUPPRESSED_STATE_SQL, label="dnc.suppressed_state")
+
+    def suppressed_emails(self, emails: Iterable[str]) -> dict[str, str]:
+        """Of these addresses, those whose person is suppressed -> how (email, domain, erased)."""
+        given = sorted({e for e in emails if isinstance(e, str) and e})
+        if not given:
+            return {}
+        rows = self.warehouse.query(SUPPRESSED_EMAILS_SQL, {"emails": StringArray(given)},
+                                    label="dnc.suppressed_emails")
+        return {str(r["email"]): str(r["how"]) for r in rows}
 
     def record_dead_letters(self, rows: Iterable[Mapping[str, Any]], label: str) -> int:
         unique = {r["id"]: r for r in rows}

@@ -9,8 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coldsync.rules import EMAIL_PATTERN, MAX_EMAIL_LENGTH
+from coldsync.suppression import (
+    sql_domain_key_of_unwrapped,
+    sql_erasure_hash,
+    sql_key_domain,
+    sql_key_of_untagged,
+    sql_trim_ends,
+    sql_untagged,
+    sql_unwrapped_domain,
+    sql_unwrapped_email,
+    sql_valid_email_or_null,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -113,15 +124,20 @@ CONFIG = TableSpec(
 DNC = TableSpec(
     "ops_dnc",
     (
-        _c("email", "STRING", "normalized email entry (or NULL for a domain entry)"),
-        _c("domain", "STRING", "normalized domain entry (or NULL for an email entry)"),
-        _c("source", "STRING", "instantly_unsubscribe, instantly_bounce, manual, import, ...", required=True),
+        _c("email", "STRING", "email entry as given (raw, for audit), or NULL for a domain entry"),
+        _c("domain", "STRING", "domain entry as given (raw, for audit), or NULL for an email entry"),
+        _c("source", "STRING", "instantly_unsubscribe, instantly_bounce, instantly_blocklist, manual, import, ...",
+           required=True),
         _c("reason", "STRING", "why", required=True),
         _c("added_at", "TIMESTAMP", "when", required=True),
         _c("run_id", "STRING", "run that added it, if any"),
+        _c("email_key", "STRING", "suppression key of the email entry (coldsync.suppression.address_key)"),
+        _c("domain_key", "STRING", "suppression key of the domain entry (coldsync.suppression.domain_key)"),
+        _c("email_hash", "STRING", "an erased person's suppression: hex SHA-256 of the salt + the email key"),
+        _c("instantly_blocklist_id", "STRING", "id of the entry on Instantly's workspace block list, once mirrored"),
     ),
-    "Do-not-contact list, permanent: an email entry blocks that address, a domain entry the whole domain.",
-    cluster_by=("email", "domain"),
+    "Do-not-contact list, permanent: an email entry blocks that person, a domain entry the whole domain.",
+    cluster_by=("email_key", "domain_key"),
 )
 
 RUN_LOG = TableSpec(
@@ -178,19 +194,20 @@ VIEW_NAME = "v_ready_for_instantly"
 # Default values of the business settings the view reads; the config table overrides them.
 VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000, "cooldown_days": 90}
 
-# Characters the view trims around an email besides ASCII whitespace: NBSP, zero-width space, BOM.
-_TRIM = r"[\s\x{00A0}\x{200B}\x{FEFF}]"
 
 # The one definition of eligibility. Rules, in order:
-#  1. email trimmed (incl. NBSP/zero-width), kept only if it matches EMAIL_PATTERN (checked before
-#     lower-casing, as coldsync.rules.normalize_email does), then lower-cased;
-#  2. one row per email: the highest revenue, then the smallest (first, last, company, domain,
-#     location, country) wins, so a repeated source email always yields the same row;
-#  3. not on the DNC list by email, nor by exact domain (entries compared trimmed and lower-cased,
-#     a domain entry also without a leading "@" or a trailing dot);
-#  4. not in ops_inst_state (pending, active or draining, any campaign);
-#  5. not in cooldown: the last history row ended at least cooldown_days before `as_of`
-#     (exactly cooldown_days ago is eligible again);
+#  1. email trimmed (the trim set of coldsync.rules.EMAIL_TRIM_CHARS), kept only if it matches
+#     EMAIL_PATTERN (checked before lower-casing, as coldsync.rules.normalize_email does), then
+#     lower-cased; its suppression key (coldsync.suppression.email_key) computed;
+#  2. one row per PERSON (suppression key): the highest revenue, then the smallest (first, last,
+#     company, domain, location, country, email) wins, so repeated source rows always yield one row;
+#  3. not suppressed: no do-not-contact entry for its key, nor for its key's domain (exact domain),
+#     nor an erased person's hash (v_dnc_keys: keys stored when written AND computed from the raw
+#     entries, so rows inserted by hand count too);
+#  4. no row in ops_inst_state for its key (pending, active or draining, any campaign);
+#  5. not in cooldown: the key's last history row ended at least cooldown_days before `as_of`
+#     (exactly cooldown_days ago is eligible again); history rows are keyed as stored (any case,
+#     decorations, +tags: v_history_by_key);
 #  6. sequence_target: SMB when revenue < threshold or revenue unknown (NULL, negative, not a number;
 #     thousands commas in text revenue are ignored),
 #     else Midsize;
@@ -202,6 +219,112 @@ _TRIM = r"[\s\x{00A0}\x{200B}\x{FEFF}]"
 assert '"' not in EMAIL_PATTERN, "the view embeds EMAIL_PATTERN in a double-quoted raw string"
 
 CANDIDATES_VIEW = "v_lead_candidates"
+DNC_ENTRIES_VIEW = "v_dnc_entries"
+DNC_KEYS_VIEW = "v_dnc_keys"
+DNC_REJECTS_VIEW = "v_dnc_rejects"
+HISTORY_KEYS_VIEW = "v_history_by_key"
+
+ERASURE_SALT_KEY = "erasure_salt"
+"""The config row holding this warehouse's salt for erased persons' hashes (made by setup.py)."""
+
+SALT_SQL = f"COALESCE((SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{ERASURE_SALT_KEY}'), '')"  # noqa: S608
+
+
+def address_key_ctes(name: str, from_sql: str, raw: str, columns: str) -> str:
+    """CTEs ending in `name`: `columns` of `from_sql` plus `email_key`, the suppression key of the
+    stored address `raw` (coldsync.suppression.address_key, in stages: one column per stage)."""
+    return f"""{name}_unwrapped AS (SELECT {columns}, {sql_unwrapped_email(raw)} AS k1 FROM {from_sql}),
+{name}_valid AS (SELECT x.*, {sql_valid_email_or_null("x.k1")} AS k2 FROM {name}_unwrapped AS x),
+{name}_untagged AS (SELECT x.*, {sql_untagged("x.k2")} AS k3 FROM {name}_valid AS x),
+{name} AS (SELECT x.*, {sql_key_of_untagged("x.k3")} AS email_key FROM {name}_untagged AS x)"""  # noqa: S608
+
+
+def suppressed_by(key: str, salt: str, keys: str = "dnc") -> tuple[tuple[str, str], ...]:
+    """Rule 3, the one definition: (how, EXISTS expression) for each way the key `key` is suppressed,
+    against `keys`, a CTE of the statement that reads v_dnc_keys ONCE (`DNC_KEYS_CTE`).
+
+    The candidates view requires every one to be false; the sync's look-ups (suppressed leads in
+    Instantly, adoption) name the first that is true."""
+    def exists(kind: str, value: str) -> str:
+        return f"EXISTS (SELECT 1 FROM {keys} AS d WHERE d.kind = '{kind}' AND d.key = {value})"  # noqa: S608
+    return (("email", exists("email", key)), ("domain", exists("domain", sql_key_domain(key))),
+            ("erased", exists("hash", sql_erasure_hash(key, salt))))
+
+
+DNC_KEYS_CTE = f"dnc AS (SELECT kind, key FROM `{{ds}}.{DNC_KEYS_VIEW}`)"  # noqa: S608
+"""The CTE `suppressed_by` reads (one reference to the view per statement, whatever the engine)."""
+
+
+def suppression_reason(key: str, salt: str) -> str:
+    """'email', 'domain' or 'erased' when the key `key` is suppressed, else NULL."""
+    cases = " ".join(f"WHEN {expr} THEN '{how}'" for how, expr in suppressed_by(key, salt))
+    return f"CASE {cases} END"
+
+
+# One row per ops_dnc row, with the keys SQL computes from the raw values beside the stored ones, and
+# why an entry is unusable (NULL when it is usable).
+DNC_ENTRIES_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{DNC_ENTRIES_VIEW}` AS
+WITH {address_key_ctes("emails", "`{ds}.ops_dnc`", "email",
+                       "email, domain, source, reason, added_at, email_key AS stored_email_key, "
+                       "domain_key AS stored_domain_key, email_hash, instantly_blocklist_id")},
+keyed AS (
+  SELECT e.*, {sql_domain_key_of_unwrapped(sql_unwrapped_domain("e.domain"))} AS sql_domain_key
+  FROM emails AS e
+)
+SELECT
+  k.email, k.domain, k.source, k.reason, k.added_at, k.email_hash, k.instantly_blocklist_id,
+  k.stored_email_key, k.email_key AS sql_email_key, COALESCE(k.stored_email_key, k.email_key) AS email_key,
+  k.stored_domain_key, k.sql_domain_key, COALESCE(k.stored_domain_key, k.sql_domain_key) AS domain_key,
+  CASE
+    WHEN k.email IS NULL AND k.domain IS NULL AND k.email_hash IS NULL
+      THEN 'entry has no email, no domain and no hash: it blocks nobody'
+    WHEN k.email IS NOT NULL AND k.stored_email_key IS NULL AND k.email_key IS NULL THEN
+      CASE WHEN NOT REGEXP_CONTAINS(k.email, r'@') THEN 'email entry has no @: put a domain in the domain column'
+           ELSE 'email entry is not a usable address after normalization: fix it or remove it' END
+    WHEN k.domain IS NOT NULL AND k.stored_domain_key IS NULL AND k.sql_domain_key IS NULL THEN
+      CASE WHEN REGEXP_CONTAINS(k.domain, r'@[^@]*[.]')
+             THEN 'domain entry looks like an email address: put it in the email column'
+           ELSE 'domain entry is not a usable domain after normalization: fix it or remove it' END
+  END AS problem
+FROM keyed AS k
+"""  # noqa: S608
+
+# Every usable suppression key: (kind 'email' | 'domain' | 'hash', key). Stored keys (computed in
+# Python when written, punycode included) and keys computed here from the raw values both count.
+DNC_KEYS_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{DNC_KEYS_VIEW}` AS
+SELECT DISTINCT k.kind, k.key
+FROM (
+  SELECT
+    CASE WHEN i <= 2 THEN 'email' WHEN i <= 4 THEN 'domain' ELSE 'hash' END AS kind,
+    CASE i WHEN 1 THEN e.stored_email_key WHEN 2 THEN e.sql_email_key WHEN 3 THEN e.stored_domain_key
+           WHEN 4 THEN e.sql_domain_key ELSE e.email_hash END AS key
+  FROM `{{ds}}.{DNC_ENTRIES_VIEW}` AS e
+  CROSS JOIN UNNEST([1, 2, 3, 4, 5]) AS i
+) AS k
+WHERE k.key IS NOT NULL
+"""  # noqa: S608
+
+# Do-not-contact entries that block nobody, with the reason and the fix (validate_environment.py
+# warns, the run summary counts them).
+DNC_REJECTS_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{DNC_REJECTS_VIEW}` AS
+SELECT email, domain, source, reason AS entry_reason, added_at, problem AS reason
+FROM `{{ds}}.{DNC_ENTRIES_VIEW}`
+WHERE problem IS NOT NULL
+"""  # noqa: S608
+
+# Per person (suppression key): the last attempt number and when the last attempt ended. History rows
+# are keyed as stored, so rows imported by hand in another case or form count for the same person.
+HISTORY_KEYS_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{HISTORY_KEYS_VIEW}` AS
+WITH {address_key_ctes("h", "`{ds}.ops_lead_history`", "email", "completed_at, attempt_num")}
+SELECT email_key, MAX(completed_at) AS last_completed_at, MAX(attempt_num) AS last_attempt
+FROM h
+WHERE email_key IS NOT NULL
+GROUP BY email_key
+"""  # noqa: S608
 
 
 def cooldown_predicate(as_of: str, cooldown_days: str) -> str:
@@ -230,7 +353,8 @@ EMAIL_PROBLEM = rf"""CASE
       WHEN NOT REGEXP_CONTAINS(t.trimmed_email, r"{EMAIL_PATTERN}") THEN 'email malformed'
     END"""
 
-REJECT_DUPLICATE = "duplicate email: another source row with this address wins"
+REJECT_DUPLICATE = ("duplicate: another source row for the same person (same address, or its +tag or "
+                    "Gmail-dot variant) wins")
 REJECT_REVENUE = "revenue unreadable (negative or not a number): taken as unknown, so SMB"
 
 # Rules 1-2 over the source table: the CTEs both the candidates view and v_source_rejects start from.
@@ -238,7 +362,7 @@ SOURCE_CTES = f"""
 trimmed AS (
   SELECT
     CAST(s.email AS STRING) AS raw_email,
-    REGEXP_REPLACE(CAST(s.email AS STRING), r'^{_TRIM}+|{_TRIM}+$', '') AS trimmed_email,
+    {sql_trim_ends("CAST(s.email AS STRING)")} AS trimmed_email,
     CAST(s.first_name AS STRING) AS first_name,
     CAST(s.last_name AS STRING) AS last_name,
     CAST(s.company_name AS STRING) AS company_name,
@@ -260,47 +384,43 @@ normalized AS (
   FROM checked AS c
   WHERE c.email_problem IS NULL
 ),
+untagged AS (
+  SELECT n.*, {sql_untagged("n.email")} AS untagged_email FROM normalized AS n
+),
+keyed AS (
+  SELECT u.*, {sql_key_of_untagged("u.untagged_email")} AS email_key FROM untagged AS u
+),
 valid AS (
   SELECT
-    n.email, n.raw_email, n.first_name, n.last_name, n.company_name, n.domain, n.location, n.country,
-    n.raw_revenue,
+    n.email, n.email_key, n.raw_email, n.first_name, n.last_name, n.company_name, n.domain, n.location,
+    n.country, n.raw_revenue,
     CASE WHEN n.annual_revenue >= 0 THEN n.annual_revenue END AS annual_revenue,
     (TRIM(n.raw_revenue) != '' AND (n.annual_revenue IS NULL OR n.annual_revenue < 0)) AS revenue_unreadable,
-    REGEXP_EXTRACT(n.email, r'@(.+)$') AS email_domain,
     ROW_NUMBER() OVER (
-      PARTITION BY n.email
+      PARTITION BY n.email_key
       ORDER BY n.annual_revenue DESC NULLS LAST, n.first_name, n.last_name, n.company_name,
-               n.domain, n.location, n.country
+               n.domain, n.location, n.country, n.email
     ) AS duplicate_rank
-  FROM normalized AS n
+  FROM keyed AS n
 )"""  # noqa: S608
 
 # Rules 1-4, with what rules 5-7 need. Only constants are formatted in: no values.
 CANDIDATES_SQL = f"""
 CREATE OR REPLACE VIEW `{{ds}}.{CANDIDATES_VIEW}` AS
 WITH {SOURCE_CTES},
-dnc_emails AS (
-  SELECT DISTINCT LOWER(TRIM(email)) AS email FROM `{{ds}}.ops_dnc` WHERE email IS NOT NULL
-),
-dnc_domains AS (
-  SELECT DISTINCT RTRIM(LTRIM(LOWER(TRIM(domain)), '@'), '.') AS domain
-  FROM `{{ds}}.ops_dnc` WHERE domain IS NOT NULL
-),
-history AS (
-  SELECT email, MAX(completed_at) AS last_completed_at, MAX(attempt_num) AS last_attempt
-  FROM `{{ds}}.ops_lead_history`
-  GROUP BY email
-)
+params AS (SELECT {SALT_SQL} AS salt),
+{DNC_KEYS_CTE},
+{address_key_ctes("managed", "`{ds}.ops_inst_state`", "email", "status")}
 SELECT
   v.email, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country, v.annual_revenue,
   COALESCE(h.last_attempt, 0) + 1 AS attempt_num,
   h.last_completed_at
 FROM valid AS v
-LEFT JOIN history AS h ON h.email = v.email
+CROSS JOIN params AS p
+LEFT JOIN `{{ds}}.{HISTORY_KEYS_VIEW}` AS h ON h.email_key = v.email_key
 WHERE v.duplicate_rank = 1
-  AND NOT EXISTS (SELECT 1 FROM dnc_emails AS d WHERE d.email = v.email)
-  AND NOT EXISTS (SELECT 1 FROM dnc_domains AS d WHERE d.domain = v.email_domain)
-  AND NOT EXISTS (SELECT 1 FROM `{{ds}}.ops_inst_state` AS st WHERE st.email = v.email)
+  AND {" AND ".join(f"NOT {expr}" for _how, expr in suppressed_by("v.email_key", "p.salt"))}
+  AND NOT EXISTS (SELECT 1 FROM managed AS st WHERE st.email_key = v.email_key)
 """  # noqa: S608
 
 # Rules 5-7 with the values of the config table (defaults when a row is missing).
@@ -350,6 +470,9 @@ FROM valid AS v
 WHERE v.duplicate_rank = 1 AND v.revenue_unreadable
 """  # noqa: S608
 
-# Created in this order (the ready view reads the candidates view).
-VIEWS: tuple[tuple[str, str], ...] = ((CANDIDATES_VIEW, CANDIDATES_SQL), (VIEW_NAME, VIEW_SQL),
-                                      (REJECTS_VIEW, REJECTS_SQL))
+# Created in this order (each view reads only the ones before it).
+VIEWS: tuple[tuple[str, str], ...] = (
+    (DNC_ENTRIES_VIEW, DNC_ENTRIES_SQL), (DNC_KEYS_VIEW, DNC_KEYS_SQL), (DNC_REJECTS_VIEW, DNC_REJECTS_SQL),
+    (HISTORY_KEYS_VIEW, HISTORY_KEYS_SQL), (CANDIDATES_VIEW, CANDIDATES_SQL), (VIEW_NAME, VIEW_SQL),
+    (REJECTS_VIEW, REJECTS_SQL),
+)

@@ -1,0 +1,303 @@
+"""The one canonical identity of a person (an address) and of a company (a domain), in Python and SQL.
+
+Do-not-contact entries, history, state and source rows are all compared through these keys, so a
+DNC list pasted from a CRLF spreadsheet, an entry written as ``<mailto:Jane@Acme.example>``, a
+domain written as ``https://www.acme.example/contact`` or ``bücher.example``, and a history row
+imported as ``Cool88@Hist.example`` all mean what a person would read in them.
+
+Every rule exists once: each pattern below is ONE template, rendered for Python ``re`` and for RE2
+(BigQuery, and DuckDB, which runs the same BigQuery SQL transpiled by sqlglot) from the same
+constants. The SQL generators return BigQuery expressions over a column expression.
+
+The key of an address (``email_key``), for an address already valid and lower-cased:
+  1. the domain's alias is applied (``googlemail.com`` is ``gmail.com``: one mailbox);
+  2. a ``+tag`` is dropped from the local part (``jane+promo`` -> ``jane``; a leading ``+`` is kept);
+  3. on ``gmail.com`` the dots of the local part are dropped (Gmail ignores them).
+A stored address or do-not-contact EMAIL entry (``address_key``) is first unwrapped: the trim set
+(``rules.EMAIL_TRIM_CHARS``) at both ends, a ``Name <...>`` or ``<...>`` wrapper, surrounding quotes,
+a ``mailto:`` prefix and a ``?subject=...`` query; then lower-cased, one trailing dot dropped, and
+(Python only) a Unicode domain turned into punycode (IDNA, UTS 46); then it must be a valid address
+(``rules.EMAIL_PATTERN``), or it has no key and is reported (``v_dnc_rejects``).
+A do-not-contact DOMAIN entry (``domain_key``): lower-cased; the trim set, an URL scheme, a leading
+``@``, a port, one trailing dot and anything from the first ``/``, ``?`` or ``#`` removed; IDNA
+(Python only); a leading ``www.`` dropped when the rest is still a domain; the alias applied; then it
+must be a valid domain (``rules.DOMAIN_PATTERN``).
+
+Engines: the SQL expressions give the same key as Python for every ASCII input (property-tested on
+both engines). For a Unicode domain only Python can compute punycode, so the key computed in Python
+is STORED beside the raw entry when written (and back-filled for rows inserted by hand); eligibility
+honours both the stored key and the key SQL computes from the raw value: the conservative side wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Final
+
+import idna
+
+from coldsync.rules import (
+    DOMAIN_PATTERN,
+    EMAIL_PATTERN,
+    EMAIL_TRIM_CHARS,
+    MAX_DOMAIN_LENGTH,
+    MAX_EMAIL_LENGTH,
+)
+
+DOMAIN_ALIASES: Final[dict[str, str]] = {"googlemail.com": "gmail.com"}
+"""Domains that deliver to the same mailboxes as another: keyed as that other domain."""
+
+DOTLESS_LOCAL_DOMAINS: Final[tuple[str, ...]] = ("gmail.com",)
+"""Domains (after aliasing) whose mailboxes ignore dots in the local part."""
+
+# --- the pattern templates ------------------------------------------------------------------------
+# `{T}` is the trim set as a character class. Only constructs Python `re` and RE2 read the same way;
+# quotes are written \x22 and \x27 so a pattern can sit inside any SQL string literal. Python applies
+# a template with re.fullmatch; SQL anchors it with ^...$ (RE2's $ is the end of the text only).
+
+# A local part's +tag (not a leading +): group 1 is what is kept.
+_PLUS_TAG = r"([^+@]+)\+[^@]*(@.*)"
+# A pasted email entry: [Name] <  "  mailto:  ADDRESS  ?query  "  >  -- group 1 is ADDRESS.
+_EMAIL_WRAP = (r"{T}*(?:[^<>]*<)?{T}*(?:[\x22\x27]{T}*)?(?:[mM][aA][iI][lL][tT][oO]:{T}*)?"
+               r"([^?<>]*?){T}*(?:\?[^<>]*)?(?:[\x22\x27]{T}*)?(?:>.*)?")
+# A pasted domain entry (already lower-cased): scheme://  @  DOMAIN  .  :port  /path  -- group 1.
+_DOMAIN_WRAP = r"{T}*(?:[a-z][a-z0-9+.-]*://)?@?([^/?#:]*?)\.?(?::[0-9]*)?(?:[/?#].*)?{T}*"
+_TRIM_ENDS = r"{T}*(.*?){T}*"
+
+
+def _ranges(chars: str) -> list[tuple[int, int]]:
+    """The code points of `chars` as sorted, merged (first, last) ranges."""
+    ranges: list[tuple[int, int]] = []
+    for point in sorted({ord(c) for c in chars}):
+        if ranges and point == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], point)
+        else:
+            ranges.append((point, point))
+    return ranges
+
+
+def _char_class(chars: str, escape: str) -> str:
+    parts = [escape.format(a) if a == b else f"{escape.format(a)}-{escape.format(b)}" for a, b in _ranges(chars)]
+    return "[" + "".join(parts) + "]"
+
+
+def _py_class(chars: str) -> str:
+    return _char_class(chars, "\\u{:04x}")
+
+
+def _re2_class(chars: str) -> str:
+    return _char_class(chars, "\\x{{{:04X}}}")
+
+
+def _py(template: str) -> re.Pattern[str]:
+    return re.compile(template.replace("{T}", _py_class(EMAIL_TRIM_CHARS)))
+
+
+def _sql(template: str) -> str:
+    """The template as an anchored RE2 pattern inside a BigQuery raw string literal."""
+    pattern = "^" + template.replace("{T}", _re2_class(EMAIL_TRIM_CHARS)) + "$"
+    assert "'" not in pattern and '"' not in pattern
+    return f"r'{pattern}'"
+
+
+_PLUS_TAG_RE = _py(_PLUS_TAG)
+_EMAIL_WRAP_RE = _py(_EMAIL_WRAP)
+_DOMAIN_WRAP_RE = _py(_DOMAIN_WRAP)
+_TRIM_ENDS_RE = _py(_TRIM_ENDS)
+_EMAIL_RE = re.compile(EMAIL_PATTERN)
+_DOMAIN_RE = re.compile(DOMAIN_PATTERN)
+
+
+def _replace(pattern: re.Pattern[str], value: str) -> str:
+    """Python's twin of SQL ``REGEXP_REPLACE(value, ^pattern$, r'\\1...')``: the groups when the
+    whole value matches, else the value unchanged."""
+    match = pattern.fullmatch(value)
+    return "".join(g or "" for g in match.groups()) if match else value
+
+
+def _valid_email(value: str) -> bool:
+    return len(value) <= MAX_EMAIL_LENGTH and _EMAIL_RE.fullmatch(value) is not None
+
+
+def _valid_domain(value: str) -> bool:
+    return len(value) <= MAX_DOMAIN_LENGTH and _DOMAIN_RE.fullmatch(value) is not None
+
+
+def _to_ascii_domain(domain: str) -> str | None:
+    """A Unicode domain as punycode (IDNA 2008 with UTS 46 mapping), or None when it is not one."""
+    if domain.isascii():
+        return domain
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
+# --- Python ---------------------------------------------------------------------------------------
+
+
+def untagged(email: str) -> str:
+    """Stage 1 of ``email_key``: the domain alias applied, the local part's +tag dropped."""
+    for alias, target in DOMAIN_ALIASES.items():
+        if email.endswith(f"@{alias}"):
+            email = email[: -len(alias)] + target
+    return _replace(_PLUS_TAG_RE, email)
+
+
+def key_of_untagged(value: str) -> str:
+    """Stage 2 of ``email_key``: the dots of the local part dropped on DOTLESS_LOCAL_DOMAINS."""
+    local, _, domain = value.rpartition("@")
+    if domain in DOTLESS_LOCAL_DOMAINS:
+        return f"{local.replace('.', '')}@{domain}"
+    return value
+
+
+def email_key(email: str) -> str:
+    """The suppression key of a VALID, lower-cased address (``rules.normalize_email``'s output).
+
+    ``Jane+Promo@GoogleMail.com`` normalized is ``jane+promo@googlemail.com``, whose key is
+    ``jane@gmail.com``. Raises ValueError when `email` has no ``@`` (callers pass valid addresses).
+    """
+    if "@" not in email:
+        raise ValueError("not an email address (no '@')")
+    return key_of_untagged(untagged(email))
+
+
+def key_domain(key: str) -> str:
+    """The domain of an email key (what a DNC domain entry is compared with)."""
+    return key.rpartition("@")[2]
+
+
+def canonical_email(raw: object) -> str | None:
+    """A pasted do-not-contact email entry as a plain address (unwrapped, lower-case, punycode), or
+    None when nothing usable is left. This is the value mirrored to Instantly's block list."""
+    if not isinstance(raw, str):
+        return None
+    value = _replace(_EMAIL_WRAP_RE, raw).lower().removesuffix(".")
+    if not value.isascii():
+        local, at, domain = value.rpartition("@")
+        ascii_domain = _to_ascii_domain(domain) if at and local.isascii() else None
+        if ascii_domain is None:
+            return None
+        value = f"{local}@{ascii_domain}"
+    return value if _valid_email(value) else None
+
+
+def address_key(raw: object) -> str | None:
+    """The suppression key of an address as stored anywhere (a do-not-contact EMAIL entry as pasted,
+    a history or state row, written by coldsync or imported by hand), or None when unusable."""
+    value = canonical_email(raw)
+    return email_key(value) if value is not None else None
+
+
+def domain_key(raw: object) -> str | None:
+    """The suppression key of a DOMAIN entry as pasted (``https://www.Acme.example/x`` ->
+    ``acme.example``; ``bücher.example`` -> ``xn--bcher-kva.example``), or None when unusable.
+
+    Sub-domains are kept (``eu.acme.example`` blocks only that domain): domains match exactly. A
+    leading ``www.`` goes because mail is not received at ``www.`` hosts: widening the block is the
+    safe side of a do-not-contact list.
+    """
+    if not isinstance(raw, str):
+        return None
+    value = _to_ascii_domain(_replace(_DOMAIN_WRAP_RE, raw.lower()))
+    if value is None:
+        return None
+    if value.startswith("www.") and _valid_domain(value[4:]):
+        value = value[4:]
+    value = DOMAIN_ALIASES.get(value, value)
+    return value if _valid_domain(value) else None
+
+
+def erasure_hash(key: str, salt: str) -> str:
+    """What an erased person's suppression keeps: hex SHA-256 of the warehouse's salt + the key."""
+    return hashlib.sha256(f"{salt}{key}".encode()).hexdigest()
+
+
+def trim_ends(raw: str) -> str:
+    """``raw`` without the trim set at either end (Python's twin of ``sql_trim_ends``)."""
+    return _replace(_TRIM_ENDS_RE, raw)
+
+
+# --- SQL (BigQuery dialect; DuckDB runs it transpiled) --------------------------------------------
+# Each generator references its input at most three times; the views apply them in CTE stages (one
+# column per stage), so the source's rows are not re-parsed; the composed forms (`sql_email_key`,
+# `sql_address_key`) are for small inputs (state rows, the rows of one statement).
+
+
+def sql_trim_ends(x: str) -> str:
+    """SQL twin of ``trim_ends``."""
+    return f"REGEXP_REPLACE({x}, {_sql(_TRIM_ENDS)}, r'\\1')"
+
+
+def sql_untagged(e: str) -> str:
+    """Stage 1 of ``email_key`` (valid, lower-cased `e`): the domain alias applied, the +tag gone."""
+    for alias, target in DOMAIN_ALIASES.items():
+        e = f"REGEXP_REPLACE({e}, r'@{re.escape(alias)}$', '@{target}')"
+    return f"REGEXP_REPLACE({e}, {_sql(_PLUS_TAG)}, r'\\1\\2')"
+
+
+def sql_key_of_untagged(u: str) -> str:
+    """Stage 2 of ``email_key``: the dots of the local part dropped on DOTLESS_LOCAL_DOMAINS."""
+    dotless = " OR ".join(f"ENDS_WITH({u}, '@{d}')" for d in DOTLESS_LOCAL_DOMAINS)
+    return (f"IF({dotless}, CONCAT(REPLACE(REGEXP_REPLACE({u}, r'@[^@]*$', ''), '.', ''), "
+            f"REGEXP_REPLACE({u}, r'^[^@]*', '')), {u})")
+
+
+def sql_email_key(e: str) -> str:
+    """SQL twin of ``email_key`` (composed: for small inputs; views stage it)."""
+    return sql_key_of_untagged(sql_untagged(e))
+
+
+def sql_key_domain(key: str) -> str:
+    """SQL twin of ``key_domain``."""
+    return f"REGEXP_REPLACE({key}, r'^.*@', '')"
+
+
+def sql_unwrapped_email(x: str) -> str:
+    """Stage 1 of ``canonical_email``: unwrapped, lower-cased, one trailing dot dropped."""
+    return f"REGEXP_REPLACE(LOWER(REGEXP_REPLACE({x}, {_sql(_EMAIL_WRAP)}, r'\\1')), r'\\.$', '')"
+
+
+def sql_valid_email_or_null(v: str) -> str:
+    """Stage 2 of ``canonical_email``: `v` when it is a valid address, else NULL."""
+    return f"IF(LENGTH({v}) <= {MAX_EMAIL_LENGTH} AND REGEXP_CONTAINS({v}, r\"{EMAIL_PATTERN}\"), {v}, NULL)"
+
+
+def sql_canonical_email(x: str) -> str:
+    """SQL twin of ``canonical_email`` for ASCII input (a Unicode domain gives NULL here)."""
+    return sql_valid_email_or_null(sql_unwrapped_email(x))
+
+
+def sql_address_key(x: str) -> str:
+    """SQL twin of ``address_key`` for ASCII input (composed: for small inputs; views stage it)."""
+    return sql_email_key(sql_canonical_email(x))
+
+
+def sql_unwrapped_domain(x: str) -> str:
+    """Stage 1 of ``domain_key``: lower-cased, scheme, path, port, ``@`` and trailing dot removed."""
+    return f"REGEXP_REPLACE(LOWER({x}), {_sql(_DOMAIN_WRAP)}, r'\\1')"
+
+
+def _sql_valid_domain(v: str) -> str:
+    return f"(LENGTH({v}) <= {MAX_DOMAIN_LENGTH} AND REGEXP_CONTAINS({v}, r\"{DOMAIN_PATTERN}\"))"
+
+
+def sql_domain_key_of_unwrapped(u: str) -> str:
+    """Stage 2 of ``domain_key``: ``www.`` dropped when the rest is a domain, alias, validity."""
+    rest = f"SUBSTR({u}, 5)"
+    stripped = f"IF(STARTS_WITH({u}, 'www.') AND {_sql_valid_domain(rest)}, {rest}, {u})"
+    cases = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in DOMAIN_ALIASES.items())
+    aliased = f"CASE {stripped} {cases} ELSE {stripped} END"
+    return f"IF({_sql_valid_domain(stripped)}, {aliased}, NULL)"
+
+
+def sql_domain_key(x: str) -> str:
+    """SQL twin of ``domain_key`` for ASCII input (a Unicode domain gives NULL here)."""
+    return sql_domain_key_of_unwrapped(sql_unwrapped_domain(x))
+
+
+def sql_erasure_hash(key: str, salt: str) -> str:
+    """SQL twin of ``erasure_hash``."""
+    return f"TO_HEX(SHA256(CONCAT({salt}, {key})))"
