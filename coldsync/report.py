@@ -37,6 +37,9 @@ class RunReport:
     cap: int = 0
     ready_by_segment: dict[str, int] = field(default_factory=dict)
     source_rejects: dict[str, int] = field(default_factory=dict)  # reason -> source rows (v_source_rejects)
+    dnc_rejects: dict[str, int] = field(default_factory=dict)  # reason -> DNC entries that block nobody
+    # Instantly block-list mirror: where the last pull stopped and when a full pass last ended.
+    blocklist_watermark: dict[str, Any] = field(default_factory=dict)
     campaigns: dict[str, str] = field(default_factory=dict)  # segment -> "active" / "paused" / ...
     warnings: list[str] = field(default_factory=list)
     phases: dict[str, PhaseReport] = field(default_factory=dict)
@@ -97,6 +100,10 @@ class RunReport:
             total = sum(self.source_rejects.values())
             lines.append(f"  source rows not taken as given ({total}, see v_source_rejects): "
                          + ", ".join(f"{k} {v}" for k, v in sorted(self.source_rejects.items())))
+        if self.dnc_rejects:
+            total = sum(self.dnc_rejects.values())
+            lines.append(f"  do-not-contact entries that block nobody ({total}, see v_dnc_rejects): "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(self.dnc_rejects.items())))
         for phase in self.phases.values():
             if not phase.ran:
                 lines.append(f"  {phase.name}: skipped")
@@ -123,6 +130,7 @@ class RunReport:
                 f"{self.cap} |",
                 f"| Ready by segment | {', '.join(f'{k}: {v}' for k, v in sorted(self.ready_by_segment.items()))} |",
                 f"| Source rows not taken as given (v_source_rejects) | {sum(self.source_rejects.values())} |",
+                f"| Do-not-contact entries that block nobody (v_dnc_rejects) | {sum(self.dnc_rejects.values())} |",
                 f"| Instantly calls / warehouse statements | {self.api_calls} / {self.warehouse_statements} |",
                 f"| Duration | {self.seconds:.1f}s |", ""]
         out += ["| Phase | Seconds | " + ("Would do" if self.mode == "dry_run" else "Done") + " |", "|---|---|---|"]

@@ -142,6 +142,9 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("allow_paused_campaigns", "bool", False,
                 "Add leads to a campaign that is not active (they wait; nothing is sent).",
                 config_key="allow_paused_campaigns"),
+    SettingSpec("blocklist_mirror", "bool", True,
+                "Mirror the do-not-contact list with Instantly's workspace block list, both ways.",
+                config_key="blocklist_mirror"),
     # --- One run ---------------------------------------------------------------------------
     SettingSpec("dry_run", "bool", False, "Plan and print only: no API write, no warehouse write."),
     SettingSpec("run_drain", "bool", True, "Run the DRAIN phase."),
@@ -185,6 +188,7 @@ class Settings:
     max_active_days: int
     dead_letter_max_retries: int
     allow_paused_campaigns: bool
+    blocklist_mirror: bool
     dry_run: bool
     run_drain: bool
     run_topup: bool

@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from coldsync.suppression import address_key, domain_key, sql_email_key
@@ -28,6 +28,9 @@ from coldsync.warehouse.schema import (
     segment_expression,
     suppression_reason,
 )
+
+BLOCKLIST_SOURCE = "instantly_blocklist"
+"""DNC source of entries pulled from (or confirmed on) Instantly's workspace block list."""
 
 # --- state ---------------------------------------------------------------------------------------
 
@@ -137,14 +140,6 @@ WHEN NOT MATCHED THEN
           s.reason, @now, @run_id)
 """
 
-# Entries written without their keys (by hand, by an older version, by an import): the sync computes
-# the keys in Python (punycode included) and stores them. Entries no key can be made for stay as they
-# are and are listed in v_dnc_rejects.
-DNC_MISSING_KEYS_SQL = """
-SELECT DISTINCT email, domain FROM `{ds}.ops_dnc`
-WHERE (email IS NOT NULL AND email_key IS NULL) OR (domain IS NOT NULL AND domain_key IS NULL)
-"""
-
 DNC_KEY_FIELDS = (("email", "STRING"), ("domain", "STRING"), ("email_key", "STRING"), ("domain_key", "STRING"))
 
 SET_DNC_KEYS_SQL = """
@@ -156,9 +151,52 @@ WHEN MATCHED THEN UPDATE SET
   email_key = COALESCE(t.email_key, s.email_key), domain_key = COALESCE(t.domain_key, s.domain_key)
 """
 
-DNC_REJECT_COUNTS_SQL = f"""
-SELECT reason, COUNT(*) AS n FROM `{{ds}}.{DNC_REJECTS_VIEW}` GROUP BY reason
+# Entries written without their keys (by hand, by an older version, by an import): the sync computes
+# the keys in Python (punycode included) and stores them. Entries no key can be made for stay as they
+# are and are listed in v_dnc_rejects.
+DNC_MISSING_KEYS_SQL = f"""
+SELECT email, domain,
+       LOGICAL_AND(instantly_blocklist_id IS NULL AND source != '{BLOCKLIST_SOURCE}') AS pushable
+FROM `{{ds}}.ops_dnc`
+WHERE (email IS NOT NULL AND email_key IS NULL) OR (domain IS NOT NULL AND domain_key IS NULL)
+GROUP BY email, domain
 """  # noqa: S608
+
+# Entries to mirror to Instantly's block list: usable, not an erased hash, not from the block list
+# itself, not yet mirrored (instantly_blocklist_id is the entry id, or 'refused' when Instantly would
+# not take the value: it is not offered again).
+DNC_TO_PUSH_SQL = f"""
+SELECT email, domain, email_key, domain_key FROM `{{ds}}.ops_dnc`
+WHERE instantly_blocklist_id IS NULL AND email_hash IS NULL AND source != '{BLOCKLIST_SOURCE}'
+  AND (email_key IS NOT NULL OR domain_key IS NOT NULL)
+ORDER BY added_at, email_key, domain_key
+LIMIT @limit
+"""  # noqa: S608
+
+BLOCKLIST_REFUSED = "refused"
+
+# The do-not-contact list's upkeep in ONE read per run: entries without stored keys ('missing'), the
+# unusable ones by reason ('reject', from v_dnc_rejects), and the entries to mirror ('push').
+DNC_UPKEEP_SQL = f"""
+SELECT IF(m.pushable, 'missing_pushable', 'missing') AS kind, m.email, m.domain,
+       CAST(NULL AS STRING) AS email_key, CAST(NULL AS STRING) AS domain_key,
+       CAST(NULL AS STRING) AS reason, CAST(NULL AS INT64) AS n
+FROM ({DNC_MISSING_KEYS_SQL}) AS m
+UNION ALL
+SELECT 'reject', NULL, NULL, NULL, NULL, r.reason, COUNT(*) FROM `{{ds}}.{DNC_REJECTS_VIEW}` AS r GROUP BY r.reason
+UNION ALL
+SELECT 'push', p.email, p.domain, p.email_key, p.domain_key, NULL, NULL FROM ({DNC_TO_PUSH_SQL}) AS p
+"""  # noqa: S608
+
+BLOCKLIST_ID_FIELDS = (("email_key", "STRING"), ("domain_key", "STRING"), ("instantly_blocklist_id", "STRING"))
+
+SET_BLOCKLIST_IDS_SQL = """
+MERGE `{ds}.ops_dnc` AS t
+USING (SELECT r.email_key, r.domain_key, r.instantly_blocklist_id FROM UNNEST(@rows) AS r) AS s
+ON COALESCE(t.email_key, '') = COALESCE(s.email_key, '') AND COALESCE(t.domain_key, '') = COALESCE(s.domain_key, '')
+   AND t.instantly_blocklist_id IS NULL AND t.email_hash IS NULL
+WHEN MATCHED THEN UPDATE SET instantly_blocklist_id = s.instantly_blocklist_id
+"""
 
 # Leads the warehouse tracks whose person is suppressed (a DNC entry by email, domain or erased hash,
 # possibly added after the lead was sent): the drain takes them out of Instantly.
@@ -322,6 +360,15 @@ def dead_letter_id(phase: str, operation: str, key: str) -> str:
     return hashlib.sha256(f"{phase}|{operation}|{key}".encode()).hexdigest()[:24]
 
 
+@dataclass
+class DncUpkeep:
+    """The do-not-contact list's needs this run (Store.dnc_upkeep)."""
+
+    missing: list[dict[str, Any]] = field(default_factory=list)  # (email, domain, pushable) without stored keys
+    rejects: dict[str, int] = field(default_factory=dict)  # reason -> entries that block nobody
+    to_push: list[dict[str, Any]] = field(default_factory=list)  # entries to mirror to Instantly
+
+
 @dataclass(frozen=True)
 class StateRow:
     email: str
@@ -372,18 +419,24 @@ class Store:
         rows = self.warehouse.query(SOURCE_REJECT_COUNTS_SQL, label="source.rejects")
         return {str(r["reason"]): int(r["n"]) for r in rows}
 
-    def run_memory(self) -> tuple[dict[str, dict[str, Any]], int]:
-        """The last successful run's drain watermarks, and the number of open dead letters."""
+    def run_memory(self) -> tuple[dict[str, dict[str, Any]], int, dict[str, Any]]:
+        """The last successful run's drain watermarks, the number of open dead letters, and the last
+        successful run's block-list pull watermark."""
         row = self.warehouse.query(RUN_MEMORY_SQL, label="state.run_memory")[0]
         watermarks: dict[str, dict[str, Any]] = {}
+        blocklist: dict[str, Any] = {}
         if row.get("last_summary"):
             try:
-                found = json.loads(str(row["last_summary"])).get("drain_watermarks", {})
+                summary = json.loads(str(row["last_summary"]))
             except ValueError:
-                found = {}
+                summary = {}
+            found = summary.get("drain_watermarks", {}) if isinstance(summary, dict) else {}
             if isinstance(found, dict):
                 watermarks = {str(k): v for k, v in found.items() if isinstance(v, dict)}
-        return watermarks, int(row.get("open_letters") or 0)
+            pulled = summary.get("blocklist_watermark", {}) if isinstance(summary, dict) else {}
+            if isinstance(pulled, dict):
+                blocklist = pulled
+        return watermarks, int(row.get("open_letters") or 0), blocklist
 
     def open_dead_letters(self) -> list[dict[str, Any]]:
         return self.warehouse.query(OPEN_DEAD_LETTERS_SQL, label="dead_letters.read")
@@ -422,25 +475,44 @@ class Store:
         return self.warehouse.execute(ADD_DNC_SQL, {"rows": Rows(DNC_FIELDS, list(unique.values())),
                                                     **self._stamp()}, label=label)
 
-    def backfill_dnc_keys(self) -> int:
-        """Store the keys of entries written without them (by hand or an older version); returns how
-        many (email, domain) values got keys. Two statements at most; none when nothing is missing."""
-        missing = self.warehouse.query(DNC_MISSING_KEYS_SQL, label="dnc.missing_keys")
-        rows = []
+    def dnc_upkeep(self, push_limit: int) -> DncUpkeep:
+        """What the do-not-contact list needs this run, in one read (DNC_UPKEEP_SQL)."""
+        rows = self.warehouse.query(DNC_UPKEEP_SQL, {"limit": push_limit}, label="dnc.upkeep")
+        upkeep = DncUpkeep()
+        for row in rows:
+            if str(row["kind"]).startswith("missing"):
+                upkeep.missing.append({"email": row.get("email"), "domain": row.get("domain"),
+                                       "pushable": row["kind"] == "missing_pushable"})
+            elif row["kind"] == "reject":
+                upkeep.rejects[str(row["reason"])] = int(row["n"])
+            else:
+                upkeep.to_push.append({k: row.get(k) for k in ("email", "domain", "email_key", "domain_key")})
+        return upkeep
+
+    def backfill_dnc_keys(self, missing: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Store the keys of entries written without them (by hand or an older version): `missing` are
+        their (email, domain) values (DncUpkeep.missing; read here when None). Returns the rows that got
+        keys (email, domain, email_key, domain_key, pushable); one write, none when no key can be made."""
+        if missing is None:
+            missing = self.warehouse.query(DNC_MISSING_KEYS_SQL, label="dnc.missing_keys")
+        rows: list[dict[str, Any]] = []
         for row in missing:
             email, domain = row.get("email"), row.get("domain")
             keys = {"email_key": address_key(email) if email is not None else None,
                     "domain_key": domain_key(domain) if domain is not None else None}
             if any(keys.values()):
-                rows.append({"email": email, "domain": domain, **keys})
+                rows.append({"email": email, "domain": domain, **keys, "pushable": bool(row.get("pushable"))})
         if rows:
             self.warehouse.execute(SET_DNC_KEYS_SQL, {"rows": Rows(DNC_KEY_FIELDS, rows)}, label="dnc.backfill_keys")
-        return len(rows)
+        return rows
 
-    def dnc_reject_counts(self) -> dict[str, int]:
-        """Do-not-contact entries that block nobody, per reason (v_dnc_rejects)."""
-        rows = self.warehouse.query(DNC_REJECT_COUNTS_SQL, label="dnc.rejects")
-        return {str(r["reason"]): int(r["n"]) for r in rows}
+    def set_blocklist_ids(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Store Instantly block-list ids (or BLOCKLIST_REFUSED) on the entries with these keys."""
+        unique = {(r.get("email_key"), r.get("domain_key")): r for r in rows}
+        if not unique:
+            return 0
+        return self.warehouse.execute(SET_BLOCKLIST_IDS_SQL, {"rows": Rows(BLOCKLIST_ID_FIELDS, list(unique.values()))},
+                                      label="blocklist.set_ids")
 
     def suppressed_state(self) -> list[dict[str, Any]]:
         """Tracked leads (state rows) whose person is suppressed, with `how` (email, domain, erased)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from coldsync.cli import ExitCode
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.errors import InstantlyError, NotFoundError
+from coldsync.phases.blocklist import PUSH_LIMIT_PER_RUN
 from coldsync.phases.context import CampaignView, RunContext, RunOutOfTime
 from coldsync.phases.drain import run_drain
 from coldsync.phases.housekeeping import run_housekeeping
@@ -146,7 +147,20 @@ def _phases(ctx: RunContext) -> None:
     t0 = time.monotonic()
     preflight(ctx)
     ctx.state = ctx.store.read_state()
-    ctx.previous_watermarks, ctx.open_dead_letters = ctx.store.run_memory()
+    ctx.previous_watermarks, ctx.open_dead_letters, ctx.previous_blocklist_watermark = ctx.store.run_memory()
+    try:
+        ctx.dnc = ctx.store.dnc_upkeep(PUSH_LIMIT_PER_RUN)
+    except WarehouseError as exc:  # an older schema: stop before touching anything, say how to fix it
+        raise RunFailed(f"the do-not-contact views are missing or outdated ({exc}): run `python setup.py`") from exc
+    report.dnc_rejects = dict(ctx.dnc.rejects)
+    if ctx.dnc.missing and not ctx.dry_run:
+        # Entries written without keys (by hand, an import, an older version) get them before any read.
+        keyed = ctx.store.backfill_dnc_keys(ctx.dnc.missing)
+        report.phase("preflight").counts["dnc entries keyed"] += len(keyed)
+        ctx.dnc.to_push.extend(row for row in keyed if row["pushable"])
+    if report.dnc_rejects:
+        report.warn(f"{sum(report.dnc_rejects.values())} do-not-contact entr(ies) block nobody: see v_dnc_rejects "
+                    "(or validate_environment.py) and fix or remove them")
     for campaign in ctx.campaigns.values():
         tracked = sum(1 for r in ctx.state if r.campaign_id == campaign.campaign_id and r.status != "pending")
         if campaign.leads_count is not None and campaign.leads_count != tracked:

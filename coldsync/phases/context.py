@@ -12,7 +12,7 @@ from coldsync.instantly.client import InstantlyClient
 from coldsync.report import PhaseReport, RunReport
 from coldsync.rules import Segment
 from coldsync.settings import Settings
-from coldsync.store import StateRow, Store, dead_letter_id
+from coldsync.store import DncUpkeep, StateRow, Store, dead_letter_id
 
 
 @dataclass
@@ -51,6 +51,12 @@ class RunContext:
     # What the last successful run had fully drained, per campaign (analytics counters, last full sweep).
     previous_watermarks: dict[str, dict[str, Any]] = field(default_factory=dict)
     open_dead_letters: int = 0
+    # Where the last successful run's pull of Instantly's block list stopped (phases/blocklist.py).
+    previous_blocklist_watermark: dict[str, Any] = field(default_factory=dict)
+    # The do-not-contact list's needs this run (keys to back-fill, unusable entries, entries to mirror).
+    dnc: DncUpkeep = field(default_factory=DncUpkeep)
+    # Suppressed leads housekeeping found in Instantly: campaign -> lead id -> email, deleted after the writes.
+    take_out: dict[str, dict[str, str]] = field(default_factory=dict)
     # time.monotonic() after which the run must not start another write: its lock lease may run out.
     deadline: float | None = None
 

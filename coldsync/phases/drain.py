@@ -37,6 +37,8 @@ FINISHED_FILTERS: dict[LeadFilter, str | None] = {
 }
 FULL_SWEEP_INTERVAL = dt.timedelta(hours=6)
 DNC_SOURCES = {Suppression.DNC: "instantly_unsubscribe", Suppression.PERMANENT: "instantly_bounce"}
+SUPPRESSED_OUTCOME = "suppressed"
+"""History outcome of a lead taken out of Instantly because its person is on the do-not-contact list."""
 
 
 def _sweep_due(previous: Mapping[str, Any], now: dt.datetime) -> bool:
@@ -169,6 +171,27 @@ def run_drain(ctx: RunContext) -> None:
                              "sequence_target": segment.value if segment else None, "status": "draining",
                              "instantly_lead_id": str(lead["id"]), "outcome": decision.outcome.value,
                              "attempt_num": row.attempt_num if row else None, "added_at": None}
+
+    # Leads whose person is suppressed (a DNC entry by email or domain, or an erased hash, perhaps added
+    # after the lead was sent, or a lead adopted before its entry existed): recorded, then taken out.
+    planned = {lead_id for ids in to_delete.values() for lead_id in ids}
+    for hit in ctx.store.suppressed_state():
+        hit_id, hit_campaign = hit.get("instantly_lead_id"), hit.get("campaign_id")
+        if (hit.get("status") != "active" or not hit_id or hit_id in planned
+                or hit_campaign not in ctx.campaign_ids() or hit["email"] in state_rows):
+            continue  # pending rows are settled by housekeeping; draining rows are retried below
+        reason = f"on the do-not-contact list (by {hit['how']})"
+        phase.plan[f"drain {SUPPRESSED_OUTCOME}"] += 1
+        history.append({"email": hit["email"], "campaign_id": hit_campaign,
+                        "sequence_name": hit.get("sequence_target"), "status_final": SUPPRESSED_OUTCOME,
+                        "completed_at": ctx.now, "attempt_num": hit.get("attempt_num"),
+                        "instantly_lead_id": hit_id, "reason": reason})
+        to_delete.setdefault(str(hit_campaign), {})[str(hit_id)] = str(hit["email"])
+        owned.add(str(hit_id))
+        state_rows[str(hit["email"])] = {
+            "email": hit["email"], "op": "upsert", "campaign_id": hit_campaign,
+            "sequence_target": hit.get("sequence_target"), "status": "draining", "instantly_lead_id": hit_id,
+            "outcome": SUPPRESSED_OUTCOME, "attempt_num": hit.get("attempt_num"), "added_at": None}
 
     # Deletes that an earlier run recorded but could not finish.
     retried: set[str] = set()

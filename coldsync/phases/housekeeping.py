@@ -6,6 +6,10 @@
   (only then: this costs one call per 100 leads) to adopt orphans (leads the warehouse does not know)
   and to close leads that vanished from Instantly without passing through the drain.
 - Open dead letters: closed when their operation is no longer needed; given up past the retry limit.
+- A lead found in Instantly (a pending row's look-up, an orphan) whose person is suppressed is never
+  adopted: it gets a history row `suppressed` and state 'draining' FIRST, then is deleted by id; a
+  failed delete is retried by the next run's drain like any other.
+- The do-not-contact list is mirrored both ways with Instantly's block list (phases/blocklist.py).
 """
 
 from __future__ import annotations
@@ -14,13 +18,28 @@ import logging
 from typing import Any
 
 from coldsync.instantly.errors import InstantlyError
-from coldsync.phases.context import RunContext
-from coldsync.rules import lead_id_of, normalize_email
+from coldsync.phases import blocklist
+from coldsync.phases.context import RunContext, dead_letter
+from coldsync.phases.drain import SUPPRESSED_OUTCOME
+from coldsync.rules import chunk, lead_id_of, normalize_email
 
 log = logging.getLogger("coldsync.housekeeping")
 
 
-def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]]) -> None:
+def _take_out(ctx: RunContext, email: str, campaign_id: str, lead_id: str, how: str, sequence: str | None,
+              attempt: int | None, state: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
+    """Record a suppressed lead found in Instantly (history `suppressed`, state 'draining'); the delete
+    follows the writes (run_housekeeping), and a failed one is retried by the next drain."""
+    history.append({"email": email, "campaign_id": campaign_id, "sequence_name": sequence,
+                    "status_final": SUPPRESSED_OUTCOME, "completed_at": ctx.now, "attempt_num": attempt,
+                    "instantly_lead_id": lead_id, "reason": f"on the do-not-contact list (by {how}): never adopted"})
+    state.append({"email": email, "op": "upsert", "status": "draining", "instantly_lead_id": lead_id,
+                  "campaign_id": campaign_id, "sequence_target": sequence, "attempt_num": attempt,
+                  "outcome": SUPPRESSED_OUTCOME, "added_at": None})
+    ctx.take_out.setdefault(campaign_id, {})[lead_id] = email
+
+
+def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
     phase = ctx.report.phase("housekeeping")
     pending = [row for row in ctx.state if row.status == "pending" and row.run_id != ctx.run_id]
     if not pending:
@@ -31,9 +50,15 @@ def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]]) -> None:
         phase.notes.append(f"pending look-up failed, retried next run: {exc.summary}")
         return
     managed = ctx.campaign_ids()
+    suppressed = ctx.store.suppressed_emails(row.email for row in pending)
     for row in pending:
         here = [lead for lead in found.get(row.email, []) if lead.get("campaign") in managed and lead_id_of(lead)]
-        if here:
+        if here and row.email in suppressed:
+            lead = here[0]
+            phase.plan["remove suppressed"] += 1
+            _take_out(ctx, row.email, str(lead.get("campaign")), str(lead_id_of(lead)), suppressed[row.email],
+                      row.sequence_target, row.attempt_num, state, history)
+        elif here:
             lead = here[0]
             phase.plan["adopt pending"] += 1
             state.append({"email": row.email, "op": "upsert", "status": "active",
@@ -64,6 +89,8 @@ def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: 
         known_emails = {r.email for r in ctx.state}
         seen_ids: set[str] = set()
         unreadable = 0
+        suppressed = ctx.store.suppressed_emails(
+            e for lead in leads if lead_id_of(lead) not in known_ids and (e := normalize_email(lead.get("email"))))
         for lead in leads:
             lead_id = lead_id_of(lead)
             if lead_id is None:
@@ -72,6 +99,12 @@ def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: 
             seen_ids.add(lead_id)
             email = normalize_email(lead.get("email"))
             if lead_id in known_ids or email is None or email in known_emails:
+                continue
+            if email in suppressed:
+                phase.plan["remove suppressed"] += 1
+                known_emails.add(email)
+                _take_out(ctx, email, campaign.campaign_id, lead_id, suppressed[email], campaign.segment.value, None,
+                          state, history)
                 continue
             phase.plan["adopt orphan"] += 1
             known_emails.add(email)
@@ -132,13 +165,38 @@ def run_housekeeping(ctx: RunContext) -> None:
     earlier_pending = any(r.status == "pending" and r.run_id != ctx.run_id for r in ctx.state)
     if not ctx.dry_run and (earlier_pending or ctx.mismatched_campaigns):
         ctx.state = ctx.store.read_state()  # as the drain and the top-up left it
-    _reconcile_pending(ctx, state)
+    _reconcile_pending(ctx, state, history)
     _reconcile_campaigns(ctx, state, history)
     letters = _retire_dead_letters(ctx, history)
+    if ctx.settings.blocklist_mirror:
+        blocklist.pull(ctx)
+        blocklist.push(ctx)
     if ctx.dry_run:
         return
     ctx.check_deadline("housekeeping's writes")
     ctx.store.record_history(history)
     ctx.store.apply_state(state, label="housekeeping.state")
+    letters += _delete_taken_out(ctx)
     ctx.store.record_dead_letters(letters, label="housekeeping.dead_letters")
     phase.counts.update(phase.plan)
+
+
+def _delete_taken_out(ctx: RunContext) -> list[dict[str, Any]]:
+    """Delete, by explicit ids, the suppressed leads recorded above; their state rows then go."""
+    phase = ctx.report.phase("housekeeping")
+    gone: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for campaign_id, leads in ctx.take_out.items():
+        for part in chunk(list(leads), 1000):
+            try:
+                ctx.deleted_in_instantly += ctx.client.delete_leads(campaign_id, part)
+            except InstantlyError as exc:
+                failures.extend(dead_letter(phase, "delete_lead", lead_id, email=leads[lead_id],
+                                            campaign_id=campaign_id, lead_id=lead_id, error=str(exc),
+                                            http_status=exc.http_status) for lead_id in part)
+                continue
+            gone.extend({"email": leads[lead_id], "op": "delete"} for lead_id in part)
+    ctx.store.apply_state(gone, label="housekeeping.state_gone")
+    if failures:
+        ctx.report.warn(f"{len(failures)} delete(s) of suppressed leads failed: retried by the next run")
+    return failures

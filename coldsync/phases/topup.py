@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from coldsync.instantly.client import LeadOutcome
+from coldsync.phases.blocklist import confirm_blocklisted, entry_dnc_row
 from coldsync.phases.context import RunContext, dead_letter
 from coldsync.rules import Segment, normalize_email, plan_top_up
 
@@ -102,6 +103,7 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
     dnc: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
     letters = rejected
+    unconfirmed: list[tuple[str, str, str]] = []  # (email, campaign, kind) Instantly counted but did not name
     for segment, items in chosen.items():
         campaign_id = ctx.campaigns[segment].campaign_id
         if ctx.deadline is not None and time.monotonic() > ctx.deadline:
@@ -114,16 +116,43 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
             ctx.report.warn("the Instantly plan's lead limit is reached: no more leads can be uploaded")
         for outcome in result.outcomes:
             email, _payload, source_row = items[outcome.index]
-            _settle(ctx, outcome, email, campaign_id, source_row, state, dnc, history, letters)
+            _settle(ctx, outcome, email, campaign_id, source_row, state, dnc, history, letters, unconfirmed)
+    _recheck(ctx, unconfirmed, dnc, letters)
     ctx.store.apply_state(state, label="topup.state")
     ctx.store.add_dnc(dnc, label="topup.dnc")
     ctx.store.record_history(history)
     ctx.store.record_dead_letters(letters, label="topup.dead_letters")
 
 
+def _recheck(ctx: RunContext, unconfirmed: list[tuple[str, str, str]], dnc: list[dict[str, Any]],
+             letters: list[dict[str, Any]]) -> None:
+    """Re-check the leads a bulk add only counted as blocklisted, invalid or incomplete.
+
+    Blocklisted: Instantly's block list is searched (phases/blocklist.py); a lead an entry really
+    blocks goes on the DNC list with that entry (source `instantly_blocklist`, a fact, not a guess).
+    Every other one keeps an open dead letter and is ready again: the next run adds it in another batch,
+    where Instantly's answer may name it, and the letter gives up after DEAD_LETTER_MAX_RETRIES like
+    any other. Nothing here becomes a permanent suppression on the strength of a counter.
+    """
+    if not unconfirmed:
+        return
+    phase = ctx.report.phase("topup")
+    confirmed = confirm_blocklisted(ctx, [email for email, _c, kind in unconfirmed if kind == "blocklisted"])
+    for email, campaign_id, kind in unconfirmed:
+        entry = confirmed.get(email) if kind == "blocklisted" else None
+        if entry is not None:
+            phase.counts["confirmed on the block list"] += 1
+            dnc.append(entry_dnc_row(entry, "on the Instantly block list (confirmed after a bulk add)"))
+            continue
+        phase.counts[f"unconfirmed:{kind}"] += 1
+        letters.append(dead_letter(phase, "add_lead", email, email=email, campaign_id=campaign_id,
+                                   error=f"Instantly counted a lead of this batch as {kind} without naming it: "
+                                         "not put on the do-not-contact list on a guess; re-checked next run"))
+
+
 def _settle(ctx: RunContext, outcome: LeadOutcome, email: str, campaign_id: str, row: Mapping[str, Any],
             state: list[dict[str, Any]], dnc: list[dict[str, Any]], history: list[dict[str, Any]],
-            letters: list[dict[str, Any]]) -> None:
+            letters: list[dict[str, Any]], unconfirmed: list[tuple[str, str, str]]) -> None:
     phase = ctx.report.phase("topup")
     kind = outcome.outcome
     phase.counts[f"outcome:{kind}"] += 1
@@ -148,6 +177,11 @@ def _settle(ctx: RunContext, outcome: LeadOutcome, email: str, campaign_id: str,
                         "status_final": "in_workspace", "completed_at": ctx.now,
                         "attempt_num": int(row.get("attempt_num") or 1), "instantly_lead_id": outcome.lead_id,
                         "reason": "already in another campaign of the workspace"})
+    elif kind in ("blocklisted", "invalid", "incomplete") and outcome.inferred:
+        # Instantly only counted such leads; the client guessed which. A guess never becomes a
+        # permanent suppression: the row is freed and the guess re-checked (run_topup, below).
+        state.append({"email": email, "op": "delete"})
+        unconfirmed.append((email, campaign_id, kind))
     elif kind == "blocklisted":
         state.append({"email": email, "op": "delete"})
         dnc.append({"email": email, "domain": None, "source": "instantly_blocklist",

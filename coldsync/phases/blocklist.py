@@ -1,0 +1,150 @@
+"""The do-not-contact list mirrored both ways with Instantly's workspace block list.
+
+- PUSH: DNC entries not yet on Instantly's block list (no `instantly_blocklist_id`) are sent with
+  `POST /api/v2/block-lists-entries/bulk-create` (at most 1,000 values a call, at most
+  PUSH_LIMIT_PER_RUN values a run), and each entry's Instantly id is stored. What is pushed is the
+  entry as a person meant it: the unwrapped, lower-cased address (`suppression.canonical_email`, not
+  the +tag-folded key, so Instantly blocks exactly that address) or the domain key. Erased persons'
+  hashes cannot be pushed (there is no address left). So leads added by hand in Instantly, or by
+  another tool, are blocked by Instantly itself.
+- PULL: Instantly's block list (`GET /api/v2/block-lists-entries`) is read into the DNC list (source
+  `instantly_blocklist`), PULL_PAGES_PER_RUN pages a run from where the last run stopped. The spec
+  does not say whether entry ids grow with time, so a pass that reached the end starts over after
+  FULL_PULL_INTERVAL: every entry is pulled at least once a day whatever the id order.
+- CONFIRM: when Instantly answers an add only with counters (`in_blocklist`), the client's guess of
+  which leads were blocked is checked against the block list (a search by the lead's domain) before
+  anything permanent is written; unconfirmed guesses stay re-checkable (topup.py).
+Nothing here ever deletes a block-list entry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from coldsync.instantly.client import BlockListEntry
+from coldsync.instantly.errors import InstantlyError
+from coldsync.phases.context import RunContext
+from coldsync.rules import MAX_BATCH_SIZE, parse_timestamp
+from coldsync.store import BLOCKLIST_REFUSED, BLOCKLIST_SOURCE, dnc_row
+from coldsync.suppression import address_key, canonical_email, domain_key, key_domain
+
+log = logging.getLogger("coldsync.blocklist")
+
+PUSH_LIMIT_PER_RUN = 5 * MAX_BATCH_SIZE
+"""Values pushed per run at most (5 calls): a first run with a large list spreads over a few runs."""
+
+PULL_PAGES_PER_RUN = 10
+"""Block-list pages (of 100) read per run at most."""
+
+FULL_PULL_INTERVAL = dt.timedelta(hours=24)
+"""A pull pass that reached the end starts over from the beginning after this long."""
+
+CONFIRM_LIMIT_PER_RUN = 25
+"""Inferred block-list rejects checked per run (one search call each); the rest are re-checked later."""
+
+
+def entry_dnc_row(entry: BlockListEntry, reason: str) -> dict[str, Any]:
+    """The DNC row of an Instantly block-list entry (domain or email, as Instantly says)."""
+    if entry.is_domain:
+        return dnc_row(domain=entry.value, source=BLOCKLIST_SOURCE, reason=reason, blocklist_id=entry.id)
+    return dnc_row(email=entry.value, source=BLOCKLIST_SOURCE, reason=reason, blocklist_id=entry.id)
+
+
+def confirm_blocklisted(ctx: RunContext, emails: Iterable[str]) -> dict[str, BlockListEntry]:
+    """Of these addresses (a bulk add's inferred `blocklisted` leads), those Instantly's block list
+    really blocks -> the entry that blocks them. One search call per distinct domain, at most
+    CONFIRM_LIMIT_PER_RUN; an address not checked (limit, failure) is simply not confirmed."""
+    by_domain: dict[str, list[tuple[str, str]]] = {}
+    for email in emails:
+        key = address_key(email)
+        if key is not None:
+            by_domain.setdefault(key_domain(key), []).append((email, key))
+    confirmed: dict[str, BlockListEntry] = {}
+    phase = ctx.report.phase("topup")
+    for n, (domain, members) in enumerate(by_domain.items()):
+        if n >= CONFIRM_LIMIT_PER_RUN:
+            phase.notes.append(f"block-list check limited to {CONFIRM_LIMIT_PER_RUN} domains this run")
+            break
+        try:
+            entries = list(ctx.client.iter_block_list(search=domain, max_pages=2))
+        except InstantlyError as exc:
+            phase.notes.append(f"block-list check failed: {exc.summary}")
+            break
+        for entry in entries:
+            for email, key in members:
+                blocks = (domain_key(entry.value) == domain) if entry.is_domain else (address_key(entry.value) == key)
+                if blocks:
+                    confirmed.setdefault(email, entry)
+    return confirmed
+
+
+def push(ctx: RunContext) -> None:
+    """Send DNC entries Instantly does not have yet; store each one's Instantly id."""
+    phase = ctx.report.phase("housekeeping")
+    pending = ctx.dnc.to_push
+    values: dict[str, dict[str, Any]] = {}
+    keys: set[tuple[Any, Any]] = set()
+    for row in pending:
+        key = (row.get("email_key"), row.get("domain_key"))
+        # One value per key: every entry of that person (or domain) gets the id of what was pushed.
+        value = (canonical_email(row.get("email")) or row.get("email_key")) if row.get("email_key") else key[1]
+        if value and key not in keys:
+            keys.add(key)
+            values.setdefault(str(value), row)
+    if not values:
+        return
+    phase.plan["push to block list"] += len(values)
+    if ctx.dry_run:
+        return
+    ctx.check_deadline("the block-list push")
+    try:
+        result = ctx.client.block_list_create(list(values))
+    except InstantlyError as exc:
+        phase.notes.append(f"block-list push failed, retried next run: {exc.summary}")
+        return
+    updates: list[dict[str, Any]] = []
+    for outcome in result.outcomes:
+        sent = values.get(outcome.value) if outcome.value else None
+        entry_id = outcome.entry_id or (BLOCKLIST_REFUSED if outcome.outcome == "refused" else None)
+        if sent is not None and entry_id:
+            updates.append({"email_key": sent.get("email_key"), "domain_key": sent.get("domain_key"),
+                            "instantly_blocklist_id": entry_id})
+    refused = sum(1 for o in result.outcomes if o.outcome == "refused")
+    if refused:
+        phase.notes.append(f"Instantly refused {refused} block-list value(s) (kept on the DNC list)")
+    phase.counts["pushed to block list"] += ctx.store.set_blocklist_ids(updates)
+
+
+def pull(ctx: RunContext) -> None:
+    """Read Instantly's block list into the DNC list, PULL_PAGES_PER_RUN pages from the last stop."""
+    phase = ctx.report.phase("housekeeping")
+    previous = ctx.previous_blocklist_watermark
+    cursor = previous.get("cursor") if isinstance(previous.get("cursor"), str) else None
+    finished = parse_timestamp(previous.get("pass_finished_at"))
+    if cursor is None and finished is not None and ctx.now - finished < FULL_PULL_INTERVAL:
+        ctx.report.blocklist_watermark = dict(previous)
+        return  # a full pass ended recently: nothing to do until the interval has passed
+    listing = ctx.client.iter_block_list(starting_after=cursor, max_pages=PULL_PAGES_PER_RUN)
+    entries: list[BlockListEntry] = []
+    try:
+        entries.extend(listing)
+    except InstantlyError as exc:
+        phase.notes.append(f"block-list pull failed, retried next run: {exc.summary}")
+        ctx.report.blocklist_watermark = dict(previous)
+        return
+    rows = [entry_dnc_row(e, "on the Instantly workspace block list") for e in entries]
+    usable = [r for r in rows if r["email_key"] or r["domain_key"]]
+    phase.plan["pull from block list"] += len(usable)
+    watermark: dict[str, Any] = {"pass_finished_at": previous.get("pass_finished_at")}
+    if listing.complete:
+        watermark = {"cursor": None, "pass_finished_at": ctx.now.isoformat()}
+    else:
+        watermark["cursor"] = listing.last_id or cursor
+    ctx.report.blocklist_watermark = watermark
+    if ctx.dry_run or not usable:
+        return
+    ctx.check_deadline("the block-list pull")
+    phase.counts["pulled from block list"] += ctx.store.add_dnc(usable, label="blocklist.pull")
