@@ -175,6 +175,10 @@ LIMIT @limit
 
 BLOCKLIST_REFUSED = "refused"
 
+DNC_REJECT_COUNTS_SQL = f"""
+SELECT reason, COUNT(*) AS n FROM `{{ds}}.{DNC_REJECTS_VIEW}` GROUP BY reason
+"""  # noqa: S608
+
 # The do-not-contact list's upkeep in ONE read per run: entries without stored keys ('missing'), the
 # unusable ones by reason ('reject', from v_dnc_rejects), and the entries to mirror ('push').
 DNC_UPKEEP_SQL = f"""

@@ -43,7 +43,7 @@ from coldsync.instantly.errors import (
 from coldsync.logs import configure_logging
 from coldsync.redact import mask_emails_in_text
 from coldsync.settings import CONFIG_KEYS, Settings, SettingsError, SettingsSources, resolve
-from coldsync.store import Store
+from coldsync.store import DNC_REJECT_COUNTS_SQL, Store
 from coldsync.sync import CAMPAIGN_SETTINGS, STATUS_NAMES
 from coldsync.warehouse import Warehouse, WarehouseError, connect
 from coldsync.warehouse.migrate import check_source, read_config
@@ -53,7 +53,8 @@ Status = Literal["pass", "warn", "fail", "skip"]
 
 CHECK_NAMES = (
     "settings", "instantly key", "warehouse", "schema", "source table", "config rows", "as_of clock",
-    "SMB campaign", "Midsize campaign", "inventory headroom", "ready leads",
+    "SMB campaign", "Midsize campaign", "inventory headroom", "ready leads", "do-not-contact list",
+    "workspace block list",
 )
 
 VIEW_COLUMNS = (*(c.name for c in SOURCE_COLUMNS), "sequence_target", "attempt_num", "last_completed_at",
@@ -315,6 +316,51 @@ def _check_warehouse_contents(result: Validation, first: Settings, sources: Sett
     measured = _check_campaigns(result, settings, client)
     _check_headroom(result, settings, warehouse, measured)
     _check_ready(result, settings, warehouse, now)
+    _check_dnc(result, warehouse)
+    _check_workspace_block_list(result, client)
+
+
+def _check_dnc(result: Validation, warehouse: Warehouse) -> None:
+    """Do-not-contact entries that block nobody (v_dnc_rejects): a warning with the reasons."""
+    if result.status_of("schema") == "fail":
+        result.add("do-not-contact list", "skip", "the schema is incomplete")
+        return
+    try:
+        rows = warehouse.query(DNC_REJECT_COUNTS_SQL, label="validate.dnc_rejects")
+    except WarehouseError as exc:
+        result.add("do-not-contact list", "fail", f"cannot read v_dnc_rejects: {exc}", SETUP_FIX)
+        return
+    counts = {str(r["reason"]): int(r["n"]) for r in rows}
+    if not counts:
+        result.add("do-not-contact list", "pass", "every entry is usable (v_dnc_rejects is empty)")
+        return
+    detail = "; ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+    result.add("do-not-contact list", "warn", f"{sum(counts.values())} entr(ies) block nobody: {detail}",
+               "list them with SELECT * FROM v_dnc_rejects, then fix the value (an address in `email`, a "
+               "domain in `domain`) or delete the row")
+
+
+def _check_workspace_block_list(result: Validation, client: InstantlyClient | None) -> None:
+    """Instantly's own safety net: the workspace adds unsubscribes to its block list."""
+    if client is None:
+        result.add("workspace block list", "skip", "no Instantly client (embedded mode or no accepted key)")
+        return
+    try:
+        setting = client.workspace_add_unsub_to_block()
+    except InstantlyError as exc:
+        result.add("workspace block list", "warn", f"could not read the workspace ({exc.summary})",
+                   "give the key the workspaces:read scope to let this check run")
+        return
+    if setting is None:
+        result.add("workspace block list", "pass", "the workspace does not report add_unsub_to_block (not checked)")
+    elif setting:
+        result.add("workspace block list", "pass", "Instantly adds unsubscribes to the workspace block list")
+    else:
+        result.add("workspace block list", "warn",
+                   "Instantly does NOT add unsubscribes to the workspace block list (add_unsub_to_block is off): "
+                   "an unsubscribe is blocked in Instantly only once the next sync has mirrored it",
+                   "turn on the workspace setting that adds unsubscribed leads to the block list (API field "
+                   "add_unsub_to_block, PATCH /api/v2/workspaces/current)")
 
 
 def _campaigns_only(result: Validation, settings: Settings, client: InstantlyClient | None, why: str) -> None:

@@ -81,7 +81,7 @@ def test_all_checks_pass(env: Env) -> None:
     assert [c.name for c in result.checks] == list(CHECK_NAMES)
     assert set(status(result).values()) == {"pass"}, result.render_text()
     assert result.exit_code == ExitCode.OK and result.mode == "live"
-    assert "ready: 11 passed" in result.render_text()
+    assert "ready: 13 passed" in result.render_text()
 
 
 def test_missing_key_fails(env: Env) -> None:
@@ -207,3 +207,31 @@ def test_command_prints_json_and_exits_with_the_code(tmp_path: Path, monkeypatch
     assert data["mode"] == "embedded" and [c["name"] for c in data["checks"]] == list(CHECK_NAMES)
     assert validate_environment.main(["--production"]) == ExitCode.CHECK_FAILED
     assert "NOT ready" in capsys.readouterr().out
+
+
+def test_unusable_dnc_entries_warn_with_their_count_and_reasons(env: Env) -> None:
+    """Entries that block nobody (no @, an address in the domain column) are a warning naming each reason."""
+    from tests.helpers import add_dnc
+
+    add_dnc(env.warehouse, email="not-an-address")
+    add_dnc(env.warehouse, email="also bad")
+    add_dnc(env.warehouse, domain="jane@acme.example")
+    add_dnc(env.warehouse, email="  Fine@Acme.example\r")  # usable: not counted
+    check = next(c for c in env.check().checks if c.name == "do-not-contact list")
+    assert check.status == "warn"
+    assert check.detail.startswith("3 entr(ies) block nobody: ")
+    assert "2 email entry has no @: put a domain in the domain column" in check.detail
+    assert "1 domain entry looks like an email address: put it in the email column" in check.detail
+    assert "v_dnc_rejects" in check.fix
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(True, "pass"), (False, "warn"), (None, "pass")])
+def test_workspace_block_list_setting(env: Env, setting: bool | None, expected: str) -> None:
+    """add_unsub_to_block off is a warning with the API field named; on or absent passes."""
+    env.sim.set_add_unsub_to_block(setting)
+    check = next(c for c in env.check().checks if c.name == "workspace block list")
+    assert check.status == expected
+    if setting is False:
+        assert "add_unsub_to_block" in check.detail + check.fix
+    if setting is None:
+        assert "not checked" in check.detail

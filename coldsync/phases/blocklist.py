@@ -13,7 +13,10 @@
   FULL_PULL_INTERVAL: every entry is pulled at least once a day whatever the id order.
 - CONFIRM: when Instantly answers an add only with counters (`in_blocklist`), the client's guess of
   which leads were blocked is checked against the block list (a search by the lead's domain) before
-  anything permanent is written; unconfirmed guesses stay re-checkable (topup.py).
+  anything permanent is written; unconfirmed guesses stay re-checkable (topup.py). Assumed where the
+  spec is silent: `search` ("Search by value", example `example.com`) matches part of `bl_value`, so a
+  domain search also lists the email entries at that domain. Were it an exact match, email entries
+  would not be confirmed here: those leads stay re-checkable and the pull brings the entries in.
 Nothing here ever deletes a block-list entry.
 """
 
