@@ -72,10 +72,19 @@ WHEN NOT MATCHED AND s.op = 'upsert' THEN
           COALESCE(s.attempt_num, s.last_attempt + 1, 1), s.outcome, COALESCE(s.added_at, @now), @now, @run_id)
 """  # noqa: S608
 
-READ_STATE_SQL = """
-SELECT email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num, outcome, added_at, run_id
-FROM `{ds}.ops_inst_state`
-"""
+# Every state row, with `suppressed`: how its person is suppressed ('email', 'domain', 'erased'), or
+# NULL. The drain takes suppressed leads out (one read serves both).
+READ_STATE_SQL = f"""
+WITH params AS (SELECT {SALT_SQL} AS salt),
+{DNC_KEYS_CTE},
+{address_key_ctes("st", "`{ds}.ops_inst_state`", "email",
+                  "email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num, outcome, "
+                  "added_at, run_id")}
+SELECT st.email, st.campaign_id, st.sequence_target, st.status, st.instantly_lead_id, st.attempt_num, st.outcome,
+       st.added_at, st.run_id,
+       IF(st.email_key IS NULL, NULL, {suppression_reason("st.email_key", "p.salt")}) AS suppressed
+FROM st CROSS JOIN params AS p
+"""  # noqa: S608
 
 # --- history ---------------------------------------------------------------------------------------
 
@@ -201,22 +210,6 @@ ON COALESCE(t.email_key, '') = COALESCE(s.email_key, '') AND COALESCE(t.domain_k
    AND t.instantly_blocklist_id IS NULL AND t.email_hash IS NULL
 WHEN MATCHED THEN UPDATE SET instantly_blocklist_id = s.instantly_blocklist_id
 """
-
-# Leads the warehouse tracks whose person is suppressed (a DNC entry by email, domain or erased hash,
-# possibly added after the lead was sent): the drain takes them out of Instantly.
-SUPPRESSED_STATE_SQL = f"""
-WITH params AS (SELECT {SALT_SQL} AS salt),
-{DNC_KEYS_CTE},
-{address_key_ctes("st", "`{ds}.ops_inst_state`", "email",
-                  "email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num")}
-SELECT x.email, x.campaign_id, x.sequence_target, x.status, x.instantly_lead_id, x.attempt_num, x.how
-FROM (
-  SELECT st.*, {suppression_reason("st.email_key", "p.salt")} AS how
-  FROM st CROSS JOIN params AS p
-  WHERE st.email_key IS NOT NULL
-) AS x
-WHERE x.how IS NOT NULL
-"""  # noqa: S608
 
 # Which of these addresses (as Instantly gave them) belong to a suppressed person, and how.
 SUPPRESSED_EMAILS_SQL = f"""
@@ -384,6 +377,7 @@ class StateRow:
     outcome: str | None
     added_at: dt.datetime | None
     run_id: str | None
+    suppressed: str | None = None  # how the person is suppressed (email, domain, erased), else None
 
 
 class Store:
@@ -517,10 +511,6 @@ class Store:
             return 0
         return self.warehouse.execute(SET_BLOCKLIST_IDS_SQL, {"rows": Rows(BLOCKLIST_ID_FIELDS, list(unique.values()))},
                                       label="blocklist.set_ids")
-
-    def suppressed_state(self) -> list[dict[str, Any]]:
-        """Tracked leads (state rows) whose person is suppressed, with `how` (email, domain, erased)."""
-        return self.warehouse.query(SUPPRESSED_STATE_SQL, label="dnc.suppressed_state")
 
     def suppressed_emails(self, emails: Iterable[str]) -> dict[str, str]:
         """Of these addresses, those whose person is suppressed -> how (email, domain, erased)."""

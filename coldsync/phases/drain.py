@@ -175,23 +175,23 @@ def run_drain(ctx: RunContext) -> None:
     # Leads whose person is suppressed (a DNC entry by email or domain, or an erased hash, perhaps added
     # after the lead was sent, or a lead adopted before its entry existed): recorded, then taken out.
     planned = {lead_id for ids in to_delete.values() for lead_id in ids}
-    for hit in ctx.store.suppressed_state():
-        hit_id, hit_campaign = hit.get("instantly_lead_id"), hit.get("campaign_id")
-        if (hit.get("status") != "active" or not hit_id or hit_id in planned
-                or hit_campaign not in ctx.campaign_ids() or hit["email"] in state_rows):
+    for hit in ctx.state:
+        if (hit.suppressed is None or hit.status != "active" or not hit.instantly_lead_id
+                or hit.instantly_lead_id in planned or hit.campaign_id not in ctx.campaign_ids()
+                or hit.email in state_rows):
             continue  # pending rows are settled by housekeeping; draining rows are retried below
-        reason = f"on the do-not-contact list (by {hit['how']})"
+        campaign_id = str(hit.campaign_id)
         phase.plan[f"drain {SUPPRESSED_OUTCOME}"] += 1
-        history.append({"email": hit["email"], "campaign_id": hit_campaign,
-                        "sequence_name": hit.get("sequence_target"), "status_final": SUPPRESSED_OUTCOME,
-                        "completed_at": ctx.now, "attempt_num": hit.get("attempt_num"),
-                        "instantly_lead_id": hit_id, "reason": reason})
-        to_delete.setdefault(str(hit_campaign), {})[str(hit_id)] = str(hit["email"])
-        owned.add(str(hit_id))
-        state_rows[str(hit["email"])] = {
-            "email": hit["email"], "op": "upsert", "campaign_id": hit_campaign,
-            "sequence_target": hit.get("sequence_target"), "status": "draining", "instantly_lead_id": hit_id,
-            "outcome": SUPPRESSED_OUTCOME, "attempt_num": hit.get("attempt_num"), "added_at": None}
+        history.append({"email": hit.email, "campaign_id": campaign_id, "sequence_name": hit.sequence_target,
+                        "status_final": SUPPRESSED_OUTCOME, "completed_at": ctx.now, "attempt_num": hit.attempt_num,
+                        "instantly_lead_id": hit.instantly_lead_id,
+                        "reason": f"on the do-not-contact list (by {hit.suppressed})"})
+        to_delete.setdefault(campaign_id, {})[hit.instantly_lead_id] = hit.email
+        owned.add(hit.instantly_lead_id)
+        state_rows[hit.email] = {
+            "email": hit.email, "op": "upsert", "campaign_id": campaign_id, "sequence_target": hit.sequence_target,
+            "status": "draining", "instantly_lead_id": hit.instantly_lead_id, "outcome": SUPPRESSED_OUTCOME,
+            "attempt_num": hit.attempt_num, "added_at": None}
 
     # Deletes that an earlier run recorded but could not finish.
     retried: set[str] = set()
