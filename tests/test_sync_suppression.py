@@ -209,3 +209,18 @@ def test_the_block_list_is_pulled_into_the_dnc_list(duck_world: World) -> None:
         label="test.source")
     ready = {r["email"] for r in world.rows("SELECT email FROM `{ds}.v_ready_for_instantly`")}
     assert "hand+x@pulled.example" not in ready and "ann@acme.example" in ready
+
+
+def test_a_key_without_block_list_scopes_warns_and_the_run_goes_on(duck_world: World) -> None:
+    """A 403 on the block-list push is a warning naming the scopes; the leads are still added and the
+    entry stays unmirrored (pushed by a later run)."""
+    world = duck_world
+    add_dnc(world.warehouse, email="x@acme.example")
+    world.sim.set_fault("POST /block-lists-entries/bulk-create", FaultSpec(statuses=[403]))
+    result = world.run()
+    assert result.report.added == len(LEADS)
+    assert any("block_list_entries scopes" in w for w in result.report.warnings)
+    assert world.rows("SELECT instantly_blocklist_id FROM `{ds}.ops_dnc`") == [{"instantly_blocklist_id": None}]
+    assert world.sim.blocklist_entries() == []
+    world.run()
+    assert [e["bl_value"] for e in world.sim.blocklist_entries()] == ["x@acme.example"]

@@ -115,7 +115,15 @@ def push(ctx: RunContext) -> None:
         if sent is not None and entry_id:
             updates.append({"email_key": sent.get("email_key"), "domain_key": sent.get("domain_key"),
                             "instantly_blocklist_id": entry_id})
-    refused = sum(1 for o in result.outcomes if o.outcome == "refused")
+    failed = result.failed
+    if failed:
+        error = next((o.error for o in failed if o.error is not None), None)
+        why = f": {error.summary} (http {error.http_status})" if error is not None else ""
+        phase.notes.append(f"block-list push of {len(failed)} value(s) failed, retried next run{why}")
+        if error is not None and error.http_status == 403:
+            ctx.report.warn("the Instantly key lacks the block_list_entries scopes: the do-not-contact list is not "
+                            "mirrored to Instantly (add the scopes, or set BLOCKLIST_MIRROR=false)")
+    refused = len(result.refused)
     if refused:
         phase.notes.append(f"Instantly refused {refused} block-list value(s) (kept on the DNC list)")
     phase.counts["pushed to block list"] += ctx.store.set_blocklist_ids(updates)
@@ -136,6 +144,9 @@ def pull(ctx: RunContext) -> None:
         entries.extend(listing)
     except InstantlyError as exc:
         phase.notes.append(f"block-list pull failed, retried next run: {exc.summary}")
+        if exc.http_status == 403:
+            ctx.report.warn("the Instantly key lacks the block_list_entries scopes: Instantly's block list is not "
+                            "pulled into the do-not-contact list (add the scopes, or set BLOCKLIST_MIRROR=false)")
         ctx.report.blocklist_watermark = dict(previous)
         return
     rows = [entry_dnc_row(e, "on the Instantly workspace block list") for e in entries]
