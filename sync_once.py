@@ -4,7 +4,8 @@ Every setting is a flag or an environment variable (see README: configuration), 
     DRY_RUN=true python sync_once.py
     python sync_once.py --target-new-leads-per-run 200 --run-drain false
     python sync_once.py --report [--markdown | --json]   (status report only: no sync)
-Exit codes: 0 success, 1 run failed, 2 bad configuration, 3 another run holds the lock.
+    python sync_once.py --erase EMAIL [--erase-file PATH]  (erase a person, keep a salted-hash suppression)
+Exit codes: 0 success, 1 run failed, 2 bad configuration or input, 3 another run holds the lock.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from contextlib import ExitStack
 
 from coldsync.cli import ExitCode, bootstrap, fail_config, settings_parser
 from coldsync.embedded import embedded_instantly, embedded_settings, is_embedded
+from coldsync.erase import EraseInputError, Target, run_erase, targets_from_cli
 from coldsync.instantly.client import InstantlyClient
 from coldsync.settings import SettingsError, require
 from coldsync.status import report_command
@@ -28,7 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true",
                         help="print the status report instead of syncing (reads the warehouse only)")
     parser.add_argument("--markdown", action="store_true", help="with --report: Markdown, for a job summary")
+    parser.add_argument("--erase", metavar="EMAIL", action="append", default=[],
+                        help="instead of syncing, erase this person's data (warehouse and Instantly) and keep a "
+                             "salted-hash suppression; repeatable; DRY_RUN=true shows what would be removed")
+    parser.add_argument("--erase-file", metavar="PATH", action="append", default=[],
+                        help="like --erase for every address in the file (one a line; blank lines and # comments "
+                             "ignored)")
     args = parser.parse_args(argv)
+    erasing = bool(args.erase or args.erase_file)
+    targets: list[Target] = []
+    if erasing:
+        if args.report:
+            print("Configuration error: --erase cannot be combined with --report", file=sys.stderr)
+            return ExitCode.BAD_CONFIG
+        try:  # before anything is touched
+            targets = targets_from_cli(args.erase, args.erase_file)
+        except EraseInputError as exc:
+            print(f"Erase refused: {exc}", file=sys.stderr)
+            return ExitCode.BAD_CONFIG
     try:
         ctx = bootstrap(args)
     except SettingsError as exc:
@@ -50,12 +69,17 @@ def main(argv: list[str] | None = None) -> int:
             client, now = stack.enter_context(embedded_instantly(settings, warehouse, save=not settings.dry_run))
         else:
             try:
-                require(settings, ["instantly_api_key"], "the sync talks to Instantly")
+                require(settings, ["instantly_api_key"], "the erase deletes the person's leads in Instantly"
+                        if erasing else "the sync talks to Instantly")
             except SettingsError as exc:
                 return fail_config(exc)
             client = stack.enter_context(InstantlyClient(
                 settings.instantly_api_key.reveal(), base_url=settings.instantly_base_url,
                 max_per_second=settings.instantly_max_per_second, max_per_minute=settings.instantly_max_per_minute))
+        if erasing:
+            outcome = run_erase(settings, warehouse, client, targets, now=now)
+            print(outcome.to_json() if args.json else outcome.render_text())
+            return int(outcome.exit_code)
         result = run_sync(settings, warehouse, client, now=now)
     report = result.report
     print(report.to_json() if args.json else report.render_text())

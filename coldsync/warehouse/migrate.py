@@ -6,13 +6,14 @@ never drops data; config rows are only inserted when missing, so ops' changes su
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from coldsync.settings import CONFIG_KEYS, Settings
 from coldsync.warehouse.base import Rows, Warehouse, WarehouseError
-from coldsync.warehouse.schema import SCHEMA_VERSION, SOURCE_COLUMNS, TABLES, VIEWS
+from coldsync.warehouse.schema import ERASURE_SALT_KEY, SCHEMA_VERSION, SOURCE_COLUMNS, TABLES, VIEWS
 
 CONFIG_FIELDS = (("key", "STRING"), ("value_int", "INT64"), ("value_string", "STRING"))
 
@@ -31,6 +32,18 @@ WHERE key = 'schema_version' AND (value_int IS NULL OR value_int < @version)
 """
 
 READ_CONFIG_SQL = "SELECT key, value_int, value_string FROM `{ds}.config`"
+
+# The erasure salt (config row ERASURE_SALT_KEY): inserted only when no row holds the key, so a salt,
+# once made, never changes (every erased person's hash depends on it).
+CREATE_SALT_SQL = """
+MERGE `{ds}.config` AS t
+USING (SELECT @key AS key, @salt AS value_string) AS s
+ON t.key = s.key
+WHEN NOT MATCHED THEN
+  INSERT (key, value_int, value_string, updated_at) VALUES (s.key, NULL, s.value_string, CURRENT_TIMESTAMP())
+"""
+
+SALT_PRESENT_SQL = "SELECT COUNT(*) AS n FROM `{ds}.config` WHERE key = @key"
 
 
 class SchemaError(Exception):
@@ -69,6 +82,15 @@ def read_config(warehouse: Warehouse) -> dict[str, object]:
         value = row["value_int"] if row["value_int"] is not None else row["value_string"]
         out[str(row["key"])] = value
     return out
+
+
+def ensure_erasure_salt(warehouse: Warehouse) -> bool:
+    """Create this warehouse's erasure salt (`secrets.token_hex(32)`, 64 hex characters) when the
+    config table has no ERASURE_SALT_KEY row; never change an existing one. One statement, safe to
+    repeat and to race (the MERGE inserts only when the key is absent). Returns True when it was
+    created. Raises WarehouseError when the config table is missing or unwritable."""
+    params = {"key": ERASURE_SALT_KEY, "salt": secrets.token_hex(32)}
+    return warehouse.execute(CREATE_SALT_SQL, params, label="setup.erasure_salt") > 0
 
 
 def check_source(warehouse: Warehouse, source_table: str) -> list[str]:
@@ -141,6 +163,16 @@ def ensure_schema(
         inserted = warehouse.execute(SEED_CONFIG_SQL, {"rows": Rows(CONFIG_FIELDS, seeds)}, label="setup.seed_config")
         act(f"inserted {inserted} missing config row(s)" if inserted else "ok: config rows present")
         warehouse.execute(SCHEMA_VERSION_SQL, {"version": SCHEMA_VERSION}, label="setup.schema_version")
+
+    if dry_run:
+        present = warehouse.existing_columns("config") is not None and int(warehouse.query(
+            SALT_PRESENT_SQL, {"key": ERASURE_SALT_KEY}, label="setup.erasure_salt_present")[0]["n"]) > 0
+        act("ok: erasure salt present" if present else f"would create the erasure salt (config row {ERASURE_SALT_KEY})",
+            None if present else warehouse.render(CREATE_SALT_SQL))
+    elif ensure_erasure_salt(warehouse):
+        act(f"created the erasure salt (config row {ERASURE_SALT_KEY})")
+    else:
+        act("ok: erasure salt present")
 
     problems = check_source(warehouse, settings.source_table)
     if problems:
