@@ -13,11 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from coldsync.suppression import address_key, domain_key, sql_email_key
+from coldsync.suppression import address_key, domain_key, sql_email_key, sql_erasure_hash
 from coldsync.warehouse.base import Rows, StringArray, Warehouse
 from coldsync.warehouse.schema import (
     CANDIDATES_VIEW,
     DNC_KEYS_CTE,
+    DNC_KEYS_VIEW,
     DNC_REJECTS_VIEW,
     HISTORY_KEYS_VIEW,
     PRIORITY_ORDER,
@@ -75,15 +76,14 @@ WHEN NOT MATCHED AND s.op = 'upsert' THEN
 # Every state row, with `suppressed`: how its person is suppressed ('email', 'domain', 'erased'), or
 # NULL. The drain takes suppressed leads out (one read serves both).
 READ_STATE_SQL = f"""
-WITH params AS (SELECT {SALT_SQL} AS salt),
-{DNC_KEYS_CTE},
+WITH {DNC_KEYS_CTE},
 {address_key_ctes("st", "`{ds}.ops_inst_state`", "email",
                   "email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num, outcome, "
                   "added_at, run_id")}
 SELECT st.email, st.campaign_id, st.sequence_target, st.status, st.instantly_lead_id, st.attempt_num, st.outcome,
        st.added_at, st.run_id,
-       IF(st.email_key IS NULL, NULL, {suppression_reason("st.email_key", "p.salt")}) AS suppressed
-FROM st CROSS JOIN params AS p
+       IF(st.email_key IS NULL, NULL, {suppression_reason("st.email_key", SALT_SQL)}) AS suppressed
+FROM st
 """  # noqa: S608
 
 # --- history ---------------------------------------------------------------------------------------
@@ -213,16 +213,23 @@ WHEN MATCHED THEN UPDATE SET instantly_blocklist_id = s.instantly_blocklist_id
 
 # Which of these addresses (as Instantly gave them) belong to a suppressed person, and how.
 SUPPRESSED_EMAILS_SQL = f"""
-WITH params AS (SELECT {SALT_SQL} AS salt),
-{DNC_KEYS_CTE},
+WITH {DNC_KEYS_CTE},
 {address_key_ctes("given", "UNNEST(@emails) AS e", "e", "e AS email")}
 SELECT x.email, x.how
 FROM (
-  SELECT g.email, {suppression_reason("g.email_key", "p.salt")} AS how
-  FROM given AS g CROSS JOIN params AS p
+  SELECT g.email, {suppression_reason("g.email_key", SALT_SQL)} AS how
+  FROM given AS g
   WHERE g.email_key IS NOT NULL
 ) AS x
 WHERE x.how IS NOT NULL
+"""  # noqa: S608
+
+
+# Of these email keys, those of erased persons (their salted hash is on the list): a pull of Instantly's
+# block list must not bring an erased address back in plain text.
+ERASED_AMONG_SQL = f"""
+SELECT k AS email_key FROM UNNEST(@keys) AS k
+WHERE {sql_erasure_hash("k", SALT_SQL)} IN (SELECT d.key FROM `{{ds}}.{DNC_KEYS_VIEW}` AS d WHERE d.kind = 'hash')
 """  # noqa: S608
 
 
@@ -511,6 +518,14 @@ class Store:
             return 0
         return self.warehouse.execute(SET_BLOCKLIST_IDS_SQL, {"rows": Rows(BLOCKLIST_ID_FIELDS, list(unique.values()))},
                                       label="blocklist.set_ids")
+
+    def erased_among(self, keys: Iterable[str]) -> set[str]:
+        """Of these email keys, those whose person was erased (the salted hash is on the DNC list)."""
+        given = sorted({k for k in keys if k})
+        if not given:
+            return set()
+        rows = self.warehouse.query(ERASED_AMONG_SQL, {"keys": StringArray(given)}, label="dnc.erased_among")
+        return {str(r["email_key"]) for r in rows}
 
     def suppressed_emails(self, emails: Iterable[str]) -> dict[str, str]:
         """Of these addresses, those whose person is suppressed -> how (email, domain, erased)."""

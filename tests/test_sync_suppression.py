@@ -224,3 +224,22 @@ def test_a_key_without_block_list_scopes_warns_and_the_run_goes_on(duck_world: W
     assert world.sim.blocklist_entries() == []
     world.run()
     assert [e["bl_value"] for e in world.sim.blocklist_entries()] == ["x@acme.example"]
+
+
+def test_an_erased_person_on_the_block_list_is_not_pulled_back(duck_world: World) -> None:
+    """After `--erase`, the person's address still on Instantly's block list is not copied back into the
+    warehouse by the next run's pull: no plain-text row, the hash row alone keeps the suppression."""
+    from coldsync.erase import run_erase, targets_from_cli
+
+    world = duck_world
+    add_dnc(world.warehouse, email="Gone@Acme.example")
+    world.run(run_topup=False)
+    assert [e["bl_value"] for e in world.sim.blocklist_entries()] == ["gone@acme.example"]
+    outcome = run_erase(world.settings, world.warehouse, world.client, targets_from_cli(["gone@acme.example"], []),
+                        now=world.sim.now)
+    assert outcome.exit_code == ExitCode.OK, outcome.render_text()
+    world.warehouse.execute("DELETE FROM `{ds}.ops_run_log` WHERE TRUE", label="test.full_pull")  # pull from start
+    result = world.run(run_topup=False)
+    rows = world.rows("SELECT email, email_key, email_hash IS NOT NULL AS hashed FROM `{ds}.ops_dnc`")
+    assert rows == [{"email": None, "email_key": None, "hashed": True}]
+    assert "1 block-list entr(ies) of erased persons not copied back" in result.report.phase("housekeeping").notes

@@ -151,6 +151,11 @@ def pull(ctx: RunContext) -> None:
         return
     rows = [entry_dnc_row(e, "on the Instantly workspace block list") for e in entries]
     usable = [r for r in rows if r["email_key"] or r["domain_key"]]
+    # An erased person stays erased: their address on Instantly's block list is not copied back in.
+    erased = ctx.store.erased_among(str(r["email_key"]) for r in usable if r["email_key"])
+    if erased:
+        phase.notes.append(f"{len(erased)} block-list entr(ies) of erased persons not copied back")
+        usable = [r for r in usable if r["email_key"] not in erased]
     phase.plan["pull from block list"] += len(usable)
     watermark: dict[str, Any] = {"pass_finished_at": previous.get("pass_finished_at")}
     if listing.complete:

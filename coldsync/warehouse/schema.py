@@ -240,15 +240,17 @@ def address_key_ctes(name: str, from_sql: str, raw: str, columns: str) -> str:
 
 
 def suppressed_by(key: str, salt: str, keys: str = "dnc") -> tuple[tuple[str, str], ...]:
-    """Rule 3, the one definition: (how, EXISTS expression) for each way the key `key` is suppressed,
-    against `keys`, a CTE of the statement that reads v_dnc_keys ONCE (`DNC_KEYS_CTE`).
+    """Rule 3, the one definition: (how, boolean expression) for each way the key `key` is suppressed,
+    against `keys`, a CTE of the statement that reads v_dnc_keys ONCE (`DNC_KEYS_CTE`). `salt` is an
+    SQL expression of the erasure salt (SALT_SQL: an uncorrelated scalar subquery, computed once).
 
     The candidates view requires every one to be false; the sync's look-ups (suppressed leads in
     Instantly, adoption) name the first that is true."""
-    def exists(kind: str, value: str) -> str:
-        return f"EXISTS (SELECT 1 FROM {keys} AS d WHERE d.kind = '{kind}' AND d.key = {value})"  # noqa: S608
-    return (("email", exists("email", key)), ("domain", exists("domain", sql_key_domain(key))),
-            ("erased", exists("hash", sql_erasure_hash(key, salt))))
+    def listed(kind: str, value: str) -> str:
+        # IN, not a correlated EXISTS: both engines plan it as one hash semi-join (v_dnc_keys has no NULL key).
+        return f"{value} IN (SELECT d.key FROM {keys} AS d WHERE d.kind = '{kind}')"  # noqa: S608
+    return (("email", listed("email", key)), ("domain", listed("domain", sql_key_domain(key))),
+            ("erased", listed("hash", sql_erasure_hash(key, salt))))
 
 
 DNC_KEYS_CTE = f"dnc AS (SELECT kind, key FROM `{{ds}}.{DNC_KEYS_VIEW}`)"  # noqa: S608
@@ -408,7 +410,6 @@ valid AS (
 CANDIDATES_SQL = f"""
 CREATE OR REPLACE VIEW `{{ds}}.{CANDIDATES_VIEW}` AS
 WITH {SOURCE_CTES},
-params AS (SELECT {SALT_SQL} AS salt),
 {DNC_KEYS_CTE},
 {address_key_ctes("managed", "`{ds}.ops_inst_state`", "email", "status")}
 SELECT
@@ -416,10 +417,9 @@ SELECT
   COALESCE(h.last_attempt, 0) + 1 AS attempt_num,
   h.last_completed_at
 FROM valid AS v
-CROSS JOIN params AS p
 LEFT JOIN `{{ds}}.{HISTORY_KEYS_VIEW}` AS h ON h.email_key = v.email_key
 WHERE v.duplicate_rank = 1
-  AND {" AND ".join(f"NOT {expr}" for _how, expr in suppressed_by("v.email_key", "p.salt"))}
+  AND {" AND ".join(f"NOT {expr}" for _how, expr in suppressed_by("v.email_key", SALT_SQL))}
   AND NOT EXISTS (SELECT 1 FROM managed AS st WHERE st.email_key = v.email_key)
 """  # noqa: S608
 
