@@ -156,7 +156,7 @@ def pull(ctx: RunContext) -> None:
     if erased:
         phase.notes.append(f"{len(erased)} block-list entr(ies) of erased persons not copied back")
         usable = [r for r in usable if r["email_key"] not in erased]
-    phase.plan["pull from block list"] += len(usable)
+    phase.plan["read from block list"] += len(entries)
     watermark: dict[str, Any] = {"pass_finished_at": previous.get("pass_finished_at")}
     if listing.complete:
         watermark = {"cursor": None, "pass_finished_at": ctx.now.isoformat()}
@@ -165,5 +165,5 @@ def pull(ctx: RunContext) -> None:
     ctx.report.blocklist_watermark = watermark
     if ctx.dry_run or not usable:
         return
-    ctx.check_deadline("the block-list pull")
-    phase.counts["pulled from block list"] += ctx.store.add_dnc(usable, label="blocklist.pull")
+    ctx.check_deadline("the block-list pull")  # the MERGE adds only entries whose key is not listed yet
+    phase.counts["DNC entries added or linked from block list"] += ctx.store.add_dnc(usable, label="blocklist.pull")
