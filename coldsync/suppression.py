@@ -11,17 +11,20 @@ constants. The SQL generators return BigQuery expressions over a column expressi
 
 The key of an address (``email_key``), for an address already valid and lower-cased:
   1. the domain's alias is applied (``googlemail.com`` is ``gmail.com``: one mailbox);
-  2. a ``+tag`` is dropped from the local part (``jane+promo`` -> ``jane``; a leading ``+`` is kept);
+  2. a ``+tag`` is dropped from the local part (``jane+promo`` -> ``jane``, ``jane.+x`` -> ``jane``; a
+     leading ``+`` is kept);
   3. on ``gmail.com`` the dots of the local part are dropped (Gmail ignores them).
 A stored address or do-not-contact EMAIL entry (``address_key``) is first unwrapped: the trim set
-(``rules.EMAIL_TRIM_CHARS``) at both ends, a ``Name <...>`` or ``<...>`` wrapper, surrounding quotes,
+(``rules.EMAIL_TRIM_CHARS``) at both ends, a ``Name <...>`` or ``<...>`` wrapper (and anything after
+its ``>``), double quotes at either end, single quotes when they pair up (an apostrophe may begin a
+valid local part),
 a ``mailto:`` prefix and a ``?subject=...`` query; then lower-cased, one trailing dot dropped, and
 (Python only) a Unicode domain turned into punycode (IDNA, UTS 46); then it must be a valid address
 (``rules.EMAIL_PATTERN``), or it has no key and is reported (``v_dnc_rejects``).
 A do-not-contact DOMAIN entry (``domain_key``): lower-cased; the trim set, an URL scheme, a leading
 ``@``, a port, one trailing dot and anything from the first ``/``, ``?`` or ``#`` removed; IDNA
-(Python only); a leading ``www.`` dropped when the rest is still a domain; the alias applied; then it
-must be a valid domain (``rules.DOMAIN_PATTERN``).
+(Python only); leading ``www.`` labels dropped when the rest is still a domain; the alias applied;
+then it must be a valid domain (``rules.DOMAIN_PATTERN``).
 
 Engines: the SQL expressions give the same key as Python for every ASCII input (property-tested on
 both engines). For a Unicode domain only Python can compute punycode, so the key computed in Python
@@ -56,13 +59,23 @@ DOTLESS_LOCAL_DOMAINS: Final[tuple[str, ...]] = ("gmail.com",)
 # quotes are written \x22 and \x27 so a pattern can sit inside any SQL string literal. Python applies
 # a template with re.fullmatch; SQL anchors it with ^...$ (RE2's $ is the end of the text only).
 
-# A local part's +tag (not a leading +): group 1 is what is kept.
-_PLUS_TAG = r"([^+@]+)\+[^@]*(@.*)"
-# A pasted email entry: [Name] <  "  mailto:  ADDRESS  ?query  "  >  -- group 1 is ADDRESS.
-_EMAIL_WRAP = (r"{T}*(?:[^<>]*<)?{T}*(?:[\x22\x27]{T}*)?(?:[mM][aA][iI][lL][tT][oO]:{T}*)?"
-               r"([^?<>]*?){T}*(?:\?[^<>]*)?(?:[\x22\x27]{T}*)?(?:>.*)?")
+# A local part's +tag (not a leading +), with any dots just before it (`jane.+x` is `jane`): groups
+# 1 and 2 are what is kept.
+_PLUS_TAG = r"([^+@]*[^+@.])\.*\+[^@]*(@.*)"
+_MAILTO = r"[mM][aA][iI][lL][tT][oO]:{T}*"
+# A pasted email entry: [Name] <  "  mailto:  ADDRESS  ?query  "  >  -- ADDRESS is group 1 or 2.
+# Double quotes (never part of a valid address) go at either end, paired or not. An apostrophe is a
+# valid first character of a local part (`'quote@acme.example`), so single quotes go only in pairs;
+# the one reading this cannot settle: an entry that starts AND ends with an apostrophe is taken as
+# quoted (`'x@acme.example?subject='` keys as nothing and is listed in v_dnc_rejects).
+_EMAIL_WRAP = (r"{T}*(?:[^<>]*<)?{T}*\x22?{T}*"
+               r"(?:\x27{T}*(?:" + _MAILTO + r")?([^?<>\x22]*?){T}*(?:\?[^<>]*)?\x27"
+               r"|(?:" + _MAILTO + r")?([^?<>\x22]*?){T}*(?:\?[^<>]*)?)"
+               r"{T}*\x22?{T}*(?:>[^<>]*)?")
 # A pasted domain entry (already lower-cased): scheme://  @  DOMAIN  .  :port  /path  -- group 1.
 _DOMAIN_WRAP = r"{T}*(?:[a-z][a-z0-9+.-]*://)?@?([^/?#:]*?)\.?(?::[0-9]*)?(?:[/?#].*)?{T}*"
+# Leading `www.` labels of a domain (all of them: `www.www.acme.example` is `acme.example`).
+_WWW = r"(?:www\.)+(.*)"
 _TRIM_ENDS = r"{T}*(.*?){T}*"
 
 
@@ -102,6 +115,7 @@ def _sql(template: str) -> str:
 
 
 _PLUS_TAG_RE = _py(_PLUS_TAG)
+_WWW_RE = _py(_WWW)
 _EMAIL_WRAP_RE = _py(_EMAIL_WRAP)
 _DOMAIN_WRAP_RE = _py(_DOMAIN_WRAP)
 _TRIM_ENDS_RE = _py(_TRIM_ENDS)
@@ -204,8 +218,9 @@ def domain_key(raw: object) -> str | None:
     value = _to_ascii_domain(_replace(_DOMAIN_WRAP_RE, raw.lower()))
     if value is None:
         return None
-    if value.startswith("www.") and _valid_domain(value[4:]):
-        value = value[4:]
+    without_www = _replace(_WWW_RE, value)
+    if without_www != value and _valid_domain(without_www):
+        value = without_www
     value = DOMAIN_ALIASES.get(value, value)
     return value if _valid_domain(value) else None
 
@@ -257,7 +272,7 @@ def sql_key_domain(key: str) -> str:
 
 def sql_unwrapped_email(x: str) -> str:
     """Stage 1 of ``canonical_email``: unwrapped, lower-cased, one trailing dot dropped."""
-    return f"REGEXP_REPLACE(LOWER(REGEXP_REPLACE({x}, {_sql(_EMAIL_WRAP)}, r'\\1')), r'\\.$', '')"
+    return f"REGEXP_REPLACE(LOWER(REGEXP_REPLACE({x}, {_sql(_EMAIL_WRAP)}, r'\\1\\2')), r'\\.$', '')"
 
 
 def sql_valid_email_or_null(v: str) -> str:
@@ -286,7 +301,7 @@ def _sql_valid_domain(v: str) -> str:
 
 def sql_domain_key_of_unwrapped(u: str) -> str:
     """Stage 2 of ``domain_key``: ``www.`` dropped when the rest is a domain, alias, validity."""
-    rest = f"SUBSTR({u}, 5)"
+    rest = f"REGEXP_REPLACE({u}, {_sql(_WWW)}, r'\\1')"
     stripped = f"IF(STARTS_WITH({u}, 'www.') AND {_sql_valid_domain(rest)}, {rest}, {u})"
     cases = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in DOMAIN_ALIASES.items())
     aliased = f"CASE {stripped} {cases} ELSE {stripped} END"

@@ -126,7 +126,7 @@ DOMAIN_KEYS: list[tuple[object, str | None]] = [
     ("acme.example\r\n", "acme.example"),
     ("\u200bacme.example\u3000", "acme.example"),
     ("www.example", "www.example"),
-    ("www.www.acme.example", "www.acme.example"),
+    ("www.www.acme.example", "acme.example"),
     ("GoogleMail.com", "gmail.com"),
     ("www.googlemail.com", "gmail.com"),
     ("sub.acme.example", "sub.acme.example"),
@@ -359,28 +359,9 @@ def test_backfill_makes_a_raw_unicode_domain_entry_effective(raw_warehouse: Ware
     assert rejects == {"not-an-address": no_at, "jane@acme.example": looks_like_email}
 
 
-# --- known defects, pinned (strict xfail: they fail loudly once fixed, so the marker comes off) ----------
-
-APOSTROPHE_DEFECT = (
-    "address_key treats a LEADING apostrophe of a valid local part as an opening quote: "
-    "address_key(\"'quote@acme.example\") == 'quote@acme.example' (Python and SQL alike), while the source "
-    "path keys the same lead as \"'quote@acme.example\" (normalize_email + email_key), so a DNC, history or "
-    "state row for that address never matches its lead"
-)
-NEWLINE_DEFECT = (
-    "a LF after the closing '>' of a <...> wrapper (a trim-set character at the end) is not trimmed: "
-    "the wrapper pattern ends in (?:>.*)? and '.' stops at \\n, so '<nl.dnc@acme.example>\\n' and "
-    "'Nl <nl.dnc@acme.example>\\r\\n' have no key (None in Python, NULL in SQL) instead of nl.dnc@acme.example"
-)
-
-DOT_TAG_DEFECT = (
-    "a +tag that starts an atom (right after a dot) leaves the dot behind: address_key('jane.+promo@acme.example') "
-    "== 'jane.@acme.example' (Python and SQL alike), which is not an address, so the key of that key is None: "
-    "address_key is not idempotent there"
-)
+# --- once defects, now fixed: each keeps its test -------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=DOT_TAG_DEFECT)
 def test_key_of_a_dot_plus_tag_address_is_its_own_key() -> None:
     """The key of jane.+promo@acme.example is a valid address whose own key is itself."""
     key = address_key("jane.+promo@acme.example")
@@ -388,7 +369,6 @@ def test_key_of_a_dot_plus_tag_address_is_its_own_key() -> None:
     assert address_key(key) == key
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=APOSTROPHE_DEFECT)
 def test_leading_apostrophe_address_keys_like_its_source_lead() -> None:
     """The DNC/history/state key of a valid address with a leading apostrophe is its source-lead key."""
     raw = "'quote@acme.example"
@@ -397,24 +377,20 @@ def test_leading_apostrophe_address_keys_like_its_source_lead() -> None:
     assert address_key(raw) == email_key(normalized) == "'quote@acme.example"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=APOSTROPHE_DEFECT)
 def test_leading_apostrophe_dnc_entry_blocks_its_lead(raw_warehouse: Warehouse, settings: Settings) -> None:
     """A raw DNC entry 'quote@acme.example blocks the lead 'quote@acme.example, not quote@acme.example."""
-    # Today the entry is keyed quote@acme.example: the person named stays ready and another is blocked.
     build(raw_warehouse, settings, [lead("'quote@acme.example"), lead("quote@acme.example")])
     add_raw_dnc(raw_warehouse, [("'quote@acme.example", None)])
     rows = raw_warehouse.query("SELECT email FROM `{ds}.v_ready_for_instantly`", label="test.ready")
     assert {str(r["email"]) for r in rows} == {"quote@acme.example"}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=NEWLINE_DEFECT)
 def test_newline_after_an_angle_wrapper_is_trimmed() -> None:
     """A pasted '<address>' or 'Name <address>' followed by LF or CRLF keys as the bare address."""
     assert address_key("<nl.dnc@acme.example>\n") == "nl.dnc@acme.example"
     assert address_key("Nl <nl.dnc@acme.example>\r\n") == "nl.dnc@acme.example"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=NEWLINE_DEFECT)
 def test_newline_after_an_angle_wrapper_is_trimmed_in_sql(raw_warehouse: Warehouse) -> None:
     """SQL keys a pasted '<address>' followed by LF as the bare address on both engines."""
     rows = evaluate(raw_warehouse, ["<nl.dnc@acme.example>\n", "Nl <nl.dnc@acme.example>\r\n"],
@@ -637,24 +613,12 @@ def pasted(draw: st.DrawFn, address: str) -> str:
         wrapper = draw(st.text(ASCII_NAME_CHARS, max_size=10)) + " <"
     if wrapper:
         inner = wrapper + t() + inner + ">"
-    # A LF after '>' is the pinned NEWLINE_DEFECT (test_newline_after_an_angle_wrapper_is_trimmed).
-    tail = draw(st.text(EMAIL_TRIM_CHARS.replace("\n", "") if wrapper else EMAIL_TRIM_CHARS, max_size=2))
+    tail = draw(st.text(EMAIL_TRIM_CHARS, max_size=2))
     return t() + inner + tail
 
 
-def _tag_follows_a_dot(address: str) -> bool:
-    """Whether the +tag email_key drops starts right after a dot (jane.+promo@...)."""
-    local = address.rpartition("@")[0]
-    plus = local.find("+")
-    return plus > 0 and local[plus - 1] == "."
-
-
-# A leading apostrophe is the pinned APOSTROPHE_DEFECT (test_leading_apostrophe_address_keys_like_its_source_lead).
-_plain_addresses = addresses.filter(lambda a: not a.startswith("'"))
-
-
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
-@given(_plain_addresses.flatmap(lambda a: st.tuples(st.just(a), pasted(a))))
+@given(addresses.flatmap(lambda a: st.tuples(st.just(a), pasted(a))))
 def test_address_key_is_idempotent_and_decoration_invariant(case: tuple[str, str]) -> None:
     """address_key is idempotent, decoration-invariant and the source-lead key of a valid address."""
     # source-lead key: normalize_email + email_key, what v_lead_candidates computes.
@@ -662,8 +626,7 @@ def test_address_key_is_idempotent_and_decoration_invariant(case: tuple[str, str
     key = address_key(bare)
     normalized = normalize_email(bare)
     assert normalized is not None and key == email_key(normalized)
-    if not _tag_follows_a_dot(bare):  # else the pinned DOT_TAG_DEFECT (test_key_of_a_dot_plus_tag_...)
-        assert address_key(key) == key
+    assert address_key(key) == key
     assert address_key(decorated) == key
 
 
@@ -679,7 +642,7 @@ def pasted_domain(draw: st.DrawFn, domain: str) -> str:
     return draw(_trims) + _mixcase(text, draw(st.integers(0, 255))) + draw(_trims)
 
 
-# A base domain starting with www. would lose it (one www. is dropped from an entry: www.www.x keys as www.x).
+# A base domain starting with www. is not its own key by design (every leading www. label is dropped).
 _plain_domains = domains.filter(lambda d: not d.startswith("www."))
 
 
