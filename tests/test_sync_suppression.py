@@ -243,3 +243,17 @@ def test_an_erased_person_on_the_block_list_is_not_pulled_back(duck_world: World
     rows = world.rows("SELECT email, email_key, email_hash IS NOT NULL AS hashed FROM `{ds}.ops_dnc`")
     assert rows == [{"email": None, "email_key": None, "hashed": True}]
     assert "1 block-list entr(ies) of erased persons not copied back" in result.report.phase("housekeeping").notes
+
+
+def test_a_hand_added_variant_of_a_tracked_person_is_not_adopted(duck_world: World) -> None:
+    """'Ann+X@acme.example' added by hand while ann@acme.example is tracked is the same person: not adopted
+    (one state row per person), not deleted (a person put it there), and the run warns about it."""
+    world = duck_world
+    world.run()
+    world.sim.insert_leads(MIDSIZE, [{"email": "Ann+X@acme.example"}])
+    result = world.run(run_topup=False)
+    assert result.report.phase("housekeeping").counts["not adopted: same person as a tracked lead"] == 1
+    assert any("same person as a tracked lead" in w for w in result.report.warnings)
+    state = world.rows("SELECT email FROM `{ds}.ops_inst_state` WHERE email LIKE 'ann%'")
+    assert state == [{"email": "ann@acme.example"}]
+    assert "ann+x@acme.example" in {str(x["email"]).lower() for x in world.sim.leads(MIDSIZE)}

@@ -22,6 +22,7 @@ from coldsync.phases import blocklist
 from coldsync.phases.context import RunContext, dead_letter
 from coldsync.phases.drain import SUPPRESSED_OUTCOME
 from coldsync.rules import chunk, lead_id_of, normalize_email
+from coldsync.suppression import address_key
 
 log = logging.getLogger("coldsync.housekeeping")
 
@@ -87,6 +88,7 @@ def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: 
             continue
         known_ids = {r.instantly_lead_id for r in ctx.state if r.instantly_lead_id}
         known_emails = {r.email for r in ctx.state}
+        known_keys = {k for r in ctx.state if (k := address_key(r.email))}
         seen_ids: set[str] = set()
         unreadable = 0
         suppressed = ctx.store.suppressed_emails(
@@ -98,16 +100,25 @@ def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: 
                 continue
             seen_ids.add(lead_id)
             email = normalize_email(lead.get("email"))
-            if lead_id in known_ids or email is None or email in known_emails:
+            if lead_id in known_ids or email is None:
                 continue
-            if email in suppressed:
+            if email in suppressed and email not in known_emails:
                 phase.plan["remove suppressed"] += 1
                 known_emails.add(email)
                 _take_out(ctx, email, campaign.campaign_id, lead_id, suppressed[email], campaign.segment.value, None,
                           state, history)
                 continue
+            key = address_key(email)
+            if email in known_emails or key in known_keys:
+                if email not in known_emails:
+                    # The same person (a +tag or Gmail-dot variant) is already tracked: a second copy added
+                    # by hand is not adopted, and not deleted either (a person put it there): reported.
+                    phase.plan["not adopted: same person as a tracked lead"] += 1
+                continue
             phase.plan["adopt orphan"] += 1
             known_emails.add(email)
+            if key:
+                known_keys.add(key)
             state.append({"email": email, "op": "upsert", "status": "active", "instantly_lead_id": lead_id,
                           "campaign_id": campaign.campaign_id, "sequence_target": campaign.segment.value,
                           "attempt_num": None, "outcome": None, "added_at": None})
@@ -168,6 +179,11 @@ def run_housekeeping(ctx: RunContext) -> None:
     _reconcile_pending(ctx, state, history)
     _reconcile_campaigns(ctx, state, history)
     letters = _retire_dead_letters(ctx, history)
+    twins = phase.plan["not adopted: same person as a tracked lead"]
+    if twins:
+        ctx.report.warn(f"{twins} lead(s) added by hand in Instantly are the same person as a tracked lead (a +tag "
+                        "or Gmail-dot variant): not adopted; delete the extra copy in Instantly to avoid a double "
+                        "sequence")
     if ctx.settings.blocklist_mirror:
         blocklist.pull(ctx)
         blocklist.push(ctx)
