@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proof import concurrency, crash, hostile, sigkill, storms
+from proof import concurrency, crash, hostile, hostile_dnc, sigkill, storms
 from proof.engines import Engines
 from proof.harness import Tally
 
@@ -77,6 +77,9 @@ def run_all(workdir: Path, *, quick: bool, bigquery: bool | None,
         part("hostile source rows (DuckDB)", lambda p: hostile.hostile_source(engines, "duckdb", p.tally))
         part("hostile source rows (BigQuery emulator)",
              lambda p: hostile.hostile_source(engines, "bigquery", p.tally), skip=no_bq)
+        part("hostile DNC entries (DuckDB)", lambda p: hostile_dnc.hostile_dnc(engines, "duckdb", p.tally))
+        part("hostile DNC entries (BigQuery emulator)",
+             lambda p: hostile_dnc.hostile_dnc(engines, "bigquery", p.tally), skip=no_bq)
         part("hostile Instantly answers", lambda p: hostile.hostile_api(engines, "duckdb", p.tally,
                                                                         rounds=8 if quick else 24))
         part("concurrent runs (DuckDB, sync_once.py)",
@@ -118,11 +121,12 @@ def render(parts: list[Part], seconds: float) -> str:
             lines.append(f"    {key}: {value if value is None else round(value, 1)}")
     runs = total.counts.get("runs", 0) + total.counts.get("subprocess runs", 0)
     bad_rows = max((p.tally.counts.get("bad source rows", 0) for p in parts), default=0)
+    dnc_entries = max((p.tally.counts.get("hostile DNC entries", 0) for p in parts), default=0)
     lines += ["", f"TOTAL: {runs} sync runs, {total.counts.get('crash points', 0)} crash points, "
                   f"{total.counts.get('processes killed', 0)} processes SIGKILLed, "
                   f"{total.counts.get('faulted requests', 0)} faulted requests, "
                   f"{total.counts.get('warehouse statements failed', 0)} warehouse statements failed, "
-                  f"{bad_rows} bad source rows per engine, "
+                  f"{bad_rows} bad source rows per engine, {dnc_entries} hostile DNC entries per engine, "
                   f"{len(total.violations)} violation(s), longest run {total.max_run_seconds:.2f} s, "
                   f"{seconds:.0f} s in all"]
     return "\n".join(lines)
