@@ -146,7 +146,6 @@ def _phases(ctx: RunContext) -> None:
     settings, report = ctx.settings, ctx.report
     t0 = time.monotonic()
     preflight(ctx)
-    ctx.state = ctx.store.read_state()
     ctx.previous_watermarks, ctx.open_dead_letters, ctx.previous_blocklist_watermark = ctx.store.run_memory()
     try:
         ctx.dnc = ctx.store.dnc_upkeep(PUSH_LIMIT_PER_RUN)
@@ -161,6 +160,8 @@ def _phases(ctx: RunContext) -> None:
     if report.dnc_rejects:
         report.warn(f"{sum(report.dnc_rejects.values())} do-not-contact entr(ies) block nobody: see v_dnc_rejects "
                     "(or validate_environment.py) and fix or remove them")
+    # After the back-fill: the state read says which tracked leads are suppressed, by every entry.
+    ctx.state = ctx.store.read_state()
     for campaign in ctx.campaigns.values():
         tracked = sum(1 for r in ctx.state if r.campaign_id == campaign.campaign_id and r.status != "pending")
         if campaign.leads_count is not None and campaign.leads_count != tracked:

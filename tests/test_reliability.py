@@ -143,9 +143,6 @@ def test_hostile_dnc_entries_hold_back_their_person(tmp_path: Path, engine: str,
     assert counts["unusable entries in v_dnc_rejects"] == counts["unusable entries that must be reported"] >= 15
 
 
-@pytest.mark.xfail(strict=True, reason="open defect: the run reads its state (which tracked leads are suppressed) "
-                   "before it stores the keys of DNC rows inserted by hand, so an entry only Python can key (a "
-                   "Unicode domain) takes its lead out one run late (coldsync/sync.py, _phases)")
 def test_dnc_entries_added_while_their_leads_run_take_them_out_within_one_run(tmp_path: Path) -> None:
     """Raw DNC entries added for leads already in Instantly (Unicode ones too) take those leads out in one run."""
     tally = Tally()
