@@ -17,7 +17,7 @@ from coldsync.suppression import address_key, domain_key, sql_email_key, sql_era
 from coldsync.warehouse.base import Rows, StringArray, Warehouse
 from coldsync.warehouse.schema import (
     CANDIDATES_VIEW,
-    DNC_KEYS_CTE,
+    DNC_KEY_CTES,
     DNC_KEYS_VIEW,
     DNC_REJECTS_VIEW,
     HISTORY_KEYS_VIEW,
@@ -76,7 +76,7 @@ WHEN NOT MATCHED AND s.op = 'upsert' THEN
 # Every state row, with `suppressed`: how its person is suppressed ('email', 'domain', 'erased'), or
 # NULL. The drain takes suppressed leads out (one read serves both).
 READ_STATE_SQL = f"""
-WITH {DNC_KEYS_CTE},
+WITH {DNC_KEY_CTES},
 {address_key_ctes("st", "`{ds}.ops_inst_state`", "email",
                   "email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num, outcome, "
                   "added_at, run_id")}
@@ -213,15 +213,14 @@ WHEN MATCHED THEN UPDATE SET instantly_blocklist_id = s.instantly_blocklist_id
 
 # Which of these addresses (as Instantly gave them) belong to a suppressed person, and how.
 SUPPRESSED_EMAILS_SQL = f"""
-WITH {DNC_KEYS_CTE},
-{address_key_ctes("given", "UNNEST(@emails) AS e", "e", "e AS email")}
-SELECT x.email, x.how
-FROM (
+WITH {DNC_KEY_CTES},
+{address_key_ctes("given", "UNNEST(@emails) AS e", "e", "e AS email")},
+judged AS (
   SELECT g.email, {suppression_reason("g.email_key", SALT_SQL)} AS how
   FROM given AS g
   WHERE g.email_key IS NOT NULL
-) AS x
-WHERE x.how IS NOT NULL
+)
+SELECT email, how FROM judged WHERE how IS NOT NULL
 """  # noqa: S608
 
 
@@ -283,16 +282,16 @@ WHERE resolved_at IS NULL AND gave_up_at IS NULL
 # --- ready leads ---------------------------------------------------------------------------------
 
 # The sync reads the candidates with the rules' own expressions, fed with the run's settings and clock.
-_READY_FOR_RUN = f"""
-SELECT c.email, c.first_name, c.last_name, c.company_name, c.domain, c.location, c.country, c.annual_revenue,
-       {segment_expression("@smb_threshold")} AS sequence_target, c.attempt_num, c.last_completed_at
-FROM `{{ds}}.{CANDIDATES_VIEW}` AS c
-WHERE {cooldown_predicate("@as_of", "@cooldown_days")}
-"""  # noqa: S608
+# (Flat, no nested subquery: the BigQuery emulator's parser copies every FROM subquery it meets.)
+_READY_COLUMNS = f"""c.email, c.first_name, c.last_name, c.company_name, c.domain, c.location, c.country,
+       c.annual_revenue, {segment_expression("@smb_threshold")} AS sequence_target, c.attempt_num,
+       c.last_completed_at"""
 
 READ_READY_SQL = f"""
-SELECT c.* FROM ({_READY_FOR_RUN}) AS c
-WHERE c.sequence_target IN UNNEST(@segments)
+SELECT {_READY_COLUMNS}
+FROM `{{ds}}.{CANDIDATES_VIEW}` AS c
+WHERE {cooldown_predicate("@as_of", "@cooldown_days")}
+  AND {segment_expression("@smb_threshold")} IN UNNEST(@segments)
 ORDER BY {PRIORITY_ORDER}
 LIMIT @limit
 """  # noqa: S608
@@ -304,7 +303,13 @@ GROUP BY sequence_target ORDER BY sequence_target
 """
 
 READY_COUNTS_SQL = f"""
-SELECT c.sequence_target, COUNT(*) AS ready FROM ({_READY_FOR_RUN}) AS c GROUP BY c.sequence_target
+SELECT r.sequence_target, COUNT(*) AS ready
+FROM (
+  SELECT {segment_expression("@smb_threshold")} AS sequence_target
+  FROM `{{ds}}.{CANDIDATES_VIEW}` AS c
+  WHERE {cooldown_predicate("@as_of", "@cooldown_days")}
+) AS r
+GROUP BY r.sequence_target
 """  # noqa: S608
 
 # Source rows the sync does not take as given, by reason (the run summary shows them).

@@ -241,20 +241,16 @@ def address_key_ctes(name: str, from_sql: str, raw: str, columns: str) -> str:
 
 def suppressed_by(key: str, salt: str, keys: str = "dnc") -> tuple[tuple[str, str], ...]:
     """Rule 3, the one definition: (how, boolean expression) for each way the key `key` is suppressed,
-    against `keys`, a CTE of the statement that reads v_dnc_keys ONCE (`DNC_KEYS_CTE`). `salt` is an
-    SQL expression of the erasure salt (SALT_SQL: an uncorrelated scalar subquery, computed once).
+    against `keys`, the CTE `dnc` (kind, key) of DNC_KEY_CTES. `salt` is an SQL expression of the
+    erasure salt (SALT_SQL: an uncorrelated scalar subquery, computed once).
 
     The candidates view requires every one to be false; the sync's look-ups (suppressed leads in
     Instantly, adoption) name the first that is true."""
     def listed(kind: str, value: str) -> str:
-        # IN, not a correlated EXISTS: both engines plan it as one hash semi-join (v_dnc_keys has no NULL key).
+        # IN, not a correlated EXISTS: both engines plan it as one hash semi-join (`dnc` has no NULL key).
         return f"{value} IN (SELECT d.key FROM {keys} AS d WHERE d.kind = '{kind}')"  # noqa: S608
     return (("email", listed("email", key)), ("domain", listed("domain", sql_key_domain(key))),
             ("erased", listed("hash", sql_erasure_hash(key, salt))))
-
-
-DNC_KEYS_CTE = f"dnc AS (SELECT kind, key FROM `{{ds}}.{DNC_KEYS_VIEW}`)"  # noqa: S608
-"""The CTE `suppressed_by` reads (one reference to the view per statement, whatever the engine)."""
 
 
 def suppression_reason(key: str, salt: str) -> str:
@@ -263,25 +259,44 @@ def suppression_reason(key: str, salt: str) -> str:
     return f"CASE {cases} END"
 
 
-# One row per ops_dnc row, with the keys SQL computes from the raw values beside the stored ones, and
-# why an entry is unusable (NULL when it is usable).
+# The do-not-contact list as keys, ONE definition as CTE text: every statement that compares with the
+# list embeds it (so each reads ops_dnc directly, flat, on every engine), and the views v_dnc_entries,
+# v_dnc_keys and v_dnc_rejects are built from it. `dnc_entries`: one row per ops_dnc row with the keys
+# SQL computes from the raw values beside the stored ones, and why an entry is unusable (NULL when
+# usable). `dnc`: every usable key as (kind 'email' | 'domain' | 'hash', key); stored keys (computed in
+# Python when written, punycode included) and keys computed here from the raw values both count.
+DNC_KEY_CTES = f"""{address_key_ctes("dnc_emails", "`{ds}.ops_dnc`", "email",
+                                     "email, domain, source, reason, added_at, email_key AS stored_email_key, "
+                                     "domain_key AS stored_domain_key, email_hash, instantly_blocklist_id")},
+dnc_entries AS (
+  SELECT
+    k.email, k.domain, k.source, k.reason, k.added_at, k.email_hash, k.instantly_blocklist_id,
+    k.stored_email_key, k.email_key AS sql_email_key, COALESCE(k.stored_email_key, k.email_key) AS email_key,
+    k.stored_domain_key, {sql_domain_key_of_unwrapped(sql_unwrapped_domain("k.domain"))} AS sql_domain_key
+  FROM dnc_emails AS k
+),
+dnc AS (
+  SELECT DISTINCT
+    CASE WHEN i <= 2 THEN 'email' WHEN i <= 4 THEN 'domain' ELSE 'hash' END AS kind,
+    CASE i WHEN 1 THEN e.stored_email_key WHEN 2 THEN e.sql_email_key WHEN 3 THEN e.stored_domain_key
+           WHEN 4 THEN e.sql_domain_key ELSE e.email_hash END AS key
+  FROM dnc_entries AS e
+  CROSS JOIN UNNEST([1, 2, 3, 4, 5]) AS i
+  WHERE CASE i WHEN 1 THEN e.stored_email_key WHEN 2 THEN e.sql_email_key WHEN 3 THEN e.stored_domain_key
+               WHEN 4 THEN e.sql_domain_key ELSE e.email_hash END IS NOT NULL
+)"""  # noqa: S608
+
 DNC_ENTRIES_SQL = f"""
 CREATE OR REPLACE VIEW `{{ds}}.{DNC_ENTRIES_VIEW}` AS
-WITH {address_key_ctes("emails", "`{ds}.ops_dnc`", "email",
-                       "email, domain, source, reason, added_at, email_key AS stored_email_key, "
-                       "domain_key AS stored_domain_key, email_hash, instantly_blocklist_id")},
-keyed AS (
-  SELECT e.*, {sql_domain_key_of_unwrapped(sql_unwrapped_domain("e.domain"))} AS sql_domain_key
-  FROM emails AS e
-)
+WITH {DNC_KEY_CTES}
 SELECT
   k.email, k.domain, k.source, k.reason, k.added_at, k.email_hash, k.instantly_blocklist_id,
-  k.stored_email_key, k.email_key AS sql_email_key, COALESCE(k.stored_email_key, k.email_key) AS email_key,
+  k.stored_email_key, k.sql_email_key, k.email_key,
   k.stored_domain_key, k.sql_domain_key, COALESCE(k.stored_domain_key, k.sql_domain_key) AS domain_key,
   CASE
     WHEN k.email IS NULL AND k.domain IS NULL AND k.email_hash IS NULL
       THEN 'entry has no email, no domain and no hash: it blocks nobody'
-    WHEN k.email IS NOT NULL AND k.stored_email_key IS NULL AND k.email_key IS NULL THEN
+    WHEN k.email IS NOT NULL AND k.email_key IS NULL THEN
       CASE WHEN NOT REGEXP_CONTAINS(k.email, r'@') THEN 'email entry has no @: put a domain in the domain column'
            ELSE 'email entry is not a usable address after normalization: fix it or remove it' END
     WHEN k.domain IS NOT NULL AND k.stored_domain_key IS NULL AND k.sql_domain_key IS NULL THEN
@@ -289,23 +304,13 @@ SELECT
              THEN 'domain entry looks like an email address: put it in the email column'
            ELSE 'domain entry is not a usable domain after normalization: fix it or remove it' END
   END AS problem
-FROM keyed AS k
+FROM dnc_entries AS k
 """  # noqa: S608
 
-# Every usable suppression key: (kind 'email' | 'domain' | 'hash', key). Stored keys (computed in
-# Python when written, punycode included) and keys computed here from the raw values both count.
 DNC_KEYS_SQL = f"""
 CREATE OR REPLACE VIEW `{{ds}}.{DNC_KEYS_VIEW}` AS
-SELECT DISTINCT k.kind, k.key
-FROM (
-  SELECT
-    CASE WHEN i <= 2 THEN 'email' WHEN i <= 4 THEN 'domain' ELSE 'hash' END AS kind,
-    CASE i WHEN 1 THEN e.stored_email_key WHEN 2 THEN e.sql_email_key WHEN 3 THEN e.stored_domain_key
-           WHEN 4 THEN e.sql_domain_key ELSE e.email_hash END AS key
-  FROM `{{ds}}.{DNC_ENTRIES_VIEW}` AS e
-  CROSS JOIN UNNEST([1, 2, 3, 4, 5]) AS i
-) AS k
-WHERE k.key IS NOT NULL
+WITH {DNC_KEY_CTES}
+SELECT kind, key FROM dnc
 """  # noqa: S608
 
 # Do-not-contact entries that block nobody, with the reason and the fix (validate_environment.py
@@ -317,15 +322,22 @@ FROM `{{ds}}.{DNC_ENTRIES_VIEW}`
 WHERE problem IS NOT NULL
 """  # noqa: S608
 
-# Per person (suppression key): the last attempt number and when the last attempt ended. History rows
-# are keyed as stored, so rows imported by hand in another case or form count for the same person.
+# Per person (suppression key): the last attempt number and when the last attempt ended, ONE definition
+# as CTE text (`history_by_key`). History rows are keyed as stored, so rows imported by hand in another
+# case or form count for the same person.
+HISTORY_KEY_CTES = f"""{address_key_ctes("history_rows", "`{ds}.ops_lead_history`", "email",
+                                         "completed_at, attempt_num")},
+history_by_key AS (
+  SELECT email_key, MAX(completed_at) AS last_completed_at, MAX(attempt_num) AS last_attempt
+  FROM history_rows
+  WHERE email_key IS NOT NULL
+  GROUP BY email_key
+)"""  # noqa: S608
+
 HISTORY_KEYS_SQL = f"""
 CREATE OR REPLACE VIEW `{{ds}}.{HISTORY_KEYS_VIEW}` AS
-WITH {address_key_ctes("h", "`{ds}.ops_lead_history`", "email", "completed_at, attempt_num")}
-SELECT email_key, MAX(completed_at) AS last_completed_at, MAX(attempt_num) AS last_attempt
-FROM h
-WHERE email_key IS NOT NULL
-GROUP BY email_key
+WITH {HISTORY_KEY_CTES}
+SELECT email_key, last_completed_at, last_attempt FROM history_by_key
 """  # noqa: S608
 
 
@@ -410,14 +422,15 @@ valid AS (
 CANDIDATES_SQL = f"""
 CREATE OR REPLACE VIEW `{{ds}}.{CANDIDATES_VIEW}` AS
 WITH {SOURCE_CTES},
-{DNC_KEYS_CTE},
+{DNC_KEY_CTES},
+{HISTORY_KEY_CTES},
 {address_key_ctes("managed", "`{ds}.ops_inst_state`", "email", "status")}
 SELECT
   v.email, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country, v.annual_revenue,
   COALESCE(h.last_attempt, 0) + 1 AS attempt_num,
   h.last_completed_at
 FROM valid AS v
-LEFT JOIN `{{ds}}.{HISTORY_KEYS_VIEW}` AS h ON h.email_key = v.email_key
+LEFT JOIN history_by_key AS h ON h.email_key = v.email_key
 WHERE v.duplicate_rank = 1
   AND {" AND ".join(f"NOT {expr}" for _how, expr in suppressed_by("v.email_key", SALT_SQL))}
   AND NOT EXISTS (SELECT 1 FROM managed AS st WHERE st.email_key = v.email_key)
