@@ -201,16 +201,6 @@ UNION ALL
 SELECT 'push', p.email, p.domain, p.email_key, p.domain_key, NULL, NULL FROM ({DNC_TO_PUSH_SQL}) AS p
 """  # noqa: S608
 
-BLOCKLIST_ID_FIELDS = (("email_key", "STRING"), ("domain_key", "STRING"), ("instantly_blocklist_id", "STRING"))
-
-SET_BLOCKLIST_IDS_SQL = """
-MERGE `{ds}.ops_dnc` AS t
-USING (SELECT r.email_key, r.domain_key, r.instantly_blocklist_id FROM UNNEST(@rows) AS r) AS s
-ON COALESCE(t.email_key, '') = COALESCE(s.email_key, '') AND COALESCE(t.domain_key, '') = COALESCE(s.domain_key, '')
-   AND t.instantly_blocklist_id IS NULL AND t.email_hash IS NULL
-WHEN MATCHED THEN UPDATE SET instantly_blocklist_id = s.instantly_blocklist_id
-"""
-
 # Which of these addresses (as Instantly gave them) belong to a suppressed person, and how.
 SUPPRESSED_EMAILS_SQL = f"""
 WITH {DNC_KEY_CTES},
@@ -515,14 +505,6 @@ class Store:
         if rows:
             self.warehouse.execute(SET_DNC_KEYS_SQL, {"rows": Rows(DNC_KEY_FIELDS, rows)}, label="dnc.backfill_keys")
         return rows
-
-    def set_blocklist_ids(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Store Instantly block-list ids (or BLOCKLIST_REFUSED) on the entries with these keys."""
-        unique = {(r.get("email_key"), r.get("domain_key")): r for r in rows}
-        if not unique:
-            return 0
-        return self.warehouse.execute(SET_BLOCKLIST_IDS_SQL, {"rows": Rows(BLOCKLIST_ID_FIELDS, list(unique.values()))},
-                                      label="blocklist.set_ids")
 
     def erased_among(self, keys: Iterable[str]) -> set[str]:
         """Of these email keys, those whose person was erased (the salted hash is on the DNC list)."""

@@ -84,13 +84,21 @@ def confirm_blocklisted(ctx: RunContext, emails: Iterable[str]) -> dict[str, Blo
     return confirmed
 
 
-def push(ctx: RunContext) -> None:
-    """Send DNC entries Instantly does not have yet; store each one's Instantly id."""
+def mirror_rows(ctx: RunContext, new_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Push to Instantly's block list the entries it does not have yet (ctx.dnc.to_push) and `new_rows`
+    (DNC rows about to be written, keyed by `store.dnc_row`); return the rows to write with the ids
+    Instantly gave: `new_rows` with `instantly_blocklist_id` set where pushed, followed by the pending
+    entries' key rows, which `Store.add_dnc` merges into the existing entries (one statement for both).
+    A failed push changes nothing: the entries are offered again by the next run."""
     phase = ctx.report.phase("housekeeping")
-    pending = ctx.dnc.to_push
+    ctx.blocklist_pushed = True
     values: dict[str, dict[str, Any]] = {}
     keys: set[tuple[Any, Any]] = set()
+    pending = [dict(r, pending=True) for r in ctx.dnc.to_push] + [dict(r, pending=False) for r in new_rows]
     for row in pending:
+        if row.get("email_hash") or row.get("instantly_blocklist_id") or not (row.get("email_key")
+                                                                            or row.get("domain_key")):
+            continue
         key = (row.get("email_key"), row.get("domain_key"))
         # One value per key: every entry of that person (or domain) gets the id of what was pushed.
         value = (canonical_email(row.get("email")) or row.get("email_key")) if row.get("email_key") else key[1]
@@ -98,23 +106,21 @@ def push(ctx: RunContext) -> None:
             keys.add(key)
             values.setdefault(str(value), row)
     if not values:
-        return
+        return list(new_rows)
     phase.plan["push to block list"] += len(values)
     if ctx.dry_run:
-        return
-    ctx.check_deadline("the block-list push")
+        return list(new_rows)
     try:
         result = ctx.client.block_list_create(list(values))
     except InstantlyError as exc:
         phase.notes.append(f"block-list push failed, retried next run: {exc.summary}")
-        return
-    updates: list[dict[str, Any]] = []
+        return list(new_rows)
+    ids: dict[tuple[Any, Any], str] = {}
     for outcome in result.outcomes:
         sent = values.get(outcome.value) if outcome.value else None
         entry_id = outcome.entry_id or (BLOCKLIST_REFUSED if outcome.outcome == "refused" else None)
         if sent is not None and entry_id:
-            updates.append({"email_key": sent.get("email_key"), "domain_key": sent.get("domain_key"),
-                            "instantly_blocklist_id": entry_id})
+            ids[(sent.get("email_key"), sent.get("domain_key"))] = entry_id
     failed = result.failed
     if failed:
         error = next((o.error for o in failed if o.error is not None), None)
@@ -126,7 +132,28 @@ def push(ctx: RunContext) -> None:
     refused = len(result.refused)
     if refused:
         phase.notes.append(f"Instantly refused {refused} block-list value(s) (kept on the DNC list)")
-    phase.counts["pushed to block list"] += ctx.store.set_blocklist_ids(updates)
+    phase.counts["pushed to block list"] += sum(1 for v in ids.values() if v != BLOCKLIST_REFUSED)
+    rows = [dict(r, instantly_blocklist_id=ids.get((r.get("email_key"), r.get("domain_key"))))
+            if r.get("email_key") or r.get("domain_key") else dict(r) for r in new_rows]
+    written = {(r.get("email_key"), r.get("domain_key")) for r in rows}
+    for row in ctx.dnc.to_push:
+        key = (row.get("email_key"), row.get("domain_key"))
+        if key in ids and key not in written:
+            written.add(key)
+            rows.append({"email": row.get("email"), "domain": row.get("domain"), "email_key": key[0],
+                         "domain_key": key[1], "email_hash": None, "instantly_blocklist_id": ids[key],
+                         "source": "manual", "reason": "mirrored to the Instantly block list"})
+    return rows
+
+
+def push(ctx: RunContext) -> None:
+    """Housekeeping's push, when the drain has not pushed this run: pending entries, ids stored."""
+    if ctx.blocklist_pushed:
+        return
+    rows = mirror_rows(ctx, [])
+    if rows and not ctx.dry_run:
+        ctx.check_deadline("the block-list push")
+        ctx.store.add_dnc(rows, label="blocklist.push")
 
 
 def pull(ctx: RunContext) -> None:

@@ -57,6 +57,8 @@ class RunContext:
     dnc: DncUpkeep = field(default_factory=DncUpkeep)
     # Suppressed leads housekeeping found in Instantly: campaign -> lead id -> email, deleted after the writes.
     take_out: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Set once this run has offered its DNC entries to Instantly's block list (drain or housekeeping).
+    blocklist_pushed: bool = False
     # time.monotonic() after which the run must not start another write: its lock lease may run out.
     deadline: float | None = None
 

@@ -16,9 +16,10 @@ from typing import Any
 
 from coldsync.instantly.client import LeadFilter
 from coldsync.instantly.errors import InstantlyError
+from coldsync.phases.blocklist import mirror_rows
 from coldsync.phases.context import RunContext, dead_letter, lead_time, resolution
 from coldsync.rules import Suppression, chunk, lead_id_of, normalize_email, parse_timestamp, plan_drain
-from coldsync.store import StateRow
+from coldsync.store import StateRow, dnc_row
 
 log = logging.getLogger("coldsync.drain")
 
@@ -209,6 +210,10 @@ def run_drain(ctx: RunContext) -> None:
     # 1. The warehouse first: no outcome can be lost after this point.
     ctx.check_deadline("the drain's writes")
     phase.counts["history_rows"] += ctx.store.record_history(history)
+    if ctx.settings.blocklist_mirror:
+        # Mirror first, so the ids travel in the one DNC statement (Instantly's block list is an extra
+        # net: the warehouse entry below still precedes every delete).
+        dnc = mirror_rows(ctx, [dnc_row(email=r["email"], source=r["source"], reason=r["reason"]) for r in dnc])
     phase.counts["dnc_added"] += ctx.store.add_dnc(dnc, label="drain.dnc")
     ctx.store.apply_state(list(state_rows.values()), label="drain.state_draining")
     for item in history:
