@@ -102,7 +102,7 @@ class RunReport:
                          + ", ".join(f"{k} {v}" for k, v in sorted(self.source_rejects.items())))
         if self.dnc_rejects:
             total = sum(self.dnc_rejects.values())
-            lines.append(f"  do-not-contact entries that block nobody ({total}, see v_dnc_rejects): "
+            lines.append(f"  do-not-contact values that cannot be used ({total}, see v_dnc_rejects): "
                          + ", ".join(f"{k} {v}" for k, v in sorted(self.dnc_rejects.items())))
         for phase in self.phases.values():
             if not phase.ran:
@@ -130,7 +130,7 @@ class RunReport:
                 f"{self.cap} |",
                 f"| Ready by segment | {', '.join(f'{k}: {v}' for k, v in sorted(self.ready_by_segment.items()))} |",
                 f"| Source rows not taken as given (v_source_rejects) | {sum(self.source_rejects.values())} |",
-                f"| Do-not-contact entries that block nobody (v_dnc_rejects) | {sum(self.dnc_rejects.values())} |",
+                f"| Do-not-contact values that cannot be used (v_dnc_rejects) | {sum(self.dnc_rejects.values())} |",
                 f"| Instantly calls / warehouse statements | {self.api_calls} / {self.warehouse_statements} |",
                 f"| Duration | {self.seconds:.1f}s |", ""]
         out += ["| Phase | Seconds | " + ("Would do" if self.mode == "dry_run" else "Done") + " |", "|---|---|---|"]

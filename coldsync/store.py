@@ -506,6 +506,11 @@ class Store:
             self.warehouse.execute(SET_DNC_KEYS_SQL, {"rows": Rows(DNC_KEY_FIELDS, rows)}, label="dnc.backfill_keys")
         return rows
 
+    def dnc_reject_counts(self) -> dict[str, int]:
+        """Do-not-contact values that cannot be used, per reason (v_dnc_rejects)."""
+        rows = self.warehouse.query(DNC_REJECT_COUNTS_SQL, label="dnc.rejects")
+        return {str(r["reason"]): int(r["n"]) for r in rows}
+
     def erased_among(self, keys: Iterable[str]) -> set[str]:
         """Of these email keys, those whose person was erased (the salted hash is on the DNC list)."""
         given = sorted({k for k in keys if k})

@@ -5,9 +5,12 @@ DNC list pasted from a CRLF spreadsheet, an entry written as ``<mailto:Jane@Acme
 domain written as ``https://www.acme.example/contact`` or ``bücher.example``, and a history row
 imported as ``Cool88@Hist.example`` all mean what a person would read in them.
 
-Every rule exists once: each pattern below is ONE template, rendered for Python ``re`` and for RE2
-(BigQuery, and DuckDB, which runs the same BigQuery SQL transpiled by sqlglot) from the same
-constants. The SQL generators return BigQuery expressions over a column expression.
+Every rule exists once: each pattern below is ONE template, run by the SAME regular-expression engine
+everywhere: RE2, in BigQuery, in DuckDB (which runs the same BigQuery SQL transpiled by sqlglot) and
+in Python (Google's `google-re2` binding). RE2 matches in linear time, so no pasted value, however
+hostile, can stall a run (Python's backtracking `re` took minutes on a quote followed by a few
+hundred spaces), and the Python and SQL twins cannot read a pattern differently. The SQL generators
+return BigQuery expressions over a column expression.
 
 The key of an address (``email_key``), for an address already valid and lower-cased:
   1. the domain's alias is applied (``googlemail.com`` is ``gmail.com``: one mailbox);
@@ -36,9 +39,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Final
+from typing import Any, Final
 
 import idna
+import re2
 
 from coldsync.rules import (
     DOMAIN_PATTERN,
@@ -55,9 +59,9 @@ DOTLESS_LOCAL_DOMAINS: Final[tuple[str, ...]] = ("gmail.com",)
 """Domains (after aliasing) whose mailboxes ignore dots in the local part."""
 
 # --- the pattern templates ------------------------------------------------------------------------
-# `{T}` is the trim set as a character class. Only constructs Python `re` and RE2 read the same way;
-# quotes are written \x22 and \x27 so a pattern can sit inside any SQL string literal. Python applies
-# a template with re.fullmatch; SQL anchors it with ^...$ (RE2's $ is the end of the text only).
+# `{T}` is the trim set as a character class. RE2 syntax; quotes are written \x22 and \x27 so a
+# pattern can sit inside any SQL string literal. Python applies a template with re2's fullmatch; SQL
+# anchors it with ^...$ (RE2's $ is the end of the text only).
 
 # A local part's +tag (not a leading +), with any dots just before it (`jane.+x` is `jane`): groups
 # 1 and 2 are what is kept.
@@ -95,16 +99,13 @@ def _char_class(chars: str, escape: str) -> str:
     return "[" + "".join(parts) + "]"
 
 
-def _py_class(chars: str) -> str:
-    return _char_class(chars, "\\u{:04x}")
-
-
 def _re2_class(chars: str) -> str:
     return _char_class(chars, "\\x{{{:04X}}}")
 
 
-def _py(template: str) -> re.Pattern[str]:
-    return re.compile(template.replace("{T}", _py_class(EMAIL_TRIM_CHARS)))
+def _py(template: str) -> Any:
+    """The template compiled by RE2 for Python (re2.compile; untyped binding, hence Any)."""
+    return re2.compile(template.replace("{T}", _re2_class(EMAIL_TRIM_CHARS)))
 
 
 def _sql(template: str) -> str:
@@ -123,7 +124,7 @@ _EMAIL_RE = re.compile(EMAIL_PATTERN)
 _DOMAIN_RE = re.compile(DOMAIN_PATTERN)
 
 
-def _replace(pattern: re.Pattern[str], value: str) -> str:
+def _replace(pattern: Any, value: str) -> str:
     """Python's twin of SQL ``REGEXP_REPLACE(value, ^pattern$, r'\\1...')``: the groups when the
     whole value matches, else the value unchanged."""
     match = pattern.fullmatch(value)

@@ -157,8 +157,10 @@ def _phases(ctx: RunContext) -> None:
         keyed = ctx.store.backfill_dnc_keys(ctx.dnc.missing)
         report.phase("preflight").counts["dnc entries keyed"] += len(keyed)
         ctx.dnc.to_push.extend(row for row in keyed if row["pushable"])
+        if keyed and report.dnc_rejects:  # entries only Python could key are usable now: count again
+            report.dnc_rejects = ctx.store.dnc_reject_counts()
     if report.dnc_rejects:
-        report.warn(f"{sum(report.dnc_rejects.values())} do-not-contact entr(ies) block nobody: see v_dnc_rejects "
+        report.warn(f"{sum(report.dnc_rejects.values())} do-not-contact value(s) cannot be used: see v_dnc_rejects "
                     "(or validate_environment.py) and fix or remove them")
     # After the back-fill: the state read says which tracked leads are suppressed, by every entry.
     ctx.state = ctx.store.read_state()

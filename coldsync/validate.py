@@ -335,7 +335,7 @@ def _check_dnc(result: Validation, warehouse: Warehouse) -> None:
         result.add("do-not-contact list", "pass", "every entry is usable (v_dnc_rejects is empty)")
         return
     detail = "; ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
-    result.add("do-not-contact list", "warn", f"{sum(counts.values())} entr(ies) block nobody: {detail}",
+    result.add("do-not-contact list", "warn", f"{sum(counts.values())} value(s) cannot be used: {detail}",
                "list them with SELECT * FROM v_dnc_rejects, then fix the value (an address in `email`, a "
                "domain in `domain`) or delete the row")
 

@@ -328,5 +328,6 @@ def _account(rig: Rig, cases: list[DncCase], good: list[dict[str, Any]],
     unusable = sum(1 for c in cases if c.expect == "unusable")
     counted = sum(report.dnc_rejects.values()) if report is not None else 0
     if counted < unusable:
-        problems.append(f"the run summary counts {counted} DNC entries that block nobody, expected at least {unusable}")
+        problems.append(f"the run summary counts {counted} DNC values that cannot be used, "
+                        f"expected at least {unusable}")
     return problems, counts

@@ -343,9 +343,9 @@ def test_backfill_makes_a_raw_unicode_domain_entry_effective(raw_warehouse: Ware
         return ({str(r["entry"]) for r in rows if r["kind"] == "ready"},
                 {str(r["entry"]): str(r["reason"]) for r in rows if r["kind"] == "reject"})
 
-    no_at = "email entry has no @: put a domain in the domain column"
-    looks_like_email = "domain entry looks like an email address: put it in the email column"
-    not_a_domain = "domain entry is not a usable domain after normalization: fix it or remove it"
+    no_at = "email value has no @: put a domain in the domain column"
+    looks_like_email = "domain value looks like an email address: put it in the email column"
+    not_a_domain = "domain value has non-ASCII characters: the next sync run keys it (punycode); fix it if still listed"
     ready, rejects = snapshot()
     assert ready == {"bob@xn--mnchen-3ya.example", "keep@acme.example"}
     assert rejects == {"münchen.example": not_a_domain, "not-an-address": no_at, "jane@acme.example": looks_like_email}
@@ -656,3 +656,16 @@ def test_domain_key_is_idempotent_and_decoration_invariant(case: tuple[str, str]
     assert key == {"googlemail.com": "gmail.com"}.get(bare, bare)
     assert domain_key(key) == key
     assert domain_key(decorated) == key
+
+
+def test_hostile_pasted_values_are_keyed_in_linear_time() -> None:
+    """A quote followed by thousands of spaces (which took minutes under a backtracking engine) is keyed at
+    once, as nothing, by every Python twin: one hostile DNC cell can never stall a run."""
+    import time
+
+    hostile = ["'" + " " * 5000 + "x", "<" + "\t" * 5000 + "x", '"' + "'" * 5000, "a" * 100_000,
+               "mailto:" * 2000, "<" * 3000 + "x@acme.example" + ">" * 3000]
+    started = time.process_time()
+    keys = [(address_key(h), canonical_email(h), domain_key(h)) for h in hostile]
+    assert keys == [(None, None, None)] * len(hostile)
+    assert time.process_time() - started < 2.0  # RE2 is linear: milliseconds; a backtracking engine: hours

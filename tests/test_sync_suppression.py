@@ -187,8 +187,8 @@ def test_the_dnc_list_is_pushed_to_the_block_list_with_its_ids(duck_world: World
     assert ids == {("<mailto:X@Acme.example>", None): entries["x@acme.example"],
                    (None, "https://www.Blocked.example/contact"): entries["blocked.example"],
                    ("not-an-address", None): None}
-    assert result.report.dnc_rejects == {"email entry has no @: put a domain in the domain column": 1}
-    assert "do-not-contact entries that block nobody (1, see v_dnc_rejects)" in result.report.render_text()
+    assert result.report.dnc_rejects == {"email value has no @: put a domain in the domain column": 1}
+    assert "do-not-contact values that cannot be used (1, see v_dnc_rejects)" in result.report.render_text()
     calls = len(world.sim.requests_to("POST", "/block-lists-entries/bulk-create"))
     world.run()
     assert len(world.sim.requests_to("POST", "/block-lists-entries/bulk-create")) == calls == 1
@@ -257,3 +257,38 @@ def test_a_hand_added_variant_of_a_tracked_person_is_not_adopted(duck_world: Wor
     state = world.rows("SELECT email FROM `{ds}.ops_inst_state` WHERE email LIKE 'ann%'")
     assert state == [{"email": "ann@acme.example"}]
     assert "ann+x@acme.example" in {str(x["email"]).lower() for x in world.sim.leads(MIDSIZE)}
+
+
+def test_a_row_with_an_address_and_a_domain_pushes_both(duck_world: World) -> None:
+    """One DNC row holding both an address and a domain reaches Instantly's block list as two entries; the
+    row stores the address's entry id, and nothing is pushed again by the next run."""
+    world = duck_world
+    world.warehouse.execute(
+        "INSERT INTO `{ds}.ops_dnc` (email, domain, source, reason, added_at) "
+        "VALUES ('Amy@Both.example', 'https://www.both2.example/', 'manual', 'test', @at)",
+        {"at": START}, label="test.dnc")
+    world.run(run_topup=False)
+    entries = {e["bl_value"]: e["id"] for e in world.sim.blocklist_entries()}
+    assert set(entries) == {"amy@both.example", "both2.example"}
+    stored = world.rows("SELECT instantly_blocklist_id FROM `{ds}.ops_dnc` WHERE source = 'manual'")
+    assert stored == [{"instantly_blocklist_id": entries["amy@both.example"]}]
+    calls = len(world.sim.requests_to("POST", "/block-lists-entries/bulk-create"))
+    world.run(run_topup=False)
+    assert len(world.sim.requests_to("POST", "/block-lists-entries/bulk-create")) == calls == 1
+
+
+def test_a_unicode_entry_is_not_called_unusable_once_a_run_has_keyed_it(duck_world: World) -> None:
+    """Before a run, a hand-inserted Unicode domain is listed as 'keyed by the next sync run'; the run keys it,
+    blocks its punycode lead, and its summary no longer counts it."""
+    world = duck_world
+    add_dnc(world.warehouse, domain="bücher.example")
+    before = world.rows("SELECT reason FROM `{ds}.v_dnc_rejects`")
+    assert before == [{"reason": "domain value has non-ASCII characters: the next sync run keys it (punycode); fix "
+                                 "it if still listed"}]
+    world.warehouse.execute(
+        "INSERT INTO `{ds}.source_leads` (email, annual_revenue) VALUES ('ann@xn--bcher-kva.example', 5)",
+        label="test.source")
+    result = world.run()
+    assert result.report.dnc_rejects == {}
+    assert world.rows("SELECT reason FROM `{ds}.v_dnc_rejects`") == []
+    assert "ann@xn--bcher-kva.example" not in world.in_instantly()

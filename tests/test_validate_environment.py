@@ -219,9 +219,9 @@ def test_unusable_dnc_entries_warn_with_their_count_and_reasons(env: Env) -> Non
     add_dnc(env.warehouse, email="  Fine@Acme.example\r")  # usable: not counted
     check = next(c for c in env.check().checks if c.name == "do-not-contact list")
     assert check.status == "warn"
-    assert check.detail.startswith("3 entr(ies) block nobody: ")
-    assert "2 email entry has no @: put a domain in the domain column" in check.detail
-    assert "1 domain entry looks like an email address: put it in the email column" in check.detail
+    assert check.detail.startswith("3 value(s) cannot be used: ")
+    assert "2 email value has no @: put a domain in the domain column" in check.detail
+    assert "1 domain value looks like an email address: put it in the email column" in check.detail
     assert "v_dnc_rejects" in check.fix
 
 

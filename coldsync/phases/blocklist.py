@@ -100,11 +100,14 @@ def mirror_rows(ctx: RunContext, new_rows: list[dict[str, Any]]) -> list[dict[st
                                                                             or row.get("domain_key")):
             continue
         key = (row.get("email_key"), row.get("domain_key"))
-        # One value per key: every entry of that person (or domain) gets the id of what was pushed.
-        value = (canonical_email(row.get("email")) or row.get("email_key")) if row.get("email_key") else key[1]
-        if value and key not in keys:
-            keys.add(key)
-            values.setdefault(str(value), row)
+        if key in keys:
+            continue  # one push per key: every entry of that person (or domain) gets the id of what was pushed
+        keys.add(key)
+        # A row with both an address and a domain pushes both; the address's entry id is the one stored.
+        if key[1]:
+            values.setdefault(str(key[1]), row)
+        if key[0]:
+            values.setdefault(str(canonical_email(row.get("email")) or key[0]), row)
     if not values:
         return list(new_rows)
     phase.plan["push to block list"] += len(values)
@@ -116,7 +119,7 @@ def mirror_rows(ctx: RunContext, new_rows: list[dict[str, Any]]) -> list[dict[st
         phase.notes.append(f"block-list push failed, retried next run: {exc.summary}")
         return list(new_rows)
     ids: dict[tuple[Any, Any], str] = {}
-    for outcome in result.outcomes:
+    for outcome in result.outcomes:  # in the order sent: the address (sent last) wins for a row with both
         sent = values.get(outcome.value) if outcome.value else None
         entry_id = outcome.entry_id or (BLOCKLIST_REFUSED if outcome.outcome == "refused" else None)
         if sent is not None and entry_id:

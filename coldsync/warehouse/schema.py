@@ -286,7 +286,7 @@ dnc AS (
                WHEN 4 THEN e.sql_domain_key ELSE e.email_hash END IS NOT NULL
 )"""  # noqa: S608
 
-DNC_ENTRIES_SQL = f"""
+DNC_ENTRIES_SQL = rf"""
 CREATE OR REPLACE VIEW `{{ds}}.{DNC_ENTRIES_VIEW}` AS
 WITH {DNC_KEY_CTES}
 SELECT
@@ -294,15 +294,20 @@ SELECT
   k.stored_email_key, k.sql_email_key, k.email_key,
   k.stored_domain_key, k.sql_domain_key, COALESCE(k.stored_domain_key, k.sql_domain_key) AS domain_key,
   CASE
-    WHEN k.email IS NULL AND k.domain IS NULL AND k.email_hash IS NULL
+    WHEN k.email IS NULL AND k.domain IS NULL AND k.email_hash IS NULL AND k.stored_email_key IS NULL
+         AND k.stored_domain_key IS NULL
       THEN 'entry has no email, no domain and no hash: it blocks nobody'
     WHEN k.email IS NOT NULL AND k.email_key IS NULL THEN
-      CASE WHEN NOT REGEXP_CONTAINS(k.email, r'@') THEN 'email entry has no @: put a domain in the domain column'
-           ELSE 'email entry is not a usable address after normalization: fix it or remove it' END
+      CASE WHEN REGEXP_CONTAINS(k.email, r'[^\x{{0000}}-\x{{007F}}]')
+        THEN 'email value has non-ASCII characters: the next sync run keys it (punycode); fix it if still listed'
+           WHEN NOT REGEXP_CONTAINS(k.email, r'@') THEN 'email value has no @: put a domain in the domain column'
+           ELSE 'email value is not a usable address after normalization: fix it' END
     WHEN k.domain IS NOT NULL AND k.stored_domain_key IS NULL AND k.sql_domain_key IS NULL THEN
-      CASE WHEN REGEXP_CONTAINS(k.domain, r'@[^@]*[.]')
-             THEN 'domain entry looks like an email address: put it in the email column'
-           ELSE 'domain entry is not a usable domain after normalization: fix it or remove it' END
+      CASE WHEN REGEXP_CONTAINS(k.domain, r'[^\x{{0000}}-\x{{007F}}]')
+        THEN 'domain value has non-ASCII characters: the next sync run keys it (punycode); fix it if still listed'
+           WHEN REGEXP_CONTAINS(k.domain, r'@[^@]*[.]')
+             THEN 'domain value looks like an email address: put it in the email column'
+           ELSE 'domain value is not a usable domain after normalization: fix it' END
   END AS problem
 FROM dnc_entries AS k
 """  # noqa: S608
