@@ -1,5 +1,6 @@
-"""The pure decisions of the sync: email and domain normalization, segments, cooldown, the
-finished-lead classifier, and the top-up and drain plans.
+"""The pure decisions of the sync: email normalization, segments, cooldown, the finished-lead
+classifier, and the top-up and drain plans. (Suppression keys of addresses and domains:
+coldsync.suppression, the one definition in Python and SQL.)
 
 Nothing here does I/O or keeps state; every rule exists once, here or in the one SQL view that
 embeds `EMAIL_PATTERN`. Phases call these functions and do the I/O around them.
@@ -83,9 +84,6 @@ use the same set: ``TRIM(x, @chars)`` in BigQuery, ``trim(x, ?)`` in DuckDB.
 """
 
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
-_DOMAIN_RE = re.compile(DOMAIN_PATTERN)
-_URL_SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*://")
-_URL_PATH_RE = re.compile(r"[/?#]")
 
 
 def normalize_email(raw: object) -> str | None:
@@ -113,38 +111,6 @@ def email_domain(email: str) -> str:
     if not at or not domain:
         raise ValueError("not an email address (no domain after '@')")
     return domain
-
-
-def normalize_domain(raw: object) -> str | None:
-    """Return the canonical form of a do-not-contact DOMAIN entry, or None when it is not one.
-
-    Ops paste these from many places, so the rule accepts and strips, in order: EMAIL_TRIM_CHARS at
-    both ends; an URL scheme (``https://``) and anything from the first ``/``, ``?`` or ``#``; ONE
-    leading ``@`` (``@acme.example``); ONE trailing dot (the DNS root); a leading ``www.`` when what
-    remains is still a domain. Then the result must match DOMAIN_PATTERN (ASCII, at least one dot,
-    no port, no other ``@``: an email address is not a domain entry) and is lower-cased.
-
-    Why ``www.`` goes: mail is not received at ``www.`` hosts, so an entry ``www.acme.example`` can
-    only mean the company ``acme.example``; stripping it widens the block, which is the safe side
-    for a do-not-contact list. Sub-domains are otherwise kept as given (``eu.acme.example`` blocks
-    only that domain): the view matches domains exactly.
-    """
-    if not isinstance(raw, str):
-        return None
-    value = raw.strip(EMAIL_TRIM_CHARS)
-    scheme = _URL_SCHEME_RE.match(value.lower())
-    if scheme:
-        value = value[scheme.end() :]
-        value = _URL_PATH_RE.split(value, maxsplit=1)[0]
-    value = value.removeprefix("@")
-    value = value.removesuffix(".")
-    if not value or len(value) > MAX_DOMAIN_LENGTH or _DOMAIN_RE.fullmatch(value) is None:
-        return None
-    value = value.lower()
-    without_www = value.removeprefix("www.")
-    if without_www != value and _DOMAIN_RE.fullmatch(without_www) is not None:
-        return without_www
-    return value
 
 
 # ---------------------------------------------------------------------------------------------

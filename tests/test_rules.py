@@ -30,7 +30,6 @@ from coldsync.rules import (
     email_domain,
     in_cooldown,
     lead_id_of,
-    normalize_domain,
     normalize_email,
     parse_revenue,
     parse_timestamp,
@@ -38,6 +37,7 @@ from coldsync.rules import (
     plan_top_up,
     segment_for_revenue,
 )
+from coldsync.suppression import domain_key
 
 NOW = datetime(2026, 7, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -287,11 +287,13 @@ def test_email_domain_rejects_non_emails(email: str) -> None:
         pytest.param("wwwexample.com", "wwwexample.com", id="www-without-dot-kept"),
         pytest.param("xn--bcher-kva.example", "xn--bcher-kva.example", id="punycode"),
         pytest.param(DOMAIN_253, DOMAIN_253, id="253-chars"),
+        pytest.param("example.com:8080", "example.com", id="port"),
+        pytest.param("bücher.example", "xn--bcher-kva.example", id="idn-to-punycode"),
     ],
 )
-def test_normalize_domain_canonicalizes_dnc_domain_entries(raw: str, expected: str) -> None:
-    """A DNC domain entry is trimmed, lowered, and loses @, www., URL parts and the root dot."""
-    assert normalize_domain(raw) == expected
+def test_domain_key_canonicalizes_dnc_domain_entries(raw: str, expected: str) -> None:
+    """A DNC domain entry is trimmed, lowered, and loses @, www., URL parts, a port and the root dot."""
+    assert domain_key(raw) == expected
 
 
 @pytest.mark.parametrize(
@@ -303,8 +305,6 @@ def test_normalize_domain_canonicalizes_dnc_domain_entries(raw: str, expected: s
         pytest.param("@@example.com", id="double-at"),
         pytest.param("example.com..", id="two-trailing-dots"),
         pytest.param("localhost", id="single-label"),
-        pytest.param("example.com:8080", id="port"),
-        pytest.param("bücher.example", id="idn"),
         pytest.param("-example.com", id="leading-hyphen"),
         pytest.param("example", id="no-dot"),
         pytest.param("https://", id="bare-scheme"),
@@ -313,9 +313,9 @@ def test_normalize_domain_canonicalizes_dnc_domain_entries(raw: str, expected: s
         pytest.param(42, id="int"),
     ],
 )
-def test_normalize_domain_rejects_non_domains(raw: object) -> None:
-    """Anything that is not a plain ASCII domain (after stripping) normalizes to None."""
-    assert normalize_domain(raw) is None
+def test_domain_key_rejects_non_domains(raw: object) -> None:
+    """Anything that is not a domain (after stripping) has no key."""
+    assert domain_key(raw) is None
 
 
 # ---------------------------------------------------------------------------------------------
