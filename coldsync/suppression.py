@@ -171,8 +171,9 @@ def key_of_untagged(value: str) -> str:
 def email_key(email: str) -> str:
     """The suppression key of a VALID, lower-cased address (``rules.normalize_email``'s output).
 
-    ``Jane+Promo@GoogleMail.com`` normalized is ``jane+promo@googlemail.com``, whose key is
-    ``jane@gmail.com``. Raises ValueError when `email` has no ``@`` (callers pass valid addresses).
+    ``Jane+Promo@Acme.example`` normalized is ``jane+promo@acme.example``, whose key is
+    ``jane@acme.example``; at googlemail.com the key's domain is gmail.com and its local part loses its
+    dots. Raises ValueError when `email` has no ``@`` (callers pass valid addresses).
     """
     if "@" not in email:
         raise ValueError("not an email address (no '@')")

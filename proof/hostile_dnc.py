@@ -31,7 +31,7 @@ from coldsync.warehouse.schema import ERASURE_SALT_KEY
 from proof.crash import START
 from proof.engines import Engines, proof_settings
 from proof.harness import Rig, Tally, new_simulator
-from tests.helpers import add_sources, build, lead
+from tests.helpers import GMAIL, GOOGLEMAIL, add_sources, build, lead
 from tests.invariants import added_emails
 
 H = "dnc-hostile.example"  # email entries share this domain (no domain entry names it)
@@ -90,8 +90,8 @@ def corpus() -> list[DncCase]:
         _blocked_email(f"both+a@{H}", f"both+b@{H}", "two +tag variants"),
         _blocked_email(f"dotplus.+promo@{H}", f"dotplus@{H}", "a dot before the +tag"),
         _blocked_email(f"'apostrophe@{H}", f"'apostrophe@{H}", "a leading apostrophe (part of the address)"),
-        _blocked_email("coldsync.proof.dots@gmail.com", "coldsyncproofdots@gmail.com", "Gmail dot variant"),
-        _blocked_email("ColdSyncProofAlias+x@googlemail.com", "c.o.l.d.s.y.n.c.p.r.o.o.f.alias@gmail.com",
+        _blocked_email(f"coldsync.proof.dots@{GMAIL}", f"coldsyncproofdots@{GMAIL}", "Gmail dot variant"),
+        _blocked_email(f"ColdSyncProofAlias+x@{GOOGLEMAIL}", f"c.o.l.d.s.y.n.c.p.r.o.o.f.alias@{GMAIL}",
                        "googlemail alias, +tag and Gmail dots"),
         _blocked_email("  Name <MAILTO:Combo+Tag@DNC-Hostile.Example.>  \r", f"combo@{H}",
                        "everything at once: spaces, Name, mailto:, upper case, +tag, trailing dot, CR"),

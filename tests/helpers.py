@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from coldsync.settings import Settings
+from coldsync.suppression import DOMAIN_ALIASES, DOTLESS_LOCAL_DOMAINS
 from coldsync.warehouse.base import Rows, Typed, Warehouse
 from coldsync.warehouse.demo_data import (
     DNC_FIELDS,
@@ -78,3 +79,11 @@ def delete_config(warehouse: Warehouse, key: str) -> None:
 def ready(warehouse: Warehouse) -> dict[str, dict[str, Any]]:
     rows = warehouse.query("SELECT * FROM `{ds}.v_ready_for_instantly` ORDER BY priority", label="test.ready")
     return {str(r["email"]): r for r in rows}
+
+
+# The Gmail rules of the suppression key exist only for these real mail domains. Tests build such
+# addresses at run time from the product's own constants, so no literal real-domain address is
+# committed; every local part used with them is synthetic.
+GMAIL: str = DOTLESS_LOCAL_DOMAINS[0]
+GOOGLEMAIL: str = next(alias for alias, target in DOMAIN_ALIASES.items() if target == GMAIL)
+GOOGLEMAIL_CASED: str = "GoogleMail.com"  # the alias as people type it, mixed case

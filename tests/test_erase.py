@@ -35,7 +35,18 @@ from coldsync.warehouse.duckdb import DuckDBWarehouse
 from coldsync.warehouse.migrate import ensure_schema, read_config
 from coldsync.warehouse.schema import ERASURE_SALT_KEY, TABLES
 from tests.conftest import make_settings
-from tests.helpers import T0, add_history, add_sources, build, delete_config, lead, ready, set_config
+from tests.helpers import (
+    GMAIL,
+    GOOGLEMAIL_CASED,
+    T0,
+    add_history,
+    add_sources,
+    build,
+    delete_config,
+    lead,
+    ready,
+    set_config,
+)
 from tests.invariants import table_contents
 
 REPO = Path(__file__).resolve().parent.parent
@@ -407,10 +418,10 @@ def test_erase_file_skips_blank_lines_and_comments(tmp_path: Path) -> None:
 
 def test_scrub_replaces_only_the_persons_addresses() -> None:
     """Every form of the person's address is replaced, look-alikes are kept, and JSON stays valid JSON."""
-    keys = frozenset({"jane@acme.example", "janedoe@gmail.com"})
+    keys = frozenset({"jane@acme.example", f"janedoe@{GMAIL}"})
     assert scrub_text("to JANE+x@Acme.Example, xjane@acme.example; mailto:jane@acme.example.", keys) == (
         "to [erased], xjane@acme.example; mailto:[erased].")
-    assert scrub_text("Jane.Doe+news@GoogleMail.com <jane@acme.example.org>", keys) == (
+    assert scrub_text(f"Jane.Doe+news@{GOOGLEMAIL_CASED} <jane@acme.example.org>", keys) == (
         "[erased] <jane@acme.example.org>")
     document = json.dumps({"a": 'say "jane@acme.example"', "b": "jane@acme.example\n"})
     assert json.loads(scrub_text(document, keys)) == {"a": 'say "[erased]"', "b": "[erased]\n"}

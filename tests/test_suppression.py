@@ -51,7 +51,7 @@ from coldsync.suppression import (
 )
 from coldsync.warehouse.base import Param, Rows, Warehouse
 from coldsync.warehouse.demo_data import DNC_FIELDS, HISTORY_FIELDS, INSERT_DNC_SQL, INSERT_HISTORY_SQL
-from tests.helpers import T0, add_state, build, lead
+from tests.helpers import GMAIL, GOOGLEMAIL, GOOGLEMAIL_CASED, T0, add_state, build, lead
 
 # --- 1. Python, hand-worked ------------------------------------------------------------------------
 
@@ -64,7 +64,7 @@ ADDRESS_KEYS: list[tuple[object, str | None]] = [
     ("mailto:m.dnc@acme.example", "m.dnc@acme.example"),
     ("MailTo:Up.Dnc@Acme.Example", "up.dnc@acme.example"),
     ("<a.dnc@acme.example>", "a.dnc@acme.example"),
-    ('"Jane Doe" <J.Ane+x@GoogleMail.com>', "jane@gmail.com"),
+    (f'"Jane Doe" <J.Ane+x@{GOOGLEMAIL_CASED}>', f"jane@{GMAIL}"),
     ("Doe, Jane <jane.doe@acme.example>", "jane.doe@acme.example"),
     ("<mailto:x@y.example?subject=unsub>", "x@y.example"),
     ("x@y.example?subject=Remove%20me", "x@y.example"),
@@ -78,8 +78,8 @@ ADDRESS_KEYS: list[tuple[object, str | None]] = [
     ("jane@acme.example.", "jane@acme.example"),
     ("<jane@acme.example.>", "jane@acme.example"),
     ("+x@acme.example", "+x@acme.example"),
-    ("j.a.n.e@gmail.com", "jane@gmail.com"),
-    ("j.a.n.e+x@googlemail.com", "jane@gmail.com"),
+    (f"j.a.n.e@{GMAIL}", f"jane@{GMAIL}"),
+    (f"j.a.n.e+x@{GOOGLEMAIL}", f"jane@{GMAIL}"),
     ("j.a.n.e@acme.example", "j.a.n.e@acme.example"),
     ("x'@acme.example", "x'@acme.example"),
     ("bad", None),
@@ -99,10 +99,10 @@ ADDRESS_KEYS: list[tuple[object, str | None]] = [
 
 CANONICAL_EMAILS: list[tuple[object, str | None]] = [
     ("cr.dnc@acme.example\r", "cr.dnc@acme.example"),
-    ('"Jane Doe" <J.Ane+x@GoogleMail.com>', "j.ane+x@googlemail.com"),
+    (f'"Jane Doe" <J.Ane+x@{GOOGLEMAIL_CASED}>', f"j.ane+x@{GOOGLEMAIL}"),
     ("<mailto:x@y.example?subject=unsub>", "x@y.example"),
     ("jane+promo@acme.example", "jane+promo@acme.example"),
-    ("j.a.n.e@gmail.com", "j.a.n.e@gmail.com"),
+    (f"j.a.n.e@{GMAIL}", f"j.a.n.e@{GMAIL}"),
     ("ann@bücher.example", "ann@xn--bcher-kva.example"),
     ("Jane@Acme.Example.", "jane@acme.example"),
     ("bad", None),
@@ -143,8 +143,8 @@ DOMAIN_KEYS: list[tuple[object, str | None]] = [
 ]
 
 EMAIL_KEYS: list[tuple[str, str]] = [  # valid, lower-cased addresses (rules.normalize_email's output)
-    ("jane+promo@googlemail.com", "jane@gmail.com"),
-    ("j.a.n.e+x@gmail.com", "jane@gmail.com"),
+    (f"jane+promo@{GOOGLEMAIL}", f"jane@{GMAIL}"),
+    (f"j.a.n.e+x@{GMAIL}", f"jane@{GMAIL}"),
     ("j.doe@acme.example", "j.doe@acme.example"),
     ("+x@acme.example", "+x@acme.example"),
     ("a+b+c@acme.example", "a@acme.example"),
@@ -154,7 +154,7 @@ EMAIL_KEYS: list[tuple[str, str]] = [  # valid, lower-cased addresses (rules.nor
 ]
 
 UNTAGGED: list[tuple[str, str]] = [  # stage 1: alias and +tag; stage 2 (dots) not yet
-    ("j.doe+x@googlemail.com", "j.doe@gmail.com"),
+    (f"j.doe+x@{GOOGLEMAIL}", f"j.doe@{GMAIL}"),
     ("jane+@acme.example", "jane@acme.example"),
     ("+x@acme.example", "+x@acme.example"),
 ]
@@ -203,7 +203,7 @@ def test_email_key_refuses_a_value_without_at() -> None:
 
 def test_key_domain_erasure_hash_and_trim_ends() -> None:
     """key_domain is the text after the last @; erasure_hash is hex SHA-256 of salt + key; trim_ends trims."""
-    assert key_domain("jane@gmail.com") == "gmail.com"
+    assert key_domain(f"jane@{GMAIL}") == "gmail.com"
     assert erasure_hash("jane@acme.example", SALT) == JANE_HASH
     assert trim_ends("\u200b jane@acme.example\r\n") == "jane@acme.example"
     assert trim_ends("\t\t") == ""
@@ -288,13 +288,13 @@ THE_TABLE: list[tuple[tuple[str | None, str | None], list[str]]] = [
     (("<a.dnc@acme.example>", None), ["a.dnc@acme.example"]),
     (("<mailto:q.dnc@acme.example?subject=unsub>", None), ["q.dnc@acme.example"]),
     (("MAILTO:Up.Dnc@Acme.Example.", None), ["up.dnc@acme.example"]),
-    (('"Pat Doe" <P.At+x@GoogleMail.com>', None), ["pat@gmail.com", "P.A.T+y@googlemail.com"]),
+    ((f'"Pat Doe" <P.At+x@{GOOGLEMAIL_CASED}>', None), [f"pat@{GMAIL}", f"P.A.T+y@{GOOGLEMAIL}"]),
     ((None, "www.blocked.example"), ["x@blocked.example"]),
     ((None, "https://blocked2.example/contact"), ["y@blocked2.example"]),
     ((None, "@Blocked3.Example."), ["z@blocked3.example"]),
     (("jane@acme.example", None), ["jane+promo@acme.example"]),
     (("jane2+x@acme.example", None), ["jane2@acme.example", "jane2+other@acme.example"]),
-    (("j.doe@googlemail.com", None), ["jdoe@gmail.com"]),
+    ((f"j.doe@{GOOGLEMAIL}", None), [f"jdoe@{GMAIL}"]),
 ]
 
 # Leads no entry above (nor the Unicode one) blocks: each must stay ready, attempt 1.
@@ -514,8 +514,8 @@ decorated_domain_batches = st.builds(
     st.lists(st.tuples(st.lists(domain_decorations, max_size=4), st.tuples(_trims, _trims)),
              min_size=BATCH_BASES, max_size=BATCH_BASES))
 # Garbage: any ASCII text, and ASCII text built from the tokens the patterns care about.
-_TOKENS = [*string.printable, "\x00", "\x7f", "\x1c", "mailto:", "MAILTO:", "<", ">", "@", "@gmail.com",
-           "@googlemail.com", "www.", "http://", "://", ".", "..", "+", "?", "#", ":80", '"', "'"]
+_TOKENS = [*string.printable, "\x00", "\x7f", "\x1c", "mailto:", "MAILTO:", "<", ">", "@", f"@{GMAIL}",
+           f"@{GOOGLEMAIL}", "www.", "http://", "://", ".", "..", "+", "?", "#", ":80", '"', "'"]
 garbage = st.one_of(st.text(st.characters(min_codepoint=0, max_codepoint=127), max_size=12),
                     st.lists(st.sampled_from(_TOKENS), max_size=10).map("".join))
 
