@@ -81,6 +81,9 @@ _DOMAIN_WRAP = r"{T}*(?:[a-z][a-z0-9+.-]*://)?@?([^/?#:]*?)\.?(?::[0-9]*)?(?:[/?
 # Leading `www.` labels of a domain (all of them: `www.www.acme.example` is `acme.example`).
 _WWW = r"(?:www\.)+(.*)"
 _TRIM_ENDS = r"{T}*(.*?){T}*"
+# The domain of an email key, without leading `www.` labels while a dotted domain remains (a lead at
+# `www.acme.example` is the company `acme.example`, as a `www.acme.example` entry is): group 1.
+_KEY_DOMAIN = r"[^@]*@(?:www\.)*((?:[^.@]+\.)+[^.@]+)"
 
 
 def _ranges(chars: str) -> list[tuple[int, int]]:
@@ -120,6 +123,7 @@ _WWW_RE = _py(_WWW)
 _EMAIL_WRAP_RE = _py(_EMAIL_WRAP)
 _DOMAIN_WRAP_RE = _py(_DOMAIN_WRAP)
 _TRIM_ENDS_RE = _py(_TRIM_ENDS)
+_KEY_DOMAIN_RE = _py(_KEY_DOMAIN)
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
 _DOMAIN_RE = re.compile(DOMAIN_PATTERN)
 
@@ -181,8 +185,10 @@ def email_key(email: str) -> str:
 
 
 def key_domain(key: str) -> str:
-    """The domain of an email key (what a DNC domain entry is compared with)."""
-    return key.rpartition("@")[2]
+    """The domain of an email key, what a DNC domain entry is compared with: leading ``www.`` labels go
+    on this side too (``domain_key`` drops them from entries), so an entry ``www.acme.example`` blocks
+    ``z@www.acme.example`` and ``z@acme.example`` alike."""
+    return _replace(_KEY_DOMAIN_RE, key)
 
 
 def canonical_email(raw: object) -> str | None:
@@ -269,7 +275,7 @@ def sql_email_key(e: str) -> str:
 
 def sql_key_domain(key: str) -> str:
     """SQL twin of ``key_domain``."""
-    return f"REGEXP_REPLACE({key}, r'^.*@', '')"
+    return f"REGEXP_REPLACE({key}, {_sql(_KEY_DOMAIN)}, r'\\1')"
 
 
 def sql_unwrapped_email(x: str) -> str:

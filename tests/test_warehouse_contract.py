@@ -156,3 +156,13 @@ def test_source_rejects_record_every_skipped_row_with_its_reason(raw_warehouse: 
         ("neg@example.com", REJECT_REVENUE, False),
     ])
     assert sorted(ready(raw_warehouse)) == ["dup@example.com", "good@example.com", "neg@example.com"]
+
+
+def test_a_www_domain_entry_blocks_the_company_at_either_host(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """A domain entry 'www.wwwblk.example' (stored as wwwblk.example) blocks leads at www.wwwblk.example and at
+    wwwblk.example, and not a lead at another sub-domain; 'www.example' stays a domain of its own."""
+    build(raw_warehouse, settings, [lead("z@www.wwwblk.example"), lead("y@wwwblk.example"),
+                                    lead("x@eu.wwwblk.example"), lead("w@www.example"), lead("v@example.example")])
+    add_dnc(raw_warehouse, domain="www.wwwblk.example")
+    add_dnc(raw_warehouse, domain="www.example")
+    assert sorted(ready(raw_warehouse)) == ["v@example.example", "x@eu.wwwblk.example"]
