@@ -332,8 +332,8 @@ def run_baseline(settings: Settings, warehouse: Warehouse, client: InstantlyClie
     The simulator (like this client) has no single-lead `POST /leads`, so each lead is one
     `POST /leads/add` carrying one lead. Returns the counts and the time spent in pauses.
     """
-    store = Store(warehouse, f"baseline-{uuid.uuid4().hex[:6]}", now)
-    rows = store.read_ready(config.sample, ["Midsize", "SMB"])
+    store = Store(warehouse, f"baseline-{uuid.uuid4().hex[:6]}", now, routing=settings.routing)
+    rows = store.read_ready({route.name: config.sample for route in settings.routing.routes})[:config.sample]
     campaigns = {"SMB": settings.smb_campaign_id, "Midsize": settings.midsize_campaign_id}
     added = 0
     paused = 0.0
@@ -597,10 +597,11 @@ def _view_bodies() -> dict[str, str]:
     import sqlglot
     from sqlglot import exp
 
-    from coldsync.warehouse.schema import VIEWS
+    from coldsync.routes import default_routing
+    from coldsync.warehouse.schema import views
 
     bodies: dict[str, str] = {}
-    for name, sql in VIEWS:
+    for name, sql in views(default_routing("", "")):
         create = sqlglot.parse_one(_unplaceholder(sql), read="bigquery")
         query = create.expression if isinstance(create, exp.Create) else create
         bodies[name] = query.sql(dialect="bigquery")

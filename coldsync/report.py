@@ -35,17 +35,21 @@ class RunReport:
     inventory_after: int | None = None
     inventory_warehouse: int | None = None
     cap: int = 0
-    ready_by_segment: dict[str, int] = field(default_factory=dict)
+    ready_by_route: dict[str, int] = field(default_factory=dict)  # route -> ready leads ("(unrouted)": no route)
+    # Per route: ready, quota, inventory, room, added, drained, share (percent), supply sizing, guard, why.
+    routes: dict[str, dict[str, Any]] = field(default_factory=dict)
     source_rejects: dict[str, int] = field(default_factory=dict)  # reason -> source rows (v_source_rejects)
     dnc_rejects: dict[str, int] = field(default_factory=dict)  # reason -> DNC entries that block nobody
     # Instantly block-list mirror: where the last pull stopped and when a full pass last ended.
     blocklist_watermark: dict[str, Any] = field(default_factory=dict)
-    campaigns: dict[str, str] = field(default_factory=dict)  # segment -> "active" / "paused" / ...
+    campaigns: dict[str, str] = field(default_factory=dict)  # route (or route/arm) -> "active" / "paused" / ...
     warnings: list[str] = field(default_factory=list)
     phases: dict[str, PhaseReport] = field(default_factory=dict)
     # Per campaign: the analytics counters whose finished leads this run listed completely, and the
     # time of the last full sweep. The next run lists only what changed since (see phases/drain.py).
     drain_watermarks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Supply sizing and guard figures per campaign id, with when they were read (phases/signals.py).
+    supply_signals: dict[str, Any] = field(default_factory=dict)
     api_calls: int = 0
     api_writes: int = 0
     warehouse_statements: int = 0
@@ -56,6 +60,17 @@ class RunReport:
         if name not in self.phases:
             self.phases[name] = PhaseReport(name)
         return self.phases[name]
+
+    def route(self, name: str) -> dict[str, Any]:
+        """The per-route summary entry of `name` (created with zero counts)."""
+        if name not in self.routes:
+            self.routes[name] = {"ready": 0, "quota": None, "inventory": None, "room": 0, "added": 0, "drained": 0}
+        return self.routes[name]
+
+    def route_count(self, name: str | None, key: str, n: int = 1) -> None:
+        """Add `n` to a per-route counter (added, drained); a lead of no known route counts under '(other)'."""
+        entry = self.route(name or "(other)")
+        entry[key] = int(entry.get(key) or 0) + n
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -94,8 +109,12 @@ class RunReport:
         lines.append(inv)
         if self.campaigns:
             lines.append("  campaigns: " + ", ".join(f"{k} {v}" for k, v in sorted(self.campaigns.items())))
-        if self.ready_by_segment:
-            lines.append("  ready: " + ", ".join(f"{k} {v}" for k, v in sorted(self.ready_by_segment.items())))
+        for name, entry in self.routes.items():
+            lines.append(f"  route {name}: {_route_line(entry, self.mode)}")
+        unrouted = self.ready_by_route.get(UNROUTED, 0)
+        if unrouted:
+            lines.append(f"  ready leads no route takes: {unrouted} (add a route, or a last route with "
+                         'when = "TRUE")')
         if self.source_rejects:
             total = sum(self.source_rejects.values())
             lines.append(f"  source rows not taken as given ({total}, see v_source_rejects): "
@@ -128,11 +147,19 @@ class RunReport:
                 f"| Warehouse | {self.warehouse} |",
                 f"| Inventory before / after / cap | {_num(self.inventory_before)} / {_num(self.inventory_after)} / "
                 f"{self.cap} |",
-                f"| Ready by segment | {', '.join(f'{k}: {v}' for k, v in sorted(self.ready_by_segment.items()))} |",
+                f"| Ready by route | {', '.join(f'{k}: {v}' for k, v in self.ready_by_route.items())} |",
                 f"| Source rows not taken as given (v_source_rejects) | {sum(self.source_rejects.values())} |",
                 f"| Do-not-contact values that cannot be used (v_dnc_rejects) | {sum(self.dnc_rejects.values())} |",
                 f"| Instantly calls / warehouse statements | {self.api_calls} / {self.warehouse_statements} |",
                 f"| Duration | {self.seconds:.1f}s |", ""]
+        if self.routes:
+            verb = "Would add" if self.mode == "dry_run" else "Added"
+            out += [f"| Route | Ready | Inventory / quota | Room | {verb}"
+                    + " | Drained | Why |", "|---|---:|---:|---:|---:|---:|---|"]
+            out += [f"| {name} | {e.get('ready', 0)} | {_num(e.get('inventory'))} / {_num(e.get('quota'))} | "
+                    f"{e.get('room', 0)} | {e.get('added', 0)} | {e.get('drained', 0)} | {e.get('reason', '')} |"
+                    for name, e in self.routes.items()]
+            out.append("")
         out += ["| Phase | Seconds | " + ("Would do" if self.mode == "dry_run" else "Done") + " |", "|---|---|---|"]
         for phase in self.phases.values():
             items = phase.plan if self.mode == "dry_run" else phase.counts
@@ -155,3 +182,19 @@ class RunReport:
 
 def _num(value: int | None) -> str:
     return "unknown" if value is None else str(value)
+
+
+UNROUTED = "(unrouted)"
+"""Key of ready_by_route for ready leads no route's condition takes."""
+
+
+def _route_line(entry: dict[str, Any], mode: str) -> str:
+    verb = "would add" if mode == "dry_run" else "added"
+    text = (f"{verb} {entry.get('added', 0)}, drained {entry.get('drained', 0)}, room {entry.get('room', 0)}, "
+            f"ready {entry.get('ready', 0)}, inventory {_num(entry.get('inventory'))} "
+            f"of quota {_num(entry.get('quota'))}")
+    if entry.get("share") is not None:
+        text += f" (share {entry['share']}%)"
+    if entry.get("reason"):
+        text += f"; {entry['reason']}"
+    return text

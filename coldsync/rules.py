@@ -1,6 +1,6 @@
-"""The pure decisions of the sync: email normalization, segments, cooldown, the finished-lead
-classifier, and the top-up and drain plans. (Suppression keys of addresses and domains:
-coldsync.suppression, the one definition in Python and SQL.)
+"""The pure decisions of the sync: email normalization, revenue, cooldown, the finished-lead
+classifier, and the drain plan. (Routes: coldsync.routes; each route's room: coldsync.supply;
+suppression keys of addresses and domains: coldsync.suppression, one definition in Python and SQL.)
 
 Nothing here does I/O or keeps state; every rule exists once, here or in the one SQL view that
 embeds `EMAIL_PATTERN`. Phases call these functions and do the I/O around them.
@@ -114,15 +114,8 @@ def email_domain(email: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Revenue and segment
+# Revenue
 # ---------------------------------------------------------------------------------------------
-
-
-class Segment(StrEnum):
-    """Which campaign a lead goes to (the view's `sequence_target`)."""
-
-    SMB = "SMB"
-    MIDSIZE = "Midsize"
 
 
 _PLAIN_NUMBER_RE = re.compile(r"^(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]+)?$")
@@ -159,23 +152,6 @@ def parse_revenue(raw: object) -> Decimal | None:
     else:
         return None
     return value if value >= 0 else None
-
-
-def segment_for_revenue(revenue: Decimal | int | float | None, threshold: int) -> Segment:
-    """Return SMB when revenue < threshold, else Midsize; unknown revenue is SMB.
-
-    Boundary: revenue exactly equal to the threshold is Midsize.
-    Unknown revenue (NULL/None, NaN, infinite, negative, bool, any unparseable value) is SMB: cold
-    leads without a revenue figure are overwhelmingly small companies, and SMB is the campaign
-    built for the common case. The view computes the same rule in SQL.
-    Raises ValueError for a threshold that is not a non-negative int (a configuration error).
-    """
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
-        raise ValueError("threshold must be a non-negative integer")
-    value = parse_revenue(revenue)
-    if value is None or value < threshold:
-        return Segment.SMB
-    return Segment.MIDSIZE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,95 +440,6 @@ def chunk(seq: Iterable[_T], size: int) -> list[list[_T]]:
     if current:
         batches.append(current)
     return batches
-
-
-@dataclass(frozen=True)
-class TopUpPlan:
-    """How many leads one run adds, and from which segments.
-
-    The sync reads at most `room` rows from the ready view, in the view's priority order, keeping
-    only rows whose `sequence_target` is in `allowed_segments`, and routes each row to its segment's
-    campaign. `reason` names the limit that set `room` (always set; it explains a 0). `warnings` are
-    for the run summary (paused or missing campaigns, inventory over the cap).
-    """
-
-    room: int
-    allowed_segments: frozenset[Segment]
-    warnings: tuple[str, ...]
-    reason: str
-
-
-def _require_count(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer")
-
-
-def plan_top_up(
-    *,
-    target: int,
-    cap: int,
-    inventory: int | None,
-    remaining_in_plan: int | None,
-    ready_by_segment: Mapping[Segment, int],
-    campaign_active: Mapping[Segment, bool],
-    allow_paused: bool,
-) -> TopUpPlan:
-    """Plan the top-up: room = min(target, cap - inventory, remaining_in_plan, ready), never < 0.
-
-    - `inventory` None (the measure failed or was partial) -> room 0: adding blind could break the
-      cap, and the next run measures again;
-    - `remaining_in_plan` (Instantly's count of uploads left in the workspace plan) limits only when
-      known; a negative value counts as 0;
-    - a segment is allowed when its campaign is active, or paused and `allow_paused` (leads added
-      to a paused campaign are accepted but not sent): each paused or unconfigured campaign gives a
-      warning; its ready leads do not count;
-    - `ready` = ready rows of the allowed segments, so `room` is exactly what the sync will read.
-    Raises ValueError for negative or non-int target, cap, inventory or ready counts.
-    """
-    _require_count(target, "target")
-    _require_count(cap, "cap")
-    if inventory is not None:
-        _require_count(inventory, "inventory")
-    if remaining_in_plan is not None and (
-        isinstance(remaining_in_plan, bool) or not isinstance(remaining_in_plan, int)
-    ):
-        raise ValueError("remaining_in_plan must be an integer or None")
-    for segment, count in ready_by_segment.items():
-        _require_count(count, f"ready_by_segment[{segment}]")
-
-    warnings: list[str] = []
-    allowed: set[Segment] = set()
-    for segment in Segment:
-        active = campaign_active.get(segment)
-        if active is None:
-            warnings.append(f"no campaign configured for {segment}: its leads are held back")
-        elif active is True:
-            allowed.add(segment)
-        elif allow_paused:
-            allowed.add(segment)
-            warnings.append(f"campaign for {segment} is not active: adding anyway (allow_paused)")
-        else:
-            warnings.append(f"campaign for {segment} is not active: its leads are held back")
-    segments = frozenset(allowed)
-
-    if inventory is None:
-        return TopUpPlan(0, segments, tuple(warnings), "inventory unknown (measure failed or partial)")
-    if inventory > cap:
-        warnings.append(f"inventory {inventory} exceeds the cap {cap} by {inventory - cap}")
-    if not segments:
-        return TopUpPlan(0, segments, tuple(warnings), "no campaign to add to")
-
-    ready = sum(ready_by_segment.get(segment, 0) for segment in Segment if segment in segments)
-    limits: list[tuple[int, str]] = [
-        (target, f"target {target}"),
-        (cap - inventory, f"cap {cap} - inventory {inventory}"),
-    ]
-    if remaining_in_plan is not None:
-        limits.append((remaining_in_plan, f"remaining_in_plan {remaining_in_plan}"))
-    limits.append((ready, f"ready leads {ready}"))
-    value, label = min(limits, key=lambda limit: limit[0])  # first listed wins a tie
-    room = max(0, value)
-    return TopUpPlan(room, segments, tuple(warnings), f"limited by {label}")
 
 
 @dataclass(frozen=True)

@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
+
+from coldsync.routes import Routing, RoutingError, load_routing, parse_document
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_DIR = REPO_ROOT / "config" / "secrets"
 INSTANTLY_CONFIG_FILE = "instantly-config.json"
 BIGQUERY_CREDENTIALS_FILE = "bigquery-credentials.json"
 
-Kind = Literal["str", "int", "bool", "secret"]
+Kind = Literal["str", "int", "bool", "secret", "percent"]
 Origin = Literal["flag", "environment", ".env", "secrets file", "config table", "default"]
 
 
@@ -142,6 +146,24 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("allow_paused_campaigns", "bool", False,
                 "Add leads to a campaign that is not active (they wait; nothing is sent).",
                 config_key="allow_paused_campaigns"),
+    SettingSpec("routes_file", "str", "config/routes.toml",
+                "Routing document (TOML) used when it exists: routes, shares, A/B arms, custom variables "
+                "(README: routes). Relative paths are from the repository root."),
+    SettingSpec("routes", "str", "",
+                "Routing document as TOML or JSON text: as a flag or variable it wins over ROUTES_FILE; as the "
+                "config-table row `routes` it is used when no file exists.", config_key="routes"),
+    SettingSpec("priority_expression", "str", "",
+                "Lead score inside a route, higher first: a SQL expression over source and history columns. "
+                "Empty: never contacted first, then revenue (README: scoring).", config_key="priority_expression"),
+    SettingSpec("supply_days", "int", 3,
+                "Keep each campaign's not-yet-contacted leads near this many days of what it sends (0: off).",
+                config_key="supply_days", minimum=0, maximum=60),
+    SettingSpec("max_bounce_rate", "percent", 5.0,
+                "A route's top-up is skipped while its campaigns' 7-day bounce rate is above this percent.",
+                config_key="max_bounce_rate", minimum=0, maximum=100),
+    SettingSpec("bounce_warn_rate", "percent", 2.0,
+                "A warning when a campaign's 7-day bounce rate is above this percent.",
+                config_key="bounce_warn_rate", minimum=0, maximum=100),
     SettingSpec("blocklist_mirror", "bool", True,
                 "Mirror the do-not-contact list with Instantly's workspace block list, both ways.",
                 config_key="blocklist_mirror"),
@@ -188,6 +210,12 @@ class Settings:
     max_active_days: int
     dead_letter_max_retries: int
     allow_paused_campaigns: bool
+    routes_file: str
+    routes: str
+    priority_expression: str
+    supply_days: int
+    max_bounce_rate: float
+    bounce_warn_rate: float
     blocklist_mirror: bool
     dry_run: bool
     run_drain: bool
@@ -201,9 +229,20 @@ class Settings:
     def uses_bigquery(self) -> bool:
         return bool(self.bq_project)
 
+    @cached_property
+    def routing(self) -> Routing:
+        """The checked routes (coldsync.routes); resolve() has already refused a bad document."""
+        return routing_of(self.routes, self.origins.get("routes", "default"), self.routes_file,
+                          self.smb_campaign_id, self.midsize_campaign_id, self.priority_expression)
+
     def campaign_ids(self) -> dict[str, str]:
-        """Segment name -> campaign id, as the sync routes leads."""
-        return {"SMB": self.smb_campaign_id, "Midsize": self.midsize_campaign_id}
+        """Route (or route/arm) -> campaign id of every managed campaign (by default SMB and Midsize)."""
+        return {f"{route.name}/{arm.name}" if len(route.arms) > 1 else route.name: arm.campaign_id
+                for route in self.routing.routes for arm in route.arms}
+
+    def routes_path(self) -> Path:
+        path = Path(self.routes_file)
+        return path if path.is_absolute() else REPO_ROOT / path
 
     def duckdb_file(self) -> Path:
         path = Path(self.duckdb_path)
@@ -259,6 +298,15 @@ def _convert(spec: SettingSpec, raw: object, origin: Origin) -> tuple[Any, Setti
         if text in _FALSE:
             return False, None
         return problem("is not true or false", f"set {spec.env} to true or false")
+    if spec.kind == "percent":
+        text = str(raw).strip().rstrip("%").strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return problem("is not a percent", f"set {spec.env} to a number of percent such as {spec.default:g}")
+        if not math.isfinite(number) or not (spec.minimum or 0) <= number <= (spec.maximum or 100):
+            return problem("is not a percent from 0 to 100", f"set {spec.env} to a number from 0 to 100")
+        return number, None
     if spec.kind == "int":
         if isinstance(raw, bool):
             return problem("is not a whole number", f"set {spec.env} to a whole number")
@@ -419,12 +467,52 @@ def _cross_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) -> l
             "target_new_leads_per_run", origins["target_new_leads_per_run"], str(target),
             f"is above the hard ceiling MAX_NEW_LEADS_PER_RUN={ceiling}",
             "lower TARGET_NEW_LEADS_PER_RUN, or raise MAX_NEW_LEADS_PER_RUN deliberately"))
+    try:
+        routing = routing_of(values["routes"], origins["routes"], values["routes_file"], values["smb_campaign_id"],
+                             values["midsize_campaign_id"], values["priority_expression"])
+    except RoutingError as exc:
+        setting = ("priority_expression" if all(p.setting == "PRIORITY_EXPRESSION" for p in exc.problems)
+                   else "routes_file" if all(p.setting.startswith("ROUTES_FILE") for p in exc.problems) else "routes")
+        problems.extend(SettingProblem(setting, origins[setting], None, f"{p.setting}: {p.message}", p.fix)
+                        for p in exc.problems)
+        routing = None
     smb, mid = values["smb_campaign_id"], values["midsize_campaign_id"]
-    if smb and mid and smb.lower() == mid.lower():
+    if (routing is None or routing.is_default) and smb and mid and smb.lower() == mid.lower():
         problems.append(SettingProblem(
             "midsize_campaign_id", origins["midsize_campaign_id"], mid,
             "is the same campaign as SMB_CAMPAIGN_ID", "give each segment its own campaign"))
     return problems
+
+
+def routing_document(routes: str, origin: str, routes_file: str) -> tuple[str | None, str]:
+    """The routing document's text and where it came from (for messages): the ROUTES setting from a flag,
+    the environment or `.env`; else the ROUTES_FILE file when it exists; else the config-table row; else
+    None (the default routes). Raises RoutingError when the file exists but cannot be read."""
+    if routes.strip() and origin in ("flag", "environment", ".env", "secrets file"):
+        return routes, f"ROUTES (from {origin})"
+    path = Path(routes_file)
+    path = path if path.is_absolute() else REPO_ROOT / path
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8"), f"ROUTES_FILE {routes_file}"
+        except (OSError, UnicodeDecodeError) as exc:
+            from coldsync.routes import RoutingProblem
+
+            raise RoutingError([RoutingProblem(f"ROUTES_FILE {routes_file}", f"cannot be read ({type(exc).__name__})",
+                                               "make it a readable UTF-8 file, or point ROUTES_FILE "
+                                               "elsewhere")]) from exc
+    if routes.strip():
+        return routes, f"config table row `routes` (from {origin})"
+    return None, "default"
+
+
+def routing_of(routes: str, origin: str, routes_file: str, smb_campaign_id: str, midsize_campaign_id: str,
+               priority_expression: str) -> Routing:
+    """Load and check the routing in effect (coldsync.routes.load_routing). Raises RoutingError."""
+    text, where = routing_document(routes, origin, routes_file)
+    document = parse_document(text, where) if text is not None else None
+    return load_routing(document, where=where, smb_campaign_id=smb_campaign_id,
+                        midsize_campaign_id=midsize_campaign_id, priority_expression=priority_expression)
 
 
 def load_settings(

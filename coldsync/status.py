@@ -20,11 +20,12 @@ from typing import Any, Literal
 from coldsync.cli import ExitCode
 from coldsync.embedded import embedded_settings, is_embedded
 from coldsync.redact import mask_emails_in_text
+from coldsync.report import UNROUTED
 from coldsync.settings import Settings
 from coldsync.store import Store
 from coldsync.warehouse.base import Warehouse, WarehouseError
 from coldsync.warehouse.migrate import read_config
-from coldsync.warehouse.schema import TABLES, VIEWS, cooldown_predicate
+from coldsync.warehouse.schema import TABLES, cooldown_predicate, views
 
 Format = Literal["text", "markdown", "json"]
 
@@ -239,7 +240,7 @@ def _clock(config: dict[str, object]) -> tuple[dt.datetime | None, str]:
 def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None = None,
             runs: int = 10) -> StatusReport:
     """Read the figures from the warehouse (reads only); raise StatusError when it is not set up."""
-    names = [spec.name for spec in TABLES] + [name for name, _sql in VIEWS]
+    names = [spec.name for spec in TABLES] + [name for name, _sql in views(settings.routing)]
     missing = [name for name in names if warehouse.existing_columns(name) is None]
     if missing:
         raise StatusError(f"the warehouse lacks {', '.join(missing)}: run `python setup.py` first "
@@ -248,14 +249,18 @@ def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None
     pinned, clock = _clock(config)
     if now is None:
         now = pinned or dt.datetime.now(dt.UTC)
-    segment_of = {cid: segment for segment, cid in settings.campaign_ids().items() if cid}
+    segment_of = {arm.campaign_id: route.name if len(route.arms) == 1 else f"{route.name}/{arm.name}"
+                  for route in settings.routing.routes for arm in route.arms if arm.campaign_id}
 
     def q(sql: str, label: str, **params: Any) -> list[dict[str, Any]]:
         return warehouse.query(sql, params or None, label=f"status.{label}")
 
     # Ready as the next run would count them (its settings, this clock).
-    ready = Store(warehouse, "status", now, cooldown_days=settings.cooldown_days,
-                  smb_threshold=settings.smb_revenue_threshold).ready_counts()
+    counts, _unscored = Store(warehouse, "status", now, cooldown_days=settings.cooldown_days,
+                              smb_threshold=settings.smb_revenue_threshold, routing=settings.routing).ready_counts()
+    ready = {route.name: counts.get(route.name, 0) for route in settings.routing.routes}
+    if counts.get(None):
+        ready[UNROUTED] = counts[None]
     state: list[dict[str, Any]] = [
         {"segment": segment_of.get(str(r["campaign_id"]), "other"), "campaign_id": str(r["campaign_id"]),
          "status": str(r["status"]), "leads": int(r["leads"])} for r in q(STATE_SQL, "state")]

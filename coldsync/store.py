@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from coldsync.routes import THRESHOLD_PLACEHOLDER, Routing, default_routing
 from coldsync.suppression import address_key, domain_key, sql_email_key, sql_erasure_hash
-from coldsync.warehouse.base import Rows, StringArray, Warehouse
+from coldsync.warehouse.base import Rows, StringArray, Warehouse, WarehouseError
 from coldsync.warehouse.schema import (
-    CANDIDATES_VIEW,
     DNC_KEY_CTES,
     DNC_KEYS_VIEW,
     DNC_REJECTS_VIEW,
@@ -24,10 +24,14 @@ from coldsync.warehouse.schema import (
     PRIORITY_ORDER,
     REJECTS_VIEW,
     SALT_SQL,
+    SET_VIEWS_FINGERPRINT_SQL,
+    VIEWS_FINGERPRINT_KEY,
     address_key_ctes,
-    cooldown_predicate,
-    segment_expression,
+    candidate_ctes,
+    routed_cte,
     suppression_reason,
+    views,
+    views_fingerprint,
 )
 
 BLOCKLIST_SOURCE = "instantly_blocklist"
@@ -38,7 +42,7 @@ BLOCKLIST_SOURCE = "instantly_blocklist"
 STATE_FIELDS = (
     ("email", "STRING"), ("op", "STRING"), ("campaign_id", "STRING"), ("sequence_target", "STRING"),
     ("status", "STRING"), ("instantly_lead_id", "STRING"), ("attempt_num", "INT64"), ("outcome", "STRING"),
-    ("added_at", "TIMESTAMP"),
+    ("added_at", "TIMESTAMP"), ("arm", "STRING"),
 )
 
 # op 'upsert' inserts or updates (NULL fields keep the stored value); op 'delete' removes the row.
@@ -50,7 +54,7 @@ APPLY_STATE_SQL = f"""
 MERGE `{{ds}}.ops_inst_state` AS t
 USING (
   SELECT r.email, r.op, r.campaign_id, r.sequence_target, r.status, r.instantly_lead_id, r.attempt_num,
-         r.outcome, r.added_at,
+         r.outcome, r.added_at, r.arm,
          (SELECT MAX(h.last_attempt) FROM `{{ds}}.{HISTORY_KEYS_VIEW}` AS h
           WHERE h.email_key = {sql_email_key("r.email")}) AS last_attempt
   FROM UNNEST(@rows) AS r
@@ -64,13 +68,15 @@ WHEN MATCHED AND s.op = 'upsert' THEN UPDATE SET
   instantly_lead_id = COALESCE(s.instantly_lead_id, t.instantly_lead_id),
   attempt_num = COALESCE(s.attempt_num, t.attempt_num),
   outcome = COALESCE(s.outcome, t.outcome),
+  arm = COALESCE(s.arm, t.arm),
   updated_at = @now,
   run_id = @run_id
 WHEN NOT MATCHED AND s.op = 'upsert' THEN
   INSERT (email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num, outcome, added_at,
-          updated_at, run_id)
+          updated_at, run_id, arm)
   VALUES (s.email, s.campaign_id, s.sequence_target, s.status, s.instantly_lead_id,
-          COALESCE(s.attempt_num, s.last_attempt + 1, 1), s.outcome, COALESCE(s.added_at, @now), @now, @run_id)
+          COALESCE(s.attempt_num, s.last_attempt + 1, 1), s.outcome, COALESCE(s.added_at, @now), @now, @run_id,
+          s.arm)
 """  # noqa: S608
 
 # Every state row, with `suppressed`: how its person is suppressed ('email', 'domain', 'erased'), or
@@ -79,9 +85,9 @@ READ_STATE_SQL = f"""
 WITH {DNC_KEY_CTES},
 {address_key_ctes("st", "`{ds}.ops_inst_state`", "email",
                   "email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num, outcome, "
-                  "added_at, run_id")}
+                  "added_at, run_id, arm")}
 SELECT st.email, st.campaign_id, st.sequence_target, st.status, st.instantly_lead_id, st.attempt_num, st.outcome,
-       st.added_at, st.run_id,
+       st.added_at, st.run_id, st.arm,
        IF(st.email_key IS NULL, NULL, {suppression_reason("st.email_key", SALT_SQL)}) AS suppressed
 FROM st
 """  # noqa: S608
@@ -91,7 +97,7 @@ FROM st
 HISTORY_FIELDS = (
     ("email", "STRING"), ("campaign_id", "STRING"), ("sequence_name", "STRING"), ("status_final", "STRING"),
     ("completed_at", "TIMESTAMP"), ("attempt_num", "INT64"), ("instantly_lead_id", "STRING"),
-    ("reason", "STRING"),
+    ("reason", "STRING"), ("arm", "STRING"),
 )
 
 # Idempotent on (email, campaign_id, attempt_num), and on the Instantly lead id for leads whose attempt
@@ -106,16 +112,16 @@ USING (
          COALESCE(r.attempt_num,
                   COALESCE((SELECT MAX(h.last_attempt) FROM `{{ds}}.{HISTORY_KEYS_VIEW}` AS h
                             WHERE h.email_key = {sql_email_key("r.email")}), 0) + 1) AS attempt_num,
-         r.instantly_lead_id, r.reason
+         r.instantly_lead_id, r.reason, r.arm
   FROM UNNEST(@rows) AS r
 ) AS s
 ON t.email = s.email AND t.campaign_id = s.campaign_id
    AND (t.attempt_num = s.attempt_num OR t.instantly_lead_id = s.instantly_lead_id)
 WHEN NOT MATCHED THEN
   INSERT (email, campaign_id, sequence_name, status_final, completed_at, attempt_num, instantly_lead_id,
-          reason, recorded_at, run_id)
+          reason, recorded_at, run_id, arm)
   VALUES (s.email, s.campaign_id, s.sequence_name, s.status_final, s.completed_at, s.attempt_num,
-          s.instantly_lead_id, s.reason, @now, @run_id)
+          s.instantly_lead_id, s.reason, @now, @run_id, s.arm)
 """  # noqa: S608
 
 # --- do-not-contact ------------------------------------------------------------------------------
@@ -271,36 +277,48 @@ WHERE resolved_at IS NULL AND gave_up_at IS NULL
 
 # --- ready leads ---------------------------------------------------------------------------------
 
-# The sync reads the candidates with the rules' own expressions, fed with the run's settings and clock.
-# (Flat, no nested subquery: the BigQuery emulator's parser copies every FROM subquery it meets.)
-_READY_COLUMNS = f"""c.email, c.first_name, c.last_name, c.company_name, c.domain, c.location, c.country,
-       c.annual_revenue, {segment_expression("@smb_threshold")} AS sequence_target, c.attempt_num,
-       c.last_completed_at"""
-
-READ_READY_SQL = f"""
-SELECT {_READY_COLUMNS}
-FROM `{{ds}}.{CANDIDATES_VIEW}` AS c
-WHERE {cooldown_predicate("@as_of", "@cooldown_days")}
-  AND {segment_expression("@smb_threshold")} IN UNNEST(@segments)
-ORDER BY {PRIORITY_ORDER}
-LIMIT @limit
+# The sync reads the candidates with the rules' own CTE text (schema.candidate_ctes, schema.routed_cte),
+# fed with the run's settings and clock and the routing in effect: never through the views, which may
+# predate a routing change. Each route's top rows by priority, up to its own limit (@limits: route, n).
+def read_ready_sql(routing: Routing) -> str:
+    """The ready rows of each route in @limits, at most its n, by priority inside the route."""
+    return f"""
+WITH {candidate_ctes(routing.source_columns)},
+{routed_cte(routing, source="candidates", as_of="@as_of", cooldown_days="@cooldown_days",
+            threshold="@smb_threshold")},
+ranked AS (
+  SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.sequence_target ORDER BY {PRIORITY_ORDER}) AS route_rank
+  FROM routed AS r
+  WHERE r.sequence_target IS NOT NULL
+)
+SELECT k.*
+FROM ranked AS k
+JOIN UNNEST(@limits) AS l ON l.route = k.sequence_target
+WHERE k.route_rank <= l.n
+ORDER BY k.sequence_target, k.route_rank
 """  # noqa: S608
+
+
+def ready_counts_sql(routing: Routing) -> str:
+    """Ready leads per route (NULL: unrouted) and how many of them have no score (NULL score: ranked last).
+    It evaluates every route condition and the score, so a run meets a type error here, before any write."""
+    return f"""
+WITH {candidate_ctes(routing.source_columns)},
+{routed_cte(routing, source="candidates", as_of="@as_of", cooldown_days="@cooldown_days",
+            threshold="@smb_threshold")}
+SELECT r.sequence_target, COUNT(*) AS ready, COUNTIF(r.score IS NULL) AS unscored
+FROM routed AS r
+GROUP BY r.sequence_target
+"""  # noqa: S608
+
+
+LIMIT_FIELDS = (("route", "STRING"), ("n", "INT64"))
 
 # What v_ready_for_instantly itself says (the config table's values): what setup.py prints.
 VIEW_READY_COUNTS_SQL = """
 SELECT sequence_target, COUNT(*) AS ready FROM `{ds}.v_ready_for_instantly`
 GROUP BY sequence_target ORDER BY sequence_target
 """
-
-READY_COUNTS_SQL = f"""
-SELECT r.sequence_target, COUNT(*) AS ready
-FROM (
-  SELECT {segment_expression("@smb_threshold")} AS sequence_target
-  FROM `{{ds}}.{CANDIDATES_VIEW}` AS c
-  WHERE {cooldown_predicate("@as_of", "@cooldown_days")}
-) AS r
-GROUP BY r.sequence_target
-"""  # noqa: S608
 
 # Source rows the sync does not take as given, by reason (the run summary shows them).
 SOURCE_REJECT_COUNTS_SQL = f"""
@@ -346,12 +364,14 @@ LOCK_NAME = "sync"
 
 # What the run needs from earlier runs, in one statement: the newest successful live run's summary
 # (its drain watermarks) and whether any dead letter is open.
-RUN_MEMORY_SQL = """
+RUN_MEMORY_SQL = f"""
 SELECT
-  (SELECT summary_json FROM `{ds}.ops_run_log`
+  (SELECT summary_json FROM `{{ds}}.ops_run_log`
    WHERE mode = 'live' AND outcome = 'success' ORDER BY started_at DESC LIMIT 1) AS last_summary,
-  (SELECT COUNT(*) FROM `{ds}.ops_dead_letters` WHERE resolved_at IS NULL AND gave_up_at IS NULL) AS open_letters
-"""
+  (SELECT COUNT(*) FROM `{{ds}}.ops_dead_letters` WHERE resolved_at IS NULL AND gave_up_at IS NULL) AS open_letters,
+  (SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{VIEWS_FINGERPRINT_KEY}') AS views_fingerprint
+"""  # noqa: S608
+
 
 
 def dead_letter_id(phase: str, operation: str, key: str) -> str:
@@ -380,18 +400,31 @@ class StateRow:
     added_at: dt.datetime | None
     run_id: str | None
     suppressed: str | None = None  # how the person is suppressed (email, domain, erased), else None
+    arm: str | None = None  # A/B arm of the route (the route's name when it has one campaign)
 
 
 class Store:
     """The sync's statements against one warehouse, stamped with the run id and the run's clock."""
 
     def __init__(self, warehouse: Warehouse, run_id: str, now: dt.datetime, *, cooldown_days: int = 90,
-                 smb_threshold: int = 1_000_000) -> None:
+                 smb_threshold: int = 1_000_000, routing: Routing | None = None) -> None:
         self.warehouse = warehouse
         self.run_id = run_id
         self.now = now
         self.cooldown_days = cooldown_days
         self.smb_threshold = smb_threshold
+        self.routing = routing if routing is not None else default_routing("", "")
+        self.views_fingerprint: str | None = None  # as read by run_memory
+        self.last_summary: dict[str, Any] = {}  # the last successful live run's summary, as read by run_memory
+
+    def rebuild_views(self) -> None:
+        """Create or replace every view for the routing in effect, then record their fingerprint."""
+        for name, sql in views(self.routing):
+            self.warehouse.execute(sql, label=f"views.{name}")
+        self.warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": VIEWS_FINGERPRINT_KEY,
+                                                           "value": views_fingerprint(self.routing), "now": self.now},
+                               label="views.fingerprint")
+        self.views_fingerprint = views_fingerprint(self.routing)
 
     def _rules(self) -> dict[str, Any]:
         return {"as_of": self.now, "cooldown_days": self.cooldown_days, "smb_threshold": self.smb_threshold}
@@ -404,15 +437,46 @@ class Store:
         rows = self.warehouse.query(READ_STATE_SQL, label="state.read")
         return [StateRow(**{k: r[k] for k in StateRow.__dataclass_fields__}) for r in rows]
 
-    def read_ready(self, limit: int, segments: Sequence[str]) -> list[dict[str, Any]]:
-        if limit <= 0 or not segments:
+    def read_ready(self, limits: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Each route's top ready rows by priority: at most `limits[route]` of each (routes of 0 skipped).
+        Rows carry every candidate column (declared extra source columns too), `sequence_target`, `score`."""
+        wanted = [{"route": route, "n": n} for route, n in limits.items() if n > 0]
+        if not wanted:
             return []
-        params = {"segments": StringArray(list(segments)), "limit": limit, **self._rules()}
-        return self.warehouse.query(READ_READY_SQL, params, label="topup.read_ready")
+        params = {"limits": Rows(LIMIT_FIELDS, wanted), **self._rules()}
+        return self.warehouse.query(read_ready_sql(self.routing), params, label="topup.read_ready")
 
-    def ready_counts(self) -> dict[str, int]:
-        rows = self.warehouse.query(READY_COUNTS_SQL, self._rules(), label="ready_counts")
-        return {str(r["sequence_target"]): int(r["ready"]) for r in rows}
+    def ready_counts(self) -> tuple[dict[str | None, int], int]:
+        """Ready leads per route (key None: matched no route), and how many ready leads have no score."""
+        rows = self.warehouse.query(ready_counts_sql(self.routing), self._rules(), label="ready_counts")
+        counts = {(None if r["sequence_target"] is None else str(r["sequence_target"])): int(r["ready"])
+                  for r in rows}
+        return counts, sum(int(r["unscored"] or 0) for r in rows)
+
+    def diagnose_routing(self) -> str:
+        """Which part of the routing fails in the warehouse (each route's condition, then the score, alone,
+        on no rows): the first failure's place and the warehouse's message, for the run's error."""
+        rules = self._rules()
+        for route in self.routing.routes:
+            condition = route.condition.replace(THRESHOLD_PLACEHOLDER, "@smb_threshold")
+            sql = (f"WITH {candidate_ctes(self.routing.source_columns)}\n"
+                   f"SELECT 1 FROM candidates AS c WHERE FALSE AND ({condition})")
+            try:
+                self.warehouse.query(sql, rules, label="routing.check")
+            except WarehouseError as exc:
+                return f"route {route.name!r}: its `when` fails ({exc})"
+        sql = (f"WITH {candidate_ctes(self.routing.source_columns)}\n"
+               f"SELECT {self.routing.score} AS score FROM candidates AS c WHERE FALSE")
+        try:
+            self.warehouse.query(sql, rules, label="routing.check")
+        except WarehouseError as exc:
+            return f"the priority score fails ({exc})"
+        try:
+            self.warehouse.query(f"WITH {candidate_ctes(self.routing.source_columns)}\nSELECT 1 FROM candidates "
+                                 "AS c WHERE FALSE", rules, label="routing.check")
+        except WarehouseError as exc:
+            return f"the source table cannot be read with the declared source_columns ({exc})"
+        return "the ready-lead count failed; see the warehouse's message in the log"
 
     def source_reject_counts(self) -> dict[str, int]:
         """Source rows skipped (or kept with unknown revenue), per reason, from v_source_rejects."""
@@ -421,15 +485,18 @@ class Store:
 
     def run_memory(self) -> tuple[dict[str, dict[str, Any]], int, dict[str, Any]]:
         """The last successful run's drain watermarks, the number of open dead letters, and the last
-        successful run's block-list pull watermark."""
+        successful run's block-list pull watermark. (Also sets `views_fingerprint`: the config row.)"""
         row = self.warehouse.query(RUN_MEMORY_SQL, label="state.run_memory")[0]
+        self.views_fingerprint = str(row["views_fingerprint"]) if row.get("views_fingerprint") else None
         watermarks: dict[str, dict[str, Any]] = {}
         blocklist: dict[str, Any] = {}
+        self.last_summary = {}
         if row.get("last_summary"):
             try:
                 summary = json.loads(str(row["last_summary"]))
             except ValueError:
                 summary = {}
+            self.last_summary = summary if isinstance(summary, dict) else {}
             found = summary.get("drain_watermarks", {}) if isinstance(summary, dict) else {}
             if isinstance(found, dict):
                 watermarks = {str(k): v for k, v in found.items() if isinstance(v, dict)}

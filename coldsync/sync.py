@@ -17,15 +17,17 @@ from coldsync.phases.drain import run_drain
 from coldsync.phases.housekeeping import run_housekeeping
 from coldsync.phases.topup import measure_inventory, run_topup
 from coldsync.redact import mask_emails_in_text
-from coldsync.report import RunReport
-from coldsync.rules import Segment
+from coldsync.report import UNROUTED, RunReport
+from coldsync.routes import DEFAULT_SCORE
 from coldsync.settings import Settings, SettingsError, require
 from coldsync.store import Store
 from coldsync.warehouse.base import Warehouse, WarehouseError
+from coldsync.warehouse.schema import views_fingerprint
 
 log = logging.getLogger("coldsync.sync")
 
-CAMPAIGN_SETTINGS = {Segment.SMB: "smb_campaign_id", Segment.MIDSIZE: "midsize_campaign_id"}
+CAMPAIGN_SETTINGS = {"SMB": "smb_campaign_id", "Midsize": "midsize_campaign_id"}
+"""The default routes' campaign settings (coldsync.routes.default_routing)."""
 STATUS_NAMES = {0: "draft", 1: "active", 2: "paused", 3: "completed", 4: "running subsequences",
                 -1: "accounts unhealthy", -2: "bounce protect", -99: "account suspended"}
 
@@ -36,6 +38,10 @@ LEASE_SHARE = 0.75
 
 class RunFailed(Exception):
     """The run cannot go on; the message says why and what to do (no PII, no secret)."""
+
+
+class RoutingRefused(RunFailed):
+    """The routing's SQL does not run in the warehouse: bad configuration (exit 2), nothing touched."""
 
 
 @dataclass
@@ -49,41 +55,53 @@ def new_run_id(now: dt.datetime) -> str:
 
 
 def preflight(ctx: RunContext) -> None:
-    """Both campaigns exist; their status and lead counts (one analytics call when it works)."""
-    settings = ctx.settings
-    ids = {segment: getattr(settings, name) for segment, name in CAMPAIGN_SETTINGS.items()}
+    """Every managed campaign exists; its status and lead count (one analytics call when it works)."""
+    routing = ctx.settings.routing
+    ids = [cid for cid in routing.campaign_ids() if cid]
     analytics = {}
     try:
-        analytics = {a.campaign_id: a for a in ctx.client.campaign_analytics(list(ids.values()))}
+        analytics = {a.campaign_id.lower(): a for a in ctx.client.campaign_analytics(ids)}
     except InstantlyError as exc:
         if exc.http_status in (401, 402, 403):
             raise RunFailed(f"Instantly refused the key: {exc.summary} (http {exc.http_status}); "
                             "check INSTANTLY_API_KEY and its scopes") from exc
         ctx.report.warn(f"campaign analytics unavailable ({exc.summary}): inventory unknown, nothing is added")
-    for segment, campaign_id in ids.items():
-        found = analytics.get(campaign_id)
-        status: int | None = found.campaign_status if found else None
-        count: int | None = found.leads_count if found else None
-        if found is None:
-            try:
-                status = ctx.client.get_campaign(campaign_id).status
-            except NotFoundError as exc:
-                raise RunFailed(f"the {segment.value} campaign {campaign_id} does not exist in Instantly: "
-                                f"fix {CAMPAIGN_SETTINGS[segment].upper()}") from exc
-            except InstantlyError as exc:
-                ctx.report.warn(f"could not read the {segment.value} campaign: {exc.summary}")
-        counters = {"completed": found.completed_count, "bounced": found.bounced_count,
-                    "unsubscribed": found.unsubscribed_count, "replies": found.reply_count} if found else {}
-        view = CampaignView(segment, campaign_id, status, count, counters)
-        ctx.campaigns[segment] = view
-        name = STATUS_NAMES.get(status, f"status {status}") if status is not None else "unknown"
-        ctx.report.campaigns[segment.value] = name
-        if status is not None and not view.active:
-            ctx.report.warn(
-                f"the {segment.value} campaign is {name}: leads added there wait and nothing is sent. Activate it "
-                "in Instantly (open the campaign, press Resume/Launch), or set ALLOW_PAUSED_CAMPAIGNS=true to "
-                "add leads anyway" if status in (0, 2) else
-                f"the {segment.value} campaign is {name}: fix it in Instantly; leads are held back meanwhile")
+    for route in routing.routes:
+        for arm in route.arms:
+            campaign_id = arm.campaign_id
+            found = analytics.get(campaign_id.lower())
+            status: int | None = found.campaign_status if found else None
+            count: int | None = found.leads_count if found else None
+            label = route.name if len(route.arms) == 1 else f"{route.name}/{arm.name}"
+            if found is None:
+                try:
+                    status = ctx.client.get_campaign(campaign_id).status
+                except NotFoundError as exc:
+                    raise RunFailed(f"the {label} campaign {campaign_id} does not exist in Instantly: fix "
+                                    f"{_campaign_setting(ctx, route.name)}") from exc
+                except InstantlyError as exc:
+                    ctx.report.warn(f"could not read the {label} campaign: {exc.summary}")
+            counters = {"completed": found.completed_count, "bounced": found.bounced_count,
+                        "unsubscribed": found.unsubscribed_count, "replies": found.reply_count} if found else {}
+            view = CampaignView(route.name, arm.name if len(route.arms) > 1 else route.name, campaign_id, status,
+                                count, counters, found.contacted_count if found else None)
+            ctx.campaigns[campaign_id] = view
+            name = STATUS_NAMES.get(status, f"status {status}") if status is not None else "unknown"
+            ctx.report.campaigns[label] = name
+            if status is not None and not view.active:
+                ctx.report.warn(
+                    f"the {label} campaign is {name}: leads added there wait and nothing is sent. Activate it "
+                    "in Instantly (open the campaign, press Resume/Launch), or set ALLOW_PAUSED_CAMPAIGNS=true to "
+                    "add leads anyway" if status in (0, 2) else
+                    f"the {label} campaign is {name}: fix it in Instantly; leads are held back meanwhile")
+
+
+def _campaign_setting(ctx: RunContext, route: str) -> str:
+    """Where the campaign id of a route is set, for messages."""
+    routing = ctx.settings.routing
+    if routing.is_default:
+        return CAMPAIGN_SETTINGS.get(route, "the routing").upper()
+    return f"the campaign_id of route {route!r} in {routing.origin}"
 
 
 def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, *,
@@ -96,12 +114,14 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
     report = RunReport(run_id=run_id, mode="dry_run" if dry_run else "live", warehouse=warehouse.engine,
                        started_at=now.isoformat(), cap=settings.inventory_cap)
     try:
-        require(settings, CAMPAIGN_SETTINGS.values(), "the sync routes leads to these two campaigns")
+        if settings.routing.is_default:
+            require(settings, CAMPAIGN_SETTINGS.values(), "the default routes send leads to these two campaigns "
+                    "(or configure routes: README, routes)")
     except SettingsError as exc:
         report.outcome, report.error = "config_error", str(exc)
         return SyncResult(ExitCode.BAD_CONFIG, report)
     store = Store(warehouse, run_id, now, cooldown_days=settings.cooldown_days,
-                  smb_threshold=settings.smb_revenue_threshold)
+                  smb_threshold=settings.smb_revenue_threshold, routing=settings.routing)
     ctx = RunContext(settings=settings, client=client, store=store, report=report, now=now, dry_run=dry_run,
                      baseline=(client.stats.requests, client.stats.writes, warehouse.stats.total,
                                warehouse.stats.writes),
@@ -122,6 +142,10 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
     try:
         _phases(ctx)
         report.outcome = "success"
+    except RoutingRefused as exc:
+        report.outcome, report.error = "config_error", mask_emails_in_text(str(exc))
+        log.error("routing refused: %s", report.error)
+        code = ExitCode.BAD_CONFIG
     except (RunFailed, RunOutOfTime, InstantlyError, WarehouseError) as exc:
         report.outcome, report.error = "failed", mask_emails_in_text(str(exc))
         log.error("run failed: %s", report.error)
@@ -147,6 +171,18 @@ def _phases(ctx: RunContext) -> None:
     t0 = time.monotonic()
     preflight(ctx)
     ctx.previous_watermarks, ctx.open_dead_letters, ctx.previous_blocklist_watermark = ctx.store.run_memory()
+    signals = ctx.store.last_summary.get("supply_signals")
+    ctx.previous_signals = signals if isinstance(signals, dict) else {}
+    _count_ready(ctx)  # before any write: it runs every route's SQL, so a bad route stops the run here
+    fingerprint = views_fingerprint(settings.routing)
+    if ctx.store.views_fingerprint != fingerprint:
+        if ctx.dry_run:
+            report.warn("the views (v_ready_for_instantly, v_lead_scores, ...) were built for other routes or an "
+                        "older version: a live run rebuilds them (or run `python setup.py`); this dry run reads "
+                        "the routes in effect all the same")
+        else:
+            ctx.store.rebuild_views()
+            report.phase("preflight").counts["views rebuilt for the routes in effect"] += 1
     try:
         ctx.dnc = ctx.store.dnc_upkeep(PUSH_LIMIT_PER_RUN)
     except WarehouseError as exc:  # an older schema: stop before touching anything, say how to fix it
@@ -178,7 +214,6 @@ def _phases(ctx: RunContext) -> None:
         run_drain(ctx)
         report.phase("drain").seconds = time.monotonic() - t0
 
-    report.ready_by_segment = ctx.store.ready_counts()
     try:
         report.source_rejects = ctx.store.source_reject_counts()
     except WarehouseError as exc:  # an older schema: the run goes on, the summary says how to fix it
@@ -203,6 +238,29 @@ def _phases(ctx: RunContext) -> None:
         t0 = time.monotonic()
         run_housekeeping(ctx)
         report.phase("housekeeping").seconds = time.monotonic() - t0
+
+
+def _count_ready(ctx: RunContext) -> None:
+    """Ready leads per route into the report. A failure here is the routing's SQL meeting the warehouse
+    (a type error, a declared column the source lacks): refused as bad configuration, route named."""
+    report, routing = ctx.report, ctx.settings.routing
+    try:
+        counts, unscored = ctx.store.ready_counts()
+    except WarehouseError as exc:
+        if routing.is_default and routing.score == DEFAULT_SCORE and not routing.source_columns:
+            raise RunFailed(f"could not count the ready leads ({exc}): run `python setup.py`") from exc
+        raise RoutingRefused(f"the routing from {routing.origin} does not run in the warehouse: "
+                             f"{ctx.store.diagnose_routing()}") from exc
+    report.ready_by_route = {route.name: counts.get(route.name, 0) for route in routing.routes}
+    if counts.get(None):
+        report.ready_by_route[UNROUTED] = counts[None]
+        report.warn(f"{counts[None]} ready lead(s) match no route and are not sent: add a route for them, or end "
+                    "the routes with one whose `when` is TRUE")
+    for route in routing.routes:
+        report.route(route.name)["ready"] = counts.get(route.name, 0)
+    if unscored:
+        report.warn(f"{unscored} ready lead(s) have no score (the priority expression gave NULL): they are added "
+                    "after every scored lead of their route")
 
 
 def _finish(ctx: RunContext, started: float, code: ExitCode, *, write_log: bool) -> SyncResult:

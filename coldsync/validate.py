@@ -46,8 +46,8 @@ from coldsync.settings import CONFIG_KEYS, Settings, SettingsError, SettingsSour
 from coldsync.store import DNC_REJECT_COUNTS_SQL, Store
 from coldsync.sync import CAMPAIGN_SETTINGS, STATUS_NAMES
 from coldsync.warehouse import Warehouse, WarehouseError, connect
-from coldsync.warehouse.migrate import check_source, read_config
-from coldsync.warehouse.schema import SCHEMA_VERSION, SOURCE_COLUMNS, TABLES, VIEW_NAME, VIEWS
+from coldsync.warehouse.migrate import UNSEEDED, check_source, read_config
+from coldsync.warehouse.schema import SCHEMA_VERSION, SOURCE_COLUMNS, TABLES, VIEW_NAME, views
 
 Status = Literal["pass", "warn", "fail", "skip"]
 
@@ -253,7 +253,7 @@ def _check_warehouse_contents(result: Validation, first: Settings, sources: Sett
             problems.append(f"{spec.name} lacks {', '.join(lacking)}")
     if missing_tables:
         problems.insert(0, f"missing table(s) {', '.join(missing_tables)} in dataset {warehouse.dataset}")
-    for name, _sql in VIEWS:
+    for name, _sql in views(first.routing):
         view = warehouse.existing_columns(name)
         if view is None:
             problems.append(f"missing view {name}")
@@ -265,8 +265,8 @@ def _check_warehouse_contents(result: Validation, first: Settings, sources: Sett
         result.add("schema", "fail", "; ".join(problems), SETUP_FIX)
     else:
         result.add("schema", "pass", f"dataset {warehouse.dataset}: {len(TABLES)} tables and the views "
-                   f"{', '.join(name for name, _sql in VIEWS)} with the expected columns")
-    source_problems = check_source(warehouse, first.source_table)
+                   f"{', '.join(name for name, _sql in views(first.routing))} with the expected columns")
+    source_problems = check_source(warehouse, first.source_table, first.routing.source_columns)
     if source_problems:
         result.add("source table", "fail", "; ".join(source_problems),
                    "load your leads into SOURCE_TABLE, or point it at a view with the contract's columns")
@@ -283,7 +283,7 @@ def _check_warehouse_contents(result: Validation, first: Settings, sources: Sett
         result.add("config rows", "fail", f"cannot read the config table: {exc}", SETUP_FIX)
         result.skip_rest("the config table is unreadable")
         return
-    expected = {"schema_version", *CONFIG_KEYS}
+    expected = {"schema_version", *(key for key, spec in CONFIG_KEYS.items() if spec.name not in UNSEEDED)}
     missing = sorted(expected - set(config))
     version = config.get("schema_version")
     if missing:
@@ -375,27 +375,31 @@ def _campaigns_only(result: Validation, settings: Settings, client: InstantlyCli
 def _check_campaigns(result: Validation, settings: Settings,
                      client: InstantlyClient | None) -> dict[str, int] | None:
     """Check both campaigns; return Instantly's lead count per campaign id when it could be read."""
-    names = {segment.value: setting for segment, setting in CAMPAIGN_SETTINGS.items()}
+    routing = settings.routing
+    where = {route.name: CAMPAIGN_SETTINGS[route.name].upper() for route in routing.routes
+             if routing.is_default and route.name in CAMPAIGN_SETTINGS}
+    campaigns = [(route.name if len(route.arms) == 1 else f"{route.name}/{arm.name}", route.name, arm.campaign_id)
+                 for route in routing.routes for arm in route.arms]
     if client is None:
         why = ("embedded mode: the local simulator creates the demo campaigns" if result.mode == "embedded"
                else "no accepted Instantly key")
-        for segment in names:
-            result.add(f"{segment} campaign", "skip", why)
+        for label, _route, _cid in campaigns:
+            result.add(f"{label} campaign", "skip", why)
         return None
     ids: list[str] = []
-    for segment, setting in names.items():
-        campaign_id = getattr(settings, setting)
-        check = f"{segment} campaign"
+    for label, route_name, campaign_id in campaigns:
+        setting = where.get(route_name, f"the campaign_id of route {route_name!r} in {routing.origin}")
+        check = f"{label} campaign"
         if not campaign_id:
-            result.add(check, "fail", f"{setting.upper()} is empty",
-                       f"set {setting.upper()} (repository variable, environment or .env) or the `{setting}` row "
+            result.add(check, "fail", f"{setting} is empty",
+                       f"set {setting} (repository variable, environment or .env) or the `{setting.lower()}` row "
                        "of the config table to the campaign's id (in its Instantly URL)")
             continue
         try:
             campaign = client.get_campaign(campaign_id)
         except NotFoundError:
             result.add(check, "fail", f"no campaign {campaign_id} in the key's workspace",
-                       f"copy the id from the campaign's URL in Instantly into {setting.upper()}")
+                       f"copy the id from the campaign's URL in Instantly into {setting}")
             continue
         except InstantlyError as exc:
             result.add(check, "fail", f"could not read campaign {campaign_id}: {exc.summary} (http {exc.http_status})",
@@ -452,14 +456,18 @@ def _check_ready(result: Validation, settings: Settings, warehouse: Warehouse, n
         result.add("ready leads", "skip", "the view or the source table is missing")
         return
     store = Store(warehouse, "validate", now or dt.datetime.now(dt.UTC), cooldown_days=settings.cooldown_days,
-                  smb_threshold=settings.smb_revenue_threshold)
+                  smb_threshold=settings.smb_revenue_threshold, routing=settings.routing)
     try:
-        counts = store.ready_counts()
+        counts, _unscored = store.ready_counts()
     except WarehouseError as exc:
-        result.add("ready leads", "fail", f"the eligibility view does not answer: {exc}", SETUP_FIX)
+        result.add("ready leads", "fail", f"the routes' SQL does not run in the warehouse: "
+                   f"{store.diagnose_routing()} ({exc})", f"fix the routing in {settings.routing.origin}, or run "
+                   "`python setup.py`")
         return
-    segments = [s.value for s in CAMPAIGN_SETTINGS]
+    segments = [route.name for route in settings.routing.routes]
     detail = ", ".join(f"{s} {counts.get(s, 0):,}" for s in segments) + " ready"
+    if counts.get(None):
+        detail += f", {counts[None]:,} matching no route"
     empty = [s for s in segments if not counts.get(s)]
     if empty:
         result.add("ready leads", "warn", f"{detail}: nothing to add to {', '.join(empty)}",

@@ -22,7 +22,10 @@ from coldsync.bench import (
     statement_reads,
     table_columns,
 )
-from coldsync.store import APPLY_STATE_SQL, READ_READY_SQL, RECORD_HISTORY_SQL, WRITE_RUN_LOG_SQL
+from coldsync.routes import default_routing
+from coldsync.store import APPLY_STATE_SQL, RECORD_HISTORY_SQL, WRITE_RUN_LOG_SQL, read_ready_sql
+
+READ_READY_SQL = read_ready_sql(default_routing("", ""))
 
 
 def _caller_in(path: str, function: str, line: int = 3) -> str:

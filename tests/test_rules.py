@@ -21,9 +21,7 @@ from coldsync.rules import (
     Classification,
     LeadStatus,
     Outcome,
-    Segment,
     Suppression,
-    TopUpPlan,
     chunk,
     classify_finished_lead,
     cooldown_ends_at,
@@ -34,8 +32,6 @@ from coldsync.rules import (
     parse_revenue,
     parse_timestamp,
     plan_drain,
-    plan_top_up,
-    segment_for_revenue,
 )
 from coldsync.suppression import domain_key
 
@@ -360,42 +356,6 @@ def test_parse_revenue(raw: object, expected: Decimal | None) -> None:
     assert parse_revenue(raw) == expected
 
 
-@pytest.mark.parametrize(
-    ("revenue", "expected"),
-    [
-        pytest.param(999_999, Segment.SMB, id="below"),
-        pytest.param(1_000_000, Segment.MIDSIZE, id="exactly-threshold"),
-        pytest.param(1_000_001, Segment.MIDSIZE, id="above"),
-        pytest.param(Decimal("999999.99"), Segment.SMB, id="decimal-just-below"),
-        pytest.param(999_999.999, Segment.SMB, id="float-just-below"),
-        pytest.param(1_000_000.0, Segment.MIDSIZE, id="float-threshold"),
-        pytest.param(0, Segment.SMB, id="zero"),
-        pytest.param(None, Segment.SMB, id="null-is-smb"),
-        pytest.param(-5, Segment.SMB, id="negative-is-smb"),
-        pytest.param(-5_000_000, Segment.SMB, id="large-negative-is-smb"),
-        pytest.param(float("nan"), Segment.SMB, id="nan-is-smb"),
-        pytest.param(float("inf"), Segment.SMB, id="inf-is-smb"),
-        pytest.param("abc", Segment.SMB, id="garbage-is-smb"),
-        pytest.param(True, Segment.SMB, id="bool-is-smb"),
-    ],
-)
-def test_segment_for_revenue(revenue: Any, expected: Segment) -> None:
-    """Revenue under the threshold, or unknown, is SMB; the threshold itself and above is Midsize."""
-    assert segment_for_revenue(revenue, 1_000_000) is expected
-
-
-@pytest.mark.parametrize("threshold", [-1, True, 1.5, "1000000", None], ids=["neg", "bool", "float", "str", "none"])
-def test_segment_for_revenue_rejects_bad_thresholds(threshold: Any) -> None:
-    """A threshold that is not a non-negative int is a configuration error (ValueError)."""
-    with pytest.raises(ValueError):
-        segment_for_revenue(5, threshold)
-
-
-def test_segment_values_match_the_view() -> None:
-    """The segment values are the view's `sequence_target` strings."""
-    assert [s.value for s in Segment] == ["SMB", "Midsize"]
-
-
 # ---------------------------------------------------------------------------------------------
 # Timestamps and cooldown
 # ---------------------------------------------------------------------------------------------
@@ -703,133 +663,8 @@ def test_outcome_values_are_history_status_final_strings() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Top-up plan and chunking
+# Chunking
 # ---------------------------------------------------------------------------------------------
-
-BOTH_ACTIVE = {Segment.SMB: True, Segment.MIDSIZE: True}
-MIDSIZE_PAUSED = {Segment.SMB: True, Segment.MIDSIZE: False}
-PLENTY = {Segment.SMB: 5_000, Segment.MIDSIZE: 5_000}
-
-
-def _plan(**overrides: Any) -> TopUpPlan:
-    args: dict[str, Any] = {
-        "target": 100,
-        "cap": 24_000,
-        "inventory": 1_000,
-        "remaining_in_plan": None,
-        "ready_by_segment": PLENTY,
-        "campaign_active": BOTH_ACTIVE,
-        "allow_paused": False,
-    }
-    args.update(overrides)
-    return plan_top_up(**args)
-
-
-ALL = frozenset(Segment)
-SMB_ONLY = frozenset({Segment.SMB})
-
-
-@pytest.mark.parametrize(
-    ("overrides", "room", "segments", "reason_has"),
-    [
-        pytest.param({}, 100, ALL, "target", id="target-limits"),
-        pytest.param({"inventory": 23_950}, 50, ALL, "cap", id="near-cap"),
-        pytest.param({"inventory": 24_000}, 0, ALL, "cap", id="cap-reached"),
-        pytest.param({"inventory": 24_010}, 0, ALL, "cap", id="inventory-over-cap-never-negative"),
-        pytest.param({"cap": 0, "inventory": 0}, 0, ALL, "cap", id="cap-zero"),
-        pytest.param({"target": 0}, 0, ALL, "target", id="target-zero"),
-        pytest.param({"remaining_in_plan": 30}, 30, ALL, "remaining_in_plan", id="plan-limits"),
-        pytest.param({"remaining_in_plan": 0}, 0, ALL, "remaining_in_plan", id="plan-exhausted"),
-        pytest.param({"remaining_in_plan": -5}, 0, ALL, "remaining_in_plan", id="plan-negative"),
-        pytest.param({"remaining_in_plan": 10_000}, 100, ALL, "target", id="plan-not-limiting"),
-        pytest.param({"inventory": None}, 0, ALL, "inventory unknown", id="inventory-unknown"),
-        pytest.param({"ready_by_segment": {Segment.SMB: 30, Segment.MIDSIZE: 10}}, 40, ALL, "ready", id="ready-limits"),
-        pytest.param({"ready_by_segment": {}}, 0, ALL, "ready", id="nothing-ready"),
-        pytest.param(
-            {"campaign_active": MIDSIZE_PAUSED, "ready_by_segment": {Segment.SMB: 10, Segment.MIDSIZE: 500}},
-            10,
-            SMB_ONLY,
-            "ready",
-            id="paused-segment-not-counted",
-        ),
-        pytest.param(
-            {
-                "campaign_active": MIDSIZE_PAUSED,
-                "allow_paused": True,
-                "ready_by_segment": {Segment.SMB: 10, Segment.MIDSIZE: 500},
-            },
-            100,
-            ALL,
-            "target",
-            id="allow-paused",
-        ),
-        pytest.param(
-            {"campaign_active": {Segment.SMB: False, Segment.MIDSIZE: False}},
-            0,
-            frozenset(),
-            "no campaign",
-            id="all-paused",
-        ),
-        pytest.param({"campaign_active": {Segment.SMB: True}}, 100, SMB_ONLY, "target", id="missing-campaign"),
-        pytest.param({"campaign_active": {}}, 0, frozenset(), "no campaign", id="no-campaigns"),
-    ],
-)
-def test_plan_top_up(overrides: dict[str, Any], room: int, segments: frozenset[Segment], reason_has: str) -> None:
-    """room = min(target, cap - inventory, remaining_in_plan, ready of allowed segments), never < 0."""
-    plan = _plan(**overrides)
-    assert plan.room == room
-    assert plan.allowed_segments == segments
-    assert reason_has in plan.reason
-
-
-@pytest.mark.parametrize(
-    ("overrides", "expected_warnings"),
-    [
-        pytest.param({}, [], id="all-active"),
-        pytest.param(
-            {"campaign_active": MIDSIZE_PAUSED},
-            ["Midsize is not active: its leads are held back"],
-            id="paused-held-back",
-        ),
-        pytest.param(
-            {"campaign_active": MIDSIZE_PAUSED, "allow_paused": True},
-            ["Midsize is not active: adding anyway"],
-            id="paused-allowed",
-        ),
-        pytest.param({"campaign_active": {Segment.MIDSIZE: True}}, ["no campaign configured for SMB"], id="missing"),
-        pytest.param({"inventory": 24_010}, ["exceeds the cap"], id="over-cap"),
-        pytest.param(
-            {"inventory": None, "campaign_active": MIDSIZE_PAUSED},
-            ["Midsize is not active"],
-            id="warnings-even-when-inventory-unknown",
-        ),
-    ],
-)
-def test_plan_top_up_warnings(overrides: dict[str, Any], expected_warnings: list[str]) -> None:
-    """Paused, unconfigured campaigns and an over-cap inventory each give one warning."""
-    warnings = _plan(**overrides).warnings
-    assert len(warnings) == len(expected_warnings)
-    for warning, fragment in zip(warnings, expected_warnings, strict=True):
-        assert fragment in warning
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        pytest.param({"target": -1}, id="negative-target"),
-        pytest.param({"target": True}, id="bool-target"),
-        pytest.param({"cap": -1}, id="negative-cap"),
-        pytest.param({"inventory": -1}, id="negative-inventory"),
-        pytest.param({"inventory": 1.5}, id="float-inventory"),
-        pytest.param({"remaining_in_plan": "10"}, id="string-remaining"),
-        pytest.param({"ready_by_segment": {Segment.SMB: -1}}, id="negative-ready"),
-    ],
-)
-def test_plan_top_up_rejects_bad_arguments(overrides: dict[str, Any]) -> None:
-    """Invalid counts are caller errors (ValueError), never silently clamped."""
-    with pytest.raises(ValueError):
-        _plan(**overrides)
-
 
 @pytest.mark.parametrize(
     ("items", "size", "expected"),

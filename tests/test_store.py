@@ -16,13 +16,14 @@ def test_run_settings_override_the_config_table_for_one_run(raw_warehouse: Wareh
     build(raw_warehouse, settings, [lead("rested@example.com", Decimal(700_000))])
     add_history(raw_warehouse, "rested@example.com", T0 - dt.timedelta(days=40))
     strict = Store(raw_warehouse, "r1", T0)
-    assert strict.read_ready(10, ["SMB", "Midsize"]) == []
+    assert strict.read_ready({"SMB": 10, "Midsize": 10}) == []
     short = Store(raw_warehouse, "r2", T0, cooldown_days=30, smb_threshold=500_000)
-    rows = short.read_ready(10, ["SMB", "Midsize"])
+    rows = short.read_ready({"SMB": 10, "Midsize": 10})
     assert [(r["email"], r["sequence_target"], r["attempt_num"]) for r in rows] == [
         ("rested@example.com", "Midsize", 2)]
-    assert short.ready_counts() == {"Midsize": 1}
-    assert strict.ready_counts() == {}
+    assert short.read_ready({"SMB": 10, "Midsize": 0}) == []  # a route of room 0 is not read
+    assert short.ready_counts() == ({"Midsize": 1}, 0)
+    assert strict.ready_counts() == ({}, 0)
 
 
 def test_state_merge_inserts_updates_and_deletes_in_one_statement(raw_warehouse: Warehouse,

@@ -122,7 +122,7 @@ def test_managed_leads_are_excluded_in_any_campaign(raw_warehouse: Warehouse, se
 
 
 def test_priority_order_is_new_leads_first_then_revenue(raw_warehouse: Warehouse, settings: Settings) -> None:
-    """Priority: never-contacted leads first, then higher revenue, then email; numbered from 1."""
+    """Priority inside each route: never-contacted first, then higher revenue (unknown last), then email; from 1."""
     build(raw_warehouse, settings, [
         lead("b@example.com", Decimal(100)), lead("a@example.com", Decimal(100)),
         lead("rich@example.com", Decimal(9_000_000)), lead("old@example.com", Decimal(50_000_000)),
@@ -130,9 +130,10 @@ def test_priority_order_is_new_leads_first_then_revenue(raw_warehouse: Warehouse
     ])
     add_history(raw_warehouse, "old@example.com", T0 - dt.timedelta(days=200))
     rows = ready(raw_warehouse)
-    assert list(rows) == ["rich@example.com", "a@example.com", "b@example.com", "unknown@example.com",
-                          "old@example.com"]
-    assert [r["priority"] for r in rows.values()] == [1, 2, 3, 4, 5]
+    by_route = {route: sorted(((r["priority"], email) for email, r in rows.items() if r["sequence_target"] == route))
+                for route in ("SMB", "Midsize")}
+    assert by_route == {"SMB": [(1, "a@example.com"), (2, "b@example.com"), (3, "unknown@example.com")],
+                        "Midsize": [(1, "rich@example.com"), (2, "old@example.com")]}
 
 
 def test_source_rejects_record_every_skipped_row_with_its_reason(raw_warehouse: Warehouse,

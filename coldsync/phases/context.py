@@ -10,24 +10,30 @@ from typing import Any
 
 from coldsync.instantly.client import InstantlyClient
 from coldsync.report import PhaseReport, RunReport
-from coldsync.rules import Segment
 from coldsync.settings import Settings
 from coldsync.store import DncUpkeep, StateRow, Store, dead_letter_id
 
 
 @dataclass
 class CampaignView:
-    """A managed campaign as the preflight saw it."""
+    """A managed campaign as the preflight saw it: the route (and A/B arm) it belongs to."""
 
-    segment: Segment
+    route: str
+    arm: str  # the route's name when the route has one campaign
     campaign_id: str
     status: int | None  # Instantly campaign status; None when it could not be read
     leads_count: int | None  # Instantly's lead count; None when not measured
     counters: dict[str, int] = field(default_factory=dict)  # cumulative analytics: completed, bounced, ...
+    contacted: int | None = None  # analytics contacted_count: leads whose sequence has started
 
     @property
     def active(self) -> bool:
         return self.status == 1
+
+    @property
+    def label(self) -> str:
+        """For messages: the route, with the arm when the route splits."""
+        return self.route if self.arm == self.route else f"{self.route}/{self.arm}"
 
 
 class RunOutOfTime(Exception):
@@ -42,7 +48,7 @@ class RunContext:
     report: RunReport
     now: dt.datetime
     dry_run: bool
-    campaigns: dict[Segment, CampaignView] = field(default_factory=dict)
+    campaigns: dict[str, CampaignView] = field(default_factory=dict)  # campaign id -> view, in routing order
     state: list[StateRow] = field(default_factory=list)
     deleted_in_instantly: int = 0
     baseline: tuple[int, int, int, int] = (0, 0, 0, 0)  # client/warehouse counters when the run began
@@ -57,6 +63,10 @@ class RunContext:
     dnc: DncUpkeep = field(default_factory=DncUpkeep)
     # Suppressed leads housekeeping found in Instantly: campaign -> lead id -> email, deleted after the writes.
     take_out: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Supply sizing and guard figures of the last successful run (phases/signals.py), by campaign id.
+    previous_signals: dict[str, Any] = field(default_factory=dict)
+    # Leads the drain deleted (or, in a dry run, would delete) per campaign: the top-up's inventory.
+    drained_by_campaign: dict[str, int] = field(default_factory=dict)
     # Set once this run has offered its DNC entries to Instantly's block list (drain or housekeeping).
     blocklist_pushed: bool = False
     # time.monotonic() after which the run must not start another write: its lock lease may run out.
@@ -75,11 +85,14 @@ class RunContext:
     def campaign_ids(self) -> set[str]:
         return {c.campaign_id for c in self.campaigns.values()}
 
-    def segment_of_campaign(self, campaign_id: str | None) -> Segment | None:
-        for campaign in self.campaigns.values():
-            if campaign.campaign_id == campaign_id:
-                return campaign.segment
-        return None
+    def campaign(self, campaign_id: str | None) -> CampaignView | None:
+        """The managed campaign of this id (ids compared without case), else None."""
+        if campaign_id is None:
+            return None
+        found = self.campaigns.get(campaign_id)
+        if found is None:
+            found = next((c for c in self.campaigns.values() if c.campaign_id.lower() == campaign_id.lower()), None)
+        return found
 
     def state_by_email(self) -> dict[str, StateRow]:
         return {row.email: row for row in self.state}

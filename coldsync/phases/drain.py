@@ -72,11 +72,11 @@ def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
                         found.setdefault(lead_id, lead)
             except InstantlyError as exc:
                 complete = all_complete = False
-                phase.notes.append(f"listing {filt.value} of {campaign.segment} failed: {exc.summary}")
+                phase.notes.append(f"listing {filt.value} of {campaign.label} failed: {exc.summary}")
                 continue
             if not listing.complete:
                 complete = all_complete = False
-                phase.notes.append(f"listing {filt.value} of {campaign.segment} cut short ({listing.stop_reason})")
+                phase.notes.append(f"listing {filt.value} of {campaign.label} cut short ({listing.stop_reason})")
                 continue
             if counter is not None and current is not None:
                 watermark[counter] = current
@@ -149,15 +149,16 @@ def run_drain(ctx: RunContext) -> None:
             phase.notes.append("kept a finished lead without a usable email or managed campaign")
             continue
         assert decision.outcome is not None and decision.suppression is not None
-        segment = ctx.segment_of_campaign(campaign_id)
+        managed = ctx.campaign(campaign_id)
+        route = row.sequence_target if row and row.sequence_target else managed.route if managed else None
+        arm = row.arm if row and row.arm else managed.arm if managed else None
         phase.plan[f"drain {decision.outcome.value}"] += 1
+        ctx.report.route_count(route, "drained")
         history.append({
-            "email": email, "campaign_id": campaign_id,
-            "sequence_name": (row.sequence_target if row and row.sequence_target
-                              else segment.value if segment else None),
+            "email": email, "campaign_id": campaign_id, "sequence_name": route,
             "status_final": decision.outcome.value, "completed_at": lead_time(lead, ctx.now),
             "attempt_num": row.attempt_num if row else None, "instantly_lead_id": str(lead["id"]),
-            "reason": decision.reason,
+            "reason": decision.reason, "arm": arm,
         })
         if decision.suppression in DNC_SOURCES:
             dnc.append({"email": email, "domain": None, "source": DNC_SOURCES[decision.suppression],
@@ -169,9 +170,9 @@ def run_drain(ctx: RunContext) -> None:
             continue
         owned.add(str(lead["id"]))
         state_rows[email] = {"email": email, "op": "upsert", "campaign_id": campaign_id,
-                             "sequence_target": segment.value if segment else None, "status": "draining",
+                             "sequence_target": route, "status": "draining",
                              "instantly_lead_id": str(lead["id"]), "outcome": decision.outcome.value,
-                             "attempt_num": row.attempt_num if row else None, "added_at": None}
+                             "attempt_num": row.attempt_num if row else None, "added_at": None, "arm": arm}
 
     # Leads whose person is suppressed (a DNC entry by email or domain, or an erased hash, perhaps added
     # after the lead was sent, or a lead adopted before its entry existed): recorded, then taken out.
@@ -183,16 +184,17 @@ def run_drain(ctx: RunContext) -> None:
             continue  # pending rows are settled by housekeeping; draining rows are retried below
         campaign_id = str(hit.campaign_id)
         phase.plan[f"drain {SUPPRESSED_OUTCOME}"] += 1
+        ctx.report.route_count(hit.sequence_target, "drained")
         history.append({"email": hit.email, "campaign_id": campaign_id, "sequence_name": hit.sequence_target,
                         "status_final": SUPPRESSED_OUTCOME, "completed_at": ctx.now, "attempt_num": hit.attempt_num,
                         "instantly_lead_id": hit.instantly_lead_id,
-                        "reason": f"on the do-not-contact list (by {hit.suppressed})"})
+                        "reason": f"on the do-not-contact list (by {hit.suppressed})", "arm": hit.arm})
         to_delete.setdefault(campaign_id, {})[hit.instantly_lead_id] = hit.email
         owned.add(hit.instantly_lead_id)
         state_rows[hit.email] = {
             "email": hit.email, "op": "upsert", "campaign_id": campaign_id, "sequence_target": hit.sequence_target,
             "status": "draining", "instantly_lead_id": hit.instantly_lead_id, "outcome": SUPPRESSED_OUTCOME,
-            "attempt_num": hit.attempt_num, "added_at": None}
+            "attempt_num": hit.attempt_num, "added_at": None, "arm": hit.arm}
 
     # Deletes that an earlier run recorded but could not finish.
     retried: set[str] = set()
@@ -205,6 +207,8 @@ def run_drain(ctx: RunContext) -> None:
             to_delete.setdefault(row.campaign_id, {})[row.instantly_lead_id] = row.email
 
     if ctx.dry_run:
+        for campaign_id, leads in to_delete.items():
+            ctx.drained_by_campaign[campaign_id] = len(leads)
         return
 
     # 1. The warehouse first: no outcome can be lost after this point.
@@ -228,7 +232,9 @@ def run_drain(ctx: RunContext) -> None:
         ids = list(leads)
         for part in chunk(ids, 1000):
             try:
-                confirmed += ctx.client.delete_leads(campaign_id, part)
+                removed = ctx.client.delete_leads(campaign_id, part)
+                confirmed += removed
+                ctx.drained_by_campaign[campaign_id] = ctx.drained_by_campaign.get(campaign_id, 0) + removed
             except InstantlyError as exc:
                 phase.counts["delete_failed"] += len(part)
                 failures.extend(dead_letter(phase, "delete_lead", lead_id, email=leads[lead_id],

@@ -31,12 +31,16 @@ def _take_out(ctx: RunContext, email: str, campaign_id: str, lead_id: str, how: 
               attempt: int | None, state: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
     """Record a suppressed lead found in Instantly (history `suppressed`, state 'draining'); the delete
     follows the writes (run_housekeeping), and a failed one is retried by the next drain."""
+    managed = ctx.campaign(campaign_id)
+    sequence = sequence or (managed.route if managed else None)
+    arm = managed.arm if managed else None
     history.append({"email": email, "campaign_id": campaign_id, "sequence_name": sequence,
                     "status_final": SUPPRESSED_OUTCOME, "completed_at": ctx.now, "attempt_num": attempt,
-                    "instantly_lead_id": lead_id, "reason": f"on the do-not-contact list (by {how}): never adopted"})
+                    "instantly_lead_id": lead_id, "reason": f"on the do-not-contact list (by {how}): never adopted",
+                    "arm": arm})
     state.append({"email": email, "op": "upsert", "status": "draining", "instantly_lead_id": lead_id,
                   "campaign_id": campaign_id, "sequence_target": sequence, "attempt_num": attempt,
-                  "outcome": SUPPRESSED_OUTCOME, "added_at": None})
+                  "outcome": SUPPRESSED_OUTCOME, "added_at": None, "arm": arm})
     ctx.take_out.setdefault(campaign_id, {})[lead_id] = email
 
 
@@ -62,9 +66,11 @@ def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]], history: li
         elif here:
             lead = here[0]
             phase.plan["adopt pending"] += 1
+            found_in = ctx.campaign(str(lead.get("campaign")))
             state.append({"email": row.email, "op": "upsert", "status": "active",
                           "instantly_lead_id": lead_id_of(lead), "campaign_id": str(lead.get("campaign")),
-                          "sequence_target": None, "attempt_num": None, "outcome": None, "added_at": None})
+                          "sequence_target": found_in.route if found_in else None, "attempt_num": None,
+                          "outcome": None, "added_at": None, "arm": found_in.arm if found_in else None})
         else:
             phase.plan["free pending"] += 1
             state.append({"email": row.email, "op": "delete"})
@@ -81,10 +87,10 @@ def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: 
         try:
             leads = list(listing)
         except InstantlyError as exc:
-            phase.notes.append(f"reconcile listing of {campaign.segment} failed: {exc.summary}")
+            phase.notes.append(f"reconcile listing of {campaign.label} failed: {exc.summary}")
             continue
         if not listing.complete:
-            phase.notes.append(f"reconcile listing of {campaign.segment} cut short: retried next run")
+            phase.notes.append(f"reconcile listing of {campaign.label} cut short: retried next run")
             continue
         known_ids = {r.instantly_lead_id for r in ctx.state if r.instantly_lead_id}
         known_emails = {r.email for r in ctx.state}
@@ -105,7 +111,7 @@ def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: 
             if email in suppressed and email not in known_emails:
                 phase.plan["remove suppressed"] += 1
                 known_emails.add(email)
-                _take_out(ctx, email, campaign.campaign_id, lead_id, suppressed[email], campaign.segment.value, None,
+                _take_out(ctx, email, campaign.campaign_id, lead_id, suppressed[email], campaign.route, None,
                           state, history)
                 continue
             key = address_key(email)
@@ -120,11 +126,11 @@ def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: 
             if key:
                 known_keys.add(key)
             state.append({"email": email, "op": "upsert", "status": "active", "instantly_lead_id": lead_id,
-                          "campaign_id": campaign.campaign_id, "sequence_target": campaign.segment.value,
-                          "attempt_num": None, "outcome": None, "added_at": None})
+                          "campaign_id": campaign.campaign_id, "sequence_target": campaign.route,
+                          "attempt_num": None, "outcome": None, "added_at": None, "arm": campaign.arm})
         if unreadable:
             # A lead listed without its id might be any tracked one: absence is not proven this run.
-            phase.notes.append(f"reconcile listing of {campaign.segment} had {unreadable} lead(s) without a usable "
+            phase.notes.append(f"reconcile listing of {campaign.label} had {unreadable} lead(s) without a usable "
                                "id: vanished leads are not closed this run")
             continue
         for row in tracked:
@@ -135,7 +141,7 @@ def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: 
                                 "sequence_name": row.sequence_target, "status_final": "removed",
                                 "completed_at": ctx.now, "attempt_num": row.attempt_num,
                                 "instantly_lead_id": row.instantly_lead_id,
-                                "reason": "no longer in Instantly (removed outside coldsync)"})
+                                "reason": "no longer in Instantly (removed outside coldsync)", "arm": row.arm})
                 state.append({"email": row.email, "op": "delete"})
 
 
@@ -162,9 +168,11 @@ def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]]) -> list
             phase.plan["give up dead letter"] += 1
             if letter["operation"] == "add_lead" and email and current is None:
                 # Stop picking a lead that keeps failing: rest it for one cooldown, with the reason.
+                failed_in = ctx.campaign(str(letter.get("campaign_id") or ""))
                 history.append({"email": str(email), "campaign_id": str(letter.get("campaign_id") or ""),
-                                "sequence_name": None, "status_final": "failed", "completed_at": ctx.now,
-                                "attempt_num": None, "instantly_lead_id": None, "reason": reason})
+                                "sequence_name": failed_in.route if failed_in else None, "status_final": "failed",
+                                "completed_at": ctx.now, "attempt_num": None, "instantly_lead_id": None,
+                                "reason": reason, "arm": failed_in.arm if failed_in else None})
     return rows
 
 

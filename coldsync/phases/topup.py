@@ -1,4 +1,8 @@
-"""TOP-UP: add fresh eligible leads, routed by segment, up to the inventory cap.
+"""TOP-UP: add fresh eligible leads, each to its route's campaign (its A/B arm's), up to the inventory cap.
+
+Each route has its own room (coldsync.supply.allocate): its share of the cap, sized by what its
+campaigns send (SUPPLY_DAYS), held back while its campaigns bounce too much; a route with nothing
+ready gives its room to the others. The run reads each route's top rows by score within that route.
 
 Intent first (invariant 5): the chosen leads are written to ops_inst_state as 'pending' in one
 statement BEFORE the bulk add, so a crash mid-add leaves rows that housekeeping reconciles by email
@@ -15,25 +19,26 @@ from typing import Any
 
 from coldsync.instantly.client import LeadOutcome
 from coldsync.phases.blocklist import confirm_blocklisted, entry_dnc_row
-from coldsync.phases.context import RunContext, dead_letter
-from coldsync.rules import Segment, normalize_email, plan_top_up
+from coldsync.phases.context import CampaignView, RunContext, dead_letter
+from coldsync.phases.signals import MIN_BOUNCE_SAMPLE, CampaignSignals, campaign_signals
+from coldsync.routes import DEFAULT_CUSTOM_VARIABLES, Arm, Route, custom_variables
+from coldsync.rules import normalize_email
+from coldsync.supply import RouteSupply, allocate, combine_shares, default_shares, supply_wanted
 
 log = logging.getLogger("coldsync.topup")
 
 
-def lead_payload(row: Mapping[str, Any], email: str) -> dict[str, Any]:
-    """The Instantly lead for a ready row: names, company, and custom variables for the templates."""
+def lead_payload(row: Mapping[str, Any], email: str, route: Route | None = None) -> dict[str, Any]:
+    """The Instantly lead for a ready row: names, company, and the route's custom variables (by default
+    company, domain, location, country) for the templates."""
     payload: dict[str, Any] = {"email": email}
     for key in ("first_name", "last_name", "company_name"):
         value = row.get(key)
         if isinstance(value, str) and value.strip():
             payload[key] = value.strip()[:500]
-    variables = {
-        "company": row.get("company_name"), "domain": row.get("domain"),
-        "location": row.get("location"), "country": row.get("country"),
-    }
-    payload["custom_variables"] = {k: str(v).strip()[:500] for k, v in variables.items()
-                                   if v is not None and str(v).strip()}
+    payload["custom_variables"] = (custom_variables(route, row) if route is not None else
+                                   {k: str(v).strip()[:500] for k, c in DEFAULT_CUSTOM_VARIABLES
+                                    if (v := row.get(c)) is not None and str(v).strip()})
     return payload
 
 
@@ -54,47 +59,155 @@ def measure_inventory(ctx: RunContext) -> int | None:
     return max(measured, tracked)
 
 
+def _campaign_inventory(ctx: RunContext, campaign: CampaignView) -> int | None:
+    """One campaign's leads: Instantly's count, never below what the warehouse tracks there (after the drain)."""
+    if campaign.leads_count is None:
+        return None
+    tracked = sum(1 for row in ctx.state if row.campaign_id == campaign.campaign_id)
+    drained = ctx.drained_by_campaign.get(campaign.campaign_id, 0)
+    return max(max(campaign.leads_count, tracked) - drained, 0)
+
+
+def _route_supplies(ctx: RunContext, signals: Mapping[str, CampaignSignals]) -> list[RouteSupply]:
+    """Each route's standing for the allocation: share, inventory, ready, open (campaigns active and the
+    deliverability guard not tripped), supply sizing. Warnings go to the report."""
+    settings, report, routing = ctx.settings, ctx.report, ctx.settings.routing
+    capacity: dict[str, float | None] = {}
+    staged: list[tuple[Route, int, bool, int | None]] = []
+    for route in routing.routes:
+        campaigns = [c for cid in route.campaign_ids if (c := ctx.campaign(cid)) is not None]
+        entry = report.route(route.name)
+        inventories = [_campaign_inventory(ctx, c) for c in campaigns]
+        inventory = sum(i for i in inventories if i is not None) if campaigns and None not in inventories else 0
+        entry["inventory"] = inventory if None not in inventories else None
+        held: list[str] = []
+        for campaign in campaigns:
+            if campaign.status is None or campaign.active:
+                continue
+            if settings.allow_paused_campaigns and campaign.status in (0, 2):
+                report.warn(f"campaign for {campaign.label} is not active: adding anyway (ALLOW_PAUSED_CAMPAIGNS)")
+            else:
+                held.append(f"campaign {campaign.label} is {STATUS_GUARD.get(campaign.status, 'not active')}")
+        if any(c.status is None for c in campaigns) or len(campaigns) != len(route.arms):
+            held.append("a campaign's status is unknown")
+        for campaign in campaigns:
+            guard = _bounce_guard(ctx, campaign, signals.get(campaign.campaign_id))
+            if guard:
+                held.append(guard)
+        if held:
+            entry["reason"] = "held back: " + "; ".join(held)
+            report.warn(f"route {route.name}: top-up skipped ({'; '.join(held)}); the campaigns keep sending what "
+                        "they hold, nothing is paused")
+        days = route.supply_days if route.supply_days is not None else settings.supply_days
+        wanted: int | None = 0
+        route_capacity: float | None = 0.0
+        for campaign in campaigns:
+            signal = signals.get(campaign.campaign_id)
+            daily = signal.daily_new if signal is not None else None
+            starved = signal is not None and signal.waiting_for_leads
+            backlog = (max(campaign.leads_count - campaign.contacted, 0)
+                       if campaign.leads_count is not None and campaign.contacted is not None else None)
+            # A rate says what a campaign CAN send only while it had leads left to start: at least one day of
+            # its rate still waiting for a first email. One with less (or waiting for leads) sent what it was
+            # given: its rate is ours, not its capacity, so it neither sizes its supply nor sets shares (fed
+            # by its share instead; unknown capacity anywhere means equal default shares).
+            bound = bool(daily) and not starved and backlog is not None and backlog * len(daily or []) >= sum(
+                daily or []) > 0
+            if not bound or route_capacity is None:
+                route_capacity = None
+            else:
+                route_capacity += sum(daily or []) / len(daily or [1])
+            one: int | None = None
+            if days > 0 and bound and daily:
+                one = supply_wanted(daily_new_leads_contacted=daily, backlog=backlog, supply_days=days,
+                                    waiting_for_leads=False)
+            wanted = None if one is None or wanted is None else wanted + one
+        if not campaigns:
+            wanted = None
+        if wanted is not None:
+            entry["supply_wanted"] = wanted
+        capacity[route.name] = route_capacity
+        staged.append((route, inventory, not held, wanted))
+    fallback = default_shares(capacity)
+    shares = combine_shares({route.name: route.share for route in routing.routes}, fallback)
+    out: list[RouteSupply] = []
+    for route, inventory, is_open, wanted in staged:
+        report.route(route.name)["share"] = round(float(shares[route.name]) * 100, 2)
+        out.append(RouteSupply(route.name, shares[route.name], inventory, report.route(route.name)["ready"],
+                               is_open, wanted))
+    return out
+
+
+STATUS_GUARD = {0: "a draft", 2: "paused", 3: "completed", 4: "running subsequences",
+                -1: "held by Instantly: accounts unhealthy", -2: "in bounce protect", -99: "account suspended"}
+
+
+def _bounce_guard(ctx: RunContext, campaign: CampaignView, signal: CampaignSignals | None) -> str | None:
+    """Why the deliverability guard holds this campaign back (None: it does not); warns from
+    BOUNCE_WARN_RATE. The rate is bounced / emails sent over the last 7 days (GET /campaigns/analytics
+    with a date range), judged only from MIN_BOUNCE_SAMPLE emails sent."""
+    if signal is None or signal.sent_7d is None or signal.bounced_7d is None or signal.sent_7d < MIN_BOUNCE_SAMPLE:
+        return None
+    rate = 100.0 * signal.bounced_7d / signal.sent_7d
+    settings = ctx.settings
+    if rate > settings.max_bounce_rate:
+        return (f"campaign {campaign.label} bounced {rate:.1f}% of {signal.sent_7d} emails over 7 days, above "
+                f"MAX_BOUNCE_RATE {settings.max_bounce_rate:g}%: clean the lead source (v_source_rejects), check "
+                "the sending domains")
+    if rate > settings.bounce_warn_rate:
+        ctx.report.warn(f"campaign {campaign.label} bounced {rate:.1f}% of {signal.sent_7d} emails over 7 days, "
+                        f"above BOUNCE_WARN_RATE {settings.bounce_warn_rate:g}% (top-up stops above "
+                        f"MAX_BOUNCE_RATE {settings.max_bounce_rate:g}%)")
+    return None
+
+
 def run_topup(ctx: RunContext, inventory: int | None) -> None:
     phase = ctx.report.phase("topup")
     phase.ran = True
-    settings = ctx.settings
-    ready = ctx.report.ready_by_segment
-    plan = plan_top_up(
-        target=settings.target_new_leads_per_run, cap=settings.inventory_cap, inventory=inventory,
-        remaining_in_plan=None,
-        ready_by_segment={segment: ready.get(segment.value, 0) for segment in Segment},
-        campaign_active={segment: c.active for segment, c in ctx.campaigns.items()},
-        allow_paused=settings.allow_paused_campaigns,
-    )
-    for warning in plan.warnings:
-        ctx.report.warn(warning)
-    phase.notes.append(f"room {plan.room}: {plan.reason}")
-    rows = ctx.store.read_ready(plan.room, sorted(s.value for s in plan.allowed_segments))
+    settings, routing = ctx.settings, ctx.settings.routing
+    could_add = inventory is not None and min(settings.target_new_leads_per_run, settings.inventory_cap - inventory) > 0
+    signals = campaign_signals(ctx) if could_add else {}
+    allocation = allocate(_route_supplies(ctx, signals), cap=settings.inventory_cap,
+                          target=settings.target_new_leads_per_run, inventory=inventory)
+    if inventory is not None and inventory > settings.inventory_cap:
+        ctx.report.warn(f"inventory {inventory} exceeds the cap {settings.inventory_cap} by "
+                        f"{inventory - settings.inventory_cap}")
+    for room in allocation.rooms:
+        entry = ctx.report.route(room.name)
+        entry.update(quota=room.quota, room=room.room)
+        entry["reason"] = entry["reason"] if "reason" in entry and not room.room else room.reason
+    phase.notes.append(f"room {allocation.total}: {allocation.reason}")
+    rows = ctx.store.read_ready({room.name: room.room for room in allocation.rooms})
 
-    chosen: dict[Segment, list[tuple[str, dict[str, Any], Mapping[str, Any]]]] = {}
+    chosen: dict[str, list[tuple[str, dict[str, Any], Mapping[str, Any], Route, Arm]]] = {}
     rejected: list[dict[str, Any]] = []
     for row in rows:
         email = normalize_email(row.get("email"))
-        if email is None:
+        route = routing.route(row.get("sequence_target"))
+        if email is None or route is None:
             # The view's pattern and normalize_email are one rule; a disagreement is a bug, never a send.
             phase.counts["refused_at_send"] += 1
-            rejected.append(dead_letter(phase, "add_lead", str(row.get("email")), error="invalid email in view",
+            rejected.append(dead_letter(phase, "add_lead", str(row.get("email")),
+                                        error="invalid email or unknown route in the ready read",
                                         give_up_reason="invalid email"))
             continue
-        segment = Segment(str(row["sequence_target"]))
-        chosen.setdefault(segment, []).append((email, lead_payload(row, email), row))
-    for segment, items in chosen.items():
-        phase.plan[f"add {segment.value}"] += len(items)
+        arm = route.arm_for(email)
+        chosen.setdefault(arm.campaign_id, []).append((email, lead_payload(row, email, route), row, route, arm))
+    for items in chosen.values():
+        route_name = items[0][3].name
+        phase.plan[f"add {items[0][4].name if len(items[0][3].arms) > 1 else route_name}"] += len(items)
+        if ctx.dry_run:
+            ctx.report.route_count(route_name, "added", len(items))
     if ctx.dry_run or not chosen:
         if rejected and not ctx.dry_run:
             ctx.store.record_dead_letters(rejected, label="topup.dead_letters")
         return
 
     # 1. Record intent.
-    intents = [{"email": email, "op": "upsert", "campaign_id": ctx.campaigns[segment].campaign_id,
-                "sequence_target": segment.value, "status": "pending", "instantly_lead_id": None,
-                "attempt_num": int(row.get("attempt_num") or 1), "outcome": None, "added_at": ctx.now}
-               for segment, items in chosen.items() for email, _payload, row in items]
+    intents = [{"email": email, "op": "upsert", "campaign_id": campaign_id, "sequence_target": route.name,
+                "status": "pending", "instantly_lead_id": None, "attempt_num": int(row.get("attempt_num") or 1),
+                "outcome": None, "added_at": ctx.now, "arm": arm.name}
+               for campaign_id, items in chosen.items() for email, _payload, row, route, arm in items]
     ctx.check_deadline("the top-up's writes")
     ctx.store.apply_state(intents, label="topup.intent")
 
@@ -104,19 +217,22 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
     history: list[dict[str, Any]] = []
     letters = rejected
     unconfirmed: list[tuple[str, str, str]] = []  # (email, campaign, kind) Instantly counted but did not name
-    for segment, items in chosen.items():
-        campaign_id = ctx.campaigns[segment].campaign_id
+    for campaign_id, items in chosen.items():
+        managed = ctx.campaign(campaign_id)
+        label = managed.label if managed is not None else campaign_id
         if ctx.deadline is not None and time.monotonic() > ctx.deadline:
-            # Out of time: this segment's intents stay 'pending'; the next run frees or adopts them.
-            ctx.report.warn(f"stopped before adding {segment.value} leads: the run neared its lock lease")
+            # Out of time: this campaign's intents stay 'pending'; the next run frees or adopts them.
+            ctx.report.warn(f"stopped before adding {label} leads: the run neared its lock lease")
             continue
-        result = ctx.client.add_leads(campaign_id, [payload for _e, payload, _r in items],
+        result = ctx.client.add_leads(campaign_id, [payload for _e, payload, _r, _ro, _a in items],
                                       skip_if_in_workspace=True, chunk_size=settings.batch_size)
         if result.remaining_in_plan is not None and result.remaining_in_plan <= 0:
             ctx.report.warn("the Instantly plan's lead limit is reached: no more leads can be uploaded")
         for outcome in result.outcomes:
-            email, _payload, source_row = items[outcome.index]
+            email, _payload, source_row, route, _arm = items[outcome.index]
             _settle(ctx, outcome, email, campaign_id, source_row, state, dnc, history, letters, unconfirmed)
+            if outcome.outcome == "created":
+                ctx.report.route_count(route.name, "added")
     _recheck(ctx, unconfirmed, dnc, letters)
     ctx.store.apply_state(state, label="topup.state")
     ctx.store.add_dnc(dnc, label="topup.dnc")
@@ -163,20 +279,23 @@ def _settle(ctx: RunContext, outcome: LeadOutcome, email: str, campaign_id: str,
         state.append({"email": email, "op": "upsert", "status": "active", "instantly_lead_id": outcome.lead_id,
                       "campaign_id": campaign_id, "sequence_target": None, "attempt_num": None, "outcome": None,
                       "added_at": None})
-    elif kind == "skipped" and outcome.lead_id and outcome.campaign_id in ctx.campaign_ids():
-        # Already in the other managed campaign: track it where it is (one lead per email).
+    elif kind == "skipped" and outcome.lead_id and ctx.campaign(outcome.campaign_id) is not None:
+        # Already in another managed campaign: track it where it is (one lead per email).
         phase.counts["adopted"] += 1
-        segment = ctx.segment_of_campaign(outcome.campaign_id)
+        where = ctx.campaign(outcome.campaign_id)
         state.append({"email": email, "op": "upsert", "status": "active", "instantly_lead_id": outcome.lead_id,
-                      "campaign_id": outcome.campaign_id, "sequence_target": segment.value if segment else None,
-                      "attempt_num": None, "outcome": None, "added_at": None})
+                      "campaign_id": where.campaign_id if where else outcome.campaign_id,
+                      "sequence_target": where.route if where else None, "attempt_num": None, "outcome": None,
+                      "added_at": None, "arm": where.arm if where else None})
     elif kind == "skipped":
         # In a campaign we do not manage: not ours to send; rest it for a cooldown instead of retrying.
         state.append({"email": email, "op": "delete"})
+        managed = ctx.campaign(campaign_id)
         history.append({"email": email, "campaign_id": campaign_id, "sequence_name": row.get("sequence_target"),
                         "status_final": "in_workspace", "completed_at": ctx.now,
                         "attempt_num": int(row.get("attempt_num") or 1), "instantly_lead_id": outcome.lead_id,
-                        "reason": "already in another campaign of the workspace"})
+                        "reason": "already in another campaign of the workspace",
+                        "arm": managed.arm if managed else None})
     elif kind in ("blocklisted", "invalid", "incomplete") and outcome.inferred:
         # Instantly only counted such leads; the client guessed which. A guess never becomes a
         # permanent suppression: the row is freed and the guess re-checked (run_topup, below).

@@ -6,14 +6,24 @@ never drops data; config rows are only inserted when missing, so ops' changes su
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from coldsync.settings import CONFIG_KEYS, Settings
 from coldsync.warehouse.base import Rows, Warehouse, WarehouseError
-from coldsync.warehouse.schema import ERASURE_SALT_KEY, SCHEMA_VERSION, SOURCE_COLUMNS, TABLES, VIEWS
+from coldsync.warehouse.schema import (
+    ERASURE_SALT_KEY,
+    SCHEMA_VERSION,
+    SET_VIEWS_FINGERPRINT_SQL,
+    SOURCE_COLUMNS,
+    TABLES,
+    VIEWS_FINGERPRINT_KEY,
+    views,
+    views_fingerprint,
+)
 
 CONFIG_FIELDS = (("key", "STRING"), ("value_int", "INT64"), ("value_string", "STRING"))
 
@@ -60,13 +70,22 @@ class SchemaReport:
         return any(not a.startswith(("ok:", "would")) for a in self.actions)
 
 
+# Rows ops add only when they mean it: a routing document or a score in the table overrides nothing
+# until written (the file and the defaults stay in charge).
+UNSEEDED = frozenset({"routes", "priority_expression"})
+
+
 def config_seed_rows(settings: Settings) -> list[dict[str, Any]]:
     """Config rows from the settings (defaults unless overridden), plus the schema version."""
     rows: list[dict[str, Any]] = [{"key": "schema_version", "value_int": SCHEMA_VERSION, "value_string": None}]
     for key, spec in CONFIG_KEYS.items():
         value = getattr(settings, spec.name)
+        if spec.name in UNSEEDED:
+            continue
         if spec.kind == "bool" or spec.kind == "int":
             rows.append({"key": key, "value_int": int(value), "value_string": None})
+        elif spec.kind == "percent":
+            rows.append({"key": key, "value_int": None, "value_string": f"{value:g}"})
         else:
             rows.append({"key": key, "value_int": None, "value_string": value or None})
     return rows
@@ -93,8 +112,9 @@ def ensure_erasure_salt(warehouse: Warehouse) -> bool:
     return warehouse.execute(CREATE_SALT_SQL, params, label="setup.erasure_salt") > 0
 
 
-def check_source(warehouse: Warehouse, source_table: str) -> list[str]:
-    """Problems with the source lead table against the column contract (empty when fine)."""
+def check_source(warehouse: Warehouse, source_table: str, extra: Sequence[str] = ()) -> list[str]:
+    """Problems with the source lead table against the column contract and the extra source columns the
+    routing declares (empty when fine)."""
     name = source_table.split(".")[-1]
     in_dataset = source_table.count(".") == 0 or source_table.split(".")[-2] == warehouse.dataset
     if not in_dataset:
@@ -103,10 +123,15 @@ def check_source(warehouse: Warehouse, source_table: str) -> list[str]:
     if columns is None:
         return [f"source table {source_table!r} does not exist: create it, load your leads, "
                 "or set SOURCE_TABLE (run `python setup.py --demo` for a synthetic one)"]
-    missing = [c.name for c in SOURCE_COLUMNS if c.name not in {k.lower() for k in columns}]
+    have = {k.lower() for k in columns}
+    missing = [c.name for c in SOURCE_COLUMNS if c.name not in have]
     if missing:
         return [f"source table {source_table!r} lacks column(s) {', '.join(missing)}: add them (see README, "
                 "source column contract) or point SOURCE_TABLE at a view that renames yours"]
+    undeclared = [name for name in extra if name.lower() not in have]
+    if undeclared:
+        return [f"source table {source_table!r} lacks the column(s) {', '.join(undeclared)} that the routing's "
+                "source_columns declare: add them to the table, or remove them from source_columns"]
     return []
 
 
@@ -174,14 +199,14 @@ def ensure_schema(
     else:
         act("ok: erasure salt present")
 
-    problems = check_source(warehouse, settings.source_table)
+    problems = check_source(warehouse, settings.source_table, settings.routing.source_columns)
     if problems:
         if dry_run:
             for problem in problems:
                 act(f"would fail: {problem}")
             return report
         raise SchemaError("; ".join(problems))
-    for name, sql in VIEWS:
+    for name, sql in views(settings.routing):
         before = warehouse.existing_columns(name)
         if dry_run:
             act(f"would create or replace view {name}", warehouse.render(sql))
@@ -191,4 +216,8 @@ def ensure_schema(
         except WarehouseError as exc:
             raise SchemaError(f"could not create {name}: {exc}") from exc
         act(f"ok: view {name} is current" if before is not None else f"created view {name}")
+    if not dry_run:
+        warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": VIEWS_FINGERPRINT_KEY,
+                                                      "value": views_fingerprint(settings.routing),
+                                                      "now": dt.datetime.now(dt.UTC)}, label="setup.views_fingerprint")
     return report

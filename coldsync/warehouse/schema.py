@@ -6,8 +6,11 @@ through DDL generated from the same spec. `SCHEMA_VERSION` is recorded in the co
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from coldsync.routes import SCORE_COMPONENTS, Routing, route_case_sql
 from coldsync.rules import EMAIL_PATTERN, MAX_EMAIL_LENGTH
 from coldsync.suppression import (
     sql_domain_key_of_unwrapped,
@@ -21,7 +24,7 @@ from coldsync.suppression import (
     sql_valid_email_or_null,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ INST_STATE = TableSpec(
     (
         _c("email", "STRING", "normalized email (trimmed, lower-case)", required=True),
         _c("campaign_id", "STRING", "Instantly campaign the lead is in"),
-        _c("sequence_target", "STRING", "segment: SMB or Midsize"),
+        _c("sequence_target", "STRING", "route the lead was added by (by default SMB or Midsize)"),
         _c("status", "STRING", "pending (intent recorded, add not confirmed), active, draining", required=True),
         _c("instantly_lead_id", "STRING", "Instantly lead UUID once known"),
         _c("attempt_num", "INT64", "1 for the first time this email is sent, then 2, ..."),
@@ -61,6 +64,7 @@ INST_STATE = TableSpec(
         _c("added_at", "TIMESTAMP", "when the intent to add was recorded"),
         _c("updated_at", "TIMESTAMP", "last change of this row"),
         _c("run_id", "STRING", "run that last changed this row"),
+        _c("arm", "STRING", "A/B arm of the route the lead is in (the route's name when it has one campaign)"),
     ),
     "One row per lead currently managed in Instantly. Deleted once the lead is gone from Instantly.",
     cluster_by=("email",),
@@ -71,7 +75,7 @@ LEAD_HISTORY = TableSpec(
     (
         _c("email", "STRING", "normalized email", required=True),
         _c("campaign_id", "STRING", "campaign of this attempt", required=True),
-        _c("sequence_name", "STRING", "segment of this attempt: SMB or Midsize"),
+        _c("sequence_name", "STRING", "route of this attempt (by default SMB or Midsize)"),
         _c("status_final", "STRING", "completed, replied, bounced, unsubscribed, skipped, stale, invalid",
            required=True),
         _c("completed_at", "TIMESTAMP", "when the attempt ended (cooldown counts from here)", required=True),
@@ -80,6 +84,7 @@ LEAD_HISTORY = TableSpec(
         _c("reason", "STRING", "why the classifier ended it (no PII)"),
         _c("recorded_at", "TIMESTAMP", "when this row was written"),
         _c("run_id", "STRING", "run that wrote it"),
+        _c("arm", "STRING", "A/B arm of the route this attempt was in"),
     ),
     "One row per finished attempt. Idempotent key (email, campaign_id, attempt_num).",
     partition_by="completed_at",
@@ -208,14 +213,15 @@ VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000, "cooldown_days": 90}
 #  5. not in cooldown: the key's last history row ended at least cooldown_days before `as_of`
 #     (exactly cooldown_days ago is eligible again); history rows are keyed as stored (any case,
 #     decorations, +tags: v_history_by_key);
-#  6. sequence_target: SMB when revenue < threshold or revenue unknown (NULL, negative, not a number;
-#     thousands commas in text revenue are ignored),
-#     else Midsize;
-#  7. priority: leads never contacted first, then higher revenue first, then email.
+#  6. sequence_target: the name of the first route whose condition holds (coldsync.routes; by default
+#     SMB when revenue < threshold or revenue unknown, else Midsize); no route holds: not ready;
+#  7. priority inside the route: the score (PRIORITY_EXPRESSION; by default never contacted first, then
+#     higher revenue), higher first, then email.
 # `as_of` is CURRENT_TIMESTAMP() unless the config row `as_of` holds a timestamp (simulations only).
-# Rules 1-4 live in v_lead_candidates; rules 5-7 are each one expression below, used by the view with
-# the config table's values and by the sync's own read with the run's settings (which may override
-# them for one run: COOLDOWN_DAYS, SMB_REVENUE_THRESHOLD) and the run's clock.
+# Rules 1-4 are the candidates (candidate_ctes); rules 5-7 are routed_cte, used by the views with the
+# config table's values and by the sync's own reads with the run's settings (which may override them
+# for one run: COOLDOWN_DAYS, SMB_REVENUE_THRESHOLD) and the run's clock. The views are built from the
+# routing in effect when setup.py (or a sync run that finds them outdated) creates them.
 assert '"' not in EMAIL_PATTERN, "the view embeds EMAIL_PATTERN in a double-quoted raw string"
 
 CANDIDATES_VIEW = "v_lead_candidates"
@@ -352,14 +358,6 @@ def cooldown_predicate(as_of: str, cooldown_days: str) -> str:
             f"c.last_completed_at <= TIMESTAMP_SUB({as_of}, INTERVAL {cooldown_days} DAY))")
 
 
-def segment_expression(threshold: str) -> str:
-    """Rule 6, the one definition: SMB under the threshold or with unknown revenue, else Midsize."""
-    return f"CASE WHEN c.annual_revenue IS NULL OR c.annual_revenue < {threshold} THEN 'SMB' ELSE 'Midsize' END"
-
-
-# Rule 7: never contacted first, then higher revenue, then email.
-PRIORITY_ORDER = "CASE WHEN c.last_completed_at IS NULL THEN 0 ELSE 1 END, c.annual_revenue DESC NULLS LAST, c.email"
-
 # Why a source row's email cannot be used, or NULL when it can (rule 1): ONE expression, read by the
 # candidates (rows where it is NULL) and by v_source_rejects (rows where it is not), so the two views
 # can never disagree on what a valid email is. Checked on the trimmed value, before lower-casing.
@@ -376,8 +374,16 @@ REJECT_DUPLICATE = ("duplicate: another source row for the same person (same add
                     "Gmail-dot variant) wins")
 REJECT_REVENUE = "revenue unreadable (negative or not a number): taken as unknown, so SMB"
 
-# Rules 1-2 over the source table: the CTEs both the candidates view and v_source_rejects start from.
-SOURCE_CTES = f"""
+
+def _extras(extra: Sequence[str], prefix: str) -> str:
+    """`, p.col1, p.col2` for the declared extra source columns (checked identifiers), or nothing."""
+    return "".join(f", {prefix}.{name}" for name in extra)
+
+
+def source_ctes(extra: Sequence[str] = ()) -> str:
+    """Rules 1-2 over the source table: the CTEs the candidates and v_source_rejects start from. `extra`
+    are the declared extra source columns (coldsync.routes), carried as the source holds them."""
+    return f"""
 trimmed AS (
   SELECT
     CAST(s.email AS STRING) AS raw_email,
@@ -389,7 +395,8 @@ trimmed AS (
     CAST(s.location AS STRING) AS location,
     CAST(s.country AS STRING) AS country,
     CAST(s.annual_revenue AS STRING) AS raw_revenue,
-    SAFE_CAST(REPLACE(CAST(s.annual_revenue AS STRING), ',', '') AS NUMERIC(38, 9)) AS annual_revenue
+    SAFE_CAST(REPLACE(CAST(s.annual_revenue AS STRING), ',', '') AS NUMERIC(38, 9))
+      AS annual_revenue{_extras(extra, "s")}
   FROM `{{source}}` AS s
 ),
 checked AS (
@@ -399,7 +406,7 @@ checked AS (
 normalized AS (
   -- Validate before lower-casing: engines lower-case some non-ASCII letters differently.
   SELECT LOWER(c.trimmed_email) AS email, c.raw_email, c.first_name, c.last_name, c.company_name, c.domain,
-         c.location, c.country, c.raw_revenue, c.annual_revenue
+         c.location, c.country, c.raw_revenue, c.annual_revenue{_extras(extra, "c")}
   FROM checked AS c
   WHERE c.email_problem IS NULL
 ),
@@ -419,32 +426,54 @@ valid AS (
       PARTITION BY n.email_key
       ORDER BY n.annual_revenue DESC NULLS LAST, n.first_name, n.last_name, n.company_name,
                n.domain, n.location, n.country, n.email
-    ) AS duplicate_rank
+    ) AS duplicate_rank{_extras(extra, "n")}
   FROM keyed AS n
 )"""  # noqa: S608
 
-# Rules 1-4, with what rules 5-7 need. Only constants are formatted in: no values.
-CANDIDATES_SQL = f"""
-CREATE OR REPLACE VIEW `{{ds}}.{CANDIDATES_VIEW}` AS
-WITH {SOURCE_CTES},
+
+SOURCE_CTES = source_ctes()
+
+
+def candidate_ctes(extra: Sequence[str] = ()) -> str:
+    """Rules 1-4 as CTE text ending in `candidates` (one row per ready-or-cooling person, with
+    attempt_num and last_completed_at). Only constants and checked identifiers are formatted in."""
+    return f"""{source_ctes(extra)},
 {DNC_KEY_CTES},
 {HISTORY_KEY_CTES},
-{address_key_ctes("managed", "`{ds}.ops_inst_state`", "email", "status")}
-SELECT
-  v.email, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country, v.annual_revenue,
-  COALESCE(h.last_attempt, 0) + 1 AS attempt_num,
-  h.last_completed_at
-FROM valid AS v
-LEFT JOIN history_by_key AS h ON h.email_key = v.email_key
-WHERE v.duplicate_rank = 1
-  AND {" AND ".join(f"NOT {expr}" for _how, expr in suppressed_by("v.email_key", SALT_SQL))}
-  AND NOT EXISTS (SELECT 1 FROM managed AS st WHERE st.email_key = v.email_key)
-"""  # noqa: S608
+{address_key_ctes("managed", "`{ds}.ops_inst_state`", "email", "status")},
+candidates AS (
+  SELECT
+    v.email, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country, v.annual_revenue,
+    COALESCE(h.last_attempt, 0) + 1 AS attempt_num,
+    h.last_completed_at{_extras(extra, "v")}
+  FROM valid AS v
+  LEFT JOIN history_by_key AS h ON h.email_key = v.email_key
+  WHERE v.duplicate_rank = 1
+    AND {" AND ".join(f"NOT {expr}" for _how, expr in suppressed_by("v.email_key", SALT_SQL))}
+    AND NOT EXISTS (SELECT 1 FROM managed AS st WHERE st.email_key = v.email_key)
+)"""  # noqa: S608
 
-# Rules 5-7 with the values of the config table (defaults when a row is missing).
-VIEW_SQL = f"""
-CREATE OR REPLACE VIEW `{{ds}}.{VIEW_NAME}` AS
-WITH params AS (
+
+def routed_cte(routing: Routing, *, source: str, as_of: str, cooldown_days: str, threshold: str,
+               components: bool = False) -> str:
+    """Rules 5-7 as the CTE `routed`: the candidates of `source` out of cooldown, each with its
+    `sequence_target` (first matching route, NULL when none) and `score` (higher first); with
+    `components`, also the default score's parts (v_lead_scores). The routes' SQL is checked SQL
+    (coldsync.routes.check_expression)."""
+    parts = "".join(f",\n    {sql} AS {name}" for name, sql in SCORE_COMPONENTS) if components else ""
+    return f"""routed AS (
+  SELECT c.*,
+    {route_case_sql(routing, threshold)} AS sequence_target,
+    {routing.score} AS score{parts}
+  FROM {source} AS c
+  WHERE {cooldown_predicate(as_of, cooldown_days)}
+)"""  # noqa: S608
+
+
+# The priority inside a route (rule 7): higher score first, then email.
+PRIORITY_ORDER = "r.score DESC NULLS LAST, r.email"
+
+_PARAMS_CTE = f"""params AS (
   SELECT
     COALESCE((SELECT MAX(value_int) FROM `{{ds}}.config` WHERE key = 'smb_revenue_threshold'),
              {VIEW_DEFAULTS["smb_revenue_threshold"]}) AS smb_threshold,
@@ -452,24 +481,76 @@ WITH params AS (
              {VIEW_DEFAULTS["cooldown_days"]}) AS cooldown_days,
     COALESCE((SELECT MAX(SAFE_CAST(value_string AS TIMESTAMP)) FROM `{{ds}}.config` WHERE key = 'as_of'),
              CURRENT_TIMESTAMP()) AS as_of
-)
-SELECT
-  c.email, c.first_name, c.last_name, c.company_name, c.domain, c.location, c.country, c.annual_revenue,
-  {segment_expression("p.smb_threshold")} AS sequence_target,
-  c.attempt_num,
-  c.last_completed_at,
-  ROW_NUMBER() OVER (ORDER BY {PRIORITY_ORDER}) AS priority
-FROM `{{ds}}.{CANDIDATES_VIEW}` AS c
-CROSS JOIN params AS p
-WHERE {cooldown_predicate("p.as_of", "p.cooldown_days")}
+)"""  # noqa: S608
+
+
+def candidates_view_sql(routing: Routing) -> str:
+    """v_lead_candidates: rules 1-4 (the declared extra source columns included)."""
+    return f"""
+CREATE OR REPLACE VIEW `{{ds}}.{CANDIDATES_VIEW}` AS
+WITH {candidate_ctes(routing.source_columns)}
+SELECT * FROM candidates
 """  # noqa: S608
 
-REJECTS_VIEW = "v_source_rejects"
 
-# Every source row the sync does not take as given, with the reason: the rows rules 1-2 skip (email
-# unusable, or a duplicate of a better row) and the rows kept with their revenue taken as unknown
-# (`skipped` FALSE). Same CTEs as the candidates view. The run summary counts it by reason.
-REJECTS_SQL = f"""
+# The candidates of v_lead_candidates beside the config table's values, for the views.
+_VIEW_SOURCE_CTE = f"""cp AS (
+  SELECT c0.*, p.smb_threshold, p.cooldown_days, p.as_of
+  FROM `{{ds}}.{CANDIDATES_VIEW}` AS c0
+  CROSS JOIN params AS p
+)"""  # noqa: S608
+
+
+def _view_routed(routing: Routing, components: bool = False) -> str:
+    return routed_cte(routing, source="cp", as_of="c.as_of", cooldown_days="c.cooldown_days",
+                      threshold="c.smb_threshold", components=components)
+
+
+def ready_view_sql(routing: Routing) -> str:
+    """v_ready_for_instantly: rules 5-7 with the config table's values; `priority` is the rank inside
+    the route (1 = added first)."""
+    extra = _extras(routing.source_columns, "r")
+    return f"""
+CREATE OR REPLACE VIEW `{{ds}}.{VIEW_NAME}` AS
+WITH {_PARAMS_CTE},
+{_VIEW_SOURCE_CTE},
+{_view_routed(routing)}
+SELECT
+  r.email, r.first_name, r.last_name, r.company_name, r.domain, r.location, r.country, r.annual_revenue,
+  r.sequence_target, r.attempt_num, r.last_completed_at, r.score,
+  ROW_NUMBER() OVER (PARTITION BY r.sequence_target ORDER BY {PRIORITY_ORDER}) AS priority{extra}
+FROM routed AS r
+WHERE r.sequence_target IS NOT NULL
+"""  # noqa: S608
+
+
+def lead_scores_view_sql(routing: Routing) -> str:
+    """v_lead_scores: why each ready lead ranks where it does: the default score's parts as columns
+    (never_contacted_points, revenue_points), the score in effect, and the rank inside its route.
+    Unrouted leads are listed too (sequence_target NULL, no rank)."""
+    return f"""
+CREATE OR REPLACE VIEW `{{ds}}.{SCORES_VIEW}` AS
+WITH {_PARAMS_CTE},
+{_VIEW_SOURCE_CTE},
+{_view_routed(routing, components=True)}
+SELECT
+  r.email, r.sequence_target, r.attempt_num, r.last_completed_at, r.annual_revenue,
+  {", ".join(f"r.{name}" for name, _sql in SCORE_COMPONENTS)}, r.score,
+  IF(r.sequence_target IS NULL, NULL,
+     ROW_NUMBER() OVER (PARTITION BY r.sequence_target ORDER BY {PRIORITY_ORDER})) AS priority
+FROM routed AS r
+"""  # noqa: S608
+
+
+REJECTS_VIEW = "v_source_rejects"
+SCORES_VIEW = "v_lead_scores"
+
+
+def rejects_view_sql(routing: Routing | None = None) -> str:
+    """v_source_rejects: every source row the sync does not take as given, with the reason: the rows
+    rules 1-2 skip (email unusable, or a duplicate of a better row) and the rows kept with their revenue
+    taken as unknown (`skipped` FALSE). Same CTEs as the candidates. The run summary counts it by reason."""
+    return f"""
 CREATE OR REPLACE VIEW `{{ds}}.{REJECTS_VIEW}` AS
 WITH {SOURCE_CTES}
 SELECT c.raw_email AS email, c.first_name, c.last_name, c.company_name, c.domain, c.location, c.country,
@@ -488,9 +569,32 @@ FROM valid AS v
 WHERE v.duplicate_rank = 1 AND v.revenue_unreadable
 """  # noqa: S608
 
-# Created in this order (each view reads only the ones before it).
-VIEWS: tuple[tuple[str, str], ...] = (
-    (DNC_ENTRIES_VIEW, DNC_ENTRIES_SQL), (DNC_KEYS_VIEW, DNC_KEYS_SQL), (DNC_REJECTS_VIEW, DNC_REJECTS_SQL),
-    (HISTORY_KEYS_VIEW, HISTORY_KEYS_SQL), (CANDIDATES_VIEW, CANDIDATES_SQL), (VIEW_NAME, VIEW_SQL),
-    (REJECTS_VIEW, REJECTS_SQL),
-)
+
+def views(routing: Routing) -> tuple[tuple[str, str], ...]:
+    """Every view, in creation order (each reads only the ones before it), for this routing."""
+    return (
+        (DNC_ENTRIES_VIEW, DNC_ENTRIES_SQL), (DNC_KEYS_VIEW, DNC_KEYS_SQL), (DNC_REJECTS_VIEW, DNC_REJECTS_SQL),
+        (HISTORY_KEYS_VIEW, HISTORY_KEYS_SQL), (CANDIDATES_VIEW, candidates_view_sql(routing)),
+        (VIEW_NAME, ready_view_sql(routing)), (SCORES_VIEW, lead_scores_view_sql(routing)),
+        (REJECTS_VIEW, rejects_view_sql(routing)),
+    )
+
+
+def views_fingerprint(routing: Routing) -> str:
+    """Changes whenever a view's SQL changes (a new version of coldsync, or another routing)."""
+    text = "\n".join(sql for _name, sql in views(routing))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+VIEWS_FINGERPRINT_KEY = "views_fingerprint"
+"""Config row: the fingerprint of the views as last created (setup.py, or a sync that rebuilt them)."""
+
+# The views' fingerprint, once they are (re)built for the routing in effect.
+SET_VIEWS_FINGERPRINT_SQL = """
+MERGE `{ds}.config` AS t
+USING (SELECT @key AS key, @value AS value_string) AS s
+ON t.key = s.key
+WHEN MATCHED AND (t.value_string IS NULL OR t.value_string != s.value_string) THEN
+  UPDATE SET value_string = s.value_string, updated_at = @now
+WHEN NOT MATCHED THEN INSERT (key, value_string, updated_at) VALUES (s.key, s.value_string, @now)
+"""

@@ -1,0 +1,128 @@
+"""What each managed campaign can send and how it is doing: the top-up's supply sizing and its
+deliverability guard read these, at most once an hour per campaign.
+
+Per campaign, from Instantly (official spec operations):
+- `getDailyCampaignAnalytics` (GET /api/v2/campaigns/analytics/daily): `new_leads_contacted` per day for
+  the last SIZING_DAYS complete UTC days: what the campaign really starts per day (its throughput);
+- `getCampaignSendingStatus` (GET /api/v2/campaigns/{id}/sending-status): `waiting_for_leads` says it
+  has nothing left to start (its backlog is 0, and its throughput was limited by leads, not capacity);
+- GET /api/v2/campaigns/analytics with `start_date`/`end_date` (one call for every campaign): emails
+  sent and bounced over the last 7 days, for the bounce rate.
+The figures are kept in the run summary (`supply_signals`) with the time they were read; a run reuses
+the last successful run's figures while they are younger than SIGNALS_MAX_AGE, so a quiet schedule pays
+these calls once an hour, not every 30 minutes. A call that fails leaves that figure unknown: sizing is
+then off for the campaign (the route's share still applies) and the guard does not judge it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from coldsync.instantly.errors import InstantlyError
+from coldsync.phases.context import RunContext
+from coldsync.rules import parse_timestamp
+
+log = logging.getLogger("coldsync.signals")
+
+SIZING_DAYS = 7
+"""Complete UTC days of daily analytics that make a campaign's throughput."""
+
+BOUNCE_WINDOW_DAYS = 7
+MIN_BOUNCE_SAMPLE = 50
+"""Emails sent in the window before a bounce rate is judged: 3 bounces of 20 emails is noise, not 15%."""
+
+SIGNALS_MAX_AGE = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class CampaignSignals:
+    """One campaign's figures (None: unknown). `fetched_at` is ISO-8601 UTC."""
+
+    fetched_at: str
+    daily_new: list[int] | None = None  # new leads contacted per day, oldest first, SIZING_DAYS days
+    waiting_for_leads: bool = False
+    sending_status: str | None = None
+    sent_7d: int | None = None
+    bounced_7d: int | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CampaignSignals | None:
+        """From a stored summary; None when the shape is not ours (an older version, a hand edit)."""
+        try:
+            daily = data.get("daily_new")
+            return cls(
+                fetched_at=str(data["fetched_at"]),
+                daily_new=[int(x) for x in daily] if isinstance(daily, list) else None,
+                waiting_for_leads=bool(data.get("waiting_for_leads")),
+                sending_status=str(data["sending_status"]) if data.get("sending_status") is not None else None,
+                sent_7d=int(data["sent_7d"]) if data.get("sent_7d") is not None else None,
+                bounced_7d=int(data["bounced_7d"]) if data.get("bounced_7d") is not None else None,
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _fresh(previous: Mapping[str, Any], now: dt.datetime) -> CampaignSignals | None:
+    signal = CampaignSignals.from_json(previous) if isinstance(previous, Mapping) else None
+    if signal is None:
+        return None
+    fetched = parse_timestamp(signal.fetched_at)
+    if fetched is None or not dt.timedelta(0) <= now - fetched < SIGNALS_MAX_AGE:
+        return None
+    return signal
+
+
+def campaign_signals(ctx: RunContext) -> dict[str, CampaignSignals]:
+    """Campaign id -> its figures, reused from the last successful run when younger than an hour, else
+    read now. The result goes into the run summary for the next run."""
+    previous = ctx.previous_signals
+    out: dict[str, CampaignSignals] = {}
+    stale: list[str] = []
+    for campaign in ctx.campaigns.values():
+        kept = _fresh(previous.get(campaign.campaign_id, {}), ctx.now)
+        if kept is not None:
+            out[campaign.campaign_id] = kept
+        else:
+            stale.append(campaign.campaign_id)
+    if stale:
+        out.update(_read(ctx, stale))
+    ctx.report.supply_signals = {cid: asdict(signal) for cid, signal in out.items()}
+    return out
+
+
+def _read(ctx: RunContext, ids: list[str]) -> dict[str, CampaignSignals]:
+    phase = ctx.report.phase("topup")
+    today = ctx.now.astimezone(dt.UTC).date()
+    first = today - dt.timedelta(days=SIZING_DAYS)
+    last = today - dt.timedelta(days=1)
+    window: dict[str, tuple[int, int]] = {}
+    try:
+        for item in ctx.client.campaign_analytics(ids, start_date=today - dt.timedelta(days=BOUNCE_WINDOW_DAYS),
+                                                  end_date=today, exclude_total_leads_count=True):
+            window[item.campaign_id.lower()] = (item.emails_sent_count, item.bounced_count)
+    except InstantlyError as exc:
+        phase.notes.append(f"7-day campaign analytics unavailable ({exc.summary}): bounce rates not judged")
+    out: dict[str, CampaignSignals] = {}
+    for campaign_id in ids:
+        daily: list[int] | None = None
+        try:
+            rows = ctx.client.daily_campaign_analytics(campaign_id, first, last)
+            by_day = {row.date: row.new_leads_contacted for row in rows}
+            # A day without a row is a day with no activity (the simulator and a quiet campaign alike).
+            daily = [int(by_day.get(first + dt.timedelta(days=i), 0)) for i in range(SIZING_DAYS)]
+        except InstantlyError as exc:
+            phase.notes.append(f"daily analytics of a campaign unavailable ({exc.summary}): no supply sizing for it")
+        status: str | None = None
+        waiting = False
+        try:
+            sending = ctx.client.sending_status(campaign_id)
+            status, waiting = sending.status, sending.waiting_for_leads
+        except InstantlyError as exc:
+            phase.notes.append(f"sending status of a campaign unavailable ({exc.summary})")
+        sent, bounced = window.get(campaign_id.lower(), (None, None))
+        out[campaign_id] = CampaignSignals(ctx.now.isoformat(), daily, waiting, status, sent, bounced)
+    return out
