@@ -426,8 +426,11 @@ class Store:
                                label="views.fingerprint")
         self.views_fingerprint = views_fingerprint(self.routing)
 
-    def _rules(self) -> dict[str, Any]:
-        return {"as_of": self.now, "cooldown_days": self.cooldown_days, "smb_threshold": self.smb_threshold}
+    def _rules(self, sql: str | None = None) -> dict[str, Any]:
+        """The rules' parameters (only those `sql` uses, when given: a configured routing may not use the
+        SMB threshold, and DuckDB refuses a parameter the statement does not name)."""
+        rules = {"as_of": self.now, "cooldown_days": self.cooldown_days, "smb_threshold": self.smb_threshold}
+        return rules if sql is None else {k: v for k, v in rules.items() if f"@{k}" in sql}
 
     def _stamp(self) -> dict[str, Any]:
         return {"now": self.now, "run_id": self.run_id}
@@ -443,12 +446,14 @@ class Store:
         wanted = [{"route": route, "n": n} for route, n in limits.items() if n > 0]
         if not wanted:
             return []
-        params = {"limits": Rows(LIMIT_FIELDS, wanted), **self._rules()}
-        return self.warehouse.query(read_ready_sql(self.routing), params, label="topup.read_ready")
+        sql = read_ready_sql(self.routing)
+        params = {"limits": Rows(LIMIT_FIELDS, wanted), **self._rules(sql)}
+        return self.warehouse.query(sql, params, label="topup.read_ready")
 
     def ready_counts(self) -> tuple[dict[str | None, int], int]:
         """Ready leads per route (key None: matched no route), and how many ready leads have no score."""
-        rows = self.warehouse.query(ready_counts_sql(self.routing), self._rules(), label="ready_counts")
+        sql = ready_counts_sql(self.routing)
+        rows = self.warehouse.query(sql, self._rules(sql), label="ready_counts")
         counts = {(None if r["sequence_target"] is None else str(r["sequence_target"])): int(r["ready"])
                   for r in rows}
         return counts, sum(int(r["unscored"] or 0) for r in rows)
@@ -456,24 +461,24 @@ class Store:
     def diagnose_routing(self) -> str:
         """Which part of the routing fails in the warehouse (each route's condition, then the score, alone,
         on no rows): the first failure's place and the warehouse's message, for the run's error."""
-        rules = self._rules()
+        used = self._rules
         for route in self.routing.routes:
             condition = route.condition.replace(THRESHOLD_PLACEHOLDER, "@smb_threshold")
             sql = (f"WITH {candidate_ctes(self.routing.source_columns)}\n"
                    f"SELECT 1 FROM candidates AS c WHERE FALSE AND ({condition})")
             try:
-                self.warehouse.query(sql, rules, label="routing.check")
+                self.warehouse.query(sql, used(sql), label="routing.check")
             except WarehouseError as exc:
                 return f"route {route.name!r}: its `when` fails ({exc})"
         sql = (f"WITH {candidate_ctes(self.routing.source_columns)}\n"
                f"SELECT {self.routing.score} AS score FROM candidates AS c WHERE FALSE")
         try:
-            self.warehouse.query(sql, rules, label="routing.check")
+            self.warehouse.query(sql, used(sql), label="routing.check")
         except WarehouseError as exc:
             return f"the priority score fails ({exc})"
         try:
             self.warehouse.query(f"WITH {candidate_ctes(self.routing.source_columns)}\nSELECT 1 FROM candidates "
-                                 "AS c WHERE FALSE", rules, label="routing.check")
+                                 "AS c WHERE FALSE", label="routing.check")
         except WarehouseError as exc:
             return f"the source table cannot be read with the declared source_columns ({exc})"
         return "the ready-lead count failed; see the warehouse's message in the log"

@@ -249,6 +249,7 @@ def _count_ready(ctx: RunContext) -> None:
     except WarehouseError as exc:
         if routing.is_default and routing.score == DEFAULT_SCORE and not routing.source_columns:
             raise RunFailed(f"could not count the ready leads ({exc}): run `python setup.py`") from exc
+        log.error("the ready-lead count failed: %s", exc)
         raise RoutingRefused(f"the routing from {routing.origin} does not run in the warehouse: "
                              f"{ctx.store.diagnose_routing()}") from exc
     report.ready_by_route = {route.name: counts.get(route.name, 0) for route in routing.routes}

@@ -25,10 +25,11 @@ def empty_dir(tmp_path: Path) -> Path:
 
 
 def make_settings(tmp_path: Path, **env: str) -> Settings:
-    """Settings from defaults plus the given environment only (no .env, no secrets files)."""
+    """Settings from defaults plus the given environment only (no .env, no secrets files, no routes file)."""
     folder = tmp_path / "no-secrets"
     folder.mkdir(exist_ok=True)
-    environ = {"DUCKDB_PATH": str(tmp_path / "wh.duckdb"), **{k.upper(): v for k, v in env.items()}}
+    environ = {"DUCKDB_PATH": str(tmp_path / "wh.duckdb"), "ROUTES_FILE": str(folder / "routes.toml"),
+               **{k.upper(): v for k, v in env.items()}}
     return load_settings(environ=environ, dotenv_path=folder / ".env", secrets_dir=folder)
 
 

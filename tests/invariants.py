@@ -127,7 +127,7 @@ class Snapshot:
 
 def managed_leads(sim: InstantlySimulator, settings: Settings) -> dict[str, dict[str, Any]]:
     leads = {}
-    for campaign_id in (settings.smb_campaign_id, settings.midsize_campaign_id):
+    for campaign_id in settings.routing.campaign_ids():  # every campaign of every route and arm
         for lead in sim.leads(campaign_id):
             leads[str(lead["id"])] = lead
     return leads

@@ -1,0 +1,345 @@
+"""Routes end to end, on both engines: every campaign fed by its share, first match wins, a bad route
+refused before anything is touched, A/B arms identical on both engines, the guard, custom variables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coldsync.cli import ExitCode
+from coldsync.instantly.client import InstantlyClient
+from coldsync.instantly.simulator import InstantlySimulator
+from coldsync.routes import arm_index
+from coldsync.settings import Settings, SettingsError, replace
+from coldsync.store import Store
+from coldsync.sync import SyncResult, run_sync
+from coldsync.warehouse.base import Rows, Warehouse
+from coldsync.warehouse.demo_data import INSERT_SOURCE_SQL, SOURCE_FIELDS, ensure_demo_source_table
+from tests.conftest import make_settings, open_warehouse
+from tests.helpers import GMAIL, build, lead
+from tests.invariants import check_after_run, snapshot, table_contents
+
+START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
+SMB = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6"
+MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
+THIRD = "0b7e1a52-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+ARM_B = "6d2f0c11-7e3a-4b5c-9d8e-1f2a3b4c5d6e"
+
+
+@dataclass
+class World:
+    warehouse: Warehouse
+    sim: InstantlySimulator
+    client: InstantlyClient
+    settings: Settings
+
+    def run(self, **changes: object) -> SyncResult:
+        settings = replace(self.settings, **changes) if changes else self.settings
+        return run_sync(settings, self.warehouse, self.client, now=self.sim.now)
+
+    def run_checked(self, **changes: object) -> SyncResult:
+        """A run, then invariants 1-6 checked against what it did."""
+        settings = replace(self.settings, **changes) if changes else self.settings
+        before = snapshot(self.warehouse, self.sim, settings)
+        result = self.run(**changes)
+        problems = check_after_run(self.warehouse, self.sim, settings, before, self.sim.now)
+        assert not problems, problems
+        assert result.exit_code == ExitCode.OK, result.report.render_text()
+        return result
+
+    def campaign_of(self) -> dict[str, str]:
+        return {str(x["email"]): str(x["campaign"]) for x in self.sim.leads()}
+
+
+def _world(warehouse: Warehouse, tmp_path: Path, sources: list[dict[str, Any]], *, routes: dict[str, Any] | None,
+           campaigns: tuple[str, ...] = (SMB, MIDSIZE), **env: str) -> World:
+    extra = {"routes": json.dumps(routes)} if routes is not None else {}
+    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, instantly_api_key="sim-key",
+                             **{**extra, **env})
+    sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=10)
+    sim.start()
+    for index, campaign_id in enumerate(campaigns):
+        sim.create_campaign(f"campaign {index}", campaign_id=campaign_id)
+    build(warehouse, settings, sources, as_of=START)
+    client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.01, backoff_max=0.05)
+    return World(warehouse, sim, client, settings)
+
+
+@pytest.fixture
+def worlds(raw_warehouse: Warehouse, tmp_path: Path) -> Iterator[list[World]]:
+    made: list[World] = []
+    yield made
+    for world in made:
+        world.client.close()
+        world.sim.stop()
+
+
+def _leads(n: int, revenue: int, prefix: str, **extra: Any) -> list[dict[str, Any]]:
+    return [lead(f"{prefix}{i:05d}@{prefix}.example", Decimal(revenue + i), **extra) for i in range(n)]
+
+
+def test_one_run_filling_the_cap_gives_each_campaign_its_share(raw_warehouse: Warehouse, tmp_path: Path,
+                                                               worlds: list[World]) -> None:
+    """Both campaigns have ready leads: one run that fills the cap gives each exactly its half (default
+    routes, no sending history: equal shares), and the text summary shows every route."""
+    world = _world(raw_warehouse, tmp_path, _leads(200, 100_000, "small") + _leads(200, 5_000_000, "big"),
+                   routes=None, inventory_cap="300", target_new_leads_per_run="1000")
+    worlds.append(world)
+    result = world.run_checked()
+    counts = Counter(world.campaign_of().values())
+    assert counts == {SMB: 150, MIDSIZE: 150}
+    assert result.report.added == 300
+    text = result.report.render_text()
+    assert "route SMB: added 150, drained 0, room 150, ready 200, inventory 0 of quota 150 (share 50.0%)" in text
+    assert "route Midsize: added 150, drained 0, room 150, ready 200, inventory 0 of quota 150 (share 50.0%)" in text
+    second = world.run_checked()
+    assert second.report.added == 0 and Counter(world.campaign_of().values()) == {SMB: 150, MIDSIZE: 150}
+
+
+def test_configured_shares_are_kept_within_one_lead(raw_warehouse: Warehouse, tmp_path: Path,
+                                                    worlds: list[World]) -> None:
+    """Shares of 70% and 30% of a cap of 301 give 211 and 90 (largest remainder), in one run."""
+    routes = {"routes": [
+        {"name": "SMB", "when": "annual_revenue IS NULL OR annual_revenue < 1000000", "campaign_id": SMB, "share": 70},
+        {"name": "Midsize", "campaign_id": MIDSIZE, "share": 30}]}
+    world = _world(raw_warehouse, tmp_path, _leads(300, 100_000, "small") + _leads(300, 5_000_000, "big"),
+                   routes=routes, inventory_cap="301", target_new_leads_per_run="1000")
+    worlds.append(world)
+    world.run_checked()
+    assert Counter(world.campaign_of().values()) == {SMB: 211, MIDSIZE: 90}
+
+
+def test_a_route_with_nothing_ready_gives_its_room_to_the_others(raw_warehouse: Warehouse, tmp_path: Path,
+                                                                 worlds: list[World]) -> None:
+    """Only SMB leads are ready: SMB goes past its quota of 150 with Midsize's room (all 250 it has), Midsize
+    gets none, and the cap still holds."""
+    world = _world(raw_warehouse, tmp_path, _leads(250, 100_000, "small"), routes=None, inventory_cap="300",
+                   target_new_leads_per_run="1000")
+    worlds.append(world)
+    result = world.run_checked()
+    assert Counter(world.campaign_of().values()) == {SMB: 250}
+    entry = result.report.routes["SMB"]
+    assert (entry["room"], entry["quota"], entry["added"]) == (250, 150, 250)
+    assert "took 100 of the room of routes with nothing or not enough ready" in entry["reason"]
+    assert result.report.routes["Midsize"]["room"] == 0
+
+
+def test_three_overlapping_routes_first_match_wins(raw_warehouse: Warehouse, tmp_path: Path,
+                                                   worlds: list[World]) -> None:
+    """Three routes whose conditions overlap: each lead goes to the FIRST route that matches."""
+    routes = {"routes": [
+        {"name": "Enterprise", "when": "annual_revenue >= 5000000", "campaign_id": THIRD},
+        {"name": "Canada", "when": "country = 'Canada'", "campaign_id": SMB},
+        {"name": "Rest", "when": "TRUE", "campaign_id": MIDSIZE}]}
+    sources = [lead("big.canada@route.example", Decimal(9_000_000), country="Canada"),  # both 1 and 2: route 1
+               lead("small.canada@route.example", Decimal(10_000), country="Canada"),  # 2 and 3: route 2
+               lead("big.us@route.example", Decimal(5_000_000)),  # exactly the threshold of route 1
+               lead("small.us@route.example", Decimal(4_999_999)),  # only the catch-all
+               lead("unknown.canada@route.example", None, country="Canada")]  # NULL revenue: not route 1
+    world = _world(raw_warehouse, tmp_path, sources, routes=routes, campaigns=(SMB, MIDSIZE, THIRD))
+    worlds.append(world)
+    result = world.run_checked()
+    assert world.campaign_of() == {"big.canada@route.example": THIRD, "big.us@route.example": THIRD,
+                                   "small.canada@route.example": SMB, "unknown.canada@route.example": SMB,
+                                   "small.us@route.example": MIDSIZE}
+    assert result.report.ready_by_route == {"Enterprise": 2, "Canada": 2, "Rest": 1}
+    rows = world.warehouse.query("SELECT email, sequence_target FROM `{ds}.ops_inst_state`", label="test")
+    assert {r["email"]: r["sequence_target"] for r in rows}["big.canada@route.example"] == "Enterprise"
+
+
+def test_leads_no_route_takes_are_counted_and_not_sent(raw_warehouse: Warehouse, tmp_path: Path,
+                                                       worlds: list[World]) -> None:
+    """Without a catch-all route, leads matching none stay in the warehouse and the run says how many."""
+    routes = {"routes": [{"name": "Canada", "when": "country = 'Canada'", "campaign_id": SMB}]}
+    world = _world(raw_warehouse, tmp_path, [lead("a@nowhere.example", Decimal(1), country="Canada"),
+                                             lead("b@nowhere.example", Decimal(1)),
+                                             lead("c@nowhere.example", Decimal(1))], routes=routes)
+    worlds.append(world)
+    result = world.run_checked()
+    assert world.campaign_of() == {"a@nowhere.example": SMB}
+    assert result.report.ready_by_route == {"Canada": 1, "(unrouted)": 2}
+    assert "ready leads no route takes: 2" in result.report.render_text()
+
+
+def test_a_route_failing_in_the_warehouse_is_refused_before_anything_is_touched(
+        raw_warehouse: Warehouse, tmp_path: Path, worlds: list[World]) -> None:
+    """A route whose SQL parses but fails in the warehouse (text compared with a date): exit 2, the route
+    named, no Instantly write and no row changed but the run log's."""
+    routes = {"routes": [{"name": "Broken", "when": "country > DATE '2020-01-01'", "campaign_id": SMB},
+                         {"name": "Rest", "campaign_id": MIDSIZE}]}
+    world = _world(raw_warehouse, tmp_path, _leads(5, 100, "x"), routes=None)  # set up while the routing was good
+    worlds.append(world)
+    before = table_contents(world.warehouse)
+    result = world.run(routes=json.dumps(routes))
+    assert result.exit_code == ExitCode.BAD_CONFIG
+    assert result.report.outcome == "config_error"
+    assert "route 'Broken': its `when` fails" in str(result.report.error)
+    assert [r for r in world.sim.request_log if r.method != "GET"] == []
+    after = table_contents(world.warehouse)
+    assert {k: v for k, v in after.items() if k != "ops_run_log"} == {k: v for k, v in before.items()
+                                                                      if k != "ops_run_log"}
+    assert len(after["ops_run_log"]) == 1 and "config_error" in after["ops_run_log"][0]
+
+
+def test_a_route_naming_an_unknown_column_stops_the_command_with_exit_2(tmp_path: Path) -> None:
+    """`sync_once.py` with a route naming a column nobody declared: exit 2 before any warehouse or API work,
+    the route and the column named."""
+    import sync_once
+
+    routes = {"routes": [{"name": "SaaS", "when": "industry = 'saas'", "campaign_id": SMB},
+                         {"name": "Rest", "campaign_id": MIDSIZE}]}
+    env = {"ROUTES": json.dumps(routes), "DUCKDB_PATH": str(tmp_path / "never.duckdb"),
+           "ROUTES_FILE": str(tmp_path / "none.toml")}
+    with pytest.raises(SettingsError) as caught:
+        make_settings(tmp_path, **{k.lower(): v for k, v in env.items()})
+    assert "route 'SaaS', when" in str(caught.value) and "unknown column 'industry'" in str(caught.value)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        code = sync_once.main([])
+    assert code == ExitCode.BAD_CONFIG
+    assert not (tmp_path / "never.duckdb").exists()
+
+
+DEFAULT_ROUTE_CASES = {  # revenue -> the route of the original segment rule, worked out by hand
+    "below": (Decimal(999_999), "SMB"),
+    "exactly-threshold": (Decimal(1_000_000), "Midsize"),
+    "decimal-just-below": (Decimal("999999.99"), "SMB"),
+    "above": (Decimal(1_200_000), "Midsize"),
+    "null-is-smb": (None, "SMB"),
+    "negative-is-smb": (Decimal(-5), "SMB"),
+    "zero": (Decimal(0), "SMB"),
+}
+
+
+def test_default_routes_are_the_original_segment_rule(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """With no routing configured, SMB is revenue under 1,000,000 or unknown (NULL, negative), else Midsize."""
+    build(raw_warehouse, settings, [lead(f"{case}@threshold.example", revenue)
+                                    for case, (revenue, _route) in DEFAULT_ROUTE_CASES.items()])
+    store = Store(raw_warehouse, "t", START, routing=settings.routing)
+    rows = store.read_ready({"SMB": 50, "Midsize": 50})
+    assert {str(r["email"]).split("@")[0]: r["sequence_target"] for r in rows} == {
+        case: route for case, (_revenue, route) in DEFAULT_ROUTE_CASES.items()}
+
+
+AB_ROUTES = {"routes": [{"name": "Everyone", "ab_salt": "test-2026", "arms": [
+    {"name": "A", "campaign_id": SMB, "weight": 50}, {"name": "B", "campaign_id": ARM_B, "weight": 50}]}]}
+
+
+def _ab_sources(n: int) -> list[dict[str, Any]]:
+    """Synthetic addresses, some in the forms people paste (case, +tags, Gmail dots, spaces)."""
+    rows = []
+    for i in range(n):
+        if i % 10 == 0:
+            email = f"  First.Last{i}+promo@{GMAIL}  "
+        elif i % 10 == 1:
+            email = f"Person{i}@Company{i % 97}.example"
+        else:
+            email = f"person{i}@company{i % 97}.example"
+        rows.append(lead(email, Decimal(1000 + i)))
+    return rows
+
+
+@pytest.mark.bigquery
+def test_ab_assignment_is_identical_on_both_engines_for_10000_addresses(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """10,000 addresses read from DuckDB and from the BigQuery emulator land in the same arm one by one,
+    and the 50/50 split holds within 3 standard deviations (5,000 +- 150)."""
+    sources = _ab_sources(10_000)
+    arms: list[dict[str, str]] = []
+    for engine in ("duckdb", "bigquery"):
+        folder = tmp_path / engine
+        folder.mkdir()
+        warehouse = open_warehouse(engine, folder, request)
+        try:
+            settings = make_settings(folder, routes=json.dumps(AB_ROUTES))
+            build(warehouse, settings, sources, as_of=START)
+            route = settings.routing.routes[0]
+            rows = Store(warehouse, "t", START, routing=settings.routing).read_ready({"Everyone": 20_000})
+            arms.append({str(r["email"]): route.arm_for(str(r["email"])).name for r in rows})
+        finally:
+            warehouse.close()
+    duck, bq = arms
+    assert len(duck) == 10_000 and duck == bq
+    split = Counter(duck.values())
+    assert abs(split["A"] - 5_000) <= 150 and split["A"] + split["B"] == 10_000
+
+
+def test_ab_arms_are_recorded_in_state_and_stable_across_runs(raw_warehouse: Warehouse, tmp_path: Path,
+                                                              worlds: list[World]) -> None:
+    """Each lead goes to its arm's campaign, the arm is written to ops_inst_state, and the arm a lead gets
+    is the one arm_index computes from the salt and its address."""
+    world = _world(raw_warehouse, tmp_path, _ab_sources(60), routes=AB_ROUTES, campaigns=(SMB, ARM_B),
+                   inventory_cap="60", target_new_leads_per_run="60")
+    worlds.append(world)
+    world.run_checked()
+    rows = world.warehouse.query("SELECT email, campaign_id, arm, sequence_target FROM `{ds}.ops_inst_state`",
+                                 label="test")
+    assert len(rows) == 60
+    for row in rows:
+        expected = "AB"[arm_index("test-2026", str(row["email"]), [50, 50])]
+        assert (row["arm"], row["campaign_id"], row["sequence_target"]) == (
+            expected, SMB if expected == "A" else ARM_B, "Everyone")
+    assert Counter(world.campaign_of().values()) == Counter(SMB if r["arm"] == "A" else ARM_B for r in rows)
+
+
+def test_bounce_guard_skips_a_route_without_pausing_its_campaign(raw_warehouse: Warehouse, tmp_path: Path,
+                                                                worlds: list[World]) -> None:
+    """SMB bounced 6% of its emails over 7 days: its top-up is skipped with a warning, the campaign stays
+    active, and Midsize takes the run's room; 3% only warns."""
+    world = _world(raw_warehouse, tmp_path, _leads(100, 100_000, "small") + _leads(100, 5_000_000, "big"),
+                   routes=None, inventory_cap="300", target_new_leads_per_run="40")
+    worlds.append(world)
+    world.sim.record_daily(SMB, (START - dt.timedelta(days=2)).date(), sent=1000, bounced=60)
+    world.sim.record_daily(MIDSIZE, (START - dt.timedelta(days=2)).date(), sent=1000, bounced=30)
+    result = world.run_checked()
+    assert Counter(world.campaign_of().values()) == {MIDSIZE: 40}
+    assert world.sim.campaign(SMB)["status"] == 1
+    warnings = " | ".join(result.report.warnings)
+    assert "route SMB: top-up skipped (campaign SMB bounced 6.0% of 1000 emails over 7 days, above MAX_BOUNCE_RATE 5%" \
+        in warnings
+    assert "campaign Midsize bounced 3.0% of 1000 emails over 7 days, above BOUNCE_WARN_RATE 2%" in warnings
+
+
+def test_custom_variables_follow_the_route_mapping_with_a_declared_column(raw_warehouse: Warehouse, tmp_path: Path,
+                                                                          request: pytest.FixtureRequest,
+                                                                          worlds: list[World]) -> None:
+    """A declared extra source column feeds both a route condition and a custom variable, with its type kept;
+    the other route keeps the default four variables."""
+    folder = tmp_path / "sized"
+    folder.mkdir()
+    warehouse = open_warehouse(raw_warehouse.engine, folder, request, source_table="source_with_size")
+    warehouse.ensure_dataset()
+    ensure_demo_source_table(warehouse)
+    warehouse.execute(INSERT_SOURCE_SQL.replace("`{source}`", "`{ds}.source_leads`"), {"rows": Rows(SOURCE_FIELDS, [
+        lead("large@size.example", Decimal(5), company_name="Large Co"),
+        lead("small@size.example", Decimal(7), company_name="Small Co")])}, label="test.sources")
+    warehouse.execute("CREATE OR REPLACE VIEW `{ds}.source_with_size` AS SELECT s.*, "
+                      "CASE WHEN s.email LIKE 'large%' THEN 250 ELSE 12 END AS employees "
+                      "FROM `{ds}.source_leads` AS s", label="test.view")
+    routes = {"source_columns": ["employees"], "routes": [
+        {"name": "Big teams", "when": "employees >= 100", "campaign_id": SMB,
+         "custom_variables": {"team_size": "employees", "company": "company_name"}},
+        {"name": "Rest", "campaign_id": MIDSIZE}]}
+    world = _world(warehouse, folder, [], routes=routes, source_table="source_with_size")
+    worlds.append(world)
+    try:
+        world.run_checked()
+    finally:
+        warehouse.close()
+    by_email = {str(x["email"]): x for x in world.sim.leads()}
+    assert by_email["large@size.example"]["campaign"] == SMB
+    big = by_email["large@size.example"]["payload"]
+    assert (big["team_size"], big["company"], "domain" in big, "country" in big) == (250, "Large Co", False, False)
+    assert by_email["small@size.example"]["campaign"] == MIDSIZE
+    small = by_email["small@size.example"]["payload"]
+    assert ({k: small[k] for k in ("company", "domain", "location", "country")}, "team_size" in small) == (
+        {"company": "Small Co", "domain": "acme.example", "location": "CA", "country": "United States"}, False)
