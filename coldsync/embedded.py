@@ -61,10 +61,9 @@ def embedded_instantly(settings: Settings, warehouse: Warehouse, *, save: bool,
         sim = InstantlySimulator(api_key=EMBEDDED_KEY, seed=11, now=now)
     if sim.now < now:
         sim.advance((now - sim.now).total_seconds() / 86400)
-    for name, campaign_id in (("Cold outreach - SMB", settings.smb_campaign_id),
-                              ("Cold outreach - Midsize", settings.midsize_campaign_id)):
-        if campaign_id not in sim.campaign_ids():
-            sim.create_campaign(name, campaign_id=campaign_id)
+    for label, campaign_id in settings.campaign_ids().items():  # every route's (and arm's) campaign
+        if campaign_id and campaign_id not in sim.campaign_ids():
+            sim.create_campaign(f"Cold outreach - {label}", campaign_id=campaign_id)
     # The playground's warehouse is built on first use, also before a dry run (a dry run of the sync
     # writes nothing; building the local playground is not part of it). Its clock is real time.
     ensure_demo_warehouse(warehouse, settings, sim.now)
