@@ -14,7 +14,11 @@ do, then drain 1% and 10% finished leads (each run also refills what it drained)
 API calls and warehouse statements are attributed to phases by recording wrappers that live here,
 not in the product: a client subclass that times `_request`, and a warehouse wrapper that times every
 statement. The phase is read from the call stack (the module under `coldsync/phases/`, or the
-preflight function of `coldsync/sync.py`; lock and run log count as "lock+log").
+preflight function of `coldsync/sync.py`; lock and run log count as "lock+log"). Each API call is
+also charged to the campaign it names (SMB, Midsize; "(all)" for one call naming both, "(workspace)"
+for one naming none), and each run reports per campaign the leads added and drained (the run
+report's `routes`) and the leads it holds afterwards (the simulator). A fill must feed both campaigns
+their share, half of the cap each (equal shares: none configured, no sending history): a verdict.
 
 The baseline mode reproduces the per-lead approach of the system coldsync replaces (one create call
 and one warehouse statement per lead, 0.5 s pause after each lead, 10 s between batches of 100) on a
@@ -67,6 +71,9 @@ START = dt.datetime(2026, 1, 5, 14, 0, tzinfo=dt.UTC)  # a Monday, 09:00 in New 
 API_KEY = "sim-bench-key"
 SMB_CAMPAIGN = demo_campaign_id("bench-smb")
 MIDSIZE_CAMPAIGN = demo_campaign_id("bench-midsize")
+# The routes of the default routing, each with its one campaign. No shares are configured and the
+# simulator has no sending history, so the shares are equal: a fill gives each half of the cap.
+BENCH_CAMPAIGNS: tuple[tuple[str, str], ...] = (("SMB", SMB_CAMPAIGN), ("Midsize", MIDSIZE_CAMPAIGN))
 PHASES = ("preflight", "drain", "topup", "housekeeping", "lock+log")
 
 # The targets of issue 7. They are the yardstick: never tune them to the measurements.
@@ -108,11 +115,13 @@ def phase_of_caller(label: str = "") -> str:
     """Which sync phase the current call comes from, read from the call stack.
 
     A frame in `coldsync/phases/<phase>.py` names the phase; in `coldsync/sync.py` the preflight
-    function is "preflight"; the run's own statements in `_phases` are "preflight" before the drain
-    is called and "topup" after it (the ready counts and the source reject counts that the top-up
-    and the summary read); the rest of the run (lock, run log) is "lock+log".
+    function is "preflight"; the run's own statements in `_phases` (or in a helper of sync.py that
+    `_phases` calls, such as `_count_ready`) are "preflight" before the drain is called (DNC upkeep,
+    state, ready counts) and "topup" after it (the source reject counts); the rest of the run (lock,
+    run log) is "lock+log".
     """
     frame = sys._getframe(1)
+    in_sync = False
     while frame is not None:
         path = frame.f_code.co_filename.replace("\\", "/")
         if "/coldsync/phases/" in path:
@@ -120,17 +129,21 @@ def phase_of_caller(label: str = "") -> str:
             if name in PHASES:
                 return name
         elif path.endswith("/coldsync/sync.py"):
+            in_sync = True
             function = frame.f_code.co_name
             if function == "preflight":
                 return "preflight"
             if function == "_phases":
                 split = drain_call_line()
                 if split is None:
-                    return "topup" if label == "ready_counts" else "preflight"
+                    return "topup" if label == "source.rejects" else "preflight"
                 return "preflight" if frame.f_lineno < split else "topup"
-            return "lock+log"
+            if function == "run_sync":
+                return "lock+log"
+        elif in_sync:
+            return "lock+log"  # a sync.py helper not called from _phases (the run log)
         frame = frame.f_back  # type: ignore[assignment]
-    return "other"
+    return "lock+log" if in_sync else "other"
 
 
 @dataclass
@@ -144,8 +157,9 @@ class Tally:
         self.counts[(phase, key)] += count
         self.seconds[(phase, key)] = self.seconds.get((phase, key), 0.0) + seconds
 
-    def rows(self) -> list[dict[str, Any]]:
-        return [{"phase": p, "key": k, "count": n, "seconds": round(self.seconds[(p, k)], 4)}
+    def rows(self, first: str = "phase") -> list[dict[str, Any]]:
+        """One row per (first, key): `first` names what the first element is (a phase, a campaign)."""
+        return [{first: p, "key": k, "count": n, "seconds": round(self.seconds[(p, k)], 4)}
                 for (p, k), n in sorted(self.counts.items())]
 
 
@@ -174,24 +188,71 @@ class MemoryTracker:
 MEMORY = MemoryTracker()  # one per child process; the parent never reads it
 
 
-class RecordingClient(InstantlyClient):
-    """The real client; every logical call is timed and its HTTP attempts counted, per phase."""
+ALL_CAMPAIGNS = "(all)"  # one call that names every managed campaign (analytics of all of them)
+WORKSPACE = "(workspace)"  # a call that names no campaign (block list, a lead by id, the workspace)
 
-    def __init__(self, *args: Any, phase: str | None = None, **kwargs: Any) -> None:
+
+def campaigns_named(template: str, path_params: Mapping[str, str] | None = None,
+                    params: Mapping[str, Any] | None = None, body: Any = None) -> list[str]:
+    """The campaign ids one Instantly call names: the `{id}` of a /campaigns/{id}/... path, the
+    `campaign_id` or `ids` query of analytics, the `campaign_id` (add, delete) or `campaign` (list) of
+    a body. Empty for a call that names none."""
+    found: list[str] = []
+    if template.startswith("/campaigns/{id}") and path_params and path_params.get("id"):
+        found.append(str(path_params["id"]))
+    for value in ((params or {}).get("campaign_id"), (params or {}).get("ids")):
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, list | tuple):
+            found.extend(str(v) for v in value)
+    if isinstance(body, Mapping):
+        for name in ("campaign_id", "campaign"):
+            if isinstance(body.get(name), str):
+                found.append(str(body[name]))
+    return list(dict.fromkeys(found))
+
+
+def campaign_label(ids: Sequence[str], names: Mapping[str, str]) -> str:
+    """Whose call this is: one campaign's name (its route, or route/arm), ALL_CAMPAIGNS for a call naming
+    several of them, WORKSPACE for one naming none; an id the run does not manage is shown as it is."""
+    if not ids:
+        return WORKSPACE
+    if len(ids) > 1:
+        return ALL_CAMPAIGNS
+    return names.get(ids[0].lower(), ids[0])
+
+
+def campaign_names(settings: Settings) -> dict[str, str]:
+    """Campaign id (lower case) -> the name the benchmark shows: its route, or route/arm for an A/B arm."""
+    return {arm.campaign_id.lower(): route.name if len(route.arms) == 1 else f"{route.name}/{arm.name}"
+            for route in settings.routing.routes for arm in route.arms}
+
+
+class RecordingClient(InstantlyClient):
+    """The real client; every logical call is timed and its HTTP attempts counted, per phase and per campaign."""
+
+    def __init__(self, *args: Any, phase: str | None = None, names: Mapping[str, str] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tally = Tally()
+        self.by_campaign = Tally()  # (campaign name, endpoint): HTTP attempts, seconds
         self.fixed_phase = phase
+        self.names = dict(names or {})
 
     def _request(self, method: str, template: str, **kwargs: Any) -> Any:
         phase = self.fixed_phase or phase_of_caller()
         key = f"{method.upper()} {template}"
+        campaign = campaign_label(campaigns_named(template, kwargs.get("path_params"), kwargs.get("params"),
+                                                  kwargs.get("body")), self.names)
         attempts_before = self.stats.requests
         MEMORY.before(phase, key)
         started = time.perf_counter()
         try:
             return super()._request(method, template, **kwargs)
         finally:
-            self.tally.add(phase, key, self.stats.requests - attempts_before, time.perf_counter() - started)
+            attempts, seconds = self.stats.requests - attempts_before, time.perf_counter() - started
+            self.tally.add(phase, key, attempts, seconds)
+            self.by_campaign.add(campaign, key, attempts, seconds)
             MEMORY.after(phase, key)
 
 
@@ -372,7 +433,7 @@ def child_main(spec_path: Path, result_path: Path) -> int:
         apply_duckdb_settings(inner, spec.get("duckdb_settings") or [])
     warehouse = RecordingWarehouse(inner, phase=fixed)
     client = RecordingClient(API_KEY, base_url=spec["base_url"], max_per_second=100, max_per_minute=6000,
-                             phase=fixed)
+                             phase=fixed, names=campaign_names(settings))
     now = dt.datetime.fromisoformat(spec["now"])
     rss_before = peak_rss_mb()
     MEMORY.level, MEMORY.previous = rss_before, "opening the warehouse"
@@ -386,13 +447,14 @@ def child_main(spec_path: Path, result_path: Path) -> int:
         config = BaselineConfig(**spec["baseline"])
         result.update(run_baseline(settings, warehouse, client, now, config))
         result.update(exit_code=0, outcome="success", error=None, added=result["added"], drained=0,
-                      phase_seconds={}, warnings=[])
+                      phase_seconds={}, warnings=[], routes={})
     else:
         outcome = run_sync(settings, warehouse, client, now=now)
         report = outcome.report
         result.update(exit_code=int(outcome.exit_code), outcome=report.outcome, error=report.error,
                       added=report.added, drained=report.drained, warnings=list(report.warnings),
-                      phase_seconds={name: round(p.seconds, 3) for name, p in report.phases.items()})
+                      phase_seconds={name: round(p.seconds, 3) for name, p in report.phases.items()},
+                      routes=report.routes)
     result["wall_seconds"] = time.perf_counter() - started
     MEMORY.before("end", "end")
     if profiler is not None:
@@ -400,7 +462,8 @@ def child_main(spec_path: Path, result_path: Path) -> int:
         result["profile"] = _profile_text(profiler)
         result["allocations"] = _allocation_text()
         tracemalloc.stop()
-    result.update(api=client.tally.rows(), statements=warehouse.tally.rows(), sql_by_label=warehouse.sql_by_label,
+    result.update(api=client.tally.rows(), api_by_campaign=client.by_campaign.rows("campaign"),
+                  statements=warehouse.tally.rows(), sql_by_label=warehouse.sql_by_label,
                   rows_by_label=warehouse.rows_by_label, memory_steps=MEMORY.steps,
                   peak_rss_mb=round(peak_rss_mb(), 1),
                   start_rss_mb=round(rss_before, 1), paced_seconds=round(client.stats.paced_seconds, 3),
@@ -460,6 +523,11 @@ class RunResult:
     sql_by_label: dict[str, str] = field(default_factory=dict)
     rows_by_label: dict[str, int] = field(default_factory=dict)
     memory_steps: list[dict[str, Any]] = field(default_factory=list)
+    # Per route, the run report's figures: added, drained, room, ready, quota, inventory, share, ...
+    routes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # API calls per campaign and endpoint (campaign: a route's name, ALL_CAMPAIGNS or WORKSPACE)
+    api_by_campaign: list[dict[str, Any]] = field(default_factory=list)
+    campaign_leads: dict[str, int] = field(default_factory=dict)  # leads per campaign in the simulator after the run
     extra: dict[str, Any] = field(default_factory=dict)
     profile: str = ""
     allocations: str = ""
@@ -475,6 +543,28 @@ class RunResult:
     def calls(self, endpoint: str | None = None, phase: str | None = None) -> int:
         return sum(int(r["count"]) for r in self.api
                    if (endpoint is None or r["key"] == endpoint) and (phase is None or r["phase"] == phase))
+
+    def route_figure(self, route: str, key: str) -> int:
+        """One per-route figure of the run report (added, drained, room, ready, quota, ...), 0 when absent."""
+        value = self.routes.get(route, {}).get(key)
+        return int(value) if isinstance(value, int | float) else 0
+
+    def calls_for(self, campaign: str, endpoint: str | None = None) -> int:
+        """API calls (HTTP attempts) that named this campaign, optionally of one endpoint."""
+        return sum(int(r["count"]) for r in self.api_by_campaign
+                   if r["campaign"] == campaign and (endpoint is None or r["key"] == endpoint))
+
+    def per_campaign(self) -> dict[str, dict[str, int]]:
+        """Per campaign: leads added and drained (run report), leads held after the run (simulator), API
+        calls naming it; then the calls shared by all campaigns and those naming none."""
+        out = {name: {"added": self.route_figure(name, "added"), "drained": self.route_figure(name, "drained"),
+                      "ready": self.route_figure(name, "ready"), "room": self.route_figure(name, "room"),
+                      "leads_after": self.campaign_leads.get(name, 0), "calls": self.calls_for(name),
+                      "add_calls": self.calls_for(name, "POST /leads/add")}
+               for name, _ in BENCH_CAMPAIGNS}
+        for shared in (ALL_CAMPAIGNS, WORKSPACE):
+            out[shared] = {"calls": self.calls_for(shared)}
+        return out
 
     def statements_in(self, phase: str) -> int:
         return sum(int(r["count"]) for r in self.statements if r["phase"] == phase)
@@ -560,6 +650,7 @@ class World:
         known = {f for f in RunResult.__dataclass_fields__}
         extra = {k: v for k, v in data.items() if k not in known}
         fields_ = {k: v for k, v in data.items() if k in known}
+        fields_["campaign_leads"] = {name: len(self.sim.leads(campaign)) for name, campaign in BENCH_CAMPAIGNS}
         return RunResult(engine=self.engine, scale=self.scale, scenario=scenario, finished_before=finished_before,
                          extra=extra, **fields_)
 
@@ -577,9 +668,11 @@ class World:
 
 
 def _progress(result: RunResult) -> str:
+    split = "  ".join(f"{name} +{result.route_figure(name, 'added')} -{result.route_figure(name, 'drained')} "
+                      f"({result.calls_for(name)} calls)" for name, _ in BENCH_CAMPAIGNS)
     return (f"  {result.engine:8} {result.label:18} {result.wall_seconds:6.1f} s  {result.api_calls:4} calls  "
             f"{result.statement_count:3} statements  +{result.added} -{result.drained}  "
-            f"peak {result.peak_rss_mb:.0f} MB  exit {result.exit_code}")
+            f"peak {result.peak_rss_mb:.0f} MB  exit {result.exit_code}  [{split}]")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -797,16 +890,24 @@ def evaluate_targets(results: Sequence[RunResult], source_rows: int) -> list[Tar
             f"fill an empty {FILL_CAP:,} cap in one run, <= {FILL_MAX_ADD_CALLS} add calls, < {FILL_MAX_SECONDS:.0f} s",
             f"{fill.added:,} added, {adds} add calls, {fill.wall_seconds:.1f} s",
             fill.added == FILL_CAP and adds <= FILL_MAX_ADD_CALLS and fill.wall_seconds < FILL_MAX_SECONDS))
+    targets += both_campaigns_targets(results)
     drain = find(duck, "drain 10%", FILL_CAP)
     if drain is None:
         targets.append(Target(f"drain {DRAIN_FINISHED:,} of {FILL_CAP:,}, <= {DRAIN_MAX_CALLS} API calls",
                               "not measured", None))
     else:
+        # All runs of a world share one simulated instant, so a drain reuses the supply signals its fill read
+        # (phases/signals.py: at most once an hour). A run an hour later pays them: judged with them.
+        fill_signals = signal_calls(fill) if fill is not None else len(BENCH_CAMPAIGNS) * 2 + 1
+        unpaid = fill_signals - signal_calls(drain)
+        with_signals = drain.api_calls + max(unpaid, 0)
+        paid = "reused from the fill here" if unpaid > 0 else "read by this run"
         targets.append(Target(
             f"drain {DRAIN_FINISHED:,} of {FILL_CAP:,}, <= {DRAIN_MAX_CALLS} API calls",
             f"{drain.drained:,} drained, {drain.api_calls} calls for the whole run (drain phase "
-            f"{drain.calls(phase='drain')}, refill {drain.calls(phase='topup')})",
-            drain.drained == DRAIN_FINISHED and drain.api_calls <= DRAIN_MAX_CALLS))
+            f"{drain.calls(phase='drain')}, refill {drain.calls(phase='topup')}); {with_signals} with the hourly "
+            f"supply signals ({fill_signals} calls, {paid})",
+            drain.drained == DRAIN_FINISHED and with_signals <= DRAIN_MAX_CALLS))
     if duck:
         worst = max(duck, key=lambda r: r.statement_count)
         small, large = min(r.scale for r in duck), max(r.scale for r in duck)
@@ -837,6 +938,53 @@ def evaluate_targets(results: Sequence[RunResult], source_rows: int) -> list[Tar
             f"{heaviest.peak_rss_mb:.0f} MB ({heaviest.label}, source {source_rows:,} rows)",
             heaviest.peak_rss_mb < MAX_PEAK_MB if source_rows >= TARGET_SOURCE_ROWS else None))
     return targets
+
+
+SIGNAL_ENDPOINTS = ("GET /campaigns/analytics/daily", "GET /campaigns/{id}/sending-status")
+
+
+def signal_calls(result: RunResult) -> int:
+    """The run's calls for the top-up's supply signals: per campaign its daily analytics and sending
+    status, and the one 7-day analytics call of the top-up (the preflight's analytics call is not one)."""
+    return (sum(result.calls(endpoint) for endpoint in SIGNAL_ENDPOINTS)
+            + result.calls("GET /campaigns/analytics", phase="topup"))
+
+
+def fair_share(cap: int) -> float:
+    """Each bench campaign's share of a fill of `cap`: equal shares (none configured, no sending history)."""
+    return cap / len(BENCH_CAMPAIGNS)
+
+
+def both_campaigns_targets(results: Sequence[RunResult]) -> list[Target]:
+    """A fill feeds every campaign its share (the fix of one global room that sent every lead to Midsize),
+    and the source has enough ready leads of every route for that (so a pass is not the data's luck).
+
+    Per fill run, each campaign's added leads (the run report) and the leads it holds afterwards (the
+    simulator) are within one lead of `fair_share(cap)`; its route's ready count before the run is at
+    least that share.
+    """
+    fills = [r for r in results if r.scenario == "fill"]
+    names = [name for name, _ in BENCH_CAMPAIGNS]
+    fed_name = (f"every fill feeds both campaigns ({' and '.join(names)}), each within one lead of its share "
+                "(equal shares: half of the cap)")
+    ready_name = "the source has ready leads for both routes, at least each one's share of the cap"
+    if not fills:
+        return [Target(fed_name, "not measured", None), Target(ready_name, "not measured", None)]
+    fed: list[str] = []
+    ready: list[str] = []
+    fed_ok = ready_ok = True
+    for r in fills:
+        share = fair_share(r.scale)
+        tag = f"{r.engine} {r.label}" if r.engine != "duckdb" else r.label
+        fed.append(f"{tag}: " + " / ".join(
+            f"{n} +{r.route_figure(n, 'added'):,} (holds {r.campaign_leads.get(n, 0):,})" for n in names))
+        ready.append(f"{tag}: " + " / ".join(f"{n} {r.route_figure(n, 'ready'):,}" for n in names))
+        fed_ok = fed_ok and r.exit_code == 0 and all(
+            abs(r.route_figure(n, "added") - share) <= 1 and abs(r.campaign_leads.get(n, 0) - share) <= 1
+            for n in names)
+        ready_ok = ready_ok and all(r.route_figure(n, "ready") >= share for n in names)
+    return [Target(fed_name, "; ".join(fed), fed_ok), Target(ready_name, "ready before the fill: " + "; ".join(ready),
+                                                              ready_ok)]
 
 
 def _merge_phases(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -870,6 +1018,37 @@ def render_runs(results: Sequence[RunResult]) -> str:
                   "drained/min", "peak MB", "result"], rows)
 
 
+def render_campaigns(results: Sequence[RunResult]) -> str:
+    """Per run and campaign: leads added / drained (run report), leads held after the run (simulator),
+    API calls naming the campaign (of which adds); then the calls for all campaigns at once and for none."""
+    rows = []
+    for r in results:
+        if r.scenario == "baseline":
+            continue
+        row: list[object] = [r.engine, r.label]
+        for name, _ in BENCH_CAMPAIGNS:
+            row += [f"+{r.route_figure(name, 'added'):,} -{r.route_figure(name, 'drained'):,}",
+                    f"{r.campaign_leads.get(name, 0):,}",
+                    f"{r.calls_for(name)} ({r.calls_for(name, 'POST /leads/add')})"]
+        row += [r.calls_for(ALL_CAMPAIGNS), r.calls_for(WORKSPACE), r.api_calls]
+        rows.append(row)
+    headers: list[str] = ["engine", "run"]
+    for name, _ in BENCH_CAMPAIGNS:
+        headers += [f"{name} +added -drained", f"{name} holds", f"{name} calls (adds)"]
+    headers += ["calls for all", "calls for none", "calls"]
+    return table(headers, rows)
+
+
+def render_campaign_calls(result: RunResult) -> str:
+    """One run's calls per campaign and endpoint, one line per campaign."""
+    by: dict[str, list[str]] = {}
+    for row in result.api_by_campaign:
+        by.setdefault(str(row["campaign"]), []).append(f"{row['key']} x{row['count']}")
+    order = [name for name, _ in BENCH_CAMPAIGNS] + [ALL_CAMPAIGNS, WORKSPACE]
+    return "\n".join(f"    calls for {name:12} {', '.join(by[name])}"
+                     for name in [*order, *sorted(set(by) - set(order))] if name in by)
+
+
 def render_phases(results: Sequence[RunResult]) -> str:
     """Per run and phase: API calls / statements / seconds (API time + warehouse time of the phase)."""
     rows = []
@@ -888,6 +1067,8 @@ def render_detail(result: RunResult) -> str:
     for title, rows in (("API", result.api), ("statements", result.statements)):
         for row in sorted(rows, key=lambda x: (PHASES.index(x["phase"]) if x["phase"] in PHASES else 9, x["key"])):
             lines.append(f"    {title:10} {row['phase']:12} {row['key']:34} x{row['count']:<4} {row['seconds']:7.2f} s")
+    if result.api_by_campaign:
+        lines.append(render_campaign_calls(result))
     lines.append(f"    peak memory {result.start_rss_mb:.0f} MB after imports and opening the warehouse, then rose:")
     for step in result.memory_steps:
         lines.append(f"      {step['phase']:12} {step['what']:44} {step['from_mb']:6.0f} -> {step['to_mb']:4.0f} MB")
@@ -1025,17 +1206,31 @@ class BenchOutcome:
     targets: list[Target]
     table_sizes: dict[str, TableSize]
     notes: list[str]
+    source_ready: dict[str, int] = field(default_factory=dict)  # ready leads per route before the runs
 
 
-def build_template(folder: Path, source_rows: int) -> Path:
+def ready_by_route(warehouse: Warehouse, settings: Settings) -> dict[str, int]:
+    """Ready leads per route at START, counted by the product's own routing rule (the revenue mix of the
+    synthetic source decides it: unknown or under SMB_REVENUE_THRESHOLD is SMB, the rest Midsize)."""
+    counts, _unscored = Store(warehouse, "bench-setup", START, cooldown_days=settings.cooldown_days,
+                              smb_threshold=settings.smb_revenue_threshold, routing=settings.routing).ready_counts()
+    ready = {route.name: counts.get(route.name, 0) for route in settings.routing.routes}
+    if counts.get(None):
+        ready["(unrouted)"] = counts[None]
+    return ready
+
+
+def build_template(folder: Path, source_rows: int) -> tuple[Path, dict[str, int]]:
+    """The DuckDB warehouse every world copies, and its ready leads per route."""
     path = folder / "template.duckdb"
     settings = bench_settings(bench_environ(path, cap=FILL_CAP, target=FILL_CAP), folder)
     warehouse = open_duckdb(path, settings)
     try:
         build_warehouse(warehouse, settings, source_rows)
+        ready = ready_by_route(warehouse, settings)
     finally:
         warehouse.close()
-    return path
+    return path, ready
 
 
 def duck_world(config: BenchConfig, folder: Path, template: Path, scale: int, name: str) -> World:
@@ -1050,8 +1245,12 @@ def run_benchmark(config: BenchConfig, echo: Callable[[str], None] = print) -> B
     notes: list[str] = []
     try:
         started = time.perf_counter()
-        template = build_template(folder, config.source_rows)
-        echo(f"built the DuckDB warehouse: {config.source_rows:,} source rows in {time.perf_counter() - started:.1f} s")
+        template, ready = build_template(folder, config.source_rows)
+        mix = ", ".join(f"{name} {n:,}" for name, n in ready.items())
+        seconds = time.perf_counter() - started
+        echo(f"built the DuckDB warehouse: {config.source_rows:,} source rows in {seconds:.1f} s; "
+             f"ready per route: {mix}")
+        notes.append(f"DuckDB source ready per route before the runs: {mix}")
         results: list[RunResult] = []
         sizes: dict[str, TableSize] = {}
         for scale in config.scales:
@@ -1075,7 +1274,8 @@ def run_benchmark(config: BenchConfig, echo: Callable[[str], None] = print) -> B
             comparison = compare_baseline(baseline, config.baseline, results)
         if config.bigquery:
             results.extend(run_bigquery_lane(config, folder, notes, echo))
-        return BenchOutcome(results, baseline, comparison, evaluate_targets(results, config.source_rows), sizes, notes)
+        return BenchOutcome(results, baseline, comparison, evaluate_targets(results, config.source_rows), sizes, notes,
+                            ready)
     finally:
         if config.workdir is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -1124,9 +1324,13 @@ def run_bigquery_lane(config: BenchConfig, folder: Path, notes: list[str],
 
 def render(outcome: BenchOutcome, config: BenchConfig) -> str:
     parts = ["", "== Runs (each one full run_sync in its own process)", render_runs(outcome.results), "",
+             "== Per campaign: leads added -drained (run report), leads held after the run (simulator), API calls "
+             "naming the campaign (of them: POST /leads/add); calls for all = one call naming every campaign; "
+             "calls for none = block list, workspace",
+             render_campaigns(outcome.results), "",
              "== Per phase: API calls / warehouse statements / seconds in API calls + seconds in statements",
              render_phases(outcome.results), ""]
-    parts += ["== Targets (issue 7)"]
+    parts += ["== Targets (issue 7; both campaigns fed)"]
     parts += [f"  {t.verdict:4}  {t.name}: {t.measured}" for t in outcome.targets]
     if outcome.comparison is not None:
         parts += ["", "== Side by side: the per-lead baseline (extrapolated from a sample) vs coldsync",
@@ -1246,11 +1450,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(outcome, config))
     if args.json:
         data = {"command": command.strip(), "version": version, "config": asdict(config),
-                "runs": [asdict(r) for r in outcome.results],
+                "runs": [asdict(r) | {"per_campaign": r.per_campaign()} for r in outcome.results],
                 "baseline": asdict(outcome.baseline) if outcome.baseline else None,
                 "comparison": asdict(outcome.comparison) if outcome.comparison else None,
                 "targets": [asdict(t) | {"verdict": t.verdict} for t in outcome.targets],
-                "table_sizes": {k: asdict(v) for k, v in outcome.table_sizes.items()}, "notes": outcome.notes}
+                "table_sizes": {k: asdict(v) for k, v in outcome.table_sizes.items()}, "notes": outcome.notes,
+                "source_ready": outcome.source_ready}
         Path(args.json).write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
     failed = [r for r in outcome.results if r.exit_code != 0]
     return 1 if failed else 0

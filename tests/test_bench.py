@@ -9,16 +9,25 @@ import pytest
 
 from coldsync import bench
 from coldsync.bench import (
+    ALL_CAMPAIGNS,
+    MIDSIZE_CAMPAIGN,
     MIN_BILLED_BYTES,
     PHASES,
+    SMB_CAMPAIGN,
+    WORKSPACE,
     BaselineConfig,
     BenchConfig,
+    RunResult,
     TableSize,
     billed_bytes,
+    both_campaigns_targets,
+    campaign_label,
+    campaigns_named,
     evaluate_targets,
     peak_rss_mb,
     render,
     scheduled_runs_per_month,
+    signal_calls,
     statement_reads,
     table_columns,
 )
@@ -53,6 +62,108 @@ def test_phase_is_read_from_the_calling_module(monkeypatch: pytest.MonkeyPatch, 
     """A call is charged to the phase module (or sync.py function and position) that made it."""
     monkeypatch.setattr(bench, "drain_call_line", lambda: 10)
     assert _caller_in(path, function, line) == phase
+
+
+def _helper_caller_in_sync(outer: str, helper_line: int) -> str:
+    """Call phase_of_caller from `_count_ready` in a stand-in coldsync/sync.py, called by `outer` on `helper_line`."""
+    namespace: dict[str, Any] = {}
+    padding = "\n" * (helper_line - 5)
+    source = ("from coldsync.bench import phase_of_caller\n"
+              "def _count_ready():\n    return phase_of_caller()\n"
+              f"def {outer}():\n{padding}    return _count_ready()\n")
+    exec(compile(source, "/repo/coldsync/sync.py", "exec"), namespace)  # a stand-in for the product's sync.py
+    result: str = namespace[outer]()
+    return result
+
+
+@pytest.mark.parametrize(("outer", "line", "phase"), [
+    ("_phases", 9, "preflight"),  # a helper called before the drain (the ready counts)
+    ("_phases", 11, "topup"),  # a helper called after it
+    ("run_sync", 9, "lock+log"),  # a helper of the run itself (the run log)
+])
+def test_a_sync_helper_is_charged_to_the_line_of_phases_that_called_it(
+        monkeypatch: pytest.MonkeyPatch, outer: str, line: int, phase: str) -> None:
+    """A statement of a sync.py helper (`_count_ready`) takes the phase of the `_phases` line that called it."""
+    monkeypatch.setattr(bench, "drain_call_line", lambda: 10)
+    assert _helper_caller_in_sync(outer, line) == phase
+
+
+@pytest.mark.parametrize(("template", "path_params", "params", "body", "named"), [
+    ("/campaigns/{id}/sending-status", {"id": "c1"}, None, None, ["c1"]),
+    ("/campaigns/analytics/daily", None, {"campaign_id": "c1", "start_date": "2026-01-01"}, None, ["c1"]),
+    ("/campaigns/analytics", None, {"ids": ["c1", "c2"]}, None, ["c1", "c2"]),
+    ("/leads/add", None, None, {"campaign_id": "c2", "leads": []}, ["c2"]),
+    ("/leads", None, None, {"campaign_id": "c2", "ids": ["l1"], "limit": 1}, ["c2"]),
+    ("/leads/list", None, None, {"campaign": "c1", "filter": "FILTER_LEAD_COMPLETED", "limit": 100}, ["c1"]),
+    ("/leads/list", None, None, {"ids": ["l1", "l2"], "limit": 100}, []),
+    ("/leads/{id}", {"id": "l1"}, None, None, []),
+    ("/block-lists-entries", None, {"limit": 100}, None, []),
+])
+def test_a_call_is_charged_to_the_campaigns_it_names(template: str, path_params: dict[str, str] | None,
+                                                     params: dict[str, Any] | None, body: Any,
+                                                     named: list[str]) -> None:
+    """The campaign of a call is read from its path id, its `campaign_id`/`ids` query, or its body's campaign."""
+    assert campaigns_named(template, path_params, params, body) == named
+
+
+def test_a_call_is_labelled_by_its_route_or_as_shared() -> None:
+    """One managed campaign is its route's name; several are "(all)"; none is "(workspace)"; a stranger keeps its id."""
+    names = {SMB_CAMPAIGN.lower(): "SMB", MIDSIZE_CAMPAIGN.lower(): "Midsize"}
+    assert campaign_label([SMB_CAMPAIGN.upper()], names) == "SMB"
+    assert campaign_label([MIDSIZE_CAMPAIGN], names) == "Midsize"
+    assert campaign_label([SMB_CAMPAIGN, MIDSIZE_CAMPAIGN], names) == ALL_CAMPAIGNS
+    assert campaign_label([], names) == WORKSPACE
+    assert campaign_label(["elsewhere"], names) == "elsewhere"
+
+
+def _run(scenario: str, scale: int, split: dict[str, tuple[int, int, int]], *,
+         api: list[dict[str, Any]] | None = None) -> RunResult:
+    """A measured run as a child would report it: `split` is route -> (added, leads held after, ready before)."""
+    return RunResult(
+        engine="duckdb", scale=scale, scenario=scenario, exit_code=0, outcome="success", error=None,
+        wall_seconds=1.0, added=sum(a for a, _, _ in split.values()), drained=0, api=api or [], statements=[],
+        peak_rss_mb=100.0, start_rss_mb=80.0,
+        routes={name: {"added": added, "drained": 0, "ready": ready} for name, (added, _, ready) in split.items()},
+        campaign_leads={name: held for name, (_, held, _) in split.items()})
+
+
+@pytest.mark.parametrize(("split", "fed", "ready"), [
+    ({"SMB": (500, 500, 9000), "Midsize": (500, 500, 9000)}, True, True),
+    ({"SMB": (499, 499, 9000), "Midsize": (501, 501, 9000)}, True, True),  # within one lead
+    ({"SMB": (498, 498, 9000), "Midsize": (502, 502, 9000)}, False, True),
+    ({"SMB": (0, 0, 9000), "Midsize": (1000, 1000, 9000)}, False, True),  # the old single global room
+    ({"SMB": (500, 0, 9000), "Midsize": (500, 1000, 9000)}, False, True),  # the report and Instantly disagree
+    ({"SMB": (500, 500, 499), "Midsize": (500, 500, 9000)}, True, False),  # less ready than the share
+])
+def test_a_fill_must_feed_both_campaigns_their_share(split: dict[str, tuple[int, int, int]], fed: bool,
+                                                     ready: bool) -> None:
+    """A fill of 1,000 passes only with 500 +-1 added to and held by each campaign, and 500 ready in each route."""
+    both, enough = both_campaigns_targets([_run("fill", 1000, split)])
+    assert (both.passed, enough.passed) == (fed, ready)
+
+
+def test_no_fill_leaves_the_campaign_verdicts_unmeasured() -> None:
+    """Without a fill run the two campaign verdicts are n/a, not a pass."""
+    assert [t.verdict for t in both_campaigns_targets([])] == ["n/a", "n/a"]
+
+
+def test_a_drain_is_judged_with_the_supply_signals_it_reused() -> None:
+    """A drain that reused the fill's signals is judged with them: 52 calls + 5 signal calls = 57 <= 60."""
+    signals = [{"phase": "topup", "key": "GET /campaigns/analytics", "count": 1, "seconds": 0.1},
+               {"phase": "topup", "key": "GET /campaigns/analytics/daily", "count": 2, "seconds": 0.1},
+               {"phase": "topup", "key": "GET /campaigns/{id}/sending-status", "count": 2, "seconds": 0.1},
+               {"phase": "preflight", "key": "GET /campaigns/analytics", "count": 1, "seconds": 0.1}]
+    fill = _run("fill", 24_000, {"SMB": (12_000, 12_000, 99_999), "Midsize": (12_000, 12_000, 99_999)}, api=signals)
+    drain = _run("drain 10%", 24_000, {"SMB": (1200, 12_000, 99_999), "Midsize": (1200, 12_000, 99_999)},
+                 api=[{"phase": "drain", "key": "POST /leads/list", "count": 52, "seconds": 1.0}])
+    drain.drained = 2400
+    assert signal_calls(fill) == 5 and signal_calls(drain) == 0
+    target = next(t for t in evaluate_targets([fill, drain], 300_000) if t.name.startswith("drain"))
+    assert target.passed is True and "57 with the hourly supply signals (5 calls, reused from the fill here)" in (
+        target.measured)
+    drain.api[0]["count"] = 56
+    target = next(t for t in evaluate_targets([fill, drain], 300_000) if t.name.startswith("drain"))
+    assert target.passed is False  # 56 measured, 61 with the signals
 
 
 def test_the_drain_call_is_found_in_the_sync() -> None:
@@ -107,12 +218,24 @@ def test_benchmark_runs_end_to_end_at_tiny_scale(tmp_path: Path) -> None:
     assert set(by_name) == {"fill", "steady", "drain 10%"}
     assert all(r.exit_code == 0 for r in outcome.results), [r.error for r in outcome.results]
     fill, steady, drain = by_name["fill"], by_name["steady"], by_name["drain 10%"]
-    assert fill.added == 60 and 1 <= fill.calls("POST /leads/add") <= 2  # at most one per campaign
+    assert fill.added == 60 and fill.calls("POST /leads/add") == 2  # one per campaign
+    for route in ("SMB", "Midsize"):  # equal shares: 30 each, one add call each, one read of each's signals
+        assert fill.route_figure(route, "added") == 30 and fill.campaign_leads[route] == 30
+        assert fill.calls_for(route, "POST /leads/add") == 1
+        assert fill.calls_for(route, "GET /campaigns/{id}/sending-status") == 1
+        assert fill.calls_for(route, "GET /campaigns/analytics/daily") == 1
+        assert drain.route_figure(route, "added") == drain.route_figure(route, "drained")  # each refills its own
+        assert drain.campaign_leads[route] == 30
+    assert fill.calls_for(ALL_CAMPAIGNS, "GET /campaigns/analytics") == 2  # the preflight's and the 7-day one
+    assert sum(drain.route_figure(r, "drained") for r in ("SMB", "Midsize")) == 6
     assert drain.drained == 6 and drain.calls(phase="drain") >= 1
-    assert steady.added == 0 and steady.drained == 0
+    assert steady.added == 0 and steady.drained == 0 and steady.campaign_leads == {"SMB": 30, "Midsize": 30}
+    assert outcome.source_ready["SMB"] >= 30 and outcome.source_ready["Midsize"] >= 30
     for result in outcome.results:
         assert {r["phase"] for r in result.api + result.statements} <= set(PHASES)
         assert sum(result.calls(phase=p) for p in PHASES) == result.api_calls
+        assert sum(int(r["count"]) for r in result.api_by_campaign) == result.api_calls  # every call charged once
+        assert set(result.per_campaign()) == {"SMB", "Midsize", ALL_CAMPAIGNS, WORKSPACE}
         assert {"lock.acquire", "run_log.write"} <= {str(r["key"]) for r in result.statements
                                                     if r["phase"] == "lock+log"}
         assert result.peak_rss_mb > 0 and result.sql_by_label
@@ -121,6 +244,8 @@ def test_benchmark_runs_end_to_end_at_tiny_scale(tmp_path: Path) -> None:
     assert outcome.table_sizes["source"].rows == 1500
     targets = evaluate_targets(outcome.results, config.source_rows)
     assert {t.verdict for t in targets} <= {"PASS", "MISS", "n/a"}
+    assert [t.verdict for t in targets if "both" in t.name] == ["PASS", "PASS"]  # fed, and enough ready
     text = render(outcome, config)
-    for heading in ("== Runs", "== Per phase", "== Targets", "extrapolated", "== BigQuery bytes"):
+    for heading in ("== Runs", "== Per campaign", "== Per phase", "== Targets", "extrapolated", "== BigQuery bytes",
+                    "calls for SMB", "calls for Midsize"):
         assert heading in text
