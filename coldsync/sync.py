@@ -84,7 +84,7 @@ def preflight(ctx: RunContext) -> None:
             counters = {"completed": found.completed_count, "bounced": found.bounced_count,
                         "unsubscribed": found.unsubscribed_count, "replies": found.reply_count} if found else {}
             view = CampaignView(route.name, arm.name if len(route.arms) > 1 else route.name, campaign_id, status,
-                                count, counters, found.contacted_count if found else None)
+                                count, counters)
             ctx.campaigns[campaign_id] = view
             name = STATUS_NAMES.get(status, f"status {status}") if status is not None else "unknown"
             ctx.report.campaigns[label] = name

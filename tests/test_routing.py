@@ -24,7 +24,7 @@ from coldsync.sync import SyncResult, run_sync
 from coldsync.warehouse.base import Rows, Warehouse
 from coldsync.warehouse.demo_data import INSERT_SOURCE_SQL, SOURCE_FIELDS, ensure_demo_source_table
 from tests.conftest import make_settings, open_warehouse
-from tests.helpers import GMAIL, build, lead
+from tests.helpers import GMAIL, add_history, build, lead
 from tests.invariants import check_after_run, snapshot, table_contents
 
 START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
@@ -343,3 +343,63 @@ def test_custom_variables_follow_the_route_mapping_with_a_declared_column(raw_wa
     small = by_email["small@size.example"]["payload"]
     assert ({k: small[k] for k in ("company", "domain", "location", "country")}, "team_size" in small) == (
         {"company": "Small Co", "domain": "acme.example", "location": "CA", "country": "United States"}, False)
+
+
+@pytest.mark.parametrize(("backlog", "smb_added"), [(100, 0), (20, 10)])
+def test_supply_sizing_keeps_a_campaign_near_its_days_of_throughput(raw_warehouse: Warehouse, tmp_path: Path,
+                                                                    worlds: list[World], backlog: int,
+                                                                    smb_added: int) -> None:
+    """SMB starts 10 new leads a day and has `backlog` leads not yet contacted: SUPPLY_DAYS=3 wants
+    ceil(3 x 10) - backlog more (0 for 100, 10 for 20); the rest of the run's room goes to Midsize."""
+    world = _world(raw_warehouse, tmp_path, _leads(100, 100_000, "small") + _leads(100, 5_000_000, "big"),
+                   routes=None, inventory_cap="300", target_new_leads_per_run="40")
+    worlds.append(world)
+    world.sim.insert_leads(SMB, [{"email": f"waiting{i}@backlog.example"} for i in range(backlog)])
+    for day in range(1, 8):
+        world.sim.record_daily(SMB, (START - dt.timedelta(days=day)).date(), new_leads_contacted=10, sent=10)
+    result = world.run_checked(run_housekeeping=False)
+    added = Counter(campaign for email, campaign in world.campaign_of().items() if "backlog" not in email)
+    assert added == Counter({SMB: smb_added, MIDSIZE: 40 - smb_added}) - Counter()
+    assert result.report.routes["SMB"]["supply_wanted"] == 30 - min(backlog, 30)
+
+
+def test_lead_scores_explain_the_default_order(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """v_lead_scores shows each part of the default score and the rank inside the route, by hand."""
+    build(raw_warehouse, settings, [lead("new@score.example", Decimal(250_000)),
+                                    lead("unknown@score.example", None),
+                                    lead("old@score.example", Decimal(900_000))], as_of=START)
+    add_history(raw_warehouse, "old@score.example", START - dt.timedelta(days=200))
+    rows = {r["email"]: r for r in raw_warehouse.query("SELECT * FROM `{ds}.v_lead_scores`", label="test")}
+    parts = {email: (int(r["never_contacted_points"]), int(r["revenue_points"]), int(r["score"]), r["priority"],
+                     r["sequence_target"]) for email, r in rows.items()}
+    assert parts == {
+        "new@score.example": (10**15, 250_000, 10**15 + 250_000, 1, "SMB"),
+        "unknown@score.example": (10**15, -1, 10**15 - 1, 2, "SMB"),
+        "old@score.example": (0, 900_000, 900_000, 3, "SMB"),
+    }
+
+
+def test_a_changed_routing_rebuilds_the_views_in_a_live_run_only(raw_warehouse: Warehouse, tmp_path: Path,
+                                                                 worlds: list[World]) -> None:
+    """New routes: a dry run warns and leaves the views; the next live run rebuilds them once, and the
+    view then names the new routes."""
+    world = _world(raw_warehouse, tmp_path, [lead("ca@view.example", Decimal(5), country="Canada"),
+                                             lead("us@view.example", Decimal(5))], routes=None,
+                   target_new_leads_per_run="0")
+    worlds.append(world)
+    routes = json.dumps({"routes": [{"name": "Canada", "when": "country = 'Canada'", "campaign_id": SMB},
+                                    {"name": "Rest", "campaign_id": MIDSIZE}]})
+
+    def targets() -> dict[str, str]:
+        return {r["email"]: r["sequence_target"] for r in world.warehouse.query(
+            "SELECT email, sequence_target FROM `{ds}.v_ready_for_instantly`", label="test")}
+
+    assert targets() == {"ca@view.example": "SMB", "us@view.example": "SMB"}
+    dry = world.run(routes=routes, dry_run=True)
+    assert any("views" in w and "rebuilds them" in w for w in dry.report.warnings)
+    assert targets() == {"ca@view.example": "SMB", "us@view.example": "SMB"}
+    live = world.run(routes=routes)
+    assert live.report.phase("preflight").counts["views rebuilt for the routes in effect"] == 1
+    assert targets() == {"ca@view.example": "Canada", "us@view.example": "Rest"}
+    again = world.run(routes=routes)
+    assert again.report.phase("preflight").counts["views rebuilt for the routes in effect"] == 0

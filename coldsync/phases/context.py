@@ -24,7 +24,6 @@ class CampaignView:
     status: int | None  # Instantly campaign status; None when it could not be read
     leads_count: int | None  # Instantly's lead count; None when not measured
     counters: dict[str, int] = field(default_factory=dict)  # cumulative analytics: completed, bounced, ...
-    contacted: int | None = None  # analytics contacted_count: leads whose sequence has started
 
     @property
     def active(self) -> bool:

@@ -7,7 +7,12 @@ Per campaign, from Instantly (official spec operations):
 - `getCampaignSendingStatus` (GET /api/v2/campaigns/{id}/sending-status): `waiting_for_leads` says it
   has nothing left to start (its backlog is 0, and its throughput was limited by leads, not capacity);
 - GET /api/v2/campaigns/analytics with `start_date`/`end_date` (one call for every campaign): emails
-  sent and bounced over the last 7 days, for the bounce rate.
+  sent and bounced over the last 7 days, for the bounce rate;
+- `listLeads` (POST /api/v2/leads/list, filter FILTER_VAL_NOT_CONTACTED): the leads the campaign has not
+  started yet (its backlog), counted only as far as sizing needs: at most SUPPLY_DAYS x rate + 1 leads,
+  so a campaign with a big backlog costs a page or a few, never a full listing. (The analytics'
+  `contacted_count` is not used for this: the spec does not say whether it still counts leads that were
+  deleted, which the drain does every run.)
 The figures are kept in the run summary (`supply_signals`) with the time they were read; a run reuses
 the last successful run's figures while they are younger than SIGNALS_MAX_AGE, so a quiet schedule pays
 these calls once an hour, not every 30 minutes. A call that fails leaves that figure unknown: sizing is
@@ -18,10 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from coldsync.instantly.client import MAX_PAGE_SIZE, LeadFilter
 from coldsync.instantly.errors import InstantlyError
 from coldsync.phases.context import RunContext
 from coldsync.rules import parse_timestamp
@@ -48,6 +55,8 @@ class CampaignSignals:
     sending_status: str | None = None
     sent_7d: int | None = None
     bounced_7d: int | None = None
+    backlog: int | None = None  # leads not yet contacted when read (a lower bound past what sizing needs)
+    added_since: int = 0  # leads this campaign got from runs since the figures were read
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CampaignSignals | None:
@@ -61,6 +70,8 @@ class CampaignSignals:
                 sending_status=str(data["sending_status"]) if data.get("sending_status") is not None else None,
                 sent_7d=int(data["sent_7d"]) if data.get("sent_7d") is not None else None,
                 bounced_7d=int(data["bounced_7d"]) if data.get("bounced_7d") is not None else None,
+                backlog=int(data["backlog"]) if data.get("backlog") is not None else None,
+                added_since=int(data.get("added_since") or 0),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -124,5 +135,32 @@ def _read(ctx: RunContext, ids: list[str]) -> dict[str, CampaignSignals]:
         except InstantlyError as exc:
             phase.notes.append(f"sending status of a campaign unavailable ({exc.summary})")
         sent, bounced = window.get(campaign_id.lower(), (None, None))
-        out[campaign_id] = CampaignSignals(ctx.now.isoformat(), daily, waiting, status, sent, bounced)
+        backlog = None if waiting or not daily else _backlog(ctx, campaign_id, daily)
+        out[campaign_id] = CampaignSignals(ctx.now.isoformat(), daily, waiting, status, sent, bounced,
+                                           0 if waiting else backlog)
     return out
+
+
+def supply_days_of(ctx: RunContext, campaign_id: str) -> int:
+    """SUPPLY_DAYS of the route this campaign belongs to (its own `supply_days`, else the setting)."""
+    found = ctx.settings.routing.route_of_campaign(campaign_id)
+    days = found[0].supply_days if found is not None else None
+    return ctx.settings.supply_days if days is None else days
+
+
+def _backlog(ctx: RunContext, campaign_id: str, daily: list[int]) -> int | None:
+    """Leads of the campaign not contacted yet, counted up to what sizing needs to know (None: unknown)."""
+    days, rate = supply_days_of(ctx, campaign_id), sum(daily) / len(daily)
+    if days <= 0 or rate <= 0:
+        return None
+    enough = math.ceil(days * rate) + 1
+    listing = ctx.client.iter_leads(campaign=campaign_id, filter=LeadFilter.NOT_CONTACTED,
+                                    max_pages=math.ceil(enough / MAX_PAGE_SIZE) + 1)  # + the empty last page
+    try:
+        count = sum(1 for _lead in listing)
+    except InstantlyError as exc:
+        ctx.report.phase("topup").notes.append(f"backlog of a campaign unreadable ({exc.summary}): no supply sizing")
+        return None
+    if not listing.complete and count < enough:
+        return None  # cut short for another reason than the page limit: a lower bound too low to size on
+    return count

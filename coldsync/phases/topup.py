@@ -105,8 +105,8 @@ def _route_supplies(ctx: RunContext, signals: Mapping[str, CampaignSignals]) -> 
             signal = signals.get(campaign.campaign_id)
             daily = signal.daily_new if signal is not None else None
             starved = signal is not None and signal.waiting_for_leads
-            backlog = (max(campaign.leads_count - campaign.contacted, 0)
-                       if campaign.leads_count is not None and campaign.contacted is not None else None)
+            backlog = (signal.backlog + signal.added_since
+                       if signal is not None and signal.backlog is not None else None)
             # A rate says what a campaign CAN send only while it had leads left to start: at least one day of
             # its rate still waiting for a first email. One with less (or waiting for leads) sent what it was
             # given: its rate is ours, not its capacity, so it neither sizes its supply nor sets shares (fed
@@ -228,11 +228,16 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
                                       skip_if_in_workspace=True, chunk_size=settings.batch_size)
         if result.remaining_in_plan is not None and result.remaining_in_plan <= 0:
             ctx.report.warn("the Instantly plan's lead limit is reached: no more leads can be uploaded")
+        created = 0
         for outcome in result.outcomes:
             email, _payload, source_row, route, _arm = items[outcome.index]
             _settle(ctx, outcome, email, campaign_id, source_row, state, dnc, history, letters, unconfirmed)
             if outcome.outcome == "created":
                 ctx.report.route_count(route.name, "added")
+                created += 1
+        kept = ctx.report.supply_signals.get(campaign_id)
+        if isinstance(kept, dict):  # the next run reusing these figures counts these leads in the backlog
+            kept["added_since"] = int(kept.get("added_since") or 0) + created
     _recheck(ctx, unconfirmed, dnc, letters)
     ctx.store.apply_state(state, label="topup.state")
     ctx.store.add_dnc(dnc, label="topup.dnc")
