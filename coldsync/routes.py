@@ -220,12 +220,6 @@ class Routing:
         """Source columns a condition, the score or a custom variable may name."""
         return CONTRACT_COLUMNS + self.source_columns
 
-    def fingerprint(self) -> str:
-        """Changes whenever anything the generated SQL depends on changes."""
-        text = json.dumps([self.source_columns, self.score,
-                           [(r.name, r.condition) for r in self.routes]], sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
 
 # ---------------------------------------------------------------------------------------------
 # SQL the routing generates (one definition each, used by the views and by the sync's reads)

@@ -1,7 +1,7 @@
 """The status report: what the warehouse says about the sync, without writing SQL.
 
 `python sync_once.py --report` (text), `--report --markdown` (a GitHub job summary), `--report --json`.
-It reads the warehouse only (no Instantly call, no write): leads ready per segment, managed leads by
+It reads the warehouse only (no Instantly call, no write): leads ready per route, managed leads by
 campaign and status, inventory against the cap, the do-not-contact list by source, leads in cooldown,
 dead letters of the last 24 hours by phase and error, and the last runs with counts and durations.
 
@@ -92,8 +92,8 @@ class StatusReport:
     warehouse: str
     now: str
     clock: str  # "current time" or "as_of config row (simulations only)"
-    ready_by_segment: dict[str, int]
-    state: list[dict[str, Any]]  # segment, campaign_id, status, leads
+    ready_by_route: dict[str, int]
+    state: list[dict[str, Any]]  # route (or route/arm), campaign_id, status, leads
     inventory_tracked: int
     inventory_cap: int
     last_measured_inventory: int | None
@@ -108,7 +108,7 @@ class StatusReport:
 
     @property
     def ready_total(self) -> int:
-        return sum(self.ready_by_segment.values())
+        return sum(self.ready_by_route.values())
 
     @property
     def dnc_total(self) -> int:
@@ -140,11 +140,11 @@ class StatusReport:
 
     def render_text(self) -> str:
         lines = [f"coldsync status at {self.now} ({self.clock}) on {self.warehouse}"]
-        segments = ", ".join(f"{k} {v:,}" for k, v in sorted(self.ready_by_segment.items())) or "none"
-        lines.append(f"  ready for Instantly: {self.ready_total:,} ({segments})")
+        routes = ", ".join(f"{k} {v:,}" for k, v in sorted(self.ready_by_route.items())) or "none"
+        lines.append(f"  ready for Instantly: {self.ready_total:,} ({routes})")
         lines.append(f"  inventory: {self._inventory_line()}")
         lines.append("  managed leads by campaign and status:" + ("" if self.state else " none"))
-        lines.extend(f"    {r['segment']:<8} {r['campaign_id']:<36}  {r['status']:<9} {int(r['leads']):>8,}"
+        lines.extend(f"    {r['route']:<8} {r['campaign_id']:<36}  {r['status']:<9} {int(r['leads']):>8,}"
                      for r in self.state)
         sources = ", ".join(f"{r['source']} {int(r['emails']) + int(r['domains']):,}" for r in self.dnc_by_source)
         domains = sum(int(r["domains"]) for r in self.dnc_by_source)
@@ -167,19 +167,19 @@ class StatusReport:
         return "\n".join(lines)
 
     def render_markdown(self) -> str:
-        segments = ", ".join(f"{k}: {v:,}" for k, v in sorted(self.ready_by_segment.items())) or "none"
+        routes = ", ".join(f"{k}: {v:,}" for k, v in sorted(self.ready_by_route.items())) or "none"
         out = [f"### coldsync status ({self.now}, {self.clock})", "",
                "| | |", "|---|---|",
                f"| Warehouse | {self.warehouse} |",
-               f"| Ready for Instantly | {self.ready_total:,} ({segments}) |",
+               f"| Ready for Instantly | {self.ready_total:,} ({routes}) |",
                f"| Inventory | {self._inventory_line()} |",
                f"| Do-not-contact | {self.dnc_total:,} entries |",
                f"| In cooldown ({self.cooldown_days} days) | {self.in_cooldown:,} "
                f"({self.leaving_cooldown_in_7_days:,} eligible again within 7 days) |",
                f"| Open dead letters | {self.open_dead_letters:,} |", ""]
         if self.state:
-            out += ["**Managed leads**", "", "| Segment | Campaign | Status | Leads |", "|---|---|---|---:|"]
-            out += [f"| {r['segment']} | `{r['campaign_id']}` | {r['status']} | {int(r['leads']):,} |"
+            out += ["**Managed leads**", "", "| Route | Campaign | Status | Leads |", "|---|---|---|---:|"]
+            out += [f"| {r['route']} | `{r['campaign_id']}` | {r['status']} | {int(r['leads']):,} |"
                     for r in self.state]
             out.append("")
         if self.dnc_by_source:
@@ -249,7 +249,7 @@ def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None
     pinned, clock = _clock(config)
     if now is None:
         now = pinned or dt.datetime.now(dt.UTC)
-    segment_of = {arm.campaign_id: route.name if len(route.arms) == 1 else f"{route.name}/{arm.name}"
+    route_of = {arm.campaign_id: route.name if len(route.arms) == 1 else f"{route.name}/{arm.name}"
                   for route in settings.routing.routes for arm in route.arms if arm.campaign_id}
 
     def q(sql: str, label: str, **params: Any) -> list[dict[str, Any]]:
@@ -262,9 +262,9 @@ def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None
     if counts.get(None):
         ready[UNROUTED] = counts[None]
     state: list[dict[str, Any]] = [
-        {"segment": segment_of.get(str(r["campaign_id"]), "other"), "campaign_id": str(r["campaign_id"]),
+        {"route": route_of.get(str(r["campaign_id"]), "other"), "campaign_id": str(r["campaign_id"]),
          "status": str(r["status"]), "leads": int(r["leads"])} for r in q(STATE_SQL, "state")]
-    tracked = sum(int(r["leads"]) for r in state if r["campaign_id"] in segment_of)
+    tracked = sum(int(r["leads"]) for r in state if r["campaign_id"] in route_of)
     cooldown = q(COOLDOWN_SQL, "cooldown", now=now, in_7_days=now + dt.timedelta(days=7),
                  cooldown_days=settings.cooldown_days)[0]
     dead = [{**r, "example_error": mask_emails_in_text(str(r["example_error"])) if r["example_error"] else None}
@@ -276,7 +276,7 @@ def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None
     measured = next((r for r in last_runs if r["inventory_after"] is not None and r["mode"] == "live"), None)
     return StatusReport(
         warehouse=warehouse.describe(), now=now.astimezone(dt.UTC).isoformat(timespec="seconds"), clock=clock,
-        ready_by_segment=ready, state=state, inventory_tracked=tracked, inventory_cap=settings.inventory_cap,
+        ready_by_route=ready, state=state, inventory_tracked=tracked, inventory_cap=settings.inventory_cap,
         last_measured_inventory=int(measured["inventory_after"]) if measured else None,
         last_measured_at=measured["started_at"] if measured else None,
         dnc_by_source=[{"source": str(r["source"]), "emails": int(r["emails"]), "domains": int(r["domains"])}
@@ -291,7 +291,7 @@ def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None
 def report_command(settings: Settings, warehouse: Warehouse, fmt: Format) -> int:
     """`sync_once.py --report`: print the report; close the warehouse; return the exit code."""
     if is_embedded(settings):
-        settings = embedded_settings(settings)  # the demo campaign ids, to name the segments
+        settings = embedded_settings(settings)  # the demo campaign ids, to name the routes
     try:
         report = collect(settings, warehouse)
     except (StatusError, WarehouseError) as exc:

@@ -70,14 +70,14 @@ def arrange(warehouse: Warehouse, settings: Settings) -> None:
 
 
 def test_figures(raw_warehouse: Warehouse, tmp_path: Path) -> None:
-    """Ready per segment, state per campaign, inventory, DNC by source, cooldown, dead letters, runs: all exact."""
+    """Ready per route, state per campaign, inventory, DNC by source, cooldown, dead letters, runs: all exact."""
     settings = _settings(tmp_path)
     arrange(raw_warehouse, settings)
     report = collect(settings, raw_warehouse)
     assert report.clock.startswith("as_of") and report.now == T0.isoformat()
-    assert report.ready_by_segment == {"SMB": 2, "Midsize": 1}  # done@ is out of cooldown again
+    assert report.ready_by_route == {"SMB": 2, "Midsize": 1}  # done@ is out of cooldown again
     assert report.ready_total == 3
-    assert sorted((r["segment"], r["status"], r["leads"]) for r in report.state) == [
+    assert sorted((r["route"], r["status"], r["leads"]) for r in report.state) == [
         ("SMB", "active", 1), ("SMB", "pending", 1), ("other", "active", 1)]
     assert (report.inventory_tracked, report.inventory_cap) == (2, 10)
     assert (report.last_measured_inventory, report.room) == (5, 5)  # run-2 measured 5 after adding 3
