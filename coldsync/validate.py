@@ -42,6 +42,7 @@ from coldsync.instantly.errors import (
 )
 from coldsync.logs import configure_logging
 from coldsync.redact import mask_emails_in_text
+from coldsync.routes import Route
 from coldsync.settings import CONFIG_KEYS, Settings, SettingsError, SettingsSources, resolve
 from coldsync.store import DNC_REJECT_COUNTS_SQL, Store
 from coldsync.sync import CAMPAIGN_SETTINGS, STATUS_NAMES
@@ -52,7 +53,7 @@ from coldsync.warehouse.schema import SCHEMA_VERSION, SOURCE_COLUMNS, TABLES, VI
 Status = Literal["pass", "warn", "fail", "skip"]
 
 CHECK_NAMES = (
-    "settings", "instantly key", "warehouse", "schema", "source table", "config rows", "as_of clock",
+    "settings", "instantly key", "warehouse", "schema", "source table", "config rows", "as_of clock", "routes",
     "SMB campaign", "Midsize campaign", "inventory headroom", "ready leads", "do-not-contact list",
     "workspace block list",
 )
@@ -313,11 +314,32 @@ def _check_warehouse_contents(result: Validation, first: Settings, sources: Sett
     else:
         result.add("as_of clock", "pass", "no as_of row: the view uses the current time")
 
+    _check_routes(result, settings, config)
     measured = _check_campaigns(result, settings, client)
     _check_headroom(result, settings, warehouse, measured)
     _check_ready(result, settings, warehouse, now)
     _check_dnc(result, warehouse)
     _check_workspace_block_list(result, client)
+
+
+def _check_routes(result: Validation, settings: Settings, config: dict[str, object]) -> None:
+    """Which routes are in effect and where they come from; a warning when a config-table `routes` row is
+    overridden (by ROUTES or the routes file), so nobody edits a row that does nothing."""
+    routing = settings.routing
+
+    def describe(route: Route) -> str:
+        share = f", share {float(route.share * 100):g}%" if route.share is not None else ""
+        arms = " / ".join(f"{arm.name} {arm.weight}%" for arm in route.arms) if len(route.arms) > 1 else ""
+        return f"{route.name}{f' (arms {arms})' if arms else ''}{share}"
+
+    detail = (f"{len(routing.routes)} route(s) from {routing.origin}: "
+              + "; ".join(describe(route) for route in routing.routes))
+    table_row = config.get("routes")
+    if table_row not in (None, "") and not routing.origin.startswith("config table"):
+        result.add("routes", "warn", f"{detail}. The config table's `routes` row is NOT used: {routing.origin} "
+                   "wins over it", "delete the row, or remove the file / ROUTES setting if the row is meant")
+    else:
+        result.add("routes", "pass", detail)
 
 
 def _check_dnc(result: Validation, warehouse: Warehouse) -> None:
