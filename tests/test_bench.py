@@ -159,11 +159,20 @@ def test_a_drain_is_judged_with_the_supply_signals_it_reused() -> None:
     drain.drained = 2400
     assert signal_calls(fill) == 5 and signal_calls(drain) == 0
     target = next(t for t in evaluate_targets([fill, drain], 300_000) if t.name.startswith("drain"))
-    assert target.passed is True and "57 with the hourly supply signals (5 calls, reused from the fill here)" in (
+    assert target.passed is True and "57 with the hourly supply signals (5 calls, reused from the run before here)" in (
         target.measured)
     drain.api[0]["count"] = 56
     target = next(t for t in evaluate_targets([fill, drain], 300_000) if t.name.startswith("drain"))
     assert target.passed is False  # 56 measured, 61 with the signals
+
+
+def test_the_guard_threshold_is_a_bench_setting() -> None:
+    """Runs get MAX_BOUNCE_RATE 100 unless `--max-bounce-rate` asks for another (the product's 5, say)."""
+    assert bench.bench_environ(Path("w.duckdb"), cap=10, target=10)["MAX_BOUNCE_RATE"] == "100"
+    assert bench.config_from_args(bench.parser().parse_args([])).max_bounce_rate == 100.0
+    config = bench.config_from_args(bench.parser().parse_args(["--max-bounce-rate", "5"]))
+    assert bench.bench_environ(Path("w.duckdb"), cap=10, target=10,
+                               max_bounce_rate=config.max_bounce_rate)["MAX_BOUNCE_RATE"] == "5"
 
 
 def test_the_drain_call_is_found_in_the_sync() -> None:
