@@ -29,6 +29,7 @@ The fields the sync relies on:
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import json
 import logging
@@ -119,6 +120,8 @@ ALLOWED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/campaigns"),
         ("GET", "/campaigns/{id}"),
         ("GET", "/campaigns/analytics"),
+        ("GET", "/campaigns/analytics/daily"),
+        ("GET", "/campaigns/{id}/sending-status"),
         ("POST", "/campaigns/{id}/activate"),
         ("POST", "/campaigns/{id}/pause"),
         ("POST", "/leads/add"),
@@ -313,7 +316,12 @@ class RequestStats:
 
 @dataclass(frozen=True)
 class Campaign:
-    """A campaign: id, name, `CampaignStatus` value, and the raw server object."""
+    """A campaign: id, name, `CampaignStatus` value, and the raw server object.
+
+    `raw` is the spec's Campaign object as the server sent it (absent fields omitted), including the
+    settings `coldsync.campaign_health` checks: insert_unsubscribe_header, stop_on_reply,
+    allow_risky_contacts, disable_bounce_protect, campaign_schedule, daily_limit.
+    """
 
     id: str
     name: str
@@ -329,9 +337,37 @@ class Campaign:
         return cls(id=str(obj["id"]), name=str(obj.get("name", "")), status=int(obj["status"]), raw=obj)
 
 
+def _whole_or_none(value: object) -> int | None:
+    """A whole number the spec types as `number` (e.g. 3 or 3.0); None when missing or anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _count(value: object) -> int:
+    """A counter of an analytics answer: the whole number, or 0 when missing, a boolean, fractional or not a number."""
+    whole = _whole_or_none(value)
+    return 0 if whole is None else whole
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
 @dataclass(frozen=True)
 class CampaignAnalytics:
-    """Counters of `GET /campaigns/analytics` for one campaign (the raw object keeps the rest)."""
+    """Counters of `GET /campaigns/analytics` for one campaign (the raw object keeps the rest).
+
+    Every counter is 0 when the server leaves it out or sends something that is not a whole number.
+    With `exclude_total_leads_count=True` the server leaves `leads_count` out, so it reads 0 then.
+    emails_sent_count           emails sent (every step of every lead)
+    new_leads_contacted_count   leads that got their first email
+    contacted_count             leads whose sequence has started
+    """
 
     campaign_id: str
     campaign_name: str
@@ -342,24 +378,145 @@ class CampaignAnalytics:
     bounced_count: int
     unsubscribed_count: int
     reply_count: int
+    emails_sent_count: int
+    new_leads_contacted_count: int
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> CampaignAnalytics:
-        def num(key: str) -> int:
-            value = obj.get(key, 0)
-            return int(value) if isinstance(value, int | float) else 0
-
         return cls(
             campaign_id=str(obj.get("campaign_id", "")),
             campaign_name=str(obj.get("campaign_name", "")),
-            campaign_status=num("campaign_status"),
-            leads_count=num("leads_count"),
-            contacted_count=num("contacted_count"),
-            completed_count=num("completed_count"),
-            bounced_count=num("bounced_count"),
-            unsubscribed_count=num("unsubscribed_count"),
-            reply_count=num("reply_count"),
+            campaign_status=_count(obj.get("campaign_status")),
+            leads_count=_count(obj.get("leads_count")),
+            contacted_count=_count(obj.get("contacted_count")),
+            completed_count=_count(obj.get("completed_count")),
+            bounced_count=_count(obj.get("bounced_count")),
+            unsubscribed_count=_count(obj.get("unsubscribed_count")),
+            reply_count=_count(obj.get("reply_count")),
+            emails_sent_count=_count(obj.get("emails_sent_count")),
+            new_leads_contacted_count=_count(obj.get("new_leads_contacted_count")),
+            raw=obj,
+        )
+
+
+def _analytics_day(value: object) -> dt.date | None:
+    """The day of a daily-analytics row: `YYYY-MM-DD`, or a full ISO-8601 timestamp (the spec's example).
+
+    A timestamp with an offset is read as the UTC day it falls on (the API's days are UTC days: it
+    reads a date-only value as UTC midnight); a timestamp without one is read as written. None when
+    the value is not a string or not a date.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.date()
+
+
+@dataclass(frozen=True)
+class DailyCampaignAnalytics:
+    """One row of `GET /campaigns/analytics/daily` (operation getDailyCampaignAnalytics).
+
+    date                 the UTC day of the row (from `date`, `YYYY-MM-DD` or a full timestamp)
+    sent                 emails sent that day
+    contacted            distinct leads that got an email that day
+    new_leads_contacted  leads that got their first email that day
+    opened, unique_opened, replies, unique_replies, clicks, opportunities   per the spec, that day
+    Every count is 0 when the server leaves it out or sends something that is not a whole number.
+    """
+
+    date: dt.date
+    sent: int
+    contacted: int
+    new_leads_contacted: int
+    opened: int
+    unique_opened: int
+    replies: int
+    unique_replies: int
+    clicks: int
+    opportunities: int
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> DailyCampaignAnalytics:
+        """Parse one row; ValueError when its `date` is missing or not a date."""
+        day = _analytics_day(obj.get("date"))
+        if day is None:
+            raise ValueError("daily analytics row without a readable date")
+        return cls(
+            date=day,
+            sent=_count(obj.get("sent")),
+            contacted=_count(obj.get("contacted")),
+            new_leads_contacted=_count(obj.get("new_leads_contacted")),
+            opened=_count(obj.get("opened")),
+            unique_opened=_count(obj.get("unique_opened")),
+            replies=_count(obj.get("replies")),
+            unique_replies=_count(obj.get("unique_replies")),
+            clicks=_count(obj.get("clicks")),
+            opportunities=_count(obj.get("opportunities")),
+            raw=obj,
+        )
+
+
+#: `status` value of the sending status when the campaign has no lead left to send to.
+SENDING_WAITING_FOR_LEADS = "waiting_for_leads"
+
+
+@dataclass(frozen=True)
+class SendingStatus:
+    """Why a campaign sends or not: `GET /campaigns/{id}/sending-status` (operation getCampaignSendingStatus).
+
+    status              the status code (`diagnostics.status`, else `summary.status`; the spec's enum
+                        includes healthy, waiting_for_leads, daily_limit_met, campaign_paused,
+                        campaign_bounce_protect, campaign_accounts_unhealthy, ...; a value not in the
+                        enum is kept as given); None when the server has no data
+    waiting_for_leads   True when that status is `waiting_for_leads` (the campaign has no lead to send to)
+    accounts_available  `diagnostics.accounts_summary.available`: sending accounts able to send now;
+                        None when the server leaves it out (it may when the campaign is out of schedule)
+    accounts_total      `diagnostics.accounts_summary.total_connected`; None likewise
+    summary_text        `summary.status_message` (else `summary.ai_summary`), emails in it masked; None
+                        when absent
+    raw                 the server's object, as received
+    """
+
+    status: str | None
+    waiting_for_leads: bool
+    accounts_available: int | None
+    accounts_total: int | None
+    summary_text: str | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def has_data(self) -> bool:
+        """False for the answer `{"diagnostics": null, "summary": null}` (the server has no data yet)."""
+        return isinstance(self.raw.get("diagnostics"), Mapping) or isinstance(self.raw.get("summary"), Mapping)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> SendingStatus:
+        diagnostics = obj.get("diagnostics")
+        summary = obj.get("summary")
+        diagnostics = diagnostics if isinstance(diagnostics, Mapping) else {}
+        summary = summary if isinstance(summary, Mapping) else {}
+        status = _text_or_none(diagnostics.get("status")) or _text_or_none(summary.get("status"))
+        accounts = diagnostics.get("accounts_summary")
+        accounts = accounts if isinstance(accounts, Mapping) else {}
+        text = _text_or_none(summary.get("status_message")) or _text_or_none(summary.get("ai_summary"))
+        return cls(
+            status=status,
+            waiting_for_leads=status == SENDING_WAITING_FOR_LEADS,
+            accounts_available=_whole_or_none(accounts.get("available")),
+            accounts_total=_whole_or_none(accounts.get("total_connected")),
+            summary_text=mask_emails_in_text(text) if text is not None else None,
             raw=obj,
         )
 
@@ -728,6 +885,37 @@ def _is_object_with_id(body: Any) -> bool:
     return isinstance(body, dict) and isinstance(body.get("id"), str)
 
 
+def _is_sending_status(body: Any) -> bool:
+    """`{diagnostics: object|null, summary: object|null}`; a key left out counts as null."""
+    return isinstance(body, dict) and all(
+        body.get(key) is None or isinstance(body.get(key), dict) for key in ("diagnostics", "summary")
+    )
+
+
+def _utc_instant(value: dt.date, name: str) -> dt.datetime:
+    """A date as its UTC midnight (how Instantly reads a date-only value), a datetime as itself (aware only)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{name} must be a timezone-aware datetime (or a date)")
+        return value.astimezone(UTC)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
+    raise ValueError(f"{name} must be a date or a datetime")
+
+
+def _query_time(value: dt.date, name: str) -> str:
+    """A date as `YYYY-MM-DD`; an aware datetime as UTC ISO-8601 with milliseconds and `Z`."""
+    moment = _utc_instant(value, name)  # also refuses naive datetimes and other types
+    if isinstance(value, dt.datetime):
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return value.isoformat()
+
+
+def _utc_day(value: dt.date, name: str) -> dt.date:
+    """The UTC day of a date (itself) or of an aware datetime."""
+    return _utc_instant(value, name).date()
+
+
 def _is_block_entry(obj: Any) -> bool:
     return (
         isinstance(obj, Mapping)
@@ -1030,13 +1218,106 @@ class InstantlyClient:
 
         return Listing(fetch, Campaign.from_json, page_size=page_size, max_pages=self.max_pages, what="campaigns")
 
-    def campaign_analytics(self, ids: Sequence[str]) -> list[CampaignAnalytics]:
-        """Analytics of the given campaigns (`GET /campaigns/analytics?ids=..`, a bare array)."""
+    def campaign_analytics(
+        self,
+        ids: Sequence[str],
+        *,
+        start_date: dt.date | dt.datetime | None = None,
+        end_date: dt.date | dt.datetime | None = None,
+        exclude_total_leads_count: bool = False,
+    ) -> list[CampaignAnalytics]:
+        """Analytics of the given campaigns: `GET /campaigns/analytics` (operation getCampaignAnalytics).
+
+        Query: `ids` repeated once per campaign; `start_date` / `end_date` when given (a `date` goes as
+        `YYYY-MM-DD`, which Instantly reads as UTC midnight; an aware `datetime` as a UTC ISO-8601
+        timestamp; a naive one raises ValueError); `exclude_total_leads_count=true` when asked (the
+        spec: the answer then leaves out the total leads, and is faster), never `false` (the default).
+        The answer is a bare array, one object per campaign: counts of leads and emails (no units
+        beyond "how many"). The range narrows the event counters (emails sent, contacted, bounced,
+        replies, ...); `leads_count` is the spec's "total number of leads", not expected to narrow.
+
+        Raises ValueError (before any request) for no ids, a blank id, or a start after the end
+        (the server would answer 400); the typed errors of `_request` otherwise (ValidationError
+        for a 400, ..., ServerError when the body is not an array).
+        """
         wanted = _require_strings(ids, "campaign ids")
-        body = self._request(
-            "GET", "/campaigns/analytics", params={"ids": wanted}, accept=lambda b: isinstance(b, list)
-        )
+        params: dict[str, Any] = {"ids": wanted}
+        if start_date is not None:
+            params["start_date"] = _query_time(start_date, "start_date")
+        if end_date is not None:
+            params["end_date"] = _query_time(end_date, "end_date")
+        if (
+            start_date is not None
+            and end_date is not None
+            and _utc_instant(start_date, "start_date") > _utc_instant(end_date, "end_date")
+        ):
+            raise ValueError("start_date must not be after end_date")
+        if exclude_total_leads_count:
+            params["exclude_total_leads_count"] = "true"
+        body = self._request("GET", "/campaigns/analytics", params=params, accept=lambda b: isinstance(b, list))
         return [CampaignAnalytics.from_json(item) for item in body if isinstance(item, dict)]
+
+    def daily_campaign_analytics(
+        self, campaign_id: str, start_date: dt.date, end_date: dt.date
+    ) -> list[DailyCampaignAnalytics]:
+        """One campaign's counters per UTC day: `GET /campaigns/analytics/daily` (getDailyCampaignAnalytics).
+
+        Query: `campaign_id`, `start_date`, `end_date` as `YYYY-MM-DD` (both days included; an aware
+        datetime is reduced to its UTC day, a naive one raises ValueError). The answer is a bare
+        array of rows `{date, sent, contacted, new_leads_contacted, opened, unique_opened, replies,
+        unique_replies, clicks, opportunities, ...}`, counts per day; the spec describes `date` as
+        `YYYY-MM-DD` but its example is a full timestamp, so both are read (`DailyCampaignAnalytics`).
+        Rows come back in the server's order. A row that is not an object or has no readable date
+        is skipped (and counted in a warning); the server may leave out days without activity.
+
+        Raises ValueError (before any request) for a blank campaign id or a start after the end
+        (the server would answer 400); the typed errors of `_request` otherwise (ValidationError
+        for a 400, ..., ServerError after retries when the body is not an array).
+        """
+        if not isinstance(campaign_id, str) or not campaign_id.strip():
+            raise ValueError("campaign_id must be a non-empty id")
+        first, last = _utc_day(start_date, "start_date"), _utc_day(end_date, "end_date")
+        if first > last:
+            raise ValueError("start_date must not be after end_date")
+        params = {"campaign_id": campaign_id, "start_date": first.isoformat(), "end_date": last.isoformat()}
+        body = self._request("GET", "/campaigns/analytics/daily", params=params, accept=lambda b: isinstance(b, list))
+        rows: list[DailyCampaignAnalytics] = []
+        unreadable = 0
+        for item in body:
+            if not isinstance(item, dict):
+                unreadable += 1
+                continue
+            try:
+                rows.append(DailyCampaignAnalytics.from_json(item))
+            except ValueError:
+                unreadable += 1
+        if unreadable:
+            logger.warning(
+                "instantly daily analytics of campaign %s: %d row(s) without a readable date skipped",
+                campaign_id,
+                unreadable,
+            )
+        return rows
+
+    def sending_status(self, campaign_id: str) -> SendingStatus:
+        """Why the campaign sends or not: `GET /campaigns/{id}/sending-status` (getCampaignSendingStatus).
+
+        The answer is `{"diagnostics": object|null, "summary": object|null}`: both null when the
+        server has no data (`SendingStatus.has_data` False, `status` None); a summary only (the
+        recorded real answer); or diagnostics whose `accounts_summary` may be missing (out of
+        schedule: the account counts are then None). `with_ai_summary` is not sent. An unknown
+        status string is kept as given.
+
+        Raises ValueError for a blank id (before any request); NotFoundError when the campaign does
+        not exist; ServerError after retries when the body is not that object; the other typed
+        errors of `_request`.
+        """
+        if not isinstance(campaign_id, str) or not campaign_id.strip():
+            raise ValueError("campaign_id must be a non-empty id")
+        body = self._request(
+            "GET", "/campaigns/{id}/sending-status", path_params={"id": campaign_id}, accept=_is_sending_status
+        )
+        return SendingStatus.from_json(body)
 
     def activate_campaign(self, campaign_id: str) -> Campaign:
         """Start or resume a campaign (bodyless POST)."""

@@ -44,6 +44,8 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("post", "/api/v2/campaigns/{id}/activate"),
     ("post", "/api/v2/campaigns/{id}/pause"),
     ("get", "/api/v2/campaigns/analytics"),
+    ("get", "/api/v2/campaigns/analytics/daily"),
+    ("get", "/api/v2/campaigns/{id}/sending-status"),
     ("post", "/api/v2/block-lists-entries/bulk-create"),
     ("get", "/api/v2/block-lists-entries"),
     ("get", "/api/v2/workspaces/current"),

@@ -23,6 +23,13 @@ Lead lifecycle (what the sync sees in lead objects; `status`, `email_reply_count
 FILTER_VAL_REPLIED matches any lead with email_reply_count >= 1, auto-replies included: the filter
 cannot tell a real reply from an out-of-office, `lt_interest_status == 0` can.
 
+Analytics come from the same timeline: every send, open, reply, bounce, unsubscribe and completion
+is also counted per campaign and per UTC day of the simulated clock (`daily_counters`), which
+`GET /campaigns/analytics/daily` lists and a dated `GET /campaigns/analytics` sums; `record_daily`
+adds synthetic days (e.g. a bounce spike). `GET /campaigns/{id}/sending-status` is derived from
+the campaign status, its leads and its (configurable) sending accounts. Campaign settings
+(`set_campaign_settings`) are only reported: they do not change the lifecycle.
+
 Run it as a command for the demo:
     python -m coldsync.instantly.simulator --port 8765 --campaign "SMB" --campaign "Midsize"
 """
@@ -48,7 +55,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
@@ -63,6 +70,79 @@ DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 _ACTIVE, _PAUSED, _COMPLETED, _BOUNCED, _UNSUBSCRIBED, _SKIPPED, _LIST_ONLY = 1, 2, 3, -1, -2, -3, 0
 _INTEREST_VALUES = frozenset({1, 2, 3, 4, 0, -1, -2, -3, -4})
 _CAMPAIGN_STATUSES = frozenset({-99, -1, -2, 0, 1, 2, 3, 4})
+#: Sending status of a campaign that is not active, by campaign status (the spec's status enum).
+_SENDING_STATUS_BY_CAMPAIGN = {
+    0: "campaign_draft",
+    2: "campaign_paused",
+    3: "campaign_completed",
+    4: "campaign_running_subsequences",
+    -1: "campaign_accounts_unhealthy",
+    -2: "campaign_bounce_protect",
+    -99: "campaign_account_suspended",
+}
+_SENDING_MESSAGES = {
+    "healthy": "Campaign is sending normally",
+    "waiting_for_leads": "The campaign has no leads left to send to. Add leads to keep it sending.",
+    "no_accounts_available": "No sending account is available to send right now.",
+    "campaign_draft": "The campaign is a draft: it has not been launched.",
+    "campaign_paused": "The campaign is paused.",
+    "campaign_completed": "The campaign is completed.",
+    "campaign_running_subsequences": "The campaign is completed and only runs its subsequences.",
+    "campaign_accounts_unhealthy": "None of the sending accounts are healthy, connected, or usable. This happens "
+    "when all sending accounts are suspended, bounced, or disconnected.",
+    "campaign_bounce_protect": "Bounce protection paused the campaign: too many emails bounced.",
+    "campaign_account_suspended": "The sending account is suspended.",
+}
+SendingShape = Literal["full", "summary_only", "no_data"]
+#: Campaign fields `set_campaign_settings` may set: the spec's Campaign settings, by JSON kind.
+_SETTING_KINDS: dict[str, str] = {
+    "insert_unsubscribe_header": "boolean",
+    "stop_on_reply": "boolean",
+    "stop_on_auto_reply": "boolean",
+    "allow_risky_contacts": "boolean",
+    "disable_bounce_protect": "boolean",
+    "link_tracking": "boolean",
+    "open_tracking": "boolean",
+    "text_only": "boolean",
+    "first_email_text_only": "boolean",
+    "prioritize_new_leads": "boolean",
+    "match_lead_esp": "boolean",
+    "stop_for_company": "boolean",
+    "is_evergreen": "boolean",
+    "daily_limit": "number",
+    "daily_max_leads": "number",
+    "email_gap": "number",
+    "random_wait_max": "number",
+    "campaign_schedule": "object",
+}
+#: Per-day counters kept per campaign (names as in `daily_counters`).
+DAILY_COUNTERS: tuple[str, ...] = (
+    "sent",
+    "contacted",
+    "new_leads_contacted",
+    "opened",
+    "unique_opened",
+    "opened_leads",
+    "replies",
+    "unique_replies",
+    "auto_replies",
+    "bounced",
+    "unsubscribed",
+    "completed",
+)
+#: Which lifetime counter (`_Campaign.counters`) each day counter adds up to.
+_LIFETIME_OF_DAILY = {
+    "sent": "emails_sent",
+    "new_leads_contacted": "contacted",
+    "opened": "opens",
+    "opened_leads": "opened_leads",
+    "replies": "replies",
+    "unique_replies": "replied_leads",
+    "auto_replies": "auto_replies",
+    "bounced": "bounced",
+    "unsubscribed": "unsubscribed",
+    "completed": "completed",
+}
 _LEAD_STRING_FIELDS = (
     "email",
     "personalization",
@@ -364,7 +444,9 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("DELETE", re.compile(r"^/leads/(?P<id>[^/]+)$"), "/leads/{id}"),
     ("GET", re.compile(r"^/campaigns$"), "/campaigns"),
     ("GET", re.compile(r"^/campaigns/analytics$"), "/campaigns/analytics"),
+    ("GET", re.compile(r"^/campaigns/analytics/daily$"), "/campaigns/analytics/daily"),
     ("GET", re.compile(r"^/campaigns/(?P<id>[^/]+)$"), "/campaigns/{id}"),
+    ("GET", re.compile(r"^/campaigns/(?P<id>[^/]+)/sending-status$"), "/campaigns/{id}/sending-status"),
     ("POST", re.compile(r"^/campaigns/(?P<id>[^/]+)/activate$"), "/campaigns/{id}/activate"),
     ("POST", re.compile(r"^/campaigns/(?P<id>[^/]+)/pause$"), "/campaigns/{id}/pause"),
     ("POST", re.compile(r"^/block-lists-entries/bulk-create$"), "/block-lists-entries/bulk-create"),
@@ -434,6 +516,14 @@ class InstantlySimulator:
         self._add_unsub_to_block: bool | None = True
         self._workspace_created = self._now
         self._workspace_updated = self._now
+        # campaign id -> UTC day -> counters of that day (see DAILY_COUNTERS)
+        self._daily: dict[str, dict[date, Counter[str]]] = {}
+        # campaign id -> settings set by `set_campaign_settings` / fields left out of the campaign object
+        self._campaign_settings: dict[str, dict[str, Any]] = {}
+        self._campaign_omitted: dict[str, set[str]] = {}
+        # campaign id -> (connected sending accounts, of them available); default (1, 1)
+        self._sending_accounts: dict[str, tuple[int, int]] = {}
+        self._sending_shapes: dict[str, SendingShape] = {}
         self._faults: list[_ActiveFault] = []
         self._rate_lock = threading.Lock()
         self._recent_second: deque[float] = deque()
@@ -549,6 +639,122 @@ class InstantlySimulator:
             campaign = self._campaigns[campaign_id]
             campaign.status = status
             campaign.updated = self._now
+
+    def set_campaign_settings(self, campaign_id: str, *, omit: Iterable[str] = (), **fields: Any) -> None:
+        """Set campaign settings as `GET /campaigns/{id}` shows them (tests of the settings checks).
+
+        `fields` are Campaign fields of the spec (`insert_unsubscribe_header`, `stop_on_reply`,
+        `allow_risky_contacts`, `disable_bounce_protect`, `campaign_schedule`, `daily_limit`, ...);
+        booleans take True/False/None (None answers null), numbers a number or None,
+        `campaign_schedule` any object (it is not checked further, so tests can serve a broken one).
+        `omit` leaves fields out of the answer entirely (real campaigns omit unset settings).
+        The settings are only reported: sending, replies and bounces go on as before.
+        KeyError for an unknown campaign, ValueError for an unknown field or a wrong type.
+        """
+        omitted = set(omit)
+        for name in [*fields, *omitted]:
+            if name not in _SETTING_KINDS:
+                raise ValueError(f"{name} is not a campaign setting the simulator serves")
+        for name, value in fields.items():
+            kind = _SETTING_KINDS[name]
+            if value is None and kind != "object":
+                continue
+            if kind == "boolean" and not isinstance(value, bool):
+                raise ValueError(f"{name} must be True, False or None")
+            if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ValueError(f"{name} must be a number or None")
+            if kind == "object" and not isinstance(value, dict):
+                raise ValueError(f"{name} must be an object")
+        try:
+            copies = {name: json.loads(json.dumps(value)) for name, value in fields.items()}
+        except (TypeError, ValueError):
+            raise ValueError("campaign settings must be JSON values") from None
+        with self._lock:
+            campaign = self._campaigns[campaign_id]
+            settings = self._campaign_settings.setdefault(campaign_id, {})
+            left_out = self._campaign_omitted.setdefault(campaign_id, set())
+            for name, value in copies.items():
+                settings[name] = value
+                left_out.discard(name)
+            for name in omitted:
+                settings.pop(name, None)
+                left_out.add(name)
+            campaign.updated = self._now
+
+    def set_sending_accounts(self, campaign_id: str, total: int, available: int | None = None) -> None:
+        """Sending accounts the campaign's sending status reports: `total` connected, `available` of them
+        (default all). With none available an active campaign answers `no_accounts_available`."""
+        available = total if available is None else available
+        if isinstance(total, bool) or isinstance(available, bool) or not 0 <= available <= total:
+            raise ValueError("need 0 <= available <= total")
+        with self._lock:
+            if campaign_id not in self._campaigns:
+                raise KeyError(campaign_id)
+            self._sending_accounts[campaign_id] = (int(total), int(available))
+
+    def set_sending_status_shape(self, campaign_id: str, shape: SendingShape) -> None:
+        """Which documented shape `GET /campaigns/{id}/sending-status` answers for this campaign.
+
+        "full" (default): diagnostics and summary; "summary_only": `diagnostics: null` with a
+        summary (the recorded real answer); "no_data": both null (the spec: no data available).
+        """
+        if shape not in ("full", "summary_only", "no_data"):
+            raise ValueError(f"unknown sending-status shape {shape!r}")
+        with self._lock:
+            if campaign_id not in self._campaigns:
+                raise KeyError(campaign_id)
+            self._sending_shapes[campaign_id] = shape
+
+    def record_daily(
+        self,
+        campaign_id: str,
+        day: date,
+        *,
+        sent: int = 0,
+        contacted: int = 0,
+        new_leads_contacted: int = 0,
+        opened: int = 0,
+        unique_opened: int = 0,
+        replies: int = 0,
+        bounced: int = 0,
+        unsubscribed: int = 0,
+    ) -> None:
+        """Add synthetic activity to one UTC day of a campaign (e.g. a bounce spike for a deliverability test).
+
+        The numbers ADD to that day's counters and to the campaign's lifetime counters (so the
+        undated analytics stay the sum of the days); no lead changes. `day` is a date (a datetime
+        counts on its UTC day). `unique_opened` also counts as leads' first opens, `replies` as
+        leads' first replies. KeyError for an unknown campaign, ValueError for a negative count.
+        """
+        given = {
+            "sent": sent,
+            "contacted": contacted,
+            "new_leads_contacted": new_leads_contacted,
+            "opened": opened,
+            "unique_opened": unique_opened,
+            "opened_leads": unique_opened,
+            "replies": replies,
+            "unique_replies": replies,
+            "bounced": bounced,
+            "unsubscribed": unsubscribed,
+        }
+        for name, value in given.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0")
+        with self._lock:
+            campaign = self._campaigns[campaign_id]
+            counts = self._day_counts(campaign.id, _utc_day(day))
+            for name, value in given.items():
+                counts[name] += value
+                lifetime = _LIFETIME_OF_DAILY.get(name)
+                if lifetime is not None:
+                    campaign.counters[lifetime] += value
+
+    def daily_counters(self, campaign_id: str) -> dict[date, dict[str, int]]:
+        """The campaign's counters per UTC day (names in DAILY_COUNTERS, zeros left out), by day."""
+        with self._lock:
+            days = self._daily.get(campaign_id, {})
+            return {day: {k: v for k, v in days[day].items() if v} for day in sorted(days)}
 
     def campaign(self, campaign_id: str) -> dict[str, Any]:
         """The campaign as the API shows it."""
@@ -728,8 +934,19 @@ class InstantlySimulator:
         "_blocklist",
         "_blocked_values",
     )
-    #: Persisted since the workspace endpoint; a state file without them keeps the defaults.
-    _PERSISTED_OPTIONAL = ("_add_unsub_to_block", "_workspace_created", "_workspace_updated")
+    #: Persisted since the workspace endpoint (and, from `_daily` on, since the analytics and
+    #: sending-status endpoints); a state file without them keeps the defaults (an older workspace
+    #: has no per-day history: its dated analytics count only what happens after loading).
+    _PERSISTED_OPTIONAL = (
+        "_add_unsub_to_block",
+        "_workspace_created",
+        "_workspace_updated",
+        "_daily",
+        "_campaign_settings",
+        "_campaign_omitted",
+        "_sending_accounts",
+        "_sending_shapes",
+    )
     _CONFIG = (
         "seed",
         "plan_lead_limit",
@@ -833,12 +1050,27 @@ class InstantlySimulator:
             due = lead.start_active + lead.events[lead.next_event][0]
             heapq.heappush(campaign.heap, (due, self._heap_seq, lead.id))
 
+    def _day_counts(self, campaign_id: str, day: date) -> Counter[str]:
+        return self._daily.setdefault(campaign_id, {}).setdefault(day, Counter())
+
     def _apply_event(self, campaign: _Campaign, lead: _Lead, kind: str, data: Any, wall: datetime) -> None:
         counters = campaign.counters
+        today = wall.astimezone(UTC).date()
+        daily = self._day_counts(campaign.id, today)
         if kind == "send":
             step, opened = data
             if lead.last_contact is None:
                 counters["contacted"] += 1
+                daily["new_leads_contacted"] += 1
+            if lead.last_contact is None or lead.last_contact.astimezone(UTC).date() != today:
+                daily["contacted"] += 1
+            daily["sent"] += 1
+            if opened:
+                daily["opened"] += 1
+                if lead.last_open is None or lead.last_open.astimezone(UTC).date() != today:
+                    daily["unique_opened"] += 1
+                if lead.opens == 0:
+                    daily["opened_leads"] += 1
             lead.steps_sent += 1
             lead.last_contact = wall
             lead.last_step = {"from": _SENDER, "stepID": f"0_{step}_0", "timestamp_executed": _iso(wall)}
@@ -857,8 +1089,11 @@ class InstantlySimulator:
                 lead.interest_changed = wall
             counters["replies"] += 1
             counters["replied_leads"] += 1
+            daily["replies"] += 1
+            daily["unique_replies"] += 1  # a lead of this model replies (for real) at most once
             if lead.status != _COMPLETED:
                 counters["completed"] += 1
+                daily["completed"] += 1
             lead.status = _COMPLETED
         elif kind == "auto_reply":
             lead.replies += 1
@@ -866,16 +1101,20 @@ class InstantlySimulator:
             lead.interest = 0
             lead.interest_changed = wall
             counters["auto_replies"] += 1
+            daily["auto_replies"] += 1
         elif kind == "complete":
             if lead.status != _COMPLETED:
                 counters["completed"] += 1
+                daily["completed"] += 1
             lead.status = _COMPLETED
         elif kind == "bounce":
             lead.status = _BOUNCED
             counters["bounced"] += 1
+            daily["bounced"] += 1
         elif kind == "unsubscribe":
             lead.status = _UNSUBSCRIBED
             counters["unsubscribed"] += 1
+            daily["unsubscribed"] += 1
         elif kind == "skip":
             lead.status = _SKIPPED
         lead.updated = wall
@@ -1108,6 +1347,8 @@ class InstantlySimulator:
         return body
 
     def _campaign_json(self, campaign: _Campaign) -> dict[str, Any]:
+        """The spec's Campaign object; the settings are those of a well-configured cold campaign unless a
+        test changed them (`set_campaign_settings`)."""
         gap = round(self.sequence_days / (self.steps - 1), 3) if self.steps > 1 else 0
         step = {
             "type": "email",
@@ -1116,11 +1357,13 @@ class InstantlySimulator:
             "pre_delay_unit": "days",
             "variants": [{"subject": "Quick question for {{companyName}}", "body": "<div>Hi {{firstName}},</div>"}],
         }
-        return {
+        answer: dict[str, Any] = {
             "id": campaign.id,
             "name": campaign.name,
             "status": campaign.status,
             "campaign_schedule": {
+                # start_date/end_date are dates in the schedule's timezone; no end date: runs until stopped
+                "start_date": campaign.created.astimezone(UTC).date().isoformat(),
                 "schedules": [
                     {
                         "name": "Weekdays",
@@ -1128,7 +1371,7 @@ class InstantlySimulator:
                         "days": {"0": False, "1": True, "2": True, "3": True, "4": True, "5": True, "6": False},
                         "timezone": "America/Chicago",
                     }
-                ]
+                ],
             },
             "timestamp_created": _iso(campaign.created),
             "timestamp_updated": _iso(campaign.updated),
@@ -1143,16 +1386,30 @@ class InstantlySimulator:
             "open_tracking": False,
             "prioritize_new_leads": False,
             "match_lead_esp": False,
+            "insert_unsubscribe_header": True,
+            "allow_risky_contacts": False,
+            "disable_bounce_protect": False,
             "organization": self.organization_id,
         }
+        for name, value in self._campaign_settings.get(campaign.id, {}).items():
+            answer[name] = json.loads(json.dumps(value))
+        for name in self._campaign_omitted.get(campaign.id, ()):
+            answer.pop(name, None)
+        return answer
 
-    def _analytics_json(self, campaign: _Campaign) -> dict[str, Any]:
-        c = campaign.counters
-        return {
+    def _analytics_json(
+        self, campaign: _Campaign, counters: Mapping[str, int] | None = None, *, leads_count: bool = True
+    ) -> dict[str, Any]:
+        """One item of `GET /campaigns/analytics`, from the lifetime counters or the given (windowed) ones."""
+        c = Counter(counters) if counters is not None else campaign.counters
+        answer: dict[str, Any] = {
             "campaign_name": campaign.name,
             "campaign_id": campaign.id,
             "campaign_status": campaign.status,
             "campaign_is_evergreen": False,
+            # Not windowed: the current number of leads whatever the dates (the spec calls it the total
+            # number of leads, and this model keeps no history of lead counts); dates narrow the
+            # event counters only.
             "leads_count": len(campaign.lead_ids),
             "contacted_count": c["contacted"],
             "emails_sent_count": c["emails_sent"],
@@ -1175,6 +1432,164 @@ class InstantlySimulator:
             "total_opportunities": 0,
             "total_opportunity_value": 0,
         }
+        if not leads_count:
+            # exclude_total_leads_count=true: the parameter's description says the total leads are
+            # left out of the result (the response schema still lists leads_count as required).
+            del answer["leads_count"]
+        return answer
+
+    def _window_counters(
+        self, campaign_ids: Iterable[str], start: datetime | None, end: datetime | None
+    ) -> dict[date, Counter[str]]:
+        """Day counters of these campaigns summed per UTC day, for the days overlapping [start, end]."""
+        totals: dict[date, Counter[str]] = {}
+        for campaign_id in campaign_ids:
+            for day, counts in self._daily.get(campaign_id, {}).items():
+                if _day_in_window(day, start, end):
+                    totals.setdefault(day, Counter()).update(counts)
+        return totals
+
+    def _http_analytics(self, query: Mapping[str, list[str]]) -> list[dict[str, Any]]:
+        wanted = [v for values in (query.get("ids", []) + query.get("id", [])) for v in values.split(",") if v]
+        chosen = [self._campaigns[c] for c in wanted if c in self._campaigns] if wanted else []
+        if not wanted:
+            chosen = list(self._campaigns.values())
+        start, end = _query_window(query)
+        exclude = _query_bool(query, "exclude_total_leads_count", False)
+        answer = []
+        for campaign in dict.fromkeys(chosen):
+            counters: Counter[str] | None = None
+            if start is not None or end is not None:
+                # Counters are kept per UTC day, so a window counts whole days: every day that
+                # overlaps [start, end] (a date-only end_date, read as that day's UTC midnight,
+                # therefore includes that day).
+                counters = Counter()
+                for counts in self._window_counters([campaign.id], start, end).values():
+                    for name, value in counts.items():
+                        lifetime = _LIFETIME_OF_DAILY.get(name)
+                        if lifetime is not None:
+                            counters[lifetime] += value
+            answer.append(self._analytics_json(campaign, counters, leads_count=not exclude))
+        return answer
+
+    def _http_daily_analytics(self, query: Mapping[str, list[str]]) -> list[dict[str, Any]]:
+        start, end = _query_window(query)
+        status_text = _query_first(query, "campaign_status")
+        campaigns = list(self._campaigns.values())
+        campaign_id = _query_first(query, "campaign_id")
+        if campaign_id:
+            # An unknown campaign id filters everything out (like unknown ids of /campaigns/analytics).
+            campaigns = [c for c in campaigns if c.id == campaign_id]
+        if status_text is not None:
+            try:
+                status = int(status_text)
+            except ValueError:
+                raise _HttpError(400, "querystring/campaign_status must be number") from None
+            if status not in _CAMPAIGN_STATUSES:
+                raise _HttpError(400, "querystring/campaign_status must be equal to one of the allowed values")
+            campaigns = [c for c in campaigns if c.status == status]
+        totals = self._window_counters([c.id for c in campaigns], start, end)
+        rows: list[dict[str, Any]] = []
+        # One row per day WITH activity, in date order; days without any are left out (the recorded
+        # real answer for a workspace without sends is [], not a row of zeros per day).
+        for day in sorted(totals):
+            c = totals[day]
+            if not any(c.values()):
+                continue
+            rows.append(
+                {
+                    "date": day.isoformat(),
+                    "sent": c["sent"],
+                    "contacted": c["contacted"],
+                    "new_leads_contacted": c["new_leads_contacted"],
+                    "opened": c["opened"],
+                    "unique_opened": c["unique_opened"],
+                    "replies": c["replies"],
+                    "unique_replies": c["unique_replies"],
+                    "replies_automatic": c["auto_replies"],
+                    "unique_replies_automatic": c["auto_replies"],
+                    "clicks": 0,
+                    "unique_clicks": 0,
+                    "opportunities": 0,
+                    "unique_opportunities": 0,
+                }
+            )
+        return rows
+
+    def _has_lead_to_send(self, campaign: _Campaign) -> bool:
+        """Whether an active lead of the campaign still has an email to come (its first or a later step)."""
+        for lead_id in campaign.lead_ids:
+            lead = self._leads[lead_id]
+            if lead.status == _ACTIVE and any(kind == "send" for _, kind, _ in lead.events[lead.next_event :]):
+                return True
+        return False
+
+    def _http_sending_status(self, campaign: _Campaign, query: Mapping[str, list[str]]) -> dict[str, Any]:
+        with_ai = _query_bool(query, "with_ai_summary", False)
+        shape = self._sending_shapes.get(campaign.id, "full")
+        if shape == "no_data":
+            return {"diagnostics": None, "summary": None}
+        total, available = self._sending_accounts.get(campaign.id, (1, 1))
+        waiting = False
+        issue_since: str | None = None
+        if campaign.status != _ACTIVE:
+            status = _SENDING_STATUS_BY_CAMPAIGN[campaign.status]
+            issue_since = _iso(campaign.updated)  # the one issue start this model knows: the status change
+        elif available == 0:
+            status = "no_accounts_available"
+        else:
+            waiting = not self._has_lead_to_send(campaign)
+            status = "waiting_for_leads" if waiting else "healthy"
+        sends = [self._leads[i].last_contact for i in campaign.lead_ids]
+        last_send = max((moment for moment in sends if moment is not None), default=None)
+        last_healthy = _iso(last_send) if last_send is not None else None
+        message = _SENDING_MESSAGES[status]
+        summary = {
+            "status": status,
+            "status_message": message,
+            "issue_started_at": issue_since,
+            "last_healthy_send_at": last_healthy,
+            "ai_summary": message if with_ai else None,
+        }
+        if shape == "summary_only":
+            return {"diagnostics": None, "summary": summary}
+        diagnostics: dict[str, Any] = {
+            "campaign_id": campaign.id,
+            "last_updated": _iso(self._now),
+            "status": status,
+            "issue_tracking": {
+                "current_status_code": status,
+                "issue_first_seen_at": issue_since,
+                "consecutive_loops_with_issue": 0 if status == "healthy" else 1,
+                "last_healthy_send_at": last_healthy,
+            },
+        }
+        if campaign.status == _ACTIVE:
+            # A campaign that is not running is out of schedule: the spec says these parts may be missing.
+            diagnostics["accounts_summary"] = {
+                "total_connected": total,
+                "available": available,
+                "unavailable": {
+                    "daily_limit_hit": 0,
+                    "slow_ramp_limit_hit": 0,
+                    "disconnected": total - available,
+                    "global_gap_not_met": 0,
+                },
+            }
+            limit = self._campaign_json(campaign).get("daily_limit")
+            today = self._daily.get(campaign.id, {}).get(self._now.date(), Counter())
+            if isinstance(limit, int | float) and not isinstance(limit, bool):
+                diagnostics["campaign_daily_limit"] = {
+                    "limit": limit,
+                    "sent": today["sent"],
+                    "limit_hit": today["sent"] >= limit,
+                }
+            diagnostics["leads_status"] = {
+                "no_leads_ready": waiting,
+                "account_unavailable_skips": 0,
+                "delay_not_met_skips": 0,
+            }
+        return {"diagnostics": diagnostics, "summary": summary}
 
     def _workspace_json(self) -> dict[str, Any]:
         """The spec's Workspace object (additionalProperties false: only its properties)."""
@@ -1382,11 +1797,14 @@ class InstantlySimulator:
         if template == "/campaigns":
             return 200, self._http_list_campaigns(query, paging)
         if template == "/campaigns/analytics":
-            wanted = [v for values in (query.get("ids", []) + query.get("id", [])) for v in values.split(",") if v]
-            chosen = [self._campaigns[c] for c in wanted if c in self._campaigns] if wanted else []
-            if not wanted:
-                chosen = list(self._campaigns.values())
-            return 200, [self._analytics_json(c) for c in dict.fromkeys(chosen)]
+            return 200, self._http_analytics(query)
+        if template == "/campaigns/analytics/daily":
+            return 200, self._http_daily_analytics(query)
+        if template == "/campaigns/{id}/sending-status":
+            campaign = self._campaigns.get(params["id"])
+            if campaign is None:
+                raise _HttpError(404, "Campaign not found")
+            return 200, self._http_sending_status(campaign, query)
         if template.startswith("/campaigns/{id}"):
             campaign = self._campaigns.get(params["id"])
             if campaign is None:
@@ -1682,6 +2100,51 @@ def _query_int(query: Mapping[str, list[str]], name: str, default: int, low: int
     if value > high:
         raise _HttpError(400, f"querystring/{name} must be <= {high}")
     return value
+
+
+def _query_bool(query: Mapping[str, list[str]], name: str, default: bool) -> bool:
+    value = _query_first(query, name)
+    if value is None:
+        return default
+    if value not in ("true", "false"):
+        raise _HttpError(400, f"querystring/{name} must be boolean")
+    return value == "true"
+
+
+def _query_instant(query: Mapping[str, list[str]], name: str) -> datetime | None:
+    """A date-only value as that day's UTC midnight (as the spec says), a timestamp as itself (UTC if naive)."""
+    text = (_query_first(query, name) or "").strip()
+    if not text:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _HttpError(400, f"querystring/{name} must be a date (YYYY-MM-DD) or an ISO 8601 timestamp") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _query_window(query: Mapping[str, list[str]]) -> tuple[datetime | None, datetime | None]:
+    start, end = _query_instant(query, "start_date"), _query_instant(query, "end_date")
+    if start is not None and end is not None and start > end:
+        raise _HttpError(400, "Start Date must be earlier than End Date")  # the spec's 400 example
+    return start, end
+
+
+def _day_in_window(day: date, start: datetime | None, end: datetime | None) -> bool:
+    """Whether the UTC day overlaps [start, end] (None: unbounded on that side)."""
+    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return (end is None or day_start <= end) and (start is None or day_start + timedelta(days=1) > start)
+
+
+def _utc_day(value: date) -> date:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date() if value.tzinfo is not None else value.date()
+    if isinstance(value, date):
+        return value
+    raise ValueError("day must be a date")
 
 
 def _islice_from(ordered: Sequence[str], start: int) -> Iterator[str]:
