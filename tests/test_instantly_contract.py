@@ -188,6 +188,9 @@ def test_every_request_and_response_of_a_full_run_conforms(clock: FakeClock) -> 
             assert client.get_lead(ids[0]) is None
             assert client.delete_leads(smb, ids[1:150], chunk_size=50) == 149
             client.campaign_analytics([smb, mid])
+            client.campaign_analytics([smb], start_date=sim.now.date(), end_date=sim.now)
+            client.daily_campaign_analytics(smb, sim.now.date(), sim.now.date())
+            client.sending_status(smb)
             client.iter_block_list(page_size=1).to_list()
             client.iter_block_list(domains_only=True, search="late").to_list()
             assert client.iter_block_list(starting_after=str(created.outcomes[0].entry_id)).to_list()
