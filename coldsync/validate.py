@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from coldsync.campaign_health import campaign_settings_problems
 from coldsync.cli import ExitCode
 from coldsync.embedded import is_embedded
 from coldsync.instantly.client import CampaignStatus, InstantlyClient
@@ -430,18 +431,28 @@ def _check_campaigns(result: Validation, settings: Settings,
         ids.append(campaign_id)
         status_name = STATUS_NAMES.get(campaign.status, f"status {campaign.status}")
         label = f"'{campaign.name}' ({campaign_id}) is {status_name}"
+        verdict: Status
         if campaign.status == CampaignStatus.ACTIVE:
-            result.add(check, "pass", label)
+            verdict, detail, fix = "pass", label, ""
         elif campaign.status in (CampaignStatus.DRAFT, CampaignStatus.PAUSED):
             held = ("leads are added but wait, nothing is sent" if settings.allow_paused_campaigns
                     else "the sync adds no leads to it")
-            result.add(check, "warn", f"{label}: {held}. This is the most common reason no leads show in the "
-                       "campaigns", f"in Instantly open Campaigns > '{campaign.name}' and press "
-                       f"{'Launch' if campaign.status == CampaignStatus.DRAFT else 'Resume'} (or set "
-                       "ALLOW_PAUSED_CAMPAIGNS=true to add leads while it waits)")
+            verdict = "warn"
+            detail = f"{label}: {held}. This is the most common reason no leads show in the campaigns"
+            fix = (f"in Instantly open Campaigns > '{campaign.name}' and press "
+                   f"{'Launch' if campaign.status == CampaignStatus.DRAFT else 'Resume'} (or set "
+                   "ALLOW_PAUSED_CAMPAIGNS=true to add leads while it waits)")
         else:
-            result.add(check, "warn", f"{label}: the sync holds leads back from it",
-                       "fix the campaign in Instantly (sending accounts, bounce protection, or relaunch it)")
+            verdict, detail = "warn", f"{label}: the sync holds leads back from it"
+            fix = "fix the campaign in Instantly (sending accounts, bounce protection, or relaunch it)"
+        # Settings that hurt this job (coldsync.campaign_health) go on the same row, the worst status wins.
+        hurt = campaign_settings_problems(campaign.raw, dt.datetime.now(dt.UTC))
+        if hurt:
+            worst = "fail" if any(p.severity == "fail" for p in hurt) else "warn"
+            verdict = "fail" if "fail" in (verdict, worst) else "warn"
+            detail += "; its settings hurt this job: " + "; ".join(f"{p.setting}: {p.message}" for p in hurt)
+            fix = "; ".join([f for f in (fix, *(p.fix for p in hurt)) if f])
+        result.add(check, verdict, detail, fix)
     if not ids:
         return None
     try:

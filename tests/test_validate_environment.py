@@ -136,6 +136,20 @@ def test_paused_campaign_warns_with_the_exact_fix(env: Env) -> None:
     assert result.exit_code == ExitCode.OK
 
 
+def test_campaign_settings_that_hurt_the_sync_are_flagged_with_their_fix(env: Env) -> None:
+    """stop_on_reply off fails the SMB row (leads who replied would get the next step); a missing
+    unsubscribe header only warns on Midsize; both name the API field to change; exit 4."""
+    env.sim.set_campaign_settings(SMB, stop_on_reply=False)
+    env.sim.set_campaign_settings(MIDSIZE, omit=("insert_unsubscribe_header",))
+    result = env.check()
+    smb = next(c for c in result.checks if c.name == "SMB campaign")
+    midsize = next(c for c in result.checks if c.name == "Midsize campaign")
+    assert smb.status == "fail" and "is active; its settings hurt this job: stop_on_reply:" in smb.detail
+    assert "stop_on_reply" in smb.fix and "PATCH /api/v2/campaigns/{id}" in smb.fix
+    assert midsize.status == "warn" and "insert_unsubscribe_header:" in midsize.detail
+    assert result.exit_code == ExitCode.CHECK_FAILED
+
+
 def test_unknown_campaign_fails(env: Env) -> None:
     """A campaign id that is not in the workspace fails and points at the setting."""
     result = env.check(SMB_CAMPAIGN_ID="00000000-0000-4000-8000-000000000000")
