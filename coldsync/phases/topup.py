@@ -167,6 +167,8 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
     settings, routing = ctx.settings, ctx.settings.routing
     could_add = inventory is not None and min(settings.target_new_leads_per_run, settings.inventory_cap - inventory) > 0
     signals = campaign_signals(ctx) if could_add else {}
+    if not could_add:  # carried forward: a quiet run must not make the next run re-read fresh figures
+        ctx.report.supply_signals = dict(ctx.previous_signals)
     allocation = allocate(_route_supplies(ctx, signals), cap=settings.inventory_cap,
                           target=settings.target_new_leads_per_run, inventory=inventory)
     if inventory is not None and inventory > settings.inventory_cap:
