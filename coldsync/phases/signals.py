@@ -14,7 +14,9 @@ Per campaign, from Instantly (official spec operations):
   `contacted_count` is not used for this: the spec does not say whether it still counts leads that were
   deleted, which the drain does every run.)
 The figures are kept in the run summary (`supply_signals`) with the time they were read; a run reuses
-the last successful run's figures while they are younger than SIGNALS_MAX_AGE, so a quiet schedule pays
+the last successful run's figures while they are younger than SIGNALS_MAX_AGE (the leads the warehouse
+has added to the campaign since they were read then count in its backlog: they have not been contacted
+by the time the listing would have counted them), so a quiet schedule pays
 these calls once an hour, not every 30 minutes. A call that fails leaves that figure unknown: sizing is
 then off for the campaign (the route's share still applies) and the guard does not judge it.
 """
@@ -56,7 +58,7 @@ class CampaignSignals:
     sent_7d: int | None = None
     bounced_7d: int | None = None
     backlog: int | None = None  # leads not yet contacted when read (a lower bound past what sizing needs)
-    added_since: int = 0  # leads this campaign got from runs since the figures were read
+    reused: bool = False  # read by an earlier run (not stored): leads added since then count in the backlog
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CampaignSignals | None:
@@ -71,7 +73,7 @@ class CampaignSignals:
                 sent_7d=int(data["sent_7d"]) if data.get("sent_7d") is not None else None,
                 bounced_7d=int(data["bounced_7d"]) if data.get("bounced_7d") is not None else None,
                 backlog=int(data["backlog"]) if data.get("backlog") is not None else None,
-                added_since=int(data.get("added_since") or 0),
+                reused=True,
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -101,7 +103,8 @@ def campaign_signals(ctx: RunContext) -> dict[str, CampaignSignals]:
             stale.append(campaign.campaign_id)
     if stale:
         out.update(_read(ctx, stale))
-    ctx.report.supply_signals = {cid: asdict(signal) for cid, signal in out.items()}
+    ctx.report.supply_signals = {cid: {k: v for k, v in asdict(signal).items() if k != "reused"}
+                                 for cid, signal in out.items()}
     return out
 
 

@@ -22,7 +22,7 @@ from coldsync.phases.blocklist import confirm_blocklisted, entry_dnc_row
 from coldsync.phases.context import CampaignView, RunContext, dead_letter
 from coldsync.phases.signals import MIN_BOUNCE_SAMPLE, CampaignSignals, campaign_signals
 from coldsync.routes import DEFAULT_CUSTOM_VARIABLES, Arm, Route, custom_variables
-from coldsync.rules import normalize_email
+from coldsync.rules import normalize_email, parse_timestamp
 from coldsync.supply import RouteSupply, allocate, combine_shares, default_shares, supply_wanted
 
 log = logging.getLogger("coldsync.topup")
@@ -105,7 +105,7 @@ def _route_supplies(ctx: RunContext, signals: Mapping[str, CampaignSignals]) -> 
             signal = signals.get(campaign.campaign_id)
             daily = signal.daily_new if signal is not None else None
             starved = signal is not None and signal.waiting_for_leads
-            backlog = (signal.backlog + signal.added_since
+            backlog = (signal.backlog + _added_since(ctx, campaign.campaign_id, signal)
                        if signal is not None and signal.backlog is not None else None)
             # A rate says what a campaign CAN send only while it had leads left to start: at least one day of
             # its rate still waiting for a first email. One with less (or waiting for leads) sent what it was
@@ -136,6 +136,16 @@ def _route_supplies(ctx: RunContext, signals: Mapping[str, CampaignSignals]) -> 
         out.append(RouteSupply(route.name, shares[route.name], inventory, report.route(route.name)["ready"],
                                is_open, wanted))
     return out
+
+
+def _added_since(ctx: RunContext, campaign_id: str, signal: CampaignSignals) -> int:
+    """Leads the warehouse added to the campaign since reused figures were read (state rows added at or
+    after that time): not in the backlog the listing counted then. 0 for figures read by this run."""
+    fetched = parse_timestamp(signal.fetched_at)
+    if not signal.reused or fetched is None:
+        return 0
+    return sum(1 for row in ctx.state if row.campaign_id == campaign_id and row.added_at is not None
+               and row.added_at >= fetched)
 
 
 STATUS_GUARD = {0: "a draft", 2: "paused", 3: "completed", 4: "running subsequences",
@@ -230,16 +240,11 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
                                       skip_if_in_workspace=True, chunk_size=settings.batch_size)
         if result.remaining_in_plan is not None and result.remaining_in_plan <= 0:
             ctx.report.warn("the Instantly plan's lead limit is reached: no more leads can be uploaded")
-        created = 0
         for outcome in result.outcomes:
             email, _payload, source_row, route, _arm = items[outcome.index]
             _settle(ctx, outcome, email, campaign_id, source_row, state, dnc, history, letters, unconfirmed)
             if outcome.outcome == "created":
                 ctx.report.route_count(route.name, "added")
-                created += 1
-        kept = ctx.report.supply_signals.get(campaign_id)
-        if isinstance(kept, dict):  # the next run reusing these figures counts these leads in the backlog
-            kept["added_since"] = int(kept.get("added_since") or 0) + created
     _recheck(ctx, unconfirmed, dnc, letters)
     ctx.store.apply_state(state, label="topup.state")
     ctx.store.add_dnc(dnc, label="topup.dnc")
