@@ -366,13 +366,17 @@ def allocate(
       4. Stage 1: G is `water_fill`-ed by shares under limit_r = min(need_r, max(0, quota_r -
          inventory_r)): each route gets its share of G, and what one cannot take (closed, not
          enough ready, at its quota) goes to the others by their shares.
-      5. Stage 2: what is left of G is water-filled by shares under need_r - stage1_r: the room of
-         routes with nothing (or not enough) ready goes to the routes that can use it, past their
-         quota if need be; the global cap holds because the total never exceeds G.
+      5. Stage 2: the room of routes with nothing (or not enough) ready goes to the routes that can
+         use it, past their quota if need be (the global cap holds: the total never exceeds G). Only
+         that room: D = sum over routes of max(0, entitled_r - ready_r), where entitled_r is what the
+         route would get in stage 1 with unlimited ready leads. A route held back (closed: a paused
+         campaign, the deliverability guard) or limited by supply sizing keeps its quota unused, so
+         its share is there when it comes back. min(D, G - sum(stage1)) is water-filled by shares
+         under need_r - stage1_r.
 
     Invariants (tests/test_supply.py proves each by property):
-      - sum(room) <= G, and sum(room) == min(G, sum(need)): nothing is left unused while a route
-        could use it;
+      - sum(room) <= G; every route gets its stage-1 room (its share, up to its quota room); past
+        their quotas routes share only room that routes short of ready leads could not use;
       - room_r <= need_r, so a closed route gets 0;
       - no starvation: room_r >= min(limit_r, floor(share_r * G));
       - all routes open, ready and sizing unlimited, zero inventory and G == cap -> room_r ==
@@ -423,7 +427,12 @@ def allocate(
     quota_rooms = [max(0, q - r.inventory) for r, q in zip(routes, quotas, strict=True)]
     stage1 = water_fill(room, shares, [min(n, q) for n, q in zip(needs, quota_rooms, strict=True)])
     left = room - sum(stage1)
-    stage2 = water_fill(left, shares, [n - s for n, s in zip(needs, stage1, strict=True)])
+    # Only room a route cannot use for want of ready leads is given away: what each route would get with
+    # unlimited ready leads (closed routes and sizing still apply), minus what it has ready.
+    unlimited = [0 if not r.open else room if r.wanted is None else min(r.wanted, room) for r in routes]
+    entitled = water_fill(room, shares, [min(u, q) for u, q in zip(unlimited, quota_rooms, strict=True)])
+    donated = sum(max(0, e - r.ready) for e, r in zip(entitled, routes, strict=True))
+    stage2 = water_fill(min(left, donated), shares, [n - s for n, s in zip(needs, stage1, strict=True)])
 
     result: list[RouteRoom] = []
     for route, quota, quota_room, need, first, second in zip(

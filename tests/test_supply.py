@@ -124,15 +124,28 @@ def test_leftover_is_shared_by_share_between_routes_past_their_quota() -> None:
     routes = [route("a", F(1, 3), ready=0), route("b", F(1, 3), inventory=100), route("c", F(1, 3), inventory=100)]
     result = allocate(routes, cap=300, target=60, inventory=200)
     assert rooms(result) == [0, 30, 30]
-    # Shares 1/4, 1/2, 1/4 with a closed: quotas 50/100/50; b over its quota, c at it, so stage 1
-    # gives 0; G = min(80, 200 - 100) = 80 goes 1/2 : 1/4 -> 53.33 / 26.67 -> 53 / 27.
+    # Shares 1/4, 1/2, 1/4, a with nothing ready: quotas 50/100/50; b over its quota, c at it, so
+    # stage 1 gives 0; a would have taken min(80, 50) = 50 with leads ready, so 50 of G = 80 is given
+    # away, 1/2 : 1/4 -> 33.33 / 16.67 -> 33 / 17.
     routes = [
-        route("a", F(1, 4), open=False),
+        route("a", F(1, 4), ready=0),
         route("b", F(1, 2), inventory=200),
         route("c", F(1, 4), inventory=50),
     ]
     result = allocate(routes, cap=200, target=80, inventory=100)
-    assert rooms(result) == [0, 53, 27]
+    assert rooms(result) == [0, 33, 17]
+
+
+def test_a_held_back_route_keeps_its_quota() -> None:
+    """A closed route (paused campaign, the bounce guard) or one limited by supply sizing gives nothing
+    away: the routes at their quota get no room past it, so the share is there when it comes back."""
+    routes = [route("a", F(1, 4), open=False), route("b", F(1, 2), inventory=100),
+              route("c", F(1, 4), inventory=50)]
+    assert rooms(allocate(routes, cap=200, target=80, inventory=150)) == [0, 0, 0]
+    sized = [route("a", HALF, wanted=10), route("b", HALF, inventory=50)]
+    result = allocate(sized, cap=100, target=100, inventory=50)
+    assert rooms(result) == [10, 0]  # b is at its quota 50; a's unused 40 stays unused
+    assert [r.reason for r in result.rooms] == ["supply sizing 10", "share 50 - inventory 50"]
 
 
 def test_unknown_inventory_gives_every_route_zero() -> None:
@@ -445,12 +458,21 @@ def stage1_limit(r: RouteSupply, quota: int) -> int:
 @PROPERTIES
 @given(runs())
 def test_property_total_is_all_the_room_anyone_can_use(run: dict[str, Any]) -> None:
-    """sum(room) == min(G, sum(need)) <= G, and Allocation.total is that sum."""
+    """sum(room) == S1 + min(G - S1, D, sum(need) - S1) <= G: the quota rooms are used as far as the
+    routes can, and past the quotas only the room of routes short of ready leads (D) is given away."""
     result = allocate(**run)
     g = global_room(run)
+    routes = run["routes"]
     assert result.total == sum(rooms(result))
     assert result.total <= g
-    assert result.total == min(g, sum(need(r) for r in run["routes"]))
+    quotas = apportion(run["cap"], [r.share for r in routes])
+    shares = [r.share for r in routes]
+    s1 = sum(water_fill(g, shares, [stage1_limit(r, q) for r, q in zip(routes, quotas, strict=True)]))
+    unlimited = [0 if not r.open else g if r.wanted is None else min(r.wanted, g) for r in routes]
+    entitled = water_fill(g, shares, [min(u, max(0, q - r.inventory))
+                                      for u, r, q in zip(unlimited, routes, quotas, strict=True)])
+    donated = sum(max(0, e - r.ready) for e, r in zip(entitled, routes, strict=True))
+    assert result.total == s1 + min(g - s1, donated, sum(need(r) for r in routes) - s1)
 
 
 @PROPERTIES
