@@ -96,6 +96,45 @@ def preflight(ctx: RunContext) -> None:
                     f"the {label} campaign is {name}: fix it in Instantly; leads are held back meanwhile")
 
 
+def _retired_campaigns(ctx: RunContext) -> None:
+    """Campaigns no route names any more but that still hold tracked leads (the routes changed): they
+    stay managed for the drain and housekeeping (outcomes, unsubscribes and bounces are still recorded,
+    and their leads count against the cap) and get no new lead. One analytics call when there are any."""
+    routed = {cid.lower() for cid in ctx.campaign_ids()}
+    held: dict[str, list[str | None]] = {}
+    for row in ctx.state:
+        if row.campaign_id and row.campaign_id.lower() not in routed:
+            held.setdefault(row.campaign_id, []).append(row.sequence_target)
+    if not held:
+        return
+    try:
+        found = {a.campaign_id.lower(): a for a in ctx.client.campaign_analytics(sorted(held))}
+    except InstantlyError as exc:
+        found = {}
+        ctx.report.warn(f"campaign analytics of campaigns in no route unavailable ({exc.summary}): inventory "
+                        "unknown, nothing is added")
+    for campaign_id, targets in sorted(held.items()):
+        analytics = found.get(campaign_id.lower())
+        route = max(set(targets), key=lambda t: (targets.count(t), str(t))) or "(no route)"
+        if analytics is None and found:
+            ctx.report.warn(f"campaign {campaign_id} is in no route and Instantly does not list it, yet the "
+                            f"warehouse tracks {len(targets)} lead(s) there: restore the campaign or add it back "
+                            "to a route so they can be drained")
+            continue
+        counters = ({"completed": analytics.completed_count, "bounced": analytics.bounced_count,
+                     "unsubscribed": analytics.unsubscribed_count, "replies": analytics.reply_count}
+                    if analytics else {})
+        view = CampaignView(route, f"retired {campaign_id[:8]}", campaign_id,
+                            analytics.campaign_status if analytics else None,
+                            analytics.leads_count if analytics else None, counters, retired=True)
+        ctx.campaigns[campaign_id] = view
+        ctx.report.campaigns[view.label] = STATUS_NAMES.get(view.status, "unknown") if view.status is not None \
+            else "unknown"
+        ctx.report.warn(f"campaign {campaign_id} is in no route any more but holds {len(targets)} tracked lead(s) "
+                        f"(route {route}): they are drained as they finish and count against the cap; no lead is "
+                        "added to it")
+
+
 def _campaign_setting(ctx: RunContext, route: str) -> str:
     """Where the campaign id of a route is set, for messages."""
     routing = ctx.settings.routing
@@ -200,6 +239,7 @@ def _phases(ctx: RunContext) -> None:
                     "(or validate_environment.py) and fix or remove them")
     # After the back-fill: the state read says which tracked leads are suppressed, by every entry.
     ctx.state = ctx.store.read_state()
+    _retired_campaigns(ctx)
     for campaign in ctx.campaigns.values():
         tracked = sum(1 for r in ctx.state if r.campaign_id == campaign.campaign_id and r.status != "pending")
         if campaign.leads_count is not None and campaign.leads_count != tracked:

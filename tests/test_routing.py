@@ -428,3 +428,36 @@ def test_supply_signals_are_read_once_an_hour_even_across_quiet_runs(raw_warehou
     world.sim.advance(2 / 24)
     world.run(run_drain=False, inventory_cap=40)
     assert status_reads() == 4
+
+
+def test_a_campaign_taken_out_of_the_routes_is_still_drained_and_never_fed(raw_warehouse: Warehouse, tmp_path: Path,
+                                                                          worlds: list[World]) -> None:
+    """Midsize is replaced by an A/B pair: the old campaign's tracked leads are still drained as they finish
+    (history written, unsubscribes and bounces to the DNC list), it gets no new lead, it counts against the
+    cap, and the run says so."""
+    world = _world(raw_warehouse, tmp_path, _leads(60, 100_000, "small") + _leads(60, 5_000_000, "big"),
+                   routes=None, inventory_cap="40", target_new_leads_per_run="40",
+                   campaigns=(SMB, MIDSIZE, THIRD, ARM_B))
+    worlds.append(world)
+    world.run_checked()
+    old = {str(x["id"]) for x in world.sim.leads(MIDSIZE)}
+    assert len(old) == 20
+    routes = json.dumps({"routes": [
+        {"name": "SMB", "when": "annual_revenue IS NULL OR annual_revenue < 1000000", "campaign_id": SMB},
+        {"name": "Midsize", "arms": [{"name": "A", "campaign_id": THIRD, "weight": 50},
+                                     {"name": "B", "campaign_id": ARM_B, "weight": 50}]}]})
+    first = world.run_checked(routes=routes)
+    assert first.report.added == 0  # still at the cap: the old campaign's 20 leads count
+    assert any(f"campaign {MIDSIZE} is in no route any more but holds 20 tracked lead(s)" in w
+               for w in first.report.warnings)
+    world.sim.advance(70)  # every sequence ends, and a lead still active is past MAX_ACTIVE_DAYS (stale)
+    world.run_checked(routes=routes)
+    assert world.sim.leads(MIDSIZE) == []
+    history = world.warehouse.query("SELECT instantly_lead_id, status_final FROM `{ds}.ops_lead_history` "
+                                    "WHERE campaign_id = @c", {"c": MIDSIZE}, label="test")
+    assert {str(r["instantly_lead_id"]) for r in history} == old
+    unsubscribed = [r for r in history if r["status_final"] in ("unsubscribed", "bounced")]
+    dnc = world.warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_dnc` WHERE source IN "
+                                "('instantly_unsubscribe', 'instantly_bounce')", label="test")[0]["n"]
+    assert dnc >= len(unsubscribed)
+    assert {str(x["campaign"]) for x in world.sim.leads()} <= {SMB, THIRD, ARM_B}

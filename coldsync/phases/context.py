@@ -24,6 +24,7 @@ class CampaignView:
     status: int | None  # Instantly campaign status; None when it could not be read
     leads_count: int | None  # Instantly's lead count; None when not measured
     counters: dict[str, int] = field(default_factory=dict)  # cumulative analytics: completed, bounced, ...
+    retired: bool = False  # in no route any more, still holding tracked leads: drained, never fed
 
     @property
     def active(self) -> bool:
