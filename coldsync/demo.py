@@ -65,7 +65,7 @@ def demo_settings(path: Path, smb: str, midsize: str, target: int) -> Settings:
     return load_settings(
         environ={"DUCKDB_PATH": str(path), "SMB_CAMPAIGN_ID": smb, "MIDSIZE_CAMPAIGN_ID": midsize,
                  "TARGET_NEW_LEADS_PER_RUN": str(target), "INSTANTLY_API_KEY": "sim-demo-key",
-                 "ROUTES_FILE": str(folder / "no-routes.toml")},  # the default routes, whatever config/ holds
+                 "ROUTES_FILE": "none"},  # the default routes, whatever config/ holds
         dotenv_path=folder / "no.env", secrets_dir=folder / "no-secrets")
 
 

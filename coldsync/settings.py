@@ -148,7 +148,8 @@ SPECS: tuple[SettingSpec, ...] = (
                 config_key="allow_paused_campaigns"),
     SettingSpec("routes_file", "str", "config/routes.toml",
                 "Routing document (TOML) used when it exists: routes, shares, A/B arms, custom variables "
-                "(README: routes). Relative paths are from the repository root."),
+                "(README: routes). Relative paths are from the repository root. Set, it must exist; none: "
+                "no file."),
     SettingSpec("routes", "str", "",
                 "Routing document as TOML or JSON text: as a flag or variable it wins over ROUTES_FILE; as the "
                 "config-table row `routes` it is used when no file exists.", config_key="routes"),
@@ -233,7 +234,8 @@ class Settings:
     def routing(self) -> Routing:
         """The checked routes (coldsync.routes); resolve() has already refused a bad document."""
         return routing_of(self.routes, self.origins.get("routes", "default"), self.routes_file,
-                          self.smb_campaign_id, self.midsize_campaign_id, self.priority_expression)
+                          self.smb_campaign_id, self.midsize_campaign_id, self.priority_expression,
+                          routes_file_set=self.origins.get("routes_file", "default") != "default")
 
     def campaign_ids(self) -> dict[str, str]:
         """Route (or route/arm) -> campaign id of every managed campaign (by default SMB and Midsize)."""
@@ -469,7 +471,8 @@ def _cross_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) -> l
             "lower TARGET_NEW_LEADS_PER_RUN, or raise MAX_NEW_LEADS_PER_RUN deliberately"))
     try:
         routing = routing_of(values["routes"], origins["routes"], values["routes_file"], values["smb_campaign_id"],
-                             values["midsize_campaign_id"], values["priority_expression"])
+                             values["midsize_campaign_id"], values["priority_expression"],
+                             routes_file_set=origins["routes_file"] != "default")
     except RoutingError as exc:
         setting = ("priority_expression" if all(p.setting == "PRIORITY_EXPRESSION" for p in exc.problems)
                    else "routes_file" if all(p.setting.startswith("ROUTES_FILE") for p in exc.problems) else "routes")
@@ -484,32 +487,44 @@ def _cross_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) -> l
     return problems
 
 
-def routing_document(routes: str, origin: str, routes_file: str) -> tuple[str | None, str]:
+NO_ROUTES_FILE = "none"
+"""ROUTES_FILE=none: read no routes file (the default routes, or ROUTES / the config-table row)."""
+
+
+def routing_document(routes: str, origin: str, routes_file: str,
+                     routes_file_set: bool = False) -> tuple[str | None, str]:
     """The routing document's text and where it came from (for messages): the ROUTES setting from a flag,
     the environment or `.env`; else the ROUTES_FILE file when it exists; else the config-table row; else
-    None (the default routes). Raises RoutingError when the file exists but cannot be read."""
+    None (the default routes). Raises RoutingError when the file cannot be read, or when ROUTES_FILE was
+    set (`routes_file_set`) to a file that does not exist: a typo must not silently mean other routes."""
     if routes.strip() and origin in ("flag", "environment", ".env", "secrets file"):
         return routes, f"ROUTES (from {origin})"
+    from coldsync.routes import RoutingProblem
+
     path = Path(routes_file)
     path = path if path.is_absolute() else REPO_ROOT / path
-    if path.is_file():
+    if routes_file.strip().lower() == NO_ROUTES_FILE:
+        pass
+    elif path.is_file():
         try:
-            return path.read_text(encoding="utf-8"), f"ROUTES_FILE {routes_file}"
+            return path.read_text(encoding="utf-8-sig"), f"ROUTES_FILE {routes_file}"
         except (OSError, UnicodeDecodeError) as exc:
-            from coldsync.routes import RoutingProblem
-
             raise RoutingError([RoutingProblem(f"ROUTES_FILE {routes_file}", f"cannot be read ({type(exc).__name__})",
                                                "make it a readable UTF-8 file, or point ROUTES_FILE "
                                                "elsewhere")]) from exc
+    elif routes_file_set:
+        raise RoutingError([RoutingProblem(f"ROUTES_FILE {routes_file}", "does not exist",
+                                           "correct the path, or unset ROUTES_FILE (config/routes.toml is read when "
+                                           "it exists), or set ROUTES_FILE=none to read no routes file")])
     if routes.strip():
         return routes, f"config table row `routes` (from {origin})"
     return None, "default"
 
 
 def routing_of(routes: str, origin: str, routes_file: str, smb_campaign_id: str, midsize_campaign_id: str,
-               priority_expression: str) -> Routing:
+               priority_expression: str, *, routes_file_set: bool = False) -> Routing:
     """Load and check the routing in effect (coldsync.routes.load_routing). Raises RoutingError."""
-    text, where = routing_document(routes, origin, routes_file)
+    text, where = routing_document(routes, origin, routes_file, routes_file_set)
     document = parse_document(text, where) if text is not None else None
     return load_routing(document, where=where, smb_campaign_id=smb_campaign_id,
                         midsize_campaign_id=midsize_campaign_id, priority_expression=priority_expression)

@@ -49,7 +49,15 @@ from coldsync.store import DNC_REJECT_COUNTS_SQL, Store
 from coldsync.sync import CAMPAIGN_SETTINGS, STATUS_NAMES
 from coldsync.warehouse import Warehouse, WarehouseError, connect
 from coldsync.warehouse.migrate import UNSEEDED, check_source, read_config
-from coldsync.warehouse.schema import SCHEMA_VERSION, SOURCE_COLUMNS, TABLES, VIEW_NAME, views
+from coldsync.warehouse.schema import (
+    SCHEMA_VERSION,
+    SOURCE_COLUMNS,
+    TABLES,
+    VIEW_NAME,
+    VIEWS_FINGERPRINT_KEY,
+    views,
+    views_fingerprint,
+)
 
 Status = Literal["pass", "warn", "fail", "skip"]
 
@@ -336,9 +344,14 @@ def _check_routes(result: Validation, settings: Settings, config: dict[str, obje
     detail = (f"{len(routing.routes)} route(s) from {routing.origin}: "
               + "; ".join(describe(route) for route in routing.routes))
     table_row = config.get("routes")
+    built = config.get(VIEWS_FINGERPRINT_KEY)
     if table_row not in (None, "") and not routing.origin.startswith("config table"):
         result.add("routes", "warn", f"{detail}. The config table's `routes` row is NOT used: {routing.origin} "
                    "wins over it", "delete the row, or remove the file / ROUTES setting if the row is meant")
+    elif built != views_fingerprint(routing):
+        result.add("routes", "warn", f"{detail}. The views (v_ready_for_instantly, v_lead_scores, ...) were built "
+                   "for other routes or an older version: what they show is not what a run sends",
+                   "run `python setup.py` (the next live sync run also rebuilds them)")
     else:
         result.add("routes", "pass", detail)
 

@@ -28,7 +28,7 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
     """Settings from defaults plus the given environment only (no .env, no secrets files, no routes file)."""
     folder = tmp_path / "no-secrets"
     folder.mkdir(exist_ok=True)
-    environ = {"DUCKDB_PATH": str(tmp_path / "wh.duckdb"), "ROUTES_FILE": str(folder / "routes.toml"),
+    environ = {"DUCKDB_PATH": str(tmp_path / "wh.duckdb"), "ROUTES_FILE": "none",
                **{k.upper(): v for k, v in env.items()}}
     return load_settings(environ=environ, dotenv_path=folder / ".env", secrets_dir=folder)
 

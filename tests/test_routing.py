@@ -461,3 +461,34 @@ def test_a_campaign_taken_out_of_the_routes_is_still_drained_and_never_fed(raw_w
                                 "('instantly_unsubscribe', 'instantly_bounce')", label="test")[0]["n"]
     assert dnc >= len(unsubscribed)
     assert {str(x["campaign"]) for x in world.sim.leads()} <= {SMB, THIRD, ARM_B}
+
+
+def test_a_routes_file_set_but_missing_is_refused(tmp_path: Path) -> None:
+    """ROUTES_FILE set to a path that does not exist (a typo) stops the program (exit 2 path) instead of
+    silently sending with the default routes; ROUTES_FILE=none reads no file."""
+    with pytest.raises(SettingsError) as caught:
+        make_settings(tmp_path, routes_file=str(tmp_path / "route.toml"))
+    assert f"ROUTES_FILE {tmp_path / 'route.toml'}: does not exist" in str(caught.value)
+    assert make_settings(tmp_path, routes_file="none").routing.origin == "default"
+
+
+def test_setup_builds_the_views_from_the_config_table_routes(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """A `routes` row in the config table is what `setup.py` builds the views with (setup reads its settings
+    without the table), and the views fingerprint it records is the one a run expects."""
+    from coldsync.warehouse.migrate import ensure_schema
+    from coldsync.warehouse.schema import views_fingerprint
+    from tests.helpers import set_config
+
+    build(raw_warehouse, settings, [lead("ca@table.example", Decimal(5), country="Canada"),
+                                    lead("us@table.example", Decimal(5))], as_of=START)
+    document = json.dumps({"routes": [{"name": "Canada", "when": "country = 'Canada'", "campaign_id": SMB},
+                                      {"name": "Rest", "campaign_id": MIDSIZE}]})
+    set_config(raw_warehouse, "routes", string=document)
+    ensure_schema(raw_warehouse, settings)
+    rows = raw_warehouse.query("SELECT email, sequence_target FROM `{ds}.v_ready_for_instantly`", label="test")
+    assert {r["email"]: r["sequence_target"] for r in rows} == {"ca@table.example": "Canada",
+                                                                "us@table.example": "Rest"}
+    with_table = replace(settings, routes=document)
+    built = raw_warehouse.query("SELECT value_string FROM `{ds}.config` WHERE key = 'views_fingerprint'",
+                                label="test")[0]["value_string"]
+    assert built == views_fingerprint(with_table.routing)

@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from coldsync.settings import CONFIG_KEYS, Settings
+from coldsync.routes import Routing, RoutingError
+from coldsync.settings import CONFIG_KEYS, Settings, routing_of
 from coldsync.warehouse.base import Rows, Warehouse, WarehouseError
 from coldsync.warehouse.schema import (
     ERASURE_SALT_KEY,
@@ -112,6 +113,24 @@ def ensure_erasure_salt(warehouse: Warehouse) -> bool:
     return warehouse.execute(CREATE_SALT_SQL, params, label="setup.erasure_salt") > 0
 
 
+def routing_in_effect(warehouse: Warehouse, settings: Settings) -> Routing:
+    """The routing a sync run would use: `settings.routing`, or, when neither ROUTES nor PRIORITY_EXPRESSION
+    was given outside the warehouse, with the config table's `routes` / `priority_expression` rows (setup.py
+    reads its settings without the table, so it asks here). Raises RoutingError for a bad document."""
+    if warehouse.existing_columns("config") is None:
+        return settings.routing
+    config = read_config(warehouse)
+    routes = settings.routes if settings.origins.get("routes", "default") != "default" else str(
+        config.get("routes") or "")
+    score = settings.priority_expression if settings.origins.get("priority_expression", "default") != "default" \
+        else str(config.get("priority_expression") or "")
+    if routes == settings.routes and score == settings.priority_expression:
+        return settings.routing
+    origin = settings.origins.get("routes", "default") if routes == settings.routes else "config table"
+    return routing_of(routes, origin, settings.routes_file, settings.smb_campaign_id, settings.midsize_campaign_id,
+                      score, routes_file_set=settings.origins.get("routes_file", "default") != "default")
+
+
 def check_source(warehouse: Warehouse, source_table: str, extra: Sequence[str] = ()) -> list[str]:
     """Problems with the source lead table against the column contract and the extra source columns the
     routing declares (empty when fine)."""
@@ -199,14 +218,18 @@ def ensure_schema(
     else:
         act("ok: erasure salt present")
 
-    problems = check_source(warehouse, settings.source_table, settings.routing.source_columns)
+    try:
+        routing = routing_in_effect(warehouse, settings)
+    except RoutingError as exc:
+        raise SchemaError(f"the routing cannot be used: {exc}") from exc
+    problems = check_source(warehouse, settings.source_table, routing.source_columns)
     if problems:
         if dry_run:
             for problem in problems:
                 act(f"would fail: {problem}")
             return report
         raise SchemaError("; ".join(problems))
-    for name, sql in views(settings.routing):
+    for name, sql in views(routing):
         before = warehouse.existing_columns(name)
         if dry_run:
             act(f"would create or replace view {name}", warehouse.render(sql))
@@ -218,6 +241,6 @@ def ensure_schema(
         act(f"ok: view {name} is current" if before is not None else f"created view {name}")
     if not dry_run:
         warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": VIEWS_FINGERPRINT_KEY,
-                                                      "value": views_fingerprint(settings.routing),
+                                                      "value": views_fingerprint(routing),
                                                       "now": dt.datetime.now(dt.UTC)}, label="setup.views_fingerprint")
     return report
