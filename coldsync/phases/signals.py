@@ -41,8 +41,9 @@ SIZING_DAYS = 7
 """Complete UTC days of daily analytics that make a campaign's throughput."""
 
 BOUNCE_WINDOW_DAYS = 7
-MIN_BOUNCE_SAMPLE = 50
-"""Emails sent in the window before a bounce rate is judged: 3 bounces of 20 emails is noise, not 15%."""
+MIN_BOUNCE_SAMPLE = 200
+"""Emails sent in the window before a bounce rate is judged: 4 bounces of 70 emails is noise, not 5.7%
+(at 200 emails and a true rate of 2%, the chance of reading above 5% is well under 1%)."""
 
 SIGNALS_MAX_AGE = dt.timedelta(hours=1)
 
@@ -153,8 +154,10 @@ def supply_days_of(ctx: RunContext, campaign_id: str) -> int:
 
 def _backlog(ctx: RunContext, campaign_id: str, daily: list[int]) -> int | None:
     """Leads of the campaign not contacted yet, counted up to what sizing needs to know (None: unknown)."""
-    days, rate = supply_days_of(ctx, campaign_id), sum(daily) / len(daily)
-    if days <= 0 or rate <= 0:
+    # With sizing off (0 days) the backlog is still read (one day's worth): default shares need to know
+    # whether the campaign's rate is what it can send.
+    days, rate = max(supply_days_of(ctx, campaign_id), 1), sum(daily) / len(daily)
+    if rate <= 0:
         return None
     enough = math.ceil(days * rate) + 1
     listing = ctx.client.iter_leads(campaign=campaign_id, filter=LeadFilter.NOT_CONTACTED,

@@ -128,7 +128,10 @@ def _route_supplies(ctx: RunContext, signals: Mapping[str, CampaignSignals]) -> 
             entry["supply_wanted"] = wanted
         capacity[route.name] = route_capacity
         staged.append((route, inventory, not held, wanted))
-    fallback = default_shares(capacity)
+    # Only the routes without a configured share split the rest by capacity: a configured route's unknown
+    # capacity must not turn the others' measured split into an equal one.
+    unshared = {route.name: capacity[route.name] for route in routing.routes if route.share is None}
+    fallback = default_shares(unshared) if unshared else {}
     shares = combine_shares({route.name: route.share for route in routing.routes}, fallback)
     out: list[RouteSupply] = []
     for route, inventory, is_open, wanted in staged:
