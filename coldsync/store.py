@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -374,6 +375,10 @@ SELECT
 
 
 
+_STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"', re.DOTALL)
+"""A BigQuery string literal (single or double quotes, backslash escapes; a raw prefix stays outside)."""
+
+
 def dead_letter_id(phase: str, operation: str, key: str) -> str:
     """Stable id: the same failing operation on the same lead is one dead letter, retried."""
     return hashlib.sha256(f"{phase}|{operation}|{key}".encode()).hexdigest()[:24]
@@ -430,7 +435,10 @@ class Store:
         """The rules' parameters (only those `sql` uses, when given: a configured routing may not use the
         SMB threshold, and DuckDB refuses a parameter the statement does not name)."""
         rules = {"as_of": self.now, "cooldown_days": self.cooldown_days, "smb_threshold": self.smb_threshold}
-        return rules if sql is None else {k: v for k, v in rules.items() if f"@{k}" in sql}
+        if sql is None:
+            return rules
+        code = _STRING_LITERAL.sub("''", sql)  # '@as_of' in a route's string literal is text, not a parameter
+        return {k: v for k, v in rules.items() if re.search(rf"@{k}\b", code)}
 
     def _stamp(self) -> dict[str, Any]:
         return {"now": self.now, "run_id": self.run_id}
@@ -459,28 +467,26 @@ class Store:
         return counts, sum(int(r["unscored"] or 0) for r in rows)
 
     def diagnose_routing(self) -> str:
-        """Which part of the routing fails in the warehouse (each route's condition, then the score, alone,
-        on no rows): the first failure's place and the warehouse's message, for the run's error."""
-        used = self._rules
+        """Which part of the routing fails in the warehouse: the declared source columns first, then each
+        route's condition, then the score, each evaluated on the candidates' rows (so an error that only a
+        value causes shows too: this reads the source once per part, on the failure path only). Returns
+        the first failure's place and the warehouse's message, for the run's error."""
+        ctes = candidate_ctes(self.routing.source_columns)
+        checks: list[tuple[str, str]] = [
+            ("the source table cannot be read with the declared source_columns "
+             f"({', '.join(self.routing.source_columns) or 'none'})",
+             f"WITH {ctes}\nSELECT COUNT(*) AS n FROM candidates AS c")]
         for route in self.routing.routes:
             condition = route.condition.replace(THRESHOLD_PLACEHOLDER, "@smb_threshold")
-            sql = (f"WITH {candidate_ctes(self.routing.source_columns)}\n"
-                   f"SELECT 1 FROM candidates AS c WHERE FALSE AND ({condition})")
+            checks.append((f"route {route.name!r}: its `when` fails",
+                           f"WITH {ctes}\nSELECT COUNTIF({condition}) AS n FROM candidates AS c"))
+        checks.append(("the priority score fails", f"WITH {ctes}\nSELECT MAX({self.routing.score}) AS n "
+                                                   "FROM candidates AS c"))
+        for place, sql in checks:
             try:
-                self.warehouse.query(sql, used(sql), label="routing.check")
+                self.warehouse.query(sql, self._rules(sql), label="routing.check")
             except WarehouseError as exc:
-                return f"route {route.name!r}: its `when` fails ({exc})"
-        sql = (f"WITH {candidate_ctes(self.routing.source_columns)}\n"
-               f"SELECT {self.routing.score} AS score FROM candidates AS c WHERE FALSE")
-        try:
-            self.warehouse.query(sql, used(sql), label="routing.check")
-        except WarehouseError as exc:
-            return f"the priority score fails ({exc})"
-        try:
-            self.warehouse.query(f"WITH {candidate_ctes(self.routing.source_columns)}\nSELECT 1 FROM candidates "
-                                 "AS c WHERE FALSE", label="routing.check")
-        except WarehouseError as exc:
-            return f"the source table cannot be read with the declared source_columns ({exc})"
+                return f"{place} ({exc})"
         return "the ready-lead count failed; see the warehouse's message in the log"
 
     def source_reject_counts(self) -> dict[str, int]:
