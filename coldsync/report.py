@@ -189,8 +189,8 @@ UNROUTED = "(unrouted)"
 
 
 def _route_line(entry: dict[str, Any], mode: str) -> str:
-    verb = "would add" if mode == "dry_run" else "added"
-    text = (f"{verb} {entry.get('added', 0)}, drained {entry.get('drained', 0)}, room {entry.get('room', 0)}, "
+    verb, drained = ("would add", "would drain") if mode == "dry_run" else ("added", "drained")
+    text = (f"{verb} {entry.get('added', 0)}, {drained} {entry.get('drained', 0)}, room {entry.get('room', 0)}, "
             f"ready {entry.get('ready', 0)}, inventory {_num(entry.get('inventory'))} "
             f"of quota {_num(entry.get('quota'))}")
     if entry.get("share") is not None:

@@ -18,7 +18,8 @@ A routing document (TOML in a file, TOML or JSON in a setting or the config tabl
 
     [[routes]]
     name = "Everyone else"
-    when = "TRUE"                                        # omitted `when` means TRUE as well
+    when = "TRUE"                                        # omitted `when` means TRUE as well; a route after
+                                                         # such a catch-all could never match: refused
     ab_salt = "2026-q4"                                  # optional; default: the route's name
     arms = [{ name = "A", campaign_id = "...", weight = 50 },
             { name = "B", campaign_id = "...", weight = 50 }]
@@ -31,8 +32,10 @@ default is exactly the original pair: SMB (`annual_revenue` unknown or under SMB
 SMB_CAMPAIGN_ID, everyone else (Midsize) to MIDSIZE_CAMPAIGN_ID.
 
 Every SQL text a user gives is parsed (sqlglot, BigQuery dialect), checked (known columns only; no
-subquery, aggregate, window, parameter or comment) and embedded as sqlglot renders it again, never as
-typed: the generated SQL can hold nothing but the parsed expression.
+subquery, aggregate, window, parameter or volatile function such as RAND() or CURRENT_DATE; a `when` must
+give true or false in every engine) and embedded as sqlglot renders it again, never as typed: the
+generated SQL can hold nothing but the parsed expression (a comment is accepted and dropped by the
+re-rendering, so it can never comment out the SQL around it).
 """
 
 from __future__ import annotations
@@ -114,9 +117,33 @@ _FORBIDDEN_NODES: tuple[tuple[type[Any], str], ...] = (
     (exp.Window, "a window function"), (exp.Parameter, "a query parameter"), (exp.Placeholder, "a placeholder"),
     (exp.Star, "*"), (exp.Command, "a command"),
 )
-_BOOLEAN_ROOTS: tuple[type[Any], ...] = (
-    exp.Boolean, exp.Connector, exp.Not, exp.Predicate, exp.Column, exp.Func, exp.Case,
+# Functions whose value can change between two computations of the same row: the count of ready leads and
+# the read of them would disagree on a lead's route or order. sqlglot parses each BigQuery spelling into
+# one of these nodes (SESSION_USER without parentheses is a column, refused as unknown); the names catch a
+# spelling it leaves as an anonymous function (NOW()).
+_VOLATILE_NODES: tuple[type[exp.Expr], ...] = (
+    exp.Rand, exp.Randn, exp.Randstr, exp.Uuid, exp.CurrentDate, exp.CurrentDatetime, exp.CurrentTime,
+    exp.CurrentTimestamp, exp.CurrentTimestampLTZ, exp.Localtime, exp.Localtimestamp, exp.SessionUser,
+    exp.CurrentUser,
 )
+_VOLATILE_NAMES: frozenset[str] = frozenset({
+    "RAND", "RANDOM", "GENERATE_UUID", "UUID", "NOW", "CURRENT_DATE", "CURRENT_DATETIME", "CURRENT_TIME",
+    "CURRENT_TIMESTAMP", "LOCALTIME", "LOCALTIMESTAMP", "SESSION_USER", "CURRENT_USER",
+})
+_FIX_VOLATILE = ("remove it: a lead's route and score must be the same every time they are computed (the count "
+                "of ready leads and their read must agree), so use only the row's own columns and literals")
+
+# Scalar functions BigQuery documents as returning BOOL, as sqlglot parses them (REGEXP_CONTAINS is a
+# predicate already) and by name (in case a spelling stays an anonymous function). Other functions give a
+# value, which DuckDB would take by truthiness and BigQuery refuses in a WHEN.
+_BOOLEAN_FUNCTIONS: tuple[str, ...] = (
+    "STARTS_WITH", "ENDS_WITH", "REGEXP_CONTAINS", "CONTAINS_SUBSTR", "IS_INF", "IS_NAN",
+)
+_BOOLEAN_FUNCTION_NODES: tuple[type[exp.Expr], ...] = (
+    exp.StartsWith, exp.EndsWith, exp.RegexpLike, exp.Contains, exp.IsInf, exp.IsNan,
+)
+_FIX_RESULT = ("make every result of IF, CASE, IFNULL and COALESCE a condition, "
+              "e.g. IF(country = 'US', annual_revenue > 5, FALSE)")
 
 
 @dataclass(frozen=True)
@@ -246,14 +273,100 @@ def route_case_sql(routing: Routing, threshold: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_expression(text: object, *, allowed: Sequence[str], where: str,
-                     boolean: bool) -> tuple[str, list[RoutingProblem]]:
+def _unparen(node: exp.Expr) -> exp.Expr:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def _non_condition(node: exp.Expr, boolean_columns: frozenset[str],
+                   *, result: bool = False) -> tuple[exp.Expr, bool] | None:
+    """The first part of `node` that is not a truth value in every engine, and whether that part is a result
+    of IF, CASE, IFNULL or COALESCE; None when `node` is a condition.
+
+    A condition is TRUE/FALSE, a predicate (comparison, IN, LIKE, IS, BETWEEN, ...), AND/OR/NOT of
+    conditions, a column of `boolean_columns`, a function of _BOOLEAN_FUNCTIONS, or IF/CASE/IFNULL/COALESCE
+    whose tests and results are conditions (a result may be NULL). `result`: `node` is such a result."""
+    node = _unparen(node)
+    if isinstance(node, (exp.Boolean, exp.Predicate, *_BOOLEAN_FUNCTION_NODES)):
+        return None
+    if result and isinstance(node, exp.Null):
+        return None
+    if isinstance(node, exp.Anonymous) and node.name.upper() in _BOOLEAN_FUNCTIONS:
+        return None
+    if isinstance(node, exp.Column):
+        return None if node.name.lower() in boolean_columns else (node, result)
+    parts: list[tuple[exp.Expr | None, bool]] = []
+    if isinstance(node, exp.Not):
+        parts = [(node.this, False)]
+    elif isinstance(node, exp.Connector):
+        parts = [(node.left, False), (node.right, False)]
+    elif isinstance(node, exp.If):
+        parts = [(node.this, False), (node.args.get("true"), True), (node.args.get("false"), True)]
+    elif isinstance(node, exp.Case):
+        for branch in node.args.get("ifs") or []:
+            if node.this is None:  # searched CASE: each WHEN is a test; a simple CASE's WHENs are values
+                parts.append((branch.this, False))
+            parts.append((branch.args.get("true"), True))
+        parts.append((node.args.get("default"), True))
+    elif isinstance(node, exp.Coalesce):
+        parts = [(node.this, True)] + [(e, True) for e in node.expressions]
+    else:
+        return node, result
+    for part, is_result in parts:
+        if part is not None:
+            found = _non_condition(part, boolean_columns, result=is_result)
+            if found is not None:
+                return found
+    return None
+
+
+def _condition_problem(part: exp.Expr, is_result: bool, is_root: bool) -> tuple[str, str]:
+    """The message and the fix for a `when` whose `part` is not a truth value."""
+    text = part.sql(dialect="bigquery", comments=False)
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    if is_result:
+        return f"is not a condition: the result {shown!r} is not true or false", _FIX_RESULT
+    if isinstance(part, exp.Column):
+        fix = (f"compare it, e.g. {part.name} IS NOT NULL (a BOOL column may stand alone once declared "
+               "in source_columns)")
+        if is_root:
+            return f"is the column {part.name!r} alone, which holds text or a number, not true or false", fix
+        return f"is not a condition: the column {part.name!r} in it holds text or a number, not true or false", fix
+    if isinstance(part, exp.Func):
+        name = part.name.upper() if isinstance(part, exp.Anonymous) else text.split("(", 1)[0]
+        example = text if len(text) <= 80 else f"{name}(...)"
+        fix = (f"compare its result, e.g. {example} = 'x', or use a function that gives true or false "
+               f"({', '.join(_BOOLEAN_FUNCTIONS)})")
+        return f"{'calls' if is_root else 'is not a condition: it calls'} {name}, which gives a value, " \
+               "not true or false", fix
+    if is_root:
+        return "is not a condition (true or false)", "write a comparison, e.g. annual_revenue < 1000000"
+    return f"is not a condition: {shown!r} in it is not true or false", \
+        "write a comparison, e.g. annual_revenue < 1000000"
+
+
+def _volatile(node: exp.Expr) -> exp.Expr | None:
+    for part in node.walk():
+        if isinstance(part, _VOLATILE_NODES) or (
+                isinstance(part, exp.Anonymous) and part.name.upper() in _VOLATILE_NAMES):
+            return part
+    return None
+
+
+def check_expression(text: object, *, allowed: Sequence[str], where: str, boolean: bool,
+                     boolean_columns: Sequence[str] = ()) -> tuple[str, list[RoutingProblem]]:
     """Parse and check one SQL expression; return it as sqlglot renders it (BigQuery) and the problems.
 
     Refused: not a string, empty, longer than MAX_EXPRESSION_LENGTH, `;`, braces, anything sqlglot cannot
-    parse as ONE expression, a subquery, aggregate, window function, parameter, `*`, a column not in
-    `allowed` or qualified by a table; and, when `boolean`, a root that cannot be a truth value (a
-    number, a string, arithmetic).
+    parse as ONE expression, a subquery, aggregate, window function, parameter, `*`, a volatile function
+    (RAND(), GENERATE_UUID(), CURRENT_TIMESTAMP and the other clock functions, SESSION_USER(): a lead's
+    route and score must be the same every time they are computed), a column not in `allowed` or
+    qualified by a table; and, when `boolean`, anything that is not a truth value in every engine (DuckDB
+    would take a number by truthiness, BigQuery refuses it): a number, a string, arithmetic, a column
+    alone unless it is one of `boolean_columns` (the declared extra source columns, which may be BOOL;
+    the contract's columns are text or numbers), a function outside _BOOLEAN_FUNCTIONS, or IF/CASE/
+    IFNULL/COALESCE with a test or a result that is not a condition. Comments are dropped.
     """
     def problem(message: str, fix: str) -> tuple[str, list[RoutingProblem]]:
         return "", [RoutingProblem(where, message, fix)]
@@ -275,6 +388,10 @@ def check_expression(text: object, *, allowed: Sequence[str], where: str,
     for kind, label in _FORBIDDEN_NODES:
         if node.find(kind) is not None:
             return problem(f"uses {label}", "use only the row's own columns, literals and scalar functions")
+    volatile = _volatile(node)
+    if volatile is not None:
+        name = volatile.sql(dialect="bigquery", comments=False)[:60]
+        return problem(f"uses {name}, whose value changes from one computation to the next", _FIX_VOLATILE)
     known = {c.lower() for c in allowed}
     for column in node.find_all(exp.Column):
         if column.table:
@@ -282,11 +399,11 @@ def check_expression(text: object, *, allowed: Sequence[str], where: str,
         if column.name.lower() not in known:
             return problem(f"names the unknown column {column.name!r}",
                            f"use one of {', '.join(sorted(known))}, or declare it in source_columns")
-    root = node
-    while isinstance(root, exp.Paren):
-        root = root.this
-    if boolean and not isinstance(root, _BOOLEAN_ROOTS):
-        return problem("is not a condition (true or false)", "write a comparison, e.g. annual_revenue < 1000000")
+    if boolean:
+        found = _non_condition(node, frozenset(c.lower() for c in boolean_columns))
+        if found is not None:
+            part, is_result = found
+            return problem(*_condition_problem(part, is_result, is_root=part is _unparen(node)))
     rendered = node.sql(dialect="bigquery", comments=False)
     if "{" in rendered or "}" in rendered:  # an escaped brace in a string: the SQL templates use braces
         return problem("contains a brace (perhaps escaped)", "write the value without braces")
@@ -308,7 +425,9 @@ class _Collector:
 
 
 def parse_document(text: str, where: str) -> dict[str, Any]:
-    """A routing document: JSON when it starts with `{`, else TOML. Raises RoutingError."""
+    """A routing document: JSON when it starts with `{`, else TOML; a leading UTF-8 byte order mark (as
+    some editors save) is ignored, and CRLF line endings are read like LF. Raises RoutingError."""
+    text = text.removeprefix("\ufeff")
     stripped = text.strip()
     try:
         data: Any = json.loads(stripped) if stripped.startswith("{") else tomllib.loads(text)
@@ -323,10 +442,12 @@ def parse_document(text: str, where: str) -> dict[str, Any]:
 def default_routing(smb_campaign_id: str, midsize_campaign_id: str, *, score: str = DEFAULT_SCORE,
                     custom_variables: tuple[tuple[str, str], ...] = DEFAULT_CUSTOM_VARIABLES,
                     source_columns: tuple[str, ...] = (), origin: str = "default") -> Routing:
-    """The original pair: SMB (revenue unknown or under the threshold) and Midsize (everyone else)."""
+    """The original pair: SMB (revenue unknown or under the threshold) and Midsize (everyone else).
+    Campaign ids are kept lower-case, as Instantly writes them."""
     smb = Route("SMB", f"annual_revenue IS NULL OR annual_revenue < {THRESHOLD_PLACEHOLDER}",
-                (Arm("SMB", smb_campaign_id, 100),), custom_variables=custom_variables)
-    midsize = Route("Midsize", "TRUE", (Arm("Midsize", midsize_campaign_id, 100),), custom_variables=custom_variables)
+                (Arm("SMB", smb_campaign_id.lower(), 100),), custom_variables=custom_variables)
+    midsize = Route("Midsize", "TRUE", (Arm("Midsize", midsize_campaign_id.lower(), 100),),
+                    custom_variables=custom_variables)
     return Routing((smb, midsize), source_columns, score, origin, is_default=True)
 
 
@@ -370,9 +491,11 @@ def load_routing(document: Mapping[str, Any] | None, *, where: str, smb_campaign
 
     `priority_expression` (the PRIORITY_EXPRESSION setting) wins over the document's `score`. Raises
     RoutingError listing every problem, each with where it is and the fix: unknown keys, names, an unknown
-    column, a route without a campaign, arm weights that do not add up to 100, a campaign in two routes
-    (or twice in one), shares over 100 %, shares that leave nothing for the routes without one, a bad
-    supply_days, a bad custom variable.
+    column, a route without a campaign, arm weights that do not add up to 100 (or given as text), a campaign
+    in two routes (or twice in one; compared without case), a route after a catch-all route (no `when`, or
+    TRUE) that could never match, a share below 1 (shares are percent: 50 is half), shares over 100 %,
+    shares that leave nothing for the routes without one, a bad supply_days, a bad custom variable.
+    Campaign ids are kept lower-case, as Instantly writes them.
     """
     col = _Collector(where)
     doc = dict(document or {})
@@ -427,6 +550,7 @@ def load_routing(document: Mapping[str, Any] | None, *, where: str, smb_campaign
     routes: list[Route] = []
     seen_names: set[str] = set()
     seen_campaigns: dict[str, str] = {}
+    catch_all: str | None = None  # label of the first route that takes every lead
     route_keys = {"name", "when", "campaign_id", "arms", "share", "supply_days", "ab_salt", "custom_variables"}
     for index, raw in enumerate(raw_routes, start=1):
         if not isinstance(raw, dict):
@@ -445,10 +569,16 @@ def load_routing(document: Mapping[str, Any] | None, *, where: str, smb_campaign
             col.add(label, "has the same name as an earlier route", "give each route its own name")
         seen_names.add(name.lower())
 
+        if catch_all is not None:
+            col.add(label, f"comes after {catch_all}, which takes every lead (its `when` is omitted or TRUE), "
+                           "so it can never match",
+                    f"move it above {catch_all}, or give {catch_all} a narrower `when`")
         condition, problems = check_expression(raw.get("when", "TRUE"), allowed=columns,
                                                where=f"{where}, {label}, when",
-                                               boolean=True)
+                                               boolean=True, boolean_columns=extra)
         col.problems.extend(problems)
+        if catch_all is None and condition.strip("()") == "TRUE":
+            catch_all = label
 
         arms: list[Arm] = []
         if "campaign_id" in raw and "arms" in raw:
@@ -471,14 +601,19 @@ def load_routing(document: Mapping[str, Any] | None, *, where: str, smb_campaign
                     col.add(place, "has no usable (or a repeated) name", "give each arm its own short name")
                     arm_name = str(arm_index_)
                 arm_names.add(arm_name.lower())
-                if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+                if isinstance(weight, str):
+                    example = weight.strip() if re.fullmatch(r"[0-9]{1,3}", weight.strip()) else "50"
+                    col.add(place, f"has the weight {weight[:40]!r} as text; a weight must be a whole number",
+                            f"write it without quotes, e.g. weight = {example}")
+                    weight = 0
+                elif isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
                     col.add(place, "has no weight (a whole number of percent, at least 1)", "set weight, e.g. 50")
                     weight = 0
                 if not isinstance(cid, str) or not _CAMPAIGN.match(cid.strip()):
                     col.add(place, "has no campaign_id (a campaign UUID)",
                             "set campaign_id to the Instantly campaign id")
                     cid = ""
-                arms.append(Arm(arm_name, cid.strip(), weight))
+                arms.append(Arm(arm_name, cid.strip().lower(), weight))
             if arms and all(a.weight > 0 for a in arms) and sum(a.weight for a in arms) != 100:
                 col.add(f"{label}, arms", f"weights add up to {sum(a.weight for a in arms)}, not 100",
                         "make the weights add up to 100")
@@ -488,7 +623,7 @@ def load_routing(document: Mapping[str, Any] | None, *, where: str, smb_campaign
                 col.add(label, "has no campaign_id (a campaign UUID)",
                         "set campaign_id to the Instantly campaign id (or arms for an A/B split)")
             else:
-                arms.append(Arm(name, cid.strip(), 100))
+                arms.append(Arm(name, cid.strip().lower(), 100))
         for arm in arms:
             if not arm.campaign_id:
                 continue
@@ -501,8 +636,13 @@ def load_routing(document: Mapping[str, Any] | None, *, where: str, smb_campaign
         share: Fraction | None = None
         if "share" in raw:
             share = _percent(raw["share"])
-            if share is None or not 0 < share <= 100:
-                col.add(f"{label}, share", f"{str(raw['share'])[:40]!r} is not a percent above 0 and at most 100",
+            if share is not None and 0 < share < 1:
+                col.add(f"{label}, share", f"{str(raw['share'])[:40]!r} is below 1: shares are percent, so it "
+                                           f"would be {float(share):g}% of the cap, not {float(share * 100):g}%",
+                        "write the share in percent, from 1 to 100: write 50 for half")
+                share = None
+            elif share is None or not 1 <= share <= 100:
+                col.add(f"{label}, share", f"{str(raw['share'])[:40]!r} is not a percent from 1 to 100",
                         "set share to a number of percent, e.g. 40")
                 share = None
             else:

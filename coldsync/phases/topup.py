@@ -210,7 +210,8 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
         chosen.setdefault(arm.campaign_id, []).append((email, lead_payload(row, email, route), row, route, arm))
     for items in chosen.values():
         route_name = items[0][3].name
-        phase.plan[f"add {items[0][4].name if len(items[0][3].arms) > 1 else route_name}"] += len(items)
+        arm_name = items[0][4].name
+        phase.plan[f"add {route_name}/{arm_name}" if len(items[0][3].arms) > 1 else f"add {route_name}"] += len(items)
         if ctx.dry_run:
             ctx.report.route_count(route_name, "added", len(items))
     if ctx.dry_run or not chosen:

@@ -526,8 +526,9 @@ WHERE r.sequence_target IS NOT NULL
 
 def lead_scores_view_sql(routing: Routing) -> str:
     """v_lead_scores: why each ready lead ranks where it does: the default score's parts as columns
-    (never_contacted_points, revenue_points), the score in effect, and the rank inside its route.
-    Unrouted leads are listed too (sequence_target NULL, no rank)."""
+    (never_contacted_points, revenue_points), the score in effect, the rank inside its route, and the
+    declared extra source columns (a custom score's inputs). Unrouted leads are listed too
+    (sequence_target NULL, no rank)."""
     return f"""
 CREATE OR REPLACE VIEW `{{ds}}.{SCORES_VIEW}` AS
 WITH {_PARAMS_CTE},
@@ -537,7 +538,8 @@ SELECT
   r.email, r.sequence_target, r.attempt_num, r.last_completed_at, r.annual_revenue,
   {", ".join(f"r.{name}" for name, _sql in SCORE_COMPONENTS)}, r.score,
   IF(r.sequence_target IS NULL, NULL,
-     ROW_NUMBER() OVER (PARTITION BY r.sequence_target ORDER BY {PRIORITY_ORDER})) AS priority
+     ROW_NUMBER() OVER (PARTITION BY r.sequence_target ORDER BY {PRIORITY_ORDER})) AS priority{
+      _extras(routing.source_columns, "r")}
 FROM routed AS r
 """  # noqa: S608
 
