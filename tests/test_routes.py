@@ -40,6 +40,7 @@ from coldsync.routes import (
     RoutingError,
     RoutingProblem,
     arm_index,
+    check_expression,
     custom_value,
     custom_variables,
     default_routing,
@@ -254,6 +255,29 @@ def test_json_document_reads_like_toml() -> None:
     assert load(parse_document("  \n" + as_json, WHERE)) == toml_routing
 
 
+def test_a_leading_byte_order_mark_and_crlf_line_endings_are_read() -> None:
+    """A TOML or JSON document saved with a UTF-8 BOM and CRLF line endings reads like the plain document."""
+    plain = load(parse_document(VALID_TOML, WHERE))
+    toml_text = "\ufeff" + VALID_TOML.replace("\n", "\r\n")
+    assert toml_text.startswith("\ufeff\r\nsource_columns") and toml_text.count("\r\n") == 28
+    assert "\n" not in toml_text.replace("\r\n", "")
+    assert load(parse_document(toml_text, WHERE)) == plain
+    json_text = "\ufeff{\r\n" + f'"routes": [{{"name": "SaaS", "campaign_id": "{C1}"}}]\r\n}}\r\n'
+    assert parse_document(json_text, WHERE) == {"routes": [{"name": "SaaS", "campaign_id": C1}]}
+
+
+UPPER_CAMPAIGN = "8C46E0C9-C1F9-4201-A8D6-6221BAFEADA6"
+
+
+def test_campaign_ids_are_kept_lower_case() -> None:
+    """An upper-case campaign UUID (route or arm, or a default route's setting) loads as its lower-case id."""
+    routing = load(one_route(campaign_id=f" {UPPER_CAMPAIGN} "))
+    assert routing.routes[0].arms == (Arm("SaaS", "8c46e0c9-c1f9-4201-a8d6-6221bafeada6", 100),)
+    split = load(one_route(campaign_id=None, arms=arms(50, 50, ids=(UPPER_CAMPAIGN, C2))))
+    assert split.campaign_ids() == ["8c46e0c9-c1f9-4201-a8d6-6221bafeada6", C2]
+    assert default_routing(UPPER_CAMPAIGN, MID).campaign_ids() == ["8c46e0c9-c1f9-4201-a8d6-6221bafeada6", MID]
+
+
 def test_route_salt_defaults_to_its_name_and_arm_names_to_letters() -> None:
     """Without ab_salt a route's salt is its name; arms without a name are A, B, C in order."""
     routing = load(one_route(campaign_id=None, arms=[{"campaign_id": C1, "weight": 20},
@@ -268,7 +292,7 @@ def test_edges_of_share_and_supply_days_are_accepted() -> None:
     """share 100 on a lone route, a fractional share, and supply_days 0 and 60 are accepted as written."""
     alone = load(one_route(share=100, supply_days=60)).routes[0]
     assert (alone.share, alone.supply_days) == (Fraction(1), 60)
-    two = load({"routes": [{"name": "A", "when": "TRUE", "campaign_id": C1, "share": "12.5"},
+    two = load({"routes": [{"name": "A", "when": "country = 'US'", "campaign_id": C1, "share": "12.5"},
                            {"name": "B", "campaign_id": C2, "share": 87.5, "supply_days": 0}]})
     assert [(r.share, r.supply_days) for r in two.routes] == [(Fraction(1, 8), None), (Fraction(7, 8), 0)]
 
@@ -365,13 +389,13 @@ REFUSED_ROUTES: list[tuple[str, dict[str, Any], list[Problem]]] = [
                  {"name": "Rest", "campaign_id": C3}]},
      [(f"{WHERE}, routes, share", "the shares add up to 100% and leave nothing for the routes without one (Rest)",
        "give those routes a share, or lower the others")]),
-    ("share 0", one_route(share=0), [(f"{ROUTE}, share", "'0' is not a percent above 0 and at most 100", FIX_SHARE)]),
+    ("share 0", one_route(share=0), [(f"{ROUTE}, share", "'0' is not a percent from 1 to 100", FIX_SHARE)]),
     ("share 101", one_route(share=101),
-     [(f"{ROUTE}, share", "'101' is not a percent above 0 and at most 100", FIX_SHARE)]),
+     [(f"{ROUTE}, share", "'101' is not a percent from 1 to 100", FIX_SHARE)]),
     ("share abc", one_route(share="abc"),
-     [(f"{ROUTE}, share", "'abc' is not a percent above 0 and at most 100", FIX_SHARE)]),
+     [(f"{ROUTE}, share", "'abc' is not a percent from 1 to 100", FIX_SHARE)]),
     ("share true", one_route(share=True),
-     [(f"{ROUTE}, share", "'True' is not a percent above 0 and at most 100", FIX_SHARE)]),
+     [(f"{ROUTE}, share", "'True' is not a percent from 1 to 100", FIX_SHARE)]),
     ("supply_days -1", one_route(supply_days=-1),
      [(f"{ROUTE}, supply_days", "is not a whole number of days from 0 to 60", FIX_SUPPLY)]),
     ("supply_days 61", one_route(supply_days=61),
@@ -462,6 +486,183 @@ def test_json_syntax_error_is_refused_naming_the_document() -> None:
     assert message.startswith("is not valid JSON (")
 
 
+def test_a_campaign_in_two_routes_differing_only_in_case_is_refused() -> None:
+    """The same campaign id in two routes, upper-case in one and lower-case in the other, is still refused."""
+    document = {"routes": [{"name": "SaaS", "when": "country = 'US'", "campaign_id": UPPER_CAMPAIGN},
+                           {"name": "Rest", "campaign_id": UPPER_CAMPAIGN.lower()}]}
+    assert problems_of(document) == [(f"{WHERE}, route 'Rest'", "uses campaign 8c46e0c9-c1f9-4201-a8d6-6221bafeada6 "
+                                      "which route 'SaaS' uses already", FIX_TWICE)]
+
+
+FIX_HALF = "write the share in percent, from 1 to 100: write 50 for half"
+
+
+@pytest.mark.parametrize(("share", "message"), [
+    (0.5, "'0.5' is below 1: shares are percent, so it would be 0.5% of the cap, not 50%"),
+    ("0.25", "'0.25' is below 1: shares are percent, so it would be 0.25% of the cap, not 25%"),
+    ("0.5%", "'0.5%' is below 1: shares are percent, so it would be 0.5% of the cap, not 50%"),
+])
+def test_a_share_below_one_percent_is_refused_as_a_fraction(share: object, message: str) -> None:
+    """A share between 0 and 1 (meant as a fraction, e.g. 0.5 for half) is refused: shares are percent."""
+    assert problems_of(one_route(share=share)) == [(f"{ROUTE}, share", message, FIX_HALF)]
+
+
+def test_shares_of_one_to_one_hundred_percent_in_every_spelling_are_accepted() -> None:
+    """Shares 1, "50", "50%", 12.5 and 100 are read as that many percent of the cap."""
+    one = load({"routes": [{"name": "A", "when": "country = 'US'", "campaign_id": C1, "share": 1},
+                           {"name": "B", "campaign_id": C2}]})
+    assert [r.share for r in one.routes] == [Fraction(1, 100), None]
+    assert load(one_route(share=100)).routes[0].share == Fraction(1)
+    routing = load({"routes": [{"name": "A", "when": "country = 'US'", "campaign_id": C1, "share": "50"},
+                               {"name": "B", "when": "country = 'DE'", "campaign_id": C2, "share": "37.5%"},
+                               {"name": "C", "campaign_id": C3, "share": 12.5}]})
+    assert [r.share for r in routing.routes] == [Fraction(1, 2), Fraction(3, 8), Fraction(1, 8)]
+
+
+def test_a_weight_written_as_text_is_refused_as_text() -> None:
+    """weight = "50" is refused as text that must be a whole number, not as a missing weight."""
+    document = one_route(campaign_id=None, arms=[{"name": "A", "campaign_id": C1, "weight": "50"},
+                                                 {"name": "B", "campaign_id": C2, "weight": 50}])
+    assert problems_of(document) == [(f"{ROUTE}, arm 1", "has the weight '50' as text; a weight must be a whole number",
+                                      "write it without quotes, e.g. weight = 50")]
+    half = one_route(campaign_id=None, arms=[{"campaign_id": C1, "weight": "half"}, {"campaign_id": C2, "weight": 50}])
+    assert problems_of(half) == [(f"{ROUTE}, arm 1", "has the weight 'half' as text; a weight must be a whole number",
+                                  "write it without quotes, e.g. weight = 50")]
+
+
+def _unreachable(route: str, catch_all: str) -> Problem:
+    return (f"{WHERE}, route '{route}'",
+            f"comes after route '{catch_all}', which takes every lead (its `when` is omitted or TRUE), "
+            "so it can never match",
+            f"move it above route '{catch_all}', or give route '{catch_all}' a narrower `when`")
+
+
+def test_routes_after_a_route_without_when_are_refused_as_unreachable() -> None:
+    """Every route after one with no `when` (it takes every lead) is refused, naming it and the catch-all."""
+    document = {"routes": [{"name": "US", "when": "country = 'US'", "campaign_id": C1},
+                           {"name": "Rest", "campaign_id": C2},
+                           {"name": "SaaS", "when": "company_name = 'Acme'", "campaign_id": C3},
+                           {"name": "Last", "when": "TRUE", "campaign_id": C4}]}
+    assert problems_of(document) == [_unreachable("SaaS", "Rest"), _unreachable("Last", "Rest")]
+
+
+@pytest.mark.parametrize("when", ["TRUE", "true", " ( TRUE ) -- everyone"])
+def test_a_route_after_a_when_of_true_is_refused_as_unreachable(when: str) -> None:
+    """A `when` that renders as TRUE is a catch-all too: the route after it is refused."""
+    document = {"routes": [{"name": "Everyone", "when": when, "campaign_id": C1},
+                           {"name": "SaaS", "when": "country = 'US'", "campaign_id": C2}]}
+    assert problems_of(document) == [_unreachable("SaaS", "Everyone")]
+
+
+FIX_COMPARE_REVENUE = ("compare it, e.g. annual_revenue IS NOT NULL (a BOOL column may stand alone once declared "
+                       "in source_columns)")
+FIX_RESULT = ("make every result of IF, CASE, IFNULL and COALESCE a condition, "
+              "e.g. IF(country = 'US', annual_revenue > 5, FALSE)")
+BOOLEAN_FUNCTION_LIST = "STARTS_WITH, ENDS_WITH, REGEXP_CONTAINS, CONTAINS_SUBSTR, IS_INF, IS_NAN"
+
+NOT_CONDITIONS: list[tuple[str, str, str, str]] = [
+    ("contract column alone", "annual_revenue",
+     "is the column 'annual_revenue' alone, which holds text or a number, not true or false", FIX_COMPARE_REVENUE),
+    ("text column alone", "(country)",
+     "is the column 'country' alone, which holds text or a number, not true or false",
+     "compare it, e.g. country IS NOT NULL (a BOOL column may stand alone once declared in source_columns)"),
+    ("value function", "UPPER(country)", "calls UPPER, which gives a value, not true or false",
+     f"compare its result, e.g. UPPER(country) = 'x', or use a function that gives true or false "
+     f"({BOOLEAN_FUNCTION_LIST})"),
+    ("IF of numbers", "IF(country = 'US', 1, 0)", "is not a condition: the result '1' is not true or false",
+     FIX_RESULT),
+    ("CASE of numbers", "CASE WHEN country = 'US' THEN 1 ELSE FALSE END",
+     "is not a condition: the result '1' is not true or false", FIX_RESULT),
+    ("IFNULL of a number", "IFNULL(annual_revenue, FALSE)",
+     "is not a condition: the result 'annual_revenue' is not true or false", FIX_RESULT),
+    ("column under AND", "country = 'US' AND annual_revenue",
+     "is not a condition: the column 'annual_revenue' in it holds text or a number, not true or false",
+     FIX_COMPARE_REVENUE),
+    ("column under NOT", "NOT annual_revenue",
+     "is not a condition: the column 'annual_revenue' in it holds text or a number, not true or false",
+     FIX_COMPARE_REVENUE),
+    ("IF testing a number", "IF(annual_revenue, TRUE, FALSE)",
+     "is not a condition: the column 'annual_revenue' in it holds text or a number, not true or false",
+     FIX_COMPARE_REVENUE),
+    ("number under OR", "country = 'US' OR 1",
+     "is not a condition: '1' in it is not true or false", FIX_CONDITION),
+]
+
+
+@pytest.mark.parametrize(("when", "message", "fix"), [c[1:] for c in NOT_CONDITIONS],
+                         ids=[c[0] for c in NOT_CONDITIONS])
+def test_a_when_that_is_not_true_or_false_in_every_engine_is_refused(when: str, message: str, fix: str) -> None:
+    """A `when` DuckDB would take by truthiness and BigQuery refuses (a value, not a condition) is refused."""
+    assert problems_of({**one_route(when=when), "source_columns": ["is_customer"]}) == [(WHEN, message, fix)]
+
+
+ACCEPTED_CONDITIONS: list[tuple[str, str]] = [
+    ("ENDS_WITH(email, '@acme.example')", "ENDS_WITH(email, '@acme.example')"),
+    ("starts_with(email, 'ana')", "starts_with(email, 'ana')"),
+    ("REGEXP_CONTAINS(email, 'acme')", "REGEXP_CONTAINS(email, 'acme')"),
+    ("CONTAINS_SUBSTR(company_name, 'acme')", "CONTAINS_SUBSTR(company_name, 'acme')"),
+    ("NOT IS_NAN(annual_revenue) AND NOT IS_INF(annual_revenue)",
+     "NOT IS_NAN(annual_revenue) AND NOT IS_INF(annual_revenue)"),
+    ("IF(country = 'US', annual_revenue > 5, FALSE)", "IF(country = 'US', annual_revenue > 5, FALSE)"),
+    ("CASE country WHEN 'US' THEN is_customer ELSE NULL END", "CASE country WHEN 'US' THEN is_customer ELSE NULL END"),
+    ("is_customer", "is_customer"),
+    ("NOT is_customer", "NOT is_customer"),
+    ("IFNULL(is_customer, FALSE)", "IFNULL(is_customer, FALSE)"),
+]
+
+
+@pytest.mark.parametrize(("when", "rendered"), ACCEPTED_CONDITIONS, ids=[c[0] for c in ACCEPTED_CONDITIONS])
+def test_conditions_of_boolean_functions_and_declared_columns_are_accepted(when: str, rendered: str) -> None:
+    """BOOL functions, IF/CASE/IFNULL of conditions and a declared extra column (maybe BOOL) are conditions."""
+    routing = load({**one_route(when=when), "source_columns": ["is_customer"]})
+    assert routing.routes[0].condition == rendered
+
+
+def test_check_expression_takes_the_boolean_columns_it_may_accept_alone() -> None:
+    """check_expression accepts a column alone only when `boolean_columns` names it (without case)."""
+    allowed = ("country", "is_customer")
+    assert check_expression("IS_CUSTOMER", allowed=allowed, where="W", boolean=True,
+                            boolean_columns=("is_customer",)) == ("IS_CUSTOMER", [])
+    assert check_expression("is_customer", allowed=allowed, where="W", boolean=True) == ("", [RoutingProblem(
+        "W", "is the column 'is_customer' alone, which holds text or a number, not true or false",
+        "compare it, e.g. is_customer IS NOT NULL (a BOOL column may stand alone once declared in source_columns)")])
+    assert check_expression("is_customer", allowed=allowed, where="W", boolean=False) == ("is_customer", [])
+
+
+FIX_VOLATILE = ("remove it: a lead's route and score must be the same every time they are computed (the count of "
+                "ready leads and their read must agree), so use only the row's own columns and literals")
+
+VOLATILE: list[tuple[str, str]] = [
+    ("RAND()", "RAND()"),
+    ("GENERATE_UUID()", "GENERATE_UUID()"),
+    ("CURRENT_TIMESTAMP()", "CURRENT_TIMESTAMP()"),
+    ("CURRENT_TIMESTAMP", "CURRENT_TIMESTAMP()"),
+    ("CURRENT_DATE()", "CURRENT_DATE"),
+    ("CURRENT_DATE", "CURRENT_DATE"),
+    ("CURRENT_DATETIME()", "CURRENT_DATETIME()"),
+    ("CURRENT_TIME()", "CURRENT_TIME()"),
+    ("SESSION_USER()", "SESSION_USER()"),
+    ("NOW()", "NOW()"),
+]
+
+
+@pytest.mark.parametrize(("call", "shown"), VOLATILE, ids=[c[0] for c in VOLATILE])
+def test_a_volatile_function_is_refused_in_when_and_in_score(call: str, shown: str) -> None:
+    """RAND, GENERATE_UUID, the clock functions and SESSION_USER are refused in a `when` and in the score."""
+    message = f"uses {shown}, whose value changes from one computation to the next"
+    assert problems_of(one_route(when=f"CAST({call} AS STRING) IS NOT NULL")) == [(WHEN, message, FIX_VOLATILE)]
+    assert problems_of({**one_route(), "score": f"LENGTH(CAST({call} AS STRING))"}) == [
+        (f"{WHERE}, score", message, FIX_VOLATILE)]
+    assert problems_of({}, priority_expression=f"IF({call} IS NULL, 0, 1)") == [
+        ("PRIORITY_EXPRESSION", message, FIX_VOLATILE)]
+
+
+def test_session_user_without_parentheses_is_an_unknown_column() -> None:
+    """SESSION_USER written without parentheses is read as a column, and refused as an unknown one."""
+    assert problems_of(one_route(when="SESSION_USER = email")) == [
+        (WHEN, "names the unknown column 'SESSION_USER'", FIX_COLUMNS)]
+
+
 def test_every_problem_of_a_document_is_reported_at_once() -> None:
     """Five independent mistakes in one document give five problems, in document order, in one error."""
     document = {
@@ -478,7 +679,7 @@ def test_every_problem_of_a_document_is_reported_at_once() -> None:
         (f"{WHERE}, colour", "is not a routing setting"),
         (f"{WHERE}, source_columns", "'score' is a name coldsync uses for its own columns"),
         (WHEN, "names the unknown column 'industry'"),
-        (ROUTE + ", share", "'101' is not a percent above 0 and at most 100"),
+        (ROUTE + ", share", "'101' is not a percent from 1 to 100"),
         (f"{WHERE}, route 'Rest'", "has no campaign_id (a campaign UUID)"),
     ]
     assert str(caught.value).count("Fix: ") == 5
@@ -858,6 +1059,19 @@ def test_route_case_sql_lists_the_routes_in_order() -> None:
         "CASE WHEN (industry = 'saas') THEN 'SaaS' "
         "WHEN (employee_count >= 1000 AND country = 'US') THEN 'Enterprise' "
         "WHEN (TRUE) THEN 'Everyone else' END")
+
+
+def test_a_comment_in_when_or_score_never_reaches_the_generated_sql() -> None:
+    """A `--` or `/* */` comment is dropped by the re-rendering, so it cannot comment out generated SQL."""
+    document = {"score": "annual_revenue -- highest first\n + 1 /* plus one */",
+                "routes": [{"name": "US", "when": "country = 'US' -- THEN 'x' END, the rest", "campaign_id": C1},
+                           {"name": "Rest", "when": "/* all */ TRUE --", "campaign_id": C2}]}
+    routing = load(document)
+    case = route_case_sql(routing, "@smb_threshold")
+    assert case == "CASE WHEN (country = 'US') THEN 'US' WHEN (TRUE) THEN 'Rest' END"
+    assert routing.score == "annual_revenue + 1"
+    for text in (case, routing.score):
+        assert "--" not in text and "/*" not in text
 
 
 def test_route_case_sql_puts_the_threshold_in_the_default_smb_route() -> None:
