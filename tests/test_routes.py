@@ -121,11 +121,11 @@ def arms(*weights: int, ids: Sequence[str] = (C1, C2, C3)) -> list[dict[str, Any
 def _settings(tmp_path: Path, environ: Mapping[str, str] | None = None,
               config_rows: Mapping[str, object] | None = None) -> Settings:
     """Settings from the given environment and config rows only (no .env, no secrets files); ROUTES_FILE
-    points into tmp_path unless the environment says otherwise, so a checkout's config/routes.toml is
-    never read."""
+    is `none` (read no file) unless the environment says otherwise, so a checkout's config/routes.toml
+    is never read."""
     folder = tmp_path / "no-secrets"
     folder.mkdir(exist_ok=True)
-    env = {"DUCKDB_PATH": str(tmp_path / "wh.duckdb"), "ROUTES_FILE": str(tmp_path / "absent-routes.toml"),
+    env = {"DUCKDB_PATH": str(tmp_path / "wh.duckdb"), "ROUTES_FILE": "none",
            "SMB_CAMPAIGN_ID": SMB, "MIDSIZE_CAMPAIGN_ID": MID, **(environ or {})}
     return load_settings(environ=env, dotenv_path=folder / ".env", secrets_dir=folder, config_rows=config_rows)
 
