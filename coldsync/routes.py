@@ -55,6 +55,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.simplify import simplify
 
 from coldsync.suppression import address_key
 
@@ -424,6 +425,16 @@ class _Collector:
         self.problems.append(RoutingProblem(f"{self.where}, {place}" if place else self.where, message, fix))
 
 
+def _always_true(condition: str) -> bool:
+    """Whether a checked condition holds for every lead (TRUE, 1 = 1, NOT FALSE, TRUE OR x, ...), by
+    sqlglot's simplifier; a condition it cannot decide counts as not always true."""
+    try:
+        simplified = simplify(sqlglot.parse_one(condition, read="bigquery"))
+    except SqlglotError:
+        return False
+    return isinstance(simplified, exp.Boolean) and simplified.this is True
+
+
 def parse_document(text: str, where: str) -> dict[str, Any]:
     """A routing document: JSON when it starts with `{`, else TOML; a leading UTF-8 byte order mark (as
     some editors save) is ignored, and CRLF line endings are read like LF. Raises RoutingError."""
@@ -577,7 +588,7 @@ def load_routing(document: Mapping[str, Any] | None, *, where: str, smb_campaign
                                                where=f"{where}, {label}, when",
                                                boolean=True, boolean_columns=extra)
         col.problems.extend(problems)
-        if catch_all is None and condition.strip("()") == "TRUE":
+        if catch_all is None and condition and _always_true(condition):
             catch_all = label
 
         arms: list[Arm] = []

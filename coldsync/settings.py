@@ -513,7 +513,8 @@ def routing_document(routes: str, origin: str, routes_file: str,
                                                "make it a readable UTF-8 file, or point ROUTES_FILE "
                                                "elsewhere")]) from exc
     elif routes_file_set:
-        raise RoutingError([RoutingProblem(f"ROUTES_FILE {routes_file}", "does not exist",
+        raise RoutingError([RoutingProblem(f"ROUTES_FILE {routes_file}",
+                                           "is not a file" if path.exists() else "does not exist",
                                            "correct the path, or unset ROUTES_FILE (config/routes.toml is read when "
                                            "it exists), or set ROUTES_FILE=none to read no routes file")])
     if routes.strip():

@@ -268,6 +268,8 @@ def _phases(ctx: RunContext) -> None:
         t0 = time.monotonic()
         run_topup(ctx, inventory)
         report.phase("topup").seconds = time.monotonic() - t0
+    else:  # the supply signals stay with the next run, as a quiet run's do
+        report.supply_signals = dict(ctx.previous_signals)
     if inventory is not None:
         added = report.added if not ctx.dry_run else sum(
             v for k, v in report.phase("topup").plan.items() if k.startswith("add "))

@@ -345,13 +345,17 @@ def _check_routes(result: Validation, settings: Settings, config: dict[str, obje
               + "; ".join(describe(route) for route in routing.routes))
     table_row = config.get("routes")
     built = config.get(VIEWS_FINGERPRINT_KEY)
+    warnings: list[tuple[str, str]] = []
     if table_row not in (None, "") and not routing.origin.startswith("config table"):
-        result.add("routes", "warn", f"{detail}. The config table's `routes` row is NOT used: {routing.origin} "
-                   "wins over it", "delete the row, or remove the file / ROUTES setting if the row is meant")
-    elif built != views_fingerprint(routing):
-        result.add("routes", "warn", f"{detail}. The views (v_ready_for_instantly, v_lead_scores, ...) were built "
-                   "for other routes or an older version: what they show is not what a run sends",
-                   "run `python setup.py` (the next live sync run also rebuilds them)")
+        warnings.append((f"the config table's `routes` row is NOT used: {routing.origin} wins over it",
+                         "delete the row, or remove the file / ROUTES setting if the row is meant"))
+    if built != views_fingerprint(routing):
+        warnings.append(("the views (v_ready_for_instantly, v_lead_scores, ...) were built for other routes or "
+                         "an older version: what they show is not what a run sends",
+                         "run `python setup.py` (the next live sync run also rebuilds them)"))
+    if warnings:
+        result.add("routes", "warn", f"{detail}. " + "; ".join(w for w, _fix in warnings),
+                   "; ".join(fix for _w, fix in warnings))
     else:
         result.add("routes", "pass", detail)
 

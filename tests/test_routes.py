@@ -546,9 +546,10 @@ def test_routes_after_a_route_without_when_are_refused_as_unreachable() -> None:
     assert problems_of(document) == [_unreachable("SaaS", "Rest"), _unreachable("Last", "Rest")]
 
 
-@pytest.mark.parametrize("when", ["TRUE", "true", " ( TRUE ) -- everyone"])
+@pytest.mark.parametrize("when", ["TRUE", "true", " ( TRUE ) -- everyone", "1 = 1", "NOT FALSE", "TRUE AND TRUE",
+                                  "'a' = 'a'", "TRUE OR country = 'x'", "IF(TRUE, TRUE, FALSE)"])
 def test_a_route_after_a_when_of_true_is_refused_as_unreachable(when: str) -> None:
-    """A `when` that renders as TRUE is a catch-all too: the route after it is refused."""
+    """A `when` that is always true (TRUE, or what simplifies to it) is a catch-all: the route after it is refused."""
     document = {"routes": [{"name": "Everyone", "when": when, "campaign_id": C1},
                            {"name": "SaaS", "when": "country = 'US'", "campaign_id": C2}]}
     assert problems_of(document) == [_unreachable("SaaS", "Everyone")]

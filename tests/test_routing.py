@@ -543,3 +543,28 @@ def test_a_route_failing_on_a_value_is_named(raw_warehouse: Warehouse, tmp_path:
     result = world.run(routes=json.dumps(routes))
     assert result.exit_code == ExitCode.BAD_CONFIG
     assert "route 'Casting': its `when` fails" in str(result.report.error)
+
+
+def test_reused_waiting_figures_do_not_switch_sizing_off_once_fed(raw_warehouse: Warehouse, tmp_path: Path,
+                                                                  worlds: list[World]) -> None:
+    """Both campaigns start 20 new leads a day and are empty (waiting for leads): the first run feeds each
+    by its share (500); 30 minutes later, with the same figures reused, the 500 leads added since are its
+    backlog, above 3 days x 20, so sizing gives 0 more; a RUN_TOPUP=false run keeps the figures for later."""
+    duckdb_unless_full(raw_warehouse)
+    world = _world(raw_warehouse, tmp_path, _leads(700, 100_000, "small") + _leads(700, 5_000_000, "big"),
+                   routes=None, inventory_cap="5000", target_new_leads_per_run="1000")
+    worlds.append(world)
+    for campaign in (SMB, MIDSIZE):
+        for day in range(1, 8):
+            world.sim.record_daily(campaign, (START - dt.timedelta(days=day)).date(), new_leads_contacted=20, sent=20)
+    first = world.run(run_drain=False, run_housekeeping=False)
+    assert (first.report.routes["SMB"]["added"], first.report.routes["Midsize"]["added"]) == (500, 500)
+    world.sim.advance(0.25 / 24)
+    quiet = world.run(run_drain=False, run_housekeeping=False, run_topup=False)
+    assert set(quiet.report.supply_signals) == {SMB, MIDSIZE}
+    world.sim.advance(0.25 / 24)
+    reads = len(world.sim.requests_to("GET", "/campaigns/{id}/sending-status"))
+    second = world.run(run_drain=False, run_housekeeping=False)
+    assert len(world.sim.requests_to("GET", "/campaigns/{id}/sending-status")) == reads  # reused, not re-read
+    assert second.report.added == 0
+    assert (second.report.routes["SMB"]["supply_wanted"], second.report.routes["Midsize"]["supply_wanted"]) == (0, 0)

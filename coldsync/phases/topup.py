@@ -48,7 +48,8 @@ def measure_inventory(ctx: RunContext) -> int | None:
     None when Instantly could not be measured: then nothing is added this run (invariant 4).
     """
     counts = [c.leads_count for c in ctx.campaigns.values()]
-    tracked = sum(1 for row in ctx.state if row.campaign_id in ctx.campaign_ids())
+    managed = {cid.lower() for cid in ctx.campaign_ids()}
+    tracked = sum(1 for row in ctx.state if (row.campaign_id or "").lower() in managed)
     ctx.report.inventory_warehouse = tracked
     if not counts or any(c is None for c in counts):
         return None
@@ -63,7 +64,7 @@ def _campaign_inventory(ctx: RunContext, campaign: CampaignView) -> int | None:
     """One campaign's leads: Instantly's count, never below what the warehouse tracks there (after the drain)."""
     if campaign.leads_count is None:
         return None
-    tracked = sum(1 for row in ctx.state if row.campaign_id == campaign.campaign_id)
+    tracked = sum(1 for row in ctx.state if (row.campaign_id or "").lower() == campaign.campaign_id.lower())
     drained = ctx.drained_by_campaign.get(campaign.campaign_id, 0)
     return max(max(campaign.leads_count, tracked) - drained, 0)
 
@@ -104,9 +105,10 @@ def _route_supplies(ctx: RunContext, signals: Mapping[str, CampaignSignals]) -> 
         for campaign in campaigns:
             signal = signals.get(campaign.campaign_id)
             daily = signal.daily_new if signal is not None else None
-            starved = signal is not None and signal.waiting_for_leads
-            backlog = (signal.backlog + _added_since(ctx, campaign.campaign_id, signal)
-                       if signal is not None and signal.backlog is not None else None)
+            added = _added_since(ctx, campaign.campaign_id, signal) if signal is not None else 0
+            # Figures read while the campaign waited for leads no longer hold once runs have fed it since.
+            starved = signal is not None and signal.waiting_for_leads and not added
+            backlog = (signal.backlog + added if signal is not None and signal.backlog is not None else None)
             # A rate says what a campaign CAN send only while it had leads left to start: at least one day of
             # its rate still waiting for a first email. One with less (or waiting for leads) sent what it was
             # given: its rate is ours, not its capacity, so it neither sizes its supply nor sets shares (fed
@@ -147,8 +149,8 @@ def _added_since(ctx: RunContext, campaign_id: str, signal: CampaignSignals) -> 
     fetched = parse_timestamp(signal.fetched_at)
     if not signal.reused or fetched is None:
         return 0
-    return sum(1 for row in ctx.state if row.campaign_id == campaign_id and row.added_at is not None
-               and row.added_at >= fetched)
+    return sum(1 for row in ctx.state if (row.campaign_id or "").lower() == campaign_id.lower()
+               and row.added_at is not None and row.added_at >= fetched)
 
 
 STATUS_GUARD = {0: "a draft", 2: "paused", 3: "completed", 4: "running subsequences",
