@@ -100,10 +100,9 @@ def _retired_campaigns(ctx: RunContext) -> None:
     """Campaigns no route names any more but that still hold tracked leads (the routes changed): they
     stay managed for the drain and housekeeping (outcomes, unsubscribes and bounces are still recorded,
     and their leads count against the cap) and get no new lead. One analytics call when there are any."""
-    routed = {cid.lower() for cid in ctx.campaign_ids()}
     held: dict[str, list[str | None]] = {}
     for row in ctx.state:
-        if row.campaign_id and row.campaign_id.lower() not in routed:
+        if row.campaign_id and not ctx.manages(row.campaign_id):
             held.setdefault(row.campaign_id, []).append(row.sequence_target)
     if not held:
         return
@@ -241,7 +240,7 @@ def _phases(ctx: RunContext) -> None:
     ctx.state = ctx.store.read_state()
     _retired_campaigns(ctx)
     for campaign in ctx.campaigns.values():
-        tracked = sum(1 for r in ctx.state if r.campaign_id == campaign.campaign_id and r.status != "pending")
+        tracked = sum(1 for r in ctx.state if ctx.campaign(r.campaign_id) is campaign and r.status != "pending")
         if campaign.leads_count is not None and campaign.leads_count != tracked:
             ctx.mismatched_campaigns.add(campaign.campaign_id)
     report.inventory_before = measure_inventory(ctx)

@@ -19,12 +19,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from coldsync.cli import ExitCode
 from coldsync.instantly import client as client_module
+from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator, RequestRecord
 from coldsync.redact import mask_email
 from coldsync.rules import Action, classify_finished_lead, normalize_email
-from coldsync.settings import Settings
+from coldsync.settings import Settings, replace
 from coldsync.suppression import address_key, domain_key, erasure_hash, key_domain
+from coldsync.sync import SyncResult, run_sync
 from coldsync.warehouse.base import StringArray, Warehouse
 from coldsync.warehouse.schema import ERASURE_SALT_KEY
 
@@ -449,3 +452,32 @@ def check_converged(warehouse: Warehouse, sim: InstantlySimulator, settings: Set
     problems += [f"{row['status_final']} lead {row['instantly_lead_id']} has no DNC entry"
                  for row in _drained_with_dnc(warehouse) if address_key(row["email"]) not in dnc.emails]
     return problems
+
+
+@dataclass
+class World:
+    """A sync test's world: a warehouse, the simulator, a client to it, the settings of its runs."""
+
+    warehouse: Warehouse
+    sim: InstantlySimulator
+    client: InstantlyClient
+    settings: Settings
+
+    def run(self, **changes: object) -> SyncResult:
+        settings = replace(self.settings, **changes) if changes else self.settings
+        return run_sync(settings, self.warehouse, self.client, now=self.sim.now)
+
+    def run_checked(self, **changes: object) -> SyncResult:
+        """A run, then invariants 1-6 checked against what it did."""
+        dry = bool(changes.get("dry_run", False))
+        settings = replace(self.settings, **changes) if changes else self.settings
+        before = snapshot(self.warehouse, self.sim, settings, tables=dry)
+        result = self.run(**changes)
+        problems = check_after_run(self.warehouse, self.sim, settings, before, self.sim.now, dry_run=dry)
+        assert not problems, problems
+        assert result.exit_code == ExitCode.OK, result.report.render_text()
+        return result
+
+    def campaign_of(self) -> dict[str, str]:
+        """Email -> the campaign it is in, for every lead of the simulator."""
+        return {str(x["email"]): str(x["campaign"]) for x in self.sim.leads()}

@@ -8,7 +8,6 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,11 @@ from coldsync.instantly.simulator import InstantlySimulator
 from coldsync.routes import arm_index
 from coldsync.settings import Settings, SettingsError, replace
 from coldsync.store import Store
-from coldsync.sync import SyncResult, run_sync
 from coldsync.warehouse.base import Rows, Warehouse
 from coldsync.warehouse.demo_data import INSERT_SOURCE_SQL, SOURCE_FIELDS, ensure_demo_source_table
 from tests.conftest import make_settings, open_warehouse
 from tests.helpers import GMAIL, add_history, build, lead
-from tests.invariants import check_after_run, snapshot, table_contents
+from tests.invariants import World, table_contents
 
 START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
 FULL = bool(os.environ.get("ROUTING_FULL"))
@@ -44,31 +42,6 @@ SMB = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6"
 MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
 THIRD = "0b7e1a52-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
 ARM_B = "6d2f0c11-7e3a-4b5c-9d8e-1f2a3b4c5d6e"
-
-
-@dataclass
-class World:
-    warehouse: Warehouse
-    sim: InstantlySimulator
-    client: InstantlyClient
-    settings: Settings
-
-    def run(self, **changes: object) -> SyncResult:
-        settings = replace(self.settings, **changes) if changes else self.settings
-        return run_sync(settings, self.warehouse, self.client, now=self.sim.now)
-
-    def run_checked(self, **changes: object) -> SyncResult:
-        """A run, then invariants 1-6 checked against what it did."""
-        settings = replace(self.settings, **changes) if changes else self.settings
-        before = snapshot(self.warehouse, self.sim, settings)
-        result = self.run(**changes)
-        problems = check_after_run(self.warehouse, self.sim, settings, before, self.sim.now)
-        assert not problems, problems
-        assert result.exit_code == ExitCode.OK, result.report.render_text()
-        return result
-
-    def campaign_of(self) -> dict[str, str]:
-        return {str(x["email"]): str(x["campaign"]) for x in self.sim.leads()}
 
 
 def _world(warehouse: Warehouse, tmp_path: Path, sources: list[dict[str, Any]], *, routes: dict[str, Any] | None,
@@ -568,3 +541,21 @@ def test_reused_waiting_figures_do_not_switch_sizing_off_once_fed(raw_warehouse:
     assert len(world.sim.requests_to("GET", "/campaigns/{id}/sending-status")) == reads  # reused, not re-read
     assert second.report.added == 0
     assert (second.report.routes["SMB"]["supply_wanted"], second.report.routes["Midsize"]["supply_wanted"]) == (0, 0)
+
+
+def test_state_rows_with_an_upper_case_campaign_id_count_as_tracked(raw_warehouse: Warehouse, tmp_path: Path,
+                                                                     worlds: list[World]) -> None:
+    """State rows written by an older version with the campaign id in upper case are the same campaign: they
+    count as tracked (no mismatch warning, no reconcile listing) and are not treated as a retired campaign."""
+    duckdb_unless_full(raw_warehouse)
+    world = _world(raw_warehouse, tmp_path, _leads(10, 100_000, "small") + _leads(10, 5_000_000, "big"),
+                   routes=None, inventory_cap="20", target_new_leads_per_run="20")
+    worlds.append(world)
+    world.run_checked()
+    world.warehouse.execute("UPDATE `{ds}.ops_inst_state` SET campaign_id = UPPER(campaign_id) WHERE TRUE",
+                            label="test")
+    world.sim.clear_request_log()
+    result = world.run_checked(run_drain=False)
+    assert result.report.inventory_warehouse == 20
+    assert not [w for w in result.report.warnings if "warehouse tracks" in w or "in no route" in w]
+    assert world.sim.requests_to("POST", "/leads/list") == []  # counts agree: no reconcile listing

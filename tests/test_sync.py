@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,40 +15,16 @@ import pytest
 from coldsync.cli import ExitCode
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator
-from coldsync.settings import Settings, replace
-from coldsync.sync import SyncResult, run_sync
+from coldsync.sync import SyncResult
 from coldsync.warehouse.base import Warehouse
 from coldsync.warehouse.demo_data import generate_source_rows
 from tests.conftest import make_settings
 from tests.helpers import add_dnc, add_sources, build, lead
-from tests.invariants import check_after_run, snapshot, table_contents
+from tests.invariants import World, table_contents
 
 START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
 SMB = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6"  # example ids, as in the README
 MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
-
-
-@dataclass
-class World:
-    warehouse: Warehouse
-    sim: InstantlySimulator
-    client: InstantlyClient
-    settings: Settings
-
-    def run(self, **changes: object) -> SyncResult:
-        settings = replace(self.settings, **changes) if changes else self.settings
-        return run_sync(settings, self.warehouse, self.client, now=self.sim.now)
-
-    def run_checked(self, **changes: object) -> SyncResult:
-        """A run, then invariants 1-6 checked against what it did."""
-        dry = bool(changes.get("dry_run", False))
-        settings = replace(self.settings, **changes) if changes else self.settings
-        before = snapshot(self.warehouse, self.sim, settings, tables=dry)
-        result = self.run(**changes)
-        problems = check_after_run(self.warehouse, self.sim, settings, before, self.sim.now, dry_run=dry)
-        assert not problems, problems
-        assert result.exit_code == ExitCode.OK, result.report.render_text()
-        return result
 
 
 @pytest.fixture

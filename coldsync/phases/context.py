@@ -85,6 +85,10 @@ class RunContext:
     def campaign_ids(self) -> set[str]:
         return {c.campaign_id for c in self.campaigns.values()}
 
+    def manages(self, campaign_id: str | None) -> bool:
+        """Whether this campaign id (compared without case) is a managed campaign of this run."""
+        return self.campaign(campaign_id) is not None
+
     def campaign(self, campaign_id: str | None) -> CampaignView | None:
         """The managed campaign of this id (ids compared without case), else None."""
         if campaign_id is None:

@@ -144,7 +144,7 @@ def run_drain(ctx: RunContext) -> None:
         row = state_of(lead)
         email = normalize_email(lead.get("email")) or (row.email if row else None)
         campaign_id = str(lead.get("campaign") or (row.campaign_id if row else "") or "")
-        if not email or campaign_id not in ctx.campaign_ids():
+        if not email or not ctx.manages(campaign_id):
             phase.counts["unknown_kept"] += 1
             phase.notes.append("kept a finished lead without a usable email or managed campaign")
             continue
@@ -179,7 +179,7 @@ def run_drain(ctx: RunContext) -> None:
     planned = {lead_id for ids in to_delete.values() for lead_id in ids}
     for hit in ctx.state:
         if (hit.suppressed is None or hit.status != "active" or not hit.instantly_lead_id
-                or hit.instantly_lead_id in planned or hit.campaign_id not in ctx.campaign_ids()
+                or hit.instantly_lead_id in planned or not ctx.manages(hit.campaign_id)
                 or hit.email in state_rows):
             continue  # pending rows are settled by housekeeping; draining rows are retried below
         campaign_id = str(hit.campaign_id)

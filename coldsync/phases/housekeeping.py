@@ -54,10 +54,9 @@ def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]], history: li
     except InstantlyError as exc:
         phase.notes.append(f"pending look-up failed, retried next run: {exc.summary}")
         return
-    managed = ctx.campaign_ids()
     suppressed = ctx.store.suppressed_emails(row.email for row in pending)
     for row in pending:
-        here = [lead for lead in found.get(row.email, []) if lead.get("campaign") in managed and lead_id_of(lead)]
+        here = [lead for lead in found.get(row.email, []) if ctx.manages(lead.get("campaign")) and lead_id_of(lead)]
         if here and row.email in suppressed:
             lead = here[0]
             phase.plan["remove suppressed"] += 1
@@ -82,7 +81,7 @@ def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: 
     for campaign in ctx.campaigns.values():
         if campaign.leads_count is None or campaign.campaign_id not in ctx.mismatched_campaigns:
             continue
-        tracked = [r for r in ctx.state if r.campaign_id == campaign.campaign_id and r.status != "pending"]
+        tracked = [r for r in ctx.state if ctx.campaign(r.campaign_id) is campaign and r.status != "pending"]
         listing = ctx.client.iter_leads(campaign=campaign.campaign_id)
         try:
             leads = list(listing)

@@ -48,8 +48,7 @@ def measure_inventory(ctx: RunContext) -> int | None:
     None when Instantly could not be measured: then nothing is added this run (invariant 4).
     """
     counts = [c.leads_count for c in ctx.campaigns.values()]
-    managed = {cid.lower() for cid in ctx.campaign_ids()}
-    tracked = sum(1 for row in ctx.state if (row.campaign_id or "").lower() in managed)
+    tracked = sum(1 for row in ctx.state if ctx.manages(row.campaign_id))
     ctx.report.inventory_warehouse = tracked
     if not counts or any(c is None for c in counts):
         return None
@@ -64,7 +63,7 @@ def _campaign_inventory(ctx: RunContext, campaign: CampaignView) -> int | None:
     """One campaign's leads: Instantly's count, never below what the warehouse tracks there (after the drain)."""
     if campaign.leads_count is None:
         return None
-    tracked = sum(1 for row in ctx.state if (row.campaign_id or "").lower() == campaign.campaign_id.lower())
+    tracked = sum(1 for row in ctx.state if ctx.campaign(row.campaign_id) is campaign)
     drained = ctx.drained_by_campaign.get(campaign.campaign_id, 0)
     return max(max(campaign.leads_count, tracked) - drained, 0)
 
@@ -149,7 +148,8 @@ def _added_since(ctx: RunContext, campaign_id: str, signal: CampaignSignals) -> 
     fetched = parse_timestamp(signal.fetched_at)
     if not signal.reused or fetched is None:
         return 0
-    return sum(1 for row in ctx.state if (row.campaign_id or "").lower() == campaign_id.lower()
+    campaign = ctx.campaign(campaign_id)
+    return sum(1 for row in ctx.state if ctx.campaign(row.campaign_id) is campaign
                and row.added_at is not None and row.added_at >= fetched)
 
 

@@ -548,7 +548,7 @@ REJECTS_VIEW = "v_source_rejects"
 SCORES_VIEW = "v_lead_scores"
 
 
-def rejects_view_sql(routing: Routing | None = None) -> str:
+def rejects_view_sql() -> str:
     """v_source_rejects: every source row the sync does not take as given, with the reason: the rows
     rules 1-2 skip (email unusable, or a duplicate of a better row) and the rows kept with their revenue
     taken as unknown (`skipped` FALSE). Same CTEs as the candidates. The run summary counts it by reason."""
@@ -578,7 +578,7 @@ def views(routing: Routing) -> tuple[tuple[str, str], ...]:
         (DNC_ENTRIES_VIEW, DNC_ENTRIES_SQL), (DNC_KEYS_VIEW, DNC_KEYS_SQL), (DNC_REJECTS_VIEW, DNC_REJECTS_SQL),
         (HISTORY_KEYS_VIEW, HISTORY_KEYS_SQL), (CANDIDATES_VIEW, candidates_view_sql(routing)),
         (VIEW_NAME, ready_view_sql(routing)), (SCORES_VIEW, lead_scores_view_sql(routing)),
-        (REJECTS_VIEW, rejects_view_sql(routing)),
+        (REJECTS_VIEW, rejects_view_sql()),
     )
 
 
