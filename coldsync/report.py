@@ -48,6 +48,9 @@ class RunReport:
     # Per campaign: the analytics counters whose finished leads this run listed completely, and the
     # time of the last full sweep. The next run lists only what changed since (see phases/drain.py).
     drain_watermarks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Reconciliation cursors (phases/reconcile.py): where the rolling audit of tracked lead ids stopped
+    # ("audit_after") and where each campaign's bounded listing stopped ("listings": campaign -> lead id).
+    reconcile: dict[str, Any] = field(default_factory=dict)
     # Supply sizing and guard figures per campaign id, with when they were read (phases/signals.py).
     supply_signals: dict[str, Any] = field(default_factory=dict)
     api_calls: int = 0

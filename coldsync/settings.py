@@ -143,6 +143,17 @@ SPECS: tuple[SettingSpec, ...] = (
                 config_key="max_active_days", minimum=1, maximum=3650),
     SettingSpec("dead_letter_max_retries", "int", 5, "Retries of a dead letter before it is given up.",
                 config_key="dead_letter_max_retries", minimum=0, maximum=100),
+    SettingSpec("reconcile_audit_calls", "int", 20,
+                "By-id look-ups (100 tracked lead ids each) a run makes to find leads removed in Instantly by "
+                "hand; the audit rolls on from run to run. 20 checks 2,000 ids a run: the 24,000-lead cap in "
+                "12 runs, the fewest any day has on the default schedule, so every tracked lead is checked at "
+                "least once a day (0: off).",
+                config_key="reconcile_audit_calls", minimum=0, maximum=1000),
+    SettingSpec("reconcile_pages_per_run", "int", 20,
+                "Pages (100 leads each) a run may read listing campaigns whose Instantly count disagrees with "
+                "the warehouse (to adopt leads added by hand), shared by all campaigns; a listing cut short "
+                "resumes next run.",
+                config_key="reconcile_pages_per_run", minimum=1, maximum=10000),
     SettingSpec("allow_paused_campaigns", "bool", False,
                 "Add leads to a campaign that is not active (they wait; nothing is sent).",
                 config_key="allow_paused_campaigns"),
@@ -210,6 +221,8 @@ class Settings:
     batch_size: int
     max_active_days: int
     dead_letter_max_retries: int
+    reconcile_audit_calls: int
+    reconcile_pages_per_run: int
     allow_paused_campaigns: bool
     routes_file: str
     routes: str

@@ -1344,13 +1344,18 @@ class InstantlyClient:
         ids: Sequence[str] | None = None,
         page_size: int = MAX_PAGE_SIZE,
         max_pages: int | None = None,
+        starting_after: str | None = None,
     ) -> LeadListing:
         """Leads matching the criteria, via `POST /leads/list` cursor pages (field `campaign`).
 
         Returns a `Listing`: iterate it, then read `.complete` (True = read to the end) or call
         `.require_complete()`. Without `campaign` the listing spans the whole workspace.
+        `starting_after` resumes a listing after that lead id (leads are ordered by id; a listing
+        cut short by `max_pages` resumes after its `last_id`).
         """
         _check_page_size(page_size)
+        if starting_after is not None and (not isinstance(starting_after, str) or not starting_after.strip()):
+            raise ValueError("starting_after must be a non-empty lead id")
         criteria: dict[str, Any] = {}
         if campaign is not None:
             if not campaign.strip():
@@ -1371,7 +1376,8 @@ class InstantlyClient:
             return page["items"], _cursor_of(page)
 
         what = "leads" + (f" of campaign {campaign}" if campaign else "") + (f" ({filter})" if filter else "")
-        return Listing(fetch, dict, page_size=page_size, max_pages=max_pages or self.max_pages, what=what)
+        return Listing(fetch, dict, page_size=page_size, max_pages=max_pages or self.max_pages, what=what,
+                       start_cursor=starting_after)
 
     def get_lead(self, lead_id: str) -> Lead | None:
         """The lead, or None when it does not exist (404)."""

@@ -67,6 +67,9 @@ class RunContext:
     previous_signals: dict[str, Any] = field(default_factory=dict)
     # Leads the drain deleted (or, in a dry run, would delete) per campaign: the top-up's inventory.
     drained_by_campaign: dict[str, int] = field(default_factory=dict)
+    # Tracked lead ids a by-ids look-up of the drain asked for and did not get back (a complete answer):
+    # housekeeping confirms each by email before closing it (phases/reconcile.py).
+    unreturned_ids: set[str] = field(default_factory=set)
     # Set once this run has offered its DNC entries to Instantly's block list (drain or housekeeping).
     blocklist_pushed: bool = False
     # time.monotonic() after which the run must not start another write: its lock lease may run out.

@@ -97,14 +97,24 @@ def _find_stale(ctx: RunContext, known_ids: set[str]) -> list[dict[str, Any]]:
     leads: list[dict[str, Any]] = []
     phase = ctx.report.phase("drain")
     for part in chunk(ids, 100):
+        returned: set[str] = set()
+        unreadable = 0
+        listing = ctx.client.iter_leads(ids=part)
         try:
-            for lead in ctx.client.iter_leads(ids=part):
-                if lead_id_of(lead) is None:
+            for lead in listing:
+                lead_id = lead_id_of(lead)
+                if lead_id is None:
                     phase.counts["kept_without_id"] += 1
+                    unreadable += 1
                 else:
+                    returned.add(lead_id)
                     leads.append(lead)
         except InstantlyError as exc:
             phase.notes.append(f"stale look-up failed: {exc.summary}")
+            continue  # a failed look-up proves nothing
+        if listing.complete and not unreadable:  # a lead without an id might be any of them
+            # Asked by id and not returned: housekeeping confirms by email (phases/reconcile.py).
+            ctx.unreturned_ids.update(lead_id for lead_id in part if lead_id not in returned)
     return leads
 
 

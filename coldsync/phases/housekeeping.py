@@ -2,9 +2,10 @@
 
 - 'pending' rows of earlier runs: looked up by email in Instantly; adopted when the lead is in a
   managed campaign, else freed (the lead becomes ready again).
-- When Instantly's count of a managed campaign disagrees with the warehouse, the campaign is listed
-  (only then: this costs one call per 100 leads) to adopt orphans (leads the warehouse does not know)
-  and to close leads that vanished from Instantly without passing through the drain.
+- The tracked leads are reconciled with Instantly (phases/reconcile.py): a rolling audit by id finds
+  leads removed or moved by hand (confirmed by email before anything is closed), and a campaign whose
+  count still disagrees with the warehouse is listed, a bounded number of pages a run, to adopt
+  orphans (leads the warehouse does not know).
 - Open dead letters: closed when their operation is no longer needed; given up past the retry limit.
 - A lead found in Instantly (a pending row's look-up, an orphan) whose person is suppressed is never
   adopted: it gets a history row `suppressed` and state 'draining' FIRST, then is deleted by id; a
@@ -20,28 +21,10 @@ from typing import Any
 from coldsync.instantly.errors import InstantlyError
 from coldsync.phases import blocklist
 from coldsync.phases.context import RunContext, dead_letter
-from coldsync.phases.drain import SUPPRESSED_OUTCOME
-from coldsync.rules import chunk, lead_id_of, normalize_email
-from coldsync.suppression import address_key
+from coldsync.phases.reconcile import needs_fresh_state, reconcile_campaigns, take_out
+from coldsync.rules import chunk, lead_id_of
 
 log = logging.getLogger("coldsync.housekeeping")
-
-
-def _take_out(ctx: RunContext, email: str, campaign_id: str, lead_id: str, how: str, sequence: str | None,
-              attempt: int | None, state: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
-    """Record a suppressed lead found in Instantly (history `suppressed`, state 'draining'); the delete
-    follows the writes (run_housekeeping), and a failed one is retried by the next drain."""
-    managed = ctx.campaign(campaign_id)
-    sequence = sequence or (managed.route if managed else None)
-    arm = managed.arm if managed else None
-    history.append({"email": email, "campaign_id": campaign_id, "sequence_name": sequence,
-                    "status_final": SUPPRESSED_OUTCOME, "completed_at": ctx.now, "attempt_num": attempt,
-                    "instantly_lead_id": lead_id, "reason": f"on the do-not-contact list (by {how}): never adopted",
-                    "arm": arm})
-    state.append({"email": email, "op": "upsert", "status": "draining", "instantly_lead_id": lead_id,
-                  "campaign_id": campaign_id, "sequence_target": sequence, "attempt_num": attempt,
-                  "outcome": SUPPRESSED_OUTCOME, "added_at": None, "arm": arm})
-    ctx.take_out.setdefault(campaign_id, {})[lead_id] = email
 
 
 def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
@@ -60,8 +43,8 @@ def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]], history: li
         if here and row.email in suppressed:
             lead = here[0]
             phase.plan["remove suppressed"] += 1
-            _take_out(ctx, row.email, str(lead.get("campaign")), str(lead_id_of(lead)), suppressed[row.email],
-                      row.sequence_target, row.attempt_num, state, history)
+            take_out(ctx, row.email, str(lead.get("campaign")), str(lead_id_of(lead)), suppressed[row.email],
+                     row.sequence_target, row.attempt_num, state, history)
         elif here:
             lead = here[0]
             phase.plan["adopt pending"] += 1
@@ -73,75 +56,6 @@ def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]], history: li
         else:
             phase.plan["free pending"] += 1
             state.append({"email": row.email, "op": "delete"})
-
-
-def _reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
-    """List a campaign fully only when Instantly's count and the warehouse's disagree."""
-    phase = ctx.report.phase("housekeeping")
-    for campaign in ctx.campaigns.values():
-        if campaign.leads_count is None or campaign.campaign_id not in ctx.mismatched_campaigns:
-            continue
-        tracked = [r for r in ctx.state if ctx.campaign(r.campaign_id) is campaign and r.status != "pending"]
-        listing = ctx.client.iter_leads(campaign=campaign.campaign_id)
-        try:
-            leads = list(listing)
-        except InstantlyError as exc:
-            phase.notes.append(f"reconcile listing of {campaign.label} failed: {exc.summary}")
-            continue
-        if not listing.complete:
-            phase.notes.append(f"reconcile listing of {campaign.label} cut short: retried next run")
-            continue
-        known_ids = {r.instantly_lead_id for r in ctx.state if r.instantly_lead_id}
-        known_emails = {r.email for r in ctx.state}
-        known_keys = {k for r in ctx.state if (k := address_key(r.email))}
-        seen_ids: set[str] = set()
-        unreadable = 0
-        suppressed = ctx.store.suppressed_emails(
-            e for lead in leads if lead_id_of(lead) not in known_ids and (e := normalize_email(lead.get("email"))))
-        for lead in leads:
-            lead_id = lead_id_of(lead)
-            if lead_id is None:
-                unreadable += 1
-                continue
-            seen_ids.add(lead_id)
-            email = normalize_email(lead.get("email"))
-            if lead_id in known_ids or email is None:
-                continue
-            if email in suppressed and email not in known_emails:
-                phase.plan["remove suppressed"] += 1
-                known_emails.add(email)
-                _take_out(ctx, email, campaign.campaign_id, lead_id, suppressed[email], campaign.route, None,
-                          state, history)
-                continue
-            key = address_key(email)
-            if email in known_emails or key in known_keys:
-                if email not in known_emails:
-                    # The same person (a +tag or Gmail-dot variant) is already tracked: a second copy added
-                    # by hand is not adopted, and not deleted either (a person put it there): reported.
-                    phase.plan["not adopted: same person as a tracked lead"] += 1
-                continue
-            phase.plan["adopt orphan"] += 1
-            known_emails.add(email)
-            if key:
-                known_keys.add(key)
-            state.append({"email": email, "op": "upsert", "status": "active", "instantly_lead_id": lead_id,
-                          "campaign_id": campaign.campaign_id, "sequence_target": campaign.route,
-                          "attempt_num": None, "outcome": None, "added_at": None, "arm": campaign.arm})
-        if unreadable:
-            # A lead listed without its id might be any tracked one: absence is not proven this run.
-            phase.notes.append(f"reconcile listing of {campaign.label} had {unreadable} lead(s) without a usable "
-                               "id: vanished leads are not closed this run")
-            continue
-        for row in tracked:
-            if row.status == "active" and row.instantly_lead_id and row.instantly_lead_id not in seen_ids:
-                # Gone from Instantly without our drain (deleted by hand): record it, then forget it.
-                phase.plan["close vanished"] += 1
-                history.append({"email": row.email, "campaign_id": campaign.campaign_id,
-                                "sequence_name": row.sequence_target, "status_final": "removed",
-                                "completed_at": ctx.now, "attempt_num": row.attempt_num,
-                                "instantly_lead_id": row.instantly_lead_id,
-                                "reason": "no longer in Instantly (removed outside coldsync)", "arm": row.arm})
-                state.append({"email": row.email, "op": "delete"})
 
 
 def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -181,10 +95,10 @@ def run_housekeeping(ctx: RunContext) -> None:
     state: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
     earlier_pending = any(r.status == "pending" and r.run_id != ctx.run_id for r in ctx.state)
-    if not ctx.dry_run and (earlier_pending or ctx.mismatched_campaigns):
+    if not ctx.dry_run and (earlier_pending or ctx.mismatched_campaigns or needs_fresh_state(ctx)):
         ctx.state = ctx.store.read_state()  # as the drain and the top-up left it
     _reconcile_pending(ctx, state, history)
-    _reconcile_campaigns(ctx, state, history)
+    reconcile_campaigns(ctx, state, history)
     letters = _retire_dead_letters(ctx, history)
     twins = phase.plan["not adopted: same person as a tracked lead"]
     if twins:
