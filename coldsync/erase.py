@@ -598,6 +598,7 @@ def run_erase(settings: Settings, warehouse: Warehouse, client: InstantlyClient,
     outcome = EraseOutcome(dry_run=dry_run, persons=len(targets),
                            given=[m for t in targets for m in t.masked], source_table=settings.source_table,
                            removed=dict.fromkeys(PERSON_TABLES, 0))
+    client.health.reset()  # what the service does from here on is this erase's (a circuit of an earlier one closes)
     store = Store(warehouse, f"erase-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", now)
     deadline = started + settings.lock_ttl_minutes * 60 * LEASE_SHARE
     if not dry_run:

@@ -23,6 +23,7 @@ from coldsync.instantly.client import (
 )
 from coldsync.instantly.errors import (
     AuthenticationError,
+    CircuitOpenError,
     IncompleteListingError,
     InstantlyError,
     NotFoundError,
@@ -486,17 +487,63 @@ def test_add_leads_partial_bulk_rejection(sim: InstantlySimulator, client: Insta
     assert [o.outcome for o in result.outcomes] == ["created", "created", "invalid", "created", "created", "invalid"]
 
 
-def test_add_leads_failed_chunk_does_not_lose_other_chunks(
+def test_add_leads_failed_chunk_opens_the_circuit(
     sim: InstantlySimulator, clock: FakeClock, campaign_id: str
 ) -> None:
-    """The first chunk fails after its retries; its leads are `failed` and later chunks still go."""
+    """A chunk whose retries are spent on a 5xx opens the circuit: later chunks are not sent, every lead
+    is `failed` (a service-level error), and the health record names the operation."""
     sim.set_fault("POST /leads/add", FaultSpec.burst(2, 500))
     with make_client(sim, clock, max_attempts=2) as client:
         result = client.add_leads(campaign_id, people(5), chunk_size=2)
-    assert [o.outcome for o in result.outcomes] == ["failed", "failed", "created", "created", "created"]
-    assert isinstance(result.outcomes[0].error, ServerError)
-    assert result.chunks_failed == 1 and result.chunks_sent == 2
+        assert [o.outcome for o in result.outcomes] == ["failed"] * 5
+        assert type(result.outcomes[0].error) is ServerError
+        assert [type(o.error) for o in result.outcomes[2:]] == [CircuitOpenError] * 3
+        assert result.chunks_failed == 3 and result.chunks_sent == 0
+        assert len(sim.requests_to("POST", "/leads/add")) == 2  # the first chunk's two attempts only
+        assert sim.lead_count(campaign_id) == 0
+        assert list(client.health.failed) == ["POST /leads/add"] and client.health.every_call_failed
+        clock.now += 299.0  # still open: not sent
+        assert client.add_leads(campaign_id, people(1)).counts() == {"failed": 1}
+        assert len(sim.requests_to("POST", "/leads/add")) == 2
+        clock.now += 1.0  # CIRCUIT_SECONDS (300) later one call may try again, and it works
+        assert client.add_leads(campaign_id, people(1)).counts() == {"created": 1}
+        assert client.health.answered["POST /leads/add"] == 1
+
+
+def test_add_leads_rejected_chunk_does_not_stop_other_chunks(
+    sim: InstantlySimulator, clock: FakeClock, campaign_id: str
+) -> None:
+    """A 400 on one chunk (about the request, not the service) fails that chunk only; the rest go."""
+    sim.set_fault("POST /leads/add", FaultSpec(statuses=[400]))
+    with make_client(sim, clock) as client:
+        result = client.add_leads(campaign_id, people(5), chunk_size=2)
+        assert [o.outcome for o in result.outcomes] == ["failed", "failed", "created", "created", "created"]
+        assert isinstance(result.outcomes[0].error, ValidationError)
+        assert result.chunks_failed == 1 and result.chunks_sent == 2
+        assert not client.health.failed and client.health.answered["POST /leads/add"] == 3
     assert sim.lead_count(campaign_id) == 3
+
+
+def test_unreachable_service_fails_every_operation_at_once(clock: FakeClock) -> None:
+    """When no connection can be made, the first call spends its retries and every later call, of any
+    operation, fails at once without a request (an outage costs one call's retries, not one per call)."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with InstantlyClient("k", base_url=f"http://127.0.0.1:{port}", max_attempts=3, backoff_base=0.01,
+                         sleep=clock.sleep, clock=clock) as client:
+        with pytest.raises(TransportError):
+            client.campaign_analytics(["c1"])
+        assert client.stats.requests == 3
+        with pytest.raises(CircuitOpenError, match="not sent"):
+            client.get_campaign("c1")
+        with pytest.raises(CircuitOpenError):
+            list(client.iter_leads(campaign="c1"))
+        assert client.stats.requests == 3
+        assert set(client.health.failed) == {"GET /campaigns/analytics", "GET /campaigns/{id}", "POST /leads/list"}
+        assert client.health.every_call_failed
 
 
 def test_add_leads_stops_sending_after_an_auth_error(

@@ -12,7 +12,9 @@ requests for transport, tenacity for retries. What it guarantees:
   a bulk `DELETE /leads` needs explicit ids (without them it wipes the campaign), and there is no way
   to send `DELETE /block-lists-entries` (without an id it wipes the block list) nor a block-list
   bulk delete without explicit ids (`_guard` refuses both even if they were ever allow-listed);
-- paged listings (`Listing`) say whether they were read to the end (`complete`) or cut short.
+- paged listings (`Listing`) say whether they were read to the end (`complete`) or cut short;
+- one outage costs one call's retries per operation and run: an operation whose retries were spent
+  is not sent again in the run (`CircuitOpenError`), and `health` says what failed at the service level.
 
 Lead objects are returned as the server's raw dicts (`Lead`); absent fields are omitted, never null.
 The fields the sync relies on:
@@ -51,6 +53,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from coldsync.instantly.errors import (
     AuthenticationError,
+    CircuitOpenError,
     IncompleteListingError,
     InstantlyError,
     NotFoundError,
@@ -61,6 +64,7 @@ from coldsync.instantly.errors import (
     TransportError,
     UnsafeRequestError,
     ValidationError,
+    is_service_level,
 )
 from coldsync.redact import mask_email, mask_emails_in_text
 
@@ -308,6 +312,64 @@ class RequestStats:
             self.by_status.clear()
             self.retries = 0
             self.paced_seconds = 0.0
+
+
+@dataclass
+class ServiceHealth:
+    """How the service answered this client's logical calls (retries folded in) since `reset()`; the
+    sync resets it when a run starts, so it describes one run.
+
+    `answered`   operation ("POST /leads/add") -> calls the service answered (2xx, or an error about
+                 the request itself: 400, 404), i.e. the service was there;
+    `failed`     operation -> the last service-level failure (`errors.is_service_level`);
+    `circuits`   operation -> (failure, when): not sent again for `open_seconds` after its retries were
+                 spent on a temporary error (`CircuitOpenError` instead, at once); then one call may try;
+    `unreachable` (failure, when) once a connection could not be made at all: nothing is sent meanwhile.
+    """
+
+    open_seconds: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    answered: Counter[str] = field(default_factory=Counter)
+    failed: dict[str, InstantlyError] = field(default_factory=dict)
+    circuits: dict[str, tuple[InstantlyError, float]] = field(default_factory=dict)
+    unreachable: tuple[InstantlyError, float] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.answered.clear()
+            self.failed.clear()
+            self.circuits.clear()
+            self.unreachable = None
+
+    def blocked(self, operation: str) -> InstantlyError | None:
+        """The failure that keeps this operation from being sent now (within `open_seconds` of it), if any."""
+        with self._lock:
+            now = self.clock()
+            for trip in (self.unreachable, self.circuits.get(operation)):
+                if trip is not None and now - trip[1] < self.open_seconds:
+                    return trip[0]
+            return None
+
+    def record(self, operation: str, exc: InstantlyError | None) -> None:
+        with self._lock:
+            if exc is None or not is_service_level(exc):
+                self.answered[operation] += 1
+                self.circuits.pop(operation, None)
+                self.unreachable = None
+                return
+            if not isinstance(exc, CircuitOpenError) or operation not in self.failed:
+                self.failed[operation] = exc  # the failure that was sent wins over a call held back by it
+            if exc.retryable and not isinstance(exc, CircuitOpenError):
+                self.circuits[operation] = (exc, self.clock())
+                if isinstance(exc, TransportError) and exc.summary.startswith("connection failed"):
+                    self.unreachable = (exc, self.clock())
+
+    @property
+    def every_call_failed(self) -> bool:
+        """True when calls were made and the service answered none of them."""
+        with self._lock:
+            return bool(self.failed) and not self.answered
 
 
 # --------------------------------------------------------------------------------------------------
@@ -943,6 +1005,8 @@ class InstantlyClient:
 
     `sleep` and `clock` are injectable so tests can run retries and pacing without waiting
     (a fake clock whose `sleep` advances it). `jitter_seed` makes the backoff jitter repeatable.
+    `circuit_seconds`: how long an operation whose retries were spent on a temporary error is not sent
+    again (`ServiceHealth`); a sync run is shorter, so one outage costs one call's retries per run.
     """
 
     def __init__(
@@ -959,6 +1023,7 @@ class InstantlyClient:
         backoff_max: float = 30.0,
         max_retry_after: float = 120.0,
         max_pages: int = 10_000,
+        circuit_seconds: float = 300.0,
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -984,6 +1049,7 @@ class InstantlyClient:
         self._rng = random.Random(jitter_seed)
         self.pacer = Pacer(max_per_second, max_per_minute, clock=clock, sleep=sleep)
         self.stats = RequestStats()
+        self.health = ServiceHealth(open_seconds=circuit_seconds, clock=clock)
         self._session = session or requests.Session()
         self._session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
 
@@ -1026,7 +1092,12 @@ class InstantlyClient:
         body: Any = None,
         accept: Callable[[Any], bool] = lambda b: isinstance(b, dict),
     ) -> Any:
-        """Send one logical call with pacing and retries; return the parsed JSON body."""
+        """Send one logical call with pacing and retries; return the parsed JSON body.
+
+        An operation whose retries were spent on a temporary error is not sent again in this run (its
+        circuit is open: `CircuitOpenError` at once), nor is anything once a connection could not be
+        made at all; `health` records what happened (see `ServiceHealth`).
+        """
         method = method.upper()
         self._guard(method, template, path_params or {}, body)
         path = template
@@ -1055,6 +1126,13 @@ class InstantlyClient:
                 delay,
             )
 
+        operation = f"{method} {template}"
+        blocked = self.health.blocked(operation)
+        if blocked is not None:
+            failed = CircuitOpenError(f"not sent: an earlier call failed in this run ({blocked})",
+                                      http_status=blocked.http_status, method=method, path=path, attempts=0)
+            self.health.record(operation, failed)
+            raise failed
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=self._wait,
@@ -1063,7 +1141,13 @@ class InstantlyClient:
             sleep=self._sleep,
             before_sleep=before_sleep,
         )
-        return retrying(attempt)
+        try:
+            answer = retrying(attempt)
+        except InstantlyError as exc:
+            self.health.record(operation, exc)
+            raise
+        self.health.record(operation, None)
+        return answer
 
     @staticmethod
     def _guard(method: str, template: str, path_params: Mapping[str, str], body: Any) -> None:

@@ -104,3 +104,17 @@ class UnsafeRequestError(InstantlyError, ValueError):
     Example: `DELETE /leads` without explicit ids deletes every lead of the campaign, and
     `DELETE /block-lists-entries` without an id wipes the whole block list.
     """
+
+
+class CircuitOpenError(ServerError):
+    """Not sent: the same operation already failed at the service level earlier in this run (its
+    retries were spent on a 429, a 5xx, a timeout or a refused connection). One outage costs one
+    call's retries per operation and run, not one per batch; the next run tries again."""
+
+
+def is_service_level(exc: BaseException) -> bool:
+    """Whether a failure is the service's or the account's, not one lead's: a temporary error that
+    survived its retries (429, 5xx, malformed 2xx, timeout, connection), an open circuit, or the key
+    refused (401, 402, 403). Such a failure never counts against a lead's own retry budget."""
+    return isinstance(exc, InstantlyError) and (
+        exc.retryable or isinstance(exc, AuthenticationError | PlanError | ScopeError))
