@@ -90,7 +90,9 @@ FILL_MAX_SECONDS = 60.0
 DRAIN_FINISHED = 2_400
 DRAIN_MAX_CALLS = 60
 MAX_STATEMENTS = 15
-STEADY_MAX_CALLS = 5
+# A run with nothing to do: one analytics call, plus the rolling reconciliation audit's by-id look-ups
+# (RECONCILE_AUDIT_CALLS, default 20, each 100 tracked ids: every tracked lead checked once a day).
+STEADY_MAX_CALLS = 1 + 20
 MAX_PEAK_MB = 300.0
 TARGET_SOURCE_ROWS = 300_000
 
@@ -1236,8 +1238,7 @@ class BenchOutcome:
 def ready_by_route(warehouse: Warehouse, settings: Settings) -> dict[str, int]:
     """Ready leads per route at START, counted by the product's own routing rule (the revenue mix of the
     synthetic source decides it: unknown or under SMB_REVENUE_THRESHOLD is SMB, the rest Midsize)."""
-    counts, _unscored = Store(warehouse, "bench-setup", START, cooldown_days=settings.cooldown_days,
-                              smb_threshold=settings.smb_revenue_threshold, routing=settings.routing).ready_counts()
+    counts, _unscored = Store.for_settings(warehouse, "bench-setup", START, settings).ready_counts()
     ready = {route.name: counts.get(route.name, 0) for route in settings.routing.routes}
     if counts.get(None):
         ready["(unrouted)"] = counts[None]

@@ -154,6 +154,14 @@ SPECS: tuple[SettingSpec, ...] = (
                 "the warehouse (to adopt leads added by hand), shared by all campaigns; a listing cut short "
                 "resumes next run.",
                 config_key="reconcile_pages_per_run", minimum=1, maximum=10000),
+    SettingSpec("give_up_cooldown_days", "int", 7,
+                "Days a lead rests after its add was given up (DEAD_LETTER_MAX_RETRIES failures Instantly "
+                "named it for), instead of COOLDOWN_DAYS: it was never emailed; the others go first meanwhile.",
+                config_key="give_up_cooldown_days", minimum=0, maximum=3650),
+    SettingSpec("service_failure_runs", "int", 3,
+                "Consecutive runs in which one Instantly operation fails at the service level (429, 5xx, "
+                "timeouts, no connection) before a run exits 1; earlier ones warn and exit 0.",
+                config_key="service_failure_runs", minimum=1, maximum=1000),
     SettingSpec("allow_paused_campaigns", "bool", False,
                 "Add leads to a campaign that is not active (they wait; nothing is sent).",
                 config_key="allow_paused_campaigns"),
@@ -223,6 +231,8 @@ class Settings:
     dead_letter_max_retries: int
     reconcile_audit_calls: int
     reconcile_pages_per_run: int
+    give_up_cooldown_days: int
+    service_failure_runs: int
     allow_paused_campaigns: bool
     routes_file: str
     routes: str

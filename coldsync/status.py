@@ -25,7 +25,7 @@ from coldsync.settings import Settings
 from coldsync.store import Store
 from coldsync.warehouse.base import Warehouse, WarehouseError
 from coldsync.warehouse.migrate import read_config
-from coldsync.warehouse.schema import TABLES, cooldown_predicate, views
+from coldsync.warehouse.schema import TABLES, cooldown_predicate, history_rest_columns, views
 
 Format = Literal["text", "markdown", "json"]
 
@@ -47,11 +47,11 @@ ORDER BY source
 # and eligible again within 7 days.
 COOLDOWN_SQL = f"""
 SELECT
-  COUNTIF(NOT {cooldown_predicate("@now", "@cooldown_days")}) AS in_cooldown,
-  COUNTIF(NOT {cooldown_predicate("@now", "@cooldown_days")}
-          AND {cooldown_predicate("@in_7_days", "@cooldown_days")}) AS leaving_in_7_days
+  COUNTIF(NOT {cooldown_predicate("@now", "@cooldown_days", "@give_up_cooldown_days")}) AS in_cooldown,
+  COUNTIF(NOT {cooldown_predicate("@now", "@cooldown_days", "@give_up_cooldown_days")}
+          AND {cooldown_predicate("@in_7_days", "@cooldown_days", "@give_up_cooldown_days")}) AS leaving_in_7_days
 FROM (
-  SELECT email, MAX(completed_at) AS last_completed_at FROM `{{ds}}.ops_lead_history` GROUP BY email
+  SELECT email, {history_rest_columns()} FROM `{{ds}}.ops_lead_history` GROUP BY email
 ) AS c
 """  # noqa: S608
 
@@ -256,8 +256,7 @@ def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None
         return warehouse.query(sql, params or None, label=f"status.{label}")
 
     # Ready as the next run would count them (its settings, this clock).
-    counts, _unscored = Store(warehouse, "status", now, cooldown_days=settings.cooldown_days,
-                              smb_threshold=settings.smb_revenue_threshold, routing=settings.routing).ready_counts()
+    counts, _unscored = Store.for_settings(warehouse, "status", now, settings).ready_counts()
     ready = {route.name: counts.get(route.name, 0) for route in settings.routing.routes}
     if counts.get(None):
         ready[UNROUTED] = counts[None]
@@ -266,7 +265,7 @@ def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None
          "status": str(r["status"]), "leads": int(r["leads"])} for r in q(STATE_SQL, "state")]
     tracked = sum(int(r["leads"]) for r in state if r["campaign_id"] in route_of)
     cooldown = q(COOLDOWN_SQL, "cooldown", now=now, in_7_days=now + dt.timedelta(days=7),
-                 cooldown_days=settings.cooldown_days)[0]
+                 cooldown_days=settings.cooldown_days, give_up_cooldown_days=settings.give_up_cooldown_days)[0]
     dead = [{**r, "example_error": mask_emails_in_text(str(r["example_error"])) if r["example_error"] else None}
             for r in q(DEAD_LETTERS_SQL, "dead_letters", since=now - dt.timedelta(hours=24))]
     run_rows = q(RUNS_SQL, "runs", since=now - RUNS_LOOKBACK, limit=runs)

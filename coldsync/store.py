@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coldsync.routes import THRESHOLD_PLACEHOLDER, Routing, default_routing
+from coldsync.settings import Settings
 from coldsync.suppression import address_key, domain_key, sql_email_key, sql_erasure_hash
 from coldsync.warehouse.base import Rows, StringArray, Warehouse, WarehouseError
 from coldsync.warehouse.schema import (
@@ -26,12 +27,14 @@ from coldsync.warehouse.schema import (
     REJECTS_VIEW,
     SALT_SQL,
     SET_VIEWS_FINGERPRINT_SQL,
+    SOURCE_BINDING_KEY,
     VIEWS_FINGERPRINT_KEY,
     address_key_ctes,
     candidate_ctes,
     routed_cte,
     suppression_reason,
     views,
+    views_built_rows,
     views_fingerprint,
 )
 
@@ -286,7 +289,7 @@ def read_ready_sql(routing: Routing) -> str:
     return f"""
 WITH {candidate_ctes(routing.source_columns)},
 {routed_cte(routing, source="candidates", as_of="@as_of", cooldown_days="@cooldown_days",
-            threshold="@smb_threshold")},
+            threshold="@smb_threshold", give_up_days="@give_up_cooldown_days")},
 ranked AS (
   SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.sequence_target ORDER BY {PRIORITY_ORDER}) AS route_rank
   FROM routed AS r
@@ -306,7 +309,7 @@ def ready_counts_sql(routing: Routing) -> str:
     return f"""
 WITH {candidate_ctes(routing.source_columns)},
 {routed_cte(routing, source="candidates", as_of="@as_of", cooldown_days="@cooldown_days",
-            threshold="@smb_threshold")}
+            threshold="@smb_threshold", give_up_days="@give_up_cooldown_days")}
 SELECT r.sequence_target, COUNT(*) AS ready, COUNTIF(r.score IS NULL) AS unscored
 FROM routed AS r
 GROUP BY r.sequence_target
@@ -370,7 +373,8 @@ SELECT
   (SELECT summary_json FROM `{{ds}}.ops_run_log`
    WHERE mode = 'live' AND outcome = 'success' ORDER BY started_at DESC LIMIT 1) AS last_summary,
   (SELECT COUNT(*) FROM `{{ds}}.ops_dead_letters` WHERE resolved_at IS NULL AND gave_up_at IS NULL) AS open_letters,
-  (SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{VIEWS_FINGERPRINT_KEY}') AS views_fingerprint
+  (SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{VIEWS_FINGERPRINT_KEY}') AS views_fingerprint,
+  (SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{SOURCE_BINDING_KEY}') AS views_source_table
 """  # noqa: S608
 
 
@@ -412,29 +416,42 @@ class Store:
     """The sync's statements against one warehouse, stamped with the run id and the run's clock."""
 
     def __init__(self, warehouse: Warehouse, run_id: str, now: dt.datetime, *, cooldown_days: int = 90,
-                 smb_threshold: int = 1_000_000, routing: Routing | None = None) -> None:
+                 smb_threshold: int = 1_000_000, routing: Routing | None = None,
+                 give_up_cooldown_days: int = 7) -> None:
         self.warehouse = warehouse
         self.run_id = run_id
         self.now = now
         self.cooldown_days = cooldown_days
+        self.give_up_cooldown_days = give_up_cooldown_days
         self.smb_threshold = smb_threshold
         self.routing = routing if routing is not None else default_routing("", "")
         self.views_fingerprint: str | None = None  # as read by run_memory
+        self.views_source: str | None = None  # the source table the views were built on, as read by run_memory
         self.last_summary: dict[str, Any] = {}  # the last successful live run's summary, as read by run_memory
 
+    @classmethod
+    def for_settings(cls, warehouse: Warehouse, run_id: str, now: dt.datetime, settings: Settings) -> Store:
+        """A store with the run's rules from its settings (cooldowns, threshold, routing): the one way the
+        sync, validation, the status report and the benchmark make one."""
+        return cls(warehouse, run_id, now, cooldown_days=settings.cooldown_days,
+                   smb_threshold=settings.smb_revenue_threshold, routing=settings.routing,
+                   give_up_cooldown_days=settings.give_up_cooldown_days)
+
     def rebuild_views(self) -> None:
-        """Create or replace every view for the routing in effect, then record their fingerprint."""
+        """Create or replace every view for the routing in effect and SOURCE_TABLE, then record both."""
         for name, sql in views(self.routing):
             self.warehouse.execute(sql, label=f"views.{name}")
-        self.warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": VIEWS_FINGERPRINT_KEY,
-                                                           "value": views_fingerprint(self.routing), "now": self.now},
-                               label="views.fingerprint")
+        for key, value in views_built_rows(self.routing, self.warehouse.source_table).items():
+            self.warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": key, "value": value, "now": self.now},
+                                   label="views.fingerprint")
         self.views_fingerprint = views_fingerprint(self.routing)
+        self.views_source = self.warehouse.source_table
 
     def _rules(self, sql: str | None = None) -> dict[str, Any]:
         """The rules' parameters (only those `sql` uses, when given: a configured routing may not use the
         SMB threshold, and DuckDB refuses a parameter the statement does not name)."""
-        rules = {"as_of": self.now, "cooldown_days": self.cooldown_days, "smb_threshold": self.smb_threshold}
+        rules = {"as_of": self.now, "cooldown_days": self.cooldown_days, "smb_threshold": self.smb_threshold,
+                 "give_up_cooldown_days": self.give_up_cooldown_days}
         if sql is None:
             return rules
         code = _STRING_LITERAL.sub("''", sql)  # '@as_of' in a route's string literal is text, not a parameter
@@ -499,6 +516,7 @@ class Store:
         successful run's block-list pull watermark. (Also sets `views_fingerprint`: the config row.)"""
         row = self.warehouse.query(RUN_MEMORY_SQL, label="state.run_memory")[0]
         self.views_fingerprint = str(row["views_fingerprint"]) if row.get("views_fingerprint") else None
+        self.views_source = str(row["views_source_table"]) if row.get("views_source_table") else None
         watermarks: dict[str, dict[str, Any]] = {}
         blocklist: dict[str, Any] = {}
         self.last_summary = {}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from coldsync.cli import ExitCode
 from coldsync.instantly.client import InstantlyClient
-from coldsync.instantly.errors import InstantlyError, NotFoundError
+from coldsync.instantly.errors import CircuitOpenError, InstantlyError, NotFoundError
 from coldsync.phases.blocklist import PUSH_LIMIT_PER_RUN
 from coldsync.phases.context import CampaignView, RunContext, RunOutOfTime
 from coldsync.phases.drain import run_drain
@@ -20,9 +20,9 @@ from coldsync.redact import mask_emails_in_text
 from coldsync.report import UNROUTED, RunReport
 from coldsync.routes import DEFAULT_SCORE
 from coldsync.settings import Settings, SettingsError, require
-from coldsync.store import Store
+from coldsync.store import Store, dead_letter_id
 from coldsync.warehouse.base import Warehouse, WarehouseError
-from coldsync.warehouse.schema import views_fingerprint
+from coldsync.warehouse.schema import source_binding_problem, views_fingerprint
 
 log = logging.getLogger("coldsync.sync")
 
@@ -40,7 +40,11 @@ class RunFailed(Exception):
     """The run cannot go on; the message says why and what to do (no PII, no secret)."""
 
 
-class RoutingRefused(RunFailed):
+class ConfigRefused(RunFailed):
+    """Bad configuration found by the run before any write (exit 2): nothing touched."""
+
+
+class RoutingRefused(ConfigRefused):
     """The routing's SQL does not run in the warehouse: bad configuration (exit 2), nothing touched."""
 
 
@@ -59,13 +63,13 @@ def preflight(ctx: RunContext) -> None:
     routing = ctx.settings.routing
     ids = [cid for cid in routing.campaign_ids() if cid]
     analytics = {}
+    unread: InstantlyError | None = None  # why a campaign could not be read, for the run's failure
     try:
         analytics = {a.campaign_id.lower(): a for a in ctx.client.campaign_analytics(ids)}
     except InstantlyError as exc:
-        if exc.http_status in (401, 402, 403):
-            raise RunFailed(f"Instantly refused the key: {exc.summary} (http {exc.http_status}); "
-                            "check INSTANTLY_API_KEY and its scopes") from exc
-        ctx.report.warn(f"campaign analytics unavailable ({exc.summary}): inventory unknown, nothing is added")
+        _refused_key(exc)
+        unread = exc
+        ctx.report.warn(f"campaign analytics unavailable ({exc}): inventory unknown, nothing is added")
     for route in routing.routes:
         for arm in route.arms:
             campaign_id = arm.campaign_id
@@ -80,7 +84,9 @@ def preflight(ctx: RunContext) -> None:
                     raise RunFailed(f"the {label} campaign {campaign_id} does not exist in Instantly: fix "
                                     f"{_campaign_setting(ctx, route.name)}") from exc
                 except InstantlyError as exc:
-                    ctx.report.warn(f"could not read the {label} campaign: {exc.summary}")
+                    _refused_key(exc)
+                    unread = unread or exc
+                    ctx.report.warn(f"could not read the {label} campaign: {exc}")
             counters = {"completed": found.completed_count, "bounced": found.bounced_count,
                         "unsubscribed": found.unsubscribed_count, "replies": found.reply_count} if found else {}
             view = CampaignView(route.name, arm.name if len(route.arms) > 1 else route.name, campaign_id, status,
@@ -94,6 +100,17 @@ def preflight(ctx: RunContext) -> None:
                     "in Instantly (open the campaign, press Resume/Launch), or set ALLOW_PAUSED_CAMPAIGNS=true to "
                     "add leads anyway" if status in (0, 2) else
                     f"the {label} campaign is {name}: fix it in Instantly; leads are held back meanwhile")
+    if ctx.campaigns and all(view.status is None for view in ctx.campaigns.values()):
+        # Nothing of Instantly could be read: the run stops before any write and says so (exit 1).
+        raise RunFailed(f"could not read any campaign from Instantly ({unread}): check INSTANTLY_BASE_URL, "
+                        "the network and status.instantly.ai; nothing was changed")
+
+
+def _refused_key(exc: InstantlyError) -> None:
+    """A 401/402/403 stops the run at once: every later call would be refused the same way."""
+    if exc.http_status in (401, 402, 403):
+        raise RunFailed(f"Instantly refused the key: {exc.summary} (http {exc.http_status} on {exc.method} "
+                        f"{exc.path}); check INSTANTLY_API_KEY, its scopes and the workspace's plan") from exc
 
 
 def _retired_campaigns(ctx: RunContext) -> None:
@@ -158,12 +175,12 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
     except SettingsError as exc:
         report.outcome, report.error = "config_error", str(exc)
         return SyncResult(ExitCode.BAD_CONFIG, report)
-    store = Store(warehouse, run_id, now, cooldown_days=settings.cooldown_days,
-                  smb_threshold=settings.smb_revenue_threshold, routing=settings.routing)
+    store = Store.for_settings(warehouse, run_id, now, settings)
     ctx = RunContext(settings=settings, client=client, store=store, report=report, now=now, dry_run=dry_run,
                      baseline=(client.stats.requests, client.stats.writes, warehouse.stats.total,
                                warehouse.stats.writes),
                      deadline=started + settings.lock_ttl_minutes * 60 * LEASE_SHARE)
+    client.health.reset()  # what the service does from here on is this run's
     holder = None
     if not dry_run:
         try:
@@ -179,10 +196,16 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
     code = ExitCode.OK
     try:
         _phases(ctx)
-        report.outcome = "success"
-    except RoutingRefused as exc:
+        causes = _run_failures(ctx)
+        if causes:  # the run went to its end, yet what it had to do did not happen: it says so
+            report.outcome, report.error = "failed", mask_emails_in_text("; ".join(causes))
+            log.error("run failed: %s", report.error)
+            code = ExitCode.RUN_FAILED
+        else:
+            report.outcome = "success"
+    except ConfigRefused as exc:
         report.outcome, report.error = "config_error", mask_emails_in_text(str(exc))
-        log.error("routing refused: %s", report.error)
+        log.error("configuration refused: %s", report.error)
         code = ExitCode.BAD_CONFIG
     except (RunFailed, RunOutOfTime, InstantlyError, WarehouseError) as exc:
         report.outcome, report.error = "failed", mask_emails_in_text(str(exc))
@@ -194,6 +217,11 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
         log.exception("run failed unexpectedly")
         code = ExitCode.RUN_FAILED
     finally:
+        if not dry_run and report.outcome != "success" and not ctx.service_recorded:
+            try:  # a run that stopped early still records which Instantly operations failed
+                _service_letters(ctx)
+            except Exception as exc:  # the run already failed: its own error is the one to show
+                log.error("could not record the Instantly failures of this run: %s", exc)
         if not dry_run:
             try:
                 store.release_lock()
@@ -211,9 +239,12 @@ def _phases(ctx: RunContext) -> None:
     ctx.previous_watermarks, ctx.open_dead_letters, ctx.previous_blocklist_watermark = ctx.store.run_memory()
     signals = ctx.store.last_summary.get("supply_signals")
     ctx.previous_signals = signals if isinstance(signals, dict) else {}
+    unbound = source_binding_problem(ctx.store.views_source, ctx.store.warehouse.source_table)
+    if unbound:  # SOURCE_TABLE changed without setup.py: the views and the summary would read another table
+        raise ConfigRefused(unbound)
     _count_ready(ctx)  # before any write: it runs every route's SQL, so a bad route stops the run here
     fingerprint = views_fingerprint(settings.routing)
-    if ctx.store.views_fingerprint != fingerprint:
+    if ctx.store.views_fingerprint != fingerprint or ctx.store.views_source is None:
         if ctx.dry_run:
             report.warn("the views (v_ready_for_instantly, v_lead_scores, ...) were built for other routes or an "
                         "older version: a live run rebuilds them (or run `python setup.py`); this dry run reads "
@@ -279,6 +310,86 @@ def _phases(ctx: RunContext) -> None:
         t0 = time.monotonic()
         run_housekeeping(ctx)
         report.phase("housekeeping").seconds = time.monotonic() - t0
+    else:  # the audit's and listings' cursors stay with the next run, as the supply signals do
+        memory = ctx.store.last_summary.get("reconcile")
+        report.reconcile = dict(memory) if isinstance(memory, dict) else {}
+
+
+SERVICE_PHASE = "service"
+"""Dead-letter phase of a service-level failure: ONE open letter per Instantly operation, whatever the
+batches and leads it hit, its retry_count the consecutive runs it failed in."""
+SERVICE_KEY = "instantly"
+ESSENTIAL_OPERATIONS = frozenset({"GET /campaigns/analytics", "GET /campaigns/{id}", "POST /leads/list",
+                                  "POST /leads/add", "DELETE /leads"})
+"""The calls a sync cannot do without: the key refused for one of these fails the run (exit 1); refused for
+the extras (the block-list mirror, the sizing signals) the run warns and goes on."""
+
+
+def _run_failures(ctx: RunContext) -> list[str]:
+    """Why a run that went to its end still failed (exit 1), in a line each; empty when it did not.
+
+    Failures: every Instantly call failed; no campaign's inventory could be measured (nothing can be
+    added); the key was refused (401/402/403) for an operation the sync needs; an operation has failed at the service
+    level in SERVICE_FAILURE_RUNS consecutive runs. Warnings only (exit 0): one campaign of several
+    unmeasured, a service failure in fewer consecutive runs, per-lead rejections (dead letters), the key
+    refused for an extra (ESSENTIAL_OPERATIONS).
+    """
+    health = ctx.client.health
+    causes: list[str] = []
+    if health.every_call_failed:
+        operation, first = next(iter(health.failed.items()))
+        causes.append(f"every Instantly call of this run failed ({operation}: {first})")
+    fed = [c for c in ctx.campaigns.values() if not c.retired]
+    if fed and all(c.leads_count is None for c in fed) and not causes:
+        why = health.failed.get("GET /campaigns/analytics")
+        causes.append("could not measure the inventory of any campaign in Instantly"
+                      + (f" ({why})" if why else "") + ": nothing was added")
+    refused = {op: exc for op, exc in health.failed.items()
+               if exc.http_status in (401, 402, 403) and op in ESSENTIAL_OPERATIONS}
+    for operation, exc in sorted(refused.items()):
+        causes.append(f"Instantly refused {operation} (http {exc.http_status}): check INSTANTLY_API_KEY, its "
+                      "scopes and the workspace's plan")
+    causes += _service_letters(ctx)
+    return causes
+
+
+def _service_letters(ctx: RunContext) -> list[str]:
+    """Record this run's service-level failures as ONE dead letter per Instantly operation (opened, or
+    counted one more run), close the letters of operations that worked again, and return a failure line
+    for every operation that has now failed in SERVICE_FAILURE_RUNS consecutive runs. No per-lead
+    letter, no history row, no cooldown comes from such a failure: the leads stay ready."""
+    ctx.service_recorded = True
+    health, settings = ctx.client.health, ctx.settings
+    # Operations held back by another one's failure (CircuitOpenError) were never sent: that one is the letter.
+    failed = {op: exc for op, exc in health.failed.items()
+              if exc.http_status not in (401, 402, 403) and not isinstance(exc, CircuitOpenError)}
+    limit = settings.service_failure_runs
+    for operation, exc in sorted(failed.items()):
+        ctx.report.warn(f"Instantly {operation} failed at the service level ({exc}): nothing is counted against "
+                        "any lead; retried by the next run")
+    if ctx.dry_run or (not failed and not (ctx.open_dead_letters and health.answered)):
+        return []
+    open_letters = {str(r["operation"]): int(r.get("retry_count") or 0) for r in ctx.store.open_dead_letters()
+                    if r.get("phase") == SERVICE_PHASE}
+    rows: list[dict[str, object]] = []
+    causes: list[str] = []
+    for operation, exc in sorted(failed.items()):
+        runs = open_letters[operation] + 2 if operation in open_letters else 1
+        rows.append({"id": dead_letter_id(SERVICE_PHASE, operation, SERVICE_KEY), "phase": SERVICE_PHASE,
+                     "operation": operation, "email": None, "campaign_id": None, "instantly_lead_id": None,
+                     "http_status": exc.http_status, "error_text": str(exc)[:1000], "resolve": False,
+                     "give_up_reason": None})
+        if runs >= limit:
+            causes.append(f"Instantly {operation} has failed in {runs} consecutive runs (SERVICE_FAILURE_RUNS="
+                          f"{limit}): {exc}; see status.instantly.ai, then the next run catches up")
+    for operation in sorted(open_letters):
+        if operation not in failed and health.answered[operation]:
+            rows.append({"id": dead_letter_id(SERVICE_PHASE, operation, SERVICE_KEY), "phase": SERVICE_PHASE,
+                         "operation": operation, "email": None, "campaign_id": None, "instantly_lead_id": None,
+                         "http_status": None, "error_text": None, "resolve": True, "give_up_reason": None})
+            ctx.report.phase("housekeeping").counts["service failure resolved"] += 1
+    ctx.store.record_dead_letters(rows, label="service.dead_letters")
+    return causes
 
 
 def _count_ready(ctx: RunContext) -> None:

@@ -51,10 +51,12 @@ from coldsync.warehouse import Warehouse, WarehouseError, connect
 from coldsync.warehouse.migrate import UNSEEDED, check_source, read_config
 from coldsync.warehouse.schema import (
     SCHEMA_VERSION,
+    SOURCE_BINDING_KEY,
     SOURCE_COLUMNS,
     TABLES,
     VIEW_NAME,
     VIEWS_FINGERPRINT_KEY,
+    source_binding_problem,
     views,
     views_fingerprint,
 )
@@ -63,6 +65,7 @@ Status = Literal["pass", "warn", "fail", "skip"]
 
 CHECK_NAMES = (
     "settings", "instantly key", "warehouse", "schema", "source table", "config rows", "as_of clock", "routes",
+    "source binding",
     "SMB campaign", "Midsize campaign", "inventory headroom", "ready leads", "do-not-contact list",
     "workspace block list",
 )
@@ -324,11 +327,26 @@ def _check_warehouse_contents(result: Validation, first: Settings, sources: Sett
         result.add("as_of clock", "pass", "no as_of row: the view uses the current time")
 
     _check_routes(result, settings, config)
+    _check_source_binding(result, warehouse, config)
     measured = _check_campaigns(result, settings, client)
     _check_headroom(result, settings, warehouse, measured)
     _check_ready(result, settings, warehouse, now)
     _check_dnc(result, warehouse)
     _check_workspace_block_list(result, client)
+
+
+def _check_source_binding(result: Validation, warehouse: Warehouse, config: dict[str, object]) -> None:
+    """The views read SOURCE_TABLE (the sync refuses to run, exit 2, when they read another table)."""
+    bound = config.get(SOURCE_BINDING_KEY)
+    problem = source_binding_problem(str(bound) if bound else None, warehouse.source_table)
+    if problem:
+        result.add("source binding", "fail", problem, f"run `python setup.py` (it rebinds the views to "
+                   f"{warehouse.source_table})")
+    elif not bound:
+        result.add("source binding", "warn", "the views do not record which source table they read (built by "
+                   "an older version)", "run `python setup.py` (the next live sync run also records it)")
+    else:
+        result.add("source binding", "pass", f"the views read {bound}, the SOURCE_TABLE setting")
 
 
 def _check_routes(result: Validation, settings: Settings, config: dict[str, object]) -> None:
@@ -505,8 +523,7 @@ def _check_ready(result: Validation, settings: Settings, warehouse: Warehouse, n
     if result.status_of("schema") == "fail" or result.status_of("source table") == "fail":
         result.add("ready leads", "skip", "the view or the source table is missing")
         return
-    store = Store(warehouse, "validate", now or dt.datetime.now(dt.UTC), cooldown_days=settings.cooldown_days,
-                  smb_threshold=settings.smb_revenue_threshold, routing=settings.routing)
+    store = Store.for_settings(warehouse, "validate", now or dt.datetime.now(dt.UTC), settings)
     try:
         counts, _unscored = store.ready_counts()
     except WarehouseError as exc:

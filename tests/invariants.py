@@ -24,7 +24,7 @@ from coldsync.instantly import client as client_module
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator, RequestRecord
 from coldsync.redact import mask_email
-from coldsync.rules import Action, classify_finished_lead, normalize_email
+from coldsync.rules import Action, classify_finished_lead, normalize_email, rest_ends_at
 from coldsync.settings import Settings, replace
 from coldsync.suppression import address_key, domain_key, erasure_hash, key_domain
 from coldsync.sync import SyncResult, run_sync
@@ -121,7 +121,7 @@ def table_contents(warehouse: Warehouse) -> dict[str, list[tuple[Any, ...]]]:
 @dataclass
 class Snapshot:
     dnc: Suppressions
-    last_completed: dict[str, dt.datetime]  # suppression key -> end of the person's last attempt
+    rest_until: dict[str, dt.datetime]  # suppression key -> when the person may be added again (rule 5)
     leads: dict[str, dict[str, Any]]  # Instantly lead id -> lead, in the managed campaigns
     log_position: int
     successful_runs: int  # rows of ops_run_log with outcome 'success'
@@ -137,16 +137,18 @@ def managed_leads(sim: InstantlySimulator, settings: Settings) -> dict[str, dict
 
 
 def snapshot(warehouse: Warehouse, sim: InstantlySimulator, settings: Settings, *, tables: bool = False) -> Snapshot:
-    history = _rows(warehouse, "SELECT email, MAX(completed_at) AS last FROM `{ds}.ops_lead_history` GROUP BY email")
+    history = _rows(warehouse, "SELECT email, status_final, MAX(completed_at) AS last FROM `{ds}.ops_lead_history` "
+                               "GROUP BY email, status_final")
     last: dict[str, dt.datetime] = {}
-    for r in history:
+    for r in history:  # a person's rest ends when every one of their rows has ended its own
         key = address_key(r["email"])
-        if key is not None and (key not in last or r["last"] > last[key]):
-            last[key] = r["last"]
+        ends = rest_ends_at(str(r["status_final"]), r["last"], settings.cooldown_days, settings.give_up_cooldown_days)
+        if key is not None and (key not in last or ends > last[key]):
+            last[key] = ends
     runs = _rows(warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_run_log` WHERE outcome = 'success'")
     return Snapshot(
         dnc=read_suppressions(warehouse),
-        last_completed=last,
+        rest_until=last,
         leads=managed_leads(sim, settings),
         log_position=len(sim.request_log),
         successful_runs=int(runs[0]["n"]),
@@ -292,12 +294,13 @@ def check_after_run(warehouse: Warehouse, sim: InstantlySimulator, settings: Set
                            "AND instantly_lead_id IS NOT NULL")}
             problems += [f"invariant 1: lead {lead_id} of a suppressed person ({how}) is still in Instantly "
                          "after the run" for lead_id, how in sorted(left.items()) if lead_id not in draining]
-    # 2. nobody re-added within the cooldown (the person's last attempt, by key)
+    # 2. nobody re-added within the cooldown (the person's last attempt, by key; a given-up add rests
+    # GIVE_UP_COOLDOWN_DAYS instead)
     for email in sent:
-        last = before.last_completed.get(address_key(email) or "")
-        if last is not None and now - last < dt.timedelta(days=settings.cooldown_days):
-            problems.append(f"invariant 2: {mask_email(email)} re-added {(now - last).days} days after its "
-                            "last sequence")
+        until = before.rest_until.get(address_key(email) or "")
+        if until is not None and now < until:
+            problems.append(f"invariant 2: {mask_email(email)} re-added {(until - now).days} days before its "
+                            "rest after its last attempt ended")
     # 3. one lead per email across the managed campaigns
     counts = Counter(normalize_email(lead.get("email")) for lead in after.leads.values())
     problems += [f"invariant 3: {mask_email(email)} is in Instantly {n} times" for email, n in counts.items() if n > 1]

@@ -72,6 +72,8 @@ class RunContext:
     unreturned_ids: set[str] = field(default_factory=set)
     # Set once this run has offered its DNC entries to Instantly's block list (drain or housekeeping).
     blocklist_pushed: bool = False
+    # Set once this run's service-level failures are recorded (sync._service_letters): once per run.
+    service_recorded: bool = False
     # time.monotonic() after which the run must not start another write: its lock lease may run out.
     deadline: float | None = None
 

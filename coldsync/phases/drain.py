@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from coldsync.instantly.client import LeadFilter
-from coldsync.instantly.errors import InstantlyError
+from coldsync.instantly.errors import InstantlyError, is_service_level
 from coldsync.phases.blocklist import mirror_rows
 from coldsync.phases.context import RunContext, dead_letter, lead_time, resolution
 from coldsync.rules import Suppression, chunk, lead_id_of, normalize_email, parse_timestamp, plan_drain
@@ -247,9 +247,10 @@ def run_drain(ctx: RunContext) -> None:
                 ctx.drained_by_campaign[campaign_id] = ctx.drained_by_campaign.get(campaign_id, 0) + removed
             except InstantlyError as exc:
                 phase.counts["delete_failed"] += len(part)
-                failures.extend(dead_letter(phase, "delete_lead", lead_id, email=leads[lead_id],
-                                            campaign_id=campaign_id, lead_id=lead_id, error=str(exc),
-                                            http_status=exc.http_status) for lead_id in part)
+                if not is_service_level(exc):  # a service failure is one service letter, not one per lead
+                    failures.extend(dead_letter(phase, "delete_lead", lead_id, email=leads[lead_id],
+                                                campaign_id=campaign_id, lead_id=lead_id, error=str(exc),
+                                                http_status=exc.http_status) for lead_id in part)
                 continue
             deleted_ids.extend(part)
             gone.extend({"email": leads[lead_id], "op": "delete"} for lead_id in part if lead_id in owned)
@@ -260,5 +261,6 @@ def run_drain(ctx: RunContext) -> None:
     ctx.store.apply_state(gone, label="drain.state_gone")
     closed = resolution("drain", "delete_lead", retried.intersection(deleted_ids))
     ctx.store.record_dead_letters(failures + closed, label="drain.dead_letters")
-    if failures:
-        ctx.report.warn(f"{len(failures)} delete(s) in Instantly failed: retried by the next run")
+    if phase.counts["delete_failed"]:
+        ctx.report.warn(f"{phase.counts['delete_failed']} delete(s) in Instantly failed: the leads stay "
+                        "'draining' (their outcome is recorded) and the next run deletes them")

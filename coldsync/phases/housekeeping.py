@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from coldsync.instantly.errors import InstantlyError
+from coldsync.instantly.errors import InstantlyError, is_service_level
 from coldsync.phases import blocklist
 from coldsync.phases.context import RunContext, dead_letter
 from coldsync.phases.reconcile import needs_fresh_state, reconcile_campaigns, take_out
@@ -66,6 +66,8 @@ def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]]) -> list
     if not ctx.open_dead_letters:
         return rows  # none were open when the run began (this run's new ones have no retries yet)
     for letter in ctx.store.open_dead_letters():
+        if letter.get("phase") == "service":
+            continue  # an Instantly outage: closed by the run that finds the operation working (sync.py)
         base = {k: letter.get(k) for k in ("id", "phase", "operation", "email", "campaign_id", "instantly_lead_id",
                                            "http_status", "error_text")}
         email = letter.get("email")
@@ -128,12 +130,15 @@ def _delete_taken_out(ctx: RunContext) -> list[dict[str, Any]]:
             try:
                 ctx.deleted_in_instantly += ctx.client.delete_leads(campaign_id, part)
             except InstantlyError as exc:
-                failures.extend(dead_letter(phase, "delete_lead", lead_id, email=leads[lead_id],
-                                            campaign_id=campaign_id, lead_id=lead_id, error=str(exc),
-                                            http_status=exc.http_status) for lead_id in part)
+                phase.counts["delete_failed"] += len(part)
+                if not is_service_level(exc):  # a service failure is one service letter, not one per lead
+                    failures.extend(dead_letter(phase, "delete_lead", lead_id, email=leads[lead_id],
+                                                campaign_id=campaign_id, lead_id=lead_id, error=str(exc),
+                                                http_status=exc.http_status) for lead_id in part)
                 continue
             gone.extend({"email": leads[lead_id], "op": "delete"} for lead_id in part)
     ctx.store.apply_state(gone, label="housekeeping.state_gone")
-    if failures:
-        ctx.report.warn(f"{len(failures)} delete(s) of suppressed leads failed: retried by the next run")
+    if phase.counts["delete_failed"]:
+        ctx.report.warn(f"{phase.counts['delete_failed']} delete(s) of suppressed leads failed: retried by the "
+                        "next run")
     return failures

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from coldsync.instantly.client import LeadOutcome
+from coldsync.instantly.errors import is_service_level
 from coldsync.phases.blocklist import confirm_blocklisted, entry_dnc_row
 from coldsync.phases.context import CampaignView, RunContext, dead_letter
 from coldsync.phases.signals import MIN_BOUNCE_SAMPLE, CampaignSignals, campaign_signals
@@ -252,6 +253,10 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
             if outcome.outcome == "created":
                 ctx.report.route_count(route.name, "added")
     _recheck(ctx, unconfirmed, dnc, letters)
+    held = phase.counts["held back: service failure"]
+    if held:
+        ctx.report.warn(f"{held} lead(s) not added: Instantly failed the whole request; they stay ready and are "
+                        "added by a later run (nothing is counted against them)")
     ctx.store.apply_state(state, label="topup.state")
     ctx.store.add_dnc(dnc, label="topup.dnc")
     ctx.store.record_history(history)
@@ -329,6 +334,12 @@ def _settle(ctx: RunContext, outcome: LeadOutcome, email: str, campaign_id: str,
                     "reason": f"Instantly rejected the lead as {kind}"})
         letters.append(dead_letter(phase, "add_lead", email, email=email, campaign_id=campaign_id, error=error,
                                    give_up_reason=f"Instantly rejected the lead as {kind}: excluded from later runs"))
+    elif kind == "failed" and outcome.error is not None and is_service_level(outcome.error):
+        # The whole batch failed with the service (429, 5xx, timeout, no connection, key refused): not this
+        # lead's doing. Free the row (it is ready again, at its place in the order), count nothing against
+        # it; the service-level dead letter (sync._service_letters) records the outage once.
+        state.append({"email": email, "op": "delete"})
+        phase.counts["held back: service failure"] += 1
     elif kind in ("failed", "plan_limit", "duplicate_in_request"):
         # Not added: free the row, so the lead is ready again next run; record why.
         state.append({"email": email, "op": "delete"})

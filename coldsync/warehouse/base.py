@@ -74,6 +74,7 @@ class Warehouse(Protocol):
 
     engine: str
     dataset: str
+    source_table: str  # SOURCE_TABLE as this engine resolves it (catalog/project, dataset, table)
     stats: StatementStats
 
     def describe(self) -> str:
@@ -125,6 +126,7 @@ class WarehouseWrapper:
         self.inner = inner
         self.engine = inner.engine
         self.dataset = inner.dataset
+        self.source_table = inner.source_table
         self.stats = inner.stats
 
     def describe(self) -> str:

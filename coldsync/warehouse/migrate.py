@@ -21,9 +21,8 @@ from coldsync.warehouse.schema import (
     SET_VIEWS_FINGERPRINT_SQL,
     SOURCE_COLUMNS,
     TABLES,
-    VIEWS_FINGERPRINT_KEY,
     views,
-    views_fingerprint,
+    views_built_rows,
 )
 
 CONFIG_FIELDS = (("key", "STRING"), ("value_int", "INT64"), ("value_string", "STRING"))
@@ -240,7 +239,7 @@ def ensure_schema(
             raise SchemaError(f"could not create {name}: {exc}") from exc
         act(f"ok: view {name} is current" if before is not None else f"created view {name}")
     if not dry_run:
-        warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": VIEWS_FINGERPRINT_KEY,
-                                                      "value": views_fingerprint(routing),
-                                                      "now": dt.datetime.now(dt.UTC)}, label="setup.views_fingerprint")
+        for key, value in views_built_rows(routing, warehouse.source_table).items():
+            warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": key, "value": value, "now": dt.datetime.now(dt.UTC)},
+                              label="setup.views_fingerprint")
     return report

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coldsync.routes import SCORE_COMPONENTS, Routing, route_case_sql
-from coldsync.rules import EMAIL_PATTERN, MAX_EMAIL_LENGTH
+from coldsync.rules import EMAIL_PATTERN, GIVE_UP_OUTCOME, MAX_EMAIL_LENGTH
 from coldsync.suppression import (
     sql_domain_key_of_unwrapped,
     sql_erasure_hash,
@@ -197,7 +197,7 @@ SOURCE_COLUMNS: tuple[Column, ...] = (
 VIEW_NAME = "v_ready_for_instantly"
 
 # Default values of the business settings the view reads; the config table overrides them.
-VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000, "cooldown_days": 90}
+VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000, "cooldown_days": 90, "give_up_cooldown_days": 7}
 
 
 # The one definition of eligibility. Rules, in order:
@@ -211,7 +211,8 @@ VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000, "cooldown_days": 90}
 #     entries, so rows inserted by hand count too);
 #  4. no row in ops_inst_state for its key (pending, active or draining, any campaign);
 #  5. not in cooldown: the key's last history row ended at least cooldown_days before `as_of`
-#     (exactly cooldown_days ago is eligible again); history rows are keyed as stored (any case,
+#     (exactly cooldown_days ago is eligible again), except a given-up add (status `failed`: never
+#     sent), which rests give_up_cooldown_days; history rows are keyed as stored (any case,
 #     decorations, +tags: v_history_by_key);
 #  6. sequence_target: the name of the first route whose condition holds (coldsync.routes; by default
 #     SMB when revenue < threshold or revenue unknown, else Midsize); no route holds: not ready;
@@ -336,10 +337,19 @@ WHERE problem IS NOT NULL
 # Per person (suppression key): the last attempt number and when the last attempt ended, ONE definition
 # as CTE text (`history_by_key`). History rows are keyed as stored, so rows imported by hand in another
 # case or form count for the same person.
+def history_rest_columns(status: str = "status_final", completed: str = "completed_at") -> str:
+    """The two aggregates rule 5 reads, ONE definition (coldsync.rules.GIVE_UP_OUTCOME): when the
+    person's last attempt that ran ended (`last_completed_at`: COOLDOWN_DAYS from there) and when an add
+    was last given up (`last_given_up_at`: GIVE_UP_COOLDOWN_DAYS from there; that lead was never sent)."""
+    given_up = f"{status} = '{GIVE_UP_OUTCOME}'"
+    return (f"MAX(CASE WHEN {given_up} THEN NULL ELSE {completed} END) AS last_completed_at, "
+            f"MAX(CASE WHEN {given_up} THEN {completed} END) AS last_given_up_at")
+
+
 HISTORY_KEY_CTES = f"""{address_key_ctes("history_rows", "`{ds}.ops_lead_history`", "email",
-                                         "completed_at, attempt_num")},
+                                         "completed_at, attempt_num, status_final")},
 history_by_key AS (
-  SELECT email_key, MAX(completed_at) AS last_completed_at, MAX(attempt_num) AS last_attempt
+  SELECT email_key, {history_rest_columns()}, MAX(attempt_num) AS last_attempt
   FROM history_rows
   WHERE email_key IS NOT NULL
   GROUP BY email_key
@@ -348,14 +358,17 @@ history_by_key AS (
 HISTORY_KEYS_SQL = f"""
 CREATE OR REPLACE VIEW `{{ds}}.{HISTORY_KEYS_VIEW}` AS
 WITH {HISTORY_KEY_CTES}
-SELECT email_key, last_completed_at, last_attempt FROM history_by_key
+SELECT email_key, last_completed_at, last_given_up_at, last_attempt FROM history_by_key
 """  # noqa: S608
 
 
-def cooldown_predicate(as_of: str, cooldown_days: str) -> str:
-    """Rule 5, the one definition: the last sequence ended at least `cooldown_days` before `as_of`."""
-    return (f"(c.last_completed_at IS NULL OR "
-            f"c.last_completed_at <= TIMESTAMP_SUB({as_of}, INTERVAL {cooldown_days} DAY))")
+def cooldown_predicate(as_of: str, cooldown_days: str, give_up_days: str) -> str:
+    """Rule 5, the one definition (coldsync.rules.rest_ends_at in Python): the last sequence ended at
+    least `cooldown_days` before `as_of`, and the last given-up add at least `give_up_days` before it."""
+    return (f"((c.last_completed_at IS NULL OR "
+            f"c.last_completed_at <= TIMESTAMP_SUB({as_of}, INTERVAL {cooldown_days} DAY)) AND "
+            f"(c.last_given_up_at IS NULL OR "
+            f"c.last_given_up_at <= TIMESTAMP_SUB({as_of}, INTERVAL {give_up_days} DAY)))")
 
 
 # Why a source row's email cannot be used, or NULL when it can (rule 1): ONE expression, read by the
@@ -445,7 +458,7 @@ candidates AS (
   SELECT
     v.email, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country, v.annual_revenue,
     COALESCE(h.last_attempt, 0) + 1 AS attempt_num,
-    h.last_completed_at{_extras(extra, "v")}
+    h.last_completed_at, h.last_given_up_at{_extras(extra, "v")}
   FROM valid AS v
   LEFT JOIN history_by_key AS h ON h.email_key = v.email_key
   WHERE v.duplicate_rank = 1
@@ -455,7 +468,7 @@ candidates AS (
 
 
 def routed_cte(routing: Routing, *, source: str, as_of: str, cooldown_days: str, threshold: str,
-               components: bool = False) -> str:
+               give_up_days: str, components: bool = False) -> str:
     """Rules 5-7 as the CTE `routed`: the candidates of `source` out of cooldown, each with its
     `sequence_target` (first matching route, NULL when none) and `score` (higher first); with
     `components`, also the default score's parts (v_lead_scores). The routes' SQL is checked SQL
@@ -466,7 +479,7 @@ def routed_cte(routing: Routing, *, source: str, as_of: str, cooldown_days: str,
     {route_case_sql(routing, threshold)} AS sequence_target,
     {routing.score} AS score{parts}
   FROM {source} AS c
-  WHERE {cooldown_predicate(as_of, cooldown_days)}
+  WHERE {cooldown_predicate(as_of, cooldown_days, give_up_days)}
 )"""  # noqa: S608
 
 
@@ -479,6 +492,8 @@ _PARAMS_CTE = f"""params AS (
              {VIEW_DEFAULTS["smb_revenue_threshold"]}) AS smb_threshold,
     COALESCE((SELECT MAX(value_int) FROM `{{ds}}.config` WHERE key = 'cooldown_days'),
              {VIEW_DEFAULTS["cooldown_days"]}) AS cooldown_days,
+    COALESCE((SELECT MAX(value_int) FROM `{{ds}}.config` WHERE key = 'give_up_cooldown_days'),
+             {VIEW_DEFAULTS["give_up_cooldown_days"]}) AS give_up_cooldown_days,
     COALESCE((SELECT MAX(SAFE_CAST(value_string AS TIMESTAMP)) FROM `{{ds}}.config` WHERE key = 'as_of'),
              CURRENT_TIMESTAMP()) AS as_of
 )"""  # noqa: S608
@@ -495,7 +510,7 @@ SELECT * FROM candidates
 
 # The candidates of v_lead_candidates beside the config table's values, for the views.
 _VIEW_SOURCE_CTE = f"""cp AS (
-  SELECT c0.*, p.smb_threshold, p.cooldown_days, p.as_of
+  SELECT c0.*, p.smb_threshold, p.cooldown_days, p.give_up_cooldown_days, p.as_of
   FROM `{{ds}}.{CANDIDATES_VIEW}` AS c0
   CROSS JOIN params AS p
 )"""  # noqa: S608
@@ -503,6 +518,7 @@ _VIEW_SOURCE_CTE = f"""cp AS (
 
 def _view_routed(routing: Routing, components: bool = False) -> str:
     return routed_cte(routing, source="cp", as_of="c.as_of", cooldown_days="c.cooldown_days",
+                      give_up_days="c.give_up_cooldown_days",
                       threshold="c.smb_threshold", components=components)
 
 
@@ -590,6 +606,24 @@ def views_fingerprint(routing: Routing) -> str:
 
 VIEWS_FINGERPRINT_KEY = "views_fingerprint"
 """Config row: the fingerprint of the views as last created (setup.py, or a sync that rebuilt them)."""
+SOURCE_BINDING_KEY = "views_source_table"
+"""Config row: the source table the views were last built on, as the warehouse resolves SOURCE_TABLE."""
+
+
+def views_built_rows(routing: Routing, source_table: str) -> dict[str, str]:
+    """The config rows that say what the views were built from (written with SET_VIEWS_FINGERPRINT_SQL
+    by setup.py and by a sync that rebuilds them): their fingerprint and their source table."""
+    return {VIEWS_FINGERPRINT_KEY: views_fingerprint(routing), SOURCE_BINDING_KEY: source_table}
+
+
+def source_binding_problem(bound: str | None, source_table: str) -> str | None:
+    """Why the views' source table is not SOURCE_TABLE (None when it is, or when no binding is recorded:
+    views built by an older version, rebuilt and recorded by the next setup.py or live run). One check, for
+    the sync (which refuses to run, exit 2) and validate_environment.py (a FAIL row)."""
+    if bound is None or bound == source_table:
+        return None
+    return (f"the views read the source table {bound} but SOURCE_TABLE is {source_table}: run `python setup.py` "
+            f"to rebind the views to {source_table} (or set SOURCE_TABLE back to {bound})")
 
 # The views' fingerprint, once they are (re)built for the routing in effect.
 SET_VIEWS_FINGERPRINT_SQL = """
