@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proof import concurrency, crash, hostile, hostile_dnc, sigkill, storms
+from proof import concurrency, crash, honest, hostile, hostile_dnc, sigkill, storms
 from proof.engines import Engines
 from proof.harness import Tally
 
@@ -82,6 +82,8 @@ def run_all(workdir: Path, *, quick: bool, bigquery: bool | None,
              lambda p: hostile_dnc.hostile_dnc(engines, "bigquery", p.tally), skip=no_bq)
         part("hostile Instantly answers", lambda p: hostile.hostile_api(engines, "duckdb", p.tally,
                                                                         rounds=8 if quick else 24))
+        for engine, label, skip in (("duckdb", "DuckDB", None), ("bigquery", "BigQuery emulator", no_bq)):
+            honest_parts(part, engines, engine, label, skip, quick)
         part("concurrent runs (DuckDB, sync_once.py)",
              lambda p: concurrency.duckdb_pairs(workdir, p.tally, pairs=2 if quick else 5))
         part("concurrent runs (BigQuery emulator, two processes)",
@@ -95,6 +97,23 @@ def run_all(workdir: Path, *, quick: bool, bigquery: bool | None,
     finally:
         engines.close()
     return parts
+
+
+def honest_parts(part: Callable[..., None], engines: Engines, engine: str, label: str, skip: str | None,
+                 quick: bool) -> None:
+    """The scenarios of proof/honest.py (issue #12) on one engine."""
+    def deletes(p: Part) -> None:
+        honest.hand_deletes(engines, engine, p.tally, rounds=3 if quick else 8)
+
+    def outage(p: Part) -> None:
+        honest.outage(engines, engine, p.tally)
+
+    def listing(p: Part) -> None:
+        honest.contradicting_listing(engines, engine, p.tally)
+
+    part(f"hand deletes with balanced counts ({label})", deletes, skip=skip)
+    part(f"three-hour outage of POST /leads/add ({label})", outage, skip=skip)
+    part(f"empty listing contradicting the count ({label})", listing, skip=skip)
 
 
 def violations(parts: list[Part]) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from coldsync.warehouse.duckdb import DuckDBWarehouse
+from proof import honest
 from proof.concurrency import bigquery_pairs, duckdb_pairs
 from proof.crash import build_rig, crash_matrix
 from proof.engines import Engines
@@ -149,6 +150,35 @@ def test_dnc_entries_added_while_their_leads_run_take_them_out_within_one_run(tm
     hostile_dnc(Engines(tmp_path), "duckdb", tally)
     _clean(tally)
     assert tally.counts["leads of persons suppressed later taken out within one run"] == 5
+
+
+def test_hand_deletes_with_balanced_counts_are_closed_and_adopted_in_the_run(engines: Engines) -> None:
+    """A lead deleted by hand while another is added by hand (counts balance): closed `removed` and the
+    newcomer adopted, in that run, every round."""
+    tally = Tally()
+    honest.hand_deletes(engines, "duckdb", tally, rounds=3)
+    _clean(tally)
+    assert tally.counts["deleted leads closed `removed` in that run"] == 3
+    assert tally.counts["hand-added leads adopted in that run"] == 3
+
+
+def test_outage_of_one_endpoint_benches_nobody_and_recovers_within_two_runs(engines: Engines) -> None:
+    """Six runs of POST /leads/add answering 503: no lead letter or cooldown, runs 3-6 exit 1, and every
+    held-back lead is added within two runs of the recovery."""
+    tally = Tally()
+    honest.outage(engines, "duckdb", tally)
+    _clean(tally)
+    assert tally.counts["runs during the outage"] == 6
+    assert tally.counts["held-back leads added within two runs"] == tally.counts["leads held back by the outage"] >= 10
+
+
+def test_an_empty_listing_that_contradicts_the_count_closes_nothing(engines: Engines) -> None:
+    """Every lead listing answers empty and complete while Instantly's count says otherwise: nothing is
+    closed, the run says so, and later runs settle."""
+    tally = Tally()
+    honest.contradicting_listing(engines, "duckdb", tally)
+    _clean(tally)
+    assert tally.counts["tracked leads kept through the contradiction"] == 20
 
 
 def test_hostile_answers_delete_nothing_misunderstood(engines: Engines) -> None:

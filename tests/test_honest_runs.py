@@ -1,0 +1,309 @@
+"""Honest runs (issue #12): the exit code, the retry budgets and the run memory match what happened in
+Instantly: an unreachable service is exit 1, an outage of one endpoint is one service-level dead letter
+that never touches a lead, a given-up lead rests GIVE_UP_COOLDOWN_DAYS, a changed SOURCE_TABLE is
+refused until setup.py rebinds the views, and a failed run's drain watermarks are never progress."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coldsync.cli import ExitCode
+from coldsync.instantly.client import InstantlyClient
+from coldsync.instantly.simulator import FaultSpec, InstantlySimulator
+from coldsync.settings import Settings, replace
+from coldsync.store import Store
+from coldsync.warehouse.base import Rows, Warehouse
+from coldsync.warehouse.demo_data import HISTORY_FIELDS, INSERT_HISTORY_SQL, generate_source_rows
+from coldsync.warehouse.duckdb import DuckDBWarehouse
+from coldsync.warehouse.migrate import ensure_schema
+from proof.harness import CrashingWarehouse, Operations
+from tests.conftest import make_settings
+from tests.helpers import add_sources, build, lead
+from tests.invariants import World, table_contents
+
+START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
+SMB = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6"
+MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
+HALF_HOUR = 1 / 48  # simulator days
+
+
+def _settings(tmp_path: Path, **env: str) -> Settings:
+    return make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="300",
+                         target_new_leads_per_run="20", instantly_api_key="sim-key", **env)
+
+
+def _world(warehouse: Warehouse, settings: Settings, rows: int = 200, **client: Any) -> World:
+    sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=10)
+    sim.start()
+    sim.create_campaign("SMB", campaign_id=SMB)
+    sim.create_campaign("Midsize", campaign_id=MIDSIZE)
+    build(warehouse, settings, list(generate_source_rows(rows, seed=3)), as_of=START)
+    options: dict[str, Any] = {"base_url": sim.base_url, "backoff_base": 0.001, "backoff_max": 0.002, **client}
+    return World(warehouse, sim, InstantlyClient("sim-key", **options), settings)
+
+
+@pytest.fixture
+def duck(tmp_path: Path) -> Iterator[World]:
+    warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
+    world = _world(warehouse, _settings(tmp_path))
+    try:
+        yield world
+    finally:
+        world.client.close()
+        world.sim.stop()
+        warehouse.close()
+
+
+def _rows(warehouse: Warehouse, sql: str) -> list[dict[str, Any]]:
+    return warehouse.query(sql, label="test")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- exit codes ----------------------------------------------------------------------------------
+
+def test_unreachable_instantly_fails_fast_with_exit_1(duck: World) -> None:
+    """Nothing listening at INSTANTLY_BASE_URL: exit 1 with one cause line, after ONE call's retries (no
+    request for the other reads), nothing written but the run log, outcome `failed`."""
+    client = InstantlyClient("sim-key", base_url=f"http://127.0.0.1:{_free_port()}", backoff_base=0.001,
+                             backoff_max=0.002, max_attempts=3)
+    result = World(duck.warehouse, duck.sim, client, duck.settings).run()
+    assert result.exit_code == ExitCode.RUN_FAILED
+    assert result.report.outcome == "failed"
+    assert result.report.error is not None
+    assert result.report.error.startswith("could not read any campaign from Instantly (")
+    assert "connection failed" in result.report.error
+    assert client.stats.requests == 3  # GET /campaigns/analytics, 3 attempts; the campaign reads never left
+    assert _rows(duck.warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_inst_state`")[0]["n"] == 0
+    runs = _rows(duck.warehouse, "SELECT outcome, error_text FROM `{ds}.ops_run_log`")
+    assert [r["outcome"] for r in runs] == ["failed"]
+    letters = _rows(duck.warehouse, "SELECT phase, operation, retry_count FROM `{ds}.ops_dead_letters`")
+    assert letters == [{"phase": "service", "operation": "GET /campaigns/analytics", "retry_count": 0}]
+    assert "❌" in result.report.render_markdown() and result.report.error in result.report.render_markdown()
+
+
+def test_analytics_down_drains_then_exits_1(duck: World) -> None:
+    """Only GET /campaigns/analytics fails: the campaigns are read one by one, finished leads still drain,
+    nothing is added (inventory unknown everywhere), and the run exits 1 saying why."""
+    assert duck.run().exit_code == ExitCode.OK
+    duck.sim.advance(11)
+    active = {x["id"] for x in duck.sim.leads() if x.get("status") == 1}  # Instantly: still in sequence
+    assert len(active) == 1  # 19 of the 20 sequences have ended (status 3)
+    duck.sim.set_fault("GET /campaigns/analytics", FaultSpec(error_rate=1.0, error_status=503))
+    result = duck.run()
+    assert result.exit_code == ExitCode.RUN_FAILED
+    assert result.report.error is not None
+    assert result.report.error.startswith("could not measure the inventory of any campaign in Instantly (")
+    assert result.report.added == 0 and result.report.drained == 19
+    assert {x["id"] for x in duck.sim.leads()} == active
+
+
+def test_a_warning_only_run_exits_0(duck: World) -> None:
+    """A paused campaign is a warning, not a failure: exit 0, outcome success, the other route is fed."""
+    duck.sim.set_campaign_status(MIDSIZE, 2)
+    result = duck.run()
+    assert result.exit_code == ExitCode.OK and result.report.outcome == "success"
+    assert any("Midsize campaign is paused" in w for w in result.report.warnings)
+    assert {lead["campaign"] for lead in duck.sim.leads()} == {SMB}
+
+
+# --- retry budgets: a three-hour outage of POST /leads/add ----------------------------------------
+
+def _letters(warehouse: Warehouse) -> list[dict[str, Any]]:
+    return _rows(warehouse, "SELECT phase, operation, email, retry_count, resolved_at IS NOT NULL AS resolved, "
+                            "gave_up_at IS NOT NULL AS gave_up FROM `{ds}.ops_dead_letters` ORDER BY occurred_at")
+
+
+def test_outage_of_one_endpoint_is_one_service_letter_and_benches_nobody(tmp_path: Path) -> None:
+    """POST /leads/add answers 503 for three hours (six runs, 30 minutes apart): one service-level dead
+    letter counts the runs, no lead gets a dead letter, a history row or a cooldown; runs 1-2 warn (exit 0),
+    runs 3-6 exit 1 (SERVICE_FAILURE_RUNS=3); the run after the outage adds exactly the leads an untroubled
+    run would have added, and closes the letter."""
+    control_wh = DuckDBWarehouse(tmp_path / "control.duckdb", "coldsync")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "o").mkdir()
+    control = _world(control_wh, _settings(tmp_path / "c"))
+    outage_wh = DuckDBWarehouse(tmp_path / "outage.duckdb", "coldsync")
+    world = _world(outage_wh, _settings(tmp_path / "o"))
+    try:
+        assert control.run().exit_code == ExitCode.OK
+        wanted = {lead["email"] for lead in control.sim.leads()}
+        assert len(wanted) == 20
+        world.sim.set_fault("POST /leads/add", FaultSpec(error_rate=1.0, error_status=503))
+        for run in range(1, 7):
+            before = len(world.sim.requests_to("POST", "/leads/add"))
+            result = world.run()
+            sent = len(world.sim.requests_to("POST", "/leads/add")) - before
+            assert sent == 6, f"run {run}: one call's six attempts, then the circuit holds the other campaign's"
+            assert result.exit_code == (ExitCode.OK if run < 3 else ExitCode.RUN_FAILED), result.report.render_text()
+            if run >= 3:
+                assert result.report.error is not None
+                assert f"POST /leads/add has failed in {run} consecutive runs (SERVICE_FAILURE_RUNS=3)" \
+                    in result.report.error
+            assert any("20 lead(s) not added" in w for w in result.report.warnings)
+            assert _letters(outage_wh) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
+                                            "retry_count": run - 1, "resolved": False, "gave_up": False}]
+            assert _rows(outage_wh, "SELECT COUNT(*) AS n FROM `{ds}.ops_lead_history`")[0]["n"] == 0
+            assert _rows(outage_wh, "SELECT COUNT(*) AS n FROM `{ds}.ops_inst_state`")[0]["n"] == 0
+            world.sim.advance(HALF_HOUR)
+        world.sim.clear_faults()
+        result = world.run()
+        assert result.exit_code == ExitCode.OK and result.report.added == 20
+        assert {lead["email"] for lead in world.sim.leads()} == wanted
+        assert _letters(outage_wh) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
+                                        "retry_count": 5, "resolved": True, "gave_up": False}]
+    finally:
+        for w in (control, world):
+            w.client.close()
+            w.sim.stop()
+        control_wh.close()
+        outage_wh.close()
+
+
+def test_a_rejected_batch_counts_against_its_leads(duck: World) -> None:
+    """A 400 on a bulk add is about the request (its leads), not the service: one open add_lead letter per
+    lead of that batch, no service letter, exit 0."""
+    duck.sim.set_fault("POST /leads/add", FaultSpec(statuses=[400]))
+    result = duck.run()
+    assert result.exit_code == ExitCode.OK
+    letters = _rows(duck.warehouse, "SELECT phase, operation, email, campaign_id FROM `{ds}.ops_dead_letters`")
+    assert {(r["phase"], r["operation"]) for r in letters} == {("topup", "add_lead")}
+    held = {lead["campaign"] for lead in duck.sim.leads()}
+    assert len(held) == 1 and len(letters) == 10 and result.report.added == 10  # two batches of 10
+    assert {r["campaign_id"] for r in letters}.isdisjoint(held)  # every letter is a lead of the refused batch
+    assert {r["email"] for r in letters}.isdisjoint(lead["email"] for lead in duck.sim.leads())
+
+
+# --- giving up rests GIVE_UP_COOLDOWN_DAYS, not the cooldown ------------------------------------------
+
+def _history(warehouse: Warehouse, email: str, status: str, completed_at: dt.datetime) -> None:
+    row = {"email": email, "campaign_id": "c-smb", "sequence_name": "SMB", "status_final": status,
+           "completed_at": completed_at, "attempt_num": 1, "reason": "test", "recorded_at": completed_at}
+    warehouse.execute(INSERT_HISTORY_SQL, {"rows": Rows(HISTORY_FIELDS, [row])}, label="test.history")
+
+
+def test_given_up_add_rests_give_up_cooldown_days(raw_warehouse: Warehouse, tmp_path: Path) -> None:
+    """A `failed` (given-up) history row keeps its person out for exactly GIVE_UP_COOLDOWN_DAYS (7; exactly
+    7 days ago is eligible), a sequence that ran for COOLDOWN_DAYS (90), and a person with both waits for
+    both; the sync's read and the view agree."""
+    settings = _settings(tmp_path)
+    people = {"six@rest.example": [("failed", 6)], "seven@rest.example": [("failed", 7)],
+              "ran@rest.example": [("completed", 30)],
+              "both@rest.example": [("failed", 8), ("completed", 30)],
+              "old@rest.example": [("failed", 8), ("completed", 91)]}
+    build(raw_warehouse, settings, [lead(email, Decimal(10_000)) for email in people], as_of=START)
+    for email, rows in people.items():
+        for status, days in rows:
+            _history(raw_warehouse, email, status, START - dt.timedelta(days=days))
+    ready = {str(r["email"]) for r in Store.for_settings(raw_warehouse, "t", START, settings).read_ready(
+        {"SMB": 100, "Midsize": 100})}
+    assert ready == {"seven@rest.example", "old@rest.example"}
+    view = {str(r["email"]) for r in _rows(raw_warehouse, "SELECT email FROM `{ds}.v_ready_for_instantly`")}
+    assert view == ready
+    longer = {str(r["email"]) for r in Store.for_settings(
+        raw_warehouse, "t", START, replace(settings, give_up_cooldown_days=8)).read_ready({"SMB": 100})}
+    assert longer == {"old@rest.example"}
+
+
+def test_give_up_writes_a_failed_row_that_rests_seven_days(duck: World) -> None:
+    """A lead whose add letter reached DEAD_LETTER_MAX_RETRIES is given up with a `failed` history row; it
+    is not picked 6 days later and is picked again 7 days later (not after 90)."""
+    email = "stuck@rest.example"
+    add_sources(duck.warehouse, [lead(email, Decimal(900_000_000))])  # the best score: picked first when ready
+    limit = duck.settings.dead_letter_max_retries
+    duck.warehouse.execute(
+        "INSERT INTO `{ds}.ops_dead_letters` (id, occurred_at, run_id, phase, operation, email, campaign_id, "
+        "retry_count) VALUES ('x1', @t, 'r0', 'topup', 'add_lead', @e, @c, @n)",
+        {"t": START, "e": email, "c": SMB, "n": limit}, label="test")
+    # A first run with no room: only housekeeping acts on the letter.
+    assert duck.run(target_new_leads_per_run=0).exit_code == ExitCode.OK
+    history = _rows(duck.warehouse, "SELECT email, status_final FROM `{ds}.ops_lead_history`")
+    assert history == [{"email": email, "status_final": "failed"}]
+    store = Store.for_settings(duck.warehouse, "t", START + dt.timedelta(days=6, hours=23), duck.settings)
+    assert email not in {str(r["email"]) for r in store.read_ready({"SMB": 500, "Midsize": 500})}
+    store = Store.for_settings(duck.warehouse, "t", START + dt.timedelta(days=7), duck.settings)
+    assert email in {str(r["email"]) for r in store.read_ready({"SMB": 500, "Midsize": 500})}
+
+
+# --- the source binding ------------------------------------------------------------------------------
+
+def test_changed_source_table_is_refused_until_setup_rebinds(tmp_path: Path) -> None:
+    """SOURCE_TABLE pointed at another table without setup.py: exit 2 naming both tables and the fix,
+    nothing sent; validate_environment's row fails the same way; after setup.py the run sends from the new
+    table only."""
+    from coldsync.validate import Validation, _check_source_binding
+    from coldsync.warehouse.migrate import read_config
+
+    settings = _settings(tmp_path)
+    first = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
+    world = _world(first, settings, rows=50)
+    first.close()
+    other = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync", "other_leads")
+    try:
+        other.execute("CREATE TABLE `{ds}.other_leads` AS SELECT * FROM `{ds}.source_leads` WHERE FALSE", label="t")
+        add_sources(other, [lead(f"new{i}@other-source.example", Decimal(10_000)) for i in range(3)])
+        moved = World(other, world.sim, world.client, replace(settings, source_table="other_leads"))
+        result = moved.run()
+        assert result.exit_code == ExitCode.BAD_CONFIG and result.report.outcome == "config_error"
+        assert result.report.error == (
+            "the views read the source table coldsync_db.coldsync.source_leads but SOURCE_TABLE is "
+            "coldsync_db.coldsync.other_leads: run `python setup.py` to rebind the views to "
+            "coldsync_db.coldsync.other_leads (or set SOURCE_TABLE back to coldsync_db.coldsync.source_leads)")
+        assert world.sim.leads() == [] and table_contents(other)["ops_inst_state"] == []
+        checks = Validation(mode="live")
+        _check_source_binding(checks, other, read_config(other))
+        assert [(c.name, c.status) for c in checks.checks] == [("source binding", "fail")]
+        ensure_schema(other, moved.settings)  # what `python setup.py` does with the new SOURCE_TABLE
+        result = moved.run()
+        assert result.exit_code == ExitCode.OK
+        assert sorted(lead["email"] for lead in world.sim.leads()) == [f"new{i}@other-source.example"
+                                                                       for i in range(3)]
+    finally:
+        world.client.close()
+        world.sim.stop()
+        other.close()
+
+
+# --- a failed run's drain watermarks are not progress --------------------------------------------------
+
+def test_failed_run_watermarks_are_not_trusted(tmp_path: Path) -> None:
+    """Counters moved and the drain listed the finished leads, then the run failed before recording them:
+    the next run, 30 minutes later (long before the 6-hourly sweep), lists and drains every one of them."""
+    settings = _settings(tmp_path)
+    inner = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
+    crashing = CrashingWarehouse(inner, Operations())
+    world = _world(inner, settings)
+    try:
+        flaky = World(crashing, world.sim, world.client, settings)
+        assert flaky.run().exit_code == ExitCode.OK
+        world.sim.advance(0.3)
+        # A full sweep: every filter listed, watermarks stored; no more leads added.
+        assert flaky.run(run_topup=False).exit_code == ExitCode.OK
+        world.sim.advance(11)
+        finished = {x["id"] for x in world.sim.leads() if x.get("status") != 1}
+        assert len(finished) == 19  # Instantly: 19 of the 20 sequences have ended
+        crashing.fail("history.record", "before")
+        result = flaky.run()
+        assert result.exit_code == ExitCode.RUN_FAILED and result.report.drain_watermarks
+        assert len(world.sim.leads()) == 20  # nothing recorded, so nothing deleted
+        world.sim.advance(HALF_HOUR)
+        result = flaky.run(run_topup=False)
+        assert result.exit_code == ExitCode.OK
+        assert result.report.drained == 19
+        assert not finished & {x["id"] for x in world.sim.leads()}
+    finally:
+        world.client.close()
+        world.sim.stop()
+        inner.close()
+
