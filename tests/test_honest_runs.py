@@ -25,7 +25,7 @@ from coldsync.warehouse.duckdb import DuckDBWarehouse
 from coldsync.warehouse.migrate import ensure_schema
 from proof.harness import CrashingWarehouse, Operations
 from tests.conftest import make_settings
-from tests.helpers import add_sources, build, lead
+from tests.helpers import add_sources, build, lead, set_config
 from tests.invariants import World, table_contents
 
 START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
@@ -273,6 +273,26 @@ def test_changed_source_table_is_refused_until_setup_rebinds(tmp_path: Path) -> 
         world.client.close()
         world.sim.stop()
         other.close()
+
+
+def test_a_run_refuses_views_bound_to_another_table(raw_warehouse: Warehouse, tmp_path: Path) -> None:
+    """The config row says the views read another table than SOURCE_TABLE: the run exits 2 before any
+    write, naming both tables and the fix (the row read on both engines)."""
+    world = _world(raw_warehouse, _settings(tmp_path), rows=30)
+    try:
+        set_config(raw_warehouse, "views_source_table", string="elsewhere.coldsync.old_leads")
+        result = world.run()
+        current = raw_warehouse.source_table
+        assert result.exit_code == ExitCode.BAD_CONFIG
+        assert result.report.error == (
+            f"the views read the source table elsewhere.coldsync.old_leads but SOURCE_TABLE is {current}: run "
+            f"`python setup.py` to rebind the views to {current} (or set SOURCE_TABLE back to "
+            "elsewhere.coldsync.old_leads)")
+        assert world.sim.leads() == []
+        assert _rows(raw_warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_inst_state`")[0]["n"] == 0
+    finally:
+        world.client.close()
+        world.sim.stop()
 
 
 # --- a failed run's drain watermarks are not progress --------------------------------------------------

@@ -86,6 +86,21 @@ def test_all_checks_pass(env: Env) -> None:
     assert routes.detail == "2 route(s) from default: SMB; Midsize"
 
 
+def test_views_bound_to_another_source_table_fail_with_the_rebind_fix(env: Env) -> None:
+    """The views were built on another table than SOURCE_TABLE: the `source binding` row fails, naming both
+    tables and `python setup.py`; the check exits 4."""
+    set_config(env.warehouse, "views_source_table", string="elsewhere.coldsync.old_leads")
+    result = env.check()
+    row = next(c for c in result.checks if c.name == "source binding")
+    current = env.warehouse.source_table
+    assert (row.status, row.detail) == ("fail", (
+        f"the views read the source table elsewhere.coldsync.old_leads but SOURCE_TABLE is {current}: run "
+        f"`python setup.py` to rebind the views to {current} (or set SOURCE_TABLE back to "
+        "elsewhere.coldsync.old_leads)"))
+    assert row.fix == f"run `python setup.py` (it rebinds the views to {current})"
+    assert result.exit_code == ExitCode.CHECK_FAILED
+
+
 def test_missing_key_fails(env: Env) -> None:
     """With a BigQuery project but no Instantly key, the key check fails and names INSTANTLY_API_KEY."""
     result = env.check(INSTANTLY_API_KEY="", BQ_PROJECT="demo-project")
