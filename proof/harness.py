@@ -38,6 +38,7 @@ from coldsync.warehouse.base import Param, Warehouse, WarehouseError, WarehouseW
 from coldsync.warehouse.schema import TABLES
 from tests.invariants import (
     check_after_run,
+    check_before_add,
     check_before_delete,
     check_converged,
     check_no_duplicates,
@@ -291,7 +292,10 @@ class Rig:
                                max_retry_after=0.2, session=session)
 
     def _before_send(self, endpoint: str, body: Any) -> None:
-        """Invariant 5, checked at the moment of the delete: the outcome is already in the warehouse."""
+        """Invariant 5, checked at the moment of the delete: the outcome is already in the warehouse; and
+        at the moment of an add: every lead sent has its 'pending' row (intent before the add)."""
+        if endpoint == "POST /leads/add":
+            self.guard_problems += check_before_add(self.warehouse, body)
         ids: list[str] = []
         if endpoint == "DELETE /leads" and isinstance(body, dict):
             ids = [str(i) for i in body.get("ids") or []]

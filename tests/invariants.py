@@ -394,6 +394,23 @@ def check_before_delete(warehouse: Warehouse, sim: InstantlySimulator, lead_ids:
     return problems
 
 
+def check_before_add(warehouse: Warehouse, body: Any) -> list[str]:
+    """Invariant 5 at the moment of an add: every address in a `POST /leads/add` body already has its
+    'pending' row in ops_inst_state for that campaign (intent is recorded before the bulk add, so a run
+    killed mid-add leaves rows the next run reconciles). Call it just before the add request is sent."""
+    if not isinstance(body, dict) or not isinstance(body.get("leads"), list):
+        return []
+    campaign = str(body.get("campaign_id") or "")
+    sent = [lead.get("email") if isinstance(lead, dict) else None for lead in body["leads"]]
+    emails = sorted({email for raw in sent if (email := normalize_email(raw))})
+    pending = {str(r["email"]) for r in _rows(
+        warehouse, "SELECT email FROM `{ds}.ops_inst_state` WHERE status = 'pending' "
+                   "AND LOWER(campaign_id) = LOWER(@campaign) AND email IN UNNEST(@emails)",
+        {"campaign": campaign, "emails": StringArray(emails)})} if emails else set()
+    return [f"invariant 5: {mask_email(str(raw))} sent in an add to campaign {campaign} without its 'pending' row"
+            for raw in sent if normalize_email(raw) not in pending]
+
+
 def check_no_duplicates(warehouse: Warehouse) -> list[str]:
     """Nothing recorded twice: one history row per attempt and per Instantly lead, one DNC entry per
     suppression key (an email key, a domain key, an erased hash: raw forms of one person pasted by hand

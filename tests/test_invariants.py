@@ -36,7 +36,7 @@ from coldsync.warehouse.duckdb import DuckDBWarehouse
 from proof.harness import CrashingAdapter, Operations
 from tests.conftest import make_settings
 from tests.helpers import add_dnc, add_sources, build, lead
-from tests.invariants import check_after_run, check_before_delete, snapshot
+from tests.invariants import check_after_run, check_before_add, check_before_delete, snapshot
 from tests.test_sync import MIDSIZE, SMB, START
 
 # Instantly refuses a local part over 64 characters (coldsync.rules.EMAIL_PATTERN's note). A client that
@@ -57,9 +57,11 @@ class Checked:
     at_delete: list[str] = field(default_factory=list)
 
     def guard(self, endpoint: str, body: Any) -> None:
-        """Invariant 5 at the moment a delete request leaves (as proof.harness.Rig does)."""
+        """Invariant 5 at the moment a delete or an add request leaves (as proof.harness.Rig does)."""
         if endpoint == "DELETE /leads" and isinstance(body, dict):
             self.at_delete += check_before_delete(self.warehouse, self.sim, [str(i) for i in body.get("ids") or []])
+        elif endpoint == "POST /leads/add":
+            self.at_delete += check_before_add(self.warehouse, body)
 
     def run(self) -> list[str]:
         """One run; every violation the checker reports, at the deletes then after the run."""
