@@ -77,6 +77,9 @@ def preflight(ctx: RunContext) -> None:
             status: int | None = found.campaign_status if found else None
             count: int | None = found.leads_count if found else None
             label = route.name if len(route.arms) == 1 else f"{route.name}/{arm.name}"
+            if found is None and analytics:
+                ctx.report.warn(f"campaign analytics answered without the {label} campaign: its lead count is "
+                                "unknown, so nothing is added this run (the cap cannot be kept without it)")
             if found is None:
                 try:
                     status = ctx.client.get_campaign(campaign_id).status

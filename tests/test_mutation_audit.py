@@ -242,6 +242,9 @@ def test_a_partial_analytics_answer_adds_nothing_anywhere(audit: Audit) -> None:
     assert result.report.inventory_before is None and result.report.added == 0
     # The run names what it could not measure: the Midsize route's inventory (SMB's was measured).
     assert {name: entry["inventory"] for name, entry in result.report.routes.items()} == {"SMB": 0, "Midsize": None}
+    assert [w for w in result.report.warnings if "analytics" in w] == [
+        "campaign analytics answered without the Midsize campaign: its lead count is unknown, so nothing is added "
+        "this run (the cap cannot be kept without it)"]
 
 
 # ---- 6. housekeeping leaves this run's own pending rows alone ---------------------------------------
