@@ -171,18 +171,28 @@ def test_outage_of_one_endpoint_is_one_service_letter_and_benches_nobody(tmp_pat
         outage_wh.close()
 
 
-def test_a_rejected_batch_counts_against_its_leads(duck: World) -> None:
-    """A 400 on a bulk add is about the request (its leads), not the service: one open add_lead letter per
-    lead of that batch, no service letter, exit 0."""
-    duck.sim.set_fault("POST /leads/add", FaultSpec(statuses=[400]))
+def test_a_lead_that_poisons_its_batch_is_found_and_counts_alone(duck: World) -> None:
+    """Instantly refuses (400, naming nobody) every add holding one bad lead: the batch is halved until that
+    lead stands alone, the other 19 are added in the same run, and only the bad lead gets a dead letter;
+    given up after DEAD_LETTER_MAX_RETRIES it rests; nobody else ever counts a failure."""
+    top = Store.for_settings(duck.warehouse, "t", START, duck.settings).read_ready({"SMB": 10, "Midsize": 10})
+    bad = str(top[3]["email"])
+    duck.sim.set_fault("POST /leads/add", FaultSpec(refuse_emails=[bad]))
     result = duck.run()
-    assert result.exit_code == ExitCode.OK
-    letters = _rows(duck.warehouse, "SELECT phase, operation, email, campaign_id FROM `{ds}.ops_dead_letters`")
-    assert {(r["phase"], r["operation"]) for r in letters} == {("topup", "add_lead")}
-    held = {lead["campaign"] for lead in duck.sim.leads()}
-    assert len(held) == 1 and len(letters) == 10 and result.report.added == 10  # two batches of 10
-    assert {r["campaign_id"] for r in letters}.isdisjoint(held)  # every letter is a lead of the refused batch
-    assert {r["email"] for r in letters}.isdisjoint(lead["email"] for lead in duck.sim.leads())
+    assert result.exit_code == ExitCode.OK and result.report.added == 19
+    assert bad not in {lead["email"] for lead in duck.sim.leads()}
+    # The refused batch of 10 is halved (5+5, then 2+3, ...): every refused request holds the bad lead, each
+    # smaller than the one before, the last one the bad lead alone; no accepted request holds it; at most
+    # 1 + 2 x ceil(log2 10) = 9 requests for that campaign, 1 for the other.
+    sent = [([x["email"] for x in r.request_body["leads"]], r.status)
+            for r in duck.sim.requests_to("POST", "/leads/add")]
+    refused = [emails for emails, status in sent if status == 400]
+    assert all(bad in emails for emails in refused) and refused[-1] == [bad]
+    assert [len(e) for e in refused] == sorted((len(e) for e in refused), reverse=True) and len(refused[0]) == 10
+    assert all(bad not in emails for emails, status in sent if status == 200)
+    assert len(sent) <= 1 + 9 and sum(len(e) for e, status in sent if status == 200) == 19
+    letters = _rows(duck.warehouse, "SELECT phase, operation, email, http_status FROM `{ds}.ops_dead_letters`")
+    assert letters == [{"phase": "topup", "operation": "add_lead", "email": bad, "http_status": 400}]
 
 
 # --- giving up rests GIVE_UP_COOLDOWN_DAYS, not the cooldown ------------------------------------------

@@ -510,18 +510,36 @@ def test_add_leads_failed_chunk_opens_the_circuit(
         assert client.health.answered["POST /leads/add"] == 1
 
 
-def test_add_leads_rejected_chunk_does_not_stop_other_chunks(
+def test_add_leads_refused_chunk_is_halved_until_the_refused_lead_is_named(
     sim: InstantlySimulator, clock: FakeClock, campaign_id: str
 ) -> None:
-    """A 400 on one chunk (about the request, not the service) fails that chunk only; the rest go."""
-    sim.set_fault("POST /leads/add", FaultSpec(statuses=[400]))
+    """A 400 that names nobody (about the request, not the service) halves its chunk until the refused
+    lead stands alone: that lead is `failed` and named (not inferred), every other lead created, the other
+    chunks sent as usual, and the service counted as answering."""
+    leads = people(5)
+    bad = leads[1]["email"]
+    sim.set_fault("POST /leads/add", FaultSpec(refuse_emails=[bad]))
     with make_client(sim, clock) as client:
-        result = client.add_leads(campaign_id, people(5), chunk_size=2)
-        assert [o.outcome for o in result.outcomes] == ["failed", "failed", "created", "created", "created"]
-        assert isinstance(result.outcomes[0].error, ValidationError)
-        assert result.chunks_failed == 1 and result.chunks_sent == 2
-        assert not client.health.failed and client.health.answered["POST /leads/add"] == 3
-    assert sim.lead_count(campaign_id) == 3
+        result = client.add_leads(campaign_id, leads, chunk_size=2)
+        assert [o.outcome for o in result.outcomes] == ["created", "failed", "created", "created", "created"]
+        assert isinstance(result.outcomes[1].error, ValidationError) and not result.outcomes[1].inferred
+        assert not client.health.failed and client.health.answered["POST /leads/add"] == 5
+    sizes = [(len(r.request_body["leads"]), r.status) for r in sim.requests_to("POST", "/leads/add")]
+    assert sizes == [(2, 400), (1, 200), (1, 400), (2, 200), (1, 200)]
+    assert sim.lead_count(campaign_id) == 4
+
+
+def test_add_leads_halving_stops_at_its_budget(sim: InstantlySimulator, clock: FakeClock, campaign_id: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the halving budget spent, the leads of a refused chunk fail together, `inferred` (named by
+    nobody), so no lead is charged for a refusal Instantly did not pin on it."""
+    monkeypatch.setattr(client_module, "MAX_ADD_SPLITS", 0)
+    leads = people(4)
+    sim.set_fault("POST /leads/add", FaultSpec(refuse_emails=[leads[0]["email"]]))
+    with make_client(sim, clock) as client:
+        result = client.add_leads(campaign_id, leads, chunk_size=2)
+    assert [(o.outcome, o.inferred) for o in result.outcomes] == [
+        ("failed", True), ("failed", True), ("created", False), ("created", False)]
 
 
 def test_unreachable_service_fails_every_operation_at_once(clock: FakeClock) -> None:

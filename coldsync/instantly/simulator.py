@@ -298,6 +298,9 @@ class FaultSpec:
     """POST /leads/add: leads with these emails are reported invalid (partial bulk rejection)."""
     reject_rate: float = 0.0
     """POST /leads/add: this share of leads (seeded) is reported invalid."""
+    refuse_emails: Collection[str] = ()
+    """POST /leads/add: a request holding a lead with one of these emails is refused whole with a 400 that
+    names no lead (as Instantly answers a body it cannot validate), every time it is sent."""
     paging: Literal["normal", "repeat_cursor", "endless", "no_cursor"] = "normal"
     """Listings: `repeat_cursor` ignores starting_after (same page and cursor again); `endless`
     returns the first page again with a fresh cursor every time; `no_cursor` omits
@@ -1713,6 +1716,11 @@ class InstantlySimulator:
         try:
             body = self._parse_body(method, route[0], headers, raw_body)
             self._check_auth(headers)
+            if spec.refuse_emails and route[0] == "/leads/add" and isinstance(body, dict):
+                refused = {e for e in (_norm_email(x) for x in spec.refuse_emails) if e}
+                sent = [_norm_email(lead.get("email")) for lead in body.get("leads") or [] if isinstance(lead, dict)]
+                if refused.intersection(e for e in sent if e):
+                    raise _HttpError(400, "body/leads must be a valid list of leads")
             if self._rate_limited():
                 retry = self.rate_limit_retry_after
                 extra = {"Retry-After": f"{retry:g}"} if retry is not None else {}

@@ -334,10 +334,11 @@ def _settle(ctx: RunContext, outcome: LeadOutcome, email: str, campaign_id: str,
                     "reason": f"Instantly rejected the lead as {kind}"})
         letters.append(dead_letter(phase, "add_lead", email, email=email, campaign_id=campaign_id, error=error,
                                    give_up_reason=f"Instantly rejected the lead as {kind}: excluded from later runs"))
-    elif kind == "failed" and outcome.error is not None and is_service_level(outcome.error):
-        # The whole batch failed with the service (429, 5xx, timeout, no connection, key refused): not this
-        # lead's doing. Free the row (it is ready again, at its place in the order), count nothing against
-        # it; the service-level dead letter (sync._service_letters) records the outage once.
+    elif kind == "failed" and (outcome.inferred or (outcome.error is not None and is_service_level(outcome.error))):
+        # The whole batch failed with the service (429, 5xx, timeout, no connection, key refused), or with
+        # others that Instantly did not tell apart: not this lead's doing. Free the row (it is ready again, at
+        # its place in the order), count nothing against it; the service-level dead letter
+        # (sync._service_letters) records an outage once. Only a lead Instantly refused alone counts.
         state.append({"email": email, "op": "delete"})
         phase.counts["held back: service failure"] += 1
     elif kind in ("failed", "plan_limit", "duplicate_in_request"):
