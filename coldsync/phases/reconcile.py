@@ -88,7 +88,11 @@ class _Reconciler:
         for op in state:
             self._track(op)
         self.owner = {r.instantly_lead_id: r.email for r in ctx.state if r.instantly_lead_id}
-        self.closures: list[tuple[StateRow, str]] = []  # found gone, settled together (_settle_closures)
+        # Found gone, settled together (_settle_closures); True: proven by a whole listing that agrees with the
+        # campaign's count (a third witness), so not held to the audit's allowance.
+        self.closures: list[tuple[StateRow, str, bool]] = []
+        # Campaigns whose closures wait for a whole listing (_list_mismatched): campaign id -> leads looked gone.
+        self.verify: dict[str, int] = {}
         self.contradicted = 0  # leads a by-ids look-up or a whole listing lacked, found by email under their id
 
     # ---- bookkeeping ---------------------------------------------------------------------------
@@ -139,7 +143,7 @@ class _Reconciler:
             self._confirm(list(missing.values()), "by-id look-up")
         self._settle_closures()
         self._list_mismatched()  # after the audit's closures: a hand delete beside a hand add shows now
-        self._settle_closures()
+        self._settle_closures(last=True)
         if self.contradicted:
             self.ctx.report.warn(f"Instantly left out {self.contradicted} tracked lead(s) from a look-up by id or a "
                                  "listing that its look-up by email then found under the same id: kept")
@@ -224,11 +228,11 @@ class _Reconciler:
         if self.ctx.manages(found):
             self._relink(row, lead)
         else:
-            self.closures.append((row, MOVED_OUTSIDE_REASON))
+            self.closures.append((row, MOVED_OUTSIDE_REASON, False))
 
     # ---- confirmation by email -----------------------------------------------------------------
 
-    def _confirm(self, missing: list[StateRow], what: str) -> None:
+    def _confirm(self, missing: list[StateRow], what: str, *, listed: bool = False) -> None:
         """Tracked leads a by-ids look-up or a whole listing did not return, looked up by email."""
         missing = [row for row in missing if row.email not in self.touched]
         if not missing:
@@ -258,9 +262,9 @@ class _Reconciler:
             if here:
                 self._relink(row, here[0])
             elif any(not self.ctx.manages(_campaign_of(lead)) for lead in leads):
-                self.closures.append((row, MOVED_OUTSIDE_REASON))
+                self.closures.append((row, MOVED_OUTSIDE_REASON, listed))
             else:
-                self.closures.append((row, REMOVED_REASON))
+                self.closures.append((row, REMOVED_REASON, listed))
         if unreadable:
             self.phase.notes.append(f"{unreadable} lead(s) missing from a {what} were found by email without a "
                                     "usable id: not closed")
@@ -284,30 +288,50 @@ class _Reconciler:
                    "attempt_num": row.attempt_num, "outcome": None, "added_at": None,
                    "arm": where.arm if moved else row.arm})
 
-    def _settle_closures(self) -> None:
-        """Close the leads found gone, per campaign, unless they are more than Instantly's own count allows:
-        then its answers contradict its count, and nothing is closed there (a warning says so)."""
-        by_campaign: dict[str, list[tuple[StateRow, str]]] = {}
+    def _settle_closures(self, *, last: bool = False) -> None:
+        """Close the leads found gone, per campaign, within what Instantly's own count allows: as many as the
+        warehouse tracks beyond the count, plus max(1, 1%) (a hand delete beside a hand add), and never every
+        tracked lead of a campaign Instantly says holds some. Beyond that the look-ups contradict the count:
+        the campaign is listed whole this run to decide (`verify`); if that cannot settle it (`last`), nothing
+        is closed there and a warning says so. Closures a whole listing proved are closed as found."""
+        by_campaign: dict[str, list[tuple[StateRow, str, bool]]] = {}
         closures, self.closures = self.closures, []
-        for row, reason in closures:
+        for row, reason, listed in closures:
             managed = self.ctx.campaign(row.campaign_id)
             if managed is not None:
-                by_campaign.setdefault(managed.campaign_id, []).append((row, reason))
+                by_campaign.setdefault(managed.campaign_id, []).append((row, reason, listed))
         for campaign_id, rows in by_campaign.items():
             campaign = self.ctx.campaigns[campaign_id]
             tracked = self.tracked(campaign)
             expected = self.expected(campaign)
-            allowed = max(tracked - expected, 0) if expected is not None else 0
-            allowed += max(10, tracked // 100)
-            if len(rows) > allowed:
-                self.phase.plan["not closed: Instantly contradicts its count"] += len(rows)
-                self.ctx.report.warn(
-                    f"Instantly's answers about the {campaign.label} campaign contradict its own count: {len(rows)} "
-                    f"tracked lead(s) looked gone, but it counts {_num(expected)} lead(s) where the warehouse tracks "
-                    f"{tracked} (at most {allowed} could be gone): nothing closed; checked again next run")
+            allowed = (max(tracked - expected, 0) if expected is not None else 0) + max(1, tracked // 100)
+            unproven = [item for item in rows if not item[2]]
+            emptied = expected is not None and expected > 0 and len(unproven) >= tracked
+            if unproven and (len(unproven) > allowed or emptied):
+                if not last:
+                    self.verify[campaign_id] = len(unproven)  # a whole listing of the campaign decides, this run
+                    continue
+                self._contradiction(campaign, len(rows), expected, tracked, allowed)
                 continue
-            for row, reason in rows:
+            for row, reason, _listed in rows:
                 self._close(row, campaign, reason)
+        if last:
+            for campaign_id, looked_gone in self.verify.items():
+                campaign = self.ctx.campaigns[campaign_id]
+                proven = len(by_campaign.get(campaign_id, []))
+                if proven < looked_gone:
+                    expected, tracked = self.expected(campaign), self.tracked(campaign) + proven
+                    self._contradiction(campaign, looked_gone - proven, expected, tracked, None)
+
+    def _contradiction(self, campaign: CampaignView, kept: int, expected: int | None, tracked: int,
+                       allowed: int | None) -> None:
+        """Leads that looked gone, kept because Instantly's answers contradict its own count: said once."""
+        self.phase.plan["not closed: Instantly contradicts its count"] += kept
+        bound = f" (at most {allowed} could be gone)" if allowed is not None else ""
+        self.ctx.report.warn(
+            f"Instantly's answers about the {campaign.label} campaign contradict its own count: {kept} tracked "
+            f"lead(s) looked gone by id and email, but it counts {_num(expected)} lead(s) where the warehouse tracks "
+            f"{tracked}{bound}, and a whole listing did not show them gone: nothing closed; checked again next run")
 
     def _close(self, row: StateRow, campaign: CampaignView, reason: str) -> None:
         """Gone from the managed campaigns without our drain: record it, then forget it."""
@@ -337,8 +361,10 @@ class _Reconciler:
                 if cursor:
                     following[campaign.campaign_id] = cursor
                 continue
-            if expected == self.tracked(campaign):
+            if expected == self.tracked(campaign) and campaign.campaign_id not in self.verify:
                 continue  # counts agree: nothing to list (a listing under way is dropped)
+            if campaign.campaign_id in self.verify:
+                cursor = None  # the audit's closures wait for a listing of the whole campaign
             if budget <= 0:
                 if cursor:
                     following[campaign.campaign_id] = cursor
@@ -428,14 +454,14 @@ class _Reconciler:
         if not absent:
             return
         expected = self.expected(campaign) or 0
-        slack = max(5, expected // 100)
+        slack = max(1, expected // 100)
         if (not leads and expected > 0) or len(leads) < expected - slack:
             self.phase.plan["not closed: listing shorter than the count"] += len(absent)
             ctx.report.warn(f"Instantly listed {len(leads)} lead(s) in the {campaign.label} campaign but counts "
-                            f"{expected}: the listing is not trusted, nothing is closed from it; checked again "
-                            "next run")
+                            f"{expected}: the listing contradicts its count and is not trusted, nothing is closed "
+                            "from it; checked again next run")
             return
-        self._confirm(absent, f"listing of {campaign.label}")
+        self._confirm(absent, f"listing of {campaign.label}", listed=True)
 
 
 def _campaign_of(lead: Mapping[str, Any]) -> str | None:
