@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from coldsync.cli import RUN_ONLY_SETTINGS, settings_parser
+from coldsync.report import append_github_summary
 from coldsync.settings import cli_overrides, read_sources
 from coldsync.validate import run_checks
 
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run_checks(read_sources(cli_overrides(args)), production=args.production)
     print(result.to_json() if args.json else result.render_text())
+    if not result.ok:  # under GitHub Actions the job summary shows why the run did not start
+        append_github_summary(result.render_markdown())
     return int(result.exit_code)
 
 

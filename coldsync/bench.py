@@ -91,8 +91,8 @@ DRAIN_FINISHED = 2_400
 DRAIN_MAX_CALLS = 60
 MAX_STATEMENTS = 15
 # A run with nothing to do: one analytics call, plus the rolling reconciliation audit's by-id look-ups
-# (RECONCILE_AUDIT_CALLS, default 20, each 100 tracked ids: every tracked lead checked once a day).
-STEADY_MAX_CALLS = 1 + 20
+# (RECONCILE_AUDIT_CALLS, default 25, each 100 tracked ids: every tracked lead checked once a day).
+STEADY_MAX_CALLS = 1 + 25
 MAX_PEAK_MB = 300.0
 TARGET_SOURCE_ROWS = 300_000
 

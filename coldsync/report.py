@@ -174,13 +174,19 @@ class RunReport:
 
     def write_github_summary(self, environ: dict[str, str] | None = None) -> bool:
         """Append the Markdown summary to $GITHUB_STEP_SUMMARY when running under GitHub Actions."""
-        env = environ if environ is not None else dict(os.environ)
-        target = env.get("GITHUB_STEP_SUMMARY")
-        if not target:
-            return False
-        with Path(target).open("a", encoding="utf-8") as handle:
-            handle.write(self.render_markdown())
-        return True
+        return append_github_summary(self.render_markdown(), environ)
+
+
+def append_github_summary(markdown: str, environ: dict[str, str] | None = None) -> bool:
+    """Append Markdown to the job summary ($GITHUB_STEP_SUMMARY) when running under GitHub Actions; False
+    elsewhere. Used by the run report and by validate_environment.py's failing checks."""
+    env = environ if environ is not None else dict(os.environ)
+    target = env.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return False
+    with Path(target).open("a", encoding="utf-8") as handle:
+        handle.write(markdown)
+    return True
 
 
 def _num(value: int | None) -> str:

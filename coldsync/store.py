@@ -371,7 +371,7 @@ LOCK_NAME = "sync"
 RUN_MEMORY_SQL = f"""
 SELECT
   (SELECT summary_json FROM `{{ds}}.ops_run_log`
-   WHERE mode = 'live' AND outcome = 'success' ORDER BY started_at DESC LIMIT 1) AS last_summary,
+   WHERE mode = 'live' AND outcome IN ('success', 'alarm') ORDER BY started_at DESC LIMIT 1) AS last_summary,
   (SELECT COUNT(*) FROM `{{ds}}.ops_dead_letters` WHERE resolved_at IS NULL AND gave_up_at IS NULL) AS open_letters,
   (SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{VIEWS_FINGERPRINT_KEY}') AS views_fingerprint,
   (SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{SOURCE_BINDING_KEY}') AS views_source_table

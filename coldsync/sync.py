@@ -200,9 +200,14 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
     try:
         _phases(ctx)
         causes = _run_failures(ctx)
+        alarms = _service_letters(ctx)
         if causes:  # the run went to its end, yet what it had to do did not happen: it says so
-            report.outcome, report.error = "failed", mask_emails_in_text("; ".join(causes))
+            report.outcome, report.error = "failed", mask_emails_in_text("; ".join(causes + alarms))
             log.error("run failed: %s", report.error)
+            code = ExitCode.RUN_FAILED
+        elif alarms:  # everything it could do is done; red all the same, so someone looks at Instantly
+            report.outcome, report.error = ALARM_OUTCOME, mask_emails_in_text("; ".join(alarms))
+            log.error("run raised an alarm: %s", report.error)
             code = ExitCode.RUN_FAILED
         else:
             report.outcome = "success"
@@ -220,7 +225,7 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
         log.exception("run failed unexpectedly")
         code = ExitCode.RUN_FAILED
     finally:
-        if not dry_run and report.outcome != "success" and not ctx.service_recorded:
+        if not dry_run and not ctx.service_recorded:
             try:  # a run that stopped early still records which Instantly operations failed
                 _service_letters(ctx)
             except Exception as exc:  # the run already failed: its own error is the one to show
@@ -238,13 +243,14 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
 def _phases(ctx: RunContext) -> None:
     settings, report = ctx.settings, ctx.report
     t0 = time.monotonic()
-    preflight(ctx)
     ctx.previous_watermarks, ctx.open_dead_letters, ctx.previous_blocklist_watermark = ctx.store.run_memory()
-    signals = ctx.store.last_summary.get("supply_signals")
-    ctx.previous_signals = signals if isinstance(signals, dict) else {}
-    unbound = source_binding_problem(ctx.store.views_source, ctx.store.warehouse.source_table)
+    warehouse = ctx.store.warehouse
+    unbound = source_binding_problem(ctx.store.views_source, warehouse.source_table, engine=warehouse.engine)
     if unbound:  # SOURCE_TABLE changed without setup.py: the views and the summary would read another table
         raise ConfigRefused(unbound)
+    preflight(ctx)
+    signals = ctx.store.last_summary.get("supply_signals")
+    ctx.previous_signals = signals if isinstance(signals, dict) else {}
     _count_ready(ctx)  # before any write: it runs every route's SQL, so a bad route stops the run here
     fingerprint = views_fingerprint(settings.routing)
     if ctx.store.views_fingerprint != fingerprint or ctx.store.views_source is None:
@@ -322,6 +328,10 @@ SERVICE_PHASE = "service"
 """Dead-letter phase of a service-level failure: ONE open letter per Instantly operation, whatever the
 batches and leads it hit, its retry_count the consecutive runs it failed in."""
 SERVICE_KEY = "instantly"
+ALARM_OUTCOME = "alarm"
+"""Run-log outcome of a run that did all it could but exits 1 because an Instantly operation has failed at
+the service level in SERVICE_FAILURE_RUNS consecutive runs. Unlike `failed`, its progress marks (drain
+watermarks, audit cursor, signals) are the next run's starting point: store.RUN_MEMORY_SQL."""
 ESSENTIAL_OPERATIONS = frozenset({"GET /campaigns/analytics", "GET /campaigns/{id}", "POST /leads/list",
                                   "POST /leads/add", "DELETE /leads"})
 """The calls a sync cannot do without: the key refused for one of these fails the run (exit 1); refused for
@@ -332,11 +342,10 @@ def _run_failures(ctx: RunContext) -> list[str]:
     """Why a run that went to its end still failed (exit 1), in a line each; empty when it did not.
 
     Failures: every Instantly call failed; no campaign's inventory could be measured (nothing can be
-    added); the key was refused (401/402/403) for an operation the sync needs; an operation has failed at the service
-    level in SERVICE_FAILURE_RUNS consecutive runs. Warnings only (exit 0): one campaign of several
-    unmeasured, a service failure in fewer consecutive runs, per-lead rejections (dead letters), the key
-    refused for an extra (ESSENTIAL_OPERATIONS).
-    """
+    added); the key was refused (401/402/403) for an operation the sync needs. (An operation failing at the
+    service level in SERVICE_FAILURE_RUNS consecutive runs is an alarm: _service_letters.) Warnings only
+    (exit 0): one campaign of several unmeasured, a service failure in fewer consecutive runs, per-lead
+    rejections (dead letters), the key refused for an extra (ESSENTIAL_OPERATIONS)."""
     health = ctx.client.health
     causes: list[str] = []
     if health.every_call_failed:
@@ -352,14 +361,14 @@ def _run_failures(ctx: RunContext) -> list[str]:
     for operation, exc in sorted(refused.items()):
         causes.append(f"Instantly refused {operation} (http {exc.http_status}): check INSTANTLY_API_KEY, its "
                       "scopes and the workspace's plan")
-    causes += _service_letters(ctx)
     return causes
 
 
 def _service_letters(ctx: RunContext) -> list[str]:
     """Record this run's service-level failures as ONE dead letter per Instantly operation (opened, or
-    counted one more run), close the letters of operations that worked again, and return a failure line
-    for every operation that has now failed in SERVICE_FAILURE_RUNS consecutive runs. No per-lead
+    counted one more run), close the letters of operations that did not fail in this run (a streak is of
+    consecutive runs), and return an alarm line for every operation that has now failed in
+    SERVICE_FAILURE_RUNS consecutive runs. No per-lead
     letter, no history row, no cooldown comes from such a failure: the leads stay ready."""
     ctx.service_recorded = True
     health, settings = ctx.client.health, ctx.settings
@@ -370,7 +379,7 @@ def _service_letters(ctx: RunContext) -> list[str]:
     for operation, exc in sorted(failed.items()):
         ctx.report.warn(f"Instantly {operation} failed at the service level ({exc}): nothing is counted against "
                         "any lead; retried by the next run")
-    if ctx.dry_run or (not failed and not (ctx.open_dead_letters and health.answered)):
+    if ctx.dry_run or (not failed and not ctx.open_dead_letters):
         return []
     open_letters = {str(r["operation"]): int(r.get("retry_count") or 0) for r in ctx.store.open_dead_letters()
                     if r.get("phase") == SERVICE_PHASE}
@@ -386,7 +395,7 @@ def _service_letters(ctx: RunContext) -> list[str]:
             causes.append(f"Instantly {operation} has failed in {runs} consecutive runs (SERVICE_FAILURE_RUNS="
                           f"{limit}): {exc}; see status.instantly.ai, then the next run catches up")
     for operation in sorted(open_letters):
-        if operation not in failed and health.answered[operation]:
+        if operation not in failed:  # a run without this failure ends the streak (worked, or not needed)
             rows.append({"id": dead_letter_id(SERVICE_PHASE, operation, SERVICE_KEY), "phase": SERVICE_PHASE,
                          "operation": operation, "email": None, "campaign_id": None, "instantly_lead_id": None,
                          "http_status": None, "error_text": None, "resolve": True, "give_up_reason": None})

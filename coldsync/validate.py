@@ -128,6 +128,17 @@ class Validation:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    def render_markdown(self) -> str:
+        """The checks that failed or warn, with their fixes, for the job summary (no secret, no email)."""
+        verdict = "✅ ready" if self.ok else "❌ NOT ready"
+        out = [f"### {verdict}: coldsync environment check ({self.mode} mode)", "", "| Check | Status | Detail | Fix |",
+               "|---|---|---|---|"]
+        for check in self.checks:
+            if check.status in ("fail", "warn"):
+                cells = (check.name, check.status.upper(), check.detail, check.fix)
+                out.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+        return "\n".join(out) + "\n"
+
     def render_text(self) -> str:
         width = max(len(c.name) for c in self.checks) if self.checks else 10
         lines = [f"coldsync environment check ({self.mode} mode{', ' + self.warehouse if self.warehouse else ''})"]
@@ -338,7 +349,7 @@ def _check_warehouse_contents(result: Validation, first: Settings, sources: Sett
 def _check_source_binding(result: Validation, warehouse: Warehouse, config: dict[str, object]) -> None:
     """The views read SOURCE_TABLE (the sync refuses to run, exit 2, when they read another table)."""
     bound = config.get(SOURCE_BINDING_KEY)
-    problem = source_binding_problem(str(bound) if bound else None, warehouse.source_table)
+    problem = source_binding_problem(str(bound) if bound else None, warehouse.source_table, engine=warehouse.engine)
     if problem:
         result.add("source binding", "fail", problem, f"run `python setup.py` (it rebinds the views to "
                    f"{warehouse.source_table})")

@@ -232,12 +232,24 @@ def test_command_prints_json_and_exits_with_the_code(tmp_path: Path, monkeypatch
     warehouse = DuckDBWarehouse(path, "coldsync")
     build(warehouse, make_settings(tmp_path), [lead("one@example.com")], as_of=None)
     warehouse.close()
+    summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     code = validate_environment.main(["--json"])
     data = json.loads(capsys.readouterr().out)
     assert code == data["exit_code"] == ExitCode.OK
     assert data["mode"] == "embedded" and [c["name"] for c in data["checks"]] == list(CHECK_NAMES)
+    assert not summary.exists()  # ready: the job summary is left to the run
     assert validate_environment.main(["--production"]) == ExitCode.CHECK_FAILED
     assert "NOT ready" in capsys.readouterr().out
+    # Under Actions the job summary says why the run did not start: each row that did not pass, with its fix.
+    written = summary.read_text(encoding="utf-8")
+    assert written.startswith("### ❌ NOT ready: coldsync environment check (embedded mode)\n")
+    assert "| SKIP |" not in written and "| FAIL |" in written
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
+    assert validate_environment.main(["--production", "--json"]) == ExitCode.CHECK_FAILED
+    production = json.loads(capsys.readouterr().out)
+    failing = [c for c in production["checks"] if c["status"] in ("fail", "warn")]
+    assert failing and all(f"| {c['name']} | {c['status'].upper()} |" in written for c in failing)
 
 
 def test_unusable_dnc_entries_warn_with_their_count_and_reasons(env: Env) -> None:

@@ -616,11 +616,12 @@ def views_built_rows(routing: Routing, source_table: str) -> dict[str, str]:
     return {VIEWS_FINGERPRINT_KEY: views_fingerprint(routing), SOURCE_BINDING_KEY: source_table}
 
 
-def source_binding_problem(bound: str | None, source_table: str) -> str | None:
+def source_binding_problem(bound: str | None, source_table: str, *, engine: str) -> str | None:
     """Why the views' source table is not SOURCE_TABLE (None when it is, or when no binding is recorded:
     views built by an older version, rebuilt and recorded by the next setup.py or live run). One check, for
-    the sync (which refuses to run, exit 2) and validate_environment.py (a FAIL row)."""
-    if bound is None or bound == source_table:
+    the sync (which refuses to run, exit 2) and validate_environment.py (a FAIL row). DuckDB names are
+    compared without case (it resolves them so); BigQuery table names are case-sensitive."""
+    if bound is None or bound == source_table or (engine != "bigquery" and bound.lower() == source_table.lower()):
         return None
     return (f"the views read the source table {bound} but SOURCE_TABLE is {source_table}: run `python setup.py` "
             f"to rebind the views to {source_table} (or set SOURCE_TABLE back to {bound})")
