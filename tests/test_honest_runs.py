@@ -148,9 +148,13 @@ def test_outage_of_one_endpoint_is_one_service_letter_and_benches_nobody(tmp_pat
             assert sent == 6, f"run {run}: one call's six attempts, then the circuit holds the other campaign's"
             assert result.exit_code == (ExitCode.OK if run < 3 else ExitCode.RUN_FAILED), result.report.render_text()
             if run >= 3:
-                assert result.report.error is not None
+                assert result.report.error is not None and result.report.outcome == "alarm"
                 assert f"POST /leads/add has failed in {run} consecutive runs (SERVICE_FAILURE_RUNS=3)" \
                     in result.report.error
+                # An alarm run did all it could: the next run starts from its progress (watermarks, cursors).
+                store = Store(outage_wh, "t", START)
+                store.run_memory()
+                assert store.last_summary["run_id"] == result.report.run_id
             assert any("20 lead(s) not added" in w for w in result.report.warnings)
             assert _letters(outage_wh) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
                                             "retry_count": run - 1, "resolved": False, "gave_up": False}]
@@ -169,6 +173,21 @@ def test_outage_of_one_endpoint_is_one_service_letter_and_benches_nobody(tmp_pat
             w.sim.stop()
         control_wh.close()
         outage_wh.close()
+
+
+def test_a_streak_is_of_consecutive_runs(duck: World) -> None:
+    """Two runs with adds failing, then a run with nothing to add: the service letter closes, so one later
+    failure starts a new count (1 run, exit 0), not a false third consecutive run."""
+    duck.sim.set_fault("POST /leads/add", FaultSpec(error_rate=1.0, error_status=503))
+    assert [duck.run().exit_code for _ in range(2)] == [ExitCode.OK, ExitCode.OK]
+    duck.sim.advance(1)
+    assert duck.run(target_new_leads_per_run=0).exit_code == ExitCode.OK
+    assert _letters(duck.warehouse) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
+                                         "retry_count": 1, "resolved": True, "gave_up": False}]
+    duck.sim.advance(1)
+    result = duck.run()
+    assert result.exit_code == ExitCode.OK and result.report.outcome == "success"
+    assert [(r["retry_count"], r["resolved"]) for r in _letters(duck.warehouse)] == [(1, True), (0, False)]
 
 
 def test_a_lead_that_poisons_its_batch_is_found_and_counts_alone(duck: World) -> None:

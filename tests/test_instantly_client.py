@@ -542,6 +542,21 @@ def test_add_leads_halving_stops_at_its_budget(sim: InstantlySimulator, clock: F
         ("failed", True), ("failed", True), ("created", False), ("created", False)]
 
 
+def test_a_dropped_connection_after_answers_holds_back_its_own_operation_only(
+    sim: InstantlySimulator, clock: FakeClock, campaign_id: str
+) -> None:
+    """Instantly answered earlier calls; then POST /leads/add loses its connection on every attempt: only
+    that operation's circuit opens, and a listing is still sent and answered."""
+    with make_client(sim, clock, max_attempts=2) as client:
+        client.get_campaign(campaign_id)
+        sim.set_fault("POST /leads/add", FaultSpec.timeouts(100, seconds=0))
+        assert client.add_leads(campaign_id, people(2)).counts() == {"failed": 2}
+        assert client.health.unreachable is None and list(client.health.circuits) == ["POST /leads/add"]
+        before = len(sim.requests_to("POST", "/leads/list"))
+        assert list(client.iter_leads(campaign=campaign_id)) == []
+        assert len(sim.requests_to("POST", "/leads/list")) == before + 1
+
+
 def test_unreachable_service_fails_every_operation_at_once(clock: FakeClock) -> None:
     """When no connection can be made, the first call spends its retries and every later call, of any
     operation, fails at once without a request (an outage costs one call's retries, not one per call)."""
