@@ -226,8 +226,8 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
         code = ExitCode.RUN_FAILED
     finally:
         if not dry_run and not ctx.service_recorded:
-            try:  # a run that stopped early still records which Instantly operations failed
-                _service_letters(ctx)
+            try:  # a run that stopped early still records which Instantly operations failed (closes none)
+                _service_letters(ctx, ended=False)
             except Exception as exc:  # the run already failed: its own error is the one to show
                 log.error("could not record the Instantly failures of this run: %s", exc)
         if not dry_run:
@@ -364,11 +364,12 @@ def _run_failures(ctx: RunContext) -> list[str]:
     return causes
 
 
-def _service_letters(ctx: RunContext) -> list[str]:
+def _service_letters(ctx: RunContext, *, ended: bool = True) -> list[str]:
     """Record this run's service-level failures as ONE dead letter per Instantly operation (opened, or
     counted one more run), close the letters of operations that did not fail in this run (a streak is of
     consecutive runs), and return an alarm line for every operation that has now failed in
-    SERVICE_FAILURE_RUNS consecutive runs. No per-lead
+    SERVICE_FAILURE_RUNS consecutive runs. A run that stopped early (`ended` False) records its failures
+    but closes nothing: not having reached an operation says nothing of it. No per-lead
     letter, no history row, no cooldown comes from such a failure: the leads stay ready."""
     ctx.service_recorded = True
     health, settings = ctx.client.health, ctx.settings
@@ -379,7 +380,7 @@ def _service_letters(ctx: RunContext) -> list[str]:
     for operation, exc in sorted(failed.items()):
         ctx.report.warn(f"Instantly {operation} failed at the service level ({exc}): nothing is counted against "
                         "any lead; retried by the next run")
-    if ctx.dry_run or (not failed and not ctx.open_dead_letters):
+    if ctx.dry_run or (not failed and not (ended and ctx.open_dead_letters)):
         return []
     open_letters = {str(r["operation"]): int(r.get("retry_count") or 0) for r in ctx.store.open_dead_letters()
                     if r.get("phase") == SERVICE_PHASE}
@@ -394,7 +395,7 @@ def _service_letters(ctx: RunContext) -> list[str]:
         if runs >= limit:
             causes.append(f"Instantly {operation} has failed in {runs} consecutive runs (SERVICE_FAILURE_RUNS="
                           f"{limit}): {exc}; see status.instantly.ai, then the next run catches up")
-    for operation in sorted(open_letters):
+    for operation in sorted(open_letters if ended else ()):
         if operation not in failed:  # a run without this failure ends the streak (worked, or not needed)
             rows.append({"id": dead_letter_id(SERVICE_PHASE, operation, SERVICE_KEY), "phase": SERVICE_PHASE,
                          "operation": operation, "email": None, "campaign_id": None, "instantly_lead_id": None,
