@@ -274,7 +274,7 @@ WHEN NOT MATCHED AND NOT s.resolve THEN
 
 OPEN_DEAD_LETTERS_SQL = """
 SELECT id, phase, operation, email, campaign_id, instantly_lead_id, http_status, error_text, retry_count,
-       occurred_at
+       occurred_at, last_attempt_at
 FROM `{ds}.ops_dead_letters`
 WHERE resolved_at IS NULL AND gave_up_at IS NULL
 """

@@ -19,6 +19,7 @@ from coldsync.phases.topup import measure_inventory, run_topup
 from coldsync.redact import mask_emails_in_text
 from coldsync.report import UNROUTED, RunReport
 from coldsync.routes import DEFAULT_SCORE
+from coldsync.rules import parse_timestamp
 from coldsync.settings import Settings, SettingsError, require
 from coldsync.store import Store, dead_letter_id
 from coldsync.warehouse.base import Warehouse, WarehouseError
@@ -328,6 +329,9 @@ SERVICE_PHASE = "service"
 """Dead-letter phase of a service-level failure: ONE open letter per Instantly operation, whatever the
 batches and leads it hit, its retry_count the consecutive runs it failed in."""
 SERVICE_KEY = "instantly"
+STREAK_QUIET = dt.timedelta(hours=6)
+"""A service letter whose operation was not needed (not sent) for this long is closed: runs that did not
+call it neither extend nor break a streak before then."""
 ALARM_OUTCOME = "alarm"
 """Run-log outcome of a run that did all it could but exits 1 because an Instantly operation has failed at
 the service level in SERVICE_FAILURE_RUNS consecutive runs. Unlike `failed`, its progress marks (drain
@@ -366,8 +370,8 @@ def _run_failures(ctx: RunContext) -> list[str]:
 
 def _service_letters(ctx: RunContext, *, ended: bool = True) -> list[str]:
     """Record this run's service-level failures as ONE dead letter per Instantly operation (opened, or
-    counted one more run), close the letters of operations that did not fail in this run (a streak is of
-    consecutive runs), and return an alarm line for every operation that has now failed in
+    counted one more run), close the letters of operations that worked in this run or have not failed for
+    STREAK_QUIET (6 hours), and return an alarm line for every operation that has now failed in
     SERVICE_FAILURE_RUNS consecutive runs. A run that stopped early (`ended` False) records its failures
     but closes nothing: not having reached an operation says nothing of it. No per-lead
     letter, no history row, no cooldown comes from such a failure: the leads stay ready."""
@@ -382,8 +386,9 @@ def _service_letters(ctx: RunContext, *, ended: bool = True) -> list[str]:
                         "any lead; retried by the next run")
     if ctx.dry_run or (not failed and not (ended and ctx.open_dead_letters)):
         return []
-    open_letters = {str(r["operation"]): int(r.get("retry_count") or 0) for r in ctx.store.open_dead_letters()
-                    if r.get("phase") == SERVICE_PHASE}
+    letters = [r for r in ctx.store.open_dead_letters() if r.get("phase") == SERVICE_PHASE]
+    open_letters = {str(r["operation"]): int(r.get("retry_count") or 0) for r in letters}
+    last_failed = {str(r["operation"]): _instant(r.get("last_attempt_at")) for r in letters}
     rows: list[dict[str, object]] = []
     causes: list[str] = []
     for operation, exc in sorted(failed.items()):
@@ -394,15 +399,28 @@ def _service_letters(ctx: RunContext, *, ended: bool = True) -> list[str]:
                      "give_up_reason": None})
         if runs >= limit:
             causes.append(f"Instantly {operation} has failed in {runs} consecutive runs (SERVICE_FAILURE_RUNS="
-                          f"{limit}): {exc}; see status.instantly.ai, then the next run catches up")
+                          f"{limit}): {exc}; check status.instantly.ai; if Instantly is up, something in these "
+                          "requests may be what it fails on (it answers other calls); the leads stay ready and "
+                          "the first run that gets through catches up")
     for operation in sorted(open_letters if ended else ()):
-        if operation not in failed:  # a run without this failure ends the streak (worked, or not needed)
+        since = last_failed.get(operation)
+        quiet = since is None or ctx.now - since >= STREAK_QUIET
+        # The streak ends when the operation works, or when it has not failed for STREAK_QUIET (not needed
+        # since): a failure days later starts a new count instead of joining an old one.
+        if operation not in failed and (health.answered[operation] or quiet):
             rows.append({"id": dead_letter_id(SERVICE_PHASE, operation, SERVICE_KEY), "phase": SERVICE_PHASE,
                          "operation": operation, "email": None, "campaign_id": None, "instantly_lead_id": None,
                          "http_status": None, "error_text": None, "resolve": True, "give_up_reason": None})
             ctx.report.phase("housekeeping").counts["service failure resolved"] += 1
     ctx.store.record_dead_letters(rows, label="service.dead_letters")
     return causes
+
+
+def _instant(value: object) -> dt.datetime | None:
+    """A warehouse TIMESTAMP as an aware datetime (engines return datetimes; an ISO text is read too)."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    return parse_timestamp(value)
 
 
 def _count_ready(ctx: RunContext) -> None:

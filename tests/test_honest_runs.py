@@ -155,7 +155,7 @@ def test_outage_of_one_endpoint_is_one_service_letter_and_benches_nobody(tmp_pat
                 store = Store(outage_wh, "t", START)
                 store.run_memory()
                 assert store.last_summary["run_id"] == result.report.run_id
-            assert any("20 lead(s) not added" in w for w in result.report.warnings)
+            assert any("20 lead(s) not confirmed added" in w for w in result.report.warnings)
             assert _letters(outage_wh) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
                                             "retry_count": run - 1, "resolved": False, "gave_up": False}]
             assert _rows(outage_wh, "SELECT COUNT(*) AS n FROM `{ds}.ops_lead_history`")[0]["n"] == 0
@@ -176,10 +176,14 @@ def test_outage_of_one_endpoint_is_one_service_letter_and_benches_nobody(tmp_pat
 
 
 def test_a_streak_is_of_consecutive_runs(duck: World) -> None:
-    """Two runs with adds failing, then a run with nothing to add: the service letter closes, so one later
+    """Two runs with adds failing; a run 30 minutes later with nothing to add keeps the letter open (it says
+    nothing of the operation); a day later such a run closes it (STREAK_QUIET, 6 hours), so one later
     failure starts a new count (1 run, exit 0), not a false third consecutive run."""
     duck.sim.set_fault("POST /leads/add", FaultSpec(error_rate=1.0, error_status=503))
     assert [duck.run().exit_code for _ in range(2)] == [ExitCode.OK, ExitCode.OK]
+    duck.sim.advance(HALF_HOUR)
+    assert duck.run(target_new_leads_per_run=0).exit_code == ExitCode.OK
+    assert [(r["retry_count"], r["resolved"]) for r in _letters(duck.warehouse)] == [(1, False)]
     duck.sim.advance(1)
     assert duck.run(target_new_leads_per_run=0).exit_code == ExitCode.OK
     assert _letters(duck.warehouse) == [{"phase": "service", "operation": "POST /leads/add", "email": None,

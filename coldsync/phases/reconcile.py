@@ -93,6 +93,7 @@ class _Reconciler:
         self.closures: list[tuple[StateRow, str, bool]] = []
         # Campaigns whose closures wait for a whole listing (_list_mismatched): campaign id -> leads looked gone.
         self.verify: dict[str, int] = {}
+        self.closed: dict[str, tuple[StateRow, str]] = {}  # lead id -> the row closed this run, and why
         self.contradicted = 0  # leads a by-ids look-up or a whole listing lacked, found by email under their id
 
     # ---- bookkeeping ---------------------------------------------------------------------------
@@ -336,6 +337,7 @@ class _Reconciler:
     def _close(self, row: StateRow, campaign: CampaignView, reason: str) -> None:
         """Gone from the managed campaigns without our drain: record it, then forget it."""
         self.phase.plan["close moved outside" if reason == MOVED_OUTSIDE_REASON else "close vanished"] += 1
+        self.closed[str(row.instantly_lead_id)] = (row, reason)
         self.history.append({"email": row.email, "campaign_id": campaign.campaign_id,
                              "sequence_name": row.sequence_target, "status_final": REMOVED,
                              "completed_at": self.ctx.now, "attempt_num": row.attempt_num,
@@ -394,10 +396,33 @@ class _Reconciler:
                                         f"({listing.stop_reason}): resumed next run")
             read.append((campaign, leads, False))
         self._remember("listings", following or None)
+        self._veto(read)
         self._adopt(read)
         for campaign, leads, whole in read:
             if whole:
                 self._close_unlisted(campaign, leads)
+
+    def _veto(self, read: list[tuple[CampaignView, list[dict[str, Any]], bool]]) -> None:
+        """A lead closed this run that a listing of this run shows in its campaign is there after all: its
+        closure (history row and state delete, not written yet) is taken back, and the run says so."""
+        listed = {lead_id: campaign for campaign, leads, _whole in read for lead in leads
+                  if (lead_id := lead_id_of(lead)) is not None}
+        back = {lead_id: self.closed.pop(lead_id) for lead_id in list(self.closed)
+                if (campaign := listed.get(lead_id)) is not None
+                and campaign is self.ctx.campaign(self.closed[lead_id][0].campaign_id)}
+        if not back:
+            return
+        emails = {row.email for row, _reason in back.values()}
+        self.history[:] = [h for h in self.history
+                           if not (h["status_final"] == REMOVED and h.get("instantly_lead_id") in back)]
+        self.state[:] = [op for op in self.state if not (op["op"] == "delete" and op["email"] in emails)]
+        for row, reason in back.values():
+            self.view[row.email] = (row.campaign_id, row.status)
+            self.touched.discard(row.email)
+            self.phase.plan["close moved outside" if reason == MOVED_OUTSIDE_REASON else "close vanished"] -= 1
+        self.phase.plan["not closed: a listing shows it"] += len(back)
+        self.ctx.report.warn(f"Instantly's look-ups left out {len(back)} tracked lead(s) that its listing of the "
+                             "campaign then showed: kept (its answers contradict each other)")
 
     def _adopt(self, read: list[tuple[CampaignView, list[dict[str, Any]], bool]]) -> None:
         """Leads listed in a managed campaign that the warehouse does not track: adopted; a suppressed

@@ -255,8 +255,9 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
     _recheck(ctx, unconfirmed, dnc, letters)
     held = phase.counts["held back: service failure"]
     if held:
-        ctx.report.warn(f"{held} lead(s) not added: Instantly failed the whole request; they stay ready and are "
-                        "added by a later run (nothing is counted against them)")
+        ctx.report.warn(f"{held} lead(s) not confirmed added: Instantly failed or did not answer the whole "
+                        "request; they stay ready, nothing is counted against them (a lead it added all the same "
+                        "is adopted by a later run)")
     ctx.store.apply_state(state, label="topup.state")
     ctx.store.add_dnc(dnc, label="topup.dnc")
     ctx.store.record_history(history)
