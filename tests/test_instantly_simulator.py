@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,14 @@ import requests
 
 from coldsync.instantly import contract
 from coldsync.instantly.client import InstantlyClient, LeadFilter
-from coldsync.instantly.simulator import FATES, FaultSpec, InstantlySimulator, SequenceRates
+from coldsync.instantly.simulator import (
+    FATES,
+    FaultSpec,
+    InstantlySimulator,
+    RepBehaviour,
+    SequenceRates,
+    _fill_new_lead_fields,
+)
 from tests.instantly_fixtures import (  # noqa: F401 - fixtures are used by name
     KEY,
     FakeClock,
@@ -564,3 +572,353 @@ def test_state_survives_save_and_load(tmp_path: Path) -> None:
     (tmp_path / "junk.pickle").write_bytes(b"not a pickle")
     assert InstantlySimulator.load_state(tmp_path / "junk.pickle") is None
     assert InstantlySimulator.load_state(tmp_path / "missing.pickle") is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Outcome policies (#13): interest statuses, custom labels, subsequences, moves as background jobs
+
+
+def prospects(count: int, start: int = 0) -> list[dict[str, Any]]:
+    """`count` synthetic leads rep{start}@acme.example ..."""
+    return [{"email": f"rep{i}@acme.example", "first_name": "Sam"} for i in range(start, start + count)]
+
+
+def checked(sim: InstantlySimulator, method: str, path: str, body: Any = None, **kw: Any) -> requests.Response:
+    """A raw request whose request and answer must both conform to the trimmed contract."""
+    query = {k: [str(v)] for k, v in kw.get("params", {}).items()}
+    assert contract.request_errors(method, path, body=body, query=query) == []
+    answer = call(sim, method, path, body, **kw)
+    assert contract.response_errors(method, path, answer.status_code, answer.json()) == []
+    return answer
+
+
+def ids_of(sim: InstantlySimulator, body: dict[str, Any]) -> list[str]:
+    """The emails `POST /leads/list` returns for this body (one page of 100)."""
+    answer = checked(sim, "POST", "/leads/list", {"limit": 100, **body})
+    assert answer.status_code == 200, answer.text
+    return [lead["email"] for lead in answer.json()["items"]]
+
+
+def test_a_rep_sets_every_interest_status_of_the_spec_also_after_the_sequence_ended() -> None:
+    """Each lt_interest_status of the spec, set on a finished lead, reads back exactly; None resets it."""
+    with make_sim(rates=SequenceRates.only("completed")) as sim:
+        cid = sim.create_campaign("SMB")
+        sim.insert_leads(cid, prospects(1))
+        sim.advance(30)
+        (lead,) = sim.leads(cid)
+        assert lead["status"] == 3 and "lt_interest_status" not in lead
+        seen = []
+        for value in (1, 2, 3, 4, 0, -1, -2, -3, -4):
+            sim.set_interest_status(lead["id"], value)
+            got = checked(sim, "GET", f"/leads/{lead['id']}").json()
+            seen.append((got["lt_interest_status"], got["status"]))
+        assert seen == [(v, 3) for v in (1, 2, 3, 4, 0, -1, -2, -3, -4)]
+        sim.set_interest_status(lead["id"], None)
+        reset = sim.lead(lead["id"])
+        assert reset is not None and "lt_interest_status" not in reset and reset["status"] == 3
+        with pytest.raises(ValueError):
+            sim.set_interest_status(lead["id"], 5)  # no custom label has that value
+        with pytest.raises(KeyError):
+            sim.set_interest_status("no-such-lead", 1)
+
+
+def test_update_interest_status_endpoint_sets_the_value_by_email_as_recorded() -> None:
+    """POST /leads/update-interest-status answers the recorded 200 message and sets the status; a bad email is a 400."""
+    with make_sim(rates=SequenceRates.only("stays_active")) as sim:
+        cid = sim.create_campaign("SMB")
+        sim.insert_leads(cid, prospects(2))
+        answer = checked(
+            sim, "POST", "/leads/update-interest-status", {"lead_email": "REP1@acme.example", "interest_value": 2}
+        )
+        assert (answer.status_code, answer.json()) == (
+            200,
+            {"message": "Lead interest status update background job submitted"},
+        )
+        assert [lead.get("lt_interest_status") for lead in sim.leads(cid)] == [None, 2]
+        label = sim.create_lead_label("Warm later", "positive")
+        checked(
+            sim,
+            "POST",
+            "/leads/update-interest-status",
+            {"lead_email": "rep0@acme.example", "interest_value": label["interest_status"]},
+        )
+        checked(
+            sim, "POST", "/leads/update-interest-status", {"lead_email": "rep1@acme.example", "interest_value": None}
+        )
+        assert [lead.get("lt_interest_status") for lead in sim.leads(cid)] == [5, None]
+        bad = call(sim, "POST", "/leads/update-interest-status", {"lead_email": "not-an-email", "interest_value": 1})
+        assert bad.status_code == 400
+        unknown = call(
+            sim, "POST", "/leads/update-interest-status", {"lead_email": "rep0@acme.example", "interest_value": 77}
+        )
+        assert unknown.status_code == 400
+
+
+def test_interest_filters_list_exactly_the_leads_with_their_status() -> None:
+    """Each FILTER_LEAD_* lists exactly the lead with its status (CLOSED = Won); custom labels go by sentiment."""
+    with make_sim(rates=SequenceRates.only("stays_active")) as sim:
+        cid = sim.create_campaign("SMB")
+        sim.insert_leads(cid, prospects(13))
+        positive = sim.create_lead_label("Hot lead", "positive")
+        negative = sim.create_lead_label("Competitor", "negative")
+        neutral = sim.create_lead_label("Later", "neutral")
+        assert (positive["interest_status"], negative["interest_status"], neutral["interest_status"]) == (5, -5, 6)
+        values = [1, 2, 3, 4, 0, -1, -2, -3, -4, 5, -5, 6, None]  # rep12 is left a plain "Lead"
+        for lead, value in zip(sim.leads(cid), values, strict=True):
+            sim.set_interest_status(lead["id"], value)
+        listed = {
+            name: ids_of(sim, {"campaign": cid, "filter": name})
+            for name in (
+                "FILTER_LEAD_INTERESTED",
+                "FILTER_LEAD_MEETING_BOOKED",
+                "FILTER_LEAD_MEETING_COMPLETED",
+                "FILTER_LEAD_CLOSED",
+                "FILTER_LEAD_OUT_OF_OFFICE",
+                "FILTER_LEAD_NOT_INTERESTED",
+                "FILTER_LEAD_WRONG_PERSON",
+                "FILTER_LEAD_LOST",
+                "FILTER_LEAD_NO_SHOW",
+                "FILTER_LEAD_CUSTOM_LABEL_POSITIVE",
+                "FILTER_LEAD_CUSTOM_LABEL_NEGATIVE",
+            )
+        }
+        assert listed == {
+            "FILTER_LEAD_INTERESTED": ["rep0@acme.example"],
+            "FILTER_LEAD_MEETING_BOOKED": ["rep1@acme.example"],
+            "FILTER_LEAD_MEETING_COMPLETED": ["rep2@acme.example"],
+            "FILTER_LEAD_CLOSED": ["rep3@acme.example"],
+            "FILTER_LEAD_OUT_OF_OFFICE": ["rep4@acme.example"],
+            "FILTER_LEAD_NOT_INTERESTED": ["rep5@acme.example"],
+            "FILTER_LEAD_WRONG_PERSON": ["rep6@acme.example"],
+            "FILTER_LEAD_LOST": ["rep7@acme.example"],
+            "FILTER_LEAD_NO_SHOW": ["rep8@acme.example"],
+            "FILTER_LEAD_CUSTOM_LABEL_POSITIVE": ["rep9@acme.example"],
+            "FILTER_LEAD_CUSTOM_LABEL_NEGATIVE": ["rep10@acme.example"],
+        }
+        assert ids_of(sim, {"campaign": cid, "interest_status": 6}) == ["rep11@acme.example"]
+        assert ids_of(sim, {"campaign": cid, "filter": "FILTER_VAL_IN_SUBSEQUENCE"}) == []
+
+
+def test_seeded_reps_move_replied_leads_on_only_when_asked() -> None:
+    """With reps set, replied leads go 2 -> 3 -> 4 a day apart, also in a paused campaign; without, none moves."""
+    reps = RepBehaviour(first={2: 1.0}, then={2: {3: 1.0}, 3: {4: 1.0}}, delay_days=(1.0, 1.0))
+    finals = {}
+    for setting in (reps, None):
+        with make_sim(rates=SequenceRates.only("replied"), sequence_days=2, steps=2, reps=setting) as sim:
+            cid = sim.create_campaign("SMB")
+            sim.insert_leads(cid, prospects(6))
+            histories: dict[str, list[int | None]] = {}
+            for step in range(48):  # 12 days, watched every 6 hours; paused after day 4 (all replied by then)
+                sim.advance(0.25)
+                if step == 15:
+                    assert all(lead["email_reply_count"] == 1 for lead in sim.leads(cid))
+                    sim.set_campaign_status(cid, 2)
+                for lead in sim.leads(cid):
+                    seen = histories.setdefault(lead["id"], [None])
+                    if lead.get("lt_interest_status") != seen[-1]:
+                        seen.append(lead.get("lt_interest_status"))
+            finals[setting is not None] = (histories, sim.leads(cid))
+    histories, leads = finals[True]
+    assert all(history[-3:] == [2, 3, 4] for history in histories.values())
+    assert [(lead["status"], lead["lt_interest_status"]) for lead in leads] == [(3, 4)] * 6
+    for lead in leads:  # the third status change, three days after the reply
+        reply = datetime.fromisoformat(lead["timestamp_last_reply"])
+        changed = datetime.fromisoformat(lead["timestamp_last_interest_change"])
+        assert changed - reply == timedelta(days=3)
+    assert any(datetime.fromisoformat(lead["timestamp_last_interest_change"]).day > 9 for lead in leads)  # paused
+    plain_histories, plain_leads = finals[False]
+    assert all(len(history) <= 2 for history in plain_histories.values())  # only the reply's own value, if any
+    assert [lead["status"] for lead in plain_leads] == [3] * 6
+
+
+def test_default_reps_are_seeded() -> None:
+    """Two simulators with the same seed and the default reps end with the same interest statuses."""
+    finals = []
+    for _ in range(2):
+        with make_sim(seed=11, rates=SequenceRates.only("replied"), reps=RepBehaviour()) as sim:
+            cid = sim.create_campaign("SMB")
+            sim.insert_leads(cid, prospects(40))
+            sim.advance(40)
+            finals.append([lead.get("lt_interest_status") for lead in sim.leads(cid)])
+    assert finals[0] == finals[1]
+    assert {4, -3} & set(finals[0])  # some went all the way to Won or Lost
+
+
+def test_a_subsequence_picks_leads_up_and_lets_them_go_with_the_documented_statuses() -> None:
+    """In a subsequence: subsequence_id set, listed by FILTER_VAL_IN_SUBSEQUENCE, status unchanged (3 stays 3,
+    1 stays 1); after it: subsequence_id omitted, status 3 for both; removal by API lets go at once."""
+    with make_sim(rates=SequenceRates.only("stays_active")) as sim:
+        cid = sim.create_campaign("SMB")
+        sim.insert_leads(cid, prospects(3))
+        sub = sim.create_subsequence(cid, "Booked follow-up", crm_status=[2], days=3)
+        done, active, removed = (lead["id"] for lead in sim.leads(cid))
+        sim.advance(1)
+        sim.finish_lead(done, "completed")
+        sim.set_interest_status(done, 2)  # a rep books a meeting: the subsequence's condition
+        moved = checked(sim, "POST", "/leads/subsequence/move", {"id": active, "subsequence_id": sub}).json()
+        checked(sim, "POST", "/leads/subsequence/move", {"id": removed, "subsequence_id": sub})
+        assert (moved["subsequence_id"], moved["status"]) == (sub, 1)
+        inside = {lead["email"]: (lead["status"], lead.get("subsequence_id")) for lead in sim.leads(cid)}
+        assert inside == {"rep0@acme.example": (3, sub), "rep1@acme.example": (1, sub), "rep2@acme.example": (1, sub)}
+        assert ids_of(sim, {"campaign": cid, "filter": "FILTER_VAL_IN_SUBSEQUENCE"}) == [
+            "rep0@acme.example",
+            "rep1@acme.example",
+            "rep2@acme.example",
+        ]
+        out = checked(sim, "POST", "/leads/subsequence/remove", {"id": removed}).json()
+        assert (out["status"], "subsequence_id" in out) == (3, False)
+        sim.advance(2.9)
+        assert ids_of(sim, {"campaign": cid, "filter": "FILTER_VAL_IN_SUBSEQUENCE"}) == [
+            "rep0@acme.example",
+            "rep1@acme.example",
+        ]
+        sim.advance(0.2)
+        after = {lead["email"]: (lead["status"], lead.get("subsequence_id")) for lead in sim.leads(cid)}
+        assert after == {"rep0@acme.example": (3, None), "rep1@acme.example": (3, None), "rep2@acme.example": (3, None)}
+        assert ids_of(sim, {"campaign": cid, "filter": "FILTER_VAL_IN_SUBSEQUENCE"}) == []
+        assert call(sim, "POST", "/leads/subsequence/move", {"id": active, "subsequence_id": "nope"}).status_code == 404
+
+
+def test_move_to_a_list_is_a_background_job_that_takes_effect_when_done() -> None:
+    """POST /leads/move answers a pending job; polls read in-progress then success; only then the leads are
+    list leads (status 0, list_id, no campaign) and the job counts them, in the recorded shape."""
+    with make_sim(rates=SequenceRates.only("stays_active")) as sim:
+        cid = sim.create_campaign("SMB")
+        sim.insert_leads(cid, prospects(3))
+        created = checked(sim, "POST", "/lead-lists", {"name": "Handed to sales"})
+        list_id = created.json()["id"]
+        assert (created.status_code, created.json()["name"]) == (200, "Handed to sales")
+        first, second, third = (lead["id"] for lead in sim.leads(cid))
+        body = {"campaign": cid, "ids": [first, second], "to_list_id": list_id}
+        job = checked(sim, "POST", "/leads/move", body).json()
+        assert re.fullmatch(r"[0-9a-f]{24}", job["id"])
+        assert list(job) == [
+            "id", "workspace_id", "type", "progress", "status", "created_at", "updated_at", "user_id",
+            "entity_id", "entity_type", "data",
+        ]  # fmt: skip
+        assert (job["type"], job["entity_type"], job["entity_id"], job["data"]) == (
+            "move-leads",
+            "campaign",
+            cid,
+            {"filters": body},
+        )
+        states = [(job["status"], job["progress"], sim.lead_count(cid))]
+        for _ in range(2):
+            polled = checked(sim, "GET", f"/background-jobs/{job['id']}").json()
+            states.append((polled["status"], polled["progress"], sim.lead_count(cid)))
+        assert states == [("pending", 0, 3), ("in-progress", 50, 3), ("success", 100, 1)]
+        assert polled["data"] == {
+            "moved_lead_emails": ["rep0@acme.example", "rep1@acme.example"],
+            "filters": body,
+            "total_leads": 2,
+            "moved_leads": 2,
+            "duplicated_leads": 0,
+            "leads_missing_email": None,
+            "leads_in_other_campaigns": 0,
+            "ignored_leads_from_blocklist": 0,
+        }
+        placed = [(lead["id"], lead["status"], lead.get("list_id"), lead.get("campaign")) for lead in sim.leads()]
+        assert placed == [(first, 0, list_id, None), (second, 0, list_id, None), (third, 1, None, cid)]
+        assert ids_of(sim, {"list_id": list_id}) == ["rep0@acme.example", "rep1@acme.example"]
+        assert ids_of(sim, {"campaign": cid}) == ["rep2@acme.example"]
+        assert ids_of(sim, {"in_campaign": False}) == ["rep0@acme.example", "rep1@acme.example"]
+        again = checked(sim, "GET", f"/background-jobs/{job['id']}", params={"data_fields": "moved_leads"}).json()
+        assert (again["status"], again["data"]) == ("success", {"moved_leads": 2})
+        sim.advance(30)
+        assert [lead["status"] for lead in sim.leads()][:2] == [0, 0]  # no campaign: nothing is sent
+
+
+def test_move_to_a_campaign_completes_after_simulated_time_even_unpolled() -> None:
+    """With a 1-day job, the move happens when the clock passes it (not before): the list leads start the
+    campaign's sequence (status 1, campaign set, no list_id); a later poll reads success."""
+    with make_sim(rates=SequenceRates.only("completed"), job_polls=None, job_days=1.0) as sim:
+        target = sim.create_campaign("Re-engage")
+        list_id = sim.create_list("Parked")
+        added = call(sim, "POST", "/leads/add", {"list_id": list_id, "leads": prospects(2)})
+        assert added.json()["leads_uploaded"] == 2
+        job = checked(sim, "POST", "/leads/move", {"list_id": list_id, "to_campaign_id": target}).json()
+        assert (job["entity_type"], job["entity_id"]) == ("list", list_id)
+        states = [job["status"], checked(sim, "GET", f"/background-jobs/{job['id']}").json()["status"]]
+        sim.advance(0.9)
+        states.append(checked(sim, "GET", f"/background-jobs/{job['id']}").json()["status"])
+        assert sim.lead_count(target) == 0
+        sim.advance(0.2)
+        assert sim.lead_count(target) == 2  # done on the clock, before anyone polls
+        states.append(checked(sim, "GET", f"/background-jobs/{job['id']}").json()["status"])
+        assert states == ["pending", "in-progress", "in-progress", "success"]
+        assert [(lead["status"], lead.get("campaign"), lead.get("list_id")) for lead in sim.leads()] == [
+            (1, target, None)
+        ] * 2
+        sim.advance(20)
+        assert [lead["status"] for lead in sim.leads(target)] == [3, 3]  # they ran the campaign's sequence
+
+
+def test_a_failing_move_job_moves_nothing_and_the_next_one_works() -> None:
+    """fail_next_jobs(1): the job reads pending, in-progress, failed and no lead moves; the next job succeeds."""
+    with make_sim(rates=SequenceRates.only("stays_active")) as sim:
+        cid, other = sim.create_campaign("SMB"), sim.create_campaign("Mid")
+        sim.insert_leads(cid, prospects(2))
+        sim.fail_next_jobs(1)
+        body = {"campaign": cid, "to_campaign_id": other}
+        failing = checked(sim, "POST", "/leads/move", body).json()
+        states = [failing["status"]]
+        states += [checked(sim, "GET", f"/background-jobs/{failing['id']}").json()["status"] for _ in range(3)]
+        assert states == ["pending", "in-progress", "failed", "failed"]
+        assert (sim.lead_count(cid), sim.lead_count(other)) == (2, 0)
+        working = checked(sim, "POST", "/leads/move", body).json()
+        states = [checked(sim, "GET", f"/background-jobs/{working['id']}").json()["status"] for _ in range(2)]
+        assert states == ["in-progress", "success"]
+        assert (sim.lead_count(cid), sim.lead_count(other)) == (0, 2)
+        assert [lead["campaign"] for lead in sim.leads()] == [other, other]
+
+
+def test_move_refuses_what_the_spec_rules_out() -> None:
+    """No target, two targets, ids without a source, an unknown target or job: 400 / 404, nothing queued."""
+    with make_sim() as sim:
+        cid = sim.create_campaign("SMB")
+        list_id = sim.create_list("Parked")
+        refused = [
+            call(sim, "POST", "/leads/move", {"campaign": cid}).status_code,
+            call(
+                sim, "POST", "/leads/move", {"campaign": cid, "to_list_id": list_id, "to_campaign_id": cid}
+            ).status_code,
+            call(sim, "POST", "/leads/move", {"ids": ["x"], "to_list_id": list_id}).status_code,
+            call(sim, "POST", "/leads/move", {"campaign": cid, "to_list_id": "missing"}).status_code,
+            call(sim, "GET", "/background-jobs/000000000000000000000000").status_code,
+            call(sim, "POST", "/lead-lists", {"name": "x", "color": "red"}).status_code,
+        ]
+        assert refused == [400, 400, 400, 404, 404, 400]
+
+
+def test_outcome_policy_state_survives_save_and_load(tmp_path: Path) -> None:
+    """Reps, subsequences, labels, lists and a pending move job continue after a reload exactly as in the original."""
+    state_file = tmp_path / "sim.pickle"
+    with make_sim(seed=3, rates=SequenceRates.only("replied"), reps=RepBehaviour(), job_polls=None, job_days=2) as sim:
+        cid = sim.create_campaign("SMB")
+        sim.insert_leads(cid, prospects(20))
+        sim.create_subsequence(cid, "Interested follow-up", crm_status=[1], days=4)
+        sim.create_lead_label("Hot lead", "positive")
+        list_id = call(sim, "POST", "/lead-lists", {"name": "Parked"}).json()["id"]
+        sim.advance(3)
+        job = call(
+            sim, "POST", "/leads/move", {"campaign": cid, "filter": "FILTER_LEAD_NOT_INTERESTED", "to_list_id": list_id}
+        )
+        sim.save_state(state_file)
+        restored = InstantlySimulator.load_state(state_file, api_key=KEY)
+        assert restored is not None
+        sim.advance(20)
+        expected = (sim.leads(), sim.background_job(job.json()["id"]))
+    restored.advance(20)
+    assert (restored.leads(), restored.background_job(job.json()["id"])) == expected
+    assert expected[1]["status"] == "success" and expected[1]["data"]["moved_leads"] >= 1
+
+
+def test_leads_of_an_older_state_file_get_the_new_fields() -> None:
+    """A lead unpickled without `subsequence_id` (state written before subsequences) reads as in none."""
+    with make_sim() as sim:
+        cid = sim.create_campaign("SMB")
+        sim.insert_leads(cid, prospects(1))
+        (lead,) = sim._leads.values()
+        object.__delattr__(lead, "subsequence_id")
+        _fill_new_lead_fields(lead)
+        assert lead.subsequence_id is None and "subsequence_id" not in sim.leads(cid)[0]

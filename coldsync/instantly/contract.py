@@ -5,7 +5,8 @@
 
     python -m coldsync.instantly.contract --source ../shared/instantly/openapi-v2.json
 
-It keeps only the operations in `OPERATIONS`, and of them only what validation needs: parameters,
+It keeps only the operations in `OPERATIONS` (what the client sends) and `SIMULATED_OPERATIONS` (what
+the simulator also serves, for work to come), and of them only what validation needs: parameters,
 request body schema, response schemas per status, plus the components they reference. Examples are
 dropped. Where a recorded real response contradicts the spec, the recording wins and the difference
 is patched in and listed in `RECORDED_DEVIATIONS` (and in the file's `x-coldsync` note).
@@ -51,10 +52,26 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("get", "/api/v2/workspaces/current"),
 )
 
+#: Operations the simulator also serves, held to the same contract, that the client does not send yet:
+#: outcome policies (issue #13) will use them (interest statuses, subsequences, moves as background jobs).
+SIMULATED_OPERATIONS: tuple[tuple[str, str], ...] = (
+    ("post", "/api/v2/leads/move"),
+    ("get", "/api/v2/background-jobs/{id}"),
+    ("post", "/api/v2/lead-lists"),
+    ("post", "/api/v2/leads/update-interest-status"),
+    ("post", "/api/v2/leads/subsequence/move"),
+    ("post", "/api/v2/leads/subsequence/remove"),
+)
+
 #: Where the live API (recorded 2026-06-30) disagrees with the spec, and how the trimmed copy follows it.
 RECORDED_DEVIATIONS: tuple[str, ...] = (
     "Lead.status also takes 0: list-only leads show status 0 (recorded list-leads.json), "
     "the spec's enum stops at 1, 2, 3, -1, -2, -3.",
+    "POST /leads/update-interest-status answers 200 (recorded update-lead-interest-status.json), "
+    "the spec documents 202 only: the trimmed copy documents the same body under 200 too.",
+    "Lead.lt_interest_status: the spec's description says it is a built-in value OR a custom label's "
+    "interest value, its enum lists only the built-in ones: the trimmed copy takes any whole number in "
+    "-30000..30000 (the range subsequence conditions accept for custom labels).",
 )
 
 #: The error body every Instantly error shares (used for statuses an operation does not document).
@@ -130,12 +147,19 @@ def _apply_recorded_deviations(doc: dict[str, Any]) -> None:
     status = doc["components"]["schemas"]["Lead"]["properties"]["status"]
     if 0 not in status["enum"]:
         status["enum"] = [*status["enum"], 0]
+    lead_interest = doc["components"]["schemas"]["Lead"]["properties"].get("lt_interest_status")
+    if lead_interest is not None and "enum" in lead_interest:
+        del lead_interest["enum"]
+        lead_interest.update({"type": "integer", "minimum": -30000, "maximum": 30000})
+    interest = doc["paths"].get("/api/v2/leads/update-interest-status", {}).get("post")
+    if interest is not None and "202" in interest["responses"] and "200" not in interest["responses"]:
+        interest["responses"]["200"] = copy.deepcopy(interest["responses"]["202"])
 
 
 def trim(source: Mapping[str, Any]) -> dict[str, Any]:
     """The trimmed contract for `OPERATIONS` derived from the full OpenAPI document."""
     paths: dict[str, dict[str, Any]] = {}
-    for method, path in OPERATIONS:
+    for method, path in (*OPERATIONS, *SIMULATED_OPERATIONS):
         try:
             op = source["paths"][path][method]
         except KeyError:
@@ -161,6 +185,7 @@ def trim(source: Mapping[str, Any]) -> dict[str, Any]:
         "x-coldsync": {
             "derived_by": "python -m coldsync.instantly.contract --source <openapi-v2.json>",
             "operations": [f"{m.upper()} {p}" for m, p in OPERATIONS],
+            "simulated_operations": [f"{m.upper()} {p}" for m, p in SIMULATED_OPERATIONS],
             "recorded_deviations": list(RECORDED_DEVIATIONS),
         },
         "paths": _strip(paths),
@@ -187,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     trimmed = trim(source)
     args.output.write_text(json.dumps(trimmed, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     schemas = len(trimmed["components"]["schemas"])
-    print(f"wrote {args.output}: {len(OPERATIONS)} operations, {schemas} component schemas")
+    count = len(OPERATIONS) + len(SIMULATED_OPERATIONS)
+    print(f"wrote {args.output}: {count} operations, {schemas} component schemas")
     return 0
 
 

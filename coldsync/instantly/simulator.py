@@ -30,6 +30,18 @@ adds synthetic days (e.g. a bounce spike). `GET /campaigns/{id}/sending-status` 
 the campaign status, its leads and its (configurable) sending accounts. Campaign settings
 (`set_campaign_settings`) are only reported: they do not change the lifecycle.
 
+Outcome policies (issue #13), all off unless a test asks for them:
+- Interest statuses set by reps: `set_interest_status(lead_id, value)` (any time, also after the
+  sequence ended; `POST /leads/update-interest-status` does the same by email), custom labels from
+  `create_lead_label`, and `reps=RepBehaviour(...)` for seeded reps that set (and move on) the
+  status of leads that replied.
+- Subsequences (`create_subsequence`, `POST /leads/subsequence/move|remove`, or picked up when a
+  lead's interest status matches the subsequence's `crm_status` condition). See
+  `_enter_subsequence` for the lead `status` while in a subsequence and after.
+- `POST /leads/move` to a campaign or a list (`POST /lead-lists` makes one) as a background job that
+  `GET /background-jobs/{id}` reports: `pending`, then `in-progress`, then `success` (or `failed`,
+  `fail_next_jobs`); it takes effect when it completes (`set_job_timing`: after N polls or D days).
+
 Run it as a command for the demo:
     python -m coldsync.instantly.simulator --port 8765 --campaign "SMB" --campaign "Midsize"
 """
@@ -51,10 +63,11 @@ import threading
 import time
 import uuid
 import zlib
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -69,6 +82,27 @@ DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 # independent implementation of the contract, so a wrong constant cannot hide in both at once.
 _ACTIVE, _PAUSED, _COMPLETED, _BOUNCED, _UNSUBSCRIBED, _SKIPPED, _LIST_ONLY = 1, 2, 3, -1, -2, -3, 0
 _INTEREST_VALUES = frozenset({1, 2, 3, 4, 0, -1, -2, -3, -4})
+#: The spec's built-in `lt_interest_status` values (Lead.lt_interest_status x-enumDescriptions).
+INTEREST_STATUSES: dict[int, str] = {
+    1: "Interested",
+    2: "Meeting Booked",
+    3: "Meeting Completed",
+    4: "Won",
+    0: "Out of Office",
+    -1: "Not Interested",
+    -2: "Wrong Person",
+    -3: "Lost",
+    -4: "No Show",
+}
+#: LeadLabel.interest_status_label values (the sentiment of a custom lead label).
+LABEL_SENTIMENTS = ("positive", "negative", "neutral")
+#: Custom labels get interest values outside the built-in -4..4: positive and neutral labels count up
+#: from 5, negative ones down from -5. The spec only says the value "is generated automatically by us"
+#: and that subsequence conditions accept -30000..30000; the numbering itself is our assumption.
+_CUSTOM_LABEL_START = 5
+_CUSTOM_LABEL_LIMIT = 30000
+_JOB_TERMINAL = frozenset({"success", "failed", "cancelled"})
+_INTEREST_JOB_MESSAGE = "Lead interest status update background job submitted"
 _CAMPAIGN_STATUSES = frozenset({-99, -1, -2, 0, 1, 2, 3, 4})
 #: Sending status of a campaign that is not active, by campaign status (the spec's status enum).
 _SENDING_STATUS_BY_CAMPAIGN = {
@@ -199,7 +233,21 @@ FATES: tuple[Fate, ...] = (
 )
 
 
-def _filter_predicates() -> dict[str, Callable[[_Lead], bool]]:
+def _filter_predicates(label_sentiment: Callable[[int | None], str | None]) -> dict[str, Callable[[_Lead], bool]]:
+    """`POST /leads/list` filters, by the spec's names (its `x-enumDescriptions` of `filter`).
+
+    Where the one-line descriptions leave room, this simulator assumes:
+    - FILTER_LEAD_* match exactly one built-in `lt_interest_status`: INTERESTED 1, MEETING_BOOKED 2,
+      MEETING_COMPLETED 3, CLOSED 4 ("Won": the spec has no other closed value), OUT_OF_OFFICE 0,
+      NOT_INTERESTED -1, WRONG_PERSON -2, LOST -3, NO_SHOW -4. A custom label never matches them, and
+      a lead with no interest status ("Lead") matches none.
+    - FILTER_LEAD_CUSTOM_LABEL_POSITIVE / _NEGATIVE match leads whose interest value is a custom label
+      of that sentiment (`interest_status_label`); neutral labels match neither.
+    - FILTER_VAL_IN_SUBSEQUENCE matches leads whose `subsequence_id` is set (in a subsequence now),
+      not those that were in one once.
+    - The FILTER_VAL_* of the lead `status` look at `status` only, whatever the subsequence.
+    """
+
     def interest(value: int) -> Callable[[_Lead], bool]:
         return lambda lead: lead.interest == value
 
@@ -219,7 +267,7 @@ def _filter_predicates() -> dict[str, Callable[[_Lead], bool]]:
         "FILTER_VAL_VALID": lambda lead: lead.verification_status == 1,
         "FILTER_VAL_INVALID": lambda lead: lead.verification_status == -1,
         "FILTER_VAL_RISKY": lambda lead: lead.verification_status == -2,
-        "FILTER_VAL_IN_SUBSEQUENCE": lambda lead: False,
+        "FILTER_VAL_IN_SUBSEQUENCE": lambda lead: lead.subsequence_id is not None,
         "FILTER_LEAD_INTERESTED": interest(1),
         "FILTER_LEAD_MEETING_BOOKED": interest(2),
         "FILTER_LEAD_MEETING_COMPLETED": interest(3),
@@ -229,8 +277,8 @@ def _filter_predicates() -> dict[str, Callable[[_Lead], bool]]:
         "FILTER_LEAD_WRONG_PERSON": interest(-2),
         "FILTER_LEAD_LOST": interest(-3),
         "FILTER_LEAD_NO_SHOW": interest(-4),
-        "FILTER_LEAD_CUSTOM_LABEL_POSITIVE": lambda lead: False,
-        "FILTER_LEAD_CUSTOM_LABEL_NEGATIVE": lambda lead: False,
+        "FILTER_LEAD_CUSTOM_LABEL_POSITIVE": lambda lead: label_sentiment(lead.interest) == "positive",
+        "FILTER_LEAD_CUSTOM_LABEL_NEGATIVE": lambda lead: label_sentiment(lead.interest) == "negative",
     }
 
 
@@ -262,6 +310,42 @@ class SequenceRates:
         if any(w < 0 for _, w in pairs) or sum(w for _, w in pairs) <= 0:
             raise ValueError("sequence rates must be >= 0 and not all zero")
         return pairs
+
+
+def _default_first_statuses() -> dict[int | None, float]:
+    return {1: 0.35, -1: 0.30, 2: 0.10, -2: 0.10, None: 0.15}
+
+
+def _default_next_statuses() -> dict[int, dict[int | None, float]]:
+    return {
+        1: {2: 0.40, -3: 0.25, None: 0.35},
+        2: {3: 0.60, -4: 0.30, None: 0.10},
+        3: {4: 0.45, -3: 0.40, None: 0.15},
+    }
+
+
+@dataclass(frozen=True)
+class RepBehaviour:
+    """How simulated reps set `lt_interest_status` on leads that replied (seeded; off unless given).
+
+    After a lead's real reply (fate `replied`; auto-replies are left alone), a rep sets a status drawn
+    from `first` some `delay_days` later (None: the rep never touches the lead), then keeps moving it
+    on with `then` (from the status just set; a status missing there, or None drawn, ends it), each
+    time after another delay. Reps work on the simulated wall clock: also while the campaign is
+    paused and after the sequence ended. Values are built-in statuses or custom label values.
+    """
+
+    first: Mapping[int | None, float] = field(default_factory=_default_first_statuses)
+    then: Mapping[int, Mapping[int | None, float]] = field(default_factory=_default_next_statuses)
+    delay_days: tuple[float, float] = (0.5, 5.0)
+
+    def __post_init__(self) -> None:
+        for weights in (self.first, *self.then.values()):
+            if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+                raise ValueError("rep status weights must be >= 0 and not all zero")
+        low, high = self.delay_days
+        if not 0 <= low <= high:
+            raise ValueError("delay_days must be (low, high) with 0 <= low <= high")
 
 
 @dataclass(frozen=True)
@@ -378,6 +462,7 @@ class _Lead:
     last_step: dict[str, str] | None = None
     verification_status: int | None = None
     esp_code: int = 1
+    subsequence_id: str | None = None
 
 
 @dataclass(eq=False)
@@ -457,6 +542,12 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^/block-lists-entries$"), "/block-lists-entries"),
     ("DELETE", re.compile(r"^/block-lists-entries$"), "/block-lists-entries"),
     ("GET", re.compile(r"^/workspaces/current$"), "/workspaces/current"),
+    ("POST", re.compile(r"^/leads/move$"), "/leads/move"),
+    ("GET", re.compile(r"^/background-jobs/(?P<id>[^/]+)$"), "/background-jobs/{id}"),
+    ("POST", re.compile(r"^/lead-lists$"), "/lead-lists"),
+    ("POST", re.compile(r"^/leads/update-interest-status$"), "/leads/update-interest-status"),
+    ("POST", re.compile(r"^/leads/subsequence/move$"), "/leads/subsequence/move"),
+    ("POST", re.compile(r"^/leads/subsequence/remove$"), "/leads/subsequence/remove"),
 ]
 _BODYLESS = frozenset({("GET", t) for _, _, t in _ROUTES} | {("DELETE", "/leads/{id}")})
 
@@ -484,6 +575,9 @@ class InstantlySimulator:
         default_page_size: int = 10,
         log_bodies: bool = True,
         max_log: int | None = None,
+        reps: RepBehaviour | None = None,
+        job_polls: int | None = 2,
+        job_days: float | None = None,
     ) -> None:
         if steps < 1 or sequence_days < 0:
             raise ValueError("steps must be >= 1 and sequence_days >= 0")
@@ -500,6 +594,10 @@ class InstantlySimulator:
         self.default_page_size = default_page_size
         self.log_bodies = log_bodies
         self.max_log = max_log
+        self.reps = reps
+        self.job_polls: int | None = None
+        self.job_days: float | None = None
+        self.set_job_timing(polls=job_polls, days=job_days)
         self._now = now.astimezone(UTC)
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
@@ -539,7 +637,18 @@ class InstantlySimulator:
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
-        self._predicates = _filter_predicates()
+        self._predicates = _filter_predicates(self._label_sentiment)
+        # Outcome policies (#13). Reps draw from their own RNG so the lifecycle's draws stay the same.
+        self._rep_rng = random.Random(seed + 3)
+        self._labels: dict[str, dict[str, Any]] = {}
+        self._label_values: dict[int, str] = {}
+        self._subsequences: dict[str, dict[str, Any]] = {}
+        self._list_created: dict[str, datetime] = {}
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._jobs_to_fail = 0
+        # Events on the simulated wall clock (reps, subsequence ends, timed jobs): (when, seq, kind, id, data)
+        self._wall_events: list[tuple[datetime, int, str, str, Any]] = []
+        self._wall_seq = 0
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -605,24 +714,49 @@ class InstantlySimulator:
         if days < 0:
             raise ValueError("the simulated clock only moves forward")
         with self._lock:
-            start = self._now
-            for campaign in self._campaigns.values():
-                if campaign.status != _ACTIVE:
+            end = self._now + timedelta(days=days)
+            if not self._wall_events or self._wall_events[0][0] > end:
+                self._advance_campaigns(days)  # the path of every run without outcome policies
+                # what the campaigns' events scheduled on the wall clock before `end` (a rep's first
+                # status after a reply, ...) happens now, in time order, with its own timestamps
+                while self._wall_events and self._wall_events[0][0] <= end:
+                    when, _, kind, target, data = heapq.heappop(self._wall_events)
+                    self._apply_wall_event(kind, target, data, when)
+                return
+            # Wall-clock events (reps, subsequence ends, timed jobs) interleave with the campaigns':
+            # move the campaigns up to each event, apply it, go on.
+            while True:
+                due = self._wall_events[0][0] if self._wall_events else None
+                stop = end if due is None or due > end else max(due, self._now)
+                self._advance_campaigns((stop - self._now) / timedelta(days=1))
+                self._now = stop
+                while self._wall_events and self._wall_events[0][0] <= stop:
+                    when, _, kind, target, data = heapq.heappop(self._wall_events)
+                    self._apply_wall_event(kind, target, data, when)
+                if stop >= end:
+                    self._now = end
+                    return
+
+    def _advance_campaigns(self, days: float) -> None:
+        """Move the clock by `days`; leads of ACTIVE campaigns progress through their timelines."""
+        start = self._now
+        for campaign in self._campaigns.values():
+            if campaign.status != _ACTIVE:
+                continue
+            target = campaign.active_clock + days
+            heap = campaign.heap
+            while heap and heap[0][0] <= target:
+                due, _, lead_id = heapq.heappop(heap)
+                lead = self._leads.get(lead_id)
+                if lead is None or lead.campaign != campaign.id or lead.next_event >= len(lead.events):
                     continue
-                target = campaign.active_clock + days
-                heap = campaign.heap
-                while heap and heap[0][0] <= target:
-                    due, _, lead_id = heapq.heappop(heap)
-                    lead = self._leads.get(lead_id)
-                    if lead is None or lead.campaign != campaign.id or lead.next_event >= len(lead.events):
-                        continue
-                    wall = start + timedelta(days=due - campaign.active_clock)
-                    _, kind, data = lead.events[lead.next_event]
-                    lead.next_event += 1
-                    self._apply_event(campaign, lead, kind, data, wall)
-                    self._schedule_next(campaign, lead)
-                campaign.active_clock = target
-            self._now = start + timedelta(days=days)
+                wall = start + timedelta(days=due - campaign.active_clock)
+                _, kind, data = lead.events[lead.next_event]
+                lead.next_event += 1
+                self._apply_event(campaign, lead, kind, data, wall)
+                self._schedule_next(campaign, lead)
+            campaign.active_clock = target
+        self._now = start + timedelta(days=days)
 
     def create_campaign(self, name: str, status: int = _ACTIVE, campaign_id: str | None = None) -> str:
         """Create a campaign (optionally with a chosen id); return its id."""
@@ -774,7 +908,126 @@ class InstantlySimulator:
             list_id = str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
             self._lists[list_id] = name
             self._by_list[list_id] = []
+            self._list_created[list_id] = self._now
             return list_id
+
+    def lead_list(self, list_id: str) -> dict[str, Any]:
+        """The lead list as the API shows it (the spec's LeadList). KeyError for an unknown list."""
+        with self._lock:
+            return self._list_json(list_id)
+
+    # ---- outcome policies (#13): interest statuses, labels, subsequences, background jobs ---------
+
+    def set_interest_status(self, lead_id: str, value: int | None) -> None:
+        """Set a lead's `lt_interest_status` as a rep would, now (also after its sequence ended).
+
+        `value`: a built-in status (INTEREST_STATUSES), a custom label's value (`create_lead_label`),
+        or None to reset the lead to "Lead" (the field is omitted again). The lead `status` does not
+        change; a subsequence of the lead's campaign whose `crm_status` holds the value picks it up.
+        KeyError for an unknown lead, ValueError for an unknown value.
+        """
+        with self._lock:
+            lead = self._leads[lead_id]
+            if value is not None and not self._known_interest(value):
+                raise ValueError(f"unknown interest status {value!r}")
+            self._set_interest(lead, value, self._now)
+
+    def create_lead_label(
+        self, label: str, sentiment: str = "positive", *, description: str | None = None
+    ) -> dict[str, Any]:
+        """Create a custom lead label (the spec's LeadLabel) and return it; its `interest_status` is the
+        value to set on leads (`set_interest_status`) and to use in subsequence conditions."""
+        if sentiment not in LABEL_SENTIMENTS:
+            raise ValueError(f"sentiment must be one of {LABEL_SENTIMENTS}")
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError("a label needs a name")
+        with self._lock:
+            step = -1 if sentiment == "negative" else 1
+            value = step * _CUSTOM_LABEL_START
+            while value in self._label_values:
+                value += step
+            if abs(value) > _CUSTOM_LABEL_LIMIT:
+                raise ValueError("no custom label value left")
+            entry: dict[str, Any] = {
+                "id": str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4)),
+                "timestamp_created": _iso(self._now),
+                "created_by": self._owner_id(),
+                "organization_id": self.organization_id,
+                "label": label,
+                "interest_status_label": sentiment,
+                "interest_status": value,
+                "description": description,
+                "use_with_ai": False,
+            }
+            self._labels[entry["id"]] = entry
+            self._label_values[value] = sentiment
+            return dict(entry)
+
+    def create_subsequence(
+        self, campaign_id: str, name: str, *, crm_status: Iterable[int] = (), days: float = 7.0
+    ) -> str:
+        """Create a subsequence of a campaign; return its id.
+
+        A lead of `campaign_id` whose interest status becomes one of `crm_status` (set by a rep, by a
+        reply or an auto-reply) is picked up, unless it is in a subsequence already; `move_to_subsequence`
+        (`POST /leads/subsequence/move`) puts one in by hand. The lead leaves it `days` of simulated
+        time later (its steps are done), or when removed (`remove_from_subsequence`).
+        """
+        statuses = [int(v) for v in crm_status]
+        if days < 0:
+            raise ValueError("days must be >= 0")
+        with self._lock:
+            if campaign_id not in self._campaigns:
+                raise KeyError(campaign_id)
+            if any(not self._known_interest(v) for v in statuses):
+                raise ValueError("crm_status holds an unknown interest status")
+            sub_id = str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
+            self._subsequences[sub_id] = {
+                "parent_campaign": campaign_id,
+                "name": name,
+                "crm_status": statuses,
+                "days": float(days),
+            }
+            return sub_id
+
+    def move_to_subsequence(self, lead_id: str, subsequence_id: str) -> None:
+        """Put a lead of the subsequence's campaign into it now (KeyError: unknown; ValueError: other campaign)."""
+        with self._lock:
+            lead, sub = self._leads[lead_id], self._subsequences[subsequence_id]
+            if lead.campaign != sub["parent_campaign"]:
+                raise ValueError("the lead is not in the subsequence's campaign")
+            self._enter_subsequence(lead, subsequence_id, self._now)
+
+    def remove_from_subsequence(self, lead_id: str) -> None:
+        """Take a lead out of its subsequence now (nothing happens if it is in none)."""
+        with self._lock:
+            self._leave_subsequence(self._leads[lead_id], self._now)
+
+    def set_job_timing(self, *, polls: int | None = 2, days: float | None = None) -> None:
+        """When a background job (`POST /leads/move`) completes and takes effect.
+
+        `polls`: on the N-th `GET /background-jobs/{id}` of it (the polls before answer `in-progress`);
+        `days`: once that much simulated time passed since it was created (`advance`), polled or not.
+        With both, whichever comes first; with neither, at once (the first poll sees it done).
+        Applies to jobs created afterwards.
+        """
+        if polls is not None and (isinstance(polls, bool) or polls < 1):
+            raise ValueError("polls must be >= 1 or None")
+        if days is not None and days < 0:
+            raise ValueError("days must be >= 0 or None")
+        self.job_polls, self.job_days = polls, days
+
+    def fail_next_jobs(self, count: int = 1) -> None:
+        """The next `count` background jobs created fail when they complete (`status: failed`, nothing moved)."""
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        with self._lock:
+            self._jobs_to_fail = count
+
+    def background_job(self, job_id: str) -> dict[str, Any]:
+        """A background job as `GET /background-jobs/{id}` shows it, without counting as a poll."""
+        with self._lock:
+            return self._job_json(self._jobs[job_id])
 
     def leads(self, campaign_id: str | None = None) -> list[dict[str, Any]]:
         """Snapshot of the leads (of one campaign, or all) as the API shows them, in id order."""
@@ -949,6 +1202,16 @@ class InstantlySimulator:
         "_campaign_omitted",
         "_sending_accounts",
         "_sending_shapes",
+        # outcome policies (#13)
+        "_rep_rng",
+        "_labels",
+        "_label_values",
+        "_subsequences",
+        "_list_created",
+        "_jobs",
+        "_jobs_to_fail",
+        "_wall_events",
+        "_wall_seq",
     )
     _CONFIG = (
         "seed",
@@ -960,6 +1223,9 @@ class InstantlySimulator:
         "max_per_minute",
         "rate_limit_retry_after",
         "default_page_size",
+        "reps",
+        "job_polls",
+        "job_days",
     )
 
     def save_state(self, path: str | Path) -> None:
@@ -1000,6 +1266,8 @@ class InstantlySimulator:
                     setattr(sim, name, data[name])
             for rng, rng_state in zip((sim._rng, sim._id_rng, sim._fault_rng), rngs, strict=True):
                 rng.setstate(rng_state)
+            for lead in sim._leads.values():
+                _fill_new_lead_fields(lead)
         except (KeyError, TypeError, ValueError):
             return None
         return sim
@@ -1098,6 +1366,10 @@ class InstantlySimulator:
                 counters["completed"] += 1
                 daily["completed"] += 1
             lead.status = _COMPLETED
+            if self.reps is not None:
+                self._schedule_rep(lead, self.reps.first, wall)
+            if data is not None:
+                self._subsequence_trigger(lead, wall)
         elif kind == "auto_reply":
             lead.replies += 1
             lead.last_reply = wall
@@ -1105,6 +1377,7 @@ class InstantlySimulator:
             lead.interest_changed = wall
             counters["auto_replies"] += 1
             daily["auto_replies"] += 1
+            self._subsequence_trigger(lead, wall)
         elif kind == "complete":
             if lead.status != _COMPLETED:
                 counters["completed"] += 1
@@ -1121,6 +1394,156 @@ class InstantlySimulator:
         elif kind == "skip":
             lead.status = _SKIPPED
         lead.updated = wall
+
+    # ---- outcome policy internals (#13) -------------------------------------------------------------
+
+    def _label_sentiment(self, value: int | None) -> str | None:
+        """The sentiment of the custom label with this interest value (None: built-in, unset or unknown)."""
+        return self._label_values.get(value) if value is not None else None
+
+    def _known_interest(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            return False
+        return int(value) in _INTEREST_VALUES or int(value) in self._label_values
+
+    def _owner_id(self) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"coldsync-simulator/owner/{self.organization_id}"))
+
+    def _push_wall(self, when: datetime, kind: str, target: str, data: Any = None) -> None:
+        self._wall_seq += 1
+        heapq.heappush(self._wall_events, (when, self._wall_seq, kind, target, data))
+
+    def _apply_wall_event(self, kind: str, target: str, data: Any, when: datetime) -> None:
+        if kind == "job":
+            job = self._jobs.get(target)
+            if job is not None and job["status"] not in _JOB_TERMINAL:
+                self._finish_job(job, when)
+            return
+        lead = self._leads.get(target)
+        if lead is None:
+            return  # deleted meanwhile: nothing left to act on
+        if kind == "rep":
+            self._set_interest(lead, data, when)
+            if self.reps is not None and data in self.reps.then:
+                self._schedule_rep(lead, self.reps.then[data], when)
+        elif kind == "subsequence_end" and lead.subsequence_id == data:
+            self._leave_subsequence(lead, when)
+
+    def _schedule_rep(self, lead: _Lead, weights: Mapping[int | None, float], after: datetime) -> None:
+        """Draw the rep's next status for the lead (None: the rep leaves it) and when it is set."""
+        assert self.reps is not None
+        choices = list(weights)
+        value = self._rep_rng.choices(choices, weights=[weights[c] for c in choices])[0]
+        delay = self._rep_rng.uniform(*self.reps.delay_days)
+        if value is not None:
+            self._push_wall(after + timedelta(days=delay), "rep", lead.id, value)
+
+    def _set_interest(self, lead: _Lead, value: int | None, when: datetime) -> None:
+        lead.interest = None if value is None else int(value)
+        # "Lead" again: both the status and the time of its change are gone from the object (assumed:
+        # the spec documents no reset shape, and absent fields are omitted).
+        lead.interest_changed = None if value is None else when
+        lead.updated = when
+        self._subsequence_trigger(lead, when)
+
+    def _subsequence_trigger(self, lead: _Lead, when: datetime) -> None:
+        """A subsequence of the lead's campaign whose crm_status holds its interest status picks it up."""
+        if not self._subsequences or lead.interest is None or lead.subsequence_id is not None:
+            return
+        if lead.status in (_BOUNCED, _UNSUBSCRIBED, _SKIPPED):
+            return  # nobody to send to (assumed: a subsequence never mails a bounced or unsubscribed lead)
+        for sub_id, sub in self._subsequences.items():
+            if sub["parent_campaign"] == lead.campaign and lead.interest in sub["crm_status"]:
+                self._enter_subsequence(lead, sub_id, when)
+                return
+
+    def _enter_subsequence(self, lead: _Lead, sub_id: str, when: datetime) -> None:
+        """Put the lead in a subsequence: `subsequence_id` is set until it leaves.
+
+        The spec does not say what a subsequence does to the lead `status`; this simulator assumes:
+        - entering ends the lead's main sequence (no more main-campaign steps) and does NOT change
+          `status`: a lead that replied stays 3 (completed), one still in its sequence stays 1
+          (active) while the subsequence mails it. So `status` 3 does not mean "nothing is being
+          sent": only `subsequence_id` (FILTER_VAL_IN_SUBSEQUENCE) tells that a lead is in one;
+        - the lead keeps its `campaign` (the subsequence's parent campaign) all along;
+        - leaving (its steps done after the subsequence's `days`, or removed) omits `subsequence_id`
+          again and ends an active lead as completed (status 1 -> 3: nothing is left to send); other
+          statuses stay as they are.
+        A lead in a subsequence moved elsewhere (`POST /leads/move`) leaves it.
+        """
+        if lead.subsequence_id == sub_id:
+            return
+        lead.subsequence_id = sub_id
+        lead.next_event = len(lead.events)
+        lead.updated = when
+        self._push_wall(when + timedelta(days=self._subsequences[sub_id]["days"]), "subsequence_end", lead.id, sub_id)
+
+    def _leave_subsequence(self, lead: _Lead, when: datetime) -> None:
+        if lead.subsequence_id is None:
+            return
+        lead.subsequence_id = None
+        lead.updated = when
+        campaign = self._campaigns.get(lead.campaign) if lead.campaign else None
+        if lead.status == _ACTIVE and campaign is not None:
+            self._apply_event(campaign, lead, "complete", None, when)
+
+    def _list_json(self, list_id: str) -> dict[str, Any]:
+        """The spec's LeadList (additionalProperties false)."""
+        name = self._lists[list_id]
+        return {
+            "id": list_id,
+            "organization_id": self.organization_id,
+            "has_enrichment_task": False,
+            "owned_by": self._owner_id(),
+            "name": name,
+            "timestamp_created": _iso(self._list_created.get(list_id, self._workspace_created)),
+        }
+
+    def _job_json(self, job: Mapping[str, Any], *, created: bool = False) -> dict[str, Any]:
+        """The spec's BackgroundJob in the recorded key order. The answer to the POST that created it
+        carries `user_id: null`; the recorded `GET /background-jobs/{id}` answers leave it out."""
+        body: dict[str, Any] = {
+            "id": job["id"],
+            "workspace_id": self.organization_id,
+            "type": "move-leads",
+            "progress": job["progress"],
+            "status": job["status"],
+            "created_at": _iso(job["created"]),
+            "updated_at": _iso(job["updated"]),
+        }
+        if created:
+            body["user_id"] = None
+        body["entity_id"] = job["entity_id"]
+        body["entity_type"] = job["entity_type"]
+        body["data"] = json.loads(json.dumps(job["data"]))
+        return body
+
+    def _poll_job(self, job: dict[str, Any]) -> None:
+        """One `GET /background-jobs/{id}`: the job goes on, and completes on its N-th poll."""
+        if job["status"] in _JOB_TERMINAL:
+            return
+        job["polls"] += 1
+        needed, due = job["polls_needed"], job["due"]
+        if (
+            (needed is None and due is None)
+            or (needed is not None and job["polls"] >= needed)
+            or (due is not None and self._now >= due)
+        ):
+            self._finish_job(job, self._now)
+            return
+        if job["status"] == "pending":
+            job["status"] = "in-progress"
+            job["updated"] = self._now
+        if needed is not None:
+            job["progress"] = max(job["progress"], min(99, 100 * job["polls"] // needed))
+
+    def _finish_job(self, job: dict[str, Any], when: datetime) -> None:
+        job["updated"] = when
+        if job["fail"]:
+            job["status"] = "failed"  # nothing moved; data keeps only the filters (assumed shape)
+            return
+        job["data"] = self._do_move(job["data"]["filters"])
+        job["status"], job["progress"] = "success", 100
 
     # ---- leads internals ----------------------------------------------------------------------------
 
@@ -1345,6 +1768,8 @@ class InstantlySimulator:
             body["timestamp_last_interest_change"] = _iso(lead.interest_changed)
         if lead.verification_status is not None:
             body["verification_status"] = lead.verification_status
+        if lead.subsequence_id is not None:
+            body["subsequence_id"] = lead.subsequence_id  # omitted when in none (absent fields are omitted)
         body["upload_method"] = "api"
         body["esp_code"] = lead.esp_code
         return body
@@ -1837,6 +2262,17 @@ class InstantlySimulator:
             return 200, self._http_list_blocklist(query, paging)
         if template == "/workspaces/current":
             return 200, self._workspace_json()
+        if template == "/leads/move":
+            return 200, self._http_move(body)
+        if template == "/background-jobs/{id}":
+            return 200, self._http_background_job(params["id"], query)
+        if template == "/lead-lists":
+            return 200, self._http_create_list(body)
+        if template == "/leads/update-interest-status":
+            # The recording answers 200 (the spec documents 202): the recording shows the real server.
+            return 200, self._http_update_interest(body)
+        if template in ("/leads/subsequence/move", "/leads/subsequence/remove"):
+            return 200, self._http_subsequence(template, body)
         if template == "/block-lists-entries" and method == "DELETE":
             # Faithful to the real service: without an id this wipes the whole block list.
             wiped = [dict(e) for e in self._blocklist.values()]
@@ -1882,36 +2318,9 @@ class InstantlySimulator:
             raise _HttpError(400, "body/limit must be >= 1")
         if limit > 100:
             raise _HttpError(400, "body/limit must be <= 100")
-        for name in ("campaign", "list_id", "starting_after", "filter", "search"):
-            if name in body and not isinstance(body[name], str):
-                raise _HttpError(400, f"body/{name} must be string")
-        for name in ("contacts", "ids", "excluded_ids"):
-            if name in body and (not isinstance(body[name], list) or not all(isinstance(x, str) for x in body[name])):
-                raise _HttpError(400, f"body/{name} must be array of strings")
-        filter_name = body.get("filter")
-        predicate = self._predicates.get(filter_name) if filter_name else None
-        if filter_name and predicate is None:
-            raise _HttpError(400, f"body/filter has an unknown value: {filter_name}")
-        campaign_id, list_id = body.get("campaign"), body.get("list_id")
-        excluded = set(body.get("excluded_ids") or ())
-        search = (body.get("search") or "").strip().lower()
-        if "contacts" in body or "ids" in body:
-            candidates: set[str] | None = None
-            if "contacts" in body:
-                candidates = set()
-                for contact in body["contacts"]:
-                    candidates |= self._by_email.get(_norm_email(contact) or "", set())
-            if "ids" in body:
-                by_ids = {i for i in body["ids"] if i in self._leads}
-                candidates = by_ids if candidates is None else candidates & by_ids
-            ordered: Sequence[str] = sorted(candidates or ())
-        elif campaign_id is not None:
-            campaign = self._campaigns.get(campaign_id)
-            ordered = campaign.lead_ids if campaign else []
-        elif list_id is not None:
-            ordered = self._by_list.get(list_id, [])
-        else:
-            ordered = self._all_ids
+        if "starting_after" in body and not isinstance(body["starting_after"], str):
+            raise _HttpError(400, "body/starting_after must be string")
+        ordered, matches = self._lead_query(body)
         cursor = body.get("starting_after")
         if paging == "repeat_cursor" or paging == "endless":
             cursor = None
@@ -1919,13 +2328,7 @@ class InstantlySimulator:
         items: list[dict[str, Any]] = []
         for lead_id in _islice_from(ordered, start):
             lead = self._leads[lead_id]
-            if campaign_id is not None and lead.campaign != campaign_id:
-                continue
-            if list_id is not None and lead.list_id != list_id:
-                continue
-            if lead_id in excluded or (predicate is not None and not predicate(lead)):
-                continue
-            if search and not _search_hit(lead, search):
+            if not matches(lead):
                 continue
             items.append(self._lead_json(lead))
             if len(items) >= limit:
@@ -1936,6 +2339,310 @@ class InstantlySimulator:
             if paging == "endless":
                 answer["next_starting_after"] = str(uuid.UUID(int=self._fault_rng.getrandbits(128), version=4))
         return answer
+
+    def _lead_query(self, body: Mapping[str, Any]) -> tuple[Sequence[str], Callable[[_Lead], bool]]:
+        """The lead selection of a `POST /leads/list` (or `/leads/move`) body: candidate ids in id order
+        and the test each must pass. Validates the selection fields; paging is the caller's.
+
+        `interest_status` (a number) is not a property of the list body in the spec, but its `filter`
+        description says "for custom lead labels, use the `interest_status` field": read here as an
+        exact `lt_interest_status` match (built-in or custom). `in_campaign` / `in_list` test whether
+        the lead sits in a campaign / a list.
+        """
+        for name in ("campaign", "list_id", "filter", "search"):
+            if name in body and not isinstance(body[name], str):
+                raise _HttpError(400, f"body/{name} must be string")
+        for name in ("contacts", "ids", "excluded_ids"):
+            if name in body and (not isinstance(body[name], list) or not all(isinstance(x, str) for x in body[name])):
+                raise _HttpError(400, f"body/{name} must be array of strings")
+        for name in ("in_campaign", "in_list"):
+            if name in body and not isinstance(body[name], bool):
+                raise _HttpError(400, f"body/{name} must be boolean")
+        wanted_interest = body.get("interest_status")
+        if "interest_status" in body and (
+            isinstance(wanted_interest, bool) or not isinstance(wanted_interest, int | float)
+        ):
+            raise _HttpError(400, "body/interest_status must be number")
+        filter_name = body.get("filter")
+        predicate = self._predicates.get(filter_name) if filter_name else None
+        if filter_name and predicate is None:
+            raise _HttpError(400, f"body/filter has an unknown value: {filter_name}")
+        campaign_id, list_id = body.get("campaign"), body.get("list_id")
+        in_campaign, in_list = body.get("in_campaign"), body.get("in_list")
+        excluded = set(body.get("excluded_ids") or ())
+        search = (body.get("search") or "").strip().lower()
+        ordered: Sequence[str]
+        if "contacts" in body or "ids" in body:
+            candidates: set[str] | None = None
+            if "contacts" in body:
+                candidates = set()
+                for contact in body["contacts"]:
+                    candidates |= self._by_email.get(_norm_email(contact) or "", set())
+            if "ids" in body:
+                by_ids = {i for i in body["ids"] if i in self._leads}
+                candidates = by_ids if candidates is None else candidates & by_ids
+            ordered = sorted(candidates or ())
+        elif campaign_id is not None:
+            campaign = self._campaigns.get(campaign_id)
+            ordered = campaign.lead_ids if campaign else []
+        elif list_id is not None:
+            ordered = self._by_list.get(list_id, [])
+        else:
+            ordered = self._all_ids
+
+        def matches(lead: _Lead) -> bool:
+            if campaign_id is not None and lead.campaign != campaign_id:
+                return False
+            if list_id is not None and lead.list_id != list_id:
+                return False
+            if in_campaign is not None and (lead.campaign is not None) != in_campaign:
+                return False
+            if in_list is not None and (lead.list_id is not None) != in_list:
+                return False
+            if wanted_interest is not None and lead.interest != wanted_interest:
+                return False
+            if lead.id in excluded or (predicate is not None and not predicate(lead)):
+                return False
+            return not search or _search_hit(lead, search)
+
+        return ordered, matches
+
+    def _http_move(self, body: Any) -> dict[str, Any]:
+        """`POST /leads/move`: validate, queue a `move-leads` background job, answer it (pending).
+
+        Assumed where the spec is silent: exactly one of `to_campaign_id` / `to_list_id` (else 400);
+        an unknown target is a 404; the leads are selected by the stored filters when the job runs
+        (a lead deleted before that is not moved).
+        """
+        if not isinstance(body, dict):
+            raise _HttpError(400, "body must be object")
+        to_campaign, to_list = body.get("to_campaign_id"), body.get("to_list_id")
+        for name in ("to_campaign_id", "to_list_id"):
+            if name in body and not isinstance(body[name], str):
+                raise _HttpError(400, f"body/{name} must be string")
+        if bool(to_campaign) == bool(to_list):
+            raise _HttpError(400, "Provide either to_campaign_id or to_list_id")
+        if to_campaign and to_campaign not in self._campaigns:
+            raise _HttpError(404, "Campaign not found")
+        if to_list and to_list not in self._lists:
+            raise _HttpError(404, "List not found")
+        if "ids" in body and not (body.get("campaign") or body.get("list_id")):
+            raise _HttpError(400, "When using ids, provide either campaign or list_id")
+        for name in ("copy_leads", "check_duplicates", "check_duplicates_in_campaigns", "reset_interest_status"):
+            if name in body and not isinstance(body[name], bool):
+                raise _HttpError(400, f"body/{name} must be boolean")
+        limit = body.get("limit")
+        if "limit" in body and (isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 1):
+            raise _HttpError(400, "body/limit must be a number >= 1")
+        self._lead_query(body)  # the selection fields are checked now, applied when the job runs
+        source_campaign, source_list = body.get("campaign"), body.get("list_id")
+        if source_list:
+            entity_id, entity_type = source_list, "list"
+        elif source_campaign:
+            entity_id, entity_type = source_campaign, "campaign"
+        else:
+            entity_id, entity_type = self.organization_id, "workspace"  # assumed: no source named
+        job_id = f"{self._id_rng.getrandbits(96):024x}"
+        fail = self._jobs_to_fail > 0
+        self._jobs_to_fail -= int(fail)
+        job: dict[str, Any] = {
+            "id": job_id,
+            "created": self._now,
+            "updated": self._now,
+            "status": "pending",
+            "progress": 0,
+            "polls": 0,
+            "polls_needed": self.job_polls,
+            "due": None if self.job_days is None else self._now + timedelta(days=self.job_days),
+            "fail": fail,
+            "entity_id": entity_id,
+            "entity_type": entity_type,
+            "data": {"filters": json.loads(json.dumps(body))},
+        }
+        self._jobs[job_id] = job
+        if job["due"] is not None:
+            self._push_wall(job["due"], "job", job_id)
+        return self._job_json(job, created=True)
+
+    def _do_move(self, filters: Mapping[str, Any]) -> dict[str, Any]:
+        """Carry out a move job's filters now; the job's `data` (recorded keys and order).
+
+        A lead moved to a list leaves its campaign (status 0, no `campaign`: list leads are in no
+        campaign, as recorded); a lead moved to a campaign leaves its list and starts that campaign's
+        sequence from the first step (status 1). Both leave a subsequence. `copy_leads` leaves the
+        original where it is and adds a copy. A lead whose email is already in the target is counted
+        in `duplicated_leads` and stays; with `check_duplicates_in_campaigns`, one whose email is in
+        another campaign counts in `leads_in_other_campaigns`; a blocked email moved to a campaign in
+        `ignored_leads_from_blocklist`. The interest status is kept unless `reset_interest_status`.
+        """
+        to_campaign_id, to_list = filters.get("to_campaign_id"), filters.get("to_list_id")
+        target = self._campaigns.get(to_campaign_id) if to_campaign_id else None
+        if target is None and (to_list not in self._lists):
+            # the target was deleted meanwhile: nothing can move (the simulator cannot delete either)
+            to_list = None
+        ordered, matches = self._lead_query(filters)
+        limit = filters.get("limit")
+        selected = [self._leads[i] for i in ordered if matches(self._leads[i])]
+        if limit is not None:
+            selected = selected[: int(limit)]
+        counts: Counter[str] = Counter()
+        moved: list[_Lead] = []
+        for lead in selected:
+            key = lead.email_key
+            in_target = [
+                self._leads[i]
+                for i in self._by_email.get(key or "", ())
+                if (target is not None and self._leads[i].campaign == target.id)
+                or (to_list is not None and self._leads[i].list_id == to_list)
+            ]
+            if in_target:
+                counts["duplicated_leads"] += 1
+                continue
+            if filters.get("check_duplicates_in_campaigns") and any(
+                self._leads[i].campaign is not None and i != lead.id for i in self._by_email.get(key or "", ())
+            ):
+                counts["leads_in_other_campaigns"] += 1
+                continue
+            if target is not None and key is not None and self._is_blocked(key):
+                counts["ignored_leads_from_blocklist"] += 1
+                continue
+            if target is None and to_list is None:
+                continue
+            moved.append(
+                self._relocate(
+                    lead, target, to_list, bool(filters.get("copy_leads")), bool(filters.get("reset_interest_status"))
+                )
+            )
+        emails = [lead.email for lead in moved if lead.email is not None]
+        return {
+            "moved_lead_emails": emails[:10_000],
+            "filters": json.loads(json.dumps(filters)),
+            "total_leads": len(selected),
+            "moved_leads": len(moved),
+            "duplicated_leads": counts["duplicated_leads"],
+            "leads_missing_email": None,
+            "leads_in_other_campaigns": counts["leads_in_other_campaigns"],
+            "ignored_leads_from_blocklist": counts["ignored_leads_from_blocklist"],
+        }
+
+    def _relocate(
+        self, lead: _Lead, campaign: _Campaign | None, list_id: str | None, copy: bool, reset_interest: bool
+    ) -> _Lead:
+        """Move (or copy) one lead to a campaign or a list; return the lead now in the target."""
+        if copy:
+            raw: dict[str, Any] = {**lead.fields, "email": lead.email}
+            moved = self._create_lead(raw, lead.email_key, campaign, list_id, False)
+            moved.payload = {**lead.payload, **moved.payload}
+            if list_id is None:
+                moved.payload.pop("list_id", None)
+            if not reset_interest:
+                moved.interest, moved.interest_changed = lead.interest, lead.interest_changed
+            return moved
+        if lead.campaign is not None:
+            source = self._campaigns[lead.campaign]
+            _remove_sorted(source.lead_ids, lead.id)
+            # drop its pending steps there, so a move back cannot replay them
+            source.heap = [entry for entry in source.heap if entry[2] != lead.id]
+            heapq.heapify(source.heap)
+        if lead.list_id is not None:
+            _remove_sorted(self._by_list[lead.list_id], lead.id)
+        lead.subsequence_id = None
+        lead.events, lead.next_event = [], 0
+        if reset_interest:
+            lead.interest = lead.interest_changed = None
+        if campaign is not None:
+            lead.campaign, lead.list_id = campaign.id, None
+            lead.payload.pop("list_id", None)
+            insort(campaign.lead_ids, lead.id)
+            lead.status = _ACTIVE
+            lead.fate = self._draw_fate()
+            lead.start_active = campaign.active_clock
+            lead.events = self._timeline(lead.fate)
+            self._schedule_next(campaign, lead)
+        else:
+            assert list_id is not None
+            lead.campaign, lead.list_id = None, list_id
+            lead.payload["list_id"] = list_id
+            insort(self._by_list[list_id], lead.id)
+            lead.status, lead.fate = _LIST_ONLY, None
+        lead.updated = self._now
+        return lead
+
+    def _http_background_job(self, job_id: str, query: Mapping[str, list[str]]) -> dict[str, Any]:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise _HttpError(404, "Background job not found")
+        self._poll_job(job)
+        answer = self._job_json(job)
+        wanted = _query_first(query, "data_fields")
+        if wanted:
+            names = [n.strip() for n in wanted.split(",") if n.strip()]
+            answer["data"] = {n: answer["data"][n] for n in names if n in answer["data"]}
+        return answer
+
+    def _http_create_list(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise _HttpError(400, "body must be object")
+        extra = set(body) - {"name", "has_enrichment_task", "owned_by"}
+        if extra:
+            raise _HttpError(400, f"body must NOT have additional properties ({sorted(extra)[0]})")
+        name = body.get("name")
+        if not isinstance(name, str):
+            raise _HttpError(400, "body must have required property 'name'")
+        list_id = self.create_list(name)
+        answer = self._list_json(list_id)
+        if isinstance(body.get("has_enrichment_task"), bool):
+            answer["has_enrichment_task"] = body["has_enrichment_task"]
+        if isinstance(body.get("owned_by"), str):
+            answer["owned_by"] = body["owned_by"]
+        return answer
+
+    def _http_update_interest(self, body: Any) -> dict[str, Any]:
+        """`POST /leads/update-interest-status`: every lead with that email (narrowed by `campaign_id`
+        or `list_id`) gets the value. Instantly runs it as a background job without an id; the simulator
+        applies it before answering (assumed). A valid but unknown email changes nothing and is still
+        accepted (a background job cannot know it up front); a malformed one is a 400."""
+        if not isinstance(body, dict):
+            raise _HttpError(400, "body must be object")
+        if "lead_email" not in body:
+            raise _HttpError(400, "body must have required property 'lead_email'")
+        if "interest_value" not in body:
+            raise _HttpError(400, "body must have required property 'interest_value'")
+        email, value = body["lead_email"], body["interest_value"]
+        key = _norm_email(email)
+        if key is None or not _EMAIL_RE.match(key):
+            raise _HttpError(400, "Invalid lead email")
+        if value is not None and not self._known_interest(value):
+            raise _HttpError(400, "body/interest_value must be a lead interest status")
+        campaign_id, list_id = body.get("campaign_id"), body.get("list_id")
+        for lead_id in sorted(self._by_email.get(key, ())):
+            lead = self._leads[lead_id]
+            if campaign_id is not None and lead.campaign != campaign_id:
+                continue
+            if list_id is not None and lead.list_id != list_id:
+                continue
+            self._set_interest(lead, None if value is None else int(value), self._now)
+        return {"message": _INTEREST_JOB_MESSAGE}
+
+    def _http_subsequence(self, template: str, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise _HttpError(400, "body must have required property 'id'")
+        lead = self._leads.get(body["id"])
+        if lead is None:
+            raise _HttpError(404, "Lead not found")
+        if template.endswith("/remove"):
+            self._leave_subsequence(lead, self._now)
+            return self._lead_json(lead)
+        sub_id = body.get("subsequence_id")
+        if not isinstance(sub_id, str):
+            raise _HttpError(400, "body must have required property 'subsequence_id'")
+        sub = self._subsequences.get(sub_id)
+        if sub is None:
+            raise _HttpError(404, "Subsequence not found")
+        if lead.campaign != sub["parent_campaign"]:
+            raise _HttpError(400, "The lead is not in the subsequence's campaign")
+        self._enter_subsequence(lead, sub_id, self._now)
+        return self._lead_json(lead)
 
     def _http_bulk_delete(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -2064,6 +2771,18 @@ class InstantlySimulator:
                 self._connections.add(conn)
             else:
                 self._connections.discard(conn)
+
+
+def _fill_new_lead_fields(lead: _Lead) -> None:
+    """Give a lead unpickled from an older state file the fields added since (their defaults)."""
+    for spec in dataclass_fields(_Lead):
+        try:
+            getattr(lead, spec.name)
+        except AttributeError:
+            if spec.default is not MISSING:
+                setattr(lead, spec.name, spec.default)
+            elif spec.default_factory is not MISSING:
+                setattr(lead, spec.name, spec.default_factory())
 
 
 def _validate_lead_item(index: int, lead: Any) -> None:
