@@ -42,6 +42,15 @@ SUPPRESSED_OUTCOME = "suppressed"
 """History outcome of a lead taken out of Instantly because its person is on the do-not-contact list."""
 
 
+def in_subsequence(lead: Mapping[str, Any]) -> bool:
+    """Whether Instantly has the lead in a subsequence now: `subsequence_id` set (the lead object of
+    POST /leads/list; FILTER_VAL_IN_SUBSEQUENCE lists the same leads). Assumed where the spec is silent
+    (README, the simulator): the lead keeps its status, e.g. 3 (completed) after a reply, while the
+    subsequence emails it, so the status alone does not say it is done."""
+    value = lead.get("subsequence_id")
+    return isinstance(value, str) and bool(value.strip())
+
+
 def _sweep_due(previous: Mapping[str, Any], now: dt.datetime) -> bool:
     swept = parse_timestamp(previous.get("swept_at"))
     return swept is None or now - swept >= FULL_SWEEP_INTERVAL
@@ -159,6 +168,12 @@ def run_drain(ctx: RunContext) -> None:
             phase.notes.append("kept a finished lead without a usable email or managed campaign")
             continue
         assert decision.outcome is not None and decision.suppression is not None
+        if in_subsequence(lead) and decision.suppression not in DNC_SOURCES:
+            # Mid-conversation in an Instantly subsequence: draining it now would cut the subsequence off.
+            # Kept until it leaves (the 6-hourly full sweep lists it again); an unsubscribe or bounce still
+            # drains at once.
+            phase.counts["kept: in a subsequence"] += 1
+            continue
         managed = ctx.campaign(campaign_id)
         route = row.sequence_target if row and row.sequence_target else managed.route if managed else None
         arm = row.arm if row and row.arm else managed.arm if managed else None

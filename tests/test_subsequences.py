@@ -1,0 +1,83 @@
+"""Subsequences (issue #13): a lead an Instantly subsequence picked up is mid-conversation; the drain keeps it
+until it leaves the subsequence, then drains it like any other. An unsubscribe or a bounce drains at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coldsync.cli import ExitCode
+from coldsync.instantly.client import InstantlyClient
+from coldsync.instantly.simulator import InstantlySimulator
+from coldsync.phases.drain import in_subsequence
+from coldsync.warehouse.demo_data import generate_source_rows
+from coldsync.warehouse.duckdb import DuckDBWarehouse
+from tests.conftest import make_settings
+from tests.helpers import build
+from tests.invariants import World
+
+START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
+SMB = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6"
+MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="20",
+                             target_new_leads_per_run="4", instantly_api_key="sim-key", blocklist_mirror="false",
+                             reconcile_audit_calls="0")
+    sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=30)
+    sim.start()
+    sim.create_campaign("SMB", campaign_id=SMB)
+    sim.create_campaign("Midsize", campaign_id=MIDSIZE)
+    warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
+    build(warehouse, settings, list(generate_source_rows(50, seed=3)), as_of=START)
+    client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.01, backoff_max=0.05)
+    try:
+        yield World(warehouse, sim, client, settings)
+    finally:
+        client.close()
+        sim.stop()
+        warehouse.close()
+
+
+def _history(world: World) -> dict[str, str]:
+    rows = world.warehouse.query("SELECT instantly_lead_id, status_final FROM `{ds}.ops_lead_history`", label="t")
+    return {str(r["instantly_lead_id"]): str(r["status_final"]) for r in rows}
+
+
+def test_in_subsequence_reads_the_subsequence_id() -> None:
+    """Only a non-blank `subsequence_id` puts a lead in a subsequence (absent, null or blank: not)."""
+    assert [in_subsequence(lead) for lead in ({"subsequence_id": "7c1d"}, {}, {"subsequence_id": None},
+                                              {"subsequence_id": "  "}, {"subsequence_id": 5})] == [
+        True, False, False, False, False]
+
+
+def test_a_lead_in_a_subsequence_is_kept_until_it_leaves_then_drained(world: World) -> None:
+    """A replied lead (status 3) in a 5-day subsequence is not drained while it is in it, though its
+    sequence completed; a lead that replied beside it without a subsequence is drained; once the
+    subsequence is over, the next full sweep drains the first as `replied`."""
+    assert world.run().exit_code == ExitCode.OK
+    leads = sorted(world.sim.leads(SMB), key=lambda x: str(x["id"]))
+    talking, plain = str(leads[0]["id"]), str(leads[1]["id"])
+    sub = world.sim.create_subsequence(SMB, "warm follow-up", days=5)
+    world.sim.finish_lead(talking, "replied", interest=1)
+    world.sim.finish_lead(plain, "replied", interest=1)
+    world.sim.move_to_subsequence(talking, sub)
+    inside = world.sim.lead(talking)
+    assert inside is not None and inside["status"] == 3 and inside["subsequence_id"] == sub
+    world.sim.advance(1 / 48)
+    result = world.run(run_topup=False)
+    assert result.exit_code == ExitCode.OK
+    assert result.report.phase("drain").counts["kept: in a subsequence"] == 1
+    assert _history(world) == {plain: "replied"}
+    assert world.sim.lead(talking) is not None and world.sim.lead(plain) is None
+    world.sim.advance(6)  # the subsequence's 5 days are over; more than 6 hours: a full sweep is due
+    after = world.sim.lead(talking)
+    assert after is not None and "subsequence_id" not in after
+    assert world.run(run_topup=False).exit_code == ExitCode.OK
+    assert _history(world) == {plain: "replied", talking: "replied"}
+    assert world.sim.lead(talking) is None
