@@ -398,6 +398,46 @@ def returns_at(policy: Policy, completed_at: datetime) -> datetime | None:
     return completed_at.astimezone(UTC) + timedelta(days=policy.return_after_days)
 
 
+IN_WORKSPACE_OUTCOME = "in_workspace"
+"""History outcome of an add Instantly skipped because the address is in another campaign of the workspace
+(coldsync.phases.topup): not one of OUTCOMES, since nothing was sent; it rests like no reply (may_return_sql's
+branch for a status without a policy of its own says the same)."""
+
+INTEREST_STATUS_COLUMN = "interest_status"
+"""ops_lead_history column (INT64): the lead's lt_interest_status at drain time (NULL: not set, or no lead)."""
+
+
+def history_policy_columns(outcome: str, interest_status: int | None, completed_at: datetime, *,
+                           table: PolicyTable | None = None,
+                           custom_labels: Mapping[int, LabelSentiment] | None = None) -> dict[str, Any]:
+    """The policy columns of a history row the sync writes (`policy`, `interest_status`, `return_at`):
+    policy_for + returns_at, ONE helper for every place a history row is made. IN_WORKSPACE_OUTCOME takes
+    no_reply. Raises UnknownInterestStatus (a custom value nobody mapped) and ValueError like policy_for."""
+    table = table or PolicyTable()
+    if outcome == IN_WORKSPACE_OUTCOME:
+        name, policy = NO_REPLY, table[NO_REPLY]
+    else:
+        name, policy = policy_for(outcome, interest_status, table=table, custom_labels=custom_labels)
+    return {POLICY_COLUMN: name, INTEREST_STATUS_COLUMN: interest_status,
+            RETURN_AT_COLUMN: returns_at(policy, completed_at)}
+
+
+def row_returns_at(policy: str | None, return_at: datetime | None, status_final: str,
+                   completed_at: datetime | None, *, table: PolicyTable | None = None) -> datetime | None:
+    """When one history row lets its person return to cold outreach (None: never): the Python mirror of
+    may_return_sql, which is TRUE at `as_of` exactly when this is not None and not after `as_of`. A row with
+    a policy of the table: its `return_at`; with another policy name: never; written before the columns
+    (`policy` None): its status_final's policy with no interest status, counted from `completed_at` (a
+    status the sync never wrote: no_reply's days)."""
+    table = table or PolicyTable()
+    if policy is not None:
+        return return_at if policy in DEFAULT_POLICIES else None
+    if completed_at is None:
+        return None
+    legacy = policy_for(status_final, None, table=table)[1] if status_final in OUTCOMES else table[NO_REPLY]
+    return returns_at(legacy, completed_at)
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading a document
 # ---------------------------------------------------------------------------------------------
@@ -539,10 +579,10 @@ def _load_labels(raw: object, custom: dict[int, LabelSentiment], add: Callable[[
 # ---------------------------------------------------------------------------------------------
 
 POLICY_COLUMN = "policy"
-"""Proposed ops_lead_history column (STRING): the policy name the drain chose (NULL: written before it)."""
+"""ops_lead_history column (STRING): the policy name the drain chose (NULL: written before it)."""
 
 RETURN_AT_COLUMN = "return_at"
-"""Proposed ops_lead_history column (TIMESTAMP): returns_at(); NULL: never. Setting it by hand lifts a
+"""ops_lead_history column (TIMESTAMP): returns_at(); NULL: never. Setting it by hand lifts a
 never (an in_sales mark, a wrong person)."""
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")

@@ -24,6 +24,14 @@ from typing import Any, Literal
 
 from dotenv import dotenv_values
 
+from coldsync.outcomes import (
+    PolicyError,
+    PolicyProblem,
+    PolicyTable,
+    default_table,
+    load_policies,
+    parse_policy_document,
+)
 from coldsync.routes import Routing, RoutingError, load_routing, parse_document
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -172,6 +180,27 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("routes", "str", "",
                 "Routing document as TOML or JSON text: as a flag or variable it wins over ROUTES_FILE; as the "
                 "config-table row `routes` it is used when no file exists.", config_key="routes"),
+    SettingSpec("reply_hold_days", "int", 14,
+                "Days a lead that replied stays in its campaign after the drain, for the rep to work the thread "
+                "(outcome policies in_sales and replied; README: outcome policies).",
+                config_key="reply_hold_days", minimum=0, maximum=365),
+    SettingSpec("replied_list_id", "str", "",
+                "Instantly list a replied lead is moved to after its hold. Empty: it is deleted.",
+                config_key="replied_list_id", pattern=_CAMPAIGN, pattern_hint="an Instantly list UUID"),
+    SettingSpec("replied_return_days", "int", 180,
+                "Days after a reply nobody labelled (or out of office) before the address may return to cold "
+                "outreach.", config_key="replied_return_days", minimum=0, maximum=3650),
+    SettingSpec("not_interested_return_days", "int", 365,
+                "Days after a not interested, lost or no show before the address may return to cold outreach.",
+                config_key="not_interested_return_days", minimum=0, maximum=3650),
+    SettingSpec("outcome_policies_file", "str", "config/outcomes.toml",
+                "Outcome policy document (TOML) used when it exists: per outcome, when the address may return "
+                "and what happens to its lead in Instantly (coldsync/outcomes.py). Relative paths are from the "
+                "repository root. Set, it must exist; none: no file."),
+    SettingSpec("outcome_policies", "str", "",
+                "Outcome policy document as TOML or JSON text: as a flag or variable it wins over "
+                "OUTCOME_POLICIES_FILE; as the config-table row `outcome_policies` it is used when no file "
+                "exists.", config_key="outcome_policies"),
     SettingSpec("priority_expression", "str", "",
                 "Lead score inside a route, higher first: a SQL expression over source and history columns. "
                 "Empty: never contacted first, then revenue (README: scoring).", config_key="priority_expression"),
@@ -236,6 +265,12 @@ class Settings:
     allow_paused_campaigns: bool
     routes_file: str
     routes: str
+    reply_hold_days: int
+    replied_list_id: str
+    replied_return_days: int
+    not_interested_return_days: int
+    outcome_policies_file: str
+    outcome_policies: str
     priority_expression: str
     supply_days: int
     max_bounce_rate: float
@@ -259,6 +294,11 @@ class Settings:
         return routing_of(self.routes, self.origins.get("routes", "default"), self.routes_file,
                           self.smb_campaign_id, self.midsize_campaign_id, self.priority_expression,
                           routes_file_set=self.origins.get("routes_file", "default") != "default")
+
+    @cached_property
+    def outcome_table(self) -> PolicyTable:
+        """The outcome policy table in effect (coldsync.outcomes); resolve() has already refused a bad one."""
+        return outcome_table_of({f.name: getattr(self, f.name) for f in fields(self)}, self.origins)
 
     def campaign_ids(self) -> dict[str, str]:
         """Route (or route/arm) -> campaign id of every managed campaign (by default SMB and Midsize)."""
@@ -502,6 +542,14 @@ def _cross_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) -> l
         problems.extend(SettingProblem(setting, origins[setting], None, f"{p.setting}: {p.message}", p.fix)
                         for p in exc.problems)
         routing = None
+    try:
+        outcome_table_of(values, origins)
+    except PolicyError as exc:
+        setting = ("outcome_policies_file" if all(p.setting.startswith("OUTCOME_POLICIES_FILE") for p in exc.problems)
+                   else "outcome_policies" if all(not p.setting.startswith("settings") for p in exc.problems)
+                   else "replied_return_days")
+        problems.extend(SettingProblem(setting, origins[setting], None, f"{p.setting}: {p.message}", p.fix)
+                        for p in exc.problems)
     smb, mid = values["smb_campaign_id"], values["midsize_campaign_id"]
     if (routing is None or routing.is_default) and smb and mid and smb.lower() == mid.lower():
         problems.append(SettingProblem(
@@ -545,6 +593,54 @@ def routing_document(routes: str, origin: str, routes_file: str,
     return None, "default"
 
 
+NO_OUTCOME_POLICIES_FILE = "none"
+"""OUTCOME_POLICIES_FILE=none: read no policy file (the defaults, or OUTCOME_POLICIES / the config-table row)."""
+
+
+def outcome_policy_document(policies: str, origin: str, policies_file: str,
+                            policies_file_set: bool = False) -> tuple[str | None, str]:
+    """The outcome policy document's text and where it came from, as routing_document does for the routes:
+    OUTCOME_POLICIES from a flag, the environment or `.env`; else the OUTCOME_POLICIES_FILE file when it
+    exists; else the config-table row; else None (the defaults). Raises PolicyError when the file cannot be
+    read, or when OUTCOME_POLICIES_FILE was set to a file that does not exist."""
+    if policies.strip() and origin in ("flag", "environment", ".env", "secrets file"):
+        return policies, f"OUTCOME_POLICIES (from {origin})"
+    path = Path(policies_file)
+    path = path if path.is_absolute() else REPO_ROOT / path
+    where = f"OUTCOME_POLICIES_FILE {policies_file}"
+    if policies_file.strip().lower() == NO_OUTCOME_POLICIES_FILE:
+        pass
+    elif path.is_file():
+        try:
+            return path.read_text(encoding="utf-8-sig"), where
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError([PolicyProblem(where, f"cannot be read ({type(exc).__name__})",
+                                             "make it a readable UTF-8 file, or point OUTCOME_POLICIES_FILE "
+                                             "elsewhere")]) from exc
+    elif policies_file_set:
+        raise PolicyError([PolicyProblem(where, "is not a file" if path.exists() else "does not exist",
+                                         "correct the path, or unset OUTCOME_POLICIES_FILE (config/outcomes.toml "
+                                         "is read when it exists), or set OUTCOME_POLICIES_FILE=none to read no "
+                                         "policy file")])
+    if policies.strip():
+        return policies, f"config table row `outcome_policies` (from {origin})"
+    return None, "default"
+
+
+def outcome_table_of(values: Mapping[str, Any], origins: Mapping[str, Origin]) -> PolicyTable:
+    """The outcome policy table in effect: the defaults with the settings' days and list (default_table),
+    then the policy document's values (load_policies). Raises PolicyError."""
+    base = default_table(cooldown_days=values["cooldown_days"], give_up_cooldown_days=values["give_up_cooldown_days"],
+                         reply_hold_days=values["reply_hold_days"], replied_list_id=values["replied_list_id"].lower(),
+                         replied_return_days=values["replied_return_days"],
+                         not_interested_return_days=values["not_interested_return_days"])
+    text, where = outcome_policy_document(values["outcome_policies"], origins.get("outcome_policies", "default"),
+                                          values["outcome_policies_file"],
+                                          origins.get("outcome_policies_file", "default") != "default")
+    document = parse_policy_document(text, where) if text is not None else None
+    return load_policies(document, where=where, base=base)
+
+
 def routing_of(routes: str, origin: str, routes_file: str, smb_campaign_id: str, midsize_campaign_id: str,
                priority_expression: str, *, routes_file_set: bool = False) -> Routing:
     """Load and check the routing in effect (coldsync.routes.load_routing). Raises RoutingError."""
@@ -578,6 +674,23 @@ def require(settings: Settings, names: Iterable[str], why: str) -> None:
                                            if spec.config_key else f"set {spec.env} (environment or .env)"))
     if problems:
         raise SettingsError(problems)
+
+
+def with_config_rows(settings: Settings, config_rows: Mapping[str, object]) -> Settings:
+    """The settings as a sync run resolves them with the warehouse config table: each setting that no layer
+    above the table set (origin default) takes the table's row (setup.py reads its settings without the
+    table). A row that does not convert is left out (a run would refuse it and say why)."""
+    changes: dict[str, Any] = {}
+    origins: dict[str, Origin] = dict(settings.origins)
+    for key, value in config_rows.items():
+        spec = CONFIG_KEYS.get(key)
+        if spec is None or value is None or value == "" or settings.origins.get(spec.name, "default") != "default":
+            continue
+        converted, problem = _convert(spec, value, "config table")
+        if problem is None:
+            changes[spec.name] = converted
+            origins[spec.name] = "config table"
+    return replace(settings, **changes, origins=origins) if changes else settings
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

@@ -19,13 +19,14 @@ from typing import Any, Literal
 
 from coldsync.cli import ExitCode
 from coldsync.embedded import embedded_settings, is_embedded
+from coldsync.outcomes import PolicyTable, may_return_sql
 from coldsync.redact import mask_emails_in_text
 from coldsync.report import UNROUTED
 from coldsync.settings import Settings
 from coldsync.store import Store
 from coldsync.warehouse.base import Warehouse, WarehouseError
 from coldsync.warehouse.migrate import read_config
-from coldsync.warehouse.schema import TABLES, cooldown_predicate, history_rest_columns, views
+from coldsync.warehouse.schema import TABLES, views
 
 Format = Literal["text", "markdown", "json"]
 
@@ -43,17 +44,21 @@ GROUP BY source
 ORDER BY source
 """
 
-# Rule 5 of eligibility, its one definition, applied to each lead's latest attempt: in cooldown now,
-# and eligible again within 7 days.
-COOLDOWN_SQL = f"""
-SELECT
-  COUNTIF(NOT {cooldown_predicate("@now", "@cooldown_days", "@give_up_cooldown_days")}) AS in_cooldown,
-  COUNTIF(NOT {cooldown_predicate("@now", "@cooldown_days", "@give_up_cooldown_days")}
-          AND {cooldown_predicate("@in_7_days", "@cooldown_days", "@give_up_cooldown_days")}) AS leaving_in_7_days
+# Rule 5 of eligibility, its one definition (coldsync.outcomes.may_return_sql), over each lead's history
+# rows: held back now (a policy that never returns included), and allowed back within 7 days.
+def cooldown_sql(outcomes: PolicyTable) -> str:
+    """In cooldown now and leaving it within 7 days, per stored address, by the outcome policy table."""
+    def allowed(as_of: str) -> str:
+        return f"MIN(CASE WHEN {may_return_sql(outcomes, as_of=as_of, alias='h')} THEN 1 ELSE 0 END)"
+    return f"""
+SELECT COUNTIF(c.now_ok = 0) AS in_cooldown, COUNTIF(c.now_ok = 0 AND c.week_ok = 1) AS leaving_in_7_days
 FROM (
-  SELECT email, {history_rest_columns()} FROM `{{ds}}.ops_lead_history` GROUP BY email
+  SELECT h.email, {allowed("@now")} AS now_ok, {allowed("@in_7_days")} AS week_ok
+  FROM `{{ds}}.ops_lead_history` AS h
+  GROUP BY h.email
 ) AS c
 """  # noqa: S608
+
 
 DEAD_LETTERS_SQL = """
 SELECT phase, operation, http_status, COUNT(*) AS failures,
@@ -240,7 +245,7 @@ def _clock(config: dict[str, object]) -> tuple[dt.datetime | None, str]:
 def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None = None,
             runs: int = 10) -> StatusReport:
     """Read the figures from the warehouse (reads only); raise StatusError when it is not set up."""
-    names = [spec.name for spec in TABLES] + [name for name, _sql in views(settings.routing)]
+    names = [spec.name for spec in TABLES] + [name for name, _sql in views(settings.routing, settings.outcome_table)]
     missing = [name for name in names if warehouse.existing_columns(name) is None]
     if missing:
         raise StatusError(f"the warehouse lacks {', '.join(missing)}: run `python setup.py` first "
@@ -264,8 +269,7 @@ def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None
         {"route": route_of.get(str(r["campaign_id"]), "other"), "campaign_id": str(r["campaign_id"]),
          "status": str(r["status"]), "leads": int(r["leads"])} for r in q(STATE_SQL, "state")]
     tracked = sum(int(r["leads"]) for r in state if r["campaign_id"] in route_of)
-    cooldown = q(COOLDOWN_SQL, "cooldown", now=now, in_7_days=now + dt.timedelta(days=7),
-                 cooldown_days=settings.cooldown_days, give_up_cooldown_days=settings.give_up_cooldown_days)[0]
+    cooldown = q(cooldown_sql(settings.outcome_table), "cooldown", now=now, in_7_days=now + dt.timedelta(days=7))[0]
     dead = [{**r, "example_error": mask_emails_in_text(str(r["example_error"])) if r["example_error"] else None}
             for r in q(DEAD_LETTERS_SQL, "dead_letters", since=now - dt.timedelta(hours=24))]
     run_rows = q(RUNS_SQL, "runs", since=now - RUNS_LOOKBACK, limit=runs)

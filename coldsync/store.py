@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from coldsync.outcomes import PolicyTable, default_table
 from coldsync.routes import THRESHOLD_PLACEHOLDER, Routing, default_routing
 from coldsync.settings import Settings
 from coldsync.suppression import address_key, domain_key, sql_email_key, sql_erasure_hash
@@ -101,7 +102,8 @@ FROM st
 HISTORY_FIELDS = (
     ("email", "STRING"), ("campaign_id", "STRING"), ("sequence_name", "STRING"), ("status_final", "STRING"),
     ("completed_at", "TIMESTAMP"), ("attempt_num", "INT64"), ("instantly_lead_id", "STRING"),
-    ("reason", "STRING"), ("arm", "STRING"),
+    ("reason", "STRING"), ("arm", "STRING"), ("policy", "STRING"), ("interest_status", "INT64"),
+    ("return_at", "TIMESTAMP"),
 )
 
 # Idempotent on (email, campaign_id, attempt_num), and on the Instantly lead id for leads whose attempt
@@ -116,16 +118,16 @@ USING (
          COALESCE(r.attempt_num,
                   COALESCE((SELECT MAX(h.last_attempt) FROM `{{ds}}.{HISTORY_KEYS_VIEW}` AS h
                             WHERE h.email_key = {sql_email_key("r.email")}), 0) + 1) AS attempt_num,
-         r.instantly_lead_id, r.reason, r.arm
+         r.instantly_lead_id, r.reason, r.arm, r.policy, r.interest_status, r.return_at
   FROM UNNEST(@rows) AS r
 ) AS s
 ON t.email = s.email AND t.campaign_id = s.campaign_id
    AND (t.attempt_num = s.attempt_num OR t.instantly_lead_id = s.instantly_lead_id)
 WHEN NOT MATCHED THEN
   INSERT (email, campaign_id, sequence_name, status_final, completed_at, attempt_num, instantly_lead_id,
-          reason, recorded_at, run_id, arm)
+          reason, recorded_at, run_id, arm, policy, interest_status, return_at)
   VALUES (s.email, s.campaign_id, s.sequence_name, s.status_final, s.completed_at, s.attempt_num,
-          s.instantly_lead_id, s.reason, @now, @run_id, s.arm)
+          s.instantly_lead_id, s.reason, @now, @run_id, s.arm, s.policy, s.interest_status, s.return_at)
 """  # noqa: S608
 
 # --- do-not-contact ------------------------------------------------------------------------------
@@ -282,14 +284,14 @@ WHERE resolved_at IS NULL AND gave_up_at IS NULL
 # --- ready leads ---------------------------------------------------------------------------------
 
 # The sync reads the candidates with the rules' own CTE text (schema.candidate_ctes, schema.routed_cte),
-# fed with the run's settings and clock and the routing in effect: never through the views, which may
-# predate a routing change. Each route's top rows by priority, up to its own limit (@limits: route, n).
-def read_ready_sql(routing: Routing) -> str:
+# fed with the run's settings and clock, the routing and the outcome policy table in effect: never through
+# the views, which may predate a change of either. Each route's top rows by priority, up to its own limit
+# (@limits: route, n).
+def read_ready_sql(routing: Routing, outcomes: PolicyTable | None = None) -> str:
     """The ready rows of each route in @limits, at most its n, by priority inside the route."""
     return f"""
 WITH {candidate_ctes(routing.source_columns)},
-{routed_cte(routing, source="candidates", as_of="@as_of", cooldown_days="@cooldown_days",
-            threshold="@smb_threshold", give_up_days="@give_up_cooldown_days")},
+{routed_cte(routing, source="candidates", as_of="@as_of", threshold="@smb_threshold", outcomes=outcomes)},
 ranked AS (
   SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.sequence_target ORDER BY {PRIORITY_ORDER}) AS route_rank
   FROM routed AS r
@@ -303,13 +305,12 @@ ORDER BY k.sequence_target, k.route_rank
 """  # noqa: S608
 
 
-def ready_counts_sql(routing: Routing) -> str:
+def ready_counts_sql(routing: Routing, outcomes: PolicyTable | None = None) -> str:
     """Ready leads per route (NULL: unrouted) and how many of them have no score (NULL score: ranked last).
     It evaluates every route condition and the score, so a run meets a type error here, before any write."""
     return f"""
 WITH {candidate_ctes(routing.source_columns)},
-{routed_cte(routing, source="candidates", as_of="@as_of", cooldown_days="@cooldown_days",
-            threshold="@smb_threshold", give_up_days="@give_up_cooldown_days")}
+{routed_cte(routing, source="candidates", as_of="@as_of", threshold="@smb_threshold", outcomes=outcomes)}
 SELECT r.sequence_target, COUNT(*) AS ready, COUNTIF(r.score IS NULL) AS unscored
 FROM routed AS r
 GROUP BY r.sequence_target
@@ -417,7 +418,7 @@ class Store:
 
     def __init__(self, warehouse: Warehouse, run_id: str, now: dt.datetime, *, cooldown_days: int = 90,
                  smb_threshold: int = 1_000_000, routing: Routing | None = None,
-                 give_up_cooldown_days: int = 7) -> None:
+                 give_up_cooldown_days: int = 7, outcomes: PolicyTable | None = None) -> None:
         self.warehouse = warehouse
         self.run_id = run_id
         self.now = now
@@ -425,6 +426,9 @@ class Store:
         self.give_up_cooldown_days = give_up_cooldown_days
         self.smb_threshold = smb_threshold
         self.routing = routing if routing is not None else default_routing("", "")
+        # Rule 5's day counts: the settings' table, or the defaults with these cooldowns.
+        self.outcomes = outcomes if outcomes is not None else default_table(
+            cooldown_days=cooldown_days, give_up_cooldown_days=give_up_cooldown_days)
         self.views_fingerprint: str | None = None  # as read by run_memory
         self.views_source: str | None = None  # the source table the views were built on, as read by run_memory
         self.last_summary: dict[str, Any] = {}  # the last successful live run's summary, as read by run_memory
@@ -435,16 +439,16 @@ class Store:
         sync, validation, the status report and the benchmark make one."""
         return cls(warehouse, run_id, now, cooldown_days=settings.cooldown_days,
                    smb_threshold=settings.smb_revenue_threshold, routing=settings.routing,
-                   give_up_cooldown_days=settings.give_up_cooldown_days)
+                   give_up_cooldown_days=settings.give_up_cooldown_days, outcomes=settings.outcome_table)
 
     def rebuild_views(self) -> None:
         """Create or replace every view for the routing in effect and SOURCE_TABLE, then record both."""
-        for name, sql in views(self.routing):
+        for name, sql in views(self.routing, self.outcomes):
             self.warehouse.execute(sql, label=f"views.{name}")
-        for key, value in views_built_rows(self.routing, self.warehouse.source_table).items():
+        for key, value in views_built_rows(self.routing, self.warehouse.source_table, self.outcomes).items():
             self.warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": key, "value": value, "now": self.now},
                                    label="views.fingerprint")
-        self.views_fingerprint = views_fingerprint(self.routing)
+        self.views_fingerprint = views_fingerprint(self.routing, self.outcomes)
         self.views_source = self.warehouse.source_table
 
     def _rules(self, sql: str | None = None) -> dict[str, Any]:
@@ -471,13 +475,13 @@ class Store:
         wanted = [{"route": route, "n": n} for route, n in limits.items() if n > 0]
         if not wanted:
             return []
-        sql = read_ready_sql(self.routing)
+        sql = read_ready_sql(self.routing, self.outcomes)
         params = {"limits": Rows(LIMIT_FIELDS, wanted), **self._rules(sql)}
         return self.warehouse.query(sql, params, label="topup.read_ready")
 
     def ready_counts(self) -> tuple[dict[str | None, int], int]:
         """Ready leads per route (key None: matched no route), and how many ready leads have no score."""
-        sql = ready_counts_sql(self.routing)
+        sql = ready_counts_sql(self.routing, self.outcomes)
         rows = self.warehouse.query(sql, self._rules(sql), label="ready_counts")
         counts = {(None if r["sequence_target"] is None else str(r["sequence_target"])): int(r["ready"])
                   for r in rows}

@@ -253,7 +253,7 @@ def _phases(ctx: RunContext) -> None:
     signals = ctx.store.last_summary.get("supply_signals")
     ctx.previous_signals = signals if isinstance(signals, dict) else {}
     _count_ready(ctx)  # before any write: it runs every route's SQL, so a bad route stops the run here
-    fingerprint = views_fingerprint(settings.routing)
+    fingerprint = views_fingerprint(settings.routing, settings.outcome_table)
     if ctx.store.views_fingerprint != fingerprint or ctx.store.views_source is None:
         if ctx.dry_run:
             report.warn("the views (v_ready_for_instantly, v_lead_scores, ...) were built for other routes or an "

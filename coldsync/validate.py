@@ -378,7 +378,7 @@ def _check_routes(result: Validation, settings: Settings, config: dict[str, obje
     if table_row not in (None, "") and not routing.origin.startswith("config table"):
         warnings.append((f"the config table's `routes` row is NOT used: {routing.origin} wins over it",
                          "delete the row, or remove the file / ROUTES setting if the row is meant"))
-    if built != views_fingerprint(routing):
+    if built != views_fingerprint(routing, settings.outcome_table):
         warnings.append(("the views (v_ready_for_instantly, v_lead_scores, ...) were built for other routes or "
                          "an older version: what they show is not what a run sends",
                          "run `python setup.py` (the next live sync run also rebuilds them)"))

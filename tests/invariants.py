@@ -23,8 +23,9 @@ from coldsync.cli import ExitCode
 from coldsync.instantly import client as client_module
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator, RequestRecord
+from coldsync.outcomes import row_returns_at
 from coldsync.redact import mask_email
-from coldsync.rules import Action, classify_finished_lead, normalize_email, rest_ends_at
+from coldsync.rules import Action, classify_finished_lead, normalize_email
 from coldsync.settings import Settings, replace
 from coldsync.suppression import address_key, domain_key, erasure_hash, key_domain
 from coldsync.sync import SyncResult, run_sync
@@ -118,6 +119,10 @@ def table_contents(warehouse: Warehouse) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
+NEVER_RETURNS = dt.datetime.max.replace(tzinfo=dt.UTC)
+"""rest_until of a person whose history never lets them return (an in-sales mark, a wrong person, ...)."""
+
+
 @dataclass
 class Snapshot:
     dnc: Suppressions
@@ -137,12 +142,13 @@ def managed_leads(sim: InstantlySimulator, settings: Settings) -> dict[str, dict
 
 
 def snapshot(warehouse: Warehouse, sim: InstantlySimulator, settings: Settings, *, tables: bool = False) -> Snapshot:
-    history = _rows(warehouse, "SELECT email, status_final, MAX(completed_at) AS last FROM `{ds}.ops_lead_history` "
-                               "GROUP BY email, status_final")
+    history = _rows(warehouse, "SELECT email, status_final, completed_at, policy, return_at "
+                               "FROM `{ds}.ops_lead_history`")
     last: dict[str, dt.datetime] = {}
-    for r in history:  # a person's rest ends when every one of their rows has ended its own
+    for r in history:  # a person's rest ends when every one of their rows has ended its own (None: never)
         key = address_key(r["email"])
-        ends = rest_ends_at(str(r["status_final"]), r["last"], settings.cooldown_days, settings.give_up_cooldown_days)
+        ends = row_returns_at(r["policy"], r["return_at"], str(r["status_final"]), r["completed_at"],
+                              table=settings.outcome_table) or NEVER_RETURNS
         if key is not None and (key not in last or ends > last[key]):
             last[key] = ends
     runs = _rows(warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_run_log` WHERE outcome = 'success'")
@@ -298,7 +304,9 @@ def check_after_run(warehouse: Warehouse, sim: InstantlySimulator, settings: Set
     # GIVE_UP_COOLDOWN_DAYS instead)
     for email in sent:
         until = before.rest_until.get(address_key(email) or "")
-        if until is not None and now < until:
+        if until == NEVER_RETURNS:
+            problems.append(f"invariant 2: {mask_email(email)} re-added though its history says never again")
+        elif until is not None and now < until:
             problems.append(f"invariant 2: {mask_email(email)} re-added {(until - now).days} days before its "
                             "rest after its last attempt ended")
     # 3. one lead per email across the managed campaigns

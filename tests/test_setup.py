@@ -109,3 +109,33 @@ def test_setup_command_builds_demo_and_prints_ready_counts(tmp_path: Path) -> No
     again = subprocess.run([sys.executable, "setup.py"], cwd=REPO, env=env, capture_output=True, text=True,
                            timeout=120)
     assert again.returncode == 0 and "created" not in again.stdout
+
+
+def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_status(
+        raw_warehouse: Warehouse, settings: Settings) -> None:
+    """A v3 ops_lead_history (no policy, return_at, interest_status) holding a row: setup adds the three
+    columns, keeps the row (its policy NULL), records schema version 4, and a second setup changes nothing;
+    the old `replied` row rests by the replied policy (180 days) from its completed_at."""
+    import datetime as dt
+
+    from coldsync.warehouse.schema import LEAD_HISTORY, SCHEMA_VERSION
+    from tests.helpers import set_config
+
+    raw_warehouse.ensure_dataset()
+    v3 = type(LEAD_HISTORY)(LEAD_HISTORY.name, LEAD_HISTORY.columns[:11], "version 3")
+    assert [c.name for c in LEAD_HISTORY.columns[11:]] == ["policy", "return_at", "interest_status"]
+    raw_warehouse.create_table(v3)
+    ended = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    raw_warehouse.execute(
+        "INSERT INTO `{ds}.ops_lead_history` (email, campaign_id, status_final, completed_at, attempt_num) "
+        "VALUES ('old@upgrade.example', 'c1', 'replied', @at, 1)", {"at": ended}, label="test.old_row")
+    build(raw_warehouse, settings, [lead("old@upgrade.example")], as_of=ended + dt.timedelta(days=179))
+    assert set(LEAD_HISTORY.column_names()) <= set(raw_warehouse.existing_columns(LEAD_HISTORY.name) or {})
+    rows = raw_warehouse.query("SELECT email, policy, return_at, interest_status FROM `{ds}.ops_lead_history`",
+                               label="t")
+    assert rows == [{"email": "old@upgrade.example", "policy": None, "return_at": None, "interest_status": None}]
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 4
+    assert not ensure_schema(raw_warehouse, settings).changed
+    assert list(ready(raw_warehouse)) == []
+    set_config(raw_warehouse, "as_of", string=(ended + dt.timedelta(days=180)).isoformat())
+    assert list(ready(raw_warehouse)) == ["old@upgrade.example"]

@@ -16,8 +16,9 @@ from typing import Any
 
 from coldsync.instantly.client import LeadFilter
 from coldsync.instantly.errors import InstantlyError, is_service_level
+from coldsync.outcomes import UnknownInterestStatus
 from coldsync.phases.blocklist import mirror_rows
-from coldsync.phases.context import RunContext, dead_letter, lead_time, resolution
+from coldsync.phases.context import RunContext, dead_letter, history_row, lead_time, resolution
 from coldsync.rules import Suppression, chunk, lead_id_of, normalize_email, parse_timestamp, plan_drain
 from coldsync.store import StateRow, dnc_row
 
@@ -177,14 +178,21 @@ def run_drain(ctx: RunContext) -> None:
         managed = ctx.campaign(campaign_id)
         route = row.sequence_target if row and row.sequence_target else managed.route if managed else None
         arm = row.arm if row and row.arm else managed.arm if managed else None
+        raw_interest = lead.get("lt_interest_status")  # the classifier has refused any other type
+        interest = int(raw_interest) if isinstance(raw_interest, int | float) and not isinstance(
+            raw_interest, bool) else None
+        try:
+            history.append(history_row(
+                ctx, email=email, campaign_id=campaign_id, sequence_name=route,
+                status_final=decision.outcome.value, completed_at=lead_time(lead, ctx.now),
+                attempt_num=row.attempt_num if row else None, instantly_lead_id=str(lead["id"]),
+                reason=decision.reason, arm=arm, interest_status=interest))
+        except UnknownInterestStatus as exc:  # never guessed: kept, reported, mapped by hand ([custom_labels])
+            phase.counts["unknown_kept"] += 1
+            phase.notes.append(f"kept a finished lead: {exc} (map it in the outcome policies' [custom_labels])")
+            continue
         phase.plan[f"drain {decision.outcome.value}"] += 1
         ctx.report.route_count(route, "drained")
-        history.append({
-            "email": email, "campaign_id": campaign_id, "sequence_name": route,
-            "status_final": decision.outcome.value, "completed_at": lead_time(lead, ctx.now),
-            "attempt_num": row.attempt_num if row else None, "instantly_lead_id": str(lead["id"]),
-            "reason": decision.reason, "arm": arm,
-        })
         if decision.suppression in DNC_SOURCES:
             dnc.append({"email": email, "domain": None, "source": DNC_SOURCES[decision.suppression],
                         "reason": decision.reason})
@@ -210,10 +218,10 @@ def run_drain(ctx: RunContext) -> None:
         campaign_id = str(hit.campaign_id)
         phase.plan[f"drain {SUPPRESSED_OUTCOME}"] += 1
         ctx.report.route_count(hit.sequence_target, "drained")
-        history.append({"email": hit.email, "campaign_id": campaign_id, "sequence_name": hit.sequence_target,
-                        "status_final": SUPPRESSED_OUTCOME, "completed_at": ctx.now, "attempt_num": hit.attempt_num,
-                        "instantly_lead_id": hit.instantly_lead_id,
-                        "reason": f"on the do-not-contact list (by {hit.suppressed})", "arm": hit.arm})
+        history.append(history_row(ctx, email=hit.email, campaign_id=campaign_id, sequence_name=hit.sequence_target,
+                                   status_final=SUPPRESSED_OUTCOME, completed_at=ctx.now,
+                                   attempt_num=hit.attempt_num, instantly_lead_id=hit.instantly_lead_id,
+                                   reason=f"on the do-not-contact list (by {hit.suppressed})", arm=hit.arm))
         to_delete.setdefault(campaign_id, {})[hit.instantly_lead_id] = hit.email
         owned.add(hit.instantly_lead_id)
         state_rows[hit.email] = {

@@ -20,9 +20,9 @@ from typing import Any
 
 from coldsync.instantly.errors import InstantlyError, is_service_level
 from coldsync.phases import blocklist
-from coldsync.phases.context import RunContext, dead_letter
+from coldsync.phases.context import RunContext, dead_letter, history_row
 from coldsync.phases.reconcile import needs_fresh_state, reconcile_campaigns, take_out
-from coldsync.rules import chunk, lead_id_of
+from coldsync.rules import GIVE_UP_OUTCOME, chunk, lead_id_of
 
 log = logging.getLogger("coldsync.housekeeping")
 
@@ -84,10 +84,11 @@ def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]]) -> list
             if letter["operation"] == "add_lead" and email and current is None:
                 # Stop picking a lead that keeps failing: rest it for one cooldown, with the reason.
                 failed_in = ctx.campaign(str(letter.get("campaign_id") or ""))
-                history.append({"email": str(email), "campaign_id": str(letter.get("campaign_id") or ""),
-                                "sequence_name": failed_in.route if failed_in else None, "status_final": "failed",
-                                "completed_at": ctx.now, "attempt_num": None, "instantly_lead_id": None,
-                                "reason": reason, "arm": failed_in.arm if failed_in else None})
+                history.append(history_row(ctx, email=str(email), campaign_id=str(letter.get("campaign_id") or ""),
+                                           sequence_name=failed_in.route if failed_in else None,
+                                           status_final=GIVE_UP_OUTCOME, completed_at=ctx.now, attempt_num=None,
+                                           instantly_lead_id=None, reason=reason,
+                                           arm=failed_in.arm if failed_in else None))
     return rows
 
 

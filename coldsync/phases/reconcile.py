@@ -31,7 +31,7 @@ from itertools import islice
 from typing import Any
 
 from coldsync.instantly.errors import InstantlyError
-from coldsync.phases.context import CampaignView, RunContext
+from coldsync.phases.context import CampaignView, RunContext, history_row
 from coldsync.phases.drain import SUPPRESSED_OUTCOME
 from coldsync.rules import Action, chunk, classify_finished_lead, lead_id_of, normalize_email
 from coldsync.store import StateRow
@@ -54,10 +54,10 @@ def take_out(ctx: RunContext, email: str, campaign_id: str, lead_id: str, how: s
     managed = ctx.campaign(campaign_id)
     sequence = sequence or (managed.route if managed else None)
     arm = managed.arm if managed else None
-    history.append({"email": email, "campaign_id": campaign_id, "sequence_name": sequence,
-                    "status_final": SUPPRESSED_OUTCOME, "completed_at": ctx.now, "attempt_num": attempt,
-                    "instantly_lead_id": lead_id, "reason": f"on the do-not-contact list (by {how}): never adopted",
-                    "arm": arm})
+    history.append(history_row(ctx, email=email, campaign_id=campaign_id, sequence_name=sequence,
+                               status_final=SUPPRESSED_OUTCOME, completed_at=ctx.now, attempt_num=attempt,
+                               instantly_lead_id=lead_id,
+                               reason=f"on the do-not-contact list (by {how}): never adopted", arm=arm))
     state.append({"email": email, "op": "upsert", "status": "draining", "instantly_lead_id": lead_id,
                   "campaign_id": campaign_id, "sequence_target": sequence, "attempt_num": attempt,
                   "outcome": SUPPRESSED_OUTCOME, "added_at": None, "arm": arm})
@@ -338,10 +338,10 @@ class _Reconciler:
         """Gone from the managed campaigns without our drain: record it, then forget it."""
         self.phase.plan["close moved outside" if reason == MOVED_OUTSIDE_REASON else "close vanished"] += 1
         self.closed[str(row.instantly_lead_id)] = (row, reason)
-        self.history.append({"email": row.email, "campaign_id": campaign.campaign_id,
-                             "sequence_name": row.sequence_target, "status_final": REMOVED,
-                             "completed_at": self.ctx.now, "attempt_num": row.attempt_num,
-                             "instantly_lead_id": row.instantly_lead_id, "reason": reason, "arm": row.arm})
+        self.history.append(history_row(self.ctx, email=row.email, campaign_id=campaign.campaign_id,
+                                        sequence_name=row.sequence_target, status_final=REMOVED,
+                                        completed_at=self.ctx.now, attempt_num=row.attempt_num,
+                                        instantly_lead_id=row.instantly_lead_id, reason=reason, arm=row.arm))
         self._add({"email": row.email, "op": "delete"})
 
     # ---- the bounded listing -------------------------------------------------------------------

@@ -19,8 +19,9 @@ from typing import Any
 
 from coldsync.instantly.client import LeadOutcome
 from coldsync.instantly.errors import is_service_level
+from coldsync.outcomes import IN_WORKSPACE_OUTCOME
 from coldsync.phases.blocklist import confirm_blocklisted, entry_dnc_row
-from coldsync.phases.context import CampaignView, RunContext, dead_letter
+from coldsync.phases.context import CampaignView, RunContext, dead_letter, history_row
 from coldsync.phases.signals import MIN_BOUNCE_SAMPLE, CampaignSignals, campaign_signals
 from coldsync.routes import DEFAULT_CUSTOM_VARIABLES, Arm, Route, custom_variables
 from coldsync.rules import normalize_email, parse_timestamp
@@ -315,11 +316,12 @@ def _settle(ctx: RunContext, outcome: LeadOutcome, email: str, campaign_id: str,
         # In a campaign we do not manage: not ours to send; rest it for a cooldown instead of retrying.
         state.append({"email": email, "op": "delete"})
         managed = ctx.campaign(campaign_id)
-        history.append({"email": email, "campaign_id": campaign_id, "sequence_name": row.get("sequence_target"),
-                        "status_final": "in_workspace", "completed_at": ctx.now,
-                        "attempt_num": int(row.get("attempt_num") or 1), "instantly_lead_id": outcome.lead_id,
-                        "reason": "already in another campaign of the workspace",
-                        "arm": managed.arm if managed else None})
+        history.append(history_row(ctx, email=email, campaign_id=campaign_id,
+                                   sequence_name=row.get("sequence_target"), status_final=IN_WORKSPACE_OUTCOME,
+                                   completed_at=ctx.now, attempt_num=int(row.get("attempt_num") or 1),
+                                   instantly_lead_id=outcome.lead_id,
+                                   reason="already in another campaign of the workspace",
+                                   arm=managed.arm if managed else None))
     elif kind in ("blocklisted", "invalid", "incomplete") and outcome.inferred:
         # Instantly only counted such leads; the client guessed which. A guess never becomes a
         # permanent suppression: the row is freed and the guess re-checked (run_topup, below).

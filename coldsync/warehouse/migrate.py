@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from coldsync.outcomes import PolicyError, PolicyTable
 from coldsync.routes import Routing, RoutingError
-from coldsync.settings import CONFIG_KEYS, Settings, routing_of
+from coldsync.settings import CONFIG_KEYS, Settings, routing_of, with_config_rows
 from coldsync.warehouse.base import Rows, Warehouse, WarehouseError
 from coldsync.warehouse.schema import (
     ERASURE_SALT_KEY,
@@ -72,7 +73,7 @@ class SchemaReport:
 
 # Rows ops add only when they mean it: a routing document or a score in the table overrides nothing
 # until written (the file and the defaults stay in charge).
-UNSEEDED = frozenset({"routes", "priority_expression"})
+UNSEEDED = frozenset({"routes", "priority_expression", "outcome_policies"})
 
 
 def config_seed_rows(settings: Settings) -> list[dict[str, Any]]:
@@ -110,6 +111,18 @@ def ensure_erasure_salt(warehouse: Warehouse) -> bool:
     created. Raises WarehouseError when the config table is missing or unwritable."""
     params = {"key": ERASURE_SALT_KEY, "salt": secrets.token_hex(32)}
     return warehouse.execute(CREATE_SALT_SQL, params, label="setup.erasure_salt") > 0
+
+
+def outcomes_in_effect(warehouse: Warehouse, settings: Settings) -> PolicyTable:
+    """The outcome policy table a sync run would use (its settings resolved with the config table's rows:
+    cooldowns, reply days, the `outcome_policies` row), for the views' rule 5. Raises SchemaError for a bad
+    one."""
+    resolved = settings if warehouse.existing_columns("config") is None else with_config_rows(
+        settings, read_config(warehouse))
+    try:
+        return resolved.outcome_table
+    except PolicyError as exc:
+        raise SchemaError(f"the outcome policies cannot be used: {exc}") from exc
 
 
 def routing_in_effect(warehouse: Warehouse, settings: Settings) -> Routing:
@@ -228,7 +241,8 @@ def ensure_schema(
                 act(f"would fail: {problem}")
             return report
         raise SchemaError("; ".join(problems))
-    for name, sql in views(routing):
+    outcomes = outcomes_in_effect(warehouse, settings)
+    for name, sql in views(routing, outcomes):
         before = warehouse.existing_columns(name)
         if dry_run:
             act(f"would create or replace view {name}", warehouse.render(sql))
@@ -239,7 +253,7 @@ def ensure_schema(
             raise SchemaError(f"could not create {name}: {exc}") from exc
         act(f"ok: view {name} is current" if before is not None else f"created view {name}")
     if not dry_run:
-        for key, value in views_built_rows(routing, warehouse.source_table).items():
+        for key, value in views_built_rows(routing, warehouse.source_table, outcomes).items():
             warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": key, "value": value, "now": dt.datetime.now(dt.UTC)},
                               label="setup.views_fingerprint")
     return report

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from coldsync.outcomes import PolicyTable, may_return_sql
 from coldsync.routes import SCORE_COMPONENTS, Routing, route_case_sql
 from coldsync.rules import EMAIL_PATTERN, GIVE_UP_OUTCOME, MAX_EMAIL_LENGTH
 from coldsync.suppression import (
@@ -24,7 +25,7 @@ from coldsync.suppression import (
     sql_valid_email_or_null,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ LEAD_HISTORY = TableSpec(
         _c("recorded_at", "TIMESTAMP", "when this row was written"),
         _c("run_id", "STRING", "run that wrote it"),
         _c("arm", "STRING", "A/B arm of the route this attempt was in"),
+        _c("policy", "STRING", "outcome policy the sync applied (coldsync.outcomes); NULL: written before v4"),
+        _c("return_at", "TIMESTAMP", "when the address may return to cold outreach; NULL with a policy: never "
+           "(set it by hand to lift that)"),
+        _c("interest_status", "INT64", "the lead's lt_interest_status when it was drained (NULL: not set)"),
     ),
     "One row per finished attempt. Idempotent key (email, campaign_id, attempt_num).",
     partition_by="completed_at",
@@ -197,7 +202,7 @@ SOURCE_COLUMNS: tuple[Column, ...] = (
 VIEW_NAME = "v_ready_for_instantly"
 
 # Default values of the business settings the view reads; the config table overrides them.
-VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000, "cooldown_days": 90, "give_up_cooldown_days": 7}
+VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000}
 
 
 # The one definition of eligibility. Rules, in order:
@@ -210,19 +215,21 @@ VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000, "cooldown_days": 90, "give_
 #     nor an erased person's hash (v_dnc_keys: keys stored when written AND computed from the raw
 #     entries, so rows inserted by hand count too);
 #  4. no row in ops_inst_state for its key (pending, active or draining, any campaign);
-#  5. not in cooldown: the key's last history row ended at least cooldown_days before `as_of`
-#     (exactly cooldown_days ago is eligible again), except a given-up add (status `failed`: never
-#     sent), which rests give_up_cooldown_days; history rows are keyed as stored (any case,
-#     decorations, +tags: v_history_by_key);
+#  5. allowed back: every history row of the key lets the person return at `as_of`
+#     (coldsync.outcomes.may_return_sql: a row's `return_at` has passed, NULL meaning never; a row written
+#     before the policy columns rests by its status_final's policy: COOLDOWN_DAYS for no reply,
+#     GIVE_UP_COOLDOWN_DAYS for a given-up add, ...; exactly at the instant is eligible again); history
+#     rows are keyed as stored (any case, decorations, +tags: v_history_by_key);
 #  6. sequence_target: the name of the first route whose condition holds (coldsync.routes; by default
 #     SMB when revenue < threshold or revenue unknown, else Midsize); no route holds: not ready;
 #  7. priority inside the route: the score (PRIORITY_EXPRESSION; by default never contacted first, then
 #     higher revenue), higher first, then email.
 # `as_of` is CURRENT_TIMESTAMP() unless the config row `as_of` holds a timestamp (simulations only).
 # Rules 1-4 are the candidates (candidate_ctes); rules 5-7 are routed_cte, used by the views with the
-# config table's values and by the sync's own reads with the run's settings (which may override them
-# for one run: COOLDOWN_DAYS, SMB_REVENUE_THRESHOLD) and the run's clock. The views are built from the
-# routing in effect when setup.py (or a sync run that finds them outdated) creates them.
+# config table's threshold and `as_of` and by the sync's own reads with the run's settings (which may
+# override them for one run: COOLDOWN_DAYS, SMB_REVENUE_THRESHOLD) and the run's clock. The views are
+# built from the routing and the outcome policy table (rule 5's day counts) in effect when setup.py (or a
+# sync run that finds them outdated) creates them: their fingerprint changes with either.
 assert '"' not in EMAIL_PATTERN, "the view embeds EMAIL_PATTERN in a double-quoted raw string"
 
 CANDIDATES_VIEW = "v_lead_candidates"
@@ -335,19 +342,22 @@ WHERE problem IS NOT NULL
 """  # noqa: S608
 
 # Per person (suppression key): the last attempt number and when the last attempt ended, ONE definition
-# as CTE text (`history_by_key`). History rows are keyed as stored, so rows imported by hand in another
-# case or form count for the same person.
+# as CTE text (`history_by_key`), over `history_rows` (every history row with its suppression key, and
+# the columns rule 5 reads). History rows are keyed as stored, so rows imported by hand in another case or
+# form count for the same person.
 def history_rest_columns(status: str = "status_final", completed: str = "completed_at") -> str:
-    """The two aggregates rule 5 reads, ONE definition (coldsync.rules.GIVE_UP_OUTCOME): when the
-    person's last attempt that ran ended (`last_completed_at`: COOLDOWN_DAYS from there) and when an add
-    was last given up (`last_given_up_at`: GIVE_UP_COOLDOWN_DAYS from there; that lead was never sent)."""
+    """When the person's last attempt that ran ended (`last_completed_at`: the score's "never contacted")
+    and when an add was last given up (`last_given_up_at`; that lead was never sent). Rule 5 itself reads
+    the rows (rest_predicate)."""
     given_up = f"{status} = '{GIVE_UP_OUTCOME}'"
     return (f"MAX(CASE WHEN {given_up} THEN NULL ELSE {completed} END) AS last_completed_at, "
             f"MAX(CASE WHEN {given_up} THEN {completed} END) AS last_given_up_at")
 
 
-HISTORY_KEY_CTES = f"""{address_key_ctes("history_rows", "`{ds}.ops_lead_history`", "email",
-                                         "completed_at, attempt_num, status_final")},
+HISTORY_ROWS_CTES = address_key_ctes("history_rows", "`{ds}.ops_lead_history`", "email",
+                                     "completed_at, attempt_num, status_final, policy, return_at")
+
+HISTORY_KEY_CTES = f"""{HISTORY_ROWS_CTES},
 history_by_key AS (
   SELECT email_key, {history_rest_columns()}, MAX(attempt_num) AS last_attempt
   FROM history_rows
@@ -362,13 +372,14 @@ SELECT email_key, last_completed_at, last_given_up_at, last_attempt FROM history
 """  # noqa: S608
 
 
-def cooldown_predicate(as_of: str, cooldown_days: str, give_up_days: str) -> str:
-    """Rule 5, the one definition (coldsync.rules.rest_ends_at in Python): the last sequence ended at
-    least `cooldown_days` before `as_of`, and the last given-up add at least `give_up_days` before it."""
-    return (f"((c.last_completed_at IS NULL OR "
-            f"c.last_completed_at <= TIMESTAMP_SUB({as_of}, INTERVAL {cooldown_days} DAY)) AND "
-            f"(c.last_given_up_at IS NULL OR "
-            f"c.last_given_up_at <= TIMESTAMP_SUB({as_of}, INTERVAL {give_up_days} DAY)))")
+def rest_predicate(outcomes: PolicyTable | None, as_of: str, *, key: str = "c.email_key", joins: str = "") -> str:
+    """Rule 5, the one definition (coldsync.outcomes.row_returns_at in Python): no history row of the
+    person `key` forbids a return at `as_of` (coldsync.outcomes.may_return_sql over `history_rows AS h`,
+    with `joins`, e.g. the view's params, after it). An uncorrelated NOT IN: both engines plan it as one
+    hash anti-join."""
+    allowed = may_return_sql(outcomes, as_of=as_of, alias="h")
+    return (f"{key} NOT IN (SELECT h.email_key FROM history_rows AS h{joins} "  # noqa: S608
+            f"WHERE h.email_key IS NOT NULL AND NOT {allowed})")
 
 
 # Why a source row's email cannot be used, or NULL when it can (rule 1): ONE expression, read by the
@@ -448,16 +459,17 @@ SOURCE_CTES = source_ctes()
 
 
 def candidate_ctes(extra: Sequence[str] = ()) -> str:
-    """Rules 1-4 as CTE text ending in `candidates` (one row per ready-or-cooling person, with
-    attempt_num and last_completed_at). Only constants and checked identifiers are formatted in."""
+    """Rules 1-4 as CTE text ending in `candidates` (one row per ready-or-cooling person, with its
+    suppression key, attempt_num and last_completed_at), after `history_rows` (rule 5 reads it). Only
+    constants and checked identifiers are formatted in."""
     return f"""{source_ctes(extra)},
 {DNC_KEY_CTES},
 {HISTORY_KEY_CTES},
 {address_key_ctes("managed", "`{ds}.ops_inst_state`", "email", "status")},
 candidates AS (
   SELECT
-    v.email, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country, v.annual_revenue,
-    COALESCE(h.last_attempt, 0) + 1 AS attempt_num,
+    v.email, v.email_key, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country,
+    v.annual_revenue, COALESCE(h.last_attempt, 0) + 1 AS attempt_num,
     h.last_completed_at, h.last_given_up_at{_extras(extra, "v")}
   FROM valid AS v
   LEFT JOIN history_by_key AS h ON h.email_key = v.email_key
@@ -467,9 +479,10 @@ candidates AS (
 )"""  # noqa: S608
 
 
-def routed_cte(routing: Routing, *, source: str, as_of: str, cooldown_days: str, threshold: str,
-               give_up_days: str, components: bool = False) -> str:
-    """Rules 5-7 as the CTE `routed`: the candidates of `source` out of cooldown, each with its
+def routed_cte(routing: Routing, *, source: str, as_of: str, threshold: str, outcomes: PolicyTable | None,
+               joins: str = "", components: bool = False) -> str:
+    """Rules 5-7 as the CTE `routed`: the candidates of `source` allowed back at `as_of` by the outcome
+    policy table `outcomes` (rest_predicate; `joins` bring `as_of` into its subquery), each with its
     `sequence_target` (first matching route, NULL when none) and `score` (higher first); with
     `components`, also the default score's parts (v_lead_scores). The routes' SQL is checked SQL
     (coldsync.routes.check_expression)."""
@@ -479,7 +492,7 @@ def routed_cte(routing: Routing, *, source: str, as_of: str, cooldown_days: str,
     {route_case_sql(routing, threshold)} AS sequence_target,
     {routing.score} AS score{parts}
   FROM {source} AS c
-  WHERE {cooldown_predicate(as_of, cooldown_days, give_up_days)}
+  WHERE {rest_predicate(outcomes, as_of, joins=joins)}
 )"""  # noqa: S608
 
 
@@ -490,10 +503,6 @@ _PARAMS_CTE = f"""params AS (
   SELECT
     COALESCE((SELECT MAX(value_int) FROM `{{ds}}.config` WHERE key = 'smb_revenue_threshold'),
              {VIEW_DEFAULTS["smb_revenue_threshold"]}) AS smb_threshold,
-    COALESCE((SELECT MAX(value_int) FROM `{{ds}}.config` WHERE key = 'cooldown_days'),
-             {VIEW_DEFAULTS["cooldown_days"]}) AS cooldown_days,
-    COALESCE((SELECT MAX(value_int) FROM `{{ds}}.config` WHERE key = 'give_up_cooldown_days'),
-             {VIEW_DEFAULTS["give_up_cooldown_days"]}) AS give_up_cooldown_days,
     COALESCE((SELECT MAX(SAFE_CAST(value_string AS TIMESTAMP)) FROM `{{ds}}.config` WHERE key = 'as_of'),
              CURRENT_TIMESTAMP()) AS as_of
 )"""  # noqa: S608
@@ -510,19 +519,18 @@ SELECT * FROM candidates
 
 # The candidates of v_lead_candidates beside the config table's values, for the views.
 _VIEW_SOURCE_CTE = f"""cp AS (
-  SELECT c0.*, p.smb_threshold, p.cooldown_days, p.give_up_cooldown_days, p.as_of
+  SELECT c0.*, p.smb_threshold, p.as_of
   FROM `{{ds}}.{CANDIDATES_VIEW}` AS c0
   CROSS JOIN params AS p
 )"""  # noqa: S608
 
 
-def _view_routed(routing: Routing, components: bool = False) -> str:
-    return routed_cte(routing, source="cp", as_of="c.as_of", cooldown_days="c.cooldown_days",
-                      give_up_days="c.give_up_cooldown_days",
+def _view_routed(routing: Routing, outcomes: PolicyTable | None, components: bool = False) -> str:
+    return routed_cte(routing, source="cp", as_of="p.as_of", joins=" CROSS JOIN params AS p", outcomes=outcomes,
                       threshold="c.smb_threshold", components=components)
 
 
-def ready_view_sql(routing: Routing) -> str:
+def ready_view_sql(routing: Routing, outcomes: PolicyTable | None = None) -> str:
     """v_ready_for_instantly: rules 5-7 with the config table's values; `priority` is the rank inside
     the route (1 = added first)."""
     extra = _extras(routing.source_columns, "r")
@@ -530,7 +538,8 @@ def ready_view_sql(routing: Routing) -> str:
 CREATE OR REPLACE VIEW `{{ds}}.{VIEW_NAME}` AS
 WITH {_PARAMS_CTE},
 {_VIEW_SOURCE_CTE},
-{_view_routed(routing)}
+{HISTORY_ROWS_CTES},
+{_view_routed(routing, outcomes)}
 SELECT
   r.email, r.first_name, r.last_name, r.company_name, r.domain, r.location, r.country, r.annual_revenue,
   r.sequence_target, r.attempt_num, r.last_completed_at, r.score,
@@ -540,7 +549,7 @@ WHERE r.sequence_target IS NOT NULL
 """  # noqa: S608
 
 
-def lead_scores_view_sql(routing: Routing) -> str:
+def lead_scores_view_sql(routing: Routing, outcomes: PolicyTable | None = None) -> str:
     """v_lead_scores: why each ready lead ranks where it does: the default score's parts as columns
     (never_contacted_points, revenue_points), the score in effect, the rank inside its route, and the
     declared extra source columns (a custom score's inputs). Unrouted leads are listed too
@@ -549,7 +558,8 @@ def lead_scores_view_sql(routing: Routing) -> str:
 CREATE OR REPLACE VIEW `{{ds}}.{SCORES_VIEW}` AS
 WITH {_PARAMS_CTE},
 {_VIEW_SOURCE_CTE},
-{_view_routed(routing, components=True)}
+{HISTORY_ROWS_CTES},
+{_view_routed(routing, outcomes, components=True)}
 SELECT
   r.email, r.sequence_target, r.attempt_num, r.last_completed_at, r.annual_revenue,
   {", ".join(f"r.{name}" for name, _sql in SCORE_COMPONENTS)}, r.score,
@@ -588,19 +598,20 @@ WHERE v.duplicate_rank = 1 AND v.revenue_unreadable
 """  # noqa: S608
 
 
-def views(routing: Routing) -> tuple[tuple[str, str], ...]:
-    """Every view, in creation order (each reads only the ones before it), for this routing."""
+def views(routing: Routing, outcomes: PolicyTable | None = None) -> tuple[tuple[str, str], ...]:
+    """Every view, in creation order (each reads only the ones before it), for this routing and outcome
+    policy table (None: the defaults)."""
     return (
         (DNC_ENTRIES_VIEW, DNC_ENTRIES_SQL), (DNC_KEYS_VIEW, DNC_KEYS_SQL), (DNC_REJECTS_VIEW, DNC_REJECTS_SQL),
         (HISTORY_KEYS_VIEW, HISTORY_KEYS_SQL), (CANDIDATES_VIEW, candidates_view_sql(routing)),
-        (VIEW_NAME, ready_view_sql(routing)), (SCORES_VIEW, lead_scores_view_sql(routing)),
+        (VIEW_NAME, ready_view_sql(routing, outcomes)), (SCORES_VIEW, lead_scores_view_sql(routing, outcomes)),
         (REJECTS_VIEW, rejects_view_sql()),
     )
 
 
-def views_fingerprint(routing: Routing) -> str:
-    """Changes whenever a view's SQL changes (a new version of coldsync, or another routing)."""
-    text = "\n".join(sql for _name, sql in views(routing))
+def views_fingerprint(routing: Routing, outcomes: PolicyTable | None = None) -> str:
+    """Changes whenever a view's SQL changes (a new version of coldsync, another routing, other policies)."""
+    text = "\n".join(sql for _name, sql in views(routing, outcomes))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -610,10 +621,10 @@ SOURCE_BINDING_KEY = "views_source_table"
 """Config row: the source table the views were last built on, as the warehouse resolves SOURCE_TABLE."""
 
 
-def views_built_rows(routing: Routing, source_table: str) -> dict[str, str]:
+def views_built_rows(routing: Routing, source_table: str, outcomes: PolicyTable | None = None) -> dict[str, str]:
     """The config rows that say what the views were built from (written with SET_VIEWS_FINGERPRINT_SQL
     by setup.py and by a sync that rebuilds them): their fingerprint and their source table."""
-    return {VIEWS_FINGERPRINT_KEY: views_fingerprint(routing), SOURCE_BINDING_KEY: source_table}
+    return {VIEWS_FINGERPRINT_KEY: views_fingerprint(routing, outcomes), SOURCE_BINDING_KEY: source_table}
 
 
 def source_binding_problem(bound: str | None, source_table: str, *, engine: str) -> str | None:
