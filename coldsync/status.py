@@ -37,6 +37,17 @@ GROUP BY campaign_id, status
 ORDER BY campaign_id, status
 """
 
+# How drained leads ended over the last 30 days, by outcome and the policy applied (coldsync.outcomes):
+# `never_back` = rows whose policy keeps the address out for good (return_at empty).
+OUTCOMES_SQL = """
+SELECT status_final, COALESCE(policy, '(before policies)') AS policy, COUNT(*) AS leads,
+       COUNTIF(policy IS NOT NULL AND return_at IS NULL) AS never_back
+FROM `{ds}.ops_lead_history`
+WHERE completed_at >= @since
+GROUP BY status_final, policy
+ORDER BY leads DESC, status_final, policy
+"""
+
 DNC_SQL = """
 SELECT source, COUNTIF(email IS NOT NULL) AS emails, COUNTIF(email IS NULL AND domain IS NOT NULL) AS domains
 FROM `{ds}.ops_dnc`
@@ -110,6 +121,7 @@ class StatusReport:
     dead_letters_24h: list[dict[str, Any]]
     open_dead_letters: int
     runs: list[dict[str, Any]] = field(default_factory=list)
+    outcomes_30d: list[dict[str, Any]] = field(default_factory=list)  # status_final, policy, leads, never_back
 
     @property
     def ready_total(self) -> int:
@@ -157,6 +169,10 @@ class StatusReport:
                      + (f": {sources}" if sources else ""))
         lines.append(f"  in cooldown ({self.cooldown_days} days): {self.in_cooldown:,} leads, "
                      f"{self.leaving_cooldown_in_7_days:,} eligible again within 7 days")
+        lines.append("  drained, last 30 days, by outcome and policy:" + ("" if self.outcomes_30d else " none"))
+        lines.extend(f"    {r['status_final']:<13} {r['policy']:<18} {int(r['leads']):>8,}"
+                     + (f"  ({int(r['never_back']):,} never back)" if int(r["never_back"]) else "")
+                     for r in self.outcomes_30d)
         lines.append(f"  dead letters, last 24 hours: {sum(int(r['failures']) for r in self.dead_letters_24h):,} "
                      f"(open overall: {self.open_dead_letters:,})")
         for r in self.dead_letters_24h:
@@ -190,6 +206,12 @@ class StatusReport:
         if self.dnc_by_source:
             out += ["**Do-not-contact by source**", "", "| Source | Emails | Domains |", "|---|---:|---:|"]
             out += [f"| {r['source']} | {int(r['emails']):,} | {int(r['domains']):,} |" for r in self.dnc_by_source]
+            out.append("")
+        if self.outcomes_30d:
+            out += ["**Drained, last 30 days, by outcome and policy**", "",
+                    "| Outcome | Policy | Leads | Never back |", "|---|---|---:|---:|"]
+            out += [f"| {r['status_final']} | {r['policy']} | {int(r['leads']):,} | {int(r['never_back']):,} |"
+                    for r in self.outcomes_30d]
             out.append("")
         out += ["**Dead letters, last 24 hours**", ""]
         if self.dead_letters_24h:
@@ -288,6 +310,9 @@ def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None
         leaving_cooldown_in_7_days=int(cooldown["leaving_in_7_days"] or 0),
         dead_letters_24h=dead, open_dead_letters=int(q(OPEN_DEAD_LETTERS_SQL, "open_dead_letters")[0]["still_open"]),
         runs=last_runs,
+        outcomes_30d=[{"status_final": str(r["status_final"]), "policy": str(r["policy"]), "leads": int(r["leads"]),
+                       "never_back": int(r["never_back"] or 0)}
+                      for r in q(OUTCOMES_SQL, "outcomes", since=now - RUNS_LOOKBACK)],
     )
 
 

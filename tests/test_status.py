@@ -15,7 +15,7 @@ from coldsync.cli import ExitCode
 from coldsync.settings import SPECS, Settings
 from coldsync.status import StatusError, collect
 from coldsync.store import Store, dead_letter_id
-from coldsync.warehouse.base import Warehouse
+from coldsync.warehouse.base import Typed, Warehouse
 from coldsync.warehouse.duckdb import DuckDBWarehouse
 from tests.conftest import make_settings
 from tests.helpers import T0, add_dnc, add_history, add_state, build, lead, set_config
@@ -90,6 +90,26 @@ def test_figures(raw_warehouse: Warehouse, tmp_path: Path) -> None:
     assert report.open_dead_letters == 4
     assert [r["run_id"] for r in report.runs] == ["run-3", "run-2", "run-1"]  # run-0 is older than 30 days
     assert report.runs[1]["added"] == 3 and report.runs[1]["duration_seconds"] == pytest.approx(12.5)
+
+
+def test_outcomes_by_policy_over_30_days(raw_warehouse: Warehouse, tmp_path: Path) -> None:
+    """Drained leads of the last 30 days by outcome and policy, with how many never come back (#13)."""
+    settings = _settings(tmp_path)
+    arrange(raw_warehouse, settings)
+    for email, policy, back, interest in (("won@example.com", "in_sales", None, 4),
+                                          ("no@example.com", "not_interested", T0 + dt.timedelta(days=362), -1)):
+        raw_warehouse.execute(
+            "INSERT INTO `{ds}.ops_lead_history` (email, campaign_id, sequence_name, status_final, completed_at, "
+            "attempt_num, policy, return_at, interest_status) VALUES (@e, @c, 'SMB', 'replied', @t, 1, @p, @r, @i)",
+            {"e": email, "c": SMB, "t": T0 - dt.timedelta(days=3), "p": policy,
+             "r": Typed(back, "TIMESTAMP"), "i": interest}, label="test")
+    report = collect(settings, raw_warehouse)
+    assert report.outcomes_30d == [  # done@ (200 days) and soon@ (85 days) are older than 30 days
+        {"status_final": "completed", "policy": "(before policies)", "leads": 1, "never_back": 0},
+        {"status_final": "replied", "policy": "in_sales", "leads": 1, "never_back": 1},
+        {"status_final": "replied", "policy": "not_interested", "leads": 1, "never_back": 0}]
+    assert "    replied       in_sales                  1  (1 never back)" in report.render_text()
+    assert "| replied | in_sales | 1 | 1 |" in report.render_markdown()
 
 
 def test_renderings_hold_no_email(raw_warehouse: Warehouse, tmp_path: Path) -> None:
