@@ -4,6 +4,7 @@ ready at chosen instants, on both engines, through the sync's own read and throu
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from coldsync.outcomes import history_policy_columns, row_returns_at
 from coldsync.settings import Settings
 from coldsync.store import HISTORY_FIELDS, RECORD_HISTORY_SQL, Store
 from coldsync.warehouse.base import Rows, Warehouse
+from coldsync.warehouse.duckdb import DuckDBWarehouse
 from tests.conftest import make_settings
 from tests.helpers import build, lead, ready, set_config
 from tests.invariants import World
@@ -83,12 +85,32 @@ def write_history(warehouse: Warehouse, settings: Settings) -> None:
                       label="test.history")
 
 
+def _arrange(warehouse: Warehouse, settings: Settings) -> Warehouse:
+    emails = [email for email, *_ in CASES] + [email for email, *_ in LEGACY] + [COLLEAGUE]
+    build(warehouse, settings, [lead(email, Decimal(500_000)) for email in emails], as_of=None)
+    write_history(warehouse, settings)
+    return warehouse
+
+
 @pytest.fixture
 def policy_warehouse(raw_warehouse: Warehouse, settings: Settings) -> Warehouse:
-    emails = [email for email, *_ in CASES] + [email for email, *_ in LEGACY] + [COLLEAGUE]
-    build(raw_warehouse, settings, [lead(email, Decimal(500_000)) for email in emails], as_of=None)
-    write_history(raw_warehouse, settings)
-    return raw_warehouse
+    """The cases on each engine: for the tests whose SQL could differ between engines."""
+    return _arrange(raw_warehouse, settings)
+
+
+@pytest.fixture
+def duck(tmp_path: Path) -> Iterator[Warehouse]:
+    """DuckDB alone, for tests of the wiring (the rule's SQL itself runs on both engines above)."""
+    warehouse = DuckDBWarehouse(tmp_path / "duck.duckdb", "coldsync")
+    try:
+        yield warehouse
+    finally:
+        warehouse.close()
+
+
+@pytest.fixture
+def duck_policy_warehouse(duck: Warehouse, settings: Settings) -> Warehouse:
+    return _arrange(duck, settings)
 
 
 def test_each_outcome_returns_at_its_policy_date_on_both_engines(policy_warehouse: Warehouse,
@@ -102,11 +124,13 @@ def test_each_outcome_returns_at_its_policy_date_on_both_engines(policy_warehous
         set_config(policy_warehouse, "as_of", string=at.isoformat())
         assert (at, read) == (at, expected_ready(at))
         assert (at, set(ready(policy_warehouse))) == (at, expected_ready(at))
+    _mirror_agrees(policy_warehouse, settings)
 
 
-def test_a_never_is_lifted_by_setting_return_at(policy_warehouse: Warehouse, settings: Settings) -> None:
+def test_a_never_is_lifted_by_setting_return_at(duck_policy_warehouse: Warehouse, settings: Settings) -> None:
     """An in-sales mark ends when someone gives the history row a return date: ready from that instant on."""
     lifted = days(30)
+    policy_warehouse = duck_policy_warehouse
     policy_warehouse.execute("UPDATE `{ds}.ops_lead_history` SET return_at = @at WHERE email = @e",
                              {"at": lifted, "e": "won@won.example"}, label="test.lift")
     for at, ready_now in ((lifted - SECOND, False), (lifted, True)):
@@ -114,8 +138,9 @@ def test_a_never_is_lifted_by_setting_return_at(policy_warehouse: Warehouse, set
         assert ("won@won.example" in {str(r["email"]) for r in rows}) is ready_now
 
 
-def test_python_mirror_agrees_with_the_warehouse(policy_warehouse: Warehouse, settings: Settings) -> None:
-    """row_returns_at (the invariant checker's rule 5) gives every stored row the hand-worked date."""
+def _mirror_agrees(policy_warehouse: Warehouse, settings: Settings) -> None:
+    """row_returns_at (the invariant checker's rule 5) gives every stored row the hand-worked date (checked
+    inside the engines test above, so on both engines without a second build)."""
     rows = policy_warehouse.query("SELECT email, status_final, completed_at, policy, return_at "
                                   "FROM `{ds}.ops_lead_history`", label="test.rows")
     expected = {email: n for email, _s, _i, n in CASES} | {email: n for email, _s, n in LEGACY}
@@ -126,9 +151,10 @@ def test_python_mirror_agrees_with_the_warehouse(policy_warehouse: Warehouse, se
         assert (r["email"], at) == (r["email"], None if n is None else days(n))
 
 
-def test_settings_change_the_days(policy_warehouse: Warehouse, tmp_path: Path) -> None:
+def test_settings_change_the_days(duck_policy_warehouse: Warehouse, tmp_path: Path) -> None:
     """NOT_INTERESTED_RETURN_DAYS applies to the rows the drain writes from then on, and COOLDOWN_DAYS to
     rows written before the columns (their days come from the table in effect)."""
+    policy_warehouse = duck_policy_warehouse
     shorter = make_settings(tmp_path, not_interested_return_days="200", cooldown_days="30")
     written = history_policy_columns("replied", -1, ENDED, table=shorter.outcome_table)
     assert (written["policy"], written["return_at"], written["interest_status"]) == ("not_interested", days(200), -1)
@@ -142,7 +168,7 @@ MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
 START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
 
 
-def test_drain_records_policy_interest_status_and_return_date(raw_warehouse: Warehouse, tmp_path: Path) -> None:
+def test_drain_records_policy_interest_status_and_return_date(duck: Warehouse, tmp_path: Path) -> None:
     """The drain's history row carries the policy, the lead's interest status and when it may return: a
     not interested reply returns 365 days after it ended, an interested one never."""
     settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, instantly_api_key="sim-key",
@@ -151,10 +177,10 @@ def test_drain_records_policy_interest_status_and_return_date(raw_warehouse: War
     sim.start()
     sim.create_campaign("SMB", campaign_id=SMB)
     sim.create_campaign("Midsize", campaign_id=MIDSIZE)
-    build(raw_warehouse, settings, [lead(f"p{n}@co{n}.example") for n in range(5)], as_of=START)
+    build(duck, settings, [lead(f"p{n}@co{n}.example") for n in range(5)], as_of=START)
     client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.01, backoff_max=0.05)
     try:
-        world = World(raw_warehouse, sim, client, settings)
+        world = World(duck, sim, client, settings)
         world.run_checked()
         first, second = sim.leads()[:2]
         sim.finish_lead(str(first["id"]), "replied", interest=-1)
@@ -163,7 +189,7 @@ def test_drain_records_policy_interest_status_and_return_date(raw_warehouse: War
     finally:
         client.close()
         sim.stop()
-    rows = {str(r["instantly_lead_id"]): r for r in raw_warehouse.query(
+    rows = {str(r["instantly_lead_id"]): r for r in duck.query(
         "SELECT instantly_lead_id, status_final, completed_at, policy, interest_status, return_at "
         "FROM `{ds}.ops_lead_history`", label="test.history")}
     no, yes = rows[str(first["id"])], rows[str(second["id"])]
@@ -192,22 +218,22 @@ def test_a_policy_file_set_but_missing_or_wrong_is_a_setting_problem(tmp_path: P
     assert table["not_interested"].return_after_days == 540
 
 
-def test_setup_builds_the_views_with_the_config_tables_days(raw_warehouse: Warehouse, settings: Settings) -> None:
+def test_setup_builds_the_views_with_the_config_tables_days(duck: Warehouse, settings: Settings) -> None:
     """A `cooldown_days` row in the config table is what `setup.py` builds the views' rule 5 with (setup reads
     its settings without the table), and the fingerprint it records is the one a run with the table expects."""
     from coldsync.settings import with_config_rows
     from coldsync.warehouse.migrate import ensure_schema, read_config
     from coldsync.warehouse.schema import views_fingerprint
 
-    build(raw_warehouse, settings, [lead("done@done.example")], as_of=days(30))
-    write_history(raw_warehouse, settings)
-    assert "done@done.example" not in ready(raw_warehouse)
-    set_config(raw_warehouse, "cooldown_days", integer=30)
-    ensure_schema(raw_warehouse, settings)
-    run_settings = with_config_rows(settings, read_config(raw_warehouse))
+    build(duck, settings, [lead("done@done.example")], as_of=days(30))
+    write_history(duck, settings)
+    assert "done@done.example" not in ready(duck)
+    set_config(duck, "cooldown_days", integer=30)
+    ensure_schema(duck, settings)
+    run_settings = with_config_rows(settings, read_config(duck))
     assert run_settings.cooldown_days == 30
-    built = raw_warehouse.query("SELECT value_string FROM `{ds}.config` WHERE key = 'views_fingerprint'",
+    built = duck.query("SELECT value_string FROM `{ds}.config` WHERE key = 'views_fingerprint'",
                                 label="test")[0]["value_string"]
     assert built == views_fingerprint(run_settings.routing, run_settings.outcome_table)
     # done@ was drained with the table of its day: its stored return_at (90 days) still holds.
-    assert "done@done.example" not in ready(raw_warehouse)
+    assert "done@done.example" not in ready(duck)
