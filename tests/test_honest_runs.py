@@ -226,10 +226,12 @@ def _history(warehouse: Warehouse, email: str, status: str, completed_at: dt.dat
     warehouse.execute(INSERT_HISTORY_SQL, {"rows": Rows(HISTORY_FIELDS, [row])}, label="test.history")
 
 
-def test_given_up_add_rests_give_up_cooldown_days(raw_warehouse: Warehouse, tmp_path: Path) -> None:
+def test_given_up_add_rests_give_up_cooldown_days(tmp_path: Path) -> None:
     """A `failed` (given-up) history row keeps its person out for exactly GIVE_UP_COOLDOWN_DAYS (7; exactly
     7 days ago is eligible), a sequence that ran for COOLDOWN_DAYS (90), and a person with both waits for
     both; the sync's read and the view agree."""
+    # DuckDB: the rule's SQL itself runs on both engines in tests/test_outcome_eligibility.py.
+    raw_warehouse = DuckDBWarehouse(tmp_path / "rest.duckdb", "coldsync")
     settings = _settings(tmp_path)
     people = {"six@rest.example": [("failed", 6)], "seven@rest.example": [("failed", 7)],
               "ran@rest.example": [("completed", 30)],
@@ -308,9 +310,11 @@ def test_changed_source_table_is_refused_until_setup_rebinds(tmp_path: Path) -> 
         other.close()
 
 
-def test_a_run_refuses_views_bound_to_another_table(raw_warehouse: Warehouse, tmp_path: Path) -> None:
+def test_a_run_refuses_views_bound_to_another_table(tmp_path: Path) -> None:
     """The config row says the views read another table than SOURCE_TABLE: the run exits 2 before any
-    write, naming both tables and the fix (the row read on both engines)."""
+    write, naming both tables and the fix (the config row is read on BigQuery by the validate test)."""
+    # DuckDB: the rule's SQL itself runs on both engines in tests/test_outcome_eligibility.py.
+    raw_warehouse = DuckDBWarehouse(tmp_path / "rest.duckdb", "coldsync")
     world = _world(raw_warehouse, _settings(tmp_path), rows=30)
     try:
         set_config(raw_warehouse, "views_source_table", string="elsewhere.coldsync.old_leads")
