@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 import threading
@@ -47,7 +48,8 @@ def world(raw_warehouse: Warehouse, tmp_path: Path) -> Iterator[World]:
 
 def test_lifecycle_120_days_keeps_every_invariant(world: World) -> None:
     """Over 120 simulated days of runs, invariants 1-6 hold after every run, and the cycle really turns."""
-    step = 4 if world.warehouse.engine == "duckdb" else 8
+    # The emulator lane runs every 16th day (the suite's 10 minutes); SYNC_FULL=1 runs every 8th there.
+    step = 4 if world.warehouse.engine == "duckdb" else 8 if os.environ.get("SYNC_FULL") else 16
     totals: dict[str, int] = {}
     for day in range(0, 121, step):
         result = world.run_checked()
@@ -117,6 +119,8 @@ def test_dry_run_writes_nothing_and_prints_the_plan(world: World) -> None:
 
 def test_unsubscribe_goes_to_dnc_before_the_delete(world: World) -> None:
     """An unsubscribed lead is on the DNC list, with a history row, and is never added again."""
+    if world.warehouse.engine == "bigquery" and not os.environ.get("SYNC_FULL"):
+        pytest.skip("DuckDB proves it in the default suite (same SQL); SYNC_FULL=1 runs it on the emulator")
     world.run_checked()
     some = world.sim.leads()[0]
     world.sim.finish_lead(str(some["id"]), "unsubscribed")
