@@ -199,16 +199,6 @@ enough for the other leads to go first and for someone to fix the row, short eno
 not benched for a quarter by a passing fault. (Service-level failures never lead here.)"""
 
 
-def rest_ends_at(status_final: str, completed_at: datetime, cooldown_days: int,
-                 give_up_cooldown_days: int) -> datetime:
-    """When the person of one history row may be added again, by that row alone: COOLDOWN_DAYS after an
-    attempt that ran, GIVE_UP_COOLDOWN_DAYS after a given-up add. A person is eligible when every one of
-    their rows has ended its rest. (The sync reads each row's outcome policy instead: coldsync.outcomes.
-    row_returns_at; for a row written before the policy columns it says the same.)"""
-    days = give_up_cooldown_days if status_final == GIVE_UP_OUTCOME else cooldown_days
-    return cooldown_ends_at(completed_at, days)
-
-
 def in_cooldown(last_completed_at: datetime | None, now: datetime, cooldown_days: int) -> bool:
     """Return True while a lead may not be re-added: iff ``now - last_completed_at < cooldown_days``.
 
