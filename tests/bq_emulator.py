@@ -52,6 +52,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EMULATOR_BIN = REPO_ROOT / ".venv-bqemu" / "bin" / "bqemulator"
 ENV_VARS = ("COLDSYNC_BQEMU_PYTHON", "BQEMULATOR_BIN")
 DEFAULT_PROJECT = "coldsync-test"
+SPEEDUPS_DIR = Path(__file__).resolve().parent / "bqemu_site"
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 INSTALL_HINT = "python3 -m venv .venv-bqemu && .venv-bqemu/bin/pip install -r .ci/bqemulator-requirements.txt"
@@ -225,6 +226,9 @@ def _emulator_env(duckdb_home: Path, run_dir: Path) -> dict[str, str]:
         BQEMU_UPLOAD_STAGING_DIR=str(run_dir / "uploads"),
         PYTHONUNBUFFERED="1",
     )
+    if os.environ.get("COLDSYNC_BQEMU_CACHE", "1") != "0":
+        # Memoizes the emulator's pure SQL translation (see tests/bqemu_site/sitecustomize.py).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SPEEDUPS_DIR), env.get("PYTHONPATH", "")) if p)
     return env
 
 

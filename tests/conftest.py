@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,23 @@ def bq_emulator() -> Iterator[Any]:
         handle.stop()
 
 
+_DATASETS_OPENED = pytest.StashKey[int]()
+
+
+def _fresh_dataset(client: Any, request: pytest.FixtureRequest) -> str:
+    """An empty dataset name for this test: `t_<n>_0000`, the n-th one the test opened, dropped first.
+
+    Each test (one at a time per worker, each worker with its own emulator) reuses the same names,
+    so the statements it sends are the same text as the last test's and the emulator's translation
+    cache (tests/bqemu_site) answers them. Dropping the dataset first leaves nothing of the last test.
+    """
+    opened = request.node.stash.get(_DATASETS_OPENED, 0)
+    request.node.stash[_DATASETS_OPENED] = opened + 1
+    dataset = f"t_{opened}_0000"
+    client.delete_dataset(f"{client.project}.{dataset}", delete_contents=True, not_found_ok=True)
+    return dataset
+
+
 def open_warehouse(engine: str, tmp_path: Path, request: pytest.FixtureRequest,
                    source_table: str = "source_leads") -> Warehouse:
     if engine == "duckdb":
@@ -64,8 +80,9 @@ def open_warehouse(engine: str, tmp_path: Path, request: pytest.FixtureRequest,
     from coldsync.warehouse.bigquery import BigQueryWarehouse
 
     emulator = request.getfixturevalue("bq_emulator")
-    dataset = f"t_{uuid.uuid4().hex[:10]}"
-    return BigQueryWarehouse(emulator.project, dataset, source_table=source_table, client=emulator.client(),
+    client = emulator.client()
+    dataset = _fresh_dataset(client, request)
+    return BigQueryWarehouse(emulator.project, dataset, source_table=source_table, client=client,
                              maximum_bytes_billed=10 * 1024**3)
 
 
