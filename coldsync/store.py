@@ -148,7 +148,7 @@ WHEN MATCHED THEN UPDATE SET
   interest_status = s.interest_status,
   return_at = s.return_at,
   run_id = @run_id
-"""  # noqa: S608
+"""
 
 # --- do-not-contact ------------------------------------------------------------------------------
 

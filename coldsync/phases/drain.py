@@ -349,13 +349,13 @@ def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
             unread.update(lead_id for lead_id in part if lead_id not in seen)
     for lead_id, row in rows.items():
         ended = row.hold_until is None or ctx.now >= row.hold_until
-        lead = seen.get(lead_id)
+        current = seen.get(lead_id)
         if lead_id in unread:
             held_now.add(row.email)  # nothing known: held until it can be read
             continue
         outcome, reason, policy_name = row.outcome or "replied", None, None
-        if lead is not None:
-            decision = classify_finished_lead(lead, now=ctx.now, added_at=row.added_at,
+        if current is not None:
+            decision = classify_finished_lead(current, now=ctx.now, added_at=row.added_at,
                                               max_active_days=ctx.settings.max_active_days)
             if decision.outcome is not None and decision.suppression in DNC_SOURCES:
                 outcome, reason = decision.outcome.value, decision.reason
@@ -363,7 +363,7 @@ def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
                             "reason": decision.reason})
                 ended = True
                 phase.counts["hold_ended: do_not_contact"] += 1
-            raw_interest = lead.get("lt_interest_status")
+            raw_interest = current.get("lt_interest_status")
             interest = int(raw_interest) if isinstance(raw_interest, int | float) and not isinstance(
                 raw_interest, bool) else None
             try:
