@@ -134,14 +134,19 @@ WHEN NOT MATCHED THEN
 
 # A held lead re-read during its hold (coldsync.phases.drain): its attempt's row takes the policy, interest
 # status and return date (and, when it unsubscribed or bounced, the outcome) the lead has now. Keyed like
-# RECORD_HISTORY_SQL; a row not written yet is left to it.
+# RECORD_HISTORY_SQL; a row not written yet is left to it, and a row that already says so is not touched (a
+# quiet run changes nothing).
 UPDATE_HISTORY_POLICY_SQL = """
 MERGE `{ds}.ops_lead_history` AS t
 USING (SELECT r.email, r.campaign_id, r.attempt_num, r.instantly_lead_id, r.status_final, r.reason, r.policy,
               r.interest_status, r.return_at FROM UNNEST(@rows) AS r) AS s
 ON t.email = s.email AND t.campaign_id = s.campaign_id
    AND (t.attempt_num = s.attempt_num OR t.instantly_lead_id = s.instantly_lead_id)
-WHEN MATCHED THEN UPDATE SET
+WHEN MATCHED AND ((s.status_final IS NOT NULL AND t.status_final != s.status_final)
+                  OR (t.policy IS NULL) != (s.policy IS NULL) OR t.policy != s.policy
+                  OR (t.interest_status IS NULL) != (s.interest_status IS NULL)
+                  OR t.interest_status != s.interest_status
+                  OR (t.return_at IS NULL) != (s.return_at IS NULL) OR t.return_at != s.return_at) THEN UPDATE SET
   status_final = COALESCE(s.status_final, t.status_final),
   reason = COALESCE(s.reason, t.reason),
   policy = s.policy,
