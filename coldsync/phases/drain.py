@@ -20,6 +20,7 @@ from coldsync.outcomes import UnknownInterestStatus
 from coldsync.phases.blocklist import mirror_rows
 from coldsync.phases.context import RunContext, dead_letter, history_row, lead_time, resolution
 from coldsync.rules import (
+    Action,
     Suppression,
     chunk,
     classify_finished_lead,
@@ -357,6 +358,11 @@ def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
         if current is not None:
             decision = classify_finished_lead(current, now=ctx.now, added_at=row.added_at,
                                               max_active_days=ctx.settings.max_active_days)
+            if decision.action is Action.UNKNOWN:  # a lead object not understood: never acted on
+                held_now.add(row.email)
+                phase.counts["unknown_kept"] += 1
+                phase.notes.append(f"kept a held lead that could not be classified: {decision.reason}")
+                continue
             if decision.outcome is not None and decision.suppression in DNC_SOURCES:
                 outcome, reason = decision.outcome.value, decision.reason
                 dnc.append({"email": row.email, "domain": None, "source": DNC_SOURCES[decision.suppression],
