@@ -34,6 +34,7 @@ class RunReport:
     inventory_before: int | None = None
     inventory_after: int | None = None
     inventory_warehouse: int | None = None
+    held: int = 0  # leads held in their campaign after their outcome was recorded (outcome policies' hold)
     cap: int = 0
     ready_by_route: dict[str, int] = field(default_factory=dict)  # route -> ready leads ("(unrouted)": no route)
     # Per route: ready, quota, inventory, room, added, drained, share (percent), supply sizing, guard, why.
@@ -110,6 +111,9 @@ class RunReport:
         if self.inventory_warehouse is not None:
             inv += f" (warehouse tracks {self.inventory_warehouse})"
         lines.append(inv)
+        if self.held:
+            lines.append(f"  held: {self.held} lead(s) kept in their campaign after their outcome was recorded "
+                         "(counted in the inventory; deleted or moved when the hold ends)")
         if self.campaigns:
             lines.append("  campaigns: " + ", ".join(f"{k} {v}" for k, v in sorted(self.campaigns.items())))
         for name, entry in self.routes.items():
@@ -150,6 +154,7 @@ class RunReport:
                 f"| Warehouse | {self.warehouse} |",
                 f"| Inventory before / after / cap | {_num(self.inventory_before)} / {_num(self.inventory_after)} / "
                 f"{self.cap} |",
+                f"| Held in their campaign (outcome recorded) | {self.held} |",
                 f"| Ready by route | {', '.join(f'{k}: {v}' for k, v in self.ready_by_route.items())} |",
                 f"| Source rows not taken as given (v_source_rejects) | {sum(self.source_rejects.values())} |",
                 f"| Do-not-contact values that cannot be used (v_dnc_rejects) | {sum(self.dnc_rejects.values())} |",

@@ -47,7 +47,7 @@ BLOCKLIST_SOURCE = "instantly_blocklist"
 STATE_FIELDS = (
     ("email", "STRING"), ("op", "STRING"), ("campaign_id", "STRING"), ("sequence_target", "STRING"),
     ("status", "STRING"), ("instantly_lead_id", "STRING"), ("attempt_num", "INT64"), ("outcome", "STRING"),
-    ("added_at", "TIMESTAMP"), ("arm", "STRING"),
+    ("added_at", "TIMESTAMP"), ("arm", "STRING"), ("hold_until", "TIMESTAMP"), ("completed_at", "TIMESTAMP"),
 )
 
 # op 'upsert' inserts or updates (NULL fields keep the stored value); op 'delete' removes the row.
@@ -59,7 +59,7 @@ APPLY_STATE_SQL = f"""
 MERGE `{{ds}}.ops_inst_state` AS t
 USING (
   SELECT r.email, r.op, r.campaign_id, r.sequence_target, r.status, r.instantly_lead_id, r.attempt_num,
-         r.outcome, r.added_at, r.arm,
+         r.outcome, r.added_at, r.arm, r.hold_until, r.completed_at,
          (SELECT MAX(h.last_attempt) FROM `{{ds}}.{HISTORY_KEYS_VIEW}` AS h
           WHERE h.email_key = {sql_email_key("r.email")}) AS last_attempt
   FROM UNNEST(@rows) AS r
@@ -74,14 +74,16 @@ WHEN MATCHED AND s.op = 'upsert' THEN UPDATE SET
   attempt_num = COALESCE(s.attempt_num, t.attempt_num),
   outcome = COALESCE(s.outcome, t.outcome),
   arm = COALESCE(s.arm, t.arm),
+  hold_until = COALESCE(s.hold_until, t.hold_until),
+  completed_at = COALESCE(s.completed_at, t.completed_at),
   updated_at = @now,
   run_id = @run_id
 WHEN NOT MATCHED AND s.op = 'upsert' THEN
   INSERT (email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num, outcome, added_at,
-          updated_at, run_id, arm)
+          updated_at, run_id, arm, hold_until, completed_at)
   VALUES (s.email, s.campaign_id, s.sequence_target, s.status, s.instantly_lead_id,
           COALESCE(s.attempt_num, s.last_attempt + 1, 1), s.outcome, COALESCE(s.added_at, @now), @now, @run_id,
-          s.arm)
+          s.arm, s.hold_until, s.completed_at)
 """  # noqa: S608
 
 # Every state row, with `suppressed`: how its person is suppressed ('email', 'domain', 'erased'), or
@@ -90,9 +92,9 @@ READ_STATE_SQL = f"""
 WITH {DNC_KEY_CTES},
 {address_key_ctes("st", "`{ds}.ops_inst_state`", "email",
                   "email, campaign_id, sequence_target, status, instantly_lead_id, attempt_num, outcome, "
-                  "added_at, run_id, arm")}
+                  "added_at, run_id, arm, hold_until, completed_at")}
 SELECT st.email, st.campaign_id, st.sequence_target, st.status, st.instantly_lead_id, st.attempt_num, st.outcome,
-       st.added_at, st.run_id, st.arm,
+       st.added_at, st.run_id, st.arm, st.hold_until, st.completed_at,
        IF(st.email_key IS NULL, NULL, {suppression_reason("st.email_key", SALT_SQL)}) AS suppressed
 FROM st
 """  # noqa: S608
@@ -129,6 +131,29 @@ WHEN NOT MATCHED THEN
   VALUES (s.email, s.campaign_id, s.sequence_name, s.status_final, s.completed_at, s.attempt_num,
           s.instantly_lead_id, s.reason, @now, @run_id, s.arm, s.policy, s.interest_status, s.return_at)
 """  # noqa: S608
+
+# A held lead re-read during its hold (coldsync.phases.drain): its attempt's row takes the policy, interest
+# status and return date (and, when it unsubscribed or bounced, the outcome) the lead has now. Keyed like
+# RECORD_HISTORY_SQL; a row not written yet is left to it, and a row that already says so is not touched (a
+# quiet run changes nothing).
+UPDATE_HISTORY_POLICY_SQL = """
+MERGE `{ds}.ops_lead_history` AS t
+USING (SELECT r.email, r.campaign_id, r.attempt_num, r.instantly_lead_id, r.status_final, r.reason, r.policy,
+              r.interest_status, r.return_at FROM UNNEST(@rows) AS r) AS s
+ON t.email = s.email AND t.campaign_id = s.campaign_id
+   AND (t.attempt_num = s.attempt_num OR t.instantly_lead_id = s.instantly_lead_id)
+WHEN MATCHED AND ((s.status_final IS NOT NULL AND t.status_final != s.status_final)
+                  OR (t.policy IS NULL) != (s.policy IS NULL) OR t.policy != s.policy
+                  OR (t.interest_status IS NULL) != (s.interest_status IS NULL)
+                  OR t.interest_status != s.interest_status
+                  OR (t.return_at IS NULL) != (s.return_at IS NULL) OR t.return_at != s.return_at) THEN UPDATE SET
+  status_final = COALESCE(s.status_final, t.status_final),
+  reason = COALESCE(s.reason, t.reason),
+  policy = s.policy,
+  interest_status = s.interest_status,
+  return_at = s.return_at,
+  run_id = @run_id
+"""
 
 # --- do-not-contact ------------------------------------------------------------------------------
 
@@ -411,6 +436,8 @@ class StateRow:
     run_id: str | None
     suppressed: str | None = None  # how the person is suppressed (email, domain, erased), else None
     arm: str | None = None  # A/B arm of the route (the route's name when it has one campaign)
+    hold_until: dt.datetime | None = None  # while 'holding': when the hold ends
+    completed_at: dt.datetime | None = None  # while 'holding': when the attempt ended (its history row's)
 
 
 class Store:
@@ -554,6 +581,14 @@ class Store:
         return self.warehouse.execute(RECORD_HISTORY_SQL,
                                       {"rows": Rows(HISTORY_FIELDS, list(rows)), **self._stamp()},
                                       label="history.record")
+
+    def update_history_policy(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Held leads re-read: their attempt's policy columns as they stand now (UPDATE_HISTORY_POLICY_SQL)."""
+        if not rows:
+            return 0
+        return self.warehouse.execute(UPDATE_HISTORY_POLICY_SQL,
+                                      {"rows": Rows(HISTORY_FIELDS, list(rows)), "run_id": self.run_id},
+                                      label="history.policy")
 
     def add_dnc(self, rows: Sequence[Mapping[str, Any]], label: str) -> int:
         """Add do-not-contact entries (email and/or domain as given, source, reason); their keys are

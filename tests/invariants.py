@@ -453,11 +453,15 @@ def check_converged(warehouse: Warehouse, sim: InstantlySimulator, settings: Set
     DNC entry."""
     problems = []
     state = {str(r["email"]): r for r in _rows(
-        warehouse, "SELECT email, campaign_id, status, instantly_lead_id, added_at FROM `{ds}.ops_inst_state`")}
+        warehouse, "SELECT email, campaign_id, status, instantly_lead_id, added_at, hold_until "
+                   "FROM `{ds}.ops_inst_state`")}
     leads = managed_leads(sim, settings)
     tracked_ids = {str(r["instantly_lead_id"]) for r in state.values() if r["instantly_lead_id"]}
     for email, row in state.items():
-        if row["status"] != "active":
+        # A held lead (outcome recorded, kept in its campaign by its policy) is expected in Instantly until
+        # its hold ends.
+        holding = row["status"] == "holding" and row["hold_until"] is not None and row["hold_until"] > now
+        if row["status"] != "active" and not holding:
             problems.append(f"state row of {email} left {row['status']}")
         found = leads.get(str(row["instantly_lead_id"]))
         if found is None:
@@ -473,6 +477,8 @@ def check_converged(warehouse: Warehouse, sim: InstantlySimulator, settings: Set
             problems.append(f"lead {lead_id} in Instantly is not tracked by the warehouse")
             continue
         tracked = state.get(normalize_email(lead.get("email")) or "")
+        if tracked is not None and tracked["status"] == "holding":
+            continue  # held: finished on purpose (its hold end is checked with its state row)
         added_at = tracked["added_at"] if tracked else None
         decision = classify_finished_lead(lead, now=now, added_at=added_at, max_active_days=settings.max_active_days)
         if decision.action is Action.DRAIN:

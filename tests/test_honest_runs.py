@@ -35,6 +35,8 @@ HALF_HOUR = 1 / 48  # simulator days
 
 
 def _settings(tmp_path: Path, **env: str) -> Settings:
+    # No reply hold (tests/test_hold.py has it): here every finished lead leaves Instantly when drained.
+    env.setdefault("reply_hold_days", "0")
     return make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="300",
                          target_new_leads_per_run="20", instantly_api_key="sim-key", **env)
 

@@ -449,6 +449,8 @@ def test_a_campaign_taken_out_of_the_routes_is_still_drained_and_never_fed(raw_w
                for w in first.report.warnings)
     world.sim.advance(70)  # every sequence ends, and a lead still active is past MAX_ACTIVE_DAYS (stale)
     world.run_checked(routes=routes)
+    world.sim.advance(15)  # replied leads are held REPLY_HOLD_DAYS (14) in their campaign, then deleted
+    world.run_checked(routes=routes)
     assert world.sim.leads(MIDSIZE) == []
     history = world.warehouse.query("SELECT instantly_lead_id, status_final FROM `{ds}.ops_lead_history` "
                                     "WHERE campaign_id = @c", {"c": MIDSIZE}, label="test")

@@ -111,10 +111,36 @@ def test_setup_command_builds_demo_and_prints_ready_counts(tmp_path: Path) -> No
     assert again.returncode == 0 and "created" not in again.stdout
 
 
+def test_upgrade_adds_the_hold_columns_to_state_and_keeps_its_rows(raw_warehouse: Warehouse,
+                                                                     settings: Settings) -> None:
+    """A v4 ops_inst_state (no hold_until, completed_at) holding an active row: setup adds the two columns,
+    keeps the row (both NULL), records schema version 5; a second setup changes nothing."""
+    import datetime as dt
+
+    from coldsync.warehouse.schema import INST_STATE, SCHEMA_VERSION
+
+    raw_warehouse.ensure_dataset()
+    v4 = type(INST_STATE)(INST_STATE.name, INST_STATE.columns[:11], "version 4")
+    assert [c.name for c in INST_STATE.columns[11:]] == ["hold_until", "completed_at"]
+    raw_warehouse.create_table(v4)
+    raw_warehouse.execute(
+        "INSERT INTO `{ds}.ops_inst_state` (email, campaign_id, status, added_at) "
+        "VALUES ('kept@upgrade.example', 'c1', 'active', @at)", {"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+        label="test.old_row")
+    build(raw_warehouse, settings, [lead("other@upgrade.example")])
+    assert set(INST_STATE.column_names()) <= set(raw_warehouse.existing_columns(INST_STATE.name) or {})
+    rows = raw_warehouse.query("SELECT email, status, hold_until, completed_at FROM `{ds}.ops_inst_state`",
+                               label="t")
+    assert rows == [{"email": "kept@upgrade.example", "status": "active", "hold_until": None, "completed_at": None}]
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 5
+    assert not ensure_schema(raw_warehouse, settings).changed
+
+
 def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_status(
         raw_warehouse: Warehouse, settings: Settings) -> None:
     """A v3 ops_lead_history (no policy, return_at, interest_status) holding a row: setup adds the three
-    columns, keeps the row (its policy NULL), records schema version 4, and a second setup changes nothing;
+    columns, keeps the row (its policy NULL), records the schema version (4 then; 5 since the hold), and a
+    second setup changes nothing;
     the old `replied` row rests by the replied policy (180 days) from its completed_at."""
     import datetime as dt
 
@@ -134,7 +160,7 @@ def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_s
     rows = raw_warehouse.query("SELECT email, policy, return_at, interest_status FROM `{ds}.ops_lead_history`",
                                label="t")
     assert rows == [{"email": "old@upgrade.example", "policy": None, "return_at": None, "interest_status": None}]
-    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 4
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 5
     assert not ensure_schema(raw_warehouse, settings).changed
     assert list(ready(raw_warehouse)) == []
     set_config(raw_warehouse, "as_of", string=(ended + dt.timedelta(days=180)).isoformat())

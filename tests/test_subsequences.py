@@ -28,7 +28,7 @@ MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
 def world(tmp_path: Path) -> Iterator[World]:
     settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="20",
                              target_new_leads_per_run="4", instantly_api_key="sim-key", blocklist_mirror="false",
-                             reconcile_audit_calls="0")
+                             reconcile_audit_calls="0", reply_hold_days="0")  # the hold: tests/test_hold.py
     sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=30)
     sim.start()
     sim.create_campaign("SMB", campaign_id=SMB)

@@ -19,7 +19,16 @@ from coldsync.instantly.errors import InstantlyError, is_service_level
 from coldsync.outcomes import UnknownInterestStatus
 from coldsync.phases.blocklist import mirror_rows
 from coldsync.phases.context import RunContext, dead_letter, history_row, lead_time, resolution
-from coldsync.rules import Suppression, chunk, lead_id_of, normalize_email, parse_timestamp, plan_drain
+from coldsync.rules import (
+    Action,
+    Suppression,
+    chunk,
+    classify_finished_lead,
+    lead_id_of,
+    normalize_email,
+    parse_timestamp,
+    plan_drain,
+)
 from coldsync.store import StateRow, dnc_row
 
 log = logging.getLogger("coldsync.drain")
@@ -160,8 +169,12 @@ def run_drain(ctx: RunContext) -> None:
     state_rows: dict[str, dict[str, Any]] = {}  # one per email: ops_inst_state is keyed by email
     owned: set[str] = set()  # lead ids whose state row goes once they are deleted
     to_delete: dict[str, dict[str, str]] = {}  # campaign -> lead id -> email
+    held_now: set[str] = set()  # emails holding in their campaign as this run leaves them
+    history_updates: list[dict[str, Any]] = []  # held leads re-read: their attempt's policy columns now
     for lead, decision in plan.to_drain:
         row = state_of(lead)
+        if row is not None and row.status == "holding":
+            continue  # outcome recorded already: the hold below re-reads it by id
         email = normalize_email(lead.get("email")) or (row.email if row else None)
         campaign_id = str(lead.get("campaign") or (row.campaign_id if row else "") or "")
         if not email or not ctx.manages(campaign_id):
@@ -196,8 +209,21 @@ def run_drain(ctx: RunContext) -> None:
         if decision.suppression in DNC_SOURCES:
             dnc.append({"email": email, "domain": None, "source": DNC_SOURCES[decision.suppression],
                         "reason": decision.reason})
+        shared = (row is None and email in by_email) or email in state_rows
+        hold_days = ctx.settings.outcome_table[history[-1]["policy"]].hold_days
+        if hold_days and not shared and decision.suppression not in DNC_SOURCES:
+            # Held in its campaign (the rep works the thread): recorded now, deleted or moved when it ends.
+            phase.plan["hold"] += 1
+            phase.counts["hold_started"] += 1
+            held_now.add(email)
+            state_rows[email] = {"email": email, "op": "upsert", "campaign_id": campaign_id,
+                                 "sequence_target": route, "status": "holding", "instantly_lead_id": str(lead["id"]),
+                                 "outcome": decision.outcome.value, "attempt_num": row.attempt_num if row else None,
+                                 "added_at": None, "arm": arm, "hold_until": ctx.now + dt.timedelta(days=hold_days),
+                                 "completed_at": history[-1]["completed_at"]}
+            continue
         to_delete.setdefault(campaign_id, {})[str(lead["id"])] = email
-        if (row is None and email in by_email) or email in state_rows:
+        if shared:
             # The address is tracked for another Instantly lead (e.g. one added by hand to the other
             # campaign): this lead is recorded and deleted, that lead's row is left alone.
             continue
@@ -211,7 +237,7 @@ def run_drain(ctx: RunContext) -> None:
     # after the lead was sent, or a lead adopted before its entry existed): recorded, then taken out.
     planned = {lead_id for ids in to_delete.values() for lead_id in ids}
     for hit in ctx.state:
-        if (hit.suppressed is None or hit.status != "active" or not hit.instantly_lead_id
+        if (hit.suppressed is None or hit.status not in ("active", "holding") or not hit.instantly_lead_id
                 or hit.instantly_lead_id in planned or not ctx.manages(hit.campaign_id)
                 or hit.email in state_rows):
             continue  # pending rows are settled by housekeeping; draining rows are retried below
@@ -228,6 +254,10 @@ def run_drain(ctx: RunContext) -> None:
             "email": hit.email, "op": "upsert", "campaign_id": campaign_id, "sequence_target": hit.sequence_target,
             "status": "draining", "instantly_lead_id": hit.instantly_lead_id, "outcome": SUPPRESSED_OUTCOME,
             "attempt_num": hit.attempt_num, "added_at": None, "arm": hit.arm}
+
+    _follow_holds(ctx, state_rows, history_updates, dnc, to_delete, owned, held_now)
+    phase.counts["held"] = len(held_now)
+    ctx.report.held = len(held_now)
 
     # Deletes that an earlier run recorded but could not finish.
     retried: set[str] = set()
@@ -247,6 +277,7 @@ def run_drain(ctx: RunContext) -> None:
     # 1. The warehouse first: no outcome can be lost after this point.
     ctx.check_deadline("the drain's writes")
     phase.counts["history_rows"] += ctx.store.record_history(history)
+    ctx.store.update_history_policy(history_updates)
     if ctx.settings.blocklist_mirror:
         # Mirror first, so the ids travel in the one DNC statement (Instantly's block list is an extra
         # net: the warehouse entry below still precedes every delete).
@@ -287,3 +318,83 @@ def run_drain(ctx: RunContext) -> None:
     if phase.counts["delete_failed"]:
         ctx.report.warn(f"{phase.counts['delete_failed']} delete(s) in Instantly failed: the leads stay "
                         "'draining' (their outcome is recorded) and the next run deletes them")
+
+
+def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], history_updates: list[dict[str, Any]],
+                  dnc: list[dict[str, Any]], to_delete: dict[str, dict[str, str]], owned: set[str],
+                  held_now: set[str]) -> None:
+    """The leads held in their campaign (state 'holding'), re-read by id (100 a call): a status set during
+    the hold updates their attempt's history row (policy, interest status, return date); an unsubscribe or
+    bounce drains them at once with a DNC entry; once the hold ends (or their policy no longer holds) they
+    are deleted like any drained lead ('draining' first). A look-up that fails keeps them held: the next run
+    reads them again. Fills the drain's lists; writes nothing."""
+    phase = ctx.report.phase("drain")
+    rows = {r.instantly_lead_id: r for r in ctx.state
+            if r.status == "holding" and r.instantly_lead_id and r.campaign_id and r.email not in state_rows}
+    if not rows:
+        return
+    seen: dict[str, dict[str, Any]] = {}
+    unread: set[str] = set()
+    for part in chunk(list(rows), 100):
+        listing = ctx.client.iter_leads(ids=part)
+        try:
+            for lead in listing:
+                lead_id = lead_id_of(lead)
+                if lead_id in rows:
+                    seen[lead_id] = lead
+        except InstantlyError as exc:
+            phase.notes.append(f"held leads' look-up failed: {exc.summary}")
+            unread.update(part)
+            continue
+        if not listing.complete:
+            unread.update(lead_id for lead_id in part if lead_id not in seen)
+    for lead_id, row in rows.items():
+        ended = row.hold_until is None or ctx.now >= row.hold_until
+        current = seen.get(lead_id)
+        if lead_id in unread:
+            held_now.add(row.email)  # nothing known: held until it can be read
+            continue
+        outcome, reason, policy_name = row.outcome or "replied", None, None
+        if current is not None:
+            decision = classify_finished_lead(current, now=ctx.now, added_at=row.added_at,
+                                              max_active_days=ctx.settings.max_active_days)
+            if decision.action is Action.UNKNOWN:  # a lead object not understood: never acted on
+                held_now.add(row.email)
+                phase.counts["unknown_kept"] += 1
+                phase.notes.append(f"kept a held lead that could not be classified: {decision.reason}")
+                continue
+            if decision.outcome is not None and decision.suppression in DNC_SOURCES:
+                outcome, reason = decision.outcome.value, decision.reason
+                dnc.append({"email": row.email, "domain": None, "source": DNC_SOURCES[decision.suppression],
+                            "reason": decision.reason})
+                ended = True
+                phase.counts["hold_ended: do_not_contact"] += 1
+            raw_interest = current.get("lt_interest_status")
+            interest = int(raw_interest) if isinstance(raw_interest, int | float) and not isinstance(
+                raw_interest, bool) else None
+            try:
+                update = history_row(ctx, email=row.email, campaign_id=str(row.campaign_id),
+                                     sequence_name=row.sequence_target, status_final=outcome,
+                                     completed_at=row.completed_at or ctx.now, attempt_num=row.attempt_num,
+                                     instantly_lead_id=lead_id, reason=reason or "", arm=row.arm,
+                                     interest_status=interest)
+            except UnknownInterestStatus as exc:
+                held_now.add(row.email)
+                phase.notes.append(f"kept a held lead as it was: {exc} (map it in the outcome policies' "
+                                   "[custom_labels])")
+                continue
+            if reason is None:
+                update["reason"] = None  # the outcome stands: only the policy columns change
+            history_updates.append(update)
+            policy_name = str(update["policy"])
+            if not ctx.settings.outcome_table[policy_name].hold_days:
+                ended = True  # e.g. a rep set "not interested": nothing left to hold it for
+        if not ended:
+            held_now.add(row.email)
+            continue
+        phase.plan["hold ended: delete"] += 1
+        phase.counts["hold_ended"] += 1
+        owned.add(lead_id)
+        to_delete.setdefault(str(row.campaign_id), {})[lead_id] = row.email
+        state_rows[row.email] = {"email": row.email, "op": "upsert", "campaign_id": row.campaign_id,
+                                 "status": "draining", "instantly_lead_id": lead_id, "outcome": outcome}

@@ -25,7 +25,7 @@ from coldsync.suppression import (
     sql_valid_email_or_null,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ INST_STATE = TableSpec(
         _c("email", "STRING", "normalized email (trimmed, lower-case)", required=True),
         _c("campaign_id", "STRING", "Instantly campaign the lead is in"),
         _c("sequence_target", "STRING", "route the lead was added by (by default SMB or Midsize)"),
-        _c("status", "STRING", "pending (intent recorded, add not confirmed), active, draining", required=True),
+        _c("status", "STRING", "pending (intent recorded, add not confirmed), active, holding (outcome recorded, kept "
+           "in its campaign until hold_until), draining", required=True),
         _c("instantly_lead_id", "STRING", "Instantly lead UUID once known"),
         _c("attempt_num", "INT64", "1 for the first time this email is sent, then 2, ..."),
         _c("outcome", "STRING", "while draining: the status_final already written to history"),
@@ -66,6 +67,8 @@ INST_STATE = TableSpec(
         _c("updated_at", "TIMESTAMP", "last change of this row"),
         _c("run_id", "STRING", "run that last changed this row"),
         _c("arm", "STRING", "A/B arm of the route the lead is in (the route's name when it has one campaign)"),
+        _c("hold_until", "TIMESTAMP", "while holding: when the hold ends (then the lead is deleted or moved)"),
+        _c("completed_at", "TIMESTAMP", "while holding: when the attempt ended (its history row's completed_at)"),
     ),
     "One row per lead currently managed in Instantly. Deleted once the lead is gone from Instantly.",
     cluster_by=("email",),
