@@ -197,6 +197,9 @@ def test_every_request_and_response_of_a_full_run_conforms(clock: FakeClock) -> 
             client.sending_status(smb)
             client.iter_block_list(page_size=1).to_list()
             client.iter_block_list(domains_only=True, search="late").to_list()
+            sim.create_lead_label("Hot lead", "positive")
+            sim.create_lead_label("Budget next year", "negative")
+            assert len(client.iter_lead_labels(page_size=1).to_list()) == 2
             assert client.iter_block_list(starting_after=str(created.outcomes[0].entry_id)).to_list()
             client.iter_leads().to_list()
         sim.set_fault("GET /campaigns", FaultSpec(statuses=[401, 402, 403, 429, 500]))

@@ -139,6 +139,7 @@ ALLOWED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/block-lists-entries/bulk-create"),
         ("GET", "/block-lists-entries"),
         ("GET", "/workspaces/current"),
+        ("GET", "/lead-labels"),
     }
 )
 
@@ -1310,6 +1311,26 @@ class InstantlyClient:
             return body["items"], _cursor_of(body)
 
         return Listing(fetch, Campaign.from_json, page_size=page_size, max_pages=self.max_pages, what="campaigns")
+
+    def iter_lead_labels(self, *, page_size: int = MAX_PAGE_SIZE) -> Listing[dict[str, Any]]:
+        """The workspace's custom lead labels (`GET /lead-labels`, operation listLeadLabel), cursor-paged.
+
+        Each item is a LeadLabel object as Instantly sends it (official spec, components/schemas/LeadLabel):
+        `interest_status` is the number a lead carries in `lt_interest_status`, `interest_status_label` its
+        sentiment (positive, neutral, negative); `coldsync.outcomes.label_sentiments` turns the items into a
+        map and skips malformed ones. Iterate, then read `.complete`: a cut-short listing is not the whole
+        workspace. A page that is not `{items: [...]}` is a malformed answer (retried, then ServerError).
+        """
+        _check_page_size(page_size)
+
+        def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
+            params: dict[str, Any] = {"limit": page_size}
+            if cursor:
+                params["starting_after"] = cursor
+            body = self._request("GET", "/lead-labels", params=params, accept=_is_page)
+            return body["items"], _cursor_of(body)
+
+        return Listing(fetch, dict, page_size=page_size, max_pages=self.max_pages, what="lead labels")
 
     def campaign_analytics(
         self,

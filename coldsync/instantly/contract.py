@@ -50,6 +50,7 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("post", "/api/v2/block-lists-entries/bulk-create"),
     ("get", "/api/v2/block-lists-entries"),
     ("get", "/api/v2/workspaces/current"),
+    ("get", "/api/v2/lead-labels"),
 )
 
 #: Operations the simulator also serves, held to the same contract, that the client does not send yet:

@@ -545,6 +545,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/leads/move$"), "/leads/move"),
     ("GET", re.compile(r"^/background-jobs/(?P<id>[^/]+)$"), "/background-jobs/{id}"),
     ("POST", re.compile(r"^/lead-lists$"), "/lead-lists"),
+    ("GET", re.compile(r"^/lead-labels$"), "/lead-labels"),
     ("POST", re.compile(r"^/leads/update-interest-status$"), "/leads/update-interest-status"),
     ("POST", re.compile(r"^/leads/subsequence/move$"), "/leads/subsequence/move"),
     ("POST", re.compile(r"^/leads/subsequence/remove$"), "/leads/subsequence/remove"),
@@ -2268,6 +2269,8 @@ class InstantlySimulator:
             return 200, self._http_background_job(params["id"], query)
         if template == "/lead-lists":
             return 200, self._http_create_list(body)
+        if template == "/lead-labels":
+            return 200, self._http_list_labels(query, paging)
         if template == "/leads/update-interest-status":
             # The recording answers 200 (the spec documents 202): the recording shows the real server.
             return 200, self._http_update_interest(body)
@@ -2741,6 +2744,34 @@ class InstantlySimulator:
             if search and search not in entry["bl_value"]:
                 continue
             if domains_only and not entry["is_domain"]:
+                continue
+            items.append(dict(entry))
+            if len(items) >= limit:
+                break
+        answer: dict[str, Any] = {"items": items}
+        if items and paging != "no_cursor":
+            answer["next_starting_after"] = items[-1]["id"]
+        return answer
+
+    def _http_list_labels(self, query: Mapping[str, list[str]], paging: str) -> dict[str, Any]:
+        """GET /lead-labels (official spec): `limit` 1-100, `search` (in the label's name), `interest_status`
+        (a sentiment: positive, neutral or negative), `starting_after`. Assumed where the spec is silent:
+        the cursor is the last item's id (the answer's example is a UUID; the parameter's text says a
+        timestamp), labels come in id order."""
+        limit = _query_int(query, "limit", self.default_page_size, 1, 100)
+        search = (_query_first(query, "search") or "").lower()
+        sentiment = _query_first(query, "interest_status")
+        if sentiment is not None and sentiment not in LABEL_SENTIMENTS:
+            raise _HttpError(400, "querystring/interest_status must be equal to one of the allowed values")
+        ordered = sorted(self._labels)
+        cursor = _query_first(query, "starting_after")
+        start = bisect_right(ordered, cursor) if cursor and paging == "normal" else 0
+        items: list[dict[str, Any]] = []
+        for label_id in ordered[start:]:
+            entry = self._labels[label_id]
+            if search and search not in str(entry["label"]).lower():
+                continue
+            if sentiment is not None and entry["interest_status_label"] != sentiment:
                 continue
             items.append(dict(entry))
             if len(items) >= limit:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coldsync.instantly.client import InstantlyClient
-from coldsync.outcomes import history_policy_columns
+from coldsync.instantly.errors import InstantlyError
+from coldsync.outcomes import STATIC_INTEREST, LabelSentiment, history_policy_columns, label_sentiments
 from coldsync.report import PhaseReport, RunReport
 from coldsync.settings import Settings
 from coldsync.store import DncUpkeep, StateRow, Store, dead_letter_id
@@ -77,6 +78,7 @@ class RunContext:
     service_recorded: bool = False
     # time.monotonic() after which the run must not start another write: its lock lease may run out.
     deadline: float | None = None
+    _lead_labels: dict[int, LabelSentiment] | None = field(default=None, init=False, repr=False)  # lead_labels()
 
     def check_deadline(self, before: str) -> None:
         """Stop the run (cleanly: every step is safe to stop between) when it nears its lock lease."""
@@ -106,6 +108,24 @@ class RunContext:
 
     def state_by_email(self) -> dict[str, StateRow]:
         return {row.email: row for row in self.state}
+
+    def lead_labels(self) -> dict[int, LabelSentiment]:
+        """The workspace's custom-label sentiments (GET /lead-labels, read once per run, and only by a run
+        that meets a custom interest value). A listing that fails or is cut short gives what it read and a
+        note: a lead whose label is then unknown is kept, and a later run reads the labels again."""
+        if self._lead_labels is None:
+            listing = self.client.iter_lead_labels()
+            items: list[dict[str, Any]] = []
+            try:
+                items.extend(listing)
+            except InstantlyError as exc:
+                self.report.phase("drain").notes.append(f"custom lead labels could not be read: {exc.summary}")
+            else:
+                if not listing.complete:
+                    self.report.phase("drain").notes.append(
+                        f"custom lead labels' listing cut short ({listing.stop_reason})")
+            self._lead_labels = label_sentiments(items)
+        return self._lead_labels
 
     def state_by_lead_id(self) -> dict[str, StateRow]:
         return {row.instantly_lead_id: row for row in self.state if row.instantly_lead_id}
@@ -149,4 +169,13 @@ def history_row(ctx: RunContext, *, email: str, campaign_id: str, sequence_name:
     return {"email": email, "campaign_id": campaign_id, "sequence_name": sequence_name,
             "status_final": status_final, "completed_at": completed_at, "attempt_num": attempt_num,
             "instantly_lead_id": instantly_lead_id, "reason": reason, "arm": arm,
-            **history_policy_columns(status_final, interest_status, completed_at, table=ctx.settings.outcome_table)}
+            **history_policy_columns(status_final, interest_status, completed_at, table=ctx.settings.outcome_table,
+                                     custom_labels=_labels_for(ctx, interest_status))}
+
+
+def _labels_for(ctx: RunContext, interest_status: int | None) -> Mapping[int, LabelSentiment] | None:
+    """Instantly's custom labels, read only for a custom value the policy document does not map."""
+    table = ctx.settings.outcome_table
+    if interest_status is None or interest_status in STATIC_INTEREST or interest_status in table.custom_labels:
+        return None
+    return ctx.lead_labels()
