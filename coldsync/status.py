@@ -48,6 +48,26 @@ GROUP BY status_final, policy
 ORDER BY leads DESC, status_final, policy
 """
 
+# The leads held in their campaign after their outcome was recorded (state 'holding': coldsync.phases.drain),
+# by campaign and by the policy their history row has now (a rep's later status included).
+HELD_SQL = """
+SELECT campaign_id, held_policy AS policy, COUNT(*) AS leads, MIN(hold_until) AS first_ends,
+       MAX(hold_until) AS last_ends, COUNTIF(hold_until <= @in_7_days) AS ending_in_7_days
+FROM (
+  SELECT s.campaign_id, s.hold_until, COALESCE(h.policy, s.outcome, 'unknown') AS held_policy
+  FROM `{ds}.ops_inst_state` AS s
+  LEFT JOIN (
+    SELECT instantly_lead_id, MAX(policy) AS policy
+    FROM `{ds}.ops_lead_history`
+    WHERE instantly_lead_id IN (SELECT instantly_lead_id FROM `{ds}.ops_inst_state` WHERE status = 'holding')
+    GROUP BY instantly_lead_id
+  ) AS h ON h.instantly_lead_id = s.instantly_lead_id
+  WHERE s.status = 'holding'
+) AS held
+GROUP BY campaign_id, held_policy
+ORDER BY campaign_id, held_policy
+"""
+
 DNC_SQL = """
 SELECT source, COUNTIF(email IS NOT NULL) AS emails, COUNTIF(email IS NULL AND domain IS NOT NULL) AS domains
 FROM `{ds}.ops_dnc`
@@ -122,6 +142,12 @@ class StatusReport:
     open_dead_letters: int
     runs: list[dict[str, Any]] = field(default_factory=list)
     outcomes_30d: list[dict[str, Any]] = field(default_factory=list)  # status_final, policy, leads, never_back
+    # route, campaign_id, policy, leads, first_ends, last_ends (ISO-8601 UTC), ending_in_7_days
+    held: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def held_total(self) -> int:
+        return sum(int(r["leads"]) for r in self.held)
 
     @property
     def ready_total(self) -> int:
@@ -138,7 +164,7 @@ class StatusReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(ready_total=self.ready_total, dnc_total=self.dnc_total, room=self.room)
+        data.update(ready_total=self.ready_total, dnc_total=self.dnc_total, room=self.room, held_total=self.held_total)
         return data
 
     def to_json(self) -> str:
@@ -173,6 +199,11 @@ class StatusReport:
         lines.extend(f"    {r['status_final']:<13} {r['policy']:<18} {int(r['leads']):>8,}"
                      + (f"  ({int(r['never_back']):,} never back)" if int(r["never_back"]) else "")
                      for r in self.outcomes_30d)
+        lines.append(f"  held in their campaign (outcome recorded): {self.held_total:,}"
+                     + ("" if self.held else " none"))
+        lines.extend(f"    {r['route']:<8} {r['campaign_id']:<36}  {r['policy']:<14} {int(r['leads']):>6,}  "
+                     f"hold ends {r['first_ends']} .. {r['last_ends']} ({int(r['ending_in_7_days']):,} within 7 days)"
+                     for r in self.held)
         lines.append(f"  dead letters, last 24 hours: {sum(int(r['failures']) for r in self.dead_letters_24h):,} "
                      f"(open overall: {self.open_dead_letters:,})")
         for r in self.dead_letters_24h:
@@ -212,6 +243,13 @@ class StatusReport:
                     "| Outcome | Policy | Leads | Never back |", "|---|---|---:|---:|"]
             out += [f"| {r['status_final']} | {r['policy']} | {int(r['leads']):,} | {int(r['never_back']):,} |"
                     for r in self.outcomes_30d]
+            out.append("")
+        if self.held:
+            out += [f"**Held in their campaign (outcome recorded): {self.held_total:,}**", "",
+                    "| Route | Campaign | Policy | Leads | First hold ends | Last hold ends | Ending within 7 days |",
+                    "|---|---|---|---:|---|---|---:|"]
+            out += [f"| {r['route']} | `{r['campaign_id']}` | {r['policy']} | {int(r['leads']):,} | "
+                    f"{r['first_ends']} | {r['last_ends']} | {int(r['ending_in_7_days']):,} |" for r in self.held]
             out.append("")
         out += ["**Dead letters, last 24 hours**", ""]
         if self.dead_letters_24h:
@@ -313,6 +351,10 @@ def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None
         outcomes_30d=[{"status_final": str(r["status_final"]), "policy": str(r["policy"]), "leads": int(r["leads"]),
                        "never_back": int(r["never_back"] or 0)}
                       for r in q(OUTCOMES_SQL, "outcomes", since=now - RUNS_LOOKBACK)],
+        held=[{"route": route_of.get(str(r["campaign_id"]), "other"), "campaign_id": str(r["campaign_id"]),
+               "policy": str(r["policy"]), "leads": int(r["leads"]), "first_ends": _iso(r["first_ends"]),
+               "last_ends": _iso(r["last_ends"]), "ending_in_7_days": int(r["ending_in_7_days"] or 0)}
+              for r in q(HELD_SQL, "held", in_7_days=now + dt.timedelta(days=7))],
     )
 
 

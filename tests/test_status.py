@@ -112,6 +112,38 @@ def test_outcomes_by_policy_over_30_days(raw_warehouse: Warehouse, tmp_path: Pat
     assert "| replied | in_sales | 1 | 1 |" in report.render_markdown()
 
 
+def test_held_leads_by_campaign_and_policy_with_their_hold_ends(raw_warehouse: Warehouse, tmp_path: Path) -> None:
+    """The report lists held leads (state 'holding') per campaign under their history row's policy now,
+    with the first and last hold end and how many end within 7 days (#13)."""
+    settings = _settings(tmp_path)
+    arrange(raw_warehouse, settings)
+    held = (("won@example.com", "lead-1", "in_sales", 3), ("maybe@example.com", "lead-2", "replied", 10),
+            ("hot@example.com", "lead-3", "in_sales", 6))
+    for email, lead_id, policy, days in held:
+        raw_warehouse.execute(
+            "INSERT INTO `{ds}.ops_inst_state` (email, campaign_id, status, instantly_lead_id, outcome, added_at, "
+            "updated_at, hold_until) VALUES (@e, @c, 'holding', @id, 'replied', @t, @t, @until)",
+            {"e": email, "c": SMB, "id": lead_id, "t": T0 - dt.timedelta(days=20),
+             "until": T0 + dt.timedelta(days=days)}, label="test")
+        raw_warehouse.execute(
+            "INSERT INTO `{ds}.ops_lead_history` (email, campaign_id, sequence_name, status_final, completed_at, "
+            "attempt_num, instantly_lead_id, policy) VALUES (@e, @c, 'SMB', 'replied', @t, 1, @id, @p)",
+            {"e": email, "c": SMB, "t": T0 - dt.timedelta(days=1), "id": lead_id, "p": policy}, label="test")
+    report = collect(settings, raw_warehouse)
+    day = {n: (T0 + dt.timedelta(days=n)).isoformat(timespec="seconds") for n in (3, 6, 10)}
+    assert report.held == [
+        {"route": "SMB", "campaign_id": SMB, "policy": "in_sales", "leads": 2, "first_ends": day[3],
+         "last_ends": day[6], "ending_in_7_days": 2},
+        {"route": "SMB", "campaign_id": SMB, "policy": "replied", "leads": 1, "first_ends": day[10],
+         "last_ends": day[10], "ending_in_7_days": 0}]
+    assert report.held_total == 3
+    text, markdown = report.render_text(), report.render_markdown()
+    assert "  held in their campaign (outcome recorded): 3" in text
+    assert f"    SMB      {SMB}  in_sales            2  hold ends {day[3]} .. {day[6]} (2 within 7 days)" in text
+    assert f"| SMB | `{SMB}` | replied | 1 | {day[10]} | {day[10]} | 0 |" in markdown
+    assert json.loads(report.render("json"))["held_total"] == 3
+
+
 def test_renderings_hold_no_email(raw_warehouse: Warehouse, tmp_path: Path) -> None:
     """Text, Markdown and JSON render the same figures; no address appears, not even from error texts."""
     settings = _settings(tmp_path)
