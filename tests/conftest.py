@@ -58,7 +58,8 @@ _DATASETS_OPENED = pytest.StashKey[int]()
 
 
 def _fresh_dataset(client: Any, request: pytest.FixtureRequest) -> str:
-    """An empty dataset name for this test: `t_<n>_0000`, the n-th one the test opened, dropped first.
+    """An empty dataset name for this fixture's scope: `t_<n>_0000` for the n-th one a test opened, `m_<n>_0000`
+    for a module- or session-wide one (they live beside the tests' own); any dataset of that name is dropped first.
 
     Each test (one at a time per worker, each worker with its own emulator) reuses the same names,
     so the statements it sends are the same text as the last test's and the emulator's translation
@@ -66,7 +67,7 @@ def _fresh_dataset(client: Any, request: pytest.FixtureRequest) -> str:
     """
     opened = request.node.stash.get(_DATASETS_OPENED, 0)
     request.node.stash[_DATASETS_OPENED] = opened + 1
-    dataset = f"t_{opened}_0000"
+    dataset = f"{'t' if request.scope == 'function' else 'm'}_{opened}_0000"
     client.delete_dataset(f"{client.project}.{dataset}", delete_contents=True, not_found_ok=True)
     return dataset
 
