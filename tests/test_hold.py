@@ -14,7 +14,6 @@ import pytest
 
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator
-from coldsync.phases.topup import measure_inventory
 from coldsync.warehouse.demo_data import generate_source_rows
 from coldsync.warehouse.duckdb import DuckDBWarehouse
 from tests.conftest import make_settings
@@ -70,6 +69,8 @@ def _replied_lead(world: World, interest: int | None = 1) -> str:
 
 
 def test_a_replied_lead_is_held_re_read_and_deleted_when_the_hold_ends(world: World) -> None:
+    """An interested reply is recorded and held 14 days (counted in the inventory), a Won set during the hold
+    updates its history row, and the first run after the hold ends deletes it, keeping its outcome."""
     lead_id = _replied_lead(world)
     first = world.run_checked(run_topup=False)
     drain = first.report.phase("drain").counts
@@ -110,6 +111,7 @@ def test_a_replied_lead_is_held_re_read_and_deleted_when_the_hold_ends(world: Wo
 
 
 def test_an_unsubscribe_during_the_hold_drains_it_at_once_with_a_dnc_entry(world: World) -> None:
+    """A held lead that unsubscribes is deleted by the next run with a DNC entry; its row becomes do_not_contact."""
     lead_id = _replied_lead(world, interest=None)
     world.run_checked(run_topup=False)
     assert _state(world, lead_id)["status"] == "holding"  # type: ignore[index]
@@ -126,6 +128,7 @@ def test_an_unsubscribe_during_the_hold_drains_it_at_once_with_a_dnc_entry(world
 
 
 def test_a_rep_saying_not_interested_ends_the_hold(world: World) -> None:
+    """A rep's "not interested" during the hold ends it: deleted at once, the row's policy not_interested."""
     lead_id = _replied_lead(world)
     world.run_checked(run_topup=False)
     world.sim.advance(1)
@@ -137,10 +140,13 @@ def test_a_rep_saying_not_interested_ends_the_hold(world: World) -> None:
 
 
 def test_held_leads_count_in_the_inventory(world: World) -> None:
+    """A held lead takes room: with it held, the next top-up fills the campaign to the cap counting it."""
     _replied_lead(world)
     world.run_checked(run_topup=False)
     from coldsync.store import Store
 
     store = Store(world.warehouse, "t", world.sim.now)
     assert sum(1 for r in store.read_state() if r.status == "holding") == 1
-    assert measure_inventory.__doc__  # the inventory counts every tracked row of a managed campaign
+    result = world.run_checked(target_new_leads_per_run=100)
+    assert len(world.sim.leads()) == 20  # the cap, the held lead included
+    assert result.report.held == 1
