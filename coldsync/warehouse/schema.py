@@ -219,7 +219,7 @@ VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000}
 #  3. not suppressed: no do-not-contact entry for its key, nor for its key's domain (exact domain),
 #     nor an erased person's hash (v_dnc_keys: keys stored when written AND computed from the raw
 #     entries, so rows inserted by hand count too);
-#  4. no row in ops_inst_state for its key (pending, active or draining, any campaign);
+#  4. no row in ops_inst_state for its key (any status: pending, active, holding, moving, draining; any campaign);
 #  5. allowed back: every history row of the key lets the person return at `as_of`
 #     (coldsync.outcomes.may_return_sql: a row's `return_at` has passed, NULL meaning never; a row written
 #     before the policy columns rests by its status_final's policy: COOLDOWN_DAYS for no reply,
