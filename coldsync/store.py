@@ -423,6 +423,12 @@ class DncUpkeep:
     to_push: list[dict[str, Any]] = field(default_factory=list)  # entries to mirror to Instantly
 
 
+STATE_STATUSES: tuple[str, ...] = ("pending", "active", "holding", "moving", "draining")
+"""Every ops_inst_state status. Each row of a managed campaign counts in its inventory (phases/topup.py):
+a 'holding' lead sits in its campaign on purpose, a 'moving' one until its move to a list is verified, a
+'draining' one until its delete is."""
+
+
 @dataclass(frozen=True)
 class StateRow:
     email: str
@@ -437,7 +443,7 @@ class StateRow:
     suppressed: str | None = None  # how the person is suppressed (email, domain, erased), else None
     arm: str | None = None  # A/B arm of the route (the route's name when it has one campaign)
     hold_until: dt.datetime | None = None  # while 'holding': when the hold ends
-    completed_at: dt.datetime | None = None  # while 'holding': when the attempt ended (its history row's)
+    completed_at: dt.datetime | None = None  # while 'holding' or 'moving': when the attempt ended (its history row's)
 
 
 class Store:

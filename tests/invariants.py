@@ -33,7 +33,8 @@ from coldsync.warehouse.base import StringArray, Warehouse
 from coldsync.warehouse.schema import ERASURE_SALT_KEY
 
 WRITE_ENDPOINTS = ("POST /leads/add", "DELETE /leads", "DELETE /leads/{id}", "POST /block-lists-entries/bulk-create",
-                   "PATCH /leads/{id}", "POST /campaigns/{id}/activate", "POST /campaigns/{id}/pause")
+                   "PATCH /leads/{id}", "POST /campaigns/{id}/activate", "POST /campaigns/{id}/pause",
+                   "POST /leads/move")
 # How a drained lead ended -> the Instantly status that means it. Each of these outcomes puts the person
 # on the do-not-contact list before the lead is deleted (invariant 5).
 SUPPRESSING_OUTCOMES = {"unsubscribed": -2, "bounced": -1}
@@ -477,8 +478,8 @@ def check_converged(warehouse: Warehouse, sim: InstantlySimulator, settings: Set
             problems.append(f"lead {lead_id} in Instantly is not tracked by the warehouse")
             continue
         tracked = state.get(normalize_email(lead.get("email")) or "")
-        if tracked is not None and tracked["status"] == "holding":
-            continue  # held: finished on purpose (its hold end is checked with its state row)
+        if tracked is not None and tracked["status"] in ("holding", "moving"):
+            continue  # held or being moved: finished on purpose (its state row is checked above)
         added_at = tracked["added_at"] if tracked else None
         decision = classify_finished_lead(lead, now=now, added_at=added_at, max_active_days=settings.max_active_days)
         if decision.action is Action.DRAIN:

@@ -191,6 +191,9 @@ def test_every_request_and_response_of_a_full_run_conforms(clock: FakeClock) -> 
             assert client.delete_lead(ids[0]) is False
             assert client.get_lead(ids[0]) is None
             assert client.delete_leads(smb, ids[1:150], chunk_size=50) == 149
+            job_id = client.move_leads(ids[150:153], sim.create_list("Replied"), smb)
+            while not client.background_job(job_id).finished:
+                pass
             client.campaign_analytics([smb, mid])
             client.campaign_analytics([smb], start_date=sim.now.date(), end_date=sim.now)
             client.daily_campaign_analytics(smb, sim.now.date(), sim.now.date())

@@ -11,7 +11,8 @@ requests for transport, tenacity for retries. What it guarantees:
 - dangerous calls are impossible: only the operations listed in `ALLOWED_OPERATIONS` can be sent,
   a bulk `DELETE /leads` needs explicit ids (without them it wipes the campaign), and there is no way
   to send `DELETE /block-lists-entries` (without an id it wipes the block list) nor a block-list
-  bulk delete without explicit ids (`_guard` refuses both even if they were ever allow-listed);
+  bulk delete without explicit ids (`_guard` refuses both even if they were ever allow-listed), and a
+  `POST /leads/move` selects only explicit ids of one campaign, to a list (other selections move by filter);
 - paged listings (`Listing`) say whether they were read to the end (`complete`) or cut short;
 - one outage costs one call's retries per operation and run: an operation whose retries were spent
   is not sent again in the run (`CircuitOpenError`), and `health` says what failed at the service level.
@@ -79,6 +80,9 @@ MAX_LEADS_PER_ADD = 1000
 MAX_PAGE_SIZE = 100
 MAX_BLOCKLIST_VALUES_PER_CALL = 1000
 MAX_IDS_PER_BULK_DELETE = 10_000
+#: Lead ids per `POST /leads/move`. The spec sets no bound on `ids` (only `moved_lead_emails` of the job is
+#: capped, at 10,000): assumed here, one listing page, so one by-ids look-up verifies a whole move.
+MAX_IDS_PER_MOVE = 100
 #: How many times one `add_leads` call may halve a batch Instantly refused with a 400 to find the refused
 #: lead(s): one bad lead in a 1,000-lead batch is found in 10 halvings (20 extra requests at most).
 MAX_ADD_SPLITS = 32
@@ -140,8 +144,28 @@ ALLOWED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/block-lists-entries"),
         ("GET", "/workspaces/current"),
         ("GET", "/lead-labels"),
+        ("POST", "/leads/move"),
+        ("GET", "/background-jobs/{id}"),
     }
 )
+
+class JobStatus(StrEnum):
+    """`status` of a background job (spec: components/schemas/BackgroundJob, an enum of exactly these)."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in-progress"
+    SUCCESS = "success"
+    FAILED = "failed"
+    DRAINING = "draining"  # replaying deferred live events: still running
+    PAUSED = "paused"  # waiting for quota or auth: still running
+    CANCELLED = "cancelled"
+
+
+#: The statuses after which a background job changes nothing any more.
+JOB_FINISHED: frozenset[JobStatus] = frozenset({JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED})
+
+#: The only keys a `POST /leads/move` body of this client has: explicit ids within one campaign, to a list.
+_MOVE_KEYS = frozenset({"ids", "campaign", "to_list_id", "limit", "reset_interest_status"})
 
 #: Fields a lead of `POST /leads/add` may carry (the spec forbids any other).
 LEAD_FIELDS: frozenset[str] = frozenset(
@@ -924,6 +948,49 @@ class BlockListCreateResult:
         return {_block_key(o.value): o.entry for o in self.outcomes if o.entry is not None and o.value is not None}
 
 
+@dataclass(frozen=True)
+class BackgroundJob:
+    """A background job (`GET /background-jobs/{id}`, spec BackgroundJob): its id, type, status and
+    progress. `data` is not kept: for a move it lists the moved addresses (`moved_lead_emails`), and
+    nothing here needs them (a move is verified by reading the leads)."""
+
+    id: str
+    type: str | None
+    status: JobStatus
+    progress: float | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in JOB_FINISHED
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is JobStatus.SUCCESS
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> BackgroundJob:
+        progress = obj.get("progress")
+        kind = obj.get("type")
+        return cls(
+            id=str(obj["id"]),
+            type=kind if isinstance(kind, str) else None,
+            status=JobStatus(obj["status"]),
+            progress=float(progress) if isinstance(progress, int | float) and not isinstance(progress, bool) else None,
+        )
+
+
+def _is_background_job(body: Any) -> bool:
+    """A job object with a non-empty id and a status of the spec's enum. Anything else (no id, a status
+    the spec does not know) is a malformed answer, never taken for a job that is running or done."""
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("id"), str)
+        and bool(body["id"].strip())
+        and isinstance(body.get("status"), str)
+        and body["status"] in set(JobStatus)
+    )
+
+
 def add_unsub_to_block(workspace: Mapping[str, Any]) -> bool | None:
     """The workspace's `add_unsub_to_block` (Workspace schema: boolean or null, optional).
 
@@ -1193,6 +1260,25 @@ class InstantlyClient:
                 raise UnsafeRequestError(
                     "refusing DELETE /leads without explicit ids and a matching limit "
                     "(it would delete every lead of the campaign)"
+                )
+
+        if method == "POST" and template == "/leads/move":
+            ids = body.get("ids") if isinstance(body, dict) else None
+            if (
+                not isinstance(body, dict)
+                or not isinstance(ids, list)
+                or not 1 <= len(ids) <= MAX_IDS_PER_MOVE
+                or not all(isinstance(i, str) and i.strip() for i in ids)
+                or body.get("limit") != len(ids)
+                or not isinstance(body.get("campaign"), str)
+                or not body["campaign"].strip()
+                or not isinstance(body.get("to_list_id"), str)
+                or not body["to_list_id"].strip()
+                or not set(body) <= _MOVE_KEYS
+            ):
+                raise UnsafeRequestError(
+                    "refusing POST /leads/move without explicit ids of one campaign, a matching limit and a "
+                    "target list (any other selection could move a whole campaign)"
                 )
 
     def _send(
@@ -1723,6 +1809,55 @@ class InstantlyClient:
         except NotFoundError:
             return False
         return True
+
+    def move_leads(self, ids: Sequence[str], to_list_id: str, from_campaign_id: str) -> str:
+        """Move exactly these leads of one campaign to an Instantly list; return the background job's id.
+
+        `POST /api/v2/leads/move` (spec operation moveLeads): body `ids` (lead ids; the spec: "you must
+        provide either `campaign` or `list_id` ... This parameter acts as a filter within the specified
+        campaign or list"), `campaign` (the source, a campaign id: the field is `campaign`, not
+        `campaign_id`), `to_list_id` (the target list), `limit` ("the limit of the number of leads to move"),
+        set to the number of ids as a second bound, and `reset_interest_status: false` (the spec: false
+        keeps the existing interest status; its default is not documented). Nothing else: no `filter`,
+        `search`, `queries`, `contacts`, `in_campaign`, `copy_leads`, which select or duplicate leads
+        beyond these ids (`_guard` refuses any body that could move a whole campaign). At most
+        MAX_IDS_PER_MOVE ids (the spec states no bound: assumed). The answer is a BackgroundJob, `pending`
+        (recorded move-leads.json); the move happens when the job runs: follow it with `background_job`,
+        then verify by reading the leads. An answer without a job id is a malformed answer
+        (`ServerError`), never a move taken for done.
+        """
+        for name, value in (("to_list_id", to_list_id), ("from_campaign_id", from_campaign_id)):
+            if not isinstance(value, str) or not value.strip():
+                raise UnsafeRequestError(f"refusing a move without {name}")
+        if ids is None or isinstance(ids, str | bytes) or len(ids) == 0:
+            raise UnsafeRequestError("refusing a move without explicit lead ids")
+        if not all(isinstance(i, str) and i.strip() for i in ids):
+            raise UnsafeRequestError("refusing a move with a blank lead id")
+        unique = list(dict.fromkeys(ids))
+        if len(unique) > MAX_IDS_PER_MOVE:
+            raise ValueError(f"at most {MAX_IDS_PER_MOVE} lead ids per move")
+        body = {"ids": unique, "campaign": from_campaign_id, "to_list_id": to_list_id, "limit": len(unique),
+                "reset_interest_status": False}
+        answer = self._request("POST", "/leads/move", body=body, accept=_is_background_job)
+        job_id = str(answer["id"])
+        logger.info("instantly move of %d lead(s) from campaign %s to list %s: job %s (%s)", len(unique),
+                    from_campaign_id, to_list_id, job_id, answer["status"])
+        return job_id
+
+    def background_job(self, job_id: str) -> BackgroundJob:
+        """The background job (`GET /api/v2/background-jobs/{id}`, spec operation getBackgroundJob).
+
+        Its `status` (spec enum): pending, in-progress, draining, paused (still running); success, failed,
+        cancelled (`JOB_FINISHED`). Asked with `data_fields=moved_leads` so the answer's `data` carries the
+        count, not the moved addresses. An answer without an id, for another job, or with a status outside
+        the spec's enum is a malformed answer (`ServerError`); an unknown job is a `NotFoundError`.
+        """
+        if not isinstance(job_id, str) or not job_id.strip():
+            raise ValueError("job_id must be a non-empty id")
+        body = self._request("GET", "/background-jobs/{id}", path_params={"id": job_id},
+                             params={"data_fields": "moved_leads"},
+                             accept=lambda b: _is_background_job(b) and b["id"] == job_id)
+        return BackgroundJob.from_json(body)
 
     # ---- workspace ------------------------------------------------------------------------------
 

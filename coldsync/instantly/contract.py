@@ -51,13 +51,13 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("get", "/api/v2/block-lists-entries"),
     ("get", "/api/v2/workspaces/current"),
     ("get", "/api/v2/lead-labels"),
+    ("post", "/api/v2/leads/move"),
+    ("get", "/api/v2/background-jobs/{id}"),
 )
 
 #: Operations the simulator also serves, held to the same contract, that the client does not send yet:
-#: outcome policies (issue #13) will use them (interest statuses, subsequences, moves as background jobs).
+#: outcome policies (issue #13) may use them (lists, interest statuses, subsequences).
 SIMULATED_OPERATIONS: tuple[tuple[str, str], ...] = (
-    ("post", "/api/v2/leads/move"),
-    ("get", "/api/v2/background-jobs/{id}"),
     ("post", "/api/v2/lead-lists"),
     ("post", "/api/v2/leads/update-interest-status"),
     ("post", "/api/v2/leads/subsequence/move"),

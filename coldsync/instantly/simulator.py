@@ -2415,7 +2415,12 @@ class InstantlySimulator:
 
         Assumed where the spec is silent: exactly one of `to_campaign_id` / `to_list_id` (else 400);
         an unknown target is a 404; the leads are selected by the stored filters when the job runs
-        (a lead deleted before that is not moved).
+        (a lead deleted before that is not moved); a lead whose email is already in the target is not
+        moved (`duplicated_leads`) whether or not `check_duplicates` is set (the spec does not say what
+        the flag changes); a lead already moved out of the source by an earlier job is no longer
+        selected, so moving the same ids twice moves them once. Checked against the spec (moveLeads,
+        BackgroundJob) and recorded move-leads.json / get-background-job.json: field names, the pending
+        answer with `user_id: null`, 24-hex job ids, the finished job's `data` keys and order.
         """
         if not isinstance(body, dict):
             raise _HttpError(400, "body must be object")

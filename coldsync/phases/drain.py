@@ -5,16 +5,24 @@ are the leads deleted in Instantly, by explicit ids; only then are their state r
 anywhere leaves either nothing done, or history written with the lead still in Instantly (the next
 run finds it again: the history MERGE is idempotent), or the lead deleted with its state 'draining'
 (the next run retries the delete: a lead already gone counts as deleted).
+
+A lead whose outcome policy names an Instantly list (`list_id`, e.g. REPLIED_LIST_ID) is moved there
+instead of deleted, at once or when its hold ends, in the same order: history first and state 'moving',
+then `POST /leads/move` (a background job, followed for a few polls), then the lead is read back by id,
+and only a lead Instantly shows in the list and out of its campaign loses its state row. A move not
+verified (the job failed, was cancelled, or still runs) leaves the lead 'moving', counted in its campaign's
+inventory: the next run reads it again and moves it again only if it is still in its campaign.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from coldsync.instantly.client import LeadFilter
+from coldsync.instantly.client import MAX_IDS_PER_MOVE, BackgroundJob, LeadFilter
 from coldsync.instantly.errors import InstantlyError, is_service_level
 from coldsync.outcomes import UnknownInterestStatus
 from coldsync.phases.blocklist import mirror_rows
@@ -50,6 +58,10 @@ FULL_SWEEP_INTERVAL = dt.timedelta(hours=6)
 DNC_SOURCES = {Suppression.DNC: "instantly_unsubscribe", Suppression.PERMANENT: "instantly_bounce"}
 SUPPRESSED_OUTCOME = "suppressed"
 """History outcome of a lead taken out of Instantly because its person is on the do-not-contact list."""
+MOVE_POLLS = 5
+"""How many times a run asks for a move's background job before it leaves the move to the next run."""
+MOVE_POLL_SECONDS = 1.0
+"""Wait between two of those polls (Instantly finished a recorded move of 5 leads in half a second)."""
 
 
 def in_subsequence(lead: Mapping[str, Any]) -> bool:
@@ -169,12 +181,13 @@ def run_drain(ctx: RunContext) -> None:
     state_rows: dict[str, dict[str, Any]] = {}  # one per email: ops_inst_state is keyed by email
     owned: set[str] = set()  # lead ids whose state row goes once they are deleted
     to_delete: dict[str, dict[str, str]] = {}  # campaign -> lead id -> email
+    to_move: dict[tuple[str, str], dict[str, str]] = {}  # (campaign, target list) -> lead id -> email
     held_now: set[str] = set()  # emails holding in their campaign as this run leaves them
     history_updates: list[dict[str, Any]] = []  # held leads re-read: their attempt's policy columns now
     for lead, decision in plan.to_drain:
         row = state_of(lead)
-        if row is not None and row.status == "holding":
-            continue  # outcome recorded already: the hold below re-reads it by id
+        if row is not None and row.status in ("holding", "moving"):
+            continue  # outcome recorded already: the hold (or the move) below re-reads it by id
         email = normalize_email(lead.get("email")) or (row.email if row else None)
         campaign_id = str(lead.get("campaign") or (row.campaign_id if row else "") or "")
         if not email or not ctx.manages(campaign_id):
@@ -222,6 +235,18 @@ def run_drain(ctx: RunContext) -> None:
                                  "added_at": None, "arm": arm, "hold_until": ctx.now + dt.timedelta(days=hold_days),
                                  "completed_at": history[-1]["completed_at"]}
             continue
+        list_id = ctx.settings.outcome_table[history[-1]["policy"]].list_id
+        if list_id and decision.suppression not in DNC_SOURCES:
+            # Moved to the policy's Instantly list at once (MOVE): recorded now, 'moving' until verified there.
+            phase.plan["move"] += 1
+            to_move.setdefault((campaign_id, list_id), {})[str(lead["id"])] = email
+            if not shared:
+                owned.add(str(lead["id"]))
+                state_rows[email] = {"email": email, "op": "upsert", "campaign_id": campaign_id,
+                                     "sequence_target": route, "status": "moving", "instantly_lead_id": str(lead["id"]),
+                                     "outcome": decision.outcome.value, "attempt_num": row.attempt_num if row else None,
+                                     "added_at": None, "arm": arm, "completed_at": history[-1]["completed_at"]}
+            continue
         to_delete.setdefault(campaign_id, {})[str(lead["id"])] = email
         if shared:
             # The address is tracked for another Instantly lead (e.g. one added by hand to the other
@@ -237,7 +262,7 @@ def run_drain(ctx: RunContext) -> None:
     # after the lead was sent, or a lead adopted before its entry existed): recorded, then taken out.
     planned = {lead_id for ids in to_delete.values() for lead_id in ids}
     for hit in ctx.state:
-        if (hit.suppressed is None or hit.status not in ("active", "holding") or not hit.instantly_lead_id
+        if (hit.suppressed is None or hit.status not in ("active", "holding", "moving") or not hit.instantly_lead_id
                 or hit.instantly_lead_id in planned or not ctx.manages(hit.campaign_id)
                 or hit.email in state_rows):
             continue  # pending rows are settled by housekeeping; draining rows are retried below
@@ -255,9 +280,10 @@ def run_drain(ctx: RunContext) -> None:
             "status": "draining", "instantly_lead_id": hit.instantly_lead_id, "outcome": SUPPRESSED_OUTCOME,
             "attempt_num": hit.attempt_num, "added_at": None, "arm": hit.arm}
 
-    _follow_holds(ctx, state_rows, history_updates, dnc, to_delete, owned, held_now)
+    _follow_holds(ctx, state_rows, history_updates, dnc, to_delete, to_move, owned, held_now)
     phase.counts["held"] = len(held_now)
     ctx.report.held = len(held_now)
+    moving_before, moves_done = _follow_moves(ctx, state_rows, history_updates, dnc, to_delete, to_move, owned)
 
     # Deletes that an earlier run recorded but could not finish.
     retried: set[str] = set()
@@ -272,6 +298,8 @@ def run_drain(ctx: RunContext) -> None:
     if ctx.dry_run:
         for campaign_id, leads in to_delete.items():
             ctx.drained_by_campaign[campaign_id] = len(leads)
+        for (campaign_id, _list_id), leads in to_move.items():
+            ctx.drained_by_campaign[campaign_id] = ctx.drained_by_campaign.get(campaign_id, 0) + len(leads)
         return
 
     # 1. The warehouse first: no outcome can be lost after this point.
@@ -311,9 +339,14 @@ def run_drain(ctx: RunContext) -> None:
     ctx.deleted_in_instantly += confirmed
     phase.counts["deleted_in_instantly"] += confirmed
 
-    # 3. Then the state rows go; dead letters of earlier failed deletes close.
+    moved_gone, move_failures, moved_ids = _carry_out_moves(ctx, to_move, owned)
+    gone += moved_gone
+    failures += move_failures
+
+    # 3. Then the state rows go; dead letters of earlier failed deletes and moves close.
     ctx.store.apply_state(gone, label="drain.state_gone")
     closed = resolution("drain", "delete_lead", retried.intersection(deleted_ids))
+    closed += resolution("drain", "move_lead", moves_done | moving_before.intersection(moved_ids))
     ctx.store.record_dead_letters(failures + closed, label="drain.dead_letters")
     if phase.counts["delete_failed"]:
         ctx.report.warn(f"{phase.counts['delete_failed']} delete(s) in Instantly failed: the leads stay "
@@ -321,33 +354,20 @@ def run_drain(ctx: RunContext) -> None:
 
 
 def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], history_updates: list[dict[str, Any]],
-                  dnc: list[dict[str, Any]], to_delete: dict[str, dict[str, str]], owned: set[str],
-                  held_now: set[str]) -> None:
+                  dnc: list[dict[str, Any]], to_delete: dict[str, dict[str, str]],
+                  to_move: dict[tuple[str, str], dict[str, str]], owned: set[str], held_now: set[str]) -> None:
     """The leads held in their campaign (state 'holding'), re-read by id (100 a call): a status set during
     the hold updates their attempt's history row (policy, interest status, return date); an unsubscribe or
     bounce drains them at once with a DNC entry; once the hold ends (or their policy no longer holds) they
-    are deleted like any drained lead ('draining' first). A look-up that fails keeps them held: the next run
+    are moved to their policy's list ('moving' first) or, without one, deleted like any drained lead
+    ('draining' first). A look-up that fails keeps them held: the next run
     reads them again. Fills the drain's lists; writes nothing."""
     phase = ctx.report.phase("drain")
     rows = {r.instantly_lead_id: r for r in ctx.state
             if r.status == "holding" and r.instantly_lead_id and r.campaign_id and r.email not in state_rows}
     if not rows:
         return
-    seen: dict[str, dict[str, Any]] = {}
-    unread: set[str] = set()
-    for part in chunk(list(rows), 100):
-        listing = ctx.client.iter_leads(ids=part)
-        try:
-            for lead in listing:
-                lead_id = lead_id_of(lead)
-                if lead_id in rows:
-                    seen[lead_id] = lead
-        except InstantlyError as exc:
-            phase.notes.append(f"held leads' look-up failed: {exc.summary}")
-            unread.update(part)
-            continue
-        if not listing.complete:
-            unread.update(lead_id for lead_id in part if lead_id not in seen)
+    seen, unread = _read_by_ids(ctx, list(rows), "held leads")
     for lead_id, row in rows.items():
         ended = row.hold_until is None or ctx.now >= row.hold_until
         current = seen.get(lead_id)
@@ -392,9 +412,202 @@ def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
         if not ended:
             held_now.add(row.email)
             continue
+        list_id = ctx.settings.outcome_table[policy_name].list_id if policy_name else ""
+        if current is not None and list_id and reason is None:  # never an unsubscribe or a bounce
+            phase.plan["hold ended: move"] += 1
+            phase.counts["hold_ended"] += 1
+            owned.add(lead_id)
+            to_move.setdefault((str(row.campaign_id), list_id), {})[lead_id] = row.email
+            state_rows[row.email] = {"email": row.email, "op": "upsert", "campaign_id": row.campaign_id,
+                                     "status": "moving", "instantly_lead_id": lead_id, "outcome": outcome}
+            continue
         phase.plan["hold ended: delete"] += 1
         phase.counts["hold_ended"] += 1
         owned.add(lead_id)
         to_delete.setdefault(str(row.campaign_id), {})[lead_id] = row.email
         state_rows[row.email] = {"email": row.email, "op": "upsert", "campaign_id": row.campaign_id,
                                  "status": "draining", "instantly_lead_id": lead_id, "outcome": outcome}
+
+
+def _read_by_ids(ctx: RunContext, ids: list[str], what: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """These leads as Instantly shows them now (100 ids a call): the leads returned by id, and the ids
+    whose look-up failed or was cut short (nothing known of them). An id in neither was not returned by a
+    complete answer: Instantly no longer has that lead."""
+    wanted = set(ids)
+    seen: dict[str, dict[str, Any]] = {}
+    unread: set[str] = set()
+    for part in chunk(ids, 100):
+        listing = ctx.client.iter_leads(ids=part)
+        try:
+            for lead in listing:
+                lead_id = lead_id_of(lead)
+                if lead_id in wanted:
+                    seen[lead_id] = lead
+        except InstantlyError as exc:
+            ctx.report.phase("drain").notes.append(f"{what}' look-up failed: {exc.summary}")
+            unread.update(lead_id for lead_id in part if lead_id not in seen)
+            continue
+        if not listing.complete:
+            unread.update(lead_id for lead_id in part if lead_id not in seen)
+    return seen, unread
+
+
+def _same_campaign(a: object, b: object) -> bool:
+    return isinstance(a, str) and isinstance(b, str) and bool(a) and a.lower() == b.lower()
+
+
+def _follow_moves(ctx: RunContext, state_rows: dict[str, dict[str, Any]], history_updates: list[dict[str, Any]],
+                  dnc: list[dict[str, Any]], to_delete: dict[str, dict[str, str]],
+                  to_move: dict[tuple[str, str], dict[str, str]], owned: set[str]) -> tuple[set[str], set[str]]:
+    """The leads an earlier run began to move (state 'moving'), re-read by id: one no longer in its
+    campaign is done (in the list, or taken out by hand), its state row goes; one Instantly no longer has
+    at all is done too (its outcome is in history); one still in its campaign is moved again to the list
+    its policy names now (deleted, 'draining' first, if the policy has no list any more), or, if it
+    unsubscribed or bounced meanwhile, drained at once with a DNC entry. A look-up that fails keeps them
+    'moving'. Fills the drain's lists; writes nothing. Returns the ids of the 'moving' rows, and of those
+    found done."""
+    phase = ctx.report.phase("drain")
+    rows = {r.instantly_lead_id: r for r in ctx.state
+            if r.status == "moving" and r.instantly_lead_id and r.campaign_id and r.email not in state_rows}
+    if not rows:
+        return set(), set()
+    done: set[str] = set()
+    seen, unread = _read_by_ids(ctx, list(rows), "moving leads")
+    for lead_id, row in rows.items():
+        if lead_id in unread:
+            phase.counts["moving: not read"] += 1
+            continue
+        current = seen.get(lead_id)
+        if current is None or not _same_campaign(current.get("campaign"), row.campaign_id):
+            # Out of its campaign: moved (by an earlier job that finished late), or removed by hand.
+            phase.plan["moving: moved" if current is not None and current.get("list_id") else "moving: gone"] += 1
+            state_rows[row.email] = {"email": row.email, "op": "delete"}
+            done.add(lead_id)
+            if current is not None and current.get("list_id"):
+                ctx.drained_by_campaign[str(row.campaign_id)] = ctx.drained_by_campaign.get(str(row.campaign_id), 0) + 1
+            continue
+        decision = classify_finished_lead(current, now=ctx.now, added_at=row.added_at,
+                                          max_active_days=ctx.settings.max_active_days)
+        if decision.action is Action.UNKNOWN:
+            phase.counts["unknown_kept"] += 1
+            phase.notes.append(f"kept a moving lead that could not be classified: {decision.reason}")
+            continue
+        outcome, reason = row.outcome or "replied", None
+        if decision.outcome is not None and decision.suppression in DNC_SOURCES:
+            outcome, reason = decision.outcome.value, decision.reason
+            dnc.append({"email": row.email, "domain": None, "source": DNC_SOURCES[decision.suppression],
+                        "reason": decision.reason})
+        raw_interest = current.get("lt_interest_status")
+        interest = int(raw_interest) if isinstance(raw_interest, int | float) and not isinstance(
+            raw_interest, bool) else None
+        try:
+            update = history_row(ctx, email=row.email, campaign_id=str(row.campaign_id),
+                                 sequence_name=row.sequence_target, status_final=outcome,
+                                 completed_at=row.completed_at or ctx.now, attempt_num=row.attempt_num,
+                                 instantly_lead_id=lead_id, reason=reason or "", arm=row.arm, interest_status=interest)
+        except UnknownInterestStatus as exc:
+            phase.notes.append(f"kept a moving lead as it was: {exc} (map it in the outcome policies' [custom_labels])")
+            continue
+        if reason is None:
+            update["reason"] = None  # the outcome stands: only the policy columns change
+        history_updates.append(update)
+        list_id = ctx.settings.outcome_table[str(update["policy"])].list_id
+        owned.add(lead_id)
+        if list_id and reason is None:
+            phase.plan["retry move"] += 1
+            to_move.setdefault((str(row.campaign_id), list_id), {})[lead_id] = row.email
+            continue
+        phase.plan["moving: delete" if reason is None else "moving: do_not_contact"] += 1
+        to_delete.setdefault(str(row.campaign_id), {})[lead_id] = row.email
+        state_rows[row.email] = {"email": row.email, "op": "upsert", "campaign_id": row.campaign_id,
+                                 "status": "draining", "instantly_lead_id": lead_id, "outcome": outcome}
+    return set(rows), done
+
+
+def _carry_out_moves(ctx: RunContext, to_move: Mapping[tuple[str, str], Mapping[str, str]],
+                     owned: set[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str]]:
+    """Move the leads (explicit ids of one campaign, MAX_IDS_PER_MOVE a call), follow each background job
+    for at most MOVE_POLLS polls, then read the leads back by id. Returns the state deletes of the leads
+    verified out of their campaign (in the target list, or gone), the dead letters of per-lead failures
+    (a 4xx, a job that failed or was cancelled, a job done that left the lead where it was), and the ids
+    verified. A service-level failure (5xx, 429, timeout) writes no per-lead letter; a job still running
+    at the poll limit none either: the leads stay 'moving' and the next run reads them again."""
+    phase = ctx.report.phase("drain")
+    gone: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    verified: set[str] = set()
+    sent: list[tuple[str, str, str, dict[str, str]]] = []  # (job id, campaign, list, lead id -> email)
+    for (campaign_id, list_id), leads in to_move.items():
+        for part in chunk(list(leads), MAX_IDS_PER_MOVE):
+            try:
+                job_id = ctx.client.move_leads(part, list_id, campaign_id)
+            except InstantlyError as exc:
+                phase.counts["move_failed"] += len(part)
+                if not is_service_level(exc):
+                    failures.extend(dead_letter(phase, "move_lead", lead_id, email=leads[lead_id],
+                                                campaign_id=campaign_id, lead_id=lead_id, error=str(exc),
+                                                http_status=exc.http_status) for lead_id in part)
+                continue
+            sent.append((job_id, campaign_id, list_id, {lead_id: leads[lead_id] for lead_id in part}))
+    jobs = _follow_jobs(ctx, [job_id for job_id, *_rest in sent])
+    for job_id, campaign_id, list_id, leads in sent:
+        job = jobs.get(job_id)
+        seen, unread = _read_by_ids(ctx, list(leads), "moved leads")
+        moved = 0
+        for lead_id, email in leads.items():
+            if lead_id in unread:
+                phase.counts["move_unverified"] += 1
+                continue
+            current = seen.get(lead_id)
+            in_list = current is not None and current.get("list_id") == list_id
+            if current is None or (in_list and not _same_campaign(current.get("campaign"), campaign_id)):
+                verified.add(lead_id)
+                moved += current is not None
+                if lead_id in owned:
+                    gone.append({"email": email, "op": "delete"})
+                continue
+            phase.counts["move_unverified"] += 1
+            if job is not None and job.finished:
+                what = ("finished, yet the lead is still in its campaign" if job.succeeded
+                        else f"ended {job.status.value}")
+                failures.append(dead_letter(phase, "move_lead", lead_id, email=email, campaign_id=campaign_id,
+                                            lead_id=lead_id, error=f"move to list {list_id}: background job {job_id} "
+                                                                   f"{what}"))
+        phase.counts["moved_in_instantly"] += moved
+        ctx.drained_by_campaign[campaign_id] = ctx.drained_by_campaign.get(campaign_id, 0) + moved
+    if phase.counts["move_failed"] or phase.counts["move_unverified"]:
+        ctx.report.warn(f"{phase.counts['move_failed'] + phase.counts['move_unverified']} move(s) to an Instantly "
+                        "list not verified: the leads stay 'moving' (their outcome is recorded) and the next run "
+                        "checks them and moves them again if they are still in their campaign")
+    return gone, failures, verified
+
+
+def _follow_jobs(ctx: RunContext, job_ids: list[str]) -> dict[str, BackgroundJob]:
+    """Each job as last seen within MOVE_POLLS polls, MOVE_POLL_SECONDS apart (a bounded wait in the run).
+    A job whose poll fails is left out: its leads are verified by reading them all the same."""
+    phase = ctx.report.phase("drain")
+    last: dict[str, BackgroundJob] = {}
+    waiting = list(job_ids)
+    for poll in range(MOVE_POLLS):
+        if not waiting:
+            break
+        if poll:
+            time.sleep(MOVE_POLL_SECONDS)
+        still: list[str] = []
+        for job_id in waiting:
+            try:
+                job = ctx.client.background_job(job_id)
+            except InstantlyError as exc:
+                phase.notes.append(f"following move job {job_id} failed: {exc.summary}")
+                continue
+            last[job_id] = job
+            if not job.finished:
+                still.append(job_id)
+        waiting = still
+    for job_id in waiting:
+        phase.notes.append(f"move job {job_id} still {last[job_id].status.value} after {MOVE_POLLS} polls: "
+                           "the next run checks its leads")
+    for job in last.values():
+        if job.finished and not job.succeeded:
+            phase.notes.append(f"move job {job.id} ended {job.status.value}: its leads are moved again next run")
+    return last

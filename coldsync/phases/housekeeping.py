@@ -72,7 +72,8 @@ def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]]) -> list
                                            "http_status", "error_text")}
         email = letter.get("email")
         current = by_email.get(str(email)) if email else None
-        delete_done = letter["operation"] == "delete_lead" and current is None
+        # A delete or a move is done once its lead's state row is gone (the drain removes it when verified).
+        delete_done = letter["operation"] in ("delete_lead", "move_lead") and current is None
         add_done = letter["operation"] == "add_lead" and current is not None and current.status == "active"
         if delete_done or add_done:
             rows.append({**base, "resolve": True, "give_up_reason": None})

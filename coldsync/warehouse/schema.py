@@ -59,16 +59,18 @@ INST_STATE = TableSpec(
         _c("campaign_id", "STRING", "Instantly campaign the lead is in"),
         _c("sequence_target", "STRING", "route the lead was added by (by default SMB or Midsize)"),
         _c("status", "STRING", "pending (intent recorded, add not confirmed), active, holding (outcome recorded, kept "
-           "in its campaign until hold_until), draining", required=True),
+           "in its campaign until hold_until), moving (outcome recorded, being moved to its policy's Instantly "
+           "list; in its campaign until the move is verified), draining", required=True),
         _c("instantly_lead_id", "STRING", "Instantly lead UUID once known"),
         _c("attempt_num", "INT64", "1 for the first time this email is sent, then 2, ..."),
-        _c("outcome", "STRING", "while draining: the status_final already written to history"),
+        _c("outcome", "STRING", "while holding, moving or draining: the status_final already written to history"),
         _c("added_at", "TIMESTAMP", "when the intent to add was recorded"),
         _c("updated_at", "TIMESTAMP", "last change of this row"),
         _c("run_id", "STRING", "run that last changed this row"),
         _c("arm", "STRING", "A/B arm of the route the lead is in (the route's name when it has one campaign)"),
         _c("hold_until", "TIMESTAMP", "while holding: when the hold ends (then the lead is deleted or moved)"),
-        _c("completed_at", "TIMESTAMP", "while holding: when the attempt ended (its history row's completed_at)"),
+        _c("completed_at", "TIMESTAMP",
+           "while holding or moving: when the attempt ended (its history row's completed_at)"),
     ),
     "One row per lead currently managed in Instantly. Deleted once the lead is gone from Instantly.",
     cluster_by=("email",),
@@ -217,7 +219,7 @@ VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000}
 #  3. not suppressed: no do-not-contact entry for its key, nor for its key's domain (exact domain),
 #     nor an erased person's hash (v_dnc_keys: keys stored when written AND computed from the raw
 #     entries, so rows inserted by hand count too);
-#  4. no row in ops_inst_state for its key (pending, active or draining, any campaign);
+#  4. no row in ops_inst_state for its key (any status: pending, active, holding, moving, draining; any campaign);
 #  5. allowed back: every history row of the key lets the person return at `as_of`
 #     (coldsync.outcomes.may_return_sql: a row's `return_at` has passed, NULL meaning never; a row written
 #     before the policy columns rests by its status_final's policy: COOLDOWN_DAYS for no reply,
