@@ -110,7 +110,9 @@ HISTORY_FIELDS = (
 
 # Idempotent on (email, campaign_id, attempt_num), and on the Instantly lead id for leads whose attempt
 # number the warehouse did not know (orphans): a re-run after a crash never writes a second row. An
-# unknown attempt number is the one after the PERSON's last (by suppression key, v_history_by_key).
+# unknown attempt number is the one after the PERSON's last (by suppression key, v_history_by_key). A row
+# whose attempt number is known never matches by lead id alone: a lead Instantly kept (e.g. moved to a list)
+# answers a later attempt's add with its old id, and that attempt's row must still be written.
 # The ON clause matches the row's own stored address: rows written by coldsync carry the normalized
 # address of the lead, so the same attempt is always the same text.
 RECORD_HISTORY_SQL = f"""
@@ -120,11 +122,12 @@ USING (
          COALESCE(r.attempt_num,
                   COALESCE((SELECT MAX(h.last_attempt) FROM `{{ds}}.{HISTORY_KEYS_VIEW}` AS h
                             WHERE h.email_key = {sql_email_key("r.email")}), 0) + 1) AS attempt_num,
-         r.instantly_lead_id, r.reason, r.arm, r.policy, r.interest_status, r.return_at
+         r.instantly_lead_id, r.reason, r.arm, r.policy, r.interest_status, r.return_at,
+         r.attempt_num IS NULL AS attempt_unknown
   FROM UNNEST(@rows) AS r
 ) AS s
 ON t.email = s.email AND t.campaign_id = s.campaign_id
-   AND (t.attempt_num = s.attempt_num OR t.instantly_lead_id = s.instantly_lead_id)
+   AND (t.attempt_num = s.attempt_num OR (s.attempt_unknown AND t.instantly_lead_id = s.instantly_lead_id))
 WHEN NOT MATCHED THEN
   INSERT (email, campaign_id, sequence_name, status_final, completed_at, attempt_num, instantly_lead_id,
           reason, recorded_at, run_id, arm, policy, interest_status, return_at)

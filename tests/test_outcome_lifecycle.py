@@ -13,6 +13,7 @@ import pytest
 
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator, SequenceRates
+from coldsync.phases import drain
 from coldsync.warehouse.duckdb import DuckDBWarehouse
 from tests.conftest import make_settings
 from tests.helpers import add_sources, build, lead
@@ -30,10 +31,16 @@ BACKGROUND = [f"person{n}@org{n}.example" for n in range(8)]
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="50",
-                             target_new_leads_per_run="20", instantly_api_key="sim-key", blocklist_mirror="false")
+    yield from _world(tmp_path)
+
+
+def _world(tmp_path: Path, *, move: bool = False) -> Iterator[World]:
     sim = InstantlySimulator(api_key="sim-key", seed=11, now=START, sequence_days=10,
                              rates=SequenceRates.only("completed"))
+    replied_list = sim.create_list("Replied") if move else ""
+    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="50",
+                             target_new_leads_per_run="20", instantly_api_key="sim-key", blocklist_mirror="false",
+                             replied_list_id=replied_list)
     sim.start()
     sim.create_campaign("SMB", campaign_id=SMB)
     sim.create_campaign("Midsize", campaign_id=MIDSIZE)
@@ -53,6 +60,10 @@ def _history(world: World, email: str) -> list[dict[str, Any]]:
     return world.warehouse.query(
         "SELECT attempt_num, status_final, policy, interest_status, completed_at, return_at FROM "
         "`{ds}.ops_lead_history` WHERE email = @e ORDER BY attempt_num", {"e": email}, label="t")
+
+
+def _in_campaigns(world: World) -> set[str]:
+    return {str(x["email"]) for x in world.sim.leads() if x.get("campaign")}
 
 
 def _lead_id(world: World, email: str) -> str:
@@ -81,8 +92,8 @@ def test_400_days_of_outcomes_follow_their_policies(world: World) -> None:
         if day == 20:
             add_sources(world.warehouse, [lead(COLLEAGUE, domain="wrong.example")])
         world.run_checked()
-        for item in world.sim.leads():
-            seen.setdefault(str(item["email"]), []).append(world.sim.now)
+        for email in _in_campaigns(world):
+            seen.setdefault(email, []).append(world.sim.now)
 
     def days_after_reply(email: str) -> list[float]:
         return [(at - replied_at).total_seconds() / 86400 for at in seen.get(email, [])]
@@ -117,3 +128,48 @@ def test_400_days_of_outcomes_follow_their_policies(world: World) -> None:
     # The background (completed without reply) turns: back after 90 days, several times in 400 days.
     attempts = [len(_history(world, email)) for email in BACKGROUND]
     assert min(attempts) >= 3
+
+
+def test_400_days_with_replies_moved_to_a_list_and_a_failed_move(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    """With REPLIED_LIST_ID set: held replies are moved to the list when the hold ends; a move whose background
+    job fails leaves them in their campaign, 'moving' with their outcome, and the next run moves them; a moved
+    won customer is never re-added, and a moved plain reply stays out while it sits in the list (the add
+    skips leads in the workspace)."""
+    monkeypatch.setattr(drain, "MOVE_POLL_SECONDS", 0.0)
+    for world in _world(tmp_path, move=True):
+        replied_list = world.settings.replied_list_id
+        world.run_checked()
+        world.sim.finish_lead(_lead_id(world, WON), "replied", interest=4)
+        world.sim.finish_lead(_lead_id(world, MAYBE), "replied", interest=None)
+        won_id, maybe_id = _lead_id(world, WON), _lead_id(world, MAYBE)
+        seen: dict[str, list[int]] = {}
+        for day in range(STEP_DAYS, DAYS + 1, STEP_DAYS):
+            world.sim.advance(STEP_DAYS)
+            if day == 20:
+                world.sim.fail_next_jobs(1)  # the hold-end move of day 20 fails in Instantly
+            world.run_checked()
+            for email in _in_campaigns(world):
+                seen.setdefault(email, []).append(day)
+            if day == 20:
+                assert _states(world, (WON, MAYBE)) == {WON: "moving", MAYBE: "moving"}
+                assert [r["policy"] for r in _history(world, WON)] == ["in_sales"]
+        # Drained and held on day 5, the hold ends on day 19: the day-20 move fails, the day-25 move works.
+        assert seen[WON] == [5, 10, 15, 20] and seen[MAYBE] == [5, 10, 15, 20]
+        for lead_id in (won_id, maybe_id):
+            moved = world.sim.lead(lead_id)
+            assert moved is not None and moved.get("list_id") == replied_list and not moved.get("campaign")
+        assert _states(world, (WON, MAYBE)) == {}
+        [won] = _history(world, WON)
+        assert (won["status_final"], won["policy"], won["interest_status"], won["return_at"]) == (
+            "replied", "in_sales", 4, None)
+        maybe = _history(world, MAYBE)
+        assert (maybe[0]["policy"], maybe[0]["return_at"]) == (
+            "replied", maybe[0]["completed_at"] + dt.timedelta(days=180))
+        assert [r["status_final"] for r in maybe[1:]] and {r["status_final"] for r in maybe[1:]} == {"in_workspace"}
+        assert maybe[1]["completed_at"] >= maybe[0]["return_at"]
+
+
+def _states(world: World, emails: tuple[str, ...]) -> dict[str, str]:
+    rows = world.warehouse.query("SELECT email, status FROM `{ds}.ops_inst_state`", label="t")
+    return {str(r["email"]): str(r["status"]) for r in rows if r["email"] in emails}

@@ -55,6 +55,22 @@ def test_history_is_idempotent_also_for_unknown_attempts(raw_warehouse: Warehous
     assert rows == [{"attempt_num": 1}]
 
 
+def test_a_later_attempt_with_the_same_lead_id_is_still_written(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """A lead Instantly kept (moved to a list) answers attempt 2's add with its old id: attempt 2's row is written
+    beside attempt 1's, and writing it again (a re-run) changes nothing; an orphan with that id matches."""
+    build(raw_warehouse, settings)
+    store = Store(raw_warehouse, "r1", T0)
+    first = {"email": "m@example.com", "campaign_id": "c1", "sequence_name": "SMB", "status_final": "replied",
+             "completed_at": T0, "attempt_num": 1, "instantly_lead_id": "L7", "reason": "test"}
+    second = {**first, "status_final": "in_workspace", "attempt_num": 2, "completed_at": T0 + dt.timedelta(days=181)}
+    store.record_history([first])
+    store.record_history([second])
+    store.record_history([second, {**first, "attempt_num": None}])  # re-run; an orphan copy of attempt 1
+    rows = raw_warehouse.query("SELECT attempt_num, status_final FROM `{ds}.ops_lead_history` ORDER BY attempt_num",
+                               label="t")
+    assert rows == [{"attempt_num": 1, "status_final": "replied"}, {"attempt_num": 2, "status_final": "in_workspace"}]
+
+
 def test_dead_letters_count_retries_then_resolve(raw_warehouse: Warehouse, settings: Settings) -> None:
     """The same failing operation is one dead letter whose retry count grows; a success closes it."""
     build(raw_warehouse, settings)
