@@ -126,6 +126,9 @@ class LeadFilter(StrEnum):
 
 
 #: Every (method, path template) this client may send. Anything else is refused before the network.
+LISTING_PROGRESS_PAGES = 20
+"""A long listing logs its progress every this many pages (100 items a page: every 2,000 items)."""
+
 ALLOWED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
     {
         ("GET", "/campaigns"),
@@ -696,6 +699,9 @@ class Listing(Generic[T]):
             return
         items, next_cursor = self._fetch_page(self._cursor)
         self.pages += 1
+        if self.pages % LISTING_PROGRESS_PAGES == 0:
+            logger.info("instantly listing of %s: %d pages read, %s item(s) so far", self._what, self.pages,
+                        f"{self.items_yielded + len(self._buffer) + len(items):,}")
         fresh = 0
         for raw in items:
             item_id = raw.get("id") if isinstance(raw, Mapping) else None
@@ -1192,12 +1198,13 @@ class InstantlyClient:
             outcome = state.outcome
             exc = outcome.exception() if outcome is not None else None
             delay = state.next_action.sleep if state.next_action is not None else 0.0
+            status = getattr(exc, "http_status", None)
             logger.warning(
-                "instantly %s %s failed (%s, http %s); retry %d/%d in %.2fs",
+                "Instantly %s to %s %s (%s): retry %d of %d in %.1f s",
+                "not answering" if status is None else f"answered http {status}",
                 method,
                 template,
                 type(exc).__name__,
-                getattr(exc, "http_status", None),
                 state.attempt_number,
                 self.max_attempts - 1,
                 delay,
@@ -1674,6 +1681,11 @@ class InstantlyClient:
             if isinstance(remaining, int):
                 result.remaining_in_plan = remaining
             result.outcomes.extend(self._resolve_chunk(campaign_id, start, chunk, summary, skip_if_in_workspace))
+            if len(leads) > chunk_size:  # progress of a long add, one line per batch
+                sent = sum(len(c) for _s, c in work)
+                logger.info("instantly add to campaign %s: %s of %s lead(s) sent, %s created so far", campaign_id,
+                            f"{len(leads) - sent:,}", f"{len(leads):,}",
+                            f"{sum(1 for o in result.outcomes if o.outcome == 'created'):,}")
         result.outcomes.sort(key=lambda outcome: outcome.index)
         counts = result.counts()
         logger.info(

@@ -196,7 +196,10 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
         entry.update(quota=room.quota, room=room.room)
         entry["reason"] = entry["reason"] if "reason" in entry and not room.room else room.reason
     phase.notes.append(f"room {allocation.total}: {allocation.reason}")
+    started = time.monotonic()
     rows = ctx.store.read_ready({room.name: room.room for room in allocation.rooms})
+    log.info("read %d ready lead(s) for a room of %d from the warehouse in %.1fs", len(rows), allocation.total,
+             time.monotonic() - started)
 
     chosen: dict[str, list[tuple[str, dict[str, Any], Mapping[str, Any], Route, Arm]]] = {}
     rejected: list[dict[str, Any]] = []
