@@ -81,3 +81,71 @@ def test_a_lead_in_a_subsequence_is_kept_until_it_leaves_then_drained(world: Wor
     assert world.run(run_topup=False).exit_code == ExitCode.OK
     assert _history(world) == {plain: "replied", talking: "replied"}
     assert world.sim.lead(talking) is None
+
+
+def test_an_unsubscribe_inside_a_subsequence_drains_at_once_with_a_dnc_entry(world: World) -> None:
+    """A lead that unsubscribes while a subsequence emails it is recorded, put on the DNC list and deleted by
+    the next run; the subsequence does not keep it."""
+    assert world.run().exit_code == ExitCode.OK
+    lead_id = str(sorted(world.sim.leads(SMB), key=lambda x: str(x["id"]))[0]["id"])
+    sub = world.sim.create_subsequence(SMB, "warm follow-up", days=20)
+    world.sim.move_to_subsequence(lead_id, sub)
+    world.sim.finish_lead(lead_id, "unsubscribed")
+    inside = world.sim.lead(lead_id)
+    assert inside is not None and inside["subsequence_id"] == sub and inside["status"] == -2
+    world.sim.advance(1 / 48)
+    result = world.run(run_topup=False)
+    assert result.exit_code == ExitCode.OK
+    assert result.report.phase("drain").counts["kept: in a subsequence"] == 0
+    assert _history(world) == {lead_id: "unsubscribed"}
+    assert world.sim.lead(lead_id) is None
+    dnc = world.warehouse.query("SELECT email, source FROM `{ds}.ops_dnc`", label="t")
+    assert [(r["email"], r["source"]) for r in dnc] == [(inside["email"], "instantly_unsubscribe")]
+
+
+def test_a_held_lead_a_subsequence_picks_up_stays_until_the_subsequence_ends(tmp_path: Path) -> None:
+    """Held 14 days after a plain reply, a lead the rep marks Interested on day 3 enters a 30-day subsequence
+    that starts on Interested: the hold's end does not take it out; the first full sweep after the
+    subsequence ends deletes it, its history row in_sales."""
+    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="20",
+                             target_new_leads_per_run="4", instantly_api_key="sim-key", blocklist_mirror="false",
+                             reconcile_audit_calls="0")
+    sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=60)
+    sim.start()
+    sim.create_campaign("SMB", campaign_id=SMB)
+    sim.create_campaign("Midsize", campaign_id=MIDSIZE)
+    warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
+    build(warehouse, settings, list(generate_source_rows(50, seed=3)), as_of=START)
+    client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.01, backoff_max=0.05)
+    world = World(warehouse, sim, client, settings)
+    try:
+        world.run_checked()
+        lead_id = str(sorted(sim.leads(SMB), key=lambda x: str(x["id"]))[0]["id"])
+        sub = sim.create_subsequence(SMB, "meeting prep", crm_status=[1], days=30)
+        sim.finish_lead(lead_id, "replied", interest=None)
+        sim.advance(1 / 48)
+        world.run_checked(run_topup=False)  # drained: held until day 14
+        sim.advance(3)
+        sim.set_interest_status(lead_id, 1)
+        picked = sim.lead(lead_id)
+        assert picked is not None and picked["subsequence_id"] == sub
+        for _ in range(3):  # days 8, 13, 18: the hold ends on day 14, the subsequence on day 33
+            sim.advance(5)
+            world.run_checked(run_topup=False)
+        late = world.run_checked(run_topup=False)
+        assert late.report.phase("drain").counts["kept: in a subsequence"] == 1
+        assert sim.lead(lead_id) is not None
+        state = warehouse.query("SELECT status FROM `{ds}.ops_inst_state` WHERE instantly_lead_id = @id",
+                                {"id": lead_id}, label="t")
+        assert state == [{"status": "holding"}]
+        sim.advance(16)  # day 34: the subsequence is over
+        world.run_checked(run_topup=False)
+        assert sim.lead(lead_id) is None
+        rows = warehouse.query("SELECT policy, interest_status, reason FROM `{ds}.ops_lead_history` "
+                               "WHERE instantly_lead_id = @id", {"id": lead_id}, label="t")
+        assert [(r["policy"], r["interest_status"]) for r in rows] == [("in_sales", 1)]
+        assert rows[0]["reason"] == "reply (interest status 1)"  # was "reply (reply count 1)": follows the rep
+    finally:
+        client.close()
+        sim.stop()
+        warehouse.close()

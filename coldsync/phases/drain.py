@@ -404,11 +404,19 @@ def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
                                    "[custom_labels])")
                 continue
             if reason is None:
-                update["reason"] = None  # the outcome stands: only the policy columns change
+                # The outcome stands; the reason follows the status the rep set (written only when the policy
+                # columns change, so a quiet run rewrites nothing).
+                update["reason"] = decision.reason
             history_updates.append(update)
             policy_name = str(update["policy"])
             if not ctx.settings.outcome_table[policy_name].hold_days:
                 ended = True  # e.g. a rep set "not interested": nothing left to hold it for
+            if ended and reason is None and in_subsequence(current):
+                # A subsequence picked it up during the hold (e.g. one that starts on "Interested"): moving or
+                # deleting it now would cut the subsequence off. Held until it leaves; an unsubscribe or a
+                # bounce (reason set above) still ends the hold at once.
+                ended = False
+                phase.counts["kept: in a subsequence"] += 1
         if not ended:
             held_now.add(row.email)
             continue
