@@ -259,6 +259,27 @@ def test_a_lead_moved_to_an_unmanaged_campaign_is_closed_as_moved_outside(
     assert sorted(state(world)) == ["moved1@seed.example"]
 
 
+def test_a_won_lead_moved_by_hand_to_a_sales_campaign_never_returns(
+        duck: Warehouse, tmp_path: Path, worlds: list[tuple[World, Rewriting]]) -> None:
+    """A lead the rep marked Won and took to an unmanaged campaign is closed with its interest status: policy
+    in_sales, never back; a colleague moved out without a status gets no_reply and its 90 days."""
+    world, _ = _world(duck, tmp_path, worlds)
+    other = world.sim.create_campaign("Sales hot")
+    ids = seed(world, 3, "moved")
+    for n in (0, 1):
+        hand_delete(world, ids[n])
+    won = hand_add(world, "moved0@seed.example", campaign=other)
+    world.sim.set_interest_status(won, 4)
+    hand_add(world, "moved1@seed.example", campaign=other)
+    run(world)
+    rows = world.warehouse.query("SELECT email, status_final, policy, interest_status, completed_at, return_at "
+                                 "FROM `{ds}.ops_lead_history` ORDER BY email", label="t")
+    assert [(r["email"], r["status_final"], r["policy"], r["interest_status"]) for r in rows] == [
+        ("moved0@seed.example", "removed", "in_sales", 4), ("moved1@seed.example", "removed", "no_reply", None)]
+    assert rows[0]["return_at"] is None
+    assert rows[1]["return_at"] == rows[1]["completed_at"] + dt.timedelta(days=90)
+
+
 def test_a_complete_empty_listing_that_contradicts_the_count_closes_nothing(
         duck: Warehouse, tmp_path: Path, worlds: list[tuple[World, Rewriting]]) -> None:
     """Counts disagree (an orphan), and the campaign listing comes back complete but empty while Instantly

@@ -31,6 +31,7 @@ from itertools import islice
 from typing import Any
 
 from coldsync.instantly.errors import InstantlyError
+from coldsync.outcomes import UnknownInterestStatus
 from coldsync.phases.context import CampaignView, RunContext, history_row
 from coldsync.phases.drain import SUPPRESSED_OUTCOME
 from coldsync.rules import Action, chunk, classify_finished_lead, lead_id_of, normalize_email
@@ -91,6 +92,8 @@ class _Reconciler:
         # Found gone, settled together (_settle_closures); True: proven by a whole listing that agrees with the
         # campaign's count (a third witness), so not held to the audit's allowance.
         self.closures: list[tuple[StateRow, str, bool]] = []
+        # email -> the interest status a rep left on the lead found outside the managed campaigns (its policy)
+        self.interest_outside: dict[str, int] = {}
         # Campaigns whose closures wait for a whole listing (_list_mismatched): campaign id -> leads looked gone.
         self.verify: dict[str, int] = {}
         self.closed: dict[str, tuple[StateRow, str]] = {}  # lead id -> the row closed this run, and why
@@ -263,6 +266,11 @@ class _Reconciler:
             if here:
                 self._relink(row, here[0])
             elif any(not self.ctx.manages(_campaign_of(lead)) for lead in leads):
+                interest = next((value for lead in leads if not self.ctx.manages(_campaign_of(lead))
+                                 and isinstance(value := lead.get("lt_interest_status"), int)
+                                 and not isinstance(value, bool)), None)
+                if interest is not None:
+                    self.interest_outside[row.email] = interest  # e.g. Won, then moved to a sales campaign
                 self.closures.append((row, MOVED_OUTSIDE_REASON, listed))
             else:
                 self.closures.append((row, REMOVED_REASON, listed))
@@ -336,12 +344,21 @@ class _Reconciler:
 
     def _close(self, row: StateRow, campaign: CampaignView, reason: str) -> None:
         """Gone from the managed campaigns without our drain: record it, then forget it."""
+        interest = self.interest_outside.get(row.email) if reason == MOVED_OUTSIDE_REASON else None
+        try:
+            # The interest status a rep set before moving it by hand decides its policy (a Won is never back).
+            record = history_row(self.ctx, email=row.email, campaign_id=campaign.campaign_id,
+                                 sequence_name=row.sequence_target, status_final=REMOVED,
+                                 completed_at=self.ctx.now, attempt_num=row.attempt_num,
+                                 instantly_lead_id=row.instantly_lead_id, reason=reason, arm=row.arm,
+                                 interest_status=interest)
+        except UnknownInterestStatus as exc:
+            self.phase.notes.append(f"a lead moved outside kept tracked: {exc} (map it in the outcome policies' "
+                                    "[custom_labels])")
+            return
         self.phase.plan["close moved outside" if reason == MOVED_OUTSIDE_REASON else "close vanished"] += 1
         self.closed[str(row.instantly_lead_id)] = (row, reason)
-        self.history.append(history_row(self.ctx, email=row.email, campaign_id=campaign.campaign_id,
-                                        sequence_name=row.sequence_target, status_final=REMOVED,
-                                        completed_at=self.ctx.now, attempt_num=row.attempt_num,
-                                        instantly_lead_id=row.instantly_lead_id, reason=reason, arm=row.arm))
+        self.history.append(record)
         self._add({"email": row.email, "op": "delete"})
 
     # ---- the bounded listing -------------------------------------------------------------------
