@@ -160,7 +160,7 @@ def policy_problem(return_after_days: object, suppression: object, hold_days: ob
                 'set list_id to the id of the Instantly list, or to "" to delete the lead instead')
     if return_after_days is None and suppression is Suppression.NONE:
         return ("suppression", 'is "none" but return_after_days is "never": nothing would say why',
-                'set suppression to "address" (this address only), "in_sales" or "dnc"; or give a number of days')
+                'set suppression to "address" (this address only) or "in_sales"; or give a number of days')
     if return_after_days is not None and suppression is not Suppression.NONE:
         return ("suppression", f'is "{suppression.value}", which never expires, but return_after_days is '
                                f"{return_after_days}",
@@ -465,6 +465,13 @@ class PolicyError(Exception):
 
 
 POLICY_KEYS: tuple[str, ...] = ("return_after_days", "suppression", "hold_days", "list_id")
+IMMEDIATE_POLICIES: Mapping[str, str] = MappingProxyType({
+    DO_NOT_CONTACT: "an unsubscribed or bounced lead is deleted at once (Instantly must not email it again)",
+    SUPPRESSED: "a lead whose person is on the do-not-contact list is taken out at once",
+    GIVEN_UP: "a given-up add never reached Instantly",
+})
+"""Policies the drain always acts on at once (delete, never hold or move), and why."""
+
 CUSTOM_LABELS_KEY = "custom_labels"
 
 
@@ -544,8 +551,16 @@ def load_policies(document: Mapping[str, Any] | None, *, where: str,
         assert isinstance(kind, Suppression) and isinstance(hold, int) and isinstance(list_id, str)
         if name == DO_NOT_CONTACT and (days is not None or kind is not Suppression.DNC):
             add(f"policy {name}", "would let an unsubscribed or bounced address return",
-                'remove return_after_days and suppression: unsubscribes and bounces stay on the DNC list '
-                '(only hold_days and list_id may change)')
+                'remove return_after_days and suppression: unsubscribes and bounces stay on the DNC list')
+            continue
+        if name in IMMEDIATE_POLICIES and (hold or list_id):
+            add(f"policy {name}", "cannot be held or moved: " + IMMEDIATE_POLICIES[name],
+                f"remove hold_days and list_id from [{name}]")
+            continue
+        if kind is Suppression.DNC and name != DO_NOT_CONTACT:
+            add(f"policy {name}, suppression", '"dnc" is only for unsubscribes and bounces: the sync writes '
+                "do-not-contact entries for them alone",
+                'use "address" (never this address again, its domain stays eligible) or "in_sales"')
             continue
         policies[name] = Policy(days, kind, hold, list_id)
     if problems:

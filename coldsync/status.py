@@ -193,7 +193,8 @@ class StatusReport:
         domains = sum(int(r["domains"]) for r in self.dnc_by_source)
         lines.append(f"  do-not-contact: {self.dnc_total:,} entries ({domains:,} domains)"
                      + (f": {sources}" if sources else ""))
-        lines.append(f"  in cooldown ({self.cooldown_days} days): {self.in_cooldown:,} leads, "
+        lines.append(f"  resting (outcome policies: {self.cooldown_days} days after no reply, longer or never after a "
+                     f"reply): {self.in_cooldown:,} leads, "
                      f"{self.leaving_cooldown_in_7_days:,} eligible again within 7 days")
         lines.append("  drained, last 30 days, by outcome and policy:" + ("" if self.outcomes_30d else " none"))
         lines.extend(f"    {r['status_final']:<13} {r['policy']:<18} {int(r['leads']):>8,}"
@@ -226,7 +227,7 @@ class StatusReport:
                f"| Ready for Instantly | {self.ready_total:,} ({routes}) |",
                f"| Inventory | {self._inventory_line()} |",
                f"| Do-not-contact | {self.dnc_total:,} entries |",
-               f"| In cooldown ({self.cooldown_days} days) | {self.in_cooldown:,} "
+               f"| Resting (outcome policies: {self.cooldown_days} days after no reply) | {self.in_cooldown:,} "
                f"({self.leaving_cooldown_in_7_days:,} eligible again within 7 days) |",
                f"| Open dead letters | {self.open_dead_letters:,} |", ""]
         if self.state:

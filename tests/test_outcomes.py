@@ -347,7 +347,7 @@ MSG_HOLD = "is not a whole number of days from 0 to 365"
         'set list_id to the id of the Instantly list, or to "" to delete the lead instead')),
     ("no_reply", {"return_after_days": "never"}, (
         "no_reply, suppression", 'is "none" but return_after_days is "never": nothing would say why',
-        'set suppression to "address" (this address only), "in_sales" or "dnc"; or give a number of days')),
+        'set suppression to "address" (this address only) or "in_sales"; or give a number of days')),
     ("in_sales", {"return_after_days": 400}, (
         "in_sales, suppression", 'is "in_sales", which never expires, but return_after_days is 400',
         'set return_after_days to "never", or suppression to "none"')),
@@ -357,8 +357,20 @@ MSG_HOLD = "is not a whole number of days from 0 to 365"
         "set return_after_days to at least 14, or hold_days to at most 10")),
     ("do_not_contact", {"return_after_days": 365, "suppression": "none"}, (
         "do_not_contact", "would let an unsubscribed or bounced address return",
-        "remove return_after_days and suppression: unsubscribes and bounces stay on the DNC list (only hold_days "
-        "and list_id may change)")),
+        "remove return_after_days and suppression: unsubscribes and bounces stay on the DNC list")),
+    ("do_not_contact", {"hold_days": 2}, (
+        "do_not_contact", "cannot be held or moved: an unsubscribed or bounced lead is deleted at once (Instantly "
+        "must not email it again)", "remove hold_days and list_id from [do_not_contact]")),
+    ("suppressed", {"list_id": "0b3510b0-b46e-41da-b170-17a6205738d1"}, (
+        "suppressed", "cannot be held or moved: a lead whose person is on the do-not-contact list is taken out at "
+        "once", "remove hold_days and list_id from [suppressed]")),
+    ("given_up", {"hold_days": 3}, (
+        "given_up", "cannot be held or moved: a given-up add never reached Instantly",
+        "remove hold_days and list_id from [given_up]")),
+    ("not_interested", {"return_after_days": "never", "suppression": "dnc"}, (
+        "not_interested, suppression", '"dnc" is only for unsubscribes and bounces: the sync writes do-not-contact '
+        "entries for them alone", 'use "address" (never this address again, its domain stays eligible) or '
+        '"in_sales"')),
 ])
 def test_policy_refusals_name_the_place_and_the_fix(policy: str, fields: dict[str, Any],
                                                      expected: tuple[str, str, str]) -> None:
@@ -367,10 +379,10 @@ def test_policy_refusals_name_the_place_and_the_fix(policy: str, fields: dict[st
     assert problems_of({policy: fields}) == [(f"{WHERE}, policy {place}", message, fix)]
 
 
-def test_do_not_contact_may_change_only_its_instantly_handling() -> None:
-    """Unsubscribes and bounces may be held or moved in Instantly, never let back."""
-    table = load_policies({"do_not_contact": {"hold_days": 2, "list_id": LIST}}, where=WHERE)
-    assert table[DO_NOT_CONTACT] == Policy(None, Suppression.DNC, 2, LIST)
+def test_do_not_contact_stays_as_it_is() -> None:
+    """Unsubscribes and bounces: restating the defaults is accepted and changes nothing."""
+    table = load_policies({"do_not_contact": {"suppression": "dnc", "hold_days": 0, "list_id": ""}}, where=WHERE)
+    assert table[DO_NOT_CONTACT] == Policy(None, Suppression.DNC, 0, "")
 
 
 def test_custom_label_and_table_refusals() -> None:
