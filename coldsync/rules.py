@@ -245,6 +245,20 @@ class InterestStatus(IntEnum):
     NO_SHOW = -4
 
 
+OUT_OF_OFFICE_LABEL_GRACE = timedelta(minutes=10)
+"""How long after a reply its out-of-office label may come (Instantly labels auto-replies itself; assumed)."""
+
+
+def _replied_after_label(lead: Mapping[str, Any]) -> bool:
+    """Whether the lead's last reply (`timestamp_last_reply`) came after its out-of-office label was set
+    (`timestamp_last_interest_change`) by more than OUT_OF_OFFICE_LABEL_GRACE: a later reply that nobody
+    labelled. Assumed where the spec is silent (README): a reply labelled out of office updates the label's
+    time; both timestamps are the lead object's (official spec: Lead). Either missing: False."""
+    last_reply = parse_timestamp(lead.get("timestamp_last_reply"))
+    labelled = parse_timestamp(lead.get("timestamp_last_interest_change"))
+    return last_reply is not None and labelled is not None and last_reply > labelled + OUT_OF_OFFICE_LABEL_GRACE
+
+
 REAL_REPLY_INTEREST: frozenset[int] = frozenset(s.value for s in InterestStatus) - {InterestStatus.OUT_OF_OFFICE.value}
 """Interest values that only a human conversation produces: each one proves a real reply."""
 
@@ -393,6 +407,10 @@ def classify_finished_lead(
         return _drain(Outcome.REPLIED, Suppression.COOLDOWN, f"reply (interest status {interest})")
     if reply_count >= 1 and not out_of_office:
         return _drain(Outcome.REPLIED, Suppression.COOLDOWN, f"reply (reply count {reply_count})")
+    if reply_count >= 1 and _replied_after_label(lead):
+        # Out of office, then a reply nobody labelled: read as a person answering (the rep keeps the thread).
+        return _drain(Outcome.REPLIED, Suppression.COOLDOWN,
+                      f"reply after an out-of-office auto-reply (reply count {reply_count})")
 
     if status is LeadStatus.COMPLETED:
         suffix = " after an out-of-office auto-reply" if out_of_office else ""
