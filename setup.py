@@ -13,7 +13,7 @@ import sys
 from coldsync.cli import RUN_ONLY_SETTINGS, ExitCode, bootstrap, fail_config, settings_parser
 from coldsync.settings import SettingsError
 from coldsync.store import VIEW_READY_COUNTS_SQL
-from coldsync.warehouse import WarehouseError
+from coldsync.warehouse import WarehouseConfigError, WarehouseError
 from coldsync.warehouse.demo_data import DemoSizes, build_demo_warehouse, ensure_demo_source_table
 from coldsync.warehouse.migrate import SchemaError, ensure_schema
 
@@ -27,8 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         ctx = bootstrap(args, read_config_table=False)
-    except SettingsError as exc:
+    except (SettingsError, WarehouseConfigError) as exc:
         return fail_config(exc)
+    except WarehouseError as exc:
+        print(f"Warehouse error: {exc}", file=sys.stderr)
+        return ExitCode.RUN_FAILED
     warehouse, settings = ctx.warehouse, ctx.settings
     try:
         print(f"Warehouse: {warehouse.describe()}")
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
             build_demo_warehouse(warehouse, sizes=DemoSizes(leads=args.demo_leads), echo=print)
             for row in warehouse.query(VIEW_READY_COUNTS_SQL, label="setup.ready_counts"):
                 print(f"ready for Instantly: {row['sequence_target']:<8} {row['ready']:>8}")
+    except WarehouseConfigError as exc:  # a permission the service account lacks
+        return fail_config(exc)
     except (SchemaError, WarehouseError) as exc:
         print(f"Schema error: {exc}", file=sys.stderr)
         return ExitCode.RUN_FAILED

@@ -20,7 +20,7 @@ from coldsync.instantly.client import InstantlyClient
 from coldsync.settings import SettingsError, require
 from coldsync.status import report_command
 from coldsync.sync import run_sync
-from coldsync.warehouse import WarehouseError
+from coldsync.warehouse import WarehouseConfigError, WarehouseError
 from coldsync.warehouse.base import WarehouseBusyError
 
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             return ExitCode.BAD_CONFIG
     try:
         ctx = bootstrap(args)
-    except SettingsError as exc:
+    except (SettingsError, WarehouseConfigError) as exc:
         return fail_config(exc)
     except WarehouseBusyError as exc:
         print(f"Lock held: {exc}", file=sys.stderr)

@@ -10,7 +10,7 @@ from enum import IntEnum
 
 from coldsync.logs import configure_logging
 from coldsync.settings import Settings, SettingsError, add_cli_arguments, cli_overrides, read_sources, resolve
-from coldsync.warehouse import Warehouse, connect
+from coldsync.warehouse import Warehouse, WarehouseConfigError, WarehouseError, connect
 from coldsync.warehouse.migrate import read_config
 
 
@@ -50,12 +50,12 @@ def bootstrap(args: argparse.Namespace, environ: Mapping[str, str] | None = None
         return Context(first, warehouse)
     try:
         settings = resolve(sources, read_config(warehouse))
-    except SettingsError:
+    except (SettingsError, WarehouseError):
         warehouse.close()
         raise
     return Context(settings, warehouse)
 
 
-def fail_config(exc: SettingsError) -> int:
+def fail_config(exc: SettingsError | WarehouseConfigError) -> int:
     print(f"Configuration error: {exc}", file=sys.stderr)
     return ExitCode.BAD_CONFIG
