@@ -397,6 +397,12 @@ def _convert(spec: SettingSpec, raw: object, origin: Origin) -> tuple[Any, Setti
     return text, None
 
 
+def convert_setting(spec: SettingSpec, raw: object, origin: Origin) -> tuple[Any, SettingProblem | None]:
+    """One raw value checked and converted exactly as loading the setting does (type, bounds, pattern):
+    (value, None), or (None, the problem naming the setting, the value and the fix)."""
+    return _convert(spec, raw, origin)
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser, exclude: Iterable[str] = ()) -> None:
     """Add one flag per setting (but `exclude`), e.g. `--target-new-leads-per-run 50`."""
     group = parser.add_argument_group("settings (each also an environment variable of the same name)")
