@@ -337,7 +337,7 @@ def _check_warehouse_contents(result: Validation, first: Settings, sources: Sett
     except SettingsError as exc:
         result.add("settings", "fail", "the config table holds bad values: "
                    + "; ".join(str(p) for p in exc.problems),
-                   "fix the named rows of the config table (UPDATE ... SET value_int/value_string)")
+                   "set the named rows right with `python setup.py --set KEY=VALUE` (checked like the setting)")
         result.skip_rest("the settings from the config table did not parse")
         return
 
