@@ -10,6 +10,7 @@ Exit codes: 0 success, 1 run failed, 2 bad configuration or input, 3 another run
 
 from __future__ import annotations
 
+import argparse
 import sys
 from contextlib import ExitStack
 
@@ -20,8 +21,17 @@ from coldsync.instantly.client import InstantlyClient
 from coldsync.settings import SettingsError, require
 from coldsync.status import report_command
 from coldsync.sync import run_sync
-from coldsync.warehouse import WarehouseError
+from coldsync.warehouse import WarehouseConfigError, WarehouseError
 from coldsync.warehouse.base import WarehouseBusyError
+
+
+def misuse(args: argparse.Namespace) -> str | None:
+    """Flags that would otherwise silently do something else than asked: refused, nothing is run."""
+    if args.markdown and not args.report:
+        return "--markdown formats the status report and needs --report (without it this would be a sync run)"
+    if args.markdown and args.json:
+        return "--markdown and --json are two formats of the report: give one of them"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="like --erase for every address in the file (one a line; blank lines and # comments "
                              "ignored)")
     args = parser.parse_args(argv)
+    refused = misuse(args)
+    if refused:
+        print(f"Configuration error: {refused}", file=sys.stderr)
+        return ExitCode.BAD_CONFIG
     erasing = bool(args.erase or args.erase_file)
     targets: list[Target] = []
     if erasing:
@@ -50,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             return ExitCode.BAD_CONFIG
     try:
         ctx = bootstrap(args)
-    except SettingsError as exc:
+    except (SettingsError, WarehouseConfigError) as exc:
         return fail_config(exc)
     except WarehouseBusyError as exc:
         print(f"Lock held: {exc}", file=sys.stderr)
@@ -66,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         now = None
         if is_embedded(settings):
             settings = embedded_settings(settings)
-            client, now = stack.enter_context(embedded_instantly(settings, warehouse, save=not settings.dry_run))
+            try:  # refuses INSTANTLY_BASE_URL without a key and campaigns the simulator does not hold
+                client, now = stack.enter_context(embedded_instantly(settings, warehouse, save=not settings.dry_run))
+            except SettingsError as exc:
+                return fail_config(exc)
         else:
             try:
                 require(settings, ["instantly_api_key"], "the erase deletes the person's leads in Instantly"

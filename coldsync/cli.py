@@ -9,8 +9,16 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from coldsync.logs import configure_logging
-from coldsync.settings import Settings, SettingsError, add_cli_arguments, cli_overrides, read_sources, resolve
-from coldsync.warehouse import Warehouse, connect
+from coldsync.settings import (
+    Settings,
+    SettingsError,
+    SettingsSources,
+    add_cli_arguments,
+    cli_overrides,
+    read_sources,
+    resolve,
+)
+from coldsync.warehouse import Warehouse, WarehouseConfigError, WarehouseError, connect
 from coldsync.warehouse.migrate import read_config
 
 
@@ -28,6 +36,7 @@ class ExitCode(IntEnum):
 class Context:
     settings: Settings
     warehouse: Warehouse
+    sources: SettingsSources  # every layer above the config table (setup.py --set checks new rows with them)
 
 
 RUN_ONLY_SETTINGS = ("dry_run", "run_drain", "run_topup", "run_housekeeping")
@@ -47,15 +56,15 @@ def bootstrap(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     configure_logging(first.log_level, first.secrets())
     warehouse = connect(first)
     if not read_config_table:
-        return Context(first, warehouse)
+        return Context(first, warehouse, sources)
     try:
         settings = resolve(sources, read_config(warehouse))
-    except SettingsError:
+    except (SettingsError, WarehouseError):
         warehouse.close()
         raise
-    return Context(settings, warehouse)
+    return Context(settings, warehouse, sources)
 
 
-def fail_config(exc: SettingsError) -> int:
+def fail_config(exc: SettingsError | WarehouseConfigError) -> int:
     print(f"Configuration error: {exc}", file=sys.stderr)
     return ExitCode.BAD_CONFIG

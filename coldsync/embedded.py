@@ -1,8 +1,14 @@
 """Embedded mode: no Instantly key and no BigQuery project means a local playground.
 
 `python sync_once.py` then runs against the DuckDB demo warehouse (built on first use) and the local
-Instantly simulator, whose state is kept in `data/simulator-state.pickle` between runs, so repeated
-runs behave like a real workspace. The simulated clock follows real time.
+Instantly simulator, whose state is kept beside the warehouse file (`data/coldsync.duckdb` ->
+`data/coldsync.duckdb.simulator-state.pickle`) between runs, so repeated runs behave like a real
+workspace. The simulated clock follows real time.
+
+The playground refuses what would silently be something else than asked (exit 2, SettingsError):
+INSTANTLY_BASE_URL without a key (the URL would be ignored), and a campaign id the simulator does not
+hold (it would be created as a new, active campaign). Its workspace belongs to one warehouse file: a
+warehouse built afresh starts a fresh workspace, and another DUCKDB_PATH has its own.
 """
 
 from __future__ import annotations
@@ -16,15 +22,23 @@ from pathlib import Path
 from coldsync.demo import demo_campaign_id
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator
-from coldsync.settings import REPO_ROOT, Settings, replace
+from coldsync.settings import REPO_ROOT, SettingProblem, Settings, SettingsError, replace
 from coldsync.warehouse.base import Warehouse
 from coldsync.warehouse.demo_data import DemoSizes, build_demo_warehouse, ensure_demo_source_table
 from coldsync.warehouse.migrate import ensure_schema
 
 log = logging.getLogger("coldsync.embedded")
 
-STATE_FILE = REPO_ROOT / "data" / "simulator-state.pickle"
+LEGACY_STATE_FILE = REPO_ROOT / "data" / "simulator-state.pickle"  # one workspace for every warehouse: replaced
+DEFAULT_DUCKDB_FILE = REPO_ROOT / "data" / "coldsync.duckdb"
 EMBEDDED_KEY = "sim-embedded-key"
+DEMO_CAMPAIGNS = {"SMB": demo_campaign_id("smb"), "Midsize": demo_campaign_id("midsize")}
+
+
+def state_file_for(settings: Settings) -> Path:
+    """The simulator's saved workspace of this warehouse: beside its DuckDB file, named after it."""
+    warehouse_file = settings.duckdb_file()
+    return warehouse_file.with_name(warehouse_file.name + ".simulator-state.pickle")
 
 
 def is_embedded(settings: Settings) -> bool:
@@ -36,8 +50,46 @@ def embedded_settings(settings: Settings) -> Settings:
     from coldsync.settings import Secret
 
     return replace(settings, instantly_api_key=Secret(EMBEDDED_KEY),
-                   smb_campaign_id=settings.smb_campaign_id or demo_campaign_id("smb"),
-                   midsize_campaign_id=settings.midsize_campaign_id or demo_campaign_id("midsize"))
+                   smb_campaign_id=settings.smb_campaign_id or DEMO_CAMPAIGNS["SMB"],
+                   midsize_campaign_id=settings.midsize_campaign_id or DEMO_CAMPAIGNS["Midsize"])
+
+
+def _refuse_base_url(settings: Settings) -> None:
+    origin = settings.origins.get("instantly_base_url", "default")
+    if origin != "default":
+        raise SettingsError([SettingProblem(
+            "instantly_base_url", origin, settings.instantly_base_url,
+            "is set but INSTANTLY_API_KEY is empty: without a key (and without BQ_PROJECT) sync_once.py runs the "
+            "embedded simulator and would ignore this URL",
+            "set INSTANTLY_API_KEY as well (a simulator server accepts the key it was started with: README, the "
+            "simulator server), or unset INSTANTLY_BASE_URL for the embedded playground")])
+
+
+def _refuse_unknown_campaigns(settings: Settings, known: set[str]) -> None:
+    """Every campaign the routes name must be one of the simulator's (never created behind the user's back)."""
+    routing = settings.routing
+    known_ids = {campaign_id.lower() for campaign_id in known}  # campaign ids compare without case
+    problems = []
+    for route in routing.routes:
+        for arm in route.arms:
+            if arm.campaign_id.lower() in known_ids:
+                continue
+            if routing.is_default:
+                name = "smb_campaign_id" if route.name == "SMB" else "midsize_campaign_id"
+                where: tuple[str, str | None] = (name, arm.campaign_id)
+                message = "is not a campaign of the embedded Instantly simulator"
+            else:
+                where = ("routes_file" if routing.origin.startswith("ROUTES_FILE") else "routes", None)
+                message = (f"route {route.name!r} ({routing.origin}) names campaign {arm.campaign_id}, which is not a "
+                           "campaign of the embedded Instantly simulator")
+            problems.append(SettingProblem(
+                where[0], settings.origins.get(where[0], "default"), where[1],
+                f"{message} (it holds {', '.join(sorted(known))})",
+                "unset it to use the playground's demo campaigns (SMB_CAMPAIGN_ID, MIDSIZE_CAMPAIGN_ID and "
+                "ROUTES_FILE=none), or run against a simulator server started with your campaigns (README, the "
+                "simulator server), or set INSTANTLY_API_KEY for real runs"))
+    if problems:
+        raise SettingsError(problems)
 
 
 def ensure_demo_warehouse(warehouse: Warehouse, settings: Settings, now: dt.datetime) -> None:
@@ -53,17 +105,27 @@ def ensure_demo_warehouse(warehouse: Warehouse, settings: Settings, now: dt.date
 
 @contextmanager
 def embedded_instantly(settings: Settings, warehouse: Warehouse, *, save: bool,
-                       state_file: Path = STATE_FILE) -> Iterator[tuple[InstantlyClient, dt.datetime]]:
-    """A started simulator (restored from its state file) and a client for it; saved on exit if `save`."""
+                       state_file: Path | None = None) -> Iterator[tuple[InstantlyClient, dt.datetime]]:
+    """A started simulator (restored from the warehouse's state file, state_file_for) and a client for it; saved
+    on exit if `save`. Raises SettingsError, before anything is built or saved, for INSTANTLY_BASE_URL without a
+    key or a campaign the simulator does not hold."""
+    _refuse_base_url(settings)
+    state_file = state_file or state_file_for(settings)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    sim = InstantlySimulator.load_state(state_file, api_key=EMBEDDED_KEY) if state_file.exists() else None
+    # A warehouse built afresh (first use, or its file deleted) starts a fresh workspace: an old one would hold
+    # thousands of leads this warehouse never added.
+    fresh = warehouse.existing_columns("v_ready_for_instantly") is None
+    if not fresh and not state_file.exists() and settings.duckdb_file() == DEFAULT_DUCKDB_FILE \
+            and LEGACY_STATE_FILE.exists():
+        LEGACY_STATE_FILE.rename(state_file)  # the default warehouse's workspace, from before it had its own file
+    sim = None if fresh or not state_file.exists() else InstantlySimulator.load_state(state_file, api_key=EMBEDDED_KEY)
     if sim is None:
         sim = InstantlySimulator(api_key=EMBEDDED_KEY, seed=11, now=now)
+        for label, campaign_id in DEMO_CAMPAIGNS.items():
+            sim.create_campaign(f"Cold outreach - {label}", campaign_id=campaign_id)
+    _refuse_unknown_campaigns(settings, set(sim.campaign_ids()))
     if sim.now < now:
         sim.advance((now - sim.now).total_seconds() / 86400)
-    for label, campaign_id in settings.campaign_ids().items():  # every route's (and arm's) campaign
-        if campaign_id and campaign_id not in sim.campaign_ids():
-            sim.create_campaign(f"Cold outreach - {label}", campaign_id=campaign_id)
     # The playground's warehouse is built on first use, also before a dry run (a dry run of the sync
     # writes nothing; building the local playground is not part of it). Its clock is real time.
     ensure_demo_warehouse(warehouse, settings, sim.now)

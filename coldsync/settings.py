@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +37,8 @@ from coldsync.routes import Routing, RoutingError, load_routing, parse_document
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_DIR = REPO_ROOT / "config" / "secrets"
 INSTANTLY_CONFIG_FILE = "instantly-config.json"
+# The committed example of INSTANTLY_CONFIG_FILE: its api_key is a placeholder, refused as a key.
+INSTANTLY_CONFIG_EXAMPLE = REPO_ROOT / "config" / "secrets" / "instantly-config.example.json"
 BIGQUERY_CREDENTIALS_FILE = "bigquery-credentials.json"
 
 Kind = Literal["str", "int", "bool", "secret", "percent"]
@@ -395,6 +397,12 @@ def _convert(spec: SettingSpec, raw: object, origin: Origin) -> tuple[Any, Setti
     return text, None
 
 
+def convert_setting(spec: SettingSpec, raw: object, origin: Origin) -> tuple[Any, SettingProblem | None]:
+    """One raw value checked and converted exactly as loading the setting does (type, bounds, pattern):
+    (value, None), or (None, the problem naming the setting, the value and the fix)."""
+    return _convert(spec, raw, origin)
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser, exclude: Iterable[str] = ()) -> None:
     """Add one flag per setting (but `exclude`), e.g. `--target-new-leads-per-run 50`."""
     group = parser.add_argument_group("settings (each also an environment variable of the same name)")
@@ -524,8 +532,25 @@ def resolve(sources: SettingsSources, config_rows: Mapping[str, object] | None =
     return Settings(**values, origins=origins)
 
 
+@lru_cache(maxsize=1)
+def placeholder_api_key() -> str:
+    """The api_key of the committed instantly-config.example.json ("" when it cannot be read)."""
+    try:
+        value = json.loads(INSTANTLY_CONFIG_EXAMPLE.read_text(encoding="utf-8")).get("api_key")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return value.strip() if isinstance(value, str) else ""
+
+
 def _cross_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) -> list[SettingProblem]:
     problems: list[SettingProblem] = []
+    key = values["instantly_api_key"].reveal()
+    if key and key == placeholder_api_key():  # a copied example: never send it to Instantly
+        problems.append(SettingProblem(
+            "instantly_api_key", origins["instantly_api_key"], None,
+            f"is the placeholder of {INSTANTLY_CONFIG_EXAMPLE.name}, not a key",
+            f"create an API V2 key in Instantly (Settings > Integrations > API Keys) and put it in INSTANTLY_API_KEY "
+            f"or the api_key of config/secrets/{INSTANTLY_CONFIG_FILE}"))
     target, ceiling = values["target_new_leads_per_run"], values["max_new_leads_per_run"]
     if target > ceiling:
         problems.append(SettingProblem(

@@ -47,7 +47,7 @@ from coldsync.routes import Route
 from coldsync.settings import CONFIG_KEYS, Settings, SettingsError, SettingsSources, resolve
 from coldsync.store import DNC_REJECT_COUNTS_SQL, Store
 from coldsync.sync import CAMPAIGN_SETTINGS, STATUS_NAMES
-from coldsync.warehouse import Warehouse, WarehouseError, connect
+from coldsync.warehouse import Warehouse, WarehouseConfigError, WarehouseError, connect
 from coldsync.warehouse.migrate import UNSEEDED, check_source, read_config
 from coldsync.warehouse.schema import (
     SCHEMA_VERSION,
@@ -185,6 +185,11 @@ def run_checks(sources: SettingsSources, *, production: bool = False, now: dt.da
             return result
         try:
             _check_warehouse_contents(result, first, sources, warehouse, client, now)
+        except WarehouseError as exc:  # a call the checks do not expect to fail (a permission, an outage)
+            name = next((n for n in CHECK_NAMES if result.status_of(n) is None), CHECK_NAMES[-1])
+            detail, fix = _warehouse_failure(exc, first)
+            result.add(name, "fail", f"the warehouse failed: {detail}", fix)
+            result.skip_rest("the warehouse failed")
         finally:
             warehouse.close()
     finally:
@@ -241,18 +246,28 @@ def _check_warehouse(result: Validation, settings: Settings, production: bool,
         return None
     try:
         warehouse = connect_warehouse(settings)
-    except WarehouseError as exc:
-        result.add("warehouse", "fail", f"cannot open the warehouse: {exc}", _warehouse_fix(settings))
+    except WarehouseError as exc:  # credentials, a permission, the dataset's location (each with its fix), ...
+        detail, fix = _warehouse_failure(exc, settings)
+        result.add("warehouse", "fail", f"cannot open the warehouse: {detail}", fix)
         return None
     try:
         warehouse.query("SELECT 1 AS ok", label="validate.ping")
     except WarehouseError as exc:
         warehouse.close()
-        result.add("warehouse", "fail", f"the warehouse does not answer: {exc}", _warehouse_fix(settings))
+        detail, fix = _warehouse_failure(exc, settings)
+        result.add("warehouse", "fail", f"the warehouse does not answer: {detail}", fix)
         return None
     result.warehouse = warehouse.describe()
     result.add("warehouse", "pass", f"reachable: {warehouse.describe()}")
     return warehouse
+
+
+def _warehouse_failure(exc: WarehouseError, settings: Settings) -> tuple[str, str]:
+    """(detail, fix) of a warehouse failure: a configuration error (credentials, a permission, the dataset's
+    location) carries its own fix."""
+    if isinstance(exc, WarehouseConfigError):
+        return exc.problem, exc.fix
+    return str(exc), _warehouse_fix(settings)
 
 
 def _warehouse_fix(settings: Settings) -> str:
@@ -322,7 +337,7 @@ def _check_warehouse_contents(result: Validation, first: Settings, sources: Sett
     except SettingsError as exc:
         result.add("settings", "fail", "the config table holds bad values: "
                    + "; ".join(str(p) for p in exc.problems),
-                   "fix the named rows of the config table (UPDATE ... SET value_int/value_string)")
+                   "set the named rows right with `python setup.py --set KEY=VALUE` (checked like the setting)")
         result.skip_rest("the settings from the config table did not parse")
         return
 

@@ -3020,14 +3020,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--campaign", action="append", default=[], help="campaign name (repeatable)")
+    parser.add_argument("--campaign", action="append", default=[],
+                        help="campaign NAME, or NAME=ID to give it the id your settings name (repeatable)")
     parser.add_argument("--key", default="sim-key", help="API key the simulator accepts (not a secret)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plan-lead-limit", type=int, default=100_000)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every response")
     args = parser.parse_args(argv)
     sim = InstantlySimulator(api_key=args.key, seed=args.seed, plan_lead_limit=args.plan_lead_limit)
-    campaigns = {name: sim.create_campaign(name) for name in (args.campaign or ["Demo"])}
+    campaigns = {}
+    for given in args.campaign or ["Demo"]:
+        name, _sep, campaign_id = given.partition("=")
+        campaigns[name] = sim.create_campaign(name, campaign_id=campaign_id.strip() or None)
     if args.latency > 0:
         sim.set_fault("*", FaultSpec(latency=args.latency))
     base_url = sim.start(port=args.port, host=args.host)

@@ -5,23 +5,31 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from coldsync.warehouse.base import Param, Rows, StringArray, Typed, Warehouse, WarehouseError
+from coldsync.warehouse.base import Param, Rows, StringArray, Typed, Warehouse, WarehouseConfigError, WarehouseError
 
 if TYPE_CHECKING:
+    from google.cloud import bigquery
+
     from coldsync.settings import Settings
 
-__all__ = ["Param", "Rows", "StringArray", "Typed", "Warehouse", "WarehouseError", "connect"]
+__all__ = ["Param", "Rows", "StringArray", "Typed", "Warehouse", "WarehouseConfigError", "WarehouseError",
+           "connect"]
 
 log = logging.getLogger("coldsync.warehouse")
 
 
-def connect(settings: Settings, *, labels: dict[str, str] | None = None) -> Warehouse:
-    """The warehouse the settings name: BigQuery when BQ_PROJECT is set, else the DuckDB file."""
+def connect(settings: Settings, *, labels: dict[str, str] | None = None,
+            bigquery_client: bigquery.Client | None = None) -> Warehouse:
+    """The warehouse the settings name: BigQuery when BQ_PROJECT is set, else the DuckDB file.
+
+    On BigQuery the credentials are checked and the dataset's location is compared with BQ_LOCATION before
+    it is handed out: WarehouseConfigError (exit 2) names the setting and the fix; WarehouseError when
+    Google cannot be reached. `bigquery_client` replaces the one made from the settings (tests)."""
     warehouse: Warehouse
     if settings.uses_bigquery:
         from coldsync.warehouse.bigquery import BigQueryWarehouse
 
-        warehouse = BigQueryWarehouse(
+        bq = BigQueryWarehouse(
             settings.bq_project,
             settings.bq_dataset,
             location=settings.bq_location,
@@ -29,7 +37,14 @@ def connect(settings: Settings, *, labels: dict[str, str] | None = None) -> Ware
             credentials_json=settings.bigquery_credentials_json.reveal(),
             maximum_bytes_billed=settings.bq_maximum_bytes_billed,
             labels=labels,
+            client=bigquery_client,
         )
+        try:
+            bq.check_location()
+        except WarehouseError:
+            bq.close()
+            raise
+        warehouse = bq
     else:
         from coldsync.warehouse.duckdb import DuckDBWarehouse
 

@@ -65,6 +65,18 @@ class WarehouseError(Exception):
     """A warehouse statement failed (after retries where retrying makes sense)."""
 
 
+class WarehouseConfigError(WarehouseError):
+    """The warehouse cannot be used as configured: credentials missing or refused, a permission the
+    service account lacks, the dataset in another location than BQ_LOCATION. Nothing was changed; the
+    entry points exit 2 (configuration) and validate_environment.py shows it as a FAIL row with `fix`.
+    Its text is one line naming the setting and the fix, and never shows a secret."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}. Fix: {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
 class WarehouseBusyError(WarehouseError):
     """Another process holds the warehouse (the DuckDB file is locked by a running sync)."""
 

@@ -12,12 +12,15 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError, RefreshError
+from google.auth.exceptions import TransportError as GoogleAuthTransportError
 from google.cloud import bigquery
 from tenacity import (
     retry,
@@ -32,6 +35,7 @@ from coldsync.warehouse.base import (
     StatementStats,
     StringArray,
     Typed,
+    WarehouseConfigError,
     WarehouseError,
     check_identifier,
     infer_type,
@@ -50,35 +54,130 @@ def is_concurrent_update_error(exc: BaseException) -> bool:
     return isinstance(exc, gexc.GoogleAPICallError) and any(marker in text for marker in _CONCURRENT)
 
 
+CREDENTIALS_FIX = ("set BIGQUERY_CREDENTIALS_JSON to the path of the service-account key file Google gave you (or "
+                   "paste its whole JSON), or unset it to use keyless auth (docs/OPERATIONS.md, 1.2)")
+NO_CREDENTIALS_FIX = ("set BIGQUERY_CREDENTIALS_JSON to the path of a service-account key file (or its JSON), or run "
+                      "`gcloud auth application-default login` on this machine; in GitHub Actions set up keyless auth "
+                      "or the BIGQUERY_CREDENTIALS_JSON secret (docs/OPERATIONS.md, 1.2)")
+SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
+# A first call that cannot reach Google gives up after this long instead of the client's 10 minutes.
+CONNECT_RETRY = bigquery.DEFAULT_RETRY.with_deadline(30.0)
+
+
+def _credentials_problem(problem: str, fix: str = CREDENTIALS_FIX) -> WarehouseConfigError:
+    return WarehouseConfigError(f"BIGQUERY_CREDENTIALS_JSON {problem}", fix)
+
+
+def credentials_from_info(info: object, where: str) -> Any:
+    """Credentials from a parsed key (service account, or an external-account / Workload Identity Federation
+    config). Raises WarehouseConfigError naming what is wrong; never shows a value of the key."""
+    if not isinstance(info, dict):
+        raise _credentials_problem(f"{where} is JSON but not an object (a key file is one JSON object)")
+    kind = info.get("type")
+    if kind == "service_account":
+        missing = [name for name in SERVICE_ACCOUNT_FIELDS if not info.get(name)]
+        if missing:
+            raise _credentials_problem(f"{where} is not a complete service-account key: it lacks "
+                                       f"{', '.join(missing)}")
+        from google.oauth2 import service_account
+
+        try:
+            return service_account.Credentials.from_service_account_info(info)
+        except (GoogleAuthError, ValueError) as exc:
+            raise _credentials_problem(f"{where} is a service-account key whose private_key cannot be read "
+                                       f"({type(exc).__name__})") from exc
+    if kind in ("external_account", "authorized_user", "impersonated_service_account"):
+        import google.auth
+
+        try:
+            creds, _ = google.auth.load_credentials_from_dict(info)
+        except (GoogleAuthError, ValueError) as exc:
+            raise _credentials_problem(f"{where} is an {kind} file that cannot be used ({type(exc).__name__})") \
+                from exc
+        return creds
+    shown = f"type {kind!r}" if isinstance(kind, str) and len(kind) <= 40 else "no type"
+    raise _credentials_problem(f"{where} has {shown}; a key file has type 'service_account' (or "
+                               "'external_account' for keyless auth)")
+
+
 def credentials_from_setting(value: str) -> Any:
-    """Service-account credentials from a file path or the JSON text itself; None means ADC."""
+    """Service-account credentials from a file path or the JSON text itself; None means ADC.
+
+    Raises WarehouseConfigError (one line: the setting, what is wrong, the fix) for JSON that does not
+    parse, a path that is not a readable file, or a key that lacks what Google needs. No call is made."""
     if not value:
         return None
-    from google.oauth2 import service_account
-
     text = value.strip()
     if text.startswith("{"):
         try:
             info = json.loads(text)
         except ValueError as exc:
-            raise WarehouseError(
-                "BIGQUERY_CREDENTIALS_JSON looks like JSON but does not parse; paste the whole key file "
-                "or give its path"
-            ) from exc
-        return service_account.Credentials.from_service_account_info(info)
+            raise _credentials_problem("looks like JSON but does not parse (it may be cut short)") from exc
+        return credentials_from_info(info, "holds JSON that")
     path = Path(text)
     if not path.is_file():
-        raise WarehouseError(
-            "BIGQUERY_CREDENTIALS_JSON is neither JSON nor a readable file path; fix the path, or unset it "
-            "to use Application Default Credentials"
-        )
-    info = json.loads(path.read_text(encoding="utf-8"))
-    if info.get("type") == "external_account":  # Workload Identity Federation config file
-        import google.auth
+        # The value is a secret (it could be a mangled key): say what it is not, never show it.
+        raise _credentials_problem("is neither JSON nor the path of an existing file",
+                                   "correct the path (or GOOGLE_APPLICATION_CREDENTIALS), or unset it to use "
+                                   "keyless auth / Application Default Credentials")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _credentials_problem(f"names a file that is not readable JSON ({type(exc).__name__})") from exc
+    return credentials_from_info(info, "names a file that")
 
-        creds, _ = google.auth.load_credentials_from_file(str(path))
-        return creds
-    return service_account.Credentials.from_service_account_info(info)
+
+def access_denied(exc: gexc.Forbidden, dataset: str) -> WarehouseConfigError | None:
+    """A 403 that is a missing permission (not a quota or rate limit, which BigQuery also answers 403),
+    as the configuration error naming the role to grant; None for other 403s."""
+    message = str(getattr(exc, "message", exc))
+    reasons = {str(e.get("reason", "")) for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)}
+    if "accessDenied" not in reasons and not message.startswith(("Access Denied", "Permission")):
+        return None
+    if "bigquery.jobs.create" in message:
+        fix = ("grant the service account BigQuery Job User (roles/bigquery.jobUser) on the project "
+               "(docs/OPERATIONS.md, 1.1)")
+    else:
+        fix = (f"grant the service account BigQuery Data Editor (roles/bigquery.dataEditor) on the dataset {dataset}, "
+               "and Data Viewer on the source table's dataset if it is elsewhere (docs/OPERATIONS.md, 1.1)")
+    return WarehouseConfigError(f"BigQuery denied access: {message.splitlines()[0] if message else 'http 403'}", fix)
+
+
+@contextmanager
+def google_errors(label: str, dataset: str) -> Iterator[None]:
+    """Every failure of a call to Google as a WarehouseError: a missing permission or credentials Google
+    refuses as WarehouseConfigError (exit 2), anything else (unreachable, 5xx, a bad statement) as
+    WarehouseError (exit 1). Never a raw google or requests exception, never a traceback."""
+    try:
+        yield
+    except WarehouseError:
+        raise
+    except gexc.Forbidden as exc:
+        raise (access_denied(exc, dataset)
+               or WarehouseError(f"{label}: Forbidden: {getattr(exc, 'message', exc)}")) from exc
+    except gexc.GoogleAPICallError as exc:
+        raise WarehouseError(f"{label}: {type(exc).__name__}: {getattr(exc, 'message', exc)}") from exc
+    except RefreshError as exc:
+        raise WarehouseConfigError(
+            "Google refused the credentials (BIGQUERY_CREDENTIALS_JSON, GOOGLE_APPLICATION_CREDENTIALS or "
+            f"Application Default Credentials) when asked for a token ({type(exc).__name__})",
+            "the key was deleted or disabled, or the keyless setup is wrong: create a new key, or check the "
+            "Workload Identity provider and service account (docs/OPERATIONS.md, 1.2)") from exc
+    except (GoogleAuthTransportError, OSError) as exc:  # requests' connection errors are OSErrors
+        raise WarehouseError(f"{label}: BigQuery could not be reached ({type(exc).__name__}); check the network "
+                             "and try again") from exc
+
+
+def location_mismatch(dataset: str, found: str | None, configured: str) -> tuple[str, str] | None:
+    """(problem, fix) when the dataset lives in another location than BQ_LOCATION: BigQuery runs every job in
+    BQ_LOCATION and answers "not found in location" there, while table look-ups still work. None when they
+    match (locations compare without case: `US` and `us`) or the location is unknown."""
+    if not found or found.lower() == configured.lower():
+        return None
+    return (f"the dataset {dataset} is in location {found} but BQ_LOCATION is {configured}: BigQuery would look "
+            f"for it in {configured}",
+            f"set BQ_LOCATION={found} (repository variable, environment or .env); a dataset's location cannot "
+            "be changed")
 
 
 def _scalar(name: str | None, type_: str, value: Any) -> bigquery.ScalarQueryParameter:
@@ -143,9 +242,16 @@ class BigQueryWarehouse:
         self.source_table = ".".join(parts)
         self.maximum_bytes_billed = maximum_bytes_billed
         self.labels = {"app": "coldsync", **{k: _label_value(v) for k, v in (labels or {}).items()}}
-        self.client = client or bigquery.Client(
-            project=project, credentials=credentials_from_setting(credentials_json), location=location
-        )
+        if client is None:
+            credentials = credentials_from_setting(credentials_json)
+            try:
+                client = bigquery.Client(project=project, credentials=credentials, location=location)
+            except DefaultCredentialsError as exc:  # no key given and no Application Default Credentials
+                raise WarehouseConfigError(
+                    "BQ_PROJECT is set but no Google credentials were found: BIGQUERY_CREDENTIALS_JSON and "
+                    "GOOGLE_APPLICATION_CREDENTIALS are empty and there are no Application Default Credentials",
+                    NO_CREDENTIALS_FIX) from exc
+        self.client = client
         self.stats = StatementStats()
         self.load_jobs = 0
         self.stage_threshold = stage_threshold
@@ -180,10 +286,8 @@ class BigQueryWarehouse:
         )
         payload = [{name: _json_value(row.get(name)) for name in names} for row in rows.rows]
         self.load_jobs += 1  # load jobs are not query statements; counted apart
-        try:
+        with google_errors(f"{label}: staging load", self.dataset):
             self.client.load_table_from_json(payload, table_id, job_config=config, location=self.location).result()
-        except gexc.GoogleAPICallError as exc:
-            raise WarehouseError(f"{label}: staging load failed: {getattr(exc, 'message', exc)}") from exc
         return table_id
 
     def _run(self, sql: str, params: Mapping[str, Param] | None, label: str) -> bigquery.QueryJob:
@@ -200,7 +304,8 @@ class BigQueryWarehouse:
             return self._run_rendered(rendered, params, label)
         finally:
             for table_id in staged:
-                self.client.delete_table(table_id, not_found_ok=True)
+                with google_errors(f"{label}: drop staging table", self.dataset):
+                    self.client.delete_table(table_id, not_found_ok=True)
 
     def _run_rendered(self, rendered: str, params: Mapping[str, Param], label: str) -> bigquery.QueryJob:
         self.stats.by_label[label] += 1
@@ -218,10 +323,9 @@ class BigQueryWarehouse:
             job.result()
             return job
 
-        try:
-            return attempt()
-        except gexc.GoogleAPICallError as exc:
-            raise WarehouseError(f"{label}: {type(exc).__name__}: {getattr(exc, 'message', exc)}") from exc
+        with google_errors(label, self.dataset):
+            job = attempt()
+        return job
 
     def query(self, sql: str, params: Mapping[str, Param] | None = None, *, label: str) -> list[dict[str, Any]]:
         job = self._run(sql, params, label)
@@ -235,23 +339,38 @@ class BigQueryWarehouse:
         return f"{self.project}.{self.dataset}.{table}"
 
     def ensure_dataset(self) -> bool:
-        try:
-            self.client.get_dataset(f"{self.project}.{self.dataset}")
-            return False
-        except gexc.NotFound:
-            pass
-        dataset = bigquery.Dataset(f"{self.project}.{self.dataset}")
-        dataset.location = self.location
-        self.stats.by_label["setup.dataset"] += 1
-        self.stats.writes += 1
-        self.client.create_dataset(dataset, exists_ok=True)
-        return True
+        with google_errors("setup.dataset", self.dataset):
+            try:
+                self.client.get_dataset(f"{self.project}.{self.dataset}")
+                return False
+            except gexc.NotFound:
+                pass
+            dataset = bigquery.Dataset(f"{self.project}.{self.dataset}")
+            dataset.location = self.location
+            self.stats.by_label["setup.dataset"] += 1
+            self.stats.writes += 1
+            self.client.create_dataset(dataset, exists_ok=True)
+            return True
+
+    def check_location(self) -> None:
+        """Raise WarehouseConfigError when the dataset exists in another location than BQ_LOCATION (a missing
+        dataset is fine: setup.py creates it in BQ_LOCATION). The first call to Google, so credentials Google
+        refuses and an unreachable service show here, before anything else (google_errors)."""
+        with google_errors("connect.dataset", self.dataset):
+            try:
+                found = self.client.get_dataset(f"{self.project}.{self.dataset}", retry=CONNECT_RETRY)
+            except gexc.NotFound:
+                return
+        mismatch = location_mismatch(f"{self.project}.{self.dataset}", found.location, self.location)
+        if mismatch:
+            raise WarehouseConfigError(*mismatch)
 
     def existing_columns(self, table: str) -> dict[str, str] | None:
-        try:
-            found = self.client.get_table(self._ref(table))
-        except gexc.NotFound:
-            return None
+        with google_errors("existing_columns", self.dataset):
+            try:
+                found = self.client.get_table(self._ref(table))
+            except gexc.NotFound:
+                return None
         return {field.name: field.field_type for field in found.schema}
 
     @staticmethod
@@ -282,7 +401,8 @@ class BigQueryWarehouse:
             table.clustering_fields = list(spec.cluster_by)
         self.stats.by_label["setup.create_table"] += 1
         self.stats.writes += 1
-        self.client.create_table(table, exists_ok=True)
+        with google_errors("setup.create_table", self.dataset):
+            self.client.create_table(table, exists_ok=True)
 
     def add_columns(self, spec: TableSpec, names: Sequence[str]) -> None:
         wanted = {f.name: f for f in self._schema(spec)}
@@ -290,13 +410,14 @@ class BigQueryWarehouse:
             # BigQuery only adds NULLABLE columns to an existing table; DDL changes storage everywhere.
             self._run(f"ALTER TABLE `{{ds}}.{spec.name}` ADD COLUMN IF NOT EXISTS {name} {wanted[name].field_type}",
                       None, "setup.add_column")
-        table = self.client.get_table(self._ref(spec.name))
-        missing = [n for n in names if n not in {f.name for f in table.schema}]
-        if missing:  # some emulators change storage but not the catalog: bring the catalog along
-            table.schema = [*table.schema, *(bigquery.SchemaField(n, wanted[n].field_type, mode="NULLABLE",
-                                                                  description=wanted[n].description)
-                                             for n in missing)]
-            self.client.update_table(table, ["schema"])
+        with google_errors("setup.add_column", self.dataset):
+            table = self.client.get_table(self._ref(spec.name))
+            missing = [n for n in names if n not in {f.name for f in table.schema}]
+            if missing:  # some emulators change storage but not the catalog: bring the catalog along
+                table.schema = [*table.schema, *(bigquery.SchemaField(n, wanted[n].field_type, mode="NULLABLE",
+                                                                      description=wanted[n].description)
+                                                 for n in missing)]
+                self.client.update_table(table, ["schema"])
 
     def close(self) -> None:
         self.client.close()
