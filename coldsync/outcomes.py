@@ -69,6 +69,18 @@ class InstantlyAction(StrEnum):
     HOLD_THEN_MOVE = "hold_then_move"
 
 
+class InInstantly(StrEnum):
+    """What the sync did with the lead in Instantly (history column `in_instantly`)."""
+
+    DELETED = "deleted"
+    HELD = "held"  # in its campaign, hold under way
+    HELD_THEN_DELETED = "held then deleted"
+    HELD_THEN_MOVED = "held then moved"
+    MOVED = "moved"
+    GONE = "gone"  # closed because Instantly no longer had it (deleted or moved by hand)
+    NOT_ADDED = "not added"  # an add skipped (already in the workspace) or given up
+
+
 class LabelSentiment(StrEnum):
     """A custom label's `interest_status_label` (official spec: LeadLabel)."""
 

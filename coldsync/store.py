@@ -105,7 +105,7 @@ HISTORY_FIELDS = (
     ("email", "STRING"), ("campaign_id", "STRING"), ("sequence_name", "STRING"), ("status_final", "STRING"),
     ("completed_at", "TIMESTAMP"), ("attempt_num", "INT64"), ("instantly_lead_id", "STRING"),
     ("reason", "STRING"), ("arm", "STRING"), ("policy", "STRING"), ("interest_status", "INT64"),
-    ("return_at", "TIMESTAMP"),
+    ("return_at", "TIMESTAMP"), ("in_instantly", "STRING"),
 )
 
 # Idempotent on (email, campaign_id, attempt_num), and on the Instantly lead id for leads whose attempt
@@ -122,7 +122,7 @@ USING (
          COALESCE(r.attempt_num,
                   COALESCE((SELECT MAX(h.last_attempt) FROM `{{ds}}.{HISTORY_KEYS_VIEW}` AS h
                             WHERE h.email_key = {sql_email_key("r.email")}), 0) + 1) AS attempt_num,
-         r.instantly_lead_id, r.reason, r.arm, r.policy, r.interest_status, r.return_at,
+         r.instantly_lead_id, r.reason, r.arm, r.policy, r.interest_status, r.return_at, r.in_instantly,
          r.attempt_num IS NULL AS attempt_unknown
   FROM UNNEST(@rows) AS r
 ) AS s
@@ -130,9 +130,10 @@ ON t.email = s.email AND t.campaign_id = s.campaign_id
    AND (t.attempt_num = s.attempt_num OR (s.attempt_unknown AND t.instantly_lead_id = s.instantly_lead_id))
 WHEN NOT MATCHED THEN
   INSERT (email, campaign_id, sequence_name, status_final, completed_at, attempt_num, instantly_lead_id,
-          reason, recorded_at, run_id, arm, policy, interest_status, return_at)
+          reason, recorded_at, run_id, arm, policy, interest_status, return_at, in_instantly)
   VALUES (s.email, s.campaign_id, s.sequence_name, s.status_final, s.completed_at, s.attempt_num,
-          s.instantly_lead_id, s.reason, @now, @run_id, s.arm, s.policy, s.interest_status, s.return_at)
+          s.instantly_lead_id, s.reason, @now, @run_id, s.arm, s.policy, s.interest_status, s.return_at,
+          s.in_instantly)
 """  # noqa: S608
 
 # A held lead re-read during its hold (coldsync.phases.drain): its attempt's row takes the policy, interest
@@ -142,16 +143,19 @@ WHEN NOT MATCHED THEN
 UPDATE_HISTORY_POLICY_SQL = """
 MERGE `{ds}.ops_lead_history` AS t
 USING (SELECT r.email, r.campaign_id, r.attempt_num, r.instantly_lead_id, r.status_final, r.reason, r.policy,
-              r.interest_status, r.return_at FROM UNNEST(@rows) AS r) AS s
+              r.interest_status, r.return_at, r.in_instantly FROM UNNEST(@rows) AS r) AS s
 ON t.email = s.email AND t.campaign_id = s.campaign_id
    AND (t.attempt_num = s.attempt_num OR t.instantly_lead_id = s.instantly_lead_id)
 WHEN MATCHED AND ((s.status_final IS NOT NULL AND t.status_final != s.status_final)
                   OR (t.policy IS NULL) != (s.policy IS NULL) OR t.policy != s.policy
                   OR (t.interest_status IS NULL) != (s.interest_status IS NULL)
                   OR t.interest_status != s.interest_status
-                  OR (t.return_at IS NULL) != (s.return_at IS NULL) OR t.return_at != s.return_at) THEN UPDATE SET
+                  OR (t.return_at IS NULL) != (s.return_at IS NULL) OR t.return_at != s.return_at
+                  OR (s.in_instantly IS NOT NULL AND (t.in_instantly IS NULL OR t.in_instantly != s.in_instantly)))
+  THEN UPDATE SET
   status_final = COALESCE(s.status_final, t.status_final),
   reason = COALESCE(s.reason, t.reason),
+  in_instantly = COALESCE(s.in_instantly, t.in_instantly),
   policy = s.policy,
   interest_status = s.interest_status,
   return_at = s.return_at,

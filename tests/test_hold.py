@@ -83,6 +83,8 @@ def test_a_replied_lead_is_held_re_read_and_deleted_when_the_hold_ends(world: Wo
     assert state["hold_until"].astimezone(dt.UTC) == world.sim.now + dt.timedelta(days=14)
     [row] = _history(world, lead_id)
     assert (row["status_final"], row["policy"], row["interest_status"]) == ("replied", "in_sales", 1)
+    assert world.warehouse.query("SELECT in_instantly FROM `{ds}.ops_lead_history`", label="t") == [
+        {"in_instantly": "held"}]
     # counted in the inventory: a tracked lead of its campaign
     tracked = int(world.warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_inst_state` WHERE campaign_id = @c",
                                         {"c": SMB}, label="t")[0]["n"])
@@ -108,6 +110,9 @@ def test_a_replied_lead_is_held_re_read_and_deleted_when_the_hold_ends(world: Wo
     assert ended.report.phase("drain").counts["hold_ended"] == 1
     assert world.sim.lead(lead_id) is None and _state(world, lead_id) is None
     assert [r["interest_status"] for r in _history(world, lead_id)] == [4]
+    in_instantly = world.warehouse.query("SELECT in_instantly FROM `{ds}.ops_lead_history` WHERE instantly_lead_id = "
+                                         "@id", {"id": lead_id}, label="t")
+    assert in_instantly == [{"in_instantly": "held then deleted"}]
 
 
 def test_an_unsubscribe_during_the_hold_drains_it_at_once_with_a_dnc_entry(world: World) -> None:

@@ -58,7 +58,7 @@ def _world(tmp_path: Path, *, move: bool = False) -> Iterator[World]:
 
 def _history(world: World, email: str) -> list[dict[str, Any]]:
     return world.warehouse.query(
-        "SELECT attempt_num, status_final, policy, interest_status, completed_at, return_at FROM "
+        "SELECT attempt_num, status_final, policy, interest_status, completed_at, return_at, in_instantly FROM "
         "`{ds}.ops_lead_history` WHERE email = @e ORDER BY attempt_num", {"e": email}, label="t")
 
 
@@ -102,10 +102,12 @@ def test_400_days_of_outcomes_follow_their_policies(world: World) -> None:
     assert days_after_reply(WON) == [5.0, 10.0, 15.0]
     [won] = _history(world, WON)
     assert (won["policy"], won["interest_status"], won["return_at"]) == ("in_sales", 4, None)
+    assert won["in_instantly"] == "held then deleted"
 
     # Not interested: deleted at once, back on the first run on or after completed_at + 365 days.
     first_no, *rest_no = _history(world, NO)
-    assert (first_no["policy"], first_no["interest_status"]) == ("not_interested", -1)
+    assert (first_no["policy"], first_no["interest_status"], first_no["in_instantly"]) == (
+        "not_interested", -1, "deleted")
     assert first_no["return_at"] == first_no["completed_at"] + dt.timedelta(days=365)
     back = days_after_reply(NO)
     assert back and 365 <= back[0] < 365 + STEP_DAYS
@@ -161,12 +163,13 @@ def test_400_days_with_replies_moved_to_a_list_and_a_failed_move(tmp_path: Path,
             assert moved is not None and moved.get("list_id") == replied_list and not moved.get("campaign")
         assert _states(world, (WON, MAYBE)) == {}
         [won] = _history(world, WON)
-        assert (won["status_final"], won["policy"], won["interest_status"], won["return_at"]) == (
-            "replied", "in_sales", 4, None)
+        assert (won["status_final"], won["policy"], won["interest_status"], won["return_at"], won["in_instantly"]) == (
+            "replied", "in_sales", 4, None, "held then moved")
         maybe = _history(world, MAYBE)
         assert (maybe[0]["policy"], maybe[0]["return_at"]) == (
             "replied", maybe[0]["completed_at"] + dt.timedelta(days=180))
         assert [r["status_final"] for r in maybe[1:]] and {r["status_final"] for r in maybe[1:]} == {"in_workspace"}
+        assert {r["in_instantly"] for r in maybe} == {"held then moved", "not added"}
         assert maybe[1]["completed_at"] >= maybe[0]["return_at"]
 
 

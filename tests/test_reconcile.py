@@ -272,10 +272,11 @@ def test_a_won_lead_moved_by_hand_to_a_sales_campaign_never_returns(
     world.sim.set_interest_status(won, 4)
     hand_add(world, "moved1@seed.example", campaign=other)
     run(world)
-    rows = world.warehouse.query("SELECT email, status_final, policy, interest_status, completed_at, return_at "
-                                 "FROM `{ds}.ops_lead_history` ORDER BY email", label="t")
-    assert [(r["email"], r["status_final"], r["policy"], r["interest_status"]) for r in rows] == [
-        ("moved0@seed.example", "removed", "in_sales", 4), ("moved1@seed.example", "removed", "no_reply", None)]
+    rows = world.warehouse.query("SELECT email, status_final, policy, interest_status, completed_at, return_at, "
+                                 "in_instantly FROM `{ds}.ops_lead_history` ORDER BY email", label="t")
+    assert [(r["email"], r["status_final"], r["policy"], r["interest_status"], r["in_instantly"]) for r in rows] == [
+        ("moved0@seed.example", "removed", "in_sales", 4, "gone"),
+        ("moved1@seed.example", "removed", "no_reply", None, "gone")]
     assert rows[0]["return_at"] is None
     assert rows[1]["return_at"] == rows[1]["completed_at"] + dt.timedelta(days=90)
 

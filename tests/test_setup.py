@@ -132,15 +132,15 @@ def test_upgrade_adds_the_hold_columns_to_state_and_keeps_its_rows(raw_warehouse
     rows = raw_warehouse.query("SELECT email, status, hold_until, completed_at FROM `{ds}.ops_inst_state`",
                                label="t")
     assert rows == [{"email": "kept@upgrade.example", "status": "active", "hold_until": None, "completed_at": None}]
-    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 5
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 6
     assert not ensure_schema(raw_warehouse, settings).changed
 
 
 def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_status(
         raw_warehouse: Warehouse, settings: Settings) -> None:
-    """A v3 ops_lead_history (no policy, return_at, interest_status) holding a row: setup adds the three
-    columns, keeps the row (its policy NULL), records the schema version (4 then; 5 since the hold), and a
-    second setup changes nothing;
+    """A v3 ops_lead_history (no policy, return_at, interest_status, in_instantly) holding a row: setup adds
+    the columns, keeps the row (its policy and in_instantly NULL), records the schema version (4 then; 5 since
+    the hold; 6 since in_instantly), and a second setup changes nothing;
     the old `replied` row rests by the replied policy (180 days) from its completed_at."""
     import datetime as dt
 
@@ -149,7 +149,7 @@ def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_s
 
     raw_warehouse.ensure_dataset()
     v3 = type(LEAD_HISTORY)(LEAD_HISTORY.name, LEAD_HISTORY.columns[:11], "version 3")
-    assert [c.name for c in LEAD_HISTORY.columns[11:]] == ["policy", "return_at", "interest_status"]
+    assert [c.name for c in LEAD_HISTORY.columns[11:]] == ["policy", "return_at", "interest_status", "in_instantly"]
     raw_warehouse.create_table(v3)
     ended = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     raw_warehouse.execute(
@@ -157,10 +157,11 @@ def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_s
         "VALUES ('old@upgrade.example', 'c1', 'replied', @at, 1)", {"at": ended}, label="test.old_row")
     build(raw_warehouse, settings, [lead("old@upgrade.example")], as_of=ended + dt.timedelta(days=179))
     assert set(LEAD_HISTORY.column_names()) <= set(raw_warehouse.existing_columns(LEAD_HISTORY.name) or {})
-    rows = raw_warehouse.query("SELECT email, policy, return_at, interest_status FROM `{ds}.ops_lead_history`",
-                               label="t")
-    assert rows == [{"email": "old@upgrade.example", "policy": None, "return_at": None, "interest_status": None}]
-    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 5
+    rows = raw_warehouse.query("SELECT email, policy, return_at, interest_status, in_instantly "
+                               "FROM `{ds}.ops_lead_history`", label="t")
+    assert rows == [{"email": "old@upgrade.example", "policy": None, "return_at": None, "interest_status": None,
+                     "in_instantly": None}]
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 6
     assert not ensure_schema(raw_warehouse, settings).changed
     assert list(ready(raw_warehouse)) == []
     set_config(raw_warehouse, "as_of", string=(ended + dt.timedelta(days=180)).isoformat())

@@ -161,14 +161,15 @@ def lead_time(lead: Mapping[str, Any], now: dt.datetime) -> dt.datetime:
 
 def history_row(ctx: RunContext, *, email: str, campaign_id: str, sequence_name: str | None, status_final: str,
                 completed_at: dt.datetime, attempt_num: int | None, instantly_lead_id: str | None,
-                reason: str, arm: str | None, interest_status: int | None = None) -> dict[str, Any]:
+                reason: str, arm: str | None, interest_status: int | None = None,
+                in_instantly: str | None = None) -> dict[str, Any]:
     """A history row as every phase writes it: the attempt, and the outcome policy the run's table gives
     it (`policy`, `interest_status`, `return_at`: coldsync.outcomes.history_policy_columns). Raises
     coldsync.outcomes.UnknownInterestStatus for a custom interest value nobody mapped (the drain keeps
     such a lead)."""
     return {"email": email, "campaign_id": campaign_id, "sequence_name": sequence_name,
             "status_final": status_final, "completed_at": completed_at, "attempt_num": attempt_num,
-            "instantly_lead_id": instantly_lead_id, "reason": reason, "arm": arm,
+            "instantly_lead_id": instantly_lead_id, "reason": reason, "arm": arm, "in_instantly": in_instantly,
             **history_policy_columns(status_final, interest_status, completed_at, table=ctx.settings.outcome_table,
                                      custom_labels=_labels_for(ctx, interest_status))}
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from coldsync.instantly.client import MAX_IDS_PER_MOVE, BackgroundJob, LeadFilter
 from coldsync.instantly.errors import InstantlyError, is_service_level
-from coldsync.outcomes import UnknownInterestStatus
+from coldsync.outcomes import InInstantly, UnknownInterestStatus
 from coldsync.phases.blocklist import mirror_rows
 from coldsync.phases.context import RunContext, dead_letter, history_row, lead_time, resolution
 from coldsync.rules import (
@@ -226,6 +226,7 @@ def run_drain(ctx: RunContext) -> None:
         hold_days = ctx.settings.outcome_table[history[-1]["policy"]].hold_days
         if hold_days and not shared and decision.suppression not in DNC_SOURCES:
             # Held in its campaign (the rep works the thread): recorded now, deleted or moved when it ends.
+            history[-1]["in_instantly"] = InInstantly.HELD.value
             phase.plan["hold"] += 1
             phase.counts["hold_started"] += 1
             held_now.add(email)
@@ -238,6 +239,7 @@ def run_drain(ctx: RunContext) -> None:
         list_id = ctx.settings.outcome_table[history[-1]["policy"]].list_id
         if list_id and decision.suppression not in DNC_SOURCES:
             # Moved to the policy's Instantly list at once (MOVE): recorded now, 'moving' until verified there.
+            history[-1]["in_instantly"] = InInstantly.MOVED.value
             phase.plan["move"] += 1
             to_move.setdefault((campaign_id, list_id), {})[str(lead["id"])] = email
             if not shared:
@@ -247,6 +249,7 @@ def run_drain(ctx: RunContext) -> None:
                                      "outcome": decision.outcome.value, "attempt_num": row.attempt_num if row else None,
                                      "added_at": None, "arm": arm, "completed_at": history[-1]["completed_at"]}
             continue
+        history[-1]["in_instantly"] = InInstantly.DELETED.value
         to_delete.setdefault(campaign_id, {})[str(lead["id"])] = email
         if shared:
             # The address is tracked for another Instantly lead (e.g. one added by hand to the other
@@ -272,7 +275,8 @@ def run_drain(ctx: RunContext) -> None:
         history.append(history_row(ctx, email=hit.email, campaign_id=campaign_id, sequence_name=hit.sequence_target,
                                    status_final=SUPPRESSED_OUTCOME, completed_at=ctx.now,
                                    attempt_num=hit.attempt_num, instantly_lead_id=hit.instantly_lead_id,
-                                   reason=f"on the do-not-contact list (by {hit.suppressed})", arm=hit.arm))
+                                   reason=f"on the do-not-contact list (by {hit.suppressed})", arm=hit.arm,
+                                   in_instantly=InInstantly.DELETED.value))
         to_delete.setdefault(campaign_id, {})[hit.instantly_lead_id] = hit.email
         owned.add(hit.instantly_lead_id)
         state_rows[hit.email] = {
@@ -369,6 +373,7 @@ def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
         return
     seen, unread = _read_by_ids(ctx, list(rows), "held leads")
     for lead_id, row in rows.items():
+        update: dict[str, Any] | None = None
         ended = row.hold_until is None or ctx.now >= row.hold_until
         current = seen.get(lead_id)
         if lead_id in unread:
@@ -422,6 +427,8 @@ def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
             continue
         list_id = ctx.settings.outcome_table[policy_name].list_id if policy_name else ""
         if current is not None and list_id and reason is None:  # never an unsubscribe or a bounce
+            if update is not None:
+                update["in_instantly"] = InInstantly.HELD_THEN_MOVED.value
             phase.plan["hold ended: move"] += 1
             phase.counts["hold_ended"] += 1
             owned.add(lead_id)
@@ -429,6 +436,8 @@ def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
             state_rows[row.email] = {"email": row.email, "op": "upsert", "campaign_id": row.campaign_id,
                                      "status": "moving", "instantly_lead_id": lead_id, "outcome": outcome}
             continue
+        if update is not None:
+            update["in_instantly"] = InInstantly.HELD_THEN_DELETED.value
         phase.plan["hold ended: delete"] += 1
         phase.counts["hold_ended"] += 1
         owned.add(lead_id)
@@ -525,6 +534,8 @@ def _follow_moves(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
             phase.plan["retry move"] += 1
             to_move.setdefault((str(row.campaign_id), list_id), {})[lead_id] = row.email
             continue
+        held = ctx.settings.outcome_table[str(update["policy"])].hold_days
+        update["in_instantly"] = (InInstantly.HELD_THEN_DELETED if held else InInstantly.DELETED).value
         phase.plan["moving: delete" if reason is None else "moving: do_not_contact"] += 1
         to_delete.setdefault(str(row.campaign_id), {})[lead_id] = row.email
         state_rows[row.email] = {"email": row.email, "op": "upsert", "campaign_id": row.campaign_id,

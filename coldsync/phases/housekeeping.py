@@ -19,6 +19,7 @@ import logging
 from typing import Any
 
 from coldsync.instantly.errors import InstantlyError, is_service_level
+from coldsync.outcomes import InInstantly
 from coldsync.phases import blocklist
 from coldsync.phases.context import RunContext, dead_letter, history_row
 from coldsync.phases.reconcile import needs_fresh_state, reconcile_campaigns, take_out
@@ -89,7 +90,8 @@ def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]]) -> list
                                            sequence_name=failed_in.route if failed_in else None,
                                            status_final=GIVE_UP_OUTCOME, completed_at=ctx.now, attempt_num=None,
                                            instantly_lead_id=None, reason=reason,
-                                           arm=failed_in.arm if failed_in else None))
+                                           arm=failed_in.arm if failed_in else None,
+                                           in_instantly=InInstantly.NOT_ADDED.value))
     return rows
 
 

@@ -31,7 +31,7 @@ from itertools import islice
 from typing import Any
 
 from coldsync.instantly.errors import InstantlyError
-from coldsync.outcomes import UnknownInterestStatus
+from coldsync.outcomes import InInstantly, UnknownInterestStatus
 from coldsync.phases.context import CampaignView, RunContext, history_row
 from coldsync.phases.drain import SUPPRESSED_OUTCOME
 from coldsync.rules import Action, chunk, classify_finished_lead, lead_id_of, normalize_email
@@ -58,7 +58,8 @@ def take_out(ctx: RunContext, email: str, campaign_id: str, lead_id: str, how: s
     history.append(history_row(ctx, email=email, campaign_id=campaign_id, sequence_name=sequence,
                                status_final=SUPPRESSED_OUTCOME, completed_at=ctx.now, attempt_num=attempt,
                                instantly_lead_id=lead_id,
-                               reason=f"on the do-not-contact list (by {how}): never adopted", arm=arm))
+                               reason=f"on the do-not-contact list (by {how}): never adopted", arm=arm,
+                               in_instantly=InInstantly.DELETED.value))
     state.append({"email": email, "op": "upsert", "status": "draining", "instantly_lead_id": lead_id,
                   "campaign_id": campaign_id, "sequence_target": sequence, "attempt_num": attempt,
                   "outcome": SUPPRESSED_OUTCOME, "added_at": None, "arm": arm})
@@ -351,7 +352,7 @@ class _Reconciler:
                                  sequence_name=row.sequence_target, status_final=REMOVED,
                                  completed_at=self.ctx.now, attempt_num=row.attempt_num,
                                  instantly_lead_id=row.instantly_lead_id, reason=reason, arm=row.arm,
-                                 interest_status=interest)
+                                 interest_status=interest, in_instantly=InInstantly.GONE.value)
         except UnknownInterestStatus as exc:
             self.phase.notes.append(f"a lead moved outside kept tracked: {exc} (map it in the outcome policies' "
                                     "[custom_labels])")

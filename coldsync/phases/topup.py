@@ -19,7 +19,7 @@ from typing import Any
 
 from coldsync.instantly.client import LeadOutcome
 from coldsync.instantly.errors import is_service_level
-from coldsync.outcomes import IN_WORKSPACE_OUTCOME
+from coldsync.outcomes import IN_WORKSPACE_OUTCOME, InInstantly
 from coldsync.phases.blocklist import confirm_blocklisted, entry_dnc_row
 from coldsync.phases.context import CampaignView, RunContext, dead_letter, history_row
 from coldsync.phases.signals import MIN_BOUNCE_SAMPLE, CampaignSignals, campaign_signals
@@ -324,7 +324,7 @@ def _settle(ctx: RunContext, outcome: LeadOutcome, email: str, campaign_id: str,
                                    completed_at=ctx.now, attempt_num=int(row.get("attempt_num") or 1),
                                    instantly_lead_id=outcome.lead_id,
                                    reason="already in another campaign of the workspace",
-                                   arm=managed.arm if managed else None))
+                                   arm=managed.arm if managed else None, in_instantly=InInstantly.NOT_ADDED.value))
     elif kind in ("blocklisted", "invalid", "incomplete") and outcome.inferred:
         # Instantly only counted such leads; the client guessed which. A guess never becomes a
         # permanent suppression: the row is freed and the guess re-checked (run_topup, below).

@@ -25,7 +25,7 @@ from coldsync.suppression import (
     sql_valid_email_or_null,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,8 @@ LEAD_HISTORY = TableSpec(
         _c("return_at", "TIMESTAMP", "when the address may return to cold outreach; NULL with a policy: never "
            "(set it by hand to lift that)"),
         _c("interest_status", "INT64", "the lead's lt_interest_status when it was drained (NULL: not set)"),
+        _c("in_instantly", "STRING", "what the sync did with the lead in Instantly: deleted, held, held then "
+           "deleted, held then moved, moved, gone (closed: Instantly no longer had it), not added; NULL: before v6"),
     ),
     "One row per finished attempt. Idempotent key (email, campaign_id, attempt_num).",
     partition_by="completed_at",
