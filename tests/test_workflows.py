@@ -107,13 +107,19 @@ def test_workflow_crons_are_the_schedule_modules() -> None:
 
 
 def test_window_gates_the_sync_job() -> None:
-    """The sync job needs the window job and runs only when it said run=true."""
+    """The sync job needs the window job, runs only when it said run=true, and passes its slot to sync_once.py
+    (so the summary names the slot)."""
     jobs = load(SYNC)["jobs"]
     decide_step = step_named(jobs["window"], "decide")
-    assert "coldsync.schedule" in decide_step["run"] and "github.event.schedule" in decide_step["env"]["CRON"]
-    assert jobs["window"]["outputs"]["run"] == "${{ steps.decide.outputs.run }}"
+    assert decide_step["run"] == 'python3 -m coldsync.schedule --event "$GITHUB_EVENT_NAME" --cron "$CRON"'
+    assert decide_step["env"] == {"CRON": "${{ github.event.schedule }}"}
+    assert jobs["window"]["outputs"] == {"run": "${{ steps.decide.outputs.run }}",
+                                         "slot": "${{ steps.decide.outputs.slot }}"}
     assert jobs["sync"]["needs"] == "window"
     assert jobs["sync"]["if"] == "needs.window.outputs.run == 'true'"
+    sync_step = step_named(jobs["sync"], "sync (sync_once.py")
+    assert sync_step["env"]["SLOT"] == "${{ needs.window.outputs.slot }}"
+    assert sync_step["run"].splitlines()[-1] == 'python sync_once.py --slot "$SLOT"'
 
 
 # --- safety of the sync workflow -------------------------------------------------------------------
@@ -247,7 +253,7 @@ def test_preflight_then_sync_then_report_then_cleanup() -> None:
     job = load(SYNC)["jobs"]["sync"]
     runs = [str(s.get("run", "")) for s in steps(job)]
     order = [next(i for i, r in enumerate(runs) if marker in r) for marker in
-             ("validate_environment.py --production", "python sync_once.py\n", "--report --markdown", "rm -f")]
+             ("validate_environment.py --production", "python sync_once.py --slot", "--report --markdown", "rm -f")]
     assert order == sorted(order)
     assert order[-1] == len(runs) - 1, "the key removal is the last step"
     assert step_named(job, "status report")["if"] == "${{ !cancelled() && steps.preflight.outcome == 'success' }}"
