@@ -133,6 +133,23 @@ def test_sync_is_never_cancelled_by_another_run() -> None:
     assert concurrency["group"] and concurrency["cancel-in-progress"] is False
 
 
+def _and_or(expression: str, inputs: dict[str, object]) -> str:
+    """GitHub's `${{ inputs.X && 'a' || 'b' }}` for these inputs (a missing input is null, which is falsy)."""
+    match = re.fullmatch(r"\$\{\{ inputs\.(\w+) && '([\w-]+)' \|\| '([\w-]+)' \}\}", expression)
+    assert match, expression
+    name, when_true, otherwise = match.groups()
+    return when_true if inputs.get(name) else otherwise
+
+
+def test_a_manual_dry_run_cannot_replace_a_pending_scheduled_run() -> None:
+    """GitHub keeps one running and one pending job per concurrency group and a newer job replaces the pending
+    one: scheduled runs and live manual runs share `coldsync-sync`, manual dry runs queue in `coldsync-dry-run`."""
+    group = load(SYNC)["jobs"]["sync"]["concurrency"]["group"]
+    assert _and_or(group, {}) == "coldsync-sync"  # a scheduled run has no inputs
+    assert _and_or(group, {"dry_run": False}) == "coldsync-sync"
+    assert _and_or(group, {"dry_run": True}) == "coldsync-dry-run"
+
+
 @pytest.mark.parametrize("path", [SYNC, TEST], ids=lambda p: p.name)
 def test_permissions_are_minimal(path: Path) -> None:
     """Workflows read contents only; id-token: write only on the job that does keyless Google auth."""
