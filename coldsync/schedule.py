@@ -5,13 +5,14 @@ The window: every 30 minutes from 09:00 to 18:00 (both included) Monday to Frida
 `RUN_OFFSET` (7 minutes) after the slot: GitHub is busiest at minutes 0 and 30.
 
 GitHub's cron is UTC only and New York moves between UTC-5 (EST) and UTC-4 (EDT), so the workflow's
-cron lines (`CRON_LINES`, copied into .github/workflows/sync.yml; a test keeps them equal) fire at
-every UTC time that is a window slot under either offset. GitHub starts scheduled runs late, often
-by more than 30 minutes, so the start time alone cannot tell two slots 30 minutes apart. Each line
-therefore fires at most once every 2 hours, and the line that fired (`github.event.schedule`) plus
-the start time name one firing: the line's latest firing at or before the start. That holds for any
-delay up to `MAX_DELAY` (119 minutes); a start later than that is skipped. Every slot has exactly one
-firing, so a slot runs at most once without any stored state.
+cron lines (`CRON_LINES`, copied into .github/workflows/sync.yml; a test keeps them equal) fire 7
+minutes after every UTC time that is a window slot under either offset. GitHub starts scheduled runs
+late, often by more than 30 minutes, so the start time alone cannot tell two slots 30 minutes apart.
+Each line therefore fires at most once every 2 hours, and the line that fired (`github.event.schedule`)
+plus the start time name one firing: the line's latest firing at or before the start. That holds for
+any delay up to `MAX_DELAY` (119 minutes). Every slot has exactly one firing, so a slot runs at most
+once without any stored state. A later start is skipped when its line has not fired since, and is
+otherwise taken for the newer firing (docs/OPERATIONS.md, section 2, says what that costs).
 
     python3 -m coldsync.schedule --event schedule --cron "7 14-22/2 * * 1-5" --now 2026-07-17T22:31:00Z
 
