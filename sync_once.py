@@ -4,6 +4,7 @@ Every setting is a flag or an environment variable (see README: configuration), 
     DRY_RUN=true python sync_once.py
     python sync_once.py --target-new-leads-per-run 200 --run-drain false
     python sync_once.py --report [--markdown | --json]   (status report only: no sync)
+    python sync_once.py --slot "Fri 2026-07-17 18:00 EDT"  (the summary names what the run is for)
     python sync_once.py --erase EMAIL [--erase-file PATH]  (erase a person, keep a salted-hash suppression)
 Exit codes: 0 success, 1 run failed, 2 bad configuration or input, 3 another run holds the lock.
 """
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true",
                         help="print the status report instead of syncing (reads the warehouse only)")
     parser.add_argument("--markdown", action="store_true", help="with --report: Markdown, for a job summary")
+    parser.add_argument("--slot", default="", help="what this run is for, named in its summary (the scheduled "
+                        "workflow passes the slot python3 -m coldsync.schedule chose)")
     parser.add_argument("--erase", metavar="EMAIL", action="append", default=[],
                         help="instead of syncing, erase this person's data (warehouse and Instantly) and keep a "
                              "salted-hash suppression; repeatable; DRY_RUN=true shows what would be removed")
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome = run_erase(settings, warehouse, client, targets, now=now)
             print(outcome.to_json() if args.json else outcome.render_text())
             return int(outcome.exit_code)
-        result = run_sync(settings, warehouse, client, now=now)
+        result = run_sync(settings, warehouse, client, now=now, slot=args.slot)
     report = result.report
     print(report.to_json() if args.json else report.render_text())
     report.write_github_summary()

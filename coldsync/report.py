@@ -29,6 +29,7 @@ class RunReport:
     mode: str  # live or dry_run
     warehouse: str
     started_at: str
+    slot: str = ""  # what the run is for: the schedule slot, or a manual run (the workflow's gate decides it)
     outcome: str = "running"
     error: str | None = None
     inventory_before: int | None = None
@@ -105,6 +106,8 @@ class RunReport:
     def render_text(self) -> str:
         verb = "DRY RUN (nothing written)" if self.mode == "dry_run" else "run"
         lines = [f"coldsync {verb} {self.run_id}: {self.outcome} in {self.seconds:.1f}s on {self.warehouse}"]
+        if self.slot:
+            lines.append(f"  slot: {self.slot}")
         if self.error:
             lines.append(f"  error: {self.error}")
         inv = f"  inventory: {_num(self.inventory_before)} before, {_num(self.inventory_after)} after, cap {self.cap}"
@@ -150,7 +153,7 @@ class RunReport:
         out = [f"### {icon} coldsync {title} `{self.run_id}`: {self.outcome}", ""]
         if self.error:
             out += [f"> {self.error}", ""]
-        out += ["| | |", "|---|---|",
+        out += ["| | |", "|---|---|"] + ([f"| Slot | {self.slot} |"] if self.slot else []) + [
                 f"| Warehouse | {self.warehouse} |",
                 f"| Inventory before / after / cap | {_num(self.inventory_before)} / {_num(self.inventory_after)} / "
                 f"{self.cap} |",

@@ -1,19 +1,25 @@
-"""When the scheduled sync runs: the window in America/New_York, and the early-exit decision.
+"""When the scheduled sync runs: the window in America/New_York, and which slot a scheduled start is for.
 
 The window: every 30 minutes from 09:00 to 18:00 (both included) Monday to Friday, and every 2 hours
-(00:00, 02:00, ... 22:00) on Saturday and Sunday, New York local time.
+(00:00, 02:00, ... 22:00) on Saturday and Sunday, New York local time. A slot's run is scheduled
+`RUN_OFFSET` (7 minutes) after the slot: GitHub is busiest at minutes 0 and 30.
 
 GitHub's cron is UTC only and New York moves between UTC-5 (EST) and UTC-4 (EDT), so the workflow's
-cron lines (`CRON_LINES`, copied into .github/workflows/sync.yml; a test keeps them equal) fire at
-every UTC time that is a window slot under either offset. The workflow's first job then asks this
-module whether the slot that fired is in the window in local time, and ends the run early when it is
-not. The slot is taken from the cron line that fired, not from the clock: GitHub often starts
-scheduled runs many minutes late, and a late 18:00 run is still the 18:00 run.
+cron lines (`CRON_LINES`, copied into .github/workflows/sync.yml; a test keeps them equal) fire 7
+minutes after every UTC time that is a window slot under either offset. GitHub starts scheduled runs
+late, often by more than 30 minutes, so the start time alone cannot tell two slots 30 minutes apart.
+Each line therefore fires at most once every 2 hours, and the line that fired (`github.event.schedule`)
+plus the start time name one firing: the line's latest firing at or before the start. That holds for
+any delay up to `MAX_DELAY` (119 minutes). Every slot has exactly one firing, so a slot runs at most
+once without any stored state. A later start is skipped when its line has not fired since, and is
+otherwise taken for the newer firing (docs/OPERATIONS.md, section 2, says what that costs).
 
-    python -m coldsync.schedule --event schedule --cron "0,30 13-22 * * 1-5"
+    python3 -m coldsync.schedule --event schedule --cron "7 14-22/2 * * 1-5" --now 2026-07-17T22:31:00Z
 
-prints the decision and, under GitHub Actions, writes `run=true|false` to $GITHUB_OUTPUT. Manual
-(`workflow_dispatch`) runs always go. Standard library only: the gate job installs nothing.
+prints the decision and, under GitHub Actions, writes `run=true|false` and `slot=...` (what the run
+is for, shown in the run summary) to $GITHUB_OUTPUT. Manual (`workflow_dispatch`) runs always go, and
+so does a scheduled run re-run by hand (`GITHUB_RUN_ATTEMPT` above 1: its start time no longer says
+which slot it was). Standard library only: the gate job installs nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import argparse
 import datetime as dt
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -33,15 +39,27 @@ WEEKDAY_LAST = dt.time(18, 0)
 WEEKDAY_EVERY_MINUTES = 30
 WEEKEND_EVERY_HOURS = 2
 
-# UTC cron lines = window slots under EDT (UTC-4) and EST (UTC-5), without two lines sharing a minute:
-#   weekdays 09:00-18:00 local -> 13:00-22:00 UTC (EDT) and 14:00-23:00 UTC (EST), every 30 minutes;
-#   weekends every 2 hours local -> every hour UTC on Saturday and Sunday, plus Monday 00:00-03:00 UTC,
-#   which is still Sunday evening in New York.
+# A slot's run is scheduled this long after the slot: off the busy minutes 0 and 30.
+RUN_OFFSET = dt.timedelta(minutes=7)
+# The latest start still matched to its firing: each cron line's firings are at least 2 hours apart,
+# so within 119 minutes of a start exactly one firing of its line can be the one that started it.
+MAX_DELAY = dt.timedelta(minutes=119)
+
+# UTC cron lines = window slots + 7 minutes under EDT (UTC-4) and EST (UTC-5). No two lines share a
+# minute, and no line fires twice within 2 hours (tests/test_schedule.py checks both over two years):
+#   weekdays 09:00-18:00 local -> 13:00-22:00 UTC (EDT) and 14:00-23:00 UTC (EST), every 30 minutes,
+#   split by minute (:07, :37) and by odd or even hour;
+#   weekends every 2 hours local -> every hour UTC on Saturday and Sunday (even hours are the EDT slots,
+#   odd hours the EST ones), plus Monday 00:00-03:00 UTC, which is still Sunday evening in New York.
 CRON_LINES: tuple[str, ...] = (
-    "0,30 13-22 * * 1-5",
-    "0 23 * * 1-5",
-    "0 * * * 0,6",
-    "0 0-3 * * 1",
+    "7 13-23/2 * * 1-5",  # 09:00 ... 17:00 EDT, 10:00 ... 18:00 EST
+    "7 14-22/2 * * 1-5",  # 10:00 ... 18:00 EDT, 09:00 ... 17:00 EST
+    "37 13-21/2 * * 1-5",  # 09:30 ... 17:30 EDT, 10:30 ... 16:30 EST
+    "37 14-22/2 * * 1-5",  # 10:30 ... 17:30 EDT, 09:30 ... 17:30 EST
+    "7 */2 * * 0,6",  # weekends, even UTC hours: the EDT slots
+    "7 1-23/2 * * 0,6",  # weekends, odd UTC hours: the EST slots
+    "7 0,2 * * 1",  # Sunday 20:00 and 22:00 EDT
+    "7 1,3 * * 1",  # Sunday 20:00 and 22:00 EST
 )
 
 _FIELD_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
@@ -105,7 +123,10 @@ class Cron:
     def matches(self, when: dt.datetime) -> bool:
         """Whether the line fires at this minute (`when` is converted to UTC)."""
         utc = when.astimezone(dt.UTC)
-        if utc.minute not in self.minutes or utc.hour not in self.hours or utc.month not in self.months:
+        return utc.minute in self.minutes and self._hour_matches(utc)
+
+    def _hour_matches(self, utc: dt.datetime) -> bool:
+        if utc.hour not in self.hours or utc.month not in self.months:
             return False
         day_ok = utc.day in self.days
         weekday_ok = (utc.isoweekday() % 7) in self.weekdays
@@ -117,51 +138,94 @@ class Cron:
         """The latest minute at or before `now` at which the line fires (None if none in `lookback`)."""
         moment = now.astimezone(dt.UTC).replace(second=0, microsecond=0)
         earliest = moment - lookback
-        while moment >= earliest:
-            if self.matches(moment):
-                return moment
-            moment -= dt.timedelta(minutes=1)
+        hour = moment.replace(minute=0)
+        while hour + dt.timedelta(minutes=59) >= earliest:  # hour by hour: fast enough for a 2-year replay
+            if self._hour_matches(hour):
+                limit = moment.minute if hour == moment.replace(minute=0) else 59
+                fired = [m for m in self.minutes if m <= limit]
+                if fired:
+                    last = hour.replace(minute=max(fired))
+                    return last if last >= earliest else None
+            hour -= dt.timedelta(hours=1)
         return None
+
+    def firings(self, start: dt.datetime, end: dt.datetime) -> Iterator[dt.datetime]:
+        """Every minute in [start, end) at which the line fires, in order, in UTC."""
+        hour = start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        while hour < end:
+            if self._hour_matches(hour):
+                for minute in sorted(self.minutes):
+                    moment = hour.replace(minute=minute)
+                    if start <= moment < end:
+                        yield moment
+            hour += dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
 class Decision:
     run: bool
     reason: str
+    slot: str = ""  # what the run is for, shown in the run summary (empty when it does not run)
+    slot_at: dt.datetime | None = None  # the New York slot a scheduled run goes for
 
 
-def decide(event: str, cron: str | None, now: dt.datetime) -> Decision:
-    """Should this workflow run go on? Only scheduled runs are gated; the slot comes from the cron line."""
+def slot_of(fired: dt.datetime) -> dt.datetime:
+    """The New York slot a firing of one of `CRON_LINES` is for (the firing minus `RUN_OFFSET`)."""
+    return (fired - RUN_OFFSET).astimezone(TIMEZONE)
+
+
+def decide(event: str, cron: str | None, now: dt.datetime, attempt: int = 1) -> Decision:
+    """Should this workflow run go on, and for which slot? Only first attempts of scheduled runs are gated."""
     if event != "schedule":
-        return Decision(True, f"{event or 'manual'} run: always goes (only scheduled runs are gated)")
+        name = event or "manual"
+        return Decision(True, f"{name} run: always goes (only scheduled runs are gated)", f"{name} run (no slot)")
+    if attempt > 1:
+        return Decision(True, f"re-run by hand (attempt {attempt}): goes like a manual run; its start time no "
+                        "longer says which slot it was for", f"re-run by hand of a scheduled run (attempt {attempt})")
     if not cron:
-        return Decision(True, "scheduled run without its cron line: goes (cannot tell which slot fired)")
-    fired = Cron.parse(cron).last_fire(now)
+        return Decision(True, "scheduled run without its cron line: goes (cannot tell which slot fired)",
+                        "scheduled run, slot unknown (no cron line)")
+    if cron not in CRON_LINES:
+        return Decision(False, f"cron {cron!r} is not one of coldsync.schedule.CRON_LINES (sync.yml and the "
+                        "module disagree): cannot tell its slot, nothing to do")
+    now_utc = now.astimezone(dt.UTC)
+    fired = Cron.parse(cron).last_fire(now_utc, MAX_DELAY)
     if fired is None:
-        return Decision(True, f"cron {cron!r} has no slot in the last days: goes")
-    local = fired.astimezone(TIMEZONE)
-    where = f"slot {fired:%a %H:%M} UTC is {local:%a %H:%M %Z} in New York"
-    if in_window(local):
-        return Decision(True, f"{where}: inside the window")
-    return Decision(False, f"{where}: outside the window, nothing to do (the other offset's cron line)")
+        return Decision(False, f"cron {cron!r} did not fire in the {_minutes(MAX_DELAY)} minutes before "
+                        f"{now_utc:%a %H:%M} UTC: a start this late cannot be matched to its slot, nothing to do")
+    slot = slot_of(fired)
+    late = _minutes(now_utc - fired)
+    where = f"{slot:%a %Y-%m-%d %H:%M %Z}"
+    started = f"fired {fired:%a %H:%M} UTC, started {late} min later"
+    if in_window(slot):
+        return Decision(True, f"slot {where} ({started}): inside the window", f"{where} ({started})", slot)
+    return Decision(False, f"slot {where} ({started}): outside the window, nothing to do "
+                    "(the other offset's cron line)")
+
+
+def _minutes(delta: dt.timedelta) -> int:
+    return int(delta.total_seconds() // 60)
 
 
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
     env = dict(os.environ) if environ is None else environ
-    parser = argparse.ArgumentParser(description="Decide whether a scheduled sync run is inside the window.")
+    parser = argparse.ArgumentParser(description="Decide whether a scheduled sync run is inside the window, "
+                                     "and for which slot.")
     parser.add_argument("--event", default=env.get("GITHUB_EVENT_NAME", ""), help="the GitHub event name")
     parser.add_argument("--cron", default="", help="the cron line that fired (github.event.schedule)")
     parser.add_argument("--now", default="", help="ISO time to decide for (tests); default: the clock")
+    parser.add_argument("--attempt", type=int, default=int(env.get("GITHUB_RUN_ATTEMPT") or 1),
+                        help="the run attempt (default: $GITHUB_RUN_ATTEMPT); above 1 is a re-run by hand")
     args = parser.parse_args(argv)
     now = dt.datetime.fromisoformat(args.now) if args.now else dt.datetime.now(dt.UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)
-    decision = decide(args.event, args.cron or None, now)
+    decision = decide(args.event, args.cron or None, now, args.attempt)
     print(f"{'run' if decision.run else 'skip'}: {decision.reason}")
     output = env.get("GITHUB_OUTPUT")
     if output:
         with Path(output).open("a", encoding="utf-8") as handle:
-            handle.write(f"run={'true' if decision.run else 'false'}\n")
+            handle.write(f"run={'true' if decision.run else 'false'}\nslot={decision.slot}\n")
     return 0
 
 

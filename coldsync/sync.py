@@ -164,14 +164,15 @@ def _campaign_setting(ctx: RunContext, route: str) -> str:
 
 
 def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, *,
-             now: dt.datetime | None = None) -> SyncResult:
-    """One run. Never raises for run-level failures: they become the exit code and the report."""
+             now: dt.datetime | None = None, slot: str = "") -> SyncResult:
+    """One run. Never raises for run-level failures: they become the exit code and the report. `slot` says
+    what the run is for (the scheduled workflow passes the slot its gate chose); the report names it."""
     started = time.monotonic()
     now = now or dt.datetime.now(dt.UTC)
     run_id = new_run_id(now)
     dry_run = settings.dry_run
     report = RunReport(run_id=run_id, mode="dry_run" if dry_run else "live", warehouse=warehouse.engine,
-                       started_at=now.isoformat(), cap=settings.inventory_cap)
+                       started_at=now.isoformat(), slot=slot, cap=settings.inventory_cap)
     try:
         if settings.routing.is_default:
             require(settings, CAMPAIGN_SETTINGS.values(), "the default routes send leads to these two campaigns "

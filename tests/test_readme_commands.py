@@ -70,7 +70,8 @@ def test_the_extractor_finds_the_documented_commands() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(_commands_table(readme)) == 13
     assert python_entry_points() == {("sync_once.py",), ("setup.py",), ("validate_environment.py",),
-                                     ("-m", "coldsync.demo"), ("-m", "coldsync.instantly.simulator")}
+                                     ("-m", "coldsync.demo"), ("-m", "coldsync.instantly.simulator"),
+                                     ("-m", "coldsync.schedule"), ("-m", "pytest")}
 
 
 @pytest.mark.parametrize("command", documented_commands())

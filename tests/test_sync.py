@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from coldsync.cli import ExitCode
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator
-from coldsync.sync import SyncResult
+from coldsync.sync import SyncResult, run_sync
 from coldsync.warehouse.base import Warehouse
 from coldsync.warehouse.demo_data import generate_source_rows
 from tests.conftest import make_settings
@@ -115,6 +116,22 @@ def test_dry_run_writes_nothing_and_prints_the_plan(world: World) -> None:
     planned = {k.split(" ", 1)[1]: v for k, v in dry.report.phase("drain").plan.items() if k.startswith("drain ")}
     done = {k.split(":", 1)[1]: v for k, v in real.report.phase("drain").counts.items() if k.startswith("drained:")}
     assert planned == done
+
+
+def test_summary_and_run_log_name_the_slot(world: World) -> None:
+    """The slot the workflow's gate chose is the text summary's second line, the Markdown summary's first row,
+    and is kept in the run log; a run given no slot (a local run) shows no slot."""
+    slot = "Fri 2026-07-17 18:00 EDT (fired Fri 22:07 UTC, started 24 min later)"
+    result = run_sync(world.settings, world.warehouse, world.client, now=world.sim.now, slot=slot)
+    assert result.exit_code == ExitCode.OK
+    assert result.report.render_text().splitlines()[1] == f"  slot: {slot}"
+    assert result.report.render_markdown().splitlines()[2:5] == ["| | |", "|---|---|", f"| Slot | {slot} |"]
+    logged = world.warehouse.query("SELECT summary_json FROM `{ds}.ops_run_log` WHERE run_id = @run_id",
+                                   {"run_id": result.report.run_id}, label="test")
+    assert json.loads(logged[0]["summary_json"])["slot"] == slot
+    world.sim.advance(1)
+    assert "slot" not in world.run().report.render_text().splitlines()[1]
+    assert "| Slot |" not in world.run().report.render_markdown()
 
 
 def test_unsubscribe_goes_to_dnc_before_the_delete(world: World) -> None:

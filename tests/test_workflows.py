@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from coldsync import schedule
 from coldsync.cli import ExitCode
-from coldsync.schedule import CRON_LINES, TIMEZONE, Cron, decide, in_window
+from coldsync.schedule import CRON_LINES, Cron
 from coldsync.settings import SPECS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,113 +98,28 @@ def test_actionlint_is_live(tmp_path: Path) -> None:
 
 
 def test_workflow_crons_are_the_schedule_modules() -> None:
-    """The cron lines in sync.yml are exactly coldsync.schedule.CRON_LINES (one definition)."""
+    """The cron lines in sync.yml are exactly coldsync.schedule.CRON_LINES (one definition; tests/test_schedule.py
+    proves those lines and the gate run every window slot exactly once)."""
     crons = [entry["cron"] for entry in load(SYNC)["on"]["schedule"]]
     assert crons == list(CRON_LINES)
     for line in crons:
         Cron.parse(line)  # parses: 5 fields, values in range
 
 
-def _every_half_hour(year: int) -> Iterator[dt.datetime]:
-    moment = dt.datetime(year, 1, 1, tzinfo=dt.UTC)
-    end = dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC)
-    while moment < end:
-        yield moment
-        moment += dt.timedelta(minutes=30)
-
-
-@pytest.mark.parametrize("year", [2026, 2027])
-def test_crons_and_early_exit_cover_exactly_the_window(year: int) -> None:
-    """Through a whole year (both DST changes), a run goes at every window slot and at nothing else."""
-    crons = [Cron.parse(line) for line in CRON_LINES]
-    assert all(c.minutes <= {0, 30} for c in crons), "the simulation steps every 30 minutes"
-    ran: set[dt.datetime] = set()
-    for moment in _every_half_hour(year):
-        firing = [c for c in crons if c.matches(moment)]
-        assert len(firing) <= 1, f"two cron lines fire at {moment}: GitHub would start two runs"
-        local = moment.astimezone(TIMEZONE)
-        if firing:
-            decision = decide("schedule", firing[0].line, moment)
-            assert decision.run == in_window(local), (moment, decision.reason)
-            if decision.run:
-                ran.add(moment)
-        else:
-            assert not in_window(local), f"window slot {local} ({moment} UTC) has no cron line"
-    assert len(ran) > 5000
-
-
-@pytest.mark.parametrize("monday", [dt.date(2026, 1, 12), dt.date(2026, 7, 13)], ids=["EST", "EDT"])
-def test_a_week_of_runs_in_local_time(monday: dt.date) -> None:
-    """In a winter (EST) and a summer (EDT) week: weekdays 09:00, 09:30 ... 18:00; weekends every 2 hours."""
-    expected: set[dt.datetime] = set()
-    for offset in range(7):
-        day = monday + dt.timedelta(days=offset)
-        if day.weekday() < 5:
-            times = [dt.time(h, m) for h in range(9, 19) for m in (0, 30) if (h, m) <= (18, 0)]
-        else:
-            times = [dt.time(h, 0) for h in range(0, 24, 2)]
-        expected |= {dt.datetime.combine(day, t, tzinfo=TIMEZONE) for t in times}
-    assert len(expected) == 5 * 19 + 2 * 12
-    start = dt.datetime.combine(monday, dt.time(0, 0), tzinfo=TIMEZONE).astimezone(dt.UTC)
-    crons = [Cron.parse(line) for line in CRON_LINES]
-    ran = set()
-    for step in range(7 * 48):
-        moment = start + dt.timedelta(minutes=30 * step)
-        firing = [c for c in crons if c.matches(moment)]
-        if firing and decide("schedule", firing[0].line, moment).run:
-            ran.add(moment.astimezone(TIMEZONE))
-    assert {t.astimezone(dt.UTC) for t in ran} == {t.astimezone(dt.UTC) for t in expected}
-
-
-def test_late_runs_are_judged_by_their_slot() -> None:
-    """GitHub starts scheduled runs late: an 18:00 run 25 minutes late still goes, an 18:30 one never does."""
-    six_pm_edt = dt.datetime(2026, 7, 14, 22, 0, tzinfo=dt.UTC)  # Tuesday 18:00 EDT
-    for delay in (0, 10, 25):
-        assert decide("schedule", "0,30 13-22 * * 1-5", six_pm_edt + dt.timedelta(minutes=delay)).run
-    half_past = six_pm_edt + dt.timedelta(minutes=30)  # 18:30 EDT fires from the same line
-    for delay in (0, 10, 25):
-        assert not decide("schedule", "0,30 13-22 * * 1-5", half_past + dt.timedelta(minutes=delay)).run
-    six_pm_est = dt.datetime(2026, 1, 13, 23, 0, tzinfo=dt.UTC)  # Tuesday 18:00 EST
-    assert decide("schedule", "0 23 * * 1-5", six_pm_est + dt.timedelta(minutes=40)).run
-    assert not decide("schedule", "0 23 * * 1-5", dt.datetime(2026, 7, 14, 23, 5, tzinfo=dt.UTC)).run
-
-
-def test_manual_runs_always_go() -> None:
-    """workflow_dispatch runs go at any hour; only scheduled runs are gated."""
-    three_am = dt.datetime(2026, 7, 14, 7, 0, tzinfo=dt.UTC)
-    assert decide("workflow_dispatch", None, three_am).run
-    assert decide("schedule", None, three_am).run  # cannot tell the slot: go rather than miss a run
-
-
-def test_schedule_command_writes_the_job_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`python -m coldsync.schedule` appends run=true|false to $GITHUB_OUTPUT and says why."""
-    output = tmp_path / "out"
-    schedule.main(["--event", "schedule", "--cron", "0 * * * 0,6", "--now", "2026-07-18T13:02:00+00:00"],
-                  environ={"GITHUB_OUTPUT": str(output)})  # Saturday 09:00 EDT: odd local hour
-    schedule.main(["--event", "schedule", "--cron", "0 * * * 0,6", "--now", "2026-07-18T14:02:00+00:00"],
-                  environ={"GITHUB_OUTPUT": str(output)})  # Saturday 10:00 EDT
-    assert output.read_text(encoding="utf-8") == "run=false\nrun=true\n"
-    assert "outside the window" in capsys.readouterr().out
-
-
-def test_schedule_module_needs_only_the_standard_library() -> None:
-    """The gate job runs the module with the runner's bare python3: no site-packages needed."""
-    result = subprocess.run(
-        [sys.executable, "-S", "-m", "coldsync.schedule", "--event", "schedule", "--cron", "0,30 13-22 * * 1-5",
-         "--now", "2026-01-13T13:30:00+00:00"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-        env={"PATH": os.environ.get("PATH", "")})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("skip:")  # 08:30 EST
-
-
 def test_window_gates_the_sync_job() -> None:
-    """The sync job needs the window job and runs only when it said run=true."""
+    """The sync job needs the window job, runs only when it said run=true, and passes its slot to sync_once.py
+    (so the summary names the slot)."""
     jobs = load(SYNC)["jobs"]
     decide_step = step_named(jobs["window"], "decide")
-    assert "coldsync.schedule" in decide_step["run"] and "github.event.schedule" in decide_step["env"]["CRON"]
-    assert jobs["window"]["outputs"]["run"] == "${{ steps.decide.outputs.run }}"
+    assert decide_step["run"] == 'python3 -m coldsync.schedule --event "$GITHUB_EVENT_NAME" --cron "$CRON"'
+    assert decide_step["env"] == {"CRON": "${{ github.event.schedule }}"}
+    assert jobs["window"]["outputs"] == {"run": "${{ steps.decide.outputs.run }}",
+                                         "slot": "${{ steps.decide.outputs.slot }}"}
     assert jobs["sync"]["needs"] == "window"
     assert jobs["sync"]["if"] == "needs.window.outputs.run == 'true'"
+    sync_step = step_named(jobs["sync"], "sync (sync_once.py")
+    assert sync_step["env"]["SLOT"] == "${{ needs.window.outputs.slot }}"
+    assert sync_step["run"].splitlines()[-1] == 'python sync_once.py --slot "$SLOT"'
 
 
 # --- safety of the sync workflow -------------------------------------------------------------------
@@ -219,6 +131,23 @@ def test_sync_is_never_cancelled_by_another_run() -> None:
     assert "concurrency" not in workflow or workflow["concurrency"].get("cancel-in-progress") is False
     concurrency = workflow["jobs"]["sync"]["concurrency"]
     assert concurrency["group"] and concurrency["cancel-in-progress"] is False
+
+
+def _and_or(expression: str, inputs: dict[str, object]) -> str:
+    """GitHub's `${{ inputs.X && 'a' || 'b' }}` for these inputs (a missing input is null, which is falsy)."""
+    match = re.fullmatch(r"\$\{\{ inputs\.(\w+) && '([\w-]+)' \|\| '([\w-]+)' \}\}", expression)
+    assert match, expression
+    name, when_true, otherwise = match.groups()
+    return when_true if inputs.get(name) else otherwise
+
+
+def test_a_manual_dry_run_cannot_replace_a_pending_scheduled_run() -> None:
+    """GitHub keeps one running and one pending job per concurrency group and a newer job replaces the pending
+    one: scheduled runs and live manual runs share `coldsync-sync`, manual dry runs queue in `coldsync-dry-run`."""
+    group = load(SYNC)["jobs"]["sync"]["concurrency"]["group"]
+    assert _and_or(group, {}) == "coldsync-sync"  # a scheduled run has no inputs
+    assert _and_or(group, {"dry_run": False}) == "coldsync-sync"
+    assert _and_or(group, {"dry_run": True}) == "coldsync-dry-run"
 
 
 @pytest.mark.parametrize("path", [SYNC, TEST], ids=lambda p: p.name)
@@ -341,7 +270,7 @@ def test_preflight_then_sync_then_report_then_cleanup() -> None:
     job = load(SYNC)["jobs"]["sync"]
     runs = [str(s.get("run", "")) for s in steps(job)]
     order = [next(i for i, r in enumerate(runs) if marker in r) for marker in
-             ("validate_environment.py --production", "python sync_once.py\n", "--report --markdown", "rm -f")]
+             ("validate_environment.py --production", "python sync_once.py --slot", "--report --markdown", "rm -f")]
     assert order == sorted(order)
     assert order[-1] == len(runs) - 1, "the key removal is the last step"
     assert step_named(job, "status report")["if"] == "${{ !cancelled() && steps.preflight.outcome == 'success' }}"
