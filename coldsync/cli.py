@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -22,6 +24,46 @@ class ExitCode(IntEnum):
     BAD_CONFIG = 2
     LOCK_HELD = 3
     CHECK_FAILED = 4
+    INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C; SIGTERM too
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: raised in the main thread by handle_signals' handler."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def signal_name(exc: BaseException) -> str:
+    """SIGINT or SIGTERM, for messages (a bare KeyboardInterrupt is Python's own Ctrl-C)."""
+    return signal.Signals(exc.signum).name if isinstance(exc, Interrupted) else "SIGINT"
+
+
+@contextmanager
+def handle_signals() -> Iterator[None]:
+    """Within: SIGINT and SIGTERM raise Interrupted once, where the program is; the run records itself as
+    interrupted and frees its lock (coldsync.sync.run_sync). Signals after the first are ignored, so that
+    cleanup (a few statements) finishes: GitHub sends SIGINT, then SIGTERM 7.5 s later, then SIGKILL."""
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if received:
+            return
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def interrupted_line(exc: BaseException, what: str) -> str:
+    """The one line printed on stderr for an interrupted command."""
+    return f"Interrupted by {signal_name(exc)}: {what} (exit {int(ExitCode.INTERRUPTED)})"
 
 
 @dataclass
