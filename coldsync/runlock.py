@@ -73,15 +73,18 @@ SET run_id = @run_id, acquired_at = @now, expires_at = @expires_at, holder_pid =
 WHERE name = @name AND run_id = @seen_run_id AND expires_at = @seen_expires_at
 """
 
-# Release and break: the same compare-and-set, back to the free row. Release names only its own run id
+# Release and break: the same compare-and-set, back to the free row (the same row setup.py inserts, so a
+# run that changed nothing leaves the table as it found it). Release names only its own run id
 # (nobody else can have taken an unexpired lease); a break names the holder and expiry it was shown.
 RELEASE_LOCK_SQL = """
-UPDATE `{ds}.ops_run_lock` SET run_id = '', expires_at = @free_at, holder_pid = NULL, holder_host = NULL
+UPDATE `{ds}.ops_run_lock`
+SET run_id = '', acquired_at = @free_at, expires_at = @free_at, holder_pid = NULL, holder_host = NULL
 WHERE name = @name AND run_id = @run_id
 """
 
 BREAK_LOCK_SQL = """
-UPDATE `{ds}.ops_run_lock` SET run_id = '', expires_at = @free_at, holder_pid = NULL, holder_host = NULL
+UPDATE `{ds}.ops_run_lock`
+SET run_id = '', acquired_at = @free_at, expires_at = @free_at, holder_pid = NULL, holder_host = NULL
 WHERE name = @name AND run_id = @seen_run_id AND expires_at = @seen_expires_at
 """
 
