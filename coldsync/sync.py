@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from coldsync.cli import ExitCode, signal_name
+from coldsync.cli import ExitCode, received_signal, signal_name
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.errors import CircuitOpenError, InstantlyError, NotFoundError
 from coldsync.phases.blocklist import PUSH_LIMIT_PER_RUN
@@ -216,22 +216,11 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
         else:
             report.outcome = "success"
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (coldsync.cli.handle_signals): record, release, 130
-        report.outcome = "interrupted"
-        report.error = f"interrupted by {signal_name(exc)}; the next run goes on from where this one stopped"
-        code = ExitCode.INTERRUPTED
-    except ConfigRefused as exc:
-        report.outcome, report.error = "config_error", mask_emails_in_text(str(exc))
-        log.error("configuration refused: %s", report.error)
-        code = ExitCode.BAD_CONFIG
-    except (RunFailed, RunOutOfTime, InstantlyError, WarehouseError) as exc:
-        report.outcome, report.error = "failed", mask_emails_in_text(str(exc))
-        log.error("run failed: %s", report.error)
-        code = ExitCode.RUN_FAILED
-    except Exception as exc:  # a bug: still leave a run log row and free the lock
-        report.outcome = "failed"
-        report.error = mask_emails_in_text(f"{type(exc).__name__}: {exc}")
-        log.exception("run failed unexpectedly")
-        code = ExitCode.RUN_FAILED
+        code = _interrupted(report, exc)
+    except Exception as exc:
+        # A signal that a library turned into its own error (a driver checking signals mid-statement) is
+        # still an interruption; anything else is the run's failure.
+        code = _interrupted(report, None) if received_signal() is not None else _failed(report, exc)
     finally:
         if not dry_run and not ctx.service_recorded:
             try:  # a run that stopped early still records which Instantly operations failed (closes none)
@@ -241,6 +230,29 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
         if not dry_run:
             _release(ctx)
     return _finish(ctx, started, code, write_log=not dry_run)
+
+
+def _interrupted(report: RunReport, exc: BaseException | None) -> ExitCode:
+    report.outcome = "interrupted"
+    report.error = f"interrupted by {signal_name(exc)}; the next run goes on from where this one stopped"
+    return ExitCode.INTERRUPTED
+
+
+def _failed(report: RunReport, exc: Exception) -> ExitCode:
+    """The run's error as its outcome, error line and exit code."""
+    if isinstance(exc, ConfigRefused):
+        report.outcome, report.error = "config_error", mask_emails_in_text(str(exc))
+        log.error("configuration refused: %s", report.error)
+        return ExitCode.BAD_CONFIG
+    if isinstance(exc, RunFailed | RunOutOfTime | InstantlyError | WarehouseError):
+        report.outcome, report.error = "failed", mask_emails_in_text(str(exc))
+        log.error("run failed: %s", report.error)
+        return ExitCode.RUN_FAILED
+    # a bug: still leave a run log row and free the lock
+    report.outcome = "failed"
+    report.error = mask_emails_in_text(f"{type(exc).__name__}: {exc}")
+    log.error("run failed unexpectedly", exc_info=exc)
+    return ExitCode.RUN_FAILED
 
 
 def _release(ctx: RunContext) -> None:

@@ -8,12 +8,16 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from coldsync.cli import handle_signals
 from coldsync.instantly.simulator import FaultSpec
+from coldsync.warehouse.base import WarehouseError
+from coldsync.warehouse.duckdb import DuckDBWarehouse
 from proof.concurrency import _prepare_duckdb
-from proof.crash import CRASH_SETTINGS
+from proof.crash import CRASH_SETTINGS, build_rig
 from proof.engines import proof_settings
 from proof.harness import new_simulator
 from proof.sigkill import _with_warehouse, start_sync, sync_env
@@ -60,3 +64,34 @@ def test_a_signal_mid_run_is_one_line_exit_130_logged_interrupted_and_the_next_r
         assert before.leads == {} and len(sim.leads()) > 0
     finally:
         sim.stop()
+
+
+def test_a_signal_that_a_driver_turns_into_its_own_error_still_ends_the_run_interrupted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM arrives inside a warehouse statement whose driver reports it as its own error (WarehouseError, not
+    the KeyboardInterrupt): the run still ends `interrupted` with exit 130, logs it, and frees the lock."""
+    warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
+    rig = build_rig(warehouse, tmp_path)
+    try:
+        inner = rig.crashing_warehouse.query
+
+        def query(sql: str, params: Any = None, *, label: str) -> list[dict[str, Any]]:
+            if label == "state.read":
+                try:
+                    signal.raise_signal(signal.SIGTERM)
+                except KeyboardInterrupt as exc:
+                    raise WarehouseError(f"{label}: InterruptException: INTERRUPT Error: Interrupted!") from exc
+            return inner(sql, params, label=label)
+
+        monkeypatch.setattr(rig.crashing_warehouse, "query", query)
+        with handle_signals():
+            record = rig.run(check=False, expect_success=False)
+        assert record.exit_code == 130 and record.report is not None
+        assert (record.report.outcome, record.report.error) == (
+            "interrupted", "interrupted by SIGTERM; the next run goes on from where this one stopped")
+        assert warehouse.query("SELECT outcome FROM `{ds}.ops_run_log` WHERE mode = 'live'", label="t") == [
+            {"outcome": "interrupted"}]
+        assert lock_rows(warehouse) == [{"name": "sync", "run_id": "", "holder_pid": None, "holder_host": None}]
+    finally:
+        rig.close()
+        warehouse.close()
