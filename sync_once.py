@@ -6,21 +6,26 @@ Every setting is a flag or an environment variable (see README: configuration), 
     python sync_once.py --report [--markdown | --json]   (status report only: no sync)
     python sync_once.py --slot "Fri 2026-07-17 18:00 EDT"  (the summary names what the run is for)
     python sync_once.py --erase EMAIL [--erase-file PATH]  (erase a person, keep a salted-hash suppression)
-Exit codes: 0 success, 1 run failed, 2 bad configuration or input, 3 another run holds the lock.
+    python sync_once.py --break-lock [--force]   (free the run lock of a run that was killed)
+Exit codes: 0 success, 1 run failed, 2 bad configuration or input, 3 another run holds the lock,
+130 interrupted (Ctrl-C or SIGTERM: the run log says so and the lock is free).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from contextlib import ExitStack
 
-from coldsync.cli import ExitCode, bootstrap, fail_config, settings_parser
+from coldsync.cli import ExitCode, bootstrap, fail_config, handle_signals, interrupted_line, settings_parser
 from coldsync.embedded import embedded_instantly, embedded_settings, is_embedded
 from coldsync.erase import EraseInputError, Target, run_erase, targets_from_cli
 from coldsync.instantly.client import InstantlyClient
+from coldsync.runlock import break_lock
 from coldsync.settings import SettingsError, require
 from coldsync.status import report_command
+from coldsync.store import Store
 from coldsync.sync import run_sync
 from coldsync.warehouse import WarehouseConfigError, WarehouseError
 from coldsync.warehouse.base import WarehouseBusyError
@@ -36,6 +41,15 @@ def misuse(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with handle_signals():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:  # outside a run (or a second one during its cleanup): nothing to record
+            print(interrupted_line(exc, "stopped; the next run repairs whatever was left"), file=sys.stderr)
+            return ExitCode.INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     parser = settings_parser((__doc__ or "").splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the run report as JSON instead of text")
     parser.add_argument("--report", action="store_true",
@@ -49,12 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--erase-file", metavar="PATH", action="append", default=[],
                         help="like --erase for every address in the file (one a line; blank lines and # comments "
                              "ignored)")
+    parser.add_argument("--break-lock", action="store_true",
+                        help="instead of syncing, free the run lock of a run that is gone; refused while its holder "
+                             "runs; asks for --force when that cannot be checked from here (BigQuery, another machine)")
+    parser.add_argument("--force", action="store_true",
+                        help="with --break-lock: break it even though whether its holder runs cannot be checked")
     args = parser.parse_args(argv)
     refused = misuse(args)
     if refused:
         print(f"Configuration error: {refused}", file=sys.stderr)
         return ExitCode.BAD_CONFIG
     erasing = bool(args.erase or args.erase_file)
+    if args.force and not args.break_lock:
+        print("Configuration error: --force only goes with --break-lock", file=sys.stderr)
+        return ExitCode.BAD_CONFIG
     targets: list[Target] = []
     if erasing:
         if args.report:
@@ -76,6 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Warehouse error: {exc}", file=sys.stderr)
         return ExitCode.RUN_FAILED
     settings, warehouse = ctx.settings, ctx.warehouse
+    if args.break_lock:
+        try:
+            decision = break_lock(Store(warehouse, "break-lock", dt.datetime.now(dt.UTC)), force=args.force)
+        except WarehouseError as exc:
+            print(f"Warehouse error: {exc}", file=sys.stderr)
+            return ExitCode.RUN_FAILED
+        finally:
+            warehouse.close()
+        print(decision.message, file=sys.stdout if decision.exit_code == 0 else sys.stderr)
+        return decision.exit_code
     if args.report:
         return report_command(settings, warehouse, "json" if args.json else "markdown" if args.markdown else "text")
     with ExitStack() as stack:
@@ -106,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     report.write_github_summary()
     if result.exit_code == ExitCode.BAD_CONFIG:
         print(f"Configuration error: {report.error}", file=sys.stderr)
+    if result.exit_code == ExitCode.INTERRUPTED:
+        print(f"Interrupted: {report.error} (run log: interrupted; exit {int(result.exit_code)})", file=sys.stderr)
     return int(result.exit_code)
 
 

@@ -4,7 +4,8 @@ Checks, in order: settings, the Instantly key (present and accepted), the wareho
 tables and view, the source table, the config rows, the `as_of` clock row, both campaigns (exist,
 active), inventory headroom under the cap, and leads ready per segment. Nothing is written anywhere.
     python validate_environment.py [--json] [--production]
-Exit codes: 0 ready (warnings allowed), 2 bad configuration, 4 a check failed.
+Exit codes: 0 ready (warnings allowed), 2 bad configuration, 3 a sync holds the DuckDB file (try again),
+4 a check failed.
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -30,6 +33,63 @@ class ExitCode(IntEnum):
     BAD_CONFIG = 2
     LOCK_HELD = 3
     CHECK_FAILED = 4
+    INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C; SIGTERM too
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: raised in the main thread by handle_signals' handler."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def signal_name(exc: BaseException | None) -> str:
+    """SIGINT or SIGTERM, for messages (a bare KeyboardInterrupt is Python's own Ctrl-C)."""
+    if isinstance(exc, Interrupted):
+        return signal.Signals(exc.signum).name
+    signum = received_signal()
+    return signal.Signals(signum).name if signum is not None else "SIGINT"
+
+
+_RECEIVED: list[int] = []  # the signal handle_signals caught, if any (signals are process-wide by nature)
+
+
+def received_signal() -> int | None:
+    """The SIGINT/SIGTERM caught by handle_signals in this process, if any: a library that turned the
+    Interrupted exception into its own error (a driver that checks signals mid-statement) still counts."""
+    return _RECEIVED[0] if _RECEIVED else None
+
+
+@contextmanager
+def handle_signals() -> Iterator[None]:
+    """Within: SIGINT and SIGTERM raise Interrupted once, where the program is; the run records itself as
+    interrupted and frees its lock (coldsync.sync.run_sync). Signals after the first are ignored, so that
+    cleanup (a few statements) finishes: GitHub sends SIGINT, then SIGTERM 7.5 s later, then SIGKILL.
+    Outside the main thread (where Python cannot install handlers) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _RECEIVED.clear()
+
+    def handler(signum: int, _frame: object) -> None:
+        if _RECEIVED:
+            return
+        _RECEIVED.append(signum)
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        _RECEIVED.clear()
+
+
+def interrupted_line(exc: BaseException, what: str) -> str:
+    """The one line printed on stderr for an interrupted command."""
+    return f"Interrupted by {signal_name(exc)}: {what} (exit {int(ExitCode.INTERRUPTED)})"
 
 
 @dataclass

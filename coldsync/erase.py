@@ -47,6 +47,7 @@ from coldsync.cli import ExitCode
 from coldsync.instantly.client import InstantlyClient, Lead
 from coldsync.instantly.errors import InstantlyError
 from coldsync.redact import mask_email, mask_emails_in_text
+from coldsync.runlock import lock_held_message
 from coldsync.settings import Settings
 from coldsync.store import Store
 from coldsync.suppression import (
@@ -607,8 +608,7 @@ def run_erase(settings: Settings, warehouse: Warehouse, client: InstantlyClient,
         except WarehouseError as exc:
             return _failed(outcome, f"could not take the run lock: {exc}", ExitCode.RUN_FAILED)
         if holder is not None:
-            return _failed(outcome, f"another run ({holder}) holds the lock; it expires after LOCK_TTL_MINUTES="
-                           f"{settings.lock_ttl_minutes} if that run was killed", ExitCode.LOCK_HELD)
+            return _failed(outcome, lock_held_message(store, settings.lock_ttl_minutes), ExitCode.LOCK_HELD)
     try:
         _erase(outcome, warehouse, client, store, targets, deadline)
     except (EraseFailed, WarehouseError, InstantlyError) as exc:

@@ -41,6 +41,12 @@ INSTANTLY_CONFIG_FILE = "instantly-config.json"
 INSTANTLY_CONFIG_EXAMPLE = REPO_ROOT / "config" / "secrets" / "instantly-config.example.json"
 BIGQUERY_CREDENTIALS_FILE = "bigquery-credentials.json"
 
+SYNC_JOB_TIMEOUT_MINUTES = 30
+"""The `timeout-minutes` of the sync job in .github/workflows/sync.yml (tests/test_workflows.py keeps them
+equal), and the default lease of the run lock (LOCK_TTL_MINUTES): GitHub kills the job at this age, and the
+run took its lock after the job started, so the lease never runs out under a run that still goes, and a
+killed run's lease is over by the next scheduled run (every 30 minutes)."""
+
 Kind = Literal["str", "int", "bool", "secret", "percent"]
 Origin = Literal["flag", "environment", ".env", "secrets file", "config table", "default"]
 
@@ -223,8 +229,9 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("run_drain", "bool", True, "Run the DRAIN phase."),
     SettingSpec("run_topup", "bool", True, "Run the TOP-UP phase."),
     SettingSpec("run_housekeeping", "bool", True, "Run the HOUSEKEEPING phase."),
-    SettingSpec("lock_ttl_minutes", "int", 60, "A run lock older than this is taken over (a killed run).",
-                minimum=1, maximum=1440),
+    SettingSpec("lock_ttl_minutes", "int", SYNC_JOB_TIMEOUT_MINUTES,
+                "Lease of the run lock: a lock older than this is taken over (a killed run). Defaults to the sync "
+                "job's timeout.", minimum=1, maximum=1440),
     SettingSpec("log_level", "str", "INFO", "Logging level.",
                 choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,9 +17,22 @@ from typing import Any
 
 from coldsync.outcomes import PolicyTable, default_table
 from coldsync.routes import THRESHOLD_PLACEHOLDER, Routing, default_routing
+from coldsync.runlock import (
+    ACQUIRE_LOCK_SQL,
+    BREAK_LOCK_SQL,
+    LOCK_FREE_AT,
+    LOCK_NAME,
+    READ_LOCK_SQL,
+    RELEASE_LOCK_SQL,
+    Holder,
+    LockMissing,
+    LockRow,
+    describe_holder,
+    may_take,
+)
 from coldsync.settings import Settings
 from coldsync.suppression import address_key, domain_key, sql_email_key, sql_erasure_hash
-from coldsync.warehouse.base import Rows, StringArray, Warehouse, WarehouseError
+from coldsync.warehouse.base import Param, Rows, StringArray, Warehouse, WarehouseError
 from coldsync.warehouse.schema import (
     DNC_KEY_CTES,
     DNC_KEYS_VIEW,
@@ -38,6 +52,8 @@ from coldsync.warehouse.schema import (
     views_built_rows,
     views_fingerprint,
 )
+
+log = logging.getLogger("coldsync.store")
 
 BLOCKLIST_SOURCE = "instantly_blocklist"
 """DNC source of entries pulled from (or confirmed on) Instantly's workspace block list."""
@@ -382,22 +398,6 @@ SELECT r.run_id, r.started_at, r.finished_at, r.mode, r.outcome, r.warehouse, r.
 FROM UNNEST(@rows) AS r
 """
 
-# Take the lock if it is free or its holder's lease ran out; then read who holds it.
-ACQUIRE_LOCK_SQL = """
-MERGE `{ds}.ops_run_lock` AS t
-USING (SELECT @name AS name) AS s
-ON t.name = s.name
-WHEN MATCHED AND t.expires_at < @now THEN
-  UPDATE SET run_id = @run_id, acquired_at = @now, expires_at = @expires_at
-WHEN NOT MATCHED THEN
-  INSERT (name, run_id, acquired_at, expires_at) VALUES (@name, @run_id, @now, @expires_at)
-"""
-
-LOCK_HOLDER_SQL = "SELECT run_id, expires_at FROM `{ds}.ops_run_lock` WHERE name = @name"
-
-RELEASE_LOCK_SQL = "DELETE FROM `{ds}.ops_run_lock` WHERE name = @name AND run_id = @run_id"
-
-LOCK_NAME = "sync"
 
 # What the run needs from earlier runs, in one statement: the newest successful live run's summary
 # (its drain watermarks) and whether any dead letter is open.
@@ -458,9 +458,12 @@ class Store:
 
     def __init__(self, warehouse: Warehouse, run_id: str, now: dt.datetime, *, cooldown_days: int = 90,
                  smb_threshold: int = 1_000_000, routing: Routing | None = None,
-                 give_up_cooldown_days: int = 7, outcomes: PolicyTable | None = None) -> None:
+                 give_up_cooldown_days: int = 7, outcomes: PolicyTable | None = None,
+                 me: Holder | None = None) -> None:
         self.warehouse = warehouse
         self.run_id = run_id
+        self.me = me or Holder.this_process()  # recorded in the lock row it takes
+        self.lock_holder: LockRow | None = None  # the row that kept acquire_lock out, for messages
         self.now = now
         self.cooldown_days = cooldown_days
         self.give_up_cooldown_days = give_up_cooldown_days
@@ -687,19 +690,40 @@ class Store:
     def write_run_log(self, row: Mapping[str, Any]) -> None:
         self.warehouse.execute(WRITE_RUN_LOG_SQL, {"rows": Rows(RUN_LOG_FIELDS, [row])}, label="run_log.write")
 
-    # the lock
+    # the lock (the pure decisions: coldsync.runlock)
+    def read_lock(self) -> LockRow:
+        """The lock row. Raises LockMissing when the table has none or several rows for the name."""
+        rows = self.warehouse.query(READ_LOCK_SQL, {"name": LOCK_NAME}, label="lock.read")
+        if len(rows) != 1:
+            raise LockMissing(
+                f"ops_run_lock has {len(rows)} rows named {LOCK_NAME!r}, not 1: run `python setup.py`" if not rows
+                else f"ops_run_lock has {len(rows)} rows named {LOCK_NAME!r}, not 1 (written by hand, or two "
+                     "setup.py at once): delete all but one, then run `python setup.py`")
+        return LockRow.of(rows[0])
+
     def acquire_lock(self, ttl: dt.timedelta) -> str | None:
-        """Take the sync lock; return None when taken, else the run id that holds it."""
-        params = {"name": LOCK_NAME, "expires_at": self.now + ttl, **self._stamp()}
-        # The MERGE changes a row only when the lock was free or its lease had run out: then it is ours.
-        # (Two runs at once: BigQuery serializes the MERGEs, DuckDB runs them one at a time.)
-        if self.warehouse.execute(ACQUIRE_LOCK_SQL, params, label="lock.acquire") >= 1:
+        """Take the sync lock; return None when taken, else the run id that holds it (its row: lock_holder)."""
+        seen = self.read_lock()
+        if not may_take(seen, self.now, self.warehouse.engine, self.me):
+            self.lock_holder = seen
+            return seen.run_id
+        params = {"name": LOCK_NAME, "expires_at": self.now + ttl, "pid": self.me.pid, "host": self.me.host,
+                  "seen_run_id": seen.run_id, "seen_expires_at": seen.expires_at, **self._stamp()}
+        if self.warehouse.execute(ACQUIRE_LOCK_SQL, params, label="lock.acquire") == 1:
+            if not seen.free:
+                log.warning("took over the run lock of %s", describe_holder(seen, self.now, self.warehouse.engine,
+                                                                             self.me))
+            self.lock_holder = None
             return None
-        rows = self.warehouse.query(LOCK_HOLDER_SQL, {"name": LOCK_NAME}, label="lock.check")
-        holder = str(rows[0]["run_id"]) if rows else None
-        return None if holder == self.run_id else (holder or "unknown")
+        self.lock_holder = self.read_lock()  # another run changed the row between our read and our update
+        return self.lock_holder.run_id or "unknown"
 
     def release_lock(self) -> None:
-        self.warehouse.execute(RELEASE_LOCK_SQL, {"name": LOCK_NAME, "run_id": self.run_id}, label="lock.release")
+        self.warehouse.execute(RELEASE_LOCK_SQL, {"name": LOCK_NAME, "run_id": self.run_id, "free_at": LOCK_FREE_AT},
+                               label="lock.release")
 
-
+    def break_lock(self, seen: LockRow) -> bool:
+        """Free the lock if it is still exactly as `seen` (holder and expiry); True when it was."""
+        params: dict[str, Param] = {"name": LOCK_NAME, "seen_run_id": seen.run_id, "seen_expires_at": seen.expires_at,
+                                    "free_at": LOCK_FREE_AT}
+        return self.warehouse.execute(BREAK_LOCK_SQL, params, label="lock.break") == 1

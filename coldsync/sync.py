@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from coldsync.cli import ExitCode
+from coldsync.cli import ExitCode, received_signal, signal_name
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.errors import CircuitOpenError, InstantlyError, NotFoundError
 from coldsync.phases.blocklist import PUSH_LIMIT_PER_RUN
@@ -20,6 +20,7 @@ from coldsync.redact import mask_emails_in_text
 from coldsync.report import UNROUTED, RunReport
 from coldsync.routes import DEFAULT_SCORE
 from coldsync.rules import parse_timestamp
+from coldsync.runlock import lock_held_message
 from coldsync.settings import Settings, SettingsError, require
 from coldsync.store import Store, dead_letter_id
 from coldsync.warehouse.base import Warehouse, WarehouseError
@@ -193,10 +194,12 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
         except WarehouseError as exc:
             report.outcome, report.error = "failed", f"could not take the run lock: {exc}"
             return _finish(ctx, started, ExitCode.RUN_FAILED, write_log=False)
+        except KeyboardInterrupt:  # the lock may be ours already: free it (only if it is ours)
+            _release(ctx)
+            raise
         if holder is not None:
             report.outcome = "lock_held"
-            report.error = (f"another run ({holder}) holds the lock; it expires after LOCK_TTL_MINUTES="
-                            f"{settings.lock_ttl_minutes} if that run was killed")
+            report.error = lock_held_message(store, settings.lock_ttl_minutes)
             return _finish(ctx, started, ExitCode.LOCK_HELD, write_log=False)
     code = ExitCode.OK
     try:
@@ -213,19 +216,12 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
             code = ExitCode.RUN_FAILED
         else:
             report.outcome = "success"
-    except ConfigRefused as exc:
-        report.outcome, report.error = "config_error", mask_emails_in_text(str(exc))
-        log.error("configuration refused: %s", report.error)
-        code = ExitCode.BAD_CONFIG
-    except (RunFailed, RunOutOfTime, InstantlyError, WarehouseError) as exc:
-        report.outcome, report.error = "failed", mask_emails_in_text(str(exc))
-        log.error("run failed: %s", report.error)
-        code = ExitCode.RUN_FAILED
-    except Exception as exc:  # a bug: still leave a run log row and free the lock
-        report.outcome = "failed"
-        report.error = mask_emails_in_text(f"{type(exc).__name__}: {exc}")
-        log.exception("run failed unexpectedly")
-        code = ExitCode.RUN_FAILED
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (coldsync.cli.handle_signals): record, release, 130
+        code = _interrupted(report, exc)
+    except Exception as exc:
+        # A signal that a library turned into its own error (a driver checking signals mid-statement) is
+        # still an interruption; anything else is the run's failure.
+        code = _interrupted(report, None) if received_signal() is not None else _failed(report, exc)
     finally:
         if not dry_run and not ctx.service_recorded:
             try:  # a run that stopped early still records which Instantly operations failed (closes none)
@@ -233,13 +229,41 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
             except Exception as exc:  # the run already failed: its own error is the one to show
                 log.error("could not record the Instantly failures of this run: %s", exc)
         if not dry_run:
-            try:
-                store.release_lock()
-            except WarehouseError as exc:
-                log.error("could not release the run lock (it expires by itself): %s", exc)
-                report.warn(f"could not release the run lock: runs wait until it expires after "
-                            f"LOCK_TTL_MINUTES={settings.lock_ttl_minutes} ({mask_emails_in_text(str(exc))})")
+            _release(ctx)
     return _finish(ctx, started, code, write_log=not dry_run)
+
+
+def _interrupted(report: RunReport, exc: BaseException | None) -> ExitCode:
+    report.outcome = "interrupted"
+    report.error = f"interrupted by {signal_name(exc)}; the next run goes on from where this one stopped"
+    return ExitCode.INTERRUPTED
+
+
+def _failed(report: RunReport, exc: Exception) -> ExitCode:
+    """The run's error as its outcome, error line and exit code."""
+    if isinstance(exc, ConfigRefused):
+        report.outcome, report.error = "config_error", mask_emails_in_text(str(exc))
+        log.error("configuration refused: %s", report.error)
+        return ExitCode.BAD_CONFIG
+    if isinstance(exc, RunFailed | RunOutOfTime | InstantlyError | WarehouseError):
+        report.outcome, report.error = "failed", mask_emails_in_text(str(exc))
+        log.error("run failed: %s", report.error)
+        return ExitCode.RUN_FAILED
+    # a bug: still leave a run log row and free the lock
+    report.outcome = "failed"
+    report.error = mask_emails_in_text(f"{type(exc).__name__}: {exc}")
+    log.error("run failed unexpectedly", exc_info=exc)
+    return ExitCode.RUN_FAILED
+
+
+def _release(ctx: RunContext) -> None:
+    try:
+        ctx.store.release_lock()
+    except WarehouseError as exc:
+        minutes = ctx.settings.lock_ttl_minutes
+        log.error("could not release the run lock (it expires by itself): %s", exc)
+        ctx.report.warn(f"could not release the run lock: runs wait until it expires after LOCK_TTL_MINUTES={minutes} "
+                        f"(or `python sync_once.py --break-lock`) ({mask_emails_in_text(str(exc))})")
 
 
 def _phases(ctx: RunContext) -> None:

@@ -48,6 +48,7 @@ from coldsync.settings import CONFIG_KEYS, Settings, SettingsError, SettingsSour
 from coldsync.store import DNC_REJECT_COUNTS_SQL, Store
 from coldsync.sync import CAMPAIGN_SETTINGS, STATUS_NAMES
 from coldsync.warehouse import Warehouse, WarehouseConfigError, WarehouseError, connect
+from coldsync.warehouse.base import WarehouseBusyError
 from coldsync.warehouse.migrate import UNSEEDED, check_source, read_config
 from coldsync.warehouse.schema import (
     SCHEMA_VERSION,
@@ -95,6 +96,7 @@ class Validation:
     checks: list[Check] = field(default_factory=list)
     mode: str = "unknown"
     warehouse: str = ""
+    busy: bool = False  # the DuckDB file is held by another process (a running sync)
 
     def add(self, name: str, status: Status, detail: str, fix: str = "") -> Check:
         check = Check(name, status, mask_emails_in_text(detail), fix)
@@ -115,6 +117,8 @@ class Validation:
         failed = [c for c in self.checks if c.status == "fail"]
         if any(c.name == "settings" for c in failed):
             return ExitCode.BAD_CONFIG
+        if self.busy and [c.name for c in failed] == ["warehouse"]:
+            return ExitCode.LOCK_HELD  # a sync runs: try again later, as the sync's own exit 3
         return ExitCode.CHECK_FAILED if failed else ExitCode.OK
 
     @property
@@ -181,7 +185,8 @@ def run_checks(sources: SettingsSources, *, production: bool = False, now: dt.da
     try:
         warehouse = _check_warehouse(result, first, production, connect_warehouse)
         if warehouse is None:
-            _campaigns_only(result, first, client, "the warehouse is not reachable")
+            _campaigns_only(result, first, client, "a sync holds the warehouse" if result.busy
+                            else "the warehouse is not reachable")
             return result
         try:
             _check_warehouse_contents(result, first, sources, warehouse, client, now)
@@ -246,6 +251,10 @@ def _check_warehouse(result: Validation, settings: Settings, production: bool,
         return None
     try:
         warehouse = connect_warehouse(settings)
+    except WarehouseBusyError as exc:  # a sync has the DuckDB file: nothing is wrong, it is just not now
+        result.busy = True
+        result.add("warehouse", "fail", f"busy: {exc}", "run the check again when that run has ended")
+        return None
     except WarehouseError as exc:  # credentials, a permission, the dataset's location (each with its fix), ...
         detail, fix = _warehouse_failure(exc, settings)
         result.add("warehouse", "fail", f"cannot open the warehouse: {detail}", fix)

@@ -87,3 +87,19 @@ def ready(warehouse: Warehouse) -> dict[str, dict[str, Any]]:
 GMAIL: str = DOTLESS_LOCAL_DOMAINS[0]
 GOOGLEMAIL: str = next(alias for alias, target in DOMAIN_ALIASES.items() if target == GMAIL)
 GOOGLEMAIL_CASED: str = "GoogleMail.com"  # the alias as people type it, mixed case
+
+
+def hold_lock(warehouse: Warehouse, run_id: str, acquired_at: dt.datetime, expires_at: dt.datetime,
+              pid: int | None = None, host: str | None = None) -> None:
+    """Set the run lock's permanent row as a holder left it (a killed run, an older version without pid)."""
+    warehouse.execute(
+        "UPDATE `{ds}.ops_run_lock` SET run_id = @run_id, acquired_at = @a, expires_at = @e, holder_pid = @pid, "
+        "holder_host = @host WHERE name = 'sync'",
+        {"run_id": run_id, "a": acquired_at, "e": expires_at, "pid": Typed(pid, "INT64"),
+         "host": Typed(host, "STRING")}, label="test.hold_lock")
+
+
+def lock_rows(warehouse: Warehouse) -> list[dict[str, Any]]:
+    """Every row of ops_run_lock: (name, run_id, holder_pid, holder_host), ordered."""
+    return warehouse.query("SELECT name, run_id, holder_pid, holder_host FROM `{ds}.ops_run_lock` ORDER BY run_id",
+                           label="test.lock_rows")

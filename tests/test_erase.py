@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from coldsync.erase import (
 )
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import FaultSpec, InstantlySimulator
+from coldsync.runlock import Holder
 from coldsync.settings import Settings, replace
 from coldsync.store import Store
 from coldsync.suppression import address_key, erasure_hash
@@ -316,12 +318,16 @@ def test_invalid_address_exits_2_and_touches_nothing(tmp_path: Path) -> None:
 
 def test_lock_held_exits_3_and_touches_nothing(duck_world: World) -> None:
     """With the run lock held by a sync, an erase exits 3 and changes nothing anywhere."""
-    Store(duck_world.warehouse, "sync-run", T0).acquire_lock(dt.timedelta(minutes=60))
+    now = duck_world.sim.now
+    Store(duck_world.warehouse, "sync-run", now, me=Holder(os.getpid(), socket.gethostname())).acquire_lock(
+        dt.timedelta(minutes=30))
     before, leads_before = table_contents(duck_world.warehouse), duck_world.sim.leads()
     outcome = duck_world.erase("jane@acme.example")
     assert outcome.exit_code == ExitCode.LOCK_HELD
-    assert outcome.error == ("another run (sync-run) holds the lock; it expires after LOCK_TTL_MINUTES=60 if that "
-                             "run was killed")
+    assert outcome.error == (
+        f"another run holds the lock: run sync-run (pid {os.getpid()} on {socket.gethostname()}, since "
+        f"{now:%H:%M} UTC, lease until {now + dt.timedelta(minutes=30):%Y-%m-%d %H:%M} UTC; still running). A killed "
+        "run's lease ends after LOCK_TTL_MINUTES=30; to end it now: `python sync_once.py --break-lock`")
     assert table_contents(duck_world.warehouse) == before and duck_world.sim.leads() == leads_before
 
 

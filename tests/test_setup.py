@@ -114,7 +114,8 @@ def test_setup_command_builds_demo_and_prints_ready_counts(tmp_path: Path) -> No
 def test_upgrade_adds_the_hold_columns_to_state_and_keeps_its_rows(raw_warehouse: Warehouse,
                                                                      settings: Settings) -> None:
     """A v4 ops_inst_state (no hold_until, completed_at) holding an active row: setup adds the two columns,
-    keeps the row (both NULL), records schema version 5; a second setup changes nothing."""
+    keeps the row (both NULL), records the schema version (5 then; 6 since the lock row); a second setup changes
+    nothing."""
     import datetime as dt
 
     from coldsync.warehouse.schema import INST_STATE, SCHEMA_VERSION
@@ -140,7 +141,7 @@ def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_s
         raw_warehouse: Warehouse, settings: Settings) -> None:
     """A v3 ops_lead_history (no policy, return_at, interest_status, in_instantly) holding a row: setup adds
     the columns, keeps the row (its policy and in_instantly NULL), records the schema version (4 then; 5 since
-    the hold; 6 since in_instantly), and a second setup changes nothing;
+    the hold; 6 since in_instantly and the permanent lock row), and a second setup changes nothing;
     the old `replied` row rests by the replied policy (180 days) from its completed_at."""
     import datetime as dt
 
@@ -166,3 +167,30 @@ def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_s
     assert list(ready(raw_warehouse)) == []
     set_config(raw_warehouse, "as_of", string=(ended + dt.timedelta(days=180)).isoformat())
     assert list(ready(raw_warehouse)) == ["old@upgrade.example"]
+
+
+def test_upgrade_from_v5_makes_the_permanent_lock_row_and_keeps_a_held_one(raw_warehouse: Warehouse,
+                                                                           settings: Settings) -> None:
+    """A v5 ops_run_lock (no holder_pid, holder_host; released locks deleted): setup adds the two columns and the
+    free 'sync' row, records schema version 6, and a second setup changes nothing; on a v5 table still holding
+    a run's row, that row is kept as it is (no second row)."""
+    import datetime as dt
+
+    from coldsync.warehouse.schema import RUN_LOCK, SCHEMA_VERSION
+
+    raw_warehouse.ensure_dataset()
+    v5 = type(RUN_LOCK)(RUN_LOCK.name, RUN_LOCK.columns[:4], "version 5")
+    assert [c.name for c in RUN_LOCK.columns[4:]] == ["holder_pid", "holder_host"]
+    raw_warehouse.create_table(v5)
+    build(raw_warehouse, settings, as_of=None)
+    rows = "SELECT name, run_id, expires_at, holder_pid, holder_host FROM `{ds}.ops_run_lock`"
+    assert raw_warehouse.query(rows, label="t") == [
+        {"name": "sync", "run_id": "", "expires_at": dt.datetime(1970, 1, 1, tzinfo=dt.UTC), "holder_pid": None,
+         "holder_host": None}]
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 6
+    report = ensure_schema(raw_warehouse, settings)
+    assert not report.changed and "ok: run lock row present" in report.actions
+
+    raw_warehouse.execute("UPDATE `{ds}.ops_run_lock` SET run_id = 'old-run' WHERE name = 'sync'", label="t")
+    ensure_schema(raw_warehouse, settings)
+    assert [r["run_id"] for r in raw_warehouse.query(rows, label="t")] == ["old-run"]

@@ -21,7 +21,7 @@ from coldsync.sync import SyncResult, run_sync
 from coldsync.warehouse.base import Warehouse
 from coldsync.warehouse.demo_data import generate_source_rows
 from tests.conftest import make_settings
-from tests.helpers import add_dnc, add_sources, build, lead
+from tests.helpers import add_dnc, add_sources, build, hold_lock, lead
 from tests.invariants import World, table_contents
 
 START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
@@ -185,12 +185,16 @@ def test_two_runs_started_together_exactly_one_acts(world: World) -> None:
 
 
 def test_lock_of_a_killed_run_expires(world: World) -> None:
-    """A lock left by a killed run blocks until LOCK_TTL_MINUTES has passed, then is taken over."""
-    world.warehouse.execute(
-        "INSERT INTO `{ds}.ops_run_lock` (name, run_id, acquired_at, expires_at) VALUES ('sync', 'killed', @a, @e)",
-        {"a": world.sim.now, "e": world.sim.now + dt.timedelta(minutes=60)}, label="test")
-    assert world.run().exit_code == ExitCode.LOCK_HELD
-    world.sim.advance(61 / 1440)
+    """A lock left by a run on another machine blocks (exit 3, saying who and how to break it) until its
+    lease (LOCK_TTL_MINUTES, 30 by default) has passed, then is taken over."""
+    hold_lock(world.warehouse, "killed", world.sim.now, world.sim.now + dt.timedelta(minutes=30), 4242, "runner-b")
+    held = world.run()
+    assert held.exit_code == ExitCode.LOCK_HELD
+    assert held.report.error == (
+        "another run holds the lock: run killed (pid 4242 on runner-b, since 15:00 UTC, lease until 2026-03-02 15:30 "
+        "UTC; whether it runs cannot be seen from here). A killed run's lease ends after LOCK_TTL_MINUTES=30; to end "
+        "it now: `python sync_once.py --break-lock`")
+    world.sim.advance(31 / 1440)
     assert world.run().exit_code == ExitCode.OK
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from coldsync.cli import ExitCode
 from coldsync.schedule import CRON_LINES, Cron
-from coldsync.settings import SPECS
+from coldsync.settings import SPEC_BY_NAME, SPECS, SYNC_JOB_TIMEOUT_MINUTES
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -190,6 +190,13 @@ def test_every_job_has_a_timeout_and_bash(path: Path) -> None:
     assert workflow["defaults"]["run"]["shell"] == "bash"
     for job in workflow["jobs"].values():
         assert 0 < job["timeout-minutes"] <= 60
+
+
+def test_the_lock_lease_defaults_to_the_sync_jobs_timeout() -> None:
+    """The sync job's timeout-minutes is SYNC_JOB_TIMEOUT_MINUTES (30), the default of LOCK_TTL_MINUTES: a run
+    killed by the timeout leaves a lease that is over by the next scheduled run, and never under a live one."""
+    job = load(SYNC)["jobs"]["sync"]
+    assert job["timeout-minutes"] == SYNC_JOB_TIMEOUT_MINUTES == SPEC_BY_NAME["lock_ttl_minutes"].default == 30
 
 
 @pytest.mark.parametrize("path", [SYNC, TEST], ids=lambda p: p.name)

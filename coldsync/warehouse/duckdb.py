@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+import os
+import re
+import socket
+import sys
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
@@ -96,9 +102,10 @@ class DuckDBWarehouse:
         except duckdb.IOException as exc:
             self._con.close()
             if "lock" in str(exc).lower():
-                raise WarehouseBusyError(f"the DuckDB file {target} is in use by another process (a running "
-                                         "sync): one writer at a time") from exc
+                raise WarehouseBusyError(busy_message(target, _conflicting_pid(str(exc)),
+                                                      _read_holder_note(self.path))) from exc
             raise WarehouseError(f"cannot open the DuckDB file {target}: {exc}") from exc
+        self._note_written = _write_holder_note(self.path)
         self._con.execute(f'USE "{self.catalog}"')
         self._qualified = f"{self.catalog}.{self.dataset}"
         parts = self._source_parts
@@ -226,3 +233,69 @@ class DuckDBWarehouse:
 
     def close(self) -> None:
         self._con.close()
+        if self._note_written and self.path is not None:
+            note = _read_holder_note(self.path)
+            if note is not None and note.get("pid") == os.getpid():
+                holder_note_path(self.path).unlink(missing_ok=True)
+            self._note_written = False
+
+
+# Who has the DuckDB file open, for the message another command gets meanwhile (DuckDB lets one process
+# open a file at a time, even for reading: a --report or a dry run during a sync cannot read it). The
+# note is a small JSON file beside the warehouse, removed on close; a killed process leaves it behind,
+# and the next process to open the file overwrites it. Only read when DuckDB names the pid that holds
+# the file, and trusted only when the pids match.
+def holder_note_path(path: Path) -> Path:
+    return path.with_name(path.name + ".holder.json")
+
+
+def command_line() -> str:
+    """This program and its flags (never their values: an --erase address is no one's business here)."""
+    return " ".join([Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python",
+                     *(a.split("=", 1)[0] for a in sys.argv[1:] if a.startswith("--"))])
+
+
+def _write_holder_note(path: Path | None) -> bool:
+    if path is None:
+        return False
+    note = {"pid": os.getpid(), "host": socket.gethostname(), "since": dt.datetime.now(dt.UTC).isoformat(),
+            "command": command_line()}
+    try:
+        holder_note_path(path).write_text(json.dumps(note), encoding="utf-8")
+    except OSError:  # a read-only directory: the message just says less
+        return False
+    return True
+
+
+def _read_holder_note(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        note = json.loads(holder_note_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return note if isinstance(note, dict) else None
+
+
+def _conflicting_pid(message: str) -> int | None:
+    """The pid DuckDB names in its lock error ("Conflicting lock is held in ... (PID 1234)")."""
+    found = re.search(r"\(PID (\d+)\)", message)
+    return int(found.group(1)) if found else None
+
+
+def busy_message(target: str, pid: int | None, note: dict[str, Any] | None) -> str:
+    """Why the file cannot be opened now: who has it since when, and what to do (exit 3)."""
+    advice = "DuckDB lets one process open the file at a time: try again when it ends"
+    if note is None or pid is None or note.get("pid") != pid:
+        who = f"another process (pid {pid})" if pid is not None else "another process"
+        return f"{who} holds the DuckDB file {target} (a running sync?); {advice}"
+    try:
+        since = f"since {dt.datetime.fromisoformat(str(note['since'])):%H:%M} UTC"
+    except (KeyError, ValueError):
+        since = "now"
+    command = str(note.get("command") or "a process")
+    words = command.split()
+    not_a_sync = {"--report", "--break-lock", "--erase", "--erase-file"}
+    if words and words[0] == "sync_once.py" and not not_a_sync & set(words):
+        return f"a sync is running {since} ({command}, pid {pid}) and holds the DuckDB file {target}; {advice}"
+    return f"{command} is running {since} (pid {pid}) and holds the DuckDB file {target}; {advice}"

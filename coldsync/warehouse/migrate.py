@@ -14,6 +14,7 @@ from typing import Any
 
 from coldsync.outcomes import PolicyError, PolicyTable
 from coldsync.routes import Routing, RoutingError
+from coldsync.runlock import LOCK_FREE_AT, LOCK_NAME, LOCK_ROW_SQL
 from coldsync.settings import CONFIG_KEYS, Settings, routing_of, with_config_rows
 from coldsync.warehouse.base import Rows, Warehouse, WarehouseError
 from coldsync.warehouse.schema import (
@@ -219,6 +220,14 @@ def ensure_schema(
         inserted = warehouse.execute(SEED_CONFIG_SQL, {"rows": Rows(CONFIG_FIELDS, seeds)}, label="setup.seed_config")
         act(f"inserted {inserted} missing config row(s)" if inserted else "ok: config rows present")
         warehouse.execute(SCHEMA_VERSION_SQL, {"version": SCHEMA_VERSION}, label="setup.schema_version")
+
+    # The run lock's permanent row (coldsync.store: only ever UPDATEd by runs, so it must exist first).
+    if dry_run:
+        act(f"would insert the run lock row {LOCK_NAME!r} of ops_run_lock when missing", warehouse.render(LOCK_ROW_SQL))
+    elif warehouse.execute(LOCK_ROW_SQL, {"name": LOCK_NAME, "free_at": LOCK_FREE_AT}, label="setup.lock_row"):
+        act(f"inserted the run lock row {LOCK_NAME!r} (free) into ops_run_lock")
+    else:
+        act("ok: run lock row present")
 
     if dry_run:
         present = warehouse.existing_columns("config") is not None and int(warehouse.query(

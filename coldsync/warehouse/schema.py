@@ -164,7 +164,7 @@ RUN_LOG = TableSpec(
         _c("started_at", "TIMESTAMP", "start", required=True),
         _c("finished_at", "TIMESTAMP", "end"),
         _c("mode", "STRING", "live or dry_run"),
-        _c("outcome", "STRING", "success, failed, config_error, lock_held"),
+        _c("outcome", "STRING", "success, alarm, failed, config_error, interrupted"),
         _c("warehouse", "STRING", "duckdb or bigquery"),
         _c("drained", "INT64", "leads drained"),
         _c("added", "INT64", "leads added"),
@@ -185,11 +185,15 @@ RUN_LOCK = TableSpec(
     "ops_run_lock",
     (
         _c("name", "STRING", "lock name", required=True),
-        _c("run_id", "STRING", "holder", required=True),
+        _c("run_id", "STRING", "holder; '' when the lock is free", required=True),
         _c("acquired_at", "TIMESTAMP", "when taken", required=True),
-        _c("expires_at", "TIMESTAMP", "when a killed holder's lock may be taken over", required=True),
+        _c("expires_at", "TIMESTAMP", "when a killed holder's lock may be taken over (1970-01-01 when free)",
+           required=True),
+        _c("holder_pid", "INT64", "process id of the holder (schema v6)"),
+        _c("holder_host", "STRING", "host name of the holder's machine (schema v6)"),
     ),
-    "One writer at a time: the row of the run that holds the sync lock.",
+    "One writer at a time: one permanent row per lock name (made by setup.py), only ever UPDATEd: "
+    "a compare-and-set on the holder and the expiry (coldsync.store, ACQUIRE_LOCK_SQL).",
 )
 
 TABLES: tuple[TableSpec, ...] = (INST_STATE, LEAD_HISTORY, DEAD_LETTERS, CONFIG, DNC, RUN_LOG, RUN_LOCK)
