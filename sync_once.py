@@ -37,6 +37,14 @@ def misuse(args: argparse.Namespace) -> str | None:
         return "--markdown formats the status report and needs --report (without it this would be a sync run)"
     if args.markdown and args.json:
         return "--markdown and --json are two formats of the report: give one of them"
+    if args.break_lock:
+        others = [flag for flag, given in (("--report", args.report), ("--json", args.json),
+                                           ("--erase/--erase-file", bool(args.erase or args.erase_file)),
+                                           ("--slot", bool(args.slot))) if given]
+        if others:
+            return f"--break-lock only frees the run lock: run {', '.join(others)} on its own"
+    if args.slot and (args.report or args.erase or args.erase_file):
+        return "--slot names a sync run's slot: it does not go with --report or --erase"
     return None
 
 
@@ -98,6 +106,11 @@ def _main(argv: list[str] | None) -> int:
         print(f"Warehouse error: {exc}", file=sys.stderr)
         return ExitCode.RUN_FAILED
     settings, warehouse = ctx.settings, ctx.warehouse
+    if args.break_lock and settings.dry_run:
+        warehouse.close()
+        print("Configuration error: DRY_RUN=true writes nothing, and --break-lock changes the lock row: unset "
+              "DRY_RUN to break it", file=sys.stderr)
+        return ExitCode.BAD_CONFIG
     if args.break_lock:
         try:
             decision = break_lock(Store(warehouse, "break-lock", dt.datetime.now(dt.UTC)), force=args.force)

@@ -217,7 +217,10 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     parser.add_argument("--attempt", type=int, default=int(env.get("GITHUB_RUN_ATTEMPT") or 1),
                         help="the run attempt (default: $GITHUB_RUN_ATTEMPT); above 1 is a re-run by hand")
     args = parser.parse_args(argv)
-    now = dt.datetime.fromisoformat(args.now) if args.now else dt.datetime.now(dt.UTC)
+    try:
+        now = dt.datetime.fromisoformat(args.now) if args.now else dt.datetime.now(dt.UTC)
+    except ValueError:
+        parser.error(f"--now {args.now!r} is not an ISO time: write e.g. 2026-07-17T22:31:00Z")
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)
     decision = decide(args.event, args.cron or None, now, args.attempt)
@@ -226,6 +229,11 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     if output:
         with Path(output).open("a", encoding="utf-8") as handle:
             handle.write(f"run={'true' if decision.run else 'false'}\nslot={decision.slot}\n")
+    if args.event == "schedule" and args.cron and args.cron not in CRON_LINES and args.attempt <= 1:
+        # sync.yml and this module disagree: every scheduled run would be skipped in silence. A red gate instead.
+        print("error: update CRON_LINES in coldsync/schedule.py and the workflow's cron lines together",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -45,6 +45,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     (["--report", "--markdown", "--json"], "--markdown and --json are two formats of the report: give one of them"),
     (["--markdown", "--json"], "--markdown formats the status report and needs --report (without it this would be a "
                                "sync run)"),
+    (["--break-lock", "--erase", "a@example.com"],
+     "--break-lock only frees the run lock: run --erase/--erase-file on its own"),
+    (["--break-lock", "--report", "--json"], "--break-lock only frees the run lock: run --report, --json on its own"),
+    (["--break-lock", "--slot", "Fri 18:00"], "--break-lock only frees the run lock: run --slot on its own"),
+    (["--report", "--slot", "Fri 18:00"], "--slot names a sync run's slot: it does not go with --report or --erase"),
 ])
 def test_report_format_misuse_is_refused_before_anything(clean_env: Path, argv: list[str], message: str,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -154,3 +159,27 @@ def test_placeholder_key_of_the_example_file_is_refused(clean_env: Path, monkeyp
     out = capsys.readouterr().out
     assert "  FAIL  settings              INSTANTLY_API_KEY (from environment): is the placeholder" in out
     assert placeholder not in err + out
+
+
+def test_break_lock_in_a_dry_run_is_refused_and_the_lock_stays(clean_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """DRY_RUN=true writes nothing: --break-lock under it exits 2 with one line, and a held lock stays held."""
+    import datetime as dt
+
+    from coldsync.store import Store
+
+    settings = make_settings(clean_env, duckdb_path=str(clean_env / "a.duckdb"))
+    warehouse = DuckDBWarehouse(clean_env / "a.duckdb", "coldsync")
+    build(warehouse, settings, [lead("a@example.com")])
+    assert Store(warehouse, "killed-run", dt.datetime.now(dt.UTC)).acquire_lock(dt.timedelta(minutes=30)) is None
+    warehouse.close()
+    monkeypatch.setenv("DRY_RUN", "true")
+    assert sync_once.main(["--break-lock"]) == ExitCode.BAD_CONFIG
+    assert capsys.readouterr().err.endswith("Configuration error: DRY_RUN=true writes nothing, and --break-lock "
+                                            "changes the lock row: unset DRY_RUN to break it\n")
+    warehouse = DuckDBWarehouse(clean_env / "a.duckdb", "coldsync")
+    try:
+        rows = warehouse.query("SELECT run_id FROM `{ds}.ops_run_lock`", label="t")
+    finally:
+        warehouse.close()
+    assert rows == [{"run_id": "killed-run"}]

@@ -15,6 +15,7 @@ import pytest
 
 from coldsync import schedule
 from coldsync.schedule import CRON_LINES, MAX_DELAY, RUN_OFFSET, TIMEZONE, Cron, decide, in_window
+from coldsync.schedule import main as schedule_main
 
 REPO = Path(__file__).resolve().parent.parent
 UTC = dt.UTC
@@ -137,6 +138,26 @@ def test_an_unknown_cron_line_is_skipped() -> None:
     """A cron line that is not in CRON_LINES (the old '0,30 13-22 * * 1-5') cannot be read: skipped."""
     decision = decide("schedule", "0,30 13-22 * * 1-5", utc("2026-07-17T22:31:00Z"))
     assert (decision.run, decision.slot) == (False, "")
+
+
+def test_an_unknown_cron_line_fails_the_gate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The command line exits 1 for a cron line the module does not know (sync.yml and CRON_LINES drifted
+    apart): a red gate, not every scheduled run skipped in green; the outputs still say run=false."""
+    output = tmp_path / "out"
+    code = schedule_main(["--event", "schedule", "--cron", "0,30 13-22 * * 1-5", "--now", "2026-07-17T22:31:00Z"],
+                         environ={"GITHUB_OUTPUT": str(output)})
+    assert code == 1
+    assert output.read_text(encoding="utf-8") == "run=false\nslot=\n"
+    assert capsys.readouterr().err == ("error: update CRON_LINES in coldsync/schedule.py and the workflow's cron "
+                                       "lines together\n")
+
+
+def test_a_bad_now_is_a_usage_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    """--now that is not an ISO time exits 2 with argparse's one-line usage error naming the fix."""
+    with pytest.raises(SystemExit) as stop:
+        schedule_main(["--event", "schedule", "--cron", CRON_LINES[0], "--now", "garbage"], environ={})
+    assert stop.value.code == 2
+    assert "--now 'garbage' is not an ISO time: write e.g. 2026-07-17T22:31:00Z" in capsys.readouterr().err
 
 
 # --- the replay -------------------------------------------------------------------------------------

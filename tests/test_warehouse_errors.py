@@ -140,6 +140,31 @@ def test_quota_403_and_no_connection_are_service_failures() -> None:
                                "try again")
 
 
+def test_an_unreachable_bigquery_is_one_line_after_the_clients_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real client pointed at a closed port: its retries end in RetryError (what google-cloud-bigquery raises,
+    not a ConnectionError), and the warehouse says in one line that BigQuery could not be reached (exit 1)."""
+    import socket
+
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    import coldsync.warehouse.bigquery as bq_module
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(bq_module, "CONNECT_RETRY", bigquery.DEFAULT_RETRY.with_deadline(0.5))
+    client = bigquery.Client(project="p", credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                             client_options=ClientOptions(api_endpoint=f"http://127.0.0.1:{port}"))
+    warehouse = bq_module.BigQueryWarehouse("p", "coldsync", client=client)
+    with pytest.raises(WarehouseError) as down:
+        warehouse.check_location()
+    assert type(down.value) is WarehouseError
+    assert str(down.value) == ("connect.dataset: BigQuery could not be reached (ConnectionError, retried until the "
+                               "deadline); check the network and try again")
+
+
 def test_location_comparison() -> None:
     """Locations compare without case; an unknown location is no mismatch; EU against US names both and the fix."""
     assert location_mismatch("p.coldsync", "us", "US") is None

@@ -157,6 +157,10 @@ def google_errors(label: str, dataset: str) -> Iterator[None]:
                or WarehouseError(f"{label}: Forbidden: {getattr(exc, 'message', exc)}")) from exc
     except gexc.GoogleAPICallError as exc:
         raise WarehouseError(f"{label}: {type(exc).__name__}: {getattr(exc, 'message', exc)}") from exc
+    except gexc.RetryError as exc:  # the client's retries ran out: no answer (connection refused, DNS, a timeout)
+        cause = type(exc.cause).__name__ if exc.cause is not None else "no answer"
+        raise WarehouseError(f"{label}: BigQuery could not be reached ({cause}, retried until the deadline); "
+                             "check the network and try again") from exc
     except RefreshError as exc:
         raise WarehouseConfigError(
             "Google refused the credentials (BIGQUERY_CREDENTIALS_JSON, GOOGLE_APPLICATION_CREDENTIALS or "
