@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from coldsync.cli import RUN_ONLY_SETTINGS, Context, ExitCode, bootstrap, fail_config, settings_parser
+from coldsync.cli import RUN_ONLY_SETTINGS, Context, ExitCode, bootstrap, fail_config, interruptible, settings_parser
 from coldsync.config_table import apply_changes, plan_changes, valid_keys
 from coldsync.settings import SettingsError
 from coldsync.store import VIEW_READY_COUNTS_SQL
@@ -22,6 +22,10 @@ from coldsync.warehouse.migrate import SchemaError, ensure_schema, read_config
 
 
 def main(argv: list[str] | None = None) -> int:
+    return interruptible(lambda: _main(argv), "setup stopped; run it again (it is idempotent)")
+
+
+def _main(argv: list[str] | None) -> int:
     parser = settings_parser(__doc__.splitlines()[0], exclude=RUN_ONLY_SETTINGS)
     parser.add_argument("--dry-run", dest="schema_dry_run", action="store_true",
                         help="print the statements; change nothing")

@@ -18,7 +18,7 @@ import datetime as dt
 import sys
 from contextlib import ExitStack
 
-from coldsync.cli import ExitCode, bootstrap, fail_config, handle_signals, interrupted_line, settings_parser
+from coldsync.cli import ExitCode, bootstrap, fail_config, interruptible, settings_parser
 from coldsync.embedded import embedded_instantly, embedded_settings, is_embedded
 from coldsync.erase import EraseInputError, Target, run_erase, targets_from_cli
 from coldsync.instantly.client import InstantlyClient
@@ -49,12 +49,9 @@ def misuse(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with handle_signals():
-        try:
-            return _main(argv)
-        except KeyboardInterrupt as exc:  # outside a run (or a second one during its cleanup): nothing to record
-            print(interrupted_line(exc, "stopped; the next run repairs whatever was left"), file=sys.stderr)
-            return ExitCode.INTERRUPTED
+    # Outside a run (building the embedded demo, a report, a second signal during a run's cleanup): nothing to
+    # record; a run itself records `interrupted` and frees its lock (coldsync.sync.run_sync).
+    return interruptible(lambda: _main(argv), "stopped; the next run repairs whatever was left")
 
 
 def _main(argv: list[str] | None) -> int:

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import sys
 
-from coldsync.cli import RUN_ONLY_SETTINGS, settings_parser
+from coldsync.cli import RUN_ONLY_SETTINGS, interruptible, settings_parser
 from coldsync.report import append_github_summary
 from coldsync.settings import cli_overrides, read_sources
 from coldsync.validate import run_checks
 
 
 def main(argv: list[str] | None = None) -> int:
+    return interruptible(lambda: _main(argv), "checks stopped; nothing was changed")
+
+
+def _main(argv: list[str] | None) -> int:
     parser = settings_parser((__doc__ or "").splitlines()[0], exclude=RUN_ONLY_SETTINGS)
     parser.add_argument("--json", action="store_true", help="print the checks as JSON (for machines)")
     parser.add_argument("--production", action="store_true",

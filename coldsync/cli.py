@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
@@ -85,6 +85,23 @@ def handle_signals() -> Iterator[None]:
         for signum, old in previous.items():
             signal.signal(signum, old)
         _RECEIVED.clear()
+
+
+def interruptible(main: Callable[[], int], what: str) -> int:
+    """Run a command's main with handle_signals: Ctrl-C or SIGTERM anywhere in it (also inside a warehouse
+    statement, which a driver may turn into its own error, e.g. DuckDB's "Query interrupted") ends it with
+    one line on stderr and exit 130, never a traceback. `what`: the rest of that line."""
+    with handle_signals():
+        try:
+            return main()
+        except KeyboardInterrupt as exc:
+            print(interrupted_line(exc, what), file=sys.stderr)
+            return ExitCode.INTERRUPTED
+        except Exception as exc:
+            if received_signal() is None:
+                raise
+            print(interrupted_line(exc, what), file=sys.stderr)
+            return ExitCode.INTERRUPTED
 
 
 def interrupted_line(exc: BaseException, what: str) -> str:

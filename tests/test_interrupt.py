@@ -95,3 +95,36 @@ def test_a_signal_that_a_driver_turns_into_its_own_error_still_ends_the_run_inte
     finally:
         rig.close()
         warehouse.close()
+
+
+def test_ctrl_c_while_the_embedded_demo_is_built_is_one_line_and_the_next_run_builds_it_whole(
+        tmp_path: Path) -> None:
+    """SIGINT during the first embedded run's demo build (DuckDB inserting the 150,000-row source): exit 130,
+    one `Interrupted by SIGINT` line and no traceback; the partial source is emptied, so the next build
+    starts over instead of keeping a partial demo for good."""
+    import subprocess
+    import sys
+
+    from coldsync.settings import SPECS
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in {s.env for s in SPECS}
+           and k not in ("GOOGLE_APPLICATION_CREDENTIALS", "GITHUB_STEP_SUMMARY")}
+    env.update(DUCKDB_PATH=str(tmp_path / "fresh.duckdb"), ROUTES_FILE="none", PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "sync_once.py"], cwd=repo, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "fresh.duckdb").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the source inserts (the whole build takes well over a minute)
+    os.kill(process.pid, signal.SIGINT)
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == ("Interrupted by SIGINT: stopped; the next run repairs whatever was left "
+                                    "(exit 130)")
+    warehouse = DuckDBWarehouse(tmp_path / "fresh.duckdb", "coldsync")
+    try:
+        assert warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.source_leads`", label="t") == [{"n": 0}]
+    finally:
+        warehouse.close()

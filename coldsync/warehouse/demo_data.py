@@ -122,6 +122,9 @@ def ensure_demo_source_table(warehouse: Warehouse) -> None:
         warehouse.create_table(SOURCE_SPEC)
 
 
+CLEAR_SOURCE_SQL = "DELETE FROM `{source}` WHERE TRUE"
+
+
 def build_demo_warehouse(
     warehouse: Warehouse,
     *,
@@ -145,9 +148,15 @@ def build_demo_warehouse(
         say(f"demo source already has {existing} rows: left as it is")
         return {"source_rows": existing, "dnc": 0, "history": 0}
     rows = list(generate_source_rows(sizes.leads, seed))
-    for start in range(0, len(rows), batch):
-        warehouse.execute(INSERT_SOURCE_SQL, {"rows": Rows(SOURCE_FIELDS, rows[start:start + batch])},
-                          label="demo.insert_source")
+    try:
+        for start in range(0, len(rows), batch):
+            warehouse.execute(INSERT_SOURCE_SQL, {"rows": Rows(SOURCE_FIELDS, rows[start:start + batch])},
+                              label="demo.insert_source")
+    except BaseException:
+        # Interrupted (Ctrl-C) or failed half-way: leave the source empty, so the next build starts over
+        # instead of keeping a partial demo for good ("already has N rows").
+        warehouse.execute(CLEAR_SOURCE_SQL, label="demo.clear_partial_source")
+        raise
     say(f"demo source: {len(rows)} leads")
 
     rng = random.Random(seed + 1)
