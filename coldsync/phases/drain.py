@@ -29,6 +29,7 @@ from coldsync.phases.blocklist import mirror_rows
 from coldsync.phases.context import RunContext, dead_letter, history_row, lead_time, resolution
 from coldsync.rules import (
     Action,
+    Classification,
     Suppression,
     chunk,
     classify_finished_lead,
@@ -204,9 +205,7 @@ def run_drain(ctx: RunContext) -> None:
         managed = ctx.campaign(campaign_id)
         route = row.sequence_target if row and row.sequence_target else managed.route if managed else None
         arm = row.arm if row and row.arm else managed.arm if managed else None
-        raw_interest = lead.get("lt_interest_status")  # the classifier has refused any other type
-        interest = int(raw_interest) if isinstance(raw_interest, int | float) and not isinstance(
-            raw_interest, bool) else None
+        interest = interest_of(lead)
         try:
             history.append(history_row(
                 ctx, email=email, campaign_id=campaign_id, sequence_name=route,
@@ -357,6 +356,30 @@ def run_drain(ctx: RunContext) -> None:
                         "'draining' (their outcome is recorded) and the next run deletes them")
 
 
+def interest_of(lead: Mapping[str, Any]) -> int | None:
+    """The lead's `lt_interest_status` as a whole number (None: not set; the classifier refuses other types)."""
+    raw = lead.get("lt_interest_status")
+    return int(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
+
+
+def _reread_update(ctx: RunContext, row: StateRow, lead_id: str, current: Mapping[str, Any], decision: Classification,
+                   dnc: list[dict[str, Any]]) -> tuple[dict[str, Any], str, str | None]:
+    """A held or moving lead read again: the history update of its attempt as it stands now, its outcome,
+    and the reason when it unsubscribed or bounced since (a DNC entry is added; None: the outcome stands).
+    The update's reason follows the classifier (e.g. the status the rep set); it is written only when a policy
+    column changes (UPDATE_HISTORY_POLICY_SQL), so a quiet run rewrites nothing. Raises UnknownInterestStatus."""
+    outcome, reason, source = row.outcome or "replied", None, None
+    if decision.outcome is not None and decision.suppression in DNC_SOURCES:
+        outcome, reason, source = decision.outcome.value, decision.reason, DNC_SOURCES[decision.suppression]
+    update = history_row(ctx, email=row.email, campaign_id=str(row.campaign_id), sequence_name=row.sequence_target,
+                         status_final=outcome, completed_at=row.completed_at or ctx.now, attempt_num=row.attempt_num,
+                         instantly_lead_id=lead_id, reason=reason or decision.reason, arm=row.arm,
+                         interest_status=interest_of(current))
+    if source is not None:
+        dnc.append({"email": row.email, "domain": None, "source": source, "reason": reason})
+    return update, outcome, reason
+
+
 def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], history_updates: list[dict[str, Any]],
                   dnc: list[dict[str, Any]], to_delete: dict[str, dict[str, str]],
                   to_move: dict[tuple[str, str], dict[str, str]], owned: set[str], held_now: set[str]) -> None:
@@ -388,30 +411,16 @@ def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
                 phase.counts["unknown_kept"] += 1
                 phase.notes.append(f"kept a held lead that could not be classified: {decision.reason}")
                 continue
-            if decision.outcome is not None and decision.suppression in DNC_SOURCES:
-                outcome, reason = decision.outcome.value, decision.reason
-                dnc.append({"email": row.email, "domain": None, "source": DNC_SOURCES[decision.suppression],
-                            "reason": decision.reason})
-                ended = True
-                phase.counts["hold_ended: do_not_contact"] += 1
-            raw_interest = current.get("lt_interest_status")
-            interest = int(raw_interest) if isinstance(raw_interest, int | float) and not isinstance(
-                raw_interest, bool) else None
             try:
-                update = history_row(ctx, email=row.email, campaign_id=str(row.campaign_id),
-                                     sequence_name=row.sequence_target, status_final=outcome,
-                                     completed_at=row.completed_at or ctx.now, attempt_num=row.attempt_num,
-                                     instantly_lead_id=lead_id, reason=reason or "", arm=row.arm,
-                                     interest_status=interest)
+                update, outcome, reason = _reread_update(ctx, row, lead_id, current, decision, dnc)
             except UnknownInterestStatus as exc:
                 held_now.add(row.email)
                 phase.notes.append(f"kept a held lead as it was: {exc} (map it in the outcome policies' "
                                    "[custom_labels])")
                 continue
-            if reason is None:
-                # The outcome stands; the reason follows the status the rep set (written only when the policy
-                # columns change, so a quiet run rewrites nothing).
-                update["reason"] = decision.reason
+            if reason is not None:
+                ended = True
+                phase.counts["hold_ended: do_not_contact"] += 1
             history_updates.append(update)
             policy_name = str(update["policy"])
             if not ctx.settings.outcome_table[policy_name].hold_days:
@@ -509,24 +518,11 @@ def _follow_moves(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
             phase.counts["unknown_kept"] += 1
             phase.notes.append(f"kept a moving lead that could not be classified: {decision.reason}")
             continue
-        outcome, reason = row.outcome or "replied", None
-        if decision.outcome is not None and decision.suppression in DNC_SOURCES:
-            outcome, reason = decision.outcome.value, decision.reason
-            dnc.append({"email": row.email, "domain": None, "source": DNC_SOURCES[decision.suppression],
-                        "reason": decision.reason})
-        raw_interest = current.get("lt_interest_status")
-        interest = int(raw_interest) if isinstance(raw_interest, int | float) and not isinstance(
-            raw_interest, bool) else None
         try:
-            update = history_row(ctx, email=row.email, campaign_id=str(row.campaign_id),
-                                 sequence_name=row.sequence_target, status_final=outcome,
-                                 completed_at=row.completed_at or ctx.now, attempt_num=row.attempt_num,
-                                 instantly_lead_id=lead_id, reason=reason or "", arm=row.arm, interest_status=interest)
+            update, outcome, reason = _reread_update(ctx, row, lead_id, current, decision, dnc)
         except UnknownInterestStatus as exc:
             phase.notes.append(f"kept a moving lead as it was: {exc} (map it in the outcome policies' [custom_labels])")
             continue
-        if reason is None:
-            update["reason"] = None  # the outcome stands: only the policy columns change
         history_updates.append(update)
         list_id = ctx.settings.outcome_table[str(update["policy"])].list_id
         owned.add(lead_id)
