@@ -11,38 +11,17 @@ from typing import Any
 
 import pytest
 
-from coldsync.instantly.client import InstantlyClient
-from coldsync.instantly.simulator import FaultSpec, InstantlySimulator
+from coldsync.instantly.simulator import FaultSpec
 from coldsync.outcomes import LabelSentiment, label_sentiments
-from coldsync.warehouse.demo_data import generate_source_rows
-from coldsync.warehouse.duckdb import DuckDBWarehouse
-from tests.conftest import make_settings
-from tests.helpers import build
 from tests.invariants import World
+from tests.worlds import SMB, small_world
 
-START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
-SMB = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6"
-MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
 LABELS = "GET /lead-labels"
 
 
 def _world(tmp_path: Path, **env: str) -> Iterator[World]:
-    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="20",
-                             target_new_leads_per_run="4", instantly_api_key="sim-key", blocklist_mirror="false",
-                             reconcile_audit_calls="0", **env)
-    sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=60)
-    sim.start()
-    sim.create_campaign("SMB", campaign_id=SMB)
-    sim.create_campaign("Midsize", campaign_id=MIDSIZE)
-    warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
-    build(warehouse, settings, list(generate_source_rows(50, seed=3)), as_of=START)
-    client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.01, backoff_max=0.05)
-    try:
-        yield World(warehouse, sim, client, settings)
-    finally:
-        client.close()
-        sim.stop()
-        warehouse.close()
+    with small_world(tmp_path, settings=env) as made:
+        yield made
 
 
 @pytest.fixture

@@ -8,27 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.errors import ServerError, UnsafeRequestError, ValidationError
-from coldsync.instantly.simulator import FaultSpec, InstantlySimulator
+from coldsync.instantly.simulator import FaultSpec
 from coldsync.phases import drain
 from coldsync.warehouse.base import Warehouse
-from coldsync.warehouse.demo_data import generate_source_rows
-from coldsync.warehouse.duckdb import DuckDBWarehouse
-from tests.conftest import make_settings
-from tests.helpers import build
 from tests.instantly_fixtures import FakeClock
 from tests.invariants import World, check_converged
 from tests.test_instantly_client import StubSession, stub_client
+from tests.worlds import MIDSIZE, SMB, small_world
 
-START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
-SMB = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6"
-MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
 JOB = "6a4431f44bcfcb421d06d78e"
 
 
@@ -37,35 +31,15 @@ def no_poll_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(drain, "MOVE_POLL_SECONDS", 0.0)
 
 
-def _make_world(warehouse: Warehouse, tmp_path: Path, **env: str) -> World:
-    sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=60)
-    sim.start()
-    sim.create_campaign("SMB", campaign_id=SMB)
-    sim.create_campaign("Midsize", campaign_id=MIDSIZE)
-    replied = sim.create_list("Replied")
-    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="20",
-                             target_new_leads_per_run="4", instantly_api_key="sim-key", blocklist_mirror="false",
-                             reconcile_audit_calls="0", replied_list_id=replied, **env)
-    build(warehouse, settings, list(generate_source_rows(50, seed=3)), as_of=START)
-    client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.01, backoff_max=0.05)
-    return World(warehouse, sim, client, settings)
+@pytest.fixture
+def worlds() -> Iterator[ExitStack]:
+    with ExitStack() as stack:
+        yield stack
 
 
 @pytest.fixture
-def worlds(tmp_path: Path) -> Iterator[list[World]]:
-    made: list[World] = []
-    yield made
-    for world in made:
-        world.client.close()
-        world.sim.stop()
-        world.warehouse.close()
-
-
-@pytest.fixture
-def world(tmp_path: Path, worlds: list[World]) -> World:
-    made = _make_world(DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync"), tmp_path)
-    worlds.append(made)
-    return made
+def world(tmp_path: Path, worlds: ExitStack) -> World:
+    return worlds.enter_context(small_world(tmp_path, replied_list=True))
 
 
 def _list_id(world: World) -> str:
@@ -135,11 +109,10 @@ def test_a_held_lead_is_moved_to_the_list_when_the_hold_ends(world: World) -> No
     assert not check_converged(world.warehouse, world.sim, world.settings, world.sim.now)
 
 
-def test_a_replied_lead_is_moved_at_once_when_the_hold_is_zero(tmp_path: Path, worlds: list[World]) -> None:
+def test_a_replied_lead_is_moved_at_once_when_the_hold_is_zero(tmp_path: Path, worlds: ExitStack) -> None:
     """REPLY_HOLD_DAYS=0 with a list (MOVE): the drain records the reply and moves the lead in the same run,
     never 'holding'; its history row keeps policy replied and return_at = completed_at + 180 days."""
-    world = _make_world(DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync"), tmp_path, reply_hold_days="0")
-    worlds.append(world)
+    world = worlds.enter_context(small_world(tmp_path, replied_list=True, settings={"reply_hold_days": "0"}))
     lead_id = _replied_lead(world, interest=None)
     email = str(world.sim.lead(lead_id)["email"])  # type: ignore[index]
     result = world.run_checked(run_topup=False)
@@ -264,10 +237,8 @@ def test_a_refused_move_is_a_dead_letter_and_an_outage_is_not(world: World) -> N
 
 
 @pytest.fixture
-def engine_world(raw_warehouse: Warehouse, tmp_path: Path, worlds: list[World]) -> World:
-    made = _make_world(raw_warehouse, tmp_path)
-    worlds.append(made)
-    return made
+def engine_world(raw_warehouse: Warehouse, tmp_path: Path, worlds: ExitStack) -> World:
+    return worlds.enter_context(small_world(tmp_path, warehouse=raw_warehouse, replied_list=True))
 
 
 def test_hold_then_move_on_both_engines(engine_world: World) -> None:

@@ -14,7 +14,7 @@ from coldsync.instantly import client as client_module
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.errors import InstantlyError
 from tests.instantly_fixtures import KEY, FakeClock, make_client, make_sim, people
-from tests.test_lead_labels import _world as lead_label_world
+from tests.worlds import small_world
 
 
 def _messages(caplog: pytest.LogCaptureFixture, needle: str) -> list[str]:
@@ -95,7 +95,7 @@ def test_a_refusing_service_says_what_it_answered(caplog: pytest.LogCaptureFixtu
 def test_the_source_read_says_how_many_and_how_long(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     """A top-up logs the ready leads it read for its room and the seconds the warehouse took."""
     caplog.set_level(logging.INFO, logger="coldsync.topup")
-    for world in lead_label_world(tmp_path):
+    with small_world(tmp_path) as world:
         world.run_checked()
     [line] = _messages(caplog, "ready lead(s)")
     assert re.fullmatch(r"read 4 ready lead\(s\) for a room of 4 from the warehouse in \d+\.\ds", line), line

@@ -3,45 +3,22 @@ until it leaves the subsequence, then drains it like any other. An unsubscribe o
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from coldsync.cli import ExitCode
-from coldsync.instantly.client import InstantlyClient
-from coldsync.instantly.simulator import InstantlySimulator
 from coldsync.phases.drain import in_subsequence
-from coldsync.warehouse.demo_data import generate_source_rows
-from coldsync.warehouse.duckdb import DuckDBWarehouse
-from tests.conftest import make_settings
-from tests.helpers import build
 from tests.invariants import World
-
-START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
-SMB = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6"
-MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
+from tests.worlds import SMB, small_world
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="20",
-                             target_new_leads_per_run="4", instantly_api_key="sim-key", blocklist_mirror="false",
-                             reconcile_audit_calls="0", reply_hold_days="0")  # the hold: tests/test_hold.py
-    sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=30)
-    sim.start()
-    sim.create_campaign("SMB", campaign_id=SMB)
-    sim.create_campaign("Midsize", campaign_id=MIDSIZE)
-    warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
-    build(warehouse, settings, list(generate_source_rows(50, seed=3)), as_of=START)
-    client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.01, backoff_max=0.05)
-    try:
-        yield World(warehouse, sim, client, settings)
-    finally:
-        client.close()
-        sim.stop()
-        warehouse.close()
+    # the hold is tests/test_hold.py's subject: here a drained reply leaves at once
+    with small_world(tmp_path, sequence_days=30, settings={"reply_hold_days": "0"}) as made:
+        yield made
 
 
 def _history(world: World) -> dict[str, str]:
@@ -107,18 +84,8 @@ def test_a_held_lead_a_subsequence_picks_up_stays_until_the_subsequence_ends(tmp
     """Held 14 days after a plain reply, a lead the rep marks Interested on day 3 enters a 30-day subsequence
     that starts on Interested: the hold's end does not take it out; the first full sweep after the
     subsequence ends deletes it, its history row in_sales."""
-    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="20",
-                             target_new_leads_per_run="4", instantly_api_key="sim-key", blocklist_mirror="false",
-                             reconcile_audit_calls="0")
-    sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=60)
-    sim.start()
-    sim.create_campaign("SMB", campaign_id=SMB)
-    sim.create_campaign("Midsize", campaign_id=MIDSIZE)
-    warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
-    build(warehouse, settings, list(generate_source_rows(50, seed=3)), as_of=START)
-    client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.01, backoff_max=0.05)
-    world = World(warehouse, sim, client, settings)
-    try:
+    with small_world(tmp_path) as world:
+        sim, warehouse = world.sim, world.warehouse
         world.run_checked()
         lead_id = str(sorted(sim.leads(SMB), key=lambda x: str(x["id"]))[0]["id"])
         sub = sim.create_subsequence(SMB, "meeting prep", crm_status=[1], days=30)
@@ -145,7 +112,3 @@ def test_a_held_lead_a_subsequence_picks_up_stays_until_the_subsequence_ends(tmp
                                "WHERE instantly_lead_id = @id", {"id": lead_id}, label="t")
         assert [(r["policy"], r["interest_status"]) for r in rows] == [("in_sales", 1)]
         assert rows[0]["reason"] == "reply (interest status 1)"  # was "reply (reply count 1)": follows the rep
-    finally:
-        client.close()
-        sim.stop()
-        warehouse.close()
