@@ -524,6 +524,25 @@ def _norm_email(value: object) -> str | None:
     return key or None
 
 
+def _page_by_id(entries: Mapping[str, dict[str, Any]], query: Mapping[str, list[str]], paging: str, limit: int,
+                keep: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """One page of a listing in id order after `starting_after`: `limit` entries that `keep` accepts, and the
+    last one's id as `next_starting_after` (also on the last page, as Instantly does) unless a fault removes it."""
+    ordered = sorted(entries)
+    cursor = _query_first(query, "starting_after")
+    start = bisect_right(ordered, cursor) if cursor and paging == "normal" else 0
+    items: list[dict[str, Any]] = []
+    for entry_id in ordered[start:]:
+        if keep(entries[entry_id]):
+            items.append(dict(entries[entry_id]))
+            if len(items) >= limit:
+                break
+    answer: dict[str, Any] = {"items": items}
+    if items and paging != "no_cursor":
+        answer["next_starting_after"] = items[-1]["id"]
+    return answer
+
+
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/leads/add$"), "/leads/add"),
     ("POST", re.compile(r"^/leads/list$"), "/leads/list"),
@@ -2740,23 +2759,8 @@ class InstantlySimulator:
         if domains_flag not in (None, "true", "false"):
             raise _HttpError(400, "querystring/domains_only must be boolean")
         domains_only = domains_flag == "true"
-        ordered = sorted(self._blocklist)
-        cursor = _query_first(query, "starting_after")
-        start = bisect_right(ordered, cursor) if cursor and paging == "normal" else 0
-        items: list[dict[str, Any]] = []
-        for entry_id in ordered[start:]:
-            entry = self._blocklist[entry_id]
-            if search and search not in entry["bl_value"]:
-                continue
-            if domains_only and not entry["is_domain"]:
-                continue
-            items.append(dict(entry))
-            if len(items) >= limit:
-                break
-        answer: dict[str, Any] = {"items": items}
-        if items and paging != "no_cursor":
-            answer["next_starting_after"] = items[-1]["id"]
-        return answer
+        return _page_by_id(self._blocklist, query, paging, limit,
+                           lambda e: (not search or search in e["bl_value"]) and (not domains_only or e["is_domain"]))
 
     def _http_list_labels(self, query: Mapping[str, list[str]], paging: str) -> dict[str, Any]:
         """GET /lead-labels (official spec): `limit` 1-100, `search` (in the label's name), `interest_status`
@@ -2768,23 +2772,9 @@ class InstantlySimulator:
         sentiment = _query_first(query, "interest_status")
         if sentiment is not None and sentiment not in LABEL_SENTIMENTS:
             raise _HttpError(400, "querystring/interest_status must be equal to one of the allowed values")
-        ordered = sorted(self._labels)
-        cursor = _query_first(query, "starting_after")
-        start = bisect_right(ordered, cursor) if cursor and paging == "normal" else 0
-        items: list[dict[str, Any]] = []
-        for label_id in ordered[start:]:
-            entry = self._labels[label_id]
-            if search and search not in str(entry["label"]).lower():
-                continue
-            if sentiment is not None and entry["interest_status_label"] != sentiment:
-                continue
-            items.append(dict(entry))
-            if len(items) >= limit:
-                break
-        answer: dict[str, Any] = {"items": items}
-        if items and paging != "no_cursor":
-            answer["next_starting_after"] = items[-1]["id"]
-        return answer
+        return _page_by_id(self._labels, query, paging, limit,
+                           lambda e: (not search or search in str(e["label"]).lower())
+                           and (sentiment is None or e["interest_status_label"] == sentiment))
 
     # ---- request plumbing (called from handler threads) ---------------------------------------------
 
