@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 
+from coldsync.files import private_process
 from coldsync.logs import configure_logging
 from coldsync.settings import (
     Settings,
@@ -128,6 +129,7 @@ def settings_parser(description: str, exclude: tuple[str, ...] = ()) -> argparse
 def bootstrap(args: argparse.Namespace, environ: Mapping[str, str] | None = None,
               *, read_config_table: bool = True) -> Context:
     """Settings from every layer (the config table needs the warehouse, so connect in between)."""
+    private_process()  # files this command creates (warehouse, WAL, spill, state) are its user's only
     sources = read_sources(cli_overrides(args), environ)
     first = resolve(sources)  # raises SettingsError before anything is touched
     configure_logging(first.log_level, first.secrets())

@@ -14,6 +14,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from coldsync.files import private_process
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator
 from coldsync.logs import configure_logging
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default=str(REPO_ROOT / "data" / "demo.duckdb"), help="demo DuckDB file")
     args = parser.parse_args(argv)
     configure_logging("WARNING")
+    private_process()  # the demo warehouse holds (synthetic) personal data like a real one: 0600 files, 0700 dir
     path = Path(args.path)
     for stale in (path, path.with_suffix(path.suffix + ".wal")):
         stale.unlink(missing_ok=True)  # the demo always starts from a fresh warehouse

@@ -2,8 +2,10 @@
 
 `python sync_once.py` then runs against the DuckDB demo warehouse (built on first use) and the local
 Instantly simulator, whose state is kept beside the warehouse file (`data/coldsync.duckdb` ->
-`data/coldsync.duckdb.simulator-state.pickle`) between runs, so repeated runs behave like a real
-workspace. The simulated clock follows real time.
+`data/coldsync.duckdb.simulator-state.json`, a JSON document, mode 0600) between runs, so repeated runs
+behave like a real workspace. The simulated clock follows real time. A state file that is not a valid
+simulator state is refused (exit 2, the fix named), never loaded; a pickle state of an older version is
+ignored with a warning, never unpickled (unpickling runs code).
 
 The playground refuses what would silently be something else than asked (exit 2, SettingsError):
 INSTANTLY_BASE_URL without a key (the URL would be ignored), and a campaign id the simulator does not
@@ -20,8 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from coldsync.demo import demo_campaign_id
+from coldsync.files import private_dir
 from coldsync.instantly.client import InstantlyClient
-from coldsync.instantly.simulator import InstantlySimulator
+from coldsync.instantly.simulator import InstantlySimulator, SimulatorStateError
 from coldsync.settings import REPO_ROOT, SettingProblem, Settings, SettingsError, replace
 from coldsync.warehouse.base import Warehouse
 from coldsync.warehouse.demo_data import DemoSizes, build_demo_warehouse, ensure_demo_source_table
@@ -29,7 +32,8 @@ from coldsync.warehouse.migrate import ensure_schema
 
 log = logging.getLogger("coldsync.embedded")
 
-LEGACY_STATE_FILE = REPO_ROOT / "data" / "simulator-state.pickle"  # one workspace for every warehouse: replaced
+# Pickle states of older versions (one for every warehouse, then one per warehouse): never loaded any more.
+LEGACY_STATE_FILE = REPO_ROOT / "data" / "simulator-state.pickle"
 DEFAULT_DUCKDB_FILE = REPO_ROOT / "data" / "coldsync.duckdb"
 EMBEDDED_KEY = "sim-embedded-key"
 DEMO_CAMPAIGNS = {"SMB": demo_campaign_id("smb"), "Midsize": demo_campaign_id("midsize")}
@@ -38,7 +42,36 @@ DEMO_CAMPAIGNS = {"SMB": demo_campaign_id("smb"), "Midsize": demo_campaign_id("m
 def state_file_for(settings: Settings) -> Path:
     """The simulator's saved workspace of this warehouse: beside its DuckDB file, named after it."""
     warehouse_file = settings.duckdb_file()
-    return warehouse_file.with_name(warehouse_file.name + ".simulator-state.pickle")
+    return warehouse_file.with_name(warehouse_file.name + ".simulator-state.json")
+
+
+def legacy_state_files(settings: Settings) -> list[Path]:
+    """Pickle states older versions kept for this warehouse that still exist (ignored: warn_legacy_state_files)."""
+    warehouse_file = settings.duckdb_file()
+    candidates = [warehouse_file.with_name(warehouse_file.name + ".simulator-state.pickle")]
+    if warehouse_file == DEFAULT_DUCKDB_FILE:
+        candidates.append(LEGACY_STATE_FILE)
+    return [path for path in candidates if path.exists()]
+
+
+def warn_legacy_state_files(settings: Settings, state_file: Path) -> None:
+    """One warning per old pickle state: it is ignored (unpickling a file runs whatever code it holds) and can go."""
+    for path in legacy_state_files(settings):
+        log.warning("ignoring %s: a simulator state of an older version, a pickle, is never loaded (loading a pickle "
+                    "can run code); delete it. The workspace is kept in %s from now on", path, state_file)
+
+
+def load_embedded_state(settings: Settings, state_file: Path) -> InstantlySimulator | None:
+    """The saved workspace, or None when there is none; SettingsError (exit 2) for a file that is not a valid state,
+    naming it and the fix (nothing in it is loaded or run)."""
+    try:
+        return InstantlySimulator.load_state(state_file, api_key=EMBEDDED_KEY)
+    except SimulatorStateError as exc:
+        raise SettingsError([SettingProblem(
+            "duckdb_path", settings.origins.get("duckdb_path", "default"), settings.duckdb_path,
+            f"the embedded simulator's state file {exc.path} beside it {exc.reason}; it was not loaded",
+            f"delete {exc.path}: the next run starts a fresh simulated workspace (delete the DuckDB file too to "
+            "rebuild the whole playground)")]) from exc
 
 
 def is_embedded(settings: Settings) -> bool:
@@ -115,10 +148,8 @@ def embedded_instantly(settings: Settings, warehouse: Warehouse, *, save: bool,
     # A warehouse built afresh (first use, or its file deleted) starts a fresh workspace: an old one would hold
     # thousands of leads this warehouse never added.
     fresh = warehouse.existing_columns("v_ready_for_instantly") is None
-    if not fresh and not state_file.exists() and settings.duckdb_file() == DEFAULT_DUCKDB_FILE \
-            and LEGACY_STATE_FILE.exists():
-        LEGACY_STATE_FILE.rename(state_file)  # the default warehouse's workspace, from before it had its own file
-    sim = None if fresh or not state_file.exists() else InstantlySimulator.load_state(state_file, api_key=EMBEDDED_KEY)
+    warn_legacy_state_files(settings, state_file)
+    sim = None if fresh else load_embedded_state(settings, state_file)
     if sim is None:
         sim = InstantlySimulator(api_key=EMBEDDED_KEY, seed=11, now=now)
         for label, campaign_id in DEMO_CAMPAIGNS.items():
@@ -139,5 +170,6 @@ def embedded_instantly(settings: Settings, warehouse: Warehouse, *, save: bool,
         client.close()
         sim.stop()
         if save:
-            state_file.parent.mkdir(parents=True, exist_ok=True)
-            sim.save_state(state_file)
+            private_dir(state_file.parent)
+            sim.save_state(state_file)  # written 0600 (coldsync.files.write_private)
+

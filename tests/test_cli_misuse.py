@@ -73,7 +73,7 @@ def test_base_url_without_key_is_refused_not_ignored(clean_env: Path, monkeypatc
         "without a key (and without BQ_PROJECT) sync_once.py runs the embedded simulator and would ignore this URL. "
         "Fix: set INSTANTLY_API_KEY as well (a simulator server accepts the key it was started with: README, the "
         "simulator server), or unset INSTANTLY_BASE_URL for the embedded playground\n")
-    assert not (clean_env / "a.duckdb.simulator-state.pickle").exists()
+    assert not (clean_env / "a.duckdb.simulator-state.json").exists()
 
 
 def test_embedded_unknown_campaign_is_refused_not_created(clean_env: Path, monkeypatch: pytest.MonkeyPatch,
@@ -88,7 +88,7 @@ def test_embedded_unknown_campaign_is_refused_not_created(clean_env: Path, monke
         f"embedded Instantly simulator (it holds {DEMO_SMB}, {DEMO_MIDSIZE}). Fix: unset it to use the playground's "
         "demo campaigns (SMB_CAMPAIGN_ID, MIDSIZE_CAMPAIGN_ID and ROUTES_FILE=none), or run against a simulator "
         "server started with your campaigns (README, the simulator server), or set INSTANTLY_API_KEY for real runs\n")
-    assert not (clean_env / "a.duckdb.simulator-state.pickle").exists()
+    assert not (clean_env / "a.duckdb.simulator-state.json").exists()
     warehouse = DuckDBWarehouse(clean_env / "a.duckdb", "coldsync")
     try:
         assert warehouse.existing_columns("v_ready_for_instantly") is None
@@ -120,7 +120,7 @@ def test_embedded_workspace_belongs_to_its_warehouse_file(clean_env: Path, monke
     assert sync_once.main(["--json"]) == ExitCode.OK
     first = json.loads(capsys.readouterr().out)
     assert first["added"] == 3
-    state_a = clean_env / "a.duckdb.simulator-state.pickle"
+    state_a = clean_env / "a.duckdb.simulator-state.json"
     assert state_file_for(make_settings(clean_env, duckdb_path=str(clean_env / "a.duckdb"))) == state_a
     assert _leads_in(state_a) == 3
 
@@ -128,7 +128,7 @@ def test_embedded_workspace_belongs_to_its_warehouse_file(clean_env: Path, monke
     assert sync_once.main(["--json"]) == ExitCode.OK
     second = json.loads(capsys.readouterr().out)
     assert second["added"] == 2
-    assert _leads_in(clean_env / "b.duckdb.simulator-state.pickle") == 2
+    assert _leads_in(clean_env / "b.duckdb.simulator-state.json") == 2
     assert _leads_in(state_a) == 3
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import pickle
+import random
 import re
+import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,11 +24,12 @@ from coldsync.instantly import contract
 from coldsync.instantly.client import InstantlyClient, LeadFilter
 from coldsync.instantly.simulator import (
     FATES,
+    STATE_FORMAT,
     FaultSpec,
     InstantlySimulator,
     RepBehaviour,
     SequenceRates,
-    _fill_new_lead_fields,
+    SimulatorStateError,
 )
 from tests.instantly_fixtures import (  # noqa: F401 - fixtures are used by name
     KEY,
@@ -459,7 +466,7 @@ def test_workspace_current_follows_the_spec_and_the_setting(sim: InstantlySimula
 
 def test_workspace_setting_survives_save_and_load(tmp_path: Path) -> None:
     """add_unsub_to_block and the workspace timestamps are kept by save_state/load_state."""
-    state_file = tmp_path / "sim.pickle"
+    state_file = tmp_path / "sim.json"
     original = make_sim()
     original.advance(1)
     original.set_add_unsub_to_block(False)
@@ -553,8 +560,8 @@ def test_command_line_prints_url_campaigns_and_key() -> None:
 
 
 def test_state_survives_save_and_load(tmp_path: Path) -> None:
-    """A saved and reloaded workspace continues exactly as the original would; junk files load as None."""
-    state_file = tmp_path / "sim.pickle"
+    """A saved and reloaded workspace continues exactly as the original would; a missing file loads as None."""
+    state_file = tmp_path / "sim.json"
     with make_sim(seed=5) as original:
         cid = original.create_campaign("SMB")
         original.insert_leads(cid, people(50))
@@ -569,9 +576,7 @@ def test_state_survives_save_and_load(tmp_path: Path) -> None:
     assert restored.blocklist == ["blocked@example.com"] and restored.now == original.now
     with restored, make_client(restored) as client:
         assert client.add_leads(cid, people(2, start=100)).counts() == {"created": 2}
-    (tmp_path / "junk.pickle").write_bytes(b"not a pickle")
-    assert InstantlySimulator.load_state(tmp_path / "junk.pickle") is None
-    assert InstantlySimulator.load_state(tmp_path / "missing.pickle") is None
+    assert InstantlySimulator.load_state(tmp_path / "missing.json") is None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -892,7 +897,7 @@ def test_move_refuses_what_the_spec_rules_out() -> None:
 
 def test_outcome_policy_state_survives_save_and_load(tmp_path: Path) -> None:
     """Reps, subsequences, labels, lists and a pending move job continue after a reload exactly as in the original."""
-    state_file = tmp_path / "sim.pickle"
+    state_file = tmp_path / "sim.json"
     with make_sim(seed=3, rates=SequenceRates.only("replied"), reps=RepBehaviour(), job_polls=None, job_days=2) as sim:
         cid = sim.create_campaign("SMB")
         sim.insert_leads(cid, prospects(20))
@@ -913,12 +918,178 @@ def test_outcome_policy_state_survives_save_and_load(tmp_path: Path) -> None:
     assert expected[1]["status"] == "success" and expected[1]["data"]["moved_leads"] >= 1
 
 
-def test_leads_of_an_older_state_file_get_the_new_fields() -> None:
-    """A lead unpickled without `subsequence_id` (state written before subsequences) reads as in none."""
+def test_lead_fields_added_since_a_state_was_written_read_as_their_defaults(tmp_path: Path) -> None:
+    """A lead record without `subsequence_id` (a field with a default) loads as a lead in no subsequence."""
+    state_file = tmp_path / "sim.json"
     with make_sim() as sim:
         cid = sim.create_campaign("SMB")
         sim.insert_leads(cid, prospects(1))
-        (lead,) = sim._leads.values()
-        object.__delattr__(lead, "subsequence_id")
-        _fill_new_lead_fields(lead)
-        assert lead.subsequence_id is None and "subsequence_id" not in sim.leads(cid)[0]
+        sim._leads[next(iter(sim._leads))].subsequence_id = "a-subsequence"
+        sim.save_state(state_file)
+    document = json.loads(state_file.read_text(encoding="utf-8"))
+    (lead,) = document["state"]["leads"].values()
+    assert lead.pop("subsequence_id") == "a-subsequence"
+    state_file.write_text(json.dumps(document), encoding="utf-8")
+    restored = InstantlySimulator.load_state(state_file, api_key=KEY)
+    assert restored is not None
+    assert [lead.subsequence_id for lead in restored._leads.values()] == [None]
+    assert "subsequence_id" not in restored.leads(cid)[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# The saved workspace: JSON, private, refused whole when it is anything else (#15)
+
+
+def _plain(value: Any) -> Any:
+    """A value with every type spelled out (tuple vs list, Counter vs dict, float vs int), for exact comparisons."""
+    if isinstance(value, random.Random):
+        return ("Random", _plain(value.getstate()))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (type(value).__name__, {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)})
+    if isinstance(value, dict):  # Counter included: its type name is kept
+        return (type(value).__name__, [(_plain(k), _plain(v)) for k, v in value.items()])
+    if isinstance(value, set | frozenset):
+        return (type(value).__name__, sorted(_plain(v) for v in value))
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [_plain(v) for v in value])
+    if isinstance(value, datetime):
+        return ("datetime", value.isoformat(), value.utcoffset())
+    return (type(value).__name__, value)  # str, int, float, bool, None, date
+
+
+def _workspace_snapshot(sim: InstantlySimulator) -> dict[str, Any]:
+    """Every attribute save_state keeps, the configuration and the random generators, as _plain structures."""
+    names = (*sim._PERSISTED, *sim._PERSISTED_OPTIONAL, *sim._CONFIG)
+    return {**{name: _plain(getattr(sim, name)) for name in names},
+            "rngs": [_plain(rng) for rng in (sim._rng, sim._id_rng, sim._fault_rng)]}
+
+
+def _busy_workspace(sim: InstantlySimulator) -> None:
+    """Campaigns with leads mid-sequence, replies and rep events, a subsequence, labels, a list, a block list,
+    campaign settings, sending accounts and shapes, a pending move job and jobs set to fail."""
+    cid = sim.create_campaign("SMB")
+    other = sim.create_campaign("Midsize", status=2)
+    sim.insert_leads(cid, prospects(40))
+    sim.insert_leads(other, people(5))
+    sim.create_subsequence(cid, "Interested follow-up", crm_status=[1, 2], days=4)
+    sim.create_lead_label("Hot lead", "positive")
+    sim.create_lead_label("Not now", "negative")
+    list_id = sim.create_list("Parked")
+    sim.add_to_blocklist("blocked@example.com")
+    sim.add_to_blocklist("corp.example")
+    sim.set_add_unsub_to_block(False)
+    sim.set_campaign_settings(cid, stop_on_reply=True, omit=["daily_limit"])
+    sim.set_sending_accounts(cid, 3, 2)
+    sim.set_sending_status_shape(other, "summary_only")
+    sim.advance(3.5)
+    sim.set_interest_status(sim.leads(cid)[0]["id"], 1)  # a rep's status: the lead enters the subsequence
+    assert call(sim, "POST", "/leads/move", {"campaign": cid, "filter": "FILTER_LEAD_NOT_INTERESTED",
+                                             "to_list_id": list_id}).status_code == 200
+    sim.fail_next_jobs(2)
+    sim.advance(0.25)
+
+
+def test_state_round_trip_through_json_keeps_every_structure(tmp_path: Path) -> None:
+    """save_state then load_state gives the same workspace: every kept attribute, the config and RNGs, types too."""
+    state_file = tmp_path / "sim.json"
+    with make_sim(seed=3, reps=RepBehaviour(), job_polls=None, job_days=2) as sim:
+        _busy_workspace(sim)
+        sim.save_state(state_file)
+    restored = InstantlySimulator.load_state(state_file, api_key=KEY)
+    assert restored is not None
+    # not a comparison of empties: the workspace holds each kind of thing
+    assert sim._wall_events and sim._jobs and sim._daily and sim._labels and sim._subsequences and sim._list_created
+    assert any(lead.events and lead.last_contact for lead in sim._leads.values())
+    assert any(lead.interest_changed and lead.subsequence_id for lead in sim._leads.values())
+    assert sim._jobs_to_fail == 2
+    assert _workspace_snapshot(restored) == _workspace_snapshot(sim)
+
+
+def test_state_file_is_versioned_json_and_private(tmp_path: Path) -> None:
+    """The state file is JSON of the named format and version, mode 0600 under umask 022, with no temporary left."""
+    state_file = tmp_path / "sim.json"
+    previous = os.umask(0o022)
+    try:
+        with make_sim() as sim:
+            sim.insert_leads(sim.create_campaign("SMB"), prospects(3))
+            sim.save_state(state_file)
+            state_file.chmod(0o644)  # a second save replaces the file: the new one is private again
+            sim.save_state(state_file)
+    finally:
+        os.umask(previous)
+    document = json.loads(state_file.read_text(encoding="utf-8"))
+    assert (document["format"], document["version"]) == ("coldsync-simulator-state", 1) == (STATE_FORMAT, 1)
+    assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim.json"]
+
+
+class _Marker:
+    """Unpickled, this creates the file `path` (harmless stand-in for a payload that runs code)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.path), "w"))
+
+
+def test_state_file_holding_a_code_running_pickle_is_refused_and_never_run(tmp_path: Path) -> None:
+    """A pickle that runs code when unpickled is refused with the named message; the code never runs."""
+    proof = tmp_path / "proof"
+    pickle.loads(pickle.dumps(_Marker(proof))).close()  # the payload does run when unpickled...
+    assert proof.exists()
+    marker, state_file = tmp_path / "marker", tmp_path / "sim.json"
+    state_file.write_bytes(pickle.dumps({"version": 1, "data": _Marker(marker)}, protocol=pickle.HIGHEST_PROTOCOL))
+    with pytest.raises(SimulatorStateError) as refused:
+        InstantlySimulator.load_state(state_file, api_key=KEY)
+    assert not marker.exists()  # ...and load_state never ran it
+    assert str(refused.value) == (
+        f"simulator state file {state_file} is not JSON (it looks like a pickle, which is never loaded); it was not "
+        "loaded. Fix: delete it (the simulator then starts a fresh workspace; for the embedded playground, delete "
+        "the DuckDB file too to rebuild both)")
+
+
+def test_state_file_of_another_version_is_refused_with_the_named_message(tmp_path: Path) -> None:
+    """A JSON state of version 2 is refused with one line naming the file, both versions and the fix."""
+    state_file = tmp_path / "sim.json"
+    with make_sim() as sim:
+        sim.save_state(state_file)
+    document = json.loads(state_file.read_text(encoding="utf-8"))
+    document["version"] = 2
+    state_file.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(SimulatorStateError) as refused:
+        InstantlySimulator.load_state(state_file, api_key=KEY)
+    assert str(refused.value) == (
+        f"simulator state file {state_file} is of version 2; this version reads version 1; it was not loaded. "
+        "Fix: delete it (the simulator then starts a fresh workspace; for the embedded playground, delete the "
+        "DuckDB file too to rebuild both)")
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (lambda d: d.update(format="something-else"), 'is not a simulator state (no "format": "coldsync-simulator-state")'),
+    (lambda d: d["state"]["leads"][next(iter(d["state"]["leads"]))].update(status="1"),
+     "has a wrong shape: state.leads.{lead}.status must be an integer, not str"),
+    (lambda d: d["state"]["leads"][next(iter(d["state"]["leads"]))].update(__class__="os.system"),
+     "has a wrong shape: state.leads.{lead} has an unknown field '__class__'"),
+    (lambda d: d["state"].pop("campaigns"), "has a wrong shape: state.campaigns is missing"),
+    (lambda d: d["state"].update(now="yesterday"),
+     "has a wrong shape: state.now must be an ISO 8601 time, not 'yesterday'"),
+    (lambda d: d["rngs"].update(ids=[3, [1, 2], None]),
+     "has a wrong shape: rngs.ids is not a random generator state (state vector is the wrong size)"),
+    (lambda d: d["config"].update(steps=0), "has a wrong shape: config: steps must be >= 1 and sequence_days >= 0"),
+])
+def test_state_file_of_a_wrong_shape_is_refused_naming_where(
+    tmp_path: Path, change: Callable[[dict[str, Any]], Any], reason: str
+) -> None:
+    """A state document with a wrong format, type, unknown or missing member is refused naming the place."""
+    state_file = tmp_path / "sim.json"
+    with make_sim() as sim:
+        sim.insert_leads(sim.create_campaign("SMB"), prospects(1))
+        sim.save_state(state_file)
+    document = json.loads(state_file.read_text(encoding="utf-8"))
+    change(document)
+    state_file.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(SimulatorStateError) as refused:
+        InstantlySimulator.load_state(state_file, api_key=KEY)
+    assert refused.value.reason == reason.format(lead=next(iter(sim._leads)))

@@ -780,7 +780,7 @@ def test_set_campaign_settings_changes_nulls_and_omits_fields(sim: InstantlySimu
 
 def test_new_simulator_state_survives_save_and_load(tmp_path: Path) -> None:
     """Day counters, campaign settings, accounts and the sending-status shape are kept by save_state/load_state."""
-    state_file = tmp_path / "sim.pickle"
+    state_file = tmp_path / "sim.json"
     sim, cid = two_day_sim()
     with sim:
         sim.set_campaign_settings(cid, allow_risky_contacts=True, omit=["stop_on_reply"])

@@ -53,8 +53,6 @@ import contextlib
 import fnmatch
 import heapq
 import json
-import os
-import pickle
 import random
 import re
 import socket
@@ -66,7 +64,7 @@ import zlib
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, Field, dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,7 +72,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from coldsync.files import write_private
+
 API_PREFIX = "/api/v2"
+#: The saved workspace (save_state): a JSON document of this format and version.
+STATE_FORMAT = "coldsync-simulator-state"
 STATE_VERSION = 1
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -1249,47 +1251,82 @@ class InstantlySimulator:
     )
 
     def save_state(self, path: str | Path) -> None:
-        """Write the workspace (campaigns, leads, block list, clock, RNG states) to `path`, atomically.
+        """Write the workspace (campaigns, leads, block list, clock, RNG states) to `path` as JSON, atomically.
 
-        Faults, the request log and listeners are not kept, nor the API key. The file is a pickle:
-        load only files you wrote yourself.
+        The file is a versioned JSON document (`{"format": "coldsync-simulator-state", "version": 1, ...}`),
+        mode 0600 whatever the umask (it holds the leads' emails and names): coldsync.files.write_private.
+        Faults, the request log and listeners are not kept, nor the API key. Raises OSError.
         """
         with self._lock:
-            state = {
+            document = {
+                "format": STATE_FORMAT,
                 "version": STATE_VERSION,
-                "config": {name: getattr(self, name) for name in self._CONFIG},
-                "data": {name: getattr(self, name) for name in (*self._PERSISTED, *self._PERSISTED_OPTIONAL)},
-                "rngs": [self._rng.getstate(), self._id_rng.getstate(), self._fault_rng.getstate()],
+                "config": _config_json(self),
+                "rngs": {name: _rng_json(getattr(self, attr)) for name, attr in _STATE_RNGS.items()},
+                "state": {
+                    name.lstrip("_"): _STATE_CODECS[name][0](getattr(self, name))
+                    for name in (*self._PERSISTED, *self._PERSISTED_OPTIONAL)
+                },
             }
-            payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-        target = Path(path)
-        temporary = target.with_name(target.name + ".tmp")
-        temporary.write_bytes(payload)
-        os.replace(temporary, target)
+            payload = json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        write_private(Path(path), payload)
 
     @classmethod
     def load_state(cls, path: str | Path, *, api_key: str = "sim-key") -> InstantlySimulator | None:
-        """A (stopped) simulator restored from `save_state`; None if the file is unusable or of another version."""
+        """A (stopped) simulator restored from a file `save_state` wrote; None if there is no file at `path`.
+
+        The file is read as plain JSON into the known shapes only: nothing in it is ever run or turned into
+        another class than the simulator's own records (a pickle from an older version is refused, never
+        unpickled). SimulatorStateError (a ValueError), whose message is one line naming the file, what is wrong
+        and the fix, when it is not JSON, not of this format and version, or of a wrong shape: nothing is loaded.
+        """
+        target = Path(path)
         try:
-            state = pickle.loads(Path(path).read_bytes())  # our own playground file (see save_state)
-        except (OSError, EOFError, ValueError, TypeError, AttributeError, ImportError, pickle.UnpicklingError):
+            raw = target.read_bytes()
+        except FileNotFoundError:
             return None
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-            return None
+        except OSError as exc:
+            raise SimulatorStateError(target, f"cannot be read ({exc.strerror})") from None
         try:
-            config, data, rngs = state["config"], state["data"], state["rngs"]
-            sim = cls(api_key=api_key, now=data["_now"], **config)
-            for name in cls._PERSISTED:
-                setattr(sim, name, data[name])
-            for name in cls._PERSISTED_OPTIONAL:
-                if name in data:
-                    setattr(sim, name, data[name])
-            for rng, rng_state in zip((sim._rng, sim._id_rng, sim._fault_rng), rngs, strict=True):
-                rng.setstate(rng_state)
-            for lead in sim._leads.values():
-                _fill_new_lead_fields(lead)
-        except (KeyError, TypeError, ValueError):
-            return None
+            document = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            older = " (it looks like a pickle, which is never loaded)" if raw[:1] == b"\x80" else ""
+            raise SimulatorStateError(target, f"is not JSON{older}") from None
+        if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
+            raise SimulatorStateError(target, f'is not a simulator state (no "format": "{STATE_FORMAT}")')
+        if document.get("version") != STATE_VERSION:
+            raise SimulatorStateError(
+                target, f"is of version {document.get('version')!r}; this version reads version {STATE_VERSION}"
+            )
+        try:
+            return cls._from_state(document, api_key)
+        except _StateShapeError as exc:
+            raise SimulatorStateError(target, f"has a wrong shape: {exc}") from None
+
+    @classmethod
+    def _from_state(cls, document: dict[str, Any], api_key: str) -> InstantlySimulator:
+        state = _obj(document.get("state"), "state")
+        now = _time(state.get("now"), "state.now")
+        try:
+            sim = cls(api_key=api_key, now=now, **_config_from_json(_obj(document.get("config"), "config")))
+        except (TypeError, ValueError) as exc:
+            raise _StateShapeError(f"config: {exc}") from None
+        rngs = _obj(document.get("rngs"), "rngs")
+        _only_keys(rngs, set(_STATE_RNGS), "rngs")
+        for name, attr in _STATE_RNGS.items():
+            _rng_restore(getattr(sim, attr), rngs.get(name), f"rngs.{name}")
+        _only_keys(state, {name.lstrip("_") for name in (*cls._PERSISTED, *cls._PERSISTED_OPTIONAL)}, "state")
+        for name in (*cls._PERSISTED, *cls._PERSISTED_OPTIONAL):
+            key = name.lstrip("_")
+            if key not in state:
+                if name in cls._PERSISTED:
+                    raise _StateShapeError(f"state.{key} is missing")
+                continue  # a field added since: the constructor's default
+            decode = _STATE_CODECS[name][1]
+            if name == "_rep_rng":
+                _rng_restore(sim._rep_rng, state[key], f"state.{key}")
+            else:
+                setattr(sim, name, decode(state[key], f"state.{key}"))
         return sim
 
     # ---- lifecycle internals ------------------------------------------------------------------------
@@ -2799,17 +2836,411 @@ class InstantlySimulator:
                 self._connections.discard(conn)
 
 
-def _fill_new_lead_fields(lead: _Lead) -> None:
-    """Give a lead unpickled from an older state file the fields added since (their defaults)."""
-    for spec in dataclass_fields(_Lead):
-        try:
-            getattr(lead, spec.name)
-        except AttributeError:
-            if spec.default is not MISSING:
-                setattr(lead, spec.name, spec.default)
-            elif spec.default_factory is not MISSING:
-                setattr(lead, spec.name, spec.default_factory())
+# --------------------------------------------------------------------------------------------------
+# The saved workspace as JSON (save_state / load_state): explicit converters per record, no object hooks.
+# Every value is written as a JSON scalar, list or object, and read back only into the shapes below; a
+# value of another shape is refused (_StateShapeError, naming where), never guessed at.
 
+
+class SimulatorStateError(ValueError):
+    """A simulator state file that cannot be loaded: refused whole, nothing in it loaded or run.
+
+    `path` is the file, `reason` what is wrong; str() is one line with the fix."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"simulator state file {path} {reason}; it was not loaded. Fix: delete it (the simulator then starts "
+            "a fresh workspace; for the embedded playground, delete the DuckDB file too to rebuild both)"
+        )
+
+
+class _StateShapeError(Exception):
+    """Where a state document differs from the shapes save_state writes (e.g. 'state.leads.<id>.status')."""
+
+
+_Codec = tuple[Callable[[Any], Any], Callable[[Any, str], Any]]
+_EVENT_KINDS = frozenset({"send", "reply", "auto_reply", "complete", "bounce", "unsubscribe", "skip"})
+_WALL_KINDS = frozenset({"rep", "subsequence_end", "job"})
+_SENDING_SHAPES = frozenset({"full", "summary_only", "no_data"})
+#: document key -> simulator attribute holding that random.Random (the reps' one is part of "state")
+_STATE_RNGS = {"lifecycle": "_rng", "ids": "_id_rng", "faults": "_fault_rng"}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _fail(where: str, expected: str, value: Any) -> _StateShapeError:
+    return _StateShapeError(f"{where} must be {expected}, not {type(value).__name__}")
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(where, "an object", value)
+    return value
+
+
+def _only_keys(value: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(value) - allowed)
+    if extra:
+        raise _StateShapeError(f"{where} has an unknown field {extra[0]!r}")
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _fail(where, "a list", value)
+    return value
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(where, "a string", value)
+    return value
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(where, "an integer", value)
+    return value
+
+
+def _num(value: Any, where: str) -> float:
+    """A number as written (an int stays an int: JSON keeps the difference, so the round trip is exact)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(where, "a number", value)
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(where, "true or false", value)
+    return value
+
+
+def _time(value: Any, where: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(_str(value, where))
+    except ValueError:
+        raise _StateShapeError(f"{where} must be an ISO 8601 time, not {value!r}"[:200]) from None
+    if moment.tzinfo is None:
+        raise _StateShapeError(f"{where} must be an ISO 8601 time with its UTC offset")
+    return moment.astimezone(UTC)
+
+
+def _day(value: str, where: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _StateShapeError(f"{where} must be a day (YYYY-MM-DD)") from None
+
+
+def _optional(read: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    return lambda value, where: None if value is None else read(value, where)
+
+
+def _iso_time(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def _optional_time(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _json_object(value: Any, where: str) -> dict[str, Any]:
+    return _obj(value, where)  # read by json.loads: plain data already, whatever it holds
+
+
+def _str_map(value: Any, where: str) -> dict[str, str]:
+    return {key: _str(item, f"{where}.{key}") for key, item in _obj(value, where).items()}
+
+
+def _map_of(read: Callable[[Any, str], Any]) -> Callable[[Any, str], dict[str, Any]]:
+    return lambda value, where: {key: read(item, f"{where}.{key}") for key, item in _obj(value, where).items()}
+
+
+def _list_of(read: Callable[[Any, str], Any]) -> Callable[[Any, str], list[Any]]:
+    return lambda value, where: [read(item, f"{where}[{i}]") for i, item in enumerate(_list(value, where))]
+
+
+def _counter(value: Any, where: str) -> Counter[str]:
+    return Counter({key: _int(item, f"{where}.{key}") for key, item in _obj(value, where).items()})
+
+
+def _rng_json(rng: random.Random) -> list[Any]:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _rng_restore(rng: random.Random, value: Any, where: str) -> None:
+    parts = _list(value, where)
+    if len(parts) != 3:
+        raise _StateShapeError(f"{where} must be [version, state, gauss]")
+    internal = [_int(item, f"{where}[1]") for item in _list(parts[1], f"{where}[1]")]
+    gauss = _optional(_num)(parts[2], f"{where}[2]")
+    try:
+        rng.setstate((_int(parts[0], f"{where}[0]"), tuple(internal), gauss))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _StateShapeError(f"{where} is not a random generator state ({exc})") from None
+
+
+def _record_codec(cls: type[Any], codecs: Mapping[str, _Codec]) -> _Codec:
+    """A dataclass record as a JSON object with one member per field. A field the dataclass gives a default may be
+    absent (a file written before the field existed reads as the default); any other member is refused. A field
+    without a codec fails on save (KeyError), so a new field cannot be dropped silently."""
+    specs: list[Field[Any]] = list(dataclass_fields(cls))
+
+    def encode(record: Any) -> dict[str, Any]:
+        return {spec.name: codecs[spec.name][0](getattr(record, spec.name)) for spec in specs}
+
+    def decode(value: Any, where: str) -> Any:
+        raw = _obj(value, where)
+        _only_keys(raw, {spec.name for spec in specs}, where)
+        values: dict[str, Any] = {}
+        for spec in specs:
+            if spec.name in raw:
+                values[spec.name] = codecs[spec.name][1](raw[spec.name], f"{where}.{spec.name}")
+            elif spec.default is MISSING and spec.default_factory is MISSING:
+                raise _StateShapeError(f"{where}.{spec.name} is missing")
+        return cls(**values)
+
+    return encode, decode
+
+
+def _event_json(event: tuple[float, str, Any]) -> list[Any]:
+    offset, kind, data = event
+    return [offset, kind, list(data) if kind == "send" else data]
+
+
+def _event(value: Any, where: str) -> tuple[float, str, Any]:
+    parts = _list(value, where)
+    if len(parts) != 3 or parts[1] not in _EVENT_KINDS:
+        raise _StateShapeError(f"{where} must be [days, kind, data] with kind one of {sorted(_EVENT_KINDS)}")
+    offset, kind, data = _num(parts[0], f"{where}[0]"), parts[1], parts[2]
+    if kind == "send":
+        step = _list(data, f"{where}[2]")
+        if len(step) != 2:
+            raise _StateShapeError(f"{where}[2] must be [step, opened]")
+        return offset, kind, (_int(step[0], f"{where}[2][0]"), _bool(step[1], f"{where}[2][1]"))
+    return offset, kind, _optional(_int)(data, f"{where}[2]")
+
+
+def _fate(value: Any, where: str) -> Fate:
+    if value not in FATES:
+        raise _StateShapeError(f"{where} must be one of {list(FATES)}")
+    return value  # type: ignore[no-any-return]
+
+
+_OPT_STR: _Codec = (_same, _optional(_str))
+_OPT_INT: _Codec = (_same, _optional(_int))
+_OPT_TIME: _Codec = (_optional_time, _optional(_time))
+_STR: _Codec = (_same, _str)
+_INT: _Codec = (_same, _int)
+_NUM: _Codec = (_same, _num)
+_TIME: _Codec = (_iso_time, _time)
+
+_LEAD_CODEC = _record_codec(_Lead, {
+    "id": _STR, "email": _OPT_STR, "email_key": _OPT_STR, "campaign": _OPT_STR, "list_id": _OPT_STR,
+    "fields": (_same, _str_map), "payload": (_same, _json_object), "created": _TIME, "updated": _TIME,
+    "status": _INT, "fate": (_same, _optional(_fate)),
+    "events": (lambda events: [_event_json(e) for e in events], _list_of(_event)),
+    "next_event": _INT, "start_active": _NUM, "opens": _INT, "replies": _INT, "clicks": _INT,
+    "interest": _OPT_INT, "interest_changed": _OPT_TIME, "last_contact": _OPT_TIME, "last_reply": _OPT_TIME,
+    "last_open": _OPT_TIME, "steps_sent": _INT, "last_step": (_same, _optional(_str_map)),
+    "verification_status": _OPT_INT, "esp_code": _INT, "subsequence_id": _OPT_STR,
+})
+
+
+def _heap_entry(value: Any, where: str) -> tuple[float, int, str]:
+    parts = _list(value, where)
+    if len(parts) != 3:
+        raise _StateShapeError(f"{where} must be [due, sequence, lead id]")
+    return _num(parts[0], f"{where}[0]"), _int(parts[1], f"{where}[1]"), _str(parts[2], f"{where}[2]")
+
+
+_CAMPAIGN_CODEC = _record_codec(_Campaign, {
+    "id": _STR, "name": _STR, "status": _INT, "created": _TIME, "updated": _TIME, "active_clock": _NUM,
+    "heap": (lambda heap: [list(entry) for entry in heap], _list_of(_heap_entry)),
+    "lead_ids": (_same, _list_of(_str)), "counters": (dict, _counter),
+})
+
+
+def _blocklist_entry(value: Any, where: str) -> dict[str, Any]:
+    entry = _obj(value, where)
+    _only_keys(entry, {"id", "timestamp_created", "organization_id", "bl_value", "is_domain"}, where)
+    for name in ("id", "timestamp_created", "organization_id", "bl_value"):
+        _str(entry.get(name), f"{where}.{name}")
+    _bool(entry.get("is_domain"), f"{where}.is_domain")
+    return entry
+
+
+def _subsequence(value: Any, where: str) -> dict[str, Any]:
+    sub = _obj(value, where)
+    _only_keys(sub, {"parent_campaign", "name", "crm_status", "days"}, where)
+    return {"parent_campaign": _str(sub.get("parent_campaign"), f"{where}.parent_campaign"),
+            "name": _str(sub.get("name"), f"{where}.name"),
+            "crm_status": _list_of(_int)(sub.get("crm_status"), f"{where}.crm_status"),
+            "days": _num(sub.get("days"), f"{where}.days")}
+
+
+_JOB_FIELDS: dict[str, _Codec] = {
+    "id": _STR, "created": _TIME, "updated": _TIME, "status": _STR, "progress": _INT, "polls": _INT,
+    "polls_needed": _OPT_INT, "due": _OPT_TIME, "fail": (_same, _bool), "entity_id": _STR, "entity_type": _STR,
+    "data": (_same, _json_object),
+}
+
+
+def _job_json(job: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: codec[0](job[name]) for name, codec in _JOB_FIELDS.items()}
+
+
+def _job(value: Any, where: str) -> dict[str, Any]:
+    raw = _obj(value, where)
+    _only_keys(raw, set(_JOB_FIELDS), where)
+    if set(_JOB_FIELDS) - set(raw):
+        raise _StateShapeError(f"{where}.{sorted(set(_JOB_FIELDS) - set(raw))[0]} is missing")
+    return {name: codec[1](raw[name], f"{where}.{name}") for name, codec in _JOB_FIELDS.items()}
+
+
+def _wall_event(value: Any, where: str) -> tuple[datetime, int, str, str, Any]:
+    parts = _list(value, where)
+    if len(parts) != 5 or parts[2] not in _WALL_KINDS:
+        raise _StateShapeError(f"{where} must be [time, sequence, kind, target, data] with kind one of "
+                               f"{sorted(_WALL_KINDS)}")
+    data = parts[4]
+    if data is not None and (isinstance(data, bool) or not isinstance(data, int | str)):
+        raise _fail(f"{where}[4]", "an integer, a string or null", data)
+    return _time(parts[0], f"{where}[0]"), _int(parts[1], f"{where}[1]"), parts[2], _str(parts[3], f"{where}[3]"), data
+
+
+def _day_counters(value: Any, where: str) -> dict[date, Counter[str]]:
+    return {_day(day, f"{where}.{day}"): _counter(counts, f"{where}.{day}")
+            for day, counts in _obj(value, where).items()}
+
+
+def _sending_accounts(value: Any, where: str) -> tuple[int, int]:
+    parts = _list(value, where)
+    if len(parts) != 2:
+        raise _StateShapeError(f"{where} must be [connected, available]")
+    return _int(parts[0], f"{where}[0]"), _int(parts[1], f"{where}[1]")
+
+
+def _sending_shape(value: Any, where: str) -> SendingShape:
+    if value not in _SENDING_SHAPES:
+        raise _StateShapeError(f"{where} must be one of {sorted(_SENDING_SHAPES)}")
+    return value  # type: ignore[no-any-return]
+
+
+def _label_values(value: Any, where: str) -> dict[int, str]:
+    pairs = [_list(pair, f"{where}[{i}]") for i, pair in enumerate(_list(value, where))]
+    if any(len(pair) != 2 for pair in pairs):
+        raise _StateShapeError(f"{where} must hold [interest value, sentiment] pairs")
+    return {_int(v, f"{where}[{i}][0]"): _str(s, f"{where}[{i}][1]") for i, (v, s) in enumerate(pairs)}
+
+
+def _map_json(encode: Callable[[Any], Any]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    return lambda mapping: {key: encode(item) for key, item in mapping.items()}
+
+
+#: simulator attribute -> (to JSON, from JSON); the document names it without the leading underscore
+_STATE_CODECS: dict[str, _Codec] = {
+    "_now": _TIME,
+    "_id_seq": _INT,
+    "_heap_seq": _INT,
+    "organization_id": _STR,
+    "_campaigns": (_map_json(_CAMPAIGN_CODEC[0]), _map_of(_CAMPAIGN_CODEC[1])),
+    "_lists": (_same, _str_map),
+    "_leads": (_map_json(_LEAD_CODEC[0]), _map_of(_LEAD_CODEC[1])),
+    "_all_ids": (_same, _list_of(_str)),
+    "_by_email": (_map_json(sorted), _map_of(lambda v, w: set(_list_of(_str)(v, w)))),
+    "_by_list": (_same, _map_of(_list_of(_str))),
+    "_blocklist": (_same, _map_of(_blocklist_entry)),
+    "_blocked_values": (_same, _str_map),
+    "_add_unsub_to_block": (_same, _optional(_bool)),
+    "_workspace_created": _TIME,
+    "_workspace_updated": _TIME,
+    "_daily": (_map_json(lambda days: {day.isoformat(): dict(counts) for day, counts in days.items()}),
+               _map_of(_day_counters)),
+    "_campaign_settings": (_same, _map_of(_json_object)),
+    "_campaign_omitted": (_map_json(sorted), _map_of(lambda v, w: set(_list_of(_str)(v, w)))),
+    "_sending_accounts": (_map_json(list), _map_of(_sending_accounts)),
+    "_sending_shapes": (_same, _map_of(_sending_shape)),
+    "_rep_rng": (_rng_json, lambda v, w: v),  # restored in place (InstantlySimulator._from_state)
+    "_labels": (_same, _map_of(_json_object)),
+    "_label_values": (lambda values: [[v, s] for v, s in values.items()], _label_values),
+    "_subsequences": (_same, _map_of(_subsequence)),
+    "_list_created": (_map_json(_iso_time), _map_of(_time)),
+    "_jobs": (_map_json(_job_json), _map_of(_job)),
+    "_jobs_to_fail": _INT,
+    "_wall_events": (lambda events: [[_iso_time(e[0]), *e[1:]] for e in events], _list_of(_wall_event)),
+    "_wall_seq": _INT,
+}
+
+
+def _weights_json(weights: Mapping[int | None, float]) -> list[list[Any]]:
+    return [[status, weight] for status, weight in weights.items()]
+
+
+def _weights(value: Any, where: str) -> dict[int | None, float]:
+    pairs = [_list(pair, f"{where}[{i}]") for i, pair in enumerate(_list(value, where))]
+    if any(len(pair) != 2 for pair in pairs):
+        raise _StateShapeError(f"{where} must hold [status or null, weight] pairs")
+    return {_optional(_int)(s, f"{where}[{i}][0]"): _num(w, f"{where}[{i}][1]") for i, (s, w) in enumerate(pairs)}
+
+
+def _config_json(sim: InstantlySimulator) -> dict[str, Any]:
+    reps = sim.reps
+    return {
+        "seed": sim.seed, "plan_lead_limit": sim.plan_lead_limit,
+        "rates": {spec.name: getattr(sim.rates, spec.name) for spec in dataclass_fields(SequenceRates)},
+        "sequence_days": sim.sequence_days, "steps": sim.steps, "max_per_second": sim.max_per_second,
+        "max_per_minute": sim.max_per_minute, "rate_limit_retry_after": sim.rate_limit_retry_after,
+        "default_page_size": sim.default_page_size,
+        "reps": None if reps is None else {
+            "first": _weights_json(reps.first),
+            "then": [[status, _weights_json(weights)] for status, weights in reps.then.items()],
+            "delay_days": list(reps.delay_days),
+        },
+        "job_polls": sim.job_polls, "job_days": sim.job_days,
+    }
+
+
+def _config_from_json(raw: dict[str, Any]) -> dict[str, Any]:
+    """InstantlySimulator keyword arguments (its constructor checks their ranges: ValueError)."""
+    readers: dict[str, Callable[[Any, str], Any]] = {
+        "seed": _int, "plan_lead_limit": _int, "sequence_days": _num, "steps": _int, "max_per_second": _int,
+        "max_per_minute": _int, "rate_limit_retry_after": _optional(_num), "default_page_size": _int,
+        "job_polls": _optional(_int), "job_days": _optional(_num),
+    }
+    _only_keys(raw, {*readers, "rates", "reps"}, "config")
+    missing = sorted({*readers, "rates", "reps"} - set(raw))
+    if missing:
+        raise _StateShapeError(f"config.{missing[0]} is missing")
+    config = {name: read(raw[name], f"config.{name}") for name, read in readers.items()}
+    rates = _obj(raw["rates"], "config.rates")
+    names = {spec.name for spec in dataclass_fields(SequenceRates)}
+    _only_keys(rates, names, "config.rates")
+    config["rates"] = SequenceRates(**{name: _num(rates.get(name), f"config.rates.{name}") for name in sorted(names)})
+    if raw["reps"] is not None:
+        reps = _obj(raw["reps"], "config.reps")
+        _only_keys(reps, {"first", "then", "delay_days"}, "config.reps")
+        then: dict[int, dict[int | None, float]] = {}
+        for i, pair in enumerate(_list(reps.get("then"), "config.reps.then")):
+            entry = _list(pair, f"config.reps.then[{i}]")
+            if len(entry) != 2:
+                raise _StateShapeError(f"config.reps.then[{i}] must be [status, weights]")
+            then[_int(entry[0], f"config.reps.then[{i}][0]")] = _weights(entry[1], f"config.reps.then[{i}][1]")
+        delay = _list_of(_num)(reps.get("delay_days"), "config.reps.delay_days")
+        if len(delay) != 2:
+            raise _StateShapeError("config.reps.delay_days must be [low, high]")
+        config["reps"] = RepBehaviour(first=_weights(reps.get("first"), "config.reps.first"), then=then,
+                                      delay_days=(delay[0], delay[1]))
+    return config
 
 def _validate_lead_item(index: int, lead: Any) -> None:
     where = f"body/leads/{index}"

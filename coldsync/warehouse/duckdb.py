@@ -20,6 +20,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from coldsync.files import acquire_private_umask, private_dir, release_private_umask, tighten, write_private
 from coldsync.warehouse.base import (
     Param,
     Rows,
@@ -85,26 +86,17 @@ class DuckDBWarehouse:
         self.dataset = check_identifier(dataset)
         parts = check_identifier(source_table).split(".")
         self._source_parts = parts
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # The file is attached under a catalog name derived from the dataset, never equal to it:
-        # DuckDB cannot bind views when a catalog and a schema share a name (e.g. coldsync.duckdb).
-        self.catalog = f"{self.dataset}_db"
-        # DuckDB would otherwise hold each full read of the 300,000-row source in memory on every core:
-        # a cap and one thread keep a run's peak near 250 MB for a few tenths of a second more.
-        self._con = duckdb.connect(":memory:", config={"memory_limit": memory_limit, "threads": threads})
-        self._con.execute("SET TimeZone = 'UTC'")
+        # The file holds personal data: it, its WAL and its spill files are private (coldsync.files). DuckDB creates
+        # the WAL at the first write and again after each checkpoint, so the private umask is held while open.
+        acquire_private_umask()
+        self._holds_umask = True
+        try:
+            self._con = self._open(memory_limit, threads)
+        except BaseException:
+            self._release_umask()
+            raise
         self.stage_threshold = stage_threshold
         self.load_jobs = 0
-        target = str(self.path) if self.path is not None else ":memory:"
-        try:
-            self._con.execute(f"ATTACH '{target.replace(chr(39), chr(39) * 2)}' AS \"{self.catalog}\"")
-        except duckdb.IOException as exc:
-            self._con.close()
-            if "lock" in str(exc).lower():
-                raise WarehouseBusyError(busy_message(target, _conflicting_pid(str(exc)),
-                                                      _read_holder_note(self.path))) from exc
-            raise WarehouseError(f"cannot open the DuckDB file {target}: {exc}") from exc
         self._note_written = _write_holder_note(self.path)
         self._con.execute(f'USE "{self.catalog}"')
         self._qualified = f"{self.catalog}.{self.dataset}"
@@ -113,6 +105,42 @@ class DuckDBWarehouse:
         self.source_table = f"{self.catalog}.{schema}.{parts[-1]}"
         self._lock = threading.Lock()
         self.stats = StatementStats()
+
+    def _open(self, memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
+        """Connect and attach the file (created if new; tightened to 0600 if an older version left it open)."""
+        config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit, "threads": threads}
+        if self.path is not None:
+            for existing in (self.path, wal_path(self.path)):
+                tighten(existing)
+            try:
+                private_dir(self.path.parent)
+                # Spill files go beside the warehouse, in a 0700 directory: DuckDB's default for a connection like
+                # this one is `.tmp` in the working directory (wherever the command was started).
+                config["temp_directory"] = str(private_dir(spill_dir(self.path)))
+            except OSError as exc:
+                raise WarehouseError(f"cannot create the directory of the DuckDB file {self.path}: {exc}") from exc
+        # The file is attached under a catalog name derived from the dataset, never equal to it:
+        # DuckDB cannot bind views when a catalog and a schema share a name (e.g. coldsync.duckdb).
+        self.catalog = f"{self.dataset}_db"
+        # DuckDB would otherwise hold each full read of the 300,000-row source in memory on every core:
+        # a cap and one thread keep a run's peak near 250 MB for a few tenths of a second more.
+        con = duckdb.connect(":memory:", config=config)
+        con.execute("SET TimeZone = 'UTC'")
+        target = str(self.path) if self.path is not None else ":memory:"
+        try:
+            con.execute(f"ATTACH '{target.replace(chr(39), chr(39) * 2)}' AS \"{self.catalog}\"")
+        except duckdb.IOException as exc:
+            con.close()
+            if "lock" in str(exc).lower():
+                raise WarehouseBusyError(busy_message(target, _conflicting_pid(str(exc)),
+                                                      _read_holder_note(self.path))) from exc
+            raise WarehouseError(f"cannot open the DuckDB file {target}: {exc}") from exc
+        return con
+
+    def _release_umask(self) -> None:
+        if self._holds_umask:
+            self._holds_umask = False
+            release_private_umask()
 
     def describe(self) -> str:
         where = str(self.path) if self.path is not None else "in memory"
@@ -232,12 +260,23 @@ class DuckDBWarehouse:
                 )
 
     def close(self) -> None:
-        self._con.close()
+        self._con.close()  # checkpoints: the WAL is folded into the file (and removed) under the private umask
         if self._note_written and self.path is not None:
             note = _read_holder_note(self.path)
             if note is not None and note.get("pid") == os.getpid():
                 holder_note_path(self.path).unlink(missing_ok=True)
             self._note_written = False
+        self._release_umask()
+
+
+def wal_path(path: Path) -> Path:
+    """DuckDB's write-ahead log of the file at `path` (it names it so)."""
+    return path.with_name(path.name + ".wal")
+
+
+def spill_dir(path: Path) -> Path:
+    """The private directory where DuckDB spills to disk while working on the file at `path` (0700)."""
+    return path.with_name(path.name + ".tmp")
 
 
 # Who has the DuckDB file open, for the message another command gets meanwhile (DuckDB lets one process
@@ -261,7 +300,7 @@ def _write_holder_note(path: Path | None) -> bool:
     note = {"pid": os.getpid(), "host": socket.gethostname(), "since": dt.datetime.now(dt.UTC).isoformat(),
             "command": command_line()}
     try:
-        holder_note_path(path).write_text(json.dumps(note), encoding="utf-8")
+        write_private(holder_note_path(path), json.dumps(note).encode("utf-8"))
     except OSError:  # a read-only directory: the message just says less
         return False
     return True
