@@ -185,8 +185,11 @@ def run_checks(sources: SettingsSources, *, production: bool = False, now: dt.da
     result.mode = "embedded" if embedded else "live"
     result.add("settings", "pass", "every setting parsed (the config table is read after the schema check)")
 
-    _check_base_url(result, first, production)
-    client = _check_key(result, first, embedded, production, client_factory)
+    client = None
+    if _check_base_url(result, first, production):
+        client = _check_key(result, first, embedded, production, client_factory)
+    else:  # the key is never sent to a URL production refuses
+        result.add("instantly key", "skip", "not checked: INSTANTLY_BASE_URL is refused")
     try:
         warehouse = _check_warehouse(result, first, production, connect_warehouse)
         if warehouse is None:
@@ -208,16 +211,17 @@ def run_checks(sources: SettingsSources, *, production: bool = False, now: dt.da
     return result
 
 
-def _check_base_url(result: Validation, settings: Settings, production: bool) -> None:
+def _check_base_url(result: Validation, settings: Settings, production: bool) -> bool:
     """INSTANTLY_BASE_URL under the outbound-URL rule; in production also https to a host other than this machine
-    (the settings already refused what the rule refuses everywhere)."""
+    (the settings already refused what the rule refuses everywhere). False when it fails."""
     try:
         url = check_outbound_url(settings.instantly_base_url, production=production)
     except OutboundURLError as exc:
         result.add("instantly url", "fail", f"INSTANTLY_BASE_URL {exc.problem}", exc.fix)
-        return
+        return False
     result.add("instantly url", "pass", f"{url}: https" if url.startswith("https://")
                else f"{url}: plain http to this machine (the local simulator), refused in production")
+    return True
 
 
 def _check_key(result: Validation, settings: Settings, embedded: bool, production: bool,
