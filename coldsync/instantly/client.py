@@ -1805,7 +1805,7 @@ class InstantlyClient:
                 raise ValueError(f"lead {position} has fields Instantly rejects: {sorted(unknown)}")
         result = AddLeadsResult(outcomes=[])
         fatal: InstantlyError | None = None
-        ids_given: set[str] = set()
+        ids_given: dict[str, int] = {}  # lead id -> position in result.outcomes of the lead it was given to
         work = deque((start, list(leads[start : start + chunk_size])) for start in range(0, len(leads), chunk_size))
         splits = 0
         while work:
@@ -1857,8 +1857,16 @@ class InstantlyClient:
                     LeadOutcome(start + i, _email_of(lead), "unknown", error=unusable, inferred=True)
                     for i, lead in enumerate(chunk)
                 )
+                for item in summary.get("created_leads") or []:
+                    # An id an earlier chunk gave to another lead: that lead's id is in doubt as well.
+                    lead_id = item.get("id") if isinstance(item, Mapping) else None
+                    taken = ids_given.get(lead_id) if isinstance(lead_id, str) else None
+                    if taken is not None:
+                        earlier = result.outcomes[taken]
+                        result.outcomes[taken] = LeadOutcome(earlier.index, earlier.email, "unknown", error=unusable,
+                                                             inferred=True)
                 continue
-            ids_given.update(str(c["id"]) for c in summary.get("created_leads") or [])
+            first = len(result.outcomes)
             for key in ADD_COUNTERS:
                 value = summary.get(key)
                 if isinstance(value, int):
@@ -1867,6 +1875,8 @@ class InstantlyClient:
             if isinstance(remaining, int):
                 result.remaining_in_plan = remaining
             result.outcomes.extend(self._resolve_chunk(campaign_id, start, chunk, summary, skip_if_in_workspace))
+            ids_given.update((o.lead_id, first + k) for k, o in enumerate(result.outcomes[first:])
+                             if o.outcome == "created" and o.lead_id)
             if len(leads) > chunk_size:  # progress of a long add, one line per batch
                 sent = sum(len(c) for _s, c in work)
                 logger.info("instantly add to campaign %s: %s of %s lead(s) sent, %s created so far", campaign_id,
