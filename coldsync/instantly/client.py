@@ -7,6 +7,11 @@ requests for transport, tenacity for retries. What it guarantees:
   bodies that are not the JSON expected (a CDN error page); `Retry-After` is honoured when present;
   other 4xx are never retried;
 - typed errors (`coldsync.instantly.errors`) whose text never holds the key and masks emails;
+- transport (coldsync.transport): the base URL passes the outbound-URL rule (https; http only to a loopback
+  simulator; no userinfo or path), redirects are never followed (a 3xx is `RedirectRefusedError`, naming the
+  Location's host only), and each attempt has a total deadline (connect and every read, `request_deadline`);
+- a bulk-add answer is checked whole before it is used (`add_answer_problem`): one that contradicts the request
+  or carries an error leaves its leads `unknown` and counts as a service-level failure;
 - no `Content-Type` on bodyless requests (Instantly answers 400 to a JSON content type without body);
 - dangerous calls are impossible: only the operations listed in `ALLOWED_OPERATIONS` can be sent,
   a bulk `DELETE /leads` needs explicit ids (without them it wipes the campaign), and there is no way
