@@ -33,6 +33,7 @@ from coldsync.outcomes import (
     parse_policy_document,
 )
 from coldsync.routes import Routing, RoutingError, load_routing, parse_document
+from coldsync.transport import DEFAULT_REQUEST_DEADLINE_SECONDS, OutboundURLError, check_outbound_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_DIR = REPO_ROOT / "config" / "secrets"
@@ -46,6 +47,10 @@ SYNC_JOB_TIMEOUT_MINUTES = 30
 equal), and the default lease of the run lock (LOCK_TTL_MINUTES): GitHub kills the job at this age, and the
 run took its lock after the job started, so the lease never runs out under a run that still goes, and a
 killed run's lease is over by the next scheduled run (every 30 minutes)."""
+
+LEASE_SHARE = 0.75
+"""A run starts no write after this share of its lock lease (LOCK_TTL_MINUTES): a second run can never act
+beside it. coldsync.sync enforces it; INSTANTLY_REQUEST_DEADLINE_SECONDS must stay below it."""
 
 Kind = Literal["str", "int", "bool", "secret", "percent"]
 Origin = Literal["flag", "environment", ".env", "secrets file", "config table", "default"]
@@ -107,8 +112,12 @@ _CAMPAIGN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
 SPECS: tuple[SettingSpec, ...] = (
     # --- Instantly -------------------------------------------------------------------------
     SettingSpec("instantly_api_key", "secret", "", "Instantly API V2 key (Bearer). Needed for live runs."),
-    SettingSpec("instantly_base_url", "str", "https://api.instantly.ai", "Instantly API base URL.",
-                pattern=r"^https?://[^\s/]+(:\d+)?/?$", pattern_hint="an http(s) URL without a path"),
+    SettingSpec("instantly_base_url", "str", "https://api.instantly.ai",
+                "Instantly API base URL: https, scheme and host only (plain http only for the local simulator on "
+                "localhost or 127.0.0.1; never in production)."),
+    SettingSpec("instantly_request_deadline_seconds", "int", DEFAULT_REQUEST_DEADLINE_SECONDS,
+                "Seconds one Instantly request may take in all (connect and every read); must stay below the "
+                "run's lease guard (0.75 x LOCK_TTL_MINUTES).", minimum=1, maximum=3600),
     SettingSpec("instantly_max_per_second", "int", 20,
                 "Requests per second this process may send (workspace limit is 100, shared).",
                 minimum=1, maximum=100),
@@ -246,6 +255,7 @@ class Settings:
 
     instantly_api_key: Secret
     instantly_base_url: str
+    instantly_request_deadline_seconds: int
     instantly_max_per_second: int
     instantly_max_per_minute: int
     smb_campaign_id: str
@@ -558,6 +568,7 @@ def _cross_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) -> l
             f"is the placeholder of {INSTANTLY_CONFIG_EXAMPLE.name}, not a key",
             f"create an API V2 key in Instantly (Settings > Integrations > API Keys) and put it in INSTANTLY_API_KEY "
             f"or the api_key of config/secrets/{INSTANTLY_CONFIG_FILE}"))
+    problems.extend(_transport_checks(values, origins))
     target, ceiling = values["target_new_leads_per_run"], values["max_new_leads_per_run"]
     if target > ceiling:
         problems.append(SettingProblem(
@@ -587,6 +598,28 @@ def _cross_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) -> l
         problems.append(SettingProblem(
             "midsize_campaign_id", origins["midsize_campaign_id"], mid,
             "is the same campaign as SMB_CAMPAIGN_ID", "give each segment its own campaign"))
+    return problems
+
+
+def _transport_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) -> list[SettingProblem]:
+    """INSTANTLY_BASE_URL under the outbound-URL rule (coldsync.transport), and the request deadline below
+    the run's lease guard (LEASE_SHARE x LOCK_TTL_MINUTES)."""
+    problems: list[SettingProblem] = []
+    url = values["instantly_base_url"]
+    try:
+        check_outbound_url(url)
+    except OutboundURLError as exc:
+        shown = None if "@" in str(url) else str(url)[:200]  # userinfo may hold a password: never shown
+        problems.append(SettingProblem("instantly_base_url", origins["instantly_base_url"], shown, exc.problem,
+                                       exc.fix))
+    deadline, ttl = values["instantly_request_deadline_seconds"], values["lock_ttl_minutes"]
+    guard = LEASE_SHARE * ttl * 60
+    if deadline >= guard:
+        problems.append(SettingProblem(
+            "instantly_request_deadline_seconds", origins["instantly_request_deadline_seconds"], str(deadline),
+            f"is not below the run's lease guard of {guard:g} s ({LEASE_SHARE:g} x LOCK_TTL_MINUTES={ttl})",
+            f"set INSTANTLY_REQUEST_DEADLINE_SECONDS below {guard:g} (default {DEFAULT_REQUEST_DEADLINE_SECONDS}), "
+            "or raise LOCK_TTL_MINUTES"))
     return problems
 
 

@@ -21,7 +21,7 @@ from coldsync.report import UNROUTED, RunReport
 from coldsync.routes import DEFAULT_SCORE
 from coldsync.rules import parse_timestamp
 from coldsync.runlock import lock_held_message
-from coldsync.settings import Settings, SettingsError, require
+from coldsync.settings import LEASE_SHARE, Settings, SettingsError, require
 from coldsync.store import Store, dead_letter_id
 from coldsync.warehouse.base import Warehouse, WarehouseError
 from coldsync.warehouse.schema import source_binding_problem, views_fingerprint
@@ -34,8 +34,6 @@ STATUS_NAMES = {0: "draft", 1: "active", 2: "paused", 3: "completed", 4: "runnin
                 -1: "accounts unhealthy", -2: "bounce protect", -99: "account suspended"}
 
 
-# A run starts no write after this share of its lock lease: a second run can never act beside it.
-LEASE_SHARE = 0.75
 
 
 class RunFailed(Exception):

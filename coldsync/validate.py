@@ -1,6 +1,8 @@
 """Is this environment ready for a sync? The checks of `validate_environment.py`, in order, each with its fix.
 
 1. settings parse (every layer but the config table);
+   then INSTANTLY_BASE_URL under the outbound-URL rule (coldsync.transport); with `production`, https to a
+   host that is not this machine (never the simulator);
 2. the Instantly key is present and accepted (`check_key`; the key is never shown, not even a part);
 3. the warehouse is reachable;
 4. the dataset's tables and the eligibility view exist with the expected columns, and the source
@@ -47,6 +49,7 @@ from coldsync.routes import Route
 from coldsync.settings import CONFIG_KEYS, Settings, SettingsError, SettingsSources, resolve
 from coldsync.store import DNC_REJECT_COUNTS_SQL, Store
 from coldsync.sync import CAMPAIGN_SETTINGS, STATUS_NAMES
+from coldsync.transport import OutboundURLError, check_outbound_url
 from coldsync.warehouse import Warehouse, WarehouseConfigError, WarehouseError, connect
 from coldsync.warehouse.base import WarehouseBusyError
 from coldsync.warehouse.migrate import UNSEEDED, check_source, read_config
@@ -65,8 +68,8 @@ from coldsync.warehouse.schema import (
 Status = Literal["pass", "warn", "fail", "skip"]
 
 CHECK_NAMES = (
-    "settings", "instantly key", "warehouse", "schema", "source table", "config rows", "as_of clock", "routes",
-    "source binding",
+    "settings", "instantly url", "instantly key", "warehouse", "schema", "source table", "config rows", "as_of clock",
+    "routes", "source binding",
     "SMB campaign", "Midsize campaign", "inventory headroom", "ready leads", "do-not-contact list",
     "workspace block list",
 )
@@ -161,7 +164,8 @@ def _default_client(settings: Settings) -> InstantlyClient:
     # Two attempts: a check should answer within seconds, not ride out a long outage.
     return InstantlyClient(settings.instantly_api_key.reveal(), base_url=settings.instantly_base_url,
                            max_per_second=settings.instantly_max_per_second,
-                           max_per_minute=settings.instantly_max_per_minute, max_attempts=2, backoff_max=2.0)
+                           max_per_minute=settings.instantly_max_per_minute, max_attempts=2, backoff_max=2.0,
+                           request_deadline=settings.instantly_request_deadline_seconds)
 
 
 def run_checks(sources: SettingsSources, *, production: bool = False, now: dt.datetime | None = None,
@@ -181,7 +185,11 @@ def run_checks(sources: SettingsSources, *, production: bool = False, now: dt.da
     result.mode = "embedded" if embedded else "live"
     result.add("settings", "pass", "every setting parsed (the config table is read after the schema check)")
 
-    client = _check_key(result, first, embedded, production, client_factory)
+    client = None
+    if _check_base_url(result, first, production):
+        client = _check_key(result, first, embedded, production, client_factory)
+    else:  # the key is never sent to a URL production refuses
+        result.add("instantly key", "skip", "not checked: INSTANTLY_BASE_URL is refused")
     try:
         warehouse = _check_warehouse(result, first, production, connect_warehouse)
         if warehouse is None:
@@ -201,6 +209,19 @@ def run_checks(sources: SettingsSources, *, production: bool = False, now: dt.da
         if client is not None:
             client.close()
     return result
+
+
+def _check_base_url(result: Validation, settings: Settings, production: bool) -> bool:
+    """INSTANTLY_BASE_URL under the outbound-URL rule; in production also https to a host other than this machine
+    (the settings already refused what the rule refuses everywhere). False when it fails."""
+    try:
+        url = check_outbound_url(settings.instantly_base_url, production=production)
+    except OutboundURLError as exc:
+        result.add("instantly url", "fail", f"INSTANTLY_BASE_URL {exc.problem}", exc.fix)
+        return False
+    result.add("instantly url", "pass", f"{url}: https" if url.startswith("https://")
+               else f"{url}: plain http to this machine (the local simulator), refused in production")
+    return True
 
 
 def _check_key(result: Validation, settings: Settings, embedded: bool, production: bool,

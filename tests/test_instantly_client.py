@@ -719,7 +719,7 @@ def stub_client(session: StubSession, clock: FakeClock, **overrides: Any) -> Ins
     options: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05, "jitter_seed": 0}
     options.update(overrides)
     return InstantlyClient(
-        KEY, base_url="http://stub.invalid", session=session, sleep=clock.sleep, clock=clock, **options
+        KEY, base_url="https://stub.invalid", session=session, sleep=clock.sleep, clock=clock, **options
     )
 
 

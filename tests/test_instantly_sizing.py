@@ -160,7 +160,7 @@ def stub_client(body: Any, clock: FakeClock, status: int = 200) -> tuple[Instant
     session = StubSession(status, body)
     client = InstantlyClient(
         KEY,
-        base_url="http://stub.invalid",
+        base_url="https://stub.invalid",
         session=session,
         sleep=clock.sleep,
         clock=clock,
@@ -376,7 +376,7 @@ def test_sending_status_with_full_diagnostics_as_the_spec_documents(clock: FakeC
     )
     assert (status.summary_text, status.has_data) == ("Campaign is sending normally", True)
     assert (
-        session.sent[0][1] == "http://stub.invalid/api/v2/campaigns/f9cc070d-8dba-4341-b847-f083c358e460/sending-status"
+        session.sent[0][1] == "https://stub.invalid/api/v2/campaigns/f9cc070d-8dba-4341-b847-f083c358e460/sending-status"
     )
     assert spec_errors("/campaigns/{id}/sending-status", 200, body) == []
 

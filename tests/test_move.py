@@ -270,7 +270,7 @@ def test_move_leads_sends_explicit_ids_of_one_campaign_and_returns_the_job_id() 
     session = StubSession([(200, _job(user_id=None))])
     with stub_client(session, FakeClock()) as client:
         assert client.move_leads(["a", "b", "a"], "list-1", SMB) == JOB
-    assert session.sent == [("POST", "http://stub.invalid/api/v2/leads/move",
+    assert session.sent == [("POST", "https://stub.invalid/api/v2/leads/move",
                              {"ids": ["a", "b"], "campaign": SMB, "to_list_id": "list-1", "limit": 2,
                               "reset_interest_status": False})]
 
@@ -314,4 +314,4 @@ def test_a_job_status_outside_the_spec_is_an_error() -> None:
     with stub_client(session, FakeClock()) as client:
         job = client.background_job(JOB)
     assert (job.id, job.status.value, job.progress, job.finished) == (JOB, "in-progress", 40.0, False)
-    assert session.sent[0][1] == f"http://stub.invalid/api/v2/background-jobs/{JOB}"
+    assert session.sent[0][1] == f"https://stub.invalid/api/v2/background-jobs/{JOB}"

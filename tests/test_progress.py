@@ -68,7 +68,7 @@ def test_an_outage_logs_a_heartbeat_per_retry(caplog: pytest.LogCaptureFixture) 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again below: connection refused
     clock = FakeClock()
-    client = InstantlyClient(KEY, base_url=f"http://127.0.0.1:{port}/api/v2", max_attempts=4, backoff_base=2.0,
+    client = InstantlyClient(KEY, base_url=f"http://127.0.0.1:{port}", max_attempts=4, backoff_base=2.0,
                              backoff_max=8.0, jitter_seed=0, sleep=clock.sleep, clock=clock, connect_timeout=1)
     with client, pytest.raises(InstantlyError):
         client.check_key()

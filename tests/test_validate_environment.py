@@ -81,7 +81,7 @@ def test_all_checks_pass(env: Env) -> None:
     assert [c.name for c in result.checks] == list(CHECK_NAMES)
     assert set(status(result).values()) == {"pass"}, result.render_text()
     assert result.exit_code == ExitCode.OK and result.mode == "live"
-    assert "ready: 15 passed" in result.render_text()
+    assert "ready: 16 passed" in result.render_text()
     routes = next(c for c in result.checks if c.name == "routes")
     assert routes.detail == "2 route(s) from default: SMB; Midsize"
 
@@ -104,7 +104,7 @@ def test_views_bound_to_another_source_table_fail_with_the_rebind_fix(env: Env) 
 def test_missing_key_fails(env: Env) -> None:
     """With a BigQuery project but no Instantly key, the key check fails and names INSTANTLY_API_KEY."""
     result = env.check(INSTANTLY_API_KEY="", BQ_PROJECT="demo-project")
-    key = result.checks[1]
+    key = result.checks[2]
     assert (key.name, key.status) == ("instantly key", "fail")
     assert "INSTANTLY_API_KEY" in key.detail + key.fix
     assert status(result)["SMB campaign"] == "skip"

@@ -7,6 +7,11 @@ requests for transport, tenacity for retries. What it guarantees:
   bodies that are not the JSON expected (a CDN error page); `Retry-After` is honoured when present;
   other 4xx are never retried;
 - typed errors (`coldsync.instantly.errors`) whose text never holds the key and masks emails;
+- transport (coldsync.transport): the base URL passes the outbound-URL rule (https; http only to a loopback
+  simulator; no userinfo or path), redirects are never followed (a 3xx is `RedirectRefusedError`, naming the
+  Location's host only), and each attempt has a total deadline (connect and every read, `request_deadline`);
+- a bulk-add answer is checked whole before it is used (`add_answer_problem`): one that contradicts the request
+  or carries an error leaves its leads `unknown` and counts as a service-level failure;
 - no `Content-Type` on bodyless requests (Instantly answers 400 to a JSON content type without body);
 - dangerous calls are impossible: only the operations listed in `ALLOWED_OPERATIONS` can be sent,
   a bulk `DELETE /leads` needs explicit ids (without them it wipes the campaign), and there is no way
@@ -41,7 +46,7 @@ import re
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from enum import IntEnum, StrEnum
@@ -60,14 +65,22 @@ from coldsync.instantly.errors import (
     NotFoundError,
     PlanError,
     RateLimitedError,
+    RedirectRefusedError,
     ScopeError,
     ServerError,
     TransportError,
     UnsafeRequestError,
+    UnusableAnswerError,
     ValidationError,
     is_service_level,
 )
 from coldsync.redact import mask_email, mask_emails_in_text
+from coldsync.transport import (
+    DEFAULT_REQUEST_DEADLINE_SECONDS,
+    MAX_RESPONSE_BYTES,
+    check_outbound_url,
+    location_host,
+)
 
 logger = logging.getLogger("coldsync.instantly")
 
@@ -773,7 +786,10 @@ class LeadOutcome:
                  failed: the request of its chunk failed after retries; `error` says why. A chunk refused
                      with a 400 is halved until the refused lead is alone (MAX_ADD_SPLITS): `inferred`
                      False then (Instantly named it), True when several leads failed together.
-                 unknown: the server's counters did not account for this lead.
+                 unknown: the server's counters did not account for this lead, or its chunk's answer could
+                     not be used (`add_answer_problem`: an error object in a 200, or `created_leads` that
+                     contradict the request; `error` says which): the lead may or may not have been added,
+                     so the caller leaves it pending and looks it up by email later.
     inferred     True when the outcome comes from the counters alone (not from an id or a look-up).
     """
 
@@ -813,6 +829,9 @@ class AddLeadsResult:
     totals: Counter[str] = field(default_factory=Counter)
     chunks_sent: int = 0
     chunks_failed: int = 0
+    #: One error per chunk whose 200 answer could not be used (its leads are `unknown`); also recorded in
+    #: the client's `health` as a failure of POST /leads/add (a service-level failure).
+    unusable: list[UnusableAnswerError] = field(default_factory=list)
 
     def of(self, outcome: Outcome) -> list[LeadOutcome]:
         return [o for o in self.outcomes if o.outcome == outcome]
@@ -827,6 +846,60 @@ class AddLeadsResult:
 
     def counts(self) -> Counter[str]:
         return Counter(o.outcome for o in self.outcomes)
+
+
+AnswerProblem = tuple[Literal["error", "contradiction"], str]
+
+
+def add_answer_problem(
+    summary: Mapping[str, Any], emails: Sequence[str | None], ids_given: Collection[str] = ()
+) -> AnswerProblem | None:
+    """Why a 200 answer of `POST /leads/add` to a request of `emails` (normalized, in request order) cannot be
+    used, or None when it can. Checked as a whole before anything of it is recorded.
+
+    ("error", text): the answer carries an error object: a non-empty `error` field, or a non-empty
+        `message` with `leads_uploaded` 0 (the spec's 200 schema has neither field; an answer with them is
+        an error the server sent with the wrong status). `text` is the server's error, not cleaned.
+    ("contradiction", what): `created_leads` contradicts the request: an entry that is not an object, an
+        `index` that is not a whole number in [0, len(emails)) or given twice, an `id` that is not a
+        non-empty string, given to two leads, or already in `ids_given` (given to another lead of the same
+        call); an `email` that is not the one sent at its index (compared trimmed and lower-cased); or more
+        entries than `leads_uploaded` counts.
+    Source: the official spec (openapi-v2.json, POST /api/v2/leads/add, 200): `created_leads` items require
+    `id` (string) and `index` (integer, "the index of the lead in the input array"); `email` is null or a
+    string. Assumed where the spec is silent: an index and an id name one lead each, `email` when given is
+    the address sent, and `leads_uploaded` counts every entry (the recorded answer and the simulator agree).
+    """
+    error = summary.get("error")
+    message = summary.get("message")
+    if error not in (None, "", {}, [], False):
+        return "error", error if isinstance(error, str) else json.dumps(error, default=str)
+    if isinstance(message, str) and message.strip() and summary.get("leads_uploaded") == 0:
+        return "error", message
+    created = summary.get("created_leads") or []
+    n = len(emails)
+    uploaded = summary.get("leads_uploaded")
+    if isinstance(uploaded, int) and len(created) > max(uploaded, 0):
+        return "contradiction", f"{len(created)} created lead(s) listed but leads_uploaded is {uploaded}"
+    indexes: set[int] = set()
+    ids: set[str] = set()
+    for item in created:
+        if not isinstance(item, Mapping):
+            return "contradiction", "an entry of created_leads is not an object"
+        index, lead_id, email_ = item.get("index"), item.get("id"), item.get("email")
+        if type(index) is not int or not 0 <= index < n:
+            return "contradiction", f"an index that is not a position of the {n} lead(s) sent"
+        if index in indexes:
+            return "contradiction", f"index {index} given twice"
+        if not isinstance(lead_id, str) or not lead_id.strip():
+            return "contradiction", f"no id for index {index}"
+        if lead_id in ids or lead_id in ids_given:
+            return "contradiction", f"one id given to two leads (index {index} and another)"
+        if isinstance(email_, str) and emails[index] is not None and _normalize_email(email_) != emails[index]:
+            return "contradiction", f"the email given for index {index} is not the lead sent there"
+        indexes.add(index)
+        ids.add(lead_id)
+    return None
 
 
 def _block_key(value: str) -> str:
@@ -1019,7 +1092,10 @@ _STATUS_ERRORS: dict[int, type[InstantlyError]] = {
     404: NotFoundError,
     429: RateLimitedError,
 }
-_FATAL_FOR_ALL_CHUNKS = (AuthenticationError, PlanError, ScopeError)
+#: Failures after which the remaining chunks of a bulk call are not sent: every one would meet the same
+#: (the key refused, or a redirect, never followed: the base URL or something in front of the API is wrong).
+_FATAL_FOR_ALL_CHUNKS = (AuthenticationError, PlanError, ScopeError, RedirectRefusedError)
+_READ_CHUNK = 64 * 1024
 
 
 def _is_page(body: Any) -> bool:
@@ -1075,6 +1151,29 @@ def _is_block_page(body: Any) -> bool:
     return _is_page(body) and all(_is_block_entry(item) for item in body["items"])
 
 
+def _read_body(response: requests.Response, deadline: float) -> tuple[bytes | None, str | None]:
+    """The whole body, read in short reads (each returns what one socket read brought) until the deadline:
+    (bytes, None), or (None, why: the deadline passed or the body passed MAX_RESPONSE_BYTES). A body already
+    in memory (a test double, an adapter that rewrote it) is taken as it is."""
+    preloaded: object = getattr(response, "_content", False)  # requests keeps False until the body is read
+    if preloaded is not False:
+        return (preloaded if isinstance(preloaded, bytes) else b""), None
+    raw = response.raw
+    read = getattr(raw, "read1", None) or raw.read
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            return None, "timeout (the answer was still arriving at the request deadline)"
+        chunk = read(_READ_CHUNK)
+        if not chunk:
+            return b"".join(parts), None
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            return None, f"answer larger than {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB: not read"
+        parts.append(chunk)
+
+
 def _is_add_summary(body: Any) -> bool:
     return (
         isinstance(body, dict)
@@ -1090,6 +1189,18 @@ class InstantlyClient:
     (a fake clock whose `sleep` advances it). `jitter_seed` makes the backoff jitter repeatable.
     `circuit_seconds`: how long an operation whose retries were spent on a temporary error is not sent
     again (`ServiceHealth`); a sync run is shorter, so one outage costs one call's retries per run.
+
+    Transport (coldsync.transport): `base_url` must pass the outbound-URL rule (https, or http to a
+    loopback simulator; no userinfo, path, query or fragment), else `OutboundURLError` (a ValueError).
+    Redirects are never followed (`RedirectRefusedError`). `request_deadline` (seconds, real time) bounds
+    ONE attempt end to end: connect, headers and the whole body; past it the attempt is a timeout
+    (`TransportError`, retried like any timeout). The socket timeouts (`connect_timeout`, `read_timeout`)
+    still apply inside it, capped to the time left. Retries multiply it: one logical call may last up to
+    max_attempts x request_deadline plus the waits between attempts (each at most `backoff_max`, or a
+    Retry-After capped at `max_retry_after`): with the defaults and the sync's 40 s deadline, 6 x 40 s +
+    5 x 120 s = 14 minutes at the very worst (Retry-After of 120 s on five 429s), 6 x 40 + 5 x 30 =
+    6.5 minutes without Retry-After; an operation that spent its retries is not sent again in the run
+    (its circuit opens), so a run meets that worst case once per operation.
     """
 
     def __init__(
@@ -1112,17 +1223,20 @@ class InstantlyClient:
         clock: Callable[[], float] = time.monotonic,
         jitter_seed: int | None = None,
         session: requests.Session | None = None,
+        request_deadline: float = DEFAULT_REQUEST_DEADLINE_SECONDS,
     ) -> None:
         if not api_key or not api_key.strip():
             raise ValueError("an Instantly API key is required")
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
+        base_url = check_outbound_url(base_url)
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if not request_deadline > 0:
+            raise ValueError("request_deadline must be a positive number of seconds")
         self._api_key = api_key.strip()
-        self.base_url = base_url.rstrip("/")
+        self.base_url = base_url
         self.user_agent = user_agent
         self.timeout = (float(connect_timeout), float(read_timeout))
+        self.request_deadline = float(request_deadline)
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -1291,22 +1405,67 @@ class InstantlyClient:
     def _send(
         self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
     ) -> tuple[tuple[int, Mapping[str, str], bytes] | None, str | None]:
-        """One HTTP exchange: ((status, headers, body bytes), None) or (None, why it failed)."""
+        """One HTTP exchange within `request_deadline`: ((status, headers, body bytes), None) or (None, why
+        it failed). A 3xx comes back with an empty body (never read, never followed).
+
+        The exchange runs in a daemon thread this call waits for until the deadline: requests has no
+        total timeout (its timeouts are per socket operation, and it reads a redirect's body itself), so an
+        answer dribbled a byte at a time, headers included, is cut off here. The worker reads the body in
+        short reads and stops at the deadline too; one stuck in the headers ends with its socket.
+        """
         headers = {"Authorization": f"Bearer {self._api_key}"}
         data: bytes | None = None
         if body is not None:
             data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
+        deadline = time.monotonic() + self.request_deadline
+        url = f"{self.base_url}{API_PREFIX}{path}"
+        box: list[tuple[tuple[int, Mapping[str, str], bytes] | None, str | None] | BaseException] = []
+
+        def exchange() -> None:
+            try:
+                box.append(self._exchange(method, url, params, data, headers, deadline))
+            except BaseException as exc:  # handed to the calling thread and raised there
+                box.append(exc)
+
+        worker = threading.Thread(target=exchange, name="coldsync-instantly-request", daemon=True)
+        worker.start()
+        worker.join(max(deadline - time.monotonic(), 0.0))
+        if not box:
+            return None, f"timeout (no whole answer within the {self.request_deadline:g} s request deadline)"
+        outcome = box[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _exchange(
+        self, method: str, url: str, params: Mapping[str, Any] | None, data: bytes | None,
+        headers: Mapping[str, str], deadline: float,
+    ) -> tuple[tuple[int, Mapping[str, str], bytes] | None, str | None]:
+        """The request itself (in `_send`'s worker thread): socket timeouts capped to the time left,
+        redirects not followed, the body read in short reads until the deadline or MAX_RESPONSE_BYTES."""
+        left = max(deadline - time.monotonic(), 0.001)
         try:
             response = self._session.request(
                 method,
-                f"{self.base_url}{API_PREFIX}{path}",
+                url,
                 params=params,
                 data=data,
                 headers=headers,
-                timeout=self.timeout,
+                timeout=(min(self.timeout[0], left), min(self.timeout[1], left)),
+                allow_redirects=False,
+                stream=True,
             )
-            return (response.status_code, CaseInsensitiveDict(response.headers), response.content), None
+            try:
+                if 300 <= response.status_code < 400:
+                    return (response.status_code, CaseInsensitiveDict(response.headers), b""), None
+                content, failure = _read_body(response, deadline)
+            finally:
+                if response.raw is not None:  # a test double's answer has no connection to release
+                    response.close()
+            if content is None:
+                return None, failure
+            return (response.status_code, CaseInsensitiveDict(response.headers), content), None
         except requests.Timeout as exc:
             return None, f"timeout ({type(exc).__name__})"
         except requests.RequestException as exc:
@@ -1336,6 +1495,17 @@ class InstantlyClient:
         self.stats.record_status(status)
         elapsed_ms = (time.monotonic() - started) * 1000
         logger.debug("instantly %s %s -> %d in %.0f ms (attempt %d)", method, template, status, elapsed_ms, attempt_no)
+        if 300 <= status < 400:
+            # Never followed, never retried; the Location's host only (its path and query may carry anything).
+            where = location_host(f"{self.base_url}{API_PREFIX}{path}", response_headers.get("Location"))
+            raise RedirectRefusedError(
+                f"Instantly answered http {status} redirecting to {where}; redirects are never followed "
+                "(check INSTANTLY_BASE_URL)",
+                http_status=status,
+                method=method,
+                path=path,
+                attempts=attempt_no,
+            )
         retry_after = _parse_retry_after(response_headers.get("Retry-After"))
         content_type = response_headers.get("Content-Type", "")
         parsed: Any = None
@@ -1620,7 +1790,15 @@ class InstantlyClient:
 
         Leads are dicts of `LEAD_FIELDS` (an unknown field raises ValueError before any request).
         A chunk that fails after retries yields `failed` outcomes for its leads and the other chunks
-        still go; an authentication, plan or scope error fails the remaining chunks without sending.
+        still go; an authentication, plan or scope error, or a redirect, fails the remaining chunks
+        without sending.
+
+        Each 200 answer is checked whole before anything of it is used (`add_answer_problem`): an error
+        object in it, or `created_leads` that contradict the request (ids unique across the whole call),
+        make every lead of that chunk `unknown` (never created, never failed), add an
+        `UnusableAnswerError` to `result.unusable`, and record it in `health` as a service-level failure
+        of POST /leads/add (its circuit opens: the remaining chunks are not sent, `failed` with
+        CircuitOpenError). The chunk is not sent again: it may have taken effect.
         """
         if not campaign_id or not campaign_id.strip():
             raise ValueError("campaign_id is required")
@@ -1632,6 +1810,7 @@ class InstantlyClient:
                 raise ValueError(f"lead {position} has fields Instantly rejects: {sorted(unknown)}")
         result = AddLeadsResult(outcomes=[])
         fatal: InstantlyError | None = None
+        ids_given: dict[str, int] = {}  # lead id -> position in result.outcomes of the lead it was given to
         work = deque((start, list(leads[start : start + chunk_size])) for start in range(0, len(leads), chunk_size))
         splits = 0
         while work:
@@ -1673,6 +1852,26 @@ class InstantlyClient:
                 )
                 continue
             result.chunks_sent += 1
+            problem = add_answer_problem(summary, [_normalize_email(lead.get("email")) for lead in chunk], ids_given)
+            if problem is not None:
+                unusable = self._unusable_add(problem, len(chunk))
+                result.unusable.append(unusable)
+                self.health.record("POST /leads/add", unusable)
+                logger.error("instantly add of %d leads to campaign %s: %s", len(chunk), campaign_id, unusable)
+                result.outcomes.extend(
+                    LeadOutcome(start + i, _email_of(lead), "unknown", error=unusable, inferred=True)
+                    for i, lead in enumerate(chunk)
+                )
+                for item in summary.get("created_leads") or []:
+                    # An id an earlier chunk gave to another lead: that lead's id is in doubt as well.
+                    lead_id = item.get("id") if isinstance(item, Mapping) else None
+                    taken = ids_given.get(lead_id) if isinstance(lead_id, str) else None
+                    if taken is not None:
+                        earlier = result.outcomes[taken]
+                        result.outcomes[taken] = LeadOutcome(earlier.index, earlier.email, "unknown", error=unusable,
+                                                             inferred=True)
+                continue
+            first = len(result.outcomes)
             for key in ADD_COUNTERS:
                 value = summary.get(key)
                 if isinstance(value, int):
@@ -1681,6 +1880,8 @@ class InstantlyClient:
             if isinstance(remaining, int):
                 result.remaining_in_plan = remaining
             result.outcomes.extend(self._resolve_chunk(campaign_id, start, chunk, summary, skip_if_in_workspace))
+            ids_given.update((o.lead_id, first + k) for k, o in enumerate(result.outcomes[first:])
+                             if o.outcome == "created" and o.lead_id)
             if len(leads) > chunk_size:  # progress of a long add, one line per batch
                 sent = sum(len(c) for _s, c in work)
                 logger.info("instantly add to campaign %s: %s of %s lead(s) sent, %s created so far", campaign_id,
@@ -1694,6 +1895,19 @@ class InstantlyClient:
             ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to add",
         )
         return result
+
+    def _unusable_add(self, problem: AnswerProblem, leads: int) -> UnusableAnswerError:
+        """The error of an add answer that cannot be used; the server's own text scrubbed, then cut."""
+        kind, detail = problem
+        if kind == "error":
+            return UnusableAnswerError(
+                f"Instantly answered the add of {leads} lead(s) with an error in a 200 answer: nothing of it is "
+                "recorded, their outcome is unknown (looked up by email next run)",
+                http_status=200, method="POST", path="/leads/add", server_message=self._clean(detail)[:300])
+        return UnusableAnswerError(
+            f"Instantly's answer to the add of {leads} lead(s) contradicts the request ({detail}): nothing of it "
+            "is recorded, their outcome is unknown (looked up by email next run)",
+            http_status=200, method="POST", path="/leads/add")
 
     def _resolve_chunk(
         self,

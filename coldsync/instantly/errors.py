@@ -94,6 +94,22 @@ class TransportError(InstantlyError):
     retryable = True
 
 
+class RedirectRefusedError(InstantlyError):
+    """A 3xx answer: redirects are never followed (a 307/308 would re-send the leads and the key's request
+    to another host, and its answer would be trusted). The text names the Location's host only, never the
+    body nor the full Location. Not retried (the same URL answers the same), fatal for the remaining chunks
+    of a bulk call, and a service-level failure (`is_service_level`): the run's service letter records it,
+    no lead is blamed."""
+
+
+class UnusableAnswerError(ServerError):
+    """A 2xx answer the client cannot act on although it parsed: an error object in a 200 (e.g.
+    `{"error": ..., "leads_uploaded": 0}`), or a bulk-add answer whose `created_leads` contradict the
+    request (an index repeated or out of range, an id repeated or empty). Raised after the call, never
+    retried (the request took effect or not: retrying could add twice); what it concerns is "outcome
+    unknown". Service-level (a `ServerError`): it opens the operation's circuit and its service letter."""
+
+
 class IncompleteListingError(InstantlyError):
     """A paged listing stopped before its end (repeated cursor, missing cursor, page bound)."""
 
@@ -114,7 +130,8 @@ class CircuitOpenError(ServerError):
 
 def is_service_level(exc: BaseException) -> bool:
     """Whether a failure is the service's or the account's, not one lead's: a temporary error that
-    survived its retries (429, 5xx, malformed 2xx, timeout, connection), an open circuit, or the key
-    refused (401, 402, 403). Such a failure never counts against a lead's own retry budget."""
+    survived its retries (429, 5xx, malformed 2xx, timeout, connection), an open circuit, the key
+    refused (401, 402, 403), or a redirect (never followed: the base URL or something in front of the API is
+    wrong). Such a failure never counts against a lead's own retry budget."""
     return isinstance(exc, InstantlyError) and (
-        exc.retryable or isinstance(exc, AuthenticationError | PlanError | ScopeError))
+        exc.retryable or isinstance(exc, AuthenticationError | PlanError | ScopeError | RedirectRefusedError))

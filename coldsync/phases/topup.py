@@ -249,6 +249,10 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
             continue
         result = ctx.client.add_leads(campaign_id, [payload for _e, payload, _r, _ro, _a in items],
                                       skip_if_in_workspace=True, chunk_size=settings.batch_size)
+        for unusable in result.unusable:
+            # An error object in a 200, or created_leads that contradict the request: the client recorded a
+            # service-level failure (the run's service letter); its leads stay pending, adopted or freed next run.
+            ctx.report.warn(f"campaign {label}: {unusable}")
         if result.remaining_in_plan is not None and result.remaining_in_plan <= 0:
             ctx.report.warn("the Instantly plan's lead limit is reached: no more leads can be uploaded")
         for outcome in result.outcomes:
@@ -354,5 +358,6 @@ def _settle(ctx: RunContext, outcome: LeadOutcome, email: str, campaign_id: str,
         letters.append(dead_letter(phase, "add_lead", email, email=email, campaign_id=campaign_id, error=error,
                                    http_status=http))
     else:
-        # duplicate without an id, or unknown: leave it pending; housekeeping looks it up by email.
+        # duplicate without an id, or unknown (also every lead of an add answer that could not be used): leave
+        # it pending; the next run's housekeeping looks it up by email. No id, no history, no dead letter.
         phase.counts["left_pending"] += 1
