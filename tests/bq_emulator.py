@@ -55,7 +55,8 @@ DEFAULT_PROJECT = "coldsync-test"
 SPEEDUPS_DIR = Path(__file__).resolve().parent / "bqemu_site"
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
-INSTALL_HINT = "python3 -m venv .venv-bqemu && .venv-bqemu/bin/pip install -r .ci/bqemulator-requirements.txt"
+INSTALL_HINT = ("python3 -m venv .venv-bqemu && .venv-bqemu/bin/pip install --require-hashes "
+                "-r .ci/bqemulator-requirements.txt")
 
 # The client retries HTTP 5xx for up to 10 minutes. The emulator answers 500 to the few statements
 # it cannot handle (e.g. RAISE inside an EXCEPTION block), so a test would hang instead of failing.
