@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from coldsync.logs import configure_logging
+from coldsync.redact import redact
 from coldsync.settings import (
     Settings,
     SettingsError,
@@ -130,6 +131,8 @@ def bootstrap(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     """Settings from every layer (the config table needs the warehouse, so connect in between)."""
     sources = read_sources(cli_overrides(args), environ)
     first = resolve(sources)  # raises SettingsError before anything is touched
+    # The secrets are registered here, once per process, before anything can print or log: from now on every
+    # string that leaves the process (logs, errors, dead letters, run log, reports) is scrubbed of them.
     configure_logging(first.log_level, first.secrets())
     warehouse = connect(first)
     if not read_config_table:
@@ -143,5 +146,5 @@ def bootstrap(args: argparse.Namespace, environ: Mapping[str, str] | None = None
 
 
 def fail_config(exc: SettingsError | WarehouseConfigError) -> int:
-    print(f"Configuration error: {exc}", file=sys.stderr)
+    print(redact(f"Configuration error: {exc}"), file=sys.stderr)
     return ExitCode.BAD_CONFIG

@@ -42,7 +42,7 @@ from coldsync.instantly.errors import (
     TransportError,
 )
 from coldsync.logs import configure_logging
-from coldsync.redact import mask_emails_in_text
+from coldsync.redact import redact
 from coldsync.routes import Route
 from coldsync.settings import CONFIG_KEYS, Settings, SettingsError, SettingsSources, resolve
 from coldsync.store import DNC_REJECT_COUNTS_SQL, Store
@@ -99,7 +99,7 @@ class Validation:
     busy: bool = False  # the DuckDB file is held by another process (a running sync)
 
     def add(self, name: str, status: Status, detail: str, fix: str = "") -> Check:
-        check = Check(name, status, mask_emails_in_text(detail), fix)
+        check = Check(name, status, redact(detail), redact(fix))
         self.checks.append(check)
         return check
 
