@@ -9,13 +9,14 @@ of a scrubbed text is scrubbed too (a later `[:n]` by anyone cannot bring a frag
 What it removes, in this order:
 1. private-key blocks (`-----BEGIN ... PRIVATE KEY-----` to its END, with real or JSON-escaped `\\n`
    line breaks; a block cut before its END is removed to the end of its base64 body);
-2. the secrets registered for the process (`register_secrets`: the Instantly key, the private key and
+2. email addresses, with the `@` plain or encoded: URL (`%40`, `%2540`), quoted-printable (`=40`),
+   JSON/JS escapes (`\\u0040`, `\\x40`, also double-escaped), HTML entities (`&#64;`, `&#x40;`,
+   `&commat;`), any case. Each becomes `j***@example.com` (the domain stays for diagnosis); when two
+   addresses run into each other with nothing between, the first one's domain is hidden too;
+3. the secrets registered for the process (`register_secrets`: the Instantly key, the private key and
    key id of the BigQuery credentials) and any passed to the call: the whole value, and ANY run of
    8 or more characters of it (`FRAGMENT`, ASCII case ignored), so a key someone else cut stays gone;
-3. `Bearer <token>` and `Authorization: <value>` whatever the token;
-4. email addresses, with the `@` plain or encoded: URL (`%40`, `%2540`), quoted-printable (`=40`),
-   JSON/JS escapes (`\\u0040`, `\\x40`, also double-escaped), HTML entities (`&#64;`, `&#x40;`,
-   `&commat;`), any case. Each becomes `j***@example.com` (the domain stays for diagnosis).
+4. `Bearer <token>` and `Authorization: <value>` whatever the token.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ _AUTHORIZATION_RE = re.compile(
     r"\b(authorization[\"']?\s*[:=]\s*[\"']?)(?!\[redacted\])[^\"'\r\n,;}\\]+", re.IGNORECASE)
 # An address is found from its `@` (in any of its encodings) and the domain after it; the local part is
 # then read leftwards, at most 64 characters (RFC 5321): linear in the text, whatever it holds.
-_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+'-")
+# RFC 5322 atext and the dot, less `&` and `=` (they begin the HTML and quoted-printable forms of the `@`)
+# and `/?#` (the path of a URL before an address stays readable).
+_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+'-!$*^`{|}~")
 _LOCAL_MAX = 64
 _AT = r"(?:@|%(?:25)*40|%u0040|=40|\\+u0040|\\+x40|&#0*64;|&#x0*40;|&commat;)"
 _DOMAIN = r"(?:[A-Za-z0-9\-]{1,63}\.)+[A-Za-z]{2,}"
@@ -111,14 +114,21 @@ def _cut_secrets(text: str, matcher: _Matcher) -> str:
 def _mask_emails(text: str) -> str:
     out: list[str] = []
     last = 0
-    for found in _AT_DOMAIN_RE.finditer(text):
-        at = start = found.start()
+    found = list(_AT_DOMAIN_RE.finditer(text))
+    for i, match in enumerate(found):
+        at = start = match.start()
         while start > last and at - start < _LOCAL_MAX and text[start - 1] in _LOCAL_CHARS:
             start -= 1
         if start == at:
             continue  # an `@` (or `=40`, ...) with no local part before it: not an address
-        out += [text[last:start], f"{text[start]}***@{found.group(1).lower()}"]
-        last = found.end()
+        domain = match.group(1).lower()
+        following = found[i + 1] if i + 1 < len(found) else None
+        if following is not None and all(c in _LOCAL_CHARS for c in text[match.end():following.start()]):
+            # Another address runs on from this one with nothing between (`a@x.examplebob%40y.example`): where
+            # this domain ends and that local part begins is unknown, so neither is shown.
+            domain = REDACTED
+        out += [text[last:start], f"{text[start]}***@{domain}"]
+        last = match.end()
     out.append(text[last:])
     return "".join(out)
 
@@ -130,10 +140,12 @@ def redact(text: str, limit: int | None = None, *, secrets: Iterable[str | None]
     extra = tuple(s for s in secrets if s)
     matcher = _matcher(tuple(_registered) + extra, tuple(_registered_whole))
     text = _PEM_RE.sub(PRIVATE_KEY_MASK, text)
+    # Addresses before secrets: a run of a secret's characters inside an address must not cut it in two
+    # (the part before the cut would no longer be found); what the mask keeps (the domain) is searched after.
+    text = _mask_emails(text)
     text = _cut_secrets(text, matcher)
     text = _BEARER_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     text = _AUTHORIZATION_RE.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-    text = _mask_emails(text)
     return text if limit is None else text[:max(limit, 0)]
 
 

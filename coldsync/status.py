@@ -285,7 +285,8 @@ def _secs(value: object) -> str:
 
 
 def _cell(value: object) -> str:
-    return "-" if not value else str(value).replace("|", "\\|").replace("\n", " ")[:120]
+    """A Markdown table cell of at most 120 characters: redacted whole first, cut after (coldsync.redact)."""
+    return "-" if not value else redact(str(value)).replace("|", "\\|").replace("\n", " ")[:120]
 
 
 def _iso(value: object) -> str | None:

@@ -52,7 +52,7 @@ class InstantlyError(Exception):
         return " ".join(parts)
 
     def __repr__(self) -> str:
-        return (
+        return redact(
             f"{type(self).__name__}(http_status={self.http_status!r}, method={self.method!r}, "
             f"path={self.path!r}, server_message={self.server_message!r}, attempts={self.attempts!r})"
         )
