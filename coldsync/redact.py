@@ -40,15 +40,16 @@ PRIVATE_KEY_MASK = "[redacted private key]"
 _PEM_RE = re.compile(
     r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?:[A-Za-z0-9+/=\s]|\\+[nrt])*(?:-----END[A-Z0-9 ]*PRIVATE KEY-----)?",
     re.IGNORECASE)
-_BEARER_RE = re.compile(r"\b(bearer)(\s+|%20|\+)(?!\[redacted\])[^\s\"'<>,;\\)\]}]+", re.IGNORECASE)
+# No word boundary before the names: an echo glued to other text (`...xxxAuthorization: ...`) is still found.
+_BEARER_RE = re.compile(r"(bearer)(\s+|%20|\+)(?!\[redacted\])[^\s\"'<>,;\\)\]}]+", re.IGNORECASE)
 _AUTHORIZATION_RE = re.compile(
-    r"\b(authorization[\"']?\s*[:=]\s*[\"']?)(?!\[redacted\])[^\"'\r\n,;}\\]+", re.IGNORECASE)
+    r"(authorization[\"']?\s*[:=]\s*[\"']?)(?![\s\"']|\[redacted\])[^\"'\r\n,;}\\]+", re.IGNORECASE)
 # An address is found from its `@` (in any of its encodings) and the domain after it; the local part is
-# then read leftwards, at most 64 characters (RFC 5321): linear in the text, whatever it holds.
+# then read leftwards over every local-part character, down to the end of the previous address at most:
+# linear in the text, whatever it holds (no regex backtracking over long runs).
 # RFC 5322 atext and the dot, less `&` and `=` (they begin the HTML and quoted-printable forms of the `@`)
 # and `/?#` (the path of a URL before an address stays readable).
 _LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+'-!$*^`{|}~")
-_LOCAL_MAX = 64
 _AT = r"(?:@|%(?:25)*40|%u0040|=40|\\+u0040|\\+x40|&#0*64;|&#x0*40;|&commat;)"
 _DOMAIN = r"(?:[A-Za-z0-9\-]{1,63}\.)+[A-Za-z]{2,}"
 _AT_DOMAIN_RE = re.compile(f"{_AT}({_DOMAIN})", re.IGNORECASE)
@@ -117,7 +118,7 @@ def _mask_emails(text: str) -> str:
     found = list(_AT_DOMAIN_RE.finditer(text))
     for i, match in enumerate(found):
         at = start = match.start()
-        while start > last and at - start < _LOCAL_MAX and text[start - 1] in _LOCAL_CHARS:
+        while start > last and text[start - 1] in _LOCAL_CHARS:
             start -= 1
         if start == at:
             continue  # an `@` (or `=40`, ...) with no local part before it: not an address

@@ -347,7 +347,8 @@ def test_no_output_path_lets_out_the_key_or_an_address(fake: _FakeInstantly, cas
     """Property: a body with the key (whole, cut, any case, after Bearer or Authorization) and addresses (any
     encoding, any case) at random places comes out of no path (redact at any limit, the client's error, a log
     record and its traceback, a dead letter, the run-log row, the run summary, the status report, the validate
-    checks) with any 8-character run of the key or any character pair `zq` that begins every local part."""
+    checks) with any 8-character run of the key or any character pair `zq` that begins every local part; and
+    redaction is idempotent."""
     key, body = case
     forget_secrets()
     register_secrets([key])
@@ -359,5 +360,6 @@ def test_no_output_path_lets_out_the_key_or_an_address(fake: _FakeInstantly, cas
         assert _leaked(text, key) == [], where
         assert "zq" not in text.lower(), where
     assert len(outputs["redact with limit"]) <= limit
+    assert redact(outputs["redact"]) == outputs["redact"]  # idempotent: a second pass (logs of errors) changes nothing
     json.loads(outputs["summary json"])  # still JSON after redaction
     json.loads(outputs["run log summary_json"])
