@@ -13,6 +13,7 @@ from enum import IntEnum
 
 from coldsync.files import private_process
 from coldsync.logs import configure_logging
+from coldsync.redact import redact
 from coldsync.settings import (
     Settings,
     SettingsError,
@@ -132,6 +133,8 @@ def bootstrap(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     private_process()  # files this command creates (warehouse, WAL, spill, state) are its user's only
     sources = read_sources(cli_overrides(args), environ)
     first = resolve(sources)  # raises SettingsError before anything is touched
+    # The secrets are registered here, once per process, before anything can print or log: from now on every
+    # string that leaves the process (logs, errors, dead letters, run log, reports) is scrubbed of them.
     configure_logging(first.log_level, first.secrets())
     warehouse = connect(first)
     if not read_config_table:
@@ -145,5 +148,5 @@ def bootstrap(args: argparse.Namespace, environ: Mapping[str, str] | None = None
 
 
 def fail_config(exc: SettingsError | WarehouseConfigError) -> int:
-    print(f"Configuration error: {exc}", file=sys.stderr)
+    print(redact(f"Configuration error: {exc}"), file=sys.stderr)
     return ExitCode.BAD_CONFIG

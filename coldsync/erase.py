@@ -46,7 +46,7 @@ import idna
 from coldsync.cli import ExitCode
 from coldsync.instantly.client import InstantlyClient, Lead
 from coldsync.instantly.errors import InstantlyError
-from coldsync.redact import mask_email, mask_emails_in_text
+from coldsync.redact import mask_email, redact
 from coldsync.runlock import lock_held_message
 from coldsync.settings import Settings
 from coldsync.store import Store
@@ -526,7 +526,7 @@ def read_plan(warehouse: Warehouse, targets: Sequence[Target], columns: Mapping[
     except WarehouseError as exc:
         source = None
         notes.append(f"the source table could not be read, so its address forms were not looked up in "
-                     f"Instantly: {mask_emails_in_text(str(exc))[:300]}")
+                     f"Instantly: {redact(str(exc), 300)}")
     plan = build_plan(targets, person_rows, source)
     for spec in TABLES:
         # a row's identity: every column but FLOAT64 ones (a float may not survive a round trip exactly)
@@ -621,12 +621,12 @@ def run_erase(settings: Settings, warehouse: Warehouse, client: InstantlyClient,
                 store.release_lock()
             except WarehouseError as exc:
                 outcome.notes.append(f"could not release the run lock (it expires after LOCK_TTL_MINUTES="
-                                     f"{settings.lock_ttl_minutes}): {mask_emails_in_text(str(exc))}")
+                                     f"{settings.lock_ttl_minutes}): {redact(str(exc))}")
     return outcome
 
 
 def _failed(outcome: EraseOutcome, message: str, code: ExitCode) -> EraseOutcome:
-    outcome.error = mask_emails_in_text(message)
+    outcome.error = redact(message)
     outcome.exit_code = code
     if not outcome.dry_run and code == ExitCode.RUN_FAILED:
         outcome.not_done = [step for step in STEPS if not any(done.startswith(step) for done in outcome.done)]

@@ -1,11 +1,12 @@
-"""One logging setup for the whole program: masked emails, scrubbed secrets, to stderr."""
+"""One logging setup for the whole program: every record through the one redaction path (coldsync.redact),
+to stderr."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-from coldsync.redact import RedactingFilter
+from coldsync.redact import RedactingFilter, register_secrets
 
 _FILTER = RedactingFilter()
 
@@ -19,9 +20,10 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(level: str = "INFO", secrets: list[str] | None = None) -> RedactingFilter:
-    """Install the redacting handler on the `coldsync` logger (idempotent); return its filter."""
-    for secret in secrets or []:
-        _FILTER.add_secret(secret)
+    """Install the redacting handler on the `coldsync` logger (idempotent) and register `secrets` (raw values:
+    `Settings.secrets()`) for every later redaction in this process: log records, errors, dead letters, the run
+    log and every report (coldsync.redact.register_secrets). Returns the filter."""
+    register_secrets(secrets or [])
     logger = logging.getLogger("coldsync")
     logger.setLevel(level)
     if not any(getattr(h, "_coldsync", False) for h in logger.handlers):

@@ -1,6 +1,9 @@
 """What one run did: counts per phase, inventory, durations, warnings, as text, Markdown and JSON.
 
-Nothing here holds an email: the phases count and describe, they never list addresses.
+Nothing here holds an email: the phases count and describe, they never list addresses. All the same,
+every rendering (text, Markdown, JSON, the job summary, the run log's summary_json) passes the one
+redaction path (coldsync.redact) on its way out, so a server message quoted in a warning cannot carry
+an address or a secret.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from coldsync.redact import redact, redact_data
 
 
 @dataclass
@@ -101,9 +106,14 @@ class RunReport:
         return data
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """The report as JSON, every string in it redacted (coldsync.redact.redact_data)."""
+        return json.dumps(redact_data(self.to_dict()), sort_keys=True, default=lambda v: redact(str(v)))
 
     def render_text(self) -> str:
+        """The report as text lines, redacted (coldsync.redact.redact)."""
+        return redact(self._text())
+
+    def _text(self) -> str:
         verb = "DRY RUN (nothing written)" if self.mode == "dry_run" else "run"
         lines = [f"coldsync {verb} {self.run_id}: {self.outcome} in {self.seconds:.1f}s on {self.warehouse}"]
         if self.slot:
@@ -148,6 +158,10 @@ class RunReport:
         return "\n".join(lines)
 
     def render_markdown(self) -> str:
+        """The report as Markdown (the job summary), redacted (coldsync.redact.redact)."""
+        return redact(self._markdown())
+
+    def _markdown(self) -> str:
         title = "Dry run" if self.mode == "dry_run" else "Sync run"
         icon = "✅" if self.outcome == "success" else "❌"
         out = [f"### {icon} coldsync {title} `{self.run_id}`: {self.outcome}", ""]
@@ -193,7 +207,7 @@ def append_github_summary(markdown: str, environ: dict[str, str] | None = None) 
     if not target:
         return False
     with Path(target).open("a", encoding="utf-8") as handle:
-        handle.write(markdown)
+        handle.write(redact(markdown))
     return True
 
 

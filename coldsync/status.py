@@ -20,7 +20,7 @@ from typing import Any, Literal
 from coldsync.cli import ExitCode
 from coldsync.embedded import embedded_settings, is_embedded
 from coldsync.outcomes import PolicyTable, may_return_sql
-from coldsync.redact import mask_emails_in_text
+from coldsync.redact import redact, redact_data
 from coldsync.report import UNROUTED
 from coldsync.settings import Settings
 from coldsync.store import Store
@@ -168,12 +168,15 @@ class StatusReport:
         return data
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)
+        """The report as JSON, every string in it redacted (coldsync.redact.redact_data)."""
+        return json.dumps(redact_data(self.to_dict()), indent=2, sort_keys=True,
+                          default=lambda v: redact(str(v)))
 
     def render(self, fmt: Format) -> str:
+        """The report in `fmt`, through the one redaction path (coldsync.redact) whatever the format."""
         if fmt == "json":
             return self.to_json()
-        return self.render_markdown() if fmt == "markdown" else self.render_text()
+        return redact(self.render_markdown() if fmt == "markdown" else self.render_text())
 
     def _inventory_line(self) -> str:
         measured = ("" if self.last_measured_inventory is None else
@@ -282,7 +285,8 @@ def _secs(value: object) -> str:
 
 
 def _cell(value: object) -> str:
-    return "-" if not value else str(value).replace("|", "\\|").replace("\n", " ")[:120]
+    """A Markdown table cell of at most 120 characters: redacted whole first, cut after (coldsync.redact)."""
+    return "-" if not value else redact(str(value)).replace("|", "\\|").replace("\n", " ")[:120]
 
 
 def _iso(value: object) -> str | None:
@@ -331,11 +335,11 @@ def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None
          "status": str(r["status"]), "leads": int(r["leads"])} for r in q(STATE_SQL, "state")]
     tracked = sum(int(r["leads"]) for r in state if r["campaign_id"] in route_of)
     cooldown = q(cooldown_sql(settings.outcome_table), "cooldown", now=now, in_7_days=now + dt.timedelta(days=7))[0]
-    dead = [{**r, "example_error": mask_emails_in_text(str(r["example_error"])) if r["example_error"] else None}
+    dead = [{**r, "example_error": redact(str(r["example_error"])) if r["example_error"] else None}
             for r in q(DEAD_LETTERS_SQL, "dead_letters", since=now - dt.timedelta(hours=24))]
     run_rows = q(RUNS_SQL, "runs", since=now - RUNS_LOOKBACK, limit=runs)
     last_runs = [{**r, "started_at": _iso(r["started_at"]),
-                  "error_text": mask_emails_in_text(str(r["error_text"])) if r["error_text"] else None}
+                  "error_text": redact(str(r["error_text"])) if r["error_text"] else None}
                  for r in run_rows]
     measured = next((r for r in last_runs if r["inventory_after"] is not None and r["mode"] == "live"), None)
     return StatusReport(
@@ -366,7 +370,7 @@ def report_command(settings: Settings, warehouse: Warehouse, fmt: Format) -> int
     try:
         report = collect(settings, warehouse)
     except (StatusError, WarehouseError) as exc:
-        print(f"Status report unavailable: {mask_emails_in_text(str(exc))}", file=sys.stderr)
+        print(f"Status report unavailable: {redact(str(exc))}", file=sys.stderr)
         return ExitCode.RUN_FAILED
     finally:
         warehouse.close()

@@ -16,7 +16,7 @@ from coldsync.phases.context import CampaignView, RunContext, RunOutOfTime
 from coldsync.phases.drain import run_drain
 from coldsync.phases.housekeeping import run_housekeeping
 from coldsync.phases.topup import measure_inventory, run_topup
-from coldsync.redact import mask_emails_in_text
+from coldsync.redact import redact
 from coldsync.report import UNROUTED, RunReport
 from coldsync.routes import DEFAULT_SCORE
 from coldsync.rules import parse_timestamp
@@ -190,7 +190,7 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
         try:
             holder = store.acquire_lock(dt.timedelta(minutes=settings.lock_ttl_minutes))
         except WarehouseError as exc:
-            report.outcome, report.error = "failed", f"could not take the run lock: {exc}"
+            report.outcome, report.error = "failed", redact(f"could not take the run lock: {exc}")
             return _finish(ctx, started, ExitCode.RUN_FAILED, write_log=False)
         except KeyboardInterrupt:  # the lock may be ours already: free it (only if it is ours)
             _release(ctx)
@@ -205,11 +205,11 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
         causes = _run_failures(ctx)
         alarms = _service_letters(ctx)
         if causes:  # the run went to its end, yet what it had to do did not happen: it says so
-            report.outcome, report.error = "failed", mask_emails_in_text("; ".join(causes + alarms))
+            report.outcome, report.error = "failed", redact("; ".join(causes + alarms))
             log.error("run failed: %s", report.error)
             code = ExitCode.RUN_FAILED
         elif alarms:  # everything it could do is done; red all the same, so someone looks at Instantly
-            report.outcome, report.error = ALARM_OUTCOME, mask_emails_in_text("; ".join(alarms))
+            report.outcome, report.error = ALARM_OUTCOME, redact("; ".join(alarms))
             log.error("run raised an alarm: %s", report.error)
             code = ExitCode.RUN_FAILED
         else:
@@ -240,16 +240,16 @@ def _interrupted(report: RunReport, exc: BaseException | None) -> ExitCode:
 def _failed(report: RunReport, exc: Exception) -> ExitCode:
     """The run's error as its outcome, error line and exit code."""
     if isinstance(exc, ConfigRefused):
-        report.outcome, report.error = "config_error", mask_emails_in_text(str(exc))
+        report.outcome, report.error = "config_error", redact(str(exc))
         log.error("configuration refused: %s", report.error)
         return ExitCode.BAD_CONFIG
     if isinstance(exc, RunFailed | RunOutOfTime | InstantlyError | WarehouseError):
-        report.outcome, report.error = "failed", mask_emails_in_text(str(exc))
+        report.outcome, report.error = "failed", redact(str(exc))
         log.error("run failed: %s", report.error)
         return ExitCode.RUN_FAILED
     # a bug: still leave a run log row and free the lock
     report.outcome = "failed"
-    report.error = mask_emails_in_text(f"{type(exc).__name__}: {exc}")
+    report.error = redact(f"{type(exc).__name__}: {exc}")
     log.error("run failed unexpectedly", exc_info=exc)
     return ExitCode.RUN_FAILED
 
@@ -261,7 +261,7 @@ def _release(ctx: RunContext) -> None:
         minutes = ctx.settings.lock_ttl_minutes
         log.error("could not release the run lock (it expires by itself): %s", exc)
         ctx.report.warn(f"could not release the run lock: runs wait until it expires after LOCK_TTL_MINUTES={minutes} "
-                        f"(or `python sync_once.py --break-lock`) ({mask_emails_in_text(str(exc))})")
+                        f"(or `python sync_once.py --break-lock`) ({redact(str(exc))})")
 
 
 def _phases(ctx: RunContext) -> None:
@@ -418,7 +418,7 @@ def _service_letters(ctx: RunContext, *, ended: bool = True) -> list[str]:
         runs = open_letters[operation] + 2 if operation in open_letters else 1
         rows.append({"id": dead_letter_id(SERVICE_PHASE, operation, SERVICE_KEY), "phase": SERVICE_PHASE,
                      "operation": operation, "email": None, "campaign_id": None, "instantly_lead_id": None,
-                     "http_status": exc.http_status, "error_text": str(exc)[:1000], "resolve": False,
+                     "http_status": exc.http_status, "error_text": redact(str(exc), 1000), "resolve": False,
                      "give_up_reason": None})
         if runs >= limit:
             causes.append(f"Instantly {operation} has failed in {runs} consecutive runs (SERVICE_FAILURE_RUNS="
@@ -497,5 +497,6 @@ def _run_log_row(ctx: RunContext) -> dict[str, object]:
         "api_calls": ctx.client.stats.requests - ctx.baseline[0],
         "warehouse_statements": ctx.store.warehouse.stats.total - ctx.baseline[2] + 1,
         "duration_seconds": report.seconds,
-        "error_text": report.error, "summary_json": report.to_json(),
+        # Both pass the one redaction path (coldsync.redact): the error line here, the summary in to_json.
+        "error_text": None if report.error is None else redact(report.error), "summary_json": report.to_json(),
     }

@@ -44,7 +44,7 @@ from coldsync.instantly.errors import (
     TransportError,
 )
 from coldsync.logs import configure_logging
-from coldsync.redact import mask_emails_in_text
+from coldsync.redact import redact, redact_data
 from coldsync.routes import Route
 from coldsync.settings import CONFIG_KEYS, Settings, SettingsError, SettingsSources, resolve
 from coldsync.store import DNC_REJECT_COUNTS_SQL, Store
@@ -102,7 +102,7 @@ class Validation:
     busy: bool = False  # the DuckDB file is held by another process (a running sync)
 
     def add(self, name: str, status: Status, detail: str, fix: str = "") -> Check:
-        check = Check(name, status, mask_emails_in_text(detail), fix)
+        check = Check(name, status, redact(detail), redact(fix))
         self.checks.append(check)
         return check
 
@@ -133,10 +133,14 @@ class Validation:
                 "checks": [asdict(c) for c in self.checks]}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        """The checks as JSON, every string in it redacted (coldsync.redact.redact_data)."""
+        return json.dumps(redact_data(self.to_dict()), indent=2)
 
     def render_markdown(self) -> str:
-        """The checks that failed or warn, with their fixes, for the job summary (no secret, no email)."""
+        """The checks that failed or warn, with their fixes, for the job summary (redacted: coldsync.redact)."""
+        return redact(self._markdown())
+
+    def _markdown(self) -> str:
         verdict = "✅ ready" if self.ok else "❌ NOT ready"
         out = [f"### {verdict}: coldsync environment check ({self.mode} mode)", "", "| Check | Status | Detail | Fix |",
                "|---|---|---|---|"]
@@ -147,6 +151,10 @@ class Validation:
         return "\n".join(out) + "\n"
 
     def render_text(self) -> str:
+        """The checks as text lines with their fixes, redacted (coldsync.redact)."""
+        return redact(self._text())
+
+    def _text(self) -> str:
         width = max(len(c.name) for c in self.checks) if self.checks else 10
         lines = [f"coldsync environment check ({self.mode} mode{', ' + self.warehouse if self.warehouse else ''})"]
         for check in self.checks:

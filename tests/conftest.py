@@ -9,10 +9,18 @@ from typing import Any
 
 import pytest
 
+from coldsync.redact import forget_secrets
 from coldsync.settings import Settings, load_settings
 from coldsync.warehouse.base import Warehouse
 
 ENGINES = ["duckdb", "bigquery"]
+
+
+@pytest.fixture(autouse=True)
+def _forget_registered_secrets() -> Iterator[None]:
+    """A key one test registers (through bootstrap or configure_logging) is not redacted from the next test's text."""
+    yield
+    forget_secrets()
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ from coldsync.instantly.errors import (
     ValidationError,
     is_service_level,
 )
-from coldsync.redact import mask_email, mask_emails_in_text
+from coldsync.redact import mask_email, mask_emails_in_text, redact
 from coldsync.transport import (
     DEFAULT_REQUEST_DEADLINE_SECONDS,
     MAX_RESPONSE_BYTES,
@@ -1265,8 +1265,9 @@ class InstantlyClient:
     # ---- transport ------------------------------------------------------------------------------
 
     def _clean(self, text: str) -> str:
-        """Remove the key (whatever echoed it) and mask emails: the only way text enters an error."""
-        return mask_emails_in_text(text.replace(self._api_key, "[redacted]"))
+        """`text` through the one redaction path (coldsync.redact) with this client's key added (whole or any
+        8+ character fragment of it, whatever echoed it): the only way server text enters an error."""
+        return redact(text, secrets=(self._api_key,))
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.backoff_max, self.backoff_base * (2.0 ** max(attempt - 1, 0)))
@@ -1531,7 +1532,7 @@ class InstantlyClient:
         if is_json and isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
             server_message = self._clean(parsed["message"])
         elif is_json:
-            server_message = self._clean(json.dumps(parsed)[:300])
+            server_message = self._clean(json.dumps(parsed))[:300]  # scrubbed whole, then cut
         else:
             server_message = f"non-JSON error body ({content_type or 'no type'}, {len(content)} bytes)"
         error_cls = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else InstantlyError)

@@ -1,14 +1,16 @@
 """Typed errors of the Instantly V2 client.
 
 One error path (STYLE.md): every failed call surfaces as one of these, and the sync turns them into
-dead letters, exit codes and summary lines. Their text is safe to print: the server message has its
-emails masked, and the API key is never part of it (the client scrubs it before building an error,
-and no error keeps a reference to the request, its headers or the underlying transport exception).
+dead letters, exit codes and summary lines. Their text is safe to print: every part of it (the summary,
+the server message, the rendered line) goes through `coldsync.redact.redact` (emails in any encoding,
+registered secrets, bearer tokens, private keys), the client has already removed its own key (whole or
+any fragment) before cutting a server message short, and no error keeps a reference to the request,
+its headers or the underlying transport exception.
 """
 
 from __future__ import annotations
 
-from coldsync.redact import mask_emails_in_text
+from coldsync.redact import redact
 
 
 class InstantlyError(Exception):
@@ -32,10 +34,10 @@ class InstantlyError(Exception):
         self.retry_after = retry_after
         self.method = method
         self.path = path
-        self.server_message = mask_emails_in_text(server_message)
+        self.server_message = redact(server_message)
         self.attempts = attempts
-        self.summary = mask_emails_in_text(message or type(self).__name__)
-        super().__init__(self._render())
+        self.summary = redact(message or type(self).__name__)
+        super().__init__(redact(self._render()))
 
     def _render(self) -> str:
         parts = [self.summary]
@@ -50,7 +52,7 @@ class InstantlyError(Exception):
         return " ".join(parts)
 
     def __repr__(self) -> str:
-        return (
+        return redact(
             f"{type(self).__name__}(http_status={self.http_status!r}, method={self.method!r}, "
             f"path={self.path!r}, server_message={self.server_message!r}, attempts={self.attempts!r})"
         )

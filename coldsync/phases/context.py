@@ -11,6 +11,7 @@ from typing import Any
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.errors import InstantlyError
 from coldsync.outcomes import STATIC_INTEREST, LabelSentiment, history_policy_columns, label_sentiments
+from coldsync.redact import redact
 from coldsync.report import PhaseReport, RunReport
 from coldsync.settings import Settings
 from coldsync.store import DncUpkeep, StateRow, Store, dead_letter_id
@@ -134,11 +135,12 @@ class RunContext:
 def dead_letter(phase: PhaseReport, operation: str, key: str, *, email: str | None = None,
                 campaign_id: str | None = None, lead_id: str | None = None, error: str = "",
                 http_status: int | None = None, give_up_reason: str | None = None) -> dict[str, Any]:
-    """A dead-letter row (counted on the phase); `error` must already be free of emails."""
+    """A dead-letter row (counted on the phase); `error` is passed through coldsync.redact.redact (scrubbed
+    whole, then cut to 1000 characters) before it is stored."""
     phase.counts["dead_letters"] += 1
     return {"id": dead_letter_id(phase.name, operation, key), "phase": phase.name, "operation": operation,
             "email": email, "campaign_id": campaign_id, "instantly_lead_id": lead_id, "http_status": http_status,
-            "error_text": error[:1000], "resolve": False, "give_up_reason": give_up_reason}
+            "error_text": redact(error, 1000), "resolve": False, "give_up_reason": give_up_reason}
 
 
 def resolution(phase_name: str, operation: str, keys: Iterable[str]) -> list[dict[str, Any]]:
