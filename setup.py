@@ -14,6 +14,7 @@ import sys
 
 from coldsync.cli import RUN_ONLY_SETTINGS, Context, ExitCode, bootstrap, fail_config, interruptible, settings_parser
 from coldsync.config_table import apply_changes, plan_changes, valid_keys
+from coldsync.redact import redact
 from coldsync.settings import SettingsError
 from coldsync.store import VIEW_READY_COUNTS_SQL
 from coldsync.warehouse import WarehouseConfigError, WarehouseError
@@ -43,7 +44,7 @@ def _main(argv: list[str] | None) -> int:
     except (SettingsError, WarehouseConfigError) as exc:
         return fail_config(exc)
     except WarehouseError as exc:
-        print(f"Warehouse error: {exc}", file=sys.stderr)
+        print(f"Warehouse error: {redact(str(exc))}", file=sys.stderr)
         return ExitCode.RUN_FAILED
     warehouse, settings = ctx.warehouse, ctx.settings
     if args.config_set:
@@ -61,7 +62,7 @@ def _main(argv: list[str] | None) -> int:
     except WarehouseConfigError as exc:  # a permission the service account lacks
         return fail_config(exc)
     except (SchemaError, WarehouseError) as exc:
-        print(f"Schema error: {exc}", file=sys.stderr)
+        print(f"Schema error: {redact(str(exc))}", file=sys.stderr)
         return ExitCode.RUN_FAILED
     finally:
         warehouse.close()
@@ -88,7 +89,7 @@ def set_config_rows(ctx: Context, assignments: list[str], *, dry_run: bool) -> i
     except WarehouseConfigError as exc:
         return fail_config(exc)
     except WarehouseError as exc:
-        print(f"Warehouse error: {exc}", file=sys.stderr)
+        print(f"Warehouse error: {redact(str(exc))}", file=sys.stderr)
         return ExitCode.RUN_FAILED
     finally:
         warehouse.close()

@@ -22,6 +22,7 @@ from coldsync.cli import ExitCode, bootstrap, fail_config, interruptible, settin
 from coldsync.embedded import embedded_instantly, embedded_settings, is_embedded
 from coldsync.erase import EraseInputError, Target, run_erase, targets_from_cli
 from coldsync.instantly.client import InstantlyClient
+from coldsync.redact import redact
 from coldsync.runlock import break_lock
 from coldsync.settings import SettingsError, require
 from coldsync.status import report_command
@@ -90,17 +91,17 @@ def _main(argv: list[str] | None) -> int:
         try:  # before anything is touched
             targets = targets_from_cli(args.erase, args.erase_file)
         except EraseInputError as exc:
-            print(f"Erase refused: {exc}", file=sys.stderr)
+            print(f"Erase refused: {redact(str(exc))}", file=sys.stderr)
             return ExitCode.BAD_CONFIG
     try:
         ctx = bootstrap(args)
     except (SettingsError, WarehouseConfigError) as exc:
         return fail_config(exc)
     except WarehouseBusyError as exc:
-        print(f"Lock held: {exc}", file=sys.stderr)
+        print(f"Lock held: {redact(str(exc))}", file=sys.stderr)
         return ExitCode.LOCK_HELD
     except WarehouseError as exc:
-        print(f"Warehouse error: {exc}", file=sys.stderr)
+        print(f"Warehouse error: {redact(str(exc))}", file=sys.stderr)
         return ExitCode.RUN_FAILED
     settings, warehouse = ctx.settings, ctx.warehouse
     if args.break_lock and settings.dry_run:
@@ -112,7 +113,7 @@ def _main(argv: list[str] | None) -> int:
         try:
             decision = break_lock(Store(warehouse, "break-lock", dt.datetime.now(dt.UTC)), force=args.force)
         except WarehouseError as exc:
-            print(f"Warehouse error: {exc}", file=sys.stderr)
+            print(f"Warehouse error: {redact(str(exc))}", file=sys.stderr)
             return ExitCode.RUN_FAILED
         finally:
             warehouse.close()
@@ -148,9 +149,10 @@ def _main(argv: list[str] | None) -> int:
     print(report.to_json() if args.json else report.render_text())
     report.write_github_summary()
     if result.exit_code == ExitCode.BAD_CONFIG:
-        print(f"Configuration error: {report.error}", file=sys.stderr)
+        print(f"Configuration error: {redact(report.error or '')}", file=sys.stderr)
     if result.exit_code == ExitCode.INTERRUPTED:
-        print(f"Interrupted: {report.error} (run log: interrupted; exit {int(result.exit_code)})", file=sys.stderr)
+        print(f"Interrupted: {redact(report.error or '')} (run log: interrupted; exit {int(result.exit_code)})",
+              file=sys.stderr)
     return int(result.exit_code)
 
 

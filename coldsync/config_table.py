@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from coldsync.redact import redact
 from coldsync.settings import (
     CONFIG_KEYS,
     SettingProblem,
@@ -102,12 +103,12 @@ def plan_changes(assignments: Sequence[str], sources: SettingsSources,
         key, sep, raw = assignment.partition("=")
         key = key.strip().lower()
         if not sep or not key:
-            problems.append(SettingProblem("set", "flag", assignment[:200], "is not KEY=VALUE",
+            problems.append(SettingProblem("set", "flag", redact(assignment, 200), "is not KEY=VALUE",
                                            "write --set KEY=VALUE, e.g. --set cooldown_days=120"))
             continue
         spec = CONFIG_KEYS.get(key)
         if spec is None:
-            problems.append(SettingProblem(key, "flag", raw[:200], "is not a config-table setting",
+            problems.append(SettingProblem(key, "flag", redact(raw, 200), "is not a config-table setting",
                                            f"use one of: {valid_keys()}"))
             continue
         value, problem = convert_setting(spec, raw, "flag")

@@ -48,7 +48,7 @@ from coldsync.instantly.client import InstantlyClient, Lead
 from coldsync.instantly.errors import InstantlyError
 from coldsync.redact import mask_email, redact
 from coldsync.runlock import lock_held_message
-from coldsync.settings import Settings
+from coldsync.settings import LEASE_SHARE, Settings
 from coldsync.store import Store
 from coldsync.suppression import (
     DOMAIN_ALIASES,
@@ -68,9 +68,6 @@ ERASED = "[erased]"
 
 HASH_SOURCE = "erasure"
 HASH_REASON = "erased on request; suppression kept as a salted hash"
-
-LEASE_SHARE = 0.75
-"""As the sync: no write starts after this share of the lock lease."""
 
 MAX_LISTED = 10
 """Masked addresses listed in the output at most (the rest are counted)."""

@@ -44,6 +44,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from coldsync.redact import redact
 from coldsync.rules import GIVE_UP_OUTCOME, InterestStatus, Outcome
 
 # ---------------------------------------------------------------------------------------------
@@ -496,7 +497,7 @@ def parse_policy_document(text: str, where: str) -> dict[str, Any]:
     try:
         data: Any = json.loads(stripped) if kind == "JSON" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise PolicyError([PolicyProblem(where, f"is not valid {kind} ({str(exc)[:200]})",
+        raise PolicyError([PolicyProblem(where, f"is not valid {kind} ({redact(str(exc), 200)})",
                                          "correct its syntax")]) from exc
     if not isinstance(data, dict):
         raise PolicyError([PolicyProblem(where, "is not a table of policies", "see coldsync/outcomes.py")])
@@ -531,14 +532,15 @@ def load_policies(document: Mapping[str, Any] | None, *, where: str,
             member = _MEMBERS.get(str(name).strip().lower().replace(" ", "_"))
             fix = (f"{name!r} is decided by {member}: write [{member}]" if member in DEFAULT_POLICIES
                    else f"{name!r} is decided by {member}" if member else f"use one of {known}")
-            add(f"policy {str(name)[:80]!r}", "is not a policy", fix)
+            add(f"policy {redact(str(name), 80)!r}", "is not a policy", fix)
             continue
         if not isinstance(raw, dict):
             add(f"policy {name}", "is not a table of settings", f'write e.g. [{name}] with return_after_days = 90')
             continue
         unknown = [k for k in raw if k not in POLICY_KEYS]
         for key in unknown:
-            add(f"policy {name}, {str(key)[:80]}", "is not a policy setting", f"use only {', '.join(POLICY_KEYS)}")
+            add(f"policy {name}, {redact(str(key), 80)}", "is not a policy setting",
+                f"use only {', '.join(POLICY_KEYS)}")
         current = policies[name]
         days = _days(raw["return_after_days"]) if "return_after_days" in raw else current.return_after_days
         kind_raw = raw.get("suppression", current.suppression.value)
@@ -554,8 +556,8 @@ def load_policies(document: Mapping[str, Any] | None, *, where: str,
                      "hold_days": hold, "list_id": list_id}[problem[0]]
             # A bad value is shown (repr: a quoted "90" is text, not a number); a contradiction speaks for itself.
             value_problem = problem[1].startswith("is not") and problem[0] in raw
-            add(f"policy {name}, {problem[0]}", f"{repr(shown)[:80]} {problem[1]}" if value_problem else problem[1],
-                problem[2])
+            add(f"policy {name}, {problem[0]}",
+                f"{redact(repr(shown), 80)} {problem[1]}" if value_problem else problem[1], problem[2])
             continue
         if unknown:
             continue
@@ -586,7 +588,7 @@ def _load_labels(raw: object, custom: dict[int, LabelSentiment], add: Callable[[
         add(CUSTOM_LABELS_KEY, "is not a table of interest value = sentiment", 'write e.g. 17 = "negative"')
         return
     for key, value in raw.items():
-        place = f"{CUSTOM_LABELS_KEY}, {str(key)[:80]}"
+        place = f"{CUSTOM_LABELS_KEY}, {redact(str(key), 80)}"
         try:
             number = int(str(key).strip())
         except ValueError:
@@ -596,7 +598,7 @@ def _load_labels(raw: object, custom: dict[int, LabelSentiment], add: Callable[[
             add(place, "is one of Instantly's own interest values (-4 to 4)", "map only custom label values")
             continue
         if not isinstance(value, str) or value.strip().lower() not in set(LabelSentiment):
-            add(place, f"{str(value)[:80]!r} is not a sentiment", f"use one of {sentiments}")
+            add(place, f"{redact(str(value), 80)!r} is not a sentiment", f"use one of {sentiments}")
             continue
         custom[number] = LabelSentiment(value.strip().lower())
 

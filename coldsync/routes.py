@@ -57,6 +57,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.simplify import simplify
 
+from coldsync.redact import redact
 from coldsync.suppression import address_key
 
 # Columns of the source contract, as the candidates present them: `email` trimmed and lower-cased,
@@ -381,7 +382,7 @@ def check_expression(text: object, *, allowed: Sequence[str], where: str, boolea
     try:
         parsed = sqlglot.parse(text, read="bigquery")
     except SqlglotError as exc:
-        first = str(exc).splitlines()[0][:200]
+        first = redact(str(exc).splitlines()[0], 200)
         return problem(f"is not SQL that can be read ({first})", "correct the expression's syntax")
     if len(parsed) != 1 or parsed[0] is None:
         return problem("is not exactly one expression", "write one expression")
@@ -444,7 +445,7 @@ def parse_document(text: str, where: str) -> dict[str, Any]:
         data: Any = json.loads(stripped) if stripped.startswith("{") else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise RoutingError([RoutingProblem(where, f"is not valid {'JSON' if stripped.startswith('{') else 'TOML'} "
-                                                  f"({str(exc)[:200]})", "correct its syntax")]) from exc
+                                                  f"({redact(str(exc), 200)})", "correct its syntax")]) from exc
     if not isinstance(data, dict):
         raise RoutingError([RoutingProblem(where, "is not a table of settings", "see README: routes")])
     return data
@@ -481,13 +482,13 @@ def _custom_variables(raw: object, columns: Sequence[str], col: _Collector, plac
     out: list[tuple[str, str]] = []
     for key, column in raw.items():
         if not isinstance(key, str) or not _VARIABLE_KEY.match(key):
-            col.add(place, f"key {str(key)[:80]!r} is not a variable name",
+            col.add(place, f"key {redact(str(key), 80)!r} is not a variable name",
                     "use letters, digits and underscores, starting with a letter (at most 64)")
         elif key.lower() in LEAD_FIELDS:
             col.add(place, f"key {key!r} is a lead field of Instantly, not a custom variable",
                     "pick another name (the lead fields are sent as themselves)")
         elif not isinstance(column, str) or column.lower() not in known:
-            col.add(place, f"key {key!r} names the unknown column {str(column)[:80]!r}",
+            col.add(place, f"key {key!r} names the unknown column {redact(str(column), 80)!r}",
                     f"use one of {', '.join(columns)}, or declare it in source_columns")
         else:
             out.append((key, known[column.lower()]))
@@ -522,7 +523,8 @@ def load_routing(document: Mapping[str, Any] | None, *, where: str, smb_campaign
     else:
         for name in raw_extra:
             if not _IDENTIFIER.match(name):
-                col.add("source_columns", f"{name[:80]!r} is not a column name", "letters, digits and underscores")
+                col.add("source_columns", f"{redact(name, 80)!r} is not a column name",
+                        "letters, digits and underscores")
             elif name.lower() in {c.lower() for c in CONTRACT_COLUMNS + HISTORY_COLUMNS + tuple(extra)}:
                 col.add("source_columns", f"{name!r} is already a column", "remove it from source_columns")
             elif name.lower() in RESERVED_COLUMNS:

@@ -32,6 +32,7 @@ from coldsync.outcomes import (
     load_policies,
     parse_policy_document,
 )
+from coldsync.redact import redact
 from coldsync.routes import Routing, RoutingError, load_routing, parse_document
 from coldsync.transport import DEFAULT_REQUEST_DEADLINE_SECONDS, OutboundURLError, check_outbound_url
 
@@ -365,7 +366,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 def _convert(spec: SettingSpec, raw: object, origin: Origin) -> tuple[Any, SettingProblem | None]:
-    shown = None if spec.kind == "secret" else str(raw)[:200]
+    shown = None if spec.kind == "secret" else redact(str(raw), 200)
 
     def problem(message: str, fix: str) -> tuple[Any, SettingProblem]:
         return None, SettingProblem(spec.name, origin, shown, message, fix)
@@ -609,7 +610,7 @@ def _transport_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) 
     try:
         check_outbound_url(url)
     except OutboundURLError as exc:
-        shown = None if "@" in str(url) else str(url)[:200]  # userinfo may hold a password: never shown
+        shown = None if "@" in str(url) else redact(str(url), 200)  # userinfo may hold a password: never shown
         problems.append(SettingProblem("instantly_base_url", origins["instantly_base_url"], shown, exc.problem,
                                        exc.fix))
     deadline, ttl = values["instantly_request_deadline_seconds"], values["lock_ttl_minutes"]

@@ -196,7 +196,7 @@ def run_checks(sources: SettingsSources, *, production: bool = False, now: dt.da
     client = None
     if _check_base_url(result, first, production):
         client = _check_key(result, first, embedded, production, client_factory)
-    else:  # the key is never sent to a URL production refuses
+    elif not _key_absent(result, first, embedded, production):  # the key is never sent to a refused URL
         result.add("instantly key", "skip", "not checked: INSTANTLY_BASE_URL is refused")
     try:
         warehouse = _check_warehouse(result, first, production, connect_warehouse)
@@ -232,17 +232,24 @@ def _check_base_url(result: Validation, settings: Settings, production: bool) ->
     return True
 
 
-def _check_key(result: Validation, settings: Settings, embedded: bool, production: bool,
-               client_factory: ClientFactory) -> InstantlyClient | None:
+def _key_absent(result: Validation, settings: Settings, embedded: bool, production: bool) -> bool:
+    """Record the key check when there is no key to send (embedded mode, or empty); True when it did."""
     if embedded:
         detail = ("no INSTANTLY_API_KEY and no BQ_PROJECT: embedded mode (sync_once.py uses the local Instantly "
                   "simulator and the DuckDB demo warehouse); the Instantly checks are skipped")
         fix = "set the INSTANTLY_API_KEY secret and BQ_PROJECT (docs/OPERATIONS.md, GitHub setup)"
         result.add("instantly key", "fail" if production else "warn", detail, fix)
-        return None
+        return True
     if not settings.instantly_api_key:
         result.add("instantly key", "fail", "INSTANTLY_API_KEY is empty",
                    "set INSTANTLY_API_KEY (GitHub secret, environment, .env or config/secrets/instantly-config.json)")
+        return True
+    return False
+
+
+def _check_key(result: Validation, settings: Settings, embedded: bool, production: bool,
+               client_factory: ClientFactory) -> InstantlyClient | None:
+    if _key_absent(result, settings, embedded, production):
         return None
     client = client_factory(settings)
     try:
@@ -256,8 +263,8 @@ def _check_key(result: Validation, settings: Settings, embedded: bool, productio
                    "renew the workspace's plan in Instantly (the API needs a paid plan)")
     except ScopeError:
         result.add("instantly key", "fail", "Instantly answered 403: the key lacks a scope the sync needs",
-                   "create a key with the scopes campaigns:read, leads:read, leads:create and leads:delete "
-                   "(or all:all) and set INSTANTLY_API_KEY to it")
+                   "create a key with the least scopes listed per operation in docs/OPERATIONS.md (section "
+                   "1.3, never all:all) and set INSTANTLY_API_KEY to it")
     except TransportError as exc:
         result.add("instantly key", "fail", f"Instantly could not be reached at {settings.instantly_base_url}: "
                    f"{exc.summary}", "check the network and INSTANTLY_BASE_URL")

@@ -28,6 +28,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from coldsync.redact import redact
+
 API_PREFIX = "/api/v2"
 TRIMMED_PATH = Path(__file__).with_name("openapi-trimmed.json")
 DEFAULT_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "instantly" / "openapi-v2.json"
@@ -278,7 +280,7 @@ def _errors(validator: Any, instance: Any, where: str) -> list[str]:
     messages = []
     for problem in problems[:20]:
         location = "/".join(str(p) for p in problem.absolute_path) or "(root)"
-        messages.append(f"{where} {location}: {problem.message[:300]}")
+        messages.append(f"{where} {location}: {redact(problem.message, 300)}")
     return messages
 
 
