@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
+from collections.abc import Callable
 
-from coldsync.redact import RedactingFilter, register_secrets
+from coldsync.redact import RedactingFilter, redact, register_secrets
 
 _FILTER = RedactingFilter()
 
@@ -33,4 +35,20 @@ def configure_logging(level: str = "INFO", secrets: list[str] | None = None) -> 
         handler._coldsync = True  # type: ignore[attr-defined]
         # Added first, so its filter scrubs the record before any parent handler (e.g. pytest's) sees it.
         logger.handlers.insert(0, handler)
+    # Records of other libraries' loggers reach stderr through logging's last-resort handler when nobody configured
+    # the root logger, and Python warnings through warnings.formatwarning: both get the same redaction.
+    if logging.lastResort is not None and _FILTER not in logging.lastResort.filters:
+        logging.lastResort.addFilter(_FILTER)
+    if not getattr(warnings.formatwarning, "_coldsync", False):
+        warnings.formatwarning = _redacting_formatwarning(warnings.formatwarning)
     return _FILTER
+
+
+def _redacting_formatwarning(original: Callable[..., str]) -> Callable[..., str]:
+    """`warnings.formatwarning` whose text goes through the one redaction path."""
+    def formatwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+        return redact(original(message, category, filename, lineno, line))
+
+    formatwarning._coldsync = True  # type: ignore[attr-defined]
+    return formatwarning

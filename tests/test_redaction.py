@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import string
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -363,3 +364,23 @@ def test_no_output_path_lets_out_the_key_or_an_address(fake: _FakeInstantly, cas
     assert redact(outputs["redact"]) == outputs["redact"]  # idempotent: a second pass (logs of errors) changes nothing
     json.loads(outputs["summary json"])  # still JSON after redaction
     json.loads(outputs["run log summary_json"])
+
+
+def test_other_libraries_records_and_warnings_are_redacted_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """A record of another library's logger and a Python warning reach stderr scrubbed (logging's last resort)."""
+    import warnings
+
+    configure_logging("INFO", [KEY])
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()  # as in a command: nobody configured the root logger
+    try:
+        logging.getLogger("some.library").warning("retrying with Bearer %s for zqa%%40corp.example", KEY)
+        # pytest records warnings itself; the text Python's own showwarning would print is formatwarning's.
+        sys.stderr.write(warnings.formatwarning(f"odd answer for zqb@corp.example, key {KEY}", UserWarning, "x.py", 1))
+    finally:
+        root.handlers[:] = saved
+    err = capsys.readouterr().err
+    assert "retrying with Bearer [redacted] for z***@corp.example" in err
+    assert "odd answer for z***@corp.example, key [redacted]" in err
+    assert _leaked(err, KEY) == [] and "zqa" not in err and "zqb" not in err
