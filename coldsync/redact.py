@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 FRAGMENT = 8
 """Shortest run of a secret's characters that is removed wherever it appears (a key cut by a truncation
@@ -50,9 +51,19 @@ _AUTHORIZATION_RE = re.compile(
 # RFC 5322 atext and the dot, less `&` and `=` (they begin the HTML and quoted-printable forms of the `@`)
 # and `/?#` (the path of a URL before an address stays readable).
 _LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+'-!$*^`{|}~")
-_AT = r"(?:@|%(?:25)*40|%u0040|=40|\\+u0040|\\+x40|&#0*64;|&#x0*40;|&commat;)"
-_DOMAIN = r"(?:[A-Za-z0-9\-]{1,63}\.)+[A-Za-z]{2,}"
+_AT = r"(?:@|\uff20|%(?:25)*40|%u0040|=40|\\+u0040|\\+x40|&#0*64;|&#x0*40;|&commat;)"
+# Internationalized domains too (`bücher.example`): labels of letters and digits of any script.
+_DOMAIN = r"(?:[^\W_](?:[^\W_]|-){0,62}\.)+[^\W\d_]{2,}"
+_JSON_ESCAPE_RE = re.compile(r"\\u[0-9A-Fa-f]{4}")
 _AT_DOMAIN_RE = re.compile(f"{_AT}({_DOMAIN})", re.IGNORECASE)
+
+
+def _local_char(ch: str) -> bool:
+    """A character of an address's local part: RFC 5322 atext less `&=/?#` (above), or any letter or digit
+    of another script (RFC 6531 internationalized addresses: `josé@...`)."""
+    return ch in _LOCAL_CHARS or (ord(ch) > 127 and ch.isalnum())
+
+
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # Fields of a Google credentials file that are secret (service account, or authorized user).
 _CREDENTIAL_SECRETS = ("private_key", "private_key_id", "client_secret", "refresh_token")
@@ -68,11 +79,23 @@ class _Matcher:
     finder: re.Pattern[str] | None  # finds the first such window
 
 
+def _with_encodings(secrets: tuple[str, ...]) -> list[str]:
+    """Each secret and the forms an echo may give it: URL-encoded (`quote`, `quote_plus`) and JSON-escaped
+    (`\\/` for `/`, `\\uXXXX` for what JSON escapes), so a key echoed in a query or a JSON string is found."""
+    forms: list[str] = []
+    for secret in secrets:
+        for form in (secret, quote(secret, safe=""), quote_plus(secret, safe=""), json.dumps(secret)[1:-1],
+                     json.dumps(secret)[1:-1].replace("/", "\\/")):
+            if form not in forms:
+                forms.append(form)
+    return forms
+
+
 @lru_cache(maxsize=64)
 def _matcher(fragment_secrets: tuple[str, ...], whole: tuple[str, ...]) -> _Matcher:
     grams: set[str] = set()
     short: list[str] = list(whole)
-    for secret in fragment_secrets:
+    for secret in _with_encodings(fragment_secrets):
         if len(secret) < FRAGMENT:
             short.append(secret)
             continue
@@ -118,13 +141,16 @@ def _mask_emails(text: str) -> str:
     found = list(_AT_DOMAIN_RE.finditer(text))
     for i, match in enumerate(found):
         at = start = match.start()
-        while start > last and text[start - 1] in _LOCAL_CHARS:
-            start -= 1
+        while start > last:
+            if _local_char(text[start - 1]) or (text[start - 1] == "\\" and _JSON_ESCAPE_RE.match(text, start - 1)):
+                start -= 1
+            else:
+                break
         if start == at:
             continue  # an `@` (or `=40`, ...) with no local part before it: not an address
         domain = match.group(1).lower()
         following = found[i + 1] if i + 1 < len(found) else None
-        if following is not None and all(c in _LOCAL_CHARS for c in text[match.end():following.start()]):
+        if following is not None and all(_local_char(c) for c in text[match.end():following.start()]):
             # Another address runs on from this one with nothing between (`a@x.examplebob%40y.example`): where
             # this domain ends and that local part begins is unknown, so neither is shown.
             domain = REDACTED

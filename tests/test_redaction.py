@@ -384,3 +384,26 @@ def test_other_libraries_records_and_warnings_are_redacted_too(capsys: pytest.Ca
     assert "retrying with Bearer [redacted] for z***@corp.example" in err
     assert "odd answer for z***@corp.example, key [redacted]" in err
     assert _leaked(err, KEY) == [] and "zqa" not in err and "zqb" not in err
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("bounce for josé@corp.example", "bounce for j***@corp.example"),
+    ("bounce for zoë.secret@corp.example", "bounce for z***@corp.example"),
+    ("bounce for alice@bücher.example", "bounce for a***@bücher.example"),
+    ('{"email":"jos\\u00e9.secret@corp.example"}', '{"email":"j***@corp.example"}'),
+    ("full-width ｚｑ＠corp.example", "full-width ｚ***@corp.example"),
+])
+def test_internationalized_addresses_are_masked(text: str, expected: str) -> None:
+    """Addresses in other scripts (RFC 6531), also JSON-escaped or with a full-width @, get the plain mask."""
+    assert redact(text) == expected
+
+
+def test_a_url_encoded_or_json_escaped_key_is_removed() -> None:
+    """A key echoed URL-encoded (in a query) or JSON-escaped (`\\/`) is removed like the key itself."""
+    import urllib.parse
+
+    key = "ab+/cd=e:fg/hij+klm/nop=qrs:tuv"  # every run of 8 plain characters is broken by an encoded one
+    encoded = urllib.parse.quote(key, safe="")
+    assert redact(f"GET /x?api_key={encoded}&y=1", secrets=[key]) == "GET /x?api_key=[redacted]&y=1"
+    escaped = json.dumps({"key": key}).replace("/", "\\/")
+    assert redact(escaped, secrets=[key]) == '{"key": "[redacted]"}'
