@@ -206,9 +206,17 @@ def append_github_summary(markdown: str, environ: dict[str, str] | None = None) 
     target = env.get("GITHUB_STEP_SUMMARY")
     if not target:
         return False
+    text = redact(markdown)
+    if len(text.encode("utf-8")) > GITHUB_SUMMARY_LIMIT:
+        note = "\n\n(cut here: the summary passed GitHub's 1 MiB job-summary limit; the run log has it whole)\n"
+        text = text.encode("utf-8")[:GITHUB_SUMMARY_LIMIT - 4096].decode("utf-8", "ignore") + note
     with Path(target).open("a", encoding="utf-8") as handle:
-        handle.write(redact(markdown))
+        handle.write(text)
     return True
+
+
+GITHUB_SUMMARY_LIMIT = 1024 * 1024
+"""Bytes GitHub keeps of one step's job summary (its documented limit: a larger one is not shown at all)."""
 
 
 def _num(value: int | None) -> str:

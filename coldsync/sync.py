@@ -185,6 +185,7 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
                                warehouse.stats.writes),
                      deadline=started + settings.lock_ttl_minutes * 60 * LEASE_SHARE)
     client.health.reset()  # what the service does from here on is this run's
+    client.stop_at = ctx.deadline  # no Instantly call, retries included, outlives the run's lease guard
     holder = None
     if not dry_run:
         try:
@@ -498,5 +499,5 @@ def _run_log_row(ctx: RunContext) -> dict[str, object]:
         "warehouse_statements": ctx.store.warehouse.stats.total - ctx.baseline[2] + 1,
         "duration_seconds": report.seconds,
         # Both pass the one redaction path (coldsync.redact): the error line here, the summary in to_json.
-        "error_text": None if report.error is None else redact(report.error), "summary_json": report.to_json(),
+        "error_text": None if report.error is None else redact(report.error, 2000), "summary_json": report.to_json(),
     }

@@ -10,7 +10,11 @@ Every outbound URL the product is given (today `INSTANTLY_BASE_URL`, read by the
 - no userinfo (`user@`, `user:pw@`): `https://api.instantly.ai@evil.example` is a request to
   evil.example, and a password in a URL ends up in logs;
 - a base URL is scheme, host and optional port only: no path, query or fragment;
-- the host is the one `urllib.parse` finds (the one requests connects to), checked as such.
+- the host is the one `urllib.parse` finds (the one requests connects to), checked as such: ASCII DNS
+  labels (an internationalized name in its `xn--` form) or an IP address, a port other than 0;
+- in production, no IP address in any spelling (`127.1`, `2130706433`, `::ffff:127.0.0.1`, `0.0.0.0`) and
+  no local name (`localhost`, `*.localhost`, `localhost.localdomain`, `ip6-localhost`). A DNS name that
+  resolves to this machine (`127.0.0.1.nip.io`) cannot be seen without a look-up and is not refused.
 
 The error names the setting and the fix (`OutboundURLError`); it never repeats a URL that carries
 userinfo (it may hold a password).
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from urllib.parse import urljoin, urlsplit
 
 LOOPBACK_NAMES: frozenset[str] = frozenset({"localhost"})
@@ -68,6 +73,44 @@ def is_loopback_host(host: str) -> bool:
     return any(address in network for network in LOOPBACK_NETWORKS)
 
 
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+LOCAL_NAMES: frozenset[str] = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+"""Names the resolver of a usual machine maps to itself (besides `*.localhost`, RFC 6761)."""
+
+
+def is_ip_literal(host: str) -> bool:
+    """True for a host written as an IP address in ANY form the socket layer accepts: dotted, short
+    (`127.1`), decimal (`2130706433`), hex (`0x7f000001`), octal (`0177.0.0.1`), IPv6 (also IPv4-mapped)."""
+    name = host.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    try:
+        socket.inet_aton(name)  # the legacy forms getaddrinfo also accepts
+        return True
+    except OSError:
+        return False
+
+
+def _host_problem(host: str) -> str | None:
+    """Why a host (as urlsplit gives it) can never be a real server's name, or None."""
+    if ":" in host:  # IPv6 (urlsplit removed the brackets)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return f"has an IPv6 host that is not an address ({host!r})"
+        return None
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if not name or not all(_LABEL.match(label) for label in labels):
+        shown = host if _HOST_SHOWN.match(host) else ascii(host)
+        return (f"has a host that is not a DNS name ({shown}): letters, digits and inner hyphens between "
+                "dots, in ASCII (write an internationalized name in its xn-- form)")
+    return None
+
+
 def check_outbound_url(url: str, *, setting: str = INSTANTLY_URL_SETTING, fix: str = INSTANTLY_URL_FIX,
                        production: bool = False, base: bool = True) -> str:
     """The URL if the rule allows it (see the module docstring), without a trailing `/`; else
@@ -93,6 +136,11 @@ def check_outbound_url(url: str, *, setting: str = INSTANTLY_URL_SETTING, fix: s
                                "what follows the `@`)", fix)
     if not host:
         raise OutboundURLError(setting, "has no host", fix)
+    problem = _host_problem(host)
+    if problem is not None:
+        raise OutboundURLError(setting, problem, fix)
+    if parts.netloc.endswith(":") or _port == 0:
+        raise OutboundURLError(setting, "has an empty or zero port", fix)
     if "#" in text:
         raise OutboundURLError(setting, "has a fragment (`#...`)", fix)
     if base and ("?" in text or parts.path not in ("", "/")):
@@ -100,6 +148,15 @@ def check_outbound_url(url: str, *, setting: str = INSTANTLY_URL_SETTING, fix: s
     loopback = is_loopback_host(host)
     if production and loopback:
         raise OutboundURLError(setting, f"points at this machine ({host}): production never talks to a simulator",
+                               fix)
+    name = host.lower().rstrip(".")
+    if production and (name in LOCAL_NAMES or name.endswith(".localhost")):
+        raise OutboundURLError(setting, f"points at this machine ({host}): production never talks to a simulator",
+                               fix)
+    if production and is_ip_literal(host):
+        # 127.1, 2130706433, ::ffff:127.0.0.1, 0.0.0.0 all reach this machine; Instantly is reached by name
+        # (its TLS certificate names it), so production refuses every address.
+        raise OutboundURLError(setting, f"names an IP address ({host}): production reaches Instantly by its name",
                                fix)
     if scheme != "https" and (production or not loopback):
         raise OutboundURLError(setting, f"uses {scheme}:// for {host}: only https is allowed (plain http only for "

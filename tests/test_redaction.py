@@ -407,3 +407,14 @@ def test_a_url_encoded_or_json_escaped_key_is_removed() -> None:
     assert redact(f"GET /x?api_key={encoded}&y=1", secrets=[key]) == "GET /x?api_key=[redacted]&y=1"
     escaped = json.dumps({"key": key}).replace("/", "\\/")
     assert redact(escaped, secrets=[key]) == '{"key": "[redacted]"}'
+
+
+def test_a_job_summary_past_githubs_limit_is_cut_with_a_note(tmp_path: Any) -> None:
+    """GitHub drops a step summary over 1 MiB whole: ours is cut below it, says so, and stays scrubbed."""
+    from coldsync.report import GITHUB_SUMMARY_LIMIT, append_github_summary
+    target = tmp_path / "summary.md"
+    assert append_github_summary("| zq@corp.example |\n" * 100_000, {"GITHUB_STEP_SUMMARY": str(target)})
+    text = target.read_text(encoding="utf-8")
+    assert len(text.encode("utf-8")) < GITHUB_SUMMARY_LIMIT
+    assert text.endswith("(cut here: the summary passed GitHub's 1 MiB job-summary limit; the run log has it whole)\n")
+    assert text.startswith("| z***@corp.example |\n") and "zq@" not in text

@@ -61,7 +61,57 @@ REFUSED = [
     ("https://api.instantly.ai:99999", "is not a URL (its host or port cannot be read)"),
     ("https://", "has no host"),
     ("", "is empty"),
+    ("https://api.instantly.ai:0", "has an empty or zero port"),
+    ("https://api.instantly.ai:", "has an empty or zero port"),
+    ("https://a..b", "has a host that is not a DNS name (a..b)"),
+    ("https://-", "has a host that is not a DNS name (-)"),
 ]
+
+HOST_REFUSED = [
+    ("https://api.instantly.ai;evil.example", "has a host that is not a DNS name ('api.instantly.ai;evil.example')"),
+    ("https://api.instantly.ai%40evil.example",
+     "has a host that is not a DNS name ('api.instantly.ai%40evil.example')"),
+    ("https://api.instantly.ai\uff0eevil.example",
+     "has a host that is not a DNS name ('api.instantly.ai\\uff0eevil.example')"),
+    ("https://api.instantly.ai\u200b", "has a host that is not a DNS name ('api.instantly.ai\\u200b')"),
+]
+
+
+@pytest.mark.parametrize(("url", "problem"), HOST_REFUSED)
+def test_the_rule_refuses_hosts_no_server_has(url: str, problem: str) -> None:
+    """A host that is not ASCII DNS labels (a `;`, an encoded `@`, a full-width dot, a zero-width space) is a
+    settings error naming it, not a connection failure at run time."""
+    with pytest.raises(OutboundURLError) as caught:
+        check_outbound_url(url)
+    assert caught.value.problem.startswith(problem)
+
+
+PRODUCTION_REFUSED = [
+    # Every spelling of this machine, and any address at all: production reaches Instantly by name.
+    ("https://127.1", "names an IP address (127.1)"),
+    ("https://2130706433", "names an IP address (2130706433)"),
+    ("https://0x7f000001", "names an IP address (0x7f000001)"),
+    ("https://0177.0.0.1", "names an IP address (0177.0.0.1)"),
+    ("https://[::ffff:127.0.0.1]", "names an IP address (::ffff:127.0.0.1)"),
+    ("https://[::ffff:7f00:1]", "names an IP address (::ffff:7f00:1)"),
+    ("https://0.0.0.0", "names an IP address (0.0.0.0)"),
+    ("https://[::]", "names an IP address (::)"),
+    ("https://0", "names an IP address (0)"),
+    ("https://10.0.0.5:8080", "names an IP address (10.0.0.5)"),
+    ("https://localhost.localdomain", "points at this machine (localhost.localdomain)"),
+    ("https://ip6-localhost", "points at this machine (ip6-localhost)"),
+    ("https://sim.localhost", "points at this machine (sim.localhost)"),
+]
+
+
+@pytest.mark.parametrize(("url", "problem"), PRODUCTION_REFUSED)
+def test_production_refuses_every_spelling_of_an_address(url: str, problem: str) -> None:
+    """In production an IP address in any form the socket layer reads, or a local name, is refused; outside
+    production the same https URL is allowed (a test server on another address)."""
+    with pytest.raises(OutboundURLError) as caught:
+        check_outbound_url(url, production=True)
+    assert caught.value.problem.startswith(problem)
+    assert check_outbound_url(url) == url
 
 
 @pytest.mark.parametrize(("url", "normalized"), ACCEPTED)
@@ -365,3 +415,117 @@ def test_a_dribbled_answer_is_cut_at_the_request_deadline(dribbled: str) -> None
     assert 0.9 <= elapsed < 2.5
     assert caught.value.summary.startswith("timeout (")
     assert caught.value.retryable and server.requests == 1
+
+
+# ---- 4. what the fresh review found: compressed answers, garbled writes, the run's deadline, sizes, proxies -----
+
+def _json(status: int, payload: object, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    import json
+    return status, {"Content-Type": "application/json", **headers}, json.dumps(payload).encode()
+
+
+def test_a_gzip_answer_is_decoded(servers: Callable[..., Server]) -> None:
+    """requests asks for gzip; a compressed answer (as most APIs send) is decoded, not taken as non-JSON."""
+    import gzip
+    import json
+    body = gzip.compress(json.dumps({"id": "c-1", "name": "SMB", "status": 1}).encode())
+    server = servers(lambda _path: (200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, body))
+    with InstantlyClient(KEY, base_url=f"http://127.0.0.1:{server.port}", max_attempts=1) as client:
+        campaign = client.get_campaign("c-1")
+    assert (campaign.id, campaign.name, campaign.status) == ("c-1", "SMB", 1)
+    assert len(server.received) == 1
+
+
+@pytest.mark.parametrize("answer", [b"<html>ok</html>", b'{"leads_uploaded": "10"}'])
+def test_a_garbled_200_to_an_add_is_sent_once_and_its_leads_are_unknown(answer: bytes,
+                                                                       servers: Callable[..., Server]) -> None:
+    """A 2xx to POST /leads/add the client cannot read may have added the leads: sent once (never again), its
+    leads `unknown` (looked up next run), never created or failed; the operation's service failure is recorded."""
+    from coldsync.instantly.errors import UnusableAnswerError
+    server = servers(lambda _path: (200, {"Content-Type": "application/json"}, answer))
+    with InstantlyClient(KEY, base_url=f"http://127.0.0.1:{server.port}", backoff_base=0.01, backoff_max=0.02) as c:
+        result = c.add_leads("c-1", [{"email": "a@corp.example"}, {"email": "b@corp.example"}])
+        failed = c.health.failed
+    assert len(server.received) == 1
+    assert [(o.index, o.outcome) for o in result.outcomes] == [(0, "unknown"), (1, "unknown")]
+    assert isinstance(result.outcomes[0].error, UnusableAnswerError) and len(result.unusable) == 1
+    assert list(failed) == ["POST /leads/add"] and is_service_level(failed["POST /leads/add"])
+
+
+def test_retries_never_outlive_the_runs_lease_guard() -> None:
+    """With `stop_at` (the run's lease guard) 2.5 s away, a dribbling server with a 1 s deadline per attempt and 6
+    attempts allowed costs at most ~2.5 s, not 6 x 1 s plus backoff; a call after `stop_at` is not sent at all."""
+    from coldsync.instantly.errors import RunDeadlineError
+    server = Dribbler(headers=False)
+    client = InstantlyClient(KEY, base_url=f"http://127.0.0.1:{server.port}", read_timeout=5, max_attempts=6,
+                             request_deadline=1, backoff_base=0.2, backoff_max=0.2)
+    try:
+        client.stop_at = time.monotonic() + 2.5
+        started = time.monotonic()
+        with pytest.raises(TransportError):
+            client.check_key()
+        elapsed = time.monotonic() - started
+        assert elapsed < 3.0 and 2 <= server.requests <= 3
+        client.stop_at = time.monotonic() - 0.1
+        sent = server.requests
+        with pytest.raises(RunDeadlineError) as caught:
+            client.check_key()
+        assert server.requests == sent and is_service_level(caught.value)
+    finally:
+        client.close()
+        server.close()
+
+
+def test_a_huge_error_message_is_cut_after_redaction(servers: Callable[..., Server]) -> None:
+    """A 400 whose message is 2 MB of addresses gives a server message of at most 1,000 characters, scrubbed."""
+    from coldsync.instantly.client import MAX_SERVER_MESSAGE
+    message = "refused: " + " ".join(f"zq{i}@corp.example" for i in range(100_000))
+    server = servers(lambda _path: _json(400, {"message": message}))
+    with (InstantlyClient(KEY, base_url=f"http://127.0.0.1:{server.port}", max_attempts=1) as client,
+          pytest.raises(Exception) as caught):
+        client.get_campaign("c-1")
+    shown = getattr(caught.value, "server_message", "")
+    assert MAX_SERVER_MESSAGE == 1000 and len(shown) == 1000
+    assert shown.startswith("refused: z***@corp.example z***@corp.example") and "zq1" not in shown
+
+
+def test_an_answer_over_the_size_cap_is_not_read(servers: Callable[..., Server],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body past MAX_RESPONSE_BYTES (here lowered to 1 KiB) fails the attempt instead of filling memory."""
+    import coldsync.instantly.client as client_module
+    monkeypatch.setattr(client_module, "MAX_RESPONSE_BYTES", 1024)
+    server = servers(lambda _path: _json(200, {"id": "c-1", "name": "x" * 5000, "status": 1}))
+    with (InstantlyClient(KEY, base_url=f"http://127.0.0.1:{server.port}", max_attempts=1) as client,
+          pytest.raises(TransportError) as caught):
+        client.get_campaign("c-1")
+    assert caught.value.summary == "answer larger than 0 MiB: not read"
+
+
+def test_the_body_reader_stops_at_the_deadline_by_itself() -> None:
+    """The worker's own reader gives up at the deadline (so it frees the answer even after the caller left)."""
+    from types import SimpleNamespace
+
+    from coldsync.instantly.client import _read_body
+    reads: list[int] = []
+
+    def read1(amount: int, decode_content: bool = False) -> bytes:
+        reads.append(amount)
+        return b"x"
+
+    response = SimpleNamespace(raw=SimpleNamespace(read1=read1))
+    assert _read_body(response, time.monotonic() - 1) == (  # type: ignore[arg-type]
+        None, "timeout (the answer was still arriving at the request deadline)")
+    assert reads == []
+
+
+def test_proxy_and_netrc_settings_of_the_environment_are_ignored(servers: Callable[..., Server],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY pointing at another loopback server does not see the request (nor the key): the client goes
+    straight to its base URL (requests' trust_env is off)."""
+    proxy = servers(lambda _path: _json(200, {"id": "proxy", "name": "proxy", "status": 1}))
+    target = servers(lambda _path: _json(200, {"id": "c-1", "name": "SMB", "status": 1}))
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("NO_PROXY", "")
+    with InstantlyClient(KEY, base_url=f"http://127.0.0.1:{target.port}", max_attempts=1) as client:
+        assert client.get_campaign("c-1").id == "c-1"
+    assert proxy.received == [] and len(target.received) == 1

@@ -55,7 +55,8 @@ from urllib.parse import quote
 
 import requests
 from requests.structures import CaseInsensitiveDict
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_any
+from tenacity.stop import stop_base
 
 from coldsync.instantly.errors import (
     AuthenticationError,
@@ -66,6 +67,7 @@ from coldsync.instantly.errors import (
     PlanError,
     RateLimitedError,
     RedirectRefusedError,
+    RunDeadlineError,
     ScopeError,
     ServerError,
     TransportError,
@@ -85,6 +87,12 @@ from coldsync.transport import (
 logger = logging.getLogger("coldsync.instantly")
 
 DEFAULT_BASE_URL = "https://api.instantly.ai"
+MAX_SERVER_MESSAGE = 1000
+"""Characters of a server's error `message` kept in an error (after redaction): a 2 MB message must not
+become a 2 MB log line, run-log row or job summary."""
+NOT_RESENT_AFTER_SUCCESS = frozenset({"POST /leads/add", "POST /leads/move"})
+"""Writes never sent again after a 2xx the client cannot read: they may have taken effect (an add sent
+twice could add twice), so their outcome is unknown (`UnusableAnswerError`), not retried."""
 DEFAULT_USER_AGENT = "coldsync/0.1 (+lead sync)"
 API_PREFIX = "/api/v2"
 
@@ -1151,6 +1159,16 @@ def _is_block_page(body: Any) -> bool:
     return _is_page(body) and all(_is_block_entry(item) for item in body["items"])
 
 
+class _StopWhen(stop_base):
+    """A tenacity stop condition from a predicate on the retry state."""
+
+    def __init__(self, predicate: Callable[[RetryCallState], bool]) -> None:
+        self._predicate = predicate
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._predicate(retry_state)
+
+
 def _read_body(response: requests.Response, deadline: float) -> tuple[bytes | None, str | None]:
     """The whole body, read in short reads (each returns what one socket read brought) until the deadline:
     (bytes, None), or (None, why: the deadline passed or the body passed MAX_RESPONSE_BYTES). A body already
@@ -1159,13 +1177,14 @@ def _read_body(response: requests.Response, deadline: float) -> tuple[bytes | No
     if preloaded is not False:
         return (preloaded if isinstance(preloaded, bytes) else b""), None
     raw = response.raw
-    read = getattr(raw, "read1", None) or raw.read
+    read1 = getattr(raw, "read1", None)
     parts: list[bytes] = []
     size = 0
     while True:
         if time.monotonic() > deadline:
             return None, "timeout (the answer was still arriving at the request deadline)"
-        chunk = read(_READ_CHUNK)
+        # Decoded (gzip, deflate: requests asks for them), so the size cap counts what is held in memory.
+        chunk = read1(_READ_CHUNK, decode_content=True) if read1 is not None else raw.read(_READ_CHUNK)
         if not chunk:
             return b"".join(parts), None
         size += len(chunk)
@@ -1237,6 +1256,10 @@ class InstantlyClient:
         self.user_agent = user_agent
         self.timeout = (float(connect_timeout), float(read_timeout))
         self.request_deadline = float(request_deadline)
+        self.stop_at: float | None = None
+        """`time.monotonic()` instant no call may last past (the run's lease guard, set by the sync for each run):
+        each attempt's deadline is cut to it, no retry starts that could not end before it, and no call is sent
+        after it (`RunDeadlineError`). None: only `request_deadline` and the retry budget bound a call."""
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -1248,6 +1271,9 @@ class InstantlyClient:
         self.stats = RequestStats()
         self.health = ServiceHealth(open_seconds=circuit_seconds, clock=clock)
         self._session = session or requests.Session()
+        # No proxy, netrc or CA bundle from the environment: HTTP_PROXY would see a loopback simulator's key
+        # in clear, and ~/.netrc would replace the Authorization header.
+        self._session.trust_env = False
         self._session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
 
     def __repr__(self) -> str:
@@ -1272,6 +1298,19 @@ class InstantlyClient:
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.backoff_max, self.backoff_base * (2.0 ** max(attempt - 1, 0)))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def _no_time_for_another_attempt(self, retry_state: RetryCallState) -> bool:
+        """Retrying's stop condition beside the attempt budget: the longest wait before the next attempt would
+        end at or after `stop_at` (the attempt would be cut at once)."""
+        if self.stop_at is None:
+            return False
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, InstantlyError) and exc.retry_after is not None:
+            longest = min(exc.retry_after, self.max_retry_after)
+        else:
+            longest = min(self.backoff_max, self.backoff_base * (2.0 ** max(retry_state.attempt_number - 1, 0)))
+        return time.monotonic() + longest >= self.stop_at
 
     def _wait(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
@@ -1325,6 +1364,9 @@ class InstantlyClient:
                 delay,
             )
 
+        if self.stop_at is not None and time.monotonic() >= self.stop_at:
+            raise RunDeadlineError("not sent: the run reached its lease guard (no call may outlive the run's lock)",
+                                   method=method, path=path, attempts=0)
         operation = f"{method} {template}"
         blocked = self.health.blocked(operation)
         if blocked is not None:
@@ -1333,9 +1375,10 @@ class InstantlyClient:
             self.health.record(operation, failed)
             raise failed
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
+            stop=stop_any(stop_after_attempt(self.max_attempts), _StopWhen(self._no_time_for_another_attempt)),
             wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, InstantlyError) and e.retryable),
+            retry=retry_if_exception(lambda e: isinstance(e, InstantlyError) and e.retryable
+                                     and not isinstance(e, UnusableAnswerError)),
             reraise=True,
             sleep=self._sleep,
             before_sleep=before_sleep,
@@ -1420,6 +1463,8 @@ class InstantlyClient:
             data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
         deadline = time.monotonic() + self.request_deadline
+        if self.stop_at is not None:
+            deadline = min(deadline, self.stop_at)
         url = f"{self.base_url}{API_PREFIX}{path}"
         box: list[tuple[tuple[int, Mapping[str, str], bytes] | None, str | None] | BaseException] = []
 
@@ -1521,6 +1566,11 @@ class InstantlyClient:
             if is_json and accept(parsed):
                 return parsed
             what = "unexpected JSON shape" if is_json else f"non-JSON body ({content_type or 'no type'})"
+            if f"{method} {template}" in NOT_RESENT_AFTER_SUCCESS:
+                # The write took effect or not: sending it again could add twice. Outcome unknown, not retried.
+                raise UnusableAnswerError(
+                    f"malformed success response: {what}; not sent again (it may have taken effect): outcome "
+                    "unknown", http_status=status, method=method, path=path, attempts=attempt_no)
             raise ServerError(
                 f"malformed success response: {what}",
                 http_status=status,
@@ -1530,7 +1580,7 @@ class InstantlyClient:
                 retry_after=retry_after,
             )
         if is_json and isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
-            server_message = self._clean(parsed["message"])
+            server_message = self._clean(parsed["message"])[:MAX_SERVER_MESSAGE]  # scrubbed whole, then cut
         elif is_json:
             server_message = self._clean(json.dumps(parsed))[:300]  # scrubbed whole, then cut
         else:
@@ -1839,6 +1889,14 @@ class InstantlyClient:
                     work.appendleft((start, chunk[:half]))
                     logger.warning("instantly refused an add of %d leads (http 400): sending it in halves",
                                    len(chunk))
+                    continue
+                if isinstance(exc, UnusableAnswerError):  # a 2xx nobody can read: the add may have taken effect
+                    result.chunks_sent += 1
+                    result.unusable.append(exc)
+                    logger.error("instantly add of %d leads to campaign %s: %s", len(chunk), campaign_id, exc)
+                    result.outcomes.extend(
+                        LeadOutcome(start + i, _email_of(lead), "unknown", error=exc, inferred=True)
+                        for i, lead in enumerate(chunk))
                     continue
                 result.chunks_failed += 1
                 logger.error("instantly add of %d leads to campaign %s failed: %s", len(chunk), campaign_id, exc)

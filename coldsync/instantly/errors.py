@@ -104,6 +104,11 @@ class RedirectRefusedError(InstantlyError):
     no lead is blamed."""
 
 
+class RunDeadlineError(InstantlyError):
+    """Not sent: the run reached its lease guard (`InstantlyClient.stop_at`), so no call may start that the
+    run's lock would not outlast. Not retried; the run stops at its next deadline check."""
+
+
 class UnusableAnswerError(ServerError):
     """A 2xx answer the client cannot act on although it parsed: an error object in a 200 (e.g.
     `{"error": ..., "leads_uploaded": 0}`), or a bulk-add answer whose `created_leads` contradict the
@@ -136,4 +141,5 @@ def is_service_level(exc: BaseException) -> bool:
     refused (401, 402, 403), or a redirect (never followed: the base URL or something in front of the API is
     wrong). Such a failure never counts against a lead's own retry budget."""
     return isinstance(exc, InstantlyError) and (
-        exc.retryable or isinstance(exc, AuthenticationError | PlanError | ScopeError | RedirectRefusedError))
+        exc.retryable or isinstance(exc, AuthenticationError | PlanError | ScopeError | RedirectRefusedError
+                                                      | RunDeadlineError))
