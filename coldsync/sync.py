@@ -104,6 +104,7 @@ def preflight(ctx: RunContext) -> None:
                     "add leads anyway" if status in (0, 2) else
                     f"the {label} campaign is {name}: fix it in Instantly; leads are held back meanwhile")
     if ctx.campaigns and all(view.status is None for view in ctx.campaigns.values()):
+        ctx.check_deadline("reading the campaigns")  # unread because the lease guard came first: say that
         # Nothing of Instantly could be read: the run stops before any write and says so (exit 1).
         raise RunFailed(f"could not read any campaign from Instantly ({unread}): check INSTANTLY_BASE_URL, "
                         "the network and status.instantly.ai; nothing was changed")
@@ -185,7 +186,8 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
                                warehouse.stats.writes),
                      deadline=started + settings.lock_ttl_minutes * 60 * LEASE_SHARE)
     client.health.reset()  # what the service does from here on is this run's
-    client.stop_at = ctx.deadline  # no Instantly call, retries included, outlives the run's lease guard
+    # No Instantly call, retries included, outlives the run's lease guard (a dry run takes no lock).
+    client.stop_at = None if dry_run else ctx.deadline
     holder = None
     if not dry_run:
         try:

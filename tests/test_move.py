@@ -286,11 +286,13 @@ def test_move_leads_refuses_a_call_without_explicit_ids_before_the_network() -> 
 
 
 def test_a_move_answer_without_a_job_id_is_an_error() -> None:
-    """A 200 without a job id is a malformed answer (ServerError after the retries), never a move taken."""
+    """A 200 without a job id is an unusable answer, never a move taken, and never sent again (the move may
+    have started: the next run reads where the leads are)."""
+    from coldsync.instantly.errors import UnusableAnswerError
     session = StubSession([(200, {"status": "pending"})])
-    with stub_client(session, FakeClock(), max_attempts=2) as client, pytest.raises(ServerError):
+    with stub_client(session, FakeClock(), max_attempts=2) as client, pytest.raises(UnusableAnswerError):
         client.move_leads(["a"], "list-1", SMB)
-    assert len(session.sent) == 2
+    assert len(session.sent) == 1
 
 
 def test_a_refused_move_keeps_the_server_message() -> None:
