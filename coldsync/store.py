@@ -348,7 +348,7 @@ WITH {candidate_ctes(routing.source_columns)},
 ranked AS (
   SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.sequence_target ORDER BY {PRIORITY_ORDER}) AS route_rank,
          COUNT(*) OVER (PARTITION BY r.sequence_target) AS route_ready,
-         COUNTIF(r.score IS NULL) OVER (PARTITION BY r.sequence_target) AS route_unscored
+         SUM(IF(r.score IS NULL, 1, 0)) OVER (PARTITION BY r.sequence_target) AS route_unscored
   FROM routed AS r
 )
 SELECT k.*, (k.sequence_target IS NOT NULL AND k.route_rank <= COALESCE(l.n, 0)) AS taken
