@@ -46,6 +46,7 @@ class RunReport:
     # Per route: ready, quota, inventory, room, added, drained, share (percent), supply sizing, guard, why.
     routes: dict[str, dict[str, Any]] = field(default_factory=dict)
     source_rejects: dict[str, int] = field(default_factory=dict)  # reason -> source rows (v_source_rejects)
+    source_signal: str | None = None  # the source's change signal the rejects were counted under (Store.source_rejects)
     dnc_rejects: dict[str, int] = field(default_factory=dict)  # reason -> DNC entries that block nobody
     # Instantly block-list mirror: where the last pull stopped and when a full pass last ended.
     blocklist_watermark: dict[str, Any] = field(default_factory=dict)

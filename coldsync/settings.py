@@ -146,9 +146,19 @@ SPECS: tuple[SettingSpec, ...] = (
                 "Memory DuckDB may use (it spills to disk beyond); keeps a run's peak near 250 MB.",
                 pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$", pattern_hint="a size such as 128MB or 1GB"),
     SettingSpec("duckdb_threads", "int", 1, "Threads DuckDB may use.", minimum=1, maximum=64),
+    SettingSpec("duckdb_temp_directory", "str", "",
+                "Folder DuckDB spills to beyond DUCKDB_MEMORY_LIMIT (created 0700: spill files hold personal data). "
+                "Empty: `<DUCKDB_PATH>.tmp/` beside the warehouse file (under data/, git-ignored), never the "
+                "working directory."),
     SettingSpec("source_table", "str", "source_leads",
                 "Source lead table or view: a name in the dataset, or dataset.table / project.dataset.table.",
                 pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+){0,2}$", pattern_hint="[project.]dataset.table"),
+    SettingSpec("source_updated_at_column", "str", "",
+                "Column of SOURCE_TABLE your loads set to the time a row was last written: with a BigQuery view "
+                "as the source, its row count and newest value say whether the source changed (the source "
+                "rejects are recounted only then). Unused on a BigQuery table (its metadata says) and on DuckDB "
+                "(a row hash says). Empty: a BigQuery view's rejects are recounted every run.",
+                pattern=_IDENT, pattern_hint="a column name: letters, digits and underscores"),
     # --- Business rules (ops may also set these in the warehouse `config` table) -------------
     SettingSpec("smb_revenue_threshold", "int", 1_000_000,
                 "Annual revenue (USD) under which a lead goes to the SMB campaign.",
@@ -269,7 +279,9 @@ class Settings:
     duckdb_path: str
     duckdb_memory_limit: str
     duckdb_threads: int
+    duckdb_temp_directory: str
     source_table: str
+    source_updated_at_column: str
     smb_revenue_threshold: int
     inventory_cap: int
     cooldown_days: int

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ from coldsync.warehouse.schema import (
     VIEWS_FINGERPRINT_KEY,
     address_key_ctes,
     candidate_ctes,
+    rejects_view_sql,
     routed_cte,
     suppression_reason,
     views,
@@ -336,19 +337,24 @@ WHERE resolved_at IS NULL AND gave_up_at IS NULL
 # the views, which may predate a change of either. Each route's top rows by priority, up to its own limit
 # (@limits: route, n).
 def read_ready_sql(routing: Routing, outcomes: PolicyTable | None = None) -> str:
-    """The ready rows of each route in @limits, at most its n, by priority inside the route."""
+    """The ready rows of each route in @limits, at most its n, by priority inside the route, and the ready
+    counts of every route in the same pass over the source: each row carries its route's `route_ready` and
+    `route_unscored`; a route of n 0 (or absent from @limits, the unrouted leads included: sequence_target
+    NULL) gives its first row only, with `taken` FALSE, for its counts. Rows with `taken` TRUE are the ready
+    rows, `route_rank` <= n."""
     return f"""
 WITH {candidate_ctes(routing.source_columns)},
 {routed_cte(routing, source="candidates", as_of="@as_of", threshold="@smb_threshold", outcomes=outcomes)},
 ranked AS (
-  SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.sequence_target ORDER BY {PRIORITY_ORDER}) AS route_rank
+  SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.sequence_target ORDER BY {PRIORITY_ORDER}) AS route_rank,
+         COUNT(*) OVER (PARTITION BY r.sequence_target) AS route_ready,
+         SUM(IF(r.score IS NULL, 1, 0)) OVER (PARTITION BY r.sequence_target) AS route_unscored
   FROM routed AS r
-  WHERE r.sequence_target IS NOT NULL
 )
-SELECT k.*
+SELECT k.*, (k.sequence_target IS NOT NULL AND k.route_rank <= COALESCE(l.n, 0)) AS taken
 FROM ranked AS k
-JOIN UNNEST(@limits) AS l ON l.route = k.sequence_target
-WHERE k.route_rank <= l.n
+LEFT JOIN UNNEST(@limits) AS l ON l.route = k.sequence_target
+WHERE k.route_rank <= GREATEST(COALESCE(l.n, 0), 1)
 ORDER BY k.sequence_target, k.route_rank
 """  # noqa: S608
 
@@ -377,6 +383,28 @@ GROUP BY sequence_target ORDER BY sequence_target
 SOURCE_REJECT_COUNTS_SQL = f"""
 SELECT reason, COUNT(*) AS n FROM `{{ds}}.{REJECTS_VIEW}` GROUP BY reason
 """  # noqa: S608
+
+# The source's change signal where the engine has none of its own (a BigQuery view): its row count and the
+# newest value of the declared SOURCE_UPDATED_AT_COLUMN (a checked identifier). One column read.
+SOURCE_SIGNAL_SQL = "SELECT COUNT(*) AS n, CAST(MAX(s.{column}) AS STRING) AS newest FROM `{{source}}` AS s"
+
+REJECTS_RULE = hashlib.sha256((SOURCE_REJECT_COUNTS_SQL + rejects_view_sql()).encode()).hexdigest()[:12]
+"""Changes whenever the rules that make the source rejects change: a cached count is only reused under it."""
+
+
+def native_signal(warehouse: Warehouse) -> Callable[[], str | None] | None:
+    """The engine's own change signal of SOURCE_TABLE (`table_signal`: BigQuery's table metadata, DuckDB's
+    row count and row hash), found through wrappers (their `inner`); None when the engine has none."""
+    seen: object = warehouse
+    for _depth in range(8):
+        found = getattr(seen, "table_signal", None)
+        if callable(found):
+            return found  # type: ignore[no-any-return]
+        seen = getattr(seen, "inner", None)
+        if seen is None:
+            return None
+    return None
+
 
 # --- run log and lock ----------------------------------------------------------------------------
 
@@ -475,6 +503,8 @@ class Store:
         self.views_fingerprint: str | None = None  # as read by run_memory
         self.views_source: str | None = None  # the source table the views were built on, as read by run_memory
         self.last_summary: dict[str, Any] = {}  # the last successful live run's summary, as read by run_memory
+        # The ready counts the last read_ready saw ((route -> ready, unscored), None: it read nothing).
+        self.ready_seen: tuple[dict[str | None, int], int] | None = None
 
     @classmethod
     def for_settings(cls, warehouse: Warehouse, run_id: str, now: dt.datetime, settings: Settings) -> Store:
@@ -514,13 +544,31 @@ class Store:
 
     def read_ready(self, limits: Mapping[str, int]) -> list[dict[str, Any]]:
         """Each route's top ready rows by priority: at most `limits[route]` of each (routes of 0 skipped).
-        Rows carry every candidate column (declared extra source columns too), `sequence_target`, `score`."""
+        Rows carry every candidate column (declared extra source columns too), `sequence_target`, `score`,
+        `route_rank`. The same statement counts the ready leads of every route (the one pass over the source
+        a run makes): they are left in `ready_seen` ((counts, unscored) as `ready_counts` returns them).
+        Every limit 0: nothing is read (`ready_seen` None)."""
+        self.ready_seen = None
         wanted = [{"route": route, "n": n} for route, n in limits.items() if n > 0]
         if not wanted:
             return []
         sql = read_ready_sql(self.routing, self.outcomes)
         params = {"limits": Rows(LIMIT_FIELDS, wanted), **self._rules(sql)}
-        return self.warehouse.query(sql, params, label="topup.read_ready")
+        rows = self.warehouse.query(sql, params, label="topup.read_ready")
+        counts: dict[str | None, int] = {}
+        unscored = 0
+        taken: list[dict[str, Any]] = []
+        for row in rows:
+            target = None if row["sequence_target"] is None else str(row["sequence_target"])
+            if target not in counts:
+                counts[target] = int(row.pop("route_ready"))
+                unscored += int(row.pop("route_unscored") or 0)
+            else:
+                row.pop("route_ready"), row.pop("route_unscored")
+            if row.pop("taken"):
+                taken.append(row)
+        self.ready_seen = (counts, unscored)
+        return taken
 
     def ready_counts(self) -> tuple[dict[str | None, int], int]:
         """Ready leads per route (key None: matched no route), and how many ready leads have no score."""
@@ -557,6 +605,34 @@ class Store:
         """Source rows skipped (or kept with unknown revenue), per reason, from v_source_rejects."""
         rows = self.warehouse.query(SOURCE_REJECT_COUNTS_SQL, label="source.rejects")
         return {str(r["reason"]): int(r["n"]) for r in rows}
+
+    def source_signal(self, updated_at: str = "") -> str | None:
+        """What says the source changed: text equal between two reads when it did not (None: no signal, so
+        the source counts as changed every run). The engine's own signal first (native_signal: BigQuery's
+        table metadata, unbilled; DuckDB's row count and hash of every row, no rule evaluated); else, when
+        `updated_at` names a source column (SOURCE_UPDATED_AT_COLUMN), the row count and its newest value.
+        Raises WarehouseError when the source cannot be read."""
+        native = native_signal(self.warehouse)
+        signal = native() if native is not None else None
+        if signal is None and updated_at:
+            row = self.warehouse.query(SOURCE_SIGNAL_SQL.format(column=updated_at), label="source.signal")[0]
+            signal = f"rows {int(row['n'])}, newest {row['newest']}"
+        return None if signal is None else f"{self.warehouse.source_table}: {signal}; rules {REJECTS_RULE}"
+
+    def source_rejects(self, previous: Mapping[str, Any], updated_at: str = "") -> tuple[dict[str, int], str | None,
+                                                                                           bool]:
+        """The source reject counts (source_reject_counts), recounted only when the source changed:
+        `previous` is the last successful run's summary; when its `source_signal` equals this run's (the same
+        source table, rows and rules), its `source_rejects` are this run's. They depend on the source alone
+        (rules 1-2: unusable emails, duplicates, unreadable revenue), never on the operations tables, so
+        nothing a run writes can make them stale. Returns (counts, this run's signal, reused).
+        Raises WarehouseError when the source or v_source_rejects cannot be read."""
+        signal = self.source_signal(updated_at)
+        before = previous.get("source_rejects")
+        if signal is not None and previous.get("source_signal") == signal and isinstance(before, dict) and all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in before.items()):
+            return dict(before), signal, True
+        return self.source_reject_counts(), signal, False
 
     def run_memory(self) -> tuple[dict[str, dict[str, Any]], int, dict[str, Any]]:
         """The last successful run's drain watermarks, the number of open dead letters, and the last

@@ -15,9 +15,9 @@ from coldsync.phases.blocklist import PUSH_LIMIT_PER_RUN
 from coldsync.phases.context import CampaignView, RunContext, RunOutOfTime
 from coldsync.phases.drain import run_drain
 from coldsync.phases.housekeeping import run_housekeeping
-from coldsync.phases.topup import measure_inventory, run_topup
+from coldsync.phases.topup import measure_inventory, record_ready, run_topup
 from coldsync.redact import redact
-from coldsync.report import UNROUTED, RunReport
+from coldsync.report import RunReport
 from coldsync.routes import DEFAULT_SCORE
 from coldsync.rules import parse_timestamp
 from coldsync.runlock import lock_held_message
@@ -278,9 +278,13 @@ def _phases(ctx: RunContext) -> None:
     preflight(ctx)
     signals = ctx.store.last_summary.get("supply_signals")
     ctx.previous_signals = signals if isinstance(signals, dict) else {}
-    _count_ready(ctx)  # before any write: it runs every route's SQL, so a bad route stops the run here
     fingerprint = views_fingerprint(settings.routing, settings.outcome_table)
-    if ctx.store.views_fingerprint != fingerprint or ctx.store.views_source is None:
+    changed = ctx.store.views_fingerprint != fingerprint or ctx.store.views_source is None
+    if changed:
+        # Before any write: the count runs every route's SQL, so a changed routing that fails stops the run
+        # here. An unchanged one is read once, by the top-up (phases/topup.py), and only when there is room.
+        _count_ready(ctx)
+    if changed:
         if ctx.dry_run:
             report.warn("the views (v_ready_for_instantly, v_lead_scores, ...) were built for other routes or an "
                         "older version: a live run rebuilds them (or run `python setup.py`); this dry run reads "
@@ -321,7 +325,10 @@ def _phases(ctx: RunContext) -> None:
         report.phase("drain").seconds = time.monotonic() - t0
 
     try:
-        report.source_rejects = ctx.store.source_reject_counts()
+        report.source_rejects, report.source_signal, reused = ctx.store.source_rejects(
+            ctx.store.last_summary, settings.source_updated_at_column)
+        if reused:
+            report.phase("topup").notes.append("source unchanged since the last run: its reject counts reused")
     except WarehouseError as exc:  # an older schema: the run goes on, the summary says how to fix it
         report.warn(f"source rows skipped are not counted ({exc}): run `python setup.py` to create the views")
     report.phase("topup")
@@ -452,25 +459,23 @@ def _instant(value: object) -> dt.datetime | None:
 def _count_ready(ctx: RunContext) -> None:
     """Ready leads per route into the report. A failure here is the routing's SQL meeting the warehouse
     (a type error, a declared column the source lacks): refused as bad configuration, route named."""
-    report, routing = ctx.report, ctx.settings.routing
     try:
         counts, unscored = ctx.store.ready_counts()
     except WarehouseError as exc:
-        if routing.is_default and routing.score == DEFAULT_SCORE and not routing.source_columns:
-            raise RunFailed(f"could not count the ready leads ({exc}): run `python setup.py`") from exc
-        log.error("the ready-lead count failed: %s", exc)
-        raise RoutingRefused(f"the routing from {routing.origin} does not run in the warehouse: "
-                             f"{ctx.store.diagnose_routing()}") from exc
-    report.ready_by_route = {route.name: counts.get(route.name, 0) for route in routing.routes}
-    if counts.get(None):
-        report.ready_by_route[UNROUTED] = counts[None]
-        report.warn(f"{counts[None]} ready lead(s) match no route and are not sent: add a route for them, or end "
-                    "the routes with one whose `when` is TRUE")
-    for route in routing.routes:
-        report.route(route.name)["ready"] = counts.get(route.name, 0)
-    if unscored:
-        report.warn(f"{unscored} ready lead(s) have no score (the priority expression gave NULL): they are added "
-                    "after every scored lead of their route")
+        raise routing_failure(ctx, exc) from exc
+    record_ready(ctx, counts, unscored)
+
+
+def routing_failure(ctx: RunContext, exc: WarehouseError) -> RunFailed:
+    """The error of a run whose ready-lead read failed: with the default routing, the views or tables are
+    missing (run setup.py); else the routing's SQL does not run on this source: refused as bad configuration,
+    the failing part named (Store.diagnose_routing)."""
+    routing = ctx.settings.routing
+    if routing.is_default and routing.score == DEFAULT_SCORE and not routing.source_columns:
+        return RunFailed(f"could not count the ready leads ({exc}): run `python setup.py`")
+    log.error("the ready-lead count failed: %s", exc)
+    return RoutingRefused(f"the routing from {routing.origin} does not run in the warehouse: "
+                          f"{ctx.store.diagnose_routing()}")
 
 
 def _finish(ctx: RunContext, started: float, code: ExitCode, *, write_log: bool) -> SyncResult:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from coldsync.instantly.client import LeadOutcome
@@ -23,9 +24,11 @@ from coldsync.outcomes import IN_WORKSPACE_OUTCOME, InInstantly
 from coldsync.phases.blocklist import confirm_blocklisted, entry_dnc_row
 from coldsync.phases.context import CampaignView, RunContext, dead_letter, history_row
 from coldsync.phases.signals import MIN_BOUNCE_SAMPLE, CampaignSignals, campaign_signals
+from coldsync.report import UNROUTED
 from coldsync.routes import DEFAULT_CUSTOM_VARIABLES, Arm, Route, custom_variables
 from coldsync.rules import normalize_email, parse_timestamp
 from coldsync.supply import RouteSupply, allocate, combine_shares, default_shares, supply_wanted
+from coldsync.warehouse.base import WarehouseError
 
 log = logging.getLogger("coldsync.topup")
 
@@ -144,6 +147,64 @@ def _route_supplies(ctx: RunContext, signals: Mapping[str, CampaignSignals]) -> 
     return out
 
 
+def _read_ready(ctx: RunContext, bounds: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Each route's ready rows up to its bound (Store.read_ready), its ready count into the report. With
+    every bound 0, nothing is read: the counts are this run's own when the preflight took them (a changed
+    routing is counted before any write), else the last successful run's less what it added (a figure for
+    the report only: no room means no lead is chosen on it). A failure of the routing's SQL is refused as
+    bad configuration, the failing part named (coldsync.sync.routing_failure)."""
+    if not any(n > 0 for n in bounds.values()):
+        if not ctx.report.ready_by_route:
+            _carry_ready(ctx)
+        return []
+    try:
+        rows = ctx.store.read_ready(bounds)
+    except WarehouseError as exc:
+        from coldsync.sync import routing_failure  # coldsync.sync imports this module
+
+        raise routing_failure(ctx, exc) from exc
+    counts, unscored = ctx.store.ready_seen or ({}, 0)
+    record_ready(ctx, counts, unscored)
+    return rows
+
+
+def record_ready(ctx: RunContext, counts: Mapping[str | None, int], unscored: int) -> None:
+    """Ready leads per route (key None: matched no route) and the unscored count into the report, warned."""
+    report, routing = ctx.report, ctx.settings.routing
+    report.ready_by_route = {route.name: counts.get(route.name, 0) for route in routing.routes}
+    unrouted = counts.get(None, 0)
+    if unrouted:
+        report.ready_by_route[UNROUTED] = unrouted
+        report.warn(f"{unrouted} ready lead(s) match no route and are not sent: add a route for them, or end "
+                    "the routes with one whose `when` is TRUE")
+    for route in routing.routes:
+        report.route(route.name)["ready"] = counts.get(route.name, 0)
+    if unscored:
+        report.warn(f"{unscored} ready lead(s) have no score (the priority expression gave NULL): they are added "
+                    "after every scored lead of their route")
+
+
+def _carry_ready(ctx: RunContext) -> None:
+    """The last successful run's ready counts less the leads it added, for the report of a run that reads
+    no source (noted as carried). Nothing when that summary has none."""
+    last = ctx.store.last_summary
+    before, routes = last.get("ready_by_route"), last.get("routes")
+    if not isinstance(before, dict):
+        return
+    routes = routes if isinstance(routes, dict) else {}
+    carried: dict[str, int] = {}
+    for name, ready in before.items():
+        entry = routes.get(name)
+        added = entry.get("added", 0) if isinstance(entry, dict) else 0
+        if isinstance(ready, int) and isinstance(added, int):
+            carried[str(name)] = max(ready - added, 0)
+    ctx.report.ready_by_route = carried
+    for route in ctx.settings.routing.routes:
+        ctx.report.route(route.name)["ready"] = carried.get(route.name, 0)
+    ctx.report.phase("topup").notes.append("no room: the source was not read; ready counts are the last run's "
+                                           "less what it added")
+
+
 def _added_since(ctx: RunContext, campaign_id: str, signal: CampaignSignals) -> int:
     """Leads the warehouse added to the campaign since reused figures were read (state rows added at or
     after that time): not in the backlog the listing counted then. 0 for figures read by this run."""
@@ -186,7 +247,17 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
     signals = campaign_signals(ctx) if could_add else {}
     if not could_add:  # carried forward: a quiet run must not make the next run re-read fresh figures
         ctx.report.supply_signals = dict(ctx.previous_signals)
-    allocation = allocate(_route_supplies(ctx, signals), cap=settings.inventory_cap,
+    supplies = _route_supplies(ctx, signals)
+    # The most any route can get this run (allocate: room_r <= min(G, wanted_r), 0 when closed): each route's
+    # ready rows are read up to that bound, with every route's ready count, in the run's one pass over the
+    # source; the allocation then takes each route's first room_r of them. No room anywhere: no read at all.
+    most = 0 if inventory is None else max(0, min(settings.target_new_leads_per_run,
+                                                  settings.inventory_cap - inventory))
+    bounds = {s.name: 0 if not s.open else most if s.wanted is None else min(most, s.wanted) for s in supplies}
+    started = time.monotonic()
+    ready_rows = _read_ready(ctx, bounds)
+    supplies = [replace(s, ready=int(ctx.report.route(s.name)["ready"])) for s in supplies]
+    allocation = allocate(supplies, cap=settings.inventory_cap,
                           target=settings.target_new_leads_per_run, inventory=inventory)
     if inventory is not None and inventory > settings.inventory_cap:
         ctx.report.warn(f"inventory {inventory} exceeds the cap {settings.inventory_cap} by "
@@ -196,10 +267,15 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
         entry.update(quota=room.quota, room=room.room)
         entry["reason"] = entry["reason"] if "reason" in entry and not room.room else room.reason
     phase.notes.append(f"room {allocation.total}: {allocation.reason}")
-    started = time.monotonic()
-    rows = ctx.store.read_ready({room.name: room.room for room in allocation.rooms})
-    log.info("read %d ready lead(s) for a room of %d from the warehouse in %.1fs", len(rows), allocation.total,
-             time.monotonic() - started)
+    rooms = {r.name: r.room for r in allocation.rooms}
+    rows: list[dict[str, Any]] = []
+    for row in ready_rows:  # in route order, each route's by priority
+        target = str(row.get("sequence_target"))
+        if rooms.get(target, 0) > 0:
+            rooms[target] -= 1
+            rows.append(row)
+    log.info("read %d ready lead(s) (%d kept) for a room of %d from the warehouse in %.1fs", len(ready_rows),
+             len(rows), allocation.total, time.monotonic() - started)
 
     chosen: dict[str, list[tuple[str, dict[str, Any], Mapping[str, Any], Route, Arm]]] = {}
     rejected: list[dict[str, Any]] = []

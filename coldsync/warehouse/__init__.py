@@ -49,6 +49,7 @@ def connect(settings: Settings, *, labels: dict[str, str] | None = None,
         from coldsync.warehouse.duckdb import DuckDBWarehouse
 
         warehouse = DuckDBWarehouse(settings.duckdb_file(), settings.bq_dataset, settings.source_table,
-                                    memory_limit=settings.duckdb_memory_limit, threads=settings.duckdb_threads)
+                                    memory_limit=settings.duckdb_memory_limit, threads=settings.duckdb_threads,
+                                    temp_directory=settings.duckdb_temp_directory or None)
     log.info("Using %s", warehouse.describe())
     return warehouse

@@ -339,6 +339,18 @@ class BigQueryWarehouse:
         job = self._run(sql, params, label)
         return int(job.num_dml_affected_rows or 0)
 
+    def table_signal(self) -> str | None:
+        """SOURCE_TABLE's change signal from its metadata (tables.get: no query, nothing billed): its row
+        count and last-modified time, which BigQuery moves on every load, DML statement or streaming insert.
+        None for a view (its metadata changes with its definition, not with the rows it reads) or when the
+        metadata says neither. Raises WarehouseError when the table cannot be read."""
+        with google_errors("source.signal", self.dataset):
+            table = self.client.get_table(self.source_table)
+        self.stats.by_label["source.signal"] += 1
+        if getattr(table, "table_type", "TABLE") not in ("TABLE", None) or table.modified is None:
+            return None
+        return f"rows {table.num_rows}, modified {table.modified.isoformat()}"
+
     def _ref(self, table: str) -> str:
         return f"{self.project}.{self.dataset}.{table}"
 

@@ -81,7 +81,8 @@ class DuckDBWarehouse:
     engine = "duckdb"
 
     def __init__(self, path: Path | str, dataset: str, source_table: str = "source_leads", *,
-                 memory_limit: str = "128MB", threads: int = 1, stage_threshold: int = 2000) -> None:
+                 memory_limit: str = "128MB", threads: int = 1, stage_threshold: int = 2000,
+                 temp_directory: Path | str | None = None) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
         self.dataset = check_identifier(dataset)
         parts = check_identifier(source_table).split(".")
@@ -91,7 +92,7 @@ class DuckDBWarehouse:
         acquire_private_umask()
         self._holds_umask = True
         try:
-            self._con = self._open(memory_limit, threads)
+            self._con = self._open(memory_limit, threads, temp_directory)
         except BaseException:
             self._release_umask()
             raise
@@ -106,19 +107,26 @@ class DuckDBWarehouse:
         self._lock = threading.Lock()
         self.stats = StatementStats()
 
-    def _open(self, memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
-        """Connect and attach the file (created if new; tightened to 0600 if an older version left it open)."""
+    def _open(self, memory_limit: str, threads: int, temp_directory: Path | str | None) -> duckdb.DuckDBPyConnection:
+        """Connect and attach the file (created if new; tightened to 0600 if an older version left it open).
+        Spills go to `temp_directory` (DUCKDB_TEMP_DIRECTORY), else beside the file (spill_dir), created 0700."""
         config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit, "threads": threads}
         if self.path is not None:
             for existing in (self.path, wal_path(self.path)):
                 tighten(existing)
             try:
                 private_dir(self.path.parent)
-                # Spill files go beside the warehouse, in a 0700 directory: DuckDB's default for a connection like
-                # this one is `.tmp` in the working directory (wherever the command was started).
-                config["temp_directory"] = str(private_dir(spill_dir(self.path)))
             except OSError as exc:
                 raise WarehouseError(f"cannot create the directory of the DuckDB file {self.path}: {exc}") from exc
+        # Spill files go in a 0700 directory, beside the warehouse unless set: DuckDB's default for a connection
+        # like this one is `.tmp` in the working directory (wherever the command was started).
+        spill = Path(temp_directory) if temp_directory else spill_dir(self.path) if self.path is not None else None
+        if spill is not None:
+            try:
+                config["temp_directory"] = str(private_dir(spill))
+            except OSError as exc:
+                raise WarehouseError(f"cannot create the DuckDB temp directory {spill} (DUCKDB_TEMP_DIRECTORY): "
+                                     f"{exc}; set it to a folder this user may create") from exc
         # The file is attached under a catalog name derived from the dataset, never equal to it:
         # DuckDB cannot bind views when a catalog and a schema share a name (e.g. coldsync.duckdb).
         self.catalog = f"{self.dataset}_db"
@@ -213,6 +221,21 @@ class DuckDBWarehouse:
         if rows and len(rows[0]) == 1 and isinstance(rows[0][0], int):
             return int(rows[0][0])
         return 0
+
+    def table_signal(self) -> str:
+        """SOURCE_TABLE's change signal: its row count and the XOR of every row's hash (DuckDB's own `hash`
+        of the whole row), equal between two reads when no row was added, removed or changed. One scan of
+        the stored columns, no rule evaluated: milliseconds at 300,000 rows. Counted as `source.signal`.
+        Raises WarehouseError when the source cannot be read."""
+        name = ".".join(f'"{part}"' for part in self.source_table.split("."))
+        self.stats.by_label["source.signal"] += 1
+        try:
+            with self._lock:
+                row = self._con.execute(f"SELECT count(*), bit_xor(hash(s)) FROM {name} AS s").fetchone()  # noqa: S608
+        except duckdb.Error as exc:
+            raise WarehouseError(f"source.signal: {type(exc).__name__}: {exc}") from exc
+        count, digest = row if row is not None else (0, None)
+        return f"rows {count}, hash {digest}"
 
     def ensure_dataset(self) -> bool:
         with self._lock:

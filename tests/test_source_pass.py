@@ -1,0 +1,120 @@
+"""A run reads the source at most once, and not at all without room; the source rejects are recounted only
+when the source changed; the cache never lets a suppressed person through (DuckDB lane: the statements are
+counted by label on the warehouse's own statistics)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from coldsync.cli import ExitCode
+from coldsync.instantly.client import InstantlyClient
+from coldsync.instantly.simulator import InstantlySimulator
+from coldsync.settings import Settings, replace
+from coldsync.sync import SyncResult, run_sync
+from coldsync.warehouse.duckdb import DuckDBWarehouse
+from tests.conftest import make_settings
+from tests.helpers import add_dnc, add_sources, build, lead
+
+START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
+SMB = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6"
+MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
+LEADS = ["ann@one.example", "bob@two.example", "cat@three.example", "dan@four.example", "eve@five.example"]
+SOURCE_READS = ("ready_counts", "topup.read_ready", "source.rejects", "routing.check")
+"""Statement labels that evaluate the eligibility rules over the source (source.signal only hashes rows)."""
+
+
+@dataclass
+class World:
+    warehouse: DuckDBWarehouse
+    sim: InstantlySimulator
+    client: InstantlyClient
+    settings: Settings
+
+    def run(self, **changes: object) -> tuple[SyncResult, Counter[str]]:
+        """One run, 30 minutes after the last (the last successful run is the newest); its result and the
+        statements it sent, by label."""
+        self.sim.advance(1 / 48)
+        before = Counter(self.warehouse.stats.by_label)
+        result = run_sync(replace(self.settings, **changes) if changes else self.settings, self.warehouse,
+                          self.client, now=self.sim.now)
+        assert result.exit_code == ExitCode.OK, result.report.render_text()
+        return result, Counter(self.warehouse.stats.by_label) - before
+
+    def in_instantly(self) -> set[str]:
+        return {str(x["email"]) for c in (SMB, MIDSIZE) for x in self.sim.leads(c)}
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="3",
+                             target_new_leads_per_run="100", instantly_api_key="sim-key")
+    sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=30)
+    sim.start()
+    sim.create_campaign("SMB", campaign_id=SMB)
+    sim.create_campaign("Midsize", campaign_id=MIDSIZE)
+    warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
+    build(warehouse, settings, [*(lead(e) for e in LEADS), lead("not-an-email")], as_of=START)
+    client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.01, backoff_max=0.05)
+    try:
+        yield World(warehouse, sim, client, settings)
+    finally:
+        client.close()
+        sim.stop()
+        warehouse.close()
+
+
+def source_reads(statements: Counter[str]) -> dict[str, int]:
+    return {label: n for label, n in statements.items() if label in SOURCE_READS}
+
+
+def test_a_fill_reads_the_source_once_and_a_run_without_room_not_at_all(world: World) -> None:
+    """The first run (room 3 of 5 ready) sends one ready read (rows and counts together) and one reject
+    count (no earlier signal); the next run, cap reached and nothing finished, sends neither, and its
+    report still says 2 ready (5 less the 3 added) and 1 malformed row."""
+    first, statements = world.run()
+    assert first.report.added == 3
+    assert source_reads(statements) == {"topup.read_ready": 1, "source.rejects": 1}
+    assert sum(first.report.ready_by_route.values()) == 5
+    steady, statements = world.run()
+    assert steady.report.added == 0
+    assert source_reads(statements) == {}
+    assert statements["source.signal"] == 1
+    assert sum(steady.report.ready_by_route.values()) == 2
+    assert steady.report.source_rejects == {"email malformed": 1}
+
+
+def test_the_rejects_are_recounted_when_a_source_row_is_added_or_changed(world: World) -> None:
+    """Rejects 1 (one malformed row); unchanged source: reused, not recounted; one more malformed row: 2,
+    recounted once; that row corrected in place (same row count): 1 again, recounted once more."""
+    world.run()
+    _steady, statements = world.run()
+    assert statements["source.rejects"] == 0
+    add_sources(world.warehouse, [lead("also bad")])
+    added, statements = world.run()
+    assert (statements["source.rejects"], added.report.source_rejects) == (1, {"email malformed": 2})
+    world.warehouse.execute("UPDATE `{source}` SET email = 'fixed@six.example' WHERE email = 'also bad'",
+                            label="test.fix")
+    fixed, statements = world.run()
+    assert (statements["source.rejects"], fixed.report.source_rejects) == (1, {"email malformed": 1})
+    _again, statements = world.run()
+    assert statements["source.rejects"] == 0
+
+
+def test_a_person_listed_between_two_runs_of_an_unchanged_source_is_not_added(world: World) -> None:
+    """Run 1 adds 3 of the 5; one of the 2 left goes on the do-not-contact list; run 2 (same source, cap
+    raised to 5: room 2) reuses the reject counts but reads the ready rows afresh: it adds exactly the other
+    one, never the listed one."""
+    world.run()
+    left = sorted(set(LEADS) - world.in_instantly())
+    assert len(left) == 2
+    add_dnc(world.warehouse, email=left[0])
+    second, statements = world.run(inventory_cap=5)
+    assert statements["source.rejects"] == 0 and statements["topup.read_ready"] == 1
+    assert second.report.added == 1
+    assert world.in_instantly() == set(LEADS) - {left[0]}
