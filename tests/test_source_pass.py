@@ -17,8 +17,9 @@ from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator
 from coldsync.settings import Settings, replace
 from coldsync.sync import SyncResult, run_sync
+from coldsync.warehouse.base import Warehouse
 from coldsync.warehouse.duckdb import DuckDBWarehouse
-from tests.conftest import make_settings
+from tests.conftest import ENGINES, make_settings, open_warehouse
 from tests.helpers import add_dnc, add_sources, build, lead
 
 START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
@@ -31,7 +32,7 @@ SOURCE_READS = ("ready_counts", "topup.read_ready", "source.rejects", "routing.c
 
 @dataclass
 class World:
-    warehouse: DuckDBWarehouse
+    warehouse: Warehouse
     sim: InstantlySimulator
     client: InstantlyClient
     settings: Settings
@@ -50,15 +51,13 @@ class World:
         return {str(x["email"]) for c in (SMB, MIDSIZE) for x in self.sim.leads(c)}
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def _world(tmp_path: Path, warehouse: Warehouse) -> Iterator[World]:
     settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE, inventory_cap="3",
                              target_new_leads_per_run="100", instantly_api_key="sim-key")
     sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=30)
     sim.start()
     sim.create_campaign("SMB", campaign_id=SMB)
     sim.create_campaign("Midsize", campaign_id=MIDSIZE)
-    warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
     build(warehouse, settings, [*(lead(e) for e in LEADS), lead("not-an-email")], as_of=START)
     client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.01, backoff_max=0.05)
     try:
@@ -67,6 +66,19 @@ def world(tmp_path: Path) -> Iterator[World]:
         client.close()
         sim.stop()
         warehouse.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    yield from _world(tmp_path, DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync"))
+
+
+@pytest.fixture(params=ENGINES, ids=ENGINES)
+def world_each(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    """The same world on each engine (BigQuery: the source's change signal is the table's metadata)."""
+    if request.param == "bigquery":
+        request.applymarker(pytest.mark.bigquery)
+    yield from _world(tmp_path, open_warehouse(request.param, tmp_path, request))
 
 
 def source_reads(statements: Counter[str]) -> dict[str, int]:
@@ -89,12 +101,18 @@ def test_a_fill_reads_the_source_once_and_a_run_without_room_not_at_all(world: W
     assert steady.report.source_rejects == {"email malformed": 1}
 
 
-def test_the_rejects_are_recounted_when_a_source_row_is_added_or_changed(world: World) -> None:
+def test_the_rejects_are_recounted_when_a_source_row_is_added_or_changed(world_each: World) -> None:
     """Rejects 1 (one malformed row); unchanged source: reused, not recounted; one more malformed row: 2,
     recounted once; that row corrected in place (same row count): 1 again, recounted once more."""
+    world = world_each
     world.run()
     _steady, statements = world.run()
     assert statements["source.rejects"] == 0
+    if not isinstance(world.warehouse, DuckDBWarehouse):
+        # BigQuery's signal is the table's metadata (numRows, lastModifiedTime, which BigQuery moves on every load
+        # and DML statement); the local emulator keeps both fixed after the table is created, so the change half
+        # of this test cannot be shown on it. Reuse on an unchanged source is shown above.
+        return
     add_sources(world.warehouse, [lead("also bad")])
     added, statements = world.run()
     assert (statements["source.rejects"], added.report.source_rejects) == (1, {"email malformed": 2})

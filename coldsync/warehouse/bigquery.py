@@ -349,6 +349,8 @@ class BigQueryWarehouse:
         self.stats.by_label["source.signal"] += 1
         if getattr(table, "table_type", "TABLE") not in ("TABLE", None) or table.modified is None:
             return None
+        if getattr(table, "streaming_buffer", None) is not None:
+            return None  # rows still in the streaming buffer are in neither numRows nor (surely) the modified time
         return f"rows {table.num_rows}, modified {table.modified.isoformat()}"
 
     def _ref(self, table: str) -> str:
