@@ -49,7 +49,8 @@ log = logging.getLogger("coldsync.drain")
 # least every FULL_SWEEP_INTERVAL, to catch what counters miss (skipped leads, lagging analytics,
 # leads kept as unknown). Stale leads are found from the warehouse.
 # In this order, each listing of a campaign leaving out (`excluded_ids`) the leads the campaign's
-# earlier listings of the run returned, so a lead under two filters is fetched once: REPLIED
+# earlier listings of the run returned (and the leads held or moving, re-read by id), so a lead under
+# two filters is fetched once: REPLIED
 # (email_reply_count >= 1) overlaps the status filters (a reply stops the sequence with status 3, so a
 # replied lead is also COMPLETED); the status filters are disjoint. The small listings go first and
 # COMPLETED, the large one, last: the ids excluded stay few where they travel in many requests.
@@ -105,7 +106,12 @@ def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
         sweep = _sweep_due(previous, ctx.now)
         watermark: dict[str, Any] = {k: v for k, v in previous.items() if k != "swept_at"}
         all_complete = True
-        read: list[str] = []  # lead ids this campaign's listings returned so far: the next ones exclude them
+        # Lead ids the next listings of this campaign leave out: those its listings returned so far, and from
+        # the start the leads held or being moved there, which the drain re-reads by id (_follow_holds,
+        # _follow_moves) and never takes from a listing.
+        read: list[str] = [row.instantly_lead_id for row in ctx.state
+                           if row.status in ("holding", "moving") and row.instantly_lead_id
+                           and ctx.campaign(row.campaign_id) is campaign]
         for filt, counter in FINISHED_FILTERS.items():
             current = campaign.counters.get(counter) if counter else None
             unchanged = counter is None or (current is not None and previous.get(counter) == current)
