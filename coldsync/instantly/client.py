@@ -640,18 +640,33 @@ class SendingStatus:
 
 
 StopReason = Literal[
-    "empty_page", "end_without_cursor", "repeated_cursor", "missing_cursor", "no_progress", "max_pages"
+    "empty_page", "end_without_cursor", "short_page", "all_asked_answered", "repeated_cursor", "missing_cursor",
+    "no_progress", "max_pages"
 ]
-_COMPLETE_REASONS: frozenset[str] = frozenset({"empty_page", "end_without_cursor"})
+_COMPLETE_REASONS: frozenset[str] = frozenset({"empty_page", "end_without_cursor", "short_page", "all_asked_answered"})
 
 
 class Listing(Generic[T]):
     """Iterator over a cursor-paged listing that knows whether it read everything.
 
-    Pages are fetched lazily. Iteration stops on an empty page (the normal end: Instantly still sends
-    a cursor on the short last page), on a short page without a cursor (also an end), or, cut short,
-    on a cursor already seen, on a FULL page without a cursor, or after `max_pages` pages. Items whose
-    id was already yielded are skipped (`duplicates_skipped`).
+    Pages are fetched lazily. Iteration stops on an empty page (the normal end), on a short page
+    without a cursor (also an end), or, cut short, on a cursor already seen, on a FULL page without a
+    cursor, or after `max_pages` pages. Items whose id was already yielded are skipped
+    (`duplicates_skipped`).
+
+    Two more ends save the request for an empty last page where the answer already says there is no
+    more:
+    - `short_page_ends=True`: a page with fewer items than `page_size` is the last one, cursor or not
+      (reason `short_page`). Instantly still sends `next_starting_after` on a short last page, and the
+      page after it is empty without one: recorded leads.json (`POST /leads/list`, limit 100: 24 leads
+      and a cursor, then `{"items": []}`) and campaigns.json (`GET /campaigns`, limit 100: 13 campaigns
+      and a cursor, then the empty page). The spec's `limit` is "the number of items to return", and
+      listLeads orders by id for cursor paging. Assumed from these: the server fills a page up to `limit`
+      whenever more items match (a filter is applied before the page is cut, not after). Set only for
+      the endpoints those recordings cover (leads, campaigns).
+    - `expect_ids`: the ids the request asked for (a look-up by ids): once every one of them was
+      yielded, no later page can add one of them (reason `all_asked_answered`), so a full page of 100
+      asked ids costs no second call. Items not asked for do not count towards it.
 
     After iteration, `complete` is True only when the server said "no more"; the sync must treat a
     False as "partially measured". `require_complete()` drains and raises `IncompleteListingError`
@@ -668,10 +683,14 @@ class Listing(Generic[T]):
         max_pages: int,
         what: str,
         start_cursor: str | None = None,
+        short_page_ends: bool = False,
+        expect_ids: Iterable[str] | None = None,
     ) -> None:
         self._fetch_page = fetch_page
         self._convert = convert
         self._page_size = page_size
+        self._short_page_ends = short_page_ends
+        self._unanswered: set[str] | None = set(expect_ids) if expect_ids is not None else None
         self._max_pages = max_pages
         self._what = what
         self._buffer: deque[tuple[str | None, T]] = deque()
@@ -733,6 +752,8 @@ class Listing(Generic[T]):
                     self.duplicates_skipped += 1
                     continue
                 self._ids_seen.add(item_id)
+                if self._unanswered is not None:
+                    self._unanswered.discard(item_id)
             fresh += 1
             self._buffer.append((item_id if isinstance(item_id, str) else None, self._convert(raw)))
         if not items:
@@ -741,8 +762,12 @@ class Listing(Generic[T]):
             self._stop("repeated_cursor")
         elif fresh == 0:
             self._stop("no_progress")
+        elif self._unanswered is not None and not self._unanswered:
+            self._stop("all_asked_answered")
         elif not next_cursor:
             self._stop("end_without_cursor" if len(items) < self._page_size else "missing_cursor")
+        elif self._short_page_ends and len(items) < self._page_size:
+            self._stop("short_page")
         else:
             self._cursors_seen.add(next_cursor)
             self._cursor = next_cursor
@@ -1624,7 +1649,8 @@ class InstantlyClient:
             body = self._request("GET", "/campaigns", params=params, accept=_is_page)
             return body["items"], _cursor_of(body)
 
-        return Listing(fetch, Campaign.from_json, page_size=page_size, max_pages=self.max_pages, what="campaigns")
+        return Listing(fetch, Campaign.from_json, page_size=page_size, max_pages=self.max_pages, what="campaigns",
+                       short_page_ends=True)
 
     def iter_lead_labels(self, *, page_size: int = MAX_PAGE_SIZE) -> Listing[dict[str, Any]]:
         """The workspace's custom lead labels (`GET /lead-labels`, operation listLeadLabel), cursor-paged.
@@ -1770,6 +1796,7 @@ class InstantlyClient:
         filter: str | None = None,
         contacts: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
+        excluded_ids: Sequence[str] | None = None,
         page_size: int = MAX_PAGE_SIZE,
         max_pages: int | None = None,
         starting_after: str | None = None,
@@ -1779,7 +1806,11 @@ class InstantlyClient:
         Returns a `Listing`: iterate it, then read `.complete` (True = read to the end) or call
         `.require_complete()`. Without `campaign` the listing spans the whole workspace.
         `starting_after` resumes a listing after that lead id (leads are ordered by id; a listing
-        cut short by `max_pages` resumes after its `last_id`).
+        cut short by `max_pages` resumes after its `last_id`). `excluded_ids` (the spec's "array of lead
+        IDs to exclude"; empty: not sent) leaves out leads already read, e.g. by another filter's listing.
+
+        A page shorter than `page_size` ends the listing, and a look-up by `ids` ends once every id asked
+        was answered (`Listing`, `short_page_ends` and `expect_ids`: no request for the empty page after).
         """
         _check_page_size(page_size)
         if starting_after is not None and (not isinstance(starting_after, str) or not starting_after.strip()):
@@ -1795,6 +1826,8 @@ class InstantlyClient:
             criteria["contacts"] = _require_strings(contacts, "contacts")
         if ids is not None:
             criteria["ids"] = _require_strings(ids, "ids")
+        if excluded_ids:
+            criteria["excluded_ids"] = _require_strings(excluded_ids, "excluded_ids")
 
         def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
             body = dict(criteria, limit=page_size)
@@ -1805,7 +1838,8 @@ class InstantlyClient:
 
         what = "leads" + (f" of campaign {campaign}" if campaign else "") + (f" ({filter})" if filter else "")
         return Listing(fetch, dict, page_size=page_size, max_pages=max_pages or self.max_pages, what=what,
-                       start_cursor=starting_after)
+                       start_cursor=starting_after, short_page_ends=True,
+                       expect_ids=criteria["ids"] if ids is not None else None)
 
     def get_lead(self, lead_id: str) -> Lead | None:
         """The lead, or None when it does not exist (404)."""
@@ -2062,11 +2096,16 @@ class InstantlyClient:
             settle(idx, "plan_limit", inferred=True)
         return [resolved[i] for i in range(n)]
 
-    def delete_leads(self, campaign_id: str, ids: Sequence[str], *, chunk_size: int = 1000) -> int:
+    def delete_leads(
+        self, campaign_id: str, ids: Sequence[str], *, chunk_size: int = MAX_IDS_PER_BULK_DELETE
+    ) -> int:
         """Delete exactly these leads of the campaign (`DELETE /leads` with ids); return the count.
 
-        Empty, missing or blank ids raise `UnsafeRequestError` before any request: Instantly's bulk
-        delete without ids deletes EVERY lead of the campaign.
+        One request per `chunk_size` distinct ids (default MAX_IDS_PER_BULK_DELETE, 10,000: the spec's
+        bulkDeleteLeads bounds `limit` to 1..10,000 and sets no bound on `ids`; each request sends
+        `limit` = its number of ids), so 10,000 ids cost one call and 10,001 two. Empty, missing or
+        blank ids raise `UnsafeRequestError` before any request: Instantly's bulk delete without ids
+        deletes EVERY lead of the campaign. A chunk_size outside 1..10,000 raises ValueError.
         """
         if not isinstance(campaign_id, str) or not campaign_id.strip():
             raise UnsafeRequestError("refusing bulk delete without a campaign id")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from coldsync.instantly.client import MAX_IDS_PER_MOVE, BackgroundJob, LeadFilter
+from coldsync.instantly.client import MAX_IDS_PER_BULK_DELETE, MAX_IDS_PER_MOVE, BackgroundJob, LeadFilter
 from coldsync.instantly.errors import InstantlyError, is_service_level
 from coldsync.outcomes import InInstantly, UnknownInterestStatus
 from coldsync.phases.blocklist import mirror_rows
@@ -48,13 +48,22 @@ log = logging.getLogger("coldsync.drain")
 # one analytics call, not one listing per filter and campaign. A full sweep of every filter runs at
 # least every FULL_SWEEP_INTERVAL, to catch what counters miss (skipped leads, lagging analytics,
 # leads kept as unknown). Stale leads are found from the warehouse.
+# In this order, each listing of a campaign leaving out (`excluded_ids`) the leads the campaign's
+# earlier listings of the run returned (and the leads held or moving, re-read by id), so a lead under
+# two filters is fetched once: REPLIED
+# (email_reply_count >= 1) overlaps the status filters (a reply stops the sequence with status 3, so a
+# replied lead is also COMPLETED); the status filters are disjoint. The small listings go first and
+# COMPLETED, the large one, last: the ids excluded stay few where they travel in many requests.
 FINISHED_FILTERS: dict[LeadFilter, str | None] = {
-    LeadFilter.COMPLETED: "completed",
     LeadFilter.REPLIED: "replies",
     LeadFilter.BOUNCED: "bounced",
     LeadFilter.UNSUBSCRIBED: "unsubscribed",
     LeadFilter.SKIPPED: None,
+    LeadFilter.COMPLETED: "completed",
 }
+MAX_EXCLUDED_IDS = 10_000
+"""Ids a listing leaves out at most (`excluded_ids`): the spec sets no bound; assumed like bulk delete's
+10,000 ids in one body. Beyond it the rest are read again and skipped here (found once, fetched twice)."""
 FULL_SWEEP_INTERVAL = dt.timedelta(hours=6)
 DNC_SOURCES = {Suppression.DNC: "instantly_unsubscribe", Suppression.PERMANENT: "instantly_bounce"}
 SUPPRESSED_OUTCOME = "suppressed"
@@ -86,21 +95,38 @@ def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
     complete = True
     for campaign in ctx.campaigns.values():
         previous = ctx.previous_watermarks.get(campaign.campaign_id, {})
+        if campaign.leads_count == 0 and campaign.counters:
+            # Instantly counts no lead in the campaign: nothing is there to list under any filter, so this
+            # is a sweep that found nothing. A count that lags (leads_count 0 while leads are there) misses
+            # no finished lead for long: its counters move when the leads finish, and the next sweep is due
+            # FULL_SWEEP_INTERVAL from now.
+            ctx.report.drain_watermarks[campaign.campaign_id] = {**dict(campaign.counters),
+                                                                 "swept_at": ctx.now.isoformat()}
+            continue
         sweep = _sweep_due(previous, ctx.now)
         watermark: dict[str, Any] = {k: v for k, v in previous.items() if k != "swept_at"}
         all_complete = True
+        # Lead ids the next listings of this campaign leave out: those its listings returned so far, and from
+        # the start the leads held or being moved there, which the drain re-reads by id (_follow_holds,
+        # _follow_moves) and never takes from a listing.
+        read: list[str] = [row.instantly_lead_id for row in ctx.state
+                           if row.status in ("holding", "moving") and row.instantly_lead_id
+                           and ctx.campaign(row.campaign_id) is campaign]
         for filt, counter in FINISHED_FILTERS.items():
             current = campaign.counters.get(counter) if counter else None
             unchanged = counter is None or (current is not None and previous.get(counter) == current)
             if unchanged and not sweep:
                 continue
-            listing = ctx.client.iter_leads(campaign=campaign.campaign_id, filter=filt)
+            listing = ctx.client.iter_leads(campaign=campaign.campaign_id, filter=filt,
+                                            excluded_ids=read[:MAX_EXCLUDED_IDS])
             try:
                 for lead in listing:
                     lead_id = lead_id_of(lead)
                     if lead_id is None:
                         phase.counts["kept_without_id"] += 1
                     elif lead.get("campaign", campaign.campaign_id) == campaign.campaign_id:
+                        if lead_id not in found:
+                            read.append(lead_id)
                         found.setdefault(lead_id, lead)
             except InstantlyError as exc:
                 complete = all_complete = False
@@ -325,7 +351,8 @@ def run_drain(ctx: RunContext) -> None:
     confirmed = 0  # what Instantly says it removed: a retried delete of a lead already gone frees no room
     for campaign_id, leads in to_delete.items():
         ids = list(leads)
-        for part in chunk(ids, 1000):
+        # As many ids a call as bulk delete takes (rules.chunk stops at the 1,000 of the other bulk calls).
+        for part in (ids[i:i + MAX_IDS_PER_BULK_DELETE] for i in range(0, len(ids), MAX_IDS_PER_BULK_DELETE)):
             try:
                 removed = ctx.client.delete_leads(campaign_id, part)
                 confirmed += removed

@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from coldsync.instantly.client import MAX_IDS_PER_BULK_DELETE
 from coldsync.instantly.errors import InstantlyError, is_service_level
 from coldsync.outcomes import InInstantly
 from coldsync.phases import blocklist
 from coldsync.phases.context import RunContext, dead_letter, history_row
 from coldsync.phases.reconcile import needs_fresh_state, reconcile_campaigns, take_out
-from coldsync.rules import GIVE_UP_OUTCOME, chunk, lead_id_of
+from coldsync.rules import GIVE_UP_OUTCOME, lead_id_of
 
 log = logging.getLogger("coldsync.housekeeping")
 
@@ -130,7 +131,8 @@ def _delete_taken_out(ctx: RunContext) -> list[dict[str, Any]]:
     gone: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     for campaign_id, leads in ctx.take_out.items():
-        for part in chunk(list(leads), 1000):
+        ids = list(leads)
+        for part in (ids[i:i + MAX_IDS_PER_BULK_DELETE] for i in range(0, len(ids), MAX_IDS_PER_BULK_DELETE)):
             try:
                 ctx.deleted_in_instantly += ctx.client.delete_leads(campaign_id, part)
             except InstantlyError as exc:
