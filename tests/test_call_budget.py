@@ -285,11 +285,12 @@ def test_10001_ids_are_two_deletes(sim: InstantlySimulator) -> None:
 
 
 def test_the_page_after_a_short_last_page_is_not_requested(sim: InstantlySimulator) -> None:
-    """A listing of 150 leads is 2 requests (100, then 50 with a cursor, as Instantly sends it), not 3."""
+    """A drain-style listing (short_page_ends) of 150 leads is 2 requests (100, then 50 with a cursor, as
+    Instantly sends it), not 3."""
     cid = sim.create_campaign("Short")
     sim.insert_leads(cid, people(150))
     with make_client(sim, FakeClock()) as client:
-        listing = client.iter_leads(campaign=cid)
+        listing = client.iter_leads(campaign=cid, short_page_ends=True)
         assert len(listing.to_list()) == 150
     answers = [r.response_body for r in sim.requests_to("POST", "/leads/list")]
     assert [len(a["items"]) for a in answers] == [100, 50]

@@ -286,15 +286,13 @@ def test_client_pacing_uses_the_injected_clock(sim: InstantlySimulator, clock: F
 def test_listing_reads_every_page_and_reports_complete(
     sim: InstantlySimulator, client: InstantlyClient, campaign_id: str
 ) -> None:
-    """250 leads come back over 3 pages; the short third one (50 of 100, still with a cursor, as Instantly
-    sends it) ends the listing, complete, with no request for the empty page after it."""
+    """250 leads come back over 3 pages plus the closing empty page; the listing is complete."""
     sim.insert_leads(campaign_id, people(250))
     listing = client.iter_leads(campaign=campaign_id)
     leads = listing.to_list()
     assert len({lead["id"] for lead in leads}) == 250
-    assert sim.requests_to("POST", "/leads/list")[-1].response_body["next_starting_after"] == leads[-1]["id"]
-    assert listing.complete and listing.stop_reason == "short_page"
-    assert listing.pages == 3
+    assert listing.complete and listing.stop_reason == "empty_page"
+    assert listing.pages == 4
     bodies = [r.request_body for r in sim.requests_to("POST", "/leads/list")]
     assert all(b["campaign"] == campaign_id and "campaign_id" not in b for b in bodies)
 
@@ -953,15 +951,14 @@ def test_block_list_bulk_delete_is_not_an_operation_of_the_client(
 def test_stats_count_reads_writes_and_retries(
     sim: InstantlySimulator, client: InstantlyClient, campaign_id: str
 ) -> None:
-    """Listing is a read, adds and deletes are writes, retries are counted separately (the listing: a 503,
-    then its retry answering the 2 leads on a short page, which ends it)."""
+    """Listing is a read, adds and deletes are writes, retries are counted separately."""
     sim.set_fault("POST /leads/list", FaultSpec.burst(1))
     created = client.add_leads(campaign_id, people(2)).created
     client.iter_leads(campaign=campaign_id).to_list()
     client.delete_leads(campaign_id, [str(created[0].lead_id)])
     stats = client.stats.snapshot()
-    assert stats["by_endpoint"] == {"DELETE /leads": 1, "POST /leads/add": 1, "POST /leads/list": 2}
-    assert (stats["reads"], stats["writes"], stats["retries"]) == (2, 2, 1)
+    assert stats["by_endpoint"] == {"DELETE /leads": 1, "POST /leads/add": 1, "POST /leads/list": 3}
+    assert (stats["reads"], stats["writes"], stats["retries"]) == (3, 2, 1)
     assert request_category("POST", "/leads/list") == "read"
     assert request_category("PATCH", "/leads/{id}") == "write"
     assert request_category("POST", "/block-lists-entries/bulk-create") == "write"

@@ -150,8 +150,7 @@ def run(world: World, **changes: object) -> tuple[SyncResult, dict[str, list[dic
 def test_hand_delete_and_hand_add_balance_the_count_yet_both_are_found_in_one_run(
         raw_warehouse: Warehouse, tmp_path: Path, worlds: list[tuple[World, Rewriting]]) -> None:
     """X deleted and Y added by hand (counts equal): one run closes X with history 'removed' and adopts Y, for
-    3 look-ups (audit 1, email 1, listing 1 page: its 5 leads on a short page, which ends it); a dry run before it
-    plans the same and writes nothing."""
+    4 look-ups (audit 1, email 1, listing 2 pages); a dry run before it plans the same and writes nothing."""
     world, _ = _world(raw_warehouse, tmp_path, worlds)
     ids = seed(world, 5, "kept")
     hand_delete(world, ids[2])  # kept2
@@ -165,7 +164,7 @@ def test_hand_delete_and_hand_add_balance_the_count_yet_both_are_found_in_one_ru
     after = state(world)
     assert "kept2@seed.example" not in after and after["yan@hand.example"] == ("active", y, SMB)
     assert len(after) == 5
-    assert [len(calls[k]) for k in ("ids", "contacts", "campaign")] == [1, 1, 1]
+    assert [len(calls[k]) for k in ("ids", "contacts", "campaign")] == [1, 1, 2]
     assert calls["ids"][0]["ids"] == ids
     counts = result.report.phase("housekeeping").counts
     assert (counts["close vanished"], counts["adopt orphan"]) == (1, 1)
@@ -206,7 +205,7 @@ def test_a_hand_delete_beside_a_hand_add_in_a_one_lead_campaign_is_settled_by_a_
         duck: Warehouse, tmp_path: Path, worlds: list[tuple[World, Rewriting]]) -> None:
     """The campaign's only tracked lead is deleted by hand and another added (counts equal): closing every
     tracked lead needs a third witness, so the campaign is listed whole; the listing agrees with the count,
-    so X is closed `removed` and Y adopted, in that run (the listing: 1 short page)."""
+    so X is closed `removed` and Y adopted, in that run."""
     world, _ = _world(duck, tmp_path, worlds)
     ids = seed(world, 1, "only")
     hand_delete(world, ids[0])
@@ -214,7 +213,7 @@ def test_a_hand_delete_beside_a_hand_add_in_a_one_lead_campaign_is_settled_by_a_
     _result, calls = run(world)
     assert history(world) == [("only0@seed.example", ids[0], "removed", REMOVED_REASON)]
     assert state(world) == {"yolanda@hand.example": ("active", y, SMB)}
-    assert [len(calls[k]) for k in ("ids", "contacts", "campaign")] == [1, 2, 1]
+    assert [len(calls[k]) for k in ("ids", "contacts", "campaign")] == [1, 2, 2]
 
 
 def test_a_stale_look_up_answering_an_empty_page_is_confirmed_by_email_and_closed(
@@ -307,8 +306,7 @@ def test_an_audit_whose_answers_are_all_empty_closes_nothing(
     seed(world, 30, "fine")
     adapter.keys = {"ids", "contacts"}
     result, calls = run(world)
-    # The listing: its 30 leads on one short page, which ends it.
-    assert (len(calls["ids"]), len(calls["contacts"]), len(calls["campaign"])) == (1, 1, 1)
+    assert (len(calls["ids"]), len(calls["contacts"]), len(calls["campaign"])) == (1, 1, 2)  # a page, then the end
     assert history(world) == [] and len(state(world)) == 30
     assert any("contradict its own count" in w and "SMB" in w and "@" not in w for w in result.report.warnings)
     assert result.report.phase("housekeeping").counts["not closed: Instantly contradicts its count"] == 30
@@ -330,7 +328,7 @@ def test_one_orphan_in_a_4000_lead_campaign_is_adopted_within_bounded_runs(
         duck: Warehouse, tmp_path: Path, worlds: list[tuple[World, Rewriting]]) -> None:
     """4,000 tracked leads and one added by hand (the last id): the listing reads at most
     RECONCILE_PAGES_PER_RUN=20 pages a run, resumes after the last lead read, and adopts the orphan in run
-    ceil(41/20)=3 (pages 20, 20, 1: the 41st page holds the orphan alone, a short page that ends it); then the
+    ceil(41/20)=3 (pages 20, 20, 2: the 41st page holds the orphan, the 42nd is the empty end); then the
     counts agree and nothing is listed. Each run's audit costs its 25 calls (RECONCILE_AUDIT_CALLS)."""
     world, _ = _world(duck, tmp_path, worlds)
     ids = seed(world, 4000, "bulk")
@@ -343,8 +341,8 @@ def test_one_orphan_in_a_4000_lead_campaign_is_adopted_within_bounded_runs(
         assert len(calls["ids"]) == 25
         adopted = "orphan@hand.example" in state(world)
         assert adopted == (len(pages) == 3)
-    assert pages == [20, 20, 1]
-    assert [b.get("starting_after") for b in calls["campaign"]] == [ids[3999]]
+    assert pages == [20, 20, 2]
+    assert [b.get("starting_after") for b in calls["campaign"]] == [ids[3999], orphan]
     assert state(world)["orphan@hand.example"] == ("active", orphan, SMB)
     assert result.report.reconcile.get("listings") is None
     _result, calls = run(world)

@@ -1797,6 +1797,7 @@ class InstantlyClient:
         contacts: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
         excluded_ids: Sequence[str] | None = None,
+        short_page_ends: bool = False,
         page_size: int = MAX_PAGE_SIZE,
         max_pages: int | None = None,
         starting_after: str | None = None,
@@ -1809,8 +1810,11 @@ class InstantlyClient:
         cut short by `max_pages` resumes after its `last_id`). `excluded_ids` (the spec's "array of lead
         IDs to exclude"; empty: not sent) leaves out leads already read, e.g. by another filter's listing.
 
-        A page shorter than `page_size` ends the listing, and a look-up by `ids` ends once every id asked
-        was answered (`Listing`, `short_page_ends` and `expect_ids`: no request for the empty page after).
+        A look-up by `ids` ends once every id asked was answered (`Listing.expect_ids`). With `short_page_ends`
+        a page shorter than `page_size` ends the listing too (no request for the empty page after): an
+        assumption from the recordings (`Listing`), so only for listings where a lead missed costs a delay,
+        never a wrong conclusion (the drain's by-filter listings: a finished lead missed is found by the next
+        run); never for the reconcile listing, which closes the tracked leads it does not see.
         """
         _check_page_size(page_size)
         if starting_after is not None and (not isinstance(starting_after, str) or not starting_after.strip()):
@@ -1838,7 +1842,7 @@ class InstantlyClient:
 
         what = "leads" + (f" of campaign {campaign}" if campaign else "") + (f" ({filter})" if filter else "")
         return Listing(fetch, dict, page_size=page_size, max_pages=max_pages or self.max_pages, what=what,
-                       start_cursor=starting_after, short_page_ends=True,
+                       start_cursor=starting_after, short_page_ends=short_page_ends,
                        expect_ids=criteria["ids"] if ids is not None else None)
 
     def get_lead(self, lead_id: str) -> Lead | None:

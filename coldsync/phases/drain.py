@@ -118,7 +118,7 @@ def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
             if unchanged and not sweep:
                 continue
             listing = ctx.client.iter_leads(campaign=campaign.campaign_id, filter=filt,
-                                            excluded_ids=read[:MAX_EXCLUDED_IDS])
+                                            excluded_ids=read[:MAX_EXCLUDED_IDS], short_page_ends=True)
             try:
                 for lead in listing:
                     lead_id = lead_id_of(lead)

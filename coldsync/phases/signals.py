@@ -160,7 +160,7 @@ def _backlog(ctx: RunContext, campaign_id: str, daily: list[int]) -> int | None:
     if rate <= 0:
         return None
     enough = math.ceil(days * rate) + 1
-    listing = ctx.client.iter_leads(campaign=campaign_id, filter=LeadFilter.NOT_CONTACTED,
+    listing = ctx.client.iter_leads(campaign=campaign_id, filter=LeadFilter.NOT_CONTACTED, short_page_ends=True,
                                     max_pages=math.ceil(enough / MAX_PAGE_SIZE) + 1)  # + the empty last page
     try:
         count = sum(1 for _lead in listing)
