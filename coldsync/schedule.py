@@ -78,6 +78,14 @@ def in_window(local: dt.datetime) -> bool:
     return local.minute == 0 and local.hour % WEEKEND_EVERY_HOURS == 0
 
 
+def runs_per_day(day: dt.date) -> int:
+    """Scheduled slots on a New York calendar day: 19 on a weekday (09:00 to 18:00 every 30 minutes), 12 on
+    a weekend day (every 2 hours). The reconcile audit spreads its look-ups so every tracked lead is checked
+    once a day (coldsync.phases.reconcile.audit_budget)."""
+    return sum(1 for minutes in range(0, 24 * 60, 30)
+               if in_window(dt.datetime.combine(day, dt.time(minutes // 60, minutes % 60))))
+
+
 def _parse_field(text: str, low: int, high: int) -> frozenset[int]:
     values: set[int] = set()
     for part in text.split(","):

@@ -180,10 +180,10 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("dead_letter_max_retries", "int", 5, "Retries of a dead letter before it is given up.",
                 config_key="dead_letter_max_retries", minimum=0, maximum=100),
     SettingSpec("reconcile_audit_calls", "int", 25,
-                "By-id look-ups (100 tracked lead ids each) a run makes to find leads removed in Instantly by "
-                "hand; the audit rolls on from run to run. 25 checks 2,500 ids a run: the 24,000-lead cap in "
-                "10 runs, two fewer than the 12 a weekend day has on the default schedule, so every tracked "
-                "lead is checked at least once a day even when two runs fail (0: off).",
+                "Most by-id look-ups (100 tracked lead ids each) a run makes to find leads removed in Instantly "
+                "by hand; the audit rolls on from run to run and spends only what checks every tracked lead once "
+                "a day: ceil(tracked / 100 / runs that day) + 1 (24,000 tracked: 14 a weekday run, 21 a weekend "
+                "run) (0: off).",
                 config_key="reconcile_audit_calls", minimum=0, maximum=1000),
     SettingSpec("reconcile_pages_per_run", "int", 20,
                 "Pages (100 leads each) a run may read listing campaigns whose Instantly count disagrees with "

@@ -192,7 +192,7 @@ def test_a_listing_of_the_same_run_vetoes_closures_its_look_ups_made(
     in the same run, shows both under their ids, and the closures are taken back: no history, 300 tracked."""
     world, adapter = _world(duck, tmp_path, worlds)
     ids = seed(world, 300, "lag")
-    adapter.hide = {ids[5], ids[250]}
+    adapter.hide = {ids[5], ids[150]}  # both in this run's audit: ceil(300 / 100 / 19) + 1 = 2 calls, ids 0-199
     result, calls = run(world)
     assert history(world) == [] and len(state(world)) == 300
     assert len(calls["campaign"]) == 4  # 3 pages of 100 and the empty end
@@ -329,7 +329,8 @@ def test_one_orphan_in_a_4000_lead_campaign_is_adopted_within_bounded_runs(
     """4,000 tracked leads and one added by hand (the last id): the listing reads at most
     RECONCILE_PAGES_PER_RUN=20 pages a run, resumes after the last lead read, and adopts the orphan in run
     ceil(41/20)=3 (pages 20, 20, 2: the 41st page holds the orphan, the 42nd is the empty end); then the
-    counts agree and nothing is listed. Each run's audit costs its 25 calls (RECONCILE_AUDIT_CALLS)."""
+    counts agree and nothing is listed. Each run's audit costs ceil(4000 / 100 / 19) + 1 = 4 calls (a Monday: 19
+    runs; RECONCILE_AUDIT_CALLS=25 is only the most)."""
     world, _ = _world(duck, tmp_path, worlds)
     ids = seed(world, 4000, "bulk")
     world.sim.advance(1 / 1440)
@@ -338,7 +339,7 @@ def test_one_orphan_in_a_4000_lead_campaign_is_adopted_within_bounded_runs(
     for _ in range(math.ceil(41 / 20)):
         result, calls = run(world)
         pages.append(len(calls["campaign"]))
-        assert len(calls["ids"]) == 25
+        assert len(calls["ids"]) == 4
         adopted = "orphan@hand.example" in state(world)
         assert adopted == (len(pages) == 3)
     assert pages == [20, 20, 2]
@@ -407,3 +408,18 @@ def test_a_failed_look_up_closes_nothing(duck: Warehouse, tmp_path: Path,
     assert any("audit look-up by id failed, nothing closed" in n for n in notes)
     run(world)
     assert history(world) == [("gone0@seed.example", ids[0], "removed", REMOVED_REASON)]
+
+
+def test_the_audit_budget_checks_every_tracked_lead_once_a_day() -> None:
+    """ceil(tracked / 100 / runs that day) + 1, at most RECONCILE_AUDIT_CALLS: 24,000 tracked cost 14 calls a
+    weekday run (19 runs) and 21 a weekend run (12); a small inventory 2; none tracked or the audit off: 0."""
+    from coldsync.phases.reconcile import audit_budget
+    from coldsync.schedule import runs_per_day
+    monday, saturday = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC), dt.datetime(2026, 3, 7, 15, 0, tzinfo=dt.UTC)
+    assert (runs_per_day(monday.date()), runs_per_day(saturday.date())) == (19, 12)
+    assert (audit_budget(24_000, monday, 25), audit_budget(24_000, saturday, 25)) == (14, 21)
+    assert 14 * 19 * 100 >= 24_000 and 21 * 12 * 100 >= 24_000  # each day's runs cover every tracked lead
+    assert audit_budget(150, monday, 25) == 2 and audit_budget(100_000, monday, 25) == 25
+    assert audit_budget(0, monday, 25) == 0 and audit_budget(24_000, monday, 0) == 0
+    # 01:30 UTC on Sunday 8 March is still Saturday 7 March in New York: a weekend day of 12 runs.
+    assert audit_budget(24_000, dt.datetime(2026, 3, 8, 1, 30, tzinfo=dt.UTC), 25) == 21

@@ -25,6 +25,7 @@ contradicts Instantly's own count, nor cost a listing of the whole campaign for 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from bisect import bisect_right
 from collections.abc import Mapping
 from itertools import islice
@@ -35,6 +36,7 @@ from coldsync.outcomes import InInstantly, UnknownInterestStatus
 from coldsync.phases.context import CampaignView, RunContext, history_row
 from coldsync.phases.drain import SUPPRESSED_OUTCOME
 from coldsync.rules import Action, chunk, classify_finished_lead, lead_id_of, normalize_email
+from coldsync.schedule import TIMEZONE, runs_per_day
 from coldsync.store import StateRow
 from coldsync.suppression import address_key
 
@@ -77,6 +79,17 @@ def reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: l
     `history` lists (written by run_housekeeping; nothing is written here). The cursors go to the report."""
     _Reconciler(ctx, state, history).run()
 
+
+
+def audit_budget(tracked: int, now: dt.datetime, most: int) -> int:
+    """Look-up calls of the rolling audit this run: enough to check every tracked lead once a day over the
+    day's scheduled runs, ceil(tracked / AUDIT_BATCH / runs per day) + 1 (the +1 absorbs a run that was
+    skipped or late), never more than RECONCILE_AUDIT_CALLS (`most`, 0: no audit). Runs per day from the
+    schedule (coldsync.schedule.runs_per_day, New York calendar day of `now`)."""
+    if most <= 0 or tracked <= 0:
+        return 0
+    runs = max(runs_per_day(now.astimezone(TIMEZONE).date()), 1)
+    return min(most, math.ceil(tracked / AUDIT_BATCH / runs) + 1)
 
 class _Reconciler:
     def __init__(self, ctx: RunContext, state: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
@@ -157,10 +170,10 @@ class _Reconciler:
         """The rolling audit: this run's slice of the tracked ids looked up by id. Returns the ids not
         returned by a conclusive answer (to be confirmed by email)."""
         ctx = self.ctx
-        calls = ctx.settings.reconcile_audit_calls
         previous = self.memory.get("audit_after")
         cursor = previous if isinstance(previous, str) and previous else None
         ids = sorted(rows)
+        calls = audit_budget(len(ids), ctx.now, ctx.settings.reconcile_audit_calls)
         missing: dict[str, StateRow] = {}
         if calls <= 0 or not ids:
             self._remember("audit_after", cursor)
