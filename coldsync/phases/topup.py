@@ -324,7 +324,8 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
             ctx.report.warn(f"stopped before adding {label} leads: the run neared its lock lease")
             continue
         result = ctx.client.add_leads(campaign_id, [payload for _e, payload, _r, _ro, _a in items],
-                                      skip_if_in_workspace=True, chunk_size=settings.batch_size)
+                                      skip_if_in_workspace=True, chunk_size=settings.batch_size,
+                                      concurrency=settings.instantly_add_concurrency)
         for unusable in result.unusable:
             # An error object in a 200, or created_leads that contradict the request: the client recorded a
             # service-level failure (the run's service letter); its leads stay pending, adopted or freed next run.
