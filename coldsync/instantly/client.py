@@ -54,6 +54,7 @@ from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_any
 from tenacity.stop import stop_base
@@ -107,6 +108,10 @@ MAX_IDS_PER_MOVE = 100
 #: How many times one `add_leads` call may halve a batch Instantly refused with a 400 to find the refused
 #: lead(s): one bad lead in a 1,000-lead batch is found in 10 halvings (20 extra requests at most).
 MAX_ADD_SPLITS = 32
+#: Most add requests one `add_leads` call may have in flight at once (its `concurrency`; the sync's
+#: INSTANTLY_ADD_CONCURRENCY). Every request still goes through the one pacer, so this bounds latency overlap,
+#: not the request rate; 16 stays far below the workspace's 100/s whatever the answers' speed.
+MAX_ADD_CONCURRENCY = 16
 
 Lead = dict[str, Any]
 T = TypeVar("T")
@@ -1226,6 +1231,48 @@ def _is_add_summary(body: Any) -> bool:
     )
 
 
+@dataclass
+class _AddRun:
+    """What the chunk requests of one `add_leads` call share, read and changed under `lock` (they may run in
+    several threads): the error that stops the chunks not yet sent, the halvings spent, the lead ids answered
+    so far (to open the circuit at once on an id given twice) and the progress figures."""
+
+    total: int
+    fatal: InstantlyError | None = None
+    splits: int = 0
+    ids_seen: set[str] = field(default_factory=set)
+    done: int = 0
+    created: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take_split(self) -> bool:
+        """One halving of the call's MAX_ADD_SPLITS, if any is left."""
+        with self.lock:
+            if self.splits >= MAX_ADD_SPLITS:
+                return False
+            self.splits += 1
+            return True
+
+
+@dataclass
+class _ChunkReply:
+    """One add request's fate, kept until every request of the call is answered: `add_leads` puts the
+    replies together in request order (`start`), so the outcomes do not depend on the order answers arrive.
+
+    sent       True when a 2xx came (usable or not: counted in `chunks_sent`), else `chunks_failed`;
+    outcomes   the chunk's outcomes, final unless `summary` is set;
+    unusable   the chunk's answer could not be used (raised by the transport, or `add_answer_problem`);
+    summary    a parsed 2xx answer: checked again, with the ids of the chunks before it, when put together.
+    """
+
+    start: int
+    chunk: list[Mapping[str, Any]]
+    sent: bool
+    outcomes: list[LeadOutcome]
+    unusable: UnusableAnswerError | None = None
+    summary: Mapping[str, Any] | None = None
+
+
 class InstantlyClient:
     """Instantly API V2 client. Create it where the job starts; pass the key in, never via env here.
 
@@ -1295,7 +1342,16 @@ class InstantlyClient:
         self.pacer = Pacer(max_per_second, max_per_minute, clock=clock, sleep=sleep)
         self.stats = RequestStats()
         self.health = ServiceHealth(open_seconds=circuit_seconds, clock=clock)
-        self._session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            # Concurrent adds (add_leads `concurrency`) share this session: urllib3's connection pool is
+            # thread-safe, and what makes a shared Session unsafe (psf/requests#2766, #1871: the old redirect
+            # cache, pools evicted when many hosts are used, headers changed while in use) is absent here: one
+            # host, redirects never followed, nothing of the session changed after this. A pool as large as the
+            # most requests in flight keeps every connection (the default 10 would drop and reopen the extras).
+            for prefix in ("https://", "http://"):
+                session.mount(prefix, HTTPAdapter(pool_maxsize=MAX_ADD_CONCURRENCY))
+        self._session = session
         # No proxy, netrc or CA bundle from the environment: HTTP_PROXY would see a loopback simulator's key
         # in clear, and ~/.netrc would replace the Authorization header.
         self._session.trust_env = False
@@ -1874,6 +1930,7 @@ class InstantlyClient:
         *,
         skip_if_in_workspace: bool = True,
         chunk_size: int = MAX_LEADS_PER_ADD,
+        concurrency: int = 1,
     ) -> AddLeadsResult:
         """Bulk add leads to a campaign, at most 1000 per request; one outcome per lead.
 
@@ -1888,103 +1945,35 @@ class InstantlyClient:
         `UnusableAnswerError` to `result.unusable`, and record it in `health` as a service-level failure
         of POST /leads/add (its circuit opens: the remaining chunks are not sent, `failed` with
         CircuitOpenError). The chunk is not sent again: it may have taken effect.
+
+        `concurrency` (1 to MAX_ADD_CONCURRENCY, else ValueError; the sync passes INSTANTLY_ADD_CONCURRENCY):
+        how many chunk requests may be in flight at once, each through the shared pacer. The outcomes do not
+        depend on the order the answers arrive in: each chunk's reply is kept and they are put together in
+        request order once all are in, exactly as one request at a time would (a refused chunk is halved
+        within its own thread, in the same order). What it changes: an error that stops the remaining chunks
+        (above) stops those not yet sent, while up to `concurrency - 1` others already in flight still land;
+        and with more than MAX_ADD_SPLITS halvings wanted in one call, which chunks get them follows the
+        answers' timing. `remaining_in_plan` is the smallest figure any usable answer gave (the plan only
+        fills up as the call adds).
         """
         if not campaign_id or not campaign_id.strip():
             raise ValueError("campaign_id is required")
         if not 1 <= chunk_size <= MAX_LEADS_PER_ADD:
             raise ValueError(f"chunk_size must be between 1 and {MAX_LEADS_PER_ADD}")
+        if isinstance(concurrency, bool) or not 1 <= concurrency <= MAX_ADD_CONCURRENCY:
+            raise ValueError(f"concurrency must be between 1 and {MAX_ADD_CONCURRENCY}")
         for position, lead in enumerate(leads):
             unknown = set(lead) - LEAD_FIELDS
             if unknown:
                 raise ValueError(f"lead {position} has fields Instantly rejects: {sorted(unknown)}")
-        result = AddLeadsResult(outcomes=[])
-        fatal: InstantlyError | None = None
-        ids_given: dict[str, int] = {}  # lead id -> position in result.outcomes of the lead it was given to
-        work = deque((start, list(leads[start : start + chunk_size])) for start in range(0, len(leads), chunk_size))
-        splits = 0
-        while work:
-            start, chunk = work.popleft()
-            if fatal is not None:
-                result.chunks_failed += 1
-                result.outcomes.extend(
-                    LeadOutcome(start + i, _email_of(lead), "failed", error=fatal) for i, lead in enumerate(chunk)
-                )
-                continue
-            body = {
-                "campaign_id": campaign_id,
-                "leads": [dict(lead) for lead in chunk],
-                "skip_if_in_workspace": skip_if_in_workspace,
-            }
-            try:
-                summary = self._request("POST", "/leads/add", body=body, accept=_is_add_summary)
-            except InstantlyError as exc:
-                if isinstance(exc, ValidationError) and len(chunk) > 1 and splits < MAX_ADD_SPLITS:
-                    # Refused for its content, naming nobody: halve it until the refused lead stands alone
-                    # (Instantly has then named it), the others added in their halves.
-                    splits += 1
-                    half = len(chunk) // 2
-                    work.appendleft((start + half, chunk[half:]))
-                    work.appendleft((start, chunk[:half]))
-                    logger.warning("instantly refused an add of %d leads (http 400): sending it in halves",
-                                   len(chunk))
-                    continue
-                if isinstance(exc, UnusableAnswerError):  # a 2xx nobody can read: the add may have taken effect
-                    result.chunks_sent += 1
-                    result.unusable.append(exc)
-                    logger.error("instantly add of %d leads to campaign %s: %s", len(chunk), campaign_id, exc)
-                    result.outcomes.extend(
-                        LeadOutcome(start + i, _email_of(lead), "unknown", error=exc, inferred=True)
-                        for i, lead in enumerate(chunk))
-                    continue
-                result.chunks_failed += 1
-                logger.error("instantly add of %d leads to campaign %s failed: %s", len(chunk), campaign_id, exc)
-                if isinstance(exc, _FATAL_FOR_ALL_CHUNKS):
-                    fatal = exc
-                # One lead alone refused for its content: Instantly named it. Several (the halving budget spent,
-                # or a service failure): nobody in particular, `inferred`.
-                named = len(chunk) == 1 and isinstance(exc, ValidationError)
-                result.outcomes.extend(
-                    LeadOutcome(start + i, _email_of(lead), "failed", error=exc, inferred=not named)
-                    for i, lead in enumerate(chunk)
-                )
-                continue
-            result.chunks_sent += 1
-            problem = add_answer_problem(summary, [_normalize_email(lead.get("email")) for lead in chunk], ids_given)
-            if problem is not None:
-                unusable = self._unusable_add(problem, len(chunk))
-                result.unusable.append(unusable)
-                self.health.record("POST /leads/add", unusable)
-                logger.error("instantly add of %d leads to campaign %s: %s", len(chunk), campaign_id, unusable)
-                result.outcomes.extend(
-                    LeadOutcome(start + i, _email_of(lead), "unknown", error=unusable, inferred=True)
-                    for i, lead in enumerate(chunk)
-                )
-                for item in summary.get("created_leads") or []:
-                    # An id an earlier chunk gave to another lead: that lead's id is in doubt as well.
-                    lead_id = item.get("id") if isinstance(item, Mapping) else None
-                    taken = ids_given.get(lead_id) if isinstance(lead_id, str) else None
-                    if taken is not None:
-                        earlier = result.outcomes[taken]
-                        result.outcomes[taken] = LeadOutcome(earlier.index, earlier.email, "unknown", error=unusable,
-                                                             inferred=True)
-                continue
-            first = len(result.outcomes)
-            for key in ADD_COUNTERS:
-                value = summary.get(key)
-                if isinstance(value, int):
-                    result.totals[key] += value
-            remaining = summary.get("remaining_in_plan")
-            if isinstance(remaining, int):
-                result.remaining_in_plan = remaining
-            result.outcomes.extend(self._resolve_chunk(campaign_id, start, chunk, summary, skip_if_in_workspace))
-            ids_given.update((o.lead_id, first + k) for k, o in enumerate(result.outcomes[first:])
-                             if o.outcome == "created" and o.lead_id)
-            if len(leads) > chunk_size:  # progress of a long add, one line per batch
-                sent = sum(len(c) for _s, c in work)
-                logger.info("instantly add to campaign %s: %s of %s lead(s) sent, %s created so far", campaign_id,
-                            f"{len(leads) - sent:,}", f"{len(leads):,}",
-                            f"{sum(1 for o in result.outcomes if o.outcome == 'created'):,}")
-        result.outcomes.sort(key=lambda outcome: outcome.index)
+        run = _AddRun(total=len(leads))
+        tasks = [(start, list(leads[start : start + chunk_size])) for start in range(0, len(leads), chunk_size)]
+
+        def one_chunk(start: int, chunk: list[Mapping[str, Any]]) -> list[_ChunkReply]:
+            return self._add_chunk(campaign_id, start, chunk, skip_if_in_workspace, run,
+                                   progress=len(leads) > chunk_size)
+
+        result = self._put_together(campaign_id, self._run_add_chunks(tasks, one_chunk, concurrency))
         counts = result.counts()
         logger.info(
             "instantly add to campaign %s: %s",
@@ -2099,6 +2088,195 @@ class InstantlyClient:
         for idx in tail:
             settle(idx, "plan_limit", inferred=True)
         return [resolved[i] for i in range(n)]
+
+    def _add_chunk(
+        self,
+        campaign_id: str,
+        start: int,
+        chunk: list[Mapping[str, Any]],
+        skip_if_in_workspace: bool,
+        run: _AddRun,
+        *,
+        progress: bool,
+    ) -> list[_ChunkReply]:
+        """Send one chunk of `add_leads` (halving it on a 400 that names nobody, its halves first, in order);
+        one reply per request made or not made. Runs in any thread: what it shares goes through `run`."""
+        replies: list[_ChunkReply] = []
+        work = deque([(start, chunk)])
+        while work:
+            start, chunk = work.popleft()
+            with run.lock:
+                fatal = run.fatal
+            if fatal is not None:
+                replies.append(_ChunkReply(start, chunk, False, [
+                    LeadOutcome(start + i, _email_of(lead), "failed", error=fatal) for i, lead in enumerate(chunk)]))
+                continue
+            body = {
+                "campaign_id": campaign_id,
+                "leads": [dict(lead) for lead in chunk],
+                "skip_if_in_workspace": skip_if_in_workspace,
+            }
+            try:
+                summary = self._request("POST", "/leads/add", body=body, accept=_is_add_summary)
+            except InstantlyError as exc:
+                if isinstance(exc, ValidationError) and len(chunk) > 1 and run.take_split():
+                    # Refused for its content, naming nobody: halve it until the refused lead stands alone
+                    # (Instantly has then named it), the others added in their halves.
+                    half = len(chunk) // 2
+                    work.appendleft((start + half, chunk[half:]))
+                    work.appendleft((start, chunk[:half]))
+                    logger.warning("instantly refused an add of %d leads (http 400): sending it in halves",
+                                   len(chunk))
+                    continue
+                if isinstance(exc, UnusableAnswerError):  # a 2xx nobody can read: the add may have taken effect
+                    logger.error("instantly add of %d leads to campaign %s: %s", len(chunk), campaign_id, exc)
+                    replies.append(_ChunkReply(start, chunk, True, [
+                        LeadOutcome(start + i, _email_of(lead), "unknown", error=exc, inferred=True)
+                        for i, lead in enumerate(chunk)], unusable=exc))
+                    continue
+                logger.error("instantly add of %d leads to campaign %s failed: %s", len(chunk), campaign_id, exc)
+                if isinstance(exc, _FATAL_FOR_ALL_CHUNKS):
+                    with run.lock:
+                        run.fatal = run.fatal or exc  # the first one stops the rest
+                # One lead alone refused for its content: Instantly named it. Several (the halving budget spent,
+                # or a service failure): nobody in particular, `inferred`.
+                named = len(chunk) == 1 and isinstance(exc, ValidationError)
+                replies.append(_ChunkReply(start, chunk, False, [
+                    LeadOutcome(start + i, _email_of(lead), "failed", error=exc, inferred=not named)
+                    for i, lead in enumerate(chunk)]))
+                continue
+            emails = [_normalize_email(lead.get("email")) for lead in chunk]
+            problem = add_answer_problem(summary, emails)
+            if problem is not None:
+                unusable = self._unusable_add(problem, len(chunk))
+                self.health.record("POST /leads/add", unusable)  # its circuit opens: chunks not yet sent stay
+                logger.error("instantly add of %d leads to campaign %s: %s", len(chunk), campaign_id, unusable)
+                replies.append(_ChunkReply(start, chunk, True, [], unusable=unusable, summary=summary))
+                continue
+            # An id another chunk of the call was given: which of the two answers is set aside is decided in
+            # request order once all are in (_put_together); the circuit opens now, as it would one at a time.
+            ids = {str(item["id"]) for item in summary.get("created_leads") or []}
+            with run.lock:
+                clash = not ids.isdisjoint(run.ids_seen)
+                run.ids_seen |= ids
+            if clash:
+                self.health.record("POST /leads/add", self._unusable_add(
+                    ("contradiction", "one id given to two leads of the call"), len(chunk)))
+            outcomes = self._resolve_chunk(campaign_id, start, chunk, summary, skip_if_in_workspace)
+            replies.append(_ChunkReply(start, chunk, True, outcomes, summary=summary))
+            with run.lock:
+                run.done += len(chunk)
+                run.created += sum(1 for o in outcomes if o.outcome == "created")
+                done, created = run.done, run.created
+            if progress:  # progress of a long add, one line per batch
+                logger.info("instantly add to campaign %s: %s of %s lead(s) answered, %s created so far",
+                            campaign_id, f"{done:,}", f"{run.total:,}", f"{created:,}")
+        return replies
+
+    @staticmethod
+    def _run_add_chunks(
+        tasks: Sequence[tuple[int, list[Mapping[str, Any]]]],
+        one_chunk: Callable[[int, list[Mapping[str, Any]]], list[_ChunkReply]],
+        concurrency: int,
+    ) -> list[_ChunkReply]:
+        """Every chunk's replies: in this thread one after another when `concurrency` is 1 (or there is one
+        chunk), else from up to `concurrency` worker threads taking the chunks in request order.
+
+        The workers are daemon threads the caller waits for in short joins: a Ctrl-C or SIGTERM (raised here,
+        in the main thread) stops the wait at once and no further chunk is started; requests already in
+        flight end within their deadline. An exception other than InstantlyError in a worker (a bug) stops
+        the others from starting chunks and is raised here once they are done.
+        """
+        if concurrency == 1 or len(tasks) <= 1:
+            return [reply for start, chunk in tasks for reply in one_chunk(start, chunk)]
+        queue = deque(tasks)
+        replies: list[_ChunkReply] = []
+        broken: list[BaseException] = []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def worker() -> None:
+            while not stop.is_set():
+                with lock:
+                    if not queue:
+                        return
+                    start, chunk = queue.popleft()
+                try:
+                    got = one_chunk(start, chunk)
+                except BaseException as exc:  # handed to the calling thread and raised there
+                    with lock:
+                        broken.append(exc)
+                    stop.set()
+                    return
+                with lock:
+                    replies.extend(got)
+
+        threads = [threading.Thread(target=worker, name=f"coldsync-add-{n}", daemon=True)
+                   for n in range(min(concurrency, len(tasks)))]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        finally:
+            stop.set()  # an interrupt in the wait: no worker starts another chunk
+        if broken:
+            raise broken[0]
+        return replies
+
+    def _put_together(self, campaign_id: str, replies: Iterable[_ChunkReply]) -> AddLeadsResult:
+        """The result of `add_leads` from its chunks' replies, taken in request order whatever order they
+        came in: ids are checked unique across the call here (the later chunk's answer is set aside, and the
+        earlier lead given the same id becomes `unknown` too), counters summed, outcomes sorted by index."""
+        result = AddLeadsResult(outcomes=[])
+        ids_given: dict[str, int] = {}  # lead id -> position in result.outcomes of the lead it was given to
+        for reply in sorted(replies, key=lambda r: r.start):
+            start, chunk = reply.start, reply.chunk
+            if reply.sent:
+                result.chunks_sent += 1
+            else:
+                result.chunks_failed += 1
+            if reply.summary is None:
+                if reply.unusable is not None:
+                    result.unusable.append(reply.unusable)
+                result.outcomes.extend(reply.outcomes)
+                continue
+            summary = reply.summary
+            problem = add_answer_problem(summary, [_normalize_email(lead.get("email")) for lead in chunk], ids_given)
+            if problem is not None:
+                unusable = reply.unusable
+                if unusable is None:  # an id an earlier chunk was given (health recorded when it was seen)
+                    unusable = self._unusable_add(problem, len(chunk))
+                    logger.error("instantly add of %d leads to campaign %s: %s", len(chunk), campaign_id, unusable)
+                result.unusable.append(unusable)
+                result.outcomes.extend(
+                    LeadOutcome(start + i, _email_of(lead), "unknown", error=unusable, inferred=True)
+                    for i, lead in enumerate(chunk)
+                )
+                for item in summary.get("created_leads") or []:
+                    # An id an earlier chunk gave to another lead: that lead's id is in doubt as well.
+                    lead_id = item.get("id") if isinstance(item, Mapping) else None
+                    taken = ids_given.get(lead_id) if isinstance(lead_id, str) else None
+                    if taken is not None:
+                        earlier = result.outcomes[taken]
+                        result.outcomes[taken] = LeadOutcome(earlier.index, earlier.email, "unknown", error=unusable,
+                                                             inferred=True)
+                continue
+            first = len(result.outcomes)
+            for key in ADD_COUNTERS:
+                value = summary.get(key)
+                if isinstance(value, int):
+                    result.totals[key] += value
+            remaining = summary.get("remaining_in_plan")
+            if isinstance(remaining, int):
+                result.remaining_in_plan = (remaining if result.remaining_in_plan is None
+                                            else min(result.remaining_in_plan, remaining))
+            result.outcomes.extend(reply.outcomes)
+            ids_given.update((o.lead_id, first + k) for k, o in enumerate(result.outcomes[first:])
+                             if o.outcome == "created" and o.lead_id)
+        result.outcomes.sort(key=lambda outcome: outcome.index)
+        return result
 
     def delete_leads(
         self, campaign_id: str, ids: Sequence[str], *, chunk_size: int = MAX_IDS_PER_BULK_DELETE

@@ -6,8 +6,11 @@ ready gives its room to the others. The run reads each route's top rows by score
 
 Intent first (invariant 5): the chosen leads are written to ops_inst_state as 'pending' in one
 statement BEFORE the bulk add, so a crash mid-add leaves rows that housekeeping reconciles by email
-(adopt the lead, or free the row so the lead is picked again). The add uses skip_if_in_workspace,
-so Instantly itself refuses a second copy of anyone already in the workspace (invariant 3).
+(adopt the lead, or free the row so the lead is picked again). A campaign's batches go up to
+INSTANTLY_ADD_CONCURRENCY at a time (InstantlyClient.add_leads): every batch's intent is in that one
+statement, written before the first of them leaves, so this holds whatever order they go in. The add uses
+skip_if_in_workspace, so Instantly itself refuses a second copy of anyone already in the workspace
+(invariant 3).
 """
 
 from __future__ import annotations
@@ -324,7 +327,8 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
             ctx.report.warn(f"stopped before adding {label} leads: the run neared its lock lease")
             continue
         result = ctx.client.add_leads(campaign_id, [payload for _e, payload, _r, _ro, _a in items],
-                                      skip_if_in_workspace=True, chunk_size=settings.batch_size)
+                                      skip_if_in_workspace=True, chunk_size=settings.batch_size,
+                                      concurrency=settings.instantly_add_concurrency)
         for unusable in result.unusable:
             # An error object in a 200, or created_leads that contradict the request: the client recorded a
             # service-level failure (the run's service letter); its leads stay pending, adopted or freed next run.
