@@ -22,16 +22,17 @@ def _messages(caplog: pytest.LogCaptureFixture, needle: str) -> list[str]:
 
 
 def test_a_long_add_logs_each_batch(caplog: pytest.LogCaptureFixture) -> None:
-    """250 leads in batches of 100: one line per batch with what was sent of the whole and created so far."""
+    """250 leads in batches of 100: one line per batch answered, with how many of the whole have their answer
+    and how many were created so far."""
     caplog.set_level(logging.INFO, logger="coldsync.instantly")
     with make_sim() as sim:
         campaign = sim.create_campaign("SMB")
         with make_client(sim, FakeClock()) as client:
             client.add_leads(campaign, people(250), chunk_size=100)
-    assert _messages(caplog, "lead(s) sent") == [
-        f"instantly add to campaign {campaign}: 100 of 250 lead(s) sent, 100 created so far",
-        f"instantly add to campaign {campaign}: 200 of 250 lead(s) sent, 200 created so far",
-        f"instantly add to campaign {campaign}: 250 of 250 lead(s) sent, 250 created so far"]
+    assert _messages(caplog, "lead(s) answered") == [
+        f"instantly add to campaign {campaign}: 100 of 250 lead(s) answered, 100 created so far",
+        f"instantly add to campaign {campaign}: 200 of 250 lead(s) answered, 200 created so far",
+        f"instantly add to campaign {campaign}: 250 of 250 lead(s) answered, 250 created so far"]
 
 
 def test_a_single_batch_add_logs_no_progress_line(caplog: pytest.LogCaptureFixture) -> None:
@@ -41,7 +42,7 @@ def test_a_single_batch_add_logs_no_progress_line(caplog: pytest.LogCaptureFixtu
         campaign = sim.create_campaign("SMB")
         with make_client(sim, FakeClock()) as client:
             client.add_leads(campaign, people(30), chunk_size=100)
-    assert _messages(caplog, "lead(s) sent") == []
+    assert _messages(caplog, "lead(s) answered") == []
     assert _messages(caplog, "instantly add to campaign") == [f"instantly add to campaign {campaign}: created=30"]
 
 
