@@ -17,14 +17,20 @@ from coldsync.bench import (
     WORKSPACE,
     BaselineConfig,
     BenchConfig,
+    CampaignChange,
+    LatencyModel,
     RunResult,
     TableSize,
+    audit_budget,
     billed_bytes,
     both_campaigns_targets,
     campaign_label,
     campaigns_named,
     evaluate_targets,
+    minimum_calls,
     peak_rss_mb,
+    per_lead_calls,
+    per_lead_seconds,
     render,
     scheduled_runs_per_month,
     signal_calls,
@@ -143,8 +149,8 @@ def test_a_fill_must_feed_both_campaigns_their_share(split: dict[str, tuple[int,
 
 
 def test_no_fill_leaves_the_campaign_verdicts_unmeasured() -> None:
-    """Without a fill run the two campaign verdicts are n/a, not a pass."""
-    assert [t.verdict for t in both_campaigns_targets([])] == ["n/a", "n/a"]
+    """Without a fill run the two campaign verdicts are "not measured", not a pass."""
+    assert [t.verdict for t in both_campaigns_targets([])] == ["not measured", "not measured"]
 
 
 def test_a_drain_is_judged_with_the_supply_signals_it_reused() -> None:
@@ -220,11 +226,13 @@ def test_benchmark_runs_end_to_end_at_tiny_scale(tmp_path: Path) -> None:
     """Fill, steady and drain runs and the baseline go through child processes and come back attributed."""
     from coldsync.bench import run_benchmark
 
-    config = BenchConfig(scales=(60,), source_rows=1500, finished=(0.10,), latency=0.0, workdir=tmp_path,
+    config = BenchConfig(scales=(60,), source_rows=(1500,), finished=(0.10,), latency=0.0, workdir=tmp_path,
+                         cache_dir=tmp_path / "cache",
                          baseline=BaselineConfig(sample=3, pause=0.0, batch=2, batch_pause=0.01))
-    outcome = run_benchmark(config, echo=lambda _line: None)
+    progress: list[str] = []
+    outcome = run_benchmark(config, echo=progress.append)
     by_name = {r.scenario: r for r in outcome.results}
-    assert set(by_name) == {"fill", "steady", "drain 10%"}
+    assert set(by_name) == {"fill", "steady", "drain 10%", "mismatch"}
     assert all(r.exit_code == 0 for r in outcome.results), [r.error for r in outcome.results]
     fill, steady, drain = by_name["fill"], by_name["steady"], by_name["drain 10%"]
     assert fill.added == 60 and fill.calls("POST /leads/add") == 2  # one per campaign
@@ -251,10 +259,178 @@ def test_benchmark_runs_end_to_end_at_tiny_scale(tmp_path: Path) -> None:
     assert outcome.baseline is not None and outcome.comparison is not None
     assert outcome.baseline.api_calls == 3 and outcome.baseline.statement_count == 4  # one read + one per lead
     assert outcome.table_sizes["source"].rows == 1500
-    targets = evaluate_targets(outcome.results, config.source_rows)
-    assert {t.verdict for t in targets} <= {"PASS", "MISS", "n/a"}
+    mismatch = by_name["mismatch"]
+    assert mismatch.mismatched == ["SMB", "Midsize"] and mismatch.cpu_seconds > 0
+    assert all(r.source_rows == 1500 for r in outcome.results)
+    targets = evaluate_targets(outcome.results, config.largest_source)
+    assert {t.verdict for t in targets} <= {"PASS", "FAIL", "not measured"}
     assert [t.verdict for t in targets if "both" in t.name] == ["PASS", "PASS"]  # fed, and enough ready
     text = render(outcome, config)
     for heading in ("== Runs", "== Per campaign", "== Per phase", "== Targets", "extrapolated", "== BigQuery bytes",
-                    "calls for SMB", "calls for Midsize"):
+                    "calls for SMB", "calls for Midsize", "== Against the API minimum"):
         assert heading in text
+    for scenario in ("fill", "steady", "drain 10%", "mismatch"):  # one line per scenario, with CPU beside wall
+        assert any(f"{scenario} @60" in line and "s CPU" in line for line in progress), scenario
+        assert any(line.startswith("1,500") and f"{scenario} @60" in line for line in text.splitlines()), scenario
+    verdicts = [t.line() for t in outcome.goals]
+    for start in ("target 1: a steady run reads no source rows: ",
+                  "target 1: every run reads the source at most once: ",
+                  "target 2: steady at 3M <= 1.5x steady at 30k CPU: not measured",
+                  "target 2: fill and drains at 3M <= 2.0x their 30k CPU: not measured",
+                  "target 2: BigQuery bytes per steady run < 10 MiB at 1,500 rows (estimate): ",
+                  "target 3: 24,000 fill at 2 s per add < 20 s: not measured",
+                  "target 4: calls <= 1.2x minimum: fill @60: ", "target 4: calls <= 1.2x minimum: mismatch @60: ",
+                  "target 4 (apart): rolling audit", "target 7: peak memory < 300 MB at 3M source rows: not measured"):
+        assert any(line.strip().startswith(start) for line in verdicts), start
+        assert any(line.strip().startswith(start) for line in text.splitlines()), start
+
+
+def test_the_latency_model_grows_with_the_payload() -> None:
+    """A call costs 150 ms, plus 1.85 ms a lead added (1,000 leads: 2.0 s), 0.1 ms an id deleted, 1 ms a lead listed."""
+    model = LatencyModel()
+    assert model.seconds("POST", "/leads/add", {"leads": [{}] * 1000}, None) == pytest.approx(0.15 + 1000 * 0.00185)
+    assert model.add_seconds(1000) == pytest.approx(2.0)
+    assert model.seconds("DELETE", "/leads", {"ids": ["x"] * 10_000}, None) == pytest.approx(1.15)
+    assert model.seconds("POST", "/leads/list", {"limit": 100}, {"items": [{}] * 100}) == pytest.approx(0.25)
+    assert model.seconds("POST", "/leads/list", {"limit": 100}, {"items": []}) == pytest.approx(0.15)
+    assert model.seconds("GET", "/campaigns/analytics", None, [{}]) == pytest.approx(0.15)
+    assert model.seconds("POST", "/block-lists-entries/bulk-create", {"bl_values": ["a"] * 1000},
+                         None) == pytest.approx(0.65)
+    assert LatencyModel.flat(0.15).seconds("POST", "/leads/add", {"leads": [{}] * 1000}, None) == pytest.approx(0.15)
+
+
+def test_the_api_minimum_is_issue_16s_formula() -> None:
+    """1 analytics + per campaign ceil(finished/100) pages + ceil(ids/10,000) deletes + ceil(added/1,000) adds."""
+    fill = {"SMB": CampaignChange(added=12_000), "Midsize": CampaignChange(added=12_000)}
+    assert minimum_calls(fill) == 1 + 12 + 12  # 25: the issue's 35-call fill is 1.4x
+    drain = {"SMB": CampaignChange(finished=150, deleted=150, added=150),
+             "Midsize": CampaignChange(added=2_400)}
+    assert minimum_calls(drain) == 1 + (2 + 1 + 1) + (0 + 0 + 3)
+    assert minimum_calls({"SMB": CampaignChange(relisted=12_001)}) == 1 + 121  # a count mismatch: one listing
+    assert minimum_calls({}) == 1  # nothing to do: the analytics call
+
+
+def test_the_fair_per_lead_baseline_by_hand() -> None:
+    """Per lead: a create and a verifying GET per add, one delete per finished lead, its pages listed by filter."""
+    drain = {"SMB": CampaignChange(finished=150, deleted=150, added=150), "Midsize": CampaignChange()}
+    assert per_lead_calls(drain) == (2 + 150 + 2 * 150) + 1  # Midsize: one empty page to learn there is nothing
+    seconds = (2 * 0.15 + 150 * 0.001) + 150 * 0.1501 + 150 * (0.15185 + 0.15) + 0.15
+    assert per_lead_seconds(drain, LatencyModel(), 20, 1200) == pytest.approx(seconds)
+    # With no latency the pacer (20/s) bounds it: 453 calls take 22.65 s at least.
+    assert per_lead_seconds(drain, LatencyModel.flat(0.0), 20, 1200) == pytest.approx(453 / 20)
+
+
+def test_the_audit_budget_is_one_pass_a_day() -> None:
+    """24,000 tracked leads, 19 runs a weekday: ceil(24,000 / 100 / 19) + 1 = 14 calls a run."""
+    assert audit_budget(24_000) == 14 and audit_budget(0) == 1
+
+
+def _lane_run(scenario: str, rows: int, *, cpu: float = 1.0, wall: float = 1.0, peak: float = 100.0,
+              calls: int = 1, audit: int = 0, added: int = 0) -> RunResult:
+    """A run at cap 24,000 of one source lane, with given figures (added split evenly between the campaigns)."""
+    api = [{"phase": "topup", "key": "POST /leads/add", "count": calls, "seconds": 0.0}]
+    by_campaign = [{"campaign": "SMB", "key": "POST /leads/add", "count": calls, "seconds": 0.0},
+                   {"campaign": WORKSPACE, "key": "POST /leads/list", "count": audit, "seconds": 0.0}]
+    if audit:
+        api.append({"phase": "preflight", "key": "POST /leads/list", "count": audit, "seconds": 0.0})
+    return RunResult(engine="duckdb", scale=24_000, scenario=scenario, exit_code=0, outcome="success", error=None,
+                     wall_seconds=wall, added=added, drained=0, api=api, statements=[], peak_rss_mb=peak,
+                     start_rss_mb=80.0, cpu_seconds=cpu, source_rows=rows, api_by_campaign=by_campaign,
+                     routes={"SMB": {"added": added // 2}, "Midsize": {"added": added // 2}},
+                     campaign_leads={"SMB": 12_000, "Midsize": 12_000})
+
+
+def _verdict(targets: list[Any], start: str) -> str:
+    found = [t.verdict for t in targets if t.name.startswith(start)]
+    assert len(found) == 1, (start, [t.name for t in targets])
+    return str(found[0])
+
+
+@pytest.mark.parametrize(("steady_3m_cpu", "verdict"), [(3.0, "PASS"), (3.1, "FAIL")])
+def test_steady_cpu_at_3m_is_judged_against_30k(steady_3m_cpu: float, verdict: str) -> None:
+    """Steady CPU at 3M of 3.0 s against 2.0 s at 30k is 1.5x (PASS); 3.1 s is 1.55x (FAIL)."""
+    runs = [_lane_run("steady", 30_000, cpu=2.0), _lane_run("steady", 3_000_000, cpu=steady_3m_cpu)]
+    assert _verdict(bench.issue16_targets(runs, LatencyModel()), "target 2: steady at 3M") == verdict
+
+
+def test_a_lane_not_run_is_not_measured() -> None:
+    """Without the 3M lane, the 3M-vs-30k and 3M memory verdicts are "not measured", never PASS."""
+    targets = bench.issue16_targets([_lane_run("steady", 30_000, cpu=2.0)], LatencyModel())
+    assert _verdict(targets, "target 2: steady at 3M") == "not measured"
+    assert _verdict(targets, "target 2: fill and drains") == "not measured"
+    assert _verdict(targets, "target 7") == "not measured"
+    assert _verdict(targets, "target 3") == "not measured"  # no fill run
+    assert "not measured" in next(t.line() for t in targets if t.name.startswith("target 7"))
+
+
+@pytest.mark.parametrize(("fill_cpu", "verdict"), [(8.0, "PASS"), (8.1, "FAIL")])
+def test_fill_cpu_at_3m_is_judged_against_2x_30k(fill_cpu: float, verdict: str) -> None:
+    """A 3M fill of 8.0 CPU seconds against 4.0 at 30k is 2.0x (PASS); 8.1 is over (FAIL)."""
+    runs = [_lane_run("fill", 30_000, cpu=4.0), _lane_run("fill", 3_000_000, cpu=fill_cpu)]
+    assert _verdict(bench.issue16_targets(runs, LatencyModel()), "target 2: fill and drains") == verdict
+
+
+@pytest.mark.parametrize(("wall", "model", "verdict"), [
+    (19.9, LatencyModel(), "PASS"), (20.0, LatencyModel(), "FAIL"),
+    (5.0, LatencyModel.flat(0.15), "not measured"),  # the model does not charge 2 s per add: no verdict
+])
+def test_the_fill_is_judged_at_2_s_per_add(wall: float, model: LatencyModel, verdict: str) -> None:
+    """The 24,000 fill passes under 20 s wall, only when the model charges ~2 s per 1,000-lead add."""
+    runs = [_lane_run("fill", 30_000, wall=wall, calls=24, added=24_000)]
+    assert _verdict(bench.issue16_targets(runs, model), "target 3") == verdict
+
+
+@pytest.mark.parametrize(("calls", "verdict"), [(30, "PASS"), (31, "FAIL")])
+def test_calls_are_judged_against_1_2x_the_minimum(calls: int, verdict: str) -> None:
+    """A 24,000 fill's minimum is 25 calls: 30 is 1.2x (PASS), 31 is over (FAIL); audit calls are not counted."""
+    runs = [_lane_run("fill", 30_000, calls=calls, audit=7, added=24_000)]
+    targets = bench.issue16_targets(runs, LatencyModel())
+    assert _verdict(targets, "target 4: calls <= 1.2x minimum: fill") == verdict
+    assert _verdict(targets, "target 4 (apart)") == "PASS"  # 7 audit calls, budget 14
+
+
+def test_the_audit_is_judged_on_its_own_line() -> None:
+    """25 audit look-ups at 24,000 tracked leads exceed the budget of 14: FAIL, the calls verdict unaffected."""
+    targets = bench.issue16_targets([_lane_run("steady", 30_000, calls=0, audit=25)], LatencyModel())
+    assert _verdict(targets, "target 4 (apart)") == "FAIL"
+    assert _verdict(targets, "target 4: calls <= 1.2x minimum: steady") == "PASS"  # 0 calls, minimum 1
+
+
+@pytest.mark.parametrize(("peak", "verdict"), [(299.0, "PASS"), (300.0, "FAIL")])
+def test_peak_memory_is_judged_at_3m(peak: float, verdict: str) -> None:
+    """The 3M lane's heaviest run decides: under 300 MB passes."""
+    runs = [_lane_run("steady", 30_000, peak=999.0), _lane_run("steady", 3_000_000, peak=peak)]
+    assert _verdict(bench.issue16_targets(runs, LatencyModel()), "target 7") == verdict
+
+
+def test_source_reads_tell_a_read_from_a_change_signal() -> None:
+    """The ready read reads source rows; a COUNT(*) and MAX of one column is a change signal; the run log neither."""
+    run = _lane_run("steady", 30_000)
+    signal = "SELECT COUNT(*) AS n, MAX(email) AS newest FROM `{source}`"
+    run.statements = [{"phase": "topup", "key": "topup.read_ready", "count": 1, "seconds": 0.1},
+                      {"phase": "preflight", "key": "source.signal", "count": 2, "seconds": 0.1},
+                      {"phase": "lock+log", "key": "run_log.write", "count": 1, "seconds": 0.1}]
+    run.sql_by_label = {"topup.read_ready": READ_READY_SQL, "source.signal": signal,
+                        "run_log.write": WRITE_RUN_LOG_SQL}
+    assert bench.source_reads(run) == (1, 2, ["topup.read_ready"])
+    assert _verdict(bench.issue16_targets([run], LatencyModel()), "target 1: a steady run") == "FAIL"
+
+
+def test_a_lane_warehouse_is_built_once_and_reused(tmp_path: Path) -> None:
+    """The same source size and seed reuse the cached warehouse (same file, untouched); another size builds anew."""
+    first, ready, reused = bench.cached_template(tmp_path, 300, 7, tmp_path / "cache")
+    stamp = first.stat().st_mtime_ns
+    again, ready_again, reused_again = bench.cached_template(tmp_path, 300, 7, tmp_path / "cache")
+    assert (reused, reused_again) == (False, True) and again == first and ready_again == ready
+    assert first.stat().st_mtime_ns == stamp and first.parent == tmp_path / "cache"
+    other, _, other_reused = bench.cached_template(tmp_path, 301, 7, tmp_path / "cache")
+    assert other != first and not other_reused
+
+
+def test_source_rows_take_several_lanes() -> None:
+    """`--source-rows 30000,3000000` gives two lanes; the default is one lane of 30,000 at cap 24,000."""
+    config = bench.config_from_args(bench.parser().parse_args(["--source-rows", "30000,3_000_000"]))
+    assert config.source_rows == (30_000, 3_000_000) and config.largest_source == 3_000_000
+    default = bench.config_from_args(bench.parser().parse_args([]))
+    assert default.source_rows == (30_000,) and default.scales == (24_000,) and default.mismatch
+    assert default.latency_model() == LatencyModel()
