@@ -48,6 +48,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 import uuid
@@ -342,7 +343,18 @@ def campaign_names(settings: Settings) -> dict[str, str]:
 
 
 class RecordingClient(InstantlyClient):
-    """The real client; every logical call is timed and its HTTP attempts counted, per phase and per campaign."""
+    """The real client; every logical call is timed and its HTTP attempts counted, per phase and per campaign.
+    Attempts are counted in the thread that makes them: bulk adds run several calls at once, and the client's
+    own counter (`stats.requests`) would give each call the attempts of the others in flight."""
+
+    _local = threading.local()
+
+    def _attempts_here(self) -> int:
+        return int(getattr(self._local, "attempts", 0))
+
+    def _attempt(self, *args: Any, **kwargs: Any) -> Any:
+        self._local.attempts = self._attempts_here() + 1
+        return super()._attempt(*args, **kwargs)
 
     def __init__(self, *args: Any, phase: str | None = None, names: Mapping[str, str] | None = None,
                  **kwargs: Any) -> None:
@@ -351,19 +363,29 @@ class RecordingClient(InstantlyClient):
         self.by_campaign = Tally()  # (campaign name, endpoint): HTTP attempts, seconds
         self.fixed_phase = phase
         self.names = dict(names or {})
+        self._add_phase: str | None = None
+
+    def add_leads(self, *args: Any, **kwargs: Any) -> Any:
+        # Its requests run in worker threads, whose stacks do not show the phase: name it from the caller's.
+        self._add_phase = self.fixed_phase or phase_of_caller()
+        try:
+            return super().add_leads(*args, **kwargs)
+        finally:
+            self._add_phase = None
 
     def _request(self, method: str, template: str, **kwargs: Any) -> Any:
-        phase = self.fixed_phase or phase_of_caller()
+        added_by = self._add_phase if template == "/leads/add" else None
+        phase = self.fixed_phase or added_by or phase_of_caller()
         key = f"{method.upper()} {template}"
         campaign = campaign_label(campaigns_named(template, kwargs.get("path_params"), kwargs.get("params"),
                                                   kwargs.get("body")), self.names)
-        attempts_before = self.stats.requests
+        attempts_before = self._attempts_here()
         MEMORY.before(phase, key)
         started = time.perf_counter()
         try:
             return super()._request(method, template, **kwargs)
         finally:
-            attempts, seconds = self.stats.requests - attempts_before, time.perf_counter() - started
+            attempts, seconds = self._attempts_here() - attempts_before, time.perf_counter() - started
             self.tally.add(phase, key, attempts, seconds)
             self.by_campaign.add(campaign, key, attempts, seconds)
             MEMORY.after(phase, key)
