@@ -1868,9 +1868,9 @@ class InstantlyClient:
 
         A look-up by `ids` ends once every id asked was answered (`Listing.expect_ids`). With `short_page_ends`
         a page shorter than `page_size` ends the listing too (no request for the empty page after): an
-        assumption from the recordings (`Listing`), so only for listings where a lead missed costs a delay,
-        never a wrong conclusion (the drain's by-filter listings: a finished lead missed is found by the next
-        run); never for the reconcile listing, which closes the tracked leads it does not see.
+        assumption from the recordings (`Listing`), so only for listings whose result is an estimate (the
+        supply signal's count of leads not yet contacted); never for the drain (a listing taken as complete
+        moves its counter's watermark) nor the reconcile listing (it closes the tracked leads it does not see).
         """
         _check_page_size(page_size)
         if starting_after is not None and (not isinstance(starting_after, str) or not starting_after.strip()):

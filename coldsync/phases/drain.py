@@ -95,11 +95,13 @@ def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
     complete = True
     for campaign in ctx.campaigns.values():
         previous = ctx.previous_watermarks.get(campaign.campaign_id, {})
-        if campaign.leads_count == 0 and campaign.counters:
-            # Instantly counts no lead in the campaign: nothing is there to list under any filter, so this
-            # is a sweep that found nothing. A count that lags (leads_count 0 while leads are there) misses
-            # no finished lead for long: its counters move when the leads finish, and the next sweep is due
-            # FULL_SWEEP_INTERVAL from now.
+        tracked_here = any(ctx.campaign(row.campaign_id) is campaign and row.instantly_lead_id
+                           for row in ctx.state if row.status != "pending")
+        if campaign.leads_count == 0 and campaign.counters and not tracked_here:
+            # Instantly counts no lead in the campaign and the warehouse tracks none there: nothing of ours is
+            # there to list under any filter, so this is a sweep that found nothing. A count of 0 (or a missing
+            # one) beside tracked leads is not believed: the campaign is listed as usual, so a lagging count can
+            # never hold a finished lead (an unsubscribe) back.
             ctx.report.drain_watermarks[campaign.campaign_id] = {**dict(campaign.counters),
                                                                  "swept_at": ctx.now.isoformat()}
             continue
@@ -117,8 +119,10 @@ def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
             unchanged = counter is None or (current is not None and previous.get(counter) == current)
             if unchanged and not sweep:
                 continue
+            # Read to the empty page: a page shorter than the limit in the middle of a listing (a server that
+            # drops excluded ids after cutting the page) must not end it, since its counter is then taken as seen.
             listing = ctx.client.iter_leads(campaign=campaign.campaign_id, filter=filt,
-                                            excluded_ids=read[:MAX_EXCLUDED_IDS], short_page_ends=True)
+                                            excluded_ids=read[:MAX_EXCLUDED_IDS])
             try:
                 for lead in listing:
                     lead_id = lead_id_of(lead)
