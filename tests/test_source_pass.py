@@ -136,3 +136,21 @@ def test_a_person_listed_between_two_runs_of_an_unchanged_source_is_not_added(wo
     assert statements["source.rejects"] == 0 and statements["topup.read_ready"] == 1
     assert second.report.added == 1
     assert world.in_instantly() == set(LEADS) - {left[0]}
+
+
+def test_the_duckdb_signal_tells_apart_sources_whose_repeated_rows_differ(tmp_path: Path) -> None:
+    """{A, A, C} and {B, B, C}: same row count, and an XOR of row hashes would agree (pairs cancel); the signal
+    (a sum of row hashes) differs, so the reject counts of the one are never reused for the other."""
+    warehouse = DuckDBWarehouse(tmp_path / "sig.duckdb", "coldsync", "src")
+    try:
+        signals = []
+        for rows in (["a@one.example", "a@one.example", "c@one.example"],
+                     ["b@one.example", "b@one.example", "c@one.example"]):
+            warehouse.ensure_dataset()
+            warehouse.execute("CREATE OR REPLACE TABLE `{ds}.src` (email STRING)", label="t")
+            for email in rows:
+                warehouse.execute("INSERT INTO `{ds}.src` VALUES (@e)", {"e": email}, label="t")
+            signals.append(warehouse.table_signal())
+        assert signals[0] != signals[1] and signals[0].startswith("rows 3") and signals[1].startswith("rows 3")
+    finally:
+        warehouse.close()

@@ -223,7 +223,7 @@ class DuckDBWarehouse:
         return 0
 
     def table_signal(self) -> str:
-        """SOURCE_TABLE's change signal: its row count and the XOR of every row's hash (DuckDB's own `hash`
+        """SOURCE_TABLE's change signal: its row count and the sum of every row's hash (DuckDB's own `hash`
         of the whole row), equal between two reads when no row was added, removed or changed. One scan of
         the stored columns, no rule evaluated: milliseconds at 300,000 rows. Counted as `source.signal`.
         Raises WarehouseError when the source cannot be read."""
@@ -231,7 +231,8 @@ class DuckDBWarehouse:
         self.stats.by_label["source.signal"] += 1
         try:
             with self._lock:
-                row = self._con.execute(f"SELECT count(*), bit_xor(hash(s)) FROM {name} AS s").fetchone()  # noqa: S608
+                # A sum, not an XOR: two equal rows would cancel in an XOR ({A, A, C} and {B, B, C} agree).
+                row = self._con.execute(f"SELECT count(*), sum(hash(s)) FROM {name} AS s").fetchone()  # noqa: S608
         except duckdb.Error as exc:
             raise WarehouseError(f"source.signal: {type(exc).__name__}: {exc}") from exc
         count, digest = row if row is not None else (0, None)
