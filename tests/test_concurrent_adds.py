@@ -136,7 +136,7 @@ def test_ten_batches_with_four_in_flight_take_three_answers_time(fake: tuple[Fak
     state, url = fake
     emails = numbered(20)
     result, elapsed = timed_add(url, emails, concurrency=4)
-    assert 2.5 * state.delay < elapsed < 4.5 * state.delay
+    assert 2.5 * state.delay < elapsed < 6 * state.delay  # one after another would be 10 x; margin for a loaded CI
     assert state.max_in_flight == 4
     assert len(state.batches) == 10
     assert [(o.index, o.outcome, o.lead_id) for o in result.outcomes] == [
@@ -149,7 +149,7 @@ def test_one_in_flight_sends_the_batches_one_after_another(fake: tuple[FakeAdds,
     state, url = fake
     emails = numbered(20)
     result, elapsed = timed_add(url, emails, concurrency=1)
-    assert 10 * state.delay <= elapsed < 12 * state.delay
+    assert 10 * state.delay <= elapsed < 15 * state.delay
     assert state.max_in_flight == 1
     assert state.batches == [emails[i:i + 2] for i in range(0, 20, 2)]
     assert result.counts() == {"created": 20}
