@@ -151,8 +151,9 @@ def _mask_emails(text: str) -> str:
         domain = match.group(1).lower()
         following = found[i + 1] if i + 1 < len(found) else None
         if following is not None and all(_local_char(c) for c in text[match.end():following.start()]):
-            # Another address runs on from this one with nothing between (`a@x.examplebob%40y.example`): where
-            # this domain ends and that local part begins is unknown, so neither is shown.
+            # Another address runs on from this one with nothing between (`a@one.example` then at once
+            # `bob%40two.example`): where this domain ends and that local part begins is unknown, so neither is
+            # shown.
             domain = REDACTED
         out += [text[last:start], f"{text[start]}***@{domain}"]
         last = match.end()

