@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from coldsync.redact import forget_secrets
-from coldsync.settings import Settings, load_settings
+from coldsync.settings import SPECS, Settings, load_settings
 from coldsync.warehouse.base import Warehouse
 
 ENGINES = ["duckdb", "bigquery"]
@@ -29,6 +29,18 @@ def empty_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "empty"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No setting from the developer's environment; the DuckDB warehouse in tmp_path; no routes file."""
+    for spec in SPECS:
+        monkeypatch.delenv(spec.env, raising=False)
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ROUTES_FILE", "none")
+    monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "a.duckdb"))
+    return tmp_path
 
 
 def make_settings(tmp_path: Path, **env: str) -> Settings:

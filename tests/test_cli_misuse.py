@@ -16,7 +16,7 @@ import validate_environment
 from coldsync.cli import ExitCode
 from coldsync.embedded import state_file_for
 from coldsync.instantly.simulator import InstantlySimulator
-from coldsync.settings import SPECS, SettingsError, load_settings
+from coldsync.settings import SettingsError, load_settings
 from coldsync.warehouse.duckdb import DuckDBWarehouse
 from tests.conftest import make_settings
 from tests.helpers import build, lead
@@ -26,18 +26,6 @@ DEMO_SMB = "2f40503d-98b5-5f83-8bd3-8d2bfe4243b9"  # coldsync.demo.demo_campaign
 DEMO_MIDSIZE = "81de9bfa-6097-58f0-926e-1c772efe9688"  # coldsync.demo.demo_campaign_id("midsize")
 PLACEHOLDER_FIX = ("create an API V2 key in Instantly (Settings > Integrations > API Keys) and put it in "
                    "INSTANTLY_API_KEY or the api_key of config/secrets/instantly-config.json")
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No setting from the developer's environment; the DuckDB warehouse in tmp_path; no routes file."""
-    for spec in SPECS:
-        monkeypatch.delenv(spec.env, raising=False)
-    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GITHUB_STEP_SUMMARY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ROUTES_FILE", "none")
-    monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "a.duckdb"))
-    return tmp_path
 
 
 @pytest.mark.parametrize(("argv", "message"), [

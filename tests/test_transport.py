@@ -18,7 +18,7 @@ import sync_once
 from coldsync.cli import ExitCode
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.errors import RedirectRefusedError, TransportError, is_service_level
-from coldsync.settings import SPECS, SettingsError, load_settings, read_sources
+from coldsync.settings import SettingsError, load_settings, read_sources
 from coldsync.transport import (
     DEFAULT_REQUEST_DEADLINE_SECONDS,
     INSTANTLY_URL_FIX,
@@ -150,18 +150,6 @@ def test_the_client_refuses_what_the_rule_refuses() -> None:
         with pytest.raises(OutboundURLError):
             InstantlyClient(KEY, base_url=url)
     assert InstantlyClient(KEY, base_url="http://127.0.0.1:8799/").base_url == "http://127.0.0.1:8799"
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No setting from the developer's environment; the DuckDB warehouse in tmp_path; no routes file."""
-    for spec in SPECS:
-        monkeypatch.delenv(spec.env, raising=False)
-    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GITHUB_STEP_SUMMARY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ROUTES_FILE", "none")
-    monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "a.duckdb"))
-    return tmp_path
 
 
 def _settings_error(tmp_path: Path, **env: str) -> str:
