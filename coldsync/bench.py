@@ -77,6 +77,7 @@ START = dt.datetime(2026, 1, 5, 14, 0, tzinfo=dt.UTC)  # a Monday, 09:00 in New 
 # carries the drain watermarks and the hourly supply signals) is one run, as in production, not a tie
 # of runs at one instant. The simulator's clock stays at START: moving it would let its sequences progress.
 RUN_SPACING = dt.timedelta(minutes=WEEKDAY_EVERY_MINUTES)
+SOURCE_CHANGE_SHARE = 0.01  # the source-change scenario: this share of source rows edited, and of inventory finished
 API_KEY = "sim-bench-key"
 SMB_CAMPAIGN = demo_campaign_id("bench-smb")
 MIDSIZE_CAMPAIGN = demo_campaign_id("bench-midsize")
@@ -766,6 +767,7 @@ class BenchConfig:
     flat_latency: bool = False  # True: every call costs `latency`, whatever it carries (the old model)
     add_latency_per_lead: float = LatencyModel.add_per_lead
     mismatch: bool = True  # the count-mismatch scenario (a lead added and one deleted by hand in Instantly)
+    source_change: bool = True  # the source-change scenario (DuckDB lanes: 1% of source rows edited, 1% drained)
     cache_dir: Path | None = None  # cached source warehouses (default REPO_ROOT/data/bench)
     baseline: BaselineConfig = field(default_factory=lambda: BaselineConfig(sample=0))
     bigquery: bool = False
@@ -834,6 +836,21 @@ class World:
             self.sim._remove_leads([str(victim["id"])])
         return ["SMB", "Midsize"]
 
+    def change_source(self, fraction: float) -> int:
+        """Edit this share of the source rows behind the sync's back, as a daily load does: their annual revenue
+        doubled (a seeded, hash-picked 1 in 1/fraction), so the source's change signal moves and the next run
+        with room refreshes what it keeps from the source. DuckDB lanes only. Returns the rows edited."""
+        import duckdb
+
+        every = max(1, round(1 / fraction))
+        con = duckdb.connect(str(self.duckdb_path))
+        try:
+            row = con.execute(f"UPDATE coldsync.source_leads SET annual_revenue = annual_revenue * 2 "  # noqa: S608
+                              f"WHERE hash(email, {self.config.seed + self.runs}) % {every} = 0").fetchone()
+        finally:
+            con.close()
+        return int(row[0]) if row else 0
+
     def run(self, scenario: str, *, target: int, mode: str = "sync", baseline: BaselineConfig | None = None,
             finished_before: int = 0, mismatched: Sequence[str] = ()) -> RunResult:
         now = self.sim.now + RUN_SPACING * self.runs
@@ -865,9 +882,11 @@ class World:
                          extra=extra, source_rows=self.source_rows, mismatched=list(mismatched), **fields_)
 
     def scenarios(self, fractions: Sequence[float], echo: Callable[[str], None],
-                  mismatch: bool = False) -> list[RunResult]:
+                  mismatch: bool = False, source_change: bool = False) -> list[RunResult]:
         """Fill the empty cap (both campaigns), a steady run, a drain of each share (refilled by the same
-        run), then (`mismatch`) a run after both campaigns were changed by hand in Instantly."""
+        run), then (`mismatch`) a run after both campaigns were changed by hand in Instantly, then
+        (`source_change`, DuckDB) a drain of 1% after 1% of the source rows were edited: the run that pays
+        for refreshing what it keeps from the source."""
         results = [self.run("fill", target=self.scale)]
         echo(_progress(results[-1]))
         results.append(self.run("steady", target=self.scale))
@@ -879,6 +898,11 @@ class World:
         if mismatch:
             changed = self.tamper()
             results.append(self.run("mismatch", target=self.scale, mismatched=changed))
+            echo(_progress(results[-1]))
+        if source_change and self.engine == "duckdb":
+            self.change_source(SOURCE_CHANGE_SHARE)
+            finished = self.finish(SOURCE_CHANGE_SHARE)
+            results.append(self.run("source change", target=self.scale, finished_before=finished))
             echo(_progress(results[-1]))
         return results
 
@@ -1739,7 +1763,8 @@ def run_benchmark(config: BenchConfig, echo: Callable[[str], None] = print) -> B
             for scale in config.scales:
                 world = duck_world(config, folder, template, scale, f"rows-{rows}-scale-{scale}", rows)
                 try:
-                    results.extend(world.scenarios(config.finished, echo, mismatch=config.mismatch))
+                    results.extend(world.scenarios(config.finished, echo, mismatch=config.mismatch,
+                                                   source_change=config.source_change))
                 finally:
                     world.close()
                 if scale == max(config.scales):
@@ -1880,6 +1905,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     if args.add_latency_per_lead is not None:
         config.add_latency_per_lead = args.add_latency_per_lead
     config.mismatch = not args.no_mismatch
+    config.source_change = not args.no_source_change
     if args.cache_dir:
         config.cache_dir = Path(args.cache_dir)
     if args.baseline_sample is not None:
@@ -1916,6 +1942,8 @@ def parser() -> argparse.ArgumentParser:
                         "30000); each lane's warehouse is built once and cached under data/bench/")
     p.add_argument("--cache-dir", help="where lane warehouses are cached (default data/bench/, git-ignored)")
     p.add_argument("--no-mismatch", action="store_true", help="skip the count-mismatch scenario")
+    p.add_argument("--no-source-change", action="store_true",
+                   help="skip the source-change scenario (1%% of source rows edited, then a 1%% drain)")
     p.add_argument("--baseline-sample", type=int,
                    help="leads the replaced system's per-lead loop adds, with its pauses (default 0: skipped)")
     p.add_argument("--baseline-pause", type=float, default=0.5, help="baseline pause after each lead (0.5 s)")

@@ -35,6 +35,7 @@ from coldsync.bench import (
     render,
     scheduled_runs_per_month,
     signal_calls,
+    source_reads,
     statement_reads,
     table_columns,
 )
@@ -260,7 +261,7 @@ def test_benchmark_runs_end_to_end_at_tiny_scale(tmp_path: Path) -> None:
     progress: list[str] = []
     outcome = run_benchmark(config, echo=progress.append)
     by_name = {r.scenario: r for r in outcome.results}
-    assert set(by_name) == {"fill", "steady", "drain 10%", "mismatch"}
+    assert set(by_name) == {"fill", "steady", "drain 10%", "mismatch", "source change"}
     assert all(r.exit_code == 0 for r in outcome.results), [r.error for r in outcome.results]
     fill, steady, drain = by_name["fill"], by_name["steady"], by_name["drain 10%"]
     assert fill.added == 60 and fill.calls("POST /leads/add") == 2  # one per campaign
@@ -289,6 +290,9 @@ def test_benchmark_runs_end_to_end_at_tiny_scale(tmp_path: Path) -> None:
     assert outcome.table_sizes["source"].rows == 1500
     mismatch = by_name["mismatch"]
     assert mismatch.mismatched == ["SMB", "Midsize"] and mismatch.cpu_seconds > 0
+    change = by_name["source change"]  # round(60 x 1%) = 1 lead finished, drained and replaced
+    assert change.finished_before == 1 and change.drained == 1 and change.added == 1
+    assert source_reads(change)[0] >= 1  # the edited source is read again (at most once: target 1's verdict)
     assert all(r.source_rows == 1500 for r in outcome.results)
     targets = evaluate_targets(outcome.results, config.largest_source)
     assert {t.verdict for t in targets} <= {"PASS", "FAIL", "not measured"}
