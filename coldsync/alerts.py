@@ -4,7 +4,7 @@ The run posts `{"text": ...}` at its end (coldsync.sync._finish, before its run-
 condition OPENS, and once more when it CLEARS; while it stays open nothing more is posted (no storm):
 
 - `run_failed`: the run failed (run log outcome failed, alarm or config_error: exit 1 or 2); cleared by a
-  successful run. An interrupted run says nothing either way;
+  successful run. An interrupted run judges no condition (it carries the memory on and posts nothing);
 - `no_adds`: ALERT_AFTER_RUNS (3) consecutive runs that had room (min(TARGET_NEW_LEADS_PER_RUN, cap -
   inventory) above 0 at the top-up) but added nothing; cleared by a run that adds. A run without room
   ends the streak; a failed run, or one with RUN_TOPUP=false, neither adds to it nor ends it;
@@ -179,6 +179,8 @@ def observe(ctx: RunContext, open_letters: int | None) -> Observation:
             held = [str(label) for entry in report.routes.values() for label in entry.get("guard") or ()]
             held += [c.label for c in ctx.campaigns.values() if c.status == BOUNCE_PROTECT and not c.retired]
             guards = tuple(dict.fromkeys(held))
+    if failed is None:  # interrupted: it judges nothing, and posts nothing while the job is being stopped
+        open_letters = None
     return Observation(run_id=report.run_id, failed=failed, error=report.error, idle=idle, added=report.added,
                        guards=guards, open_dead_letters=open_letters)
 

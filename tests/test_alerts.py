@@ -9,14 +9,16 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from coldsync.alerts import Alert, Observation, deliver, plan_alerts
+from coldsync.alerts import Alert, Observation, deliver, observe, plan_alerts
 from coldsync.cli import ExitCode
 from coldsync.instantly.simulator import FaultSpec
 from coldsync.redact import redact, register_secrets
+from coldsync.report import RunReport
 from coldsync.settings import SettingsError
 from tests.conftest import make_settings
 from tests.worlds import SMB, small_world
@@ -193,3 +195,13 @@ def test_failed_post_is_a_warning_and_retried(tmp_path: Path, receiver: _Receive
     assert receiver.texts() == ["coldsync: 2 consecutive runs had room but added no lead (ALERT_AFTER_RUNS=1); "
                                 "check the ready counts (`sync_once.py --report`) and the routes' warnings in the "
                                 "run summary"]
+
+
+def test_an_interrupted_run_judges_nothing(tmp_path: Path) -> None:
+    """An interrupted run (SIGTERM) posts nothing and carries the memory on, even with 99 open dead letters."""
+    report = RunReport(run_id="r5", mode="live", warehouse="duckdb", started_at="", outcome="interrupted")
+    ctx = SimpleNamespace(report=report, settings=make_settings(tmp_path), campaigns={})
+    seen = observe(ctx, 99)  # type: ignore[arg-type]
+    assert (seen.failed, seen.idle, seen.guards, seen.open_dead_letters) == (None, None, None, None)
+    memory = {"open": {"run_failed": {"since_run": "r4"}}, "idle_runs": 2}
+    assert plan_alerts(memory, seen, **LIMITS) == (memory, [])
