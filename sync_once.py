@@ -7,6 +7,7 @@ Every setting is a flag or an environment variable (see README: configuration), 
     python sync_once.py --slot "Fri 2026-07-17 18:00 EDT"  (the summary names what the run is for)
     python sync_once.py --erase EMAIL [--erase-file PATH]  (erase a person, keep a salted-hash suppression)
     python sync_once.py --break-lock [--force]   (free the run lock of a run that was killed)
+    python sync_once.py --changes [--since 24h] [--route NAME] [--reveal] [--json]  (leads added and drained)
 Exit codes: 0 success, 1 run failed, 2 bad configuration or input, 3 another run holds the lock,
 130 interrupted (Ctrl-C or SIGTERM: the run log says so and the lock is free).
 """
@@ -18,6 +19,7 @@ import datetime as dt
 import sys
 from contextlib import ExitStack
 
+from coldsync.changes import DEFAULT_SINCE, ChangesInputError, changes_command, check_reveal, parse_since
 from coldsync.cli import ExitCode, bootstrap, fail_config, interruptible, settings_parser
 from coldsync.embedded import embedded_instantly, embedded_settings, is_embedded
 from coldsync.erase import EraseInputError, Target, run_erase, targets_from_cli
@@ -46,6 +48,17 @@ def misuse(args: argparse.Namespace) -> str | None:
             return f"--break-lock only frees the run lock: run {', '.join(others)} on its own"
     if args.slot and (args.report or args.erase or args.erase_file):
         return "--slot names a sync run's slot: it does not go with --report or --erase"
+    if args.changes:
+        others = [flag for flag, given in (("--report", args.report), ("--markdown", args.markdown),
+                                           ("--erase/--erase-file", bool(args.erase or args.erase_file)),
+                                           ("--break-lock", args.break_lock), ("--slot", bool(args.slot))) if given]
+        if others:
+            return f"--changes lists the leads added and drained: run {', '.join(others)} on its own"
+    else:
+        given = [flag for flag, value in (("--since", args.since is not None), ("--route", args.route is not None),
+                                          ("--reveal", args.reveal)) if value]
+        if given:
+            return f"{', '.join(given)} only go(es) with --changes (without it this would be a sync run)"
     return None
 
 
@@ -74,6 +87,14 @@ def _main(argv: list[str] | None) -> int:
                              "runs; asks for --force when that cannot be checked from here (BigQuery, another machine)")
     parser.add_argument("--force", action="store_true",
                         help="with --break-lock: break it even though whether its holder runs cannot be checked")
+    parser.add_argument("--changes", action="store_true",
+                        help="instead of syncing, list the leads added and drained per run (reads the warehouse "
+                             "only; emails masked; --json for machines)")
+    parser.add_argument("--since", metavar="DURATION", default=None,
+                        help=f"with --changes: how far back, e.g. 30m, 24h, 7d (default {DEFAULT_SINCE})")
+    parser.add_argument("--route", metavar="NAME", default=None, help="with --changes: one route's leads only")
+    parser.add_argument("--reveal", action="store_true",
+                        help="with --changes: show full email addresses (refused under CI)")
     args = parser.parse_args(argv)
     refused = misuse(args)
     if refused:
@@ -83,6 +104,13 @@ def _main(argv: list[str] | None) -> int:
     if args.force and not args.break_lock:
         print("Configuration error: --force only goes with --break-lock", file=sys.stderr)
         return ExitCode.BAD_CONFIG
+    if args.changes:
+        try:  # before anything is touched
+            since = parse_since(args.since if args.since is not None else DEFAULT_SINCE)
+            check_reveal(args.reveal)
+        except ChangesInputError as exc:
+            print(f"Configuration error: {exc}", file=sys.stderr)
+            return ExitCode.BAD_CONFIG
     targets: list[Target] = []
     if erasing:
         if args.report:
@@ -119,6 +147,9 @@ def _main(argv: list[str] | None) -> int:
             warehouse.close()
         print(decision.message, file=sys.stdout if decision.exit_code == 0 else sys.stderr)
         return decision.exit_code
+    if args.changes:
+        return changes_command(settings, warehouse, since=since, route=args.route, reveal=args.reveal,
+                               fmt="json" if args.json else "text")
     if args.report:
         return report_command(settings, warehouse, "json" if args.json else "markdown" if args.markdown else "text")
     with ExitStack() as stack:

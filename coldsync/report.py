@@ -61,6 +61,8 @@ class RunReport:
     reconcile: dict[str, Any] = field(default_factory=dict)
     # Supply sizing and guard figures per campaign id, with when they were read (phases/signals.py).
     supply_signals: dict[str, Any] = field(default_factory=dict)
+    # Alert conditions open after this run and what it posted (coldsync.alerts): the next run's memory.
+    alerts: dict[str, Any] = field(default_factory=dict)
     api_calls: int = 0
     api_writes: int = 0
     warehouse_statements: int = 0

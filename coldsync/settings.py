@@ -249,6 +249,18 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("blocklist_mirror", "bool", True,
                 "Mirror the do-not-contact list with Instantly's workspace block list, both ways.",
                 config_key="blocklist_mirror"),
+    # --- Alerts (coldsync/alerts.py) --------------------------------------------------------
+    SettingSpec("alert_webhook_url", "secret", "",
+                "Incoming-webhook URL (Slack-compatible: a JSON {\"text\": ...} is posted) the run alerts on: a "
+                "failed run, ALERT_AFTER_RUNS runs with room but nothing added, a deliverability guard holding a "
+                "route back, open dead letters past ALERT_DEAD_LETTERS; once per condition, and once when it clears. "
+                "https only (plain http only on a loopback host, for tests). Empty: no alerts."),
+    SettingSpec("alert_after_runs", "int", 3,
+                "Consecutive runs with room but nothing added before an alert (ALERT_WEBHOOK_URL).",
+                config_key="alert_after_runs", minimum=1, maximum=1000),
+    SettingSpec("alert_dead_letters", "int", 50,
+                "Open dead letters above which an alert is posted (ALERT_WEBHOOK_URL).",
+                config_key="alert_dead_letters", minimum=1, maximum=1_000_000),
     # --- One run ---------------------------------------------------------------------------
     SettingSpec("dry_run", "bool", False, "Plan and print only: no API write, no warehouse write."),
     SettingSpec("run_drain", "bool", True, "Run the DRAIN phase."),
@@ -314,6 +326,9 @@ class Settings:
     max_bounce_rate: float
     bounce_warn_rate: float
     blocklist_mirror: bool
+    alert_webhook_url: Secret
+    alert_after_runs: int
+    alert_dead_letters: int
     dry_run: bool
     run_drain: bool
     run_topup: bool
@@ -353,7 +368,8 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Raw secret values, for the log filter that scrubs them."""
-        values = [self.instantly_api_key.reveal(), self.bigquery_credentials_json.reveal()]
+        values = [self.instantly_api_key.reveal(), self.bigquery_credentials_json.reveal(),
+                  *webhook_secret_parts(self.alert_webhook_url.reveal())]
         return [v for v in values if v]
 
 
@@ -631,6 +647,13 @@ def _transport_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) 
         shown = None if "@" in str(url) else redact(str(url), 200)  # userinfo may hold a password: never shown
         problems.append(SettingProblem("instantly_base_url", origins["instantly_base_url"], shown, exc.problem,
                                        exc.fix))
+    webhook = values["alert_webhook_url"].reveal()
+    if webhook:
+        try:
+            check_outbound_url(webhook, setting="ALERT_WEBHOOK_URL", fix=ALERT_WEBHOOK_FIX, base=False)
+        except OutboundURLError as exc:  # a secret: the value is never shown
+            problems.append(SettingProblem("alert_webhook_url", origins["alert_webhook_url"], None, exc.problem,
+                                           exc.fix))
     deadline, ttl = values["instantly_request_deadline_seconds"], values["lock_ttl_minutes"]
     guard = LEASE_SHARE * ttl * 60
     if deadline >= guard:
@@ -640,6 +663,26 @@ def _transport_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) 
             f"set INSTANTLY_REQUEST_DEADLINE_SECONDS below {guard:g} (default {DEFAULT_REQUEST_DEADLINE_SECONDS}), "
             "or raise LOCK_TTL_MINUTES"))
     return problems
+
+
+ALERT_WEBHOOK_FIX = ("use the https URL of an incoming webhook (Slack: an app's Incoming Webhooks page), or unset "
+                     "ALERT_WEBHOOK_URL")
+
+WEBHOOK_SECRET_MIN = 16
+"""Shortest part of a webhook URL's path or query registered as a secret (coldsync.redact): the token of a
+Slack (24 characters) or Discord (68) webhook is longer, while words such as `services` or `webhooks` stay
+readable everywhere else."""
+
+
+def webhook_secret_parts(url: str) -> list[str]:
+    """The parts of a webhook URL that are its secret, for redaction: every piece of its path and query (between
+    `/ ? & = #`) of at least WEBHOOK_SECRET_MIN characters. Not the whole URL nor its whole path: redaction
+    removes any 8-character run of a registered secret, so `https://` or `/service` would go from every text."""
+    if not url:
+        return []
+    rest = url.split("://", 1)[-1]
+    tail = rest[rest.find("/"):] if "/" in rest else ""
+    return [p for p in re.split(r"[/?&=#]", tail) if len(p) >= WEBHOOK_SECRET_MIN]
 
 
 NO_ROUTES_FILE = "none"

@@ -17,6 +17,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from coldsync import abtest
 from coldsync.cli import ExitCode
 from coldsync.embedded import embedded_settings, is_embedded
 from coldsync.outcomes import PolicyTable, may_return_sql
@@ -144,6 +145,8 @@ class StatusReport:
     outcomes_30d: list[dict[str, Any]] = field(default_factory=list)  # status_final, policy, leads, never_back
     # route, campaign_id, policy, leads, first_ends, last_ends (ISO-8601 UTC), ending_in_7_days
     held: list[dict[str, Any]] = field(default_factory=list)
+    # Per route with arms: rates per arm and each arm's test against the first (coldsync.abtest.ab_results).
+    ab_tests: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def held_total(self) -> int:
@@ -220,6 +223,7 @@ class StatusReport:
                          f"added {_n(r['added'])}, dead letters {_n(r['dead_letters'])}, inventory "
                          f"{_n(r['inventory_before'])} -> {_n(r['inventory_after'])}, {_secs(r['duration_seconds'])}"
                          + (f"  error: {r['error_text']}" if r["error_text"] else ""))
+        lines.extend(abtest.render_text(self.ab_tests))
         return "\n".join(lines)
 
     def render_markdown(self) -> str:
@@ -273,6 +277,10 @@ class StatusReport:
                     f"{_secs(r['duration_seconds'])} |" for r in self.runs]
         else:
             out.append("none in the last 30 days")
+        if self.ab_tests:
+            out += ["", f"**A/B results** ({abtest.METHOD}; each arm against the route's first)", "", "```"]
+            out += [line[4:] for line in abtest.render_text(self.ab_tests)[1:]]
+            out.append("```")
         return "\n".join(out) + "\n"
 
 
@@ -360,6 +368,7 @@ def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None
                "policy": str(r["policy"]), "leads": int(r["leads"]), "first_ends": _iso(r["first_ends"]),
                "last_ends": _iso(r["last_ends"]), "ending_in_7_days": int(r["ending_in_7_days"] or 0)}
               for r in q(HELD_SQL, "held", in_7_days=now + dt.timedelta(days=7))],
+        ab_tests=abtest.ab_results(warehouse, settings.routing),
     )
 
 

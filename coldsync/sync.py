@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from coldsync.alerts import run_alerts
 from coldsync.cli import ExitCode, received_signal, signal_name
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.errors import CircuitOpenError, InstantlyError, NotFoundError
@@ -482,6 +483,7 @@ def _finish(ctx: RunContext, started: float, code: ExitCode, *, write_log: bool)
     report = ctx.report
     report.seconds = time.monotonic() - started
     if write_log:
+        report.alerts = run_alerts(ctx)  # ALERT_WEBHOOK_URL set: posts and keeps its memory in this run's summary
         try:
             ctx.store.write_run_log(_run_log_row(ctx))
         except WarehouseError as exc:

@@ -102,6 +102,7 @@ def _route_supplies(ctx: RunContext, signals: Mapping[str, CampaignSignals]) -> 
             guard = _bounce_guard(ctx, campaign, signals.get(campaign.campaign_id))
             if guard:
                 held.append(guard)
+                entry.setdefault("guard", []).append(campaign.label)  # for the alert (coldsync.alerts)
         if held:
             entry["reason"] = "held back: " + "; ".join(held)
             report.warn(f"route {route.name}: top-up skipped ({'; '.join(held)}); the campaigns keep sending what "

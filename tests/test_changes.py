@@ -1,0 +1,180 @@
+"""`sync_once.py --changes`: the leads added and drained per run, masked unless --reveal (refused under CI),
+read from hand-built rows on DuckDB (coldsync.changes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sync_once
+from coldsync import settings as settings_module
+from coldsync.changes import ChangesInputError, check_reveal, collect_changes, parse_since
+from coldsync.cli import ExitCode
+from coldsync.settings import SPECS
+from coldsync.store import Store
+from coldsync.warehouse.base import Rows
+from coldsync.warehouse.duckdb import DuckDBWarehouse
+from tests.conftest import make_settings
+from tests.helpers import build
+
+SMB = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6"
+MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+RUN1, RUN2, OLD = NOW - dt.timedelta(hours=5), NOW - dt.timedelta(hours=1), NOW - dt.timedelta(days=3)
+
+
+def test_since_durations() -> None:
+    """30m, 24h and 7d are minutes, hours and days; case and spaces do not matter."""
+    assert parse_since("30m") == dt.timedelta(minutes=30)
+    assert parse_since("24h") == dt.timedelta(hours=24)
+    assert parse_since(" 7D ") == dt.timedelta(days=7)
+
+
+@pytest.mark.parametrize("bad", ["3x", "24", "0h", "-1d", "1.5h", "", "h"])
+def test_bad_since_names_the_flag_and_the_fix(bad: str) -> None:
+    """A value that is not N followed by m, h or d (N above 0) is refused, naming --since and the forms."""
+    with pytest.raises(ChangesInputError, match=r"--since .* such as 30m, 24h or 7d"):
+        parse_since(bad)
+
+
+def test_reveal_refused_under_ci_only() -> None:
+    """--reveal is refused when CI is set (true, 1, anything but empty/0/false), allowed otherwise."""
+    for value in ("true", "1", "yes"):
+        with pytest.raises(ChangesInputError, match="refused under CI"):
+            check_reveal(True, {"CI": value})
+    check_reveal(True, {"CI": "false"})
+    check_reveal(True, {})
+    check_reveal(False, {"CI": "true"})
+
+
+STATE_FIELDS = (("email", "STRING"), ("campaign_id", "STRING"), ("sequence_target", "STRING"), ("status", "STRING"),
+                ("added_at", "TIMESTAMP"), ("run_id", "STRING"), ("arm", "STRING"))
+HISTORY_FIELDS = (("email", "STRING"), ("campaign_id", "STRING"), ("sequence_name", "STRING"),
+                  ("status_final", "STRING"), ("completed_at", "TIMESTAMP"), ("attempt_num", "INT64"),
+                  ("recorded_at", "TIMESTAMP"), ("run_id", "STRING"), ("arm", "STRING"), ("policy", "STRING"))
+
+
+def _run_log(run_id: str, started: dt.datetime) -> dict[str, object]:
+    return {"run_id": run_id, "started_at": started, "finished_at": started + dt.timedelta(seconds=9),
+            "mode": "live", "outcome": "success", "warehouse": "duckdb", "drained": 1, "added": 1, "dead_letters": 0,
+            "inventory_before": 1, "inventory_after": 1, "api_calls": 3, "warehouse_statements": 5,
+            "duration_seconds": 9.0, "error_text": None, "summary_json": "{}"}
+
+
+def arrange(path: Path, tmp_path: Path) -> None:
+    """Two runs in the window (run-1 five hours ago, run-2 one hour ago) and rows three days old."""
+    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE)
+    warehouse = DuckDBWarehouse(path, "coldsync")
+    try:
+        build(warehouse, settings, as_of=None)
+        state: list[dict[str, Any]] = [
+            # run_id is the run that last changed the row; the adding run is found by added_at
+            {"email": "jane@corp.example", "campaign_id": SMB, "sequence_target": "SMB", "status": "active",
+             "added_at": RUN1, "run_id": "run-2", "arm": "SMB"},
+            {"email": "bob@corp.example", "campaign_id": MIDSIZE, "sequence_target": "Midsize", "status": "pending",
+             "added_at": RUN2, "run_id": "run-2", "arm": "Midsize"},
+            {"email": "old@corp.example", "campaign_id": SMB, "sequence_target": "SMB", "status": "active",
+             "added_at": OLD, "run_id": "run-0", "arm": "SMB"},
+        ]
+        history: list[dict[str, Any]] = [
+            {"email": "kim@corp.example", "campaign_id": MIDSIZE, "sequence_name": "Midsize", "status_final": "replied",
+             "completed_at": RUN2 - dt.timedelta(days=2), "attempt_num": 1, "recorded_at": RUN2, "run_id": "run-2",
+             "arm": "Midsize", "policy": "replied"},
+            {"email": "gone@corp.example", "campaign_id": SMB, "sequence_name": "SMB", "status_final": "completed",
+             "completed_at": OLD, "attempt_num": 1, "recorded_at": OLD, "run_id": "run-0", "arm": "SMB",
+             "policy": "no_reply"},
+        ]
+        warehouse.execute(
+            "INSERT INTO `{ds}.ops_inst_state` (email, campaign_id, sequence_target, status, added_at, updated_at, "
+            "run_id, arm) SELECT r.email, r.campaign_id, r.sequence_target, r.status, r.added_at, r.added_at, "
+            "r.run_id, r.arm FROM UNNEST(@rows) AS r", {"rows": Rows(STATE_FIELDS, state)}, label="test.state")
+        warehouse.execute(
+            "INSERT INTO `{ds}.ops_lead_history` (email, campaign_id, sequence_name, status_final, completed_at, "
+            "attempt_num, recorded_at, run_id, arm, policy) SELECT r.email, r.campaign_id, r.sequence_name, "
+            "r.status_final, r.completed_at, r.attempt_num, r.recorded_at, r.run_id, r.arm, r.policy "
+            "FROM UNNEST(@rows) AS r", {"rows": Rows(HISTORY_FIELDS, history)}, label="test.history")
+        store = Store(warehouse, "test", NOW)
+        for run_id, started in (("run-0", OLD), ("run-1", RUN1), ("run-2", RUN2)):
+            store.write_run_log(_run_log(run_id, started))
+    finally:
+        warehouse.close()
+
+
+def _iso(at: dt.datetime) -> str:
+    return at.isoformat(timespec="seconds")
+
+
+def test_added_and_drained_per_run_masked(tmp_path: Path) -> None:
+    """In the last 24 h: run-2 added bob and drained kim, run-1 added jane (found by added_at, though run-2 last
+    changed her row); the 3-day-old rows are left out; every address is masked."""
+    path = tmp_path / "c.duckdb"
+    arrange(path, tmp_path)
+    warehouse = DuckDBWarehouse(path, "coldsync")
+    try:
+        changes = collect_changes(warehouse, since=dt.timedelta(hours=24), now=NOW)
+        smb_only = collect_changes(warehouse, since=dt.timedelta(hours=24), route="SMB", now=NOW)
+        week = collect_changes(warehouse, since=dt.timedelta(days=7), now=NOW)
+    finally:
+        warehouse.close()
+    assert [r["run_id"] for r in changes.runs] == ["run-2", "run-1"]
+    run2, run1 = changes.runs
+    assert run2["added"] == [{"email": "b***@corp.example", "route": "Midsize", "arm": "Midsize",
+                              "campaign_id": MIDSIZE, "status": "pending", "added_at": _iso(RUN2)}]
+    assert run2["drained"] == [{"email": "k***@corp.example", "route": "Midsize", "arm": "Midsize",
+                                "campaign_id": MIDSIZE, "outcome": "replied", "policy": "replied",
+                                "completed_at": _iso(RUN2 - dt.timedelta(days=2)), "recorded_at": _iso(RUN2)}]
+    assert [r["email"] for r in run1["added"]] == ["j***@corp.example"] and run1["drained"] == []
+    assert (changes.added, changes.drained) == (2, 1)
+    assert [r["run_id"] for r in smb_only.runs] == ["run-1"]
+    assert (week.added, week.drained, [r["run_id"] for r in week.runs]) == (3, 2, ["run-2", "run-1", "run-0"])
+    text = changes.render("text")
+    assert "run run-2: 1 added, 1 drained" in text
+    assert "drained  k***@corp.example" in text and "replied (policy replied)" in text
+    assert "@corp.example" not in text.replace("***@corp.example", "")
+    assert json.loads(changes.render("json"))["emails"] == "masked"
+
+
+def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for spec in SPECS:
+        monkeypatch.delenv(spec.env, raising=False)
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "CI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(settings_module, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(settings_module, "SECRETS_DIR", tmp_path / "secrets")
+    path = tmp_path / "changes.duckdb"
+    monkeypatch.setenv("DUCKDB_PATH", str(path))
+    monkeypatch.setenv("SMB_CAMPAIGN_ID", SMB)
+    monkeypatch.setenv("MIDSIZE_CAMPAIGN_ID", MIDSIZE)
+    return path
+
+
+def test_command_masks_reveals_and_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The command: masked text, JSON, --reveal with its stderr note, and exit 2 for --reveal under CI, a bad
+    --since, an unknown --route, and --since without --changes."""
+    path = _isolate(monkeypatch, tmp_path)
+    arrange(path, tmp_path)
+    assert sync_once.main(["--changes"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "2 added, 1 drained in 2 run(s)" in out and "j***@corp.example" in out and "jane@" not in out
+    assert sync_once.main(["--changes", "--json", "--since", "7d", "--route", "SMB"]) == ExitCode.OK
+    data = json.loads(capsys.readouterr().out)
+    assert (data["added"], data["drained"], data["window"], data["route"]) == (2, 1, "7d", "SMB")
+    assert sync_once.main(["--changes", "--reveal"]) == ExitCode.OK
+    captured = capsys.readouterr()
+    assert "jane@corp.example" in captured.out and "--reveal" in captured.err
+    monkeypatch.setenv("CI", "true")
+    assert sync_once.main(["--changes", "--reveal"]) == ExitCode.BAD_CONFIG
+    captured = capsys.readouterr()
+    assert "refused under CI" in captured.err and captured.out == ""
+    assert sync_once.main(["--changes", "--since", "3x"]) == ExitCode.BAD_CONFIG
+    assert "--since '3x' is not a duration" in capsys.readouterr().err
+    assert sync_once.main(["--changes", "--route", "Enterprise"]) == ExitCode.BAD_CONFIG
+    assert "give one of SMB, Midsize" in capsys.readouterr().err
+    assert sync_once.main(["--since", "24h"]) == ExitCode.BAD_CONFIG
+    assert "only go(es) with --changes" in capsys.readouterr().err
+    assert sync_once.main(["--changes", "--report"]) == ExitCode.BAD_CONFIG
