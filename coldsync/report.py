@@ -61,6 +61,8 @@ class RunReport:
     reconcile: dict[str, Any] = field(default_factory=dict)
     # Supply sizing and guard figures per campaign id, with when they were read (phases/signals.py).
     supply_signals: dict[str, Any] = field(default_factory=dict)
+    # Campaign id -> when its ops_campaign_daily rows were last read (phases/analytics.py: hourly).
+    campaign_daily_at: dict[str, Any] = field(default_factory=dict)
     api_calls: int = 0
     api_writes: int = 0
     warehouse_statements: int = 0

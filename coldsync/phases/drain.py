@@ -241,7 +241,7 @@ def run_drain(ctx: RunContext) -> None:
                 ctx, email=email, campaign_id=campaign_id, sequence_name=route,
                 status_final=decision.outcome.value, completed_at=lead_time(lead, ctx.now),
                 attempt_num=row.attempt_num if row else None, instantly_lead_id=str(lead["id"]),
-                reason=decision.reason, arm=arm, interest_status=interest))
+                reason=decision.reason, arm=arm, interest_status=interest, lead=lead))
         except UnknownInterestStatus as exc:  # never guessed: kept, reported, mapped by hand ([custom_labels])
             phase.counts["unknown_kept"] += 1
             phase.notes.append(f"kept a finished lead: {exc} (map it in the outcome policies' [custom_labels])")

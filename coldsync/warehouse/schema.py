@@ -25,7 +25,7 @@ from coldsync.suppression import (
     sql_valid_email_or_null,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,16 @@ LEAD_HISTORY = TableSpec(
         _c("interest_status", "INT64", "the lead's lt_interest_status when it was drained (NULL: not set)"),
         _c("in_instantly", "STRING", "what the sync did with the lead in Instantly: deleted, held, held then "
            "deleted, held then moved, moved, gone (closed: Instantly no longer had it), not added; NULL: before v6"),
+        _c("reply_count", "INT64", "the lead's email_reply_count when it was drained (spec: number of times the "
+           "email was replied to; out-of-office auto-replies included); NULL: not read from a lead object "
+           "(given-up adds, suppressed orphans) or written before v7"),
+        _c("open_count", "INT64", "the lead's email_open_count when it was drained (spec: number of times the "
+           "email was opened); NULL as reply_count"),
+        _c("last_step_id", "STRING", "the lead's status_summary.lastStep.stepID when it was drained, as Instantly "
+           "gave it (e.g. '0_1_0'); NULL: no step sent, or not read"),
+        _c("step_reached", "INT64", "the sequence step the lead last got, 1 for the first email: the middle part "
+           "of last_step_id plus 1 (the spec does not describe the id; the recorded leads and the simulator "
+           "write <sequence>_<step>_<variant>, 0-based); NULL when last_step_id is NULL or not of that form"),
     ),
     "One row per finished attempt. Idempotent key (email, campaign_id, attempt_num).",
     partition_by="completed_at",
@@ -196,7 +206,45 @@ RUN_LOCK = TableSpec(
     "a compare-and-set on the holder and the expiry (coldsync.store, ACQUIRE_LOCK_SQL).",
 )
 
-TABLES: tuple[TableSpec, ...] = (INST_STATE, LEAD_HISTORY, DEAD_LETTERS, CONFIG, DNC, RUN_LOG, RUN_LOCK)
+CAMPAIGN_DAILY = TableSpec(
+    "ops_campaign_daily",
+    (
+        _c("campaign_id", "STRING", "Instantly campaign", required=True),
+        _c("day", "DATE", "the UTC day the counters are for (Instantly's analytics days are UTC days); "
+           "(campaign_id, day) is the key", required=True),
+        _c("route", "STRING", "route (sequence_target) the campaign served when read"),
+        _c("arm", "STRING", "A/B arm of the route the campaign is (the route's name when it has one campaign)"),
+        _c("leads", "INT64", "GET /campaigns/analytics `leads_count` (spec: the total number of leads) as last "
+           "read during that day; not windowed by Instantly, so only the day it was read gets it (NULL: never "
+           "read that day)"),
+        _c("contacted", "INT64", "GET /campaigns/analytics/daily `contacted` (spec: the total number of unique "
+           "contacts who received an email that day)"),
+        _c("new_leads_contacted", "INT64", "daily `new_leads_contacted` (spec: the total number of new leads "
+           "contacted that day: their first email)"),
+        _c("emails_sent", "INT64", "daily `sent` (spec: the total number of sent emails), every step"),
+        _c("opened", "INT64", "daily `unique_opened` (spec: the total number of unique opened emails)"),
+        _c("opens", "INT64", "daily `opened` (spec: the total number of opened emails, repeats included)"),
+        _c("replied", "INT64", "daily `unique_replies` (spec: the total number of unique replies; automatic "
+           "replies are counted apart by the spec's `unique_replies_automatic`)"),
+        _c("replies", "INT64", "daily `replies` (spec: the total number of replies)"),
+        _c("bounced", "INT64", "GET /campaigns/analytics `bounced_count` for that day's window (spec: the number "
+           "of bounced leads); the daily endpoint has no bounce counter"),
+        _c("unsubscribed", "INT64", "GET /campaigns/analytics `unsubscribed_count` for that day's window (spec: "
+           "the number of unsubscribed leads)"),
+        _c("interested", "INT64", "daily `opportunities` (spec: the total number of unique opportunities created "
+           "from the campaign on that day): leads a rep marked with a positive interest status (Interested, "
+           "Meeting booked, Meeting completed, Won). The spec's narrower `total_interested` exists only in "
+           "/campaigns/analytics/overview, one call per campaign per day, which is not read"),
+        _c("fetched_at", "TIMESTAMP", "when these figures were read (a day is re-read until it is over)"),
+        _c("run_id", "STRING", "run that read them"),
+    ),
+    "One row per managed campaign per UTC day, from Instantly's campaign analytics, written by housekeeping "
+    "at most once an hour per campaign (coldsync.phases.analytics); MERGEd on (campaign_id, day).",
+    cluster_by=("campaign_id",),
+)
+
+TABLES: tuple[TableSpec, ...] = (INST_STATE, LEAD_HISTORY, DEAD_LETTERS, CONFIG, DNC, RUN_LOG, RUN_LOCK,
+                                 CAMPAIGN_DAILY)
 
 # Columns the source lead table or view must have (README: "Source column contract").
 SOURCE_COLUMNS: tuple[Column, ...] = (
