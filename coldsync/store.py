@@ -123,7 +123,7 @@ HISTORY_FIELDS = (
     ("completed_at", "TIMESTAMP"), ("attempt_num", "INT64"), ("instantly_lead_id", "STRING"),
     ("reason", "STRING"), ("arm", "STRING"), ("policy", "STRING"), ("interest_status", "INT64"),
     ("return_at", "TIMESTAMP"), ("in_instantly", "STRING"), ("reply_count", "INT64"), ("open_count", "INT64"),
-    ("last_step_id", "STRING"), ("step_reached", "INT64"),
+    ("last_step_id", "STRING"), ("step_reached", "INT64"), ("added_at", "TIMESTAMP"),
 )
 
 # Idempotent on (email, campaign_id, attempt_num), and on the Instantly lead id for leads whose attempt
@@ -141,7 +141,8 @@ USING (
                   COALESCE((SELECT MAX(h.last_attempt) FROM `{{ds}}.{HISTORY_KEYS_VIEW}` AS h
                             WHERE h.email_key = {sql_email_key("r.email")}), 0) + 1) AS attempt_num,
          r.instantly_lead_id, r.reason, r.arm, r.policy, r.interest_status, r.return_at, r.in_instantly,
-         r.reply_count, r.open_count, r.last_step_id, r.step_reached, r.attempt_num IS NULL AS attempt_unknown
+         r.reply_count, r.open_count, r.last_step_id, r.step_reached, r.added_at,
+         r.attempt_num IS NULL AS attempt_unknown
   FROM UNNEST(@rows) AS r
 ) AS s
 ON t.email = s.email AND t.campaign_id = s.campaign_id
@@ -149,10 +150,10 @@ ON t.email = s.email AND t.campaign_id = s.campaign_id
 WHEN NOT MATCHED THEN
   INSERT (email, campaign_id, sequence_name, status_final, completed_at, attempt_num, instantly_lead_id,
           reason, recorded_at, run_id, arm, policy, interest_status, return_at, in_instantly, reply_count,
-          open_count, last_step_id, step_reached)
+          open_count, last_step_id, step_reached, added_at)
   VALUES (s.email, s.campaign_id, s.sequence_name, s.status_final, s.completed_at, s.attempt_num,
           s.instantly_lead_id, s.reason, @now, @run_id, s.arm, s.policy, s.interest_status, s.return_at,
-          s.in_instantly, s.reply_count, s.open_count, s.last_step_id, s.step_reached)
+          s.in_instantly, s.reply_count, s.open_count, s.last_step_id, s.step_reached, s.added_at)
 """  # noqa: S608
 
 # A held lead re-read during its hold (coldsync.phases.drain): its attempt's row takes the policy, interest
