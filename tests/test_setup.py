@@ -150,7 +150,7 @@ def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_s
 
     raw_warehouse.ensure_dataset()
     v3 = type(LEAD_HISTORY)(LEAD_HISTORY.name, LEAD_HISTORY.columns[:11], "version 3")
-    assert [c.name for c in LEAD_HISTORY.columns[11:]] == ["policy", "return_at", "interest_status", "in_instantly"]
+    assert [c.name for c in LEAD_HISTORY.columns[11:15]] == ["policy", "return_at", "interest_status", "in_instantly"]
     raw_warehouse.create_table(v3)
     ended = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     raw_warehouse.execute(
