@@ -63,6 +63,8 @@ class RunReport:
     supply_signals: dict[str, Any] = field(default_factory=dict)
     # Alert conditions open after this run and what it posted (coldsync.alerts): the next run's memory.
     alerts: dict[str, Any] = field(default_factory=dict)
+    # Campaign id -> when its ops_campaign_daily rows were last read (phases/analytics.py: hourly).
+    campaign_daily_at: dict[str, Any] = field(default_factory=dict)
     api_calls: int = 0
     api_writes: int = 0
     warehouse_statements: int = 0

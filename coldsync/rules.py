@@ -440,6 +440,37 @@ def lead_id_of(lead: object) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
+ENGAGEMENT_COLUMNS = ("reply_count", "open_count", "last_step_id", "step_reached")
+"""The history columns engagement_of fills (schema v7)."""
+
+_STEP_ID = re.compile(r"^\d+_(\d+)_\d+$")
+
+
+def engagement_of(lead: Mapping[str, Any]) -> dict[str, Any]:
+    """What a finished lead object says about how far it got, for its history row (schema v7):
+    `reply_count` (`email_reply_count`, out-of-office auto-replies included), `open_count`
+    (`email_open_count`), `last_step_id` (`status_summary.lastStep.stepID` as given) and `step_reached`
+    (1 for the first email). Counters that are not whole numbers >= 0 are None.
+
+    The spec describes neither the step id's format nor a step number; the recorded real leads and the
+    simulator write `<sequence>_<step>_<variant>` with a 0-based step, so `step_reached` is that middle
+    part + 1, and None for any other form (the raw id is kept all the same). A top-level `last_step_id`
+    (a spec field the recorded leads leave null) is the fallback when `status_summary` has no step."""
+    def count(name: str) -> int | None:
+        value = _strict_int(lead.get(name))
+        return value if value is not None and value >= 0 else None
+
+    summary = lead.get("status_summary")
+    last = summary.get("lastStep") if isinstance(summary, Mapping) else None
+    step_id = last.get("stepID") if isinstance(last, Mapping) else None
+    if not isinstance(step_id, str) or not step_id.strip():
+        step_id = lead.get("last_step_id")
+    step_id = step_id.strip() if isinstance(step_id, str) and step_id.strip() else None
+    match = _STEP_ID.match(step_id) if step_id else None
+    return {"reply_count": count("email_reply_count"), "open_count": count("email_open_count"),
+            "last_step_id": step_id, "step_reached": int(match.group(1)) + 1 if match else None}
+
+
 # ---------------------------------------------------------------------------------------------
 # Plans
 # ---------------------------------------------------------------------------------------------

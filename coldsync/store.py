@@ -122,7 +122,8 @@ HISTORY_FIELDS = (
     ("email", "STRING"), ("campaign_id", "STRING"), ("sequence_name", "STRING"), ("status_final", "STRING"),
     ("completed_at", "TIMESTAMP"), ("attempt_num", "INT64"), ("instantly_lead_id", "STRING"),
     ("reason", "STRING"), ("arm", "STRING"), ("policy", "STRING"), ("interest_status", "INT64"),
-    ("return_at", "TIMESTAMP"), ("in_instantly", "STRING"),
+    ("return_at", "TIMESTAMP"), ("in_instantly", "STRING"), ("reply_count", "INT64"), ("open_count", "INT64"),
+    ("last_step_id", "STRING"), ("step_reached", "INT64"), ("added_at", "TIMESTAMP"),
 )
 
 # Idempotent on (email, campaign_id, attempt_num), and on the Instantly lead id for leads whose attempt
@@ -140,6 +141,7 @@ USING (
                   COALESCE((SELECT MAX(h.last_attempt) FROM `{{ds}}.{HISTORY_KEYS_VIEW}` AS h
                             WHERE h.email_key = {sql_email_key("r.email")}), 0) + 1) AS attempt_num,
          r.instantly_lead_id, r.reason, r.arm, r.policy, r.interest_status, r.return_at, r.in_instantly,
+         r.reply_count, r.open_count, r.last_step_id, r.step_reached, r.added_at,
          r.attempt_num IS NULL AS attempt_unknown
   FROM UNNEST(@rows) AS r
 ) AS s
@@ -147,10 +149,11 @@ ON t.email = s.email AND t.campaign_id = s.campaign_id
    AND (t.attempt_num = s.attempt_num OR (s.attempt_unknown AND t.instantly_lead_id = s.instantly_lead_id))
 WHEN NOT MATCHED THEN
   INSERT (email, campaign_id, sequence_name, status_final, completed_at, attempt_num, instantly_lead_id,
-          reason, recorded_at, run_id, arm, policy, interest_status, return_at, in_instantly)
+          reason, recorded_at, run_id, arm, policy, interest_status, return_at, in_instantly, reply_count,
+          open_count, last_step_id, step_reached, added_at)
   VALUES (s.email, s.campaign_id, s.sequence_name, s.status_final, s.completed_at, s.attempt_num,
           s.instantly_lead_id, s.reason, @now, @run_id, s.arm, s.policy, s.interest_status, s.return_at,
-          s.in_instantly)
+          s.in_instantly, s.reply_count, s.open_count, s.last_step_id, s.step_reached, s.added_at)
 """  # noqa: S608
 
 # A held lead re-read during its hold (coldsync.phases.drain): its attempt's row takes the policy, interest
@@ -178,6 +181,30 @@ WHEN MATCHED AND ((s.status_final IS NOT NULL AND t.status_final != s.status_fin
   return_at = s.return_at,
   run_id = @run_id
 """
+
+# --- campaign analytics per day (coldsync.phases.analytics) ----------------------------------------
+
+CAMPAIGN_DAILY_COUNTERS = ("leads", "contacted", "new_leads_contacted", "emails_sent", "opened", "opens", "replied",
+                           "replies", "bounced", "unsubscribed", "interested")
+CAMPAIGN_DAILY_FIELDS = (
+    ("campaign_id", "STRING"), ("day", "DATE"), ("route", "STRING"), ("arm", "STRING"),
+    *((name, "INT64") for name in CAMPAIGN_DAILY_COUNTERS), ("fetched_at", "TIMESTAMP"), ("run_id", "STRING"),
+)
+
+# Idempotent per (campaign_id, day): a day read again replaces its counters; a counter this read could not
+# get (NULL: its call failed; `leads` on a past day) keeps the value it had.
+RECORD_CAMPAIGN_DAILY_SQL = f"""
+MERGE `{{ds}}.ops_campaign_daily` AS t
+USING (SELECT {", ".join(f"r.{name}" for name, _t in CAMPAIGN_DAILY_FIELDS)} FROM UNNEST(@rows) AS r) AS s
+ON t.campaign_id = s.campaign_id AND t.day = s.day
+WHEN MATCHED THEN UPDATE SET
+  route = COALESCE(s.route, t.route), arm = COALESCE(s.arm, t.arm),
+  {", ".join(f"{name} = COALESCE(s.{name}, t.{name})" for name in CAMPAIGN_DAILY_COUNTERS)},
+  fetched_at = s.fetched_at, run_id = s.run_id
+WHEN NOT MATCHED THEN
+  INSERT ({", ".join(name for name, _t in CAMPAIGN_DAILY_FIELDS)})
+  VALUES ({", ".join(f"s.{name}" for name, _t in CAMPAIGN_DAILY_FIELDS)})
+"""  # noqa: S608
 
 # --- do-not-contact ------------------------------------------------------------------------------
 
@@ -673,6 +700,14 @@ class Store:
         return self.warehouse.execute(RECORD_HISTORY_SQL,
                                       {"rows": Rows(HISTORY_FIELDS, list(rows)), **self._stamp()},
                                       label="history.record")
+
+    def record_campaign_daily(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """MERGE ops_campaign_daily rows (CAMPAIGN_DAILY_FIELDS) on (campaign_id, day); rows changed.
+        Raises WarehouseError (e.g. the table is missing: schema older than v7)."""
+        if not rows:
+            return 0
+        return self.warehouse.execute(RECORD_CAMPAIGN_DAILY_SQL, {"rows": Rows(CAMPAIGN_DAILY_FIELDS, list(rows))},
+                                      label="analytics.campaign_daily")
 
     def update_history_policy(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """Held leads re-read: their attempt's policy columns as they stand now (UPDATE_HISTORY_POLICY_SQL)."""

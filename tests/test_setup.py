@@ -133,7 +133,7 @@ def test_upgrade_adds_the_hold_columns_to_state_and_keeps_its_rows(raw_warehouse
     rows = raw_warehouse.query("SELECT email, status, hold_until, completed_at FROM `{ds}.ops_inst_state`",
                                label="t")
     assert rows == [{"email": "kept@upgrade.example", "status": "active", "hold_until": None, "completed_at": None}]
-    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 6
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 7
     assert not ensure_schema(raw_warehouse, settings).changed
 
 
@@ -150,7 +150,7 @@ def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_s
 
     raw_warehouse.ensure_dataset()
     v3 = type(LEAD_HISTORY)(LEAD_HISTORY.name, LEAD_HISTORY.columns[:11], "version 3")
-    assert [c.name for c in LEAD_HISTORY.columns[11:]] == ["policy", "return_at", "interest_status", "in_instantly"]
+    assert [c.name for c in LEAD_HISTORY.columns[11:15]] == ["policy", "return_at", "interest_status", "in_instantly"]
     raw_warehouse.create_table(v3)
     ended = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     raw_warehouse.execute(
@@ -162,7 +162,7 @@ def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_s
                                "FROM `{ds}.ops_lead_history`", label="t")
     assert rows == [{"email": "old@upgrade.example", "policy": None, "return_at": None, "interest_status": None,
                      "in_instantly": None}]
-    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 6
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 7
     assert not ensure_schema(raw_warehouse, settings).changed
     assert list(ready(raw_warehouse)) == []
     set_config(raw_warehouse, "as_of", string=(ended + dt.timedelta(days=180)).isoformat())
@@ -187,7 +187,7 @@ def test_upgrade_from_v5_makes_the_permanent_lock_row_and_keeps_a_held_one(raw_w
     assert raw_warehouse.query(rows, label="t") == [
         {"name": "sync", "run_id": "", "expires_at": dt.datetime(1970, 1, 1, tzinfo=dt.UTC), "holder_pid": None,
          "holder_host": None}]
-    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 6
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 7
     report = ensure_schema(raw_warehouse, settings)
     assert not report.changed and "ok: run lock row present" in report.actions
 

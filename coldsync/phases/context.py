@@ -13,6 +13,7 @@ from coldsync.instantly.errors import InstantlyError
 from coldsync.outcomes import STATIC_INTEREST, LabelSentiment, history_policy_columns, label_sentiments
 from coldsync.redact import redact
 from coldsync.report import PhaseReport, RunReport
+from coldsync.rules import ENGAGEMENT_COLUMNS, engagement_of
 from coldsync.settings import Settings
 from coldsync.store import DncUpkeep, StateRow, Store, dead_letter_id
 
@@ -164,14 +165,19 @@ def lead_time(lead: Mapping[str, Any], now: dt.datetime) -> dt.datetime:
 def history_row(ctx: RunContext, *, email: str, campaign_id: str, sequence_name: str | None, status_final: str,
                 completed_at: dt.datetime, attempt_num: int | None, instantly_lead_id: str | None,
                 reason: str, arm: str | None, interest_status: int | None = None,
-                in_instantly: str | None = None) -> dict[str, Any]:
+                in_instantly: str | None = None, lead: Mapping[str, Any] | None = None,
+                added_at: dt.datetime | None = None) -> dict[str, Any]:
     """A history row as every phase writes it: the attempt, and the outcome policy the run's table gives
-    it (`policy`, `interest_status`, `return_at`: coldsync.outcomes.history_policy_columns). Raises
-    coldsync.outcomes.UnknownInterestStatus for a custom interest value nobody mapped (the drain keeps
-    such a lead)."""
+    it (`policy`, `interest_status`, `return_at`: coldsync.outcomes.history_policy_columns), and, when the
+    finished `lead` object is given, how far it got (coldsync.rules.engagement_of: reply and open counts,
+    the step reached; None each without it); `added_at`: when the attempt's add was recorded (its state
+    row's). Raises coldsync.outcomes.UnknownInterestStatus for a custom
+    interest value nobody mapped (the drain keeps such a lead)."""
+    engagement = engagement_of(lead) if lead is not None else dict.fromkeys(ENGAGEMENT_COLUMNS)
     return {"email": email, "campaign_id": campaign_id, "sequence_name": sequence_name,
             "status_final": status_final, "completed_at": completed_at, "attempt_num": attempt_num,
             "instantly_lead_id": instantly_lead_id, "reason": reason, "arm": arm, "in_instantly": in_instantly,
+            **engagement, "added_at": added_at,
             **history_policy_columns(status_final, interest_status, completed_at, table=ctx.settings.outcome_table,
                                      custom_labels=_labels_for(ctx, interest_status))}
 

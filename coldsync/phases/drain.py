@@ -241,7 +241,8 @@ def run_drain(ctx: RunContext) -> None:
                 ctx, email=email, campaign_id=campaign_id, sequence_name=route,
                 status_final=decision.outcome.value, completed_at=lead_time(lead, ctx.now),
                 attempt_num=row.attempt_num if row else None, instantly_lead_id=str(lead["id"]),
-                reason=decision.reason, arm=arm, interest_status=interest))
+                reason=decision.reason, arm=arm, interest_status=interest, lead=lead,
+                added_at=row.added_at if row else None))
         except UnknownInterestStatus as exc:  # never guessed: kept, reported, mapped by hand ([custom_labels])
             phase.counts["unknown_kept"] += 1
             phase.notes.append(f"kept a finished lead: {exc} (map it in the outcome policies' [custom_labels])")
@@ -305,7 +306,7 @@ def run_drain(ctx: RunContext) -> None:
                                    status_final=SUPPRESSED_OUTCOME, completed_at=ctx.now,
                                    attempt_num=hit.attempt_num, instantly_lead_id=hit.instantly_lead_id,
                                    reason=f"on the do-not-contact list (by {hit.suppressed})", arm=hit.arm,
-                                   in_instantly=InInstantly.DELETED.value))
+                                   in_instantly=InInstantly.DELETED.value, added_at=hit.added_at))
         to_delete.setdefault(campaign_id, {})[hit.instantly_lead_id] = hit.email
         owned.add(hit.instantly_lead_id)
         state_rows[hit.email] = {

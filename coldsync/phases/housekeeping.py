@@ -22,6 +22,7 @@ from coldsync.instantly.client import MAX_IDS_PER_BULK_DELETE
 from coldsync.instantly.errors import InstantlyError, is_service_level
 from coldsync.outcomes import InInstantly
 from coldsync.phases import blocklist
+from coldsync.phases.analytics import record_campaign_daily
 from coldsync.phases.context import RunContext, dead_letter, history_row
 from coldsync.phases.reconcile import needs_fresh_state, reconcile_campaigns, take_out
 from coldsync.rules import GIVE_UP_OUTCOME, lead_id_of
@@ -123,6 +124,7 @@ def run_housekeeping(ctx: RunContext) -> None:
     letters += _delete_taken_out(ctx)
     ctx.store.record_dead_letters(letters, label="housekeeping.dead_letters")
     phase.counts.update(phase.plan)
+    record_campaign_daily(ctx)  # hourly per campaign; its failures are notes, never the run's
 
 
 def _delete_taken_out(ctx: RunContext) -> list[dict[str, Any]]:

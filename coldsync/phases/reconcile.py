@@ -365,7 +365,8 @@ class _Reconciler:
                                  sequence_name=row.sequence_target, status_final=REMOVED,
                                  completed_at=self.ctx.now, attempt_num=row.attempt_num,
                                  instantly_lead_id=row.instantly_lead_id, reason=reason, arm=row.arm,
-                                 interest_status=interest, in_instantly=InInstantly.GONE.value)
+                                 interest_status=interest, in_instantly=InInstantly.GONE.value,
+                                 added_at=row.added_at)
         except UnknownInterestStatus as exc:
             self.phase.notes.append(f"a lead moved outside kept tracked: {exc} (map it in the outcome policies' "
                                     "[custom_labels])")

@@ -25,7 +25,7 @@ from coldsync.suppression import (
     sql_valid_email_or_null,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,18 @@ LEAD_HISTORY = TableSpec(
         _c("interest_status", "INT64", "the lead's lt_interest_status when it was drained (NULL: not set)"),
         _c("in_instantly", "STRING", "what the sync did with the lead in Instantly: deleted, held, held then "
            "deleted, held then moved, moved, gone (closed: Instantly no longer had it), not added; NULL: before v6"),
+        _c("added_at", "TIMESTAMP", "when the attempt's add was recorded (its ops_inst_state row's added_at): the "
+           "funnel's 'added'; NULL: never added (given up, suppressed orphans), or written before v7"),
+        _c("reply_count", "INT64", "the lead's email_reply_count when it was drained (spec: number of times the "
+           "email was replied to; out-of-office auto-replies included); NULL: not read from a lead object "
+           "(given-up adds, suppressed orphans) or written before v7"),
+        _c("open_count", "INT64", "the lead's email_open_count when it was drained (spec: number of times the "
+           "email was opened); NULL as reply_count"),
+        _c("last_step_id", "STRING", "the lead's status_summary.lastStep.stepID when it was drained, as Instantly "
+           "gave it (e.g. '0_1_0'); NULL: no step sent, or not read"),
+        _c("step_reached", "INT64", "the sequence step the lead last got, 1 for the first email: the middle part "
+           "of last_step_id plus 1 (the spec does not describe the id; the recorded leads and the simulator "
+           "write <sequence>_<step>_<variant>, 0-based); NULL when last_step_id is NULL or not of that form"),
     ),
     "One row per finished attempt. Idempotent key (email, campaign_id, attempt_num).",
     partition_by="completed_at",
@@ -196,7 +208,45 @@ RUN_LOCK = TableSpec(
     "a compare-and-set on the holder and the expiry (coldsync.store, ACQUIRE_LOCK_SQL).",
 )
 
-TABLES: tuple[TableSpec, ...] = (INST_STATE, LEAD_HISTORY, DEAD_LETTERS, CONFIG, DNC, RUN_LOG, RUN_LOCK)
+CAMPAIGN_DAILY = TableSpec(
+    "ops_campaign_daily",
+    (
+        _c("campaign_id", "STRING", "Instantly campaign", required=True),
+        _c("day", "DATE", "the UTC day the counters are for (Instantly's analytics days are UTC days); "
+           "(campaign_id, day) is the key", required=True),
+        _c("route", "STRING", "route (sequence_target) the campaign served when read"),
+        _c("arm", "STRING", "A/B arm of the route the campaign is (the route's name when it has one campaign)"),
+        _c("leads", "INT64", "GET /campaigns/analytics `leads_count` (spec: the total number of leads) as last "
+           "read during that day; not windowed by Instantly, so only the day it was read gets it (NULL: never "
+           "read that day)"),
+        _c("contacted", "INT64", "GET /campaigns/analytics/daily `contacted` (spec: the total number of unique "
+           "contacts who received an email that day)"),
+        _c("new_leads_contacted", "INT64", "daily `new_leads_contacted` (spec: the total number of new leads "
+           "contacted that day: their first email)"),
+        _c("emails_sent", "INT64", "daily `sent` (spec: the total number of sent emails), every step"),
+        _c("opened", "INT64", "daily `unique_opened` (spec: the total number of unique opened emails)"),
+        _c("opens", "INT64", "daily `opened` (spec: the total number of opened emails, repeats included)"),
+        _c("replied", "INT64", "daily `unique_replies` (spec: the total number of unique replies; automatic "
+           "replies are counted apart by the spec's `unique_replies_automatic`)"),
+        _c("replies", "INT64", "daily `replies` (spec: the total number of replies)"),
+        _c("bounced", "INT64", "GET /campaigns/analytics `bounced_count` for that day's window (spec: the number "
+           "of bounced leads); the daily endpoint has no bounce counter"),
+        _c("unsubscribed", "INT64", "GET /campaigns/analytics `unsubscribed_count` for that day's window (spec: "
+           "the number of unsubscribed leads)"),
+        _c("interested", "INT64", "daily `opportunities` (spec: the total number of unique opportunities created "
+           "from the campaign on that day): leads a rep marked with a positive interest status (Interested, "
+           "Meeting booked, Meeting completed, Won). The spec's narrower `total_interested` exists only in "
+           "/campaigns/analytics/overview, one call per campaign per day, which is not read"),
+        _c("fetched_at", "TIMESTAMP", "when these figures were read (a day is re-read until it is over)"),
+        _c("run_id", "STRING", "run that read them"),
+    ),
+    "One row per managed campaign per UTC day, from Instantly's campaign analytics, written by housekeeping "
+    "at most once an hour per campaign (coldsync.phases.analytics); MERGEd on (campaign_id, day).",
+    cluster_by=("campaign_id",),
+)
+
+TABLES: tuple[TableSpec, ...] = (INST_STATE, LEAD_HISTORY, DEAD_LETTERS, CONFIG, DNC, RUN_LOG, RUN_LOCK,
+                                 CAMPAIGN_DAILY)
 
 # Columns the source lead table or view must have (README: "Source column contract").
 SOURCE_COLUMNS: tuple[Column, ...] = (
@@ -609,6 +659,208 @@ WHERE v.duplicate_rank = 1 AND v.revenue_unreadable
 """  # noqa: S608
 
 
+# --- analytics views (issue 17): aggregates only, no email; one definition each, both engines ----------------
+# Shape, for BI tools and the HTML report that charts them generically: a DATE column `week_start` (weeks start
+# on Monday, UTC) or `day` (UTC), then the group columns (STRING), then numeric measures. Rates are FLOAT64
+# fractions (0.02 = 2%), NULL when their denominator is 0 (SAFE_DIVIDE).
+FUNNEL_VIEW = "v_funnel_weekly"
+INVENTORY_VIEW = "v_inventory_daily"
+OUTCOMES_VIEW = "v_drain_outcomes"
+SUPPLY_VIEW = "v_supply"
+DELIVERABILITY_VIEW = "v_deliverability"
+DNC_GROWTH_VIEW = "v_dnc_growth"
+
+BOUNCE_WARN_RATE = 0.02
+"""Bounce (and unsubscribe) rate line the deliverability view flags as a warning: 2% is the bounce rate
+mailbox providers and sending tools commonly name as the most a healthy list shows."""
+BOUNCE_LIMIT_RATE = 0.05
+"""Second line: the default of MAX_BOUNCE_RATE (5%), past which the top-up's guard stops feeding a campaign."""
+SUPPLY_WEEKS = 4
+"""Coming weeks v_supply counts returning leads for (returning_week_1 .. returning_week_4)."""
+
+
+def _week(ts: str) -> str:
+    """The Monday (UTC) starting the week of the TIMESTAMP expression `ts`, as a DATE: whole weeks counted from
+    Monday 1970-01-05 (DATE_TRUNC(..., WEEK(MONDAY)) is not used: the BigQuery emulator truncates it to Sunday)."""
+    return (f"CAST(DATE_ADD(DATE '1970-01-05', INTERVAL DIV(DATE_DIFF(DATE({ts}), DATE '1970-01-05', DAY), 7) * 7 DAY)"
+            " AS DATE)")
+
+
+# The attempts the funnel counts: one row per attempt ADDED (state rows still active, and history rows that
+# say when their add was recorded: a lead holding, moving or draining has both and counts once, by its
+# history row) and one per attempt FINISHED (history rows but given-up adds, which were never sent).
+# `interested`: the policy the sync gave the ending is in_sales (interest 1-4 or a positive custom label);
+# rows written before the policy columns read the interest status alone.
+_ATTEMPT_EVENTS_CTE = f"""added AS (
+  SELECT s.added_at AS at, s.campaign_id, s.sequence_target AS route, COALESCE(s.arm, s.sequence_target) AS arm
+  FROM `{{ds}}.ops_inst_state` AS s
+  WHERE s.status = 'active' AND s.added_at IS NOT NULL
+  UNION ALL
+  SELECT h.added_at, h.campaign_id, h.sequence_name, COALESCE(h.arm, h.sequence_name)
+  FROM `{{ds}}.ops_lead_history` AS h
+  WHERE h.added_at IS NOT NULL
+),
+finished AS (
+  SELECT h.completed_at AS at, h.campaign_id, h.sequence_name AS route, COALESCE(h.arm, h.sequence_name) AS arm,
+         h.status_final,
+         IF(h.status_final = 'replied', 1, 0) AS replied,
+         IF(COALESCE(h.policy = 'in_sales', h.interest_status BETWEEN 1 AND 4), 1, 0) AS interested,
+         IF(h.status_final = 'bounced', 1, 0) AS bounced,
+         IF(h.status_final = 'unsubscribed', 1, 0) AS unsubscribed
+  FROM `{{ds}}.ops_lead_history` AS h
+  WHERE h.status_final != '{GIVE_UP_OUTCOME}'
+)"""  # noqa: S608
+
+FUNNEL_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{FUNNEL_VIEW}` AS
+WITH {_ATTEMPT_EVENTS_CTE},
+events AS (
+  SELECT {_week("a.at")} AS week_start, a.route, a.arm, 1 AS added, 0 AS finished, 0 AS replied, 0 AS interested,
+         0 AS bounced, 0 AS unsubscribed
+  FROM added AS a
+  UNION ALL
+  SELECT {_week("f.at")}, f.route, f.arm, 0, 1, f.replied, f.interested, f.bounced, f.unsubscribed
+  FROM finished AS f
+)
+SELECT
+  e.week_start, COALESCE(e.route, '(none)') AS route, COALESCE(e.arm, '(none)') AS arm,
+  SUM(e.added) AS added, SUM(e.finished) AS finished, SUM(e.replied) AS replied,
+  SUM(e.interested) AS interested, SUM(e.bounced) AS bounced, SUM(e.unsubscribed) AS unsubscribed,
+  SAFE_DIVIDE(SUM(e.replied), SUM(e.finished)) AS reply_rate,
+  SAFE_DIVIDE(SUM(e.interested), SUM(e.finished)) AS interested_rate,
+  SAFE_DIVIDE(SUM(e.bounced), SUM(e.finished)) AS bounce_rate,
+  SAFE_DIVIDE(SUM(e.unsubscribed), SUM(e.finished)) AS unsubscribe_rate
+FROM events AS e
+GROUP BY e.week_start, COALESCE(e.route, '(none)'), COALESCE(e.arm, '(none)')
+"""  # noqa: S608
+
+# Per UTC day per campaign: what Instantly said it held (ops_campaign_daily.leads, read hourly) beside what the
+# warehouse added and drained; `workspace_room`: the cap (config row inventory_cap, else the default) less the
+# leads every campaign held that day (NULL when a campaign's count is missing that day).
+INVENTORY_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{INVENTORY_VIEW}` AS
+WITH {_ATTEMPT_EVENTS_CTE},
+cap AS (
+  SELECT COALESCE((SELECT MAX(value_int) FROM `{{ds}}.config` WHERE key = 'inventory_cap'), 24000) AS cap
+),
+events AS (
+  SELECT d.day, d.campaign_id, d.route, d.arm, d.leads, 0 AS added, 0 AS drained
+  FROM `{{ds}}.ops_campaign_daily` AS d
+  UNION ALL
+  SELECT DATE(a.at), a.campaign_id, a.route, a.arm, NULL, 1, 0 FROM added AS a
+  UNION ALL
+  SELECT DATE(f.at), f.campaign_id, f.route, f.arm, NULL, 0, 1 FROM finished AS f
+),
+per_day AS (
+  SELECT e.day, e.campaign_id, MAX(e.route) AS route, MAX(e.arm) AS arm, MAX(e.leads) AS leads,
+         SUM(e.added) AS added, SUM(e.drained) AS drained
+  FROM events AS e
+  GROUP BY e.day, e.campaign_id
+)
+SELECT
+  p.day, p.campaign_id, COALESCE(p.route, '(none)') AS route, COALESCE(p.arm, '(none)') AS arm,
+  p.leads, p.added, p.drained, c.cap,
+  IF(COUNT(p.leads) OVER (PARTITION BY p.day) = COUNT(*) OVER (PARTITION BY p.day),
+     c.cap - SUM(p.leads) OVER (PARTITION BY p.day), NULL) AS workspace_room
+FROM per_day AS p
+CROSS JOIN cap AS c
+"""  # noqa: S608
+
+OUTCOMES_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{OUTCOMES_VIEW}` AS
+SELECT {_week("h.completed_at")} AS week_start, h.status_final AS outcome, COALESCE(h.policy, '(before v4)') AS policy,
+       COUNT(*) AS leads
+FROM `{{ds}}.ops_lead_history` AS h
+GROUP BY 1, 2, 3
+"""  # noqa: S608
+
+
+def supply_view_sql() -> str:
+    """v_supply: per route, the ready leads now (v_ready_for_instantly), the adds per day over the 7 days before
+    `as_of` (the config row, else now), the days of supply left (ready / adds per day; NULL with no adds), and
+    per coming week k (1..SUPPLY_WEEKS) the persons whose last attempt (of that route) lets them return in
+    [as_of + 7(k-1) days, as_of + 7k days) by its return_at (NULL return_at: never)."""
+    weeks = "".join(
+        f",\n  COALESCE(MAX(IF(x.kind = 'returning' AND x.k = {k}, x.n, NULL)), 0) AS returning_week_{k}"
+        for k in range(1, SUPPLY_WEEKS + 1))
+    return f"""
+CREATE OR REPLACE VIEW `{{ds}}.{SUPPLY_VIEW}` AS
+WITH {_PARAMS_CTE},
+{_ATTEMPT_EVENTS_CTE},
+last_attempt AS (
+  SELECT h.sequence_name AS route, h.return_at,
+         ROW_NUMBER() OVER (PARTITION BY LOWER(h.email) ORDER BY h.attempt_num DESC, h.completed_at DESC) AS n
+  FROM `{{ds}}.ops_lead_history` AS h
+),
+figures AS (
+  SELECT 'ready' AS kind, r.sequence_target AS route, 0 AS k, COUNT(*) AS n
+  FROM `{{ds}}.{VIEW_NAME}` AS r
+  GROUP BY r.sequence_target
+  UNION ALL
+  SELECT 'added', a.route, 0, COUNT(*)
+  FROM added AS a CROSS JOIN params AS p
+  WHERE a.at >= TIMESTAMP_SUB(p.as_of, INTERVAL 7 DAY) AND a.at < p.as_of
+  GROUP BY a.route
+  UNION ALL
+  SELECT 'returning', l.route, CAST(FLOOR(TIMESTAMP_DIFF(l.return_at, p.as_of, SECOND) / 604800) AS INT64) + 1, COUNT(*)
+  FROM last_attempt AS l CROSS JOIN params AS p
+  WHERE l.n = 1 AND l.return_at >= p.as_of AND l.return_at < TIMESTAMP_ADD(p.as_of, INTERVAL {7 * SUPPLY_WEEKS} DAY)
+  GROUP BY 2, 3
+)
+SELECT
+  COALESCE(x.route, '(none)') AS route,
+  COALESCE(MAX(IF(x.kind = 'ready', x.n, NULL)), 0) AS ready,
+  COALESCE(MAX(IF(x.kind = 'added', x.n, NULL)), 0) / 7 AS adds_per_day,
+  SAFE_DIVIDE(COALESCE(MAX(IF(x.kind = 'ready', x.n, NULL)), 0),
+              COALESCE(MAX(IF(x.kind = 'added', x.n, NULL)), 0) / 7) AS days_of_supply{weeks}
+FROM figures AS x
+GROUP BY COALESCE(x.route, '(none)')
+"""  # noqa: S608
+
+
+DELIVERABILITY_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{DELIVERABILITY_VIEW}` AS
+WITH weekly AS (
+  SELECT {_week("TIMESTAMP(d.day)")} AS week_start, d.campaign_id, MAX(d.route) AS route, MAX(d.arm) AS arm,
+         SUM(d.emails_sent) AS emails_sent, SUM(d.bounced) AS bounced, SUM(d.unsubscribed) AS unsubscribed
+  FROM `{{ds}}.ops_campaign_daily` AS d
+  GROUP BY 1, 2
+),
+rated AS (
+  SELECT w.*, SAFE_DIVIDE(w.bounced, w.emails_sent) AS bounce_rate,
+         SAFE_DIVIDE(w.unsubscribed, w.emails_sent) AS unsubscribe_rate
+  FROM weekly AS w
+)
+SELECT
+  r.week_start, r.campaign_id, COALESCE(r.route, '(none)') AS route, COALESCE(r.arm, '(none)') AS arm,
+  r.emails_sent, r.bounced, r.unsubscribed, r.bounce_rate, r.unsubscribe_rate,
+  CASE WHEN r.bounce_rate IS NULL THEN NULL WHEN r.bounce_rate > {BOUNCE_WARN_RATE} THEN 1 ELSE 0 END
+    AS bounce_over_2pct,
+  CASE WHEN r.bounce_rate IS NULL THEN NULL WHEN r.bounce_rate > {BOUNCE_LIMIT_RATE} THEN 1 ELSE 0 END
+    AS bounce_over_5pct,
+  CASE WHEN r.unsubscribe_rate IS NULL THEN NULL WHEN r.unsubscribe_rate > {BOUNCE_WARN_RATE} THEN 1 ELSE 0 END
+    AS unsubscribe_over_2pct,
+  CASE WHEN r.unsubscribe_rate IS NULL THEN NULL WHEN r.unsubscribe_rate > {BOUNCE_LIMIT_RATE} THEN 1 ELSE 0 END
+    AS unsubscribe_over_5pct
+FROM rated AS r
+"""  # noqa: S608
+
+DNC_GROWTH_SQL = f"""
+CREATE OR REPLACE VIEW `{{ds}}.{DNC_GROWTH_VIEW}` AS
+WITH weekly AS (
+  SELECT {_week("d.added_at")} AS week_start, d.source, COUNT(*) AS added
+  FROM `{{ds}}.ops_dnc` AS d
+  GROUP BY 1, 2
+)
+SELECT w.week_start, w.source, w.added,
+       SUM(w.added) OVER (PARTITION BY w.source ORDER BY w.week_start
+                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cumulative
+FROM weekly AS w
+"""  # noqa: S608
+
+ANALYTICS_VIEWS = (FUNNEL_VIEW, INVENTORY_VIEW, OUTCOMES_VIEW, SUPPLY_VIEW, DELIVERABILITY_VIEW, DNC_GROWTH_VIEW)
+
+
 def views(routing: Routing, outcomes: PolicyTable | None = None) -> tuple[tuple[str, str], ...]:
     """Every view, in creation order (each reads only the ones before it), for this routing and outcome
     policy table (None: the defaults)."""
@@ -617,6 +869,8 @@ def views(routing: Routing, outcomes: PolicyTable | None = None) -> tuple[tuple[
         (HISTORY_KEYS_VIEW, HISTORY_KEYS_SQL), (CANDIDATES_VIEW, candidates_view_sql(routing)),
         (VIEW_NAME, ready_view_sql(routing, outcomes)), (SCORES_VIEW, lead_scores_view_sql(routing, outcomes)),
         (REJECTS_VIEW, rejects_view_sql()),
+        (FUNNEL_VIEW, FUNNEL_SQL), (INVENTORY_VIEW, INVENTORY_SQL), (OUTCOMES_VIEW, OUTCOMES_SQL),
+        (SUPPLY_VIEW, supply_view_sql()), (DELIVERABILITY_VIEW, DELIVERABILITY_SQL), (DNC_GROWTH_VIEW, DNC_GROWTH_SQL),
     )
 
 
