@@ -210,9 +210,11 @@ def test_sync_once_report_html_writes_the_file(tmp_path: Path, monkeypatch: pyte
 
 
 def _browser_paths() -> tuple[str, str] | None:
-    """Debian's Chromium and its chromedriver (apt: chromium, chromium-driver), or None."""
-    browser = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None)
-    driver = shutil.which("chromedriver")
+    """A Chromium and its chromedriver, or None: Debian's (apt: chromium, chromium-driver; .ci/run installs them),
+    else what GitHub's Ubuntu runner image ships (Chromium or Google Chrome, chromedriver in $CHROMEWEBDRIVER)."""
+    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+    browser = next((path for path in map(shutil.which, names) if path), None)
+    driver = shutil.which("chromedriver") or shutil.which("chromedriver", path=os.environ.get("CHROMEWEBDRIVER", ""))
     return (browser, driver) if browser and driver else None
 
 
