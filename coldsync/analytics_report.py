@@ -300,7 +300,7 @@ def runs_section(runs: ViewResult, inventory: Mapping[str, Sequence[tuple[str, f
     per_route = [{"day": day, "route": scrub(route), "inventory": value}
                  for route, points in sorted((inventory or {}).items()) for day, value in points]
     if per_route:
-        parts.append('<p class="note">Inventory per route, as the last live run of each day measured it:</p>')
+        parts.append('<p class="note">Inventory per route after the last live run of each day:</p>')
         parts.append(_figure("ops_run_log.routes", chart_spec(per_route, Shape("day", ("route",), ("inventory",)))))
     if live:
         shape = Shape("started_at", (), tuple(m for m in RUN_CHART_MEASURES if any(r.get(m) is not None
@@ -335,11 +335,17 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 def build_html(views: Sequence[ViewResult], runs: ViewResult | None, *, generated_at: dt.datetime,
                warehouse: str, clock: str = "current time",
                inventory: Mapping[str, Sequence[tuple[str, float]]] | None = None) -> str:
-    """The whole report as one HTML document (str): header, a section per view, the runs. Loads nothing
+    """The whole report as one HTML document (str): header, a section per view, the runs, the panels of the views
+    not available. Loads nothing
     (inline CSS and SVG only, `_CSP` forbids the rest); the result has passed coldsync.redact.redact."""
     since = generated_at - LOOKBACK
-    sections = [view_section(v) for v in views] + ([runs_section(runs, inventory)] if runs is not None else [])
-    links = [(v.name, v.title) for v in views] + ([("runs", "Latest runs")] if runs is not None else [])
+    # What can be shown comes first (the views in their order, then the runs); the "not available" panels last.
+    shown = [v for v in views if v.unavailable is None]
+    missing = [v for v in views if v.unavailable is not None]
+    sections = ([view_section(v) for v in shown] + ([runs_section(runs, inventory)] if runs is not None else [])
+                + [view_section(v) for v in missing])
+    links = ([(v.name, v.title) for v in shown] + ([("runs", "Latest runs")] if runs is not None else [])
+             + [(v.name, v.title) for v in missing])
     nav = "".join(f'<a href="#{html.escape(n)}">{html.escape(t.split(":")[0].split(",")[0])}</a>' for n, t in links)
     doc = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -443,9 +449,10 @@ def inventory_points_from_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, l
 
 
 def inventory_points_from_runs(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, float]]]:
-    """Run-log rows (started_at, summary_json; oldest first) -> route -> (UTC day, inventory) points: the
-    inventory per route the day's last live run measured (its summary_json `routes[name].inventory`, taken
-    before its top-up). Rows whose summary cannot be read are skipped."""
+    """Run-log rows (started_at, summary_json; oldest first) -> route -> (UTC day, inventory) points: each
+    route's inventory after the day's last live run, i.e. its summary_json `routes[name].inventory` (measured
+    after the drain, before the top-up: coldsync.supply) plus the leads it `added`. Rows whose summary cannot be
+    read are skipped."""
     points: dict[str, dict[str, float]] = {}
     for row in rows:
         started, summary = row.get("started_at"), row.get("summary_json")
@@ -456,8 +463,10 @@ def inventory_points_from_runs(rows: Sequence[Mapping[str, Any]]) -> dict[str, l
         day = str(_plain(started))[:10]
         for route, entry in routes.items():
             value = entry.get("inventory") if isinstance(entry, dict) else None
+            added = entry.get("added") if isinstance(entry, dict) else None
             if isinstance(value, int | float) and not isinstance(value, bool):
-                points.setdefault(scrub(route), {})[day] = float(value)
+                extra = added if isinstance(added, int | float) and not isinstance(added, bool) else 0
+                points.setdefault(scrub(route), {})[day] = float(value + extra)
     return {route: sorted(days.items()) for route, days in points.items()}
 
 
@@ -475,7 +484,7 @@ def summary_markdown(warehouse: Warehouse, now: dt.datetime) -> str:
         try:
             runs = warehouse.query(INVENTORY_FROM_RUNS_SQL, {"since": since}, label="report.inventory_runs")
             inventory = inventory_points_from_runs(runs)
-            source = "the run log: inventory per route measured by each day's last live run"
+            source = "the run log: each route's inventory after the day's last live run"
         except WarehouseError as exc:
             source = f"neither v_inventory_daily nor the run log could be read: {scrub(redact(str(exc), 300))}"
     funnel = read_view(warehouse, "v_funnel_weekly", "", now - dt.timedelta(weeks=SUMMARY_FUNNEL_WEEKS))

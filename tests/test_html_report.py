@@ -143,6 +143,7 @@ def test_html_holds_no_address_no_url_and_a_chart_per_time_view(document: str) -
     assert doc.count("<svg") == 6
     assert "<th>days_of_supply</th>" in doc and '<td class="num">5,400</td>' in doc
     assert "<strong>Not available:</strong> not there (asked by j***(at)corp.example)" in doc
+    assert doc.index('id="runs"') < doc.index('id="v_dnc_growth"')  # the panel after what can be shown
     assert "Content-Security-Policy" in doc and "default-src 'none'" in doc
     assert ADDRESS.search(doc) is None, ADDRESS.search(doc)
     assert URL.search(doc) is None, URL.search(doc)
@@ -176,15 +177,15 @@ def test_markdown_stays_within_its_budget_and_names_what_it_left_out() -> None:
 
 
 def test_inventory_from_the_run_log_keeps_each_days_last_run() -> None:
-    """Run-log fallback: per route and UTC day, the inventory of the day's last live run; unreadable summaries
-    skipped. From v_inventory_daily: the `inventory` column, summed over campaigns of one series."""
+    """Run-log fallback: per route and UTC day, the inventory after the day's last live run (measured plus added);
+    unreadable summaries skipped. From v_inventory_daily: the `inventory` column, summed within one series."""
     def run(day: int, hour: int, summary: str) -> dict[str, object]:
         return {"started_at": dt.datetime(2026, 3, day, hour, tzinfo=dt.UTC), "summary_json": summary}
 
     rows = [run(1, 9, '{"routes": {"smb": {"inventory": 10}}}'),
             run(1, 17, '{"routes": {"smb": {"inventory": 12}, "midsize": {"inventory": null}}}'),
-            run(2, 9, "not json"), run(2, 10, '{"routes": {"smb": {"inventory": 15}}}')]
-    assert inventory_points_from_runs(rows) == {"smb": [("2026-03-01", 12.0), ("2026-03-02", 15.0)]}
+            run(2, 9, "not json"), run(2, 10, '{"routes": {"smb": {"inventory": 15, "added": 5}}}')]
+    assert inventory_points_from_runs(rows) == {"smb": [("2026-03-01", 12.0), ("2026-03-02", 20.0)]}
     view = clean_rows([{"day": dt.date(2026, 3, 1), "route": "smb", "room": 1, "inventory": 4},
                        {"day": dt.date(2026, 3, 1), "route": "smb", "room": 1, "inventory": 6}])
     assert inventory_points_from_view(view) == {"smb": [("2026-03-01", 10.0)]}
