@@ -5,6 +5,7 @@ the funnel table within their budget, and the file opened in a real headless Chr
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -29,8 +30,10 @@ from coldsync.analytics_report import (
 )
 from coldsync.cli import ExitCode
 from coldsync.report import analytics_markdown, mermaid_line_chart
+from coldsync.store import Store
 from coldsync.warehouse.duckdb import DuckDBWarehouse
-from tests.test_status import _isolate, _settings, arrange
+from tests.helpers import T0
+from tests.test_status import _isolate, _run_log, _settings, arrange
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 MONDAY = dt.date(2026, 2, 2)
@@ -208,6 +211,27 @@ def test_sync_once_report_html_writes_the_file(tmp_path: Path, monkeypatch: pyte
     assert sync_once.main(["--html", str(tmp_path / "x.html")]) == ExitCode.BAD_CONFIG
     assert "--html writes the analytics report and needs --report" in capsys.readouterr().err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_job_summary_markdown_has_the_inventory_chart_and_says_why_the_funnel_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--report --markdown` (the job summary) ends with a Mermaid chart of the route's inventory from the run log
+    while v_inventory_daily is missing (40 measured + 2 added = 42; y axis to 47), and says why the funnel is not
+    there."""
+    path = _isolate(monkeypatch, tmp_path)
+    warehouse = DuckDBWarehouse(path, "coldsync")
+    arrange(warehouse, _settings(tmp_path))
+    Store(warehouse, "run-9", T0).write_run_log(
+        {**_run_log("run-9", T0 - dt.timedelta(minutes=30)),
+         "summary_json": json.dumps({"routes": {"SMB": {"inventory": 40, "added": 2}}})})
+    warehouse.close()
+    assert sync_once.main(["--report", "--markdown"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert out.startswith("### coldsync status")
+    assert ("**Inventory per day** (the run log: each route's inventory after the day's last live run)\n\n"
+            '```mermaid\nxychart-beta\n    title "Inventory: SMB"\n    x-axis ["2026-06-01"]\n'
+            '    y-axis "leads in Instantly" 0 --> 47\n    line [42]\n```') in out
+    assert "**Funnel**: not available: v_funnel_weekly is not in the warehouse yet" in out
 
 
 def _browser_paths() -> tuple[str, str] | None:
