@@ -4,6 +4,7 @@ Every setting is a flag or an environment variable (see README: configuration), 
     DRY_RUN=true python sync_once.py
     python sync_once.py --target-new-leads-per-run 200 --run-drain false
     python sync_once.py --report [--markdown | --json]   (status report only: no sync)
+    python sync_once.py --report --html PATH   (the analytics report: one self-contained HTML file of charts)
     python sync_once.py --slot "Fri 2026-07-17 18:00 EDT"  (the summary names what the run is for)
     python sync_once.py --erase EMAIL [--erase-file PATH]  (erase a person, keep a salted-hash suppression)
     python sync_once.py --break-lock [--force]   (free the run lock of a run that was killed)
@@ -18,7 +19,9 @@ import argparse
 import datetime as dt
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 
+from coldsync.analytics_report import html_report_command
 from coldsync.changes import DEFAULT_SINCE, ChangesInputError, changes_command, check_reveal, parse_since
 from coldsync.cli import ExitCode, bootstrap, fail_config, interruptible, settings_parser
 from coldsync.embedded import embedded_instantly, embedded_settings, is_embedded
@@ -38,6 +41,10 @@ def misuse(args: argparse.Namespace) -> str | None:
     """Flags that would otherwise silently do something else than asked: refused, nothing is run."""
     if args.markdown and not args.report:
         return "--markdown formats the status report and needs --report (without it this would be a sync run)"
+    if args.html and not args.report:
+        return "--html writes the analytics report and needs --report (without it this would be a sync run)"
+    if args.html and (args.markdown or args.json):
+        return "--html writes the HTML report: run --report --markdown or --report --json on its own"
     if args.markdown and args.json:
         return "--markdown and --json are two formats of the report: give one of them"
     if args.break_lock:
@@ -74,6 +81,9 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--report", action="store_true",
                         help="print the status report instead of syncing (reads the warehouse only)")
     parser.add_argument("--markdown", action="store_true", help="with --report: Markdown, for a job summary")
+    parser.add_argument("--html", metavar="PATH", default="",
+                        help="with --report: write the analytics report (charts of the analytics views and the latest "
+                             "runs) to PATH as one self-contained HTML file, instead of printing the status report")
     parser.add_argument("--slot", default="", help="what this run is for, named in its summary (the scheduled "
                         "workflow passes the slot python3 -m coldsync.schedule chose)")
     parser.add_argument("--erase", metavar="EMAIL", action="append", default=[],
@@ -150,6 +160,8 @@ def _main(argv: list[str] | None) -> int:
     if args.changes:
         return changes_command(settings, warehouse, since=since, route=args.route, reveal=args.reveal,
                                fmt="json" if args.json else "text")
+    if args.report and args.html:
+        return html_report_command(warehouse, Path(args.html))
     if args.report:
         return report_command(settings, warehouse, "json" if args.json else "markdown" if args.markdown else "text")
     with ExitStack() as stack:

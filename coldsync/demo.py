@@ -3,7 +3,9 @@
 Builds a fresh demo warehouse (DuckDB, 300,000 synthetic leads, ~12,000 DNC entries, some history),
 starts the local Instantly simulator with two campaigns, then runs the real sync several times with
 simulated days passing in between, so drains, cooldown, DNC growth and top-ups show in the printed
-summaries. Usage: `python -m coldsync.demo [--runs 9] [--days-between 15] [--leads 300000]`.
+summaries. At the end it writes the analytics report (coldsync.analytics_report: one self-contained HTML file,
+by default data/report.html beside the warehouse) and prints its path.
+Usage: `python -m coldsync.demo [--runs 9] [--days-between 15] [--leads 300000] [--report PATH]`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from coldsync.analytics_report import make_report, write_report
 from coldsync.files import private_process
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator
@@ -77,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leads", type=int, default=300_000, help="demo source leads (default 300000)")
     parser.add_argument("--target", type=int, default=3000, help="new leads per run (default 3000)")
     parser.add_argument("--path", default=str(REPO_ROOT / "data" / "demo.duckdb"), help="demo DuckDB file")
+    parser.add_argument("--report", default="", metavar="PATH",
+                        help="where the HTML analytics report goes (default: report.html beside the demo warehouse)")
     args = parser.parse_args(argv)
     configure_logging("WARNING")
     private_process()  # the demo warehouse holds (synthetic) personal data like a real one: 0600 files, 0700 dir
@@ -113,8 +118,14 @@ def main(argv: list[str] | None = None) -> int:
             before = after
             sim.advance(args.days_between)
         client.close()
+    from coldsync.status import report_clock  # here: coldsync.status imports this module (through embedded)
+
+    report = Path(args.report) if args.report else path.with_name("report.html")
+    as_of, clock = report_clock(warehouse)
+    write_report(report, make_report(warehouse, as_of, clock=clock))
     warehouse.close()
     print("Demo finished. Inspect the warehouse with: duckdb " + str(path) + "  (schema coldsync)")
+    print(f"Analytics report (open it in a browser; it loads nothing): {report}")
     return exit_code
 
 

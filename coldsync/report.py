@@ -9,8 +9,10 @@ an address or a secret.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -242,3 +244,93 @@ def _route_line(entry: dict[str, Any], mode: str) -> str:
     if entry.get("reason"):
         text += f"; {entry['reason']}"
     return text
+
+
+# The job summary's pictures (`--report --markdown`, appended by coldsync.status): GitHub renders ```mermaid
+# blocks, and xychart-beta draws one series per chart without a legend, so inventory gets one small chart per
+# route or campaign. The data comes from coldsync.analytics_report (v_inventory_daily, or the run log).
+SUMMARY_ANALYTICS_BUDGET = 64 * 1024
+"""Bytes the analytics part of the job summary may take: far under GITHUB_SUMMARY_LIMIT, beside the status
+report; blocks that do not fit are named in one line instead."""
+
+MERMAID_MAX_CHARTS = 8
+"""Inventory charts drawn at most (one per series); the others are named, not drawn."""
+
+
+def _mermaid_text(text: str) -> str:
+    """A label inside a quoted Mermaid string: redacted, no quote, no `@`, at most 60 characters."""
+    return redact(text).replace('"', "'").replace("@", "(at)").replace("\n", " ")[:60]
+
+
+def mermaid_line_chart(title: str, points: Sequence[tuple[str, float]], y_label: str) -> str:
+    """A Mermaid `xychart-beta` line chart block (a fenced ```mermaid block) of (x label, value) points, y from 0
+    to just above the largest value. Raises ValueError on no points (Mermaid draws nothing for them)."""
+    if not points:
+        raise ValueError("a chart needs at least one point")
+    top = max(max(value for _label, value in points), 1.0)
+    labels = ", ".join(f'"{_mermaid_text(label)}"' for label, _value in points)
+    values = ", ".join(_mermaid_number(value) for _label, value in points)
+    return "\n".join(["```mermaid", "xychart-beta", f'    title "{_mermaid_text(title)}"', f"    x-axis [{labels}]",
+                      f'    y-axis "{_mermaid_text(y_label)}" 0 --> {_mermaid_number(math.ceil(top * 1.1))}',
+                      f"    line [{values}]", "```"])
+
+
+def _mermaid_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], limit: int = 40) -> str:
+    """A Markdown table of `columns` (numbers right-aligned, cells redacted, `|` escaped), at most `limit` rows
+    and a line counting the rest."""
+    def cell(value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return f"{value:,.3f}".rstrip("0").rstrip(".")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:,}"
+        return redact(str(value)).replace("|", "\\|").replace("\n", " ").replace("@", "(at)")[:80]
+
+    numeric = {c for c in columns if any(isinstance(r.get(c), int | float) and not isinstance(r.get(c), bool)
+                                         for r in rows)}
+    out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---:" if c in numeric else "---" for c in columns) + "|"]
+    out += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows[:limit]]
+    if len(rows) > limit:
+        out.append(f"\n({len(rows) - limit:,} more rows in the HTML report)")
+    return "\n".join(out)
+
+
+def analytics_markdown(inventory: Mapping[str, Sequence[tuple[str, float]]], inventory_source: str,
+                       funnel_rows: Sequence[Mapping[str, Any]] | None, funnel_columns: Sequence[str],
+                       funnel_note: str = "", budget: int = SUMMARY_ANALYTICS_BUDGET) -> str:
+    """The job summary's analytics part, redacted: a Mermaid inventory chart per series (series -> (day,
+    leads) points, oldest first; at most MERMAID_MAX_CHARTS) and the funnel table (None: `funnel_note` says
+    why it is missing). Whole blocks are kept while the part stays within `budget` bytes (UTF-8); the ones
+    left out are named in one closing line."""
+    blocks: list[tuple[str, str]] = []
+    for number, (series, points) in enumerate(sorted(inventory.items())):
+        if number >= MERMAID_MAX_CHARTS:
+            blocks.append((f"inventory chart of {series}", ""))
+            continue
+        if points:
+            blocks.append((f"inventory chart of {series}",
+                           mermaid_line_chart(f"Inventory: {series}", points, "leads in Instantly")))
+    if funnel_rows:
+        blocks.append(("the funnel table", "**Funnel, latest weeks** (v_funnel_weekly)\n\n"
+                       + markdown_table(funnel_rows, funnel_columns)))
+    elif funnel_note:
+        blocks.append(("the funnel table", f"**Funnel**: not available: {funnel_note}"))
+    head = f"**Inventory per day** ({inventory_source})" if inventory else \
+        f"**Inventory per day**: nothing to draw yet ({inventory_source})"
+    out, left_out = [head, ""], []
+    size = len("\n".join(out).encode("utf-8"))
+    for name, text in blocks:
+        cost = len(text.encode("utf-8")) + 2
+        if not text or size + cost > budget - 512:  # 512: room for the closing line
+            left_out.append(name)
+            continue
+        out += [text, ""]
+        size += cost
+    if left_out:
+        out.append(f"(left out of the job summary, see the HTML report: {', '.join(left_out)})")
+    return redact("\n".join(out)) + "\n"

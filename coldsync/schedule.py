@@ -16,10 +16,12 @@ otherwise taken for the newer firing (docs/OPERATIONS.md, section 2, says what t
 
     python3 -m coldsync.schedule --event schedule --cron "7 14-22/2 * * 1-5" --now 2026-07-17T22:31:00Z
 
-prints the decision and, under GitHub Actions, writes `run=true|false` and `slot=...` (what the run
-is for, shown in the run summary) to $GITHUB_OUTPUT. Manual (`workflow_dispatch`) runs always go, and
-so does a scheduled run re-run by hand (`GITHUB_RUN_ATTEMPT` above 1: its start time no longer says
-which slot it was). Standard library only: the gate job installs nothing.
+prints the decision and, under GitHub Actions, writes `run=true|false`, `slot=...` (what the run
+is for, shown in the run summary) and `report=true|false` (whether the run also uploads the day's HTML
+analytics report: the day's first slot, and manual runs; `Decision.daily_report`) to $GITHUB_OUTPUT.
+Manual (`workflow_dispatch`) runs always go, and so does a scheduled run re-run by hand
+(`GITHUB_RUN_ATTEMPT` above 1: its start time no longer says which slot it was).
+Standard library only: the gate job installs nothing.
 """
 
 from __future__ import annotations
@@ -176,6 +178,21 @@ class Decision:
     slot: str = ""  # what the run is for, shown in the run summary (empty when it does not run)
     slot_at: dt.datetime | None = None  # the New York slot a scheduled run goes for
 
+    @property
+    def daily_report(self) -> bool:
+        """Whether this run also writes the HTML analytics report (uploaded as an artifact): once a day, by the
+        run of the New York day's first slot (`first_slot_of_day`), and by every manual run or re-run (no slot)."""
+        return self.run and (self.slot_at is None or first_slot_of_day(self.slot_at))
+
+
+def first_slot_of_day(slot: dt.datetime) -> bool:
+    """Whether a window slot is the first of its New York day (09:00 on a weekday, 00:00 on a weekend day)."""
+    local = slot.astimezone(TIMEZONE)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    first = next((midnight + dt.timedelta(minutes=m) for m in range(0, 24 * 60, 30)
+                  if in_window(midnight + dt.timedelta(minutes=m))), None)
+    return first is not None and local.replace(tzinfo=None) == first
+
 
 def slot_of(fired: dt.datetime) -> dt.datetime:
     """The New York slot a firing of one of `CRON_LINES` is for (the firing minus `RUN_OFFSET`)."""
@@ -236,7 +253,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     output = env.get("GITHUB_OUTPUT")
     if output:
         with Path(output).open("a", encoding="utf-8") as handle:
-            handle.write(f"run={'true' if decision.run else 'false'}\nslot={decision.slot}\n")
+            handle.write(f"run={'true' if decision.run else 'false'}\nslot={decision.slot}\n"
+                         f"report={'true' if decision.daily_report else 'false'}\n")
     if args.event == "schedule" and args.cron and args.cron not in CRON_LINES and args.attempt <= 1:
         # sync.yml and this module disagree: every scheduled run would be skipped in silence. A red gate instead.
         print("error: update CRON_LINES in coldsync/schedule.py and the workflow's cron lines together",

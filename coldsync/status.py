@@ -315,6 +315,13 @@ def _clock(config: dict[str, object]) -> tuple[dt.datetime | None, str]:
     return None, "current time"
 
 
+def report_clock(warehouse: Warehouse) -> tuple[dt.datetime, str]:
+    """The time the reports count from and how it was chosen: the `as_of` config row when one pins it
+    (simulations: the demo), else the current time (UTC). Reads the config table only."""
+    pinned, clock = _clock(read_config(warehouse))
+    return pinned or dt.datetime.now(dt.UTC), clock
+
+
 def collect(settings: Settings, warehouse: Warehouse, *, now: dt.datetime | None = None,
             runs: int = 10) -> StatusReport:
     """Read the figures from the warehouse (reads only); raise StatusError when it is not set up."""
@@ -376,12 +383,17 @@ def report_command(settings: Settings, warehouse: Warehouse, fmt: Format) -> int
     """`sync_once.py --report`: print the report; close the warehouse; return the exit code."""
     if is_embedded(settings):
         settings = embedded_settings(settings)  # the demo campaign ids, to name the routes
+    pictures = ""
     try:
         report = collect(settings, warehouse)
+        if fmt == "markdown":  # the job summary: inventory charts and the funnel (coldsync.analytics_report)
+            from coldsync.analytics_report import summary_markdown
+
+            pictures = "\n" + summary_markdown(warehouse, dt.datetime.fromisoformat(report.now))
     except (StatusError, WarehouseError) as exc:
         print(f"Status report unavailable: {redact(str(exc))}", file=sys.stderr)
         return ExitCode.RUN_FAILED
     finally:
         warehouse.close()
-    print(report.render(fmt))
+    print(report.render(fmt) + pictures)
     return ExitCode.OK

@@ -147,7 +147,7 @@ def test_an_unknown_cron_line_fails_the_gate(capsys: pytest.CaptureFixture[str],
     code = schedule_main(["--event", "schedule", "--cron", "0,30 13-22 * * 1-5", "--now", "2026-07-17T22:31:00Z"],
                          environ={"GITHUB_OUTPUT": str(output)})
     assert code == 1
-    assert output.read_text(encoding="utf-8") == "run=false\nslot=\n"
+    assert output.read_text(encoding="utf-8") == "run=false\nslot=\nreport=false\n"
     assert capsys.readouterr().err == ("error: update CRON_LINES in coldsync/schedule.py and the workflow's cron "
                                        "lines together\n")
 
@@ -247,7 +247,8 @@ def test_schedule_command_writes_the_job_outputs(tmp_path: Path, capsys: pytest.
     schedule.main(["--event", "schedule", "--cron", "7 */2 * * 0,6", "--now", "2026-07-18T15:05:00Z"],
                   environ={"GITHUB_OUTPUT": str(output), "GITHUB_RUN_ATTEMPT": "1"})  # Saturday 10:00 EDT
     assert output.read_text(encoding="utf-8") == (
-        "run=false\nslot=\nrun=true\nslot=Sat 2026-07-18 10:00 EDT (fired Sat 14:07 UTC, started 58 min later)\n")
+        "run=false\nslot=\nreport=false\n"
+        "run=true\nslot=Sat 2026-07-18 10:00 EDT (fired Sat 14:07 UTC, started 58 min later)\nreport=false\n")
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("skip: slot Sat 2026-07-18 09:00 EDT") and "outside the window" in out
 
@@ -257,7 +258,23 @@ def test_schedule_command_reads_the_run_attempt(tmp_path: Path) -> None:
     output = tmp_path / "out"
     schedule.main(["--event", "schedule", "--cron", "7 1-23/2 * * 0,6", "--now", "2026-07-18T13:09:00Z"],
                   environ={"GITHUB_OUTPUT": str(output), "GITHUB_RUN_ATTEMPT": "2"})
-    assert output.read_text(encoding="utf-8") == "run=true\nslot=re-run by hand of a scheduled run (attempt 2)\n"
+    assert output.read_text(encoding="utf-8") == ("run=true\nslot=re-run by hand of a scheduled run (attempt 2)\n"
+                                                  "report=true\n")
+
+
+@pytest.mark.parametrize(("cron", "now", "report"), [
+    ("7 13-23/2 * * 1-5", "2026-07-17T13:20:00Z", True),  # Friday 09:00 EDT: the weekday's first slot
+    ("37 13-21/2 * * 1-5", "2026-07-17T13:40:00Z", False),  # Friday 09:30 EDT
+    ("7 14-22/2 * * 1-5", "2026-01-16T14:10:00Z", True),  # Friday 09:00 EST (winter: the other cron line)
+    ("7 13-23/2 * * 1-5", "2026-01-16T13:10:00Z", False),  # Friday 08:00 EST: outside the window, no run
+    ("7 */2 * * 0,6", "2026-07-18T04:10:00Z", True),  # Saturday 00:00 EDT: the weekend day's first slot
+    ("7 */2 * * 0,6", "2026-07-18T06:10:00Z", False),  # Saturday 02:00 EDT
+])
+def test_the_days_first_slot_makes_the_daily_report(cron: str, now: str, report: bool) -> None:
+    """The HTML analytics report is made once a day: by the run of the New York day's first slot (09:00 on
+    weekdays, 00:00 on weekends, in summer and winter time), and by manual runs; never by a skipped start."""
+    assert schedule.decide("schedule", cron, dt.datetime.fromisoformat(now)).daily_report is report
+    assert schedule.decide("workflow_dispatch", None, dt.datetime.fromisoformat(now)).daily_report is True
 
 
 def test_schedule_module_needs_only_the_standard_library() -> None:

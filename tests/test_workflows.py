@@ -183,19 +183,21 @@ def test_workflow_crons_are_the_schedule_modules() -> None:
 
 def test_window_gates_the_sync_jobs() -> None:
     """Each sync job needs the window job, runs only when it said run=true, and passes its slot to sync_once.py
-    (so the summary names the slot)."""
+    (so the summary names the slot) and its daily-report decision to the action (the HTML report's upload)."""
     jobs = load(SYNC)["jobs"]
     decide_step = step_named(jobs["window"], "decide")
     assert decide_step["run"] == 'python3 -m coldsync.schedule --event "$GITHUB_EVENT_NAME" --cron "$CRON"'
     assert decide_step["env"] == {"CRON": "${{ github.event.schedule }}"}
     assert jobs["window"]["outputs"] == {"run": "${{ steps.decide.outputs.run }}",
-                                         "slot": "${{ steps.decide.outputs.slot }}"}
+                                         "slot": "${{ steps.decide.outputs.slot }}",
+                                         "report": "${{ steps.decide.outputs.report }}"}
     assert set(jobs) == {"window", *SYNC_JOBS}
     for job in sync_jobs().values():
         assert job["needs"] == "window"
         assert job["if"].startswith("needs.window.outputs.run == 'true' && ")
         action_step = next(s for s in job["steps"] if str(s.get("uses", "")).startswith(SELF_REPOSITORY))
         assert action_step["with"]["slot"] == "${{ needs.window.outputs.slot }}"
+        assert action_step["with"]["daily-report"] == "${{ needs.window.outputs.report }}"
         sync_step = step_named(job, "sync (sync_once.py")
         assert sync_step["env"]["SLOT"] == "${{ inputs.slot }}"
         assert sync_step["run"].splitlines()[-1] == 'python sync_once.py --slot "$SLOT"'
@@ -340,15 +342,29 @@ def test_the_lock_lease_defaults_to_the_sync_jobs_timeout() -> None:
 
 
 @pytest.mark.parametrize("path", [SYNC, TEST], ids=lambda p: p.name)
-def test_nothing_is_uploaded(path: Path) -> None:
-    """No artifact upload (the warehouse file or logs could hold emails); checkouts keep no token."""
+def test_only_the_analytics_report_is_uploaded(path: Path) -> None:
+    """The one artifact is the HTML analytics report (aggregates only: tests/test_html_report.py), as written by
+    `--report --html` in the step before, kept 7 days, made only on the daily-report runs; nothing else is
+    uploaded or cached (the warehouse file or logs could hold emails); checkouts keep no token."""
     workflow = load(path)
     for job in workflow["jobs"].values():
-        for step in steps(job):
+        uploads = []
+        job_steps = steps(job)
+        for number, step in enumerate(job_steps):
             uses = str(step.get("uses", ""))
-            assert "upload-artifact" not in uses and "actions/cache@" not in uses
+            assert "actions/cache@" not in uses
+            if "upload-artifact" in uses:
+                uploads.append(step)
+                made = job_steps[number - 1]
+                assert made["id"] == "html-report" and "inputs.daily-report == 'true'" in made["if"]
+                assert 'python sync_once.py --report --html "$RUNNER_TEMP/coldsync-report/coldsync-report.html"' \
+                    in made["run"]
+                assert step["if"] == "${{ !cancelled() && steps.html-report.outcome == 'success' }}"
+                assert step["with"] == {"path": "${{ runner.temp }}/coldsync-report/coldsync-report.html",
+                                        "archive": False, "retention-days": 7, "if-no-files-found": "error"}
             if uses.startswith("actions/checkout@"):
                 assert step["with"]["persist-credentials"] is False
+        assert len(uploads) == (1 if job in sync_jobs().values() else 0)
 
 
 def test_secrets_reach_only_the_steps_that_need_them() -> None:
