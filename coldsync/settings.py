@@ -147,9 +147,12 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("bq_maximum_bytes_billed", "int", 10 * 1024**3,
                 "Per-query guard: BigQuery fails a query that would bill more bytes.", minimum=10 * 1024**2),
     SettingSpec("duckdb_path", "str", "data/coldsync.duckdb", "DuckDB file used when BQ_PROJECT is empty."),
-    SettingSpec("duckdb_memory_limit", "str", "128MB",
-                "Memory DuckDB may use (it spills to disk beyond); keeps a run's peak near 250 MB.",
-                pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$", pattern_hint="a size such as 128MB or 1GB"),
+    SettingSpec("duckdb_memory_limit", "str", "auto",
+                "Memory DuckDB may use (it spills to DUCKDB_TEMP_DIRECTORY beyond). `auto`: the warehouse file's "
+                "size, at least 128 MiB, at most 160 MiB and 1/8 of the machine's memory (a run's peak stays under "
+                "300 MB at 3M source rows); or a size such as 512MB (MB = 1000^2 bytes, MiB = 1024^2).",
+                pattern=r"^(auto|\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB))$",
+                pattern_hint="auto or a size such as 128MB or 1GB"),
     SettingSpec("duckdb_threads", "int", 1, "Threads DuckDB may use.", minimum=1, maximum=64),
     SettingSpec("duckdb_temp_directory", "str", "",
                 "Folder DuckDB spills to beyond DUCKDB_MEMORY_LIMIT (created 0700: spill files hold personal data). "

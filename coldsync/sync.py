@@ -13,7 +13,7 @@ from coldsync.cli import ExitCode, received_signal, signal_name
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.errors import CircuitOpenError, InstantlyError, NotFoundError
 from coldsync.phases.blocklist import PUSH_LIMIT_PER_RUN
-from coldsync.phases.context import CampaignView, RunContext, RunOutOfTime
+from coldsync.phases.context import CampaignView, RunContext, RunOutOfTime, TrackedState
 from coldsync.phases.drain import run_drain
 from coldsync.phases.housekeeping import run_housekeeping
 from coldsync.phases.topup import measure_inventory, record_ready, run_topup
@@ -123,9 +123,9 @@ def _retired_campaigns(ctx: RunContext) -> None:
     stay managed for the drain and housekeeping (outcomes, unsubscribes and bounces are still recorded,
     and their leads count against the cap) and get no new lead. One analytics call when there are any."""
     held: dict[str, list[str | None]] = {}
-    for row in ctx.state:
-        if row.campaign_id and not ctx.manages(row.campaign_id):
-            held.setdefault(row.campaign_id, []).append(row.sequence_target)
+    for campaign_id in ctx.state.campaign_ids():
+        if campaign_id and not ctx.manages(campaign_id):
+            held[campaign_id] = [row.sequence_target for row in ctx.state.in_campaign_id(campaign_id)]
     if not held:
         return
     try:
@@ -309,10 +309,10 @@ def _phases(ctx: RunContext) -> None:
         report.warn(f"{sum(report.dnc_rejects.values())} do-not-contact value(s) cannot be used: see v_dnc_rejects "
                     "(or validate_environment.py) and fix or remove them")
     # After the back-fill: the state read says which tracked leads are suppressed, by every entry.
-    ctx.state = ctx.store.read_state()
+    ctx.state = TrackedState(ctx.store.read_state())
     _retired_campaigns(ctx)
     for campaign in ctx.campaigns.values():
-        tracked = sum(1 for r in ctx.state if ctx.campaign(r.campaign_id) is campaign and r.status != "pending")
+        tracked = ctx.tracked_count(campaign, pending=False)
         if campaign.leads_count is not None and campaign.leads_count != tracked:
             ctx.mismatched_campaigns.add(campaign.campaign_id)
     report.inventory_before = measure_inventory(ctx)

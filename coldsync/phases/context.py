@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.errors import InstantlyError
@@ -40,6 +41,75 @@ class CampaignView:
         return self.route if self.arm == self.route else f"{self.route}/{self.arm}"
 
 
+class TrackedState(Sequence[StateRow]):
+    """The tracked leads (ops_inst_state) as one state read returned them, indexed in that one pass.
+
+    Immutable (a tuple and read-only look-ups): a phase that needs the state as the run has left it reads it
+    again and puts a new index on the context (RunContext.state), so no index can go stale. Every look-up
+    after the build is a dict access; a campaign's rows are grouped by the exact campaign id the rows hold
+    (RunContext.rows_in resolves ids to campaigns, once per distinct id)."""
+
+    __slots__ = ("_by_campaign", "_by_status", "_counts", "_rows", "by_email", "by_lead_id", "suppressed")
+
+    def __init__(self, rows: Iterable[StateRow] = ()) -> None:
+        self._rows = tuple(rows)
+        by_email: dict[str, StateRow] = {}
+        by_lead_id: dict[str, StateRow] = {}
+        by_campaign: dict[str | None, list[StateRow]] = {}
+        by_status: dict[str, list[StateRow]] = {}
+        counts: dict[str | None, Counter[str]] = {}
+        suppressed: list[StateRow] = []
+        for row in self._rows:  # the one pass
+            by_email[row.email] = row  # ops_inst_state is keyed by email: one row each
+            if row.instantly_lead_id:
+                by_lead_id[row.instantly_lead_id] = row
+            by_campaign.setdefault(row.campaign_id, []).append(row)
+            by_status.setdefault(row.status, []).append(row)
+            counts.setdefault(row.campaign_id, Counter())[row.status] += 1
+            if row.suppressed is not None:
+                suppressed.append(row)
+        self.by_email: Mapping[str, StateRow] = by_email  # email -> row
+        self.by_lead_id: Mapping[str, StateRow] = by_lead_id  # Instantly lead id -> row (rows with an id)
+        self._by_campaign = {key: tuple(value) for key, value in by_campaign.items()}
+        self._by_status = {key: tuple(value) for key, value in by_status.items()}
+        self._counts = counts
+        self.suppressed: tuple[StateRow, ...] = tuple(suppressed)  # rows whose person is suppressed (any status)
+
+    @overload
+    def __getitem__(self, index: int) -> StateRow: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[StateRow]: ...
+    def __getitem__(self, index: int | slice) -> StateRow | Sequence[StateRow]:
+        return self._rows[index]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[StateRow]:
+        return iter(self._rows)
+
+    def __repr__(self) -> str:
+        return f"TrackedState({len(self._rows)} rows)"
+
+    def with_status(self, *statuses: str) -> tuple[StateRow, ...]:
+        """The rows in these statuses (coldsync.store.STATE_STATUSES), in read order within each status."""
+        if len(statuses) == 1:
+            return self._by_status.get(statuses[0], ())
+        return tuple(row for status in statuses for row in self._by_status.get(status, ()))
+
+    def campaign_ids(self) -> tuple[str | None, ...]:
+        """The distinct campaign ids the rows hold, as written (None: a row without one)."""
+        return tuple(self._by_campaign)
+
+    def in_campaign_id(self, campaign_id: str | None) -> tuple[StateRow, ...]:
+        """The rows holding exactly this campaign id."""
+        return self._by_campaign.get(campaign_id, ())
+
+    def status_counts(self, campaign_id: str | None) -> Mapping[str, int]:
+        """Rows per status holding exactly this campaign id."""
+        return self._counts.get(campaign_id, Counter())
+
+
 class RunOutOfTime(Exception):
     """A run came near the end of its lock lease: it stops before the next write."""
 
@@ -53,7 +123,7 @@ class RunContext:
     now: dt.datetime
     dry_run: bool
     campaigns: dict[str, CampaignView] = field(default_factory=dict)  # campaign id -> view, in routing order
-    state: list[StateRow] = field(default_factory=list)
+    state: TrackedState = field(default_factory=TrackedState)  # replaced whole by each state read, never mutated
     deleted_in_instantly: int = 0
     baseline: tuple[int, int, int, int] = (0, 0, 0, 0)  # client/warehouse counters when the run began
     # Campaigns whose Instantly count disagreed with the warehouse before the run: housekeeping lists them.
@@ -81,6 +151,9 @@ class RunContext:
     # time.monotonic() after which the run must not start another write: its lock lease may run out.
     deadline: float | None = None
     _lead_labels: dict[int, LabelSentiment] | None = field(default=None, init=False, repr=False)  # lead_labels()
+    # campaign(): campaign ids lower-cased -> view, and the `campaigns` dict and size it was built from
+    # (campaigns are only ever added, by the preflight and _retired_campaigns).
+    _folded: tuple[int, int, dict[str, CampaignView]] | None = field(default=None, init=False, repr=False)
 
     def check_deadline(self, before: str) -> None:
         """Stop the run (cleanly: every step is safe to stop between) when it nears its lock lease."""
@@ -92,9 +165,6 @@ class RunContext:
     def run_id(self) -> str:
         return self.store.run_id
 
-    def campaign_ids(self) -> set[str]:
-        return {c.campaign_id for c in self.campaigns.values()}
-
     def manages(self, campaign_id: str | None) -> bool:
         """Whether this campaign id (compared without case) is a managed campaign of this run."""
         return self.campaign(campaign_id) is not None
@@ -105,11 +175,32 @@ class RunContext:
             return None
         found = self.campaigns.get(campaign_id)
         if found is None:
-            found = next((c for c in self.campaigns.values() if c.campaign_id.lower() == campaign_id.lower()), None)
+            folded = self._folded
+            if folded is None or folded[0] != id(self.campaigns) or folded[1] != len(self.campaigns):
+                # First view wins, as a scan in routing order would find it.
+                lowered: dict[str, CampaignView] = {}
+                for view in self.campaigns.values():
+                    lowered.setdefault(view.campaign_id.lower(), view)
+                folded = self._folded = (id(self.campaigns), len(self.campaigns), lowered)
+            found = folded[2].get(campaign_id.lower())
         return found
 
-    def state_by_email(self) -> dict[str, StateRow]:
-        return {row.email: row for row in self.state}
+    def rows_in(self, campaign: CampaignView) -> list[StateRow]:
+        """The tracked rows of this managed campaign (their campaign id resolves to it through `campaign`,
+        so case differences are absorbed): one look-up per distinct campaign id, not per row."""
+        return [row for campaign_id in self.state.campaign_ids() if self.campaign(campaign_id) is campaign
+                for row in self.state.in_campaign_id(campaign_id)]
+
+    def tracked_count(self, campaign: CampaignView | None = None, *, pending: bool = True) -> int:
+        """Tracked rows of this campaign (None: of every managed campaign), `pending` ones included or not."""
+        total = 0
+        for campaign_id in self.state.campaign_ids():
+            found = self.campaign(campaign_id)
+            if found is None or (campaign is not None and found is not campaign):
+                continue
+            counts = self.state.status_counts(campaign_id)
+            total += sum(counts.values()) - (0 if pending else counts.get("pending", 0))
+        return total
 
     def lead_labels(self) -> dict[int, LabelSentiment]:
         """The workspace's custom-label sentiments (GET /lead-labels, read once per run, and only by a run
@@ -129,8 +220,6 @@ class RunContext:
             self._lead_labels = label_sentiments(items)
         return self._lead_labels
 
-    def state_by_lead_id(self) -> dict[str, StateRow]:
-        return {row.instantly_lead_id: row for row in self.state if row.instantly_lead_id}
 
 
 def dead_letter(phase: PhaseReport, operation: str, key: str, *, email: str | None = None,

@@ -95,8 +95,8 @@ def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
     complete = True
     for campaign in ctx.campaigns.values():
         previous = ctx.previous_watermarks.get(campaign.campaign_id, {})
-        tracked_here = any(ctx.campaign(row.campaign_id) is campaign and row.instantly_lead_id
-                           for row in ctx.state if row.status != "pending")
+        tracked_here = any(row.instantly_lead_id
+                           for row in ctx.rows_in(campaign) if row.status != "pending")
         if campaign.leads_count == 0 and campaign.counters and not tracked_here:
             # Instantly counts no lead in the campaign and the warehouse tracks none there: nothing of ours is
             # there to list under any filter, so this is a sweep that found nothing. A count of 0 (or a missing
@@ -111,8 +111,8 @@ def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
         # Lead ids the next listings of this campaign leave out: those its listings returned so far, and from
         # the start the leads held or being moved there, which the drain re-reads by id (_follow_holds,
         # _follow_moves) and never takes from a listing.
-        read: list[str] = [row.instantly_lead_id for row in ctx.state
-                           if row.status in ("holding", "moving") and row.instantly_lead_id
+        read: list[str] = [row.instantly_lead_id for row in ctx.state.with_status("holding", "moving")
+                           if row.instantly_lead_id
                            and ctx.campaign(row.campaign_id) is campaign]
         for filt, counter in FINISHED_FILTERS.items():
             current = campaign.counters.get(counter) if counter else None
@@ -153,8 +153,8 @@ def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
 def _find_stale(ctx: RunContext, known_ids: set[str]) -> list[dict[str, Any]]:
     """Leads the warehouse has held active past the maximum age: looked up by id (cost grows with them)."""
     limit = ctx.now - dt.timedelta(days=ctx.settings.max_active_days)
-    ids = [row.instantly_lead_id for row in ctx.state
-           if row.status == "active" and row.instantly_lead_id and row.added_at is not None
+    ids = [row.instantly_lead_id for row in ctx.state.with_status("active")
+           if row.instantly_lead_id and row.added_at is not None
            and row.added_at < limit and row.instantly_lead_id not in known_ids]
     leads: list[dict[str, Any]] = []
     phase = ctx.report.phase("drain")
@@ -183,7 +183,7 @@ def _find_stale(ctx: RunContext, known_ids: set[str]) -> list[dict[str, Any]]:
 def run_drain(ctx: RunContext) -> None:
     phase = ctx.report.phase("drain")
     phase.ran = True
-    by_id, by_email = ctx.state_by_lead_id(), ctx.state_by_email()
+    by_id, by_email = ctx.state.by_lead_id, ctx.state.by_email
     finished, complete = _find_finished(ctx)
     if not complete:
         ctx.report.warn("some finished-lead listings failed or were cut short: the next run drains the rest")
@@ -294,7 +294,7 @@ def run_drain(ctx: RunContext) -> None:
     # Leads whose person is suppressed (a DNC entry by email or domain, or an erased hash, perhaps added
     # after the lead was sent, or a lead adopted before its entry existed): recorded, then taken out.
     planned = {lead_id for ids in to_delete.values() for lead_id in ids}
-    for hit in ctx.state:
+    for hit in ctx.state.suppressed:
         if (hit.suppressed is None or hit.status not in ("active", "holding", "moving") or not hit.instantly_lead_id
                 or hit.instantly_lead_id in planned or not ctx.manages(hit.campaign_id)
                 or hit.email in state_rows):
@@ -321,7 +321,7 @@ def run_drain(ctx: RunContext) -> None:
 
     # Deletes that an earlier run recorded but could not finish.
     retried: set[str] = set()
-    for row in ctx.state:
+    for row in ctx.state.with_status("draining"):
         if row.status == "draining" and row.instantly_lead_id and row.campaign_id:
             retried.add(row.instantly_lead_id)
             owned.add(row.instantly_lead_id)
@@ -422,7 +422,7 @@ def _follow_holds(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
     ('draining' first). A look-up that fails keeps them held: the next run
     reads them again. Fills the drain's lists; writes nothing."""
     phase = ctx.report.phase("drain")
-    rows = {r.instantly_lead_id: r for r in ctx.state
+    rows = {r.instantly_lead_id: r for r in ctx.state.with_status("holding")
             if r.status == "holding" and r.instantly_lead_id and r.campaign_id and r.email not in state_rows}
     if not rows:
         return
@@ -525,7 +525,7 @@ def _follow_moves(ctx: RunContext, state_rows: dict[str, dict[str, Any]], histor
     'moving'. Fills the drain's lists; writes nothing. Returns the ids of the 'moving' rows, and of those
     found done."""
     phase = ctx.report.phase("drain")
-    rows = {r.instantly_lead_id: r for r in ctx.state
+    rows = {r.instantly_lead_id: r for r in ctx.state.with_status("moving")
             if r.status == "moving" and r.instantly_lead_id and r.campaign_id and r.email not in state_rows}
     if not rows:
         return set(), set()

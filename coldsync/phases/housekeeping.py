@@ -23,7 +23,7 @@ from coldsync.instantly.errors import InstantlyError, is_service_level
 from coldsync.outcomes import InInstantly
 from coldsync.phases import blocklist
 from coldsync.phases.analytics import record_campaign_daily
-from coldsync.phases.context import RunContext, dead_letter, history_row
+from coldsync.phases.context import RunContext, TrackedState, dead_letter, history_row
 from coldsync.phases.reconcile import needs_fresh_state, reconcile_campaigns, take_out
 from coldsync.rules import GIVE_UP_OUTCOME, lead_id_of
 
@@ -32,7 +32,7 @@ log = logging.getLogger("coldsync.housekeeping")
 
 def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
     phase = ctx.report.phase("housekeeping")
-    pending = [row for row in ctx.state if row.status == "pending" and row.run_id != ctx.run_id]
+    pending = [row for row in ctx.state.with_status("pending") if row.run_id != ctx.run_id]
     if not pending:
         return
     try:
@@ -63,7 +63,7 @@ def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]], history: li
 
 def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     phase = ctx.report.phase("housekeeping")
-    by_email = ctx.state_by_email()
+    by_email = ctx.state.by_email
     rows: list[dict[str, Any]] = []
     limit = ctx.settings.dead_letter_max_retries
     if not ctx.open_dead_letters:
@@ -102,9 +102,9 @@ def run_housekeeping(ctx: RunContext) -> None:
     phase.ran = True
     state: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
-    earlier_pending = any(r.status == "pending" and r.run_id != ctx.run_id for r in ctx.state)
+    earlier_pending = any(r.run_id != ctx.run_id for r in ctx.state.with_status("pending"))
     if not ctx.dry_run and (earlier_pending or ctx.mismatched_campaigns or needs_fresh_state(ctx)):
-        ctx.state = ctx.store.read_state()  # as the drain and the top-up left it
+        ctx.state = TrackedState(ctx.store.read_state())  # as the drain and the top-up left it
     _reconcile_pending(ctx, state, history)
     reconcile_campaigns(ctx, state, history)
     letters = _retire_dead_letters(ctx, history)

@@ -71,7 +71,7 @@ def take_out(ctx: RunContext, email: str, campaign_id: str, lead_id: str, how: s
 def needs_fresh_state(ctx: RunContext) -> bool:
     """Whether reconciliation will look at the tracked leads (then housekeeping re-reads the state)."""
     return bool(ctx.unreturned_ids) or (ctx.settings.reconcile_audit_calls > 0 and any(
-        r.status == "active" and r.instantly_lead_id for r in ctx.state))
+        r.instantly_lead_id for r in ctx.state.with_status("active")))
 
 
 def reconcile_campaigns(ctx: RunContext, state: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
@@ -102,7 +102,7 @@ class _Reconciler:
         self.touched: set[str] = set()  # emails given an op this run: one op per email in the MERGE
         for op in state:
             self._track(op)
-        self.owner = {r.instantly_lead_id: r.email for r in ctx.state if r.instantly_lead_id}
+        self.owner = {lead_id: r.email for lead_id, r in ctx.state.by_lead_id.items()}
         # Found gone, settled together (_settle_closures); True: proven by a whole listing that agrees with the
         # campaign's count (a third witness), so not held to the audit's allowance.
         self.closures: list[tuple[StateRow, str, bool]] = []
@@ -140,15 +140,15 @@ class _Reconciler:
             return None
         if self.ctx.dry_run:
             return campaign.leads_count
-        added = sum(1 for r in self.ctx.state if self.ctx.campaign(r.campaign_id) is campaign
-                    and r.status == "active" and r.run_id == self.ctx.run_id and r.added_at is not None
+        added = sum(1 for r in self.ctx.rows_in(campaign)
+                    if r.status == "active" and r.run_id == self.ctx.run_id and r.added_at is not None
                     and r.added_at >= self.ctx.now - dt.timedelta(seconds=1))
         return max(campaign.leads_count - self.ctx.drained_by_campaign.get(campaign.campaign_id, 0) + added, 0)
 
     def _auditable(self) -> dict[str, StateRow]:
         """Tracked active leads with an id in a managed campaign, not settled yet this run: id -> row."""
-        return {r.instantly_lead_id: r for r in self.ctx.state
-                if r.status == "active" and r.instantly_lead_id and self.ctx.manages(r.campaign_id)
+        return {r.instantly_lead_id: r for r in self.ctx.state.with_status("active")
+                if r.instantly_lead_id and self.ctx.manages(r.campaign_id)
                 and r.email not in self.touched}
 
     # ---- the run -------------------------------------------------------------------------------
@@ -460,8 +460,8 @@ class _Reconciler:
         """Leads listed in a managed campaign that the warehouse does not track: adopted; a suppressed
         person's is taken out; a second copy of a tracked person is reported, not adopted."""
         ctx = self.ctx
-        known_ids = {r.instantly_lead_id for r in ctx.state if r.instantly_lead_id} | set(self.owner)
-        known_emails = {r.email for r in ctx.state} | self.touched
+        known_ids = set(ctx.state.by_lead_id) | set(self.owner)
+        known_emails = set(ctx.state.by_email) | self.touched
         known_keys = {k for e in known_emails if (k := address_key(e))}
         suppressed = ctx.store.suppressed_emails(
             e for _c, leads, _w in read for lead in leads
@@ -506,7 +506,7 @@ class _Reconciler:
             self.phase.notes.append(f"reconcile listing of {campaign.label} had {unreadable} lead(s) without a "
                                     "usable id: vanished leads are not closed this run")
             return
-        absent = [r for r in ctx.state if ctx.campaign(r.campaign_id) is campaign and r.status == "active"
+        absent = [r for r in ctx.rows_in(campaign) if r.status == "active"
                   and r.instantly_lead_id and r.instantly_lead_id not in seen and r.email not in self.touched]
         if not absent:
             return

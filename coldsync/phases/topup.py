@@ -56,7 +56,7 @@ def measure_inventory(ctx: RunContext) -> int | None:
     None when Instantly could not be measured: then nothing is added this run (invariant 4).
     """
     counts = [c.leads_count for c in ctx.campaigns.values()]
-    tracked = sum(1 for row in ctx.state if ctx.manages(row.campaign_id))
+    tracked = ctx.tracked_count()
     ctx.report.inventory_warehouse = tracked
     if not counts or any(c is None for c in counts):
         return None
@@ -71,7 +71,7 @@ def _campaign_inventory(ctx: RunContext, campaign: CampaignView) -> int | None:
     """One campaign's leads: Instantly's count, never below what the warehouse tracks there (after the drain)."""
     if campaign.leads_count is None:
         return None
-    tracked = sum(1 for row in ctx.state if ctx.campaign(row.campaign_id) is campaign)
+    tracked = ctx.tracked_count(campaign)
     drained = ctx.drained_by_campaign.get(campaign.campaign_id, 0)
     return max(max(campaign.leads_count, tracked) - drained, 0)
 
@@ -216,8 +216,9 @@ def _added_since(ctx: RunContext, campaign_id: str, signal: CampaignSignals) -> 
     if not signal.reused or fetched is None:
         return 0
     campaign = ctx.campaign(campaign_id)
-    return sum(1 for row in ctx.state if ctx.campaign(row.campaign_id) is campaign
-               and row.added_at is not None and row.added_at >= fetched)
+    if campaign is None:
+        return 0
+    return sum(1 for row in ctx.rows_in(campaign) if row.added_at is not None and row.added_at >= fetched)
 
 
 STATUS_GUARD = {0: "a draft", 2: "paused", 3: "completed", 4: "running subsequences",

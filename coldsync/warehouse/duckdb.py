@@ -12,6 +12,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,84 @@ _DUCK_TYPES = {
 
 _WRITE_PREFIXES = ("INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "ALTER", "DROP")
 
+MiB = 2**20
+MEMORY_FLOOR = 128 * MiB
+"""The smallest automatic DUCKDB_MEMORY_LIMIT: what a run at 30,000 to 300,000 source rows is measured with
+(docs/PERFORMANCE.md: its reads fit, its peak stays near 250 MB)."""
+MEMORY_CEILING = 160 * MiB
+"""The largest automatic DUCKDB_MEMORY_LIMIT: what issue 16's target 7 (peak RSS under 300 MB at 3,000,000
+source rows) leaves DuckDB. Measured on the 3M-row benchmark warehouse (ready counts, source rejects and the
+ready rows, one process each, ru_maxrss): limit 128MB (122 MiB) peaked at 238 MB, 256MB (244 MiB) at 364 MB;
+the process with its imports holds 57 MB and DuckDB goes ~60 MB past its limit, so the peak is about
+117 MB + the limit: 277 MB at 160 MiB, leaving ~20 MB for the run's own objects beside the read. No limit
+under the target avoids spilling at 3M rows: a pass wrote 1.19 GB of spill at 128MB and 1.08 GB at 256MB
+(into the temp directory, never the working directory)."""
+MEMORY_SOURCE_FACTOR = 1
+"""The automatic limit is the warehouse file's size times this (the file is mostly the source table, stored
+compressed; a full pass over it needs several times that, so any source past ~130 MB of file reaches the
+ceiling and spills to the temp directory)."""
+MEMORY_RAM_SHARE = 8
+"""The automatic limit never exceeds 1/8 of the machine's memory (a shared runner keeps room for others),
+unless that is below MEMORY_FLOOR."""
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(KB|MB|GB|KiB|MiB|GiB)$")
+_UNITS = {"KB": 1000, "MB": 1000**2, "GB": 1000**3, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """DuckDB's memory_limit in effect (`value`, as DuckDB reads it) and where it came from (`origin`)."""
+
+    value: str
+    origin: str
+
+    def __str__(self) -> str:
+        return f"{self.value} ({self.origin})"
+
+
+def size_bytes(text: str) -> int:
+    """Bytes of a size as DUCKDB_MEMORY_LIMIT takes it: KB/MB/GB are powers of 1000 and KiB/MiB/GiB of 1024,
+    as DuckDB reads them. Raises ValueError naming DUCKDB_MEMORY_LIMIT for anything else."""
+    match = _SIZE.match(text.strip())
+    if match is None:
+        raise ValueError(f"DUCKDB_MEMORY_LIMIT={text!r} is not auto or a size such as 128MB or 1GB: set it to one")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def machine_memory() -> int | None:
+    """Bytes of memory this process may use: the machine's physical memory (os.sysconf), or the cgroup v2
+    limit of its container when smaller (/sys/fs/cgroup/memory.max). None when neither can be read."""
+    found: int | None = None
+    try:
+        found = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        found = None
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        text = ""
+    if text.isdigit() and (found is None or int(text) < found):
+        found = int(text)
+    return found if found and found > 0 else None
+
+
+def resolve_memory_limit(setting: str, database_bytes: int, machine_bytes: int | None) -> MemoryLimit:
+    """The memory_limit DuckDB gets for DUCKDB_MEMORY_LIMIT=`setting`. An explicit size is used as given.
+    `auto`: the warehouse file's size (`database_bytes`; 0 for a new file or in memory) times
+    MEMORY_SOURCE_FACTOR, at most MEMORY_CEILING and 1/MEMORY_RAM_SHARE of `machine_bytes`, at least
+    MEMORY_FLOOR; in MiB. Raises ValueError for anything else (coldsync.settings rejects it earlier)."""
+    if setting.strip().lower() != "auto":
+        size_bytes(setting)
+        return MemoryLimit(setting.strip(), "DUCKDB_MEMORY_LIMIT")
+    ceiling = MEMORY_CEILING if machine_bytes is None else min(MEMORY_CEILING, machine_bytes // MEMORY_RAM_SHARE)
+    chosen = max(MEMORY_FLOOR, min(database_bytes * MEMORY_SOURCE_FACTOR, ceiling))
+    mib = -(-chosen // MiB)  # whole MiB, rounded up
+    how = (f"auto: the {database_bytes / MiB:.0f} MiB warehouse file x{MEMORY_SOURCE_FACTOR}, kept within "
+           f"{MEMORY_FLOOR // MiB}-{max(ceiling, MEMORY_FLOOR) // MiB} MiB")
+    if machine_bytes is not None and ceiling < MEMORY_CEILING:
+        how += f" (1/{MEMORY_RAM_SHARE} of this machine's {machine_bytes / 2**30:.1f} GiB)"
+    return MemoryLimit(f"{mib}MiB", how)
+
 
 @lru_cache(maxsize=512)
 def transpile(sql: str) -> str:
@@ -81,7 +160,7 @@ class DuckDBWarehouse:
     engine = "duckdb"
 
     def __init__(self, path: Path | str, dataset: str, source_table: str = "source_leads", *,
-                 memory_limit: str = "128MB", threads: int = 1, stage_threshold: int = 2000,
+                 memory_limit: str = "auto", threads: int = 1, stage_threshold: int = 2000,
                  temp_directory: Path | str | None = None) -> None:
         self.path = Path(path) if str(path) != ":memory:" else None
         self.dataset = check_identifier(dataset)
@@ -109,8 +188,20 @@ class DuckDBWarehouse:
 
     def _open(self, memory_limit: str, threads: int, temp_directory: Path | str | None) -> duckdb.DuckDBPyConnection:
         """Connect and attach the file (created if new; tightened to 0600 if an older version left it open).
-        Spills go to `temp_directory` (DUCKDB_TEMP_DIRECTORY), else beside the file (spill_dir), created 0700."""
-        config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit, "threads": threads}
+        Spills go to `temp_directory` (DUCKDB_TEMP_DIRECTORY), else beside the file (spill_dir), created 0700.
+        `memory_limit` is DUCKDB_MEMORY_LIMIT (resolve_memory_limit: `auto` scales with the file's size)."""
+        size = 0
+        if self.path is not None:
+            try:
+                size = self.path.stat().st_size
+            except OSError:
+                size = 0  # a new file
+        try:
+            self.memory_limit = resolve_memory_limit(memory_limit, size, machine_memory())
+        except ValueError as exc:
+            raise WarehouseError(str(exc)) from exc
+        config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": self.memory_limit.value,
+                                                                   "threads": threads}
         if self.path is not None:
             for existing in (self.path, wal_path(self.path)):
                 tighten(existing)
@@ -121,6 +212,7 @@ class DuckDBWarehouse:
         # Spill files go in a 0700 directory, beside the warehouse unless set: DuckDB's default for a connection
         # like this one is `.tmp` in the working directory (wherever the command was started).
         spill = Path(temp_directory) if temp_directory else spill_dir(self.path) if self.path is not None else None
+        self.spill_directory = spill
         if spill is not None:
             try:
                 config["temp_directory"] = str(private_dir(spill))
@@ -130,8 +222,8 @@ class DuckDBWarehouse:
         # The file is attached under a catalog name derived from the dataset, never equal to it:
         # DuckDB cannot bind views when a catalog and a schema share a name (e.g. coldsync.duckdb).
         self.catalog = f"{self.dataset}_db"
-        # DuckDB would otherwise hold each full read of the 300,000-row source in memory on every core:
-        # a cap and one thread keep a run's peak near 250 MB for a few tenths of a second more.
+        # DuckDB would otherwise hold each full read of the source in memory on every core (its default limit is
+        # 80% of the machine's memory): a limit and one thread keep a run's peak under 300 MB, spilling instead.
         con = duckdb.connect(":memory:", config=config)
         con.execute("SET TimeZone = 'UTC'")
         target = str(self.path) if self.path is not None else ":memory:"
@@ -151,8 +243,10 @@ class DuckDBWarehouse:
             release_private_umask()
 
     def describe(self) -> str:
+        """Where the warehouse is, and DuckDB's memory limit in effect with where it came from."""
         where = str(self.path) if self.path is not None else "in memory"
-        return f"DuckDB warehouse at {where} (schema {self.dataset})"
+        spill = f", spills to {self.spill_directory}" if self.spill_directory is not None else ""
+        return f"DuckDB warehouse at {where} (schema {self.dataset}; memory limit {self.memory_limit}{spill})"
 
     def render(self, sql: str) -> str:
         return transpile(sql.replace("{ds}", self._qualified).replace("{source}", self.source_table))
