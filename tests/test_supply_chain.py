@@ -22,6 +22,7 @@ from coldsync.sync import ESSENTIAL_OPERATIONS
 REPO = Path(__file__).resolve().parent.parent
 LOCKS = {  # lock -> the .in file it is compiled from (./scripts/lock)
     "requirements.txt": "requirements.in",
+    "requirements-report.txt": "requirements-report.in",
     "requirements-dev.txt": "requirements-dev.in",
     ".ci/bqemulator-requirements.txt": ".ci/bqemulator-requirements.in",
     "requirements-piptools.txt": "requirements-piptools.in",
@@ -124,6 +125,17 @@ def test_the_dev_lock_contains_the_runtime_lock() -> None:
     assert "-c requirements.txt" in requirement_lines((REPO / "requirements-dev.in").read_text(encoding="utf-8"))
 
 
+def test_the_report_packages_stay_out_of_the_sync_install() -> None:
+    """The chart packages live in requirements-report.txt, pinned like the runtime (same versions and hashes for what
+    both hold), and not in requirements.txt, which every scheduled sync installs; the dev lock holds both."""
+    runtime, report, dev = (read_lock(name) for name in ("requirements.txt", "requirements-report.txt",
+                                                         "requirements-dev.txt"))
+    assert {"altair", "vl-convert-python"} <= set(report) - set(runtime)
+    assert {name: runtime[name] for name in set(report) & set(runtime)} == {
+        name: report[name] for name in set(report) & set(runtime)}
+    assert {name: dev.get(name) for name in report} == report
+
+
 def test_the_runtime_lock_holds_the_transitive_packages() -> None:
     """The runtime lock pins the packages the direct ones pull in (what floated on every scheduled run before)."""
     runtime = read_lock("requirements.txt")
@@ -157,15 +169,18 @@ def test_every_install_requires_hashes() -> None:
         for line in lines:
             assert "--require-hashes" in line.split(), f"{path}: {line}"
             target = line.split(" -r ", 1)[1].split()[0].strip('"')
-            assert target in {"$lock", "requirements-piptools.txt", "requirements.txt"}, f"{path}: {line}"
+            assert target in {"$lock", "requirements-piptools.txt", "requirements.txt", "requirements-report.txt"}, (
+                f"{path}: {line}")
 
 
 def test_demo_and_test_install_the_locks() -> None:
-    """./scripts/demo installs requirements.txt, ./scripts/test requirements-dev.txt and the emulator's lock, both
+    """./scripts/demo installs requirements.txt and the report's lock, ./scripts/test requirements-dev.txt and the
+    emulator's lock, all
     through ensure_venv (which installs with --require-hashes); the test workflow runs ./scripts/test."""
     demo = (REPO / "scripts" / "demo").read_text(encoding="utf-8")
     test = (REPO / "scripts" / "test").read_text(encoding="utf-8")
-    assert re.findall(r"^ensure_venv (.+)$", demo, flags=re.MULTILINE) == [".venv requirements.txt"]
+    assert re.findall(r"^ensure_venv (\S+ \S+)", demo, flags=re.MULTILINE) == [
+        ".venv requirements.txt", ".venv requirements-report.txt"]
     assert re.findall(r"^ensure_venv (.+)$", test, flags=re.MULTILINE) == [
         ".venv requirements-dev.txt", ".venv-bqemu .ci/bqemulator-requirements.txt"]
 
