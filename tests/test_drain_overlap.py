@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 
 from coldsync.instantly import simulator as simulator_module
+from coldsync.instantly.simulator import Fate
 from coldsync.phases import drain
 from tests.test_call_budget import MIDSIZE, SMB, FilledWorld
 
 DELAY = 0.4
-FATES = {"completed": 3, "bounced": 2, "unsubscribed": 1}
+FATES: dict[Fate, int] = {"completed": 3, "bounced": 2, "unsubscribed": 1}
 
 
 def _slow_filter_pages(monkeypatch: pytest.MonkeyPatch, delay_of: dict[str, float]) -> None:
