@@ -718,6 +718,12 @@ class Listing(Generic[T]):
         """True once the listing was read to its real end."""
         return self.finished and self.stop_reason in _COMPLETE_REASONS
 
+    @property
+    def buffered(self) -> int:
+        """Items of the pages fetched so far not yielded yet: 0 at a page boundary, where a caller that has
+        what it needs can stop without leaving a fetched item unread (the drain's coverage stop)."""
+        return len(self._buffer)
+
     def __iter__(self) -> Listing[T]:
         return self
 

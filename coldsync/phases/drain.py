@@ -20,16 +20,20 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from coldsync.instantly.client import MAX_IDS_PER_BULK_DELETE, MAX_IDS_PER_MOVE, BackgroundJob, LeadFilter
 from coldsync.instantly.errors import InstantlyError, is_service_level
 from coldsync.outcomes import InInstantly, UnknownInterestStatus
 from coldsync.phases.blocklist import mirror_rows
-from coldsync.phases.context import RunContext, dead_letter, history_row, lead_time, resolution
+from coldsync.phases.context import CampaignView, RunContext, dead_letter, history_row, lead_time, resolution
 from coldsync.rules import (
     Action,
     Classification,
+    InterestStatus,
+    LeadStatus,
     Suppression,
     chunk,
     classify_finished_lead,
@@ -44,26 +48,50 @@ log = logging.getLogger("coldsync.drain")
 
 # The list filters that find leads whose sequence ended, each with the cumulative analytics counter
 # that grows when a lead enters that state (None: no counter; listed on full sweeps only). A listing
-# runs when its counter moved since the last successful run listed it completely, so a quiet run costs
-# one analytics call, not one listing per filter and campaign. A full sweep of every filter runs at
-# least every FULL_SWEEP_INTERVAL, to catch what counters miss (skipped leads, lagging analytics,
-# leads kept as unknown). Stale leads are found from the warehouse.
-# In this order, each listing of a campaign leaving out (`excluded_ids`) the leads the campaign's
-# earlier listings of the run returned (and the leads held or moving, re-read by id), so a lead under
-# two filters is fetched once: REPLIED
-# (email_reply_count >= 1) overlaps the status filters (a reply stops the sequence with status 3, so a
-# replied lead is also COMPLETED); the status filters are disjoint. The small listings go first and
-# COMPLETED, the large one, last: the ids excluded stay few where they travel in many requests.
+# runs when its counter moved since the last successful run listed it, so a quiet run costs one
+# analytics call, not one listing per filter and campaign. A full sweep of every filter, each read to
+# its empty page, runs at least every FULL_SWEEP_INTERVAL, to catch what counters miss (skipped leads,
+# lagging analytics, leads kept as unknown). Stale leads are found from the warehouse.
+#
+# Coverage (issue 16): a counter's increase since its watermark says how many leads entered that state
+# since the last run listed them. A listing stops at the first page boundary where the NEW leads found
+# in the campaign that the counter counts (COUNTED_BY) reach that increase: no page after it, no empty
+# last page. The API's short last page still carries a cursor (recorded leads.json; the spec leaves it
+# open), so without coverage a listing reads to its empty page: a short page in the middle of a listing
+# (a server that drops excluded ids after cutting the page, tests/test_drain_lag.py) never ends it. A
+# watermark moves when the leads found cover the increase, or when the listing was read to its empty
+# page (everything there was seen: a counter that also counts leads no longer in the campaign, e.g.
+# deleted by hand, must not force a full listing every run); a listing cut short or failed keeps it.
+# NEW means not a lead an earlier listing already returned and the drain left there (in a subsequence,
+# not understood, not finished: the watermark's KEPT_KEY ids), nor one held, moving or draining (left
+# out of the listings by id and re-read by id). That set is known only after a full sweep read every
+# filter of the campaign to its end: until then (the first run, a version upgrade, a failed sweep) no
+# listing stops early.
+# Assumed where the spec is silent ("The number of leads that the campaign was completed for"):
+# `completed_count` counts a lead whose sequence stopped on a reply (status 3), as the simulator does;
+# `reply_count` counts every reply, so a lead replying twice makes the increase larger than the leads
+# found: such a listing is read to its end (costs a page, holds nothing back).
+# Two waves: the status filters first (COMPLETED, BOUNCED, UNSUBSCRIBED, SKIPPED: one `status` each, so
+# disjoint), all campaigns' and filters' listings overlapping under the client's one pacer; then REPLIED,
+# which overlaps COMPLETED (a reply stops the sequence with status 3), leaving out (`excluded_ids`) the
+# leads the first wave returned and skipped outright when the replied leads found there already cover
+# the replies counter. So a lead under two filters is fetched once.
 FINISHED_FILTERS: dict[LeadFilter, str | None] = {
-    LeadFilter.REPLIED: "replies",
+    LeadFilter.COMPLETED: "completed",
     LeadFilter.BOUNCED: "bounced",
     LeadFilter.UNSUBSCRIBED: "unsubscribed",
     LeadFilter.SKIPPED: None,
-    LeadFilter.COMPLETED: "completed",
+    LeadFilter.REPLIED: "replies",
 }
+SECOND_WAVE: frozenset[LeadFilter] = frozenset({LeadFilter.REPLIED})
+"""Filters listed after the first wave of their campaign, leaving out what it returned."""
 MAX_EXCLUDED_IDS = 10_000
 """Ids a listing leaves out at most (`excluded_ids`): the spec sets no bound; assumed like bulk delete's
 10,000 ids in one body. Beyond it the rest are read again and skipped here (found once, fetched twice)."""
+MAX_KEPT_IDS = 2_000
+"""Kept lead ids a campaign's watermark remembers at most (KEPT_KEY, in the run summary): beyond it the
+campaign's listings read to their end until a full sweep finds fewer kept."""
+KEPT_KEY = "kept"
 FULL_SWEEP_INTERVAL = dt.timedelta(hours=6)
 DNC_SOURCES = {Suppression.DNC: "instantly_unsubscribe", Suppression.PERMANENT: "instantly_bounce"}
 SUPPRESSED_OUTCOME = "suppressed"
@@ -88,66 +116,239 @@ def _sweep_due(previous: Mapping[str, Any], now: dt.datetime) -> bool:
     return swept is None or now - swept >= FULL_SWEEP_INTERVAL
 
 
-def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool]:
-    """Finished leads of the managed campaigns, and whether every listing made was read to its end."""
+def _counts_as(counter: str, lead: Mapping[str, Any]) -> bool:
+    """Whether the analytics counter `counter` counted this lead when it ended (conservative: a lead
+    counted here that the counter did not count could end a listing early; one left out costs a page).
+    completed: status 3; bounced: -1; unsubscribed: -2; replies: a real reply (email_reply_count >= 1,
+    interest not 0 = out of office: `reply_count_unique` "Excludes automatic replies", and the classifier's
+    rule)."""
+    status = lead.get("status")
+    if counter == "completed":
+        return status == LeadStatus.COMPLETED
+    if counter == "bounced":
+        return status == LeadStatus.BOUNCED
+    if counter == "unsubscribed":
+        return status == LeadStatus.UNSUBSCRIBED
+    if counter == "replies":
+        replies = lead.get("email_reply_count")
+        return (isinstance(replies, int) and not isinstance(replies, bool) and replies >= 1
+                and lead.get("lt_interest_status") != InterestStatus.OUT_OF_OFFICE)
+    return False
+
+
+@dataclass
+class _Listed:
+    """One drain listing's answer: the leads of the campaign it returned (in order), how it ended."""
+
+    campaign_id: str
+    filt: LeadFilter
+    leads: list[dict[str, Any]] = field(default_factory=list)
+    without_id: int = 0
+    error: str | None = None  # the failure's summary
+    stop_reason: str | None = None  # Listing.stop_reason, or "covered"
+    complete: bool = False  # read to its end
+    covered: bool = False  # the new leads found cover the counter's increase (or no listing was needed)
+    pages: int = 0
+
+
+@dataclass
+class _Plan:
+    """What one campaign's listings need: the ids left out, the ids that are not new, and per counter the
+    increase to cover (None: read to the end)."""
+
+    campaign_id: str
+    excluded: list[str]
+    old: frozenset[str]
+    increase: dict[str, int | None]
+    filters: list[LeadFilter]
+
+
+def _list_one(ctx: RunContext, plan: _Plan, filt: LeadFilter, excluded: list[str], already: int) -> _Listed:
+    """Read one listing (in a worker thread: touches no report, no warehouse), stopping at the first page
+    boundary where `already` plus the new leads it returns that its counter counts reach the increase."""
+    out = _Listed(plan.campaign_id, filt)
+    counter = FINISHED_FILTERS[filt]
+    need = plan.increase.get(counter) if counter else None
+    if need is not None and already >= need:
+        out.covered = out.complete = True
+        out.stop_reason = "covered"
+        return out
+    listing = ctx.client.iter_leads(campaign=plan.campaign_id, filter=filt, excluded_ids=excluded[:MAX_EXCLUDED_IDS])
+    found = already
+    try:
+        for lead in listing:
+            lead_id = lead_id_of(lead)
+            if lead_id is None:
+                out.without_id += 1
+            elif lead.get("campaign", plan.campaign_id) == plan.campaign_id:
+                out.leads.append(lead)
+                if counter and lead_id not in plan.old and _counts_as(counter, lead):
+                    found += 1
+            if need is not None and found >= need and not listing.buffered and not listing.finished:
+                out.covered = True
+                out.stop_reason = "covered"
+                break
+    except InstantlyError as exc:
+        out.error = exc.summary
+        out.pages = listing.pages
+        return out
+    out.pages = listing.pages
+    if not out.covered:
+        out.complete = listing.complete
+        out.stop_reason = listing.stop_reason
+        out.covered = out.complete and need is not None and found >= need
+    return out
+
+
+def _plan_campaign(ctx: RunContext, campaign: CampaignView, sweep: bool,
+                   previous: Mapping[str, Any]) -> _Plan:
+    """The listings one campaign needs this run (all on a sweep; else those whose counter moved)."""
+    # Left out from the start: the leads held, being moved or drained there, which the drain re-reads or
+    # retries by id (_follow_holds, _follow_moves, the retried deletes) and never takes from a listing.
+    excluded = [row.instantly_lead_id for row in ctx.rows_in(campaign)
+                if row.status in ("holding", "moving", "draining") and row.instantly_lead_id]
+    kept = previous.get(KEPT_KEY)
+    known = isinstance(kept, list) and not sweep
+    old = frozenset(excluded) | frozenset(str(x) for x in kept) if isinstance(kept, list) else frozenset(excluded)
+    increase: dict[str, int | None] = {}
+    filters: list[LeadFilter] = []
+    for filt, counter in FINISHED_FILTERS.items():
+        current = campaign.counters.get(counter) if counter else None
+        before = previous.get(counter) if counter else None
+        if not sweep and (counter is None or (current is not None and before == current)):
+            continue
+        filters.append(filt)
+        if counter is not None:
+            usable = (known and isinstance(current, int) and isinstance(before, int)
+                      and not isinstance(before, bool) and current >= before)
+            increase[counter] = current - before if usable and isinstance(current, int) and isinstance(before, int) \
+                else None
+    return _Plan(campaign.campaign_id, excluded, old, increase, filters)
+
+
+def _run_listings(ctx: RunContext, plans: list[_Plan]) -> dict[tuple[str, LeadFilter], _Listed]:
+    """Every planned listing, overlapping (INSTANTLY_ADD_CONCURRENCY in flight, the client's one pacer
+    spacing the requests): first every campaign's status filters, then the second wave (REPLIED) leaving
+    out what its campaign's first wave returned. Keyed by (campaign, filter): the order of the answers
+    never depends on which finished first."""
+    workers = max(1, int(ctx.settings.instantly_add_concurrency))
+    done: dict[tuple[str, LeadFilter], _Listed] = {}
+
+    def wave(tasks: list[tuple[_Plan, LeadFilter, list[str], int]]) -> None:
+        if workers == 1 or len(tasks) <= 1:
+            for plan, filt, excluded, already in tasks:
+                done[(plan.campaign_id, filt)] = _list_one(ctx, plan, filt, excluded, already)
+            return
+        with ThreadPoolExecutor(max_workers=min(workers, len(tasks)), thread_name_prefix="coldsync-drain") as pool:
+            futures = {(plan.campaign_id, filt): pool.submit(_list_one, ctx, plan, filt, excluded, already)
+                       for plan, filt, excluded, already in tasks}
+            for key, future in futures.items():
+                done[key] = future.result()
+
+    wave([(plan, filt, plan.excluded, 0) for plan in plans for filt in plan.filters if filt not in SECOND_WAVE])
+    second: list[tuple[_Plan, LeadFilter, list[str], int]] = []
+    for plan in plans:
+        first = [lead for filt in plan.filters if filt not in SECOND_WAVE
+                 for lead in done[(plan.campaign_id, filt)].leads]
+        first_ids = list(dict.fromkeys(str(lead_id_of(lead)) for lead in first))
+        for filt in plan.filters:
+            if filt in SECOND_WAVE:
+                counter = FINISHED_FILTERS[filt]
+                already = len({str(lead_id_of(lead)) for lead in first if counter and _counts_as(counter, lead)
+                               and lead_id_of(lead) not in plan.old})
+                second.append((plan, filt, plan.excluded + first_ids, already))
+    wave(second)
+    return done
+
+
+def _find_finished(ctx: RunContext) -> tuple[list[dict[str, Any]], bool, dict[str, list[str]]]:
+    """Finished leads of the managed campaigns, whether every listing made was read to its end (or stopped
+    covered), and per campaign whose kept set is tracked, the ids its listings returned (in_listings)."""
     phase = ctx.report.phase("drain")
     found: dict[str, dict[str, Any]] = {}
     complete = True
+    plans: list[_Plan] = []
+    sweeps: dict[str, bool] = {}
     for campaign in ctx.campaigns.values():
         previous = ctx.previous_watermarks.get(campaign.campaign_id, {})
         tracked_here = any(row.instantly_lead_id
                            for row in ctx.rows_in(campaign) if row.status != "pending")
         if campaign.leads_count == 0 and campaign.counters and not tracked_here:
             # Instantly counts no lead in the campaign and the warehouse tracks none there: nothing of ours is
-            # there to list under any filter, so this is a sweep that found nothing. A count of 0 (or a missing
-            # one) beside tracked leads is not believed: the campaign is listed as usual, so a lagging count can
-            # never hold a finished lead (an unsubscribe) back.
+            # there to list under any filter, so this is a sweep that found nothing (and kept nothing). A count
+            # of 0 (or a missing one) beside tracked leads is not believed: the campaign is listed as usual, so
+            # a lagging count can never hold a finished lead (an unsubscribe) back.
             ctx.report.drain_watermarks[campaign.campaign_id] = {**dict(campaign.counters),
-                                                                 "swept_at": ctx.now.isoformat()}
+                                                                 "swept_at": ctx.now.isoformat(), KEPT_KEY: []}
             continue
-        sweep = _sweep_due(previous, ctx.now)
-        watermark: dict[str, Any] = {k: v for k, v in previous.items() if k != "swept_at"}
+        sweeps[campaign.campaign_id] = _sweep_due(previous, ctx.now)
+        plans.append(_plan_campaign(ctx, campaign, sweeps[campaign.campaign_id], previous))
+    answers = _run_listings(ctx, plans)
+    listed: dict[str, list[str]] = {}
+    for plan in plans:
+        campaign = ctx.campaigns[plan.campaign_id]
+        previous = ctx.previous_watermarks.get(plan.campaign_id, {})
+        watermark: dict[str, Any] = {k: v for k, v in previous.items() if k not in ("swept_at", KEPT_KEY)}
         all_complete = True
-        # Lead ids the next listings of this campaign leave out: those its listings returned so far, and from
-        # the start the leads held or being moved there, which the drain re-reads by id (_follow_holds,
-        # _follow_moves) and never takes from a listing.
-        read: list[str] = [row.instantly_lead_id for row in ctx.state.with_status("holding", "moving")
-                           if row.instantly_lead_id
-                           and ctx.campaign(row.campaign_id) is campaign]
-        for filt, counter in FINISHED_FILTERS.items():
+        ids: list[str] = []
+        for filt in FINISHED_FILTERS:  # merged in this fixed order, whichever answer came first
+            answer = answers.get((plan.campaign_id, filt))
+            if answer is None:
+                continue
+            phase.counts["kept_without_id"] += answer.without_id
+            for lead in answer.leads:
+                lead_id = str(lead_id_of(lead))
+                if lead_id not in found:
+                    ids.append(lead_id)
+                found.setdefault(lead_id, lead)
+            if answer.error is not None:
+                complete = all_complete = False
+                phase.notes.append(f"listing {filt.value} of {campaign.label} failed: {answer.error}")
+                continue
+            if not (answer.complete or answer.covered):
+                complete = all_complete = False
+                phase.notes.append(f"listing {filt.value} of {campaign.label} cut short ({answer.stop_reason})")
+                continue
+            if answer.stop_reason == "covered":
+                phase.counts["listings stopped or skipped: covered"] += 1
+                all_complete = False  # not read to the end: no full sweep
+            counter = FINISHED_FILTERS[filt]
             current = campaign.counters.get(counter) if counter else None
-            unchanged = counter is None or (current is not None and previous.get(counter) == current)
-            if unchanged and not sweep:
-                continue
-            # Read to the empty page: a page shorter than the limit in the middle of a listing (a server that
-            # drops excluded ids after cutting the page) must not end it, since its counter is then taken as seen.
-            listing = ctx.client.iter_leads(campaign=campaign.campaign_id, filter=filt,
-                                            excluded_ids=read[:MAX_EXCLUDED_IDS])
-            try:
-                for lead in listing:
-                    lead_id = lead_id_of(lead)
-                    if lead_id is None:
-                        phase.counts["kept_without_id"] += 1
-                    elif lead.get("campaign", campaign.campaign_id) == campaign.campaign_id:
-                        if lead_id not in found:
-                            read.append(lead_id)
-                        found.setdefault(lead_id, lead)
-            except InstantlyError as exc:
-                complete = all_complete = False
-                phase.notes.append(f"listing {filt.value} of {campaign.label} failed: {exc.summary}")
-                continue
-            if not listing.complete:
-                complete = all_complete = False
-                phase.notes.append(f"listing {filt.value} of {campaign.label} cut short ({listing.stop_reason})")
-                continue
             if counter is not None and current is not None:
                 watermark[counter] = current
+        sweep = sweeps[plan.campaign_id]
         if sweep and all_complete:
             watermark["swept_at"] = ctx.now.isoformat()
         elif "swept_at" in previous:
             watermark["swept_at"] = previous["swept_at"]
-        ctx.report.drain_watermarks[campaign.campaign_id] = watermark
-    return list(found.values()), complete
+        if sweep and all_complete:
+            watermark[KEPT_KEY] = []  # rebuilt from this sweep's listings once the drain has acted (run_drain)
+            listed[plan.campaign_id] = ids
+        elif isinstance(previous.get(KEPT_KEY), list):
+            watermark[KEPT_KEY] = [str(x) for x in previous[KEPT_KEY]]
+            listed[plan.campaign_id] = ids
+        ctx.report.drain_watermarks[plan.campaign_id] = watermark
+    return list(found.values()), complete, listed
+
+
+def _remember_kept(ctx: RunContext, listed: Mapping[str, list[str]], acted: set[str]) -> None:
+    """Store in each campaign's watermark (KEPT_KEY) the leads its listings returned that the drain left
+    there (in a subsequence, unknown, not finished), beside those kept before and not acted on now, so the
+    next run does not count them as new towards a counter's increase. Too many: the key is dropped, and
+    the campaign's listings read to their end until the next full sweep."""
+    for campaign_id, ids in listed.items():
+        watermark = ctx.report.drain_watermarks.get(campaign_id)
+        if watermark is None or not isinstance(watermark.get(KEPT_KEY), list):
+            continue
+        kept = list(dict.fromkeys([*watermark[KEPT_KEY], *ids]))
+        kept = [lead_id for lead_id in kept if lead_id not in acted]
+        if len(kept) > MAX_KEPT_IDS:
+            del watermark[KEPT_KEY]
+            ctx.report.phase("drain").notes.append(
+                f"{len(kept)} finished leads kept in {ctx.campaigns[campaign_id].label}: its listings read to "
+                "their end until a full sweep keeps fewer")
+        else:
+            watermark[KEPT_KEY] = sorted(kept)
 
 
 def _find_stale(ctx: RunContext, known_ids: set[str]) -> list[dict[str, Any]]:
@@ -184,7 +385,7 @@ def run_drain(ctx: RunContext) -> None:
     phase = ctx.report.phase("drain")
     phase.ran = True
     by_id, by_email = ctx.state.by_lead_id, ctx.state.by_email
-    finished, complete = _find_finished(ctx)
+    finished, complete, listed = _find_finished(ctx)
     if not complete:
         ctx.report.warn("some finished-lead listings failed or were cut short: the next run drains the rest")
     finished_ids = {str(lead["id"]) for lead in finished}
@@ -328,6 +529,10 @@ def run_drain(ctx: RunContext) -> None:
             if row.instantly_lead_id not in to_delete.get(row.campaign_id, {}):
                 phase.plan["retry delete"] += 1
             to_delete.setdefault(row.campaign_id, {})[row.instantly_lead_id] = row.email
+
+    acted = {lead_id for leads in [*to_delete.values(), *to_move.values()] for lead_id in leads}
+    acted.update(str(r["instantly_lead_id"]) for r in state_rows.values() if r.get("instantly_lead_id"))
+    _remember_kept(ctx, listed, acted)
 
     if ctx.dry_run:
         for campaign_id, leads in to_delete.items():

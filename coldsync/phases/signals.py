@@ -6,6 +6,8 @@ Per campaign, from Instantly (official spec operations):
   the last SIZING_DAYS complete UTC days: what the campaign really starts per day (its throughput);
 - `getCampaignSendingStatus` (GET /api/v2/campaigns/{id}/sending-status): `waiting_for_leads` says it
   has nothing left to start (its backlog is 0, and its throughput was limited by leads, not capacity);
+  not asked of a campaign this run's analytics count empty while the warehouse tracks no lead there
+  (nothing to start: waiting for leads, backlog 0, status unknown);
 - GET /api/v2/campaigns/analytics with `start_date`/`end_date` (one call for every campaign): emails
   sent and bounced over the last 7 days, for the bounce rate;
 - `listLeads` (POST /api/v2/leads/list, filter FILTER_VAL_NOT_CONTACTED): the leads the campaign has not
@@ -133,16 +135,32 @@ def _read(ctx: RunContext, ids: list[str]) -> dict[str, CampaignSignals]:
             phase.notes.append(f"daily analytics of a campaign unavailable ({exc.summary}): no supply sizing for it")
         status: str | None = None
         waiting = False
-        try:
-            sending = ctx.client.sending_status(campaign_id)
-            status, waiting = sending.status, sending.waiting_for_leads
-        except InstantlyError as exc:
-            phase.notes.append(f"sending status of a campaign unavailable ({exc.summary})")
+        if _empty(ctx, campaign_id):
+            # Instantly's count (this run's analytics) says the campaign holds no lead and the warehouse tracks
+            # none there: it has nothing left to start, which is all the sending status would tell (its
+            # `waiting_for_leads`); the call and the backlog listing are saved. A count of 0 beside tracked
+            # leads is not believed (a lagging count): the status is read as usual.
+            waiting = True
+        else:
+            try:
+                sending = ctx.client.sending_status(campaign_id)
+                status, waiting = sending.status, sending.waiting_for_leads
+            except InstantlyError as exc:
+                phase.notes.append(f"sending status of a campaign unavailable ({exc.summary})")
         sent, bounced = window.get(campaign_id.lower(), (None, None))
         backlog = None if waiting or not daily else _backlog(ctx, campaign_id, daily)
         out[campaign_id] = CampaignSignals(ctx.now.isoformat(), daily, waiting, status, sent, bounced,
                                            0 if waiting else backlog)
     return out
+
+
+def _empty(ctx: RunContext, campaign_id: str) -> bool:
+    """Whether this run's campaign analytics count 0 leads in the campaign and the warehouse tracks none there."""
+    view = ctx.campaigns.get(campaign_id)
+    if view is None or view.leads_count != 0:
+        return False
+    return not any(row.status != "pending" and row.instantly_lead_id and ctx.campaign(row.campaign_id) is view
+                   for row in ctx.state)
 
 
 def supply_days_of(ctx: RunContext, campaign_id: str) -> int:
