@@ -471,12 +471,15 @@ class CandidatesRefresh:
     rejects:  source rows not taken as given, per reason (the counts of v_source_rejects) for that source;
     refreshed: the source was read by this call (False: unchanged, or a dry run);
     stored:   the candidates are in ops_candidates (False: a dry run found the table stale, so the ready read
-              must take rules 1-2 from the live source: read_ready(stored=False))."""
+              must take rules 1-2 from the live source: read_ready(stored=False));
+    changed:  rows of ops_candidates the MERGE inserted, updated or deleted (None: not merged; rebuilt or not
+              refreshed)."""
 
     signal: str | None
     rejects: dict[str, int]
     refreshed: bool
     stored: bool = True
+    changed: int | None = None
 
 
 def parse_candidates_refresh(text: object) -> dict[str, Any] | None:
@@ -711,10 +714,10 @@ class Store:
         wanted = [name.lower() for name in (*CANDIDATES.column_names(), *extra)]
         have = self.warehouse.existing_columns(CANDIDATES.name)
         self.warehouse.execute(candidates_stage_sql(extra), label="candidates.stage")
+        changed: int | None = None
         if have is not None and sorted(k.lower() for k in have) == sorted(wanted):
             changed = self.warehouse.execute(candidates_merge_sql(extra), label="candidates.merge")
         else:
-            changed = -1
             self.warehouse.execute(candidates_rebuild_sql(extra), label="candidates.rebuild")
         rows = self.warehouse.query(STAGED_REJECT_COUNTS_SQL, label="candidates.rejects")
         rejects = {str(r["reason"]): int(r["n"]) for r in rows}
@@ -724,8 +727,8 @@ class Store:
         self.candidates_memory = memory
         self.warehouse.execute(DROP_CANDIDATES_STAGING_SQL, label="candidates.drop_staging")
         log.info("refreshed %s from the source (%s)", CANDIDATES.name,
-                 "rebuilt" if changed < 0 else f"{changed} row(s) changed")
-        return CandidatesRefresh(signal, rejects, refreshed=True)
+                 "rebuilt" if changed is None else f"{changed} row(s) changed")
+        return CandidatesRefresh(signal, rejects, refreshed=True, changed=changed)
 
     def known_source_rejects(self) -> tuple[dict[str, int], str | None] | None:
         """The reject counts and source signal of the last refresh (the config row run_memory read), for a
