@@ -686,11 +686,12 @@ class Store:
         candidates_fingerprint (the rules' text, the declared extra source columns, SOURCE_TABLE) equal those
         of the CANDIDATES_REFRESH_KEY config row; then nothing but the signal is computed, and the reject
         counts are the row's. Else the source is read ONCE (candidates_stage_sql into CANDIDATES_STAGING),
-        ops_candidates is MERGEd from it (or rebuilt by candidates_rebuild_sql when its columns are not those
-        the routing needs), the reject counts are taken from it (STAGED_REJECT_COUNTS_SQL), the config row is
-        written, and the staging table dropped: five statements, labelled `candidates.*`. No signal (a view
-        or a table with rows in its streaming buffer on BigQuery, and no SOURCE_UPDATED_AT_COLUMN): every call
-        refreshes. A refresh that stops half way leaves the row as it was, so the next call refreshes again
+        ops_candidates is MERGEd from it (or rebuilt by candidates_rebuild_sql when its columns are not
+        those the routing needs, or when the MERGE fails: a column whose type changed), the reject counts
+        are taken from it (STAGED_REJECT_COUNTS_SQL), the config row is written, and the staging table is
+        dropped: five statements, labelled `candidates.*`. No signal (a view or a table with rows in its
+        streaming buffer on BigQuery, and no SOURCE_UPDATED_AT_COLUMN): every call refreshes. A refresh
+        that stops half way leaves the row as it was, so the next call refreshes again
         (each step is safe to repeat).
 
         With `dry_run`, nothing is written: an unchanged table is read as it is; a stale one is left stale and
@@ -716,7 +717,11 @@ class Store:
         self.warehouse.execute(candidates_stage_sql(extra), label="candidates.stage")
         changed: int | None = None
         if have is not None and sorted(k.lower() for k in have) == sorted(wanted):
-            changed = self.warehouse.execute(candidates_merge_sql(extra), label="candidates.merge")
+            try:
+                changed = self.warehouse.execute(candidates_merge_sql(extra), label="candidates.merge")
+            except WarehouseError as exc:  # e.g. an extra column whose type changed in the source: the
+                log.warning("the MERGE into %s failed (%s): rebuilt instead", CANDIDATES.name, exc)  # MERGE
+                self.warehouse.execute(candidates_rebuild_sql(extra), label="candidates.rebuild")  # changed nothing
         else:
             self.warehouse.execute(candidates_rebuild_sql(extra), label="candidates.rebuild")
         rows = self.warehouse.query(STAGED_REJECT_COUNTS_SQL, label="candidates.rejects")

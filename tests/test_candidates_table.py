@@ -188,3 +188,26 @@ def test_without_a_change_signal_every_refresh_reads_the_source(duck: DuckDBWare
     second = store_of(wrapped, tmp_path).refresh_candidates()
     assert (first.signal, first.changed, second.refreshed, second.changed) == (None, 1, True, 0)
     assert duck.stats.by_label["candidates.stage"] == 2
+
+
+def test_an_extra_column_whose_type_changed_rebuilds_the_table(tmp_path: Path) -> None:
+    """`employees` was a number (12) and becomes text ('a dozen') under the same routing: the MERGE cannot
+    store it in the number column, so the refresh rebuilds the table (a second rebuild: the first made the
+    column) instead of failing every run."""
+    routes = json.dumps({"source_columns": ["employees"], "routes": [{"name": "Rest", "campaign_id": CAMPAIGN}]})
+    env = {"source_table": "sized", "routes": routes}
+    plain = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
+    build(plain, make_settings(tmp_path), [lead("ann@one.example")])
+    plain.execute("CREATE VIEW `{ds}.sized` AS SELECT s.*, 12 AS employees FROM `{ds}.source_leads` AS s", label="t")
+    plain.close()
+    sized = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync", "sized")
+    try:
+        assert store_of(sized, tmp_path, **env).refresh_candidates().refreshed
+        sized.execute("CREATE OR REPLACE VIEW `{ds}.sized` AS SELECT s.*, 'a dozen' AS employees "
+                      "FROM `{ds}.source_leads` AS s", label="t")
+        again = store_of(sized, tmp_path, **env).refresh_candidates()
+        assert (again.refreshed, again.changed, sized.stats.by_label["candidates.rebuild"]) == (True, None, 2)
+        assert sized.stats.by_label["candidates.merge"] == 1
+        assert sized.query("SELECT employees FROM `{ds}.ops_candidates`", label="t") == [{"employees": "a dozen"}]
+    finally:
+        sized.close()
