@@ -13,7 +13,8 @@ erasing ``Jane@Acme.example`` also erases ``jane+promo@acme.example`` and a hand
    source table hold). A second look-up checks that none is left.
 3. WAREHOUSE ROWS: the person's rows of `ops_inst_state`, `ops_lead_history`, `ops_dead_letters`
    and the plain-text rows of `ops_dnc` are deleted (a DNC row that also blocked another domain
-   is kept as a domain-only entry).
+   is kept as a domain-only entry), and so is the person's row of `ops_candidates` (a copy of the
+   source: a later refresh copies the address again only while the source table still holds it).
 4. TEXT: in every other row of every table (`schema.TABLES`), any STRING value holding one of the
    person's addresses, in any form (case, +tag, wrapped, in JSON), has it replaced by ``[erased]``:
    dead letters' `error_text`, run log `error_text` / `summary_json`, DNC reasons, ...
@@ -61,7 +62,7 @@ from coldsync.suppression import (
 )
 from coldsync.warehouse.base import Rows, StringArray, Warehouse, WarehouseError
 from coldsync.warehouse.migrate import ensure_erasure_salt
-from coldsync.warehouse.schema import ERASURE_SALT_KEY, SALT_SQL, TABLES, TableSpec
+from coldsync.warehouse.schema import CANDIDATES, ERASURE_SALT_KEY, SALT_SQL, TABLES, TableSpec
 
 ERASED = "[erased]"
 """What replaces an erased address inside a kept text value."""
@@ -244,6 +245,8 @@ PERSON_PREDICATES: dict[str, str] = {
     # the domain column by mistake; never a hash row
     "ops_dnc": (f"(t.email_hash IS NULL AND (COALESCE(t.email_key IN UNNEST(@keys), FALSE) "
                 f"OR {_is_person('ops_dnc', 'email')} OR {_is_person('ops_dnc', 'domain')}))"),
+    # the source's copy after rules 1-2 (schema.CANDIDATES): keyed by the same suppression key
+    CANDIDATES.name: "COALESCE(t.email_key IN UNNEST(@keys), FALSE)",
 }
 """Per table, the WHERE expression (alias t; parameters @keys, @needles) of the rows that are the
 person's data. Never NULL, so `NOT` of it is the other rows."""
@@ -686,6 +689,9 @@ def _erase(outcome: EraseOutcome, warehouse: Warehouse, client: InstantlyClient,
     for table in PERSON_TABLES:
         if plan.rows[table]:
             outcome.removed[table] = warehouse.execute(delete_sql(table), params, label=f"erase.delete.{table}")
+    # The source's copy: the person's row goes too (the next refresh brings it back only if the source still
+    # holds the address, as the source itself does; the hash keeps it from being sent).
+    warehouse.execute(delete_sql(CANDIDATES.name), {"keys": params["keys"]}, label="erase.delete.candidates")
     outcome.done.append(STEPS[2])
 
     step(STEPS[3])

@@ -34,18 +34,26 @@ from coldsync.settings import Settings
 from coldsync.suppression import address_key, domain_key, sql_email_key, sql_erasure_hash
 from coldsync.warehouse.base import Param, Rows, StringArray, Warehouse, WarehouseError
 from coldsync.warehouse.schema import (
+    CANDIDATES,
+    CANDIDATES_REFRESH_KEY,
     DNC_KEY_CTES,
     DNC_KEYS_VIEW,
     DNC_REJECTS_VIEW,
+    DROP_CANDIDATES_STAGING_SQL,
     HISTORY_KEYS_VIEW,
     PRIORITY_ORDER,
     REJECTS_VIEW,
     SALT_SQL,
     SET_VIEWS_FINGERPRINT_SQL,
     SOURCE_BINDING_KEY,
+    STAGED_REJECT_COUNTS_SQL,
     VIEWS_FINGERPRINT_KEY,
     address_key_ctes,
     candidate_ctes,
+    candidates_fingerprint,
+    candidates_merge_sql,
+    candidates_rebuild_sql,
+    candidates_stage_sql,
     rejects_view_sql,
     routed_cte,
     suppression_reason,
@@ -363,14 +371,15 @@ WHERE resolved_at IS NULL AND gave_up_at IS NULL
 # fed with the run's settings and clock, the routing and the outcome policy table in effect: never through
 # the views, which may predate a change of either. Each route's top rows by priority, up to its own limit
 # (@limits: route, n).
-def read_ready_sql(routing: Routing, outcomes: PolicyTable | None = None) -> str:
+def read_ready_sql(routing: Routing, outcomes: PolicyTable | None = None, *, stored: bool = False) -> str:
     """The ready rows of each route in @limits, at most its n, by priority inside the route, and the ready
-    counts of every route in the same pass over the source: each row carries its route's `route_ready` and
+    counts of every route in the same pass over the candidates: each row carries its route's `route_ready` and
     `route_unscored`; a route of n 0 (or absent from @limits, the unrouted leads included: sequence_target
     NULL) gives its first row only, with `taken` FALSE, for its counts. Rows with `taken` TRUE are the ready
-    rows, `route_rank` <= n."""
+    rows, `route_rank` <= n. Rules 1-2 come from the live source, or with `stored` from ops_candidates (the
+    sync's read, after Store.refresh_candidates)."""
     return f"""
-WITH {candidate_ctes(routing.source_columns)},
+WITH {candidate_ctes(routing.source_columns, stored=stored)},
 {routed_cte(routing, source="candidates", as_of="@as_of", threshold="@smb_threshold", outcomes=outcomes)},
 ranked AS (
   SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.sequence_target ORDER BY {PRIORITY_ORDER}) AS route_rank,
@@ -462,7 +471,12 @@ SELECT
    WHERE mode = 'live' AND outcome IN ('success', 'alarm') ORDER BY started_at DESC LIMIT 1) AS last_summary,
   (SELECT COUNT(*) FROM `{{ds}}.ops_dead_letters` WHERE resolved_at IS NULL AND gave_up_at IS NULL) AS open_letters,
   (SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{VIEWS_FINGERPRINT_KEY}') AS views_fingerprint,
-  (SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{SOURCE_BINDING_KEY}') AS views_source_table
+  (SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{SOURCE_BINDING_KEY}') AS views_source_table,
+  (SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{CANDIDATES_REFRESH_KEY}') AS candidates_refresh
+"""  # noqa: S608
+
+READ_CANDIDATES_REFRESH_SQL = f"""
+SELECT MAX(value_string) AS candidates_refresh FROM `{{ds}}.config` WHERE key = '{CANDIDATES_REFRESH_KEY}'
 """  # noqa: S608
 
 
@@ -474,6 +488,45 @@ _STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"', re.DO
 def dead_letter_id(phase: str, operation: str, key: str) -> str:
     """Stable id: the same failing operation on the same lead is one dead letter, retried."""
     return hashlib.sha256(f"{phase}|{operation}|{key}".encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class CandidatesRefresh:
+    """What Store.refresh_candidates found and did.
+
+    signal:   the source's change signal the candidates now reflect (Store.source_signal; None: no signal);
+    rejects:  source rows not taken as given, per reason (the counts of v_source_rejects) for that source;
+    refreshed: the source was read by this call (False: unchanged, or a dry run);
+    stored:   the candidates are in ops_candidates (False: a dry run found the table stale, so the ready read
+              must take rules 1-2 from the live source: read_ready(stored=False));
+    changed:  rows of ops_candidates the MERGE inserted, updated or deleted (None: not merged; rebuilt or not
+              refreshed)."""
+
+    signal: str | None
+    rejects: dict[str, int]
+    refreshed: bool
+    stored: bool = True
+    changed: int | None = None
+
+
+def parse_candidates_refresh(text: object) -> dict[str, Any] | None:
+    """The CANDIDATES_REFRESH_KEY config row as {"fingerprint": str, "signal": str | None, "rejects":
+    {str: int}}, or None when absent or not in that shape (then the next refresh reads the source)."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or not isinstance(found.get("fingerprint"), str):
+        return None
+    rejects = found.get("rejects")
+    if not isinstance(rejects, dict) or not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                                                for k, v in rejects.items()):
+        return None
+    signal = found.get("signal")
+    return {"fingerprint": found["fingerprint"], "signal": signal if isinstance(signal, str) else None,
+            "rejects": dict(rejects)}
 
 
 @dataclass
@@ -514,7 +567,7 @@ class Store:
     def __init__(self, warehouse: Warehouse, run_id: str, now: dt.datetime, *, cooldown_days: int = 90,
                  smb_threshold: int = 1_000_000, routing: Routing | None = None,
                  give_up_cooldown_days: int = 7, outcomes: PolicyTable | None = None,
-                 me: Holder | None = None) -> None:
+                 me: Holder | None = None, source_updated_at: str = "") -> None:
         self.warehouse = warehouse
         self.run_id = run_id
         self.me = me or Holder.this_process()  # recorded in the lock row it takes
@@ -529,6 +582,11 @@ class Store:
             cooldown_days=cooldown_days, give_up_cooldown_days=give_up_cooldown_days)
         self.views_fingerprint: str | None = None  # as read by run_memory
         self.views_source: str | None = None  # the source table the views were built on, as read by run_memory
+        self.source_updated_at = source_updated_at  # SOURCE_UPDATED_AT_COLUMN: the change signal's fallback
+        # The CANDIDATES_REFRESH_KEY config row as read by run_memory (parse_candidates_refresh) or written by
+        # refresh_candidates; `candidates_known` False: not read yet (refresh_candidates reads it).
+        self.candidates_memory: dict[str, Any] | None = None
+        self.candidates_known = False
         self.last_summary: dict[str, Any] = {}  # the last successful live run's summary, as read by run_memory
         # The ready counts the last read_ready saw ((route -> ready, unscored), None: it read nothing).
         self.ready_seen: tuple[dict[str | None, int], int] | None = None
@@ -539,7 +597,8 @@ class Store:
         sync, validation, the status report and the benchmark make one."""
         return cls(warehouse, run_id, now, cooldown_days=settings.cooldown_days,
                    smb_threshold=settings.smb_revenue_threshold, routing=settings.routing,
-                   give_up_cooldown_days=settings.give_up_cooldown_days, outcomes=settings.outcome_table)
+                   give_up_cooldown_days=settings.give_up_cooldown_days, outcomes=settings.outcome_table,
+                   source_updated_at=settings.source_updated_at_column)
 
     def rebuild_views(self) -> None:
         """Create or replace every view for the routing in effect and SOURCE_TABLE, then record both."""
@@ -569,17 +628,18 @@ class Store:
         rows = self.warehouse.query(READ_STATE_SQL, label="state.read")
         return [StateRow(**{k: r[k] for k in StateRow.__dataclass_fields__}) for r in rows]
 
-    def read_ready(self, limits: Mapping[str, int]) -> list[dict[str, Any]]:
+    def read_ready(self, limits: Mapping[str, int], *, stored: bool = False) -> list[dict[str, Any]]:
         """Each route's top ready rows by priority: at most `limits[route]` of each (routes of 0 skipped).
         Rows carry every candidate column (declared extra source columns too), `sequence_target`, `score`,
-        `route_rank`. The same statement counts the ready leads of every route (the one pass over the source
-        a run makes): they are left in `ready_seen` ((counts, unscored) as `ready_counts` returns them).
-        Every limit 0: nothing is read (`ready_seen` None)."""
+        `route_rank`. The same statement counts the ready leads of every route: they are left in `ready_seen`
+        ((counts, unscored) as `ready_counts` returns them). Every limit 0: nothing is read (`ready_seen`
+        None). Rules 1-2 read the source itself, or with `stored` the ops_candidates table, which the caller
+        refreshes first (refresh_candidates: what the sync does)."""
         self.ready_seen = None
         wanted = [{"route": route, "n": n} for route, n in limits.items() if n > 0]
         if not wanted:
             return []
-        sql = read_ready_sql(self.routing, self.outcomes)
+        sql = read_ready_sql(self.routing, self.outcomes, stored=stored)
         params = {"limits": Rows(LIMIT_FIELDS, wanted), **self._rules(sql)}
         rows = self.warehouse.query(sql, params, label="topup.read_ready")
         counts: dict[str | None, int] = {}
@@ -646,20 +706,67 @@ class Store:
             signal = f"rows {int(row['n'])}, newest {row['newest']}"
         return None if signal is None else f"{self.warehouse.source_table}: {signal}; rules {REJECTS_RULE}"
 
-    def source_rejects(self, previous: Mapping[str, Any], updated_at: str = "") -> tuple[dict[str, int], str | None,
-                                                                                           bool]:
-        """The source reject counts (source_reject_counts), recounted only when the source changed:
-        `previous` is the last successful run's summary; when its `source_signal` equals this run's (the same
-        source table, rows and rules), its `source_rejects` are this run's. They depend on the source alone
-        (rules 1-2: unusable emails, duplicates, unreadable revenue), never on the operations tables, so
-        nothing a run writes can make them stale. Returns (counts, this run's signal, reused).
-        Raises WarehouseError when the source or v_source_rejects cannot be read."""
-        signal = self.source_signal(updated_at)
-        before = previous.get("source_rejects")
-        if signal is not None and previous.get("source_signal") == signal and isinstance(before, dict) and all(
-                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in before.items()):
-            return dict(before), signal, True
-        return self.source_reject_counts(), signal, False
+    def refresh_candidates(self, *, dry_run: bool = False) -> CandidatesRefresh:
+        """Bring ops_candidates up to the source, reading the source only when it changed.
+
+        Unchanged means: this run's source_signal (SOURCE_UPDATED_AT_COLUMN as its fallback) and
+        candidates_fingerprint (the rules' text, the declared extra source columns, SOURCE_TABLE) equal those
+        of the CANDIDATES_REFRESH_KEY config row; then nothing but the signal is computed, and the reject
+        counts are the row's. Else the source is read ONCE (candidates_stage_sql into CANDIDATES_STAGING),
+        ops_candidates is MERGEd from it (or rebuilt by candidates_rebuild_sql when its columns are not
+        those the routing needs, or when the MERGE fails: a column whose type changed), the reject counts
+        are taken from it (STAGED_REJECT_COUNTS_SQL), the config row is written, and the staging table is
+        dropped: five statements, labelled `candidates.*`. No signal (a view or a table with rows in its
+        streaming buffer on BigQuery, and no SOURCE_UPDATED_AT_COLUMN): every call refreshes. A refresh
+        that stops half way leaves the row as it was, so the next call refreshes again
+        (each step is safe to repeat).
+
+        With `dry_run`, nothing is written: an unchanged table is read as it is; a stale one is left stale and
+        the result says `stored` False (the caller reads the live source: read_ready(stored=False)) with the
+        reject counts of v_source_rejects. A dry run writes nothing because it promises exactly that, and a
+        stale table is then read at the cost a run without this table had (two reads of the source).
+        Raises WarehouseError when the source, the table or the config row cannot be read or written."""
+        extra = self.routing.source_columns
+        fingerprint = candidates_fingerprint(extra, self.warehouse.source_table)
+        signal = self.source_signal(self.source_updated_at)
+        if not self.candidates_known:
+            row = self.warehouse.query(READ_CANDIDATES_REFRESH_SQL, label="candidates.memory")
+            self.candidates_memory = parse_candidates_refresh(row[0]["candidates_refresh"] if row else None)
+            self.candidates_known = True
+        memory = self.candidates_memory
+        if (signal is not None and memory is not None and memory["signal"] == signal
+                and memory["fingerprint"] == fingerprint):
+            return CandidatesRefresh(signal, dict(memory["rejects"]), refreshed=False)
+        if dry_run:
+            return CandidatesRefresh(signal, self.source_reject_counts(), refreshed=False, stored=False)
+        wanted = [name.lower() for name in (*CANDIDATES.column_names(), *extra)]
+        have = self.warehouse.existing_columns(CANDIDATES.name)
+        self.warehouse.execute(candidates_stage_sql(extra), label="candidates.stage")
+        changed: int | None = None
+        if have is not None and sorted(k.lower() for k in have) == sorted(wanted):
+            try:
+                changed = self.warehouse.execute(candidates_merge_sql(extra), label="candidates.merge")
+            except WarehouseError as exc:  # e.g. an extra column whose type changed in the source: the
+                log.warning("the MERGE into %s failed (%s): rebuilt instead", CANDIDATES.name, exc)  # MERGE
+                self.warehouse.execute(candidates_rebuild_sql(extra), label="candidates.rebuild")  # changed nothing
+        else:
+            self.warehouse.execute(candidates_rebuild_sql(extra), label="candidates.rebuild")
+        rows = self.warehouse.query(STAGED_REJECT_COUNTS_SQL, label="candidates.rejects")
+        rejects = {str(r["reason"]): int(r["n"]) for r in rows}
+        memory = {"fingerprint": fingerprint, "signal": signal, "rejects": rejects}
+        self.warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": CANDIDATES_REFRESH_KEY, "value": json.dumps(
+            memory, sort_keys=True), "now": self.now}, label="candidates.refreshed")
+        self.candidates_memory = memory
+        self.warehouse.execute(DROP_CANDIDATES_STAGING_SQL, label="candidates.drop_staging")
+        log.info("refreshed %s from the source (%s)", CANDIDATES.name,
+                 "rebuilt" if changed is None else f"{changed} row(s) changed")
+        return CandidatesRefresh(signal, rejects, refreshed=True, changed=changed)
+
+    def known_source_rejects(self) -> tuple[dict[str, int], str | None] | None:
+        """The reject counts and source signal of the last refresh (the config row run_memory read), for a
+        run that reads no source; None when no refresh is recorded."""
+        memory = self.candidates_memory
+        return None if memory is None else (dict(memory["rejects"]), memory["signal"])
 
     def run_memory(self) -> tuple[dict[str, dict[str, Any]], int, dict[str, Any]]:
         """The last successful run's drain watermarks, the number of open dead letters, and the last
@@ -667,6 +774,8 @@ class Store:
         row = self.warehouse.query(RUN_MEMORY_SQL, label="state.run_memory")[0]
         self.views_fingerprint = str(row["views_fingerprint"]) if row.get("views_fingerprint") else None
         self.views_source = str(row["views_source_table"]) if row.get("views_source_table") else None
+        self.candidates_memory = parse_candidates_refresh(row.get("candidates_refresh"))
+        self.candidates_known = True
         watermarks: dict[str, dict[str, Any]] = {}
         blocklist: dict[str, Any] = {}
         self.last_summary = {}

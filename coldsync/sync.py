@@ -325,13 +325,11 @@ def _phases(ctx: RunContext) -> None:
         run_drain(ctx)
         report.phase("drain").seconds = time.monotonic() - t0
 
-    try:
-        report.source_rejects, report.source_signal, reused = ctx.store.source_rejects(
-            ctx.store.last_summary, settings.source_updated_at_column)
-        if reused:
-            report.phase("topup").notes.append("source unchanged since the last run: its reject counts reused")
-    except WarehouseError as exc:  # an older schema: the run goes on, the summary says how to fix it
-        report.warn(f"source rows skipped are not counted ({exc}): run `python setup.py` to create the views")
+    # The source reject counts as of the candidates' last refresh; the top-up's refresh (only when it reads
+    # ready leads: phases/topup.py) replaces them with this run's. A run that reads no ready lead reads no source.
+    known = ctx.store.known_source_rejects()
+    if known is not None:
+        report.source_rejects, report.source_signal = known
     report.phase("topup")
     inventory = report.inventory_before
     if inventory is not None:

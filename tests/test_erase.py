@@ -433,3 +433,19 @@ def test_scrub_replaces_only_the_persons_addresses() -> None:
     assert json.loads(scrub_text(document, keys)) == {"a": 'say "[erased]"', "b": "[erased]\n"}
     assert scrub_text("j***@acme.example and '...jane@acme.example'", keys) == "j***@acme.example and '...[erased]'"
     assert address_key("[erased]") is None
+
+
+def test_erase_deletes_the_persons_row_of_the_candidates_table(duck_world: World) -> None:
+    """After a refresh, ops_candidates holds jane, control and xjane (the source's three rows); the erase deletes
+    jane's row (by her key) and masks nothing there, leaving the other two as they were; no trace of her is left
+    in any table."""
+    warehouse = duck_world.warehouse
+    Store.for_settings(warehouse, "t", T0, duck_world.settings).refresh_candidates()
+    rows = "SELECT email FROM `{ds}.ops_candidates` ORDER BY email"
+    assert [r["email"] for r in warehouse.query(rows, label="t")] == [
+        "control@acme.example", "jane@acme.example", "xjane@acme.example"]
+    outcome = duck_world.erase("jane+promo@acme.example")
+    assert outcome.exit_code == ExitCode.OK, outcome.render_text()
+    assert "ops_candidates" not in outcome.masked
+    assert [r["email"] for r in warehouse.query(rows, label="t")] == ["control@acme.example", "xjane@acme.example"]
+    assert traces(warehouse) == []

@@ -172,8 +172,8 @@ def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_s
 def test_upgrade_from_v5_makes_the_permanent_lock_row_and_keeps_a_held_one(raw_warehouse: Warehouse,
                                                                            settings: Settings) -> None:
     """A v5 ops_run_lock (no holder_pid, holder_host; released locks deleted): setup adds the two columns and the
-    free 'sync' row, records schema version 6, and a second setup changes nothing; on a v5 table still holding
-    a run's row, that row is kept as it is (no second row)."""
+    free 'sync' row, records the schema version (6 then), and a second setup changes nothing; on a v5 table
+    still holding a run's row, that row is kept as it is (no second row)."""
     import datetime as dt
 
     from coldsync.warehouse.schema import RUN_LOCK, SCHEMA_VERSION
@@ -194,3 +194,22 @@ def test_upgrade_from_v5_makes_the_permanent_lock_row_and_keeps_a_held_one(raw_w
     raw_warehouse.execute("UPDATE `{ds}.ops_run_lock` SET run_id = 'old-run' WHERE name = 'sync'", label="t")
     ensure_schema(raw_warehouse, settings)
     assert [r["run_id"] for r in raw_warehouse.query(rows, label="t")] == ["old-run"]
+
+
+def test_upgrade_from_v6_creates_the_empty_candidates_table(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """A v6 warehouse (every table but ops_candidates, schema_version 6): setup creates ops_candidates with its
+    eleven columns and no row (the first sync fills it), records schema version 7, and a second setup changes
+    nothing."""
+    from coldsync.warehouse.schema import CANDIDATES, SCHEMA_VERSION
+
+    build(raw_warehouse, settings, [lead("kept@upgrade.example")], as_of=None)
+    raw_warehouse.execute("DROP TABLE `{ds}.ops_candidates`", label="t")
+    raw_warehouse.execute("UPDATE `{ds}.config` SET value_int = 6 WHERE key = 'schema_version'", label="t")
+    report = ensure_schema(raw_warehouse, settings)
+    assert "created table ops_candidates" in report.actions
+    assert list(raw_warehouse.existing_columns(CANDIDATES.name) or {}) == [
+        "email", "email_key", "email_domain_key", "first_name", "last_name", "company_name", "domain", "location",
+        "country", "annual_revenue", "revenue_unreadable"]
+    assert raw_warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_candidates`", label="t") == [{"n": 0}]
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 7
+    assert not ensure_schema(raw_warehouse, settings).changed

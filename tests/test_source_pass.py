@@ -1,6 +1,7 @@
-"""A run reads the source at most once, and not at all without room; the source rejects are recounted only
-when the source changed; the cache never lets a suppressed person through (DuckDB lane: the statements are
-counted by label on the warehouse's own statistics)."""
+"""A run reads the source at most once (the candidates table's refresh), and not at all without room (no
+signal either); the candidates and their reject counts are refreshed only when the source changed; the
+table never lets a suppressed person through (DuckDB lane: the statements are counted by label on the
+warehouse's own statistics)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
 SMB = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6"
 MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
 LEADS = ["ann@one.example", "bob@two.example", "cat@three.example", "dan@four.example", "eve@five.example"]
-SOURCE_READS = ("ready_counts", "topup.read_ready", "source.rejects", "routing.check")
-"""Statement labels that evaluate the eligibility rules over the source (source.signal only hashes rows)."""
+SOURCE_READS = ("ready_counts", "source.rejects", "routing.check", "candidates.stage")
+"""Statement labels that evaluate the eligibility rules over the source (source.signal only hashes rows;
+topup.read_ready reads ops_candidates)."""
 
 
 @dataclass
@@ -86,54 +88,60 @@ def source_reads(statements: Counter[str]) -> dict[str, int]:
 
 
 def test_a_fill_reads_the_source_once_and_a_run_without_room_not_at_all(world: World) -> None:
-    """The first run (room 3 of 5 ready) sends one ready read (rows and counts together) and one reject
-    count (no earlier signal); the next run, cap reached and nothing finished, sends neither, and its
-    report still says 2 ready (5 less the 3 added) and 1 malformed row."""
+    """The first run (room 3 of 5 ready) reads the source once (the candidates' refresh, no earlier one) and
+    the candidates once (rows and counts together); the next run, cap reached and nothing finished, reads
+    neither and computes no change signal, and its report still says 2 ready (5 less the 3 added) and 1
+    malformed row (the last refresh's count)."""
     first, statements = world.run()
     assert first.report.added == 3
-    assert source_reads(statements) == {"topup.read_ready": 1, "source.rejects": 1}
+    assert source_reads(statements) == {"candidates.stage": 1}
+    assert (statements["topup.read_ready"], statements["source.signal"]) == (1, 1)
     assert sum(first.report.ready_by_route.values()) == 5
     steady, statements = world.run()
     assert steady.report.added == 0
     assert source_reads(statements) == {}
-    assert statements["source.signal"] == 1
+    assert [label for label in statements if label.startswith(("candidates.", "source.", "topup.read"))] == []
     assert sum(steady.report.ready_by_route.values()) == 2
     assert steady.report.source_rejects == {"email malformed": 1}
 
 
 def test_the_rejects_are_recounted_when_a_source_row_is_added_or_changed(world_each: World) -> None:
-    """Rejects 1 (one malformed row); unchanged source: reused, not recounted; one more malformed row: 2,
-    recounted once; that row corrected in place (same row count): 1 again, recounted once more."""
+    """Rejects 1 (one malformed row); unchanged source, room for the 2 left: not read, counts reused; one more
+    malformed row: 2, the source read once; that row corrected in place (same row count): 1 again, read once
+    more, and the corrected address is added."""
     world = world_each
     world.run()
-    _steady, statements = world.run()
-    assert statements["source.rejects"] == 0
+    steady, statements = world.run(inventory_cap=100)
+    assert (statements["candidates.stage"], statements["topup.read_ready"], steady.report.added) == (0, 1, 2)
+    assert steady.report.source_rejects == {"email malformed": 1}
     if not isinstance(world.warehouse, DuckDBWarehouse):
         # BigQuery's signal is the table's metadata (numRows, lastModifiedTime, which BigQuery moves on every load
         # and DML statement); the local emulator keeps both fixed after the table is created, so the change half
         # of this test cannot be shown on it. Reuse on an unchanged source is shown above.
         return
     add_sources(world.warehouse, [lead("also bad")])
-    added, statements = world.run()
-    assert (statements["source.rejects"], added.report.source_rejects) == (1, {"email malformed": 2})
+    added, statements = world.run(inventory_cap=100)
+    assert source_reads(statements) == {"candidates.stage": 1}
+    assert added.report.source_rejects == {"email malformed": 2}
     world.warehouse.execute("UPDATE `{source}` SET email = 'fixed@six.example' WHERE email = 'also bad'",
                             label="test.fix")
-    fixed, statements = world.run()
-    assert (statements["source.rejects"], fixed.report.source_rejects) == (1, {"email malformed": 1})
-    _again, statements = world.run()
-    assert statements["source.rejects"] == 0
+    fixed, statements = world.run(inventory_cap=100)
+    assert source_reads(statements) == {"candidates.stage": 1}
+    assert (fixed.report.source_rejects, fixed.report.added) == ({"email malformed": 1}, 1)
+    _again, statements = world.run(inventory_cap=100)
+    assert source_reads(statements) == {}
 
 
 def test_a_person_listed_between_two_runs_of_an_unchanged_source_is_not_added(world: World) -> None:
     """Run 1 adds 3 of the 5; one of the 2 left goes on the do-not-contact list; run 2 (same source, cap
-    raised to 5: room 2) reuses the reject counts but reads the ready rows afresh: it adds exactly the other
-    one, never the listed one."""
+    raised to 5: room 2) does not read the source but reads the ready rows afresh from the candidates table
+    (suppression is applied at that read): it adds exactly the other one, never the listed one."""
     world.run()
     left = sorted(set(LEADS) - world.in_instantly())
     assert len(left) == 2
     add_dnc(world.warehouse, email=left[0])
     second, statements = world.run(inventory_cap=5)
-    assert statements["source.rejects"] == 0 and statements["topup.read_ready"] == 1
+    assert source_reads(statements) == {} and statements["topup.read_ready"] == 1
     assert second.report.added == 1
     assert world.in_instantly() == set(LEADS) - {left[0]}
 

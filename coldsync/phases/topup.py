@@ -162,7 +162,12 @@ def _read_ready(ctx: RunContext, bounds: Mapping[str, int]) -> list[dict[str, An
             _carry_ready(ctx)
         return []
     try:
-        rows = ctx.store.read_ready(bounds)
+        # The candidates table first, from the source only when it changed (Store.refresh_candidates).
+        refresh = ctx.store.refresh_candidates(dry_run=ctx.dry_run)
+        ctx.report.source_rejects, ctx.report.source_signal = refresh.rejects, refresh.signal
+        if not refresh.refreshed and refresh.stored:
+            ctx.report.phase("topup").notes.append("source unchanged since the candidates' last refresh: not read")
+        rows = ctx.store.read_ready(bounds, stored=refresh.stored)
     except WarehouseError as exc:
         from coldsync.sync import routing_failure  # coldsync.sync imports this module
 

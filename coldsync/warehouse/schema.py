@@ -245,8 +245,33 @@ CAMPAIGN_DAILY = TableSpec(
     cluster_by=("campaign_id",),
 )
 
+CANDIDATES = TableSpec(
+    "ops_candidates",
+    (
+        _c("email", "STRING", "the person's address as the source gives it, trimmed and lower-cased (rule 1)",
+           required=True),
+        _c("email_key", "STRING", "suppression key of the address (coldsync.suppression.email_key); one row per key",
+           required=True),
+        _c("email_domain_key", "STRING", "the key's domain as the domain suppression rule compares it "
+           "(coldsync.suppression.sql_key_domain of email_key), computed once per refresh"),
+        _c("first_name", "STRING", "from the winning source row"),
+        _c("last_name", "STRING", "from the winning source row"),
+        _c("company_name", "STRING", "from the winning source row"),
+        _c("domain", "STRING", "company website domain, from the winning source row"),
+        _c("location", "STRING", "from the winning source row"),
+        _c("country", "STRING", "from the winning source row"),
+        _c("annual_revenue", "NUMERIC", "revenue in USD; NULL: unknown or unreadable"),
+        _c("revenue_unreadable", "BOOL", "the source's revenue text was negative or not a number"),
+    ),
+    "Derived from the source table, never edited: its rows after rules 1-2 (valid address, one row per person), "
+    "with the declared extra source columns of the routing after these. The sync refreshes it (a MERGE from one "
+    "read of the source) before it reads ready leads, only when the source or the rules changed "
+    "(coldsync.store.Store.refresh_candidates); dropping it is harmless: the next refresh rebuilds it.",
+    cluster_by=("email_key",),
+)
+
 TABLES: tuple[TableSpec, ...] = (INST_STATE, LEAD_HISTORY, DEAD_LETTERS, CONFIG, DNC, RUN_LOG, RUN_LOCK,
-                                 CAMPAIGN_DAILY)
+                                 CAMPAIGN_DAILY, CANDIDATES)
 
 # Columns the source lead table or view must have (README: "Source column contract").
 SOURCE_COLUMNS: tuple[Column, ...] = (
@@ -314,17 +339,19 @@ def address_key_ctes(name: str, from_sql: str, raw: str, columns: str) -> str:
 {name} AS (SELECT x.*, {sql_key_of_untagged("x.k3")} AS email_key FROM {name}_untagged AS x)"""  # noqa: S608
 
 
-def suppressed_by(key: str, salt: str, keys: str = "dnc") -> tuple[tuple[str, str], ...]:
+def suppressed_by(key: str, salt: str, keys: str = "dnc", *, domain_key: str | None = None
+                  ) -> tuple[tuple[str, str], ...]:
     """Rule 3, the one definition: (how, boolean expression) for each way the key `key` is suppressed,
     against `keys`, the CTE `dnc` (kind, key) of DNC_KEY_CTES. `salt` is an SQL expression of the
-    erasure salt (SALT_SQL: an uncorrelated scalar subquery, computed once).
+    erasure salt (SALT_SQL: an uncorrelated scalar subquery, computed once). `domain_key` names a column
+    already holding `sql_key_domain(key)` (ops_candidates.email_domain_key); None computes it here.
 
     The candidates view requires every one to be false; the sync's look-ups (suppressed leads in
     Instantly, adoption) name the first that is true."""
     def listed(kind: str, value: str) -> str:
         # IN, not a correlated EXISTS: both engines plan it as one hash semi-join (`dnc` has no NULL key).
         return f"{value} IN (SELECT d.key FROM {keys} AS d WHERE d.kind = '{kind}')"  # noqa: S608
-    return (("email", listed("email", key)), ("domain", listed("domain", sql_key_domain(key))),
+    return (("email", listed("email", key)), ("domain", listed("domain", domain_key or sql_key_domain(key))),
             ("erased", listed("hash", sql_erasure_hash(key, salt))))
 
 
@@ -513,17 +540,65 @@ valid AS (
                n.domain, n.location, n.country, n.email
     ) AS duplicate_rank{_extras(extra, "n")}
   FROM keyed AS n
+),
+source_rows AS (
+  -- Every source row once: those rule 1 refuses (their email_problem; no key, no rank), then the valid ones.
+  SELECT c.email_problem, CAST(NULL AS STRING) AS email, CAST(NULL AS STRING) AS email_key, c.raw_email,
+         c.first_name, c.last_name, c.company_name, c.domain, c.location, c.country, c.raw_revenue,
+         c.annual_revenue, CAST(NULL AS BOOL) AS revenue_unreadable, CAST(NULL AS INT64) AS duplicate_rank{
+          _extras(extra, "c")}
+  FROM checked AS c
+  WHERE c.email_problem IS NOT NULL
+  UNION ALL
+  SELECT CAST(NULL AS STRING), v.email, v.email_key, v.raw_email, v.first_name, v.last_name, v.company_name,
+         v.domain, v.location, v.country, v.raw_revenue, v.annual_revenue, v.revenue_unreadable,
+         v.duplicate_rank{_extras(extra, "v")}
+  FROM valid AS v
 )"""  # noqa: S608
 
 
 SOURCE_CTES = source_ctes()
 
+# Why a row of `source_rows` (alias r) is not taken as given, or NULL: ONE expression, read by
+# v_source_rejects over the live source and by the refresh's reject counts over its staged copy, so the
+# two can never disagree. Every reason but the revenue one skips the row.
+SOURCE_REJECT_REASON = f"""CASE
+      WHEN r.email_problem IS NOT NULL THEN r.email_problem
+      WHEN r.duplicate_rank > 1 THEN '{REJECT_DUPLICATE}'
+      WHEN r.revenue_unreadable THEN '{REJECT_REVENUE}'
+    END"""
 
-def candidate_ctes(extra: Sequence[str] = ()) -> str:
+CANDIDATE_COLUMNS: tuple[str, ...] = tuple(c.name for c in CANDIDATES.columns)
+"""The columns of ops_candidates before the declared extra source columns."""
+
+
+def candidate_rows_sql(from_sql: str, extra: Sequence[str] = ()) -> str:
+    """Rule 2's winners as ops_candidates rows, ONE definition: the rows of `from_sql` (alias r; the CTE
+    `valid`, or the refresh's staged `source_rows`) whose duplicate_rank is 1 (NULL for a refused
+    address), with the domain key of rule 3 computed (sql_key_domain, as suppressed_by would)."""
+    return f"""SELECT r.email, r.email_key, {sql_key_domain("r.email_key")} AS email_domain_key, r.first_name,
+       r.last_name, r.company_name, r.domain, r.location, r.country, r.annual_revenue,
+       r.revenue_unreadable{_extras(extra, "r")}
+FROM {from_sql} AS r
+WHERE r.duplicate_rank = 1"""  # noqa: S608
+
+
+def _deduped_cte(extra: Sequence[str], stored: bool) -> str:
+    """The CTE `deduped` (candidate_rows_sql's rows) and what it reads: the live source through
+    source_ctes, or (`stored`) the ops_candidates table a refresh keeps equal to them."""
+    if stored:
+        columns = ", ".join(f"s.{name}" for name in (*CANDIDATE_COLUMNS, *extra))
+        return f"deduped AS (SELECT {columns} FROM `{{ds}}.{CANDIDATES.name}` AS s)"  # noqa: S608
+    return f"{source_ctes(extra)},\ndeduped AS (\n{candidate_rows_sql('valid', extra)}\n)"
+
+
+def candidate_ctes(extra: Sequence[str] = (), *, stored: bool = False) -> str:
     """Rules 1-4 as CTE text ending in `candidates` (one row per ready-or-cooling person, with its
-    suppression key, attempt_num and last_completed_at), after `history_rows` (rule 5 reads it). Only
-    constants and checked identifiers are formatted in."""
-    return f"""{source_ctes(extra)},
+    suppression key, attempt_num and last_completed_at), after `history_rows` (rule 5 reads it). Rules 1-2
+    read the live source (the views), or with `stored` the ops_candidates table (the sync, after
+    Store.refresh_candidates): the same rows either way. Only constants and checked identifiers are
+    formatted in."""
+    return f"""{_deduped_cte(extra, stored)},
 {DNC_KEY_CTES},
 {HISTORY_KEY_CTES},
 {address_key_ctes("managed", "`{ds}.ops_inst_state`", "email", "status")},
@@ -532,10 +607,10 @@ candidates AS (
     v.email, v.email_key, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country,
     v.annual_revenue, COALESCE(h.last_attempt, 0) + 1 AS attempt_num,
     h.last_completed_at, h.last_given_up_at{_extras(extra, "v")}
-  FROM valid AS v
+  FROM deduped AS v
   LEFT JOIN history_by_key AS h ON h.email_key = v.email_key
-  WHERE v.duplicate_rank = 1
-    AND {" AND ".join(f"NOT {expr}" for _how, expr in suppressed_by("v.email_key", SALT_SQL))}
+  WHERE {" AND ".join(f"NOT {expr}" for _how, expr in suppressed_by("v.email_key", SALT_SQL,
+                                                                     domain_key="v.email_domain_key"))}
     AND NOT EXISTS (SELECT 1 FROM managed AS st WHERE st.email_key = v.email_key)
 )"""  # noqa: S608
 
@@ -636,26 +711,18 @@ SCORES_VIEW = "v_lead_scores"
 
 
 def rejects_view_sql() -> str:
-    """v_source_rejects: every source row the sync does not take as given, with the reason: the rows
-    rules 1-2 skip (email unusable, or a duplicate of a better row) and the rows kept with their revenue
-    taken as unknown (`skipped` FALSE). Same CTEs as the candidates. The run summary counts it by reason."""
+    """v_source_rejects: every source row the sync does not take as given, with the reason
+    (SOURCE_REJECT_REASON): the rows rules 1-2 skip (email unusable, or a duplicate of a better row) and the
+    rows kept with their revenue taken as unknown (`skipped` FALSE). Same CTEs as the candidates. The run
+    summary counts the same reasons (STAGED_REJECT_COUNTS_SQL over the refresh's staged rows)."""
     return f"""
 CREATE OR REPLACE VIEW `{{ds}}.{REJECTS_VIEW}` AS
-WITH {SOURCE_CTES}
-SELECT c.raw_email AS email, c.first_name, c.last_name, c.company_name, c.domain, c.location, c.country,
-       c.raw_revenue AS annual_revenue, c.email_problem AS reason, TRUE AS skipped
-FROM checked AS c
-WHERE c.email_problem IS NOT NULL
-UNION ALL
-SELECT v.raw_email, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country,
-       v.raw_revenue, '{REJECT_DUPLICATE}', TRUE
-FROM valid AS v
-WHERE v.duplicate_rank > 1
-UNION ALL
-SELECT v.raw_email, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country,
-       v.raw_revenue, '{REJECT_REVENUE}', FALSE
-FROM valid AS v
-WHERE v.duplicate_rank = 1 AND v.revenue_unreadable
+WITH {SOURCE_CTES},
+rejected AS (SELECT r.*, {SOURCE_REJECT_REASON} AS reason FROM source_rows AS r)
+SELECT x.raw_email AS email, x.first_name, x.last_name, x.company_name, x.domain, x.location, x.country,
+       x.raw_revenue AS annual_revenue, x.reason, x.reason != '{REJECT_REVENUE}' AS skipped
+FROM rejected AS x
+WHERE x.reason IS NOT NULL
 """  # noqa: S608
 
 
@@ -859,6 +926,77 @@ FROM weekly AS w
 """  # noqa: S608
 
 ANALYTICS_VIEWS = (FUNNEL_VIEW, INVENTORY_VIEW, OUTCOMES_VIEW, SUPPLY_VIEW, DELIVERABILITY_VIEW, DNC_GROWTH_VIEW)
+
+
+# --- the candidates table (ops_candidates) and its refresh -------------------------------------------
+# One refresh reads the source ONCE: the staging statement materializes source_rows (rules 1-2: every
+# source row with its email_problem, duplicate_rank and revenue_unreadable); the MERGE into ops_candidates
+# and the reject counts read that copy; then it is dropped. coldsync.store.Store.refresh_candidates runs
+# them, and only when the source's change signal or candidates_fingerprint moved.
+
+CANDIDATES_STAGING = "ops_candidates_staging"
+"""The refresh's copy of source_rows: made and dropped by each refresh (the run lock keeps it one run's)."""
+CANDIDATES_REFRESH_KEY = "candidates_refresh"
+"""Config row (value_string, JSON): what ops_candidates was last refreshed from: {"fingerprint": ...,
+"signal": ..., "rejects": {reason: rows}} (Store.refresh_candidates writes it after the MERGE)."""
+
+
+def candidates_stage_sql(extra: Sequence[str] = ()) -> str:
+    """The refresh's one read of the source: source_rows (with the declared extra source columns) into
+    CANDIDATES_STAGING."""
+    return f"""
+CREATE OR REPLACE TABLE `{{ds}}.{CANDIDATES_STAGING}` AS
+WITH {source_ctes(extra)}
+SELECT * FROM source_rows
+"""  # noqa: S608
+
+
+def candidates_merge_sql(extra: Sequence[str] = ()) -> str:
+    """ops_candidates made equal to candidate_rows_sql over the staged rows, touching only what differs:
+    a person whose row changed is updated, a new one inserted, one gone from the source deleted. Its
+    count of changed rows is the work done (0 on a source whose changes do not reach the candidates)."""
+    columns = (*CANDIDATE_COLUMNS, *extra)
+    differs = "\n     OR ".join(f"t.{c} IS DISTINCT FROM s.{c}" for c in columns if c != "email_key")
+    return f"""
+MERGE `{{ds}}.{CANDIDATES.name}` AS t
+USING ({candidate_rows_sql(f"`{{ds}}.{CANDIDATES_STAGING}`", extra)}) AS s
+ON t.email_key = s.email_key
+WHEN MATCHED AND ({differs}) THEN
+  UPDATE SET {", ".join(f"{c} = s.{c}" for c in columns if c != "email_key")}
+WHEN NOT MATCHED THEN
+  INSERT ({", ".join(columns)}) VALUES ({", ".join(f"s.{c}" for c in columns)})
+WHEN NOT MATCHED BY SOURCE THEN DELETE
+"""  # noqa: S608
+
+
+def candidates_rebuild_sql(extra: Sequence[str] = ()) -> str:
+    """ops_candidates made anew from the staged rows: when its columns are not CANDIDATE_COLUMNS plus the
+    declared extra source columns (another routing's, or a table made by an older version). The extra
+    columns take the source's types."""
+    return f"""
+CREATE OR REPLACE TABLE `{{ds}}.{CANDIDATES.name}` AS
+{candidate_rows_sql(f"`{{ds}}.{CANDIDATES_STAGING}`", extra)}
+"""
+
+
+STAGED_REJECT_COUNTS_SQL = f"""
+SELECT x.reason, COUNT(*) AS n
+FROM (SELECT {SOURCE_REJECT_REASON} AS reason FROM `{{ds}}.{CANDIDATES_STAGING}` AS r) AS x
+WHERE x.reason IS NOT NULL
+GROUP BY x.reason
+"""  # noqa: S608
+"""The staged rows not taken as given, per reason: the counts of v_source_rejects (same expression)."""
+
+DROP_CANDIDATES_STAGING_SQL = f"DROP TABLE IF EXISTS `{{ds}}.{CANDIDATES_STAGING}`"
+
+
+def candidates_fingerprint(extra: Sequence[str], source_table: str) -> str:
+    """Changes whenever what ops_candidates holds would change for the same source rows: the rules' text
+    (source_ctes, the MERGE, the reject counts), the declared extra source columns, or SOURCE_TABLE (as the
+    warehouse resolves it)."""
+    text = "\n".join((candidates_stage_sql(extra), candidates_merge_sql(extra), STAGED_REJECT_COUNTS_SQL,
+                      ",".join(extra), source_table))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def views(routing: Routing, outcomes: PolicyTable | None = None) -> tuple[tuple[str, str], ...]:
