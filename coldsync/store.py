@@ -34,6 +34,7 @@ from coldsync.settings import Settings
 from coldsync.suppression import address_key, domain_key, sql_email_key, sql_erasure_hash
 from coldsync.warehouse.base import Param, Rows, StringArray, Warehouse, WarehouseError
 from coldsync.warehouse.schema import (
+    CANDIDATE_ROW_COLUMNS,
     CANDIDATES,
     CANDIDATES_REFRESH_KEY,
     DNC_KEY_CTES,
@@ -371,27 +372,26 @@ WHERE resolved_at IS NULL AND gave_up_at IS NULL
 # fed with the run's settings and clock, the routing and the outcome policy table in effect: never through
 # the views, which may predate a change of either. Each route's top rows by priority, up to its own limit
 # (@limits: route, n).
-def read_ready_sql(routing: Routing, outcomes: PolicyTable | None = None, *, stored: bool = False) -> str:
-    """The ready rows of each route in @limits, at most its n, by priority inside the route, and the ready
-    counts of every route in the same pass over the candidates: each row carries its route's `route_ready` and
-    `route_unscored`; a route of n 0 (or absent from @limits, the unrouted leads included: sequence_target
-    NULL) gives its first row only, with `taken` FALSE, for its counts. Rows with `taken` TRUE are the ready
-    rows, `route_rank` <= n. Rules 1-2 come from the live source, or with `stored` from ops_candidates (the
-    sync's read, after Store.refresh_candidates)."""
+def read_ready_sql(routing: Routing, outcomes: PolicyTable | None = None, *, stored: bool = False,
+                   most: int = 1) -> str:
+    """One row per route (NULL: the unrouted leads) with its ready count (`route_ready`), how many of those have
+    no score (`route_unscored`), and `top`: its first `most` ready leads by priority (PRIORITY_ORDER) as an array
+    of structs (every candidate column, the declared extra source columns, `score`), in that order. One pass
+    over the candidates; each route keeps only its best `most` while reading (BigQuery's bounded ARRAY_AGG;
+    DuckDB's min_by with n, coldsync.warehouse.duckdb._bounded_top_n): no sort of every ready lead, memory
+    bounded by routes x `most`. Rules 1-2 come from the live source, or with `stored` from ops_candidates (the
+    sync's read, after Store.refresh_candidates). Raises ValueError when `most` is not an int >= 1 (it is
+    formatted into the SQL: BigQuery takes only a constant there)."""
+    if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+        raise ValueError(f"read_ready_sql: most must be an int >= 1, not {most!r}")
+    fields = ", ".join(f"r.{name} AS {name}" for name in (*CANDIDATE_ROW_COLUMNS, *routing.source_columns, "score"))
     return f"""
 WITH {candidate_ctes(routing.source_columns, stored=stored)},
-{routed_cte(routing, source="candidates", as_of="@as_of", threshold="@smb_threshold", outcomes=outcomes)},
-ranked AS (
-  SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.sequence_target ORDER BY {PRIORITY_ORDER}) AS route_rank,
-         COUNT(*) OVER (PARTITION BY r.sequence_target) AS route_ready,
-         SUM(IF(r.score IS NULL, 1, 0)) OVER (PARTITION BY r.sequence_target) AS route_unscored
-  FROM routed AS r
-)
-SELECT k.*, (k.sequence_target IS NOT NULL AND k.route_rank <= COALESCE(l.n, 0)) AS taken
-FROM ranked AS k
-LEFT JOIN UNNEST(@limits) AS l ON l.route = k.sequence_target
-WHERE k.route_rank <= GREATEST(COALESCE(l.n, 0), 1)
-ORDER BY k.sequence_target, k.route_rank
+{routed_cte(routing, source="candidates", as_of="@as_of", threshold="@smb_threshold", outcomes=outcomes)}
+SELECT r.sequence_target, COUNT(*) AS route_ready, COUNTIF(r.score IS NULL) AS route_unscored,
+       ARRAY_AGG(STRUCT({fields}) ORDER BY {PRIORITY_ORDER} LIMIT {most}) AS top
+FROM routed AS r
+GROUP BY r.sequence_target
 """  # noqa: S608
 
 
@@ -407,7 +407,6 @@ GROUP BY r.sequence_target
 """  # noqa: S608
 
 
-LIMIT_FIELDS = (("route", "STRING"), ("n", "INT64"))
 
 # What v_ready_for_instantly itself says (the config table's values): what setup.py prints.
 VIEW_READY_COUNTS_SQL = """
@@ -629,31 +628,29 @@ class Store:
         return [StateRow(**{k: r[k] for k in StateRow.__dataclass_fields__}) for r in rows]
 
     def read_ready(self, limits: Mapping[str, int], *, stored: bool = False) -> list[dict[str, Any]]:
-        """Each route's top ready rows by priority: at most `limits[route]` of each (routes of 0 skipped).
-        Rows carry every candidate column (declared extra source columns too), `sequence_target`, `score`,
-        `route_rank`. The same statement counts the ready leads of every route: they are left in `ready_seen`
-        ((counts, unscored) as `ready_counts` returns them). Every limit 0: nothing is read (`ready_seen`
-        None). Rules 1-2 read the source itself, or with `stored` the ops_candidates table, which the caller
-        refreshes first (refresh_candidates: what the sync does)."""
+        """Each route's top ready rows by priority: at most `limits[route]` of each (routes of 0 skipped), in
+        route then priority order. Rows carry every candidate column (declared extra source columns too),
+        `sequence_target`, `score`, `route_rank` (1 = first). The same statement counts the ready leads of
+        every route: they are left in `ready_seen` ((counts, unscored) as `ready_counts` returns them). Every
+        limit 0: nothing is read (`ready_seen` None). Rules 1-2 read the source itself, or with `stored` the
+        ops_candidates table, which the caller refreshes first (refresh_candidates: what the sync does)."""
         self.ready_seen = None
-        wanted = [{"route": route, "n": n} for route, n in limits.items() if n > 0]
+        wanted = {route: int(n) for route, n in limits.items() if n > 0}
         if not wanted:
             return []
-        sql = read_ready_sql(self.routing, self.outcomes, stored=stored)
-        params = {"limits": Rows(LIMIT_FIELDS, wanted), **self._rules(sql)}
-        rows = self.warehouse.query(sql, params, label="topup.read_ready")
+        sql = read_ready_sql(self.routing, self.outcomes, stored=stored, most=max(wanted.values()))
+        rows = self.warehouse.query(sql, self._rules(sql), label="topup.read_ready")
         counts: dict[str | None, int] = {}
         unscored = 0
         taken: list[dict[str, Any]] = []
-        for row in rows:
+        for row in sorted(rows, key=lambda r: (r["sequence_target"] is not None, str(r["sequence_target"] or ""))):
             target = None if row["sequence_target"] is None else str(row["sequence_target"])
-            if target not in counts:
-                counts[target] = int(row.pop("route_ready"))
-                unscored += int(row.pop("route_unscored") or 0)
-            else:
-                row.pop("route_ready"), row.pop("route_unscored")
-            if row.pop("taken"):
-                taken.append(row)
+            counts[target] = int(row["route_ready"])
+            unscored += int(row["route_unscored"] or 0)
+            if target is None:
+                continue
+            for rank, lead in enumerate(list(row["top"] or [])[:wanted.get(target, 0)], start=1):
+                taken.append({**dict(lead), "sequence_target": target, "route_rank": rank})
         self.ready_seen = (counts, unscored)
         return taken
 

@@ -128,12 +128,39 @@ def resolve_memory_limit(setting: str, database_bytes: int, machine_bytes: int |
 
 
 @lru_cache(maxsize=512)
+def _bounded_top_n(node: exp.Expression) -> exp.Expression:
+    """BigQuery's `ARRAY_AGG(x ORDER BY k1 [DESC] [NULLS FIRST|LAST], ... LIMIT n)` (the first n values of x in that
+    order) as DuckDB's `min_by(x, key, n)`: the same n values in the same order, kept in a heap of n per group
+    instead of a sort of every row (DuckDB has no LIMIT inside an aggregate). The key is a struct compared field
+    by field: per ORDER BY item, a NULL flag placing NULLs where BigQuery does (first for ASC, last for DESC,
+    unless said), then the value, negated for DESC, so a DESC item must be a number (the ready read's score).
+    The order must be total (the ready read ends on the email, unique per candidate) for ties to agree."""
+    if not (isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Limit)
+            and isinstance(node.this.this, exp.Order)):
+        return node
+    order, most = node.this.this, node.this.expression
+    fields: list[exp.Expression] = []
+    for i, item in enumerate(order.expressions):
+        key, desc = item.this, bool(item.args.get("desc"))
+        nulls_first = item.args.get("nulls_first")
+        if nulls_first is None:
+            nulls_first = not desc
+        is_null = exp.Is(this=key.copy(), expression=exp.Null())
+        flag = exp.Not(this=exp.Paren(this=is_null)) if nulls_first else is_null
+        value = exp.Neg(this=exp.Paren(this=key.copy())) if desc else key.copy()
+        fields += [exp.PropertyEQ(this=exp.to_identifier(f"n{i}"), expression=flag),
+                   exp.PropertyEQ(this=exp.to_identifier(f"v{i}"), expression=value)]
+    return exp.Anonymous(this="min_by", expressions=[order.this.copy(), exp.Struct(expressions=fields), most.copy()])
+
+
 def transpile(sql: str) -> str:
-    """BigQuery SQL -> DuckDB SQL (cached: the product runs a small fixed set of statements)."""
+    """BigQuery SQL -> DuckDB SQL (cached: the product runs a small fixed set of statements). A bounded
+    ARRAY_AGG (ORDER BY ... LIMIT n) becomes DuckDB's min_by with n (_bounded_top_n)."""
     out = []
     for tree in sqlglot.parse(sql, read="bigquery"):
         if tree is None:
             continue
+        tree = tree.transform(_bounded_top_n)
         # BigQuery NUMERIC is DECIMAL(38, 9); DuckDB's bare DECIMAL would be (18, 3).
         for node in tree.find_all(exp.DataType):
             if node.this == exp.DataType.Type.DECIMAL and not node.expressions:

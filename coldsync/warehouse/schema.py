@@ -592,6 +592,13 @@ def _deduped_cte(extra: Sequence[str], stored: bool) -> str:
     return f"{source_ctes(extra)},\ndeduped AS (\n{candidate_rows_sql('valid', extra)}\n)"
 
 
+# The columns of a candidate (the `candidates` CTE of candidate_ctes, before the declared extra source columns):
+# what the ready read carries per lead (coldsync.store.read_ready_sql).
+CANDIDATE_ROW_COLUMNS: tuple[str, ...] = (
+    "email", "email_key", "first_name", "last_name", "company_name", "domain", "location", "country",
+    "annual_revenue", "attempt_num", "last_completed_at", "last_given_up_at")
+
+
 def candidate_ctes(extra: Sequence[str] = (), *, stored: bool = False) -> str:
     """Rules 1-4 as CTE text ending in `candidates` (one row per ready-or-cooling person, with its
     suppression key, attempt_num and last_completed_at), after `history_rows` (rule 5 reads it). Rules 1-2
