@@ -431,19 +431,24 @@ ORDER BY started_at
 
 
 def inventory_points_from_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, float]]]:
-    """Clean v_inventory_daily rows -> series (its text columns joined, `series_name`) -> (day, inventory)
-    points, oldest first. The inventory column is the first of `INVENTORY_MEASURES` present, else the first
-    numeric one; a day twice in a series keeps its sum (several campaigns folded into one route)."""
+    """Clean v_inventory_daily rows -> route (with its arm when the route has several: "route / arm") -> (day,
+    leads held) points, oldest first, summed over the campaigns of a series. Only a column of
+    `INVENTORY_MEASURES` is drawn (v_inventory_daily's `leads`: what Instantly counted that day); rows without
+    it are skipped, so a view with no counts yet gives {} (the caller then draws the run log's figures)."""
     shape = shape_of(rows)
-    if shape.time is None or not shape.measures:
+    if shape.time is None:
         return {}
-    measure = next((m for m in INVENTORY_MEASURES if m in shape.measures), shape.measures[0])
+    measure = next((m for m in INVENTORY_MEASURES if any(m in row for row in rows)), None)
+    if measure is None:
+        return {}
     sums: dict[str, dict[str, float]] = {}
     for row in rows:
         day, value = row.get(shape.time), row.get(measure)
         if day is None or value is None:
             continue
-        per_day = sums.setdefault(series_name(row, shape.groups), {})
+        route, arm = scrub(str(row.get("route") or "(none)")), scrub(str(row.get("arm") or ""))
+        series = route if arm in ("", route, "(none)") else f"{route} / {arm}"
+        per_day = sums.setdefault(series, {})
         per_day[str(day)[:10]] = per_day.get(str(day)[:10], 0.0) + float(value)
     return {series: sorted(days.items()) for series, days in sums.items()}
 

@@ -303,7 +303,9 @@ def _check_warehouse(result: Validation, settings: Settings, production: bool,
         result.add("warehouse", "fail", f"the warehouse does not answer: {detail}", fix)
         return None
     result.warehouse = warehouse.describe()
-    result.add("warehouse", "pass", f"reachable: {warehouse.describe()}")
+    resources = getattr(warehouse, "resources", None)
+    result.add("warehouse", "pass", f"reachable: {warehouse.describe()}"
+                                    + (f"; {resources()}" if callable(resources) else ""))
     return warehouse
 
 

@@ -15,6 +15,7 @@ from coldsync.bench import (
     MIN_BILLED_BYTES,
     PHASES,
     SMB_CAMPAIGN,
+    SNAPSHOT,
     WORKSPACE,
     BaselineConfig,
     BenchConfig,
@@ -268,8 +269,10 @@ def test_benchmark_runs_end_to_end_at_tiny_scale(tmp_path: Path) -> None:
     for route in ("SMB", "Midsize"):  # equal shares: 30 each, one add call each, one read of each's signals
         assert fill.route_figure(route, "added") == 30 and fill.campaign_leads[route] == 30
         assert fill.calls_for(route, "POST /leads/add") == 1
-        assert fill.calls_for(route, "GET /campaigns/{id}/sending-status") == 1
-        assert fill.calls_for(route, "GET /campaigns/analytics/daily") == 1
+        # analytics count the campaign empty and nothing is tracked there: waiting for leads, no status asked
+        assert fill.calls_for(route, "GET /campaigns/{id}/sending-status") == 0
+        assert fill.calls_for(route, "GET /campaigns/analytics/daily") == 1  # sizing; the snapshot's apart:
+        assert fill.calls_for(SNAPSHOT, "GET /campaigns/analytics/daily") == 2  # one per campaign, hourly
         assert drain.route_figure(route, "added") == drain.route_figure(route, "drained")  # each refills its own
         assert drain.campaign_leads[route] == 30
     assert fill.calls_for(ALL_CAMPAIGNS, "GET /campaigns/analytics") == 2  # the preflight's and the 7-day one
@@ -281,7 +284,7 @@ def test_benchmark_runs_end_to_end_at_tiny_scale(tmp_path: Path) -> None:
         assert {r["phase"] for r in result.api + result.statements} <= set(PHASES)
         assert sum(result.calls(phase=p) for p in PHASES) == result.api_calls
         assert sum(int(r["count"]) for r in result.api_by_campaign) == result.api_calls  # every call charged once
-        assert set(result.per_campaign()) == {"SMB", "Midsize", ALL_CAMPAIGNS, WORKSPACE, AUDIT}
+        assert set(result.per_campaign()) == {"SMB", "Midsize", ALL_CAMPAIGNS, WORKSPACE, AUDIT, SNAPSHOT}
         assert {"lock.acquire", "run_log.write"} <= {str(r["key"]) for r in result.statements
                                                     if r["phase"] == "lock+log"}
         assert result.peak_rss_mb > 0 and result.sql_by_label

@@ -17,7 +17,8 @@ from coldsync.warehouse.migrate import read_config
 from tests.conftest import make_settings
 from tests.helpers import build
 
-KEYS = ("allow_paused_campaigns, batch_size, blocklist_mirror, bounce_warn_rate, cooldown_days, "
+KEYS = ("alert_after_runs, alert_dead_letters, allow_paused_campaigns, batch_size, blocklist_mirror, "
+        "bounce_warn_rate, cooldown_days, "
         "dead_letter_max_retries, give_up_cooldown_days, inventory_cap, max_active_days, max_bounce_rate, "
         "max_new_leads_per_run, midsize_campaign_id, not_interested_return_days, outcome_policies, "
         "priority_expression, reconcile_audit_calls, reconcile_pages_per_run, replied_list_id, replied_return_days, "

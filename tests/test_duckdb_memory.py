@@ -71,14 +71,15 @@ def _duck_setting(warehouse: DuckDBWarehouse, name: str) -> str:
 
 def test_duckdb_gets_the_resolved_limit_and_the_description_says_where_it_came_from(tmp_path: Path) -> None:
     """A new file opens with 128 MiB (auto's floor) and a 200 MiB file with 160 MiB; an explicit 256MB is
-    DuckDB's 244.1 MiB; describe() (what validate_environment.py prints) names the value and its origin."""
+    DuckDB's 244.1 MiB; resources() (what validate_environment.py prints beside the warehouse) names the value and
+    its origin."""
     settings = make_settings(tmp_path)
     warehouse = connect(settings)
     assert isinstance(warehouse, DuckDBWarehouse)
     try:
         assert _duck_setting(warehouse, "memory_limit") == "128.0 MiB"
-        assert "memory limit 128MiB (auto: the 0 MiB warehouse file x1, kept within 128-" in warehouse.describe()
-        assert f"spills to {settings.duckdb_file()}.tmp" in warehouse.describe()
+        assert "memory limit 128MiB (auto: the 0 MiB warehouse file x1, kept within 128-" in warehouse.resources()
+        assert f"spills to {settings.duckdb_file()}.tmp" in warehouse.resources()
     finally:
         warehouse.close()
     with open(settings.duckdb_file(), "ab") as grown:  # pad the file past the ceiling (DuckDB ignores the tail)
@@ -97,7 +98,7 @@ def test_duckdb_gets_the_resolved_limit_and_the_description_says_where_it_came_f
     assert isinstance(explicit, DuckDBWarehouse)
     try:
         assert _duck_setting(explicit, "memory_limit") == "244.1 MiB"
-        assert "memory limit 256MB (DUCKDB_MEMORY_LIMIT)" in explicit.describe()
+        assert "memory limit 256MB (DUCKDB_MEMORY_LIMIT)" in explicit.resources()
     finally:
         explicit.close()
 

@@ -192,6 +192,13 @@ def test_inventory_from_the_run_log_keeps_each_days_last_run() -> None:
     view = clean_rows([{"day": dt.date(2026, 3, 1), "route": "smb", "room": 1, "inventory": 4},
                        {"day": dt.date(2026, 3, 1), "route": "smb", "room": 1, "inventory": 6}])
     assert inventory_points_from_view(view) == {"smb": [("2026-03-01", 10.0)]}
+    day = dt.date(2026, 3, 1)  # v_inventory_daily's own shape: per campaign, `leads` NULL until Instantly counted
+    arms = clean_rows([{"day": day, "campaign_id": "c1", "route": "SMB", "arm": "A", "leads": 5, "added": 1},
+                       {"day": day, "campaign_id": "c2", "route": "SMB", "arm": "B", "leads": 7, "added": 0},
+                       {"day": day, "campaign_id": "c3", "route": "Midsize", "arm": "Midsize", "leads": None,
+                        "added": 3}])
+    assert inventory_points_from_view(arms) == {"SMB / A": [("2026-03-01", 5.0)], "SMB / B": [("2026-03-01", 7.0)]}
+    assert inventory_points_from_view(arms[2:]) == {}  # no count yet: never the `added` column drawn instead
 
 
 def test_sync_once_report_html_writes_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -216,8 +223,8 @@ def test_sync_once_report_html_writes_the_file(tmp_path: Path, monkeypatch: pyte
 def test_job_summary_markdown_has_the_inventory_chart_and_says_why_the_funnel_is_missing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`--report --markdown` (the job summary) ends with a Mermaid chart of the route's inventory from the run log
-    while v_inventory_daily is missing (40 measured + 2 added = 42; y axis to 47), and says why the funnel is not
-    there."""
+    while v_inventory_daily holds no Instantly count yet (40 measured + 2 added = 42; y axis to 47), and the funnel
+    table of the last weeks (the SMB lead finished in the week of 2026-05-18; two adds outside the routes)."""
     path = _isolate(monkeypatch, tmp_path)
     warehouse = DuckDBWarehouse(path, "coldsync")
     arrange(warehouse, _settings(tmp_path))
@@ -231,7 +238,9 @@ def test_job_summary_markdown_has_the_inventory_chart_and_says_why_the_funnel_is
     assert ("**Inventory per day** (the run log: each route's inventory after the day's last live run)\n\n"
             '```mermaid\nxychart-beta\n    title "Inventory: SMB"\n    x-axis ["2026-06-01"]\n'
             '    y-axis "leads in Instantly" 0 --> 47\n    line [42]\n```') in out
-    assert "**Funnel**: not available: v_funnel_weekly is not in the warehouse yet" in out
+    assert "**Funnel, latest weeks** (v_funnel_weekly)" in out
+    assert "| 2026-05-18 | SMB | SMB | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 |" in out
+    assert "| 2026-06-01 | (none) | (none) | 2 | 0 | 0 | 0 | 0 | 0 |  |  |  |  |" in out
 
 
 def _browser_paths() -> tuple[str, str] | None:

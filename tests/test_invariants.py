@@ -220,12 +220,12 @@ def test_a_suppressed_address_sent_is_caught(checked: Checked, monkeypatch: pyte
     if broken:
         original = Store.read_ready
 
-        def ignoring_dnc(self: Store, limits: Any) -> list[dict[str, Any]]:
+        def ignoring_dnc(self: Store, limits: Any, **kwargs: Any) -> list[dict[str, Any]]:
             listed = self.warehouse.query(
                 "SELECT email, first_name, last_name, company_name, domain, location, country, annual_revenue, "
                 "'Midsize' AS sequence_target, 1 AS attempt_num, CAST(NULL AS TIMESTAMP) AS last_completed_at "
                 "FROM `{source}` WHERE email = @email", {"email": BARRED}, label="test.ignoring_dnc")
-            return listed + original(self, limits)
+            return listed + original(self, limits, **kwargs)
 
         monkeypatch.setattr(Store, "read_ready", ignoring_dnc)
     problems = checked.run()

@@ -51,5 +51,6 @@ def connect(settings: Settings, *, labels: dict[str, str] | None = None,
         warehouse = DuckDBWarehouse(settings.duckdb_file(), settings.bq_dataset, settings.source_table,
                                     memory_limit=settings.duckdb_memory_limit, threads=settings.duckdb_threads,
                                     temp_directory=settings.duckdb_temp_directory or None)
-    log.info("Using %s", warehouse.describe())
+    resources = getattr(warehouse, "resources", None)
+    log.info("Using %s%s", warehouse.describe(), f"; {resources()}" if callable(resources) else "")
     return warehouse

@@ -270,10 +270,15 @@ class DuckDBWarehouse:
             release_private_umask()
 
     def describe(self) -> str:
-        """Where the warehouse is, and DuckDB's memory limit in effect with where it came from."""
+        """Where the warehouse is (what error messages name)."""
         where = str(self.path) if self.path is not None else "in memory"
+        return f"DuckDB warehouse at {where} (schema {self.dataset})"
+
+    def resources(self) -> str:
+        """DuckDB's memory limit in effect with where it came from, and where it spills (the "Using ..." log line
+        and validate_environment.py show it beside `describe`)."""
         spill = f", spills to {self.spill_directory}" if self.spill_directory is not None else ""
-        return f"DuckDB warehouse at {where} (schema {self.dataset}; memory limit {self.memory_limit}{spill})"
+        return f"memory limit {self.memory_limit}{spill}"
 
     def render(self, sql: str) -> str:
         return transpile(sql.replace("{ds}", self._qualified).replace("{source}", self.source_table))
