@@ -369,12 +369,16 @@ def test_only_the_analytics_report_is_uploaded(path: Path) -> None:
 
 def test_secrets_reach_only_the_steps_that_need_them() -> None:
     """The Instantly key reaches the shared action as an input and, inside it, the preflight and sync steps' env
-    only; the key file's secret only its writing step; no secret is pasted into a script."""
+    only; the optional alert webhook URL the sync step's env only; the key file's secret only its writing step; no
+    secret is pasted into a script."""
     action = load(SYNC_ACTION)
     for name, job in sync_jobs().items():
         assert "env" not in job, f"{name}: settings live in the workflow env, secrets in step env"
         action_step = next(s for s in job["steps"] if str(s.get("uses", "")).startswith(SELF_REPOSITORY))
         assert action_step["with"]["instantly-api-key"] == "${{ secrets.INSTANTLY_API_KEY }}"
+        assert action_step["with"]["alert-webhook-url"] == "${{ secrets.ALERT_WEBHOOK_URL }}"
+        with_url = [s["name"] for s in steps(job) if "ALERT_WEBHOOK_URL" in s.get("env", {})]
+        assert len(with_url) == 1 and with_url[0].startswith("Sync"), with_url  # where the run posts alerts
         with_key = [s["name"] for s in steps(job) if "INSTANTLY_API_KEY" in s.get("env", {})]
         assert len(with_key) == 2 and all(("Preflight" in n or "Sync" in n) for n in with_key)
         for step in steps(job):
@@ -384,6 +388,8 @@ def test_secrets_reach_only_the_steps_that_need_them() -> None:
         expected = ["Install, preflight, sync, status report (.github/actions/sync)"]
         assert with_secret == (["Write the BigQuery key file", *expected] if name == "sync-key-file" else expected)
     assert action["inputs"]["instantly-api-key"]["required"] is True
+    assert action["inputs"]["alert-webhook-url"]["required"] is False and action["inputs"]["alert-webhook-url"][
+        "default"] == ""
     for path in workflow_files():
         for job in load(path)["jobs"].values():
             for step in steps(job):
