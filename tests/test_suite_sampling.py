@@ -1,0 +1,23 @@
+"""The default suite's BigQuery-lane sample (tests/conftest.py): which emulator lanes run without BQ_FULL=1."""
+
+from __future__ import annotations
+
+import zlib
+
+from tests.conftest import BQ_ALWAYS, bigquery_sampled_out
+
+
+def test_the_sample_never_drops_a_duckdb_lane_an_always_file_or_a_full_run() -> None:
+    """DuckDB lanes, the files whose point is the engines' SQL, and every lane under BQ_FULL always run."""
+    assert not bigquery_sampled_out("tests/test_sync.py::test_x[duckdb]")
+    for name in BQ_ALWAYS:
+        assert not bigquery_sampled_out(f"tests/{name}::test_x[bigquery]")
+    assert not bigquery_sampled_out("tests/test_sync.py::test_y[bigquery]", full=True)
+
+
+def test_the_sample_is_a_fixed_half_chosen_by_the_id() -> None:
+    """Another file's BigQuery lane runs when the CRC-32 of its id is even: the same choice on every run."""
+    ids = [f"tests/test_sync.py::test_{n}[bigquery]" for n in range(200)]
+    dropped = [i for i in ids if bigquery_sampled_out(i)]
+    assert dropped == [i for i in ids if zlib.crc32(i.encode()) % 2 == 1]
+    assert 70 <= len(dropped) <= 130  # about half
