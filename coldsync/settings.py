@@ -130,6 +130,10 @@ SPECS: tuple[SettingSpec, ...] = (
                 "Bulk add requests in flight at once (each of up to BATCH_SIZE leads, every one paced within the "
                 "limits above): a fill of 24 batches at 2 s per add takes 12 s with 4, 48 s with 1.",
                 minimum=1, maximum=MAX_ADD_CONCURRENCY),
+    SettingSpec("instantly_list_concurrency", "int", 4,
+                "Drain listings in flight at once (one per campaign and finished-lead filter, every page paced "
+                "within the limits above): their answers are merged in a fixed order, whichever comes first.",
+                minimum=1, maximum=MAX_ADD_CONCURRENCY),
     SettingSpec("smb_campaign_id", "str", "", "Instantly campaign id for SMB leads (revenue under threshold).",
                 config_key="smb_campaign_id", pattern=_CAMPAIGN, pattern_hint="a campaign UUID"),
     SettingSpec("midsize_campaign_id", "str", "", "Instantly campaign id for Midsize leads.",
@@ -151,7 +155,7 @@ SPECS: tuple[SettingSpec, ...] = (
                 "Memory DuckDB may use (it spills to DUCKDB_TEMP_DIRECTORY beyond). `auto`: the warehouse file's "
                 "size, at least 128 MiB, at most 160 MiB and 1/8 of the machine's memory (a run's peak stays under "
                 "300 MB at 3M source rows); or a size such as 512MB (MB = 1000^2 bytes, MiB = 1024^2).",
-                pattern=r"^(auto|\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB))$",
+                pattern=r"(?i)^(auto|\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB))$",
                 pattern_hint="auto or a size such as 128MB or 1GB"),
     SettingSpec("duckdb_threads", "int", 1, "Threads DuckDB may use.", minimum=1, maximum=64),
     SettingSpec("duckdb_temp_directory", "str", "",
@@ -290,6 +294,7 @@ class Settings:
     instantly_max_per_second: int
     instantly_max_per_minute: int
     instantly_add_concurrency: int
+    instantly_list_concurrency: int
     smb_campaign_id: str
     midsize_campaign_id: str
     bq_project: str
@@ -657,6 +662,15 @@ def _transport_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) 
         except OutboundURLError as exc:  # a secret: the value is never shown
             problems.append(SettingProblem("alert_webhook_url", origins["alert_webhook_url"], None, exc.problem,
                                            exc.fix))
+    memory = str(values["duckdb_memory_limit"]).strip()
+    if memory.lower() != "auto" and re.match(r"(?i)^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$", memory):
+        from coldsync.warehouse.duckdb import MEMORY_MINIMUM, size_bytes
+
+        if size_bytes(memory) < MEMORY_MINIMUM:
+            problems.append(SettingProblem(
+                "duckdb_memory_limit", origins["duckdb_memory_limit"], memory,
+                f"is below {MEMORY_MINIMUM // 2**20} MiB, too little for DuckDB to open a warehouse",
+                "set DUCKDB_MEMORY_LIMIT to auto (the default) or a size of at least 64MiB, such as 128MB"))
     deadline, ttl = values["instantly_request_deadline_seconds"], values["lock_ttl_minutes"]
     guard = LEASE_SHARE * ttl * 60
     if deadline >= guard:

@@ -508,9 +508,13 @@ class CandidatesRefresh:
     changed: int | None = None
 
 
+CANDIDATES_ROWS_SQL = f"SELECT COUNT(*) AS n FROM `{{ds}}.{CANDIDATES.name}`"  # noqa: S608
+
+
 def parse_candidates_refresh(text: object) -> dict[str, Any] | None:
     """The CANDIDATES_REFRESH_KEY config row as {"fingerprint": str, "signal": str | None, "rejects":
-    {str: int}}, or None when absent or not in that shape (then the next refresh reads the source)."""
+    {str: int}, "rows": int (ops_candidates' rows after the refresh)}, or None when absent or not in that shape
+    (then the next refresh reads the source)."""
     if not isinstance(text, str) or not text:
         return None
     try:
@@ -523,9 +527,11 @@ def parse_candidates_refresh(text: object) -> dict[str, Any] | None:
     if not isinstance(rejects, dict) or not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
                                                 for k, v in rejects.items()):
         return None
-    signal = found.get("signal")
+    signal, rows = found.get("signal"), found.get("rows")
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+        return None  # written before the row count was kept: refresh once
     return {"fingerprint": found["fingerprint"], "signal": signal if isinstance(signal, str) else None,
-            "rejects": dict(rejects)}
+            "rejects": dict(rejects), "rows": rows}
 
 
 @dataclass
@@ -693,10 +699,13 @@ class Store:
     def source_signal(self, updated_at: str = "") -> str | None:
         """What says the source changed: text equal between two reads when it did not (None: no signal, so
         the source counts as changed every run). The engine's own signal first (native_signal: BigQuery's
-        table metadata, unbilled; DuckDB's row count and hash of every row, no rule evaluated); else, when
-        `updated_at` names a source column (SOURCE_UPDATED_AT_COLUMN), the row count and its newest value.
+        table metadata, unbilled; DuckDB's row count and hash of every row, no rule evaluated, which reads
+        every row: when `updated_at` is declared, DuckDB uses it instead); else, when `updated_at` names a
+        source column (SOURCE_UPDATED_AT_COLUMN), the row count and its newest value (one column read).
         Raises WarehouseError when the source cannot be read."""
         native = native_signal(self.warehouse)
+        if native is not None and updated_at and getattr(native, "reads_rows", False):
+            native = None  # DuckDB's own signal hashes every row: the declared column is the cheaper read
         signal = native() if native is not None else None
         if signal is None and updated_at:
             row = self.warehouse.query(SOURCE_SIGNAL_SQL.format(column=updated_at), label="source.signal")[0]
@@ -712,8 +721,10 @@ class Store:
         counts are the row's. Else the source is read ONCE (candidates_stage_sql into CANDIDATES_STAGING),
         ops_candidates is MERGEd from it (or rebuilt by candidates_rebuild_sql when its columns are not
         those the routing needs, or when the MERGE fails: a column whose type changed), the reject counts
-        are taken from it (STAGED_REJECT_COUNTS_SQL), the config row is written, and the staging table is
-        dropped: five statements, labelled `candidates.*`. No signal (a view or a table with rows in its
+        are taken from it (STAGED_REJECT_COUNTS_SQL), the config row is written with the table's row count, and
+        the staging table is dropped: six statements, labelled `candidates.*`. The unchanged path also checks
+        the table still holds the recorded row count (`candidates.count`): a table dropped or emptied by hand
+        is rebuilt, never read as "no ready lead". No signal (a view or a table with rows in its
         streaming buffer on BigQuery, and no SOURCE_UPDATED_AT_COLUMN): every call refreshes. A refresh
         that stops half way leaves the row as it was, so the next call refreshes again
         (each step is safe to repeat).
@@ -732,7 +743,7 @@ class Store:
             self.candidates_known = True
         memory = self.candidates_memory
         if (signal is not None and memory is not None and memory["signal"] == signal
-                and memory["fingerprint"] == fingerprint):
+                and memory["fingerprint"] == fingerprint and self._candidates_rows() == memory["rows"]):
             return CandidatesRefresh(signal, dict(memory["rejects"]), refreshed=False)
         if dry_run:
             return CandidatesRefresh(signal, self.source_reject_counts(), refreshed=False, stored=False)
@@ -750,7 +761,7 @@ class Store:
             self.warehouse.execute(candidates_rebuild_sql(extra), label="candidates.rebuild")
         rows = self.warehouse.query(STAGED_REJECT_COUNTS_SQL, label="candidates.rejects")
         rejects = {str(r["reason"]): int(r["n"]) for r in rows}
-        memory = {"fingerprint": fingerprint, "signal": signal, "rejects": rejects}
+        memory = {"fingerprint": fingerprint, "signal": signal, "rejects": rejects, "rows": self._candidates_rows()}
         self.warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": CANDIDATES_REFRESH_KEY, "value": json.dumps(
             memory, sort_keys=True), "now": self.now}, label="candidates.refreshed")
         self.candidates_memory = memory
@@ -758,6 +769,18 @@ class Store:
         log.info("refreshed %s from the source (%s)", CANDIDATES.name,
                  "rebuilt" if changed is None else f"{changed} row(s) changed")
         return CandidatesRefresh(signal, rejects, refreshed=True, changed=changed)
+
+    def _candidates_rows(self) -> int | None:
+        """ops_candidates' row count (one cheap statement: DuckDB keeps it, BigQuery bills COUNT(*) no column),
+        or None when the table is missing: a table dropped, emptied or restored by hand since the last refresh
+        no longer has the recorded count, so the refresh rebuilds it instead of trusting an unchanged source."""
+        try:
+            found = self.warehouse.query(CANDIDATES_ROWS_SQL, label="candidates.count")
+        except WarehouseError:
+            if self.warehouse.existing_columns(CANDIDATES.name) is None:
+                return None
+            raise
+        return int(found[0]["n"]) if found else 0
 
     def known_source_rejects(self) -> tuple[dict[str, int], str | None] | None:
         """The reject counts and source signal of the last refresh (the config row run_memory read), for a

@@ -469,3 +469,25 @@ def test_source_rows_take_several_lanes() -> None:
     default = bench.config_from_args(bench.parser().parse_args([]))
     assert default.source_rows == (30_000,) and default.scales == (24_000,) and default.mismatch
     assert default.latency_model() == LatencyModel()
+
+
+def test_the_duckdb_engines_own_signal_is_recorded_as_a_read_of_every_source_column(tmp_path: Path) -> None:
+    """DuckDB's change signal runs on its connection, not through `query`: the benchmark's wrapper still times
+    it under its own label, with a statement that reads every source column (a read, not a cheap signal)."""
+    from coldsync.bench import NATIVE_SIGNAL_LABEL, NATIVE_SIGNAL_SQL, RecordingWarehouse
+    from coldsync.store import native_signal
+    from coldsync.warehouse.duckdb import DuckDBWarehouse
+    from coldsync.warehouse.schema import SOURCE_COLUMNS
+
+    inner = DuckDBWarehouse(tmp_path / "s.duckdb", "coldsync")
+    try:
+        inner.ensure_dataset()
+        inner.execute("CREATE TABLE `{source}` (email STRING, first_name STRING)", label="t")
+        wrapped = RecordingWarehouse(inner, phase="topup")
+        found = native_signal(wrapped)
+        assert found is not None and getattr(found, "reads_rows", False)
+        assert found() == "rows 0, hash None"
+        assert wrapped.sql_by_label[NATIVE_SIGNAL_LABEL] == NATIVE_SIGNAL_SQL
+        assert statement_reads(NATIVE_SIGNAL_SQL, table_columns())[0]["source"] == {c.name for c in SOURCE_COLUMNS}
+    finally:
+        inner.close()

@@ -98,7 +98,7 @@ def test_an_edited_source_is_in_the_table_after_the_next_refresh(raw_warehouse: 
     third = store_of(warehouse, tmp_path).refresh_candidates()
     assert (third.refreshed, third.rejects) == (False, second.rejects)
     assert [k for k in warehouse.stats.by_label - before if k.startswith("candidates.") and k != "candidates.memory"
-            ] == []
+            ] == ["candidates.count"]  # the table still holds what was recorded: no source read
 
 
 def test_the_sync_reads_the_rows_v_lead_candidates_lists_on_messy_input(duck: DuckDBWarehouse,
@@ -211,3 +211,47 @@ def test_an_extra_column_whose_type_changed_rebuilds_the_table(tmp_path: Path) -
         assert sized.query("SELECT employees FROM `{ds}.ops_candidates`", label="t") == [{"employees": "a dozen"}]
     finally:
         sized.close()
+
+
+def test_a_table_dropped_or_emptied_by_hand_is_rebuilt_not_read_as_empty(raw_warehouse: Warehouse,
+                                                                          tmp_path: Path) -> None:
+    """With the source unchanged: ops_candidates emptied by hand (DELETE), then dropped (as a restore or a table
+    expiry would), each time the next refresh reads the source again and the table holds its 2 persons; a refresh
+    after that, with the count as recorded, reads nothing."""
+    warehouse = raw_warehouse
+    build(warehouse, make_settings(tmp_path), [lead("ann@one.example", Decimal(5)), lead("bob@two.example", None)])
+    store = store_of(warehouse, tmp_path)
+    assert store.refresh_candidates().refreshed and len(table(warehouse)) == 2
+    warehouse.execute("DELETE FROM `{ds}.ops_candidates` WHERE TRUE", label="test.empty")
+    again = store_of(warehouse, tmp_path).refresh_candidates()
+    assert again.refreshed and sorted(v[0] for v in table(warehouse).values()) == ["ann@one.example",
+                                                                                  "bob@two.example"]
+    warehouse.execute("DROP TABLE `{ds}.ops_candidates`", label="test.drop")
+    dropped = store_of(warehouse, tmp_path).refresh_candidates()
+    assert dropped.refreshed and len(table(warehouse)) == 2
+    assert not store_of(warehouse, tmp_path).refresh_candidates().refreshed
+    rows = store_of(warehouse, tmp_path).read_ready({"SMB": 5, "Midsize": 5}, stored=True)
+    assert sorted(r["email"] for r in rows) == ["ann@one.example", "bob@two.example"]
+
+
+def test_duckdb_takes_a_declared_updated_at_column_over_hashing_every_row(duck: DuckDBWarehouse, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With SOURCE_UPDATED_AT_COLUMN declared, DuckDB's signal is the row count and that column's newest value (one
+    column read), never its own hash of every row; a newer updated_at refreshes, an unchanged one does not."""
+    build(duck, make_settings(tmp_path), [lead("ann@one.example", Decimal(5))])
+    duck.execute("ALTER TABLE `{source}` ADD COLUMN updated_at TIMESTAMP", label="test")
+    duck.execute("UPDATE `{source}` SET updated_at = TIMESTAMP '2026-01-01 00:00:00+00' WHERE TRUE", label="test")
+    def hashing(self: DuckDBWarehouse) -> str:
+        pytest.fail("hashed every source row")
+
+    hashing.reads_rows = True  # type: ignore[attr-defined]  # as DuckDBWarehouse.table_signal says of itself
+    assert getattr(DuckDBWarehouse.table_signal, "reads_rows", False)
+    monkeypatch.setattr(DuckDBWarehouse, "table_signal", hashing)
+    store = store_of(duck, tmp_path, source_updated_at_column="updated_at")
+    first = store.refresh_candidates()
+    assert first.refreshed and first.signal is not None and "newest 2026-01-01" in first.signal
+    assert not store_of(duck, tmp_path, source_updated_at_column="updated_at").refresh_candidates().refreshed
+    duck.execute("UPDATE `{source}` SET annual_revenue = 7, updated_at = TIMESTAMP '2026-01-02 00:00:00+00' "
+                 "WHERE TRUE", label="test")
+    assert store_of(duck, tmp_path, source_updated_at_column="updated_at").refresh_candidates().refreshed
+    assert [v[1] for v in table(duck).values()] == [7]

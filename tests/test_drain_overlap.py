@@ -3,7 +3,7 @@
 The simulator answers every drain listing page (a `POST /leads/list` with a `filter`) after DELAY seconds.
 SMB ends leads 3 ways and Midsize 3 ways (completed, bounced, unsubscribed: the first wave's status filters),
 so 6 listings of one covering page each: one after another they take 6 x DELAY; 4 in flight (the default
-INSTANTLY_ADD_CONCURRENCY) at least 2 x DELAY (two rounds), well under 6 x DELAY.
+INSTANTLY_LIST_CONCURRENCY) at least 2 x DELAY (two rounds), well under 6 x DELAY.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _timed_listings(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def _world(tmp_path: Path, concurrency: int) -> FilledWorld:
     tmp_path.mkdir()
     built = FilledWorld(tmp_path)
-    built.settings = dataclasses.replace(built.settings, instantly_add_concurrency=concurrency)
+    built.settings = dataclasses.replace(built.settings, instantly_list_concurrency=concurrency)
     return built
 
 

@@ -63,6 +63,24 @@ def test_the_setting_defaults_to_auto_and_rejects_a_bad_value_with_the_fix(tmp_p
     assert "set DUCKDB_MEMORY_LIMIT to auto or a size such as 128MB or 1GB" in str(caught.value)
 
 
+@pytest.mark.parametrize("tiny", ["0MB", "1KB", "0.5KB", "20MB", "63MiB"])
+def test_a_limit_too_small_to_open_a_warehouse_is_refused_before_anything_runs(tmp_path: Path, tiny: str) -> None:
+    """Sizes under 64 MiB (DuckDB crashed at ATTACH with 0MB and 1KB, failed the state read with 20MB) are a
+    settings error naming DUCKDB_MEMORY_LIMIT and the fix, not a traceback later."""
+    with pytest.raises(SettingsError) as caught:
+        make_settings(tmp_path, duckdb_memory_limit=tiny)
+    assert f"DUCKDB_MEMORY_LIMIT={tiny!r}" in str(caught.value) and "is below 64 MiB" in str(caught.value)
+    assert "set DUCKDB_MEMORY_LIMIT to auto (the default) or a size of at least 64MiB" in str(caught.value)
+
+
+def test_the_words_and_units_are_taken_in_any_case(tmp_path: Path) -> None:
+    """`AUTO`, `128mb` and `1gib` mean what `auto`, `128MB` and `1GiB` do, in the setting and in the warehouse."""
+    assert resolve_memory_limit("AUTO", 0, None).value == "128MiB"
+    assert size_bytes("128mb") == 128_000_000 and size_bytes("1gib") == 2**30
+    assert make_settings(tmp_path, duckdb_memory_limit="128mb").duckdb_memory_limit == "128mb"
+    assert make_settings(tmp_path, duckdb_memory_limit="64MiB").duckdb_memory_limit == "64MiB"
+
+
 def _duck_setting(warehouse: DuckDBWarehouse, name: str) -> str:
     row = warehouse._con.execute(f"SELECT current_setting('{name}')").fetchone()
     assert row is not None
@@ -154,19 +172,21 @@ def _spill(warehouse: DuckDBWarehouse) -> list[str]:
 @pytest.mark.parametrize("configured", [False, True])
 def test_a_spill_lands_only_in_the_temp_directory_never_the_working_directory(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configured: bool) -> None:
-    """Under a 16 MB limit a 1M-row temp table spills: its files are under `<DUCKDB_PATH>.tmp/` (or
-    DUCKDB_TEMP_DIRECTORY when set), and nothing appears in the working directory (DuckDB's own default)."""
+    """Under a 16 MB limit (set on the connection: the setting takes at least 64 MiB) a 1M-row temp table spills:
+    its files are under `<DUCKDB_PATH>.tmp/` (or DUCKDB_TEMP_DIRECTORY when set), and nothing appears in the
+    working directory (DuckDB's own default)."""
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     data = tmp_path / "data"
     chosen = tmp_path / "data" / "spill-here"
-    env = {"duckdb_path": str(data / "coldsync.duckdb"), "duckdb_memory_limit": "16MB",
+    env = {"duckdb_path": str(data / "coldsync.duckdb"), "duckdb_memory_limit": "64MiB",
            **({"duckdb_temp_directory": str(chosen)} if configured else {})}
     settings = make_settings(tmp_path, **env)
     expected = chosen if configured else data / "coldsync.duckdb.tmp"
     warehouse = connect(settings)
     assert isinstance(warehouse, DuckDBWarehouse)
+    warehouse._con.execute("SET memory_limit = '16MB'")
     try:
         with _files_seen(cwd, expected) as seen:
             listed = _spill(warehouse)

@@ -65,6 +65,10 @@ def small_warehouse(settings: Settings) -> None:
 def test_embedded_run_writes_only_private_files(tmp_path: Path) -> None:
     """A demo-shaped embedded run under umask 022: warehouse, WAL, holder note and state 0600, data and spill
     directories 0700, during the run and after; the umask is back to 0o022 once the warehouse is closed."""
+    from coldsync import files
+
+    os.umask(0o022)  # as a fresh process starts (conftest's _restore_umask puts back what this worker had)
+    files._umask_before = 0o022
     settings = playground(tmp_path)
     data = tmp_path / "data"
     warehouse = DuckDBWarehouse(settings.duckdb_file(), settings.bq_dataset, settings.source_table)

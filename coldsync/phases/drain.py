@@ -227,11 +227,11 @@ def _plan_campaign(ctx: RunContext, campaign: CampaignView, sweep: bool,
 
 
 def _run_listings(ctx: RunContext, plans: list[_Plan]) -> dict[tuple[str, LeadFilter], _Listed]:
-    """Every planned listing, overlapping (INSTANTLY_ADD_CONCURRENCY in flight, the client's one pacer
+    """Every planned listing, overlapping (INSTANTLY_LIST_CONCURRENCY in flight, the client's one pacer
     spacing the requests): first every campaign's status filters, then the second wave (REPLIED) leaving
     out what its campaign's first wave returned. Keyed by (campaign, filter): the order of the answers
     never depends on which finished first."""
-    workers = max(1, int(ctx.settings.instantly_add_concurrency))
+    workers = max(1, int(ctx.settings.instantly_list_concurrency))
     done: dict[tuple[str, LeadFilter], _Listed] = {}
 
     def wave(tasks: list[tuple[_Plan, LeadFilter, list[str], int]]) -> None:

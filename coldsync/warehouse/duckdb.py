@@ -68,7 +68,10 @@ MEMORY_RAM_SHARE = 8
 """The automatic limit never exceeds 1/8 of the machine's memory (a shared runner keeps room for others),
 unless that is below MEMORY_FLOOR."""
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(KB|MB|GB|KiB|MiB|GiB)$")
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(KB|MB|GB|KiB|MiB|GiB)$", re.IGNORECASE)
+MEMORY_MINIMUM = 64 * 2**20
+"""The smallest DUCKDB_MEMORY_LIMIT accepted (coldsync.settings refuses less, naming the setting): below it DuckDB
+fails to attach a warehouse or to run the sync's reads (0MB and 1KB crashed at ATTACH, 20MB at the state read)."""
 _UNITS = {"KB": 1000, "MB": 1000**2, "GB": 1000**3, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 
 
@@ -89,7 +92,8 @@ def size_bytes(text: str) -> int:
     match = _SIZE.match(text.strip())
     if match is None:
         raise ValueError(f"DUCKDB_MEMORY_LIMIT={text!r} is not auto or a size such as 128MB or 1GB: set it to one")
-    return int(float(match.group(1)) * _UNITS[match.group(2)])
+    unit = next(u for u in _UNITS if u.lower() == match.group(2).lower())
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def machine_memory() -> int | None:
@@ -364,6 +368,8 @@ class DuckDBWarehouse:
         count, digest = row if row is not None else (0, None)
         return f"rows {count}, hash {digest}"
 
+
+    table_signal.reads_rows = True  # type: ignore[attr-defined]  # Store.source_signal prefers a declared column
     def ensure_dataset(self) -> bool:
         with self._lock:
             existed = self._con.execute(
