@@ -147,8 +147,22 @@ def compare(base: Mapping[str, Any], arm: Mapping[str, Any], metric: str, count:
     significant = test.p_value < ALPHA
     verdict = (f"{arm['arm']} {'above' if test.z > 0 else 'below'} {base['arm']}: significant at {ALPHA:g}"
                if significant else f"no significant difference at {ALPHA:g} yet")
-    return {**out, "enough_data": True, "verdict": verdict, "z": round(test.z, 4), "p_value": round(test.p_value, 6),
+    # p to 6 significant figures, not 6 places: a strong result keeps its size (2.57581e-18), not 0.0
+    return {**out, "enough_data": True, "verdict": verdict, "z": round(test.z, 4),
+            "p_value": float(f"{test.p_value:.6g}"),
             "difference": round(test.rate_b - test.rate_a, 6), "needed_per_arm": needed, "still_needed": still}
+
+
+P_FLOOR = 1e-6
+"""Below this a p-value is shown as "< 0.000001" (text and Markdown; JSON keeps the float)."""
+
+
+def format_p(p_value: float) -> str:
+    """A p-value for people: 4 places from 0.001 up (0.0420), 6 below it (0.000063), "< 0.000001" below
+    P_FLOOR, never a bare 0.0000 for a strong result."""
+    if p_value < P_FLOOR:
+        return f"< {P_FLOOR:.6f}"
+    return f"{p_value:.4f}" if p_value >= 0.001 else f"{p_value:.6f}"
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -212,8 +226,8 @@ def render_text(results: list[dict[str, Any]]) -> list[str]:
                 need = ("no difference observed: no sample size detects none" if still is None else
                         f"{c['needed_per_arm']:,} per arm to detect it (still needed: "
                         + ", ".join(f"{k} {v:,}" for k, v in still.items()) + ")")
-                line += (f" (z {c['z']:.2f}, p {c['p_value']:.4f}, difference {c['difference'] * 100:+.1f} points; "
-                         f"{need})")
+                line += (f" (z {c['z']:.2f}, p {format_p(c['p_value'])}, difference "
+                         f"{c['difference'] * 100:+.1f} points; {need})")
             lines.append(line)
     return lines
 

@@ -1,7 +1,9 @@
 """Alerts where people already look: a Slack-compatible incoming webhook (ALERT_WEBHOOK_URL), off by default.
 
 The run posts `{"text": ...}` at its end (coldsync.sync._finish, before its run-log row is written) when a
-condition OPENS, and once more when it CLEARS; while it stays open nothing more is posted (no storm):
+condition OPENS, and once more when it CLEARS; while it stays open nothing more is posted (no storm). A run
+that fails on the warehouse while taking its lock writes no run-log row but still posts `run_failed` (its
+memory is not kept, so each such run posts again):
 
 - `run_failed`: the run failed (run log outcome failed, alarm or config_error: exit 1 or 2); cleared by a
   successful run. An interrupted run judges no condition (it carries the memory on and posts nothing);

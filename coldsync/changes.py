@@ -1,16 +1,19 @@
 """Which leads changed: `python sync_once.py --changes [--since 24h] [--route NAME] [--reveal] [--json]`.
 
 Reads the warehouse only (no Instantly call, no write), two statements:
-- added: `ops_inst_state` rows whose `added_at` (the adding run's start: the intent is recorded with the
-  run's clock) is within the window, with their current status; the adding run is the live run of the
-  run log that started at that instant (else the run that last changed the row). A lead added and drained
-  within the window is no longer in the state table: it shows among the drained;
+- added: the attempts whose `added_at` (the adding run's start: the intent is recorded with the run's
+  clock) is within the window, each once: its `ops_inst_state` row with its current status while it has
+  one, else its `ops_lead_history` row (status `drained`; history keeps `added_at` since schema v7, so an
+  attempt drained before v7 that was added in the window is not listed). The adding run is the live run of
+  the run log that started at that instant (else the run that last changed or wrote the row);
 - drained: `ops_lead_history` rows written within the window (`recorded_at`, else `completed_at`), with
   the run that wrote them, their outcome (`status_final`), policy and when the attempt ended.
 
-Grouped per run, newest first. Emails are masked (`j***@example.com`, coldsync.redact.mask_email: the one
-masking function) unless `--reveal`, which is refused under CI (the CI variable set: GitHub Actions,
-most CI systems) because job logs are kept and shared, and which says on stderr that addresses are shown.
+The window is (now - since, now], "now" being the reports' clock (coldsync.status.report_clock: the `as_of`
+config row when one pins it, as the demo does, else the current time). Grouped per run, newest first.
+Emails are masked (`j***@example.com`, coldsync.redact.mask_email: the one masking function) unless
+`--reveal`, which is refused under CI (CI_MARKERS: CI, GITHUB_ACTIONS, GITLAB_CI, BUILDKITE, JENKINS_URL,
+TF_BUILD) because job logs are kept and shared, and which says on stderr that addresses are shown.
 """
 
 from __future__ import annotations
@@ -36,24 +39,43 @@ DEFAULT_SINCE = "24h"
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*([mhd])\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
+# One row per attempt added in the window: its state row while it has one (status as it is now), else its
+# history row (a lead holding, moving or draining has both, with the same added_at).
 ADDED_SQL = """
-SELECT s.email, s.campaign_id, s.sequence_target AS route, s.arm, s.status, s.added_at,
-       COALESCE(r.run_id, s.run_id) AS run_id
-FROM `{ds}.ops_inst_state` AS s
+SELECT a.email, a.campaign_id, a.route, a.arm, a.status, a.added_at, COALESCE(r.run_id, a.row_run_id) AS run_id
+FROM (
+  SELECT s.email, s.campaign_id, s.sequence_target AS route, s.arm, s.status, s.added_at, s.run_id AS row_run_id
+  FROM `{ds}.ops_inst_state` AS s
+  WHERE s.added_at > @since AND s.added_at <= @until AND (@route IS NULL OR s.sequence_target = @route)
+  UNION ALL
+  SELECT h.email, h.campaign_id, h.sequence_name, h.arm, 'drained', h.added_at, h.run_id
+  FROM `{ds}.ops_lead_history` AS h
+  LEFT JOIN `{ds}.ops_inst_state` AS s
+    ON s.email = h.email AND s.campaign_id = h.campaign_id AND s.added_at = h.added_at
+  WHERE h.added_at > @since AND h.added_at <= @until AND (@route IS NULL OR h.sequence_name = @route)
+    AND s.email IS NULL
+) AS a
 LEFT JOIN (
   SELECT started_at, MAX(run_id) AS run_id FROM `{ds}.ops_run_log` WHERE mode = 'live' GROUP BY started_at
-) AS r ON r.started_at = s.added_at
-WHERE s.added_at >= @since AND (@route IS NULL OR s.sequence_target = @route)
-ORDER BY s.added_at DESC, s.email
+) AS r ON r.started_at = a.added_at
+ORDER BY a.added_at DESC, a.email
 """
 
 DRAINED_SQL = """
 SELECT email, campaign_id, sequence_name AS route, arm, status_final AS outcome, policy, completed_at,
        COALESCE(recorded_at, completed_at) AS recorded_at, run_id
 FROM `{ds}.ops_lead_history`
-WHERE COALESCE(recorded_at, completed_at) >= @since AND (@route IS NULL OR sequence_name = @route)
+WHERE COALESCE(recorded_at, completed_at) > @since AND COALESCE(recorded_at, completed_at) <= @until
+  AND (@route IS NULL OR sequence_name = @route)
 ORDER BY COALESCE(recorded_at, completed_at) DESC, email
 """
+
+MAX_SINCE_DAYS = 3650
+"""The longest --since: ten years (a longer one would overflow the clock's arithmetic)."""
+
+CI_MARKERS = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "JENKINS_URL", "TF_BUILD")
+"""Variables that CI systems set in their jobs (GitHub Actions, GitLab, Buildkite, Jenkins, Azure Pipelines):
+any of them set to anything but empty, 0 or false means the output may land in a kept, shared job log."""
 
 
 class ChangesInputError(ValueError):
@@ -67,21 +89,27 @@ def parse_since(text: str) -> dt.timedelta:
     if not found or int(found.group(1)) == 0:
         raise ChangesInputError(f"--since {text!r} is not a duration: give a whole number above 0 followed by "
                                 "m (minutes), h (hours) or d (days), such as 30m, 24h or 7d")
-    return dt.timedelta(seconds=int(found.group(1)) * _UNIT_SECONDS[found.group(2).lower()])
+    since = dt.timedelta(seconds=int(found.group(1)) * _UNIT_SECONDS[found.group(2).lower()])
+    if since > dt.timedelta(days=MAX_SINCE_DAYS):
+        raise ChangesInputError(f"--since {text!r} is too far back: give at most {MAX_SINCE_DAYS}d (ten years), "
+                                "such as 7d or 365d")
+    return since
 
 
-def under_ci(environ: Mapping[str, str] | None = None) -> bool:
-    """True when the CI variable is set to anything but empty, 0 or false (GitHub Actions sets CI=true)."""
+def under_ci(environ: Mapping[str, str] | None = None) -> str | None:
+    """The first CI_MARKERS variable set to anything but empty, 0 or false (GitHub Actions sets CI=true and
+    GITHUB_ACTIONS=true), else None."""
     env = os.environ if environ is None else environ
-    return env.get("CI", "").strip().lower() not in ("", "0", "false")
+    return next((name for name in CI_MARKERS if env.get(name, "").strip().lower() not in ("", "0", "false")), None)
 
 
 def check_reveal(reveal: bool, environ: Mapping[str, str] | None = None) -> None:
     """ChangesInputError when --reveal is asked for under CI (job logs are kept and shared)."""
-    if reveal and under_ci(environ):
-        raise ChangesInputError("--reveal shows full email addresses and is refused under CI (the CI variable is "
-                                "set): job logs are kept and shared. Run it on your own machine, or drop --reveal "
-                                "(addresses are then masked)")
+    marker = under_ci(environ) if reveal else None
+    if marker is not None:
+        raise ChangesInputError(f"--reveal shows full email addresses and is refused under CI (the {marker} "
+                                "variable is set): job logs are kept and shared. Run it on your own machine, or "
+                                "drop --reveal (addresses are then masked)")
 
 
 def _iso(value: object) -> str | None:
@@ -144,11 +172,11 @@ def _where(row: Mapping[str, Any]) -> str:
 
 def collect_changes(warehouse: Warehouse, *, since: dt.timedelta, route: str | None = None, reveal: bool = False,
                     now: dt.datetime | None = None) -> Changes:
-    """The changes of the last `since` (two reads). Emails are masked unless `reveal` (the caller checks CI:
-    check_reveal). Raises WarehouseError."""
+    """The changes in (now - since, now] (two reads; `now` default: the current time). Emails are masked unless
+    `reveal` (the caller checks CI: check_reveal). Raises WarehouseError."""
     now = now or dt.datetime.now(dt.UTC)
     start = now - since
-    params: dict[str, Any] = {"since": start, "route": Typed(route, "STRING")}
+    params: dict[str, Any] = {"since": start, "until": now, "route": Typed(route, "STRING")}
     show = (lambda e: str(e)) if reveal else mask_email
     runs: dict[str, dict[str, Any]] = {}
     order: list[tuple[str, str]] = []
@@ -186,8 +214,9 @@ def _window(since: dt.timedelta) -> str:
 
 def changes_command(settings: Settings, warehouse: Warehouse, *, since: dt.timedelta, route: str | None,
                     reveal: bool, fmt: Format) -> int:
-    """`sync_once.py --changes`: print the changes; close the warehouse; return the exit code (2 for a route
-    not in effect, 1 when the warehouse cannot answer)."""
+    """`sync_once.py --changes`: print the changes of the `since` before the reports' clock (the `as_of` config
+    row when one pins it, else now); close the warehouse; return the exit code (2 for a route not in effect, 1
+    when the warehouse cannot answer)."""
     try:
         if is_embedded(settings):
             settings = embedded_settings(settings)
@@ -196,8 +225,11 @@ def changes_command(settings: Settings, warehouse: Warehouse, *, since: dt.timed
             print(f"Configuration error: --route {route!r} is not a route in effect: give one of "
                   f"{', '.join(names)}", file=sys.stderr)
             return ExitCode.BAD_CONFIG
+        from coldsync.status import report_clock  # here: coldsync.status imports much of the package
+
         try:
-            changes = collect_changes(warehouse, since=since, route=route, reveal=reveal)
+            now, _clock = report_clock(warehouse)
+            changes = collect_changes(warehouse, since=since, route=route, reveal=reveal, now=now)
         except WarehouseError as exc:
             print(f"Changes unavailable: {redact(str(exc))} (run `python setup.py` if the tables are missing)",
                   file=sys.stderr)

@@ -73,13 +73,17 @@ def demo_settings(path: Path, smb: str, midsize: str, target: int) -> Settings:
         dotenv_path=folder / "no.env", secrets_dir=folder / "no-secrets")
 
 
+DEMO_WAREHOUSE = REPO_ROOT / "data" / "demo.duckdb"
+"""The demo's DuckDB file unless --path says otherwise (README: the analytics report after the demo)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=9, help="sync runs (default 9)")
     parser.add_argument("--days-between", type=float, default=15, help="simulated days between runs (default 15)")
     parser.add_argument("--leads", type=int, default=300_000, help="demo source leads (default 300000)")
     parser.add_argument("--target", type=int, default=3000, help="new leads per run (default 3000)")
-    parser.add_argument("--path", default=str(REPO_ROOT / "data" / "demo.duckdb"), help="demo DuckDB file")
+    parser.add_argument("--path", default=str(DEMO_WAREHOUSE), help="demo DuckDB file")
     parser.add_argument("--report", default="", metavar="PATH",
                         help="where the HTML analytics report goes (default: report.html beside the demo warehouse)")
     args = parser.parse_args(argv)

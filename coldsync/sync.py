@@ -195,7 +195,8 @@ def run_sync(settings: Settings, warehouse: Warehouse, client: InstantlyClient, 
             holder = store.acquire_lock(dt.timedelta(minutes=settings.lock_ttl_minutes))
         except WarehouseError as exc:
             report.outcome, report.error = "failed", redact(f"could not take the run lock: {exc}")
-            return _finish(ctx, started, ExitCode.RUN_FAILED, write_log=False)
+            # No run-log row (the warehouse failed), but the failure is still posted (coldsync.alerts)
+            return _finish(ctx, started, ExitCode.RUN_FAILED, write_log=False, alert=True)
         except KeyboardInterrupt:  # the lock may be ours already: free it (only if it is ours)
             _release(ctx)
             raise
@@ -477,11 +478,16 @@ def routing_failure(ctx: RunContext, exc: WarehouseError) -> RunFailed:
                           f"{ctx.store.diagnose_routing()}")
 
 
-def _finish(ctx: RunContext, started: float, code: ExitCode, *, write_log: bool) -> SyncResult:
+def _finish(ctx: RunContext, started: float, code: ExitCode, *, write_log: bool,
+            alert: bool | None = None) -> SyncResult:
+    """Close the run's report; `alert` (default: `write_log`) runs the alerts, `write_log` writes the run-log row.
+    A run that failed on the warehouse before its lock alerts without a row: its memory is not kept, so the
+    next such run posts again (coldsync.alerts: better repeated than silent)."""
     report = ctx.report
     report.seconds = time.monotonic() - started
-    if write_log:
+    if write_log if alert is None else alert:
         report.alerts = run_alerts(ctx)  # ALERT_WEBHOOK_URL set: posts and keeps its memory in this run's summary
+    if write_log:
         try:
             ctx.store.write_run_log(_run_log_row(ctx))
         except WarehouseError as exc:

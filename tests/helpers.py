@@ -105,15 +105,18 @@ def lock_rows(warehouse: Warehouse) -> list[dict[str, Any]]:
                            label="test.lock_rows")
 
 
-def reads_campaign_daily(template: str, query: Mapping[str, Sequence[str]]) -> bool:
+def reads_campaign_daily(template: str, query: Mapping[str, Sequence[str]], today: dt.date | None = None) -> bool:
     """Whether a simulator request (its template and query) is one of coldsync.phases.analytics' hourly reads
     for ops_campaign_daily, so call budgets can count them apart: its windowed `/campaigns/analytics` sends
-    full timestamps (the supply signals send dates), its `/campaigns/analytics/daily` spans at most 2 days
-    (the signals' spans 7)."""
+    full timestamps (the supply signals send dates); its `/campaigns/analytics/daily` ends on the run's
+    `today` (the signals' 7 days end yesterday), or, without `today`, spans at most 2 days (runs less than a
+    day apart; the signals' span 7)."""
     first = {name: (values[0] if values else "") for name, values in query.items()}
     if template == "/campaigns/analytics":
         return "T" in first.get("start_date", "")
     if template == "/campaigns/analytics/daily" and first.get("start_date") and first.get("end_date"):
+        if today is not None:
+            return dt.date.fromisoformat(first["end_date"]) == today
         span = dt.date.fromisoformat(first["end_date"]) - dt.date.fromisoformat(first["start_date"])
         return span <= dt.timedelta(days=1)
     return False

@@ -156,7 +156,8 @@ def test_counts_from_history_on_duckdb(tmp_path: Path) -> None:
     data = json.loads(report.to_json())
     assert data["ab_tests"][0]["comparisons"][0]["needed_per_arm"] == 379
     text = report.render("text")
-    assert "reply_rate B vs A: B below A: significant at 0.05 (z -2.03, p 0.0420" in text
+    # p = 0.0420503 (6 significant figures kept, not 0.042050 rounded again to 0.0420)
+    assert "reply_rate B vs A: B below A: significant at 0.05 (z -2.03, p 0.0421" in text
     assert "arm A      finished     200  replied     40 (20.0%)  interested     12 (6.0%)" in text
     assert "@corp.example" not in text + report.render("markdown") + report.to_json()
 
@@ -171,3 +172,22 @@ def test_no_route_with_arms_reads_nothing(tmp_path: Path) -> None:
 
     assert ab_results(NoQuery(), settings.routing) == []  # type: ignore[arg-type]
     assert abtest.render_text([]) == ["  A/B results: no route has arms"]
+
+
+def test_strong_result_shows_p_below_the_floor(tmp_path: Path) -> None:
+    """A 50% against a 10% reply rate on 200 leads each: pooled 0.3, z = -0.4 / sqrt(0.3 * 0.7 * 2/200) =
+    -8.7287, p = erfc(8.7287 / sqrt 2) = 2.5758e-18: the text says "p < 0.000001" (not 0.0000) and the JSON
+    keeps the float (not 0.0); p 6.334e-5 and 0.0420503 show as 0.000063 and 0.0421."""
+    rows = [{"sequence_name": "Midsize", "arm": "A", "campaign_id": ARM_A, "finished": 200, "replied": 100,
+             "interested": 50},
+            {"sequence_name": "Midsize", "arm": "B", "campaign_id": ARM_B, "finished": 200, "replied": 20,
+             "interested": 10}]
+    results = ab_results_from_counts(_routing(tmp_path).routing, rows)
+    reply = results[0]["comparisons"][0]
+    assert reply["z"] == pytest.approx(-8.7287, abs=1e-4)
+    assert reply["p_value"] == pytest.approx(2.5758e-18, rel=1e-4)
+    assert json.loads(json.dumps(results))[0]["comparisons"][0]["p_value"] > 0
+    assert "reply_rate B vs A: B below A: significant at 0.05 (z -8.73, p < 0.000001, difference -40.0 points" \
+        in "\n".join(abtest.render_text(results))
+    assert (abtest.format_p(6.334e-5), abtest.format_p(0.0420503), abtest.format_p(1e-6)) == (
+        "0.000063", "0.0421", "0.000001")

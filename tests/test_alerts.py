@@ -205,3 +205,17 @@ def test_an_interrupted_run_judges_nothing(tmp_path: Path) -> None:
     assert (seen.failed, seen.idle, seen.guards, seen.open_dead_letters) == (None, None, None, None)
     memory = {"open": {"run_failed": {"since_run": "r4"}}, "idle_runs": 2}
     assert plan_alerts(memory, seen, **LIMITS) == (memory, [])
+
+
+def test_warehouse_failure_at_the_lock_still_posts(tmp_path: Path, receiver: _Receiver) -> None:
+    """The run-lock table dropped: the run fails (exit 1, no run-log row) and still posts exactly one
+    "run failed" message, naming the lock and no email address."""
+    with small_world(tmp_path, settings={"alert_webhook_url": receiver.url}) as world:
+        world.warehouse.execute("DROP TABLE `{ds}.ops_run_lock`", label="test.drop")
+        result = world.run()
+        assert result.exit_code == ExitCode.RUN_FAILED and result.report.outcome == "failed"
+        logged = world.warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_run_log`", label="test")[0]["n"]
+    assert logged == 0
+    [text] = receiver.texts()
+    assert text.startswith(f"coldsync run {result.report.run_id} failed: could not take the run lock: ")
+    assert "@" not in text and result.report.alerts["posted"] == ["run_failed open"]

@@ -41,6 +41,15 @@ def test_a_campaign_is_due_hourly_and_yesterday_is_read_until_read_after_midnigh
     assert campaigns_due({"c": "2026-03-01T23:30:00+00:00"}, ["c"], just_after_midnight) == {"c": both}
 
 
+def test_after_a_gap_the_days_since_the_last_read_are_read_back_to_seven() -> None:
+    """campaigns_due after runs stopped: last read Fri 02-27 10:00 -> 02-27 (its day: the counters after 10:00)
+    to Mon 03-02, 4 days; last read 20 days ago -> the 7 days before today and today (02-23 .. 03-02, 8 days)."""
+    four = campaigns_due({"c": "2026-02-27T10:00:00+00:00"}, ["c"], NOW)["c"]
+    assert four == [dt.date(2026, 2, 27), dt.date(2026, 2, 28), dt.date(2026, 3, 1), TODAY]
+    capped = campaigns_due({"c": (NOW - dt.timedelta(days=20)).isoformat()}, ["c"], NOW)["c"]
+    assert (capped[0], capped[-1], len(capped)) == (dt.date(2026, 2, 23), TODAY, 8)
+
+
 def test_a_day_window_selects_exactly_that_utc_day() -> None:
     """day_window: a past day runs from its midnight to its last millisecond; today ends now."""
     assert day_window(YESTERDAY, NOW) == (dt.datetime(2026, 3, 1, tzinfo=UTC),
@@ -83,9 +92,10 @@ class World:
         """One run `minutes` after NOW; its exit code checked; the ops_campaign_daily reads it made."""
         since = len(self.sim.request_log)
         settings = dataclasses.replace(self.settings, **changes) if changes else self.settings
-        result = run_sync(settings, self.warehouse, self.client, now=NOW + dt.timedelta(minutes=minutes))
+        now = NOW + dt.timedelta(minutes=minutes)
+        result = run_sync(settings, self.warehouse, self.client, now=now)
         assert result.exit_code == 0, result.report.render_text()
-        reads = sum(1 for r in self.sim.request_log[since:] if reads_campaign_daily(r.template, r.query))
+        reads = sum(1 for r in self.sim.request_log[since:] if reads_campaign_daily(r.template, r.query, now.date()))
         return result, reads
 
     def kept(self) -> list[dict[str, Any]]:
@@ -143,6 +153,26 @@ def test_housekeeping_keeps_each_campaign_day_once_an_hour_and_merges(world: Wor
     assert kept[3] == row(SMB, TODAY, "SMB", leads[SMB], emails_sent=15, contacted=10, new_leads_contacted=2,
                           bounced=2)
     assert kept[1]["leads"] == leads[MIDSIZE] and kept[2]["emails_sent"] == 120
+
+
+def test_runs_stopped_for_days_lose_no_daily_counters(world: World) -> None:
+    """Runs stop after Mon 15:00 and resume Fri 15:00: that run reads Mon (its evening: 10 + 5 sent) to Fri in
+    ONE daily call per campaign, plus one windowed call each for Thu and Fri (2 + 2 reads); Tue's 11 sent are
+    kept, its 2 bounces are not (one windowed call per day: yesterday and today only), and Mon keeps the 1
+    bounce the first run read."""
+    sim = world.sim
+    sim.record_daily(SMB, TODAY, sent=10, contacted=10, bounced=1)
+    world.run(0)
+    day = [TODAY + dt.timedelta(days=k) for k in range(5)]  # Mon .. Fri
+    sim.record_daily(SMB, day[0], sent=5)
+    sim.record_daily(SMB, day[1], sent=11, bounced=2)
+    sim.record_daily(SMB, day[3], sent=13, contacted=13, bounced=1)
+    _, reads = world.run(4 * 24 * 60)
+    assert reads == 2 + 2
+    smb = {r["day"]: (r["emails_sent"], r["bounced"]) for r in world.kept() if r["campaign_id"] == SMB}
+    assert smb == {YESTERDAY: (0, 0), day[0]: (15, 1), day[1]: (11, None), day[2]: (0, None), day[3]: (13, 1),
+                   day[4]: (0, 0)}
+    assert len(world.kept()) == 2 * 6
 
 
 def test_a_failed_analytics_call_is_a_note_and_the_campaign_is_read_again(world: World) -> None:

@@ -52,6 +52,8 @@ STATE = [  # email, campaign, route, arm, status, added_at
     ("s2", "c-mb", "Midsize", "B", "active", at(8, 20)),
     ("h2", "c-smb", "SMB", "SMB", "holding", at(2, 9)),  # its history row counts it: not twice
     ("s4", "c-smb", "SMB", "SMB", "pending", at(9, 9)),  # not confirmed: not added
+    ("s5", "c-mb", "Midsize", "B", "active", AS_OF),  # exactly at as_of: within v_supply's 7 days
+    ("s6", "c-smb", "SMB", "SMB", "active", at(3, 12)),  # exactly 7 days before as_of: outside them
 ]
 DAILY_FIELDS = (("campaign_id", "STRING"), ("day", "DATE"), ("route", "STRING"), ("arm", "STRING"),
                 ("leads", "INT64"), ("emails_sent", "INT64"), ("bounced", "INT64"), ("unsubscribed", "INT64"))
@@ -136,8 +138,8 @@ def test_funnel_weekly_counts_each_attempt_once_in_its_week(seeded: Warehouse) -
         funnel(EARLY_WEEK, "SMB", "SMB", 0, 1, 0, 0, 0, 0),  # h8
         funnel(WEEK_A, "Midsize", "A", 2, 2, 1, 0, 0, 1),  # h4, h5 (not interested)
         funnel(WEEK_A, "Midsize", "B", 1, 0, 0, 0, 0, 0),  # s2 added; h7 given up: neither added nor finished
-        funnel(WEEK_A, "SMB", "SMB", 3, 2, 1, 1, 0, 0),  # h1, h2, h3 added; h1, h2 (Sunday) finished
-        funnel(WEEK_B, "Midsize", "B", 0, 1, 1, 1, 0, 0),  # h6: before v4, interest 2
+        funnel(WEEK_A, "SMB", "SMB", 4, 2, 1, 1, 0, 0),  # h1, h2, h3, s6 added; h1, h2 (Sunday) finished
+        funnel(WEEK_B, "Midsize", "B", 1, 1, 1, 1, 0, 0),  # s5 added; h6: before v4, interest 2
         funnel(WEEK_B, "SMB", "SMB", 1, 1, 0, 0, 1, 0),  # s1 added; h3 (Monday 00:00) bounced
     ]
 
@@ -163,7 +165,8 @@ def test_inventory_daily_beside_what_was_added_and_drained(seeded: Warehouse) ->
     wednesday = got[(dt.date(2026, 3, 4), "c-ma")]
     assert (wednesday["leads"], wednesday["added"], wednesday["drained"], wednesday["workspace_room"]) == (
         None, 0, 2, None)
-    assert got[(dt.date(2026, 3, 3), "c-smb")]["added"] == 1 and got[(dt.date(2026, 3, 3), "c-smb")]["drained"] == 1
+    assert got[(dt.date(2026, 3, 3), "c-smb")]["added"] == 2 and got[(dt.date(2026, 3, 3), "c-smb")]["drained"] == 1
+    assert got[(dt.date(2026, 3, 10), "c-mb")]["added"] == 1  # s5
 
 
 def test_drain_outcomes_per_week_and_policy(seeded: Warehouse) -> None:
@@ -180,11 +183,12 @@ def test_drain_outcomes_per_week_and_policy(seeded: Warehouse) -> None:
 
 
 def test_supply_runway_and_returns_per_coming_week(seeded: Warehouse) -> None:
-    """v_supply at as_of Tue 2026-03-10 12:00: ready leads per route, adds in the 7 days before (SMB: h3 at
-    Tue 13:00 and s1; h1, h2 at Mon 09:00 are older), days of supply = ready / (adds / 7), and the leads whose
-    return_at falls in each coming week (exactly 7 days ahead is week 2; a NULL return_at never returns)."""
+    """v_supply at as_of Tue 2026-03-10 12:00: ready leads per route, adds in the 7 days up to it, (Tue 03-03
+    12:00, as_of] (SMB: h3 at Tue 13:00 and s1; s6 at exactly 03-03 12:00 and h1, h2 at Mon 09:00 are older;
+    Midsize: s2 and s5 at exactly as_of), days of supply = ready / (adds / 7), and the leads whose return_at
+    falls in each coming week (exactly 7 days ahead is week 2; a NULL return_at never returns)."""
     assert rows(seeded, "v_supply", "route") == [
-        {"route": "Midsize", "ready": 2, "adds_per_day": round(1 / 7, 9), "days_of_supply": 14.0,
+        {"route": "Midsize", "ready": 2, "adds_per_day": round(2 / 7, 9), "days_of_supply": 7.0,
          "returning_week_1": 1, "returning_week_2": 0, "returning_week_3": 0, "returning_week_4": 1},
         {"route": "SMB", "ready": 3, "adds_per_day": round(2 / 7, 9), "days_of_supply": 10.5,
          "returning_week_1": 0, "returning_week_2": 2, "returning_week_3": 0, "returning_week_4": 0},

@@ -12,11 +12,11 @@ import pytest
 
 import sync_once
 from coldsync import settings as settings_module
-from coldsync.changes import ChangesInputError, check_reveal, collect_changes, parse_since
+from coldsync.changes import CI_MARKERS, ChangesInputError, check_reveal, collect_changes, parse_since
 from coldsync.cli import ExitCode
 from coldsync.settings import SPECS
 from coldsync.store import Store
-from coldsync.warehouse.base import Rows
+from coldsync.warehouse.base import Rows, Warehouse
 from coldsync.warehouse.duckdb import DuckDBWarehouse
 from tests.conftest import make_settings
 from tests.helpers import build
@@ -141,7 +141,7 @@ def test_added_and_drained_per_run_masked(tmp_path: Path) -> None:
 def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for spec in SPECS:
         monkeypatch.delenv(spec.env, raising=False)
-    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "CI"):
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", *CI_MARKERS):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(settings_module, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(settings_module, "SECRETS_DIR", tmp_path / "secrets")
@@ -178,3 +178,102 @@ def test_command_masks_reveals_and_refuses(tmp_path: Path, monkeypatch: pytest.M
     assert sync_once.main(["--since", "24h"]) == ExitCode.BAD_CONFIG
     assert "only go(es) with --changes" in capsys.readouterr().err
     assert sync_once.main(["--changes", "--report"]) == ExitCode.BAD_CONFIG
+
+
+PINNED = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+RUN_A, RUN_B = PINNED - dt.timedelta(hours=5), PINNED - dt.timedelta(hours=1)
+ADDED_HISTORY_FIELDS = (*HISTORY_FIELDS, ("added_at", "TIMESTAMP"))
+
+
+def arrange_drained(warehouse: Warehouse, tmp_path: Path) -> None:
+    """The clock pinned at PINNED (as_of row). run-a (5 h before) added ann and hal; run-b (1 h before) drained
+    ann (her state row gone), hal (still held: both rows), pre (a history row from before v7: no added_at) and
+    old (added 3 days before). Rows at exactly 24 h before, and after PINNED, are outside a 24 h window."""
+    settings = make_settings(tmp_path, smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE)
+    build(warehouse, settings, as_of=PINNED)
+    state = [
+        {"email": "hal@corp.example", "campaign_id": SMB, "sequence_target": "SMB", "status": "held",
+         "added_at": RUN_A, "run_id": "run-b", "arm": "SMB"},
+        {"email": "edge@corp.example", "campaign_id": SMB, "sequence_target": "SMB", "status": "active",
+         "added_at": PINNED - dt.timedelta(hours=24), "run_id": "run-0", "arm": "SMB"},
+        {"email": "late@corp.example", "campaign_id": SMB, "sequence_target": "SMB", "status": "active",
+         "added_at": PINNED + dt.timedelta(hours=1), "run_id": "run-z", "arm": "SMB"},
+    ]
+
+    def ended(email: str, outcome: str, added: dt.datetime | None, recorded: dt.datetime = RUN_B) -> dict[str, Any]:
+        return {"email": email, "campaign_id": SMB, "sequence_name": "SMB", "status_final": outcome,
+                "completed_at": recorded - dt.timedelta(hours=2), "attempt_num": 1, "recorded_at": recorded,
+                "run_id": "run-b" if recorded == RUN_B else "run-z", "arm": "SMB", "policy": None,
+                "added_at": added}
+
+    history = [ended("ann@corp.example", "replied", RUN_A), ended("hal@corp.example", "completed", RUN_A),
+               ended("pre@corp.example", "completed", None),
+               ended("old@corp.example", "bounced", PINNED - dt.timedelta(days=3)),
+               ended("later@corp.example", "completed", PINNED + dt.timedelta(minutes=30),
+                     PINNED + dt.timedelta(hours=1))]
+    warehouse.execute(
+        "INSERT INTO `{ds}.ops_inst_state` (email, campaign_id, sequence_target, status, added_at, updated_at, "
+        "run_id, arm) SELECT r.email, r.campaign_id, r.sequence_target, r.status, r.added_at, r.added_at, "
+        "r.run_id, r.arm FROM UNNEST(@rows) AS r", {"rows": Rows(STATE_FIELDS, state)}, label="test.state")
+    warehouse.execute(
+        "INSERT INTO `{ds}.ops_lead_history` (email, campaign_id, sequence_name, status_final, completed_at, "
+        "attempt_num, recorded_at, run_id, arm, policy, added_at) SELECT r.email, r.campaign_id, "
+        "r.sequence_name, r.status_final, r.completed_at, r.attempt_num, r.recorded_at, r.run_id, r.arm, "
+        "r.policy, r.added_at FROM UNNEST(@rows) AS r", {"rows": Rows(ADDED_HISTORY_FIELDS, history)},
+        label="test.history")
+    store = Store(warehouse, "test", PINNED)
+    for run_id, started in (("run-a", RUN_A), ("run-b", RUN_B)):
+        store.write_run_log(_run_log(run_id, started))
+
+
+def test_drained_leads_still_count_in_their_adding_run(raw_warehouse: Warehouse, tmp_path: Path) -> None:
+    """A lead added and drained within the window counts among its adding run's adds (from its history row's
+    added_at), a lead with both rows (held) once with its current status; pre-v7 rows (no added_at) and adds
+    older than the window only as drained; the window is (now - 24 h, now]; on both engines."""
+    arrange_drained(raw_warehouse, tmp_path)
+    changes = collect_changes(raw_warehouse, since=dt.timedelta(hours=24), now=PINNED)
+    assert [r["run_id"] for r in changes.runs] == ["run-b", "run-a"]
+    run_b, run_a = changes.runs
+    assert [(r["email"], r["status"], r["added_at"]) for r in run_a["added"]] == [
+        ("a***@corp.example", "drained", _iso(RUN_A)), ("h***@corp.example", "held", _iso(RUN_A))]
+    assert run_a["drained"] == [] and run_b["added"] == []
+    assert [(r["email"], r["outcome"]) for r in run_b["drained"]] == [
+        ("a***@corp.example", "replied"), ("h***@corp.example", "completed"), ("o***@corp.example", "bounced"),
+        ("p***@corp.example", "completed")]
+    assert (changes.added, changes.drained) == (2, 4)
+
+
+def test_changes_count_back_from_the_pinned_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`--changes` counts back from the as_of config row (months before today): the 24 h before it hold 2
+    adds and 4 drains, and `now` is the pinned instant."""
+    warehouse = DuckDBWarehouse(_isolate(monkeypatch, tmp_path), "coldsync")
+    try:
+        arrange_drained(warehouse, tmp_path)
+    finally:
+        warehouse.close()
+    assert sync_once.main(["--changes", "--json"]) == ExitCode.OK
+    data = json.loads(capsys.readouterr().out)
+    assert (data["now"], data["added"], data["drained"]) == (_iso(PINNED), 2, 4)
+
+
+def test_since_too_far_back_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """--since above 3650d (999999d, 999999h) is refused with exit 2 naming --since and the cap, not an
+    OverflowError; 3650d itself is accepted."""
+    assert parse_since("3650d") == dt.timedelta(days=3650)
+    with pytest.raises(ChangesInputError, match=r"--since '999999h' is too far back: give at most 3650d"):
+        parse_since("999999h")
+    _isolate(monkeypatch, tmp_path)
+    assert sync_once.main(["--changes", "--since", "999999d"]) == ExitCode.BAD_CONFIG
+    assert "--since '999999d' is too far back: give at most 3650d" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("marker", ["CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "JENKINS_URL", "TF_BUILD"])
+def test_reveal_refused_under_each_ci_marker(marker: str) -> None:
+    """--reveal is refused when any common CI marker is set (alone), naming it; `false` or empty is not CI."""
+    value = "https://jenkins.corp.example/" if marker == "JENKINS_URL" else "true"
+    with pytest.raises(ChangesInputError, match=f"refused under CI \\(the {marker} variable is set\\)"):
+        check_reveal(True, {marker: value})
+    check_reveal(True, {marker: "false"})
+    check_reveal(True, {marker: ""})

@@ -132,3 +132,17 @@ def test_simulator_server_recipe_runs_verbatim(tmp_path: Path) -> None:
     assert "route SMB: added 50, drained 0, room 50" in stdout
     assert "route Midsize: added 50, drained 0, room 50" in stdout
     assert re.search(r"^coldsync run \S+: success in ", stdout, flags=re.MULTILINE)
+
+
+def test_report_after_the_demo_names_the_demo_warehouse() -> None:
+    """The README's analytics-report section gives, for after `./scripts/demo`, a `--report --html` command
+    whose DUCKDB_PATH is the demo's own warehouse (coldsync.demo.DEMO_WAREHOUSE, data/demo.duckdb), not the
+    default data/coldsync.duckdb that the demo never writes."""
+    from coldsync.demo import DEMO_WAREHOUSE
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### The analytics report", 1)[1].split("\n## ", 1)[0]
+    demo_path = DEMO_WAREHOUSE.relative_to(REPO).as_posix()
+    commands = [c for block in _bash_blocks(section) for c in _block_commands(block)]
+    wanted = f"DUCKDB_PATH={demo_path} {VENV_PYTHON} sync_once.py --report --html report.html"
+    assert [c for c in commands if c.split("#", 1)[0].strip() == wanted] != [], commands

@@ -11,9 +11,14 @@ Per refresh, from Instantly (official spec operations):
   need it, windowed to that UTC day: bounced_count and unsubscribed_count (the daily endpoint has neither);
   `exclude_total_leads_count=true`, since the lead count is the preflight's (sync.preflight reads every
   managed campaign's `leads_count` each run: reused here, not asked again).
-Today is read on every refresh; yesterday too while the campaign's last refresh was before today began
-(so the row of a finished day ends up with the day's full counts, once). Each row is MERGEd on
-(campaign_id, day): re-reading a day replaces its counters, never adds a second row.
+Today is read on every refresh, and every day since the campaign's last refresh, that day included (so
+the row of a finished day ends up with the day's full counts, also after runs stopped for days), at most
+MAX_DAYS_BACK days before today; never read: yesterday and today. The daily call takes a date range, so the
+days since the last read cost no more calls; the windowed call gives one total per window, so bounces and
+unsubscribes cost one call per day and are read for yesterday and today only (WINDOWED_DAYS): an older day
+read again keeps the bounces and unsubscribes it had (none for a day no run saw). Each row is MERGEd on
+(campaign_id, day): re-reading a day replaces its counters, never adds a second row; a counter read as NULL
+keeps its value.
 
 The supply signals' own reads (7 complete days, a 7-day window) cannot be reused for these rows: their
 windows do not give today's counters nor one day's bounces, so asking for the same call again would not
@@ -41,6 +46,13 @@ log = logging.getLogger("coldsync.analytics")
 REFRESH_EVERY = dt.timedelta(hours=1)
 """A campaign's analytics are read again once its last read is this old."""
 
+MAX_DAYS_BACK = 7
+"""After a gap in the runs, the days since a campaign's last read are read again back to this many days
+before today (the daily call's range; older days stay as the last read left them)."""
+
+WINDOWED_DAYS = 2
+"""The most recent days (yesterday and today) whose bounces and unsubscribes are read (one windowed call each)."""
+
 SUMMARY_KEY = "campaign_daily_at"
 """Run summary key: campaign id -> ISO-8601 UTC time its ops_campaign_daily rows were last read."""
 
@@ -49,16 +61,20 @@ def campaigns_due(last_read: Mapping[str, Any], campaign_ids: list[str], now: dt
     """Campaign id -> the UTC days to read now (oldest first), for the campaigns due (pure).
 
     Due: never read, read REFRESH_EVERY ago or more, or the stored time is unreadable or in the future.
-    Days: today, and yesterday too when the last read was before today's UTC midnight (or unknown)."""
+    Days: from the UTC day of the last read (its counters after that read are missing) to today, starting
+    at most MAX_DAYS_BACK days before today; yesterday and today when the last read is unknown (never,
+    unreadable, in the future)."""
     today = now.astimezone(dt.UTC).date()
-    midnight = dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC)
     out: dict[str, list[dt.date]] = {}
     for campaign_id in campaign_ids:
         read_at = parse_timestamp(last_read.get(campaign_id))
         if read_at is not None and dt.timedelta(0) <= now - read_at < REFRESH_EVERY:
             continue
-        finished_yesterday = read_at is not None and midnight <= read_at <= now
-        out[campaign_id] = [today] if finished_yesterday else [today - dt.timedelta(days=1), today]
+        if read_at is None or read_at > now:
+            first = today - dt.timedelta(days=1)
+        else:
+            first = max(read_at.astimezone(dt.UTC).date(), today - dt.timedelta(days=MAX_DAYS_BACK))
+        out[campaign_id] = [first + dt.timedelta(days=k) for k in range((today - first).days + 1)]
     return out
 
 
@@ -74,9 +90,9 @@ def daily_rows(campaign: Any, days: list[dt.date], daily: list[DailyCampaignAnal
                windows: Mapping[dt.date, CampaignAnalytics | None], *, today: dt.date,
                fetched_at: dt.datetime, run_id: str) -> list[dict[str, Any]]:
     """The ops_campaign_daily rows of one campaign (pure). `daily`: its daily rows (None: the call failed,
-    counters NULL); `windows`: day -> its windowed analytics item (None: failed or missing, bounced and
-    unsubscribed NULL). A day the daily answer leaves out had no activity: zeros. `leads` only on today's
-    row (the preflight's count, `campaign.leads_count`)."""
+    counters NULL); `windows`: day -> its windowed analytics item (None or absent: failed, missing, or a
+    day before WINDOWED_DAYS; bounced and unsubscribed NULL). A day the daily answer leaves out had no
+    activity: zeros. `leads` only on today's row (the preflight's count, `campaign.leads_count`)."""
     by_day = {row.date: row for row in daily or []}
     rows: list[dict[str, Any]] = []
     for day in days:
@@ -117,7 +133,8 @@ def record_campaign_daily(ctx: RunContext) -> None:
     now = ctx.now.astimezone(dt.UTC)
     windows: dict[str, dict[dt.date, CampaignAnalytics | None]] = {cid: {} for cid in due}
     failed: set[str] = set()
-    for day in sorted({day for days in due.values() for day in days}):
+    recent = now.date() - dt.timedelta(days=WINDOWED_DAYS - 1)
+    for day in sorted({day for days in due.values() for day in days if day >= recent}):
         ids = [cid for cid, days in due.items() if day in days]
         start, end = day_window(day, now)
         try:

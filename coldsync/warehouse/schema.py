@@ -850,10 +850,11 @@ GROUP BY 1, 2, 3
 
 
 def supply_view_sql() -> str:
-    """v_supply: per route, the ready leads now (v_ready_for_instantly), the adds per day over the 7 days before
-    `as_of` (the config row, else now), the days of supply left (ready / adds per day; NULL with no adds), and
-    per coming week k (1..SUPPLY_WEEKS) the persons whose last attempt (of that route) lets them return in
-    [as_of + 7(k-1) days, as_of + 7k days) by its return_at (NULL return_at: never)."""
+    """v_supply: per route, the ready leads now (v_ready_for_instantly), the adds per day over the 7 days up to
+    `as_of` (the config row, else now), (as_of - 7 days, as_of] (an add at the pinned clock itself counts), the
+    days of supply left (ready / adds per day; NULL with no adds), and per coming week k (1..SUPPLY_WEEKS) the
+    persons whose last attempt (of that route) lets them return in [as_of + 7(k-1) days, as_of + 7k days) by
+    its return_at (NULL return_at: never)."""
     weeks = "".join(
         f",\n  COALESCE(MAX(IF(x.kind = 'returning' AND x.k = {k}, x.n, NULL)), 0) AS returning_week_{k}"
         for k in range(1, SUPPLY_WEEKS + 1))
@@ -873,7 +874,7 @@ figures AS (
   UNION ALL
   SELECT 'added', a.route, 0, COUNT(*)
   FROM added AS a CROSS JOIN params AS p
-  WHERE a.at >= TIMESTAMP_SUB(p.as_of, INTERVAL 7 DAY) AND a.at < p.as_of
+  WHERE a.at > TIMESTAMP_SUB(p.as_of, INTERVAL 7 DAY) AND a.at <= p.as_of
   GROUP BY a.route
   UNION ALL
   SELECT 'returning', l.route, CAST(FLOOR(TIMESTAMP_DIFF(l.return_at, p.as_of, SECOND) / 604800) AS INT64) + 1, COUNT(*)
