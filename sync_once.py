@@ -161,7 +161,8 @@ def _main(argv: list[str] | None) -> int:
         return changes_command(settings, warehouse, since=since, route=args.route, reveal=args.reveal,
                                fmt="json" if args.json else "text")
     if args.report and args.html:
-        return html_report_command(warehouse, Path(args.html))
+        routing = (embedded_settings(settings) if is_embedded(settings) else settings).routing
+        return html_report_command(warehouse, Path(args.html), routing=routing)
     if args.report:
         return report_command(settings, warehouse, "json" if args.json else "markdown" if args.markdown else "text")
     with ExitStack() as stack:

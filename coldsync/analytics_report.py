@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from coldsync.redact import redact
+from coldsync.routes import Routing
 from coldsync.warehouse.base import Param, Warehouse, WarehouseError
 
 ANALYTICS_VIEWS: tuple[tuple[str, str], ...] = (
@@ -332,9 +333,39 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f6f8fa}
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
+def ab_section(results: Sequence[Mapping[str, Any]] | None, unavailable: str | None = None) -> str:
+    """The A/B results (coldsync.abtest.ab_results: per route with arms, each arm's finished leads, reply and
+    interested rates, and each arm against the route's first by the named test, or "Not enough data yet"), as a
+    table per route and one line per comparison; a note when no route has arms or the history cannot be read."""
+    from coldsync.abtest import METHOD, format_p
+
+    head = '<section id="ab"><h2>A/B results</h2><p class="source">ops_lead_history, coldsync.abtest</p>'
+    if unavailable is not None:
+        return head + _unavailable(unavailable) + "</section>"
+    if not results:
+        return head + '<p class="note">No route has arms: nothing to compare.</p></section>'
+    parts = [head, f'<p class="note">{html.escape(METHOD)}; each arm against the route\'s first.</p>']
+    for result in results:
+        rows = [{"arm": scrub(str(a["arm"])), "finished": a["finished"], "replied": a["replied"],
+                 "reply_rate": a["reply_rate"], "interested": a["interested"],
+                 "interested_rate": a["interested_rate"]} for a in result["arms"]]
+        parts.append(f"<h3>Route {html.escape(scrub(str(result['route'])))}</h3>")
+        parts.append(_table(rows, ["arm", "finished", "replied", "reply_rate", "interested", "interested_rate"],
+                            len(rows)))
+        lines = []
+        for c in result["comparisons"]:
+            text = f"{c['metric']} {c['arm']} vs {c['against']}: {c['verdict']}"
+            if c["enough_data"]:
+                text += f" (z {c['z']:.2f}, p {format_p(c['p_value'])}, difference {c['difference'] * 100:+.1f} points)"
+            lines.append(f"<li>{html.escape(scrub(text))}</li>")
+        parts.append(f"<ul>{''.join(lines)}</ul>")
+    return "".join(parts) + "</section>"
+
+
 def build_html(views: Sequence[ViewResult], runs: ViewResult | None, *, generated_at: dt.datetime,
                warehouse: str, clock: str = "current time",
-               inventory: Mapping[str, Sequence[tuple[str, float]]] | None = None) -> str:
+               inventory: Mapping[str, Sequence[tuple[str, float]]] | None = None,
+               ab: str | None = None) -> str:
     """The whole report as one HTML document (str): header, a section per view, the runs, the panels of the views
     not available. Loads nothing
     (inline CSS and SVG only, `_CSP` forbids the rest); the result has passed coldsync.redact.redact."""
@@ -342,10 +373,10 @@ def build_html(views: Sequence[ViewResult], runs: ViewResult | None, *, generate
     # What can be shown comes first (the views in their order, then the runs); the "not available" panels last.
     shown = [v for v in views if v.unavailable is None]
     missing = [v for v in views if v.unavailable is not None]
-    sections = ([view_section(v) for v in shown] + ([runs_section(runs, inventory)] if runs is not None else [])
-                + [view_section(v) for v in missing])
-    links = ([(v.name, v.title) for v in shown] + ([("runs", "Latest runs")] if runs is not None else [])
-             + [(v.name, v.title) for v in missing])
+    sections = ([view_section(v) for v in shown] + ([ab] if ab is not None else [])
+                + ([runs_section(runs, inventory)] if runs is not None else []) + [view_section(v) for v in missing])
+    links = ([(v.name, v.title) for v in shown] + ([("ab", "A/B results")] if ab is not None else [])
+             + ([("runs", "Latest runs")] if runs is not None else []) + [(v.name, v.title) for v in missing])
     nav = "".join(f'<a href="#{html.escape(n)}">{html.escape(t.split(":")[0].split(",")[0])}</a>' for n, t in links)
     doc = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -376,18 +407,29 @@ def write_report(path: Path, document: str) -> None:
         raise
 
 
-def make_report(warehouse: Warehouse, now: dt.datetime, *, clock: str = "current time") -> str:
-    """Read the views and the run log (reads only) and build the document (build_html)."""
+def make_report(warehouse: Warehouse, now: dt.datetime, *, clock: str = "current time",
+                routing: Routing | None = None) -> str:
+    """Read the views, the A/B counts of `routing`'s routes with arms, and the run log (reads only) and build the
+    document (build_html)."""
+    ab: str | None = None
+    if routing is not None:
+        from coldsync.abtest import ab_results
+
+        try:
+            ab = ab_section(ab_results(warehouse, routing))
+        except WarehouseError as exc:
+            ab = ab_section(None, scrub(redact(str(exc), 300)))
     try:
         inventory = inventory_points_from_runs(
             warehouse.query(INVENTORY_FROM_RUNS_SQL, {"since": now - LOOKBACK}, label="report.inventory_runs"))
     except WarehouseError:
         inventory = {}  # the runs section says why the run log cannot be read
     return build_html(read_views(warehouse, now), read_runs(warehouse, now), generated_at=now,
-                      warehouse=warehouse.describe(), clock=clock, inventory=inventory)
+                      warehouse=warehouse.describe(), clock=clock, inventory=inventory, ab=ab)
 
 
-def html_report_command(warehouse: Warehouse, path: Path, now: dt.datetime | None = None) -> int:
+def html_report_command(warehouse: Warehouse, path: Path, now: dt.datetime | None = None,
+                        routing: Routing | None = None) -> int:
     """`sync_once.py --report --html PATH`: write the report, print its path; 0, or 1 when it cannot be written
     (the message on stderr). "Now" is the status report's (coldsync.status.report_clock: the clock, or the
     `as_of` config row of a simulation). Closes the warehouse."""
@@ -396,7 +438,7 @@ def html_report_command(warehouse: Warehouse, path: Path, now: dt.datetime | Non
 
     try:
         pinned, clock = report_clock(warehouse)
-        document = make_report(warehouse, now or pinned, clock=clock)
+        document = make_report(warehouse, now or pinned, clock=clock, routing=routing)
     except WarehouseError as exc:
         print(f"HTML report not written: {scrub(redact(str(exc)))}", file=sys.stderr)
         return ExitCode.RUN_FAILED

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = Path(args.report) if args.report else path.with_name("report.html")
     as_of, clock = report_clock(warehouse)
-    write_report(report, make_report(warehouse, as_of, clock=clock))
+    write_report(report, make_report(warehouse, as_of, clock=clock, routing=settings.routing))
     warehouse.close()
     print("Demo finished. Inspect the warehouse with: duckdb " + str(path) + "  (schema coldsync)")
     print(f"Analytics report (open it in a browser; it loads nothing): {report}")

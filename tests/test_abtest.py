@@ -191,3 +191,21 @@ def test_strong_result_shows_p_below_the_floor(tmp_path: Path) -> None:
         in "\n".join(abtest.render_text(results))
     assert (abtest.format_p(6.334e-5), abtest.format_p(0.0420503), abtest.format_p(1e-6)) == (
         "0.000063", "0.0421", "0.000001")
+
+
+def test_the_html_report_shows_the_ab_results(tmp_path: Path) -> None:
+    """The HTML report's A/B section: per route a table of arms (finished, replied, rates) and one line per
+    comparison with the method, the "Not enough data yet" verdict said plainly, and no address anywhere."""
+    from coldsync.analytics_report import ab_section
+
+    rows = [{"sequence_name": "Midsize", "arm": "A", "campaign_id": ARM_A, "finished": 29, "replied": 10,
+             "interested": 5},
+            {"sequence_name": "Midsize", "arm": "B", "campaign_id": ARM_B, "finished": 100, "replied": 97,
+             "interested": 4}]
+    section = ab_section(ab_results_from_counts(_routing(tmp_path).routing, rows))
+    assert "<h3>Route Midsize</h3>" in section and "two-proportion z-test (pooled), two-sided" in section
+    assert "<td>A</td>" in section and '<td class="num">29</td>' in section and '<td class="num">97</td>' in section
+    assert "reply_rate A vs A" not in section
+    assert "Not enough data yet: arm A has 29 finished lead(s), needs 30" in section
+    assert "@" not in section
+    assert "No route has arms" in ab_section([])
