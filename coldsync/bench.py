@@ -1097,6 +1097,9 @@ def billed_bytes(statements: Mapping[str, int], sql_by_label: Mapping[str, str],
     A statement whose row batch is staged (more rows than `stage_threshold`) also reads its staging table.
     """
     least = MIN_BILLED_BYTES if minimums else 0
+    # DuckDB's own change signal (NATIVE_SIGNAL_LABEL) is no BigQuery statement: there the engine's signal is the
+    # table's metadata, read for free (BigQueryWarehouse.table_signal).
+    statements = {label: n for label, n in statements.items() if label != NATIVE_SIGNAL_LABEL}
     views = _view_bodies()
     staged_above = stage_threshold()
     total = 0
