@@ -15,10 +15,11 @@ def proof_settings(workdir: Path, **env: Any) -> Settings:
     """Settings from defaults plus `env` only (no .env, no secrets files, no developer environment)."""
     folder = workdir / "no-secrets"
     folder.mkdir(parents=True, exist_ok=True)
-    # One add in flight: "kill at operation k" must name the same add in every run (the counts of record repeat
-    # exactly); concurrent adds under invariants are tests/test_concurrent_adds.py's.
+    # One add and one drain listing in flight: "kill at operation k" must name the same call in every run (the
+    # counts of record repeat exactly); concurrent adds and listings under invariants are
+    # tests/test_concurrent_adds.py's and tests/test_drain_overlap.py's.
     environ = {"DUCKDB_PATH": str(workdir / "wh.duckdb"), "INSTANTLY_API_KEY": API_KEY, "SMB_CAMPAIGN_ID": SMB,
-               "MIDSIZE_CAMPAIGN_ID": MIDSIZE, "INSTANTLY_ADD_CONCURRENCY": "1",
+               "MIDSIZE_CAMPAIGN_ID": MIDSIZE, "INSTANTLY_ADD_CONCURRENCY": "1", "INSTANTLY_LIST_CONCURRENCY": "1",
                **{k.upper(): str(v) for k, v in env.items()}}
     return load_settings(environ=environ, dotenv_path=folder / ".env", secrets_dir=folder)
 

@@ -68,7 +68,7 @@ def test_embedded_run_writes_only_private_files(tmp_path: Path) -> None:
     from coldsync import files
 
     os.umask(0o022)  # as a fresh process starts (conftest's _restore_umask puts back what this worker had)
-    files._umask_before = 0o022
+    files._umask_before, files._umask_holders = 0o022, 0  # no warehouse another test left open holds it
     settings = playground(tmp_path)
     data = tmp_path / "data"
     warehouse = DuckDBWarehouse(settings.duckdb_file(), settings.bq_dataset, settings.source_table)
