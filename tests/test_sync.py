@@ -49,6 +49,9 @@ def world(raw_warehouse: Warehouse, tmp_path: Path) -> Iterator[World]:
 
 def test_lifecycle_120_days_keeps_every_invariant(world: World) -> None:
     """Over 120 simulated days of runs, invariants 1-6 hold after every run, and the cycle really turns."""
+    if world.warehouse.engine == "bigquery" and not os.environ.get("SYNC_FULL"):
+        pytest.skip("DuckDB runs the 120 days in the default suite (the same SQL); SYNC_FULL=1 runs them on the "
+                    "emulator too (the reliability samples run whole lifecycles there)")
     # The emulator lane runs every 8th day (the suite's 10 minutes); SYNC_FULL=1 runs every 4th there too.
     step = 4 if world.warehouse.engine == "duckdb" or os.environ.get("SYNC_FULL") else 8
     totals: dict[str, int] = {}
