@@ -80,9 +80,14 @@ def test_the_harness_catches_a_drain_that_deletes_before_recording(rig: Rig, mon
 
 # ---- a sample of each part of the proof ----------------------------------------------------------------
 
-@pytest.mark.parametrize("scenario", ["fresh", "mid_lifecycle", "near_cap", "leftovers", "manual_changes"])
+# Three of the proof's five scenarios by default (the other two, and every operation, with RELIABILITY_FULL=1).
+SAMPLED_SCENARIOS = (["fresh", "mid_lifecycle", "near_cap", "leftovers", "manual_changes"]
+                     if os.environ.get("RELIABILITY_FULL") else ["fresh", "leftovers", "manual_changes"])
+
+
+@pytest.mark.parametrize("scenario", SAMPLED_SCENARIOS)
 def test_crash_sample_keeps_every_invariant(engines: Engines, scenario: str) -> None:
-    """Killed before and after every 16th operation of a run (offsets 0, 3, 6, 9, 12 by scenario), then run until
+    """Killed before and after every 16th operation of a run (offsets 0, 9, 12 by scenario), then run until
     nothing changes: invariants 1-5 after every run, nothing lost, nothing twice, the lease respected
     (RELIABILITY_FULL=1 / `python -m proof` kill at every operation)."""
     tally = Tally()
