@@ -219,17 +219,22 @@ def render_text(results: list[dict[str, Any]]) -> list[str]:
             lines.append(f"      arm {arm['arm']:<6} finished {arm['finished']:>7,}  replied {arm['replied']:>6,} "
                          f"({_pct(arm['reply_rate'])})  interested {arm['interested']:>6,} "
                          f"({_pct(arm['interested_rate'])})")
-        for c in result["comparisons"]:
-            line = f"      {c['metric']} {c['arm']} vs {c['against']}: {c['verdict']}"
-            if c["enough_data"]:
-                still = c["still_needed"]
-                need = ("no difference observed: no sample size detects none" if still is None else
-                        f"{c['needed_per_arm']:,} per arm to detect it (still needed: "
-                        + ", ".join(f"{k} {v:,}" for k, v in still.items()) + ")")
-                line += (f" (z {c['z']:.2f}, p {format_p(c['p_value'])}, difference "
-                         f"{c['difference'] * 100:+.1f} points; {need})")
-            lines.append(line)
+        lines.extend(f"      {comparison_line(c)}" for c in result["comparisons"])
     return lines
+
+
+def comparison_line(c: Mapping[str, Any]) -> str:
+    """One comparison as a sentence: the verdict, and with enough data z, p, the difference and the sample size
+    still needed (the text report and the HTML report both say it this way)."""
+    line = f"{c['metric']} {c['arm']} vs {c['against']}: {c['verdict']}"
+    if c["enough_data"]:
+        still = c["still_needed"]
+        need = ("no difference observed: no sample size detects none" if still is None else
+                f"{c['needed_per_arm']:,} per arm to detect it (still needed: "
+                + ", ".join(f"{k} {v:,}" for k, v in still.items()) + ")")
+        line += (f" (z {c['z']:.2f}, p {format_p(c['p_value'])}, difference "
+                 f"{c['difference'] * 100:+.1f} points; {need})")
+    return line
 
 
 def _pct(rate: float | None) -> str:

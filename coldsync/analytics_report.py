@@ -337,7 +337,7 @@ def ab_section(results: Sequence[Mapping[str, Any]] | None, unavailable: str | N
     """The A/B results (coldsync.abtest.ab_results: per route with arms, each arm's finished leads, reply and
     interested rates, and each arm against the route's first by the named test, or "Not enough data yet"), as a
     table per route and one line per comparison; a note when no route has arms or the history cannot be read."""
-    from coldsync.abtest import METHOD, format_p
+    from coldsync.abtest import METHOD, comparison_line
 
     head = '<section id="ab"><h2>A/B results</h2><p class="source">ops_lead_history, coldsync.abtest</p>'
     if unavailable is not None:
@@ -352,12 +352,7 @@ def ab_section(results: Sequence[Mapping[str, Any]] | None, unavailable: str | N
         parts.append(f"<h3>Route {html.escape(scrub(str(result['route'])))}</h3>")
         parts.append(_table(rows, ["arm", "finished", "replied", "reply_rate", "interested", "interested_rate"],
                             len(rows)))
-        lines = []
-        for c in result["comparisons"]:
-            text = f"{c['metric']} {c['arm']} vs {c['against']}: {c['verdict']}"
-            if c["enough_data"]:
-                text += f" (z {c['z']:.2f}, p {format_p(c['p_value'])}, difference {c['difference'] * 100:+.1f} points)"
-            lines.append(f"<li>{html.escape(scrub(text))}</li>")
+        lines = [f"<li>{html.escape(scrub(comparison_line(c)))}</li>" for c in result["comparisons"]]
         parts.append(f"<ul>{''.join(lines)}</ul>")
     return "".join(parts) + "</section>"
 

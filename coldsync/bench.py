@@ -309,28 +309,29 @@ AUDIT = "(audit)"  # the rolling reconciliation audit's by-id look-ups (budgeted
 SNAPSHOT = "(analytics)"  # issue 17's hourly campaign analytics snapshot (ops_campaign_daily), counted apart
 
 
-def in_analytics_snapshot() -> bool:
-    """Whether the current call comes from coldsync/phases/analytics.py: the hourly reads that keep
-    ops_campaign_daily (issue 17), not part of a sync's work nor of issue 16's minimum; their own column."""
-    frame = sys._getframe(1)
+def _called_from(module_path: str, function: str | None = None) -> bool:
+    """Whether a frame of the current call stack (above the caller) runs in the file ending `module_path` (and,
+    when given, in its `function`)."""
+    frame = sys._getframe(2)
     while frame is not None:
-        if frame.f_code.co_filename.replace("\\", "/").endswith("/coldsync/phases/analytics.py"):
+        code = frame.f_code
+        if code.co_filename.replace("\\", "/").endswith(module_path) and function in (None, code.co_name):
             return True
         frame = frame.f_back  # type: ignore[assignment]
     return False
+
+
+def in_analytics_snapshot() -> bool:
+    """Whether the current call comes from coldsync/phases/analytics.py: the hourly reads that keep
+    ops_campaign_daily (issue 17), not part of a sync's work nor of issue 16's minimum; their own column."""
+    return _called_from("/coldsync/phases/analytics.py")
 
 
 def in_rolling_audit() -> bool:
     """Whether the current call comes from the rolling audit (`_audit` in coldsync/phases/reconcile.py),
     read from the call stack: its by-id look-ups are budgeted apart; the drain's and the reconcile's
     by-id confirmations, which also name no campaign, are not the audit and count as calls."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "_audit" and frame.f_code.co_filename.replace("\\", "/").endswith(
-                "/coldsync/phases/reconcile.py"):
-            return True
-        frame = frame.f_back  # type: ignore[assignment]
-    return False
+    return _called_from("/coldsync/phases/reconcile.py", "_audit")
 
 
 def campaigns_named(template: str, path_params: Mapping[str, str] | None = None,

@@ -27,6 +27,20 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 RUN1, RUN2, OLD = NOW - dt.timedelta(hours=5), NOW - dt.timedelta(hours=1), NOW - dt.timedelta(days=3)
 
 
+
+def insert_rows(warehouse: Warehouse, state: list[dict[str, Any]], history: list[dict[str, Any]],
+                history_fields: tuple[tuple[str, str], ...]) -> None:
+    """Write state rows (updated_at = added_at) and history rows with the given columns, as the sync would."""
+    warehouse.execute(
+        "INSERT INTO `{ds}.ops_inst_state` (email, campaign_id, sequence_target, status, added_at, updated_at, "
+        "run_id, arm) SELECT r.email, r.campaign_id, r.sequence_target, r.status, r.added_at, r.added_at, "
+        "r.run_id, r.arm FROM UNNEST(@rows) AS r", {"rows": Rows(STATE_FIELDS, state)}, label="test.state")
+    names = [name for name, _type in history_fields]
+    warehouse.execute(
+        f"INSERT INTO `{{ds}}.ops_lead_history` ({', '.join(names)}) SELECT "  # noqa: S608
+        f"{', '.join(f'r.{name}' for name in names)} FROM UNNEST(@rows) AS r",
+        {"rows": Rows(history_fields, history)}, label="test.history")
+
 def test_since_durations() -> None:
     """30m, 24h and 7d are minutes, hours and days; case and spaces do not matter."""
     assert parse_since("30m") == dt.timedelta(minutes=30)
@@ -88,15 +102,7 @@ def arrange(path: Path, tmp_path: Path) -> None:
              "completed_at": OLD, "attempt_num": 1, "recorded_at": OLD, "run_id": "run-0", "arm": "SMB",
              "policy": "no_reply"},
         ]
-        warehouse.execute(
-            "INSERT INTO `{ds}.ops_inst_state` (email, campaign_id, sequence_target, status, added_at, updated_at, "
-            "run_id, arm) SELECT r.email, r.campaign_id, r.sequence_target, r.status, r.added_at, r.added_at, "
-            "r.run_id, r.arm FROM UNNEST(@rows) AS r", {"rows": Rows(STATE_FIELDS, state)}, label="test.state")
-        warehouse.execute(
-            "INSERT INTO `{ds}.ops_lead_history` (email, campaign_id, sequence_name, status_final, completed_at, "
-            "attempt_num, recorded_at, run_id, arm, policy) SELECT r.email, r.campaign_id, r.sequence_name, "
-            "r.status_final, r.completed_at, r.attempt_num, r.recorded_at, r.run_id, r.arm, r.policy "
-            "FROM UNNEST(@rows) AS r", {"rows": Rows(HISTORY_FIELDS, history)}, label="test.history")
+        insert_rows(warehouse, state, history, HISTORY_FIELDS)
         store = Store(warehouse, "test", NOW)
         for run_id, started in (("run-0", OLD), ("run-1", RUN1), ("run-2", RUN2)):
             store.write_run_log(_run_log(run_id, started))
@@ -211,16 +217,7 @@ def arrange_drained(warehouse: Warehouse, tmp_path: Path) -> None:
                ended("old@corp.example", "bounced", PINNED - dt.timedelta(days=3)),
                ended("later@corp.example", "completed", PINNED + dt.timedelta(minutes=30),
                      PINNED + dt.timedelta(hours=1))]
-    warehouse.execute(
-        "INSERT INTO `{ds}.ops_inst_state` (email, campaign_id, sequence_target, status, added_at, updated_at, "
-        "run_id, arm) SELECT r.email, r.campaign_id, r.sequence_target, r.status, r.added_at, r.added_at, "
-        "r.run_id, r.arm FROM UNNEST(@rows) AS r", {"rows": Rows(STATE_FIELDS, state)}, label="test.state")
-    warehouse.execute(
-        "INSERT INTO `{ds}.ops_lead_history` (email, campaign_id, sequence_name, status_final, completed_at, "
-        "attempt_num, recorded_at, run_id, arm, policy, added_at) SELECT r.email, r.campaign_id, "
-        "r.sequence_name, r.status_final, r.completed_at, r.attempt_num, r.recorded_at, r.run_id, r.arm, "
-        "r.policy, r.added_at FROM UNNEST(@rows) AS r", {"rows": Rows(ADDED_HISTORY_FIELDS, history)},
-        label="test.history")
+    insert_rows(warehouse, state, history, ADDED_HISTORY_FIELDS)
     store = Store(warehouse, "test", PINNED)
     for run_id, started in (("run-a", RUN_A), ("run-b", RUN_B)):
         store.write_run_log(_run_log(run_id, started))

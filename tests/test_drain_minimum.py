@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,15 +19,7 @@ import pytest
 from coldsync.instantly import simulator as simulator_module
 from coldsync.sync import SyncResult, run_sync
 from tests.test_call_budget import MIDSIZE, SMB, START, FilledWorld
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[FilledWorld]:
-    built = FilledWorld(tmp_path)
-    try:
-        yield built
-    finally:
-        built.close()
+from tests.test_call_budget import world as world  # the same filled workspace fixture (pytest finds it here)
 
 
 def _drain_answers(world: FilledWorld, since: int) -> list[tuple[str, str, int]]:
