@@ -125,6 +125,14 @@ class Warehouse(Protocol):
         """The DDL equivalent of create_table, for printing."""
         ...
 
+    def append_rows(self, spec: TableSpec, rows: Sequence[Mapping[str, Any]], *, key: str, label: str) -> int:
+        """Append `rows` (dicts holding every column of `spec`) to an insert-only table, one row per value of the
+        column `key`: DuckDB skips a row whose key is in the table or earlier in `rows`; BigQuery streams them
+        (tabledata.insertAll, with the key as each row's insertId: BigQuery drops a repeat it sees within about a
+        minute, best effort), so readers of the table collapse rows by `key`. Returns the rows sent to be
+        written (DuckDB: written). Raises WarehouseError when the table refuses them."""
+        ...
+
     def close(self) -> None:
         ...
 
@@ -167,6 +175,9 @@ class WarehouseWrapper:
 
     def table_ddl(self, spec: TableSpec) -> str:
         return self.inner.table_ddl(spec)
+
+    def append_rows(self, spec: TableSpec, rows: Sequence[Mapping[str, Any]], *, key: str, label: str) -> int:
+        return self.inner.append_rows(spec, rows, key=key, label=label)
 
     def close(self) -> None:
         self.inner.close()

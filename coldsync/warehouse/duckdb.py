@@ -415,6 +415,20 @@ class DuckDBWarehouse:
                     f"{column.name} {_DUCK_TYPES[column.type]}"
                 )
 
+    def append_rows(self, spec: TableSpec, rows: Sequence[Mapping[str, Any]], *, key: str, label: str) -> int:
+        """Warehouse.append_rows: one INSERT of the rows whose `key` is new (to the table and to `rows`)."""
+        if not rows:
+            return 0
+        names = spec.column_names()
+        fields = tuple((c.name, c.type) for c in spec.columns)
+        columns = ", ".join(names)
+        picked = ", ".join(f"r.{name}" for name in names)
+        sql = (f"INSERT INTO `{{ds}}.{check_identifier(spec.name)}` ({columns}) "  # noqa: S608
+               f"SELECT {picked} FROM UNNEST(@rows) AS r "
+               f"WHERE r.{check_identifier(key)} NOT IN (SELECT t.{key} FROM `{{ds}}.{spec.name}` AS t) "
+               f"QUALIFY ROW_NUMBER() OVER (PARTITION BY r.{key}) = 1")
+        return self.execute(sql, {"rows": Rows(fields, rows)}, label=label)
+
     def close(self) -> None:
         self._con.close()  # checkpoints: the WAL is folded into the file (and removed) under the private umask
         if self._note_written and self.path is not None:

@@ -24,8 +24,9 @@ from coldsync.suppression import (
     sql_unwrapped_email,
     sql_valid_email_or_null,
 )
+from coldsync.webhooks.events import SUPPRESSING_EVENTS
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 @dataclass(frozen=True)
@@ -270,8 +271,34 @@ CANDIDATES = TableSpec(
     cluster_by=("email_key",),
 )
 
+EVENTS = TableSpec(
+    "ops_instantly_events",
+    (
+        _c("received_at", "TIMESTAMP", "when the receiver (or a run's backfill) wrote the row", required=True),
+        _c("event_type", "STRING", "the payload's event_type (lead_unsubscribed, email_bounced, reply_received)",
+           required=True),
+        _c("email", "STRING", "the payload's lead_email as sent"),
+        _c("email_key", "STRING", "suppression key of lead_email (coldsync.suppression.address_key)"),
+        _c("campaign_id", "STRING", "the payload's campaign_id"),
+        _c("lead_id", "STRING", "Instantly lead id when the payload carries one (it usually does not)"),
+        _c("event_at", "TIMESTAMP", "the payload's timestamp: when the event happened in Instantly"),
+        _c("step", "INT64", "the payload's step (from 1), when given"),
+        _c("variant", "INT64", "the payload's variant (from 1), when given"),
+        _c("dedup_key", "STRING", "hex SHA-256 of event type, email key, campaign, event time, step and variant "
+           "(coldsync.webhooks.events.dedup_key): a repeated delivery has the same key", required=True),
+        _c("delivered_by", "STRING", "receiver (a live delivery) or backfill (a run read a failed delivery back "
+           "from GET /api/v2/webhook-events)"),
+        _c("payload", "STRING", "the delivery's JSON body exactly as received"),
+    ),
+    "Instantly webhook deliveries, insert-only (never updated: BigQuery streams into it). An unsubscribe or bounce "
+    "here suppresses the address at once, in every eligibility join (DNC_KEY_CTES); the next run copies them into "
+    "ops_dnc and drains the leads. A delivery may be stored twice; readers collapse rows by dedup_key.",
+    partition_by="received_at",
+    cluster_by=("email_key",),
+)
+
 TABLES: tuple[TableSpec, ...] = (INST_STATE, LEAD_HISTORY, DEAD_LETTERS, CONFIG, DNC, RUN_LOG, RUN_LOCK,
-                                 CAMPAIGN_DAILY, CANDIDATES)
+                                 CAMPAIGN_DAILY, CANDIDATES, EVENTS)
 
 # Columns the source lead table or view must have (README: "Source column contract").
 SOURCE_COLUMNS: tuple[Column, ...] = (
@@ -361,6 +388,11 @@ def suppression_reason(key: str, salt: str) -> str:
     return f"CASE {cases} END"
 
 
+# The webhook events that suppress (coldsync.webhooks.events.SUPPRESSING_EVENTS), as a FROM item: constants only.
+_SUPPRESSING_EVENT_TYPES = ", ".join(f"'{t}'" for t in SUPPRESSING_EVENTS)
+_SUPPRESSING_EVENT_ROWS = (f"(SELECT ev.email, ev.email_key FROM `{{ds}}.ops_instantly_events` AS ev "  # noqa: S608
+                           f"WHERE ev.event_type IN ({_SUPPRESSING_EVENT_TYPES}))")
+
 # The do-not-contact list as keys, ONE definition as CTE text: every statement that compares with the
 # list embeds it (so each reads ops_dnc directly, flat, on every engine), and the views v_dnc_entries,
 # v_dnc_keys and v_dnc_rejects are built from it. `dnc_entries`: one row per ops_dnc row with the keys
@@ -377,6 +409,7 @@ dnc_entries AS (
     k.stored_domain_key, {sql_domain_key_of_unwrapped(sql_unwrapped_domain("k.domain"))} AS sql_domain_key
   FROM dnc_emails AS k
 ),
+{address_key_ctes("event_emails", _SUPPRESSING_EVENT_ROWS, "email", "email_key AS stored_email_key")},
 dnc AS (
   SELECT DISTINCT
     CASE WHEN i <= 2 THEN 'email' WHEN i <= 4 THEN 'domain' ELSE 'hash' END AS kind,
@@ -386,6 +419,13 @@ dnc AS (
   CROSS JOIN UNNEST([1, 2, 3, 4, 5]) AS i
   WHERE CASE i WHEN 1 THEN e.stored_email_key WHEN 2 THEN e.sql_email_key WHEN 3 THEN e.stored_domain_key
                WHEN 4 THEN e.sql_domain_key ELSE e.email_hash END IS NOT NULL
+  UNION DISTINCT
+  -- An unsubscribe or bounce delivered by webhook suppresses the address before any run copies it into ops_dnc:
+  -- its key as the receiver stored it, and as SQL computes it from the raw address.
+  SELECT 'email', CASE j WHEN 1 THEN v.stored_email_key ELSE v.email_key END
+  FROM event_emails AS v
+  CROSS JOIN UNNEST([1, 2]) AS j
+  WHERE CASE j WHEN 1 THEN v.stored_email_key ELSE v.email_key END IS NOT NULL
 )"""  # noqa: S608
 
 DNC_ENTRIES_SQL = rf"""
