@@ -23,7 +23,7 @@ from coldsync.webhooks.events import parse_body
 from tests.instantly_fixtures import KEY, make_sim
 
 SECRET_HEADER = "X-Coldsync-Webhook-Secret"
-SECRET = "wh-secret-5f1c2a9e-never-print"
+SECRET = "whsec-5f1c2a9e-b7d4-receiver-token"  # shares no 8-character run with the API key
 FAST = (0.02, 0.02, 0.02)  # the tests' retry delays (the real service: about 30 s in all)
 
 
