@@ -53,7 +53,10 @@ Webhooks (issue #18; official spec: Webhook, WebhookEvent and the /webhooks, /we
   Out-of-office auto-replies are not delivered (the guide names them `auto_reply_received`, a type the
   spec's enum lacks).
 - Each attempt is listed as one WebhookEvent; the attempts of one event share `retry_group_id`, and
-  `retry_count` is the attempt's number from 0. A failed attempt (not 2xx, refused, timed out) is retried
+  `retry_count` is the attempt's number from 0 (so a failed attempt that a retry delivered later stays
+  listed with `success` false). Its `timestamp_created` is the simulated clock at the attempt (which real
+  time does not move), `timestamp_next_retry` that plus the retry delay; listings are in id order, oldest
+  first (the real order is not documented). A failed attempt (not 2xx, refused, timed out) is retried
   after each of `webhook_retry_delays` (default 10, 10, 10 s: "3 retries within about 30 seconds", as
   third-party write-ups describe Instantly; tests pass a few hundredths). After
   `webhook_disable_after` (default 5, assumed: the spec only says "disabled due to repeated delivery
