@@ -205,6 +205,12 @@ def test_every_request_and_response_of_a_full_run_conforms(clock: FakeClock) -> 
             assert len(client.iter_lead_labels(page_size=1).to_list()) == 2
             assert client.iter_block_list(starting_after=str(created.outcomes[0].entry_id)).to_list()
             client.iter_leads().to_list()
+            # registered after the last lead event: nothing is delivered (the receiver is never contacted)
+            hook = client.create_webhook("https://receiver.corp.example/instantly", "lead_unsubscribed",
+                                         headers={"X-Coldsync-Secret": "not-a-secret"}, name="coldsync", campaign=smb)
+            assert [w["id"] for w in client.list_webhooks()] == [hook["id"]]
+            assert client.resume_webhook(hook["id"])["status"] == 1
+            assert client.list_webhook_events(success=False, from_date=sim.now.date(), to_date=sim.now).to_list() == []
         sim.set_fault("GET /campaigns", FaultSpec(statuses=[401, 402, 403, 429, 500]))
         for _ in range(5):
             with make_client(sim, clock, max_attempts=1) as failing, pytest.raises(InstantlyError):

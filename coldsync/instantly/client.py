@@ -75,6 +75,7 @@ from coldsync.instantly.errors import (
     UnsafeRequestError,
     UnusableAnswerError,
     ValidationError,
+    WebhookPlanError,
     is_service_level,
 )
 from coldsync.redact import mask_email, mask_emails_in_text, redact
@@ -91,9 +92,10 @@ DEFAULT_BASE_URL = "https://api.instantly.ai"
 MAX_SERVER_MESSAGE = 1000
 """Characters of a server's error `message` kept in an error (after redaction): a 2 MB message must not
 become a 2 MB log line, run-log row or job summary."""
-NOT_RESENT_AFTER_SUCCESS = frozenset({"POST /leads/add", "POST /leads/move"})
+NOT_RESENT_AFTER_SUCCESS = frozenset({"POST /leads/add", "POST /leads/move", "POST /webhooks"})
 """Writes never sent again after a 2xx the client cannot read: they may have taken effect (an add sent
-twice could add twice), so their outcome is unknown (`UnusableAnswerError`), not retried."""
+twice could add twice, a webhook created twice delivers every event twice), so their outcome is unknown
+(`UnusableAnswerError`), not retried."""
 DEFAULT_USER_AGENT = "coldsync/0.1 (+lead sync)"
 API_PREFIX = "/api/v2"
 
@@ -175,6 +177,10 @@ ALLOWED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/lead-labels"),
         ("POST", "/leads/move"),
         ("GET", "/background-jobs/{id}"),
+        ("POST", "/webhooks"),
+        ("GET", "/webhooks"),
+        ("POST", "/webhooks/{id}/resume"),
+        ("GET", "/webhook-events"),
     }
 )
 
@@ -213,6 +219,18 @@ LEAD_FIELDS: frozenset[str] = frozenset(
         "custom_variables",
     }
 )
+
+#: `event_type` values a webhook may subscribe to (spec: CreateWebhook.event_type enum; `all_events` is every
+#: event, custom label events included).
+WEBHOOK_EVENT_TYPES: frozenset[str] = frozenset({
+    "all_events", "email_sent", "email_opened", "email_link_clicked", "reply_received", "email_bounced",
+    "lead_unsubscribed", "campaign_completed", "account_error", "lead_neutral", "lead_interested",
+    "lead_not_interested", "lead_meeting_booked", "lead_meeting_completed", "lead_closed", "lead_out_of_office",
+    "lead_wrong_person", "lead_no_show", "supersearch_enrichment_completed",
+})
+#: Webhook.status values (spec: "1 = active, -1 = error (disabled due to delivery failures)").
+WEBHOOK_ACTIVE = 1
+WEBHOOK_DISABLED = -1
 
 _EMAIL_SYNTAX = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -1148,6 +1166,25 @@ def _is_page(body: Any) -> bool:
 
 def _is_object_with_id(body: Any) -> bool:
     return isinstance(body, dict) and isinstance(body.get("id"), str)
+
+
+def _is_webhook(body: Any) -> bool:
+    """A Webhook object: a string `id` and `target_hook_url` (the spec's required fields the callers use)."""
+    return _is_object_with_id(body) and isinstance(body.get("target_hook_url"), str)
+
+
+def _is_webhook_page(body: Any) -> bool:
+    return _is_page(body) and all(_is_webhook(item) for item in body["items"])
+
+
+def _is_webhook_event(body: Any) -> bool:
+    """A WebhookEvent: a string `id`, a boolean `success` and an object `payload` (what the backfill reads)."""
+    return (_is_object_with_id(body) and isinstance(body.get("success"), bool)
+            and isinstance(body.get("payload", {}), dict))
+
+
+def _is_webhook_event_page(body: Any) -> bool:
+    return _is_page(body) and all(_is_webhook_event(item) for item in body["items"])
 
 
 def _is_sending_status(body: Any) -> bool:
@@ -2547,6 +2584,135 @@ class InstantlyClient:
             what="block list",
             start_cursor=starting_after,
         )
+
+    # ---- webhooks (issue #18) -------------------------------------------------------------------
+
+    def _webhook_request(self, method: str, template: str, *, secrets: Iterable[str] = (), **kwargs: Any) -> Any:
+        """`_request` for a webhook operation: a 402 becomes `WebhookPlanError` (the plan has no webhooks), and
+        an error's server text is scrubbed of `secrets` (the webhook's header values: a 400 may echo them)."""
+        try:
+            return self._request(method, template, **kwargs)
+        except InstantlyError as exc:
+            hidden = [value for value in secrets if value]
+            error_cls = WebhookPlanError if isinstance(exc, PlanError) else type(exc)
+            if error_cls is type(exc) and not any(value in exc.server_message for value in hidden):
+                raise
+            summary = ("the workspace's plan has no webhooks (Instantly answered 402)"
+                       if error_cls is WebhookPlanError else exc.summary)
+            raise error_cls(summary, http_status=exc.http_status, method=exc.method, path=exc.path,
+                            server_message=redact(exc.server_message, secrets=hidden), attempts=exc.attempts,
+                            retry_after=exc.retry_after) from None
+
+    def create_webhook(
+        self,
+        target_hook_url: str,
+        event_type: str,
+        *,
+        headers: Mapping[str, str],
+        name: str | None = None,
+        campaign: str | None = None,
+    ) -> dict[str, Any]:
+        """Register a webhook (`POST /webhooks`, operation createWebhook): Instantly POSTs every `event_type`
+        event (`all_events`: every event) of `campaign` (None: every campaign of the workspace) to
+        `target_hook_url`, with `headers` added to each delivery (coldsync sends its shared secret there).
+
+        Returns the Webhook object as sent (spec: components/schemas/Webhook: `id`, `organization`, `campaign`,
+        `name`, `target_hook_url`, `event_type`, `headers`, `timestamp_created`, `status` 1 active / -1
+        disabled, `timestamp_error`). Body fields are the spec's CreateWebhook: `target_hook_url` (http or https),
+        `event_type`, `headers` (string values), and `name`/`campaign` only when given.
+
+        Raises ValueError before sending for a URL that is not http(s), an event type outside the spec's enum
+        or a header value that is not a string; `WebhookPlanError` (a `PlanError`) on 402; the other typed
+        errors as any call. Never sent twice after a 2xx it cannot read (`UnusableAnswerError`: a second
+        webhook would deliver every event twice; list the webhooks to see whether it was created). Header
+        values never appear in an error's text.
+        """
+        if not isinstance(target_hook_url, str) or not re.match(r"^https?://\S+$", target_hook_url):
+            raise ValueError("target_hook_url must be an http(s) URL")
+        if event_type not in WEBHOOK_EVENT_TYPES:
+            raise ValueError(f"event_type must be one of the spec's webhook event types, not {event_type!r}")
+        if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in headers.items()):
+            raise ValueError("webhook headers must map non-empty names to string values")
+        body: dict[str, Any] = {"target_hook_url": target_hook_url, "event_type": event_type,
+                                "headers": dict(headers)}
+        if name is not None:
+            body["name"] = name
+        if campaign is not None:
+            body["campaign"] = campaign
+        answer: dict[str, Any] = self._webhook_request("POST", "/webhooks", body=body, accept=_is_webhook,
+                                                       secrets=headers.values())
+        return answer
+
+    def list_webhooks(self, *, page_size: int = MAX_PAGE_SIZE) -> list[dict[str, Any]]:
+        """Every webhook of the workspace (`GET /webhooks`, operation listWebhook), all pages (`limit`,
+        `starting_after` = the previous page's `next_starting_after`), as Webhook objects (see
+        `create_webhook`; `status` -1 = disabled after repeated delivery failures, resume it).
+
+        Raises `IncompleteListingError` when the listing was cut short (a repeated or missing cursor, the page
+        bound), `WebhookPlanError` on 402, the other typed errors as any call. The objects hold the webhooks'
+        `headers`, secrets included: never log them whole."""
+        _check_page_size(page_size)
+
+        def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
+            params: dict[str, Any] = {"limit": page_size}
+            if cursor:
+                params["starting_after"] = cursor
+            body = self._webhook_request("GET", "/webhooks", params=params, accept=_is_webhook_page)
+            return body["items"], _cursor_of(body)
+
+        return Listing(fetch, dict, page_size=page_size, max_pages=self.max_pages, what="webhooks").require_complete()
+
+    def resume_webhook(self, webhook_id: str) -> dict[str, Any]:
+        """Resume a webhook Instantly disabled after repeated delivery failures (`POST /webhooks/{id}/resume`,
+        operation resumeWebhook); returns the Webhook object (`status` 1 again, per the spec's description).
+        `NotFoundError` when no such webhook exists, `WebhookPlanError` on 402."""
+        answer: dict[str, Any] = self._webhook_request("POST", "/webhooks/{id}/resume",
+                                                       path_params={"id": webhook_id}, accept=_is_webhook)
+        return answer
+
+    def list_webhook_events(
+        self,
+        *,
+        success: bool | None = None,
+        from_date: dt.date | None = None,
+        to_date: dt.date | None = None,
+        max_pages: int | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Listing[dict[str, Any]]:
+        """Delivery attempts of the workspace's webhooks (`GET /webhook-events`, operation listWebhookEvent),
+        cursor-paged over every page; iterate, then read `.complete` (False: cut short, e.g. at `max_pages`).
+
+        Each item is a WebhookEvent as sent (spec: components/schemas/WebhookEvent): `id`, `timestamp_created`,
+        `timestamp_created_date`, `organization_id`, `payload` (the JSON object that was, or was to be,
+        delivered), `success`, `retry_count`, `will_retry`, `webhook_url`, `status_code`, `error_message`,
+        `timestamp_next_retry`, `retry_group_id`, `retry_successful`, `lead_email`, `response_time_ms`.
+        `success` filters on it (sent as `true`/`false`); `from_date`/`to_date` bound the window, inclusive,
+        as `YYYY-MM-DD` (the UTC day of an aware datetime). A failed attempt that a later retry delivered is
+        still listed as failed: the attempts of one event share `retry_group_id` (the simulator's reading of
+        the spec; the backfill stores payloads by dedup key, so a delivered one listed again is harmless).
+        Raises `WebhookPlanError` on 402 (while paging), ValueError for a bad page size or a window that ends
+        before it starts."""
+        _check_page_size(page_size)
+        start = _utc_day(from_date, "from_date") if from_date is not None else None
+        end = _utc_day(to_date, "to_date") if to_date is not None else None
+        if start is not None and end is not None and end < start:
+            raise ValueError("to_date is before from_date")
+
+        def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
+            params: dict[str, Any] = {"limit": page_size}
+            if success is not None:
+                params["success"] = "true" if success else "false"
+            if start is not None:
+                params["from"] = start.isoformat()
+            if end is not None:
+                params["to"] = end.isoformat()
+            if cursor:
+                params["starting_after"] = cursor
+            body = self._webhook_request("GET", "/webhook-events", params=params, accept=_is_webhook_event_page)
+            return body["items"], _cursor_of(body)
+
+        return Listing(fetch, dict, page_size=page_size, max_pages=max_pages or self.max_pages,
+                       what="webhook events")
 
 
 def _cursor_of(page: Mapping[str, Any]) -> str | None:

@@ -55,15 +55,27 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("get", "/api/v2/lead-labels"),
     ("post", "/api/v2/leads/move"),
     ("get", "/api/v2/background-jobs/{id}"),
+    # webhooks (issue #18): register, status, resume, and the backfill of failed deliveries
+    ("post", "/api/v2/webhooks"),
+    ("get", "/api/v2/webhooks"),
+    ("post", "/api/v2/webhooks/{id}/resume"),
+    ("get", "/api/v2/webhook-events"),
 )
 
 #: Operations the simulator also serves, held to the same contract, that the client does not send yet:
-#: outcome policies (issue #13) may use them (lists, interest statuses, subsequences).
+#: outcome policies (issue #13) may use them (lists, interest statuses, subsequences); the webhook ones
+#: complete the resource for tests and the demo (issue #18).
 SIMULATED_OPERATIONS: tuple[tuple[str, str], ...] = (
     ("post", "/api/v2/lead-lists"),
     ("post", "/api/v2/leads/update-interest-status"),
     ("post", "/api/v2/leads/subsequence/move"),
     ("post", "/api/v2/leads/subsequence/remove"),
+    # the rest of the webhook resource the simulator serves (issue #18)
+    ("get", "/api/v2/webhooks/{id}"),
+    ("patch", "/api/v2/webhooks/{id}"),
+    ("delete", "/api/v2/webhooks/{id}"),
+    ("post", "/api/v2/webhooks/{id}/test"),
+    ("get", "/api/v2/webhooks/event-types"),
 )
 
 #: Where the live API (recorded 2026-06-30) disagrees with the spec, and how the trimmed copy follows it.

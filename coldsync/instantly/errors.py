@@ -66,6 +66,15 @@ class PlanError(InstantlyError):
     """402: the workspace has no active paid plan."""
 
 
+class WebhookPlanError(PlanError):
+    """402 on a webhook operation (`/webhooks`, `/webhook-events`): the workspace's plan has no webhooks.
+
+    The spec documents 402 on every webhook operation with its generic text ("the workspace does not have an
+    active paid plan"); Instantly's pricing puts webhooks on the higher plans only, so on these operations the
+    client reads a 402 as "this plan has no webhooks" (assumed: no recording of it). A `PlanError`, so every
+    place that treats a refused plan as service-level still does; `--webhooks status` names it on its own."""
+
+
 class ScopeError(InstantlyError):
     """403: the key lacks the scope for this operation (or a CDN refused the request)."""
 

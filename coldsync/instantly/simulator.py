@@ -42,6 +42,30 @@ Outcome policies (issue #13), all off unless a test asks for them:
   `GET /background-jobs/{id}` reports: `pending`, then `in-progress`, then `success` (or `failed`,
   `fail_next_jobs`); it takes effect when it completes (`set_job_timing`: after N polls or D days).
 
+Webhooks (issue #18; official spec: Webhook, WebhookEvent and the /webhooks, /webhook-events operations):
+- `POST|GET /webhooks`, `GET|PATCH|DELETE /webhooks/{id}`, `POST /webhooks/{id}/resume|test`,
+  `GET /webhooks/event-types` and `GET /webhook-events` answer the spec's shapes; `webhooks_in_plan=False`
+  (or `set_webhooks_in_plan`) makes every one of them answer 402, as a plan without webhooks would.
+- When a lead of a campaign unsubscribes, bounces or replies (the lifecycle of `advance`, or `finish_lead`),
+  every active webhook subscribed to that event type (or to `all_events`) whose `campaign` is null or the
+  lead's campaign gets the guide's payload (`_webhook_payload`) POSTed to its `target_hook_url` with its
+  `headers`, from a delivery thread of its own (per webhook, in order; request handling never waits).
+  Out-of-office auto-replies are not delivered (the guide names them `auto_reply_received`, a type the
+  spec's enum lacks).
+- Each attempt is listed as one WebhookEvent; the attempts of one event share `retry_group_id`, and
+  `retry_count` is the attempt's number from 0 (so a failed attempt that a retry delivered later stays
+  listed with `success` false). Its `timestamp_created` is the simulated clock at the attempt (which real
+  time does not move), `timestamp_next_retry` that plus the retry delay; listings are in id order, oldest
+  first (the real order is not documented). A failed attempt (not 2xx, refused, timed out) is retried
+  after each of `webhook_retry_delays` (default 10, 10, 10 s: "3 retries within about 30 seconds", as
+  third-party write-ups describe Instantly; tests pass a few hundredths). After
+  `webhook_disable_after` (default 5, assumed: the spec only says "disabled due to repeated delivery
+  failures") events in a row failed every attempt, the webhook gets status -1 and `timestamp_error`,
+  and nothing is delivered (nor listed) until `POST /webhooks/{id}/resume`.
+- `wait_for_webhooks(timeout)` waits until every queued delivery has ended. Webhooks and their events
+  are not saved by `save_state` (like faults). No recorded real exchange shows a webhook endpoint:
+  the shapes follow the spec alone.
+
 Run it as a command for the demo:
     python -m coldsync.instantly.simulator --port 8765 --campaign "SMB" --campaign "Midsize"
 """
@@ -67,6 +91,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import MISSING, Field, dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime, timedelta
+from http.client import HTTPConnection, HTTPException, HTTPSConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
@@ -233,6 +258,24 @@ FATES: tuple[Fate, ...] = (
     "skipped",
     "stays_active",
 )
+
+
+#: Webhook `event_type` values (spec: CreateWebhook.event_type enum; the listing's filter takes the same less
+#: the last two).
+WEBHOOK_EVENT_TYPES: tuple[str, ...] = (
+    "all_events", "email_sent", "email_opened", "email_link_clicked", "reply_received", "email_bounced",
+    "lead_unsubscribed", "campaign_completed", "account_error", "lead_neutral", "lead_interested",
+    "lead_not_interested", "lead_meeting_booked", "lead_meeting_completed", "lead_closed", "lead_out_of_office",
+    "lead_wrong_person", "lead_no_show", "supersearch_enrichment_completed",
+)
+#: The lifecycle events the simulator delivers, by the event type of their payload.
+_WEBHOOK_EVENT_OF_KIND = {"unsubscribe": "lead_unsubscribed", "bounce": "email_bounced", "reply": "reply_received"}
+_WEBHOOK_FIELDS = frozenset({"campaign", "name", "target_hook_url", "event_type", "custom_interest_value", "headers"})
+_WEBHOOK_ACTIVE, _WEBHOOK_DISABLED = 1, -1
+_WEBHOOK_PLAN_MESSAGE = "Workspace does not have an active paid plan"
+#: Bytes of a receiver's answer read (and dropped) before the connection is closed.
+_WEBHOOK_ANSWER_BYTES = 64 * 1024
+_REPLY_TEXT = "Thanks for reaching out. This is relevant for us: could we talk next week?"
 
 
 def _filter_predicates(label_sentiment: Callable[[int | None], str | None]) -> dict[str, Callable[[_Lead], bool]]:
@@ -481,6 +524,41 @@ class _Campaign:
 
 
 @dataclass(eq=False)
+class _Webhook:
+    id: str
+    target_hook_url: str
+    event_type: str | None
+    campaign: str | None
+    name: str | None
+    headers: dict[str, str] | None
+    custom_interest_value: float | None
+    created: datetime
+    status: int = _WEBHOOK_ACTIVE
+    error_at: datetime | None = None
+    failed_in_a_row: int = 0
+    queue: deque[_WebhookDelivery] = field(default_factory=deque)
+    worker: threading.Thread | None = None
+
+    def subscribes(self, event_type: str, campaign_id: str) -> bool:
+        return (self.status == _WEBHOOK_ACTIVE and self.event_type in (event_type, "all_events")
+                and self.campaign in (None, campaign_id))
+
+
+@dataclass(frozen=True)
+class _WebhookDelivery:
+    payload: dict[str, Any]
+    body: bytes
+    lead_email: str | None
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """An answer computed after the simulator's lock is released (one that waits on the network)."""
+
+    run: Callable[[], Any]
+
+
+@dataclass(eq=False)
 class _ActiveFault:
     pattern: str
     spec: FaultSpec
@@ -570,6 +648,15 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/leads/update-interest-status$"), "/leads/update-interest-status"),
     ("POST", re.compile(r"^/leads/subsequence/move$"), "/leads/subsequence/move"),
     ("POST", re.compile(r"^/leads/subsequence/remove$"), "/leads/subsequence/remove"),
+    ("GET", re.compile(r"^/webhooks$"), "/webhooks"),
+    ("POST", re.compile(r"^/webhooks$"), "/webhooks"),
+    ("GET", re.compile(r"^/webhooks/event-types$"), "/webhooks/event-types"),
+    ("GET", re.compile(r"^/webhooks/(?P<id>[^/]+)$"), "/webhooks/{id}"),
+    ("PATCH", re.compile(r"^/webhooks/(?P<id>[^/]+)$"), "/webhooks/{id}"),
+    ("DELETE", re.compile(r"^/webhooks/(?P<id>[^/]+)$"), "/webhooks/{id}"),
+    ("POST", re.compile(r"^/webhooks/(?P<id>[^/]+)/resume$"), "/webhooks/{id}/resume"),
+    ("POST", re.compile(r"^/webhooks/(?P<id>[^/]+)/test$"), "/webhooks/{id}/test"),
+    ("GET", re.compile(r"^/webhook-events$"), "/webhook-events"),
 ]
 _BODYLESS = frozenset({("GET", t) for _, _, t in _ROUTES} | {("DELETE", "/leads/{id}")})
 
@@ -600,9 +687,15 @@ class InstantlySimulator:
         reps: RepBehaviour | None = None,
         job_polls: int | None = 2,
         job_days: float | None = None,
+        webhooks_in_plan: bool = True,
+        webhook_retry_delays: Sequence[float] = (10.0, 10.0, 10.0),
+        webhook_disable_after: int = 5,
+        webhook_timeout: float = 10.0,
     ) -> None:
         if steps < 1 or sequence_days < 0:
             raise ValueError("steps must be >= 1 and sequence_days >= 0")
+        if any(delay < 0 for delay in webhook_retry_delays) or webhook_disable_after < 1 or webhook_timeout <= 0:
+            raise ValueError("webhook retry delays must be >= 0, webhook_disable_after >= 1, webhook_timeout > 0")
         self.api_key = api_key
         self.seed = seed
         self.plan_lead_limit = plan_lead_limit
@@ -671,6 +764,19 @@ class InstantlySimulator:
         # Events on the simulated wall clock (reps, subsequence ends, timed jobs): (when, seq, kind, id, data)
         self._wall_events: list[tuple[datetime, int, str, str, Any]] = []
         self._wall_seq = 0
+        # Webhooks (#18): their own id RNG and sequence, so registering one leaves every other id as it was.
+        self.webhooks_in_plan = webhooks_in_plan
+        self.webhook_retry_delays = tuple(float(d) for d in webhook_retry_delays)
+        self.webhook_disable_after = webhook_disable_after
+        self.webhook_timeout = float(webhook_timeout)
+        self._webhooks: dict[str, _Webhook] = {}
+        self._webhook_events: dict[str, dict[str, Any]] = {}
+        self._webhook_firsts: set[tuple[str, str]] = set()
+        self._webhook_rng = random.Random(seed + 4)
+        self._webhook_seq = 0
+        self._webhook_busy = 0  # deliveries queued or under way
+        self._webhook_idle = threading.Condition(self._lock)
+        self._webhook_stop = threading.Event()
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -678,6 +784,7 @@ class InstantlySimulator:
         """Bind (a free port by default), serve in a background thread, return the base URL."""
         if self._server is not None:
             return self.base_url
+        self._webhook_stop.clear()
         handler = _make_handler(self)
         server = ThreadingHTTPServer((host, port), handler)
         server.daemon_threads = True
@@ -697,7 +804,8 @@ class InstantlySimulator:
         return f"http://{host!s}:{port}"
 
     def stop(self) -> None:
-        """Stop serving and close every open connection."""
+        """Stop serving and close every open connection; queued webhook deliveries are dropped."""
+        self._webhook_stop.set()
         server, self._server = self._server, None
         if server is None:
             return
@@ -1196,6 +1304,35 @@ class InstantlySimulator:
         with self._lock:
             return [r for r in self.request_log if r.method == method and r.template == template]
 
+    # ---- webhooks (issue #18) ---------------------------------------------------------------------
+
+    def set_webhooks_in_plan(self, value: bool) -> None:
+        """False: every webhook endpoint answers 402 and nothing is delivered (a plan without webhooks)."""
+        with self._lock:
+            self.webhooks_in_plan = value
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """Snapshot of the webhooks as `GET /webhooks` shows them, in id order."""
+        with self._lock:
+            return [self._webhook_json(self._webhooks[i]) for i in sorted(self._webhooks)]
+
+    def webhook_events(self) -> list[dict[str, Any]]:
+        """Snapshot of every delivery attempt (WebhookEvent objects), oldest first."""
+        with self._lock:
+            return [dict(self._webhook_events[i]) for i in sorted(self._webhook_events)]
+
+    def wait_for_webhooks(self, timeout: float = 5.0) -> bool:
+        """Wait until no webhook delivery is queued or under way (retries included); False if `timeout`
+        seconds (real time) passed first."""
+        deadline = time.monotonic() + timeout
+        with self._webhook_idle:
+            while self._webhook_busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._webhook_idle.wait(left)
+            return True
+
     # ---- persistence (the embedded playground keeps a workspace between runs) ---------------------
 
     _PERSISTED = (
@@ -1451,6 +1588,9 @@ class InstantlySimulator:
         elif kind == "skip":
             lead.status = _SKIPPED
         lead.updated = wall
+        event_type = _WEBHOOK_EVENT_OF_KIND.get(kind)
+        if event_type is not None and self._webhooks:
+            self._queue_webhook_event(event_type, campaign, lead, wall)
 
     # ---- outcome policy internals (#13) -------------------------------------------------------------
 
@@ -2212,6 +2352,8 @@ class InstantlySimulator:
                 if fault is not None and not stall and 200 <= status < 300 and fault.malformed_left > 0:
                     fault.malformed_left -= 1
                     malformed = True
+            if isinstance(answer, _Deferred):
+                answer = answer.run()
         except _HttpError as exc:
             if stall:
                 return _Outcome(0, drop_after=spec.stall_seconds, fault="stall"), path, template, query, body
@@ -2332,6 +2474,8 @@ class InstantlySimulator:
             return 200, self._http_update_interest(body)
         if template in ("/leads/subsequence/move", "/leads/subsequence/remove"):
             return 200, self._http_subsequence(template, body)
+        if template.startswith(("/webhooks", "/webhook-events")):
+            return 200, self._http_webhooks(method, template, params, query, body, paging)
         if template == "/block-lists-entries" and method == "DELETE":
             # Faithful to the real service: without an id this wipes the whole block list.
             wiped = [dict(e) for e in self._blocklist.values()]
@@ -2812,6 +2956,284 @@ class InstantlySimulator:
         return _page_by_id(self._labels, query, paging, limit,
                            lambda e: (not search or search in str(e["label"]).lower())
                            and (sentiment is None or e["interest_status_label"] == sentiment))
+
+    # ---- webhooks (issue #18) -----------------------------------------------------------------------
+
+    def _next_webhook_id(self) -> str:
+        """Ids of webhooks and webhook events that sort in creation order (as `_next_lead_id`, own RNG)."""
+        self._webhook_seq += 1
+        millis = int(self._now.timestamp() * 1000) & ((1 << 48) - 1)
+        seq = self._webhook_seq & ((1 << 26) - 1)
+        value = ((millis << 80) | (0x7 << 76) | (((seq >> 14) & 0xFFF) << 64) | (0b10 << 62)
+                 | ((seq & 0x3FFF) << 48) | self._webhook_rng.getrandbits(48))
+        return str(uuid.UUID(int=value))
+
+    def _webhook_json(self, hook: _Webhook) -> dict[str, Any]:
+        """The spec's Webhook object (every property; nulls where unset)."""
+        return {
+            "id": hook.id,
+            "organization": self.organization_id,
+            "campaign": hook.campaign,
+            "name": hook.name,
+            "target_hook_url": hook.target_hook_url,
+            "event_type": hook.event_type,
+            "custom_interest_value": hook.custom_interest_value,
+            "headers": dict(hook.headers) if hook.headers is not None else None,
+            "timestamp_created": _iso(hook.created),
+            "status": hook.status,
+            "timestamp_error": _iso(hook.error_at) if hook.error_at is not None else None,
+        }
+
+    def _webhook_payload(self, event_type: str, campaign: _Campaign, lead: _Lead, wall: datetime) -> dict[str, Any]:
+        """The delivery body, as Instantly's guide "Webhook events" lists it: the base fields `timestamp`,
+        `event_type`, `workspace`, `campaign_id`, `campaign_name`, then `lead_email`, `email_account`, `step` (the
+        step last sent, from 1), `variant` (always 1: the simulated sequences have one variant a step),
+        `is_first` (the lead's first event of this type), and for replies `email_id`, `unibox_url` (assumed
+        URL shape) and the reply fields. No lead data is merged in."""
+        payload: dict[str, Any] = {
+            "timestamp": _iso(wall),
+            "event_type": event_type,
+            "workspace": self.organization_id,
+            "campaign_id": campaign.id,
+            "campaign_name": campaign.name,
+        }
+        if lead.email is not None:
+            payload["lead_email"] = lead.email
+        payload["email_account"] = _SENDER
+        if lead.steps_sent > 0:
+            payload["step"], payload["variant"] = lead.steps_sent, 1
+        first = (lead.id, event_type) not in self._webhook_firsts
+        self._webhook_firsts.add((lead.id, event_type))
+        payload["is_first"] = first
+        if event_type == "reply_received":
+            reply_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"coldsync-simulator/reply/{lead.id}/{lead.replies}"))
+            payload.update({
+                "email_id": reply_id,
+                "unibox_url": f"https://app.instantly.ai/app/unibox?thread={reply_id}",
+                "reply_text_snippet": _REPLY_TEXT[:40],
+                "reply_subject": f"Re: {campaign.name}",
+                "reply_text": _REPLY_TEXT,
+                "reply_html": f"<div>{_REPLY_TEXT}</div>",
+            })
+        return payload
+
+    def _queue_webhook_event(self, event_type: str, campaign: _Campaign, lead: _Lead, wall: datetime) -> None:
+        """Queue one event for every active webhook subscribed to it (called under the lock)."""
+        if not self.webhooks_in_plan or self._webhook_stop.is_set():
+            return
+        hooks = [h for h in self._webhooks.values() if h.subscribes(event_type, campaign.id)]
+        if not hooks:
+            return
+        payload = self._webhook_payload(event_type, campaign, lead, wall)
+        delivery = _WebhookDelivery(payload, json.dumps(payload, separators=(",", ":")).encode("utf-8"), lead.email)
+        for hook in hooks:
+            hook.queue.append(delivery)
+            self._webhook_busy += 1
+            if hook.worker is None:
+                hook.worker = threading.Thread(target=self._webhook_worker, args=(hook,), daemon=True,
+                                               name=f"instantly-sim-webhook-{hook.id[-6:]}")
+                hook.worker.start()
+
+    def _webhook_worker(self, hook: _Webhook) -> None:
+        """Deliver `hook`'s queue in order, then end (a new event starts a new worker)."""
+        while True:
+            with self._lock:
+                if not hook.queue:
+                    hook.worker = None
+                    return
+                delivery = hook.queue.popleft()
+            try:
+                self._deliver(hook, delivery)
+            finally:
+                with self._webhook_idle:
+                    self._webhook_busy -= 1
+                    self._webhook_idle.notify_all()
+
+    def _deliver(self, hook: _Webhook, delivery: _WebhookDelivery) -> None:
+        """One event to one webhook: the first attempt and up to len(webhook_retry_delays) retries, each listed
+        as a WebhookEvent. Dropped unlisted when the webhook is disabled, deleted or out of plan, or the
+        simulator stops, before an attempt."""
+        group = None
+        retries = len(self.webhook_retry_delays)
+        for attempt in range(retries + 1):
+            with self._lock:
+                if (self._webhook_stop.is_set() or hook.status != _WEBHOOK_ACTIVE or not self.webhooks_in_plan
+                        or self._webhooks.get(hook.id) is not hook):
+                    return
+                url, headers = hook.target_hook_url, dict(hook.headers or {})
+                group = group or self._next_webhook_id()
+            status, error, millis = _post_webhook(url, headers, delivery.body, self.webhook_timeout)
+            success = status is not None and 200 <= status < 300
+            will_retry = not success and attempt < retries
+            with self._lock:
+                now = self._now
+                event_id = self._next_webhook_id()
+                self._webhook_events[event_id] = {
+                    "id": event_id,
+                    "timestamp_created": _iso(now),
+                    "timestamp_created_date": now.date().isoformat(),
+                    "organization_id": self.organization_id,
+                    "payload": delivery.payload,
+                    "success": success,
+                    "retry_count": attempt,
+                    "will_retry": will_retry,
+                    "webhook_url": url,
+                    "status_code": status,
+                    "error_message": None if success else error,
+                    "timestamp_next_retry": (
+                        _iso(now + timedelta(seconds=self.webhook_retry_delays[attempt])) if will_retry else None),
+                    "retry_group_id": group,
+                    "retry_successful": success if attempt > 0 else None,
+                    "lead_email": delivery.lead_email,
+                    "response_time_ms": millis,
+                }
+                if success:
+                    hook.failed_in_a_row = 0
+                    return
+                if not will_retry:
+                    hook.failed_in_a_row += 1
+                    if hook.failed_in_a_row >= self.webhook_disable_after and hook.status == _WEBHOOK_ACTIVE:
+                        hook.status, hook.error_at = _WEBHOOK_DISABLED, now
+                    return
+            if self._webhook_stop.wait(self.webhook_retry_delays[attempt]):
+                return
+
+    def _webhook_fields(self, body: Any, *, create: bool) -> dict[str, Any]:
+        """The CreateWebhook (or patch) body checked as the spec's schema does: 400 naming what is wrong, 404
+        for a campaign that does not exist (assumed)."""
+        if not isinstance(body, dict):
+            raise _HttpError(400, "body must be object")
+        extra = sorted(set(body) - _WEBHOOK_FIELDS)
+        if extra:
+            raise _HttpError(400, f"body must NOT have additional properties ({extra[0]})")
+        if create and "target_hook_url" not in body:
+            raise _HttpError(400, "body must have required property 'target_hook_url'")
+        if not create and not body:
+            raise _HttpError(400, "body must NOT have fewer than 1 properties")
+        url = body.get("target_hook_url")
+        if "target_hook_url" in body and (not isinstance(url, str) or not re.match(r"^https?://\S+$", url)):
+            raise _HttpError(400, 'body/target_hook_url must match pattern "^https?://"')
+        if body.get("event_type") is not None and body["event_type"] not in WEBHOOK_EVENT_TYPES:
+            raise _HttpError(400, "body/event_type must be equal to one of the allowed values")
+        for name in ("campaign", "name"):
+            if body.get(name) is not None and not isinstance(body[name], str):
+                raise _HttpError(400, f"body/{name} must be string,null")
+        value = body.get("custom_interest_value")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _HttpError(400, "body/custom_interest_value must be number,null")
+        headers = body.get("headers")
+        if headers is not None and (not isinstance(headers, dict)
+                                    or not all(isinstance(v, str) for v in headers.values())):
+            raise _HttpError(400, "body/headers must be an object of strings")
+        if body.get("campaign") is not None and body["campaign"] not in self._campaigns:
+            raise _HttpError(404, "Campaign not found")
+        return dict(body)
+
+    def _http_webhooks(self, method: str, template: str, params: Mapping[str, str],
+                       query: Mapping[str, list[str]], body: Any, paging: str) -> Any:
+        """The webhook operations of the official spec (createWebhook, listWebhook, getWebhook, patchWebhook,
+        deleteWebhook, resumeWebhook, testWebhook, listWebhookEventTypes, listWebhookEvent); 402 for all of
+        them when the plan has no webhooks (`webhooks_in_plan`). Listings are in id (= creation) order with
+        the last item's id as the cursor."""
+        if not self.webhooks_in_plan:
+            raise _HttpError(402, _WEBHOOK_PLAN_MESSAGE)
+        if template == "/webhook-events":
+            return self._http_webhook_events(query, paging)
+        if template == "/webhooks/event-types":
+            standard = [{"id": t, "label": t.replace("_", " ").capitalize(), "type": "standard"}
+                        for t in WEBHOOK_EVENT_TYPES if t != "all_events"]
+            custom = [{"id": str(label["interest_status"]), "label": str(label["label"]), "type": "custom"}
+                      for label in self._labels.values()]  # assumed shape of a custom label's entry
+            return {"event_types": standard + custom}
+        if template == "/webhooks" and method == "GET":
+            limit = _query_int(query, "limit", self.default_page_size, 1, 100)
+            campaign = _query_first(query, "campaign")
+            event_type = _query_first(query, "event_type")
+            if event_type is not None and event_type not in WEBHOOK_EVENT_TYPES[:-2]:
+                raise _HttpError(400, "querystring/event_type must be equal to one of the allowed values")
+            shown = {i: self._webhook_json(h) for i, h in self._webhooks.items()}
+            return _page_by_id(shown, query, paging, limit,
+                               lambda w: (campaign is None or w["campaign"] == campaign)
+                               and (event_type is None or w["event_type"] == event_type))
+        if template == "/webhooks":
+            fields = self._webhook_fields(body, create=True)
+            hook = _Webhook(
+                id=self._next_webhook_id(), target_hook_url=fields["target_hook_url"],
+                event_type=fields.get("event_type"), campaign=fields.get("campaign"), name=fields.get("name"),
+                headers=fields.get("headers"), custom_interest_value=fields.get("custom_interest_value"),
+                created=self._now)
+            self._webhooks[hook.id] = hook
+            return self._webhook_json(hook)
+        hook_or_none = self._webhooks.get(params["id"])
+        if hook_or_none is None:
+            raise _HttpError(404, "Webhook not found")
+        hook = hook_or_none
+        if method in ("POST", "DELETE") and body is not None:
+            raise _HttpError(400, "body must be empty")
+        if template == "/webhooks/{id}/resume":
+            hook.status, hook.error_at, hook.failed_in_a_row = _WEBHOOK_ACTIVE, None, 0
+        elif template == "/webhooks/{id}/test":
+            return _Deferred(lambda: self._test_webhook(hook))
+        elif method == "PATCH":
+            for name, value in self._webhook_fields(body, create=False).items():
+                setattr(hook, name, value)
+        elif method == "DELETE":
+            del self._webhooks[hook.id]
+            self._webhook_busy -= len(hook.queue)  # its queue is dropped; its worker ends at its next look
+            hook.queue.clear()
+            self._webhook_idle.notify_all()
+        return self._webhook_json(hook)
+
+    def _test_webhook(self, hook: _Webhook) -> dict[str, Any]:
+        """POST a test payload to the webhook now (outside the lock) and say how it went; not listed as a
+        WebhookEvent. The test payload's shape is assumed (the spec only documents the answer): the base fields
+        with the webhook's event type (`email_sent` for `all_events` or a label webhook), its campaign or a
+        nil UUID, `campaign_name` "Test campaign" and `lead_email` test.lead@example.com."""
+        with self._lock:
+            event_type = hook.event_type if hook.event_type not in (None, "all_events") else "email_sent"
+            payload = {"timestamp": _iso(self._now), "event_type": event_type, "workspace": self.organization_id,
+                       "campaign_id": hook.campaign or str(uuid.UUID(int=0)), "campaign_name": "Test campaign",
+                       "lead_email": "test.lead@example.com"}
+            url, headers = hook.target_hook_url, dict(hook.headers or {})
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        status, error, millis = _post_webhook(url, headers, body, self.webhook_timeout)
+        answer: dict[str, Any] = {"success": status is not None and 200 <= status < 300,
+                                  "response_time_ms": millis}
+        if status is not None:
+            answer["status_code"] = status
+        if answer["success"]:
+            answer["message"] = "Webhook test successful"
+        else:
+            answer["message"], answer["error"] = "Webhook test failed", error or "failed"
+        return answer
+
+    def _http_webhook_events(self, query: Mapping[str, list[str]], paging: str) -> dict[str, Any]:
+        """GET /webhook-events (listWebhookEvent): `limit` 1-100, `starting_after`, `success` (true/false),
+        `from`/`to` (YYYY-MM-DD, inclusive, on `timestamp_created_date`), `search` (the exact webhook URL or
+        lead email)."""
+        limit = _query_int(query, "limit", self.default_page_size, 1, 100)
+        success = _query_first(query, "success")
+        if success not in (None, "true", "false"):
+            raise _HttpError(400, "querystring/success must be boolean")
+        window = []
+        for name in ("from", "to"):
+            value = _query_first(query, name)
+            if value is not None:
+                try:
+                    value = date.fromisoformat(value).isoformat() if len(value) == 10 else ""
+                except ValueError:
+                    value = ""
+                if not value:
+                    raise _HttpError(400, f'querystring/{name} must match format "date"')
+            window.append(value)
+        start, end = window
+        search = _query_first(query, "search")
+        return _page_by_id(
+            self._webhook_events, query, paging, limit,
+            lambda e: (success is None or e["success"] == (success == "true"))
+            and (start is None or e["timestamp_created_date"] >= start)
+            and (end is None or e["timestamp_created_date"] <= end)
+            and (search is None or search in (e["webhook_url"], e["lead_email"])))
 
     # ---- request plumbing (called from handler threads) ---------------------------------------------
 
@@ -3345,6 +3767,34 @@ def _remove_sorted(ordered: list[str], value: str) -> None:
     position = bisect_left(ordered, value)
     if position < len(ordered) and ordered[position] == value:
         del ordered[position]
+
+
+def _post_webhook(url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> tuple[
+        int | None, str | None, float]:
+    """POST one webhook delivery: (HTTP status or None, why it failed or None, response time in ms). No
+    redirect is followed (a 3xx is a failed attempt) and no proxy of the environment is used."""
+    parts = urlsplit(url)
+    connection_class = HTTPSConnection if parts.scheme == "https" else HTTPConnection
+    started = time.monotonic()
+    try:
+        connection = connection_class(parts.hostname or "", parts.port, timeout=timeout)
+    except (ValueError, HTTPException) as exc:
+        return None, f"bad target URL ({type(exc).__name__})", 0.0
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        connection.request("POST", target, body=body, headers={
+            "Content-Type": "application/json", "User-Agent": "instantly-sim-webhooks", **headers})
+        response = connection.getresponse()
+        response.read(_WEBHOOK_ANSWER_BYTES)
+        status: int | None = response.status
+        error = None if 200 <= response.status < 300 else f"HTTP {response.status}"
+    except TimeoutError:
+        status, error = None, "Connection timeout"
+    except (OSError, HTTPException) as exc:
+        status, error = None, f"Connection failed ({type(exc).__name__})"
+    finally:
+        connection.close()
+    return status, error, round((time.monotonic() - started) * 1000, 1)
 
 
 def _make_handler(sim: InstantlySimulator) -> type[BaseHTTPRequestHandler]:
