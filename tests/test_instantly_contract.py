@@ -209,6 +209,8 @@ def test_every_request_and_response_of_a_full_run_conforms(clock: FakeClock) -> 
             hook = client.create_webhook("https://receiver.corp.example/instantly", "lead_unsubscribed",
                                          headers={"X-Coldsync-Secret": "not-a-secret"}, name="coldsync", campaign=smb)
             assert [w["id"] for w in client.list_webhooks()] == [hook["id"]]
+            assert client.patch_webhook(hook["id"], headers={"X-Coldsync-Secret": "rotated"})["headers"] == {
+                "X-Coldsync-Secret": "rotated"}
             assert client.resume_webhook(hook["id"])["status"] == 1
             assert client.list_webhook_events(success=False, from_date=sim.now.date(), to_date=sim.now).to_list() == []
         sim.set_fault("GET /campaigns", FaultSpec(statuses=[401, 402, 403, 429, 500]))

@@ -179,6 +179,7 @@ ALLOWED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/background-jobs/{id}"),
         ("POST", "/webhooks"),
         ("GET", "/webhooks"),
+        ("PATCH", "/webhooks/{id}"),
         ("POST", "/webhooks/{id}/resume"),
         ("GET", "/webhook-events"),
     }
@@ -2661,6 +2662,18 @@ class InstantlyClient:
             return body["items"], _cursor_of(body)
 
         return Listing(fetch, dict, page_size=page_size, max_pages=self.max_pages, what="webhooks").require_complete()
+
+    def patch_webhook(self, webhook_id: str, *, headers: Mapping[str, str]) -> dict[str, Any]:
+        """Replace a webhook's custom headers (`PATCH /webhooks/{id}`, operation patchWebhook; body: the spec's
+        PatchWebhook `headers`): how `--webhooks register` puts a rotated secret on an existing webhook. Returns
+        the Webhook object. ValueError before sending for a header value that is not a string; `NotFoundError`
+        when no such webhook exists, `WebhookPlanError` on 402. Header values never appear in an error's text."""
+        if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in headers.items()):
+            raise ValueError("webhook headers must map non-empty names to string values")
+        answer: dict[str, Any] = self._webhook_request("PATCH", "/webhooks/{id}", path_params={"id": webhook_id},
+                                                       body={"headers": dict(headers)}, accept=_is_webhook,
+                                                       secrets=headers.values())
+        return answer
 
     def resume_webhook(self, webhook_id: str) -> dict[str, Any]:
         """Resume a webhook Instantly disabled after repeated delivery failures (`POST /webhooks/{id}/resume`,

@@ -59,6 +59,7 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("post", "/api/v2/webhooks"),
     ("get", "/api/v2/webhooks"),
     ("post", "/api/v2/webhooks/{id}/resume"),
+    ("patch", "/api/v2/webhooks/{id}"),  # a rotated secret on an existing webhook
     ("get", "/api/v2/webhook-events"),
 )
 
@@ -72,7 +73,6 @@ SIMULATED_OPERATIONS: tuple[tuple[str, str], ...] = (
     ("post", "/api/v2/leads/subsequence/remove"),
     # the rest of the webhook resource the simulator serves (issue #18)
     ("get", "/api/v2/webhooks/{id}"),
-    ("patch", "/api/v2/webhooks/{id}"),
     ("delete", "/api/v2/webhooks/{id}"),
     ("post", "/api/v2/webhooks/{id}/test"),
     ("get", "/api/v2/webhooks/event-types"),
