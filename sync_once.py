@@ -9,6 +9,7 @@ Every setting is a flag or an environment variable (see README: configuration), 
     python sync_once.py --erase EMAIL [--erase-file PATH]  (erase a person, keep a salted-hash suppression)
     python sync_once.py --break-lock [--force]   (free the run lock of a run that was killed)
     python sync_once.py --changes [--since 24h] [--route NAME] [--reveal] [--json]  (leads added and drained)
+    python sync_once.py --webhooks register URL | status | resume [--json]  (Instantly webhooks to the receiver)
 Exit codes: 0 success, 1 run failed, 2 bad configuration or input, 3 another run holds the lock,
 130 interrupted (Ctrl-C or SIGTERM: the run log says so and the lock is free).
 """
@@ -35,6 +36,7 @@ from coldsync.store import Store
 from coldsync.sync import run_sync
 from coldsync.warehouse import WarehouseConfigError, WarehouseError
 from coldsync.warehouse.base import WarehouseBusyError
+from coldsync.webhooks.ops import WEBHOOK_ACTIONS, webhooks_command
 
 
 def misuse(args: argparse.Namespace) -> str | None:
@@ -55,6 +57,20 @@ def misuse(args: argparse.Namespace) -> str | None:
             return f"--break-lock only frees the run lock: run {', '.join(others)} on its own"
     if args.slot and (args.report or args.erase or args.erase_file):
         return "--slot names a sync run's slot: it does not go with --report or --erase"
+    if args.webhooks:
+        others = [flag for flag, given in (("--report", args.report), ("--markdown", args.markdown),
+                                           ("--html", bool(args.html)), ("--changes", args.changes),
+                                           ("--erase/--erase-file", bool(args.erase or args.erase_file)),
+                                           ("--break-lock", args.break_lock), ("--slot", bool(args.slot))) if given]
+        if others:
+            return f"--webhooks manages Instantly's webhooks: run {', '.join(others)} on its own"
+        action, *rest = args.webhooks
+        if action not in WEBHOOK_ACTIONS:
+            return f"--webhooks {action!r}: expected one of {', '.join(WEBHOOK_ACTIONS)}"
+        if action == "register" and len(rest) != 1:
+            return "--webhooks register takes the receiver's URL: --webhooks register https://HOST/PATH"
+        if action != "register" and rest:
+            return f"--webhooks {action} takes no argument (got {' '.join(rest)!r})"
     if args.changes:
         others = [flag for flag, given in (("--report", args.report), ("--markdown", args.markdown),
                                            ("--erase/--erase-file", bool(args.erase or args.erase_file)),
@@ -105,6 +121,10 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--route", metavar="NAME", default=None, help="with --changes: one route's leads only")
     parser.add_argument("--reveal", action="store_true",
                         help="with --changes: show full email addresses (refused under CI)")
+    parser.add_argument("--webhooks", metavar="ACTION", nargs="+", default=None,
+                        help="instead of syncing: `register URL` creates the Instantly webhooks coldsync consumes "
+                             "(unsubscribe, bounce, reply) to the receiver at URL with the INSTANTLY_WEBHOOK_SECRET "
+                             "header; `status` lists them and flags disabled ones; `resume` resumes disabled ones")
     args = parser.parse_args(argv)
     refused = misuse(args)
     if refused:
@@ -142,6 +162,9 @@ def _main(argv: list[str] | None) -> int:
         print(f"Warehouse error: {redact(str(exc))}", file=sys.stderr)
         return ExitCode.RUN_FAILED
     settings, warehouse = ctx.settings, ctx.warehouse
+    if args.webhooks:
+        warehouse.close()  # the webhook commands talk to Instantly only
+        return webhooks_command(settings, args.webhooks, as_json=args.json)
     if args.break_lock and settings.dry_run:
         warehouse.close()
         print("Configuration error: DRY_RUN=true writes nothing, and --break-lock changes the lock row: unset "

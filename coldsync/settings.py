@@ -256,6 +256,11 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("blocklist_mirror", "bool", True,
                 "Mirror the do-not-contact list with Instantly's workspace block list, both ways.",
                 config_key="blocklist_mirror"),
+    SettingSpec("webhooks_enabled", "bool", False,
+                "Instantly webhooks feed ops_instantly_events (docs/OPERATIONS.md: real-time suppression): each run "
+                "backfills deliveries that failed (GET /api/v2/webhook-events?success=false) and "
+                "validate_environment.py checks the webhooks. Off: polling alone (one call fewer per run).",
+                config_key="webhooks_enabled"),
     # --- Alerts (coldsync/alerts.py) --------------------------------------------------------
     SettingSpec("alert_webhook_url", "secret", "",
                 "Incoming-webhook URL (Slack-compatible: a JSON {\"text\": ...} is posted) the run alerts on: a "
@@ -334,6 +339,7 @@ class Settings:
     max_bounce_rate: float
     bounce_warn_rate: float
     blocklist_mirror: bool
+    webhooks_enabled: bool
     alert_webhook_url: Secret
     alert_after_runs: int
     alert_dead_letters: int

@@ -64,6 +64,7 @@ from coldsync.warehouse.schema import (
     views,
     views_fingerprint,
 )
+from coldsync.webhooks.ops import status as webhook_status
 
 Status = Literal["pass", "warn", "fail", "skip"]
 
@@ -71,7 +72,7 @@ CHECK_NAMES = (
     "settings", "instantly url", "instantly key", "warehouse", "schema", "source table", "config rows", "as_of clock",
     "routes", "source binding",
     "SMB campaign", "Midsize campaign", "inventory headroom", "ready leads", "do-not-contact list",
-    "workspace block list",
+    "workspace block list", "webhooks",
 )
 
 VIEW_COLUMNS = (*(c.name for c in SOURCE_COLUMNS), "sequence_target", "attempt_num", "last_completed_at",
@@ -406,6 +407,7 @@ def _check_warehouse_contents(result: Validation, first: Settings, sources: Sett
     _check_ready(result, settings, warehouse, now)
     _check_dnc(result, warehouse)
     _check_workspace_block_list(result, client)
+    _check_webhooks(result, settings, client)
 
 
 def _check_source_binding(result: Validation, warehouse: Warehouse, config: dict[str, object]) -> None:
@@ -492,6 +494,36 @@ def _check_workspace_block_list(result: Validation, client: InstantlyClient | No
                    "an unsubscribe is blocked in Instantly only once the next sync has mirrored it",
                    "turn on the workspace setting that adds unsubscribed leads to the block list (API field "
                    "add_unsub_to_block, PATCH /api/v2/workspaces/current)")
+
+
+def _check_webhooks(result: Validation, settings: Settings, client: InstantlyClient | None) -> None:
+    """With WEBHOOKS_ENABLED: every consumed event type has an active coldsync webhook (coldsync.webhooks.ops.status:
+    listWebhook). A disabled or missing one is a warning, not a failure: the sync's polling still catches every
+    unsubscribe, within one run instead of seconds."""
+    if not settings.webhooks_enabled:
+        result.add("webhooks", "pass", "off (WEBHOOKS_ENABLED=false): suppression by polling alone, each run")
+        return
+    if client is None:
+        result.add("webhooks", "skip", "no Instantly client (embedded mode or no accepted key)")
+        return
+    try:
+        outcome = webhook_status(client)
+    except PlanError:
+        result.add("webhooks", "warn", "Instantly answered 402: this workspace's plan has no webhooks, so nothing is "
+                   "delivered and each run's backfill finds nothing", "set WEBHOOKS_ENABLED=false (polling alone "
+                   "keeps every unsubscribe, within one run), or move to a plan with webhooks")
+        return
+    except InstantlyError as exc:
+        result.add("webhooks", "warn", f"could not list the webhooks ({exc.summary})",
+                   "give the key the webhooks:read scope to let this check run")
+        return
+    problems = [line.render() for line in outcome.lines if line.state != "active"]
+    if problems:
+        result.add("webhooks", "warn", "; ".join(problems),
+                   "run `python sync_once.py --webhooks resume` for a disabled one, `python sync_once.py --webhooks "
+                   "register URL` for a missing one (docs/OPERATIONS.md: real-time suppression)")
+    else:
+        result.add("webhooks", "pass", f"{len(outcome.lines)} webhooks active, one per consumed event type")
 
 
 def _campaigns_only(result: Validation, settings: Settings, client: InstantlyClient | None, why: str) -> None:

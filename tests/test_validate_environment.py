@@ -81,7 +81,7 @@ def test_all_checks_pass(env: Env) -> None:
     assert [c.name for c in result.checks] == list(CHECK_NAMES)
     assert set(status(result).values()) == {"pass"}, result.render_text()
     assert result.exit_code == ExitCode.OK and result.mode == "live"
-    assert "ready: 16 passed" in result.render_text()
+    assert "ready: 17 passed" in result.render_text()
     routes = next(c for c in result.checks if c.name == "routes")
     assert routes.detail == "2 route(s) from default: SMB; Midsize"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,13 @@ MAX_BODY_BYTES = 1024 * 1024
 """Largest delivery accepted (1 MiB). A reply event carries the reply's text and HTML; mail systems commonly cap
 a whole message near 25 MB, but a reply body past 1 MiB is not something a cold-email reply holds; a bigger body is
 refused (413) before it is parsed."""
+
+SECRET_HEADER = "X-Coldsync-Webhook-Secret"
+"""The custom header each coldsync webhook carries (Webhook.headers), holding INSTANTLY_WEBHOOK_SECRET: deliveries
+carry no signature, so this shared secret is what the receiver authenticates."""
+
+IGNORED_TYPE = "event type not consumed"
+IGNORED_CAMPAIGN = "campaign not managed"
 
 DELIVERED_BY_RECEIVER = "receiver"
 DELIVERED_BY_BACKFILL = "backfill"
@@ -147,6 +154,17 @@ def parse_payload(payload: object, raw: str) -> EventRow:
     return EventRow(event_type=event_type, email=email, email_key=key, campaign_id=campaign_id, lead_id=lead_id,
                     event_at=event_at, step=step, variant=variant,
                     dedup_key=dedup_key(event_type, key, campaign_id, event_at, step, variant), payload=raw)
+
+
+def ignore_reason(row: EventRow, managed: Collection[str]) -> str | None:
+    """Why a parsed delivery is not stored (IGNORED_TYPE: not in CONSUMED_EVENTS; IGNORED_CAMPAIGN: its campaign
+    is not one of `managed`, the campaign ids the sync manages), or None to store it. The receiver and the backfill
+    both ask this, so they store the same events."""
+    if row.event_type not in CONSUMED_EVENTS:
+        return IGNORED_TYPE
+    if row.campaign_id not in managed:
+        return IGNORED_CAMPAIGN
+    return None
 
 
 def parse_body(body: bytes) -> EventRow:

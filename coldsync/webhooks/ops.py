@@ -1,0 +1,339 @@
+"""Webhook operations from the command line and each run: register, status, resume, and the backfill of failed
+deliveries into ops_instantly_events.
+
+Spec operations (../shared/instantly/openapi-v2.json): createWebhook `POST /api/v2/webhooks` (CreateWebhook:
+target_hook_url, event_type, headers, name, campaign), listWebhook `GET /api/v2/webhooks`, patchWebhook
+`PATCH /api/v2/webhooks/{id}` (to put a rotated secret in the header), resumeWebhook
+`POST /api/v2/webhooks/{id}/resume`, listWebhookEvent `GET /api/v2/webhook-events` (`success=false`, `from`/`to`
+dates). A `Webhook` has `status` 1 (active) or -1 (disabled after repeated delivery failures, since
+`timestamp_error`). Every one of them answers 402 when the workspace's plan has no API access to webhooks.
+
+Which webhooks are coldsync's: those whose target is the receiver URL given to `register`, or, for `status` and
+`resume` (which are not told the URL), those carrying the secret header (SECRET_HEADER). Header VALUES are never
+printed: Instantly returns them in the listing, and one is the secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+import sys
+import urllib.parse
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from coldsync.cli import ExitCode
+from coldsync.instantly.client import InstantlyClient
+from coldsync.instantly.errors import InstantlyError, PlanError
+from coldsync.redact import redact
+from coldsync.settings import Settings, SettingsError, require
+from coldsync.warehouse.base import StringArray, Warehouse
+from coldsync.warehouse.schema import EVENTS
+from coldsync.webhooks.events import (
+    CONSUMED_EVENTS,
+    DELIVERED_BY_BACKFILL,
+    SECRET_HEADER,
+    EventRow,
+    PayloadError,
+    ignore_reason,
+    parse_payload,
+)
+
+WEBHOOK_NAME_PREFIX = "coldsync"
+BACKFILL_FIRST_DAYS = 7
+"""How far back the first backfill looks (days, by the listing's `from` date): a week of failed deliveries."""
+BACKFILL_OVERLAP_DAYS = 1
+"""Days before the last backfilled date a run looks again: the listing filters by date, not time, and a delivery
+retried after midnight is listed under its own day."""
+
+
+class WebhookClient(Protocol):
+    """The client calls these commands make (coldsync.instantly.client.InstantlyClient)."""
+
+    def create_webhook(self, target_hook_url: str, event_type: str, *, headers: Mapping[str, str],
+                       name: str | None = None, campaign: str | None = None) -> dict[str, Any]: ...
+
+    def list_webhooks(self) -> list[dict[str, Any]]: ...
+
+    def patch_webhook(self, webhook_id: str, *, headers: Mapping[str, str]) -> dict[str, Any]: ...
+
+    def resume_webhook(self, webhook_id: str) -> dict[str, Any]: ...
+
+    def list_webhook_events(self, *, success: bool | None = None, from_date: dt.date | None = None,
+                            to_date: dt.date | None = None, max_pages: int | None = None
+                            ) -> Iterator[dict[str, Any]]: ...
+
+
+class WebhookInputError(ValueError):
+    """A receiver URL or secret that cannot be registered: the message names the field and the fix."""
+
+
+def check_receiver_url(url: str) -> str:
+    """The receiver URL as registered: https (plain http only on a loopback host, for local tests), no fragment,
+    no user:password. Raises WebhookInputError naming `URL` and the fix."""
+    parsed = urllib.parse.urlsplit(url.strip())
+    loopback = parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        raise WebhookInputError(f"URL {url!r} is not an http(s) URL: give the receiver's address, e.g. "
+                                "https://REGION-PROJECT.cloudfunctions.net/coldsync-webhooks")
+    if parsed.scheme == "http" and not loopback:
+        raise WebhookInputError("URL must be https: Instantly would send the secret header in clear text "
+                                "(plain http only on 127.0.0.1 or localhost, for local tests)")
+    if parsed.username or parsed.password or parsed.fragment:
+        raise WebhookInputError("URL must not hold a user, password or #fragment: the secret goes in the header")
+    return urllib.parse.urlunsplit(parsed)
+
+
+def carries_secret(webhook: Mapping[str, Any], secret: str | None = None) -> bool:
+    """Whether the webhook sends the secret header (with `secret`: that exact value, compared in constant time)."""
+    headers = webhook.get("headers") or {}
+    if not isinstance(headers, Mapping):
+        return False
+    value = next((v for k, v in headers.items() if str(k).lower() == SECRET_HEADER.lower()), None)
+    if value is None:
+        return False
+    return secret is None or hmac.compare_digest(str(value).encode(), secret.encode())
+
+
+def covers(webhook: Mapping[str, Any], event_type: str) -> bool:
+    """Whether the webhook delivers `event_type` (its own type or `all_events`) for every campaign or one."""
+    return webhook.get("event_type") in (event_type, "all_events")
+
+
+def is_disabled(webhook: Mapping[str, Any]) -> bool:
+    """Webhook.status -1: disabled by Instantly after repeated delivery failures (until resumed)."""
+    return webhook.get("status") == -1
+
+
+def _target(webhook: Mapping[str, Any]) -> str:
+    """The target URL without its query string (which could hold a token): what the commands print."""
+    parsed = urllib.parse.urlsplit(str(webhook.get("target_hook_url") or ""))
+    return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path, "", ""))
+
+
+@dataclass
+class WebhookLine:
+    """One line of a webhook command's answer: the event type, the webhook (if any) and what was done or seen."""
+
+    event_type: str
+    webhook_id: str | None
+    target: str
+    state: str  # created, kept, secret updated, missing, active, disabled since ..., resumed, would create, ...
+
+    def render(self) -> str:
+        where = f" -> {self.target}" if self.target else ""
+        ident = f" (webhook {self.webhook_id})" if self.webhook_id else ""
+        return f"{self.event_type}: {self.state}{where}{ident}"
+
+
+@dataclass
+class WebhookOutcome:
+    """The answer of `--webhooks register|status|resume`: one line per consumed event type, a note, an exit code
+    (0 all consumed events delivered by an active webhook; 1 one disabled or missing; 2 the input or the plan)."""
+
+    lines: list[WebhookLine] = field(default_factory=list)
+    note: str = ""
+    exit_code: int = 0
+
+    def render_text(self) -> str:
+        body = [line.render() for line in self.lines]
+        return "\n".join([*body, self.note] if self.note else body)
+
+    def to_json(self) -> str:
+        return json.dumps({"webhooks": [line.__dict__ for line in self.lines], "note": self.note,
+                           "exit_code": self.exit_code}, indent=2)
+
+
+def register(client: WebhookClient, url: str, secret: str, *, dry_run: bool = False) -> WebhookOutcome:
+    """Create one webhook per consumed event type (CONSUMED_EVENTS) to `url` with the secret header, named
+    "coldsync <event type>"; idempotent: an existing webhook to the same URL for that type is kept, and given the
+    secret when it carries another (a rotated secret, PATCH). A disabled one is reported (resume it). `dry_run`
+    lists what would be done and calls nothing but the listing. Raises WebhookInputError for a bad URL;
+    coldsync.instantly.errors.PlanError (402) when the plan has no webhooks."""
+    target = check_receiver_url(url)
+    existing = client.list_webhooks()
+    outcome = WebhookOutcome()
+    for event_type in CONSUMED_EVENTS:
+        same = [w for w in existing if covers(w, event_type) and _target(w) == _target({"target_hook_url": target})
+                and w.get("campaign") in (None, "")]
+        if same:
+            hook = same[0]
+            state = "kept"
+            if not carries_secret(hook, secret):
+                state = "would update the secret header" if dry_run else "secret header updated"
+                if not dry_run:
+                    client.patch_webhook(str(hook["id"]), headers={SECRET_HEADER: secret})
+            if is_disabled(hook):
+                state += f"; DISABLED since {hook.get('timestamp_error') or '?'}: run --webhooks resume"
+                outcome.exit_code = 1
+            outcome.lines.append(WebhookLine(event_type, str(hook.get("id")), _target(hook), state))
+            continue
+        if dry_run:
+            outcome.lines.append(WebhookLine(event_type, None, _target({"target_hook_url": target}), "would create"))
+            continue
+        made = client.create_webhook(target, event_type, headers={SECRET_HEADER: secret},
+                                     name=f"{WEBHOOK_NAME_PREFIX} {event_type}")
+        outcome.lines.append(WebhookLine(event_type, str(made.get("id")), _target(made), "created"))
+    outcome.note = ("Set WEBHOOKS_ENABLED=true for the scheduled sync (a repository variable) so each run backfills "
+                    "failed deliveries and validate_environment.py checks the webhooks.")
+    return outcome
+
+
+def ours(existing: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The webhooks that carry the secret header: coldsync's, whatever their URL."""
+    return [w for w in existing if carries_secret(w)]
+
+
+def status(client: WebhookClient) -> WebhookOutcome:
+    """Per consumed event type, the coldsync webhooks (secret header) delivering it and whether each is active;
+    exit code 1 when a type has none or one is disabled. PlanError (402) propagates: the caller says the plan has
+    no webhooks."""
+    mine = ours(client.list_webhooks())
+    outcome = WebhookOutcome()
+    for event_type in CONSUMED_EVENTS:
+        hooks = [w for w in mine if covers(w, event_type)]
+        if not hooks:
+            outcome.lines.append(WebhookLine(event_type, None, "", "MISSING: run --webhooks register URL"))
+            outcome.exit_code = 1
+        for hook in hooks:
+            if is_disabled(hook):
+                state = f"DISABLED since {hook.get('timestamp_error') or '?'}: run --webhooks resume"
+                outcome.exit_code = 1
+            else:
+                state = "active"
+            outcome.lines.append(WebhookLine(event_type, str(hook.get("id")), _target(hook), state))
+    return outcome
+
+
+def resume(client: WebhookClient, *, dry_run: bool = False) -> WebhookOutcome:
+    """Resume every disabled coldsync webhook (secret header); list the others as they are. Exit code 1 when a
+    consumed type still has no webhook. What was missed while disabled comes back through the backfill."""
+    mine = ours(client.list_webhooks())
+    outcome = WebhookOutcome()
+    for event_type in CONSUMED_EVENTS:
+        hooks = [w for w in mine if covers(w, event_type)]
+        if not hooks:
+            outcome.lines.append(WebhookLine(event_type, None, "", "MISSING: run --webhooks register URL"))
+            outcome.exit_code = 1
+        for hook in hooks:
+            state = "active"
+            if is_disabled(hook):
+                state = "would resume" if dry_run else "resumed"
+                if not dry_run:
+                    client.resume_webhook(str(hook["id"]))
+            outcome.lines.append(WebhookLine(event_type, str(hook.get("id")), _target(hook), state))
+    return outcome
+
+
+@dataclass
+class Backfill:
+    """What a run's backfill did: failed deliveries listed, rows written, repeats of stored events, deliveries
+    ignored (their reason), unreadable payloads, and the last date listed (the next run's watermark)."""
+
+    listed: int = 0
+    stored: int = 0
+    already: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)
+    unreadable: int = 0
+    through: dt.date | None = None
+
+
+def backfill_from(last_through: dt.date | None, today: dt.date) -> dt.date:
+    """The `from` date of this run's listing: BACKFILL_OVERLAP_DAYS before the last run's `through`, or
+    BACKFILL_FIRST_DAYS back on the first run (and never after today)."""
+    if last_through is None:
+        return today - dt.timedelta(days=BACKFILL_FIRST_DAYS)
+    return min(today, last_through - dt.timedelta(days=BACKFILL_OVERLAP_DAYS))
+
+
+def backfill(client: WebhookClient, warehouse: Warehouse, managed: Collection[str], *, last_through: dt.date | None,
+             now: dt.datetime, dry_run: bool = False, max_pages: int | None = None) -> Backfill:
+    """Read the failed deliveries (listWebhookEvent, success=false, from backfill_from(...) to today) back into
+    ops_instantly_events as `backfill` rows, through the same parser and filter as the receiver: an event of a
+    type not consumed or of a campaign not managed is counted as ignored, an unreadable payload as unreadable.
+    One look-up of the dedup keys already stored (so neither engine stores a repeat), then one append. The payload
+    is re-serialized from the listing's object (its key order kept): the original bytes are not in the API.
+    `dry_run` counts and writes nothing. Raises InstantlyError (PlanError: no webhooks on this plan) and
+    WarehouseError."""
+    today = now.astimezone(dt.UTC).date()
+    result = Backfill(through=today)
+    rows: dict[str, EventRow] = {}
+    for item in client.list_webhook_events(success=False, from_date=backfill_from(last_through, today),
+                                           to_date=today, max_pages=max_pages):
+        result.listed += 1
+        payload = item.get("payload")
+        try:
+            row = parse_payload(payload, json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+        except PayloadError:
+            result.unreadable += 1
+            continue
+        reason = ignore_reason(row, managed)
+        if reason is not None:
+            result.ignored[reason] = result.ignored.get(reason, 0) + 1
+            continue
+        if row.dedup_key in rows:
+            result.already += 1
+            continue
+        rows[row.dedup_key] = row
+    if not rows:
+        return result
+    found = warehouse.query("SELECT DISTINCT dedup_key FROM `{ds}.ops_instantly_events` "
+                            "WHERE dedup_key IN UNNEST(@keys)", {"keys": StringArray(sorted(rows))},
+                            label="webhooks.backfill_known")
+    known = {str(r["dedup_key"]) for r in found}
+    new = [row for key, row in rows.items() if key not in known]
+    result.already += len(rows) - len(new)
+    if new and not dry_run:
+        stamp = now.astimezone(dt.UTC)
+        warehouse.append_rows(EVENTS, [row.as_row(stamp, DELIVERED_BY_BACKFILL) for row in new], key="dedup_key",
+                              label="webhooks.backfill")
+    result.stored = len(new)
+    return result
+
+
+WEBHOOK_ACTIONS: tuple[str, ...] = ("register", "status", "resume")
+
+
+def webhooks_command(settings: Settings, action: Sequence[str], *, as_json: bool = False,
+                     client: WebhookClient | None = None) -> int:
+    """`sync_once.py --webhooks register URL | status | resume`: print the outcome (text or JSON) and return the
+    exit code: 0 every consumed event type has an active webhook, 1 one is disabled or missing, 2 bad input, no key,
+    no secret (register), or a plan without webhooks (402). DRY_RUN=true lists what register/resume would do."""
+    verb, *rest = action
+    try:
+        require(settings, ["instantly_api_key"], "the webhook commands talk to Instantly")
+        if verb == "register":
+            require(settings, ["instantly_webhook_secret"], "register puts the secret in each webhook's header")
+    except SettingsError as exc:
+        print(redact(f"Configuration error: {exc}"), file=sys.stderr)
+        return ExitCode.BAD_CONFIG
+    with ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(InstantlyClient(
+                settings.instantly_api_key.reveal(), base_url=settings.instantly_base_url,
+                max_per_second=settings.instantly_max_per_second, max_per_minute=settings.instantly_max_per_minute,
+                request_deadline=settings.instantly_request_deadline_seconds))
+        try:
+            if verb == "register":
+                outcome = register(client, rest[0], settings.instantly_webhook_secret.reveal(),
+                                   dry_run=settings.dry_run)
+            elif verb == "status":
+                outcome = status(client)
+            else:
+                outcome = resume(client, dry_run=settings.dry_run)
+        except WebhookInputError as exc:
+            print(f"Configuration error: {exc}", file=sys.stderr)
+            return ExitCode.BAD_CONFIG
+        except PlanError:
+            print("Configuration error: Instantly answered 402 Payment Required: this workspace's plan has no "
+                  "webhooks. Polling alone keeps suppression (every unsubscribe within one run); keep "
+                  "WEBHOOKS_ENABLED=false (docs/OPERATIONS.md: real-time suppression).", file=sys.stderr)
+            return ExitCode.BAD_CONFIG
+        except InstantlyError as exc:
+            print(f"Instantly error: {exc}", file=sys.stderr)
+            return ExitCode.RUN_FAILED
+    print(outcome.to_json() if as_json else outcome.render_text())
+    return outcome.exit_code
