@@ -60,6 +60,7 @@ Assumed where the spec is silent: Instantly sends the registered custom header w
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import threading
 import time
@@ -84,6 +85,9 @@ RETRY_AFTER_SECONDS = 5
 READ_CHUNK = 64 * 1024
 
 Answer = tuple[dict[str, Any], int, dict[str, str]]
+
+UNREAD_STATUSES = frozenset({401, 405, 413})
+"""Answers given before the body was read whole: sent as streamed responses (see `respond`)."""
 
 
 def read_capped(stream: IO[bytes], limit: int) -> bytes | None:
@@ -198,6 +202,21 @@ def receiver_from_environment() -> Receiver:
         raise ReceiverConfigError(str(exc)) from None
 
 
+def respond(answer: Answer) -> flask.Response:
+    """The HTTP response of an answer: compact JSON with its Content-Length. An answer given before the body was read
+    whole (UNREAD_STATUSES) is a streamed response, because functions-framework reads the whole request body after
+    any other response (its after-request hook `read_request`): a refused body would be read, unbounded, after all.
+    The server in front drains what is left within its own bounds (Cloud Run's front end; locally the lingering
+    close of coldsync.webhooks.__main__)."""
+    import flask
+
+    body, status, headers = answer
+    data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    content = iter([data]) if status in UNREAD_STATUSES else data
+    return flask.Response(content, status=status, headers={**headers, "Content-Length": str(len(data))},
+                          mimetype="application/json")
+
+
 _lock = threading.Lock()
 _receiver: Receiver | None = None
 
@@ -221,7 +240,7 @@ def current_receiver() -> Receiver:
 
 
 @functions_framework.http
-def receive(request: flask.Request) -> Answer:
+def receive(request: flask.Request) -> flask.Response:
     """The Cloud Run function (entry point `receive`): one Instantly delivery in, its answer out."""
     try:
         receiver = current_receiver()
@@ -229,5 +248,5 @@ def receive(request: flask.Request) -> Answer:
         from coldsync.redact import redact
 
         logging.getLogger("coldsync.webhooks").error("webhook receiver misconfigured: %s", redact(str(exc)))
-        return {"error": "the receiver is misconfigured; its log says which setting"}, 500, {}
-    return receiver.handle(request)
+        return respond(({"error": "the receiver is misconfigured; its log says which setting"}, 500, {}))
+    return respond(receiver.handle(request))
