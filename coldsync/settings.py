@@ -108,6 +108,11 @@ class SettingSpec:
         return "--" + self.name.replace("_", "-")
 
 
+WEBHOOK_SECRET_MIN_LENGTH = 32
+"""Fewest characters of INSTANTLY_WEBHOOK_SECRET: `secrets.token_urlsafe(32)` gives 43 (256 random bits); 32 is
+the floor so that a short word or a pasted placeholder is refused."""
+WEBHOOK_SECRET_COMMAND = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _CAMPAIGN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
@@ -134,6 +139,10 @@ SPECS: tuple[SettingSpec, ...] = (
                 "Drain listings in flight at once (one per campaign and finished-lead filter, every page paced "
                 "within the limits above): their answers are merged in a fixed order, whichever comes first.",
                 minimum=1, maximum=MAX_ADD_CONCURRENCY),
+    SettingSpec("instantly_webhook_secret", "secret", "",
+                "Shared secret Instantly sends with every webhook delivery, in the X-Coldsync-Webhook-Secret header "
+                "(the receiver, coldsync.webhooks, answers 401 without it): at least 32 printable ASCII characters, "
+                f"such as the output of {WEBHOOK_SECRET_COMMAND}. Needed by the receiver and to register webhooks."),
     SettingSpec("smb_campaign_id", "str", "", "Instantly campaign id for SMB leads (revenue under threshold).",
                 config_key="smb_campaign_id", pattern=_CAMPAIGN, pattern_hint="a campaign UUID"),
     SettingSpec("midsize_campaign_id", "str", "", "Instantly campaign id for Midsize leads.",
@@ -300,6 +309,7 @@ class Settings:
     instantly_max_per_minute: int
     instantly_add_concurrency: int
     instantly_list_concurrency: int
+    instantly_webhook_secret: Secret
     smb_campaign_id: str
     midsize_campaign_id: str
     bq_project: str
@@ -383,7 +393,7 @@ class Settings:
     def secrets(self) -> list[str]:
         """Raw secret values, for the log filter that scrubs them."""
         values = [self.instantly_api_key.reveal(), self.bigquery_credentials_json.reveal(),
-                  *webhook_secret_parts(self.alert_webhook_url.reveal())]
+                  self.instantly_webhook_secret.reveal(), *webhook_secret_parts(self.alert_webhook_url.reveal())]
         return [v for v in values if v]
 
 
@@ -618,6 +628,10 @@ def _cross_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) -> l
             f"create an API V2 key in Instantly (Settings > Integrations > API Keys) and put it in INSTANTLY_API_KEY "
             f"or the api_key of config/secrets/{INSTANTLY_CONFIG_FILE}"))
     problems.extend(_transport_checks(values, origins))
+    webhook_secret = webhook_secret_problem(values["instantly_webhook_secret"], origins["instantly_webhook_secret"],
+                                            required=False)
+    if webhook_secret is not None:
+        problems.append(webhook_secret)
     target, ceiling = values["target_new_leads_per_run"], values["max_new_leads_per_run"]
     if target > ceiling:
         problems.append(SettingProblem(
@@ -686,6 +700,28 @@ def _transport_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) 
             f"set INSTANTLY_REQUEST_DEADLINE_SECONDS below {guard:g} (default {DEFAULT_REQUEST_DEADLINE_SECONDS}), "
             "or raise LOCK_TTL_MINUTES"))
     return problems
+
+
+def webhook_secret_problem(secret: Secret, origin: Origin, *, required: bool) -> SettingProblem | None:
+    """What is wrong with INSTANTLY_WEBHOOK_SECRET, or None: empty (when `required`: the webhook receiver cannot
+    authenticate a delivery without it), shorter than WEBHOOK_SECRET_MIN_LENGTH, or holding a character an HTTP
+    header cannot carry as it is (only printable ASCII, no space). The value is never shown."""
+    value = secret.reveal()
+    fix = (f"set INSTANTLY_WEBHOOK_SECRET to a new random value, e.g. the output of {WEBHOOK_SECRET_COMMAND} "
+           "(on Cloud Run: a Secret Manager secret), then register the webhooks again so Instantly sends it")
+    if not value:
+        if not required:
+            return None
+        return SettingProblem("instantly_webhook_secret", origin, None,
+                              "is empty but the webhook receiver needs it to authenticate each delivery", fix)
+    if len(value) < WEBHOOK_SECRET_MIN_LENGTH:
+        return SettingProblem("instantly_webhook_secret", origin, None,
+                              f"is {len(value)} characters, fewer than {WEBHOOK_SECRET_MIN_LENGTH}", fix)
+    if not all("!" <= ch <= "~" for ch in value):
+        return SettingProblem("instantly_webhook_secret", origin, None,
+                              "holds a character an HTTP header cannot carry as it is (only printable ASCII, no "
+                              "space)", fix)
+    return None
 
 
 ALERT_WEBHOOK_FIX = ("use the https URL of an incoming webhook (Slack: an app's Incoming Webhooks page), or unset "

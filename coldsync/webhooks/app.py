@@ -1,0 +1,252 @@
+"""The webhook receiver: Instantly's deliveries into `ops_instantly_events`, built on Google's functions-framework
+(a Flask request in, a response out), so that Cloud Run functions runs it as it is and `python -m coldsync.webhooks`
+runs the very same function locally against DuckDB.
+
+Nothing happens at import time beyond defining `receive`: the settings, the logging and the warehouse are set up
+once, on the first delivery (thread-safe), or up front by `python -m coldsync.webhooks`, which refuses to start
+with a bad setting.
+
+Answers (the body is JSON; nothing is written unless the status says `stored`):
+
+| request                                                         | answer                                          |
+|-----------------------------------------------------------------|-------------------------------------------------|
+| any method but POST                                             | 405 {"error": ...}                              |
+| no X-Coldsync-Webhook-Secret header, or not the secret (checked | 401 {"error": ...}                              |
+| before the body is read)                                        |                                                 |
+| Content-Length over MAX_BODY_BYTES (1 MiB: checked before the   | 413 {"error": "body: over the ... byte limit"}  |
+| body is read), or a body found longer while reading it (chunked |                                                 |
+| or a Content-Length that lies: the read stops 1 byte past it)   |                                                 |
+| not a JSON object, a required field missing or of a wrong type  | 400 {"error": "<field>: <problem>", "field": ..} |
+| an event type coldsync does not consume (CONSUMED_EVENTS)       | 200 {"status": "ignored", "reason": ...}        |
+| a campaign the sync does not manage                             | 200 {"status": "ignored", "reason": ...}        |
+| stored (also a repeat: the dedup key collapses it)              | 200 {"status": "stored"}                        |
+| warehouse busy (a sync holds the DuckDB file past 0.7 s),       | 503 {"error": ...}, Retry-After: 5 (Instantly   |
+| unreachable, or its config table unreadable                     | retries; the sync's backfill is the safety net) |
+| the receiver's own settings are bad (e.g. no secret)            | 500 {"error": ...}; the log names the setting   |
+
+Ignored deliveries answer 2xx on purpose: an error answer makes Instantly retry, and a webhook that keeps failing is
+disabled (the spec's Webhook.status -1 with timestamp_error), which would also stop the deliveries coldsync needs.
+
+Authentication: Instantly signs nothing (the spec has no signature field); each webhook is registered with the
+custom header X-Coldsync-Webhook-Secret holding INSTANTLY_WEBHOOK_SECRET (at least 32 characters; generate it with
+`python -c "import secrets; print(secrets.token_urlsafe(32))"`), compared in constant time (hmac.compare_digest on
+bytes). The secret is never logged (coldsync.redact removes it from every text).
+
+Deploy (Cloud Run functions, 2nd gen, from the repository root; `main.py` there re-exports `receive`, because the
+Python runtime loads the function from `main.py` at the source's root and puts that directory on sys.path, which is
+what lets it import `coldsync`; `.gcloudignore` keeps data/, .env and config/secrets out of the upload):
+
+    gcloud functions deploy coldsync-webhooks --gen2 --region=us-central1 --runtime=python311 --source=. \\
+      --entry-point=receive --trigger-http --allow-unauthenticated \\
+      --service-account=coldsync-webhooks@PROJECT.iam.gserviceaccount.com \\
+      --memory=512Mi --cpu=1 --concurrency=20 --timeout=10s --max-instances=5 \\
+      --set-env-vars=BQ_PROJECT=PROJECT,BQ_DATASET=coldsync,BQ_LOCATION=US,LOG_LEVEL=INFO \\
+      --set-secrets=INSTANTLY_WEBHOOK_SECRET=coldsync-webhook-secret:latest
+
+--allow-unauthenticated because Instantly cannot present a Google identity: the secret header is the
+authentication. Add SMB_CAMPAIGN_ID, MIDSIZE_CAMPAIGN_ID or ROUTES to --set-env-vars when the sync gets them from its
+environment rather than from the warehouse config table (the receiver must see the same campaigns). The function's
+service account needs: BigQuery Data Editor on the table ops_instantly_events only (table-level IAM; it holds
+bigquery.tables.updateData, which tabledata.insertAll needs), BigQuery Data Viewer on the table `config` (the
+managed campaigns), BigQuery Metadata Viewer on the dataset (the location check and table look-ups on connecting),
+BigQuery Job User on the project (reading `config` is a query job), and Secret Manager Secret Accessor on the
+secret. No key file: the function runs as the service account (Application Default Credentials).
+
+Assumed where the spec is silent: Instantly sends the registered custom header with every delivery, and treats any
+2xx as delivered and anything else (or no answer) as failed; a delivery is one JSON object (developer guide
+"Webhook events").
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+from typing import IO, TYPE_CHECKING, Any
+
+import functions_framework
+
+from coldsync.redact import mask_email
+from coldsync.webhooks.events import CONSUMED_EVENTS, MAX_BODY_BYTES, PayloadError, parse_body
+
+if TYPE_CHECKING:
+    import flask
+
+    from coldsync.settings import Settings, SettingsSources
+    from coldsync.webhooks.sink import EventSink
+
+log = logging.getLogger("coldsync.webhooks")
+
+SECRET_HEADER = "X-Coldsync-Webhook-Secret"
+"""The custom header each webhook is registered with (POST /api/v2/webhooks, `headers`), holding the secret."""
+RETRY_AFTER_SECONDS = 5
+READ_CHUNK = 64 * 1024
+
+Answer = tuple[dict[str, Any], int, dict[str, str]]
+
+UNREAD_STATUSES = frozenset({401, 405, 413})
+"""Answers given before the body was read whole: sent as streamed responses (see `respond`)."""
+
+
+def read_capped(stream: IO[bytes], limit: int) -> bytes | None:
+    """The whole body from `stream`, or None as soon as it is longer than `limit` bytes (at most limit + 1 bytes are
+    read: a chunked body or a lying Content-Length cannot make the receiver read more)."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = stream.read(min(READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return None if total > limit else b"".join(chunks)
+
+
+class Receiver:
+    """Answers deliveries (the table in the module docstring). `secret` is INSTANTLY_WEBHOOK_SECRET; `sink` writes
+    the accepted ones (coldsync.webhooks.sink)."""
+
+    def __init__(self, secret: str, sink: EventSink, *, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self._secret = secret.encode("utf-8")
+        self.sink = sink
+        self.max_body_bytes = max_body_bytes
+
+    def authentic(self, presented: str | None) -> bool:
+        """Whether the header holds the secret: constant time in the secret's content (hmac.compare_digest)."""
+        if presented is None:
+            return False
+        return hmac.compare_digest(presented.encode("latin-1", errors="replace"), self._secret)
+
+    def handle(self, request: flask.Request) -> Answer:
+        """The answer to one delivery: (JSON body, status, headers)."""
+        from coldsync.webhooks.sink import WarehouseUnavailable
+
+        started = time.monotonic()
+        if request.method != "POST":
+            return {"error": "POST only"}, 405, {"Allow": "POST"}
+        if not self.authentic(request.headers.get(SECRET_HEADER)):
+            log.warning("webhook refused: missing or wrong %s header (nothing written)", SECRET_HEADER)
+            return {"error": f"missing or wrong {SECRET_HEADER} header"}, 401, {}
+        too_big: Answer = {"error": f"body: over the {self.max_body_bytes} byte limit"}, 413, {}
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            log.warning("webhook refused: Content-Length %d over the limit (nothing read)", request.content_length)
+            return too_big
+        body = read_capped(request.stream, self.max_body_bytes)
+        if body is None:
+            log.warning("webhook refused: body over the %d byte limit", self.max_body_bytes)
+            return too_big
+        try:
+            row = parse_body(body)
+        except PayloadError as exc:
+            log.warning("webhook refused: %s", exc)
+            return {"error": str(exc), "field": exc.field}, 400, {}
+        who = mask_email(row.email)
+        if row.event_type not in CONSUMED_EVENTS:
+            log.info("webhook %s for %s ignored: not an event type coldsync consumes", row.event_type, who)
+            return {"status": "ignored", "reason": f"event type {row.event_type} is not consumed by coldsync"}, 200, {}
+        try:
+            outcome = self.sink.store(row, started)
+        except WarehouseUnavailable as exc:
+            log.warning("webhook %s for %s not stored (503, Instantly retries): %s", row.event_type, who, exc)
+            return ({"error": "the warehouse is unavailable, retry later"}, 503,
+                    {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        elapsed = (time.monotonic() - started) * 1000
+        if not outcome.stored:
+            log.info("webhook %s for %s ignored: %s", row.event_type, who, outcome.reason)
+            return {"status": "ignored", "reason": outcome.reason}, 200, {}
+        log.info("webhook %s for %s stored in %.0f ms", row.event_type, who, elapsed)
+        return {"status": "stored"}, 200, {}
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+class ReceiverConfigError(Exception):
+    """The receiver's settings are bad: the message names each setting and its fix (never a secret's value)."""
+
+
+def build_receiver(sources: SettingsSources, settings: Settings) -> Receiver:
+    """The receiver the settings describe: the warehouse opened as the sync opens it (coldsync.warehouse.connect:
+    BigQuery when BQ_PROJECT is set, kept open; else the DuckDB file, opened per burst of deliveries), the managed
+    campaigns as the sync resolves them. Raises SettingsError when INSTANTLY_WEBHOOK_SECRET is missing or weak."""
+    from functools import partial
+
+    from coldsync.settings import SettingsError, webhook_secret_problem
+    from coldsync.warehouse import connect
+    from coldsync.webhooks.sink import CampaignCache, EventSink, WarehouseSession, managed_campaign_ids
+
+    problem = webhook_secret_problem(settings.instantly_webhook_secret,
+                                     settings.origins.get("instantly_webhook_secret", "default"), required=True)
+    if problem is not None:
+        raise SettingsError([problem])
+    session = WarehouseSession(partial(connect, settings), keep_open=settings.uses_bigquery)
+    sink = EventSink(session, CampaignCache(partial(managed_campaign_ids, sources)))
+    return Receiver(settings.instantly_webhook_secret.reveal(), sink)
+
+
+def receiver_from_environment() -> Receiver:
+    """Settings from every layer but flags (environment, .env, config/secrets; the config table is read per
+    delivery batch for the campaigns), logging with the secrets registered, then build_receiver. Raises
+    ReceiverConfigError."""
+    from coldsync.logs import configure_logging
+    from coldsync.settings import SettingsError, read_sources, resolve
+
+    try:
+        sources = read_sources()
+        settings = resolve(sources)
+        configure_logging(settings.log_level, settings.secrets())
+        return build_receiver(sources, settings)
+    except SettingsError as exc:
+        raise ReceiverConfigError(str(exc)) from None
+
+
+def respond(answer: Answer) -> flask.Response:
+    """The HTTP response of an answer: compact JSON with its Content-Length. An answer given before the body was read
+    whole (UNREAD_STATUSES) is a streamed response, because functions-framework reads the whole request body after
+    any other response (its after-request hook `read_request`): a refused body would be read, unbounded, after all.
+    The server in front drains what is left within its own bounds (Cloud Run's front end; locally the lingering
+    close of coldsync.webhooks.__main__)."""
+    import flask
+
+    body, status, headers = answer
+    data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    content = iter([data]) if status in UNREAD_STATUSES else data
+    return flask.Response(content, status=status, headers={**headers, "Content-Length": str(len(data))},
+                          mimetype="application/json")
+
+
+_lock = threading.Lock()
+_receiver: Receiver | None = None
+
+
+def install(receiver: Receiver | None) -> Receiver | None:
+    """Make `receiver` the one `receive` answers with (python -m coldsync.webhooks, tests); returns the previous."""
+    global _receiver
+    with _lock:
+        previous, _receiver = _receiver, receiver
+    return previous
+
+
+def current_receiver() -> Receiver:
+    """The installed receiver, built from the environment on first use (once, thread-safe). Raises
+    ReceiverConfigError (not kept: the next delivery tries again)."""
+    global _receiver
+    with _lock:
+        if _receiver is None:
+            _receiver = receiver_from_environment()
+        return _receiver
+
+
+@functions_framework.http
+def receive(request: flask.Request) -> flask.Response:
+    """The Cloud Run function (entry point `receive`): one Instantly delivery in, its answer out."""
+    try:
+        receiver = current_receiver()
+    except ReceiverConfigError as exc:
+        from coldsync.redact import redact
+
+        logging.getLogger("coldsync.webhooks").error("webhook receiver misconfigured: %s", redact(str(exc)))
+        return respond(({"error": "the receiver is misconfigured; its log says which setting"}, 500, {}))
+    return respond(receiver.handle(request))

@@ -1,0 +1,244 @@
+"""The webhook receiver's warehouse writer: one open warehouse shared by the deliveries in flight, the managed
+campaigns (cached), and one append per stored delivery.
+
+DuckDB lets one process open its file at a time, even to read, and the sync (or anyone's query) must be able to open
+it between deliveries: the file is opened when a delivery needs it, shared while deliveries are in flight, and closed
+as soon as none is (`WarehouseSession`, `keep_open=False`). While a sync holds it (WarehouseBusyError), opening is
+retried for up to BUSY_WAIT_SECONDS, then the delivery is answered 503 so that Instantly retries it (and the sync's
+backfill of failed deliveries catches what still fails). BigQuery keeps one client open across deliveries
+(`keep_open=True`): each stored delivery is one streaming insert (insertAll, the dedup key as insertId) into the
+insert-only events table, which nothing ever updates, so the streaming buffer's refusal of DML never matters; the
+Storage Write API would need a stream per delivery or a long-lived one, for one row a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from coldsync.settings import SettingsError, SettingsSources
+from coldsync.warehouse.base import Warehouse, WarehouseBusyError, WarehouseError
+from coldsync.warehouse.schema import EVENTS
+from coldsync.webhooks.events import DELIVERED_BY_RECEIVER, EventRow
+
+log = logging.getLogger("coldsync.webhooks")
+
+BUSY_WAIT_SECONDS = 0.7
+"""How long a delivery waits for a DuckDB file another process holds (a running sync) before it is answered 503:
+the answer stays within the second Instantly is promised."""
+BUSY_POLL_SECONDS = 0.05
+CAMPAIGNS_TTL_SECONDS = 60.0
+"""How long the managed campaign ids are trusted before they are read again (a routing change in the config table
+reaches the receiver within a minute)."""
+
+
+class WarehouseUnavailable(Exception):
+    """The warehouse cannot take the delivery now (busy file, outage, missing table, bad configuration in the config
+    table): the receiver answers 503 and Instantly retries. The message names the cause, never a secret."""
+
+
+class WarehouseSession:
+    """One warehouse shared by the deliveries in flight (thread-safe).
+
+    `use()` hands out the open warehouse, opening it first when none is open; with `keep_open=False` (DuckDB) the
+    last delivery to leave closes it, so the file is free between deliveries. `opener` raises WarehouseBusyError
+    while another process holds the file (retried until the delivery's deadline) or WarehouseError."""
+
+    def __init__(self, opener: Callable[[], Warehouse], *, keep_open: bool, busy_wait: float = BUSY_WAIT_SECONDS,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._opener = opener
+        self._keep_open = keep_open
+        self._busy_wait = busy_wait
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._warehouse: Warehouse | None = None
+        self._users = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._warehouse is not None
+
+    def _open(self, deadline: float) -> Warehouse:
+        """Caller holds the lock. Retries a busy file until `deadline` (monotonic seconds)."""
+        while True:
+            try:
+                return self._opener()
+            except WarehouseBusyError as exc:
+                if self._clock() + BUSY_POLL_SECONDS > deadline:
+                    raise WarehouseUnavailable(f"the warehouse is busy: {exc}") from exc
+                self._sleep(BUSY_POLL_SECONDS)
+            except WarehouseError as exc:
+                raise WarehouseUnavailable(f"the warehouse cannot be opened: {exc}") from exc
+
+    @contextmanager
+    def use(self, started: float | None = None) -> Iterator[Warehouse]:
+        """The open warehouse for one delivery (which arrived at monotonic time `started`: its wait for a busy
+        file ends BUSY_WAIT_SECONDS after it). Raises WarehouseUnavailable."""
+        deadline = (self._clock() if started is None else started) + self._busy_wait
+        if not self._lock.acquire(timeout=max(0.0, deadline - self._clock())):
+            raise WarehouseUnavailable("the warehouse is busy: other deliveries are still waiting for it")
+        try:
+            if self._warehouse is None:
+                self._warehouse = self._open(deadline)
+            warehouse = self._warehouse
+            self._users += 1
+        finally:
+            self._lock.release()
+        try:
+            yield warehouse
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and not self._keep_open:
+                    self._warehouse = None
+                    _close_quietly(warehouse)
+
+    def close(self) -> None:
+        """Close the warehouse now (the server stops)."""
+        with self._lock:
+            warehouse, self._warehouse = self._warehouse, None
+        if warehouse is not None:
+            _close_quietly(warehouse)
+
+
+def _close_quietly(warehouse: Warehouse) -> None:
+    try:
+        warehouse.close()
+    except Exception as exc:  # a failed close must not turn a stored delivery into an error answer
+        log.warning("closing the warehouse failed: %s", exc)
+
+
+def managed_campaign_ids(sources: SettingsSources, warehouse: Warehouse) -> frozenset[str]:
+    """The campaign ids a sync run manages, lower-cased: the settings resolved with the warehouse config table
+    exactly as sync_once.py resolves them (coldsync.cli.bootstrap: every layer, then the config table's rows; the
+    embedded playground's demo campaigns when it runs without a key and without BigQuery), then its routing's
+    campaigns (every route and A/B arm). Raises WarehouseUnavailable for a config table that cannot be read or holds
+    a bad value (the sync would refuse to run the same way)."""
+    from coldsync.embedded import embedded_settings, is_embedded
+    from coldsync.settings import resolve
+    from coldsync.warehouse.migrate import read_config
+
+    try:
+        settings = resolve(sources, read_config(warehouse))
+    except (SettingsError, WarehouseError) as exc:
+        raise WarehouseUnavailable(f"the managed campaigns cannot be read: {exc}") from exc
+    if is_embedded(settings):
+        settings = embedded_settings(settings)
+    return frozenset(campaign_id.lower() for campaign_id in settings.routing.campaign_ids() if campaign_id)
+
+
+class CampaignCache:
+    """The managed campaign ids, read at most once per `ttl` seconds (thread-safe)."""
+
+    def __init__(self, read: Callable[[Warehouse], frozenset[str]], *, ttl: float = CAMPAIGNS_TTL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._read = read
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._value: frozenset[str] | None = None
+        self._read_at = 0.0
+
+    def fresh(self) -> frozenset[str] | None:
+        """The cached ids while they are younger than the ttl, else None."""
+        with self._lock:
+            if self._value is not None and self._clock() - self._read_at < self._ttl:
+                return self._value
+            return None
+
+    def get(self, warehouse: Warehouse) -> frozenset[str]:
+        """The ids, read from `warehouse` when the cache is stale. Raises what `read` raises."""
+        with self._lock:
+            if self._value is None or self._clock() - self._read_at >= self._ttl:
+                self._value = self._read(warehouse)
+                self._read_at = self._clock()
+            return self._value
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one delivery: `stored` (True: appended, or already there) or ignored for `reason`."""
+
+    stored: bool
+    reason: str = ""
+
+
+@dataclass
+class _Pending:
+    row: EventRow
+    done: threading.Event
+    error: WarehouseError | None = None
+
+
+class EventSink:
+    """Writes accepted deliveries into ops_instantly_events, for the managed campaigns only.
+
+    Group commit: one delivery at a time writes, and it writes every row that arrived meanwhile in the same
+    statement; each delivery is answered only once its own row is written. A lone delivery waits for nothing; a
+    burst of 20 senders costs one statement per batch, not per delivery (a DuckDB insert takes ~10 ms however few
+    rows it carries)."""
+
+    def __init__(self, session: WarehouseSession, campaigns: CampaignCache,
+                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self.session = session
+        self.campaigns = campaigns
+        self._now = now
+        self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self.statements = 0
+
+    def _append(self, warehouse: Warehouse, row: EventRow) -> None:
+        """Write `row`, in a batch with whatever is waiting. Raises WarehouseError (the batch's)."""
+        mine = _Pending(row, threading.Event())
+        with self._queue_lock:
+            self._queue.append(mine)
+        with self._write_lock:
+            if not mine.done.is_set():
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                error: WarehouseError | None = None
+                try:
+                    now = self._now()
+                    self.statements += 1
+                    warehouse.append_rows(EVENTS, [p.row.as_row(now, DELIVERED_BY_RECEIVER) for p in batch],
+                                          key="dedup_key", label="webhooks.insert")
+                except WarehouseError as exc:
+                    error = exc
+                for pending in batch:
+                    pending.error = error
+                    pending.done.set()
+        if mine.error is not None:
+            raise mine.error
+
+    @staticmethod
+    def _unmanaged(row: EventRow, managed: frozenset[str]) -> Outcome | None:
+        if (row.campaign_id or "").lower() in managed:
+            return None
+        return Outcome(False, f"campaign {row.campaign_id} is not managed by coldsync")
+
+    def store(self, row: EventRow, started: float | None = None) -> Outcome:
+        """Append `row` (received now, by the receiver) unless its campaign is not managed. One statement per batch
+        (above): DuckDB inserts the rows whose dedup key is new; BigQuery streams them with the key as insertId.
+        Raises WarehouseUnavailable (nothing of the batch written)."""
+        cached = self.campaigns.fresh()
+        if cached is not None and (ignored := self._unmanaged(row, cached)) is not None:
+            return ignored  # decided without opening the warehouse
+        with self.session.use(started) as warehouse:
+            ignored = self._unmanaged(row, self.campaigns.get(warehouse))
+            if ignored is not None:
+                return ignored
+            try:
+                self._append(warehouse, row)
+            except WarehouseError as exc:
+                raise WarehouseUnavailable(f"the event could not be written: {exc}") from exc
+        return Outcome(True)
+
+    def close(self) -> None:
+        self.session.close()
