@@ -26,13 +26,13 @@ from coldsync.settings import REPO_ROOT, SPECS, Settings, read_sources, resolve
 from coldsync.warehouse.base import Warehouse
 from coldsync.warehouse.duckdb import DuckDBWarehouse
 from coldsync.webhooks import app
-from coldsync.webhooks.events import MAX_BODY_BYTES
+from coldsync.webhooks.events import MAX_BODY_BYTES, SECRET_HEADER
 from coldsync.webhooks.sink import CampaignCache, EventSink, WarehouseSession, managed_campaign_ids
 from tests.conftest import open_warehouse
 from tests.helpers import build
 
-SECRET = "Zq7-webhook-SECRET-4f9c1d2e8b7a6c5d4e3f2a1b0c9d8e7f"  # distinctive: grepped for in the output
-HEADER = {app.SECRET_HEADER: SECRET}
+SECRET = "Zq7Lm2Pw-4f9c1d2e8b7a6c5d4e3f2a1b0c9d8e7f-Xy"  # distinctive: grepped for in the output
+HEADER = {SECRET_HEADER: SECRET}
 MANAGED = "11111111-1111-4111-8111-111111111111"
 OTHER = "99999999-9999-4999-8999-999999999999"
 
@@ -104,9 +104,9 @@ def client(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
         receiver.close()
 
 
-@pytest.mark.parametrize("headers", [{}, {app.SECRET_HEADER: "wrong"},
-                                     {app.SECRET_HEADER: SECRET[:-1] + chr(ord(SECRET[-1]) ^ 1)},
-                                     {app.SECRET_HEADER.lower(): SECRET.upper()}],
+@pytest.mark.parametrize("headers", [{}, {SECRET_HEADER: "wrong"},
+                                     {SECRET_HEADER: SECRET[:-1] + chr(ord(SECRET[-1]) ^ 1)},
+                                     {SECRET_HEADER.lower(): SECRET.upper()}],
                          ids=["no-header", "wrong", "one-byte-off", "case-changed"])
 def test_a_delivery_without_the_secret_is_refused_and_writes_nothing(client: tuple[Any, Path],
                                                                      headers: dict[str, str]) -> None:
@@ -141,9 +141,9 @@ def test_ignored_deliveries_answer_200_and_write_nothing(client: tuple[Any, Path
     other = http.post("/", json=payload(campaign=OTHER), headers=HEADER)
     opened = http.post("/", json=payload(event_type="email_opened"), headers=HEADER)
     assert (other.status_code, other.get_json()) == (200, {"status": "ignored",
-                                                           "reason": f"campaign {OTHER} is not managed by coldsync"})
-    assert (opened.status_code, opened.get_json()) == (200, {"status": "ignored", "reason": "event type email_opened "
-                                                             "is not consumed by coldsync"})
+                                                           "reason": f"campaign not managed: {OTHER}"})
+    assert (opened.status_code, opened.get_json()) == (200, {"status": "ignored",
+                                                             "reason": "event type not consumed: email_opened"})
     assert http.get("/", headers=HEADER).status_code == 405
     assert count(duckdb_file) == (0, 0)
     for _ in range(2):
@@ -269,7 +269,7 @@ def test_an_oversized_body_is_413_also_chunked_and_when_the_header_lies(server: 
     chunked = requests.post(server.url, data=chunks(), headers={**HEADER, "Content-Type": "application/json"},
                             timeout=10)
     assert (chunked.status_code, chunked.json()["error"]) == (413, f"body: over the {MAX_BODY_BYTES} byte limit")
-    head = (f"POST / HTTP/1.1\r\nHost: x\r\n{app.SECRET_HEADER}: {SECRET}\r\nContent-Type: application/json\r\n"
+    head = (f"POST / HTTP/1.1\r\nHost: x\r\n{SECRET_HEADER}: {SECRET}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {MAX_BODY_BYTES + 1}\r\n").encode()
     started = time.monotonic()
     claimed = raw_post(server.url, head, b'{"event_type"')  # a few bytes of the claimed megabyte, then silence
@@ -335,11 +335,16 @@ def test_a_burst_of_1000_from_20_senders_loses_nothing_and_collapses_repeats(ser
 
 
 def test_the_secret_never_appears_in_the_receivers_output(server: Server) -> None:
-    """After every delivery of this module (refused, stored, busy, the burst) the receiver's stdout and stderr hold
-    no part of the secret, yet they did log deliveries (masked addresses)."""
-    requests.post(server.url, json=payload(), headers={app.SECRET_HEADER: SECRET + "x"}, timeout=5)
+    """After a stored delivery and a refused one (and whatever else this worker sent it) the receiver's stdout and
+    stderr hold no part of the secret, yet they did log both deliveries (masked addresses, the header's name)."""
+    stored = requests.post(server.url, json=payload(email="free-file@corp.example", timestamp="2026-11-30T08:00:00Z"),
+                           headers={SECRET_HEADER: SECRET}, timeout=5)
+    assert stored.json() == {"status": "stored"}
+    refused = requests.post(server.url, json=payload(), headers={SECRET_HEADER: SECRET + "x"}, timeout=5)
+    assert refused.status_code == 401
     text = server.out.read_text(encoding="utf-8") + server.err.read_text(encoding="utf-8")
     assert "listening on" in text and "stored in" in text and "f***@corp.example" in text
+    assert f"missing or wrong {SECRET_HEADER} header" in text
     assert not any(SECRET[i:i + 8] in text for i in range(len(SECRET) - 7))
     assert "free-file@corp.example" not in text
 

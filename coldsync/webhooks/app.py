@@ -69,7 +69,7 @@ from typing import IO, TYPE_CHECKING, Any
 import functions_framework
 
 from coldsync.redact import mask_email
-from coldsync.webhooks.events import CONSUMED_EVENTS, MAX_BODY_BYTES, PayloadError, parse_body
+from coldsync.webhooks.events import MAX_BODY_BYTES, SECRET_HEADER, PayloadError, ignore_reason, parse_body
 
 if TYPE_CHECKING:
     import flask
@@ -79,7 +79,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("coldsync.webhooks")
 
-SECRET_HEADER = "X-Coldsync-Webhook-Secret"
 """The custom header each webhook is registered with (POST /api/v2/webhooks, `headers`), holding the secret."""
 RETRY_AFTER_SECONDS = 5
 READ_CHUNK = 64 * 1024
@@ -143,9 +142,9 @@ class Receiver:
             log.warning("webhook refused: %s", exc)
             return {"error": str(exc), "field": exc.field}, 400, {}
         who = mask_email(row.email)
-        if row.event_type not in CONSUMED_EVENTS:
-            log.info("webhook %s for %s ignored: not an event type coldsync consumes", row.event_type, who)
-            return {"status": "ignored", "reason": f"event type {row.event_type} is not consumed by coldsync"}, 200, {}
+        if (reason := ignore_reason(row, None)) is not None:
+            log.info("webhook %s for %s ignored: %s", row.event_type, who, reason)
+            return {"status": "ignored", "reason": f"{reason}: {row.event_type}"}, 200, {}
         try:
             outcome = self.sink.store(row, started)
         except WarehouseUnavailable as exc:

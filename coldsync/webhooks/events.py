@@ -87,11 +87,12 @@ class EventRow:
 
 def dedup_key(event_type: str, email_key: str | None, campaign_id: str | None, event_at: dt.datetime | None,
               step: int | None, variant: int | None) -> str:
-    """Hex SHA-256 of the event type, the email's suppression key, the campaign, the event time (UTC, ISO, to the
-    microsecond) and step/variant, joined by a unit separator (0x1f) with "" for a missing part: the same event
-    delivered twice (a retry, the backfill after a live delivery) has the same key; two events differ in one."""
+    """Hex SHA-256 of the event type, the email's suppression key, the campaign (lower-cased), the event time (UTC,
+    ISO, to the microsecond) and step/variant, joined by a unit separator (0x1f) with "" for a missing part: the
+    same event delivered twice (a retry, the backfill after a live delivery) has the same key; two events differ
+    in one."""
     when = event_at.astimezone(dt.UTC).isoformat() if event_at is not None else ""
-    parts = (event_type, email_key or "", campaign_id or "", when,
+    parts = (event_type, email_key or "", (campaign_id or "").lower(), when,
              "" if step is None else str(step), "" if variant is None else str(variant))
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
@@ -156,13 +157,13 @@ def parse_payload(payload: object, raw: str) -> EventRow:
                     dedup_key=dedup_key(event_type, key, campaign_id, event_at, step, variant), payload=raw)
 
 
-def ignore_reason(row: EventRow, managed: Collection[str]) -> str | None:
+def ignore_reason(row: EventRow, managed: Collection[str] | None) -> str | None:
     """Why a parsed delivery is not stored (IGNORED_TYPE: not in CONSUMED_EVENTS; IGNORED_CAMPAIGN: its campaign
-    is not one of `managed`, the campaign ids the sync manages), or None to store it. The receiver and the backfill
-    both ask this, so they store the same events."""
+    is not one of `managed`, the lower-cased campaign ids the sync manages; None skips that part), or None to store
+    it. The receiver and the backfill both ask this, so they store the same events."""
     if row.event_type not in CONSUMED_EVENTS:
         return IGNORED_TYPE
-    if row.campaign_id not in managed:
+    if managed is not None and (row.campaign_id or "").lower() not in managed:
         return IGNORED_CAMPAIGN
     return None
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from coldsync.settings import SettingsError, SettingsSources
 from coldsync.warehouse.base import Warehouse, WarehouseBusyError, WarehouseError
 from coldsync.warehouse.schema import EVENTS
-from coldsync.webhooks.events import DELIVERED_BY_RECEIVER, EventRow
+from coldsync.webhooks.events import DELIVERED_BY_RECEIVER, EventRow, ignore_reason
 
 log = logging.getLogger("coldsync.webhooks")
 
@@ -219,9 +219,8 @@ class EventSink:
 
     @staticmethod
     def _unmanaged(row: EventRow, managed: frozenset[str]) -> Outcome | None:
-        if (row.campaign_id or "").lower() in managed:
-            return None
-        return Outcome(False, f"campaign {row.campaign_id} is not managed by coldsync")
+        reason = ignore_reason(row, managed)
+        return None if reason is None else Outcome(False, f"{reason}: {row.campaign_id}")
 
     def store(self, row: EventRow, started: float | None = None) -> Outcome:
         """Append `row` (received now, by the receiver) unless its campaign is not managed. One statement per batch
