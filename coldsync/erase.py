@@ -15,6 +15,11 @@ erasing ``Jane@Acme.example`` also erases ``jane+promo@acme.example`` and a hand
    and the plain-text rows of `ops_dnc` are deleted (a DNC row that also blocked another domain
    is kept as a domain-only entry), and so is the person's row of `ops_candidates` (a copy of the
    source: a later refresh copies the address again only while the source table still holds it).
+   The person's webhook events (`ops_instantly_events`, by email key) go last, after the hash of step 1 is
+   written, so the suppression outlives them. On BigQuery a DELETE cannot touch rows still in the streaming
+   buffer (the receiver streams its rows: up to about 90 minutes after a delivery): the erase then does
+   everything else, exits 1 and says so; running the same command again later removes them (every step is
+   idempotent: the hash is not added twice, the leads and rows already gone are not found again).
 4. TEXT: in every other row of every table (`schema.TABLES`), any STRING value holding one of the
    person's addresses, in any form (case, +tag, wrapped, in JSON), has it replaced by ``[erased]``:
    dead letters' `error_text`, run log `error_text` / `summary_json`, DNC reasons, ...
@@ -62,7 +67,7 @@ from coldsync.suppression import (
 )
 from coldsync.warehouse.base import Rows, StringArray, Warehouse, WarehouseError
 from coldsync.warehouse.migrate import ensure_erasure_salt
-from coldsync.warehouse.schema import CANDIDATES, ERASURE_SALT_KEY, SALT_SQL, TABLES, TableSpec
+from coldsync.warehouse.schema import CANDIDATES, ERASURE_SALT_KEY, EVENTS, SALT_SQL, TABLES, TableSpec
 
 ERASED = "[erased]"
 """What replaces an erased address inside a kept text value."""
@@ -75,6 +80,9 @@ MAX_LISTED = 10
 
 PERSON_TABLES = ("ops_inst_state", "ops_lead_history", "ops_dead_letters", "ops_dnc")
 """Tables whose rows ARE the person's data: deleted whole."""
+
+EVENTS_STEP = "webhook events removed"
+"""Said not done when BigQuery's streaming buffer still holds some of the person's ops_instantly_events rows."""
 
 STEPS = ("suppression hash added", "Instantly leads deleted", "warehouse rows removed",
          "address masked in kept rows")
@@ -245,6 +253,8 @@ PERSON_PREDICATES: dict[str, str] = {
     # the domain column by mistake; never a hash row
     "ops_dnc": (f"(t.email_hash IS NULL AND (COALESCE(t.email_key IN UNNEST(@keys), FALSE) "
                 f"OR {_is_person('ops_dnc', 'email')} OR {_is_person('ops_dnc', 'domain')}))"),
+    # the person's webhook events: by the key the receiver stored, or by the address as sent
+    EVENTS.name: f"(COALESCE(t.email_key IN UNNEST(@keys), FALSE) OR {_is_person(EVENTS.name, 'email')})",
     # the source's copy after rules 1-2 (schema.CANDIDATES): keyed by the same suppression key
     CANDIDATES.name: "COALESCE(t.email_key IN UNNEST(@keys), FALSE)",
 }
@@ -269,6 +279,9 @@ FROM `{{ds}}.ops_dead_letters` AS t WHERE {PERSON_PREDICATES["ops_dead_letters"]
 UNION ALL
 SELECT 'ops_dnc', t.email, {_NULL}, {_NULL}, t.domain, t.source, t.reason
 FROM `{{ds}}.ops_dnc` AS t WHERE {PERSON_PREDICATES["ops_dnc"]}
+UNION ALL
+SELECT '{EVENTS.name}', t.email, t.lead_id, t.campaign_id, {_NULL}, {_NULL}, {_NULL}
+FROM `{{ds}}.{EVENTS.name}` AS t WHERE {PERSON_PREDICATES[EVENTS.name]}
 UNION ALL
 SELECT 'hash', t.email_hash, {_NULL}, {_NULL}, {_NULL}, {_NULL}, {_NULL}
 FROM `{{ds}}.ops_dnc` AS t
@@ -354,6 +367,7 @@ class ErasePlan:
     hashes_kept: int = 0
     source_rows: int | None = 0
     rewrites: dict[str, TextRewrite] = field(default_factory=dict)
+    events: int = 0  # the persons' ops_instantly_events rows
 
 
 def build_plan(targets: Sequence[Target], person_rows: Sequence[Mapping[str, Any]],
@@ -369,7 +383,10 @@ def build_plan(targets: Sequence[Target], person_rows: Sequence[Mapping[str, Any
         if table == "hash":
             plan.hashes_kept += 1
             continue
-        plan.rows[table] += 1
+        if table == EVENTS.name:
+            plan.events += 1
+        else:
+            plan.rows[table] += 1
         form = canonical_email(row.get("email"))
         if form is not None and address_key(form) in keys:
             plan.addresses.add(form)
@@ -438,6 +455,8 @@ class EraseOutcome:
     planned: bool = False  # the reads ran: the counts below are facts
     source_table: str = ""
     source_rows: int | None = None
+    events_found: int = 0  # the persons' webhook event rows (ops_instantly_events)
+    events_removed: int = 0
     done: list[str] = field(default_factory=list)
     not_done: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -461,6 +480,9 @@ class EraseOutcome:
             return "\n".join(lines)
         verb = "that would be removed" if would else "removed"
         lines.append(f"  warehouse rows {verb}: " + ", ".join(f"{t} {n}" for t, n in self.removed.items()))
+        if self.events_found:
+            lines.append(f"  webhook event rows (ops_instantly_events): {self.events_found} found, "
+                         + (f"would remove {self.events_found}" if would else f"{self.events_removed} removed"))
         if self.masked:
             lines.append(f"  address {'would be ' if would else ''}masked in kept rows: "
                          + ", ".join(f"{t} {n}" for t, n in self.masked.items()))
@@ -653,6 +675,7 @@ def _erase(outcome: EraseOutcome, warehouse: Warehouse, client: InstantlyClient,
     outcome.hashes_kept = plan.hashes_kept
     outcome.source_rows = plan.source_rows
     outcome.removed = dict(plan.rows)
+    outcome.events_found = plan.events
     outcome.masked = {name: len(r.rows) for name, r in plan.rewrites.items()}
     leads = find_person_leads(client, plan.addresses, keys)
     add_known_leads(client, leads, sorted(plan.known_leads))
@@ -692,7 +715,8 @@ def _erase(outcome: EraseOutcome, warehouse: Warehouse, client: InstantlyClient,
     # The source's copy: the person's row goes too (the next refresh brings it back only if the source still
     # holds the address, as the source itself does; the hash keeps it from being sent).
     warehouse.execute(delete_sql(CANDIDATES.name), {"keys": params["keys"]}, label="erase.delete.candidates")
-    outcome.done.append(STEPS[2])
+    buffered = _delete_events(outcome, warehouse, params) if plan.events else None
+    outcome.done.append(STEPS[2] if buffered is None else f"{STEPS[2]} (but not the webhook events)")
 
     step(STEPS[3])
     for name, rewrite in plan.rewrites.items():
@@ -704,6 +728,32 @@ def _erase(outcome: EraseOutcome, warehouse: Warehouse, client: InstantlyClient,
             raise EraseFailed(f"{len(rewrite.rows) - changed} row(s) of {name} changed while they were being masked")
         outcome.masked[name] = changed
     outcome.done.append(STEPS[3])
+    if buffered is not None:
+        outcome.exit_code = ExitCode.RUN_FAILED
+        outcome.error = buffered
+        outcome.not_done = [EVENTS_STEP]
+
+
+def in_streaming_buffer(exc: WarehouseError) -> bool:
+    """Whether BigQuery refused a DML statement because rows it touches are still in the streaming buffer
+    ("... would affect rows in the streaming buffer, which is not supported")."""
+    return "streaming buffer" in str(exc).lower()
+
+
+def _delete_events(outcome: EraseOutcome, warehouse: Warehouse, params: Mapping[str, Any]) -> str | None:
+    """Delete the persons' ops_instantly_events rows (after the hash row: the suppression outlives them). None when
+    done; the error line when BigQuery's streaming buffer still holds some (the erase goes on and exits 1: the
+    same command, run again later, removes them). Any other failure raises WarehouseError."""
+    try:
+        outcome.events_removed = warehouse.execute(delete_sql(EVENTS.name), dict(params), label="erase.delete.events")
+    except WarehouseError as exc:
+        if not in_streaming_buffer(exc):
+            raise
+        return (f"{outcome.events_found} webhook event row(s) of the person(s) are still in BigQuery's streaming "
+                "buffer (rows streamed by the receiver stay there up to about 90 minutes) and could not be deleted "
+                "yet; everything else is erased and the person(s) stay suppressed by the salted hash. Run the same "
+                "erase again in 90 minutes: it is safe to repeat")
+    return None
 
 
 def _column_type(spec: TableSpec, name: str) -> str:

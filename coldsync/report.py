@@ -52,6 +52,9 @@ class RunReport:
     dnc_rejects: dict[str, int] = field(default_factory=dict)  # reason -> DNC entries that block nobody
     # Instantly block-list mirror: where the last pull stopped and when a full pass last ended.
     blocklist_watermark: dict[str, Any] = field(default_factory=dict)
+    # Webhook events (phases/events.py): the newest received_at of the events this run settled; the next run
+    # reads from there (minus a safety margin).
+    events_watermark: dict[str, Any] = field(default_factory=dict)
     campaigns: dict[str, str] = field(default_factory=dict)  # route (or route/arm) -> "active" / "paused" / ...
     warnings: list[str] = field(default_factory=list)
     phases: dict[str, PhaseReport] = field(default_factory=dict)

@@ -319,6 +319,21 @@ WHERE {sql_erasure_hash("k", SALT_SQL)} IN (SELECT d.key FROM `{{ds}}.{DNC_KEYS_
 """  # noqa: S608
 
 
+# Webhook events the sync consumes (coldsync.phases.events), in ONE read: rows received since @since (a
+# watermark minus a margin), of these types, collapsed by dedup_key (a delivery may be stored twice: BigQuery's
+# streaming insertId is best effort, the backfill may repeat a live delivery). The parts the key hashes are the
+# same in every repeat; MIN picks one of the rest (the raw address, a lead id) the same way on both engines.
+READ_EVENTS_SQL = """
+SELECT e.dedup_key, MIN(e.event_type) AS event_type, MIN(e.email) AS email, MIN(e.email_key) AS email_key,
+       MIN(e.campaign_id) AS campaign_id, MIN(e.lead_id) AS lead_id, MIN(e.event_at) AS event_at,
+       MIN(e.received_at) AS received_at, MAX(e.received_at) AS last_received_at
+FROM `{ds}.ops_instantly_events` AS e
+WHERE e.received_at >= @since AND e.event_type IN UNNEST(@types)
+GROUP BY e.dedup_key
+ORDER BY received_at, e.dedup_key
+"""
+
+
 def dnc_row(*, email: str | None = None, domain: str | None = None, source: str, reason: str,
             blocklist_id: str | None = None) -> dict[str, Any]:
     """A do-not-contact row with its keys computed here (the raw values kept beside them, for audit)."""
@@ -865,6 +880,13 @@ class Store:
             return 0
         return self.warehouse.execute(ADD_DNC_SQL, {"rows": Rows(DNC_FIELDS, list(unique.values())),
                                                     **self._stamp()}, label=label)
+
+    def read_events(self, since: dt.datetime, types: Sequence[str]) -> list[dict[str, Any]]:
+        """The webhook events of these types received at or after `since` (aware UTC), one per dedup key
+        (READ_EVENTS_SQL): dedup_key, event_type, email, email_key, campaign_id, lead_id, event_at,
+        received_at (the first copy's), last_received_at (the last copy's). Raises WarehouseError."""
+        return self.warehouse.query(READ_EVENTS_SQL, {"since": since, "types": StringArray(list(types))},
+                                    label="events.read")
 
     def dnc_upkeep(self, push_limit: int) -> DncUpkeep:
         """What the do-not-contact list needs this run, in one read (DNC_UPKEEP_SQL)."""

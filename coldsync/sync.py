@@ -15,6 +15,8 @@ from coldsync.instantly.errors import CircuitOpenError, InstantlyError, NotFound
 from coldsync.phases.blocklist import PUSH_LIMIT_PER_RUN
 from coldsync.phases.context import CampaignView, RunContext, RunOutOfTime, TrackedState
 from coldsync.phases.drain import run_drain
+from coldsync.phases.events import PHASE as EVENTS_PHASE
+from coldsync.phases.events import finish_events, read_events
 from coldsync.phases.housekeeping import run_housekeeping
 from coldsync.phases.topup import measure_inventory, record_ready, run_topup
 from coldsync.redact import redact
@@ -320,11 +322,18 @@ def _phases(ctx: RunContext) -> None:
     report.phase("preflight").ran = True
     report.phase("preflight").seconds = time.monotonic() - t0
 
+    report.phase(EVENTS_PHASE)
     report.phase("drain")
+    events = None
     if settings.run_drain:
+        # The webhook events (phases/events.py) are drained with the polling drain's finished leads: one plan.
         t0 = time.monotonic()
-        run_drain(ctx)
+        events = read_events(ctx)
+        report.phase(EVENTS_PHASE).seconds = time.monotonic() - t0
+        t0 = time.monotonic()
+        run_drain(ctx, events)
         report.phase("drain").seconds = time.monotonic() - t0
+    finish_events(ctx, events)
 
     # The source reject counts as of the candidates' last refresh; the top-up's refresh (only when it reads
     # ready leads: phases/topup.py) replaces them with this run's. A run that reads no ready lead reads no source.

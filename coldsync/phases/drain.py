@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from coldsync.instantly.errors import InstantlyError, is_service_level
 from coldsync.outcomes import InInstantly, UnknownInterestStatus
 from coldsync.phases.blocklist import mirror_rows
 from coldsync.phases.context import CampaignView, RunContext, dead_letter, history_row, lead_time, resolution
+from coldsync.phases.events import PHASE as EVENTS_PHASE
+from coldsync.phases.events import EventBatch, plan_with_events
 from coldsync.rules import (
     Action,
     Classification,
@@ -381,7 +384,23 @@ def _find_stale(ctx: RunContext, known_ids: set[str]) -> list[dict[str, Any]]:
     return leads
 
 
-def run_drain(ctx: RunContext) -> None:
+def _find_evented(ctx: RunContext, events: EventBatch, known_ids: set[str]) -> list[dict[str, Any]]:
+    """The tracked leads webhook events name (coldsync.phases.events) that the listings did not return, read by
+    id (100 a call). Ids whose look-up failed go to `events.unread` (the events are read again next run); ids a
+    complete answer did not return are left to housekeeping, which confirms them by email (as _find_stale's)."""
+    ids = [lead_id for lead_id in events.by_lead_id if lead_id not in known_ids]
+    if not ids:
+        return []
+    seen, unread = _read_by_ids(ctx, ids, "leads named by webhook events")
+    events.unread.update(unread)
+    ctx.unreturned_ids.update(lead_id for lead_id in ids if lead_id not in seen and lead_id not in unread)
+    return list(seen.values())
+
+
+def run_drain(ctx: RunContext, events: EventBatch | None = None) -> None:
+    """The drain (module docstring). `events`: what coldsync.phases.events.read_events found this run: their
+    leads are read by id and drained here with the others (one plan, each lead once), and their DNC rows are
+    written in their own MERGE before the drain's own."""
     phase = ctx.report.phase("drain")
     phase.ran = True
     by_id, by_email = ctx.state.by_lead_id, ctx.state.by_email
@@ -390,6 +409,10 @@ def run_drain(ctx: RunContext) -> None:
         ctx.report.warn("some finished-lead listings failed or were cut short: the next run drains the rest")
     finished_ids = {str(lead["id"]) for lead in finished}
     candidates = finished + _find_stale(ctx, finished_ids)
+    evented = events.by_lead_id if events is not None else {}
+    if events is not None and evented:
+        candidates += _find_evented(ctx, events, {str(lead_id_of(lead)) for lead in candidates})
+    by_event: Counter[str] = Counter()  # outcome -> leads an event named, drained in this run
     if phase.counts["kept_without_id"]:
         phase.notes.append(f"kept {phase.counts['kept_without_id']} listed lead(s) without a usable id")
 
@@ -402,8 +425,9 @@ def run_drain(ctx: RunContext) -> None:
             row = candidate if candidate is not None and not candidate.instantly_lead_id else None
         return row
 
-    plan = plan_drain(((lead, (s.added_at if (s := state_of(lead)) else None)) for lead in candidates),
-                      ctx.now, ctx.settings.max_active_days)
+    with_added = ((lead, (s.added_at if (s := state_of(lead)) else None)) for lead in candidates)
+    plan = (plan_with_events(with_added, evented, ctx.now, ctx.settings.max_active_days) if evented
+            else plan_drain(with_added, ctx.now, ctx.settings.max_active_days))
     for _lead, decision in plan.unknown:
         phase.counts["unknown_kept"] += 1
         phase.notes.append(f"kept a lead that could not be classified: {decision.reason}")
@@ -450,6 +474,8 @@ def run_drain(ctx: RunContext) -> None:
             continue
         phase.plan[f"drain {decision.outcome.value}"] += 1
         ctx.report.route_count(route, "drained")
+        if str(lead["id"]) in evented:
+            by_event[decision.outcome.value] += 1
         if decision.suppression in DNC_SOURCES:
             dnc.append({"email": email, "domain": None, "source": DNC_SOURCES[decision.suppression],
                         "reason": decision.reason})
@@ -534,7 +560,12 @@ def run_drain(ctx: RunContext) -> None:
     acted.update(str(r["instantly_lead_id"]) for r in state_rows.values() if r.get("instantly_lead_id"))
     _remember_kept(ctx, listed, acted)
 
+    event_dnc = list(events.dnc) if events is not None else []
+    events_phase = ctx.report.phase(EVENTS_PHASE) if events is not None else None
     if ctx.dry_run:
+        if events_phase is not None:
+            for outcome, n in by_event.items():
+                events_phase.plan[f"drain by event: {outcome}"] += n
         for campaign_id, leads in to_delete.items():
             ctx.drained_by_campaign[campaign_id] = len(leads)
         for (campaign_id, _list_id), leads in to_move.items():
@@ -547,12 +578,21 @@ def run_drain(ctx: RunContext) -> None:
     ctx.store.update_history_policy(history_updates)
     if ctx.settings.blocklist_mirror:
         # Mirror first, so the ids travel in the one DNC statement (Instantly's block list is an extra
-        # net: the warehouse entry below still precedes every delete).
-        dnc = mirror_rows(ctx, [dnc_row(email=r["email"], source=r["source"], reason=r["reason"]) for r in dnc])
+        # net: the warehouse entry below still precedes every delete). The events' rows come first: theirs is
+        # the entry an address gets when both name it (mirror_rows keeps the order of the rows given).
+        mirrored = mirror_rows(ctx, event_dnc + [dnc_row(email=r["email"], source=r["source"], reason=r["reason"])
+                                                 for r in dnc])
+        event_dnc, dnc = mirrored[:len(event_dnc)], mirrored[len(event_dnc):]
+    if events_phase is not None:
+        # The webhook events' unsubscribes and bounces, in their own MERGE (its count is theirs).
+        events_phase.counts["dnc_added"] += ctx.store.add_dnc(event_dnc, label="events.dnc")
     phase.counts["dnc_added"] += ctx.store.add_dnc(dnc, label="drain.dnc")
     ctx.store.apply_state(list(state_rows.values()), label="drain.state_draining")
     for item in history:
         phase.counts[f"drained:{item['status_final']}"] += 1
+    if events_phase is not None:
+        for outcome, n in by_event.items():
+            events_phase.counts[f"drained by event: {outcome}"] += n
 
     # 2. Then Instantly, by explicit ids only.
     gone: list[dict[str, Any]] = []
