@@ -16,7 +16,7 @@ from coldsync.phases.blocklist import PUSH_LIMIT_PER_RUN
 from coldsync.phases.context import CampaignView, RunContext, RunOutOfTime, TrackedState
 from coldsync.phases.drain import run_drain
 from coldsync.phases.events import PHASE as EVENTS_PHASE
-from coldsync.phases.events import finish_events, read_events
+from coldsync.phases.events import backfill_events, finish_events, read_events
 from coldsync.phases.housekeeping import run_housekeeping
 from coldsync.phases.topup import measure_inventory, record_ready, run_topup
 from coldsync.redact import redact
@@ -328,6 +328,7 @@ def _phases(ctx: RunContext) -> None:
     if settings.run_drain:
         # The webhook events (phases/events.py) are drained with the polling drain's finished leads: one plan.
         t0 = time.monotonic()
+        backfill_events(ctx)
         events = read_events(ctx)
         report.phase(EVENTS_PHASE).seconds = time.monotonic() - t0
         t0 = time.monotonic()

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from coldsync.instantly.errors import InstantlyError, PlanError
 from coldsync.phases.context import RunContext
 from coldsync.rules import (
     Action,
@@ -57,7 +58,9 @@ from coldsync.rules import (
 )
 from coldsync.store import StateRow, dnc_row
 from coldsync.suppression import address_key
+from coldsync.warehouse.base import WarehouseError
 from coldsync.webhooks.events import BOUNCED, CONSUMED_EVENTS, REPLIED, SUPPRESSING_EVENTS, UNSUBSCRIBED
+from coldsync.webhooks.ops import BACKFILL_MAX_PAGES, backfill
 
 SOURCE = "instantly_webhook"
 """DNC source of an unsubscribe or bounce delivered by webhook."""
@@ -270,6 +273,58 @@ def plan_with_events(leads: Iterable[tuple[Mapping[str, Any], dt.datetime | None
             keep_count += 1
     return DrainPlan(to_drain=tuple(to_drain), unknown=tuple(unknown), keep_count=keep_count,
                      outcome_counts=MappingProxyType(counts), duplicate_count=duplicate_count)
+
+
+BACKFILL_KEY = "through"
+
+
+def previous_backfill(summary: Mapping[str, Any]) -> dt.date | None:
+    """The last day a run's backfill listed completely (RunReport.webhook_backfill), or None."""
+    memory = summary.get("webhook_backfill")
+    value = memory.get(BACKFILL_KEY) if isinstance(memory, Mapping) else None
+    try:
+        return dt.date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def backfill_events(ctx: RunContext) -> None:
+    """With WEBHOOKS_ENABLED: read the failed deliveries back into ops_instantly_events before the events are read
+    (coldsync.webhooks.ops.backfill: listWebhookEvent success=false, from the day the last run listed up to, at most
+    BACKFILL_MAX_PAGES pages), so what the receiver missed (down, busy, refused) is honoured in this same run.
+    Counts go to the events phase (`backfill listed`, `backfill stored`, ...). A plan without webhooks (402) or a
+    failed listing is a warning, never a failed run: polling is the safety net, and the next run lists the same
+    days again (the watermark only moves after a complete listing). A dry run lists and writes nothing."""
+    if not ctx.settings.webhooks_enabled:
+        return
+    phase = ctx.report.phase(PHASE)
+    phase.ran = True
+    last = previous_backfill(ctx.store.last_summary)
+    keep = {BACKFILL_KEY: last.isoformat()} if last is not None else {}
+    managed = {campaign_id.lower() for campaign_id in ctx.campaigns}
+    try:
+        result = backfill(ctx.client, ctx.store.warehouse, managed, last_through=last, now=ctx.now,
+                          dry_run=ctx.dry_run, max_pages=BACKFILL_MAX_PAGES)
+    except PlanError:
+        ctx.report.webhook_backfill = keep
+        ctx.report.warn("WEBHOOKS_ENABLED is on but Instantly answered 402: this workspace's plan has no webhooks "
+                        "(nothing to backfill; polling alone keeps suppression): set WEBHOOKS_ENABLED=false")
+        return
+    except (InstantlyError, WarehouseError) as exc:
+        ctx.report.webhook_backfill = keep
+        ctx.report.warn(f"the webhook backfill failed ({exc}); the next run lists the same days again")
+        return
+    tally = phase.plan if ctx.dry_run else phase.counts
+    tally["backfill listed"] += result.listed
+    tally["backfill stored" if not ctx.dry_run else "backfill would store"] += result.stored
+    tally["backfill already stored"] += result.already
+    tally["backfill unreadable"] += result.unreadable
+    for reason, n in result.ignored.items():
+        tally[f"backfill ignored: {reason}"] += n
+    if not result.complete:
+        phase.notes.append(f"the failed deliveries filled {BACKFILL_MAX_PAGES} pages: the next run reads on")
+    through = result.through if not ctx.dry_run else last
+    ctx.report.webhook_backfill = {BACKFILL_KEY: through.isoformat()} if through is not None else {}
 
 
 def read_events(ctx: RunContext) -> EventBatch:

@@ -45,6 +45,8 @@ from coldsync.webhooks.events import (
 WEBHOOK_NAME_PREFIX = "coldsync"
 BACKFILL_FIRST_DAYS = 7
 """How far back the first backfill looks (days, by the listing's `from` date): a week of failed deliveries."""
+BACKFILL_MAX_PAGES = 10
+"""Pages of failed delivery attempts one run reads at most (100 a page): a long outage is read back over runs."""
 BACKFILL_OVERLAP_DAYS = 1
 """Days before the last backfilled date a run looks again: the listing filters by date, not time, and a delivery
 retried after midnight is listed under its own day."""
@@ -239,6 +241,7 @@ class Backfill:
     ignored: dict[str, int] = field(default_factory=dict)
     unreadable: int = 0
     through: dt.date | None = None
+    complete: bool = True
 
 
 def backfill_from(last_through: dt.date | None, today: dt.date) -> dt.date:
@@ -255,14 +258,17 @@ def backfill(client: WebhookClient, warehouse: Warehouse, managed: Collection[st
     ops_instantly_events as `backfill` rows, through the same parser and filter as the receiver: an event of a
     type not consumed or of a campaign not managed is counted as ignored, an unreadable payload as unreadable.
     One look-up of the dedup keys already stored (so neither engine stores a repeat), then one append. The payload
-    is re-serialized from the listing's object (its key order kept): the original bytes are not in the API.
-    `dry_run` counts and writes nothing. Raises InstantlyError (PlanError: no webhooks on this plan) and
+    is re-serialized from the listing's object (its key order kept): the original bytes are not in the API. A
+    listing cut short at `max_pages` stores what it read and keeps `through` at `last_through` (complete False), so
+    the next run lists those days again. `managed`: the managed campaign ids, lower-cased. `dry_run` counts and
+    writes nothing. Raises InstantlyError (PlanError: no webhooks on this plan) and
     WarehouseError."""
     today = now.astimezone(dt.UTC).date()
     result = Backfill(through=today)
     rows: dict[str, EventRow] = {}
-    for item in client.list_webhook_events(success=False, from_date=backfill_from(last_through, today),
-                                           to_date=today, max_pages=max_pages):
+    listing = client.list_webhook_events(success=False, from_date=backfill_from(last_through, today), to_date=today,
+                                         max_pages=max_pages)
+    for item in listing:
         result.listed += 1
         payload = item.get("payload")
         try:
@@ -278,6 +284,8 @@ def backfill(client: WebhookClient, warehouse: Warehouse, managed: Collection[st
             result.already += 1
             continue
         rows[row.dedup_key] = row
+    if not getattr(listing, "complete", True):  # cut short at max_pages: the next run lists these days again
+        result.complete, result.through = False, last_through
     if not rows:
         return result
     found = warehouse.query("SELECT DISTINCT dedup_key FROM `{ds}.ops_instantly_events` "
