@@ -459,9 +459,13 @@ def holder_note_path(path: Path) -> Path:
 
 
 def command_line() -> str:
-    """This program and its flags (never their values: an --erase address is no one's business here)."""
-    return " ".join([Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python",
-                     *(a.split("=", 1)[0] for a in sys.argv[1:] if a.startswith("--"))])
+    """This program and its flags (never their values: an --erase address is no one's business here); a module run
+    with `python -m` (the webhook receiver) is named as such."""
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if program == "__main__.py" and spec is not None and spec.name:
+        program = f"python -m {spec.name.removesuffix('.__main__')}"
+    return " ".join([program, *(a.split("=", 1)[0] for a in sys.argv[1:] if a.startswith("--"))])
 
 
 def _write_holder_note(path: Path | None) -> bool:
