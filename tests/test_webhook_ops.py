@@ -13,7 +13,7 @@ import pytest
 
 from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.errors import PlanError
-from coldsync.instantly.simulator import InstantlySimulator
+from coldsync.instantly.simulator import Fate, InstantlySimulator
 from coldsync.settings import Settings
 from coldsync.warehouse.duckdb import DuckDBWarehouse
 from coldsync.webhooks.events import SECRET_HEADER
@@ -184,7 +184,8 @@ def test_backfill_stores_each_failed_delivery_once(sim: InstantlySimulator, clie
     register(client, f"http://127.0.0.1:{dead_port()}/hook", SECRET)
     sim.insert_leads(SMB, [{"email": "ann@corp.example"}, {"email": "bob@corp.example"}])
     sim.insert_leads(OTHER, [{"email": "cy@corp.example"}])
-    fates = {"ann@corp.example": "unsubscribed", "bob@corp.example": "replied", "cy@corp.example": "unsubscribed"}
+    fates: dict[str, Fate] = {"ann@corp.example": "unsubscribed", "bob@corp.example": "replied",
+                              "cy@corp.example": "unsubscribed"}
     for lead in sim.leads():
         sim.finish_lead(str(lead["id"]), fates[str(lead["email"])])
         assert sim.wait_for_webhooks(5)
