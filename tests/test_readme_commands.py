@@ -65,12 +65,13 @@ def python_entry_points() -> set[tuple[str, ...]]:
 
 
 def test_the_extractor_finds_the_documented_commands() -> None:
-    """The commands table has its 16 rows and the docs' bash blocks reach every Python entry point (a guard
+    """The commands table has its 18 rows and the docs' bash blocks reach every Python entry point (a guard
     that the tests below check something)."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert len(_commands_table(readme)) == 16
+    assert len(_commands_table(readme)) == 18
     assert python_entry_points() == {("sync_once.py",), ("setup.py",), ("validate_environment.py",),
                                      ("-m", "coldsync.demo"), ("-m", "coldsync.instantly.simulator"),
+                                     ("-m", "coldsync.webhooks"),
                                      ("-m", "coldsync.schedule"), ("-m", "pytest")}
 
 
