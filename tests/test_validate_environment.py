@@ -278,3 +278,25 @@ def test_workspace_block_list_setting(env: Env, setting: bool | None, expected: 
         assert "add_unsub_to_block" in check.detail + check.fix
     if setting is None:
         assert "not checked" in check.detail
+
+
+def test_webhooks_check_warns_when_missing_or_disabled_and_passes_when_registered(env: Env) -> None:
+    """WEBHOOKS_ENABLED on: with no webhook the check warns naming the three MISSING types and the register
+    command; after `register` it passes (three active); a plan without webhooks (402) warns to turn the setting off;
+    all as warnings (exit 0), since polling still catches every unsubscribe."""
+    from coldsync.instantly.client import InstantlyClient
+    from coldsync.webhooks.ops import register
+
+    missing = {c.name: c for c in env.check(WEBHOOKS_ENABLED="true").checks}["webhooks"]
+    assert missing.status == "warn" and missing.detail.count("MISSING") == 3
+    assert "--webhooks register URL" in missing.fix
+    with InstantlyClient(KEY, base_url=env.sim.base_url) as client:
+        register(client, "https://hooks.corp.example/coldsync", "whsec-V4lid8-validate-check-secret-0001")
+    registered = env.check(WEBHOOKS_ENABLED="true")
+    check = {c.name: c for c in registered.checks}["webhooks"]
+    assert (check.status, check.detail) == ("pass", "3 webhooks active, one per consumed event type")
+    env.sim.set_webhooks_in_plan(False)
+    no_plan = env.check(WEBHOOKS_ENABLED="true")
+    check = {c.name: c for c in no_plan.checks}["webhooks"]
+    assert check.status == "warn" and "402" in check.detail and "WEBHOOKS_ENABLED=false" in check.fix
+    assert no_plan.exit_code == ExitCode.OK
