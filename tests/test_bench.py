@@ -227,7 +227,8 @@ def test_scanned_bytes_have_no_minimum() -> None:
              "ops_dnc": TableSize(2, {"email": 300})}
     labels = {"state.read": READ_STATE_SQL, "run_log.write": WRITE_RUN_LOG_SQL}
     assert billed_bytes({"state.read": 1}, labels, sizes, columns, minimums=False) == 5000 + 700 + 300
-    assert billed_bytes({"state.read": 1}, labels, sizes, columns) == 3 * MIN_BILLED_BYTES  # state, DNC, config
+    # state, DNC, the webhook events (suppressing like DNC), config
+    assert billed_bytes({"state.read": 1}, labels, sizes, columns) == 4 * MIN_BILLED_BYTES
     assert billed_bytes({"run_log.write": 2}, labels, sizes, columns, minimums=False) == 0
 
 
@@ -238,8 +239,8 @@ def test_billed_bytes_has_the_ten_megabyte_minimums() -> None:
     assert billed_bytes({"run_log.write": 1}, {"run_log.write": WRITE_RUN_LOG_SQL}, tiny, columns) == MIN_BILLED_BYTES
     source = TableSize(1, {name: 100 * MIN_BILLED_BYTES for name in columns["source"]})
     billed = billed_bytes({"topup.read_ready": 2}, {"topup.read_ready": READ_READY_SQL}, {"source": source}, columns)
-    # + ops_dnc, ops_lead_history, ops_inst_state and config (the erasure salt): 4 minimums
-    assert billed == 2 * (len(columns["source"]) * 100 * MIN_BILLED_BYTES + 4 * MIN_BILLED_BYTES)
+    # + ops_dnc, ops_instantly_events, ops_lead_history, ops_inst_state and config (the erasure salt): 5 minimums
+    assert billed == 2 * (len(columns["source"]) * 100 * MIN_BILLED_BYTES + 5 * MIN_BILLED_BYTES)
 
 
 def test_schedule_has_about_517_runs_a_month() -> None:
