@@ -507,7 +507,7 @@ def _check_webhooks(result: Validation, settings: Settings, client: InstantlyCli
         result.add("webhooks", "skip", "no Instantly client (embedded mode or no accepted key)")
         return
     try:
-        outcome = webhook_status(client)
+        outcome = webhook_status(client, settings.instantly_webhook_secret.reveal() or None)
     except PlanError:
         result.add("webhooks", "warn", "Instantly answered 402: this workspace's plan has no webhooks, so nothing is "
                    "delivered and each run's backfill finds nothing", "set WEBHOOKS_ENABLED=false (polling alone "
@@ -521,7 +521,7 @@ def _check_webhooks(result: Validation, settings: Settings, client: InstantlyCli
     if problems:
         result.add("webhooks", "warn", "; ".join(problems),
                    "run `python sync_once.py --webhooks resume` for a disabled one, `python sync_once.py --webhooks "
-                   "register URL` for a missing one (docs/OPERATIONS.md: real-time suppression)")
+                   "register URL` for a missing, duplicate or wrong-secret one (docs/OPERATIONS.md section 12)")
     else:
         result.add("webhooks", "pass", f"{len(outcome.lines)} webhooks active, one per consumed event type")
 

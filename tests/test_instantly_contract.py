@@ -212,6 +212,12 @@ def test_every_request_and_response_of_a_full_run_conforms(clock: FakeClock) -> 
             assert client.patch_webhook(hook["id"], headers={"X-Coldsync-Secret": "rotated"})["headers"] == {
                 "X-Coldsync-Secret": "rotated"}
             assert client.resume_webhook(hook["id"])["status"] == 1
+            second = client.create_webhook("https://receiver.corp.example/instantly", "email_bounced",
+                                           headers={"X-Coldsync-Secret": "not-a-secret"})
+            assert client.patch_webhook(second["id"], target_hook_url="https://receiver2.corp.example/i")[
+                "target_hook_url"] == "https://receiver2.corp.example/i"
+            client.delete_webhook(second["id"])
+            assert [w["id"] for w in client.list_webhooks()] == [hook["id"]]
             assert client.list_webhook_events(success=False, from_date=sim.now.date(), to_date=sim.now).to_list() == []
         sim.set_fault("GET /campaigns", FaultSpec(statuses=[401, 402, 403, 429, 500]))
         for _ in range(5):

@@ -178,7 +178,8 @@ def test_dry_run_with_a_pending_event_writes_nothing_and_says_what_it_would_do(w
 
 def test_erasure_removes_the_events_rows_and_the_person_stays_suppressed(world: World) -> None:
     """Erasing a person with an unsubscribe event deletes their ops_instantly_events rows (after the salted hash is
-    written), and a source row of that address imported again is still not ready."""
+    written), a source row of that address imported again is still not ready, and a delivery for them that lands
+    after the erasure is deleted by the next run (no plain-text DNC row either)."""
     world.run_checked()
     target = active_lead(world)
     email = str(target["email"])
@@ -197,6 +198,18 @@ def test_erasure_removes_the_events_rows_and_the_person_stays_suppressed(world: 
     again = run_erase(world.settings, world.warehouse, world.client, erasure_targets([(email, email)]),
                       now=world.sim.now)
     assert again.exit_code == ExitCode.OK and (again.events_found, again.events_removed) == (0, 0)
+    # A delivery that lands after the erasure (a retry, a late event) brings the address back in plain text: the
+    # next run deletes it, writes no plain-text DNC row, and the person stays suppressed.
+    deliver(world, email.upper(), "lead_unsubscribed", str(target["campaign"]), step=3)
+    late = world.run_checked()
+    assert late.report.phase("events").counts["event rows of erased persons deleted"] == 1
+    left = world.warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_instantly_events` WHERE email_key = @k",
+                                 {"k": address_key(email)}, label="t")
+    assert left == [{"n": 0}]
+    plain = world.warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_dnc` WHERE email_key = @k",
+                                  {"k": address_key(email)}, label="t")
+    assert plain == [{"n": 0}]
+    assert email not in {e.lower() for e in ready(world.warehouse)}
 
 
 def test_watermark_bounds_the_read_and_a_late_backfilled_row_is_still_read(world: World) -> None:

@@ -19,6 +19,7 @@ from coldsync.warehouse.duckdb import DuckDBWarehouse
 from coldsync.webhooks.events import SECRET_HEADER
 from coldsync.webhooks.ops import (
     BACKFILL_FIRST_DAYS,
+    BackfillMark,
     WebhookInputError,
     backfill,
     backfill_from,
@@ -105,7 +106,7 @@ def test_register_puts_a_rotated_secret_on_the_existing_webhooks(sim: InstantlyS
     says it would."""
     register(client, URL, SECRET)
     dry = register(client, URL, ROTATED, dry_run=True)
-    assert [line.state for line in dry.lines] == ["would update the secret header"] * 3
+    assert [line.state for line in dry.lines] == ["would: secret header updated"] * 3
     assert {h["headers"][SECRET_HEADER] for h in sim.webhooks()} == {SECRET}
     rotated = register(client, URL, ROTATED)
     assert [line.state for line in rotated.lines] == ["secret header updated"] * 3
@@ -192,16 +193,16 @@ def test_backfill_stores_each_failed_delivery_once(sim: InstantlySimulator, clie
     warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
     try:
         build(warehouse, settings)
-        done = backfill(client, warehouse, {SMB}, last_through=None, now=T0)
+        done = backfill(client, warehouse, {SMB}, mark=BackfillMark(), now=T0)
         assert (done.listed, done.stored, done.already, done.ignored, done.unreadable, done.complete) == (
             12, 2, 6, {"campaign not managed": 4}, 0, True)
-        assert done.through == T0.date()
+        assert done.mark == BackfillMark(through=T0.date())
         stored = warehouse.query("SELECT email_key, event_type, delivered_by, campaign_id FROM "
                                  "`{ds}.ops_instantly_events` ORDER BY email_key", label="t")
         assert [tuple(r.values()) for r in stored] == [
             ("ann@corp.example", "lead_unsubscribed", "backfill", SMB),
             ("bob@corp.example", "reply_received", "backfill", SMB)]
-        again = backfill(client, warehouse, {SMB}, last_through=done.through, now=T0)
+        again = backfill(client, warehouse, {SMB}, mark=done.mark, now=T0)
         assert (again.listed, again.stored, again.already) == (12, 0, 8)
         assert warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_instantly_events`", label="t") == [{"n": 2}]
     finally:
@@ -245,3 +246,89 @@ def test_sync_once_webhooks_register_then_status_json(sim: InstantlySimulator, c
     assert [(w["event_type"], w["state"]) for w in json.loads(shown)["webhooks"]] == [
         ("lead_unsubscribed", "active"), ("email_bounced", "active"), ("reply_received", "active")]
     assert SECRET not in registered + shown
+
+
+def test_a_backfill_cut_short_goes_on_from_its_cursor_and_skips_erased_persons(tmp_path: Path,
+                                                                             settings: Settings) -> None:
+    """30 unsubscribes whose 4 attempts each failed (120 listed), read one page of 100 a run: the first run stores
+    the 25 events of its page and keeps the cursor; the second goes on after it (its page of 20, then the empty page
+    that ends the listing), stores the last 5 (one of them,
+    an erased person's, is counted and not stored) and reads to the end (the mark moves to today). Restarting
+    from page one instead would store nothing new in the second run."""
+    sim = make_sim(now=T0, webhook_retry_delays=(0.0, 0.0, 0.0), webhook_disable_after=1000, webhook_timeout=0.5)
+    sim.start()
+    sim.create_campaign("SMB", campaign_id=SMB)
+    client = make_client(sim)
+    register(client, f"http://127.0.0.1:{dead_port()}/hook", SECRET)
+    sim.insert_leads(SMB, [{"email": f"p{i:02d}@corp.example"} for i in range(30)])
+    for lead in sorted(sim.leads(), key=lambda x: str(x["email"])):
+        sim.finish_lead(str(lead["id"]), "unsubscribed")
+    assert sim.wait_for_webhooks(10)
+    warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
+    try:
+        build(warehouse, settings)
+        first = backfill(client, warehouse, {SMB}, mark=BackfillMark(), now=T0, max_pages=1)
+        assert (first.listed, first.stored, first.already, first.complete) == (100, 25, 75, False)
+        assert first.mark.through is None and first.mark.after is not None
+        assert first.mark.resume_from == T0.date() - dt.timedelta(days=BACKFILL_FIRST_DAYS)
+        stored = {r["email"] for r in warehouse.query("SELECT email FROM `{ds}.ops_instantly_events`", label="t")}
+        last = sorted({f"p{i:02d}@corp.example" for i in range(30)} - stored)
+        assert len(last) == 5
+        second = backfill(client, warehouse, {SMB}, mark=first.mark, now=T0, max_pages=2,
+                          erased=lambda keys: {last[0]} & set(keys))
+        assert (second.listed, second.stored, second.erased, second.already, second.complete) == (20, 4, 1, 15, True)
+        assert second.mark == BackfillMark(through=T0.date())
+        rows = warehouse.query("SELECT COUNT(*) AS n, COUNT(DISTINCT dedup_key) AS k FROM "
+                               "`{ds}.ops_instantly_events`", label="t")
+        assert rows == [{"n": 29, "k": 29}]
+        assert BackfillMark.from_dict(first.mark.to_dict()) == first.mark
+    finally:
+        warehouse.close()
+        client.close()
+        sim.stop()
+
+
+def test_register_converges_a_moved_receiver_duplicates_and_a_disabled_webhook(sim: InstantlySimulator,
+                                                                              client: InstantlyClient) -> None:
+    """Coldsync's webhooks at an old URL, a second unsubscribe webhook (same header) and a disabled bounce one: a
+    register to the new URL (spelled with the default port and an upper-case host) PATCHes each to it, resumes
+    the disabled one, deletes the duplicate, creates nothing; the workspace ends with exactly three, all at the new
+    URL and active; a foreign webhook (no coldsync header) is left alone."""
+    old = "https://old.corp.example/hook"
+    for event_type in ("lead_unsubscribed", "email_bounced", "reply_received"):
+        client.create_webhook(old, event_type, headers={SECRET_HEADER: SECRET})
+    duplicate = client.create_webhook("https://other.corp.example/x", "lead_unsubscribed",
+                                      headers={SECRET_HEADER: SECRET})
+    foreign = client.create_webhook("https://zapier.corp.example/x", "lead_unsubscribed",
+                                    headers={"Authorization": "Basic eA=="})
+    bounce = next(h for h in sim.webhooks() if h["event_type"] == "email_bounced")
+    sim.disable_webhook(str(bounce["id"]))
+    since = next(h for h in sim.webhooks() if h["id"] == bounce["id"])["timestamp_error"]
+    done = register(client, "https://HOOKS.corp.example:443/coldsync", SECRET)
+    moved = "moved from https://old.corp.example/hook"
+    assert [(line.event_type, line.state) for line in done.lines] == [
+        ("lead_unsubscribed", moved), ("lead_unsubscribed", "deleted (a second webhook of this type)"),
+        ("email_bounced", f"{moved}; resumed (disabled since {since})"), ("reply_received", moved)]
+    assert done.lines[1].webhook_id == duplicate["id"]
+    after = sorted((h["event_type"], h["target_hook_url"], h["status"]) for h in sim.webhooks()
+                   if h["id"] != foreign["id"])
+    assert after == [("email_bounced", URL, 1), ("lead_unsubscribed", URL, 1), ("reply_received", URL, 1)]
+    assert creates(sim) == 5 and any(h["id"] == foreign["id"] for h in sim.webhooks())
+    assert [line.state for line in register(client, URL, SECRET).lines] == ["kept"] * 3
+
+
+def test_status_flags_a_duplicate_and_a_secret_the_receiver_would_refuse(client: InstantlyClient) -> None:
+    """Status with INSTANTLY_WEBHOOK_SECRET given: a webhook still sending the old secret is WRONG SECRET, a second
+    one of a type is DUPLICATE; exit 1; without the secret to compare, the old-secret one reads as active."""
+    register(client, URL, SECRET)
+    client.create_webhook("https://other.corp.example/x", "reply_received", headers={SECRET_HEADER: SECRET})
+    seen = status(client, ROTATED)
+    states = [(line.event_type, line.state.split(":")[0]) for line in seen.lines]
+    assert states == [("lead_unsubscribed", "WRONG SECRET"), ("email_bounced", "WRONG SECRET"),
+                      ("reply_received", "WRONG SECRET"), ("reply_received", "WRONG SECRET")]
+    assert seen.exit_code == 1
+    plain = status(client, SECRET)
+    assert [(line.event_type, line.state.split(":")[0]) for line in plain.lines] == [
+        ("lead_unsubscribed", "active"), ("email_bounced", "active"), ("reply_received", "active"),
+        ("reply_received", "DUPLICATE")]
+    assert plain.exit_code == 1

@@ -209,3 +209,46 @@ def test_with_the_receiver_down_polling_catches_every_unsubscribe_and_the_backfi
     finally:
         client.close()
         sim.stop()
+
+
+def test_opening_the_warehouse_waits_for_the_receiver_instead_of_refusing(receiver: tuple[str, Path],
+                                                                          tmp_path: Path) -> None:
+    """While 4 senders stream deliveries to the local receiver (it opens the DuckDB file per burst), 15 opens of
+    the warehouse the way every command opens it (coldsync.warehouse.connect) all succeed: an open that finds the
+    receiver holding the file waits for it (up to 3 s) instead of refusing with "busy"."""
+    import threading
+
+    import requests
+
+    from coldsync.warehouse import connect
+    from coldsync.webhooks.events import SECRET_HEADER
+
+    url, path = receiver
+    stop = threading.Event()
+    answers: list[int] = []
+
+    def sender(n: int) -> None:
+        with requests.Session() as session:
+            i = 0
+            while not stop.is_set():
+                body = {"timestamp": f"2026-03-02T15:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                        "event_type": "reply_received", "workspace": "w", "campaign_id": SMB,
+                        "lead_email": f"stream{n}-{i}@corp.example"}
+                answers.append(session.post(url, json=body, headers={SECRET_HEADER: SECRET}, timeout=5).status_code)
+                i += 1
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        settings = make_settings(tmp_path, duckdb_path=str(path))
+        for _ in range(15):
+            warehouse = connect(settings)
+            warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_instantly_events`", label="t")
+            warehouse.close()
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert len(answers) > 20 and set(answers) <= {200, 503}

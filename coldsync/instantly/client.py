@@ -180,6 +180,7 @@ ALLOWED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/webhooks"),
         ("GET", "/webhooks"),
         ("PATCH", "/webhooks/{id}"),
+        ("DELETE", "/webhooks/{id}"),
         ("POST", "/webhooks/{id}/resume"),
         ("GET", "/webhook-events"),
     }
@@ -736,6 +737,12 @@ class Listing(Generic[T]):
     def complete(self) -> bool:
         """True once the listing was read to its real end."""
         return self.finished and self.stop_reason in _COMPLETE_REASONS
+
+    @property
+    def resume_cursor(self) -> str | None:
+        """The `starting_after` a later listing goes on from, when this one was cut short at `max_pages`
+        (the cursor of the page it did not fetch); None otherwise."""
+        return self._cursor if self.finished and self.stop_reason == "max_pages" else None
 
     @property
     def buffered(self) -> int:
@@ -2663,17 +2670,36 @@ class InstantlyClient:
 
         return Listing(fetch, dict, page_size=page_size, max_pages=self.max_pages, what="webhooks").require_complete()
 
-    def patch_webhook(self, webhook_id: str, *, headers: Mapping[str, str]) -> dict[str, Any]:
-        """Replace a webhook's custom headers (`PATCH /webhooks/{id}`, operation patchWebhook; body: the spec's
-        PatchWebhook `headers`): how `--webhooks register` puts a rotated secret on an existing webhook. Returns
-        the Webhook object. ValueError before sending for a header value that is not a string; `NotFoundError`
-        when no such webhook exists, `WebhookPlanError` on 402. Header values never appear in an error's text."""
-        if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in headers.items()):
-            raise ValueError("webhook headers must map non-empty names to string values")
+    def patch_webhook(self, webhook_id: str, *, headers: Mapping[str, str] | None = None,
+                      target_hook_url: str | None = None) -> dict[str, Any]:
+        """Change a webhook's custom headers and/or target URL (`PATCH /webhooks/{id}`, operation patchWebhook;
+        body: the spec's PatchWebhook fields `headers`, `target_hook_url`): how `--webhooks register` puts a rotated
+        secret on an existing webhook, or points coldsync's webhooks at a new receiver. Returns the Webhook object.
+        ValueError before sending for nothing to change, a URL that is not http(s) or a header value that is not a
+        string; `NotFoundError` when no such webhook exists, `WebhookPlanError` on 402. Header values never appear
+        in an error's text."""
+        body: dict[str, Any] = {}
+        if headers is not None:
+            if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in headers.items()):
+                raise ValueError("webhook headers must map non-empty names to string values")
+            body["headers"] = dict(headers)
+        if target_hook_url is not None:
+            if not re.match(r"^https?://\S+$", target_hook_url):
+                raise ValueError("target_hook_url must be an http(s) URL")
+            body["target_hook_url"] = target_hook_url
+        if not body:
+            raise ValueError("patch_webhook needs headers or target_hook_url")
         answer: dict[str, Any] = self._webhook_request("PATCH", "/webhooks/{id}", path_params={"id": webhook_id},
-                                                       body={"headers": dict(headers)}, accept=_is_webhook,
-                                                       secrets=headers.values())
+                                                       body=body, accept=_is_webhook,
+                                                       secrets=(headers or {}).values())
         return answer
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        """Delete a webhook (`DELETE /webhooks/{id}`, operation deleteWebhook): `--webhooks register` removes a
+        second coldsync webhook of one event type (it would deliver every event twice). Only ids the caller
+        read from `list_webhooks` and found carrying coldsync's secret header are passed here. `NotFoundError`
+        when it is gone already, `WebhookPlanError` on 402."""
+        self._webhook_request("DELETE", "/webhooks/{id}", path_params={"id": webhook_id}, accept=_is_webhook)
 
     def resume_webhook(self, webhook_id: str) -> dict[str, Any]:
         """Resume a webhook Instantly disabled after repeated delivery failures (`POST /webhooks/{id}/resume`,
@@ -2691,6 +2717,7 @@ class InstantlyClient:
         to_date: dt.date | None = None,
         max_pages: int | None = None,
         page_size: int = MAX_PAGE_SIZE,
+        starting_after: str | None = None,
     ) -> Listing[dict[str, Any]]:
         """Delivery attempts of the workspace's webhooks (`GET /webhook-events`, operation listWebhookEvent),
         cursor-paged over every page; iterate, then read `.complete` (False: cut short, e.g. at `max_pages`).
@@ -2703,8 +2730,8 @@ class InstantlyClient:
         as `YYYY-MM-DD` (the UTC day of an aware datetime). A failed attempt that a later retry delivered is
         still listed as failed: the attempts of one event share `retry_group_id` (the simulator's reading of
         the spec; the backfill stores payloads by dedup key, so a delivered one listed again is harmless).
-        Raises `WebhookPlanError` on 402 (while paging), ValueError for a bad page size or a window that ends
-        before it starts."""
+        `starting_after` goes on from a listing cut short (its `resume_cursor`). Raises `WebhookPlanError` on
+        402 (while paging), ValueError for a bad page size or a window that ends before it starts."""
         _check_page_size(page_size)
         start = _utc_day(from_date, "from_date") if from_date is not None else None
         end = _utc_day(to_date, "to_date") if to_date is not None else None
@@ -2725,7 +2752,7 @@ class InstantlyClient:
             return body["items"], _cursor_of(body)
 
         return Listing(fetch, dict, page_size=page_size, max_pages=max_pages or self.max_pages,
-                       what="webhook events")
+                       what="webhook events", start_cursor=starting_after)
 
 
 def _cursor_of(page: Mapping[str, Any]) -> str | None:

@@ -59,7 +59,8 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("post", "/api/v2/webhooks"),
     ("get", "/api/v2/webhooks"),
     ("post", "/api/v2/webhooks/{id}/resume"),
-    ("patch", "/api/v2/webhooks/{id}"),  # a rotated secret on an existing webhook
+    ("patch", "/api/v2/webhooks/{id}"),  # a rotated secret, or a new receiver URL, on an existing webhook
+    ("delete", "/api/v2/webhooks/{id}"),  # a second coldsync webhook of one event type
     ("get", "/api/v2/webhook-events"),
 )
 
@@ -73,7 +74,6 @@ SIMULATED_OPERATIONS: tuple[tuple[str, str], ...] = (
     ("post", "/api/v2/leads/subsequence/remove"),
     # the rest of the webhook resource the simulator serves (issue #18)
     ("get", "/api/v2/webhooks/{id}"),
-    ("delete", "/api/v2/webhooks/{id}"),
     ("post", "/api/v2/webhooks/{id}/test"),
     ("get", "/api/v2/webhooks/event-types"),
 )

@@ -1311,6 +1311,13 @@ class InstantlySimulator:
         with self._lock:
             self.webhooks_in_plan = value
 
+    def disable_webhook(self, webhook_id: str) -> None:
+        """Disable a webhook as Instantly does after repeated delivery failures (status -1, timestamp_error now):
+        a test's shortcut to the state resumeWebhook undoes."""
+        with self._lock:
+            hook = self._webhooks[webhook_id]
+            hook.status, hook.error_at = -1, self._now
+
     def webhooks(self) -> list[dict[str, Any]]:
         """Snapshot of the webhooks as `GET /webhooks` shows them, in id order."""
         with self._lock:

@@ -60,7 +60,7 @@ from coldsync.store import StateRow, dnc_row
 from coldsync.suppression import address_key
 from coldsync.warehouse.base import WarehouseError
 from coldsync.webhooks.events import BOUNCED, CONSUMED_EVENTS, REPLIED, SUPPRESSING_EVENTS, UNSUBSCRIBED
-from coldsync.webhooks.ops import BACKFILL_MAX_PAGES, backfill
+from coldsync.webhooks.ops import BACKFILL_MAX_PAGES, BackfillMark, backfill
 
 SOURCE = "instantly_webhook"
 """DNC source of an unsubscribe or bounce delivered by webhook."""
@@ -107,6 +107,8 @@ class EventBatch:
     by_lead_id: dict[str, str] = field(default_factory=dict)
     previous: dt.datetime | None = None
     unread: set[str] = field(default_factory=set)
+    erased: set[str] = field(default_factory=set)  # email keys of erased persons among the events read
+    erased_left: bool = False  # their rows could not be deleted yet (BigQuery's streaming buffer)
 
 
 def _instant(value: object) -> dt.datetime | None:
@@ -275,43 +277,29 @@ def plan_with_events(leads: Iterable[tuple[Mapping[str, Any], dt.datetime | None
                      outcome_counts=MappingProxyType(counts), duplicate_count=duplicate_count)
 
 
-BACKFILL_KEY = "through"
-
-
-def previous_backfill(summary: Mapping[str, Any]) -> dt.date | None:
-    """The last day a run's backfill listed completely (RunReport.webhook_backfill), or None."""
-    memory = summary.get("webhook_backfill")
-    value = memory.get(BACKFILL_KEY) if isinstance(memory, Mapping) else None
-    try:
-        return dt.date.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 def backfill_events(ctx: RunContext) -> None:
     """With WEBHOOKS_ENABLED: read the failed deliveries back into ops_instantly_events before the events are read
-    (coldsync.webhooks.ops.backfill: listWebhookEvent success=false, from the day the last run listed up to, at most
-    BACKFILL_MAX_PAGES pages), so what the receiver missed (down, busy, refused) is honoured in this same run.
-    Counts go to the events phase (`backfill listed`, `backfill stored`, ...). A plan without webhooks (402) or a
-    failed listing is a warning, never a failed run: polling is the safety net, and the next run lists the same
-    days again (the watermark only moves after a complete listing). A dry run lists and writes nothing."""
+    (coldsync.webhooks.ops.backfill: listWebhookEvent success=false, at most BACKFILL_MAX_PAGES pages a run, going
+    on from where the last run's listing stopped), so what the receiver missed (down, busy, refused) is honoured
+    in this same run; an erased person's delivery is not stored again. Counts go to the events phase
+    (`backfill listed`, `backfill stored`, ...). A plan without webhooks (402) or a failed listing is a warning,
+    never a failed run: polling is the safety net, and the mark (RunReport.webhook_backfill) does not move. A dry
+    run lists and writes nothing."""
     if not ctx.settings.webhooks_enabled:
         return
     phase = ctx.report.phase(PHASE)
     phase.ran = True
-    last = previous_backfill(ctx.store.last_summary)
-    keep = {BACKFILL_KEY: last.isoformat()} if last is not None else {}
+    mark = BackfillMark.from_dict(ctx.store.last_summary.get("webhook_backfill"))
+    ctx.report.webhook_backfill = mark.to_dict()
     managed = {campaign_id.lower() for campaign_id in ctx.campaigns}
     try:
-        result = backfill(ctx.client, ctx.store.warehouse, managed, last_through=last, now=ctx.now,
-                          dry_run=ctx.dry_run, max_pages=BACKFILL_MAX_PAGES)
+        result = backfill(ctx.client, ctx.store.warehouse, managed, mark=mark, now=ctx.now,
+                          erased=ctx.store.erased_among, dry_run=ctx.dry_run, max_pages=BACKFILL_MAX_PAGES)
     except PlanError:
-        ctx.report.webhook_backfill = keep
         ctx.report.warn("WEBHOOKS_ENABLED is on but Instantly answered 402: this workspace's plan has no webhooks "
                         "(nothing to backfill; polling alone keeps suppression): set WEBHOOKS_ENABLED=false")
         return
     except (InstantlyError, WarehouseError) as exc:
-        ctx.report.webhook_backfill = keep
         ctx.report.warn(f"the webhook backfill failed ({exc}); the next run lists the same days again")
         return
     tally = phase.plan if ctx.dry_run else phase.counts
@@ -319,12 +307,12 @@ def backfill_events(ctx: RunContext) -> None:
     tally["backfill stored" if not ctx.dry_run else "backfill would store"] += result.stored
     tally["backfill already stored"] += result.already
     tally["backfill unreadable"] += result.unreadable
+    tally["backfill of erased persons"] += result.erased
     for reason, n in result.ignored.items():
         tally[f"backfill ignored: {reason}"] += n
     if not result.complete:
         phase.notes.append(f"the failed deliveries filled {BACKFILL_MAX_PAGES} pages: the next run reads on")
-    through = result.through if not ctx.dry_run else last
-    ctx.report.webhook_backfill = {BACKFILL_KEY: through.isoformat()} if through is not None else {}
+    ctx.report.webhook_backfill = result.mark.to_dict()
 
 
 def read_events(ctx: RunContext) -> EventBatch:
@@ -336,8 +324,11 @@ def read_events(ctx: RunContext) -> EventBatch:
     previous = previous_watermark(ctx.store.last_summary)
     batch = EventBatch(previous=previous)
     batch.events = events_of(ctx.store.read_events(read_since(previous), CONSUMED_EVENTS))
-    keys = sorted({e.email_key for e in batch.events if e.event_type in SUPPRESSING_EVENTS and e.email_key})
+    # Every event's key, not only the suppressing ones: a delivery that arrives after its person was erased (a
+    # retry, a late event) brings the address back in plain text, and the run deletes it (finish_events).
+    keys = sorted({e.email_key for e in batch.events if e.email_key})
     erased = ctx.store.erased_among(keys) if keys else set()
+    batch.erased = erased
     if erased:
         phase.notes.append(f"{len(erased)} event(s) of erased persons add no plain-text DNC row")
     batch.dnc = dnc_rows(batch.events, erased)
@@ -353,11 +344,38 @@ def read_events(ctx: RunContext) -> EventBatch:
     return batch
 
 
+def forget_erased(ctx: RunContext, batch: EventBatch) -> None:
+    """Delete the event rows of persons erased before their delivery landed (batch.erased): after an erasure only
+    the salted hash may remain. A dry run counts them. On BigQuery rows still in the streaming buffer (about 90
+    minutes after the receiver streamed them) cannot be deleted yet: a note says so and the watermark stays, so a
+    later run reads and deletes them. Any other failure is a warning, the watermark staying too."""
+    from coldsync.erase import in_streaming_buffer
+
+    if not batch.erased:
+        return
+    phase = ctx.report.phase(PHASE)
+    if ctx.dry_run:
+        phase.plan["event rows of erased persons to delete"] += len(batch.erased)
+        return
+    try:
+        phase.counts["event rows of erased persons deleted"] += ctx.store.delete_events_of(sorted(batch.erased))
+    except WarehouseError as exc:
+        batch.erased_left = True
+        if in_streaming_buffer(exc):
+            phase.notes.append(f"event rows of {len(batch.erased)} erased person(s) are still in BigQuery's "
+                               "streaming buffer: a later run deletes them")
+        else:
+            ctx.report.warn(f"the event rows of erased persons could not be deleted ({exc}); the next run tries "
+                            "again")
+
+
 def finish_events(ctx: RunContext, batch: EventBatch | None) -> None:
     """Leave the watermark in the run summary (RunReport.events_watermark): advanced when the drain settled every
     event, kept otherwise (a note says why). No batch (the drain did not run): the last one is carried."""
     previous = batch.previous if batch is not None else previous_watermark(ctx.store.last_summary)
-    settled = batch is not None and not batch.unread and not ctx.dry_run
+    if batch is not None:
+        forget_erased(ctx, batch)
+    settled = batch is not None and not batch.unread and not batch.erased_left and not ctx.dry_run
     if batch is not None and batch.unread:
         ctx.report.phase(PHASE).notes.append(f"{len(batch.unread)} lead(s) named by events could not be read: "
                                              "the next run reads their events again")

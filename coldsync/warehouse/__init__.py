@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
-from coldsync.warehouse.base import Param, Rows, StringArray, Typed, Warehouse, WarehouseConfigError, WarehouseError
+from coldsync.warehouse.base import (
+    Param,
+    Rows,
+    StringArray,
+    Typed,
+    Warehouse,
+    WarehouseBusyError,
+    WarehouseConfigError,
+    WarehouseError,
+)
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -16,6 +26,10 @@ __all__ = ["Param", "Rows", "StringArray", "Typed", "Warehouse", "WarehouseConfi
            "connect"]
 
 log = logging.getLogger("coldsync.warehouse")
+
+RECEIVER_WAIT_SECONDS = 3.0
+"""How long opening the DuckDB file waits while the local webhook receiver holds it (it holds it for the
+milliseconds of a burst of deliveries; a steady stream releases it between bursts)."""
 
 
 def connect(settings: Settings, *, labels: dict[str, str] | None = None,
@@ -46,11 +60,23 @@ def connect(settings: Settings, *, labels: dict[str, str] | None = None,
             raise
         warehouse = bq
     else:
-        from coldsync.warehouse.duckdb import DuckDBWarehouse
+        from coldsync.warehouse.duckdb import DuckDBWarehouse, may_wait_for_holder
 
-        warehouse = DuckDBWarehouse(settings.duckdb_file(), settings.bq_dataset, settings.source_table,
-                                    memory_limit=settings.duckdb_memory_limit, threads=settings.duckdb_threads,
-                                    temp_directory=settings.duckdb_temp_directory or None)
+        deadline = time.monotonic() + RECEIVER_WAIT_SECONDS
+        while True:
+            try:
+                warehouse = DuckDBWarehouse(settings.duckdb_file(), settings.bq_dataset, settings.source_table,
+                                            memory_limit=settings.duckdb_memory_limit,
+                                            threads=settings.duckdb_threads,
+                                            temp_directory=settings.duckdb_temp_directory or None)
+                break
+            except WarehouseBusyError:
+                # The local webhook receiver holds the file only while it writes a burst of deliveries
+                # (milliseconds): wait for it rather than refuse; a holder whose note names a sync or another
+                # command (a long hold) is refused at once, with the note's words.
+                if not may_wait_for_holder(settings.duckdb_file()) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
     resources = getattr(warehouse, "resources", None)
     log.info("Using %s%s", warehouse.describe(), f"; {resources()}" if callable(resources) else "")
     return warehouse

@@ -490,6 +490,18 @@ def _read_holder_note(path: Path | None) -> dict[str, Any] | None:
     return note if isinstance(note, dict) else None
 
 
+RECEIVER_COMMAND = "python -m coldsync.webhooks"
+
+
+def may_wait_for_holder(path: Path) -> bool:
+    """Whether an opener that found the DuckDB file at `path` busy may wait a moment for it: its holder is the local
+    webhook receiver (its holder note names `python -m coldsync.webhooks`: it lets go within milliseconds), or left
+    no note yet or any more (a holder between taking the lock and writing its note, or between removing the note
+    and letting go). A note naming anything else (a sync, a report) means a long hold: refuse at once."""
+    note = _read_holder_note(path)
+    return note is None or str(note.get("command", "")).startswith(RECEIVER_COMMAND)
+
+
 def _conflicting_pid(message: str) -> int | None:
     """The pid DuckDB names in its lock error ("Conflicting lock is held in ... (PID 1234)")."""
     found = re.search(r"\(PID (\d+)\)", message)

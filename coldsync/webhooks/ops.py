@@ -20,14 +20,14 @@ import hmac
 import json
 import sys
 import urllib.parse
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from coldsync.cli import ExitCode
 from coldsync.instantly.client import InstantlyClient
-from coldsync.instantly.errors import InstantlyError, PlanError
+from coldsync.instantly.errors import InstantlyError, NotFoundError, PlanError
 from coldsync.redact import redact
 from coldsync.settings import Settings, SettingsError, require
 from coldsync.warehouse.base import StringArray, Warehouse
@@ -60,13 +60,16 @@ class WebhookClient(Protocol):
 
     def list_webhooks(self) -> list[dict[str, Any]]: ...
 
-    def patch_webhook(self, webhook_id: str, *, headers: Mapping[str, str]) -> dict[str, Any]: ...
+    def patch_webhook(self, webhook_id: str, *, headers: Mapping[str, str] | None = None,
+                      target_hook_url: str | None = None) -> dict[str, Any]: ...
+
+    def delete_webhook(self, webhook_id: str) -> None: ...
 
     def resume_webhook(self, webhook_id: str) -> dict[str, Any]: ...
 
     def list_webhook_events(self, *, success: bool | None = None, from_date: dt.date | None = None,
-                            to_date: dt.date | None = None, max_pages: int | None = None
-                            ) -> Iterator[dict[str, Any]]: ...
+                            to_date: dt.date | None = None, max_pages: int | None = None,
+                            starting_after: str | None = None) -> Iterator[dict[str, Any]]: ...
 
 
 class WebhookInputError(ValueError):
@@ -86,7 +89,19 @@ def check_receiver_url(url: str) -> str:
                                 "(plain http only on 127.0.0.1 or localhost, for local tests)")
     if parsed.username or parsed.password or parsed.fragment:
         raise WebhookInputError("URL must not hold a user, password or #fragment: the secret goes in the header")
-    return urllib.parse.urlunsplit(parsed)
+    return normal_url(url)
+
+
+def normal_url(url: str) -> str:
+    """A URL as coldsync compares receiver URLs: scheme and host lower-cased, the scheme's default port and an
+    empty path dropped to `/`, the query kept: `HTTPS://Hooks.Example:443` and `https://hooks.example/` are one."""
+    parsed = urllib.parse.urlsplit(str(url).strip())
+    host = (parsed.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parsed.port if parsed.port not in (None, {"https": 443, "http": 80}.get(parsed.scheme.lower())) else None
+    netloc = f"{host}:{port}" if port else host
+    return urllib.parse.urlunsplit((parsed.scheme.lower(), netloc, parsed.path or "/", parsed.query, ""))
 
 
 def carries_secret(webhook: Mapping[str, Any], secret: str | None = None) -> bool:
@@ -149,36 +164,64 @@ class WebhookOutcome:
                            "exit_code": self.exit_code}, indent=2)
 
 
+def _managed(existing: Sequence[Mapping[str, Any]], target: str, event_type: str) -> list[Mapping[str, Any]]:
+    """coldsync's webhooks of one event type: those carrying the secret header, and any to the receiver URL (a
+    webhook to it without the header would only collect 401s), the one already at `target` first."""
+    hooks = [w for w in existing if w.get("event_type") == event_type
+             and (carries_secret(w) or normal_url(str(w.get("target_hook_url") or "")) == target)]
+    return sorted(hooks, key=lambda w: normal_url(str(w.get("target_hook_url") or "")) != target)
+
+
 def register(client: WebhookClient, url: str, secret: str, *, dry_run: bool = False) -> WebhookOutcome:
-    """Create one webhook per consumed event type (CONSUMED_EVENTS) to `url` with the secret header, named
-    "coldsync <event type>"; idempotent: an existing webhook to the same URL for that type is kept, and given the
-    secret when it carries another (a rotated secret, PATCH). A disabled one is reported (resume it). `dry_run`
-    lists what would be done and calls nothing but the listing. Raises WebhookInputError for a bad URL;
-    coldsync.instantly.errors.PlanError (402) when the plan has no webhooks."""
+    """Make coldsync's webhooks exactly one per consumed event type (CONSUMED_EVENTS), for every campaign of the
+    workspace, delivering to `url` with the secret header, named "coldsync <event type>". Idempotent, and it
+    converges: a missing type is created (createWebhook); an existing one (carrying the header, or to this URL) is
+    kept, pointed at `url` and given `secret` when either differs (patchWebhook: a rotated secret, a receiver that
+    moved), resumed when Instantly disabled it (resumeWebhook); a second one of the same type is deleted
+    (deleteWebhook: it would deliver every event twice). URLs compare as normal_url. `dry_run` lists what would be
+    done and calls nothing but the listing. Raises WebhookInputError for a bad URL, PlanError (402) when the plan has
+    no webhooks."""
     target = check_receiver_url(url)
     existing = client.list_webhooks()
     outcome = WebhookOutcome()
     for event_type in CONSUMED_EVENTS:
-        same = [w for w in existing if covers(w, event_type) and _target(w) == _target({"target_hook_url": target})
-                and w.get("campaign") in (None, "")]
-        if same:
-            hook = same[0]
-            state = "kept"
-            if not carries_secret(hook, secret):
-                state = "would update the secret header" if dry_run else "secret header updated"
-                if not dry_run:
-                    client.patch_webhook(str(hook["id"]), headers={SECRET_HEADER: secret})
-            if is_disabled(hook):
-                state += f"; DISABLED since {hook.get('timestamp_error') or '?'}: run --webhooks resume"
-                outcome.exit_code = 1
-            outcome.lines.append(WebhookLine(event_type, str(hook.get("id")), _target(hook), state))
+        hooks = _managed(existing, target, event_type)
+        if not hooks:
+            if not dry_run:
+                made = client.create_webhook(target, event_type, headers={SECRET_HEADER: secret},
+                                             name=f"{WEBHOOK_NAME_PREFIX} {event_type}")
+                outcome.lines.append(WebhookLine(event_type, str(made.get("id")), _target(made), "created"))
+            else:
+                outcome.lines.append(WebhookLine(event_type, None, _target({"target_hook_url": target}),
+                                                 "would create"))
             continue
-        if dry_run:
-            outcome.lines.append(WebhookLine(event_type, None, _target({"target_hook_url": target}), "would create"))
-            continue
-        made = client.create_webhook(target, event_type, headers={SECRET_HEADER: secret},
-                                     name=f"{WEBHOOK_NAME_PREFIX} {event_type}")
-        outcome.lines.append(WebhookLine(event_type, str(made.get("id")), _target(made), "created"))
+        hook, extra = hooks[0], hooks[1:]
+        hook_id = str(hook.get("id"))
+        done: list[str] = []
+        moved = normal_url(str(hook.get("target_hook_url") or "")) != target
+        rekeyed = not carries_secret(hook, secret)
+        if moved or rekeyed:
+            if moved:
+                done.append(f"moved from {_target(hook)}")
+            if rekeyed:
+                done.append("secret header updated")
+            if not dry_run:
+                client.patch_webhook(hook_id, headers={SECRET_HEADER: secret} if rekeyed else None,
+                                     target_hook_url=target if moved else None)
+        if is_disabled(hook):
+            done.append(f"resumed (disabled since {hook.get('timestamp_error') or '?'})")
+            if not dry_run:
+                client.resume_webhook(hook_id)
+        state = "; ".join(done) if done else "kept"
+        outcome.lines.append(WebhookLine(event_type, hook_id, _target({"target_hook_url": target}),
+                                         f"would: {state}" if dry_run and done else state))
+        for duplicate in extra:
+            if not dry_run:
+                with suppress(NotFoundError):  # gone already (a retried delete)
+                    client.delete_webhook(str(duplicate.get("id")))
+            outcome.lines.append(WebhookLine(event_type, str(duplicate.get("id")), _target(duplicate),
+                                             "would delete (a second webhook of this type)" if dry_run
+                                             else "deleted (a second webhook of this type)"))
     outcome.note = ("Set WEBHOOKS_ENABLED=true for the scheduled sync (a repository variable) so each run backfills "
                     "failed deliveries and validate_environment.py checks the webhooks.")
     return outcome
@@ -189,10 +232,12 @@ def ours(existing: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [w for w in existing if carries_secret(w)]
 
 
-def status(client: WebhookClient) -> WebhookOutcome:
+def status(client: WebhookClient, secret: str | None = None) -> WebhookOutcome:
     """Per consumed event type, the coldsync webhooks (secret header) delivering it and whether each is active;
-    exit code 1 when a type has none or one is disabled. PlanError (402) propagates: the caller says the plan has
-    no webhooks."""
+    with `secret` (INSTANTLY_WEBHOOK_SECRET where it is set), whether each sends that value (after a rotation
+    that was not registered, every delivery is refused 401). Exit code 1 when a type has none, a second one, one
+    disabled, or one with another secret. PlanError (402) propagates: the caller says the plan has no
+    webhooks."""
     mine = ours(client.list_webhooks())
     outcome = WebhookOutcome()
     for event_type in CONSUMED_EVENTS:
@@ -200,19 +245,26 @@ def status(client: WebhookClient) -> WebhookOutcome:
         if not hooks:
             outcome.lines.append(WebhookLine(event_type, None, "", "MISSING: run --webhooks register URL"))
             outcome.exit_code = 1
-        for hook in hooks:
+        for index, hook in enumerate(hooks):
             if is_disabled(hook):
                 state = f"DISABLED since {hook.get('timestamp_error') or '?'}: run --webhooks resume"
-                outcome.exit_code = 1
+            elif secret is not None and not carries_secret(hook, secret):
+                state = ("WRONG SECRET: its header is not INSTANTLY_WEBHOOK_SECRET, so the receiver refuses every "
+                         "delivery: run --webhooks register URL")
+            elif index > 0:
+                state = "DUPLICATE: every event is delivered twice: run --webhooks register URL"
             else:
                 state = "active"
+            if state != "active":
+                outcome.exit_code = 1
             outcome.lines.append(WebhookLine(event_type, str(hook.get("id")), _target(hook), state))
     return outcome
 
 
 def resume(client: WebhookClient, *, dry_run: bool = False) -> WebhookOutcome:
     """Resume every disabled coldsync webhook (secret header); list the others as they are. Exit code 1 when a
-    consumed type still has no webhook. What was missed while disabled comes back through the backfill."""
+    consumed type still has no webhook, or (dry run) one is still disabled. While a webhook is disabled Instantly
+    attempts nothing, so those events are not in the failed-delivery listing: polling is what catches them."""
     mine = ours(client.list_webhooks())
     outcome = WebhookOutcome()
     for event_type in CONSUMED_EVENTS:
@@ -224,50 +276,90 @@ def resume(client: WebhookClient, *, dry_run: bool = False) -> WebhookOutcome:
             state = "active"
             if is_disabled(hook):
                 state = "would resume" if dry_run else "resumed"
-                if not dry_run:
+                if dry_run:
+                    outcome.exit_code = 1
+                else:
                     client.resume_webhook(str(hook["id"]))
             outcome.lines.append(WebhookLine(event_type, str(hook.get("id")), _target(hook), state))
     return outcome
 
 
+@dataclass(frozen=True)
+class BackfillMark:
+    """Where the backfill stands, kept in the run summary (RunReport.webhook_backfill): `through`, the last day a
+    listing read to its end; and, when the last one was cut short at max_pages, the `from` day it listed from and
+    the cursor its next page starts after, so the next run goes on from there instead of starting over."""
+
+    through: dt.date | None = None
+    resume_from: dt.date | None = None
+    after: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        found = {"through": self.through, "resume_from": self.resume_from, "after": self.after}
+        return {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in found.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, memory: object) -> BackfillMark:
+        """The mark a run summary kept; anything unreadable reads as no mark (a first backfill)."""
+        if not isinstance(memory, Mapping):
+            return cls()
+
+        def day(key: str) -> dt.date | None:
+            value = memory.get(key)
+            try:
+                return dt.date.fromisoformat(value) if isinstance(value, str) else None
+            except ValueError:
+                return None
+        after = memory.get("after")
+        resume_from = day("resume_from")
+        if isinstance(after, str) and after and resume_from is not None:
+            return cls(day("through"), resume_from, after)
+        return cls(day("through"))
+
+
 @dataclass
 class Backfill:
-    """What a run's backfill did: failed deliveries listed, rows written, repeats of stored events, deliveries
-    ignored (their reason), unreadable payloads, and the last date listed (the next run's watermark)."""
+    """What a run's backfill did: failed delivery attempts listed, events written, repeats (of an event already
+    stored, or a second attempt of one), deliveries ignored (by reason), of erased persons, unreadable payloads,
+    and the mark the next run starts from."""
 
     listed: int = 0
     stored: int = 0
     already: int = 0
     ignored: dict[str, int] = field(default_factory=dict)
+    erased: int = 0
     unreadable: int = 0
-    through: dt.date | None = None
+    mark: BackfillMark = field(default_factory=BackfillMark)
     complete: bool = True
 
 
 def backfill_from(last_through: dt.date | None, today: dt.date) -> dt.date:
-    """The `from` date of this run's listing: BACKFILL_OVERLAP_DAYS before the last run's `through`, or
+    """The `from` date of a fresh listing: BACKFILL_OVERLAP_DAYS before the last run's `through`, or
     BACKFILL_FIRST_DAYS back on the first run (and never after today)."""
     if last_through is None:
         return today - dt.timedelta(days=BACKFILL_FIRST_DAYS)
     return min(today, last_through - dt.timedelta(days=BACKFILL_OVERLAP_DAYS))
 
 
-def backfill(client: WebhookClient, warehouse: Warehouse, managed: Collection[str], *, last_through: dt.date | None,
-             now: dt.datetime, dry_run: bool = False, max_pages: int | None = None) -> Backfill:
-    """Read the failed deliveries (listWebhookEvent, success=false, from backfill_from(...) to today) back into
-    ops_instantly_events as `backfill` rows, through the same parser and filter as the receiver: an event of a
-    type not consumed or of a campaign not managed is counted as ignored, an unreadable payload as unreadable.
-    One look-up of the dedup keys already stored (so neither engine stores a repeat), then one append. The payload
-    is re-serialized from the listing's object (its key order kept): the original bytes are not in the API. A
-    listing cut short at `max_pages` stores what it read and keeps `through` at `last_through` (complete False), so
-    the next run lists those days again. `managed`: the managed campaign ids, lower-cased. `dry_run` counts and
-    writes nothing. Raises InstantlyError (PlanError: no webhooks on this plan) and
-    WarehouseError."""
+def backfill(client: WebhookClient, warehouse: Warehouse, managed: Collection[str], *, mark: BackfillMark,
+             now: dt.datetime, erased: Callable[[Collection[str]], set[str]] | None = None, dry_run: bool = False,
+             max_pages: int | None = None) -> Backfill:
+    """Read the failed deliveries (listWebhookEvent, success=false, up to today) back into ops_instantly_events as
+    `backfill` rows, through the same parser and filter as the receiver (events.ignore_reason): an event of a type
+    not consumed or of a campaign not managed (`managed`: lower-cased ids) is counted as ignored, an unreadable
+    payload as unreadable, and an event of a person `erased` names (coldsync.store.Store.erased_among: their
+    suppression keys that are erased) is not stored again. The listing starts where `mark` says: after the cursor
+    of a listing cut short, else from backfill_from(mark.through). One look-up of the dedup keys already stored
+    (so neither engine stores a repeat), then one append. The payload is re-serialized from the listing's object
+    (its key order kept): the original bytes are not in the API. `dry_run` counts and writes nothing, and keeps
+    the mark. Raises InstantlyError (PlanError: no webhooks on this plan) and WarehouseError."""
     today = now.astimezone(dt.UTC).date()
-    result = Backfill(through=today)
+    start = mark.resume_from if mark.after else backfill_from(mark.through, today)
+    start = min(start or today, today)
+    listing = client.list_webhook_events(success=False, from_date=start, to_date=today, max_pages=max_pages,
+                                         starting_after=mark.after)
+    result = Backfill(mark=mark)
     rows: dict[str, EventRow] = {}
-    listing = client.list_webhook_events(success=False, from_date=backfill_from(last_through, today), to_date=today,
-                                         max_pages=max_pages)
     for item in listing:
         result.listed += 1
         payload = item.get("payload")
@@ -284,21 +376,30 @@ def backfill(client: WebhookClient, warehouse: Warehouse, managed: Collection[st
             result.already += 1
             continue
         rows[row.dedup_key] = row
-    if not getattr(listing, "complete", True):  # cut short at max_pages: the next run lists these days again
-        result.complete, result.through = False, last_through
-    if not rows:
-        return result
-    found = warehouse.query("SELECT DISTINCT dedup_key FROM `{ds}.ops_instantly_events` "
-                            "WHERE dedup_key IN UNNEST(@keys)", {"keys": StringArray(sorted(rows))},
-                            label="webhooks.backfill_known")
-    known = {str(r["dedup_key"]) for r in found}
-    new = [row for key, row in rows.items() if key not in known]
-    result.already += len(rows) - len(new)
-    if new and not dry_run:
-        stamp = now.astimezone(dt.UTC)
-        warehouse.append_rows(EVENTS, [row.as_row(stamp, DELIVERED_BY_BACKFILL) for row in new], key="dedup_key",
-                              label="webhooks.backfill")
-    result.stored = len(new)
+    if getattr(listing, "complete", True):
+        next_mark = BackfillMark(through=today)
+    else:  # cut short: the next run goes on after the last page read (or lists the same days again)
+        result.complete = False
+        cursor = getattr(listing, "resume_cursor", None)
+        next_mark = BackfillMark(mark.through, start, cursor) if cursor else mark
+    if rows and erased is not None:
+        gone = erased({row.email_key for row in rows.values() if row.email_key})
+        for key in [k for k, row in rows.items() if row.email_key in gone]:
+            del rows[key]
+            result.erased += 1
+    if rows:
+        found = warehouse.query("SELECT DISTINCT dedup_key FROM `{ds}.ops_instantly_events` "
+                                "WHERE dedup_key IN UNNEST(@keys)", {"keys": StringArray(sorted(rows))},
+                                label="webhooks.backfill_known")
+        known = {str(r["dedup_key"]) for r in found}
+        new = [row for key, row in rows.items() if key not in known]
+        result.already += len(rows) - len(new)
+        if new and not dry_run:
+            stamp = now.astimezone(dt.UTC)
+            warehouse.append_rows(EVENTS, [row.as_row(stamp, DELIVERED_BY_BACKFILL) for row in new],
+                                  key="dedup_key", label="webhooks.backfill")
+        result.stored = len(new)
+    result.mark = mark if dry_run else next_mark
     return result
 
 
@@ -329,7 +430,7 @@ def webhooks_command(settings: Settings, action: Sequence[str], *, as_json: bool
                 outcome = register(client, rest[0], settings.instantly_webhook_secret.reveal(),
                                    dry_run=settings.dry_run)
             elif verb == "status":
-                outcome = status(client)
+                outcome = status(client, settings.instantly_webhook_secret.reveal() or None)
             else:
                 outcome = resume(client, dry_run=settings.dry_run)
         except WebhookInputError as exc:
