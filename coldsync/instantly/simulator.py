@@ -3904,8 +3904,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plan-lead-limit", type=int, default=100_000)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every response")
+    parser.add_argument("--days-per-second", type=float, default=0.0, metavar="DAYS",
+                        help="move the simulated clock this many days every real second, so added leads go through "
+                             "their sequences (replies, bounces, unsubscribes, each delivered to the registered "
+                             "webhooks) while you watch; 0 (default): the clock stays where it started (now)")
     args = parser.parse_args(argv)
-    sim = InstantlySimulator(api_key=args.key, seed=args.seed, plan_lead_limit=args.plan_lead_limit)
+    if args.days_per_second < 0:
+        parser.error("--days-per-second must be 0 or more")
+    # The clock starts at the real time, so a sync's dates (its backfill window, its cooldowns) agree with it.
+    sim = InstantlySimulator(api_key=args.key, seed=args.seed, plan_lead_limit=args.plan_lead_limit,
+                             now=datetime.now(UTC).replace(microsecond=0), webhook_retry_delays=(1.0, 2.0, 4.0))
     campaigns = {}
     for given in args.campaign or ["Demo"]:
         name, _sep, campaign_id = given.partition("=")
@@ -3916,7 +3924,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps({"base_url": base_url, "api_key": args.key, "campaigns": campaigns}, indent=2), flush=True)
     try:
         while True:
-            time.sleep(3600)
+            if args.days_per_second > 0:
+                time.sleep(1.0)
+                sim.advance(args.days_per_second)
+            else:
+                time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
