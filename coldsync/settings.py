@@ -143,6 +143,10 @@ SPECS: tuple[SettingSpec, ...] = (
                 "Shared secret Instantly sends with every webhook delivery, in the X-Coldsync-Webhook-Secret header "
                 "(the receiver, coldsync.webhooks, answers 401 without it): at least 32 printable ASCII characters, "
                 f"such as the output of {WEBHOOK_SECRET_COMMAND}. Needed by the receiver and to register webhooks."),
+    SettingSpec("instantly_webhook_secret_previous", "secret", "",
+                "The webhook secret being rotated out: the receiver accepts it beside INSTANTLY_WEBHOOK_SECRET until "
+                "the webhooks are registered again with the new one (the order: coldsync/webhooks/app.py). Same "
+                "rule as INSTANTLY_WEBHOOK_SECRET when set; unset it once the rotation is done."),
     SettingSpec("smb_campaign_id", "str", "", "Instantly campaign id for SMB leads (revenue under threshold).",
                 config_key="smb_campaign_id", pattern=_CAMPAIGN, pattern_hint="a campaign UUID"),
     SettingSpec("midsize_campaign_id", "str", "", "Instantly campaign id for Midsize leads.",
@@ -310,6 +314,7 @@ class Settings:
     instantly_add_concurrency: int
     instantly_list_concurrency: int
     instantly_webhook_secret: Secret
+    instantly_webhook_secret_previous: Secret
     smb_campaign_id: str
     midsize_campaign_id: str
     bq_project: str
@@ -393,7 +398,8 @@ class Settings:
     def secrets(self) -> list[str]:
         """Raw secret values, for the log filter that scrubs them."""
         values = [self.instantly_api_key.reveal(), self.bigquery_credentials_json.reveal(),
-                  self.instantly_webhook_secret.reveal(), *webhook_secret_parts(self.alert_webhook_url.reveal())]
+                  self.instantly_webhook_secret.reveal(), self.instantly_webhook_secret_previous.reveal(),
+                  *webhook_secret_parts(self.alert_webhook_url.reveal())]
         return [v for v in values if v]
 
 
@@ -628,10 +634,10 @@ def _cross_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) -> l
             f"create an API V2 key in Instantly (Settings > Integrations > API Keys) and put it in INSTANTLY_API_KEY "
             f"or the api_key of config/secrets/{INSTANTLY_CONFIG_FILE}"))
     problems.extend(_transport_checks(values, origins))
-    webhook_secret = webhook_secret_problem(values["instantly_webhook_secret"], origins["instantly_webhook_secret"],
-                                            required=False)
-    if webhook_secret is not None:
-        problems.append(webhook_secret)
+    for name in ("instantly_webhook_secret", "instantly_webhook_secret_previous"):
+        webhook_secret = webhook_secret_problem(values[name], origins[name], required=False, name=name)
+        if webhook_secret is not None:
+            problems.append(webhook_secret)
     target, ceiling = values["target_new_leads_per_run"], values["max_new_leads_per_run"]
     if target > ceiling:
         problems.append(SettingProblem(
@@ -702,23 +708,29 @@ def _transport_checks(values: Mapping[str, Any], origins: Mapping[str, Origin]) 
     return problems
 
 
-def webhook_secret_problem(secret: Secret, origin: Origin, *, required: bool) -> SettingProblem | None:
-    """What is wrong with INSTANTLY_WEBHOOK_SECRET, or None: empty (when `required`: the webhook receiver cannot
+def webhook_secret_problem(secret: Secret, origin: Origin, *, required: bool,
+                           name: str = "instantly_webhook_secret") -> SettingProblem | None:
+    """What is wrong with the webhook secret setting `name` (INSTANTLY_WEBHOOK_SECRET, or
+    INSTANTLY_WEBHOOK_SECRET_PREVIOUS during a rotation), or None: empty (when `required`: the webhook receiver cannot
     authenticate a delivery without it), shorter than WEBHOOK_SECRET_MIN_LENGTH, or holding a character an HTTP
     header cannot carry as it is (only printable ASCII, no space). The value is never shown."""
     value = secret.reveal()
-    fix = (f"set INSTANTLY_WEBHOOK_SECRET to a new random value, e.g. the output of {WEBHOOK_SECRET_COMMAND} "
-           "(on Cloud Run: a Secret Manager secret), then register the webhooks again so Instantly sends it")
+    if name == "instantly_webhook_secret":
+        fix = (f"set INSTANTLY_WEBHOOK_SECRET to a new random value, e.g. the output of {WEBHOOK_SECRET_COMMAND} "
+               "(on Cloud Run: a Secret Manager secret), then register the webhooks again so Instantly sends it")
+    else:
+        fix = (f"set {name.upper()} to the secret the webhooks are registered with now (the one being rotated out), "
+               "or unset it")
     if not value:
         if not required:
             return None
-        return SettingProblem("instantly_webhook_secret", origin, None,
+        return SettingProblem(name, origin, None,
                               "is empty but the webhook receiver needs it to authenticate each delivery", fix)
     if len(value) < WEBHOOK_SECRET_MIN_LENGTH:
-        return SettingProblem("instantly_webhook_secret", origin, None,
+        return SettingProblem(name, origin, None,
                               f"is {len(value)} characters, fewer than {WEBHOOK_SECRET_MIN_LENGTH}", fix)
     if not all("!" <= ch <= "~" for ch in value):
-        return SettingProblem("instantly_webhook_secret", origin, None,
+        return SettingProblem(name, origin, None,
                               "holds a character an HTTP header cannot carry as it is (only printable ASCII, no "
                               "space)", fix)
     return None

@@ -125,3 +125,51 @@ def test_unsubscribe_and_bounce_events_suppress_at_once_and_replies_do_not(raw_w
                                        event("zed@acme.example")], key="dedup_key", label="t")
     assert ready(raw_warehouse) == ["dee@acme.example", "eve@acme.example"]
     assert raw_warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_dnc`", label="t") == [{"n": 0}]
+
+
+BASE = ('"event_type":"lead_unsubscribed","campaign_id":"c","lead_email":"a@b.example"')
+STEP_PROBLEM = "expected a whole number from 0 to 9223372036854775807 (Instantly counts steps from 1), got "
+TIME_PROBLEM = "expected a time from 1970-01-01 to 9999-12-31 UTC, got "
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ('{"timestamp":"2026-11-30T09:00:00Z","step":1000000000000000000000000000000,' + BASE + "}",
+     "step: " + STEP_PROBLEM + "1000000000000000000000000000000"),
+    ('{"timestamp":"2026-11-30T09:00:00Z","variant":9223372036854775808,' + BASE + "}",
+     "variant: " + STEP_PROBLEM + "9223372036854775808"),
+    ('{"timestamp":"2026-11-30T09:00:00Z","step":1e400,' + BASE + "}", "step: " + STEP_PROBLEM + "inf"),
+    ('{"timestamp":"2026-11-30T09:00:00Z","step":1e30,' + BASE + "}", "step: " + STEP_PROBLEM + "1e+30"),
+    ('{"timestamp":"2026-11-30T09:00:00Z","step":NaN,' + BASE + "}",
+     "body: NaN is not a JSON value (RFC 8259 has no NaN or Infinity)"),
+    ('{"timestamp":"2026-11-30T09:00:00Z","variant":-Infinity,' + BASE + "}",
+     "body: -Infinity is not a JSON value (RFC 8259 has no NaN or Infinity)"),
+    ("[" * 100_000 + "]" * 100_000, "body: JSON nested too deeply"),
+    ('{"timestamp":"0001-01-01T00:00:00+01:00",' + BASE + "}", "timestamp: " + TIME_PROBLEM
+     + "'0001-01-01T00:00:00+01:00'"),
+    ('{"timestamp":"9999-12-31T23:59:59-01:00",' + BASE + "}", "timestamp: " + TIME_PROBLEM
+     + "'9999-12-31T23:59:59-01:00'"),
+    ('{"timestamp":"1969-12-31T23:59:59.999999Z",' + BASE + "}", "timestamp: " + TIME_PROBLEM
+     + "'1969-12-31T23:59:59.999999Z'"),
+    ('{"timestamp":"2026-11-30T09:00:00Z","event_type":"lead_unsubscribed","campaign_id":"c\\ud800",'
+     '"lead_email":"a@b.example"}', "campaign_id: holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF)"),
+    ('{"timestamp":"2026-11-30T09:00:00Z","event_type":"lead_unsubscribed","campaign_id":"c",'
+     '"lead_email":"a\\udc00@b.example"}', "lead_email: holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF)"),
+], ids=["step-1e30-int", "variant-2**63", "step-1e400", "step-1e30-float", "nan", "minus-infinity", "deep-nesting",
+        "year-1-plus-1h", "year-9999-minus-1h", "before-1970", "campaign-surrogate", "email-surrogate"])
+def test_out_of_range_values_are_a_payload_error_not_a_crash(body: str, message: str) -> None:
+    """Numbers past INT64 or not finite, NaN/Infinity literals, nesting past the recursion limit, times outside
+    1970..9999 UTC (also by their offset) and lone surrogate escapes each raise PayloadError with this exact text
+    (before: a crash, or a row that failed its whole batch at the warehouse)."""
+    with pytest.raises(PayloadError) as caught:
+        parse_body(body.encode())
+    assert str(caught.value) == message
+
+
+def test_the_edges_of_the_ranges_are_accepted() -> None:
+    """step 2**63 - 1, variant 3.0 (as 3), the first microsecond of 1970 and the last of 9999 are stored values; a
+    lone surrogate in the lead data's `id` only drops the lead id (the event itself is good)."""
+    top = parse_body(('{"timestamp":"1970-01-01T00:00:00Z","step":9223372036854775807,"variant":3.0,' + BASE
+                      + "}").encode())
+    assert (top.step, top.variant, top.event_at) == (2**63 - 1, 3, dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+    last = parse_body(('{"timestamp":"9999-12-31T23:59:59.999999Z","id":"\\ud800",' + BASE + "}").encode())
+    assert (last.event_at, last.lead_id) == (dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC), None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -83,25 +85,37 @@ def copy_of(template: Path, folder: Path) -> Path:
     return Path(shutil.copy(template, folder / "wh.duckdb"))
 
 
-@pytest.fixture
-def client(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path]]:
-    """The function as Cloud Run runs it (functions_framework.create_app on the root main.py), in process, with a
-    receiver on a fresh copy of the warehouse; and that warehouse file."""
+def function_app(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The function as Cloud Run runs it: functions_framework.create_app on the root main.py (a Flask app)."""
     import functions_framework
 
-    duckdb_file = copy_of(template, tmp_path / "wh")
-    environ = environment(duckdb_file)
-    sources = read_sources(environ=environ, dotenv_path=tmp_path / ".env", secrets_dir=tmp_path)
-    receiver = app.build_receiver(sources, resolve(sources))
     for name in ("FUNCTION_TARGET", "FUNCTION_SIGNATURE_TYPE"):  # create_app sets them for the process
         monkeypatch.setenv(name, os.environ.get(name, ""))
+    return functions_framework.create_app("receive", str(REPO_ROOT / "main.py"))  # type: ignore[no-untyped-call]
+
+
+@contextmanager
+def installed(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+              **extra: str) -> Iterator[tuple[Any, Path, app.Receiver]]:
+    """The function's Flask app, with a receiver built from environment() plus `extra` on a fresh copy of the
+    warehouse installed; that warehouse file; the receiver."""
+    duckdb_file = copy_of(template, tmp_path / "wh")
+    environ = {**environment(duckdb_file), **extra}
+    sources = read_sources(environ=environ, dotenv_path=tmp_path / ".env", secrets_dir=tmp_path)
+    receiver = app.build_receiver(sources, resolve(sources))
     previous = app.install(receiver)
     try:
-        yield functions_framework.create_app(  # type: ignore[no-untyped-call]
-            "receive", str(REPO_ROOT / "main.py")).test_client(), duckdb_file
+        yield function_app(monkeypatch), duckdb_file, receiver
     finally:
         app.install(previous)
         receiver.close()
+
+
+@pytest.fixture
+def client(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path]]:
+    """The function's test client, in process, with a receiver on a fresh copy of the warehouse; and that file."""
+    with installed(template, tmp_path, monkeypatch) as (flask_app, duckdb_file, _receiver):
+        yield flask_app.test_client(), duckdb_file
 
 
 @pytest.mark.parametrize("headers", [{}, {SECRET_HEADER: "wrong"},
@@ -164,6 +178,80 @@ def test_a_body_over_the_limit_by_its_header_is_413_and_writes_nothing(client: t
     assert count(duckdb_file) == (0, 0)
     assert http.post("/", data=exact, headers=HEADER, content_type="application/json").status_code == 200
     assert count(duckdb_file) == (1, 1)
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    (b"[" * 100_000 + b"]" * 100_000, "body: JSON nested too deeply"),
+    (json.dumps(payload()).replace('"step": 1', '"step": NaN').encode(),
+     "body: NaN is not a JSON value (RFC 8259 has no NaN or Infinity)"),
+    (json.dumps(payload()).replace('"step": 1', '"step": Infinity').encode(),
+     "body: Infinity is not a JSON value (RFC 8259 has no NaN or Infinity)"),
+    (json.dumps(payload()).replace('"step": 1', '"step": 1e400').encode(),
+     "step: expected a whole number from 0 to 9223372036854775807 (Instantly counts steps from 1), got inf"),
+    (json.dumps(payload(step=10**30)).encode(),
+     "step: expected a whole number from 0 to 9223372036854775807 (Instantly counts steps from 1), got "
+     "1000000000000000000000000000000"),
+    (json.dumps(payload(timestamp="0001-01-01T00:00:00+01:00")).encode(),
+     "timestamp: expected a time from 1970-01-01 to 9999-12-31 UTC, got '0001-01-01T00:00:00+01:00'"),
+], ids=["deep-nesting", "nan", "infinity", "1e400", "step-1e30", "year-1-with-offset"])
+def test_a_body_that_used_to_crash_the_receiver_is_400_json(client: tuple[Any, Path], body: bytes,
+                                                           error: str) -> None:
+    """Each body the review found answered with werkzeug's HTML 500 (or, for step 10**30, failing its whole write
+    batch) is now a JSON 400 naming the field, and writes nothing."""
+    http, duckdb_file = client
+    answer = http.post("/", data=body, headers=HEADER, content_type="application/json")
+    assert (answer.status_code, answer.get_json()) == (400, {"error": error, "field": error.split(":")[0]})
+    assert count(duckdb_file) == (0, 0)
+
+
+def test_an_unexpected_exception_is_a_json_500_logged_by_type_only(client: tuple[Any, Path],
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A bug while storing (the sink raises a KeyError whose text holds the address and the secret) answers
+    500 {"error": "internal error"} as JSON, logged once at ERROR naming the exception's type only; a receiver that
+    cannot even be built the same; then a good delivery is stored again."""
+    http, duckdb_file = client
+    receiver = app.current_receiver()
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise KeyError(f"ana@corp.example {SECRET}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(receiver.sink, "store", broken)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="coldsync.webhooks"):
+            answer = http.post("/", json=payload(), headers=HEADER)
+    assert (answer.status_code, answer.mimetype, answer.get_json()) == (500, "application/json",
+                                                                        {"error": "internal error"})
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["webhook failed: unexpected KeyError (answered 500, nothing more is logged about it)"]
+    assert "ana@corp.example" not in caplog.text and SECRET not in caplog.text
+    with monkeypatch.context() as patch:
+        patch.setattr(app, "_receiver", None)
+        patch.setattr(app, "receiver_from_environment", broken)
+        unbuilt = http.post("/", json=payload(), headers=HEADER)
+    assert (unbuilt.status_code, unbuilt.get_json()) == (500, {"error": "internal error"})
+    assert http.post("/", json=payload(), headers=HEADER).get_json() == {"status": "stored"}
+    assert count(duckdb_file) == (1, 1)
+
+
+def test_the_previous_secret_is_accepted_during_a_rotation(template: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """With INSTANTLY_WEBHOOK_SECRET_PREVIOUS set, a delivery with the new secret and one with the previous are both
+    stored; a third secret is refused 401; the previous secret is registered for redaction like the new one."""
+    old, third = "Old-" + "p" * 40, "Third-" + "q" * 40
+    with installed(template, tmp_path, monkeypatch, INSTANTLY_WEBHOOK_SECRET_PREVIOUS=old) as (flask_app,
+                                                                                             duckdb_file, _):
+        http = flask_app.test_client()
+        answers = [http.post("/", json=payload(second=n), headers={SECRET_HEADER: secret})
+                   for n, secret in enumerate((SECRET, old, third))]
+    assert [(a.status_code, a.get_json()) for a in answers] == [
+        (200, {"status": "stored"}), (200, {"status": "stored"}),
+        (401, {"error": "missing or wrong X-Coldsync-Webhook-Secret header"})]
+    assert count(duckdb_file) == (2, 2)
+    settings = resolve(read_sources(environ={**environment(duckdb_file), "INSTANTLY_WEBHOOK_SECRET_PREVIOUS": old},
+                                    dotenv_path=tmp_path / ".env", secrets_dir=tmp_path))
+    assert {SECRET, old} <= set(settings.secrets())
 
 
 @pytest.mark.bigquery
@@ -351,14 +439,22 @@ def test_the_secret_never_appears_in_the_receivers_output(server: Server) -> Non
 
 def test_the_receiver_refuses_to_start_without_a_strong_secret(tmp_path: Path, template: Path) -> None:
     """No secret, or a 31-character one: exit 2 before listening, naming INSTANTLY_WEBHOOK_SECRET and the command
-    that makes one; the short value itself is not shown."""
-    for secret in ("", "s" * 31):
+    that makes one; a 31-character INSTANTLY_WEBHOOK_SECRET_PREVIOUS beside a good secret: exit 2 naming that
+    setting; the short values themselves are not shown."""
+    make = "secrets.token_urlsafe(32)"
+    cases = [({"INSTANTLY_WEBHOOK_SECRET": ""}, "INSTANTLY_WEBHOOK_SECRET (from default): is empty", make),
+             ({"INSTANTLY_WEBHOOK_SECRET": "s" * 31},
+              "INSTANTLY_WEBHOOK_SECRET (from environment): is 31 characters, fewer than 32", make),
+             ({"INSTANTLY_WEBHOOK_SECRET_PREVIOUS": "s" * 31},
+              "INSTANTLY_WEBHOOK_SECRET_PREVIOUS (from environment): is 31 characters, fewer than 32",
+              "Fix: set INSTANTLY_WEBHOOK_SECRET_PREVIOUS to the secret the webhooks are registered with now")]
+    for settings, named, fix in cases:
         env = {k: v for k, v in os.environ.items() if k not in {s.env for s in SPECS}}
-        env.update({**environment(tmp_path / "wh.duckdb"), "INSTANTLY_WEBHOOK_SECRET": secret})
+        env.update({**environment(tmp_path / "wh.duckdb"), **settings})
         done = subprocess.run([sys.executable, "-m", "coldsync.webhooks", "--port", "0"], cwd=REPO_ROOT, env=env,
                               capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and "listening" not in done.stdout
-        assert "INSTANTLY_WEBHOOK_SECRET" in done.stderr and "secrets.token_urlsafe(32)" in done.stderr
+        assert done.stderr.startswith("Configuration error: 1 bad setting(s):\n  - " + named) and fix in done.stderr
         assert "s" * 31 not in done.stderr
 
 
@@ -396,3 +492,172 @@ def test_the_warehouse_session_opens_once_for_deliveries_in_flight_and_closes_af
     with pytest.raises(WarehouseUnavailable, match="busy"), waiting.use():
         pass
     assert len(attempts) == 14 and attempts[-1] <= 0.7  # every 0.05 s from 0 to 0.65
+
+
+class RefusingWarehouse:
+    """A real warehouse whose append_rows raises WarehouseError for any batch holding a dedup key in `refuse` (as
+    the warehouse refuses a row it cannot store), records each batch's size, and holds the first append until
+    `gate` is set (so that the deliveries arriving meanwhile queue up as one batch)."""
+
+    def __init__(self, inner: Warehouse, refuse: set[str]) -> None:
+        self.inner = inner
+        self.refuse = refuse
+        self.sizes: list[int] = []
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def append_rows(self, spec: Any, rows: list[dict[str, Any]], *, key: str, label: str) -> int:
+        from coldsync.warehouse.base import WarehouseError
+
+        self.sizes.append(len(rows))
+        if len(self.sizes) == 1:
+            self.entered.set()
+            assert self.gate.wait(10)
+        if any(row[key] in self.refuse for row in rows):
+            raise WarehouseError("insert refused")
+        return self.inner.append_rows(spec, rows, key=key, label=label)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def store_in_one_batch(sink: EventSink, warehouse: RefusingWarehouse, rows: list[Any]) -> list[str]:
+    """Store rows[0] alone, and rows[1:] from one thread each while the first append is held: they form one batch.
+    Returns each row's fate in order: "stored" or the WarehouseUnavailable text."""
+    from coldsync.webhooks.sink import WarehouseUnavailable
+
+    fates = [""] * len(rows)
+
+    def deliver(index: int) -> None:
+        try:
+            fates[index] = "stored" if sink.store(rows[index]).stored else "ignored"
+        except WarehouseUnavailable as exc:
+            fates[index] = str(exc)
+
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(len(rows))]
+    threads[0].start()
+    assert warehouse.entered.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while sink.queued < len(rows) - 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    warehouse.gate.set()
+    for thread in threads:
+        thread.join(10)
+    return fates
+
+
+def test_a_row_the_warehouse_refuses_fails_alone_and_its_batch_is_stored(template: Path, tmp_path: Path) -> None:
+    """19 deliveries batched together, one of which the warehouse refuses: the batch statement fails, the rows are
+    then written one by one, so the 18 others are stored (one row each) and only the refused one is 503."""
+    from coldsync.webhooks.events import parse_body
+
+    duckdb_file = copy_of(template, tmp_path / "wh")
+    rows = [parse_body(json.dumps(payload(f"batch{i:02d}@corp.example", second=i)).encode()) for i in range(20)]
+    warehouse = RefusingWarehouse(DuckDBWarehouse(duckdb_file, "coldsync"), {rows[7].dedup_key})
+    sink = EventSink(WarehouseSession(lambda: warehouse, keep_open=True),  # type: ignore[arg-type,return-value]
+                     CampaignCache(lambda _w: frozenset({MANAGED.lower()})))
+    try:
+        fates = store_in_one_batch(sink, warehouse, rows)
+    finally:
+        sink.close()
+    assert fates == ["stored"] * 7 + ["the event could not be written: insert refused"] + ["stored"] * 12
+    assert warehouse.sizes == [1, 19] + [1] * 19 and sink.statements == 21
+    assert count(duckdb_file) == (19, 19)
+    assert count(duckdb_file, "email = 'batch07@corp.example'") == (0, 0)
+
+
+def test_in_an_outage_the_row_by_row_retry_stops_at_its_budget(template: Path, tmp_path: Path) -> None:
+    """When every insert fails (an outage), the rows of a failed batch are tried alone only until SOLO_BUDGET
+    seconds after the batch began: with a clock that moves 1 s per insert and a budget of 2 s, the batch and two
+    rows alone fit in it and the third row gets the batch's error untried; every delivery is answered 503."""
+    from coldsync.webhooks.events import parse_body
+
+    rows = [parse_body(json.dumps(payload(f"outage{i}@corp.example", second=i)).encode()) for i in range(4)]
+    warehouse = RefusingWarehouse(DuckDBWarehouse(copy_of(template, tmp_path / "wh"), "coldsync"),
+                                  {row.dedup_key for row in rows})
+
+    def ticking() -> float:
+        return float(len(warehouse.sizes))  # one second per insert tried
+
+    sink = EventSink(WarehouseSession(lambda: warehouse, keep_open=True),  # type: ignore[arg-type,return-value]
+                     CampaignCache(lambda _w: frozenset({MANAGED.lower()})), clock=ticking,
+                     solo_budget=2.0)
+    try:
+        fates = store_in_one_batch(sink, warehouse, rows)
+    finally:
+        sink.close()
+    assert fates == ["the event could not be written: insert refused"] * 4
+    assert warehouse.sizes == [1, 3, 1, 1]
+
+
+def test_a_stalled_sender_is_dropped_after_the_read_timeout(template: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local server (ReceiverServer, read timeout shortened to 0.3 s): a sender that announces Content-Length
+    1000, sends 8 bytes and stalls is answered 408 and its connection closed within about the timeout, not when the
+    sender gives up (5 s here); one that stalls inside its headers is closed; the server then still stores."""
+    from coldsync.webhooks.__main__ import ReceiverServer
+
+    with installed(template, tmp_path, monkeypatch) as (flask_app, duckdb_file, _):
+        local = ReceiverServer("127.0.0.1", 0, flask_app, read_timeout=0.3)
+        serving = threading.Thread(target=local.serve_forever, kwargs={"poll_interval": 0.05})
+        serving.start()
+        try:
+            head = (f"POST / HTTP/1.1\r\nHost: x\r\n{SECRET_HEADER}: {SECRET}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n").encode()
+            answers = []
+            for sent in (head + b'{"event_', b"POST / HTTP/1.1\r\nHost: x\r\n"):
+                with socket.create_connection(("127.0.0.1", local.server_port), timeout=5) as conn:
+                    started = time.monotonic()
+                    conn.sendall(sent)  # then silence, the connection left open
+                    chunks = []
+                    while chunk := conn.recv(65536):
+                        chunks.append(chunk)
+                    answers.append((b"".join(chunks), time.monotonic() - started))
+            url = f"http://127.0.0.1:{local.server_port}/"
+            stored = requests.post(url, json=payload(), headers=HEADER, timeout=5)
+        finally:
+            local.shutdown()
+            serving.join(5)
+            local.server_close()
+    (stalled, stalled_after), (silent, silent_after) = answers
+    assert stalled.startswith(b"HTTP/1.1 408 ") and stalled.endswith(
+        b'\r\n\r\n{"error":"body: the sender stopped before the body was complete"}')
+    assert 0.25 <= stalled_after < 2.0 and silent == b"" and 0.25 <= silent_after < 2.0
+    assert stored.json() == {"status": "stored"} and count(duckdb_file) == (1, 1)
+
+
+def test_a_reader_blocked_by_the_receiver_is_told_it_is_the_receiver(server: Server) -> None:
+    """While deliveries stream in, a process that finds the DuckDB file busy is told `python -m coldsync.webhooks
+    --port is running since ... (pid <the receiver's>)` (its holder note: the program and its flags, never their
+    values), not just `another process`."""
+    from coldsync.warehouse.base import WarehouseBusyError
+
+    stop = threading.Event()
+
+    def sender(n: int) -> None:
+        with requests.Session() as session:
+            for i in range(400):
+                if stop.is_set():
+                    return
+                session.post(server.url, json=payload(f"holder{n}-{i:03d}@corp.example"), headers=HEADER, timeout=5)
+
+    senders = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+    for thread in senders:
+        thread.start()
+    told = ""
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline and "coldsync.webhooks" not in told:
+            try:
+                DuckDBWarehouse(server.duckdb_file, "coldsync").close()  # free: gone again in a few ms
+            except WarehouseBusyError as exc:
+                told = str(exc)
+            time.sleep(0.002)
+    finally:
+        stop.set()
+        for thread in senders:
+            thread.join(10)
+    assert told.startswith("python -m coldsync.webhooks --port is running since ")
+    assert f"(pid {server.process.pid}) and holds the DuckDB file {server.duckdb_file}" in told

@@ -17,20 +17,36 @@ import socket
 import sys
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from werkzeug.serving import ThreadedWSGIServer
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from coldsync.settings import REPO_ROOT
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 LINGER_SECONDS = 1.0
 """How long a finished connection is drained before it is closed (below)."""
 LINGER_BYTES = 2 * 1024 * 1024
+READ_TIMEOUT_SECONDS = 10.0
+"""How long a connection may stay silent (each read or write of its socket) before the server drops it: without it a
+sender that announces `Content-Length: 1000` and stalls holds a server thread until it gives up. 10 s is the request
+timeout of the Cloud Run deploy (--timeout=10s, coldsync/webhooks/app.py), so a sender gets as long here as in
+production, and a delivery (at most 1 MiB) on a working link arrives well within it. A body that stalls is answered
+408; a connection silent before its request line, or idle between keep-alive requests, is closed."""
 
 
 class ReceiverServer(ThreadedWSGIServer):
-    """werkzeug's threaded server, with a lingering close: a connection answered before its body was read (401, 413)
-    is drained for up to LINGER_SECONDS / LINGER_BYTES after the answer, so the kernel does not reset it (a close with
-    unread bytes sends RST, and the sender may then lose the answer)."""
+    """werkzeug's threaded server, with a socket timeout (`read_timeout` seconds, READ_TIMEOUT_SECONDS unless a test
+    shortens it) and a lingering close: a connection answered before its body was read (401, 413) is drained for up
+    to LINGER_SECONDS / LINGER_BYTES after the answer, so the kernel does not reset it (a close with unread bytes
+    sends RST, and the sender may then lose the answer)."""
+
+    def __init__(self, host: str, port: int, app: WSGIApplication, *,
+                 read_timeout: float = READ_TIMEOUT_SECONDS) -> None:
+        handler = type("TimedRequestHandler", (WSGIRequestHandler,), {"timeout": read_timeout})
+        super().__init__(host, port, app, handler=handler)
 
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
         try:

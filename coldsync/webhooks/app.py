@@ -16,13 +16,22 @@ Answers (the body is JSON; nothing is written unless the status says `stored`):
 | Content-Length over MAX_BODY_BYTES (1 MiB: checked before the   | 413 {"error": "body: over the ... byte limit"}  |
 | body is read), or a body found longer while reading it (chunked |                                                 |
 | or a Content-Length that lies: the read stops 1 byte past it)   |                                                 |
+| the sender stops or disconnects before the body is complete     | 408 {"error": "body: ..."} (locally: after      |
+| (the local server's socket read timeout, 10 s)                  | READ_TIMEOUT_SECONDS of silence)                |
 | not a JSON object, a required field missing or of a wrong type  | 400 {"error": "<field>: <problem>", "field": ..} |
+| or out of range (step/variant over INT64, a time before 1970 or |                                                 |
+| past 9999, NaN/Infinity, JSON nested too deeply, a lone         |                                                 |
+| surrogate escape in a text field)                               |                                                 |
 | an event type coldsync does not consume (CONSUMED_EVENTS)       | 200 {"status": "ignored", "reason": ...}        |
 | a campaign the sync does not manage                             | 200 {"status": "ignored", "reason": ...}        |
 | stored (also a repeat: the dedup key collapses it)              | 200 {"status": "stored"}                        |
 | warehouse busy (a sync holds the DuckDB file past 0.7 s),       | 503 {"error": ...}, Retry-After: 5 (Instantly   |
-| unreachable, or its config table unreadable                     | retries; the sync's backfill is the safety net) |
+| unreachable, its config table unreadable, or this row's insert  | retries; the sync's backfill is the safety net) |
+| failed (a row batched with it that fails does not fail it: the  |                                                 |
+| batch is then written row by row, coldsync.webhooks.sink)       |                                                 |
 | the receiver's own settings are bad (e.g. no secret)            | 500 {"error": ...}; the log names the setting   |
+| anything unexpected (a bug)                                     | 500 {"error": "internal error"}; the log names  |
+|                                                                 | the exception's type only, never an HTML page   |
 
 Ignored deliveries answer 2xx on purpose: an error answer makes Instantly retry, and a webhook that keeps failing is
 disabled (the spec's Webhook.status -1 with timestamp_error), which would also stop the deliveries coldsync needs.
@@ -31,6 +40,15 @@ Authentication: Instantly signs nothing (the spec has no signature field); each 
 custom header X-Coldsync-Webhook-Secret holding INSTANTLY_WEBHOOK_SECRET (at least 32 characters; generate it with
 `python -c "import secrets; print(secrets.token_urlsafe(32))"`), compared in constant time (hmac.compare_digest on
 bytes). The secret is never logged (coldsync.redact removes it from every text).
+
+Rotating the secret without refusing a delivery: the receiver also accepts INSTANTLY_WEBHOOK_SECRET_PREVIOUS when it
+is set (same strength rule; the header is compared with both secrets every time, so the answer's timing does not tell
+which one matched). In this order:
+1. on the receiver, set INSTANTLY_WEBHOOK_SECRET_PREVIOUS to the old secret and INSTANTLY_WEBHOOK_SECRET to the new
+   one, and deploy (Cloud Run: a new Secret Manager secret or version for each; both are accepted from now on);
+2. where the sync runs, set INSTANTLY_WEBHOOK_SECRET to the new secret and run `sync_once.py --webhooks register URL`:
+   it PATCHes the header of the existing webhooks (coldsync.webhooks.ops), so Instantly sends the new secret;
+3. remove INSTANTLY_WEBHOOK_SECRET_PREVIOUS from the receiver and deploy again: the old secret is refused (401).
 
 Deploy (Cloud Run functions, 2nd gen, from the repository root; `main.py` there re-exports `receive`, because the
 Python runtime loads the function from `main.py` at the source's root and puts that directory on sys.path, which is
@@ -85,8 +103,11 @@ READ_CHUNK = 64 * 1024
 
 Answer = tuple[dict[str, Any], int, dict[str, str]]
 
-UNREAD_STATUSES = frozenset({401, 405, 413})
-"""Answers given before the body was read whole: sent as streamed responses (see `respond`)."""
+UNREAD_STATUSES = frozenset({401, 405, 408, 413, 500})
+"""Answers that may be given before the body was read whole: sent as streamed responses (see `respond`)."""
+
+INTERNAL_ERROR: Answer = ({"error": "internal error"}, 500, {})
+"""The answer to anything unexpected (a bug): JSON like every other answer, never werkzeug's HTML page."""
 
 
 def read_capped(stream: IO[bytes], limit: int) -> bytes | None:
@@ -104,22 +125,40 @@ def read_capped(stream: IO[bytes], limit: int) -> bytes | None:
 
 
 class Receiver:
-    """Answers deliveries (the table in the module docstring). `secret` is INSTANTLY_WEBHOOK_SECRET; `sink` writes
-    the accepted ones (coldsync.webhooks.sink)."""
+    """Answers deliveries (the table in the module docstring). `secret` is INSTANTLY_WEBHOOK_SECRET, `previous`
+    INSTANTLY_WEBHOOK_SECRET_PREVIOUS ("" when no rotation is under way); `sink` writes the accepted ones
+    (coldsync.webhooks.sink)."""
 
-    def __init__(self, secret: str, sink: EventSink, *, max_body_bytes: int = MAX_BODY_BYTES) -> None:
-        self._secret = secret.encode("utf-8")
+    def __init__(self, secret: str, sink: EventSink, *, previous: str = "",
+                 max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self._secrets = tuple(value.encode("utf-8") for value in (secret, previous) if value)
         self.sink = sink
         self.max_body_bytes = max_body_bytes
 
     def authentic(self, presented: str | None) -> bool:
-        """Whether the header holds the secret: constant time in the secret's content (hmac.compare_digest)."""
+        """Whether the header holds the secret (or the previous one): compared with every accepted secret each time,
+        each comparison constant time in the secret's content (hmac.compare_digest), so the timing tells neither
+        the secret nor which one matched."""
         if presented is None:
             return False
-        return hmac.compare_digest(presented.encode("latin-1", errors="replace"), self._secret)
+        candidate = presented.encode("latin-1", errors="replace")
+        matches = [hmac.compare_digest(candidate, secret) for secret in self._secrets]  # all, never short-circuited
+        return any(matches)
 
     def handle(self, request: flask.Request) -> Answer:
-        """The answer to one delivery: (JSON body, status, headers)."""
+        """The answer to one delivery: (JSON body, status, headers). Never raises: anything unexpected is logged
+        once with the exception's type only (no payload, address or secret can be in the line) and answered
+        INTERNAL_ERROR."""
+        try:
+            return self._answer(request)
+        except Exception as exc:
+            log.error("webhook failed: unexpected %s (answered 500, nothing more is logged about it)",
+                      type(exc).__name__)
+            return INTERNAL_ERROR
+
+    def _answer(self, request: flask.Request) -> Answer:
+        from werkzeug.exceptions import ClientDisconnected
+
         from coldsync.webhooks.sink import WarehouseUnavailable
 
         started = time.monotonic()
@@ -132,7 +171,11 @@ class Receiver:
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             log.warning("webhook refused: Content-Length %d over the limit (nothing read)", request.content_length)
             return too_big
-        body = read_capped(request.stream, self.max_body_bytes)
+        try:
+            body = read_capped(request.stream, self.max_body_bytes)
+        except ClientDisconnected:  # the connection closed, or (locally) the socket read timed out
+            log.warning("webhook refused: the sender stopped before the body was complete (nothing written)")
+            return {"error": "body: the sender stopped before the body was complete"}, 408, {}
         if body is None:
             log.warning("webhook refused: body over the %d byte limit", self.max_body_bytes)
             return too_big
@@ -169,20 +212,24 @@ class ReceiverConfigError(Exception):
 def build_receiver(sources: SettingsSources, settings: Settings) -> Receiver:
     """The receiver the settings describe: the warehouse opened as the sync opens it (coldsync.warehouse.connect:
     BigQuery when BQ_PROJECT is set, kept open; else the DuckDB file, opened per burst of deliveries), the managed
-    campaigns as the sync resolves them. Raises SettingsError when INSTANTLY_WEBHOOK_SECRET is missing or weak."""
+    campaigns as the sync resolves them. Raises SettingsError when INSTANTLY_WEBHOOK_SECRET is missing or weak, or
+    INSTANTLY_WEBHOOK_SECRET_PREVIOUS is set and weak."""
     from functools import partial
 
     from coldsync.settings import SettingsError, webhook_secret_problem
     from coldsync.warehouse import connect
     from coldsync.webhooks.sink import CampaignCache, EventSink, WarehouseSession, managed_campaign_ids
 
-    problem = webhook_secret_problem(settings.instantly_webhook_secret,
-                                     settings.origins.get("instantly_webhook_secret", "default"), required=True)
-    if problem is not None:
-        raise SettingsError([problem])
+    problems = [problem for name, required in (("instantly_webhook_secret", True),
+                                               ("instantly_webhook_secret_previous", False))
+                if (problem := webhook_secret_problem(getattr(settings, name), settings.origins.get(name, "default"),
+                                                      required=required, name=name)) is not None]
+    if problems:
+        raise SettingsError(problems)
     session = WarehouseSession(partial(connect, settings), keep_open=settings.uses_bigquery)
     sink = EventSink(session, CampaignCache(partial(managed_campaign_ids, sources)))
-    return Receiver(settings.instantly_webhook_secret.reveal(), sink)
+    return Receiver(settings.instantly_webhook_secret.reveal(), sink,
+                    previous=settings.instantly_webhook_secret_previous.reveal())
 
 
 def receiver_from_environment() -> Receiver:
@@ -246,6 +293,9 @@ def receive(request: flask.Request) -> flask.Response:
     except ReceiverConfigError as exc:
         from coldsync.redact import redact
 
-        logging.getLogger("coldsync.webhooks").error("webhook receiver misconfigured: %s", redact(str(exc)))
+        log.error("webhook receiver misconfigured: %s", redact(str(exc)))
         return respond(({"error": "the receiver is misconfigured; its log says which setting"}, 500, {}))
+    except Exception as exc:  # building it failed unexpectedly: JSON, the type only (as Receiver.handle)
+        log.error("webhook receiver could not start: unexpected %s (answered 500)", type(exc).__name__)
+        return respond(INTERNAL_ERROR)
     return respond(receiver.handle(request))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,15 @@ carry no signature, so this shared secret is what the receiver authenticates."""
 
 IGNORED_TYPE = "event type not consumed"
 IGNORED_CAMPAIGN = "campaign not managed"
+
+INT64_MAX = 2**63 - 1
+"""Largest `step` / `variant` stored: the columns are INT64 on BigQuery (BIGINT on DuckDB); a bigger number would fail
+the insert and, before it was refused here, the insert of every delivery batched with it."""
+
+EARLIEST_EVENT = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+"""Earliest `timestamp` accepted. BigQuery's TIMESTAMP goes from year 1 to 9999 (datetime's own range ends at 9999
+too); an Instantly event before 1970 (the Unix epoch) is not a real event, so it is refused (assumed: the guide gives
+no range)."""
 
 DELIVERED_BY_RECEIVER = "receiver"
 DELIVERED_BY_BACKFILL = "backfill"
@@ -105,26 +115,62 @@ def _text(payload: Mapping[str, Any], field: str, *, required: bool) -> str | No
         return None
     if not isinstance(value, str):
         raise PayloadError(field, f"expected a string, got {type(value).__name__}")
-    return value.strip()
+    return _unicode(value, field).strip()
+
+
+def _encodes(value: str) -> bool:
+    """Whether `value` is valid Unicode: not when it holds a lone surrogate (a JSON escape such as \\ud800 without
+    its pair decodes to one), which no UTF-8 column, regex or log line can take."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unicode(value: str, field: str) -> str:
+    """`value` when it _encodes, else PayloadError naming `field`."""
+    if not _encodes(value):
+        raise PayloadError(field, "holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF)")
+    return value
 
 
 def _count(payload: Mapping[str, Any], field: str) -> int | None:
+    """A whole number in 0..INT64_MAX (an integral float such as 2.0 counts as 2), or None when absent. Raises
+    PayloadError naming `field` for anything else: a string, a bool, a fraction, a negative number, a number over
+    INT64_MAX, or a non-finite float (`1e400` decodes to infinity)."""
     value = payload.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 0:
-        raise PayloadError(field, f"expected a whole number from 0 (Instantly counts steps from 1), got {value!r}")
-    return int(value)
+    problem = f"expected a whole number from 0 to {INT64_MAX} (Instantly counts steps from 1), got {repr(value)[:40]}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PayloadError(field, problem)
+    if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
+        raise PayloadError(field, problem)
+    number = int(value)
+    if not 0 <= number <= INT64_MAX:
+        raise PayloadError(field, problem)
+    return number
 
 
 def parse_time(value: str, field: str = "timestamp") -> dt.datetime:
-    """An ISO 8601 time as an aware UTC datetime (no zone: UTC). Raises PayloadError naming `field`."""
+    """An ISO 8601 time as an aware UTC datetime (no zone: UTC), from EARLIEST_EVENT (1970-01-01) to the end of
+    9999 UTC. Raises PayloadError naming `field` for any other text, or a time out of that range (one whose offset
+    takes it past year 1 or 9999 included)."""
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:
         raise PayloadError(field, f"expected an ISO 8601 time such as 2026-11-30T09:00:00.000Z, got {value[:40]!r}"
                            ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    out_of_range = PayloadError(field, f"expected a time from {EARLIEST_EVENT:%Y-%m-%d} to 9999-12-31 UTC, got "
+                                       f"{value[:40]!r}")
+    try:
+        when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except OverflowError:  # an offset that moves year 1 or 9999 out of datetime's range
+        raise out_of_range from None
+    if when < EARLIEST_EVENT:
+        raise out_of_range
+    return when
 
 
 def parse_payload(payload: object, raw: str) -> EventRow:
@@ -148,8 +194,8 @@ def parse_payload(payload: object, raw: str) -> EventRow:
     lead_id = None
     for field in ("lead_id", "id"):
         value = payload.get(field)
-        if isinstance(value, str) and value.strip():
-            lead_id = value.strip()
+        if isinstance(value, str) and value.strip() and _encodes(value):  # lead data: a bad one is not a reason
+            lead_id = value.strip()                                        # to refuse the event
             break
     step, variant = _count(payload, "step"), _count(payload, "variant")
     return EventRow(event_type=event_type, email=email, email_key=key, campaign_id=campaign_id, lead_id=lead_id,
@@ -168,13 +214,24 @@ def ignore_reason(row: EventRow, managed: Collection[str] | None) -> str | None:
     return None
 
 
+def _no_constant(name: str) -> object:
+    """json.loads' parse_constant: NaN, Infinity and -Infinity are not JSON (RFC 8259), though Python accepts them."""
+    raise PayloadError("body", f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
+
+
 def parse_body(body: bytes) -> EventRow:
-    """A delivery's raw body (UTF-8 JSON) as an EventRow; PayloadError when it is not JSON or not a payload."""
+    """A delivery's raw body (UTF-8 JSON) as an EventRow. Raises PayloadError when it is over MAX_BODY_BYTES, not
+    UTF-8 JSON (NaN and Infinity included), nested too deeply for the decoder (Python's recursion limit: a body of
+    a few thousand `[` is under the byte limit), or not a payload (parse_payload)."""
     if len(body) > MAX_BODY_BYTES:
         raise PayloadError("body", f"{len(body)} bytes, over the {MAX_BODY_BYTES} byte limit")
     try:
         text = body.decode("utf-8")
-        decoded = json.loads(text)
+        decoded = json.loads(text, parse_constant=_no_constant)
+    except PayloadError:
+        raise
+    except RecursionError:
+        raise PayloadError("body", "JSON nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise PayloadError("body", f"not UTF-8 JSON ({type(exc).__name__})") from None
     return parse_payload(decoded, text)

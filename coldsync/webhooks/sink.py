@@ -169,11 +169,17 @@ class Outcome:
     reason: str = ""
 
 
+SOLO_BUDGET_SECONDS = 3.0
+"""After a batch insert fails, its rows are written one by one until this long after the batch began; the rows not
+tried by then get the batch's error (503: Instantly retries them). It bounds an outage, where every single insert
+fails too, to one answer within a few seconds rather than one per row of the batch."""
+
+
 @dataclass
 class _Pending:
     row: EventRow
     done: threading.Event
-    error: WarehouseError | None = None
+    error: Exception | None = None
 
 
 class EventSink:
@@ -182,20 +188,61 @@ class EventSink:
     Group commit: one delivery at a time writes, and it writes every row that arrived meanwhile in the same
     statement; each delivery is answered only once its own row is written. A lone delivery waits for nothing; a
     burst of 20 senders costs one statement per batch, not per delivery (a DuckDB insert takes ~10 ms however few
-    rows it carries)."""
+    rows it carries). When the batch's statement fails (WarehouseError) and it holds more than one row, the rows are
+    written one by one, so that a row the warehouse refuses fails alone and the others are stored."""
 
     def __init__(self, session: WarehouseSession, campaigns: CampaignCache,
-                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC), *,
+                 clock: Callable[[], float] = time.monotonic, solo_budget: float = SOLO_BUDGET_SECONDS) -> None:
         self.session = session
         self.campaigns = campaigns
         self._now = now
+        self._clock = clock
+        self._solo_budget = solo_budget
         self._write_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending] = []
         self.statements = 0
 
+    @property
+    def queued(self) -> int:
+        """Deliveries waiting for the writer (their rows go in its next batch)."""
+        with self._queue_lock:
+            return len(self._queue)
+
+    def _insert(self, warehouse: Warehouse, batch: list[_Pending], now: dt.datetime) -> None:
+        self.statements += 1
+        warehouse.append_rows(EVENTS, [p.row.as_row(now, DELIVERED_BY_RECEIVER) for p in batch],
+                              key="dedup_key", label="webhooks.insert")
+
+    def _write(self, warehouse: Warehouse, batch: list[_Pending]) -> None:
+        """Write `batch`, setting each pending's error: the batch in one statement, else (WarehouseError, more than
+        one row) each row alone within the solo budget. An unexpected exception is every row's error."""
+        began, now = self._clock(), self._now()
+        try:
+            self._insert(warehouse, batch, now)
+            return
+        except WarehouseError as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            log.warning("a batch of %d events failed (%s); writing them one by one", len(batch), type(exc).__name__)
+            batch_error = exc
+        for index, pending in enumerate(batch):
+            if self._clock() - began > self._solo_budget:
+                log.warning("%d events not tried alone within %.0f s: answered 503", len(batch) - index,
+                            self._solo_budget)
+                for rest in batch[index:]:
+                    rest.error = batch_error
+                return
+            try:
+                self._insert(warehouse, [pending], now)
+            except WarehouseError as exc:
+                pending.error = exc
+
     def _append(self, warehouse: Warehouse, row: EventRow) -> None:
-        """Write `row`, in a batch with whatever is waiting. Raises WarehouseError (the batch's)."""
+        """Write `row`, in a batch with whatever is waiting. Raises WarehouseError (the row's own, or the batch's
+        when the solo budget ran out before it was tried alone), or the unexpected exception the batch raised."""
         mine = _Pending(row, threading.Event())
         with self._queue_lock:
             self._queue.append(mine)
@@ -203,17 +250,14 @@ class EventSink:
             if not mine.done.is_set():
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
-                error: WarehouseError | None = None
                 try:
-                    now = self._now()
-                    self.statements += 1
-                    warehouse.append_rows(EVENTS, [p.row.as_row(now, DELIVERED_BY_RECEIVER) for p in batch],
-                                          key="dedup_key", label="webhooks.insert")
-                except WarehouseError as exc:
-                    error = exc
-                for pending in batch:
-                    pending.error = error
-                    pending.done.set()
+                    self._write(warehouse, batch)
+                except Exception as exc:  # a bug or a driver error: no row of the batch may be answered stored
+                    for pending in batch:
+                        pending.error = exc
+                finally:
+                    for pending in batch:
+                        pending.done.set()
         if mine.error is not None:
             raise mine.error
 
@@ -225,7 +269,8 @@ class EventSink:
     def store(self, row: EventRow, started: float | None = None) -> Outcome:
         """Append `row` (received now, by the receiver) unless its campaign is not managed. One statement per batch
         (above): DuckDB inserts the rows whose dedup key is new; BigQuery streams them with the key as insertId.
-        Raises WarehouseUnavailable (nothing of the batch written)."""
+        Raises WarehouseUnavailable when this row is not written (its own insert failed, or the warehouse could not
+        be opened); any other exception is a bug (the receiver answers 500)."""
         cached = self.campaigns.fresh()
         if cached is not None and (ignored := self._unmanaged(row, cached)) is not None:
             return ignored  # decided without opening the warehouse
