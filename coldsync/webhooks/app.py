@@ -57,7 +57,7 @@ what lets it import `coldsync`; `.gcloudignore` keeps data/, .env and config/sec
     gcloud functions deploy coldsync-webhooks --gen2 --region=us-central1 --runtime=python311 --source=. \\
       --entry-point=receive --trigger-http --allow-unauthenticated \\
       --service-account=coldsync-webhooks@PROJECT.iam.gserviceaccount.com \\
-      --memory=512Mi --cpu=1 --concurrency=20 --timeout=10s --max-instances=5 \\
+      --memory=512Mi --cpu=1 --concurrency=20 --timeout=10s --min-instances=1 --max-instances=5 \\
       --set-env-vars=BQ_PROJECT=PROJECT,BQ_DATASET=coldsync,BQ_LOCATION=US,LOG_LEVEL=INFO \\
       --set-secrets=INSTANTLY_WEBHOOK_SECRET=coldsync-webhook-secret:latest
 
@@ -209,6 +209,21 @@ class ReceiverConfigError(Exception):
     """The receiver's settings are bad: the message names each setting and its fix (never a secret's value)."""
 
 
+class _FirstOpenOnly(logging.Filter):
+    """Lets the warehouse's "Using ..." line through once: on DuckDB the receiver opens the file per burst of
+    deliveries, and one line per burst would bury the deliveries' own lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Using "):
+            return True
+        first, self.seen = not self.seen, True
+        return first
+
+
 def build_receiver(sources: SettingsSources, settings: Settings) -> Receiver:
     """The receiver the settings describe: the warehouse opened as the sync opens it (coldsync.warehouse.connect:
     BigQuery when BQ_PROJECT is set, kept open; else the DuckDB file, opened per burst of deliveries), the managed
@@ -226,6 +241,9 @@ def build_receiver(sources: SettingsSources, settings: Settings) -> Receiver:
                                                       required=required, name=name)) is not None]
     if problems:
         raise SettingsError(problems)
+    warehouse_log = logging.getLogger("coldsync.warehouse")
+    if not any(isinstance(f, _FirstOpenOnly) for f in warehouse_log.filters):
+        warehouse_log.addFilter(_FirstOpenOnly())
     session = WarehouseSession(partial(connect, settings), keep_open=settings.uses_bigquery)
     sink = EventSink(session, CampaignCache(partial(managed_campaign_ids, sources)))
     return Receiver(settings.instantly_webhook_secret.reveal(), sink,
