@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import zlib
 from collections.abc import Iterator
@@ -11,19 +10,12 @@ from typing import Any
 
 import pytest
 
-import coldsync.warehouse.duckdb as _duckdb_engine
 from coldsync.redact import forget_secrets
 from coldsync.settings import SPECS, Settings, load_settings
 from coldsync.warehouse.base import Warehouse
 
 ENGINES = ["duckdb", "bigquery"]
 
-# The DuckDB engine transpiles every statement from BigQuery SQL with sqlglot on every call (parse, rewrite,
-# generate: ~0.1 s for the ready read), which was most of the CPU of a DuckDB-lane lifecycle test (a profile of
-# the 400-day outcome lifecycle: 141 of its 172 s in transpile). transpile is a pure function of its text, so the
-# suite memoizes it: every statement still goes through the same transpiler once per worker, and DuckDB still
-# runs exactly the text it would have run. (Texts that differ per call, such as a staged table's name, miss.)
-_duckdb_engine.transpile = functools.lru_cache(maxsize=4096)(_duckdb_engine.transpile)
 
 # The BigQuery lane of an engine-parametrized test costs the emulator's schema build (~2.5 s) on top of the test:
 # by default it runs for every test of the files below (their point is the SQL each engine runs) and for a
