@@ -155,7 +155,11 @@ def _mask_emails(text: str) -> str:
             # `bob%40two.example`): where this domain ends and that local part begins is unknown, so neither is
             # shown.
             domain = REDACTED
-        out += [text[last:start], f"{text[start]}***@{domain}"]
+        # The local part's first character stays, unless it begins with an escape (`\u00e9`): a lone backslash
+        # before the stars would make a second pass read `***` as the local part (not idempotent), so `~`, a
+        # local-part character no address shows first in practice, stands for the escaped one.
+        first = "~" if text[start] == "\\" else text[start]
+        out += [text[last:start], f"{first}***@{domain}"]
         last = match.end()
     out.append(text[last:])
     return "".join(out)

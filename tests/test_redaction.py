@@ -425,3 +425,11 @@ def test_a_job_summary_past_githubs_limit_is_cut_with_a_note(tmp_path: Any) -> N
     assert len(text.encode("utf-8")) < GITHUB_SUMMARY_LIMIT
     assert text.endswith("(cut here: the summary passed GitHub's 1 MiB job-summary limit; the run log has it whole)\n")
     assert text.startswith("| z***@corp.example |\n") and "zq@" not in text
+
+
+def test_an_address_starting_with_a_json_escape_is_masked_idempotently() -> None:
+    """`\\u00e9zq000@a.example` (a JSON-escaped first letter, found by the property above) masks to `~***@a.example`,
+    and a second pass leaves it so (the backslash kept before the stars made the second pass mask `***` again)."""
+    once = redact("to \\u00e9zq000@a.example now")
+    assert once == "to ~***@a.example now"
+    assert redact(once) == once
