@@ -23,7 +23,7 @@ KEYS = ("alert_after_runs, alert_dead_letters, allow_paused_campaigns, batch_siz
         "max_new_leads_per_run, midsize_campaign_id, not_interested_return_days, outcome_policies, "
         "priority_expression, reconcile_audit_calls, reconcile_pages_per_run, replied_list_id, replied_return_days, "
         "reply_hold_days, routes, service_failure_runs, smb_campaign_id, smb_revenue_threshold, supply_days, "
-        "target_new_leads_per_run")
+        "target_new_leads_per_run, webhooks_enabled")
 
 
 class _Kept:

@@ -98,7 +98,7 @@ def test_credentials_problem_is_a_warehouse_fail_row(tmp_path: Path, case: str) 
     row = next(i for i, line in enumerate(lines) if line.startswith("  FAIL  warehouse "))
     assert lines[row].split("warehouse", 1)[1].strip() == f"cannot open the warehouse: {problem}"
     assert lines[row + 1].strip() == f"fix: {fix}"
-    assert lines[-1] == "NOT ready: 2 passed, 0 warnings, 2 failed, 12 skipped (exit 4)"
+    assert lines[-1] == "NOT ready: 2 passed, 0 warnings, 2 failed, 13 skipped (exit 4)"
     assert "Traceback" not in out.stdout + out.stderr
 
 
