@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -522,12 +522,19 @@ def plan_drain(
     leads: Iterable[tuple[Mapping[str, Any], datetime | None]],
     now: datetime,
     max_active_days: int,
+    classify: Callable[[Mapping[str, Any], datetime | None], Classification] | None = None,
 ) -> DrainPlan:
     """Classify every (lead, added_at) pair and group the results into a DrainPlan.
 
     A lead whose string `id` was already seen (pages can overlap) is planned once, at its first
     occurrence, and counted in `duplicate_count`; leads without a string id are never merged.
+    `classify` replaces classify_finished_lead (with `now` and `max_active_days`) for a caller that knows
+    more about some leads (coldsync.phases.events: what a webhook event said).
     """
+    def finished(lead: Mapping[str, Any], added_at: datetime | None) -> Classification:
+        return classify_finished_lead(lead, now=now, added_at=added_at, max_active_days=max_active_days)
+
+    decide = classify or finished
     to_drain: list[tuple[Mapping[str, Any], Classification]] = []
     unknown: list[tuple[Mapping[str, Any], Classification]] = []
     counts = dict.fromkeys(Outcome, 0)
@@ -541,7 +548,7 @@ def plan_drain(
                 duplicate_count += 1
                 continue
             seen.add(lead_id)
-        decision = classify_finished_lead(lead, now=now, added_at=added_at, max_active_days=max_active_days)
+        decision = decide(lead, added_at)
         if decision.outcome is not None:  # set exactly when the action is DRAIN
             counts[decision.outcome] += 1
             to_drain.append((lead, decision))

@@ -41,7 +41,6 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from coldsync.instantly.errors import InstantlyError, PlanError
@@ -55,6 +54,7 @@ from coldsync.rules import (
     Suppression,
     classify_finished_lead,
     parse_timestamp,
+    plan_drain,
 )
 from coldsync.store import StateRow, dnc_row
 from coldsync.suppression import address_key
@@ -248,33 +248,15 @@ def classify_evented_lead(lead: Mapping[str, Any], event_type: str, *, now: dt.d
 def plan_with_events(leads: Iterable[tuple[Mapping[str, Any], dt.datetime | None]], evented: Mapping[str, str],
                      now: dt.datetime, max_active_days: int) -> DrainPlan:
     """coldsync.rules.plan_drain with the leads of `evented` (lead id -> event type) classified by
-    `classify_evented_lead`: each lead planned once, at its first occurrence (pages and the event look-up can
-    overlap), the rest counted in `duplicate_count`. Pure."""
-    to_drain: list[tuple[Mapping[str, Any], Classification]] = []
-    unknown: list[tuple[Mapping[str, Any], Classification]] = []
-    counts = dict.fromkeys(Outcome, 0)
-    keep_count = duplicate_count = 0
-    seen: set[str] = set()
-    for lead, added_at in leads:
-        lead_id = lead.get("id") if isinstance(lead, Mapping) else None
-        if isinstance(lead_id, str):
-            if lead_id in seen:
-                duplicate_count += 1
-                continue
-            seen.add(lead_id)
+    `classify_evented_lead`, the others by the drain's classifier: one plan, each lead once. Pure."""
+    def decide(lead: Mapping[str, Any], added_at: dt.datetime | None) -> Classification:
+        lead_id = lead.get("id")
         event = evented.get(lead_id) if isinstance(lead_id, str) else None
-        decision = (classify_evented_lead(lead, event, now=now, added_at=added_at, max_active_days=max_active_days)
-                    if event is not None else
-                    classify_finished_lead(lead, now=now, added_at=added_at, max_active_days=max_active_days))
-        if decision.outcome is not None:
-            counts[decision.outcome] += 1
-            to_drain.append((lead, decision))
-        elif decision.action is Action.UNKNOWN:
-            unknown.append((lead, decision))
-        else:
-            keep_count += 1
-    return DrainPlan(to_drain=tuple(to_drain), unknown=tuple(unknown), keep_count=keep_count,
-                     outcome_counts=MappingProxyType(counts), duplicate_count=duplicate_count)
+        if event is None:
+            return classify_finished_lead(lead, now=now, added_at=added_at, max_active_days=max_active_days)
+        return classify_evented_lead(lead, event, now=now, added_at=added_at, max_active_days=max_active_days)
+
+    return plan_drain(leads, now, max_active_days, classify=decide)
 
 
 def backfill_events(ctx: RunContext) -> None:
