@@ -232,19 +232,29 @@ def ours(existing: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [w for w in existing if carries_secret(w)]
 
 
+def _ours_by_type(client: WebhookClient, outcome: WebhookOutcome) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """coldsync's webhooks (secret header) per consumed event type, in CONSUMED_EVENTS order; a type with none is
+    listed in `outcome` as MISSING (exit code 1) and left out."""
+    mine = ours(client.list_webhooks())
+    found = []
+    for event_type in CONSUMED_EVENTS:
+        hooks = [w for w in mine if covers(w, event_type)]
+        if hooks:
+            found.append((event_type, hooks))
+        else:
+            outcome.lines.append(WebhookLine(event_type, None, "", "MISSING: run --webhooks register URL"))
+            outcome.exit_code = 1
+    return found
+
+
 def status(client: WebhookClient, secret: str | None = None) -> WebhookOutcome:
     """Per consumed event type, the coldsync webhooks (secret header) delivering it and whether each is active;
     with `secret` (INSTANTLY_WEBHOOK_SECRET where it is set), whether each sends that value (after a rotation
     that was not registered, every delivery is refused 401). Exit code 1 when a type has none, a second one, one
     disabled, or one with another secret. PlanError (402) propagates: the caller says the plan has no
     webhooks."""
-    mine = ours(client.list_webhooks())
     outcome = WebhookOutcome()
-    for event_type in CONSUMED_EVENTS:
-        hooks = [w for w in mine if covers(w, event_type)]
-        if not hooks:
-            outcome.lines.append(WebhookLine(event_type, None, "", "MISSING: run --webhooks register URL"))
-            outcome.exit_code = 1
+    for event_type, hooks in _ours_by_type(client, outcome):
         for index, hook in enumerate(hooks):
             if is_disabled(hook):
                 state = f"DISABLED since {hook.get('timestamp_error') or '?'}: run --webhooks resume"
@@ -258,6 +268,7 @@ def status(client: WebhookClient, secret: str | None = None) -> WebhookOutcome:
             if state != "active":
                 outcome.exit_code = 1
             outcome.lines.append(WebhookLine(event_type, str(hook.get("id")), _target(hook), state))
+    outcome.lines.sort(key=lambda line: CONSUMED_EVENTS.index(line.event_type))  # stable: MISSING in its place
     return outcome
 
 
@@ -265,13 +276,8 @@ def resume(client: WebhookClient, *, dry_run: bool = False) -> WebhookOutcome:
     """Resume every disabled coldsync webhook (secret header); list the others as they are. Exit code 1 when a
     consumed type still has no webhook, or (dry run) one is still disabled. While a webhook is disabled Instantly
     attempts nothing, so those events are not in the failed-delivery listing: polling is what catches them."""
-    mine = ours(client.list_webhooks())
     outcome = WebhookOutcome()
-    for event_type in CONSUMED_EVENTS:
-        hooks = [w for w in mine if covers(w, event_type)]
-        if not hooks:
-            outcome.lines.append(WebhookLine(event_type, None, "", "MISSING: run --webhooks register URL"))
-            outcome.exit_code = 1
+    for event_type, hooks in _ours_by_type(client, outcome):
         for hook in hooks:
             state = "active"
             if is_disabled(hook):
@@ -281,6 +287,7 @@ def resume(client: WebhookClient, *, dry_run: bool = False) -> WebhookOutcome:
                 else:
                     client.resume_webhook(str(hook["id"]))
             outcome.lines.append(WebhookLine(event_type, str(hook.get("id")), _target(hook), state))
+    outcome.lines.sort(key=lambda line: CONSUMED_EVENTS.index(line.event_type))  # stable: MISSING in its place
     return outcome
 
 
