@@ -14,7 +14,9 @@ memory is not kept, so each such run posts again):
   MAX_BOUNCE_RATE, coldsync.phases.topup) or a campaign Instantly holds in bounce protect; cleared by a
   run whose top-up found none. Judged only by a run that had room (only then are the figures read);
 - `dead_letters`: more than ALERT_DEAD_LETTERS (50) open dead letters at the end of the run; cleared at
-  or below.
+  or below;
+- `webhooks`: with WEBHOOKS_ENABLED, a coldsync webhook Instantly disabled, one missing, doubled or sending
+  another secret (coldsync.webhooks.ops.health, read each run); cleared by a run that finds them all well.
 
 Memory: the open conditions and the no-adds streak are kept in the run's summary (`alerts`, in
 ops_run_log.summary_json) and read back from the newest live run's row whatever its outcome (a failed run's
@@ -51,7 +53,7 @@ POST_TIMEOUT = (3.05, 5.0)
 """Seconds to connect and to wait for the answer of one webhook post: a slow receiver delays the run's end by
 at most this, once per message."""
 
-CONDITIONS = ("run_failed", "no_adds", "deliverability_guard", "dead_letters")
+CONDITIONS = ("run_failed", "no_adds", "deliverability_guard", "dead_letters", "webhooks")
 FAILED_OUTCOMES = frozenset({"failed", "alarm", "config_error"})
 DONE_OUTCOMES = frozenset({"success", "alarm"})
 """Runs that went through their phases: only they tell whether the top-up added anything."""
@@ -76,6 +78,7 @@ class Observation:
     added: int = 0
     guards: tuple[str, ...] | None = None  # campaign labels held back by a deliverability guard
     open_dead_letters: int | None = None
+    webhooks: tuple[str, ...] | None = None  # what is wrong with the webhooks (WEBHOOKS_ENABLED); None: not looked at
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ def plan_alerts(memory: Mapping[str, Any], seen: Observation, *, after_runs: int
         "no_adds": None if seen.idle is None else idle_runs >= after_runs,
         "deliverability_guard": None if seen.guards is None else bool(seen.guards),
         "dead_letters": None if seen.open_dead_letters is None else seen.open_dead_letters > dead_letter_limit,
+        "webhooks": None if seen.webhooks is None else bool(seen.webhooks),
     }
     opening: dict[str, Callable[[], str]] = {
         "run_failed": lambda: f"coldsync run {seen.run_id} failed: {seen.error or 'no cause recorded'}",
@@ -113,6 +117,9 @@ def plan_alerts(memory: Mapping[str, Any], seen: Observation, *, after_runs: int
                                          "Instantly's bounce protect): no lead is added there until it recovers"),
         "dead_letters": lambda: (f"coldsync: {seen.open_dead_letters} open dead letters, above ALERT_DEAD_LETTERS="
                                  f"{dead_letter_limit}; see `sync_once.py --report`"),
+        "webhooks": lambda: ("coldsync: the Instantly webhooks need attention, so unsubscribes wait for the next run's "
+                             "polling instead of arriving at once: " + "; ".join(seen.webhooks or ())
+                             + " (`sync_once.py --webhooks status`; docs/OPERATIONS.md section 12)"),
     }
     clearing: dict[str, Callable[[], str]] = {
         "run_failed": lambda: f"coldsync: cleared: run {seen.run_id} succeeded",
@@ -121,6 +128,7 @@ def plan_alerts(memory: Mapping[str, Any], seen: Observation, *, after_runs: int
                                         f"(run {seen.run_id})",
         "dead_letters": lambda: (f"coldsync: cleared: {seen.open_dead_letters} open dead letters, at or below "
                                  f"ALERT_DEAD_LETTERS={dead_letter_limit}"),
+        "webhooks": lambda: f"coldsync: cleared: every consumed event type has one active webhook (run {seen.run_id})",
     }
     alerts: list[Alert] = []
     for condition in CONDITIONS:
@@ -183,8 +191,9 @@ def observe(ctx: RunContext, open_letters: int | None) -> Observation:
             guards = tuple(dict.fromkeys(held))
     if failed is None:  # interrupted: it judges nothing, and posts nothing while the job is being stopped
         open_letters = None
+    webhooks = tuple(report.webhook_problems) if report.webhook_problems is not None and failed is not None else None
     return Observation(run_id=report.run_id, failed=failed, error=report.error, idle=idle, added=report.added,
-                       guards=guards, open_dead_letters=open_letters)
+                       guards=guards, open_dead_letters=open_letters, webhooks=webhooks)
 
 
 def read_memory(ctx: RunContext) -> tuple[dict[str, Any], int | None]:

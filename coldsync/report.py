@@ -55,7 +55,10 @@ class RunReport:
     # Webhook events (phases/events.py): the newest received_at of the events this run settled; the next run
     # reads from there (minus a safety margin).
     events_watermark: dict[str, Any] = field(default_factory=dict)
-    webhook_backfill: dict[str, Any] = field(default_factory=dict)  # {"through": "YYYY-MM-DD"}: listed up to there
+    webhook_backfill: dict[str, Any] = field(default_factory=dict)  # coldsync.webhooks.ops.BackfillMark.to_dict
+    # With WEBHOOKS_ENABLED, what the run found wrong with the webhooks (coldsync.webhooks.ops.health: disabled,
+    # missing, duplicate, ...; [] all well); None: not looked at. The alert condition `webhooks` reads it.
+    webhook_problems: list[str] | None = None
     campaigns: dict[str, str] = field(default_factory=dict)  # route (or route/arm) -> "active" / "paused" / ...
     warnings: list[str] = field(default_factory=list)
     phases: dict[str, PhaseReport] = field(default_factory=dict)

@@ -219,3 +219,17 @@ def test_warehouse_failure_at_the_lock_still_posts(tmp_path: Path, receiver: _Re
     [text] = receiver.texts()
     assert text.startswith(f"coldsync run {result.report.run_id} failed: could not take the run lock: ")
     assert "@" not in text and result.report.alerts["posted"] == ["run_failed open"]
+
+
+def test_webhooks_condition_opens_on_a_problem_and_clears_when_all_are_well() -> None:
+    """A run that found a disabled webhook opens `webhooks` with the problem in the message; a run that did not look
+    (None) changes nothing; a run that found none clears it."""
+    problem = "lead_unsubscribed: DISABLED since 2026-11-30T09:00:00.000Z: run --webhooks resume"
+    memory, alerts = _run({}, run_id="r1", webhooks=(problem,))
+    assert [(a.condition, a.kind) for a in alerts] == [("webhooks", "open")]
+    assert problem in alerts[0].text and "polling" in alerts[0].text
+    memory, alerts = _run(memory, run_id="r2", webhooks=None)
+    assert alerts == [] and memory["open"] == {"webhooks": {"since_run": "r1"}}
+    memory, alerts = _run(memory, run_id="r3", webhooks=())
+    assert [(a.condition, a.kind, a.text) for a in alerts] == [
+        ("webhooks", "cleared", "coldsync: cleared: every consumed event type has one active webhook (run r3)")]

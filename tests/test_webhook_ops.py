@@ -332,3 +332,23 @@ def test_status_flags_a_duplicate_and_a_secret_the_receiver_would_refuse(client:
         ("lead_unsubscribed", "active"), ("email_bounced", "active"), ("reply_received", "active"),
         ("reply_received", "DUPLICATE")]
     assert plain.exit_code == 1
+
+
+def test_register_replaces_an_all_events_webhook_and_leaves_another_installation_alone(
+        sim: InstantlySimulator, client: InstantlyClient) -> None:
+    """A coldsync `all_events` webhook (this secret) is deleted by register once the three typed ones exist, and
+    status flagged it EXTRA before; a webhook with the coldsync header but another installation's secret and URL
+    is neither changed nor deleted."""
+    mine = client.create_webhook(URL, "all_events", headers={SECRET_HEADER: SECRET})
+    theirs = client.create_webhook("https://staging.corp.example/hook", "lead_unsubscribed",
+                                   headers={SECRET_HEADER: ROTATED})
+    before = status(client, SECRET)
+    assert ("all_events", "EXTRA") in [(line.event_type, line.state.split(":")[0]) for line in before.lines]
+    done = register(client, URL, SECRET)
+    assert [(line.event_type, line.state) for line in done.lines] == [
+        ("lead_unsubscribed", "created"), ("email_bounced", "created"), ("reply_received", "created"),
+        ("all_events", "deleted (not one webhook per consumed event type)")]
+    left = {h["id"]: (h["event_type"], h["target_hook_url"], h["headers"][SECRET_HEADER]) for h in sim.webhooks()}
+    assert mine["id"] not in left
+    assert left[theirs["id"]] == ("lead_unsubscribed", "https://staging.corp.example/hook", ROTATED)
+    assert len(left) == 4

@@ -252,3 +252,64 @@ def test_opening_the_warehouse_waits_for_the_receiver_instead_of_refusing(receiv
         for thread in threads:
             thread.join(timeout=10)
     assert len(answers) > 20 and set(answers) <= {200, 503}
+
+
+def test_a_run_warns_of_disabled_webhooks_lists_only_its_receiver_and_drops_a_refused_cursor(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With WEBHOOKS_ENABLED and the receiver down: 30 hand-added leads unsubscribe (120 failed attempts); the
+    webhook gets disabled, and the run says so (a warning naming DISABLED; webhook_problems for the alert). The
+    backfill asks only for the receiver's URL (search); cut at 1 page a run it keeps a cursor; when Instantly
+    refuses that cursor (400) the next run drops it and a later run lists from the day again and stores all 30."""
+    import coldsync.phases.events as events_phase
+    from coldsync.instantly.errors import ValidationError
+
+    path = tmp_path / "wh.duckdb"
+    settings = sync_settings(tmp_path, webhooks_enabled="true")
+    warehouse = DuckDBWarehouse(path, "coldsync")
+    try:
+        build(warehouse, settings, [], as_of=START)
+    finally:
+        warehouse.close()
+    sim = sim_for_test(webhook_disable_after=30)
+    monkeypatch.setattr(events_phase, "BACKFILL_MAX_PAGES", 1)
+
+    class Refusing(InstantlyClient):
+        refuse = False
+
+        def list_webhook_events(self, **kwargs: Any) -> Any:
+            if self.refuse and kwargs.get("starting_after"):
+                raise ValidationError("bad cursor", http_status=400, method="GET", path="/webhook-events")
+            return super().list_webhook_events(**kwargs)
+
+    client = Refusing("sim-key", base_url=sim.base_url, backoff_base=0.01, backoff_max=0.05)
+    try:
+        url = dead_url()
+        register(client, url, SECRET)
+        client.create_webhook("https://zapier.corp.example/x", "email_sent", headers={})
+        sim.insert_leads(SMB, [{"email": f"h{i:02d}@corp.example"} for i in range(30)])
+        for lead_id in sorted(str(x["id"]) for x in sim.leads()):
+            sim.finish_lead(lead_id, "unsubscribed")
+        assert sim.wait_for_webhooks(10)
+        assert [w["status"] for w in sim.webhooks() if w["event_type"] == "lead_unsubscribed"] == [-1]
+
+        first = run_once(path, settings, client, sim)
+        assert first.exit_code == 0, first.report.render_text()
+        assert any("webhooks need attention" in w and "DISABLED since" in w for w in first.report.warnings)
+        assert [p.split(":")[0] for p in first.report.webhook_problems or []] == ["lead_unsubscribed"]
+        searched = {tuple(r.query.get("search", [])) for r in sim.requests_to("GET", "/webhook-events")}
+        assert searched == {(url,)}
+        mark = first.report.webhook_backfill
+        assert mark.get("after") and "through" not in mark
+        client.refuse = True
+        second = run_once(path, settings, client, sim)
+        assert any("refused the webhook backfill's cursor" in w for w in second.report.warnings)
+        assert "after" not in second.report.webhook_backfill
+        client.refuse = False
+        monkeypatch.setattr(events_phase, "BACKFILL_MAX_PAGES", 10)
+        third = run_once(path, settings, client, sim)
+        assert third.exit_code == 0
+        assert query(path, "SELECT COUNT(*) AS n, COUNT(DISTINCT email) AS e FROM `{ds}.ops_instantly_events`") == [
+            {"n": 30, "e": 30}]
+    finally:
+        client.close()
+        sim.stop()

@@ -2718,6 +2718,7 @@ class InstantlyClient:
         max_pages: int | None = None,
         page_size: int = MAX_PAGE_SIZE,
         starting_after: str | None = None,
+        search: str | None = None,
     ) -> Listing[dict[str, Any]]:
         """Delivery attempts of the workspace's webhooks (`GET /webhook-events`, operation listWebhookEvent),
         cursor-paged over every page; iterate, then read `.complete` (False: cut short, e.g. at `max_pages`).
@@ -2730,7 +2731,8 @@ class InstantlyClient:
         as `YYYY-MM-DD` (the UTC day of an aware datetime). A failed attempt that a later retry delivered is
         still listed as failed: the attempts of one event share `retry_group_id` (the simulator's reading of
         the spec; the backfill stores payloads by dedup key, so a delivered one listed again is harmless).
-        `starting_after` goes on from a listing cut short (its `resume_cursor`). Raises `WebhookPlanError` on
+        `starting_after` goes on from a listing cut short (its `resume_cursor`); `search` keeps the attempts to
+        one webhook URL (the spec: "Search by exact webhook URL or lead email match"). Raises `WebhookPlanError` on
         402 (while paging), ValueError for a bad page size or a window that ends before it starts."""
         _check_page_size(page_size)
         start = _utc_day(from_date, "from_date") if from_date is not None else None
@@ -2746,6 +2748,8 @@ class InstantlyClient:
                 params["from"] = start.isoformat()
             if end is not None:
                 params["to"] = end.isoformat()
+            if search:
+                params["search"] = search
             if cursor:
                 params["starting_after"] = cursor
             body = self._webhook_request("GET", "/webhook-events", params=params, accept=_is_webhook_event_page)

@@ -60,7 +60,7 @@ from coldsync.store import StateRow, dnc_row
 from coldsync.suppression import address_key
 from coldsync.warehouse.base import WarehouseError
 from coldsync.webhooks.events import BOUNCED, CONSUMED_EVENTS, REPLIED, SUPPRESSING_EVENTS, UNSUBSCRIBED
-from coldsync.webhooks.ops import BACKFILL_MAX_PAGES, BackfillMark, backfill
+from coldsync.webhooks.ops import BACKFILL_MAX_PAGES, BackfillMark, backfill, health, normal_url, ours
 
 SOURCE = "instantly_webhook"
 """DNC source of an unsubscribe or bounce delivered by webhook."""
@@ -260,38 +260,64 @@ def plan_with_events(leads: Iterable[tuple[Mapping[str, Any], dt.datetime | None
 
 
 def backfill_events(ctx: RunContext) -> None:
-    """With WEBHOOKS_ENABLED: read the failed deliveries back into ops_instantly_events before the events are read
-    (coldsync.webhooks.ops.backfill: listWebhookEvent success=false, at most BACKFILL_MAX_PAGES pages a run, going
-    on from where the last run's listing stopped), so what the receiver missed (down, busy, refused) is honoured
-    in this same run; an erased person's delivery is not stored again. Counts go to the events phase
-    (`backfill listed`, `backfill stored`, ...). A plan without webhooks (402) or a failed listing is a warning,
-    never a failed run: polling is the safety net, and the mark (RunReport.webhook_backfill) does not move. A dry
-    run lists and writes nothing."""
+    """With WEBHOOKS_ENABLED, before the events are read: look at coldsync's webhooks (listWebhook: one call) and
+    warn, and raise the `webhooks` alert, when one is disabled, missing or doubled (coldsync.webhooks.ops.health):
+    a disabled webhook attempts nothing, so nothing else would show it; then read the failed deliveries of the
+    receiver's URL back into ops_instantly_events (coldsync.webhooks.ops.backfill: listWebhookEvent success=false,
+    at most BACKFILL_MAX_PAGES pages a run, going on from where the last run's listing stopped), so what the receiver
+    missed (down, busy, refused) is honoured in this same run; an erased person's delivery is not stored again.
+    Counts go to the events phase (`backfill listed`, `backfill stored`, ...). A plan without webhooks (402) or a
+    failed call is a warning, never a failed run: polling is the safety net, and the mark
+    (RunReport.webhook_backfill) does not move; a cursor Instantly refuses (4xx) is dropped, so the next run lists
+    from the same day again instead of asking for it forever. A dry run lists and writes nothing."""
     if not ctx.settings.webhooks_enabled:
         return
     phase = ctx.report.phase(PHASE)
     phase.ran = True
     mark = BackfillMark.from_dict(ctx.store.last_summary.get("webhook_backfill"))
     ctx.report.webhook_backfill = mark.to_dict()
-    managed = {campaign_id.lower() for campaign_id in ctx.campaigns}
+    secret = ctx.settings.instantly_webhook_secret.reveal() or None
     try:
-        result = backfill(ctx.client, ctx.store.warehouse, managed, mark=mark, now=ctx.now,
-                          erased=ctx.store.erased_among, dry_run=ctx.dry_run, max_pages=BACKFILL_MAX_PAGES)
+        hooks = ctx.client.list_webhooks()
     except PlanError:
         ctx.report.warn("WEBHOOKS_ENABLED is on but Instantly answered 402: this workspace's plan has no webhooks "
                         "(nothing to backfill; polling alone keeps suppression): set WEBHOOKS_ENABLED=false")
         return
-    except (InstantlyError, WarehouseError) as exc:
+    except InstantlyError as exc:
+        ctx.report.warn(f"the webhooks could not be listed ({exc}); the next run looks again")
+        return
+    seen = health(hooks, secret)
+    problems = [line.render() for line in seen.lines if line.state != "active"]
+    ctx.report.webhook_problems = problems
+    if problems:
+        ctx.report.warn("webhooks need attention (polling keeps suppression meanwhile): " + "; ".join(problems))
+    urls = sorted({normal_url(str(h.get("target_hook_url") or "")) for h in ours(hooks)})
+    managed = {campaign_id.lower() for campaign_id in ctx.campaigns}
+    try:
+        result = backfill(ctx.client, ctx.store.warehouse, managed, mark=mark, now=ctx.now,
+                          erased=ctx.store.erased_among, dry_run=ctx.dry_run, max_pages=BACKFILL_MAX_PAGES,
+                          search=urls[0] if len(urls) == 1 else None)
+    except InstantlyError as exc:
+        refused_cursor = (mark.after is not None and exc.http_status is not None
+                          and 400 <= exc.http_status < 500 and exc.http_status not in (401, 402, 403, 429))
+        if refused_cursor:
+            ctx.report.webhook_backfill = BackfillMark(mark.through).to_dict()
+            ctx.report.warn(f"Instantly refused the webhook backfill's cursor ({exc}); the next run lists from "
+                            "the same day again")
+        else:
+            ctx.report.warn(f"the webhook backfill failed ({exc}); the next run lists the same days again")
+        return
+    except WarehouseError as exc:
         ctx.report.warn(f"the webhook backfill failed ({exc}); the next run lists the same days again")
         return
     tally = phase.plan if ctx.dry_run else phase.counts
-    tally["backfill listed"] += result.listed
-    tally["backfill stored" if not ctx.dry_run else "backfill would store"] += result.stored
-    tally["backfill already stored"] += result.already
-    tally["backfill unreadable"] += result.unreadable
-    tally["backfill of erased persons"] += result.erased
+    phase.counts["backfill listed"] += result.listed
+    tally["backfill stored" if not ctx.dry_run else "store from the backfill"] += result.stored
+    phase.counts["backfill already stored"] += result.already
+    phase.counts["backfill unreadable"] += result.unreadable
+    phase.counts["backfill of erased persons"] += result.erased
     for reason, n in result.ignored.items():
-        tally[f"backfill ignored: {reason}"] += n
+        phase.counts[f"backfill ignored: {reason}"] += n
     if not result.complete:
         phase.notes.append(f"the failed deliveries filled {BACKFILL_MAX_PAGES} pages: the next run reads on")
     ctx.report.webhook_backfill = result.mark.to_dict()

@@ -69,7 +69,8 @@ class WebhookClient(Protocol):
 
     def list_webhook_events(self, *, success: bool | None = None, from_date: dt.date | None = None,
                             to_date: dt.date | None = None, max_pages: int | None = None,
-                            starting_after: str | None = None) -> Iterator[dict[str, Any]]: ...
+                            starting_after: str | None = None, search: str | None = None
+                            ) -> Iterator[dict[str, Any]]: ...
 
 
 class WebhookInputError(ValueError):
@@ -164,28 +165,40 @@ class WebhookOutcome:
                            "exit_code": self.exit_code}, indent=2)
 
 
-def _managed(existing: Sequence[Mapping[str, Any]], target: str, event_type: str) -> list[Mapping[str, Any]]:
-    """coldsync's webhooks of one event type: those carrying the secret header, and any to the receiver URL (a
-    webhook to it without the header would only collect 401s), the one already at `target` first."""
-    hooks = [w for w in existing if w.get("event_type") == event_type
-             and (carries_secret(w) or normal_url(str(w.get("target_hook_url") or "")) == target)]
+def _mine(webhook: Mapping[str, Any], target: str, secrets: Sequence[str]) -> bool:
+    """Whether register may change this webhook: it sends one of `secrets` (INSTANTLY_WEBHOOK_SECRET, and
+    INSTANTLY_WEBHOOK_SECRET_PREVIOUS during a rotation) in the secret header, or it delivers to the receiver URL
+    (one to it without the secret would only collect 401s). A webhook with the header but another secret belongs
+    to another coldsync installation in the same workspace: left alone."""
+    return (any(carries_secret(webhook, secret) for secret in secrets)
+            or normal_url(str(webhook.get("target_hook_url") or "")) == target)
+
+
+def _managed(existing: Sequence[Mapping[str, Any]], target: str, event_type: str,
+             secrets: Sequence[str]) -> list[Mapping[str, Any]]:
+    """This installation's webhooks of one event type (_mine), the one already at `target` first."""
+    hooks = [w for w in existing if w.get("event_type") == event_type and _mine(w, target, secrets)]
     return sorted(hooks, key=lambda w: normal_url(str(w.get("target_hook_url") or "")) != target)
 
 
-def register(client: WebhookClient, url: str, secret: str, *, dry_run: bool = False) -> WebhookOutcome:
+def register(client: WebhookClient, url: str, secret: str, *, previous: str = "",
+             dry_run: bool = False) -> WebhookOutcome:
     """Make coldsync's webhooks exactly one per consumed event type (CONSUMED_EVENTS), for every campaign of the
     workspace, delivering to `url` with the secret header, named "coldsync <event type>". Idempotent, and it
     converges: a missing type is created (createWebhook); an existing one (carrying the header, or to this URL) is
     kept, pointed at `url` and given `secret` when either differs (patchWebhook: a rotated secret, a receiver that
-    moved), resumed when Instantly disabled it (resumeWebhook); a second one of the same type is deleted
-    (deleteWebhook: it would deliver every event twice). URLs compare as normal_url. `dry_run` lists what would be
-    done and calls nothing but the listing. Raises WebhookInputError for a bad URL, PlanError (402) when the plan has
-    no webhooks."""
+    moved), resumed when Instantly disabled it (resumeWebhook); a second one of the same type, or one of this
+    installation for another event type (e.g. `all_events`, which would deliver every event twice), is deleted
+    (deleteWebhook). Only this installation's webhooks are touched (_mine: its secret, or `previous` during a
+    rotation, or the receiver URL). URLs compare as normal_url. `dry_run` lists what would be done and calls
+    nothing but the listing. Raises WebhookInputError for a bad URL, PlanError (402) when the plan has no
+    webhooks."""
     target = check_receiver_url(url)
     existing = client.list_webhooks()
+    secrets = [value for value in (secret, previous) if value]
     outcome = WebhookOutcome()
     for event_type in CONSUMED_EVENTS:
-        hooks = _managed(existing, target, event_type)
+        hooks = _managed(existing, target, event_type, secrets)
         if not hooks:
             if not dry_run:
                 made = client.create_webhook(target, event_type, headers={SECRET_HEADER: secret},
@@ -222,8 +235,16 @@ def register(client: WebhookClient, url: str, secret: str, *, dry_run: bool = Fa
             outcome.lines.append(WebhookLine(event_type, str(duplicate.get("id")), _target(duplicate),
                                              "would delete (a second webhook of this type)" if dry_run
                                              else "deleted (a second webhook of this type)"))
-    outcome.note = ("Set WEBHOOKS_ENABLED=true for the scheduled sync (a repository variable) so each run backfills "
-                    "failed deliveries and validate_environment.py checks the webhooks.")
+    for other in existing:
+        if other.get("event_type") not in CONSUMED_EVENTS and _mine(other, target, secrets):
+            if not dry_run:
+                with suppress(NotFoundError):
+                    client.delete_webhook(str(other.get("id")))
+            outcome.lines.append(WebhookLine(str(other.get("event_type")), str(other.get("id")), _target(other),
+                                             ("would delete" if dry_run else "deleted")
+                                             + " (not one webhook per consumed event type)"))
+    outcome.note = ("Set WEBHOOKS_ENABLED=true for the scheduled sync (a repository variable) so each run checks "
+                    "the webhooks and backfills failed deliveries.")
     return outcome
 
 
@@ -232,13 +253,13 @@ def ours(existing: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [w for w in existing if carries_secret(w)]
 
 
-def _ours_by_type(client: WebhookClient, outcome: WebhookOutcome) -> list[tuple[str, list[Mapping[str, Any]]]]:
-    """coldsync's webhooks (secret header) per consumed event type, in CONSUMED_EVENTS order; a type with none is
+def _ours_by_type(mine: Sequence[Mapping[str, Any]],
+                  outcome: WebhookOutcome) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """coldsync's webhooks per consumed event type (exactly that type), in CONSUMED_EVENTS order; a type with none is
     listed in `outcome` as MISSING (exit code 1) and left out."""
-    mine = ours(client.list_webhooks())
     found = []
     for event_type in CONSUMED_EVENTS:
-        hooks = [w for w in mine if covers(w, event_type)]
+        hooks = [w for w in mine if w.get("event_type") == event_type]
         if hooks:
             found.append((event_type, hooks))
         else:
@@ -247,14 +268,15 @@ def _ours_by_type(client: WebhookClient, outcome: WebhookOutcome) -> list[tuple[
     return found
 
 
-def status(client: WebhookClient, secret: str | None = None) -> WebhookOutcome:
-    """Per consumed event type, the coldsync webhooks (secret header) delivering it and whether each is active;
-    with `secret` (INSTANTLY_WEBHOOK_SECRET where it is set), whether each sends that value (after a rotation
-    that was not registered, every delivery is refused 401). Exit code 1 when a type has none, a second one, one
-    disabled, or one with another secret. PlanError (402) propagates: the caller says the plan has no
-    webhooks."""
+def health(existing: Sequence[Mapping[str, Any]], secret: str | None = None) -> WebhookOutcome:
+    """What `status` says of a webhook listing (pure): per consumed event type, coldsync's webhooks (secret
+    header) and whether each is active; with `secret` (INSTANTLY_WEBHOOK_SECRET where it is set), whether each sends
+    it (after a rotation that was not registered every delivery is refused 401). Exit code 1 when a type has none,
+    a second one, one disabled, one with another secret, or when a coldsync webhook of another type (e.g.
+    `all_events`) would deliver events twice."""
+    mine = ours(existing)
     outcome = WebhookOutcome()
-    for event_type, hooks in _ours_by_type(client, outcome):
+    for event_type, hooks in _ours_by_type(mine, outcome):
         for index, hook in enumerate(hooks):
             if is_disabled(hook):
                 state = f"DISABLED since {hook.get('timestamp_error') or '?'}: run --webhooks resume"
@@ -268,8 +290,21 @@ def status(client: WebhookClient, secret: str | None = None) -> WebhookOutcome:
             if state != "active":
                 outcome.exit_code = 1
             outcome.lines.append(WebhookLine(event_type, str(hook.get("id")), _target(hook), state))
-    outcome.lines.sort(key=lambda line: CONSUMED_EVENTS.index(line.event_type))  # stable: MISSING in its place
+    for hook in mine:
+        if hook.get("event_type") not in CONSUMED_EVENTS:
+            outcome.exit_code = 1
+            outcome.lines.append(WebhookLine(str(hook.get("event_type")), str(hook.get("id")), _target(hook),
+                                             "EXTRA: not one webhook per consumed event type: run --webhooks "
+                                             "register URL"))
+    outcome.lines.sort(key=lambda line: (CONSUMED_EVENTS.index(line.event_type)
+                                         if line.event_type in CONSUMED_EVENTS else len(CONSUMED_EVENTS)))
     return outcome
+
+
+def status(client: WebhookClient, secret: str | None = None) -> WebhookOutcome:
+    """`health` of the workspace's webhooks (listWebhook). PlanError (402) propagates: the caller says the plan has
+    no webhooks."""
+    return health(client.list_webhooks(), secret)
 
 
 def resume(client: WebhookClient, *, dry_run: bool = False) -> WebhookOutcome:
@@ -277,7 +312,7 @@ def resume(client: WebhookClient, *, dry_run: bool = False) -> WebhookOutcome:
     consumed type still has no webhook, or (dry run) one is still disabled. While a webhook is disabled Instantly
     attempts nothing, so those events are not in the failed-delivery listing: polling is what catches them."""
     outcome = WebhookOutcome()
-    for event_type, hooks in _ours_by_type(client, outcome):
+    for event_type, hooks in _ours_by_type(ours(client.list_webhooks()), outcome):
         for hook in hooks:
             state = "active"
             if is_disabled(hook):
@@ -350,8 +385,8 @@ def backfill_from(last_through: dt.date | None, today: dt.date) -> dt.date:
 
 def backfill(client: WebhookClient, warehouse: Warehouse, managed: Collection[str], *, mark: BackfillMark,
              now: dt.datetime, erased: Callable[[Collection[str]], set[str]] | None = None, dry_run: bool = False,
-             max_pages: int | None = None) -> Backfill:
-    """Read the failed deliveries (listWebhookEvent, success=false, up to today) back into ops_instantly_events as
+             max_pages: int | None = None, search: str | None = None) -> Backfill:
+    """Read the failed deliveries (listWebhookEvent, success=false) back into ops_instantly_events as
     `backfill` rows, through the same parser and filter as the receiver (events.ignore_reason): an event of a type
     not consumed or of a campaign not managed (`managed`: lower-cased ids) is counted as ignored, an unreadable
     payload as unreadable, and an event of a person `erased` names (coldsync.store.Store.erased_among: their
@@ -359,12 +394,15 @@ def backfill(client: WebhookClient, warehouse: Warehouse, managed: Collection[st
     of a listing cut short, else from backfill_from(mark.through). One look-up of the dedup keys already stored
     (so neither engine stores a repeat), then one append. The payload is re-serialized from the listing's object
     (its key order kept): the original bytes are not in the API. `dry_run` counts and writes nothing, and keeps
-    the mark. Raises InstantlyError (PlanError: no webhooks on this plan) and WarehouseError."""
+    the mark. `search`: coldsync's receiver URL, so another tool's failing webhook does not use up the pages (the
+    spec's `search`: "exact webhook URL"). No `to` date: the listing runs to its end (today, or in the
+    simulator's clock its own today). Raises InstantlyError (PlanError: no webhooks on this plan) and
+    WarehouseError."""
     today = now.astimezone(dt.UTC).date()
     start = mark.resume_from if mark.after else backfill_from(mark.through, today)
     start = min(start or today, today)
-    listing = client.list_webhook_events(success=False, from_date=start, to_date=today, max_pages=max_pages,
-                                         starting_after=mark.after)
+    listing = client.list_webhook_events(success=False, from_date=start, max_pages=max_pages,
+                                         starting_after=mark.after, search=search)
     result = Backfill(mark=mark)
     rows: dict[str, EventRow] = {}
     for item in listing:
@@ -435,6 +473,7 @@ def webhooks_command(settings: Settings, action: Sequence[str], *, as_json: bool
         try:
             if verb == "register":
                 outcome = register(client, rest[0], settings.instantly_webhook_secret.reveal(),
+                                   previous=settings.instantly_webhook_secret_previous.reveal(),
                                    dry_run=settings.dry_run)
             elif verb == "status":
                 outcome = status(client, settings.instantly_webhook_secret.reveal() or None)
