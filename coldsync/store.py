@@ -888,6 +888,15 @@ class Store:
         return self.warehouse.query(READ_EVENTS_SQL, {"since": since, "types": StringArray(list(types))},
                                     label="events.read")
 
+    def dnc_email_keys_among(self, keys: Sequence[str]) -> set[str]:
+        """Of these email keys, those an ops_dnc row holds already (its stored email_key: every run keys the rows
+        written without one before this is asked). Raises WarehouseError."""
+        if not keys:
+            return set()
+        rows = self.warehouse.query("SELECT DISTINCT email_key FROM `{ds}.ops_dnc` WHERE email_key IN UNNEST(@keys)",
+                                    {"keys": StringArray(sorted(set(keys)))}, label="events.dnc_listed")
+        return {str(r["email_key"]) for r in rows}
+
     def delete_events_of(self, keys: Sequence[str]) -> int:
         """Delete the ops_instantly_events rows of these email keys (erased persons' late deliveries); the number
         deleted. Raises WarehouseError (on BigQuery also for rows still in the streaming buffer)."""

@@ -23,7 +23,7 @@ from coldsync.warehouse.schema import EVENTS
 from coldsync.webhooks.events import DELIVERED_BY_RECEIVER, parse_body
 from tests.helpers import add_sources, lead, ready
 from tests.invariants import World
-from tests.worlds import small_world
+from tests.worlds import SMB, small_world
 
 UNMANAGED = "99999999-9999-4999-8999-999999999999"
 
@@ -228,3 +228,19 @@ def test_watermark_bounds_the_read_and_a_late_backfilled_row_is_still_read(world
     second = world.run_checked()
     assert events_counts(second) == {"read": 1, "dnc_added": 1, "untracked": 1}
     assert dnc_of(world, "late@corp.example") == [{"source": SOURCE, "reason": "email_bounced (webhook)"}]
+
+
+def test_an_event_read_again_inside_the_margin_is_not_pushed_to_the_block_list_again(tmp_path: Path) -> None:
+    """With the block-list mirror on: an unsubscribe event for an untracked address is put on the DNC list and
+    pushed to Instantly's block list once; the next run reads the event again (inside the 15-minute margin) and
+    adds and pushes nothing; Instantly's block list holds the address once."""
+    with small_world(tmp_path, settings={"blocklist_mirror": "true"}) as world:
+        world.run_checked()
+        deliver(world, "Someone+x@Corp.example", "lead_unsubscribed", SMB)
+        world.run_checked()
+        second = world.run_checked()
+        assert second.report.phase("events").counts["read"] == 1
+        assert second.report.phase("events").counts.get("dnc_added", 0) == 0
+        bodies = [r.request_body for r in world.sim.requests_to("POST", "/block-lists-entries/bulk-create")]
+        pushed = [v for body in bodies for v in body["bl_values"] if "someone" in v]
+        assert pushed == ["someone+x@corp.example"]

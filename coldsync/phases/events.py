@@ -340,15 +340,20 @@ def read_events(ctx: RunContext) -> EventBatch:
     if erased:
         phase.notes.append(f"{len(erased)} event(s) of erased persons add no plain-text DNC row")
     batch.dnc = dnc_rows(batch.events, erased)
+    if batch.dnc:  # an address already on the list (an event read again inside the margin, or polled) adds nothing,
+        # and is not pushed to Instantly's block list again
+        listed = ctx.store.dnc_email_keys_among([str(r["email_key"]) for r in batch.dnc if r.get("email_key")])
+        batch.dnc = [r for r in batch.dnc if r.get("email_key") not in listed]
+    # `read` counts every row read, those inside the safety margin too (already settled by the last run: each step
+    # is idempotent, and the DNC rows above leave out what the list holds, so nothing is pushed twice).
     counted: Counter[str] = Counter()
     batch.by_lead_id = match_tracked(batch.events, ctx.state, ctx.manages, counted)
-    tally = phase.plan if ctx.dry_run else phase.counts
-    tally["read"] += len(batch.events)
+    phase.counts["read"] += len(batch.events)
     for key, n in counted.items():
-        tally[key] += n
+        phase.counts[key] += n
     if ctx.dry_run:
         phase.plan["merge into DNC"] += len(batch.dnc)
-        phase.plan["leads to read by id"] += len(batch.by_lead_id)
+        phase.plan["read by id, to drain,"] += len(batch.by_lead_id)
     return batch
 
 
