@@ -58,7 +58,7 @@ what lets it import `coldsync`; `.gcloudignore` keeps data/, .env and config/sec
       --entry-point=receive --trigger-http --allow-unauthenticated \\
       --service-account=coldsync-webhooks@PROJECT.iam.gserviceaccount.com \\
       --memory=512Mi --cpu=1 --concurrency=20 --timeout=10s --min-instances=1 --max-instances=5 \\
-      --set-env-vars=BQ_PROJECT=PROJECT,BQ_DATASET=coldsync,BQ_LOCATION=US,LOG_LEVEL=INFO \\
+      --set-env-vars=BQ_PROJECT=PROJECT,BQ_DATASET=coldsync,BQ_LOCATION=US \\
       --set-secrets=INSTANTLY_WEBHOOK_SECRET=coldsync-webhook-secret:latest
 
 --allow-unauthenticated because Instantly cannot present a Google identity: the secret header is the
