@@ -166,7 +166,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("duckdb_path", "str", "data/coldsync.duckdb", "DuckDB file used when BQ_PROJECT is empty."),
     SettingSpec("duckdb_memory_limit", "str", "auto",
                 "Memory DuckDB may use (it spills to DUCKDB_TEMP_DIRECTORY beyond). `auto`: the warehouse file's "
-                "size, at least 128 MiB, at most 160 MiB and 1/8 of the machine's memory (DuckDB's share of a run's "
+                "size, at least 96 MiB, at most 112 MiB and 1/8 of the machine's memory (DuckDB's share of a run's "
                 "peak: docs/PERFORMANCE.md); or a size such as 512MB (MB = 1000^2 bytes, MiB = 1024^2).",
                 pattern=r"(?i)^(auto|\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB))$",
                 pattern_hint="auto or a size such as 128MB or 1GB"),

@@ -34,6 +34,7 @@ from coldsync.settings import Settings
 from coldsync.suppression import address_key, domain_key, sql_email_key, sql_erasure_hash
 from coldsync.warehouse.base import Param, Rows, StringArray, Warehouse, WarehouseError
 from coldsync.warehouse.schema import (
+    CANDIDATE_COLUMNS,
     CANDIDATE_ROW_COLUMNS,
     CANDIDATES,
     CANDIDATES_REFRESH_KEY,
@@ -389,24 +390,41 @@ WHERE resolved_at IS NULL AND gave_up_at IS NULL
 # (@limits: route, n).
 def read_ready_sql(routing: Routing, outcomes: PolicyTable | None = None, *, stored: bool = False,
                    most: int = 1) -> str:
-    """One row per route (NULL: the unrouted leads) with its ready count (`route_ready`), how many of those have
-    no score (`route_unscored`), and `top`: its first `most` ready leads by priority (PRIORITY_ORDER) as an array
-    of structs (every candidate column, the declared extra source columns, `score`), in that order. One pass
-    over the candidates; each route keeps only its best `most` while reading (BigQuery's bounded ARRAY_AGG;
-    DuckDB's min_by with n, coldsync.warehouse.duckdb._bounded_top_n): no sort of every ready lead, memory
-    bounded by routes x `most`. Rules 1-2 come from the live source, or with `stored` from ops_candidates (the
-    sync's read, after Store.refresh_candidates). Raises ValueError when `most` is not an int >= 1 (it is
-    formatted into the SQL: BigQuery takes only a constant there)."""
+    """One row per route (NULL: the unrouted leads) and chosen lead: the route's ready count (`route_ready`),
+    how many of those have no score (`route_unscored`), and one of its first `most` ready leads by priority
+    (PRIORITY_ORDER): every candidate column, the declared extra source columns, `score`, and `route_pos`, its
+    place in the route (order only: the first is the lowest; NULL on the one row of a route that carries no
+    lead, always the unrouted one). One pass over the candidates; each route keeps only its best `most` while
+    reading (BigQuery's bounded ARRAY_AGG; DuckDB's min_by with n, coldsync.warehouse.duckdb._bounded_top_n):
+    no sort of every ready lead. The aggregate keeps only what the candidate table cannot give back (the key,
+    the history's columns, the score): the text columns of the chosen leads are joined back by email_key
+    (unique per candidate), so memory is bounded by routes x `most` narrow entries, not whole rows (issue 16
+    target 7: at 3M source rows the whole rows took DuckDB ~100 MB more). Rules 1-2 come from the live source,
+    or with `stored` from ops_candidates (the sync's read, after Store.refresh_candidates), which then serves
+    the join back too; from the live source the join back reads `deduped` (rules 1-2) a second time (a dry run
+    with a stale table only). Raises ValueError when `most` is not an int >= 1 (it is formatted into the SQL:
+    BigQuery takes only a constant there)."""
     if isinstance(most, bool) or not isinstance(most, int) or most < 1:
         raise ValueError(f"read_ready_sql: most must be an int >= 1, not {most!r}")
-    fields = ", ".join(f"r.{name} AS {name}" for name in (*CANDIDATE_ROW_COLUMNS, *routing.source_columns, "score"))
+    kept = [name for name in CANDIDATE_ROW_COLUMNS if name not in CANDIDATE_COLUMNS or name == "email_key"]
+    joined = [name for name in CANDIDATE_ROW_COLUMNS if name in CANDIDATE_COLUMNS and name != "email_key"]
+    fields = ", ".join(f"r.{name} AS {name}" for name in (*kept, "score"))
+    back = f"`{{ds}}.{CANDIDATES.name}`" if stored else "deduped"
+    columns = ", ".join([*(f"d.{name}" for name in (*joined, *routing.source_columns)),
+                         *(f"t.{name}" for name in (*kept, "score"))])
     return f"""
 WITH {candidate_ctes(routing.source_columns, stored=stored)},
-{routed_cte(routing, source="candidates", as_of="@as_of", threshold="@smb_threshold", outcomes=outcomes)}
-SELECT r.sequence_target, COUNT(*) AS route_ready, COUNTIF(r.score IS NULL) AS route_unscored,
-       ARRAY_AGG(STRUCT({fields}) ORDER BY {PRIORITY_ORDER} LIMIT {most}) AS top
-FROM routed AS r
-GROUP BY r.sequence_target
+{routed_cte(routing, source="candidates", as_of="@as_of", threshold="@smb_threshold", outcomes=outcomes)},
+tops AS (
+  SELECT r.sequence_target, COUNT(*) AS route_ready, COUNTIF(r.score IS NULL) AS route_unscored,
+         ARRAY_AGG(STRUCT({fields}) ORDER BY {PRIORITY_ORDER} LIMIT {most}) AS top
+  FROM routed AS r
+  GROUP BY r.sequence_target
+)
+SELECT k.sequence_target, k.route_ready, k.route_unscored, pos AS route_pos, {columns}
+FROM tops AS k
+LEFT JOIN UNNEST(IF(k.sequence_target IS NULL, NULL, k.top)) AS t WITH OFFSET AS pos
+LEFT JOIN {back} AS d ON d.email_key = t.email_key
 """  # noqa: S608
 
 
@@ -663,15 +681,25 @@ class Store:
         rows = self.warehouse.query(sql, self._rules(sql), label="topup.read_ready")
         counts: dict[str | None, int] = {}
         unscored = 0
-        taken: list[dict[str, Any]] = []
-        for row in sorted(rows, key=lambda r: (r["sequence_target"] is not None, str(r["sequence_target"] or ""))):
+        routes: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for row in rows:
             target = None if row["sequence_target"] is None else str(row["sequence_target"])
-            counts[target] = int(row["route_ready"])
-            unscored += int(row["route_unscored"] or 0)
-            if target is None:
+            if target not in counts:
+                counts[target] = int(row["route_ready"])
+                unscored += int(row["route_unscored"] or 0)
+            pos = row.pop("route_pos")
+            if target is None or pos is None:
                 continue
-            for rank, lead in enumerate(list(row["top"] or [])[:wanted.get(target, 0)], start=1):
-                taken.append({**dict(lead), "sequence_target": target, "route_rank": rank})
+            for name in ("route_ready", "route_unscored"):
+                del row[name]
+            row["sequence_target"] = target
+            routes.setdefault(target, []).append((int(pos), row))
+        taken: list[dict[str, Any]] = []
+        for target in sorted(routes):
+            chosen = sorted(routes[target], key=lambda item: item[0])[:wanted.get(target, 0)]
+            for rank, (_pos, lead) in enumerate(chosen, start=1):
+                lead["route_rank"] = rank
+                taken.append(lead)
         self.ready_seen = (counts, unscored)
         return taken
 

@@ -27,18 +27,18 @@ MIDSIZE = "5ffbe8c3-dc0e-41e4-9999-48f00d2015df"
 
 
 @pytest.mark.parametrize(("file_bytes", "machine", "expected"), [
-    (0, 16 * GiB, "128MiB"),  # a new file: the floor
-    (20 * MiB, 16 * GiB, "128MiB"),  # the 300,000-row benchmark warehouse (15 MB): the floor
-    (142 * MiB, 16 * GiB, "142MiB"),  # the 3M-row one (142 MB): its size
-    (142 * MiB + 1, 16 * GiB, "143MiB"),  # rounded up to a whole MiB
-    (2 * GiB, 16 * GiB, "160MiB"),  # beyond: the ceiling that keeps the peak under 300 MB
-    (2 * GiB, 1 * GiB, "128MiB"),  # 1/8 of a 1 GiB machine is 128 MiB
-    (2 * GiB, 512 * MiB, "128MiB"),  # 1/8 would be 64 MiB: never below the floor
-    (150 * MiB, None, "150MiB"),  # machine memory unknown: the ceiling alone
+    (0, 16 * GiB, "96MiB"),  # a new file: the floor
+    (57 * MiB, 16 * GiB, "96MiB"),  # the 300,000-row benchmark warehouse (57 MiB): the floor
+    (100 * MiB, 16 * GiB, "100MiB"),  # between floor and ceiling: its size
+    (100 * MiB + 1, 16 * GiB, "101MiB"),  # rounded up to a whole MiB
+    (595 * MiB, 16 * GiB, "112MiB"),  # the 3M-row one (595 MiB): the ceiling that keeps the peak under 300 MB
+    (2 * GiB, 800 * MiB, "100MiB"),  # 1/8 of an 800 MiB machine is 100 MiB
+    (2 * GiB, 512 * MiB, "96MiB"),  # 1/8 would be 64 MiB: never below the floor
+    (105 * MiB, None, "105MiB"),  # machine memory unknown: the ceiling alone
 ])
 def test_auto_scales_with_the_warehouse_file_within_floor_and_ceiling(file_bytes: int, machine: int | None,
                                                                       expected: str) -> None:
-    """`auto` is the file's size in whole MiB, at least 128 MiB, at most 160 MiB and 1/8 of the machine."""
+    """`auto` is the file's size in whole MiB, at least 96 MiB, at most 112 MiB and 1/8 of the machine."""
     limit = resolve_memory_limit("auto", file_bytes, machine)
     assert limit.value == expected
     assert limit.origin.startswith("auto: the ")
@@ -75,7 +75,7 @@ def test_a_limit_too_small_to_open_a_warehouse_is_refused_before_anything_runs(t
 
 def test_the_words_and_units_are_taken_in_any_case(tmp_path: Path) -> None:
     """`AUTO`, `128mb` and `1gib` mean what `auto`, `128MB` and `1GiB` do, in the setting and in the warehouse."""
-    assert resolve_memory_limit("AUTO", 0, None).value == "128MiB"
+    assert resolve_memory_limit("AUTO", 0, None).value == "96MiB"
     assert size_bytes("128mb") == 128_000_000 and size_bytes("1gib") == 2**30
     assert make_settings(tmp_path, duckdb_memory_limit="128mb").duckdb_memory_limit == "128mb"
     assert make_settings(tmp_path, duckdb_memory_limit="64MiB").duckdb_memory_limit == "64MiB"
@@ -88,15 +88,15 @@ def _duck_setting(warehouse: DuckDBWarehouse, name: str) -> str:
 
 
 def test_duckdb_gets_the_resolved_limit_and_the_description_says_where_it_came_from(tmp_path: Path) -> None:
-    """A new file opens with 128 MiB (auto's floor) and a 200 MiB file with 160 MiB; an explicit 256MB is
+    """A new file opens with 96 MiB (auto's floor) and a 200 MiB file with 112 MiB; an explicit 256MB is
     DuckDB's 244.1 MiB; resources() (what validate_environment.py prints beside the warehouse) names the value and
     its origin."""
     settings = make_settings(tmp_path)
     warehouse = connect(settings)
     assert isinstance(warehouse, DuckDBWarehouse)
     try:
-        assert _duck_setting(warehouse, "memory_limit") == "128.0 MiB"
-        assert "memory limit 128MiB (auto: the 0 MiB warehouse file x1, kept within 128-" in warehouse.resources()
+        assert _duck_setting(warehouse, "memory_limit") == "96.0 MiB"
+        assert "memory limit 96MiB (auto: the 0 MiB warehouse file x1, kept within 96-" in warehouse.resources()
         assert f"spills to {settings.duckdb_file()}.tmp" in warehouse.resources()
     finally:
         warehouse.close()
@@ -104,10 +104,10 @@ def test_duckdb_gets_the_resolved_limit_and_the_description_says_where_it_came_f
         grown.truncate(200 * MiB)
     big = connect(settings)
     assert isinstance(big, DuckDBWarehouse)
-    try:  # 160 MiB, or 1/8 of this machine when that is smaller (the pure cases above pin the numbers)
+    try:  # 112 MiB, or 1/8 of this machine when that is smaller (the pure cases above pin the numbers)
         expected = resolve_memory_limit("auto", 200 * MiB, machine_memory())
         assert big.memory_limit == expected
-        assert expected.value == "160MiB" or "of this machine's" in expected.origin
+        assert expected.value == "112MiB" or "of this machine's" in expected.origin
         assert _duck_setting(big, "memory_limit") == f"{expected.value[:-3]}.0 MiB"
     finally:
         big.close()
@@ -134,7 +134,7 @@ def test_validate_environment_prints_the_memory_limit_in_effect(tmp_path: Path) 
         sim.stop()
     line = next(c for c in result.checks if c.name == "warehouse")
     assert line.status == "pass"
-    assert "memory limit 128MiB (auto: the 0 MiB warehouse file x1" in line.detail
+    assert "memory limit 96MiB (auto: the 0 MiB warehouse file x1" in line.detail
 
 
 @contextmanager

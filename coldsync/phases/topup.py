@@ -287,7 +287,7 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
     log.info("read %d ready lead(s) (%d kept) for a room of %d from the warehouse in %.1fs", len(ready_rows),
              len(rows), allocation.total, time.monotonic() - started)
 
-    chosen: dict[str, list[tuple[str, dict[str, Any], Mapping[str, Any], Route, Arm]]] = {}
+    chosen: dict[str, list[tuple[str, Mapping[str, Any], Route, Arm]]] = {}
     rejected: list[dict[str, Any]] = []
     for row in rows:
         email = normalize_email(row.get("email"))
@@ -300,11 +300,11 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
                                         give_up_reason="invalid email"))
             continue
         arm = route.arm_for(email)
-        chosen.setdefault(arm.campaign_id, []).append((email, lead_payload(row, email, route), row, route, arm))
+        chosen.setdefault(arm.campaign_id, []).append((email, row, route, arm))
     for items in chosen.values():
-        route_name = items[0][3].name
-        arm_name = items[0][4].name
-        phase.plan[f"add {route_name}/{arm_name}" if len(items[0][3].arms) > 1 else f"add {route_name}"] += len(items)
+        route_name = items[0][2].name
+        arm_name = items[0][3].name
+        phase.plan[f"add {route_name}/{arm_name}" if len(items[0][2].arms) > 1 else f"add {route_name}"] += len(items)
         if ctx.dry_run:
             ctx.report.route_count(route_name, "added", len(items))
     if ctx.dry_run or not chosen:
@@ -316,9 +316,12 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
     intents = [{"email": email, "op": "upsert", "campaign_id": campaign_id, "sequence_target": route.name,
                 "status": "pending", "instantly_lead_id": None, "attempt_num": int(row.get("attempt_num") or 1),
                 "outcome": None, "added_at": ctx.now, "arm": arm.name}
-               for campaign_id, items in chosen.items() for email, _payload, row, route, arm in items]
+               for campaign_id, items in chosen.items() for email, row, route, arm in items]
     ctx.check_deadline("the top-up's writes")
     ctx.store.apply_state(intents, label="topup.intent")
+    # Issue 16 target 7 (peak memory): what is written goes (24,000 intents are ~10 MB), and each campaign's rows go
+    # once settled (`chosen` is then their only holder), before the state, DNC and history writes.
+    del intents, ready_rows, rows
 
     # 2. Push, 3. settle every lead's outcome.
     state: list[dict[str, Any]] = []
@@ -333,7 +336,9 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
             # Out of time: this campaign's intents stay 'pending'; the next run frees or adopts them.
             ctx.report.warn(f"stopped before adding {label} leads: the run neared its lock lease")
             continue
-        result = ctx.client.add_leads(campaign_id, [payload for _e, payload, _r, _ro, _a in items],
+        # Each campaign's payloads are made just before its add and dropped after it (issue 16 target 7).
+        payloads = [lead_payload(row, email, route) for email, row, route, _arm in items]
+        result = ctx.client.add_leads(campaign_id, payloads,
                                       skip_if_in_workspace=True, chunk_size=settings.batch_size,
                                       concurrency=settings.instantly_add_concurrency)
         for unusable in result.unusable:
@@ -343,10 +348,12 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
         if result.remaining_in_plan is not None and result.remaining_in_plan <= 0:
             ctx.report.warn("the Instantly plan's lead limit is reached: no more leads can be uploaded")
         for outcome in result.outcomes:
-            email, _payload, source_row, route, _arm = items[outcome.index]
+            email, source_row, route, _arm = items[outcome.index]
             _settle(ctx, outcome, email, campaign_id, source_row, state, dnc, history, letters, unconfirmed)
             if outcome.outcome == "created":
                 ctx.report.route_count(route.name, "added")
+        del payloads, result
+        items.clear()
     _recheck(ctx, unconfirmed, dnc, letters)
     held = phase.counts["held back: service failure"]
     if held:

@@ -49,17 +49,16 @@ _DUCK_TYPES = {
 _WRITE_PREFIXES = ("INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "ALTER", "DROP")
 
 MiB = 2**20
-MEMORY_FLOOR = 128 * MiB
+MEMORY_FLOOR = 96 * MiB
 """The smallest automatic DUCKDB_MEMORY_LIMIT: what a run at 30,000 to 300,000 source rows is measured with
-(docs/PERFORMANCE.md: its reads fit, its peak stays near 250 MB)."""
-MEMORY_CEILING = 160 * MiB
+(docs/PERFORMANCE.md: its reads fit)."""
+MEMORY_CEILING = 112 * MiB
 """The largest automatic DUCKDB_MEMORY_LIMIT: what issue 16's target 7 (peak RSS under 300 MB at 3,000,000
-source rows) leaves DuckDB. Measured on the 3M-row benchmark warehouse (ready counts, source rejects and the
-ready rows, one process each, ru_maxrss): limit 128MB (122 MiB) peaked at 238 MB, 256MB (244 MiB) at 364 MB;
-the process with its imports holds 57 MB and DuckDB goes ~60 MB past its limit, so the peak is about
-117 MB + the limit: 277 MB at 160 MiB, leaving ~20 MB for the run's own objects beside the read. No limit
-under the target avoids spilling at 3M rows: a pass wrote 1.19 GB of spill at 128MB and 1.08 GB at 256MB
-(into the temp directory, never the working directory)."""
+source rows) leaves DuckDB. DuckDB's resident memory settles near its limit plus ~40 MB whatever the run reads
+(a pass over the source or ops_candidates fills its block cache up to the limit), beside the process's ~92 MB
+with its imports and the run's own objects (a 24,000-lead fill's rows, ~30 MB). Measured on the 3M-row
+benchmark (the fill, the child's VmHWM, the ready read joining its chosen rows back): 331 MB at 160 MiB,
+283 MB at 112 MiB, CPU unchanged (5.7-6.0 s); at 64 MiB the ready read runs out of memory."""
 MEMORY_SOURCE_FACTOR = 1
 """The automatic limit is the warehouse file's size times this (the file is mostly the source table, stored
 compressed; a full pass over it needs several times that, so any source past ~130 MB of file reaches the
