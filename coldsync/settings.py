@@ -270,9 +270,10 @@ SPECS: tuple[SettingSpec, ...] = (
                 "Mirror the do-not-contact list with Instantly's workspace block list, both ways.",
                 config_key="blocklist_mirror"),
     SettingSpec("webhooks_enabled", "bool", False,
-                "Instantly webhooks feed ops_instantly_events (docs/OPERATIONS.md: real-time suppression): each run "
-                "backfills deliveries that failed (GET /api/v2/webhook-events?success=false) and "
-                "validate_environment.py checks the webhooks. Off: polling alone (one call fewer per run).",
+                "Instantly webhooks feed ops_instantly_events (docs/OPERATIONS.md section 12): each run lists the "
+                "webhooks (a disabled, missing or doubled one is a warning and the `webhooks` alert) and backfills "
+                "the deliveries to the receiver that failed (GET /api/v2/webhook-events?success=false), and "
+                "validate_environment.py checks the webhooks. Off: polling alone (two calls fewer per run).",
                 config_key="webhooks_enabled"),
     # --- Alerts (coldsync/alerts.py) --------------------------------------------------------
     SettingSpec("alert_webhook_url", "secret", "",
