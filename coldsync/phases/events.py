@@ -292,6 +292,8 @@ def backfill_events(ctx: RunContext) -> None:
     if problems:
         ctx.report.warn("webhooks need attention (polling keeps suppression meanwhile): " + "; ".join(problems))
     urls = sorted({normal_url(str(h.get("target_hook_url") or "")) for h in ours(hooks)})
+    if not urls:  # no coldsync webhook (the warning above says so): no delivery of ours can have failed
+        return
     managed = {campaign_id.lower() for campaign_id in ctx.campaigns}
     try:
         result = backfill(ctx.client, ctx.store.warehouse, managed, mark=mark, now=ctx.now,
