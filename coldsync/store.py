@@ -925,14 +925,6 @@ class Store:
                                     {"keys": StringArray(sorted(set(keys)))}, label="events.dnc_listed")
         return {str(r["email_key"]) for r in rows}
 
-    def delete_events_of(self, keys: Sequence[str]) -> int:
-        """Delete the ops_instantly_events rows of these email keys (erased persons' late deliveries); the number
-        deleted. Raises WarehouseError (on BigQuery also for rows still in the streaming buffer)."""
-        if not keys:
-            return 0
-        return self.warehouse.execute("DELETE FROM `{ds}.ops_instantly_events` WHERE email_key IN UNNEST(@keys)",
-                                      {"keys": StringArray(list(keys))}, label="events.delete_erased")
-
     def dnc_upkeep(self, push_limit: int) -> DncUpkeep:
         """What the do-not-contact list needs this run, in one read (DNC_UPKEEP_SQL)."""
         rows = self.warehouse.query(DNC_UPKEEP_SQL, {"limit": push_limit}, label="dnc.upkeep")

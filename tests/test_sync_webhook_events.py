@@ -244,3 +244,21 @@ def test_an_event_read_again_inside_the_margin_is_not_pushed_to_the_block_list_a
         bodies = [r.request_body for r in world.sim.requests_to("POST", "/block-lists-entries/bulk-create")]
         pushed = [v for body in bodies for v in body["bl_values"] if "someone" in v]
         assert pushed == ["someone+x@corp.example"]
+
+
+def test_an_event_row_written_by_hand_without_its_key_drains_like_a_received_one(world: World) -> None:
+    """An unsubscribe row inserted by hand with the address in another spelling and no stored email_key (the
+    eligibility rule keys it in SQL): the run keys it the same way in Python, so the lead is drained by id with one
+    `unsubscribed` history row and the address gets its DNC row."""
+    world.run_checked()
+    target = active_lead(world)
+    email = str(target["email"])
+    body = {"timestamp": world.sim.now.isoformat().replace("+00:00", "Z"), "event_type": "lead_unsubscribed",
+            "workspace": "w", "campaign_id": str(target["campaign"]), "lead_email": email}
+    row = parse_body(json.dumps(body).encode()).as_row(world.sim.now - dt.timedelta(minutes=1), "receiver")
+    row.update(email=f"<{email.upper()}>", email_key=None)
+    world.warehouse.append_rows(EVENTS, [row], key="dedup_key", label="t")
+    world.run_checked()
+    assert dnc_of(world, email) == [{"source": SOURCE, "reason": "lead_unsubscribed (webhook)"}]
+    assert [h[0] for h in history_of(world, email)] == ["unsubscribed"]
+    assert deleted_ids(world) == [target["id"]]

@@ -43,7 +43,6 @@ from coldsync.rules import (
     lead_id_of,
     normalize_email,
     parse_timestamp,
-    plan_drain,
 )
 from coldsync.store import StateRow, dnc_row
 
@@ -426,8 +425,7 @@ def run_drain(ctx: RunContext, events: EventBatch | None = None) -> None:
         return row
 
     with_added = ((lead, (s.added_at if (s := state_of(lead)) else None)) for lead in candidates)
-    plan = (plan_with_events(with_added, evented, ctx.now, ctx.settings.max_active_days) if evented
-            else plan_drain(with_added, ctx.now, ctx.settings.max_active_days))
+    plan = plan_with_events(with_added, evented, ctx.now, ctx.settings.max_active_days)
     for _lead, decision in plan.unknown:
         phase.counts["unknown_kept"] += 1
         phase.notes.append(f"kept a lead that could not be classified: {decision.reason}")

@@ -58,7 +58,8 @@ from coldsync.rules import (
 )
 from coldsync.store import StateRow, dnc_row
 from coldsync.suppression import address_key
-from coldsync.warehouse.base import WarehouseError
+from coldsync.warehouse.base import StringArray, WarehouseError
+from coldsync.warehouse.schema import EVENTS
 from coldsync.webhooks.events import BOUNCED, CONSUMED_EVENTS, REPLIED, SUPPRESSING_EVENTS, UNSUBSCRIBED
 from coldsync.webhooks.ops import BACKFILL_MAX_PAGES, BackfillMark, backfill, health, normal_url, ours
 
@@ -145,7 +146,10 @@ def events_of(rows: Iterable[Mapping[str, Any]]) -> list[Event]:
         received = _instant(row.get("received_at"))
         if received is None:
             continue
-        out.append(Event(event_type=str(row["event_type"]), email=row.get("email"), email_key=row.get("email_key"),
+        # The key as the receiver stored it, else as the suppression rule computes it from the raw address (a
+        # row written by hand): the same two keys the eligibility rule's `dnc` CTE honours.
+        key = row.get("email_key") or address_key(row.get("email"))
+        out.append(Event(event_type=str(row["event_type"]), email=row.get("email"), email_key=key,
                          campaign_id=row.get("campaign_id"), event_at=_instant(row.get("event_at")),
                          received_at=received, last_received_at=_instant(row.get("last_received_at")) or received))
     return out
@@ -364,7 +368,7 @@ def forget_erased(ctx: RunContext, batch: EventBatch) -> None:
     the salted hash may remain. A dry run counts them. On BigQuery rows still in the streaming buffer (about 90
     minutes after the receiver streamed them) cannot be deleted yet: a note says so and the watermark stays, so a
     later run reads and deletes them. Any other failure is a warning, the watermark staying too."""
-    from coldsync.erase import in_streaming_buffer
+    from coldsync.erase import delete_sql, domain_needles, in_streaming_buffer
 
     if not batch.erased:
         return
@@ -372,8 +376,11 @@ def forget_erased(ctx: RunContext, batch: EventBatch) -> None:
     if ctx.dry_run:
         phase.plan["event rows of erased persons to delete"] += len(batch.erased)
         return
-    try:
-        phase.counts["event rows of erased persons deleted"] += ctx.store.delete_events_of(sorted(batch.erased))
+    try:  # the erasure's own definition of the person's event rows (by stored key or by the address as sent)
+        keys = sorted(batch.erased)
+        phase.counts["event rows of erased persons deleted"] += ctx.store.warehouse.execute(
+            delete_sql(EVENTS.name), {"keys": StringArray(keys), "needles": StringArray(domain_needles(keys))},
+            label="events.delete_erased")
     except WarehouseError as exc:
         batch.erased_left = True
         if in_streaming_buffer(exc):
