@@ -50,25 +50,12 @@ which one matched). In this order:
    it PATCHes the header of the existing webhooks (coldsync.webhooks.ops), so Instantly sends the new secret;
 3. remove INSTANTLY_WEBHOOK_SECRET_PREVIOUS from the receiver and deploy again: the old secret is refused (401).
 
-Deploy (Cloud Run functions, 2nd gen, from the repository root; `main.py` there re-exports `receive`, because the
-Python runtime loads the function from `main.py` at the source's root and puts that directory on sys.path, which is
-what lets it import `coldsync`; `.gcloudignore` keeps data/, .env and config/secrets out of the upload):
-
-    gcloud functions deploy coldsync-webhooks --gen2 --region=us-central1 --runtime=python311 --source=. \\
-      --entry-point=receive --trigger-http --allow-unauthenticated \\
-      --service-account=coldsync-webhooks@PROJECT.iam.gserviceaccount.com \\
-      --memory=512Mi --cpu=1 --concurrency=20 --timeout=10s --min-instances=1 --max-instances=5 \\
-      --set-env-vars=BQ_PROJECT=PROJECT,BQ_DATASET=coldsync,BQ_LOCATION=US \\
-      --set-secrets=INSTANTLY_WEBHOOK_SECRET=coldsync-webhook-secret:latest
-
---allow-unauthenticated because Instantly cannot present a Google identity: the secret header is the
-authentication. Add SMB_CAMPAIGN_ID, MIDSIZE_CAMPAIGN_ID or ROUTES to --set-env-vars when the sync gets them from its
-environment rather than from the warehouse config table (the receiver must see the same campaigns). The function's
-service account needs: BigQuery Data Editor on the table ops_instantly_events only (table-level IAM; it holds
-bigquery.tables.updateData, which tabledata.insertAll needs), BigQuery Data Viewer on the table `config` (the
-managed campaigns), BigQuery Metadata Viewer on the dataset (the location check and table look-ups on connecting),
-BigQuery Job User on the project (reading `config` is a query job), and Secret Manager Secret Accessor on the
-secret. No key file: the function runs as the service account (Application Default Credentials).
+Deploy: Cloud Run functions, 2nd gen, from the repository root, with the one `gcloud functions deploy` command and
+the least-privilege service account of docs/OPERATIONS.md section 12.2 (kept there only, so the two cannot drift).
+`main.py` at the root re-exports `receive`, because the Python runtime loads the function from `main.py` at the
+source's root and puts that directory on sys.path, which is what lets it import `coldsync`; `.gcloudignore` keeps
+data/, .env and config/secrets out of the upload. --allow-unauthenticated because Instantly cannot present a Google
+identity: the secret header is the authentication.
 
 Assumed where the spec is silent: Instantly sends the registered custom header with every delivery, and treats any
 2xx as delivered and anything else (or no answer) as failed; a delivery is one JSON object (developer guide
