@@ -494,6 +494,40 @@ def test_the_warehouse_session_opens_once_for_deliveries_in_flight_and_closes_af
     assert len(attempts) == 14 and attempts[-1] <= 0.7  # every 0.05 s from 0 to 0.65
 
 
+def test_a_steady_stream_of_deliveries_lets_the_duckdb_file_go_every_max_hold_seconds() -> None:
+    """Three threads keep a delivery in flight at every moment for 1.2 s; the session still closes the file after
+    each hold of max_hold (0.15 s) plus the last delivery in it (0.02 s), and leaves it closed release_gap (0.1 s)
+    before opening it again: at least 4 opens, no hold over 0.15 + 0.02 + slack, no gap under 0.1 s."""
+    events: list[tuple[str, float]] = []
+
+    class Fake:
+        def close(self) -> None:
+            events.append(("close", time.monotonic()))
+
+    def opener() -> Warehouse:
+        events.append(("open", time.monotonic()))
+        return Fake()  # type: ignore[return-value]
+
+    session = WarehouseSession(opener, keep_open=False, busy_wait=5.0, max_hold=0.15, release_gap=0.1)
+    stop = time.monotonic() + 1.2
+
+    def deliver() -> None:
+        while time.monotonic() < stop:
+            with session.use():
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["open", "close"] * (len(kinds) // 2) and session.opens == len(kinds) // 2 >= 4
+    holds = [events[i + 1][1] - events[i][1] for i in range(0, len(events), 2)]
+    gaps = [events[i + 1][1] - events[i][1] for i in range(1, len(events) - 1, 2)]
+    assert max(holds) < 0.15 + 0.02 + 0.1 and min(gaps) >= 0.1
+
+
 class RefusingWarehouse:
     """A real warehouse whose append_rows raises WarehouseError for any batch holding a dedup key in `refuse` (as
     the warehouse refuses a row it cannot store), records each batch's size, and holds the first append until

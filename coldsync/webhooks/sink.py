@@ -32,6 +32,11 @@ BUSY_WAIT_SECONDS = 0.7
 """How long a delivery waits for a DuckDB file another process holds (a running sync) before it is answered 503:
 the answer stays within the second Instantly is promised."""
 BUSY_POLL_SECONDS = 0.05
+MAX_HOLD_SECONDS = 0.5
+"""How long the receiver keeps the DuckDB file open for a stream of deliveries before it lets it go (WarehouseSession):
+a sync waiting to open the file (for up to 3 s) finds it free within about this long."""
+RELEASE_GAP_SECONDS = 0.25
+"""How long the receiver leaves the DuckDB file closed after letting it go: five polls of a waiting command."""
 CAMPAIGNS_TTL_SECONDS = 60.0
 """How long the managed campaign ids are trusted before they are read again (a routing change in the config table
 reaches the receiver within a minute)."""
@@ -46,19 +51,31 @@ class WarehouseSession:
     """One warehouse shared by the deliveries in flight (thread-safe).
 
     `use()` hands out the open warehouse, opening it first when none is open; with `keep_open=False` (DuckDB) the
-    last delivery to leave closes it, so the file is free between deliveries. `opener` raises WarehouseBusyError
-    while another process holds the file (retried until the delivery's deadline) or WarehouseError."""
+    last delivery to leave closes it, so the file is free between deliveries. A steady stream of deliveries would
+    keep some delivery in flight at every moment, and the file would never be free for a sync: so a file open for
+    `max_hold` seconds takes no new delivery, closes when the ones in it leave, and stays closed for `release_gap`
+    seconds (longer than the 0.05 s poll of a command waiting for it, `coldsync.warehouse.connect`) before the
+    next delivery opens it again. `opener` raises WarehouseBusyError while another process holds the file
+    (retried until the delivery's deadline) or WarehouseError."""
 
     def __init__(self, opener: Callable[[], Warehouse], *, keep_open: bool, busy_wait: float = BUSY_WAIT_SECONDS,
+                 max_hold: float = MAX_HOLD_SECONDS, release_gap: float = RELEASE_GAP_SECONDS,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self._opener = opener
         self._keep_open = keep_open
         self._busy_wait = busy_wait
+        self._max_hold = max_hold
+        self._release_gap = release_gap
         self._clock = clock
         self._sleep = sleep
-        self._lock = threading.Lock()
+        self._changed = threading.Condition(threading.Lock())
         self._warehouse: Warehouse | None = None
         self._users = 0
+        self._opened_at = 0.0
+        self._closed_at: float | None = None
+        self._draining = False
+        self.opens = 0
+        """How many times the warehouse was opened (tests: a stream is served in several holds)."""
 
     @property
     def is_open(self) -> bool:
@@ -76,32 +93,56 @@ class WarehouseSession:
             except WarehouseError as exc:
                 raise WarehouseUnavailable(f"the warehouse cannot be opened: {exc}") from exc
 
+    def _enter(self, deadline: float) -> Warehouse:
+        """Caller holds the lock: join the open warehouse, or open it once the release gap has passed; waits on the
+        condition (releasing the lock) while the warehouse drains or the gap runs. Raises WarehouseUnavailable."""
+        while True:
+            now = self._clock()
+            if self._warehouse is not None and not self._draining:
+                if self._keep_open or now - self._opened_at < self._max_hold:
+                    self._users += 1
+                    return self._warehouse
+                self._draining = True  # held long enough: let the ones inside finish, then free the file
+            if self._warehouse is None:
+                free_until = 0.0 if self._closed_at is None else self._closed_at + self._release_gap
+                if now >= free_until:
+                    self._warehouse = self._open(deadline)
+                    self._opened_at, self._draining = self._clock(), False
+                    self.opens += 1
+                    self._users += 1
+                    return self._warehouse
+                wake = free_until
+            else:
+                wake = deadline  # draining: woken when the last delivery leaves
+            if now >= deadline:
+                raise WarehouseUnavailable("the warehouse is busy: other deliveries are still using it")
+            self._changed.wait(timeout=max(0.0, min(wake, deadline) - now))
+
     @contextmanager
     def use(self, started: float | None = None) -> Iterator[Warehouse]:
         """The open warehouse for one delivery (which arrived at monotonic time `started`: its wait for a busy
         file ends BUSY_WAIT_SECONDS after it). Raises WarehouseUnavailable."""
         deadline = (self._clock() if started is None else started) + self._busy_wait
-        if not self._lock.acquire(timeout=max(0.0, deadline - self._clock())):
+        if not self._changed.acquire(timeout=max(0.0, deadline - self._clock())):
             raise WarehouseUnavailable("the warehouse is busy: other deliveries are still waiting for it")
         try:
-            if self._warehouse is None:
-                self._warehouse = self._open(deadline)
-            warehouse = self._warehouse
-            self._users += 1
+            warehouse = self._enter(deadline)
         finally:
-            self._lock.release()
+            self._changed.release()
         try:
             yield warehouse
         finally:
-            with self._lock:
+            with self._changed:
                 self._users -= 1
                 if self._users == 0 and not self._keep_open:
-                    self._warehouse = None
+                    self._warehouse, self._draining = None, False
+                    self._closed_at = self._clock()
                     _close_quietly(warehouse)
+                    self._changed.notify_all()
 
     def close(self) -> None:
         """Close the warehouse now (the server stops)."""
-        with self._lock:
+        with self._changed:
             warehouse, self._warehouse = self._warehouse, None
         if warehouse is not None:
             _close_quietly(warehouse)
