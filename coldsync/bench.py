@@ -561,6 +561,9 @@ def build_warehouse(warehouse: Warehouse, settings: Settings, source_rows: int, 
     Store.for_settings(warehouse, "bench-setup", START, settings).refresh_candidates()
 
 
+TEMPLATE_FORMAT = 2
+"""Bumped when build_warehouse changes what a template holds (2: the source's updated-at column)."""
+
 UPDATED_AT_COLUMN = "updated_at"
 """The bench source's updated-at column, declared as SOURCE_UPDATED_AT_COLUMN in every bench run: the cheap change
 signal issue 16 names (row count + max of a declared updated-at column). Without it DuckDB falls back to a hash of
@@ -1782,10 +1785,10 @@ def build_template(folder: Path, source_rows: int, seed: int = 7,
 
 
 def schema_digest() -> str:
-    """A short hash of the code that shapes a template warehouse (coldsync/warehouse/*.py, coldsync/routes.py):
-    a cached template built by other code is not reused."""
+    """A short hash of the code that shapes a template warehouse (coldsync/warehouse/*.py, coldsync/routes.py, and
+    TEMPLATE_FORMAT for build_warehouse's own steps): a cached template built by other code is not reused."""
     files = [*sorted((REPO_ROOT / "coldsync" / "warehouse").glob("*.py")), REPO_ROOT / "coldsync" / "routes.py"]
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"template format {TEMPLATE_FORMAT}".encode())
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:10]
