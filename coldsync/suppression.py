@@ -33,6 +33,9 @@ Engines: the SQL expressions give the same key as Python for every ASCII input (
 both engines). For a Unicode domain only Python can compute punycode, so the key computed in Python
 is STORED beside the raw entry when written (and back-filled for rows inserted by hand); eligibility
 honours both the stored key and the key SQL computes from the raw value: the conservative side wins.
+A stored key is trusted, and the SQL does not compute the raw value's key again, only while the row's raw
+value and the rule are what it was computed from (the row's ``keyed_*`` columns and ``key_rule`` =
+``KEY_RULE``, stamped by ``dnc_key_stamp`` / ``history_key_stamp``); then both keys are the same key.
 """
 
 from __future__ import annotations
