@@ -74,7 +74,7 @@ RESERVED_COLUMNS: frozenset[str] = frozenset({
     "raw_email", "trimmed_email", "raw_revenue", "email_problem", "untagged_email", "email_key",
     "revenue_unreadable", "duplicate_rank", "sequence_target", "score", "priority", "route_rank", "arm",
     "never_contacted_points", "revenue_points", "smb_threshold", "cooldown_days", "as_of", "reason", "skipped",
-    "k1", "k2", "k3", "status", "campaign_id",
+    "k0", "k1", "k2", "k3", "status", "campaign_id",
 })
 
 THRESHOLD_PLACEHOLDER = "{smb_revenue_threshold}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coldsync.outcomes import PolicyTable, default_table
+from coldsync.redact import mask_email, redact
 from coldsync.routes import THRESHOLD_PLACEHOLDER, Routing, default_routing
 from coldsync.runlock import (
     ACQUIRE_LOCK_SQL,
@@ -31,7 +32,12 @@ from coldsync.runlock import (
     may_take,
 )
 from coldsync.settings import Settings
-from coldsync.suppression import address_key, domain_key, sql_email_key, sql_erasure_hash
+from coldsync.suppression import (
+    dnc_key_stamp,
+    history_key_stamp,
+    sql_email_key,
+    sql_erasure_hash,
+)
 from coldsync.warehouse.base import Param, Rows, StringArray, Warehouse, WarehouseError
 from coldsync.warehouse.schema import (
     CANDIDATE_COLUMNS,
@@ -59,6 +65,7 @@ from coldsync.warehouse.schema import (
     rejects_view_sql,
     routed_cte,
     suppression_reason,
+    trusted_key_guard,
     views,
     views_built_rows,
     views_fingerprint,
@@ -142,7 +149,10 @@ HISTORY_FIELDS = (
 # whose attempt number is known never matches by lead id alone: a lead Instantly kept (e.g. moved to a list)
 # answers a later attempt's add with its old id, and that attempt's row must still be written.
 # The ON clause matches the row's own stored address: rows written by coldsync carry the normalized
-# address of the lead, so the same attempt is always the same text.
+# address of the lead, so the same attempt is always the same text. A row is written with its key and stamp
+# (KEY_STAMP_FIELDS: coldsync.suppression.history_key_stamp), so reads trust its key from the start.
+HISTORY_KEY_STAMP_FIELDS = (("email_key", "STRING"), ("keyed_email", "STRING"), ("key_rule", "STRING"))
+RECORD_HISTORY_FIELDS = (*HISTORY_FIELDS, *HISTORY_KEY_STAMP_FIELDS)
 RECORD_HISTORY_SQL = f"""
 MERGE `{{ds}}.ops_lead_history` AS t
 USING (
@@ -152,6 +162,7 @@ USING (
                             WHERE h.email_key = {sql_email_key("r.email")}), 0) + 1) AS attempt_num,
          r.instantly_lead_id, r.reason, r.arm, r.policy, r.interest_status, r.return_at, r.in_instantly,
          r.reply_count, r.open_count, r.last_step_id, r.step_reached, r.added_at,
+         r.email_key, r.keyed_email, r.key_rule,
          r.attempt_num IS NULL AS attempt_unknown
   FROM UNNEST(@rows) AS r
 ) AS s
@@ -160,10 +171,11 @@ ON t.email = s.email AND t.campaign_id = s.campaign_id
 WHEN NOT MATCHED THEN
   INSERT (email, campaign_id, sequence_name, status_final, completed_at, attempt_num, instantly_lead_id,
           reason, recorded_at, run_id, arm, policy, interest_status, return_at, in_instantly, reply_count,
-          open_count, last_step_id, step_reached, added_at)
+          open_count, last_step_id, step_reached, added_at, email_key, keyed_email, key_rule)
   VALUES (s.email, s.campaign_id, s.sequence_name, s.status_final, s.completed_at, s.attempt_num,
           s.instantly_lead_id, s.reason, @now, @run_id, s.arm, s.policy, s.interest_status, s.return_at,
-          s.in_instantly, s.reply_count, s.open_count, s.last_step_id, s.step_reached, s.added_at)
+          s.in_instantly, s.reply_count, s.open_count, s.last_step_id, s.step_reached, s.added_at,
+          s.email_key, s.keyed_email, s.key_rule)
 """  # noqa: S608
 
 # A held lead re-read during its hold (coldsync.phases.drain): its attempt's row takes the policy, interest
@@ -221,6 +233,7 @@ WHEN NOT MATCHED THEN
 DNC_FIELDS = (
     ("email", "STRING"), ("domain", "STRING"), ("email_key", "STRING"), ("domain_key", "STRING"),
     ("email_hash", "STRING"), ("instantly_blocklist_id", "STRING"), ("source", "STRING"), ("reason", "STRING"),
+    ("keyed_email", "STRING"), ("keyed_domain", "STRING"), ("key_rule", "STRING"),
 )
 
 # One entry per key: an entry whose key (email key, domain key, erased hash) is already listed is not
@@ -229,7 +242,8 @@ DNC_FIELDS = (
 ADD_DNC_SQL = """
 MERGE `{ds}.ops_dnc` AS t
 USING (
-  SELECT r.email, r.domain, r.email_key, r.domain_key, r.email_hash, r.instantly_blocklist_id, r.source, r.reason
+  SELECT r.email, r.domain, r.email_key, r.domain_key, r.email_hash, r.instantly_blocklist_id, r.source, r.reason,
+         r.keyed_email, r.keyed_domain, r.key_rule
   FROM UNNEST(@rows) AS r
 ) AS s
 ON (COALESCE(s.email_key, s.domain_key, s.email_hash) IS NOT NULL
@@ -242,32 +256,104 @@ WHEN MATCHED AND t.instantly_blocklist_id IS NULL AND s.instantly_blocklist_id I
   UPDATE SET instantly_blocklist_id = s.instantly_blocklist_id
 WHEN NOT MATCHED THEN
   INSERT (email, domain, email_key, domain_key, email_hash, instantly_blocklist_id, source, reason, added_at,
-          run_id)
+          run_id, keyed_email, keyed_domain, key_rule)
   VALUES (s.email, s.domain, s.email_key, s.domain_key, s.email_hash, s.instantly_blocklist_id, s.source,
-          s.reason, @now, @run_id)
+          s.reason, @now, @run_id, s.keyed_email, s.keyed_domain, s.key_rule)
 """
 
-DNC_KEY_FIELDS = (("email", "STRING"), ("domain", "STRING"), ("email_key", "STRING"), ("domain_key", "STRING"))
-
-SET_DNC_KEYS_SQL = """
-MERGE `{ds}.ops_dnc` AS t
-USING (SELECT r.email, r.domain, r.email_key, r.domain_key FROM UNNEST(@rows) AS r) AS s
-ON COALESCE(t.email, '') = COALESCE(s.email, '') AND COALESCE(t.domain, '') = COALESCE(s.domain, '')
-   AND ((t.email IS NOT NULL AND t.email_key IS NULL) OR (t.domain IS NOT NULL AND t.domain_key IS NULL))
-WHEN MATCHED THEN UPDATE SET
-  email_key = COALESCE(t.email_key, s.email_key), domain_key = COALESCE(t.domain_key, s.domain_key)
-"""
-
-# Entries written without their keys (by hand, by an older version, by an import): the sync computes
-# the keys in Python (punycode included) and stores them. Entries no key can be made for stay as they
-# are and are listed in v_dnc_rejects.
+# The key back-fill (Store.backfill_keys): rows whose stored keys are not trusted (trusted_key_guard fails for a
+# raw value: no key, keyed from another value, under another rule), with what they hold now; the Python side
+# decides per row (restamp_dnc_row, restamp_history_row) and ONE MERGE per table writes what changes.
+_DNC_EMAIL_TRUSTED = f"COALESCE({trusted_key_guard('email', ('email_key', 'keyed_email', 'key_rule'))}, FALSE)"
+_DNC_DOMAIN_TRUSTED = f"COALESCE({trusted_key_guard('domain', ('domain_key', 'keyed_domain', 'key_rule'))}, FALSE)"
 DNC_MISSING_KEYS_SQL = f"""
-SELECT email, domain,
+SELECT email, domain, email_key, domain_key, keyed_email, keyed_domain, key_rule,
        LOGICAL_AND(instantly_blocklist_id IS NULL AND source != '{BLOCKLIST_SOURCE}') AS pushable
 FROM `{{ds}}.ops_dnc`
-WHERE (email IS NOT NULL AND email_key IS NULL) OR (domain IS NOT NULL AND domain_key IS NULL)
-GROUP BY email, domain
+WHERE (email IS NOT NULL AND NOT {_DNC_EMAIL_TRUSTED}) OR (domain IS NOT NULL AND NOT {_DNC_DOMAIN_TRUSTED})
+GROUP BY email, domain, email_key, domain_key, keyed_email, keyed_domain, key_rule
 """  # noqa: S608
+
+DNC_KEY_FIELDS = (
+    ("email", "STRING"), ("domain", "STRING"), ("old_email_key", "STRING"), ("old_domain_key", "STRING"),
+    ("email_key", "STRING"), ("domain_key", "STRING"), ("keyed_email", "STRING"), ("keyed_domain", "STRING"),
+    ("key_rule", "STRING"),
+)
+
+# The rows of each (raw values, stored keys) group: a NULL key gets the key; the stamp is written only when the
+# row carries one (key_rule NULL: the row's stored key differs from its raw value's, so its stamp stays as it is).
+SET_DNC_KEYS_SQL = """
+MERGE `{ds}.ops_dnc` AS t
+USING (SELECT r.email, r.domain, r.old_email_key, r.old_domain_key, r.email_key, r.domain_key, r.keyed_email,
+              r.keyed_domain, r.key_rule FROM UNNEST(@rows) AS r) AS s
+ON (t.email = s.email OR (t.email IS NULL AND s.email IS NULL))
+   AND (t.domain = s.domain OR (t.domain IS NULL AND s.domain IS NULL))
+   AND (t.email_key = s.old_email_key OR (t.email_key IS NULL AND s.old_email_key IS NULL))
+   AND (t.domain_key = s.old_domain_key OR (t.domain_key IS NULL AND s.old_domain_key IS NULL))
+WHEN MATCHED THEN UPDATE SET
+  email_key = COALESCE(t.email_key, s.email_key), domain_key = COALESCE(t.domain_key, s.domain_key),
+  keyed_email = IF(s.key_rule IS NULL, t.keyed_email, s.keyed_email),
+  keyed_domain = IF(s.key_rule IS NULL, t.keyed_domain, s.keyed_domain),
+  key_rule = COALESCE(s.key_rule, t.key_rule)
+"""
+
+_HISTORY_TRUSTED = f"COALESCE({trusted_key_guard('email', ('email_key', 'keyed_email', 'key_rule'))}, FALSE)"
+HISTORY_MISSING_KEYS_SQL = f"""
+SELECT email, email_key, keyed_email, key_rule FROM `{{ds}}.ops_lead_history`
+WHERE email IS NOT NULL AND NOT {_HISTORY_TRUSTED}
+GROUP BY email, email_key, keyed_email, key_rule
+"""  # noqa: S608
+
+HISTORY_KEY_FIELDS = (("email", "STRING"), ("old_email_key", "STRING"), ("email_key", "STRING"),
+                      ("key_rule", "STRING"))
+
+SET_HISTORY_KEYS_SQL = """
+MERGE `{ds}.ops_lead_history` AS t
+USING (SELECT r.email, r.old_email_key, r.email_key, r.key_rule FROM UNNEST(@rows) AS r) AS s
+ON t.email = s.email AND (t.email_key = s.old_email_key OR (t.email_key IS NULL AND s.old_email_key IS NULL))
+WHEN MATCHED THEN UPDATE SET email_key = s.email_key, keyed_email = s.email, key_rule = s.key_rule
+"""
+
+
+def restamp_dnc_row(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    """What the back-fill writes for one (email, domain, email_key, domain_key, keyed_email, keyed_domain,
+    key_rule) group of DNC_MISSING_KEYS_SQL: (the DNC_KEY_FIELDS row, or None when nothing changes; whether a
+    stored key differs from its raw value's key). A NULL key gets the key (as always); the stamp is written
+    when no stored key differs; a differing key is never replaced nor stamped: the SQL keys the raw value AND
+    the old key keeps blocking (re-keying never un-suppresses anyone)."""
+    email, domain = row.get("email"), row.get("domain")
+    stamp = dnc_key_stamp(email, domain)
+    differs = any(row.get(k) is not None and row.get(k) != stamp[k] and raw is not None
+                  for k, raw in (("email_key", email), ("domain_key", domain)))
+    filled = any(row.get(k) is None and stamp[k] is not None for k in ("email_key", "domain_key"))
+    stamps = (not differs and stamp["key_rule"] is not None
+              and tuple(row.get(k) for k in ("keyed_email", "keyed_domain", "key_rule"))
+              != tuple(stamp[k] for k in ("keyed_email", "keyed_domain", "key_rule")))
+    if not filled and not stamps:
+        return None, differs
+    written = {"email": email, "domain": domain, "old_email_key": row.get("email_key"),
+               "old_domain_key": row.get("domain_key"), "email_key": stamp["email_key"],
+               "domain_key": stamp["domain_key"]}
+    if stamps:
+        return {**written, **{k: stamp[k] for k in ("keyed_email", "keyed_domain", "key_rule")}}, differs
+    return {**written, "keyed_email": None, "keyed_domain": None, "key_rule": None}, differs
+
+
+def restamp_history_row(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    """What the back-fill writes for one (email, email_key, keyed_email, key_rule) group of
+    HISTORY_MISSING_KEYS_SQL: (the HISTORY_KEY_FIELDS row, or None; whether the stored key differs from its
+    email's key). A NULL or equal key is stamped; a differing one is left alone (history counts only the key
+    SQL computes from the email, which the untrusted row keeps getting)."""
+    stamp = history_key_stamp(row.get("email"))
+    stored = row.get("email_key")
+    if stored is not None and stored != stamp["email_key"]:
+        return None, True
+    if stamp["email_key"] is None or (row.get("keyed_email"), row.get("key_rule")) == (
+            stamp["keyed_email"], stamp["key_rule"]):
+        return None, False
+    return {"email": row.get("email"), "old_email_key": stored, "email_key": stamp["email_key"],
+            "key_rule": stamp["key_rule"]}, False
+
 
 # Entries to mirror to Instantly's block list: usable, not an erased hash, not from the block list
 # itself, not yet mirrored (instantly_blocklist_id is the entry id, or 'refused' when Instantly would
@@ -286,17 +372,23 @@ DNC_REJECT_COUNTS_SQL = f"""
 SELECT reason, COUNT(*) AS n FROM `{{ds}}.{DNC_REJECTS_VIEW}` GROUP BY reason
 """  # noqa: S608
 
-# The do-not-contact list's upkeep in ONE read per run: entries without stored keys ('missing'), the
-# unusable ones by reason ('reject', from v_dnc_rejects), and the entries to mirror ('push').
+# The do-not-contact list's upkeep, and the stored keys of both keyed tables, in ONE read per run: DNC entries
+# whose stored keys are not trusted ('missing', with what they hold: restamp_dnc_row), the unusable ones by
+# reason ('reject', from v_dnc_rejects), the entries to mirror ('push'), and history rows whose stored key is not
+# trusted ('history': restamp_history_row).
+_NULL = "CAST(NULL AS STRING)"
 DNC_UPKEEP_SQL = f"""
-SELECT IF(m.pushable, 'missing_pushable', 'missing') AS kind, m.email, m.domain,
-       CAST(NULL AS STRING) AS email_key, CAST(NULL AS STRING) AS domain_key,
-       CAST(NULL AS STRING) AS reason, CAST(NULL AS INT64) AS n
+SELECT IF(m.pushable, 'missing_pushable', 'missing') AS kind, m.email, m.domain, m.email_key, m.domain_key,
+       m.keyed_email, m.keyed_domain, m.key_rule, {_NULL} AS reason, CAST(NULL AS INT64) AS n
 FROM ({DNC_MISSING_KEYS_SQL}) AS m
 UNION ALL
-SELECT 'reject', NULL, NULL, NULL, NULL, r.reason, COUNT(*) FROM `{{ds}}.{DNC_REJECTS_VIEW}` AS r GROUP BY r.reason
+SELECT 'reject', NULL, NULL, NULL, NULL, NULL, NULL, NULL, r.reason, COUNT(*) FROM `{{ds}}.{DNC_REJECTS_VIEW}` AS r
+GROUP BY r.reason
 UNION ALL
-SELECT 'push', p.email, p.domain, p.email_key, p.domain_key, NULL, NULL FROM ({DNC_TO_PUSH_SQL}) AS p
+SELECT 'push', p.email, p.domain, p.email_key, p.domain_key, NULL, NULL, NULL, NULL, NULL FROM ({DNC_TO_PUSH_SQL}) AS p
+UNION ALL
+SELECT 'history', h.email, NULL, h.email_key, NULL, h.keyed_email, NULL, h.key_rule, NULL, NULL
+FROM ({HISTORY_MISSING_KEYS_SQL}) AS h
 """  # noqa: S608
 
 # Which of these addresses (as Instantly gave them) belong to a suppressed person, and how.
@@ -337,10 +429,23 @@ ORDER BY received_at, e.dedup_key
 
 def dnc_row(*, email: str | None = None, domain: str | None = None, source: str, reason: str,
             blocklist_id: str | None = None) -> dict[str, Any]:
-    """A do-not-contact row with its keys computed here (the raw values kept beside them, for audit)."""
-    return {"email": email, "domain": domain, "email_key": address_key(email) if email is not None else None,
-            "domain_key": domain_key(domain) if domain is not None else None, "email_hash": None,
+    """A do-not-contact row with its keys computed here (the raw values kept beside them, for audit) and
+    stamped (coldsync.suppression.dnc_key_stamp: keyed_email, keyed_domain, key_rule)."""
+    return {"email": email, "domain": domain, **dnc_key_stamp(email, domain), "email_hash": None,
             "instantly_blocklist_id": blocklist_id, "source": source, "reason": reason}
+
+
+def stamped_dnc_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """`row` (DNC_FIELDS; keys computed when it carries none) with the stamp of its keys when they are the keys
+    of its raw values (dnc_key_stamp), else with no stamp (the SQL then keys the raw values too, and the next
+    run's back-fill judges the row)."""
+    stamp = dnc_key_stamp(row.get("email"), row.get("domain"))
+    out = dict(row)
+    if "email_key" not in out and "domain_key" not in out:
+        out.update(email_key=stamp["email_key"], domain_key=stamp["domain_key"])
+    trusted = (out.get("email_key"), out.get("domain_key")) == (stamp["email_key"], stamp["domain_key"])
+    out.update({k: stamp[k] if trusted else None for k in ("keyed_email", "keyed_domain", "key_rule")})
+    return out
 
 
 # --- dead letters --------------------------------------------------------------------------------
@@ -571,9 +676,25 @@ def parse_candidates_refresh(text: object) -> dict[str, Any] | None:
 class DncUpkeep:
     """The do-not-contact list's needs this run (Store.dnc_upkeep)."""
 
-    missing: list[dict[str, Any]] = field(default_factory=list)  # (email, domain, pushable) without stored keys
+    # (email, domain, email_key, domain_key, keyed_email, keyed_domain, key_rule, pushable) of entries whose stored
+    # keys are not trusted (DNC_MISSING_KEYS_SQL)
+    missing: list[dict[str, Any]] = field(default_factory=list)
     rejects: dict[str, int] = field(default_factory=dict)  # reason -> entries that block nobody
     to_push: list[dict[str, Any]] = field(default_factory=list)  # entries to mirror to Instantly
+    # (email, email_key, keyed_email, key_rule) of history rows whose stored key is not trusted
+    history_missing: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class KeyBackfill:
+    """What Store.backfill_keys wrote: DNC entries that got keys (email, domain, email_key, domain_key,
+    pushable: to mirror), groups of rows stamped per table, and groups left unstamped because their stored key
+    differs from the key of their raw value now (edited by hand since, or keyed under another rule)."""
+
+    keyed: list[dict[str, Any]] = field(default_factory=list)
+    dnc_stamped: int = 0
+    history_stamped: int = 0
+    differing: int = 0
 
 
 STATE_STATUSES: tuple[str, ...] = ("pending", "active", "holding", "moving", "draining")
@@ -867,10 +988,13 @@ class Store:
                                       label=label)
 
     def record_history(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Write finished attempts (HISTORY_FIELDS), each with its stored key and stamp (history_key_stamp);
+        one statement, none for no rows; returns the rows inserted. Raises WarehouseError."""
         if not rows:
             return 0
+        stamped = [{**r, **history_key_stamp(r.get("email"))} for r in rows]
         return self.warehouse.execute(RECORD_HISTORY_SQL,
-                                      {"rows": Rows(HISTORY_FIELDS, list(rows)), **self._stamp()},
+                                      {"rows": Rows(RECORD_HISTORY_FIELDS, stamped), **self._stamp()},
                                       label="history.record")
 
     def record_campaign_daily(self, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -894,11 +1018,7 @@ class Store:
         computed here when the row does not carry them. One statement; returns the rows changed."""
         unique: dict[tuple[Any, ...], dict[str, Any]] = {}
         for given in rows:
-            row = dict(given)
-            if "email_key" not in row and "domain_key" not in row:
-                row = {**dnc_row(email=row.get("email"), domain=row.get("domain"), source=str(row["source"]),
-                                 reason=str(row["reason"]), blocklist_id=row.get("instantly_blocklist_id")),
-                       "email_hash": row.get("email_hash")}
+            row = stamped_dnc_row(given)
             keys = (row.get("email_key"), row.get("domain_key"), row.get("email_hash"))
             identity = keys if any(keys) else ("raw", row.get("email"), row.get("domain"))
             if identity not in unique or (row.get("instantly_blocklist_id") and
@@ -926,35 +1046,77 @@ class Store:
         return {str(r["email_key"]) for r in rows}
 
     def dnc_upkeep(self, push_limit: int) -> DncUpkeep:
-        """What the do-not-contact list needs this run, in one read (DNC_UPKEEP_SQL)."""
+        """What the do-not-contact list, and the stored keys of both keyed tables, need this run, in one read
+        (DNC_UPKEEP_SQL). Raises WarehouseError (e.g. a schema older than v9: run setup.py)."""
         rows = self.warehouse.query(DNC_UPKEEP_SQL, {"limit": push_limit}, label="dnc.upkeep")
         upkeep = DncUpkeep()
         for row in rows:
             if str(row["kind"]).startswith("missing"):
-                upkeep.missing.append({"email": row.get("email"), "domain": row.get("domain"),
+                upkeep.missing.append({**{k: row.get(k) for k in ("email", "domain", "email_key", "domain_key",
+                                                                  "keyed_email", "keyed_domain", "key_rule")},
                                        "pushable": row["kind"] == "missing_pushable"})
             elif row["kind"] == "reject":
                 upkeep.rejects[str(row["reason"])] = int(row["n"])
+            elif row["kind"] == "history":
+                upkeep.history_missing.append({k: row.get(k) for k in ("email", "email_key", "keyed_email",
+                                                                       "key_rule")})
             else:
                 upkeep.to_push.append({k: row.get(k) for k in ("email", "domain", "email_key", "domain_key")})
         return upkeep
 
+    def backfill_keys(self, dnc_missing: Sequence[Mapping[str, Any]] | None = None,
+                      history_missing: Sequence[Mapping[str, Any]] | None = None) -> KeyBackfill:
+        """Key and stamp the rows of ops_dnc and ops_lead_history whose stored keys are not trusted (written by
+        hand, by an older version, edited since, keyed under another rule): `dnc_missing` / `history_missing`
+        are DncUpkeep.missing / .history_missing (each read here when None; pass [] to skip a table). A NULL
+        key gets its key and stamp, a key equal to its raw value's gets the stamp, a differing one is left as
+        it is (logged at debug level, counted). At most one write per table, none when nothing changes.
+        Raises WarehouseError."""
+        if dnc_missing is None:
+            dnc_missing = self.warehouse.query(DNC_MISSING_KEYS_SQL, label="dnc.missing_keys")
+        if history_missing is None:
+            history_missing = self.warehouse.query(HISTORY_MISSING_KEYS_SQL, label="history.missing_keys")
+        result = KeyBackfill()
+        dnc_rows: list[dict[str, Any]] = []
+        for row in dnc_missing:
+            written, differs = restamp_dnc_row(row)
+            if differs:
+                result.differing += 1
+                log.debug("do-not-contact entry %s / %s: its stored key differs from the key of its value now "
+                          "(edited since it was keyed?): both block, the row stays unstamped",
+                          mask_email(row.get("email")), redact(str(row.get("domain"))))
+            if written is None:
+                continue
+            dnc_rows.append(written)
+            if any(row.get(k) is None and written[k] is not None for k in ("email_key", "domain_key")):
+                result.keyed.append({"email": row.get("email"), "domain": row.get("domain"),
+                                     "email_key": row.get("email_key") or written["email_key"],
+                                     "domain_key": row.get("domain_key") or written["domain_key"],
+                                     "pushable": bool(row.get("pushable"))})
+        history_rows: list[dict[str, Any]] = []
+        for row in history_missing:
+            written, differs = restamp_history_row(row)
+            if differs:
+                result.differing += 1
+                log.debug("history row of %s: its stored key differs from the key of its email now (edited since "
+                          "it was keyed?): the email's key counts, the row stays unstamped",
+                          mask_email(row.get("email")))
+            if written is not None:
+                history_rows.append(written)
+        if dnc_rows:
+            self.warehouse.execute(SET_DNC_KEYS_SQL, {"rows": Rows(DNC_KEY_FIELDS, dnc_rows)},
+                                   label="dnc.backfill_keys")
+            result.dnc_stamped = sum(1 for r in dnc_rows if r["key_rule"] is not None)
+        if history_rows:
+            self.warehouse.execute(SET_HISTORY_KEYS_SQL, {"rows": Rows(HISTORY_KEY_FIELDS, history_rows)},
+                                   label="history.backfill_keys")
+            result.history_stamped = len(history_rows)
+        return result
+
     def backfill_dnc_keys(self, missing: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
-        """Store the keys of entries written without them (by hand or an older version): `missing` are
-        their (email, domain) values (DncUpkeep.missing; read here when None). Returns the rows that got
-        keys (email, domain, email_key, domain_key, pushable); one write, none when no key can be made."""
-        if missing is None:
-            missing = self.warehouse.query(DNC_MISSING_KEYS_SQL, label="dnc.missing_keys")
-        rows: list[dict[str, Any]] = []
-        for row in missing:
-            email, domain = row.get("email"), row.get("domain")
-            keys = {"email_key": address_key(email) if email is not None else None,
-                    "domain_key": domain_key(domain) if domain is not None else None}
-            if any(keys.values()):
-                rows.append({"email": email, "domain": domain, **keys, "pushable": bool(row.get("pushable"))})
-        if rows:
-            self.warehouse.execute(SET_DNC_KEYS_SQL, {"rows": Rows(DNC_KEY_FIELDS, rows)}, label="dnc.backfill_keys")
-        return rows
+        """backfill_keys for ops_dnc alone: the entries that got keys (email, domain, email_key, domain_key,
+        pushable). Raises WarehouseError."""
+        return self.backfill_keys(missing, []).keyed
 
     def dnc_reject_counts(self) -> dict[str, int]:
         """Do-not-contact values that cannot be used, per reason (v_dnc_rejects)."""

@@ -33,6 +33,9 @@ Engines: the SQL expressions give the same key as Python for every ASCII input (
 both engines). For a Unicode domain only Python can compute punycode, so the key computed in Python
 is STORED beside the raw entry when written (and back-filled for rows inserted by hand); eligibility
 honours both the stored key and the key SQL computes from the raw value: the conservative side wins.
+A stored key is trusted, and the SQL does not compute the raw value's key again, only while the row's raw
+value and the rule are what it was computed from (the row's ``keyed_*`` columns and ``key_rule`` =
+``KEY_RULE``, stamped by ``dnc_key_stamp`` / ``history_key_stamp``); then both keys are the same key.
 """
 
 from __future__ import annotations
@@ -324,3 +327,54 @@ def sql_domain_key(x: str) -> str:
 def sql_erasure_hash(key: str, salt: str) -> str:
     """SQL twin of ``erasure_hash``."""
     return f"TO_HEX(SHA256(CONCAT({salt}, {key})))"
+
+
+# --- stored keys: computed once, trusted while the raw value and the rule are what they were computed from ---
+
+KEY_RULE_VERSION: Final[int] = 1
+"""Bumped by hand whenever the Python side of the key rule changes (the SQL side is digested below)."""
+
+
+def _key_rule_digest() -> str:
+    """16 hex characters of SHA-256 over KEY_RULE_VERSION and the generated SQL of every key stage."""
+    stages = (sql_unwrapped_email("x"), sql_valid_email_or_null("x"), sql_untagged("x"), sql_key_of_untagged("x"),
+              sql_unwrapped_domain("x"), sql_domain_key_of_unwrapped("x"))
+    return hashlib.sha256("\n".join((str(KEY_RULE_VERSION), *stages)).encode()).hexdigest()[:16]
+
+
+KEY_RULE: Final[str] = _key_rule_digest()
+"""The key rule in force, as stamped on stored keys (ops_dnc.key_rule, ops_lead_history.key_rule): any change to
+the SQL of the key stages, or a bump of KEY_RULE_VERSION, changes it, and keys stored under another rule are no
+longer trusted (the SQL computes those rows' keys from their raw values again until the next run re-stamps them)."""
+
+
+def sql_equal_address_key(raw: object) -> str | None:
+    """``address_key`` where the SQL twin computes the same key, None where only Python could key it (the
+    unwrapped value is not ASCII: a Unicode domain's punycode, a trim character inside the address).
+
+    This is the key stored on history rows: there, only the key SQL computes from the raw value ever counted,
+    so a stored key must be exactly that one (for every ASCII value Python and SQL agree, property-tested)."""
+    if not isinstance(raw, str) or not _replace(_EMAIL_WRAP_RE, raw).isascii():
+        return None
+    return address_key(raw)
+
+
+def dnc_key_stamp(email: object, domain: object) -> dict[str, str | None]:
+    """The stored keys of a do-not-contact entry and their stamp, computed here ONCE for every writer:
+    ``email_key`` (address_key of `email`), ``domain_key`` (domain_key of `domain`), ``keyed_email`` /
+    ``keyed_domain`` (the raw values they were computed from, set only beside a key) and ``key_rule``
+    (KEY_RULE, when any key was made). None where there is no raw value or no key."""
+    email_key_ = address_key(email) if email is not None else None
+    domain_key_ = domain_key(domain) if domain is not None else None
+    return {"email_key": email_key_, "domain_key": domain_key_,
+            "keyed_email": email if isinstance(email, str) and email_key_ is not None else None,
+            "keyed_domain": domain if isinstance(domain, str) and domain_key_ is not None else None,
+            "key_rule": KEY_RULE if email_key_ is not None or domain_key_ is not None else None}
+
+
+def history_key_stamp(email: object) -> dict[str, str | None]:
+    """The stored key of a history row and its stamp: ``email_key`` (sql_equal_address_key of `email`),
+    ``keyed_email`` (`email`, beside a key) and ``key_rule`` (KEY_RULE, beside a key); all None without a key."""
+    key = sql_equal_address_key(email)
+    return {"email_key": key, "keyed_email": email if isinstance(email, str) and key is not None else None,
+            "key_rule": KEY_RULE if key is not None else None}

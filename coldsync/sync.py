@@ -301,10 +301,15 @@ def _phases(ctx: RunContext) -> None:
     except WarehouseError as exc:  # an older schema: stop before touching anything, say how to fix it
         raise RunFailed(f"the do-not-contact views are missing or outdated ({exc}): run `python setup.py`") from exc
     report.dnc_rejects = dict(ctx.dnc.rejects)
-    if ctx.dnc.missing and not ctx.dry_run:
-        # Entries written without keys (by hand, an import, an older version) get them before any read.
-        keyed = ctx.store.backfill_dnc_keys(ctx.dnc.missing)
-        report.phase("preflight").counts["dnc entries keyed"] += len(keyed)
+    if (ctx.dnc.missing or ctx.dnc.history_missing) and not ctx.dry_run:
+        # Entries written without keys (by hand, an import, an older version) get them before any read; rows
+        # whose stored key is not trusted (edited since, another key rule) are stamped when it is still right.
+        backfill = ctx.store.backfill_keys(ctx.dnc.missing, ctx.dnc.history_missing)
+        keyed = backfill.keyed
+        counts = report.phase("preflight").counts
+        counts["dnc entries keyed"] += len(keyed)
+        counts["stored keys stamped"] += backfill.dnc_stamped + backfill.history_stamped
+        counts["stored keys differing from their raw value (left unstamped)"] += backfill.differing
         ctx.dnc.to_push.extend(row for row in keyed if row["pushable"])
         if keyed and report.dnc_rejects:  # entries only Python could key are usable now: count again
             report.dnc_rejects = ctx.store.dnc_reject_counts()

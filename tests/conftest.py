@@ -24,7 +24,7 @@ ENGINES = ["duckdb", "bigquery"]
 BQ_ALWAYS = frozenset({
     "test_warehouse_contract.py", "test_bq_emulator_capabilities.py", "test_candidates_table.py", "test_ready_read.py",
     "test_analytics_views.py", "test_suppression.py", "test_events_table.py",
-    "test_sync_webhook_events.py",
+    "test_sync_webhook_events.py", "test_stored_keys.py",
 })
 
 

@@ -15,7 +15,8 @@ from coldsync.instantly.client import InstantlyClient
 from coldsync.instantly.simulator import InstantlySimulator
 from coldsync.outcomes import history_policy_columns, row_returns_at
 from coldsync.settings import Settings
-from coldsync.store import HISTORY_FIELDS, RECORD_HISTORY_SQL, Store
+from coldsync.store import RECORD_HISTORY_FIELDS, RECORD_HISTORY_SQL, Store
+from coldsync.suppression import history_key_stamp
 from coldsync.warehouse.base import Rows, Warehouse
 from coldsync.warehouse.duckdb import DuckDBWarehouse
 from tests.conftest import make_settings
@@ -80,8 +81,9 @@ def write_history(warehouse: Warehouse, settings: Settings) -> None:
     rows += [{"email": email, "status_final": status, "policy": None, "interest_status": None, "return_at": None}
              for email, status, _days in LEGACY]
     full = [{"campaign_id": "c-smb", "sequence_name": "SMB", "completed_at": ENDED, "attempt_num": 1,
-             "instantly_lead_id": f"lead-{n}", "reason": "test", "arm": None, **row} for n, row in enumerate(rows)]
-    warehouse.execute(RECORD_HISTORY_SQL, {"rows": Rows(HISTORY_FIELDS, full), "now": ENDED, "run_id": "test"},
+             "instantly_lead_id": f"lead-{n}", "reason": "test", "arm": None, **row,
+             **history_key_stamp(row["email"])} for n, row in enumerate(rows)]
+    warehouse.execute(RECORD_HISTORY_SQL, {"rows": Rows(RECORD_HISTORY_FIELDS, full), "now": ENDED, "run_id": "test"},
                       label="test.history")
 
 

@@ -133,7 +133,7 @@ def test_upgrade_adds_the_hold_columns_to_state_and_keeps_its_rows(raw_warehouse
     rows = raw_warehouse.query("SELECT email, status, hold_until, completed_at FROM `{ds}.ops_inst_state`",
                                label="t")
     assert rows == [{"email": "kept@upgrade.example", "status": "active", "hold_until": None, "completed_at": None}]
-    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 8
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 9
     assert not ensure_schema(raw_warehouse, settings).changed
 
 
@@ -162,7 +162,7 @@ def test_upgrade_adds_the_policy_columns_to_history_and_old_rows_rest_by_their_s
                                "FROM `{ds}.ops_lead_history`", label="t")
     assert rows == [{"email": "old@upgrade.example", "policy": None, "return_at": None, "interest_status": None,
                      "in_instantly": None}]
-    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 8
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 9
     assert not ensure_schema(raw_warehouse, settings).changed
     assert list(ready(raw_warehouse)) == []
     set_config(raw_warehouse, "as_of", string=(ended + dt.timedelta(days=180)).isoformat())
@@ -187,7 +187,7 @@ def test_upgrade_from_v5_makes_the_permanent_lock_row_and_keeps_a_held_one(raw_w
     assert raw_warehouse.query(rows, label="t") == [
         {"name": "sync", "run_id": "", "expires_at": dt.datetime(1970, 1, 1, tzinfo=dt.UTC), "holder_pid": None,
          "holder_host": None}]
-    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 8
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 9
     report = ensure_schema(raw_warehouse, settings)
     assert not report.changed and "ok: run lock row present" in report.actions
 
@@ -211,15 +211,15 @@ def test_upgrade_from_v6_creates_the_empty_candidates_table(raw_warehouse: Wareh
         "email", "email_key", "email_domain_key", "first_name", "last_name", "company_name", "domain", "location",
         "country", "annual_revenue", "revenue_unreadable"]
     assert raw_warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_candidates`", label="t") == [{"n": 0}]
-    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 8
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 9
     assert not ensure_schema(raw_warehouse, settings).changed
 
 
 def test_upgrade_from_v7_creates_the_empty_events_table_and_the_views_read_it(raw_warehouse: Warehouse,
                                                                              settings: Settings) -> None:
     """A v7 warehouse (no ops_instantly_events): setup creates the events table with its twelve columns and no
-    row, records schema version 8, the ready view works again (it reads the events table), and a second setup
-    changes nothing."""
+    row, records the schema version (8 then; 9 since the stored keys), the ready view works again (it reads the
+    events table), and a second setup changes nothing."""
     from coldsync.warehouse.schema import EVENTS, SCHEMA_VERSION
 
     build(raw_warehouse, settings, [lead("kept@upgrade.example")], as_of=None)
@@ -233,5 +233,5 @@ def test_upgrade_from_v7_creates_the_empty_events_table_and_the_views_read_it(ra
     assert raw_warehouse.query("SELECT COUNT(*) AS n FROM `{ds}.ops_instantly_events`", label="t") == [{"n": 0}]
     assert raw_warehouse.query("SELECT email FROM `{ds}.v_ready_for_instantly`", label="t") == [
         {"email": "kept@upgrade.example"}]
-    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 8
+    assert read_config(raw_warehouse)["schema_version"] == SCHEMA_VERSION == 9
     assert not ensure_schema(raw_warehouse, settings).changed

@@ -14,6 +14,7 @@ from coldsync.outcomes import PolicyTable, may_return_sql
 from coldsync.routes import SCORE_COMPONENTS, Routing, route_case_sql
 from coldsync.rules import EMAIL_PATTERN, GIVE_UP_OUTCOME, MAX_EMAIL_LENGTH
 from coldsync.suppression import (
+    KEY_RULE,
     sql_domain_key_of_unwrapped,
     sql_erasure_hash,
     sql_key_domain,
@@ -26,7 +27,7 @@ from coldsync.suppression import (
 )
 from coldsync.webhooks.events import SUPPRESSING_EVENTS
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,13 @@ LEAD_HISTORY = TableSpec(
         _c("step_reached", "INT64", "the sequence step the lead last got, 1 for the first email: the middle part "
            "of last_step_id plus 1 (the spec does not describe the id; the recorded leads and the simulator "
            "write <sequence>_<step>_<variant>, 0-based); NULL when last_step_id is NULL or not of that form"),
+        _c("email_key", "STRING", "suppression key of email as the SQL computes it (coldsync.suppression."
+           "sql_equal_address_key), stored by the writer or a run's back-fill so reads need not recompute it; "
+           "trusted only while keyed_email and key_rule still match (since v9; NULL: not keyed yet)"),
+        _c("keyed_email", "STRING", "the email value email_key was computed from: a row whose email was edited "
+           "since is keyed from its email again (since v9)"),
+        _c("key_rule", "STRING", "coldsync.suppression.KEY_RULE when email_key was computed: a key stored under "
+           "another rule is not trusted (since v9)"),
     ),
     "One row per finished attempt. Idempotent key (email, campaign_id, attempt_num).",
     partition_by="completed_at",
@@ -165,6 +173,12 @@ DNC = TableSpec(
         _c("domain_key", "STRING", "suppression key of the domain entry (coldsync.suppression.domain_key)"),
         _c("email_hash", "STRING", "an erased person's suppression: hex SHA-256 of the salt + the email key"),
         _c("instantly_blocklist_id", "STRING", "id of the entry on Instantly's workspace block list, once mirrored"),
+        _c("keyed_email", "STRING", "the email value email_key was computed from: while it equals email (and "
+           "key_rule is current) the SQL trusts email_key instead of recomputing it; an email edited since is "
+           "keyed from its new value too, and the old key keeps blocking (since v9)"),
+        _c("keyed_domain", "STRING", "the domain value domain_key was computed from, as keyed_email (since v9)"),
+        _c("key_rule", "STRING", "coldsync.suppression.KEY_RULE when the keys were computed: keys stored under "
+           "another rule are not trusted (the SQL keys the raw values too) until a run re-stamps them (since v9)"),
     ),
     "Do-not-contact list, permanent: an email entry blocks that person, a domain entry the whole domain.",
     cluster_by=("email_key", "domain_key"),
@@ -326,13 +340,15 @@ VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000}
 #     company, domain, location, country, email) wins, so repeated source rows always yield one row;
 #  3. not suppressed: no do-not-contact entry for its key, nor for its key's domain (exact domain),
 #     nor an erased person's hash (v_dnc_keys: keys stored when written AND computed from the raw
-#     entries, so rows inserted by hand count too);
+#     entries, so rows inserted by hand count too; a stored key is trusted, not recomputed, only while its
+#     row's raw value and the key rule are what it was computed from: DNC_KEY_CTES);
 #  4. no row in ops_inst_state for its key (any status: pending, active, holding, moving, draining; any campaign);
 #  5. allowed back: every history row of the key lets the person return at `as_of`
 #     (coldsync.outcomes.may_return_sql: a row's `return_at` has passed, NULL meaning never; a row written
 #     before the policy columns rests by its status_final's policy: COOLDOWN_DAYS for no reply,
 #     GIVE_UP_COOLDOWN_DAYS for a given-up add, ...; exactly at the instant is eligible again); history
-#     rows are keyed as stored (any case, decorations, +tags: v_history_by_key);
+#     rows are keyed as stored (any case, decorations, +tags: v_history_by_key; the key stored on the row is
+#     used only while its email and the key rule are what it was computed from, else SQL keys the email);
 #  6. sequence_target: the name of the first route whose condition holds (coldsync.routes; by default
 #     SMB when revenue < threshold or revenue unknown, else Midsize); no route holds: not ready;
 #  7. priority inside the route: the score (PRIORITY_EXPRESSION; by default never contacted first, then
@@ -357,13 +373,39 @@ ERASURE_SALT_KEY = "erasure_salt"
 SALT_SQL = f"COALESCE((SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{ERASURE_SALT_KEY}'), '')"  # noqa: S608
 
 
-def address_key_ctes(name: str, from_sql: str, raw: str, columns: str) -> str:
+def trusted_key_guard(raw: str, stored: tuple[str, str, str]) -> str:
+    """The condition under which a stored key is used instead of the key SQL would compute from `raw`:
+    `stored` names (stored key, raw value it was computed from, rule stamp) columns, and the guard holds only
+    while the key is there, the raw value is still the one it was keyed from, and the rule is KEY_RULE."""
+    key, keyed, rule = stored
+    return f"({key} IS NOT NULL AND {keyed} = {raw} AND {rule} = '{KEY_RULE}')"
+
+
+def address_key_ctes(name: str, from_sql: str, raw: str, columns: str,
+                     stored: tuple[str, str, str] | None = None) -> str:
     """CTEs ending in `name`: `columns` of `from_sql` plus `email_key`, the suppression key of the
-    stored address `raw` (coldsync.suppression.address_key, in stages: one column per stage)."""
-    return f"""{name}_unwrapped AS (SELECT {columns}, {sql_unwrapped_email(raw)} AS k1 FROM {from_sql}),
+    stored address `raw` (coldsync.suppression.address_key, in stages: one column per stage, k1..k3).
+
+    With `stored` (columns of `from_sql`: stored key, keyed raw value, rule stamp; trusted_key_guard), a row
+    whose stored key is trusted takes it (column k0, NULL on every other row) and skips every stage (its
+    k1..k3 are NULL: DuckDB and BigQuery evaluate a CASE branch only on the rows that take it), so a statement
+    costs the regular expressions only of rows keyed by nobody yet or changed since."""
+    if stored is None:
+        return f"""{name}_unwrapped AS (SELECT {columns}, {sql_unwrapped_email(raw)} AS k1 FROM {from_sql}),
 {name}_valid AS (SELECT x.*, {sql_valid_email_or_null("x.k1")} AS k2 FROM {name}_unwrapped AS x),
 {name}_untagged AS (SELECT x.*, {sql_untagged("x.k2")} AS k3 FROM {name}_valid AS x),
 {name} AS (SELECT x.*, {sql_key_of_untagged("x.k3")} AS email_key FROM {name}_untagged AS x)"""  # noqa: S608
+    guard = trusted_key_guard(raw, stored)
+    return f"""{name}_unwrapped AS (
+  SELECT {columns}, CASE WHEN {guard} THEN {stored[0]} END AS k0,
+         CASE WHEN {guard} THEN NULL ELSE {sql_unwrapped_email(raw)} END AS k1
+  FROM {from_sql}),
+{name}_valid AS (SELECT x.*, CASE WHEN x.k0 IS NOT NULL THEN NULL ELSE {sql_valid_email_or_null("x.k1")} END AS k2
+  FROM {name}_unwrapped AS x),
+{name}_untagged AS (SELECT x.*, CASE WHEN x.k0 IS NOT NULL THEN NULL ELSE {sql_untagged("x.k2")} END AS k3
+  FROM {name}_valid AS x),
+{name} AS (SELECT x.*, CASE WHEN x.k0 IS NOT NULL THEN x.k0 ELSE {sql_key_of_untagged("x.k3")} END AS email_key
+  FROM {name}_untagged AS x)"""  # noqa: S608
 
 
 def suppressed_by(key: str, salt: str, keys: str = "dnc", *, domain_key: str | None = None
@@ -399,14 +441,25 @@ _SUPPRESSING_EVENT_ROWS = (f"(SELECT ev.email, ev.email_key FROM `{{ds}}.ops_ins
 # SQL computes from the raw values beside the stored ones, and why an entry is unusable (NULL when
 # usable). `dnc`: every usable key as (kind 'email' | 'domain' | 'hash', key); stored keys (computed in
 # Python when written, punycode included) and keys computed here from the raw values both count.
+# A stored key is trusted only while its row's raw value and the rule are what it was computed from
+# (trusted_key_guard: keyed_email = email, keyed_domain = domain, key_rule = KEY_RULE): then the key SQL
+# would compute is that same key (Python and SQL agree on every ASCII value; on the rest SQL gives NULL and
+# the stored key counted alone), so it is not computed again (`sql_email_key` / `sql_domain_key` hold the
+# stored key), and the list is the same set of keys at the cost of a string comparison per entry. A row
+# inserted or edited by hand fails the guard and is keyed from its raw value here, as before, at once.
+_DNC_DOMAIN_GUARD = trusted_key_guard("k.domain", ("k.stored_domain_key", "k.keyed_domain", "k.key_rule"))
 DNC_KEY_CTES = f"""{address_key_ctes("dnc_emails", "`{ds}.ops_dnc`", "email",
                                      "email, domain, source, reason, added_at, email_key AS stored_email_key, "
-                                     "domain_key AS stored_domain_key, email_hash, instantly_blocklist_id")},
+                                     "domain_key AS stored_domain_key, email_hash, instantly_blocklist_id, "
+                                     "keyed_domain, key_rule",
+                                     stored=("email_key", "keyed_email", "key_rule"))},
 dnc_entries AS (
   SELECT
     k.email, k.domain, k.source, k.reason, k.added_at, k.email_hash, k.instantly_blocklist_id,
     k.stored_email_key, k.email_key AS sql_email_key, COALESCE(k.stored_email_key, k.email_key) AS email_key,
-    k.stored_domain_key, {sql_domain_key_of_unwrapped(sql_unwrapped_domain("k.domain"))} AS sql_domain_key
+    k.stored_domain_key,
+    CASE WHEN {_DNC_DOMAIN_GUARD} THEN k.stored_domain_key
+         ELSE {sql_domain_key_of_unwrapped(sql_unwrapped_domain("k.domain"))} END AS sql_domain_key
   FROM dnc_emails AS k
 ),
 {address_key_ctes("event_emails", _SUPPRESSING_EVENT_ROWS, "email", "email_key AS stored_email_key")},
@@ -472,7 +525,10 @@ WHERE problem IS NOT NULL
 # Per person (suppression key): the last attempt number and when the last attempt ended, ONE definition
 # as CTE text (`history_by_key`), over `history_rows` (every history row with its suppression key, and
 # the columns rule 5 reads). History rows are keyed as stored, so rows imported by hand in another case or
-# form count for the same person.
+# form count for the same person. The row's stored email_key (written with the row, or by a run's back-fill:
+# Store.backfill_history_keys) is exactly the key SQL computes from its email, so it is used instead of
+# recomputing while the row's keyed_email and key_rule still match (trusted_key_guard); any other row (inserted
+# or edited by hand, keyed under an older rule) is keyed from its email here, as before.
 def history_rest_columns(status: str = "status_final", completed: str = "completed_at") -> str:
     """When the person's last attempt that ran ended (`last_completed_at`: the score's "never contacted")
     and when an add was last given up (`last_given_up_at`; that lead was never sent). Rule 5 itself reads
@@ -483,7 +539,8 @@ def history_rest_columns(status: str = "status_final", completed: str = "complet
 
 
 HISTORY_ROWS_CTES = address_key_ctes("history_rows", "`{ds}.ops_lead_history`", "email",
-                                     "completed_at, attempt_num, status_final, policy, return_at")
+                                     "completed_at, attempt_num, status_final, policy, return_at",
+                                     stored=("email_key", "keyed_email", "key_rule"))
 
 HISTORY_KEY_CTES = f"""{HISTORY_ROWS_CTES},
 history_by_key AS (
