@@ -342,14 +342,14 @@ def restamp_dnc_row(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool
 def restamp_history_row(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
     """What the back-fill writes for one (email, email_key, keyed_email, key_rule) group of
     HISTORY_MISSING_KEYS_SQL: (the HISTORY_KEY_FIELDS row, or None; whether the stored key differs from its
-    email's key). A NULL or equal key is stamped; a differing one is left alone (history counts only the key
-    SQL computes from the email, which the untrusted row keeps getting)."""
+    email's key: always False). A NULL, equal or differing key is replaced by its email's key and stamped: unlike a
+    DNC entry's, a history row's stored key never counted unless its stamp matched (the rules read the key SQL
+    computes from the email, which is the key written here), so replacing it changes nothing any rule reads.
+    An email only Python can key (sql_equal_address_key is None) is left as it is and keyed in SQL."""
     stamp = history_key_stamp(row.get("email"))
     stored = row.get("email_key")
-    if stored is not None and stored != stamp["email_key"]:
-        return None, True
-    if stamp["email_key"] is None or (row.get("keyed_email"), row.get("key_rule")) == (
-            stamp["keyed_email"], stamp["key_rule"]):
+    if stamp["email_key"] is None or (stored, row.get("keyed_email"), row.get("key_rule")) == (
+            stamp["email_key"], stamp["keyed_email"], stamp["key_rule"]):
         return None, False
     return {"email": row.get("email"), "old_email_key": stored, "email_key": stamp["email_key"],
             "key_rule": stamp["key_rule"]}, False

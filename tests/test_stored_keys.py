@@ -322,6 +322,27 @@ def test_backfill_keys_and_stamps_hand_rows_and_leaves_an_edited_key_blocking(ra
     assert [label for label in raw_warehouse.stats.by_label - before] == ["dnc.upkeep"]
 
 
+def test_backfill_rekeys_a_history_row_edited_by_hand_after_it_was_keyed(raw_warehouse: Warehouse,
+                                                                         settings: Settings) -> None:
+    """A history row whose email was edited by hand after it was keyed and stamped (its stored key now another
+    person's) is re-keyed to its email's key and stamped by the next run: its cooldown rests the new address,
+    not the old one, before the run (the stamp no longer matches) and after it (the stored key is the new one)."""
+    build(raw_warehouse, settings, [lead(e) for e in ("old@acme.example", "new@acme.example")])
+    add_history(raw_warehouse, "old@acme.example", T0 - dt.timedelta(days=10))
+    _upkeep_and_backfill(Store(raw_warehouse, "run-1", T0))
+    assert list(ready(raw_warehouse)) == ["new@acme.example"]
+    raw_warehouse.execute("UPDATE `{ds}.ops_lead_history` SET email = 'New@Acme.example' WHERE TRUE",
+                          label="test.edit")
+    assert list(ready(raw_warehouse)) == ["old@acme.example"]  # the stale key no longer counts
+    result = _upkeep_and_backfill(Store(raw_warehouse, "run-2", T0))
+    assert (result.history_stamped, result.differing) == (1, 0)
+    history = raw_warehouse.query("SELECT email, email_key, keyed_email, key_rule FROM `{ds}.ops_lead_history`",
+                                  label="t")
+    assert history == [{"email": "New@Acme.example", "email_key": "new@acme.example",
+                        "keyed_email": "New@Acme.example", "key_rule": KEY_RULE}]
+    assert list(ready(raw_warehouse)) == ["old@acme.example"]
+
+
 def test_writers_stamp_what_they_write(raw_warehouse: Warehouse, settings: Settings) -> None:
     """Store.add_dnc and Store.record_history write each row with its key and stamp, so no run needs to."""
     build(raw_warehouse, settings)
