@@ -196,6 +196,43 @@ def test_a_streak_is_of_consecutive_runs(duck: World) -> None:
     assert [(r["retry_count"], r["resolved"]) for r in _letters(duck.warehouse)] == [(1, True), (0, False)]
 
 
+def test_the_plan_lead_limit_is_one_service_letter_benches_nobody_and_alarms_on_the_third_run(duck: World) -> None:
+    """The plan holds 10 leads: run 1 adds 10 and holds 10 back, runs 2-3 add none; no lead gets a dead letter
+    or a history row, ONE service letter counts the runs, run 3 exits 1 naming the plan limit and the fix;
+    once the plan has room the 20 held-back leads are added and the letter closes."""
+    duck.sim.plan_lead_limit = 10
+    first = duck.run()
+    assert first.exit_code == ExitCode.OK and first.report.added == 10
+    assert first.report.phase("topup").counts["held back: plan limit"] == 10
+    assert any("10 lead(s) not added: the Instantly plan's lead limit is reached" in w for w in first.report.warnings)
+    added_first = {lead["email"] for lead in duck.sim.leads()}
+    before = len(duck.sim.requests_to("POST", "/leads/add"))
+    for run in (2, 3):
+        result = duck.run()
+        assert result.report.added == 0
+        assert result.report.phase("topup").counts["held back: plan limit"] == 20
+        assert result.exit_code == (ExitCode.OK if run < 3 else ExitCode.RUN_FAILED), result.report.render_text()
+        assert _letters(duck.warehouse) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
+                                             "retry_count": run - 1, "resolved": False, "gave_up": False}]
+        assert _rows(duck.warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_lead_history`")[0]["n"] == 0
+        assert _rows(duck.warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_inst_state`")[0]["n"] == 10
+        duck.sim.advance(HALF_HOUR)
+    assert result.report.outcome == "alarm" and result.report.error is not None
+    assert result.report.error.startswith("the Instantly plan's lead limit has been reached in 3 consecutive runs "
+                                          "(SERVICE_FAILURE_RUNS=3)")
+    assert "raise the plan's lead limit" in result.report.error and "INVENTORY_CAP" in result.report.error
+    assert result.report.error in result.report.render_markdown()
+    held = {lead["email"] for r in duck.sim.requests_to("POST", "/leads/add")[before:]
+            for lead in r.request_body["leads"]}
+    assert len(held) == 20  # the same 20 top leads asked for in runs 2 and 3
+    duck.sim.plan_lead_limit = 30  # room again (leads drained, or the plan raised)
+    result = duck.run()
+    assert result.exit_code == ExitCode.OK and result.report.added == 20
+    assert {lead["email"] for lead in duck.sim.leads()} - added_first == held
+    assert _letters(duck.warehouse) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
+                                         "retry_count": 2, "resolved": True, "gave_up": False}]
+
+
 def test_a_lead_that_poisons_its_batch_is_found_and_counts_alone(duck: World) -> None:
     """Instantly refuses (400, naming nobody) every add holding one bad lead: the batch is halved until that
     lead stands alone, the other 19 are added in the same run, and only the bad lead gets a dead letter;

@@ -66,6 +66,7 @@ from coldsync.instantly.errors import (
     InstantlyError,
     NotFoundError,
     PlanError,
+    PlanLimitError,
     RateLimitedError,
     RedirectRefusedError,
     RunDeadlineError,
@@ -852,7 +853,8 @@ class LeadOutcome:
                      `campaign_id` point at the existing lead when found.
                  blocklisted, invalid (bad or missing email), duplicate_in_request (same email
                      earlier in the same request), incomplete (lists only),
-                 plan_limit: not uploaded because the plan's lead limit was reached; try later.
+                 plan_limit: not uploaded because the plan's lead limit was reached; try later. The call then
+                     records ONE `PlanLimitError` in `health` (a service-level failure of POST /leads/add).
                  failed: the request of its chunk failed after retries; `error` says why. A chunk refused
                      with a 400 is halved until the refused lead is alone (MAX_ADD_SPLITS): `inferred`
                      False then (Instantly named it), True when several leads failed together.
@@ -2026,6 +2028,13 @@ class InstantlyClient:
 
         result = self._put_together(campaign_id, self._run_add_chunks(tasks, one_chunk, concurrency))
         counts = result.counts()
+        if counts["plan_limit"]:
+            # The workspace's plan refused them, not one lead: ONE service-level failure of the operation
+            # (the sync's service letter), recorded after the answers that carried it were counted as answered.
+            self.health.record("POST /leads/add", PlanLimitError(
+                f"the Instantly plan's lead limit is reached: {counts['plan_limit']} of {len(leads)} lead(s) were "
+                f"not uploaded (remaining_in_plan {result.remaining_in_plan})",
+                http_status=200, method="POST", path="/leads/add"))
         logger.info(
             "instantly add to campaign %s: %s",
             campaign_id,
