@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -93,6 +94,71 @@ def test_unreachable_instantly_fails_fast_with_exit_1(duck: World) -> None:
     letters = _rows(duck.warehouse, "SELECT phase, operation, retry_count FROM `{ds}.ops_dead_letters`")
     assert letters == [{"phase": "service", "operation": "GET /campaigns/analytics", "retry_count": 0}]
     assert "❌" in result.report.render_markdown() and result.report.error in result.report.render_markdown()
+
+
+class _SilentServer:
+    """A loopback listener that accepts every connection, reads the request and never answers; it keeps the
+    request lines it received."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.requests: list[str] = []
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)  # never answered, never closed until the test ends
+            conn.settimeout(2)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError:
+                pass
+            self.requests.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_instantly_that_never_answers_fails_after_one_calls_timeouts(duck: World) -> None:
+    """A server that accepts connections and never answers: GET /campaigns/analytics times out
+    INSTANTLY_TIMEOUT_ATTEMPTS (3) times, then nothing more is sent (the service counts as unreachable, as with
+    a refused connection); exit 1, outcome `failed`, the cause names the timeout."""
+    server = _SilentServer()
+    settings = replace(duck.settings, instantly_request_deadline_seconds=1)
+    assert settings.instantly_timeout_attempts == 3
+    client = InstantlyClient("sim-key", base_url=f"http://127.0.0.1:{server.port}", backoff_base=0.001,
+                             backoff_max=0.002, read_timeout=0.2, connect_timeout=0.2,
+                             request_deadline=settings.instantly_request_deadline_seconds,
+                             max_timeout_attempts=settings.instantly_timeout_attempts)
+    try:
+        result = World(duck.warehouse, duck.sim, client, settings).run()
+    finally:
+        client.close()
+        server.close()
+    assert result.exit_code == ExitCode.RUN_FAILED and result.report.outcome == "failed"
+    assert result.report.error is not None
+    assert result.report.error.startswith("could not read any campaign from Instantly (")
+    assert "timeout" in result.report.error
+    assert [line.split("?")[0] for line in server.requests] == ["GET /api/v2/campaigns/analytics"] * 3
+    assert client.stats.requests == 3
+    letters = _rows(duck.warehouse, "SELECT phase, operation, retry_count FROM `{ds}.ops_dead_letters`")
+    assert letters == [{"phase": "service", "operation": "GET /campaigns/analytics", "retry_count": 0}]
 
 
 def test_analytics_down_drains_then_exits_1(duck: World) -> None:
