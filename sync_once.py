@@ -206,7 +206,8 @@ def _main(argv: list[str] | None) -> int:
             client = stack.enter_context(InstantlyClient(
                 settings.instantly_api_key.reveal(), base_url=settings.instantly_base_url,
                 max_per_second=settings.instantly_max_per_second, max_per_minute=settings.instantly_max_per_minute,
-                request_deadline=settings.instantly_request_deadline_seconds))
+                request_deadline=settings.instantly_request_deadline_seconds,
+                max_timeout_attempts=settings.instantly_timeout_attempts))
         if erasing:
             outcome = run_erase(settings, warehouse, client, targets, now=now)
             print(outcome.to_json() if args.json else outcome.render_text())

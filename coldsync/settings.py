@@ -35,7 +35,12 @@ from coldsync.outcomes import (
 )
 from coldsync.redact import redact
 from coldsync.routes import Routing, RoutingError, load_routing, parse_document
-from coldsync.transport import DEFAULT_REQUEST_DEADLINE_SECONDS, OutboundURLError, check_outbound_url
+from coldsync.transport import (
+    DEFAULT_REQUEST_DEADLINE_SECONDS,
+    DEFAULT_TIMEOUT_ATTEMPTS,
+    OutboundURLError,
+    check_outbound_url,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_DIR = REPO_ROOT / "config" / "secrets"
@@ -125,6 +130,10 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("instantly_request_deadline_seconds", "int", DEFAULT_REQUEST_DEADLINE_SECONDS,
                 "Seconds one Instantly request may take in all (connect and every read); must stay below the "
                 "run's lease guard (0.75 x LOCK_TTL_MINUTES).", minimum=1, maximum=3600),
+    SettingSpec("instantly_timeout_attempts", "int", DEFAULT_TIMEOUT_ATTEMPTS,
+                "Attempts of one Instantly call that may time out (no answer) before it fails; 429s and 5xx keep "
+                "the full retry budget. A call whose attempts all timed out before Instantly answered anything in "
+                "the run stops the run's calls (unreachable).", minimum=1, maximum=6),
     SettingSpec("instantly_max_per_second", "int", 20,
                 "Requests per second this process may send (workspace limit is 100, shared).",
                 minimum=1, maximum=100),
@@ -221,7 +230,7 @@ SPECS: tuple[SettingSpec, ...] = (
                 config_key="give_up_cooldown_days", minimum=0, maximum=3650),
     SettingSpec("service_failure_runs", "int", 3,
                 "Consecutive runs in which one Instantly operation fails at the service level (429, 5xx, "
-                "timeouts, no connection) before a run exits 1; earlier ones warn and exit 0.",
+                "timeouts, no connection, the plan's lead limit) before a run exits 1; earlier ones warn and exit 0.",
                 config_key="service_failure_runs", minimum=1, maximum=1000),
     SettingSpec("allow_paused_campaigns", "bool", False,
                 "Add leads to a campaign that is not active (they wait; nothing is sent).",
@@ -310,6 +319,7 @@ class Settings:
     instantly_api_key: Secret
     instantly_base_url: str
     instantly_request_deadline_seconds: int
+    instantly_timeout_attempts: int
     instantly_max_per_second: int
     instantly_max_per_minute: int
     instantly_add_concurrency: int

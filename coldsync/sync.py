@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from coldsync.alerts import run_alerts
 from coldsync.cli import ExitCode, received_signal, signal_name
 from coldsync.instantly.client import InstantlyClient
-from coldsync.instantly.errors import CircuitOpenError, InstantlyError, NotFoundError
+from coldsync.instantly.errors import CircuitOpenError, InstantlyError, NotFoundError, PlanLimitError
 from coldsync.phases.blocklist import PUSH_LIMIT_PER_RUN
 from coldsync.phases.context import CampaignView, RunContext, RunOutOfTime, TrackedState
 from coldsync.phases.drain import run_drain
@@ -445,7 +445,12 @@ def _service_letters(ctx: RunContext, *, ended: bool = True) -> list[str]:
                      "operation": operation, "email": None, "campaign_id": None, "instantly_lead_id": None,
                      "http_status": exc.http_status, "error_text": redact(str(exc), 1000), "resolve": False,
                      "give_up_reason": None})
-        if runs >= limit:
+        if runs >= limit and isinstance(exc, PlanLimitError):
+            causes.append(f"the Instantly plan's lead limit has been reached in {runs} consecutive runs "
+                          f"(SERVICE_FAILURE_RUNS={limit}): no more leads can be added; raise the plan's lead limit "
+                          "in Instantly or lower INVENTORY_CAP below it; the leads stay ready and the first run "
+                          "with room adds them")
+        elif runs >= limit:
             causes.append(f"Instantly {operation} has failed in {runs} consecutive runs (SERVICE_FAILURE_RUNS="
                           f"{limit}): {exc}; check status.instantly.ai; if Instantly is up, something in these "
                           "requests may be what it fails on (it answers other calls); the leads stay ready and "

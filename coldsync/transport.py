@@ -44,6 +44,13 @@ DEFAULT_REQUEST_DEADLINE_SECONDS = 40
 LOCK_TTL_MINUTES gives (0.75 x 1 minute = 45 s), so no lease setting makes the default invalid; with the
 default 30-minute lease the guard is 22.5 minutes."""
 
+DEFAULT_TIMEOUT_ATTEMPTS = 3
+"""Attempts of one call that may end without an answer in time (a timeout) before the call fails; other
+failures (429, 5xx) keep the client's full attempt budget. A timeout costs up to the 30-second read timeout,
+a 5xx well under a second: six timeouts kept a service that accepts connections and never answers for over
+three minutes per call. Three still ride out a short stall (with backoff between them), and the next run is
+30 minutes away. INSTANTLY_TIMEOUT_ATTEMPTS."""
+
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 """The largest answer body read (decoded). A page of 100 leads is a few hundred KB; anything near this
 is not an answer the client asked for."""

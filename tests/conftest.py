@@ -20,7 +20,8 @@ ENGINES = ["duckdb", "bigquery"]
 # The BigQuery lane of an engine-parametrized test costs the emulator's schema build (~2.5 s) on top of the test:
 # by default it runs for every test of the files below (their point is the SQL each engine runs) and for a
 # quarter of the others, a fixed quarter (chosen by a hash of the test's id, so every run runs the same ones);
-# BQ_FULL=1 runs every one (README: Development).
+# BQ_FULL=1 runs every one (README: Development). A single test of another file whose SQL must be proven on both
+# engines is marked `@pytest.mark.bq_always`: its BigQuery lane runs by default too.
 BQ_ALWAYS = frozenset({
     "test_warehouse_contract.py", "test_bq_emulator_capabilities.py", "test_candidates_table.py", "test_ready_read.py",
     "test_analytics_views.py", "test_suppression.py", "test_events_table.py",
@@ -28,9 +29,10 @@ BQ_ALWAYS = frozenset({
 })
 
 
-def bigquery_sampled_out(nodeid: str, full: bool = False) -> bool:
-    """Whether the BigQuery lane of this engine-parametrized test (`...[bigquery...]`) is left to BQ_FULL=1."""
-    if full or "[bigquery" not in nodeid:
+def bigquery_sampled_out(nodeid: str, full: bool = False, always: bool = False) -> bool:
+    """Whether the BigQuery lane of this engine-parametrized test (`...[bigquery...]`) is left to BQ_FULL=1;
+    `always`: the test is marked `bq_always`."""
+    if full or always or "[bigquery" not in nodeid:
         return False
     filename = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
     return filename not in BQ_ALWAYS and zlib.crc32(nodeid.encode()) % 4 != 0
@@ -40,7 +42,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     full = bool(os.environ.get("BQ_FULL"))
     skip = pytest.mark.skip(reason="BigQuery lane sampled: this test runs there with BQ_FULL=1 (its DuckDB lane ran)")
     for item in items:
-        if bigquery_sampled_out(item.nodeid, full):
+        if bigquery_sampled_out(item.nodeid, full, always=item.get_closest_marker("bq_always") is not None):
             item.add_marker(skip)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -93,6 +94,71 @@ def test_unreachable_instantly_fails_fast_with_exit_1(duck: World) -> None:
     letters = _rows(duck.warehouse, "SELECT phase, operation, retry_count FROM `{ds}.ops_dead_letters`")
     assert letters == [{"phase": "service", "operation": "GET /campaigns/analytics", "retry_count": 0}]
     assert "❌" in result.report.render_markdown() and result.report.error in result.report.render_markdown()
+
+
+class _SilentServer:
+    """A loopback listener that accepts every connection, reads the request and never answers; it keeps the
+    request lines it received."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.requests: list[str] = []
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)  # never answered, never closed until the test ends
+            conn.settimeout(2)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError:
+                pass
+            self.requests.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_instantly_that_never_answers_fails_after_one_calls_timeouts(duck: World) -> None:
+    """A server that accepts connections and never answers: GET /campaigns/analytics times out
+    INSTANTLY_TIMEOUT_ATTEMPTS (3) times, then nothing more is sent (the service counts as unreachable, as with
+    a refused connection); exit 1, outcome `failed`, the cause names the timeout."""
+    server = _SilentServer()
+    settings = replace(duck.settings, instantly_request_deadline_seconds=1)
+    assert settings.instantly_timeout_attempts == 3
+    client = InstantlyClient("sim-key", base_url=f"http://127.0.0.1:{server.port}", backoff_base=0.001,
+                             backoff_max=0.002, read_timeout=0.2, connect_timeout=0.2,
+                             request_deadline=settings.instantly_request_deadline_seconds,
+                             max_timeout_attempts=settings.instantly_timeout_attempts)
+    try:
+        result = World(duck.warehouse, duck.sim, client, settings).run()
+    finally:
+        client.close()
+        server.close()
+    assert result.exit_code == ExitCode.RUN_FAILED and result.report.outcome == "failed"
+    assert result.report.error is not None
+    assert result.report.error.startswith("could not read any campaign from Instantly (")
+    assert "timeout" in result.report.error
+    assert [line.split("?")[0] for line in server.requests] == ["GET /api/v2/campaigns/analytics"] * 3
+    assert client.stats.requests == 3
+    letters = _rows(duck.warehouse, "SELECT phase, operation, retry_count FROM `{ds}.ops_dead_letters`")
+    assert letters == [{"phase": "service", "operation": "GET /campaigns/analytics", "retry_count": 0}]
 
 
 def test_analytics_down_drains_then_exits_1(duck: World) -> None:
@@ -194,6 +260,43 @@ def test_a_streak_is_of_consecutive_runs(duck: World) -> None:
     result = duck.run()
     assert result.exit_code == ExitCode.OK and result.report.outcome == "success"
     assert [(r["retry_count"], r["resolved"]) for r in _letters(duck.warehouse)] == [(1, True), (0, False)]
+
+
+def test_the_plan_lead_limit_is_one_service_letter_benches_nobody_and_alarms_on_the_third_run(duck: World) -> None:
+    """The plan holds 10 leads: run 1 adds 10 and holds 10 back, runs 2-3 add none; no lead gets a dead letter
+    or a history row, ONE service letter counts the runs, run 3 exits 1 naming the plan limit and the fix;
+    once the plan has room the 20 held-back leads are added and the letter closes."""
+    duck.sim.plan_lead_limit = 10
+    first = duck.run()
+    assert first.exit_code == ExitCode.OK and first.report.added == 10
+    assert first.report.phase("topup").counts["held back: plan limit"] == 10
+    assert any("10 lead(s) not added: the Instantly plan's lead limit is reached" in w for w in first.report.warnings)
+    added_first = {lead["email"] for lead in duck.sim.leads()}
+    before = len(duck.sim.requests_to("POST", "/leads/add"))
+    for run in (2, 3):
+        result = duck.run()
+        assert result.report.added == 0
+        assert result.report.phase("topup").counts["held back: plan limit"] == 20
+        assert result.exit_code == (ExitCode.OK if run < 3 else ExitCode.RUN_FAILED), result.report.render_text()
+        assert _letters(duck.warehouse) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
+                                             "retry_count": run - 1, "resolved": False, "gave_up": False}]
+        assert _rows(duck.warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_lead_history`")[0]["n"] == 0
+        assert _rows(duck.warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_inst_state`")[0]["n"] == 10
+        duck.sim.advance(HALF_HOUR)
+    assert result.report.outcome == "alarm" and result.report.error is not None
+    assert result.report.error.startswith("the Instantly plan's lead limit has been reached in 3 consecutive runs "
+                                          "(SERVICE_FAILURE_RUNS=3)")
+    assert "raise the plan's lead limit" in result.report.error and "INVENTORY_CAP" in result.report.error
+    assert result.report.error in result.report.render_markdown()
+    held = {lead["email"] for r in duck.sim.requests_to("POST", "/leads/add")[before:]
+            for lead in r.request_body["leads"]}
+    assert len(held) == 20  # the same 20 top leads asked for in runs 2 and 3
+    duck.sim.plan_lead_limit = 30  # room again (leads drained, or the plan raised)
+    result = duck.run()
+    assert result.exit_code == ExitCode.OK and result.report.added == 20
+    assert {lead["email"] for lead in duck.sim.leads()} - added_first == held
+    assert _letters(duck.warehouse) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
+                                         "retry_count": 2, "resolved": True, "gave_up": False}]
 
 
 def test_a_lead_that_poisons_its_batch_is_found_and_counts_alone(duck: World) -> None:

@@ -223,6 +223,25 @@ def test_room_comes_from_the_warehouse_figure_when_it_is_larger(audit: Audit) ->
     assert result.report.added == 2 and result.report.inventory_before == 8
 
 
+# Kills: _campaign_inventory using Instantly's per-campaign count alone when the warehouse tracks more there.
+def test_a_campaign_whose_instantly_count_lags_gets_its_quota_less_what_the_warehouse_tracks(audit: Audit) -> None:
+    """SMB's 6 leads deleted by hand (Instantly counts 0, the warehouse tracks 6), cap 20 split 10/10: SMB gets
+    its quota 10 - 6 = 4 (not 6 = its share of the room 14), Midsize its quota 10."""
+    audit.settings = replace(audit.settings, inventory_cap=20, target_new_leads_per_run=6, batch_size=20)
+    assert audit.run() == []  # only SMB leads are ready: 6 SMB added
+    assert len(audit.sim.leads(SMB)) == 6
+    midsize = [f"mid{n:02d}@audit.example" for n in range(1, 13)]
+    add_sources(audit.warehouse, [lead(email, Decimal(2_000_000 - 1_000 * n)) for n, email in enumerate(midsize)])
+    delete_by_hand(audit.sim, [str(x["id"]) for x in audit.sim.leads(SMB)])
+    since = len(audit.sim.request_log)
+    result = audit.live(target_new_leads_per_run=20)
+    assert result.exit_code == ExitCode.OK
+    assert result.report.inventory_before == 6  # the global figure: max(Instantly 0, warehouse 6)
+    assert [e for e in audit.sent(since) if e in SOURCES] == SOURCES[6:10]
+    assert [e for e in audit.sent(since) if e in midsize] == midsize[:10]
+    assert {name: entry["added"] for name, entry in result.report.routes.items()} == {"SMB": 4, "Midsize": 10}
+
+
 # ---- 5. a partial analytics answer ----------------------------------------------------------------
 
 def _without_midsize(endpoint: str, answer: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,17 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 @pytest.fixture
 def engines(tmp_path: Path) -> Iterator[Engines]:
     found = Engines(tmp_path)
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+@contextmanager
+def _engines(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> Iterator[Engines]:
+    """The proof's engines, with the BigQuery emulator when the lane is BigQuery's."""
+    emulator = request.getfixturevalue("bq_emulator") if engine == "bigquery" else None
+    found = Engines(tmp_path, emulator=emulator)
     try:
         yield found
     finally:
@@ -160,31 +172,46 @@ def test_dnc_entries_added_while_their_leads_run_take_them_out_within_one_run(tm
     assert tally.counts["leads of persons suppressed later taken out within one run"] == 5
 
 
-def test_hand_deletes_with_balanced_counts_are_closed_and_adopted_in_the_run(engines: Engines) -> None:
+@pytest.mark.bq_always
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("bigquery", marks=pytest.mark.bigquery)])
+def test_hand_deletes_with_balanced_counts_are_closed_and_adopted_in_the_run(tmp_path: Path, engine: str,
+                                                                           request: pytest.FixtureRequest) -> None:
     """A lead deleted by hand while another is added by hand (counts balance): closed `removed` and the
-    newcomer adopted, in that run, every round."""
+    newcomer adopted, in that run, every round (3 rounds on DuckDB; 1 on the emulator: the same SQL each round)."""
+    rounds = 3 if engine == "duckdb" else 1
     tally = Tally()
-    honest.hand_deletes(engines, "duckdb", tally, rounds=3)
+    with _engines(tmp_path, engine, request) as engines:
+        honest.hand_deletes(engines, engine, tally, rounds=rounds)
     _clean(tally)
-    assert tally.counts["deleted leads closed `removed` in that run"] == 3
-    assert tally.counts["hand-added leads adopted in that run"] == 3
+    assert tally.counts["deleted leads closed `removed` in that run"] == rounds
+    assert tally.counts["hand-added leads adopted in that run"] == rounds
 
 
-def test_outage_of_one_endpoint_benches_nobody_and_recovers_within_two_runs(engines: Engines) -> None:
-    """Six runs of POST /leads/add answering 503: no lead letter or cooldown, runs 3-6 exit 1, and every
-    held-back lead is added within two runs of the recovery."""
+@pytest.mark.bq_always
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("bigquery", marks=pytest.mark.bigquery)])
+def test_outage_of_one_endpoint_benches_nobody_and_recovers_within_two_runs(tmp_path: Path, engine: str,
+                                                                           request: pytest.FixtureRequest) -> None:
+    """Six runs of POST /leads/add answering 503 (three on the emulator, the third the first to exit 1): no lead
+    letter or cooldown, runs from the third exit 1, and every held-back lead is added within two runs of the
+    recovery."""
+    runs = 6 if engine == "duckdb" else 3
     tally = Tally()
-    honest.outage(engines, "duckdb", tally)
+    with _engines(tmp_path, engine, request) as engines:
+        honest.outage(engines, engine, tally, runs=runs)
     _clean(tally)
-    assert tally.counts["runs during the outage"] == 6
+    assert tally.counts["runs during the outage"] == runs
     assert tally.counts["held-back leads added within two runs"] == tally.counts["leads held back by the outage"] >= 10
 
 
-def test_an_empty_listing_that_contradicts_the_count_closes_nothing(engines: Engines) -> None:
+@pytest.mark.bq_always
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("bigquery", marks=pytest.mark.bigquery)])
+def test_an_empty_listing_that_contradicts_the_count_closes_nothing(tmp_path: Path, engine: str,
+                                                                    request: pytest.FixtureRequest) -> None:
     """Every lead listing answers empty and complete while Instantly's count says otherwise: nothing is
     closed, the run says so, and later runs settle."""
     tally = Tally()
-    honest.contradicting_listing(engines, "duckdb", tally)
+    with _engines(tmp_path, engine, request) as engines:
+        honest.contradicting_listing(engines, engine, tally)
     _clean(tally)
     assert tally.counts["tracked leads kept through the contradiction"] == 20
 

@@ -21,3 +21,10 @@ def test_the_sample_is_a_fixed_quarter_chosen_by_the_id() -> None:
     dropped = [i for i in ids if bigquery_sampled_out(i)]
     assert dropped == [i for i in ids if zlib.crc32(i.encode()) % 4 != 0]
     assert 260 <= len(dropped) <= 340  # about three quarters left to BQ_FULL=1
+
+
+def test_a_test_marked_bq_always_keeps_its_bigquery_lane() -> None:
+    """A BigQuery lane the CRC-32 sample drops still runs when its test is marked `bq_always`."""
+    dropped = next(f"tests/test_sync.py::test_{n}[bigquery]" for n in range(100)
+                   if bigquery_sampled_out(f"tests/test_sync.py::test_{n}[bigquery]"))
+    assert not bigquery_sampled_out(dropped, always=True)

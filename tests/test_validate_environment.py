@@ -86,6 +86,7 @@ def test_all_checks_pass(env: Env) -> None:
     assert routes.detail == "2 route(s) from default: SMB; Midsize"
 
 
+@pytest.mark.bq_always
 def test_views_bound_to_another_source_table_fail_with_the_rebind_fix(env: Env) -> None:
     """The views were built on another table than SOURCE_TABLE: the `source binding` row fails, naming both
     tables and `python setup.py`; the check exits 4."""

@@ -66,6 +66,7 @@ from coldsync.instantly.errors import (
     InstantlyError,
     NotFoundError,
     PlanError,
+    PlanLimitError,
     RateLimitedError,
     RedirectRefusedError,
     RunDeadlineError,
@@ -81,6 +82,7 @@ from coldsync.instantly.errors import (
 from coldsync.redact import mask_email, mask_emails_in_text, redact
 from coldsync.transport import (
     DEFAULT_REQUEST_DEADLINE_SECONDS,
+    DEFAULT_TIMEOUT_ATTEMPTS,
     MAX_RESPONSE_BYTES,
     check_outbound_url,
     location_host,
@@ -401,8 +403,8 @@ class ServiceHealth:
     `failed`     operation -> the last service-level failure (`errors.is_service_level`);
     `circuits`   operation -> (failure, when): not sent again for `open_seconds` after its retries were
                  spent on a temporary error (`CircuitOpenError` instead, at once); then one call may try;
-    `unreachable` (failure, when) once a connection could not be made before any call was answered:
-                 nothing is sent meanwhile.
+    `unreachable` (failure, when) once a call spent its retries without any answer (no connection, or
+                 timeouts) before any call was answered: nothing is sent meanwhile.
     """
 
     open_seconds: float = 300.0
@@ -440,10 +442,12 @@ class ServiceHealth:
                 self.failed[operation] = exc  # the failure that was sent wins over a call held back by it
             if exc.retryable and not isinstance(exc, CircuitOpenError):
                 self.circuits[operation] = (exc, self.clock())
-                if (isinstance(exc, TransportError) and exc.summary.startswith("connection failed")
+                if (isinstance(exc, TransportError) and exc.summary.startswith(("connection failed", "timeout"))
                         and not self.answered):
-                    # No call was answered yet: the service cannot be reached at all. (One that answered
-                    # before is there: a dropped connection then holds back its own operation only.)
+                    # No call was answered yet: the service cannot be reached at all, whether the connection
+                    # was refused or accepted and never answered (a timeout on every attempt). (One that
+                    # answered before is there: a dropped connection or a slow call then holds back its own
+                    # operation only.)
                     self.unreachable = (exc, self.clock())
 
     @property
@@ -852,7 +856,8 @@ class LeadOutcome:
                      `campaign_id` point at the existing lead when found.
                  blocklisted, invalid (bad or missing email), duplicate_in_request (same email
                      earlier in the same request), incomplete (lists only),
-                 plan_limit: not uploaded because the plan's lead limit was reached; try later.
+                 plan_limit: not uploaded because the plan's lead limit was reached; try later. The call then
+                     records ONE `PlanLimitError` in `health` (a service-level failure of POST /leads/add).
                  failed: the request of its chunk failed after retries; `error` says why. A chunk refused
                      with a 400 is halved until the refused lead is alone (MAX_ADD_SPLITS): `inferred`
                      False then (Instantly named it), True when several leads failed together.
@@ -1339,9 +1344,12 @@ class InstantlyClient:
     (`TransportError`, retried like any timeout). The socket timeouts (`connect_timeout`, `read_timeout`)
     still apply inside it, capped to the time left. Retries multiply it: one logical call may last up to
     max_attempts x request_deadline plus the waits between attempts (each at most `backoff_max`, or a
-    Retry-After capped at `max_retry_after`): with the defaults and the sync's 40 s deadline, 6 x 40 s +
-    5 x 120 s = 14 minutes at the very worst (Retry-After of 120 s on five 429s), 6 x 40 + 5 x 30 =
-    6.5 minutes without Retry-After; an operation that spent its retries is not sent again in the run
+    Retry-After capped at `max_retry_after`). Attempts that got no answer in time (timeouts) cost up to
+    `read_timeout` each, a hundred times a quick 5xx: at most `max_timeout_attempts` (default 3) of them are
+    made per call, so a service that accepts connections and never answers costs 3 x 30 s + the waits, about
+    1.5 minutes, not 6 x 30 s. With the defaults and the sync's 40 s deadline: 3 x 40 s + 5 x 120 s = 12
+    minutes at the very worst (three attempts cut at the deadline, Retry-After of 120 s on five 429s),
+    3 x 40 + 5 x 30 = 4.5 minutes without Retry-After; an operation that spent its retries is not sent again in the run
     (its circuit opens), so a run meets that worst case once per operation.
     """
 
@@ -1355,6 +1363,7 @@ class InstantlyClient:
         max_per_second: int = 100,
         max_per_minute: int = 6000,
         max_attempts: int = 6,
+        max_timeout_attempts: int = DEFAULT_TIMEOUT_ATTEMPTS,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         max_retry_after: float = 120.0,
@@ -1372,6 +1381,8 @@ class InstantlyClient:
         base_url = check_outbound_url(base_url)
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if max_timeout_attempts < 1:
+            raise ValueError("max_timeout_attempts must be at least 1")
         if not request_deadline > 0:
             raise ValueError("request_deadline must be a positive number of seconds")
         self._api_key = api_key.strip()
@@ -1384,6 +1395,7 @@ class InstantlyClient:
         each attempt's deadline is cut to it, no retry starts that could not end before it, and no call is sent
         after it (`RunDeadlineError`). None: only `request_deadline` and the retry budget bound a call."""
         self.max_attempts = max_attempts
+        self.max_timeout_attempts = max_timeout_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after
@@ -1473,11 +1485,17 @@ class InstantlyClient:
         for name, value in (path_params or {}).items():
             path = path.replace("{" + name + "}", quote(value, safe=""))
         attempts = 0
+        timeouts = 0
 
         def attempt() -> Any:
-            nonlocal attempts
+            nonlocal attempts, timeouts
             attempts += 1
-            return self._attempt(method, path, template, params, body, accept, attempts)
+            try:
+                return self._attempt(method, path, template, params, body, accept, attempts)
+            except TransportError as exc:
+                if exc.summary.startswith("timeout"):
+                    timeouts += 1
+                raise
 
         def before_sleep(state: RetryCallState) -> None:
             self.stats.record_retry()
@@ -1507,7 +1525,8 @@ class InstantlyClient:
             self.health.record(operation, failed)
             raise failed
         retrying = Retrying(
-            stop=stop_any(stop_after_attempt(self.max_attempts), _StopWhen(self._no_time_for_another_attempt)),
+            stop=stop_any(stop_after_attempt(self.max_attempts), _StopWhen(self._no_time_for_another_attempt),
+                          _StopWhen(lambda _state: timeouts >= self.max_timeout_attempts)),
             wait=self._wait,
             retry=retry_if_exception(lambda e: isinstance(e, InstantlyError) and e.retryable
                                      and not isinstance(e, UnusableAnswerError)),
@@ -2026,6 +2045,13 @@ class InstantlyClient:
 
         result = self._put_together(campaign_id, self._run_add_chunks(tasks, one_chunk, concurrency))
         counts = result.counts()
+        if counts["plan_limit"]:
+            # The workspace's plan refused them, not one lead: ONE service-level failure of the operation
+            # (the sync's service letter), recorded after the answers that carried it were counted as answered.
+            self.health.record("POST /leads/add", PlanLimitError(
+                f"the Instantly plan's lead limit is reached: {counts['plan_limit']} of {len(leads)} lead(s) were "
+                f"not uploaded (remaining_in_plan {result.remaining_in_plan})",
+                http_status=200, method="POST", path="/leads/add"))
         logger.info(
             "instantly add to campaign %s: %s",
             campaign_id,

@@ -75,6 +75,15 @@ class WebhookPlanError(PlanError):
     place that treats a refused plan as service-level still does; `--webhooks status` names it on its own."""
 
 
+class PlanLimitError(InstantlyError):
+    """A 200 add answer that uploaded fewer leads than it was sent and names no other reason for the rest: the
+    workspace's plan holds no more leads (the spec has no counter for it; `remaining_in_plan` is the plan's
+    figure). A refusal of the whole workspace, not of a lead: a service-level failure (`is_service_level`) of
+    POST /leads/add, recorded in the client's `health` once per call; not retried (the same add meets the
+    same limit), no circuit (nothing is gained by holding back the next campaign's add, which Instantly
+    answers the same way at no cost to any lead). http_status is the answer's 200."""
+
+
 class ScopeError(InstantlyError):
     """403: the key lacks the scope for this operation (or a CDN refused the request)."""
 
@@ -147,8 +156,9 @@ class CircuitOpenError(ServerError):
 def is_service_level(exc: BaseException) -> bool:
     """Whether a failure is the service's or the account's, not one lead's: a temporary error that
     survived its retries (429, 5xx, malformed 2xx, timeout, connection), an open circuit, the key
-    refused (401, 402, 403), or a redirect (never followed: the base URL or something in front of the API is
-    wrong). Such a failure never counts against a lead's own retry budget."""
+    refused (401, 402, 403), the plan's lead limit reached (`PlanLimitError`), or a redirect (never
+    followed: the base URL or something in front of the API is wrong). Such a failure never counts
+    against a lead's own retry budget."""
     return isinstance(exc, InstantlyError) and (
-        exc.retryable or isinstance(exc, AuthenticationError | PlanError | ScopeError | RedirectRefusedError
-                                                      | RunDeadlineError))
+        exc.retryable or isinstance(exc, AuthenticationError | PlanError | PlanLimitError | ScopeError
+                                                      | RedirectRefusedError | RunDeadlineError))

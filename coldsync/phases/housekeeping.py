@@ -86,7 +86,8 @@ def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]]) -> list
             rows.append({**base, "resolve": False, "give_up_reason": reason})
             phase.plan["give up dead letter"] += 1
             if letter["operation"] == "add_lead" and email and current is None:
-                # Stop picking a lead that keeps failing: rest it for one cooldown, with the reason.
+                # Stop picking a lead that keeps failing: rest it GIVE_UP_COOLDOWN_DAYS (not the full cooldown: it was
+                # never emailed), with the reason.
                 failed_in = ctx.campaign(str(letter.get("campaign_id") or ""))
                 history.append(history_row(ctx, email=str(email), campaign_id=str(letter.get("campaign_id") or ""),
                                            sequence_name=failed_in.route if failed_in else None,

@@ -345,8 +345,6 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
             # An error object in a 200, or created_leads that contradict the request: the client recorded a
             # service-level failure (the run's service letter); its leads stay pending, adopted or freed next run.
             ctx.report.warn(f"campaign {label}: {unusable}")
-        if result.remaining_in_plan is not None and result.remaining_in_plan <= 0:
-            ctx.report.warn("the Instantly plan's lead limit is reached: no more leads can be uploaded")
         for outcome in result.outcomes:
             email, source_row, route, _arm = items[outcome.index]
             _settle(ctx, outcome, email, campaign_id, source_row, state, dnc, history, letters, unconfirmed)
@@ -355,6 +353,10 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
         del payloads, result
         items.clear()
     _recheck(ctx, unconfirmed, dnc, letters)
+    over_plan = phase.counts["held back: plan limit"]
+    if over_plan:
+        ctx.report.warn(f"{over_plan} lead(s) not added: the Instantly plan's lead limit is reached; they stay ready, "
+                        "nothing is counted against them (raise the plan's lead limit or lower INVENTORY_CAP)")
     held = phase.counts["held back: service failure"]
     if held:
         ctx.report.warn(f"{held} lead(s) not confirmed added: Instantly failed or did not answer the whole "
@@ -445,7 +447,13 @@ def _settle(ctx: RunContext, outcome: LeadOutcome, email: str, campaign_id: str,
         # (sync._service_letters) records an outage once. Only a lead Instantly refused alone counts.
         state.append({"email": email, "op": "delete"})
         phase.counts["held back: service failure"] += 1
-    elif kind in ("failed", "plan_limit", "duplicate_in_request"):
+    elif kind == "plan_limit":
+        # The workspace's plan holds no more leads: a refusal of the whole workspace, not of this lead. Freed
+        # (ready again, at its place in the order), nothing counted against it, no history; the client recorded
+        # ONE service-level failure of POST /leads/add (PlanLimitError), the run's service letter.
+        state.append({"email": email, "op": "delete"})
+        phase.counts["held back: plan limit"] += 1
+    elif kind in ("failed", "duplicate_in_request"):
         # Not added: free the row, so the lead is ready again next run; record why.
         state.append({"email": email, "op": "delete"})
         http = outcome.error.http_status if outcome.error else None

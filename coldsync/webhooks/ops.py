@@ -469,7 +469,8 @@ def webhooks_command(settings: Settings, action: Sequence[str], *, as_json: bool
             client = stack.enter_context(InstantlyClient(
                 settings.instantly_api_key.reveal(), base_url=settings.instantly_base_url,
                 max_per_second=settings.instantly_max_per_second, max_per_minute=settings.instantly_max_per_minute,
-                request_deadline=settings.instantly_request_deadline_seconds))
+                request_deadline=settings.instantly_request_deadline_seconds,
+                max_timeout_attempts=settings.instantly_timeout_attempts))
         try:
             if verb == "register":
                 outcome = register(client, rest[0], settings.instantly_webhook_secret.reveal(),
