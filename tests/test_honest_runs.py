@@ -323,6 +323,52 @@ def test_a_lead_that_poisons_its_batch_is_found_and_counts_alone(duck: World) ->
     assert letters == [{"phase": "topup", "operation": "add_lead", "email": bad, "http_status": 400}]
 
 
+def test_every_add_refused_is_one_service_letter_not_a_letter_per_lead(duck: World) -> None:
+    """Every POST /leads/add answers 400 naming nobody (three runs): the first campaign's batch of 10 is
+    halved down to single leads (19 requests), none accepted, so it is a refusal of the operation: the other
+    campaign's add is not sent, the 20 leads are held back as a service failure, no lead gets a dead letter or
+    a history row, ONE service letter counts the runs and the third run exits 1; once Instantly accepts adds
+    again the 20 are added and the letter closes."""
+    duck.sim.set_fault("POST /leads/add", FaultSpec(error_rate=1.0, error_status=400))
+    for run in (1, 2, 3):
+        before = len(duck.sim.requests_to("POST", "/leads/add"))
+        result = duck.run()
+        assert len(duck.sim.requests_to("POST", "/leads/add")) - before == 19
+        assert result.exit_code == (ExitCode.OK if run < 3 else ExitCode.RUN_FAILED), result.report.render_text()
+        counts = result.report.phase("topup").counts
+        assert (counts["held back: service failure"], counts["dead_letters"], result.report.added) == (20, 0, 0)
+        assert _letters(duck.warehouse) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
+                                             "retry_count": run - 1, "resolved": False, "gave_up": False}]
+        assert _rows(duck.warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_lead_history`")[0]["n"] == 0
+        duck.sim.advance(HALF_HOUR)
+    assert result.report.error is not None and result.report.error.startswith(
+        "Instantly has refused every lead sent to POST /leads/add in 3 consecutive runs (SERVICE_FAILURE_RUNS=3)")
+    duck.sim.clear_faults()
+    result = duck.run()
+    assert result.exit_code == ExitCode.OK and result.report.added == 20
+    assert _letters(duck.warehouse) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
+                                         "retry_count": 2, "resolved": True, "gave_up": False}]
+
+
+def test_leads_the_split_budget_left_together_are_labelled_so(duck: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one halving per call, the batch of 10 holding a bad lead splits once: the half without it is
+    added, the half with it (5 leads) stays refused together: reported "held back: refused in a batch (split
+    budget spent)", not as a service failure, with no service letter and no lead's letter; 15 added."""
+    from coldsync.instantly import client as client_module
+    from coldsync.phases.topup import SPLIT_BUDGET_SPENT
+
+    monkeypatch.setattr(client_module, "MAX_ADD_SPLITS", 1)
+    top = Store.for_settings(duck.warehouse, "t", START, duck.settings).read_ready({"SMB": 10, "Midsize": 10})
+    duck.sim.set_fault("POST /leads/add", FaultSpec(refuse_emails=[str(top[3]["email"])]))
+    result = duck.run()
+    counts = result.report.phase("topup").counts
+    assert result.exit_code == ExitCode.OK and result.report.added == 15
+    assert (counts[SPLIT_BUDGET_SPENT], counts["held back: service failure"], counts["dead_letters"]) == (5, 0, 0)
+    assert SPLIT_BUDGET_SPENT == "held back: refused in a batch (split budget spent)"
+    assert any(w.startswith("5 lead(s) not added: Instantly refused their batch") for w in result.report.warnings)
+    assert _letters(duck.warehouse) == []
+
+
 # --- giving up rests GIVE_UP_COOLDOWN_DAYS, not the cooldown ------------------------------------------
 
 def _history(warehouse: Warehouse, email: str, status: str, completed_at: dt.datetime) -> None:
