@@ -422,6 +422,44 @@ def test_give_up_writes_a_failed_row_that_rests_seven_days(duck: World) -> None:
     assert email in {str(r["email"]) for r in store.read_ready({"SMB": 500, "Midsize": 500})}
 
 
+def test_a_lead_adopted_in_the_run_has_its_add_letter_resolved_not_given_up(duck: World) -> None:
+    """A lead whose add letter is at DEAD_LETTER_MAX_RETRIES was put into a managed campaign by hand: the run
+    adopts it (state 'active' with its id) and closes its letter as done; it is not given up, so no
+    `failed` history row is written for a lead that is active in Instantly."""
+    email = "handy@orphan.example"
+    add_sources(duck.warehouse, [lead(email, Decimal(10_000))])
+    duck.warehouse.execute(
+        "INSERT INTO `{ds}.ops_dead_letters` (id, occurred_at, run_id, phase, operation, email, campaign_id, "
+        "retry_count) VALUES ('x1', @t, 'r0', 'topup', 'add_lead', @e, @c, @n)",
+        {"t": START, "e": email, "c": SMB, "n": duck.settings.dead_letter_max_retries}, label="test")
+    lead_id = str(duck.sim.insert_leads(SMB, [{"email": email}])["created_leads"][0]["id"])
+    result = duck.run(target_new_leads_per_run=0)
+    assert result.exit_code == ExitCode.OK and result.report.phase("housekeeping").counts["adopt orphan"] == 1
+    assert _rows(duck.warehouse, "SELECT email, status, instantly_lead_id FROM `{ds}.ops_inst_state`") == [
+        {"email": email, "status": "active", "instantly_lead_id": lead_id}]
+    assert _letters(duck.warehouse) == [{"phase": "topup", "operation": "add_lead", "email": email,
+                                         "retry_count": 5, "resolved": True, "gave_up": False}]
+    assert _rows(duck.warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_lead_history`")[0]["n"] == 0
+
+
+def test_a_lead_the_top_up_adds_has_its_add_letter_resolved_not_given_up(duck: World) -> None:
+    """A lead whose add letter is at DEAD_LETTER_MAX_RETRIES is added by the run's own top-up (the first run:
+    nothing tracked before it): housekeeping sees it active, closes the letter as done and writes no
+    `failed` history row."""
+    email = "stuck@rest.example"
+    add_sources(duck.warehouse, [lead(email, Decimal(900_000_000))])  # the best score: picked first
+    duck.warehouse.execute(
+        "INSERT INTO `{ds}.ops_dead_letters` (id, occurred_at, run_id, phase, operation, email, campaign_id, "
+        "retry_count) VALUES ('x1', @t, 'r0', 'topup', 'add_lead', @e, @c, @n)",
+        {"t": START, "e": email, "c": SMB, "n": duck.settings.dead_letter_max_retries}, label="test")
+    result = duck.run()
+    assert result.exit_code == ExitCode.OK and result.report.added == 20
+    assert email in {x["email"] for x in duck.sim.leads()}
+    assert _letters(duck.warehouse) == [{"phase": "topup", "operation": "add_lead", "email": email,
+                                         "retry_count": 5, "resolved": True, "gave_up": False}]
+    assert _rows(duck.warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_lead_history`")[0]["n"] == 0
+
+
 # --- the source binding ------------------------------------------------------------------------------
 
 def test_changed_source_table_is_refused_until_setup_rebinds(tmp_path: Path) -> None:
