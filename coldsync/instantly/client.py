@@ -1516,7 +1516,7 @@ class InstantlyClient:
                 template,
                 type(exc).__name__,
                 state.attempt_number,
-                self.max_attempts - 1,
+                self._retry_budget(state.attempt_number, timeouts, exc),
                 delay,
             )
 
@@ -1547,6 +1547,15 @@ class InstantlyClient:
             raise
         self.health.record(operation, None)
         return answer
+
+    def _retry_budget(self, attempt: int, timeouts: int, exc: BaseException | None) -> int:
+        """The retries a call has in all, as its log line says after `attempt` failed: max_attempts - 1, or
+        fewer when it timed out, as only max_timeout_attempts attempts may time out (the deadline may still
+        stop it sooner)."""
+        left = self.max_attempts - attempt
+        if isinstance(exc, TransportError) and exc.summary.startswith("timeout"):
+            left = min(left, self.max_timeout_attempts - timeouts)
+        return attempt - 1 + left
 
     @staticmethod
     def _guard(method: str, template: str, path_params: Mapping[str, str], body: Any) -> None:
