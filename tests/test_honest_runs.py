@@ -6,6 +6,7 @@ refused until setup.py rebinds the views, and a failed run's drain watermarks ar
 from __future__ import annotations
 
 import datetime as dt
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from coldsync.warehouse.demo_data import HISTORY_FIELDS, INSERT_HISTORY_SQL, gen
 from coldsync.warehouse.duckdb import DuckDBWarehouse
 from coldsync.warehouse.migrate import ensure_schema
 from proof.harness import CrashingWarehouse, Operations
-from tests.conftest import make_settings
+from tests.conftest import make_settings, open_warehouse
 from tests.helpers import add_sources, build, lead, set_config
 from tests.invariants import World, table_contents
 
@@ -502,7 +503,7 @@ def test_changed_source_table_is_refused_until_setup_rebinds(tmp_path: Path) -> 
 def test_a_run_refuses_views_bound_to_another_table(tmp_path: Path) -> None:
     """The config row says the views read another table than SOURCE_TABLE: the run exits 2 before any
     write, naming both tables and the fix (the config row is read on BigQuery by the validate test)."""
-    # DuckDB: the rule's SQL itself runs on both engines in tests/test_outcome_eligibility.py.
+    # DuckDB: the run's read of the binding runs on both engines in test_run_memory_and_source_binding_on_each_engine.
     raw_warehouse = DuckDBWarehouse(tmp_path / "rest.duckdb", "coldsync")
     world = _world(raw_warehouse, _settings(tmp_path), rows=30)
     try:
@@ -526,6 +527,8 @@ def test_a_run_refuses_views_bound_to_another_table(tmp_path: Path) -> None:
 def test_failed_run_watermarks_are_not_trusted(tmp_path: Path) -> None:
     """Counters moved and the drain listed the finished leads, then the run failed before recording them:
     the next run, 30 minutes later (long before the 6-hourly sweep), lists and drains every one of them."""
+    # DuckDB (the crash is injected by wrapping it); RUN_MEMORY_SQL, which skips the failed run's row, runs on
+    # both engines in test_run_memory_and_source_binding_on_each_engine.
     settings = _settings(tmp_path)
     inner = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
     crashing = CrashingWarehouse(inner, Operations())
@@ -553,3 +556,57 @@ def test_failed_run_watermarks_are_not_trusted(tmp_path: Path) -> None:
         world.sim.stop()
         inner.close()
 
+
+
+# --- both engines: the run memory's SQL and the sync's source-binding refusal ----------------------------------
+
+def _run_log_row(run_id: str, started_at: dt.datetime, mode: str, outcome: str) -> dict[str, Any]:
+    """A run-log row whose drain watermark names the run, so the memory read shows which row it took."""
+    summary = {"run_id": run_id, "drain_watermarks": {SMB: {"from": run_id}}}
+    return {"run_id": run_id, "started_at": started_at, "finished_at": started_at + dt.timedelta(minutes=1),
+            "mode": mode, "outcome": outcome, "warehouse": "test", "drained": 0, "added": 0, "dead_letters": 0,
+            "inventory_before": 0, "inventory_after": 0, "api_calls": 0, "warehouse_statements": 0,
+            "duration_seconds": 60.0, "error_text": None, "summary_json": json.dumps(summary)}
+
+
+@pytest.mark.bq_always
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("bigquery", marks=pytest.mark.bigquery)])
+def test_run_memory_and_source_binding_on_each_engine(tmp_path: Path, engine: str,
+                                                      request: pytest.FixtureRequest) -> None:
+    """RUN_MEMORY_SQL takes the drain watermarks of the newest LIVE run whose outcome is success or alarm: of
+    runs (oldest first) success, alarm, failed, interrupted, config_error, and a newer dry run, the alarm's; a
+    failed run's marks are never read. Then the views bound to another table than SOURCE_TABLE: the sync
+    exits 2 with the rebind fix before sending anything."""
+    settings = _settings(tmp_path)
+    warehouse = open_warehouse(engine, tmp_path, request)
+    sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=10)
+    sim.start()
+    client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.001, backoff_max=0.002)
+    try:
+        sim.create_campaign("SMB", campaign_id=SMB)
+        sim.create_campaign("Midsize", campaign_id=MIDSIZE)
+        build(warehouse, settings, list(generate_source_rows(10, seed=3)), as_of=START)
+        store = Store(warehouse, "t", START)
+        runs = [("live", "success"), ("live", "alarm"), ("live", "failed"), ("live", "interrupted"),
+                ("live", "config_error"), ("dry_run", "success")]
+        for n, (mode, outcome) in enumerate(runs):
+            store.write_run_log(_run_log_row(f"{n}-{mode}-{outcome}", START - dt.timedelta(hours=6 - n), mode,
+                                             outcome))
+        watermarks, open_letters, _blocklist = store.run_memory()
+        assert (watermarks, open_letters) == ({SMB: {"from": "1-live-alarm"}}, 0)
+        assert store.last_summary["run_id"] == "1-live-alarm"
+
+        set_config(warehouse, "views_source_table", string="elsewhere.coldsync.old_leads")
+        result = World(warehouse, sim, client, settings).run()
+        current = warehouse.source_table
+        assert result.exit_code == ExitCode.BAD_CONFIG
+        assert result.report.error == (
+            f"the views read the source table elsewhere.coldsync.old_leads but SOURCE_TABLE is {current}: run "
+            f"`python setup.py` to rebind the views to {current} (or set SOURCE_TABLE back to "
+            "elsewhere.coldsync.old_leads)")
+        assert sim.leads() == [] and sim.requests_to("POST", "/leads/add") == []
+        assert _rows(warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_inst_state`")[0]["n"] == 0
+    finally:
+        client.close()
+        sim.stop()
+        warehouse.close()
