@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from coldsync.alerts import run_alerts
 from coldsync.cli import ExitCode, received_signal, signal_name
 from coldsync.instantly.client import InstantlyClient
-from coldsync.instantly.errors import CircuitOpenError, InstantlyError, NotFoundError, PlanLimitError
+from coldsync.instantly.errors import AddRefusedError, CircuitOpenError, InstantlyError, NotFoundError, PlanLimitError
 from coldsync.phases.blocklist import PUSH_LIMIT_PER_RUN
 from coldsync.phases.context import CampaignView, RunContext, RunOutOfTime, TrackedState
 from coldsync.phases.drain import run_drain
@@ -450,6 +450,12 @@ def _service_letters(ctx: RunContext, *, ended: bool = True) -> list[str]:
                           f"(SERVICE_FAILURE_RUNS={limit}): no more leads can be added; raise the plan's lead limit "
                           "in Instantly or lower INVENTORY_CAP below it; the leads stay ready and the first run "
                           "with room adds them")
+        elif runs >= limit and isinstance(exc, AddRefusedError):
+            causes.append(f"Instantly has refused every lead sent to {operation} in {runs} consecutive runs "
+                          f"(SERVICE_FAILURE_RUNS={limit}): {exc}; something every add carries (a field, a custom "
+                          "variable, the campaign) or the workspace is refused, not a lead: read the server's "
+                          "message, try one lead by hand; the leads stay ready and the first run that gets through "
+                          "adds them")
         elif runs >= limit:
             causes.append(f"Instantly {operation} has failed in {runs} consecutive runs (SERVICE_FAILURE_RUNS="
                           f"{limit}): {exc}; check status.instantly.ai; if Instantly is up, something in these "

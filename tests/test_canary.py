@@ -47,10 +47,10 @@ OUTSIDERS = ["ops.outsider.canary@evil.example", "Finance.Outsider.Canary@Evil.E
 OUTSIDER_MARK = "outsider.canary"
 ATS = ["@", "%40", "%2540", "=40", "\\u0040", "\\x40", "&#64;", "&commat;"]
 # The warehouse columns that hold lead addresses by design (coldsync/warehouse/schema.py): the source rows,
-# their copy after rules 1-2 (ops_candidates: the address and its suppression key), and the dead letters of
-# the leads Instantly refused. Nothing else may hold one.
+# their copy after rules 1-2 (ops_candidates: the address and its suppression key), the leads added (the
+# state of the tracked leads) and the dead letters of the leads Instantly refused. Nothing else may hold one.
 LEAD_COLUMNS = {("source_leads", "email"), ("ops_candidates", "email"), ("ops_candidates", "email_key"),
-                ("ops_dead_letters", "email")}
+                ("ops_inst_state", "email"), ("ops_dead_letters", "email")}
 
 
 class _Proxy(ThreadingHTTPServer):
@@ -59,6 +59,7 @@ class _Proxy(ThreadingHTTPServer):
     mode: str = "pass"
     upstream: str = ""
     single_adds: set[str]  # the lead of each one-lead add it refused (Instantly has then named it)
+    refuse_next_single: bool = False  # the last add was a refused batch: its first lone lead is refused too
     hostile_answers: int = 0
     lock: threading.Lock
 
@@ -92,11 +93,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if mode == "adds" and self.command == "POST" and path.endswith("/leads/add"):
             leads = [str(lead.get("email")) for lead in json.loads(raw).get("leads", [])]
             with self.server.lock:
-                self.server.hostile_answers += 1
-                if len(leads) == 1:
-                    self.server.single_adds.add(leads[0])
-                with_message = self.server.hostile_answers % 2 == 0
-            hostile = 400, _hostile_body(auth, leads, 400, with_message)
+                # Every batch refused; of its halves, the first lone lead refused (Instantly named it) and the
+                # next one accepted: one bad lead per batch, so a per-lead refusal, not of the whole operation.
+                refuse = len(leads) > 1 or self.server.refuse_next_single
+                self.server.refuse_next_single = len(leads) > 1
+                if refuse:
+                    self.server.hostile_answers += 1
+                    if len(leads) == 1:
+                        self.server.single_adds.add(leads[0])
+                with_message = len(self.server.single_adds) % 2 == 0  # the letters alternate both forms
+            if refuse:
+                hostile = 400, _hostile_body(auth, leads, 400, with_message)
         elif mode in ("outage", "auth"):
             status = 500 if mode == "outage" else 401
             with self.server.lock:
@@ -203,7 +210,7 @@ def test_canary_key_and_addresses_appear_only_where_designed(
                         "LOG_LEVEL": "DEBUG", "GITHUB_STEP_SUMMARY": str(summary)}.items():
         monkeypatch.setenv(name, value)
 
-    proxy.mode = "adds"  # every add refused: halved down to one lead, each then a dead letter
+    proxy.mode = "adds"  # every batch refused: halved, one lead each refused alone (a dead letter), one added
     first = sync_once.main([])
     second = sync_once.main(["--json"])
     proxy.mode = "outage"  # every call a 500: the run fails, the operation gets a service letter

@@ -6,6 +6,7 @@ refused until setup.py rebinds the views, and a failed run's drain watermarks ar
 from __future__ import annotations
 
 import datetime as dt
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from coldsync.warehouse.demo_data import HISTORY_FIELDS, INSERT_HISTORY_SQL, gen
 from coldsync.warehouse.duckdb import DuckDBWarehouse
 from coldsync.warehouse.migrate import ensure_schema
 from proof.harness import CrashingWarehouse, Operations
-from tests.conftest import make_settings
+from tests.conftest import make_settings, open_warehouse
 from tests.helpers import add_sources, build, lead, set_config
 from tests.invariants import World, table_contents
 
@@ -323,6 +324,52 @@ def test_a_lead_that_poisons_its_batch_is_found_and_counts_alone(duck: World) ->
     assert letters == [{"phase": "topup", "operation": "add_lead", "email": bad, "http_status": 400}]
 
 
+def test_every_add_refused_is_one_service_letter_not_a_letter_per_lead(duck: World) -> None:
+    """Every POST /leads/add answers 400 naming nobody (three runs): the first campaign's batch of 10 is
+    halved down to single leads (19 requests), none accepted, so it is a refusal of the operation: the other
+    campaign's add is not sent, the 20 leads are held back as a service failure, no lead gets a dead letter or
+    a history row, ONE service letter counts the runs and the third run exits 1; once Instantly accepts adds
+    again the 20 are added and the letter closes."""
+    duck.sim.set_fault("POST /leads/add", FaultSpec(error_rate=1.0, error_status=400))
+    for run in (1, 2, 3):
+        before = len(duck.sim.requests_to("POST", "/leads/add"))
+        result = duck.run()
+        assert len(duck.sim.requests_to("POST", "/leads/add")) - before == 19
+        assert result.exit_code == (ExitCode.OK if run < 3 else ExitCode.RUN_FAILED), result.report.render_text()
+        counts = result.report.phase("topup").counts
+        assert (counts["held back: service failure"], counts["dead_letters"], result.report.added) == (20, 0, 0)
+        assert _letters(duck.warehouse) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
+                                             "retry_count": run - 1, "resolved": False, "gave_up": False}]
+        assert _rows(duck.warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_lead_history`")[0]["n"] == 0
+        duck.sim.advance(HALF_HOUR)
+    assert result.report.error is not None and result.report.error.startswith(
+        "Instantly has refused every lead sent to POST /leads/add in 3 consecutive runs (SERVICE_FAILURE_RUNS=3)")
+    duck.sim.clear_faults()
+    result = duck.run()
+    assert result.exit_code == ExitCode.OK and result.report.added == 20
+    assert _letters(duck.warehouse) == [{"phase": "service", "operation": "POST /leads/add", "email": None,
+                                         "retry_count": 2, "resolved": True, "gave_up": False}]
+
+
+def test_leads_the_split_budget_left_together_are_labelled_so(duck: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one halving per call, the batch of 10 holding a bad lead splits once: the half without it is
+    added, the half with it (5 leads) stays refused together: reported "held back: refused in a batch (split
+    budget spent)", not as a service failure, with no service letter and no lead's letter; 15 added."""
+    from coldsync.instantly import client as client_module
+    from coldsync.phases.topup import SPLIT_BUDGET_SPENT
+
+    monkeypatch.setattr(client_module, "MAX_ADD_SPLITS", 1)
+    top = Store.for_settings(duck.warehouse, "t", START, duck.settings).read_ready({"SMB": 10, "Midsize": 10})
+    duck.sim.set_fault("POST /leads/add", FaultSpec(refuse_emails=[str(top[3]["email"])]))
+    result = duck.run()
+    counts = result.report.phase("topup").counts
+    assert result.exit_code == ExitCode.OK and result.report.added == 15
+    assert (counts[SPLIT_BUDGET_SPENT], counts["held back: service failure"], counts["dead_letters"]) == (5, 0, 0)
+    assert SPLIT_BUDGET_SPENT == "held back: refused in a batch (split budget spent)"
+    assert any(w.startswith("5 lead(s) not added: Instantly refused their batch") for w in result.report.warnings)
+    assert _letters(duck.warehouse) == []
+
+
 # --- giving up rests GIVE_UP_COOLDOWN_DAYS, not the cooldown ------------------------------------------
 
 def _history(warehouse: Warehouse, email: str, status: str, completed_at: dt.datetime) -> None:
@@ -376,6 +423,44 @@ def test_give_up_writes_a_failed_row_that_rests_seven_days(duck: World) -> None:
     assert email in {str(r["email"]) for r in store.read_ready({"SMB": 500, "Midsize": 500})}
 
 
+def test_a_lead_adopted_in_the_run_has_its_add_letter_resolved_not_given_up(duck: World) -> None:
+    """A lead whose add letter is at DEAD_LETTER_MAX_RETRIES was put into a managed campaign by hand: the run
+    adopts it (state 'active' with its id) and closes its letter as done; it is not given up, so no
+    `failed` history row is written for a lead that is active in Instantly."""
+    email = "handy@orphan.example"
+    add_sources(duck.warehouse, [lead(email, Decimal(10_000))])
+    duck.warehouse.execute(
+        "INSERT INTO `{ds}.ops_dead_letters` (id, occurred_at, run_id, phase, operation, email, campaign_id, "
+        "retry_count) VALUES ('x1', @t, 'r0', 'topup', 'add_lead', @e, @c, @n)",
+        {"t": START, "e": email, "c": SMB, "n": duck.settings.dead_letter_max_retries}, label="test")
+    lead_id = str(duck.sim.insert_leads(SMB, [{"email": email}])["created_leads"][0]["id"])
+    result = duck.run(target_new_leads_per_run=0)
+    assert result.exit_code == ExitCode.OK and result.report.phase("housekeeping").counts["adopt orphan"] == 1
+    assert _rows(duck.warehouse, "SELECT email, status, instantly_lead_id FROM `{ds}.ops_inst_state`") == [
+        {"email": email, "status": "active", "instantly_lead_id": lead_id}]
+    assert _letters(duck.warehouse) == [{"phase": "topup", "operation": "add_lead", "email": email,
+                                         "retry_count": 5, "resolved": True, "gave_up": False}]
+    assert _rows(duck.warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_lead_history`")[0]["n"] == 0
+
+
+def test_a_lead_the_top_up_adds_has_its_add_letter_resolved_not_given_up(duck: World) -> None:
+    """A lead whose add letter is at DEAD_LETTER_MAX_RETRIES is added by the run's own top-up (the first run:
+    nothing tracked before it): housekeeping sees it active, closes the letter as done and writes no
+    `failed` history row."""
+    email = "stuck@rest.example"
+    add_sources(duck.warehouse, [lead(email, Decimal(900_000_000))])  # the best score: picked first
+    duck.warehouse.execute(
+        "INSERT INTO `{ds}.ops_dead_letters` (id, occurred_at, run_id, phase, operation, email, campaign_id, "
+        "retry_count) VALUES ('x1', @t, 'r0', 'topup', 'add_lead', @e, @c, @n)",
+        {"t": START, "e": email, "c": SMB, "n": duck.settings.dead_letter_max_retries}, label="test")
+    result = duck.run()
+    assert result.exit_code == ExitCode.OK and result.report.added == 20
+    assert email in {x["email"] for x in duck.sim.leads()}
+    assert _letters(duck.warehouse) == [{"phase": "topup", "operation": "add_lead", "email": email,
+                                         "retry_count": 5, "resolved": True, "gave_up": False}]
+    assert _rows(duck.warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_lead_history`")[0]["n"] == 0
+
+
 # --- the source binding ------------------------------------------------------------------------------
 
 def test_changed_source_table_is_refused_until_setup_rebinds(tmp_path: Path) -> None:
@@ -418,7 +503,7 @@ def test_changed_source_table_is_refused_until_setup_rebinds(tmp_path: Path) -> 
 def test_a_run_refuses_views_bound_to_another_table(tmp_path: Path) -> None:
     """The config row says the views read another table than SOURCE_TABLE: the run exits 2 before any
     write, naming both tables and the fix (the config row is read on BigQuery by the validate test)."""
-    # DuckDB: the rule's SQL itself runs on both engines in tests/test_outcome_eligibility.py.
+    # DuckDB: the run's read of the binding runs on both engines in test_run_memory_and_source_binding_on_each_engine.
     raw_warehouse = DuckDBWarehouse(tmp_path / "rest.duckdb", "coldsync")
     world = _world(raw_warehouse, _settings(tmp_path), rows=30)
     try:
@@ -442,6 +527,8 @@ def test_a_run_refuses_views_bound_to_another_table(tmp_path: Path) -> None:
 def test_failed_run_watermarks_are_not_trusted(tmp_path: Path) -> None:
     """Counters moved and the drain listed the finished leads, then the run failed before recording them:
     the next run, 30 minutes later (long before the 6-hourly sweep), lists and drains every one of them."""
+    # DuckDB (the crash is injected by wrapping it); RUN_MEMORY_SQL, which skips the failed run's row, runs on
+    # both engines in test_run_memory_and_source_binding_on_each_engine.
     settings = _settings(tmp_path)
     inner = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
     crashing = CrashingWarehouse(inner, Operations())
@@ -469,3 +556,57 @@ def test_failed_run_watermarks_are_not_trusted(tmp_path: Path) -> None:
         world.sim.stop()
         inner.close()
 
+
+
+# --- both engines: the run memory's SQL and the sync's source-binding refusal ----------------------------------
+
+def _run_log_row(run_id: str, started_at: dt.datetime, mode: str, outcome: str) -> dict[str, Any]:
+    """A run-log row whose drain watermark names the run, so the memory read shows which row it took."""
+    summary = {"run_id": run_id, "drain_watermarks": {SMB: {"from": run_id}}}
+    return {"run_id": run_id, "started_at": started_at, "finished_at": started_at + dt.timedelta(minutes=1),
+            "mode": mode, "outcome": outcome, "warehouse": "test", "drained": 0, "added": 0, "dead_letters": 0,
+            "inventory_before": 0, "inventory_after": 0, "api_calls": 0, "warehouse_statements": 0,
+            "duration_seconds": 60.0, "error_text": None, "summary_json": json.dumps(summary)}
+
+
+@pytest.mark.bq_always
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("bigquery", marks=pytest.mark.bigquery)])
+def test_run_memory_and_source_binding_on_each_engine(tmp_path: Path, engine: str,
+                                                      request: pytest.FixtureRequest) -> None:
+    """RUN_MEMORY_SQL takes the drain watermarks of the newest LIVE run whose outcome is success or alarm: of
+    runs (oldest first) success, alarm, failed, interrupted, config_error, and a newer dry run, the alarm's; a
+    failed run's marks are never read. Then the views bound to another table than SOURCE_TABLE: the sync
+    exits 2 with the rebind fix before sending anything."""
+    settings = _settings(tmp_path)
+    warehouse = open_warehouse(engine, tmp_path, request)
+    sim = InstantlySimulator(api_key="sim-key", seed=5, now=START, sequence_days=10)
+    sim.start()
+    client = InstantlyClient("sim-key", base_url=sim.base_url, backoff_base=0.001, backoff_max=0.002)
+    try:
+        sim.create_campaign("SMB", campaign_id=SMB)
+        sim.create_campaign("Midsize", campaign_id=MIDSIZE)
+        build(warehouse, settings, list(generate_source_rows(10, seed=3)), as_of=START)
+        store = Store(warehouse, "t", START)
+        runs = [("live", "success"), ("live", "alarm"), ("live", "failed"), ("live", "interrupted"),
+                ("live", "config_error"), ("dry_run", "success")]
+        for n, (mode, outcome) in enumerate(runs):
+            store.write_run_log(_run_log_row(f"{n}-{mode}-{outcome}", START - dt.timedelta(hours=6 - n), mode,
+                                             outcome))
+        watermarks, open_letters, _blocklist = store.run_memory()
+        assert (watermarks, open_letters) == ({SMB: {"from": "1-live-alarm"}}, 0)
+        assert store.last_summary["run_id"] == "1-live-alarm"
+
+        set_config(warehouse, "views_source_table", string="elsewhere.coldsync.old_leads")
+        result = World(warehouse, sim, client, settings).run()
+        current = warehouse.source_table
+        assert result.exit_code == ExitCode.BAD_CONFIG
+        assert result.report.error == (
+            f"the views read the source table elsewhere.coldsync.old_leads but SOURCE_TABLE is {current}: run "
+            f"`python setup.py` to rebind the views to {current} (or set SOURCE_TABLE back to "
+            "elsewhere.coldsync.old_leads)")
+        assert sim.leads() == [] and sim.requests_to("POST", "/leads/add") == []
+        assert _rows(warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_inst_state`")[0]["n"] == 0
+    finally:
+        client.close()
+        sim.stop()
+        warehouse.close()

@@ -22,6 +22,7 @@ from coldsync.instantly.client import (
     request_category,
 )
 from coldsync.instantly.errors import (
+    AddRefusedError,
     AuthenticationError,
     CircuitOpenError,
     IncompleteListingError,
@@ -34,6 +35,7 @@ from coldsync.instantly.errors import (
     TransportError,
     UnsafeRequestError,
     ValidationError,
+    is_service_level,
 )
 from coldsync.instantly.simulator import FaultSpec, InstantlySimulator
 from tests.instantly_fixtures import (  # noqa: F401 - fixtures are used by name
@@ -540,6 +542,45 @@ def test_add_leads_halving_stops_at_its_budget(sim: InstantlySimulator, clock: F
         result = client.add_leads(campaign_id, leads, chunk_size=2)
     assert [(o.outcome, o.inferred) for o in result.outcomes] == [
         ("failed", True), ("failed", True), ("created", False), ("created", False)]
+
+
+def test_add_leads_refused_down_to_single_leads_is_a_refusal_of_the_operation(
+    sim: InstantlySimulator, clock: FakeClock, campaign_id: str
+) -> None:
+    """Every add answers 400 naming nobody: the first chunk of 4 is halved down to single leads (4, 2, 1, 1,
+    2, 1, 1: 7 requests), none accepted, so it is ONE service-level AddRefusedError of POST /leads/add: every
+    lead `failed` with it (inferred, named by nobody), the next chunk and a later call not sent."""
+    sim.set_fault("POST /leads/add", FaultSpec(refuse_emails=[x["email"] for x in people(7)]))
+    with make_client(sim, clock) as client:
+        result = client.add_leads(campaign_id, people(5), chunk_size=4)
+        (refused,) = {o.error for o in result.outcomes}
+        assert isinstance(refused, AddRefusedError) and is_service_level(refused) and refused.http_status == 400
+        # The chunk's four refused together (inferred); the fifth never sent (it failed with the refusal).
+        assert [(o.outcome, o.inferred) for o in result.outcomes] == [("failed", True)] * 4 + [("failed", False)]
+        assert result.chunks_sent == 0
+        assert client.health.failed == {"POST /leads/add": refused}
+        assert [len(r.request_body["leads"]) for r in sim.requests_to("POST", "/leads/add")] == [4, 2, 1, 1, 2, 1, 1]
+        later = client.add_leads(campaign_id, people(2, start=5))
+        assert [type(o.error) for o in later.outcomes] == [CircuitOpenError] * 2
+        assert len(sim.requests_to("POST", "/leads/add")) == 7
+
+
+def test_add_leads_two_bad_leads_among_good_ones_are_each_named(
+    sim: InstantlySimulator, clock: FakeClock, campaign_id: str
+) -> None:
+    """Two refused leads side by side in a chunk of 4: their half is refused down to both leads alone, the
+    other half accepted, so each bad lead is its own refusal (ValidationError, named), the good two are
+    created, and no service-level failure is recorded."""
+    leads = people(4)
+    sim.set_fault("POST /leads/add", FaultSpec(refuse_emails=[leads[0]["email"], leads[1]["email"]]))
+    with make_client(sim, clock) as client:
+        result = client.add_leads(campaign_id, leads, chunk_size=4)
+        assert [(o.outcome, o.inferred, type(o.error)) for o in result.outcomes] == [
+            ("failed", False, ValidationError), ("failed", False, ValidationError),
+            ("created", False, type(None)), ("created", False, type(None))]
+        assert not client.health.failed and not client.health.circuits
+    sizes = [(len(r.request_body["leads"]), r.status) for r in sim.requests_to("POST", "/leads/add")]
+    assert sizes == [(4, 400), (2, 400), (1, 400), (1, 400), (2, 200)]
 
 
 def test_a_dropped_connection_after_answers_holds_back_its_own_operation_only(

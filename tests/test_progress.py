@@ -93,6 +93,21 @@ def test_a_refusing_service_says_what_it_answered(caplog: pytest.LogCaptureFixtu
     assert line.startswith("Instantly answered http 503 to GET /campaigns (") and "retry 1 of " in line
 
 
+def test_timed_out_retries_name_the_timeout_budget(caplog: pytest.LogCaptureFixture) -> None:
+    """A call that times out on every attempt, with 6 attempts allowed but 3 that may time out: its retry
+    lines say "retry 1 of 2" and "retry 2 of 2" (the real budget), not "of 5"."""
+    from coldsync.instantly.simulator import FaultSpec
+
+    caplog.set_level(logging.WARNING, logger="coldsync.instantly")
+    with make_sim() as sim:
+        sim.set_fault("GET /campaigns", FaultSpec.timeouts(10, seconds=0.5))
+        with make_client(sim, FakeClock(), max_attempts=6, max_timeout_attempts=3, read_timeout=0.1,
+                         request_deadline=30) as client, pytest.raises(InstantlyError, match="timeout"):
+            client.check_key()
+    lines = _messages(caplog, "retry")
+    assert [re.findall(r"retry \d+ of \d+", line) for line in lines] == [["retry 1 of 2"], ["retry 2 of 2"]]
+
+
 def test_the_source_read_says_how_many_and_how_long(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     """A top-up logs the ready leads it read for its room and the seconds the warehouse took."""
     caplog.set_level(logging.INFO, logger="coldsync.topup")

@@ -350,6 +350,21 @@ def test_one_orphan_in_a_4000_lead_campaign_is_adopted_within_bounded_runs(
     assert calls["campaign"] == [] and history(world) == []
 
 
+def test_a_listing_cut_by_its_page_budget_says_it_resumes_next_run(
+        duck: Warehouse, tmp_path: Path, worlds: list[tuple[World, Rewriting]]) -> None:
+    """150 tracked leads and an orphan, RECONCILE_PAGES_PER_RUN=1: the listing reads 1 page, and the run
+    summary carries one note saying it was cut by the page budget and resumes next run."""
+    world, _ = _world(duck, tmp_path, worlds, reconcile_pages_per_run="1", reconcile_audit_calls="0")
+    seed(world, 150, "cut")
+    hand_add(world, "orphan@hand.example")
+    result, calls = run(world)
+    assert len(calls["campaign"]) == 1
+    note = ("reconcile listing of SMB cut after 1 page(s) (RECONCILE_PAGES_PER_RUN=1): resumes next run where "
+            "it stopped")
+    assert result.report.phase("housekeeping").notes == [note]
+    assert f"    - {note}" in result.report.render_text().splitlines()
+
+
 def test_the_audit_covers_every_tracked_lead_in_ceil_n_over_its_size_runs(
         duck: Warehouse, tmp_path: Path, worlds: list[tuple[World, Rewriting]]) -> None:
     """With RECONCILE_AUDIT_CALLS=1 (100 ids a run), 250 tracked leads are all checked in ceil(250/100)=3

@@ -47,7 +47,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC
 from enum import IntEnum, StrEnum
 from typing import Any, Generic, Literal, TypeVar
@@ -60,6 +60,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity.stop import stop_base
 
 from coldsync.instantly.errors import (
+    AddRefusedError,
     AuthenticationError,
     CircuitOpenError,
     IncompleteListingError,
@@ -402,7 +403,8 @@ class ServiceHealth:
                  the request itself: 400, 404), i.e. the service was there;
     `failed`     operation -> the last service-level failure (`errors.is_service_level`);
     `circuits`   operation -> (failure, when): not sent again for `open_seconds` after its retries were
-                 spent on a temporary error (`CircuitOpenError` instead, at once); then one call may try;
+                 spent on a temporary error, or after the operation itself was refused (`AddRefusedError`)
+                 (`CircuitOpenError` instead, at once); then one call may try;
     `unreachable` (failure, when) once a call spent its retries without any answer (no connection, or
                  timeouts) before any call was answered: nothing is sent meanwhile.
     """
@@ -440,7 +442,7 @@ class ServiceHealth:
                 return
             if not isinstance(exc, CircuitOpenError) or operation not in self.failed:
                 self.failed[operation] = exc  # the failure that was sent wins over a call held back by it
-            if exc.retryable and not isinstance(exc, CircuitOpenError):
+            if (exc.retryable and not isinstance(exc, CircuitOpenError)) or isinstance(exc, AddRefusedError):
                 self.circuits[operation] = (exc, self.clock())
                 if (isinstance(exc, TransportError) and exc.summary.startswith(("connection failed", "timeout"))
                         and not self.answered):
@@ -860,7 +862,11 @@ class LeadOutcome:
                      records ONE `PlanLimitError` in `health` (a service-level failure of POST /leads/add).
                  failed: the request of its chunk failed after retries; `error` says why. A chunk refused
                      with a 400 is halved until the refused lead is alone (MAX_ADD_SPLITS): `inferred`
-                     False then (Instantly named it), True when several leads failed together.
+                     False then (Instantly named it), True when several leads failed together (a part
+                     refused after the halving budget was spent: `error` the 400). When the halving of a
+                     chunk reached single leads and no part of it was accepted, nobody was named: every
+                     lead of it is `failed` with an `AddRefusedError` (service-level, `inferred`), recorded
+                     once in `health`, and the call's chunks not yet sent fail with it unsent.
                  unknown: the server's counters did not account for this lead, or its chunk's answer could
                      not be used (`add_answer_problem`: an error object in a 200, or `created_leads` that
                      contradict the request; `error` says which): the lead may or may not have been added,
@@ -1510,7 +1516,7 @@ class InstantlyClient:
                 template,
                 type(exc).__name__,
                 state.attempt_number,
-                self.max_attempts - 1,
+                self._retry_budget(state.attempt_number, timeouts, exc),
                 delay,
             )
 
@@ -1541,6 +1547,15 @@ class InstantlyClient:
             raise
         self.health.record(operation, None)
         return answer
+
+    def _retry_budget(self, attempt: int, timeouts: int, exc: BaseException | None) -> int:
+        """The retries a call has in all, as its log line says after `attempt` failed: max_attempts - 1, or
+        fewer when it timed out, as only max_timeout_attempts attempts may time out (the deadline may still
+        stop it sooner)."""
+        left = self.max_attempts - attempt
+        if isinstance(exc, TransportError) and exc.summary.startswith("timeout"):
+            left = min(left, self.max_timeout_attempts - timeouts)
+        return attempt - 1 + left
 
     @staticmethod
     def _guard(method: str, template: str, path_params: Mapping[str, str], body: Any) -> None:
@@ -2177,8 +2192,16 @@ class InstantlyClient:
         progress: bool,
     ) -> list[_ChunkReply]:
         """Send one chunk of `add_leads` (halving it on a 400 that names nobody, its halves first, in order);
-        one reply per request made or not made. Runs in any thread: what it shares goes through `run`."""
+        one reply per request made or not made. Runs in any thread: what it shares goes through `run`.
+
+        The rule that tells a bad lead from a refused operation: a chunk of several leads refused with a 400
+        whose halving reached at least one lead alone (refused too) while NO request of the chunk was accepted
+        (no 2xx) names nobody: Instantly refuses the operation, not a lead (`_refused_operation`). A single
+        lead refused while others of its chunk were accepted is that lead's own refusal (its dead letter). A
+        chunk of one lead refused alone is that lead's too: nothing tells the two apart there."""
         replies: list[_ChunkReply] = []
+        size = len(chunk)
+        accepted = refused_alone = False  # a 2xx for any part of the chunk; a part of one lead refused (400)
         work = deque([(start, chunk)])
         while work:
             start, chunk = work.popleft()
@@ -2206,6 +2229,7 @@ class InstantlyClient:
                                    len(chunk))
                     continue
                 if isinstance(exc, UnusableAnswerError):  # a 2xx nobody can read: the add may have taken effect
+                    accepted = True
                     logger.error("instantly add of %d leads to campaign %s: %s", len(chunk), campaign_id, exc)
                     replies.append(_ChunkReply(start, chunk, True, [
                         LeadOutcome(start + i, _email_of(lead), "unknown", error=exc, inferred=True)
@@ -2218,10 +2242,12 @@ class InstantlyClient:
                 # One lead alone refused for its content: Instantly named it. Several (the halving budget spent,
                 # or a service failure): nobody in particular, `inferred`.
                 named = len(chunk) == 1 and isinstance(exc, ValidationError)
+                refused_alone = refused_alone or named
                 replies.append(_ChunkReply(start, chunk, False, [
                     LeadOutcome(start + i, _email_of(lead), "failed", error=exc, inferred=not named)
                     for i, lead in enumerate(chunk)]))
                 continue
+            accepted = True
             emails = [_normalize_email(lead.get("email")) for lead in chunk]
             problem = add_answer_problem(summary, emails)
             if problem is not None:
@@ -2248,7 +2274,29 @@ class InstantlyClient:
             if progress:  # progress of a long add, one line per batch
                 logger.info("instantly add to campaign %s: %s of %s lead(s) answered, %s created so far",
                             campaign_id, f"{done:,}", f"{run.total:,}", f"{created:,}")
+        if size > 1 and refused_alone and not accepted:
+            return self._refused_operation(campaign_id, size, replies, run)
         return replies
+
+    def _refused_operation(self, campaign_id: str, size: int, replies: list[_ChunkReply],
+                           run: _AddRun) -> list[_ChunkReply]:
+        """A chunk of `size` leads refused whole, its halving down to single leads accepting none: ONE
+        service-level `AddRefusedError` of POST /leads/add (recorded in `health`, its circuit opened: the run
+        sends no further add) instead of one refusal per lead; the call's chunks not yet sent fail with it."""
+        last = next((o.error for r in reversed(replies) for o in r.outcomes
+                     if isinstance(o.error, ValidationError)), None)
+        refused = AddRefusedError(
+            f"Instantly refused every lead of an add of {size}, each one alone too (400 naming no lead; halved "
+            "down to single leads, none accepted): it refuses the operation, not a lead; no further add is sent "
+            "this run", http_status=400, method="POST", path="/leads/add",
+            server_message=last.server_message if last is not None else "")
+        logger.error("instantly add to campaign %s: %s", campaign_id, refused)
+        self.health.record("POST /leads/add", refused)
+        with run.lock:
+            run.fatal = run.fatal or refused
+        return [_ChunkReply(r.start, r.chunk, r.sent, [
+            replace(o, error=refused, inferred=True) if isinstance(o.error, ValidationError) else o
+            for o in r.outcomes], unusable=r.unusable, summary=r.summary) for r in replies]
 
     @staticmethod
     def _run_add_chunks(

@@ -84,6 +84,15 @@ class PlanLimitError(InstantlyError):
     answers the same way at no cost to any lead). http_status is the answer's 200."""
 
 
+class AddRefusedError(InstantlyError):
+    """Instantly refused a whole add batch (400, naming no lead) and the halving found no lead it accepts: the
+    batch was halved until single leads stood alone, every part refused, none accepted. Not one lead's content
+    then, but a refusal of POST /leads/add itself (the request's form, the campaign or the workspace): a
+    service-level failure (`is_service_level`) of the operation, recorded in the client's `health` once; not
+    retried, and it opens the operation's circuit so the run sends no further add (each would cost its own
+    halving for the same answer). http_status is the refusals' 400."""
+
+
 class ScopeError(InstantlyError):
     """403: the key lacks the scope for this operation (or a CDN refused the request)."""
 
@@ -156,9 +165,9 @@ class CircuitOpenError(ServerError):
 def is_service_level(exc: BaseException) -> bool:
     """Whether a failure is the service's or the account's, not one lead's: a temporary error that
     survived its retries (429, 5xx, malformed 2xx, timeout, connection), an open circuit, the key
-    refused (401, 402, 403), the plan's lead limit reached (`PlanLimitError`), or a redirect (never
-    followed: the base URL or something in front of the API is wrong). Such a failure never counts
-    against a lead's own retry budget."""
+    refused (401, 402, 403), the plan's lead limit reached (`PlanLimitError`), every lead of an add refused
+    alone too (`AddRefusedError`), or a redirect (never followed: the base URL or something in front of the
+    API is wrong). Such a failure never counts against a lead's own retry budget."""
     return isinstance(exc, InstantlyError) and (
-        exc.retryable or isinstance(exc, AuthenticationError | PlanError | PlanLimitError | ScopeError
-                                                      | RedirectRefusedError | RunDeadlineError))
+        exc.retryable or isinstance(exc, AuthenticationError | PlanError | PlanLimitError | AddRefusedError
+                                                      | ScopeError | RedirectRefusedError | RunDeadlineError))

@@ -6,7 +6,8 @@
   leads removed or moved by hand (confirmed by email before anything is closed), and a campaign whose
   count still disagrees with the warehouse is listed, a bounded number of pages a run, to adopt
   orphans (leads the warehouse does not know).
-- Open dead letters: closed when their operation is no longer needed; given up past the retry limit.
+- Open dead letters: closed when their operation is no longer needed (an add once its lead is tracked
+  active, also when this run adopted or added it); given up past the retry limit.
 - A lead found in Instantly (a pending row's look-up, an orphan) whose person is suppressed is never
   adopted: it gets a history row `suppressed` and state 'draining' FIRST, then is deleted by id; a
   failed delete is retried by the next run's drain like any other.
@@ -61,9 +62,24 @@ def _reconcile_pending(ctx: RunContext, state: list[dict[str, Any]], history: li
             state.append({"email": row.email, "op": "delete"})
 
 
-def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _planned_status(ctx: RunContext, state: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Each tracked lead's status as this run leaves it: the state read, then housekeeping's own planned
+    changes on top (an orphan or a pending row adopted, a lead closed), in order; None: not tracked."""
+    status: dict[str, str | None] = {email: row.status for email, row in ctx.state.by_email.items()}
+    for change in state:
+        email = str(change["email"])
+        if change.get("op") != "upsert":
+            status[email] = None
+        elif change.get("status"):  # an upsert without a status keeps the row's
+            status[email] = str(change["status"])
+    return status
+
+
+def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]],
+                         state: list[dict[str, Any]]) -> list[dict[str, Any]]:
     phase = ctx.report.phase("housekeeping")
-    by_email = ctx.state.by_email
+    # Not the state read alone: a lead this run adopted is tracked, and its add letter is done, not given up.
+    tracked = _planned_status(ctx, state)
     rows: list[dict[str, Any]] = []
     limit = ctx.settings.dead_letter_max_retries
     if not ctx.open_dead_letters:
@@ -74,10 +90,10 @@ def _retire_dead_letters(ctx: RunContext, history: list[dict[str, Any]]) -> list
         base = {k: letter.get(k) for k in ("id", "phase", "operation", "email", "campaign_id", "instantly_lead_id",
                                            "http_status", "error_text")}
         email = letter.get("email")
-        current = by_email.get(str(email)) if email else None
+        current = tracked.get(str(email)) if email else None
         # A delete or a move is done once its lead's state row is gone (the drain removes it when verified).
         delete_done = letter["operation"] in ("delete_lead", "move_lead") and current is None
-        add_done = letter["operation"] == "add_lead" and current is not None and current.status == "active"
+        add_done = letter["operation"] == "add_lead" and current == "active"
         if delete_done or add_done:
             rows.append({**base, "resolve": True, "give_up_reason": None})
             phase.plan["resolve dead letter"] += 1
@@ -104,11 +120,16 @@ def run_housekeeping(ctx: RunContext) -> None:
     state: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
     earlier_pending = any(r.run_id != ctx.run_id for r in ctx.state.with_status("pending"))
-    if not ctx.dry_run and (earlier_pending or ctx.mismatched_campaigns or needs_fresh_state(ctx)):
+    topup = ctx.report.phase("topup").counts
+    # The top-up's adds and adoptions are in the state only when it is read again: a letter of a lead it added
+    # is then closed, not given up.
+    letters_meet_adds = bool(ctx.open_dead_letters) and bool(topup["added"] or topup["adopted"])
+    if not ctx.dry_run and (earlier_pending or ctx.mismatched_campaigns or needs_fresh_state(ctx)
+                            or letters_meet_adds):
         ctx.state = TrackedState(ctx.store.read_state())  # as the drain and the top-up left it
     _reconcile_pending(ctx, state, history)
     reconcile_campaigns(ctx, state, history)
-    letters = _retire_dead_letters(ctx, history)
+    letters = _retire_dead_letters(ctx, history, state)
     twins = phase.plan["not adopted: same person as a tracked lead"]
     if twins:
         ctx.report.warn(f"{twins} lead(s) added by hand in Instantly are the same person as a tracked lead (a +tag "

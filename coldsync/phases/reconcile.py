@@ -423,7 +423,11 @@ class _Reconciler:
             resume = listing.last_id or cursor
             if resume:
                 following[campaign.campaign_id] = resume
-            if not failed:
+            if not failed and listing.stop_reason == "max_pages":
+                self.phase.notes.append(f"reconcile listing of {campaign.label} cut after {listing.pages} page(s) "
+                                        f"(RECONCILE_PAGES_PER_RUN={ctx.settings.reconcile_pages_per_run}): resumes "
+                                        "next run where it stopped")
+            elif not failed:
                 self.phase.notes.append(f"reconcile listing of {campaign.label} stopped after {listing.pages} page(s) "
                                         f"({listing.stop_reason}): resumed next run")
             read.append((campaign, leads, False))

@@ -35,6 +35,10 @@ from coldsync.warehouse.base import WarehouseError
 
 log = logging.getLogger("coldsync.topup")
 
+SPLIT_BUDGET_SPENT = "held back: refused in a batch (split budget spent)"
+"""Report count of leads refused with others in a batch (400, naming no lead) that the add's halving budget
+(MAX_ADD_SPLITS) could not split further: neither a lead's own refusal nor a service failure."""
+
 
 def lead_payload(row: Mapping[str, Any], email: str, route: Route | None = None) -> dict[str, Any]:
     """The Instantly lead for a ready row: names, company, and the route's custom variables (by default
@@ -357,6 +361,11 @@ def run_topup(ctx: RunContext, inventory: int | None) -> None:
     if over_plan:
         ctx.report.warn(f"{over_plan} lead(s) not added: the Instantly plan's lead limit is reached; they stay ready, "
                         "nothing is counted against them (raise the plan's lead limit or lower INVENTORY_CAP)")
+    unsplit = phase.counts[SPLIT_BUDGET_SPENT]
+    if unsplit:
+        ctx.report.warn(f"{unsplit} lead(s) not added: Instantly refused their batch (http 400, naming no lead) and "
+                        "the add's halving budget was spent before they stood alone; they stay ready, nothing is "
+                        "counted against them")
     held = phase.counts["held back: service failure"]
     if held:
         ctx.report.warn(f"{held} lead(s) not confirmed added: Instantly failed or did not answer the whole "
@@ -440,13 +449,20 @@ def _settle(ctx: RunContext, outcome: LeadOutcome, email: str, campaign_id: str,
                     "reason": f"Instantly rejected the lead as {kind}"})
         letters.append(dead_letter(phase, "add_lead", email, email=email, campaign_id=campaign_id, error=error,
                                    give_up_reason=f"Instantly rejected the lead as {kind}: excluded from later runs"))
-    elif kind == "failed" and (outcome.inferred or (outcome.error is not None and is_service_level(outcome.error))):
-        # The whole batch failed with the service (429, 5xx, timeout, no connection, key refused), or with
-        # others that Instantly did not tell apart: not this lead's doing. Free the row (it is ready again, at
-        # its place in the order), count nothing against it; the service-level dead letter
-        # (sync._service_letters) records an outage once. Only a lead Instantly refused alone counts.
+    elif kind == "failed" and outcome.error is not None and is_service_level(outcome.error):
+        # The whole batch failed with the service (429, 5xx, timeout, no connection, key refused), or Instantly
+        # refused the operation itself (every lead of a batch refused alone too: AddRefusedError): not this
+        # lead's doing. Free the row (it is ready again, at its place in the order), count nothing against it;
+        # the service-level dead letter (sync._service_letters) records the failure once.
         state.append({"email": email, "op": "delete"})
         phase.counts["held back: service failure"] += 1
+    elif kind == "failed" and outcome.inferred:
+        # Refused together with others (a 400 naming nobody) in a part the call's halving budget
+        # (MAX_ADD_SPLITS) could no longer split: Instantly named nobody, and the service did not fail (no
+        # service letter). Freed, ready again, nothing counted against it. Only a lead Instantly refused alone
+        # (others of its batch accepted) counts.
+        state.append({"email": email, "op": "delete"})
+        phase.counts[SPLIT_BUDGET_SPENT] += 1
     elif kind == "plan_limit":
         # The workspace's plan holds no more leads: a refusal of the whole workspace, not of this lead. Freed
         # (ready again, at its place in the order), nothing counted against it, no history; the client recorded
