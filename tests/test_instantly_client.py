@@ -549,7 +549,8 @@ def test_add_leads_refused_down_to_single_leads_is_a_refusal_of_the_operation(
 ) -> None:
     """Every add answers 400 naming nobody: the first chunk of 4 is halved down to single leads (4, 2, 1, 1,
     2, 1, 1: 7 requests), none accepted, so it is ONE service-level AddRefusedError of POST /leads/add: every
-    lead `failed` with it (inferred, named by nobody), the next chunk and a later call not sent."""
+    lead `failed` with it (inferred, named by nobody), the next chunk and a later call for that campaign not sent,
+    while another campaign's add still goes (one campaign's refusal must not starve another)."""
     sim.set_fault("POST /leads/add", FaultSpec(refuse_emails=[x["email"] for x in people(7)]))
     with make_client(sim, clock) as client:
         result = client.add_leads(campaign_id, people(5), chunk_size=4)
@@ -561,8 +562,13 @@ def test_add_leads_refused_down_to_single_leads_is_a_refusal_of_the_operation(
         assert client.health.failed == {"POST /leads/add": refused}
         assert [len(r.request_body["leads"]) for r in sim.requests_to("POST", "/leads/add")] == [4, 2, 1, 1, 2, 1, 1]
         later = client.add_leads(campaign_id, people(2, start=5))
-        assert [type(o.error) for o in later.outcomes] == [CircuitOpenError] * 2
+        assert [o.error for o in later.outcomes] == [refused] * 2 and later.chunks_sent == 0
         assert len(sim.requests_to("POST", "/leads/add")) == 7
+        other = sim.create_campaign("Other")
+        sim.set_fault("POST /leads/add", FaultSpec())
+        elsewhere = client.add_leads(other, people(2, start=8))
+        assert [o.outcome for o in elsewhere.outcomes] == ["created"] * 2
+        assert len(sim.requests_to("POST", "/leads/add")) == 8
 
 
 def test_add_leads_two_bad_leads_among_good_ones_are_each_named(

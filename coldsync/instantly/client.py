@@ -403,8 +403,10 @@ class ServiceHealth:
                  the request itself: 400, 404), i.e. the service was there;
     `failed`     operation -> the last service-level failure (`errors.is_service_level`);
     `circuits`   operation -> (failure, when): not sent again for `open_seconds` after its retries were
-                 spent on a temporary error, or after the operation itself was refused (`AddRefusedError`)
-                 (`CircuitOpenError` instead, at once); then one call may try;
+                 spent on a temporary error (`CircuitOpenError` instead, at once); then one call may try;
+    `refused`    campaign id (lower case) -> the `AddRefusedError` of its adds: no further add to that campaign
+                 is sent until `reset()` (the other campaigns' adds still go: a refusal may be the campaign's,
+                 and one campaign's must not starve another);
     `unreachable` (failure, when) once a call spent its retries without any answer (no connection, or
                  timeouts) before any call was answered: nothing is sent meanwhile.
     """
@@ -414,14 +416,26 @@ class ServiceHealth:
     answered: Counter[str] = field(default_factory=Counter)
     failed: dict[str, InstantlyError] = field(default_factory=dict)
     circuits: dict[str, tuple[InstantlyError, float]] = field(default_factory=dict)
+    refused: dict[str, InstantlyError] = field(default_factory=dict)
     unreachable: tuple[InstantlyError, float] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def refuse_campaign(self, campaign_id: str, exc: InstantlyError) -> None:
+        """Remember that Instantly refused every add to this campaign (until `reset()`)."""
+        with self._lock:
+            self.refused.setdefault(campaign_id.lower(), exc)
+
+    def refused_campaign(self, campaign_id: str) -> InstantlyError | None:
+        """The refusal of this campaign's adds since `reset()`, if any."""
+        with self._lock:
+            return self.refused.get(campaign_id.lower())
 
     def reset(self) -> None:
         with self._lock:
             self.answered.clear()
             self.failed.clear()
             self.circuits.clear()
+            self.refused.clear()
             self.unreachable = None
 
     def blocked(self, operation: str) -> InstantlyError | None:
@@ -442,7 +456,7 @@ class ServiceHealth:
                 return
             if not isinstance(exc, CircuitOpenError) or operation not in self.failed:
                 self.failed[operation] = exc  # the failure that was sent wins over a call held back by it
-            if (exc.retryable and not isinstance(exc, CircuitOpenError)) or isinstance(exc, AddRefusedError):
+            if exc.retryable and not isinstance(exc, CircuitOpenError):
                 self.circuits[operation] = (exc, self.clock())
                 if (isinstance(exc, TransportError) and exc.summary.startswith(("connection failed", "timeout"))
                         and not self.answered):
@@ -866,7 +880,8 @@ class LeadOutcome:
                      refused after the halving budget was spent: `error` the 400). When the halving of a
                      chunk reached single leads and no part of it was accepted, nobody was named: every
                      lead of it is `failed` with an `AddRefusedError` (service-level, `inferred`), recorded
-                     once in `health`, and the call's chunks not yet sent fail with it unsent.
+                     once in `health`, and the call's chunks not yet sent, and later calls for the same
+                     campaign on this client, fail with it unsent.
                  unknown: the server's counters did not account for this lead, or its chunk's answer could
                      not be used (`add_answer_problem`: an error object in a 200, or `created_leads` that
                      contradict the request; `error` says which): the lead may or may not have been added,
@@ -2052,6 +2067,7 @@ class InstantlyClient:
             if unknown:
                 raise ValueError(f"lead {position} has fields Instantly rejects: {sorted(unknown)}")
         run = _AddRun(total=len(leads))
+        run.fatal = self.health.refused_campaign(campaign_id)  # refused whole earlier this run: not sent again
         tasks = [(start, list(leads[start : start + chunk_size])) for start in range(0, len(leads), chunk_size)]
 
         def one_chunk(start: int, chunk: list[Mapping[str, Any]]) -> list[_ChunkReply]:
@@ -2281,19 +2297,21 @@ class InstantlyClient:
     def _refused_operation(self, campaign_id: str, size: int, replies: list[_ChunkReply],
                            run: _AddRun) -> list[_ChunkReply]:
         """A chunk of `size` leads refused whole, its halving down to single leads accepting none: ONE
-        service-level `AddRefusedError` of POST /leads/add (recorded in `health`, its circuit opened: the run
-        sends no further add) instead of one refusal per lead; the call's chunks not yet sent fail with it."""
+        service-level `AddRefusedError` of POST /leads/add (recorded in `health`: the sync's service letter)
+        instead of one refusal per lead; the call's chunks not yet sent fail with it, and no further add to this
+        campaign is sent by this client (the other campaigns' adds still go: the refusal may be the campaign's)."""
         last = next((o.error for r in reversed(replies) for o in r.outcomes
                      if isinstance(o.error, ValidationError)), None)
         refused = AddRefusedError(
             f"Instantly refused every lead of an add of {size}, each one alone too (400 naming no lead; halved "
-            "down to single leads, none accepted): it refuses the operation, not a lead; no further add is sent "
-            "this run", http_status=400, method="POST", path="/leads/add",
+            "down to single leads, none accepted): it refuses the operation, not a lead; no further add to this "
+            "campaign is sent this run", http_status=400, method="POST", path="/leads/add",
             server_message=last.server_message if last is not None else "")
         logger.error("instantly add to campaign %s: %s", campaign_id, refused)
         self.health.record("POST /leads/add", refused)
         with run.lock:
             run.fatal = run.fatal or refused
+        self.health.refuse_campaign(campaign_id, refused)
         return [_ChunkReply(r.start, r.chunk, r.sent, [
             replace(o, error=refused, inferred=True) if isinstance(o.error, ValidationError) else o
             for o in r.outcomes], unusable=r.unusable, summary=r.summary) for r in replies]
