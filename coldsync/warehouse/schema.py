@@ -696,13 +696,20 @@ CANDIDATE_ROW_COLUMNS: tuple[str, ...] = (
     "annual_revenue", "attempt_num", "last_completed_at", "last_given_up_at")
 
 
-def candidate_ctes(extra: Sequence[str] = (), *, stored: bool = False) -> str:
+def candidate_ctes(extra: Sequence[str] = (), *, stored: bool = False, queue: bool = False,
+                   keep_managed: bool = False) -> str:
     """Rules 1-4 as CTE text ending in `candidates` (one row per ready-or-cooling person, with its
     suppression key, attempt_num and last_completed_at), after `history_rows` (rule 5 reads it). Rules 1-2
     read the live source (the views), or with `stored` the ops_candidates table (the sync, after
-    Store.refresh_candidates): the same rows either way. Only constants and checked identifiers are
-    formatted in."""
-    return f"""{_deduped_cte(extra, stored)},
+    Store.refresh_candidates): the same rows either way; with `queue`, only the rows of the ready queue
+    (READY_QUEUE: copies of ops_candidates rows, the same columns). With `keep_managed`, the persons in
+    ops_inst_state stay, flagged by the column `managed` (the queue's build ranks them too). Only constants
+    and checked identifiers are formatted in."""
+    deduped = _queue_deduped_cte(extra) if queue else _deduped_cte(extra, stored)
+    managed_test = "EXISTS (SELECT 1 FROM managed AS st WHERE st.email_key = v.email_key)"
+    managed = f",\n    {managed_test} AS managed" if keep_managed else ""
+    unmanaged = "" if keep_managed else f"\n    AND NOT {managed_test}"
+    return f"""{deduped},
 {DNC_KEY_CTES},
 {HISTORY_KEY_CTES},
 {address_key_ctes("managed", "`{ds}.ops_inst_state`", "email", "status")},
@@ -710,12 +717,11 @@ candidates AS (
   SELECT
     v.email, v.email_key, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country,
     v.annual_revenue, COALESCE(h.last_attempt, 0) + 1 AS attempt_num,
-    h.last_completed_at, h.last_given_up_at{_extras(extra, "v")}
+    h.last_completed_at, h.last_given_up_at{_extras(extra, "v")}{managed}
   FROM deduped AS v
   LEFT JOIN history_by_key AS h ON h.email_key = v.email_key
   WHERE {" AND ".join(f"NOT {expr}" for _how, expr in suppressed_by("v.email_key", SALT_SQL,
-                                                                     domain_key="v.email_domain_key"))}
-    AND NOT EXISTS (SELECT 1 FROM managed AS st WHERE st.email_key = v.email_key)
+                                                                     domain_key="v.email_domain_key"))}{unmanaged}
 )"""  # noqa: S608
 
 
@@ -1154,3 +1160,103 @@ WHEN MATCHED AND (t.value_string IS NULL OR t.value_string != s.value_string) TH
   UPDATE SET value_string = s.value_string, updated_at = @now
 WHEN NOT MATCHED THEN INSERT (key, value_string, updated_at) VALUES (s.key, s.value_string, @now)
 """
+
+
+# --- the ready queue (ops_ready_queue) ------------------------------------------------------------------
+# Issue 16 target 2: the run's ready read looks at a few thousand rows per route instead of every candidate.
+# The queue holds, per route, the first READY_QUEUE size rows by PRIORITY_ORDER among the candidates that are
+# neither suppressed (rule 3) nor resting (rule 5) at its build, managed persons included (one leaving
+# ops_inst_state without a history row is then still in it), plus one more row per route: the boundary, the
+# best candidate left out (NULL columns of the route when none is). The read applies every rule again to the
+# queue's rows (candidate_ctes(queue=True), the same text): the queue only narrows which rows are looked at,
+# so nobody is ever chosen that the full read would refuse. Store.read_ready_queued rebuilds it whenever what
+# it left out may have changed rank or eligibility, and checks each read against the boundary (the chosen
+# leads must all rank before it), falling back to the full read when a fresh queue still cannot answer.
+
+READY_QUEUE = "ops_ready_queue"
+"""Derived, never edited; dropping it is harmless (the next run with room rebuilds it)."""
+READY_QUEUE_KEY = "ready_queue"
+"""Config row (value_string, JSON): what the ready queue was built from and the guard figures at its build
+(Store.read_ready_queued writes it after each build)."""
+READY_QUEUE_COLUMNS: tuple[str, ...] = (
+    "queue_route", "queue_score", "queue_pos", "queue_boundary", "queue_outside_ready", "queue_outside_unscored")
+"""The queue's own columns after the copied ops_candidates columns (a declared extra source column may not
+take one of these names: coldsync.routes.RESERVED_COLUMNS)."""
+
+
+def _queue_deduped_cte(extra: Sequence[str]) -> str:
+    """The CTE `deduped` over the ready queue's rows (the boundary rows left out)."""
+    columns = ", ".join(f"s.{name}" for name in (*CANDIDATE_COLUMNS, *extra))
+    return f"deduped AS (SELECT {columns} FROM `{{ds}}.{READY_QUEUE}` AS s WHERE NOT s.queue_boundary)"  # noqa: S608
+
+
+def ready_queue_build_sql(routing: Routing, outcomes: PolicyTable | None, size: int) -> str:
+    """The ready queue made anew from ops_candidates in one statement: per route (NULL: unrouted), the first
+    `size` candidates by PRIORITY_ORDER that are neither suppressed nor resting at @as_of, managed included,
+    and the boundary row (queue_pos `size` + 1; positions from 1, in the route's order: the offset of the
+    bounded top-n is read for its order only, its base differs between engines). The boundary row carries what lies outside the queue at the build:
+    its ready (unmanaged) leads and how many of them have no score, for the run's counts. One pass with a
+    bounded top-n per route, as read_ready_sql. Raises ValueError unless `size` is an int >= 1."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"ready_queue_build_sql: size must be an int >= 1, not {size!r}")
+    extra = routing.source_columns
+    columns = ", ".join(f"d.{name}" for name in (*CANDIDATE_COLUMNS, *extra))
+    return f"""
+CREATE OR REPLACE TABLE `{{ds}}.{READY_QUEUE}` AS
+WITH {candidate_ctes(extra, stored=True, keep_managed=True)},
+{routed_cte(routing, source="candidates", as_of="@as_of", threshold="@smb_threshold", outcomes=outcomes)},
+tops AS (
+  SELECT r.sequence_target, COUNTIF(NOT r.managed) AS ready_all,
+         COUNTIF(NOT r.managed AND r.score IS NULL) AS unscored_all,
+         ARRAY_AGG(STRUCT(r.email_key AS email_key, r.score AS score, r.managed AS managed)
+                   ORDER BY {PRIORITY_ORDER} LIMIT {size + 1}) AS top
+  FROM routed AS r
+  GROUP BY r.sequence_target
+),
+unnested AS (
+  SELECT k.sequence_target, k.ready_all, k.unscored_all, t.email_key, t.score, t.managed,
+         ROW_NUMBER() OVER (PARTITION BY k.sequence_target ORDER BY pos) AS place
+  FROM tops AS k
+  LEFT JOIN UNNEST(k.top) AS t WITH OFFSET AS pos
+),
+picked AS (
+  SELECT u.*,
+         SUM(IF(u.place <= {size} AND NOT u.managed, 1, 0)) OVER (PARTITION BY u.sequence_target) AS inside_ready,
+         SUM(IF(u.place <= {size} AND NOT u.managed AND u.score IS NULL, 1, 0))
+           OVER (PARTITION BY u.sequence_target) AS inside_unscored
+  FROM unnested AS u
+)
+SELECT {columns}, p.sequence_target AS queue_route, p.score AS queue_score, p.place AS queue_pos,
+       p.place = {size + 1} AS queue_boundary, p.ready_all - p.inside_ready AS queue_outside_ready,
+       p.unscored_all - p.inside_unscored AS queue_outside_unscored
+FROM picked AS p
+JOIN `{{ds}}.{CANDIDATES.name}` AS d ON d.email_key = p.email_key
+"""  # noqa: S608
+
+
+def ready_queue_guard_sql(outcomes: PolicyTable | None) -> str:
+    """What may have changed outside the queue since its build, in one statement, one row per boundary (one
+    row with NULL boundary columns when no route was cut): `queue_rows`, `dnc_keys` (every usable do-not-contact key),
+    `dnc_old` (ops_dnc rows added at or before @built_at, or undated), `history_outside` (history rows of
+    persons not in the queue) and `history_outside_back` (those of them that allow a return at @as_of); and
+    each cut route's boundary (`queue_route`, `queue_score`, `queue_email`) with its counts outside."""
+    allowed = may_return_sql(outcomes, as_of="@as_of", alias="h")
+    outside = (f"h.email_key IS NOT NULL AND h.email_key NOT IN "  # noqa: S608
+               f"(SELECT q.email_key FROM `{{ds}}.{READY_QUEUE}` AS q WHERE NOT q.queue_boundary)")
+    return f"""
+WITH {DNC_KEY_CTES},
+{HISTORY_ROWS_CTES},
+g AS (
+  SELECT
+    (SELECT COUNT(*) FROM `{{ds}}.{READY_QUEUE}`) AS queue_rows,
+    (SELECT COUNT(*) FROM dnc) AS dnc_keys,
+    (SELECT COUNT(*) FROM `{{ds}}.ops_dnc` AS o WHERE o.added_at IS NULL OR o.added_at <= @built_at) AS dnc_old,
+    (SELECT COUNT(*) FROM history_rows AS h WHERE {outside}) AS history_outside,
+    (SELECT COUNT(*) FROM history_rows AS h WHERE {outside} AND {allowed}) AS history_outside_back
+)
+SELECT g.queue_rows, g.dnc_keys, g.dnc_old, g.history_outside, g.history_outside_back, b.queue_route, b.queue_score,
+       b.email AS queue_email, b.queue_outside_ready, b.queue_outside_unscored
+FROM g
+LEFT JOIN (SELECT x.queue_route, x.queue_score, x.email, x.queue_outside_ready, x.queue_outside_unscored
+           FROM `{{ds}}.{READY_QUEUE}` AS x WHERE x.queue_boundary) AS b ON TRUE
+"""  # noqa: S608

@@ -1,0 +1,161 @@
+"""The ready queue (schema.READY_QUEUE, Store.read_ready_queued): the sync's ready read through a few rows per route
+returns exactly what the full read over ops_candidates returns (same leads, same order, per route), whatever
+happened since the queue's build."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from coldsync.outcomes import OUTCOMES
+from coldsync.routes import Arm, Route, Routing
+from coldsync.settings import Settings
+from coldsync.store import Store, ranks_before
+from coldsync.warehouse.base import Rows, Warehouse
+from coldsync.warehouse.demo_data import CLEAR_SOURCE_SQL, HISTORY_FIELDS, INSERT_HISTORY_SQL
+from coldsync.warehouse.schema import CANDIDATES_REFRESH_KEY, READY_QUEUE
+from tests.helpers import T0, add_dnc, add_sources, add_state, build, lead
+
+# Routes that read the history (a second attempt of an A lead goes to B) and a score that does (a contacted lead
+# loses 10 points) and may be NULL (unknown revenue): a lead's rank and route move when it is drained.
+ROUTING = Routing(
+    routes=(Route("A", "country = 'A' AND attempt_num = 1", (Arm("A", "c-a", 100),)),
+            Route("B", "country = 'B' OR (country = 'A' AND attempt_num > 1)", (Arm("B", "c-b", 100),)),
+            Route("C", "country = 'C'", (Arm("C", "c-c", 100),))),
+    score="annual_revenue - IF(last_completed_at IS NULL, 0, 10)", origin="test", is_default=False)
+
+_EMAILS = [f"p{i}@example.com" for i in range(10)]
+
+
+def _source(i: int, country: str, revenue: int | None) -> dict[str, Any]:
+    return lead(_EMAILS[i], None if revenue is None else Decimal(revenue), country=country)
+
+
+def _add_history(warehouse: Warehouse, email: str, status: str, completed_at: dt.datetime) -> None:
+    row = {"email": email, "campaign_id": "c-a", "sequence_name": "A", "status_final": status,
+           "completed_at": completed_at, "attempt_num": 1, "reason": "test"}
+    warehouse.execute(INSERT_HISTORY_SQL, {"rows": Rows(HISTORY_FIELDS, [row])}, label="test.history")
+
+
+def _key(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(r["email"], r["sequence_target"], r["route_rank"], r["score"]) for r in rows]
+
+
+def test_ranks_before_is_the_priority_order() -> None:
+    assert ranks_before(5, "b", 4, "a") and not ranks_before(4, "a", 5, "b")
+    assert ranks_before(5, "a", 5, "b") and not ranks_before(5, "b", 5, "b")
+    assert ranks_before(1, "z", None, "a") and not ranks_before(None, "a", 1, "z")
+    assert ranks_before(None, "a", None, "b") and not ranks_before(None, "b", None, "a")
+
+
+_OPS = st.one_of(
+    st.tuples(st.just("state"), st.integers(0, 9)),
+    st.tuples(st.just("unstate"), st.integers(0, 9)),
+    st.tuples(st.just("history"), st.integers(0, 9), st.sampled_from(OUTCOMES), st.integers(0, 200)),
+    st.tuples(st.just("advance"), st.sampled_from([1, 8, 91, 181])),
+    st.tuples(st.just("dnc"), st.integers(0, 9)),
+    st.tuples(st.just("undnc"), st.integers(0, 9)),
+    st.tuples(st.just("source"), st.integers(0, 9), st.sampled_from("ABCZ"),
+              st.one_of(st.none(), st.integers(0, 4).map(lambda n: n * 10))),
+    st.tuples(st.just("read"), st.integers(0, 4), st.integers(0, 4), st.integers(0, 4)),
+)
+
+
+def test_the_queue_read_returns_what_the_full_read_does(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """Over random sequences of operations (leads added to state and removed, drained to history with every
+    outcome at various times, the clock past cooldowns, do-not-contact rows added and deleted, the source changed)
+    and random limits, reading through a queue of 1-3 rows per route (so routes are cut, and the queue runs short
+    and reaches its boundary) gives the same leads in the same order per route as the full read, and the same
+    counts for every route the queue's build did not cut; on both engines. The queue is kept across steps (rebuilt
+    only when read_ready_queued finds it stale), as a run would."""
+    warehouse = raw_warehouse
+    build(warehouse, settings)
+    examples = 30 if warehouse.engine == "duckdb" else 6  # the emulator takes ~1 s a statement
+    steps = 12 if warehouse.engine == "duckdb" else 6
+
+    @hypothesis_settings(max_examples=examples, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, 9), st.sampled_from("ABCZ"),
+                              st.one_of(st.none(), st.integers(0, 4).map(lambda n: n * 10))), max_size=10),
+           st.lists(_OPS, min_size=1, max_size=steps), st.integers(1, 3))
+    def same_as_the_full_read(source: list[tuple[int, str, int | None]], ops: list[tuple[Any, ...]],
+                              size: int) -> None:
+        for table in ("ops_inst_state", "ops_lead_history", "ops_dnc"):
+            warehouse.execute(f"DELETE FROM `{{ds}}.{table}` WHERE TRUE", label="t")  # noqa: S608
+        warehouse.execute("DELETE FROM `{ds}.config` WHERE key IN (@a, @b)",
+                          {"a": CANDIDATES_REFRESH_KEY, "b": "ready_queue"}, label="t")
+        warehouse.execute(f"DROP TABLE IF EXISTS `{{ds}}.{READY_QUEUE}`", label="t")  # noqa: S608
+        warehouse.execute(CLEAR_SOURCE_SQL, label="t")
+        rows_by_email: dict[int, dict[str, Any]] = {}
+        for i, country, revenue in source:
+            rows_by_email[i] = _source(i, country, revenue)
+        if rows_by_email:
+            add_sources(warehouse, list(rows_by_email.values()))
+        clock = T0
+        source_changed = True
+        for op in [*ops, ("read", 2, 2, 2)]:
+            kind = op[0]
+            if kind == "state":
+                add_state(warehouse, _EMAILS[op[1]], "active")
+            elif kind == "unstate":
+                warehouse.execute("DELETE FROM `{ds}.ops_inst_state` WHERE email = @e", {"e": _EMAILS[op[1]]},
+                                  label="t")
+            elif kind == "history":
+                _add_history(warehouse, _EMAILS[op[1]], op[2], clock - dt.timedelta(days=op[3]))
+            elif kind == "advance":
+                clock += dt.timedelta(days=op[1])
+            elif kind == "dnc":
+                add_dnc(warehouse, _EMAILS[op[1]])
+            elif kind == "undnc":
+                warehouse.execute("DELETE FROM `{ds}.ops_dnc` WHERE email = @e", {"e": _EMAILS[op[1]]}, label="t")
+            elif kind == "source":
+                rows_by_email[op[1]] = _source(op[1], op[2], op[3])
+                warehouse.execute(CLEAR_SOURCE_SQL, label="t")
+                add_sources(warehouse, list(rows_by_email.values()))
+                source_changed = True
+            else:
+                limits = dict(zip("ABC", op[1:], strict=True))
+                store = Store(warehouse, "t", clock, routing=ROUTING, queue_size=size)
+                if source_changed:  # refreshed whatever the signal says (the emulator's metadata may not move)
+                    warehouse.execute("DELETE FROM `{ds}.config` WHERE key = @key", {"key": CANDIDATES_REFRESH_KEY},
+                                      label="t")
+                refresh = store.refresh_candidates()
+                assert refresh.refreshed or not source_changed
+                got = store.read_ready_queued(limits, refreshed=refresh.refreshed)
+                source_changed = False
+                seen, outside = store.ready_seen, dict(store.ready_outside)
+                full = Store(warehouse, "t", clock, routing=ROUTING, queue_size=size)
+                full.candidates_memory, full.candidates_known = store.candidates_memory, True
+                want = full.read_ready(limits, stored=True)
+                assert _key(got) == _key(want), (store.ready_source, ops)
+                assert all(g == w for g, w in zip(got, want, strict=True))
+                if not any(limits.values()):
+                    continue
+                assert seen is not None and full.ready_seen is not None
+                for route in "ABC":
+                    if route not in outside:
+                        assert seen[0].get(route, 0) == full.ready_seen[0].get(route, 0), (route, store.ready_source)
+
+    same_as_the_full_read()
+
+
+def test_a_steady_run_reads_the_queue_without_rebuilding_it(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """Built once, then read as it is while nothing outside it changes; a source change rebuilds it."""
+    build(raw_warehouse, settings, [_source(i, "A", i * 10) for i in range(6)])
+    store = Store(raw_warehouse, "t", T0, routing=ROUTING, queue_size=3)
+    store.refresh_candidates()
+    rows = store.read_ready_queued({"A": 2}, refreshed=True)
+    assert [r["email"] for r in rows] == [_EMAILS[5], _EMAILS[4]]
+    assert store.ready_source == "ready queue, rebuilt: the candidates were refreshed"
+    assert store.ready_seen == ({"A": 6}, 0) and store.ready_outside == {"A": 3}
+    again = Store(raw_warehouse, "t", T0 + dt.timedelta(hours=1), routing=ROUTING, queue_size=3)
+    again.refresh_candidates()
+    assert [r["email"] for r in again.read_ready_queued({"A": 2})] == [_EMAILS[5], _EMAILS[4]]
+    assert again.ready_source == "ready queue"
+    # Asking for more than the queue holds: rebuilt once, then the full read answers.
+    assert [r["email"] for r in again.read_ready_queued({"A": 5})] == [_EMAILS[i] for i in (5, 4, 3, 2, 1)]
+    assert again.ready_source is not None and again.ready_source.startswith("full read")
