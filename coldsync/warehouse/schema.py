@@ -1194,9 +1194,10 @@ def ready_queue_build_sql(routing: Routing, outcomes: PolicyTable | None, size: 
     """The ready queue made anew from ops_candidates in one statement: per route (NULL: unrouted), the first
     `size` candidates by PRIORITY_ORDER that are neither suppressed nor resting at @as_of, managed included,
     and the boundary row (queue_pos `size` + 1; positions from 1, in the route's order: the offset of the
-    bounded top-n is read for its order only, its base differs between engines). The boundary row carries what lies outside the queue at the build:
-    its ready (unmanaged) leads and how many of them have no score, for the run's counts. One pass with a
-    bounded top-n per route, as read_ready_sql. Raises ValueError unless `size` is an int >= 1."""
+    bounded top-n is read for its order only, its base differs between engines). The boundary row carries
+    what lies outside the queue at the build: its ready (unmanaged) leads and how many of them have no
+    score, for the run's counts. One pass with a bounded top-n per route, as read_ready_sql. Raises
+    ValueError unless `size` is an int >= 1."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"ready_queue_build_sql: size must be an int >= 1, not {size!r}")
     extra = routing.source_columns
