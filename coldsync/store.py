@@ -683,7 +683,8 @@ READ_READY_QUEUE_SQL = f"""
 SELECT MAX(value_string) AS ready_queue FROM `{{ds}}.config` WHERE key = '{READY_QUEUE_KEY}'
 """  # noqa: S608
 
-READY_QUEUE_GUARDS: tuple[str, ...] = ("queue_rows", "dnc_keys", "dnc_old", "history_outside", "history_outside_back")
+READY_QUEUE_GUARDS: tuple[str, ...] = ("queue_rows", "history_outside", "history_attempts", "history_first",
+                                       "history_last")
 """The figures of ready_queue_guard_sql kept with the queue at its build (the READY_QUEUE_KEY config row)."""
 
 
@@ -871,7 +872,7 @@ class Store:
         score, outcome policy table, cooldowns), the queue's size and the SMB threshold (a parameter)."""
         text = "\n".join((ready_queue_build_sql(self.routing, self.outcomes, self.queue_size),
                           read_ready_sql(self.routing, self.outcomes, queue=True),
-                          ready_queue_guard_sql(self.outcomes), str(self.queue_size), str(self.smb_threshold)))
+                          ready_queue_guard_sql(), str(self.queue_size), str(self.smb_threshold)))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _candidates_stamp(self) -> list[Any] | None:
@@ -880,43 +881,41 @@ class Store:
             return None
         return [memory.get("fingerprint"), memory.get("signal"), memory.get("rows"), memory.get("refreshed_at")]
 
-    def _queue_guard(self, built_at: dt.datetime) -> list[dict[str, Any]]:
-        sql = ready_queue_guard_sql(self.outcomes)
-        return self.warehouse.query(sql, {"as_of": self.now, "built_at": built_at}, label="queue.guard")
+    def _queue_guard(self) -> list[dict[str, Any]]:
+        return self.warehouse.query(ready_queue_guard_sql(), label="queue.guard")
+
+    @staticmethod
+    def _guard_figures(row: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: (None if row[k] is None else int(row[k]) if k in ("queue_rows", "history_outside",
+                                                                     "history_attempts") else str(row[k]))
+                for k in READY_QUEUE_GUARDS}
 
     def _queue_stale(self, fingerprint: str) -> tuple[str | None, list[dict[str, Any]]]:
-        """Why the queue cannot answer for the full read now (None: it can), and the guard's rows."""
+        """Why the queue cannot answer for the full read now (None: it can), and the guard's rows. Nothing but a
+        rank outside the queue matters (the read applies every rule to the queue's rows; the boundary check
+        covers ranks inside it): the rules, the candidates, or the history of a person outside it."""
         found = self.warehouse.query(READ_READY_QUEUE_SQL, label="queue.memory")
         try:
             memory = json.loads(found[0]["ready_queue"]) if found and found[0]["ready_queue"] else None
         except ValueError:
             memory = None
-        if not isinstance(memory, dict) or not all(isinstance(memory.get(k), int) for k in READY_QUEUE_GUARDS):
+        if not isinstance(memory, dict) or not isinstance(memory.get("guard"), dict):
             return "never built", []
         if memory.get("fingerprint") != fingerprint:
             return "the rules or the queue's size changed", []
         if memory.get("candidates") != self._candidates_stamp():
             return "the candidates were refreshed", []
         try:
-            built_at = dt.datetime.fromisoformat(str(memory.get("built_at")))
-        except ValueError:
-            return "never built", []
-        if self.now < built_at:
-            return "the run's clock is before the queue's build", []
-        try:
-            guard = self._queue_guard(built_at)
+            guard = self._queue_guard()
         except WarehouseError as exc:
             if self.warehouse.existing_columns(READY_QUEUE) is None:
                 return "the queue table is missing", []
             raise WarehouseError(f"the ready queue's guard failed: {exc}") from exc
-        now = guard[0]
-        if int(now["queue_rows"]) != memory["queue_rows"]:
+        now = self._guard_figures(guard[0])
+        if now["queue_rows"] != memory["guard"].get("queue_rows"):
             return "the queue table was changed by hand", guard
-        if int(now["dnc_keys"]) < memory["dnc_keys"] or int(now["dnc_old"]) != memory["dnc_old"]:
-            return "the do-not-contact list lost an entry", guard
-        if (int(now["history_outside"]) != memory["history_outside"]
-                or int(now["history_outside_back"]) != memory["history_outside_back"]):
-            return "the history of persons outside the queue changed, or a cooldown among them ended", guard
+        if now != memory["guard"]:
+            return "the history of persons outside the queue changed", guard
         return None, guard
 
     def build_queue(self, fingerprint: str) -> list[dict[str, Any]]:
@@ -924,9 +923,9 @@ class Store:
         this moment, the fingerprint and the candidates' refresh it was built from. Returns the guard's rows."""
         sql = ready_queue_build_sql(self.routing, self.outcomes, self.queue_size)
         self.warehouse.execute(sql, self._rules(sql), label="queue.build")
-        guard = self._queue_guard(self.now)
-        memory: dict[str, Any] = {k: int(guard[0][k]) for k in READY_QUEUE_GUARDS}
-        memory.update(fingerprint=fingerprint, candidates=self._candidates_stamp(), built_at=self.now.isoformat())
+        guard = self._queue_guard()
+        memory = {"guard": self._guard_figures(guard[0]), "fingerprint": fingerprint,
+                  "candidates": self._candidates_stamp(), "built_at": self.now.isoformat()}
         self.warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": READY_QUEUE_KEY, "value": json.dumps(
             memory, sort_keys=True), "now": self.now}, label="queue.built")
         return guard
