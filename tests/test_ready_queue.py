@@ -8,17 +8,18 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from coldsync.outcomes import OUTCOMES
-from coldsync.routes import Arm, Route, Routing
+from coldsync.routes import Arm, Route, Routing, RoutingError, load_routing
 from coldsync.settings import Settings
 from coldsync.store import Store, ranks_before
 from coldsync.warehouse.base import Rows, Warehouse
 from coldsync.warehouse.demo_data import CLEAR_SOURCE_SQL, HISTORY_FIELDS, INSERT_HISTORY_SQL
-from coldsync.warehouse.schema import CANDIDATES_REFRESH_KEY, READY_QUEUE
+from coldsync.warehouse.schema import CANDIDATES_REFRESH_KEY, READY_QUEUE, READY_QUEUE_COLUMNS
 from tests.helpers import T0, add_dnc, add_sources, add_state, build, lead
 
 # Routes that read the history (a second attempt of an A lead goes to B) and a score that does (a contacted lead
@@ -30,6 +31,7 @@ ROUTING = Routing(
     score="annual_revenue - IF(last_completed_at IS NULL, 0, 10)", origin="test", is_default=False)
 
 _EMAILS = [f"p{i}@example.com" for i in range(10)]
+SMB, MIDSIZE = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6", "2f1d5b7a-3c4e-4f60-8a9b-0c1d2e3f4a5b"  # synthetic ids
 
 
 def _source(i: int, country: str, revenue: int | None) -> dict[str, Any]:
@@ -227,3 +229,91 @@ def test_a_queued_lead_that_falls_below_the_boundary_rebuilds_the_queue(raw_ware
     store, got, want = _both(raw_warehouse, {"C": 1}, T0)
     assert got == want == [_EMAILS[2]]
     assert store.ready_source == "ready queue, rebuilt: it reached its boundary in route C"
+
+
+def test_a_routing_change_rebuilds_the_queue(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """Built under ROUTING (route A cut after p3), then read under a routing that sends p0 (revenue 0) to route B:
+    route B was not cut at the build, so only a rebuild (the rules' fingerprint changed) finds p0 there."""
+    _scenario(raw_warehouse, settings, [_source(i, "A", i * 10) for i in range(4)])
+    store, got, want = _both(raw_warehouse, {"A": 1, "B": 1}, T0)
+    assert got == want == [_EMAILS[3]]
+    moved = Routing(
+        routes=(Route("A", "country = 'A' AND annual_revenue >= 5", (Arm("A", "c-a", 100),)),
+                Route("B", "country = 'B' OR annual_revenue < 5", (Arm("B", "c-b", 100),))),
+        score=ROUTING.score, origin="test", is_default=False)
+    store = Store(raw_warehouse, "t", T0, routing=moved, queue_size=1)
+    store.refresh_candidates()
+    got = [r["email"] for r in store.read_ready_queued({"A": 1, "B": 1})]
+    assert got == [_EMAILS[3], _EMAILS[0]]
+    assert store.ready_source == "ready queue, rebuilt: the rules or the queue's size changed"
+
+
+def test_candidates_refreshed_by_an_earlier_run_rebuild_the_queue(raw_warehouse: Warehouse,
+                                                                   settings: Settings) -> None:
+    """p4 (revenue 40) enters the source after the build and the candidates are refreshed by a run that read no
+    ready leads; the next run (not refreshing) sees the candidates' refresh stamp moved and rebuilds, so p4 comes
+    first though the kept queue's p3 still ranks before its boundary."""
+    _scenario(raw_warehouse, settings, [_source(i, "A", i * 10) for i in range(4)])
+    store, got, want = _both(raw_warehouse, {"A": 1}, T0)
+    assert got == want == [_EMAILS[3]]
+    add_sources(raw_warehouse, [_source(4, "A", 40)])
+    raw_warehouse.execute("DELETE FROM `{ds}.config` WHERE key = @key", {"key": CANDIDATES_REFRESH_KEY}, label="t")
+    assert Store(raw_warehouse, "t", T0, routing=ROUTING, queue_size=1).refresh_candidates().refreshed
+    store, got, want = _both(raw_warehouse, {"A": 1}, T0)
+    assert got == want == [_EMAILS[4]]
+    assert store.ready_source == "ready queue, rebuilt: the candidates were refreshed"
+
+
+def test_a_queue_row_deleted_by_hand_rebuilds_the_queue(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """Route A's queue holds p3 and p2 (boundary p1); with p3's queue row deleted by hand the kept queue would
+    answer p2, which still ranks before the boundary: the queue's row count tells, and the rebuilt queue gives p3."""
+    _scenario(raw_warehouse, settings, [_source(i, "A", i * 10) for i in range(4)])
+    store = Store(raw_warehouse, "t", T0, routing=ROUTING, queue_size=2)
+    store.refresh_candidates()
+    assert [r["email"] for r in store.read_ready_queued({"A": 1})] == [_EMAILS[3]]
+    raw_warehouse.execute(f"DELETE FROM `{{ds}}.{READY_QUEUE}` WHERE email = @e", {"e": _EMAILS[3]},  # noqa: S608
+                          label="t")
+    store = Store(raw_warehouse, "t", T0, routing=ROUTING, queue_size=2)
+    store.refresh_candidates()
+    assert [r["email"] for r in store.read_ready_queued({"A": 1})] == [_EMAILS[3]]
+    assert store.ready_source == "ready queue, rebuilt: the queue table was changed by hand"
+
+
+def test_a_dropped_queue_table_is_rebuilt(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """With the queue table dropped (an erasure drops it) but its config row kept, the next read rebuilds it and
+    answers as the full read, instead of failing on the missing table."""
+    _scenario(raw_warehouse, settings, [_source(i, "A", i * 10) for i in range(4)])
+    _both(raw_warehouse, {"A": 1}, T0)
+    raw_warehouse.execute(f"DROP TABLE `{{ds}}.{READY_QUEUE}`", label="t")
+    store, got, want = _both(raw_warehouse, {"A": 1}, T0)
+    assert got == want == [_EMAILS[3]]
+    assert store.ready_source == "ready queue, rebuilt: the queue table is missing"
+
+
+def test_a_dry_run_with_a_stale_queue_does_the_full_read_and_writes_nothing(raw_warehouse: Warehouse,
+                                                                             settings: Settings) -> None:
+    """After the candidates' refresh brought p4, a dry run's read answers p4 from the full read and leaves the
+    queue and its config row as they were (a dry run writes nothing)."""
+    _scenario(raw_warehouse, settings, [_source(i, "A", i * 10) for i in range(4)])
+    _both(raw_warehouse, {"A": 1}, T0)
+    memory = raw_warehouse.query("SELECT value_string FROM `{ds}.config` WHERE key = 'ready_queue'", label="t")
+    add_sources(raw_warehouse, [_source(4, "A", 40)])
+    raw_warehouse.execute("DELETE FROM `{ds}.config` WHERE key = @key", {"key": CANDIDATES_REFRESH_KEY}, label="t")
+    assert Store(raw_warehouse, "t", T0, routing=ROUTING, queue_size=1).refresh_candidates().refreshed
+    store = Store(raw_warehouse, "t", T0, routing=ROUTING, queue_size=1)
+    store.refresh_candidates(dry_run=True)
+    assert [r["email"] for r in store.read_ready_queued({"A": 1}, dry_run=True)] == [_EMAILS[4]]
+    assert store.ready_source == ("full read (ready queue stale: the candidates were refreshed; a dry run rebuilds "
+                                  "nothing)")
+    assert raw_warehouse.query("SELECT value_string FROM `{ds}.config` WHERE key = 'ready_queue'",
+                               label="t") == memory
+    assert {r["email"] for r in raw_warehouse.query(f"SELECT email FROM `{{ds}}.{READY_QUEUE}`",  # noqa: S608
+                                                    label="t")} == {_EMAILS[3], _EMAILS[2]}
+
+
+def test_the_queue_build_flags_are_names_no_source_column_may_take() -> None:
+    """A declared extra source column named like a column the queue's build adds (its flags, its own columns) is
+    refused, since it would clash with that column in the build's SQL."""
+    for name in ("suppressed", "managed", "resting", "ready", *READY_QUEUE_COLUMNS):
+        with pytest.raises(RoutingError, match="a name coldsync uses for its own columns"):
+            load_routing({"source_columns": [name]}, where="test", smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE)
