@@ -64,6 +64,7 @@ _OPS = st.one_of(
     st.tuples(st.just("undnc"), st.integers(0, 5)),
     st.tuples(st.just("source"), st.integers(0, 5), st.sampled_from("ABCZ"),
               st.one_of(st.none(), st.integers(0, 4).map(lambda n: n * 10))),
+    st.tuples(st.just("keys")),  # the preflight's back-fill: DNC and history rows read by their stored keys
 )
 _READ = st.tuples(st.just("read"), st.integers(0, 3), st.integers(0, 3), st.integers(0, 3))
 _STEPS = st.one_of(_OPS, _READ, _READ)  # a read after most changes: the queue kept from one read to the next
@@ -71,7 +72,8 @@ _STEPS = st.one_of(_OPS, _READ, _READ)  # a read after most changes: the queue k
 
 def test_the_queue_read_returns_what_the_full_read_does(raw_warehouse: Warehouse, settings: Settings) -> None:
     """Over random sequences of operations (leads added to state and removed, drained to history with every
-    outcome at various times, the clock past cooldowns, do-not-contact rows added and deleted, the source changed)
+    outcome at various times, the clock past cooldowns, do-not-contact rows added and deleted, their keys stored
+    by the back-fill, the source changed)
     and random limits, reading through a queue of 1-4 rows per route (so routes are cut, and the queue runs short
     and reaches its boundary) gives the same leads in the same order per route as the full read, and the same
     counts for every route the queue's build did not cut; on both engines. The queue is kept across steps (rebuilt
@@ -115,6 +117,8 @@ def test_the_queue_read_returns_what_the_full_read_does(raw_warehouse: Warehouse
                 add_dnc(warehouse, _EMAILS[op[1]])
             elif kind == "undnc":
                 warehouse.execute("DELETE FROM `{ds}.ops_dnc` WHERE email = @e", {"e": _EMAILS[op[1]]}, label="t")
+            elif kind == "keys":
+                Store(warehouse, "t", clock, routing=ROUTING).backfill_keys()
             elif kind == "source":
                 rows_by_email[op[1]] = _source(op[1], op[2], op[3])
                 warehouse.execute(CLEAR_SOURCE_SQL, label="t")
