@@ -564,8 +564,9 @@ def build_warehouse(warehouse: Warehouse, settings: Settings, source_rows: int, 
     store.build_queue(store.queue_fingerprint())  # and the ready queue, as that run's read left it
 
 
-TEMPLATE_FORMAT = 2
-"""Bumped when build_warehouse changes what a template holds (2: the source's updated-at column)."""
+TEMPLATE_FORMAT = 3
+"""Bumped when build_warehouse changes what a template holds (2: the source's updated-at column; 3: the ready queue
+built)."""
 
 UPDATED_AT_COLUMN = "updated_at"
 """The bench source's updated-at column, declared as SOURCE_UPDATED_AT_COLUMN in every bench run: the cheap change
