@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from coldsync.outcomes import OUTCOMES
 from coldsync.routes import Arm, Route, Routing, RoutingError, load_routing
+from coldsync.rules import GIVE_UP_OUTCOME
 from coldsync.settings import Settings
 from coldsync.store import Store, ranks_before
 from coldsync.warehouse.base import Rows, Warehouse
@@ -321,3 +322,19 @@ def test_the_queue_build_flags_are_names_no_source_column_may_take() -> None:
     for name in ("suppressed", "managed", "resting", "ready", *READY_QUEUE_COLUMNS):
         with pytest.raises(RoutingError, match="a name coldsync uses for its own columns"):
             load_routing({"source_columns": [name]}, where="test", smb_campaign_id=SMB, midsize_campaign_id=MIDSIZE)
+
+
+def test_a_history_status_changed_to_a_given_up_add_outside_the_queue_rebuilds_it(raw_warehouse: Warehouse,
+                                                                                   settings: Settings) -> None:
+    """In route C, p4 (revenue 35, a completed attempt 200 days ago: score 25) is the boundary behind p3 (30); its
+    row's status changed by hand to a given-up add keeps the row count, attempts and dates but clears its
+    last_completed_at (score 35): the guard's count of given-up rows tells, and the rebuilt queue gives p4."""
+    _scenario(raw_warehouse, settings, [_source(3, "C", 30), _source(4, "C", 35), _source(1, "C", 0)])
+    _add_history(raw_warehouse, _EMAILS[4], "completed", T0 - dt.timedelta(days=200))
+    store, got, want = _both(raw_warehouse, {"C": 1}, T0)
+    assert got == want == [_EMAILS[3]]
+    raw_warehouse.execute("UPDATE `{ds}.ops_lead_history` SET status_final = @s WHERE email = @e",
+                          {"s": GIVE_UP_OUTCOME, "e": _EMAILS[4]}, label="t")
+    store, got, want = _both(raw_warehouse, {"C": 1}, T0)
+    assert got == want == [_EMAILS[4]]
+    assert store.ready_source == "ready queue, rebuilt: the history of persons outside the queue changed"

@@ -1245,13 +1245,14 @@ JOIN `{{ds}}.{CANDIDATES.name}` AS d ON d.email_key = p.email_key
 def ready_queue_guard_sql() -> str:
     """What may have moved a rank outside the queue since its build, in one statement, one row per boundary (one
     row with NULL boundary columns when no route was cut): `queue_rows` (the queue's rows), and of the history
-    rows of persons not in the queue (the boundary's included) their count, attempts summed, and first and
-    last `completed_at` (what a person's route and score read: attempt_num, last_completed_at); and each cut
+    rows of persons not in the queue (the boundary's included) their count, attempts summed, first and last
+    `completed_at`, and how many are given-up adds (what a person's route and score read: attempt_num, and
+    last_completed_at, which skips given-up rows: a status changed to or from it moves a rank); and each cut
     route's boundary (`queue_route`, `queue_score`, `queue_email`) with its counts outside."""
     return f"""
 WITH {HISTORY_ROWS_CTES},
 outside AS (
-  SELECT h.attempt_num, h.completed_at FROM history_rows AS h
+  SELECT h.attempt_num, h.completed_at, h.status_final FROM history_rows AS h
   WHERE h.email_key IS NOT NULL
     AND h.email_key NOT IN (SELECT q.email_key FROM `{{ds}}.{READY_QUEUE}` AS q WHERE NOT q.queue_boundary)
 ),
@@ -1261,9 +1262,11 @@ g AS (
     (SELECT COUNT(*) FROM outside) AS history_outside,
     (SELECT COALESCE(SUM(o.attempt_num), 0) FROM outside AS o) AS history_attempts,
     (SELECT CAST(MIN(o.completed_at) AS STRING) FROM outside AS o) AS history_first,
-    (SELECT CAST(MAX(o.completed_at) AS STRING) FROM outside AS o) AS history_last
+    (SELECT CAST(MAX(o.completed_at) AS STRING) FROM outside AS o) AS history_last,
+    (SELECT COUNT(*) FROM outside AS o WHERE o.status_final = '{GIVE_UP_OUTCOME}') AS history_given_up
 )
-SELECT g.queue_rows, g.history_outside, g.history_attempts, g.history_first, g.history_last, b.queue_route,
+SELECT g.queue_rows, g.history_outside, g.history_attempts, g.history_first, g.history_last, g.history_given_up,
+       b.queue_route,
        b.queue_score, b.email AS queue_email, b.queue_outside_ready, b.queue_outside_unscored
 FROM g
 LEFT JOIN (SELECT x.queue_route, x.queue_score, x.email, x.queue_outside_ready, x.queue_outside_unscored
