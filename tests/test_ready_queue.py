@@ -50,6 +50,7 @@ def _key(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 
 def test_ranks_before_is_the_priority_order() -> None:
+    """ranks_before is PRIORITY_ORDER: higher score first, a NULL score last, then email; never before itself."""
     assert ranks_before(5, "b", 4, "a") and not ranks_before(4, "a", 5, "b")
     assert ranks_before(5, "a", 5, "b") and not ranks_before(5, "b", 5, "b")
     assert ranks_before(1, "z", None, "a") and not ranks_before(None, "a", 1, "z")
