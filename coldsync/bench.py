@@ -545,9 +545,10 @@ def open_bigquery(endpoint: str, project: str, dataset: str) -> Warehouse:
 
 
 def build_warehouse(warehouse: Warehouse, settings: Settings, source_rows: int, seed: int = 7) -> None:
-    """Schema, synthetic source (with DNC list and some history), the view's clock at START, and the candidates
-    table refreshed from that source (as the last run before a scenario leaves it: a scenario's source is
-    unchanged, so its runs measure what a run costs when the source did not change)."""
+    """Schema, synthetic source (with DNC list and some history), the view's clock at START, the candidates
+    table refreshed from that source and the ready queue built from it (as the last run before a scenario
+    leaves them: a scenario's source is unchanged, so its runs measure what a run costs when the source did
+    not change)."""
     from coldsync.store import Store
 
     warehouse.ensure_dataset()
@@ -558,11 +559,14 @@ def build_warehouse(warehouse: Warehouse, settings: Settings, source_rows: int, 
     premirror_dnc(warehouse)
     declare_updated_at(warehouse)
     set_clock(warehouse, START)
-    Store.for_settings(warehouse, "bench-setup", START, settings).refresh_candidates()
+    store = Store.for_settings(warehouse, "bench-setup", START, settings)
+    store.refresh_candidates()
+    store.build_queue(store.queue_fingerprint())  # and the ready queue, as that run's read left it
 
 
-TEMPLATE_FORMAT = 2
-"""Bumped when build_warehouse changes what a template holds (2: the source's updated-at column)."""
+TEMPLATE_FORMAT = 3
+"""Bumped when build_warehouse changes what a template holds (2: the source's updated-at column; 3: the ready queue
+built)."""
 
 UPDATED_AT_COLUMN = "updated_at"
 """The bench source's updated-at column, declared as SOURCE_UPDATED_AT_COLUMN in every bench run: the cheap change

@@ -14,7 +14,8 @@ erasing ``Jane@Acme.example`` also erases ``jane+promo@acme.example`` and a hand
 3. WAREHOUSE ROWS: the person's rows of `ops_inst_state`, `ops_lead_history`, `ops_dead_letters`
    and the plain-text rows of `ops_dnc` are deleted (a DNC row that also blocked another domain
    is kept as a domain-only entry), and so is the person's row of `ops_candidates` (a copy of the
-   source: a later refresh copies the address again only while the source table still holds it).
+   source: a later refresh copies the address again only while the source table still holds it); the
+   ready queue (`ops_ready_queue`, copies of candidates rows) is dropped whole, the next run rebuilds it.
    The person's webhook events (`ops_instantly_events`, by email key) go last, after the hash of step 1 is
    written, so the suppression outlives them. On BigQuery a DELETE cannot touch rows still in the streaming
    buffer (the receiver streams its rows: up to about 90 minutes after a delivery): the erase then does
@@ -67,7 +68,7 @@ from coldsync.suppression import (
 )
 from coldsync.warehouse.base import Rows, StringArray, Warehouse, WarehouseError
 from coldsync.warehouse.migrate import ensure_erasure_salt
-from coldsync.warehouse.schema import CANDIDATES, ERASURE_SALT_KEY, EVENTS, SALT_SQL, TABLES, TableSpec
+from coldsync.warehouse.schema import CANDIDATES, ERASURE_SALT_KEY, EVENTS, READY_QUEUE, SALT_SQL, TABLES, TableSpec
 
 ERASED = "[erased]"
 """What replaces an erased address inside a kept text value."""
@@ -715,6 +716,8 @@ def _erase(outcome: EraseOutcome, warehouse: Warehouse, client: InstantlyClient,
     # The source's copy: the person's row goes too (the next refresh brings it back only if the source still
     # holds the address, as the source itself does; the hash keeps it from being sent).
     warehouse.execute(delete_sql(CANDIDATES.name), {"keys": params["keys"]}, label="erase.delete.candidates")
+    # The ready queue holds copies of candidates rows: dropped whole (the next run with room rebuilds it).
+    warehouse.execute(f"DROP TABLE IF EXISTS `{{ds}}.{READY_QUEUE}`", label="erase.drop.ready_queue")
     buffered = _delete_events(outcome, warehouse, params) if plan.events else None
     outcome.done.append(STEPS[2] if buffered is None else f"{STEPS[2]} (but not the webhook events)")
 

@@ -74,7 +74,11 @@ RESERVED_COLUMNS: frozenset[str] = frozenset({
     "raw_email", "trimmed_email", "raw_revenue", "email_problem", "untagged_email", "email_key",
     "revenue_unreadable", "duplicate_rank", "sequence_target", "score", "priority", "route_rank", "arm",
     "never_contacted_points", "revenue_points", "smb_threshold", "cooldown_days", "as_of", "reason", "skipped",
-    "k0", "k1", "k2", "k3", "status", "campaign_id",
+    "k0", "k1", "k2", "k3", "status", "campaign_id", "managed",
+    # the ready queue's build flags rules 3-5 on every candidate (schema.candidate_ctes / routed_cte keep_all)
+    "suppressed", "resting", "ready",
+    # the ready queue's own columns (coldsync.warehouse.schema.READY_QUEUE_COLUMNS)
+    "queue_route", "queue_score", "queue_pos", "queue_boundary", "queue_outside_ready", "queue_outside_unscored",
 })
 
 THRESHOLD_PLACEHOLDER = "{smb_revenue_threshold}"

@@ -50,6 +50,8 @@ from coldsync.warehouse.schema import (
     DROP_CANDIDATES_STAGING_SQL,
     HISTORY_KEYS_VIEW,
     PRIORITY_ORDER,
+    READY_QUEUE,
+    READY_QUEUE_KEY,
     REJECTS_VIEW,
     SALT_SQL,
     SET_VIEWS_FINGERPRINT_SQL,
@@ -62,6 +64,8 @@ from coldsync.warehouse.schema import (
     candidates_merge_sql,
     candidates_rebuild_sql,
     candidates_stage_sql,
+    ready_queue_build_sql,
+    ready_queue_guard_sql,
     rejects_view_sql,
     routed_cte,
     suppression_reason,
@@ -494,7 +498,7 @@ WHERE resolved_at IS NULL AND gave_up_at IS NULL
 # the views, which may predate a change of either. Each route's top rows by priority, up to its own limit
 # (@limits: route, n).
 def read_ready_sql(routing: Routing, outcomes: PolicyTable | None = None, *, stored: bool = False,
-                   most: int = 1) -> str:
+                   most: int = 1, queue: bool = False) -> str:
     """One row per route (NULL: the unrouted leads) and chosen lead: the route's ready count (`route_ready`),
     how many of those have no score (`route_unscored`), and one of its first `most` ready leads by priority
     (PRIORITY_ORDER): every candidate column, the declared extra source columns, `score`, and `route_pos`, its
@@ -508,17 +512,18 @@ def read_ready_sql(routing: Routing, outcomes: PolicyTable | None = None, *, sto
     or with `stored` from ops_candidates (the sync's read, after Store.refresh_candidates), which then serves
     the join back too; from the live source the join back reads `deduped` (rules 1-2) a second time (a dry run
     with a stale table only). Raises ValueError when `most` is not an int >= 1 (it is formatted into the SQL:
-    BigQuery takes only a constant there)."""
+    BigQuery takes only a constant there). With `queue`, the candidates are the ready queue's rows
+    (schema.READY_QUEUE, Store.read_ready_queued), which serves the join back: the same rules, fewer rows."""
     if isinstance(most, bool) or not isinstance(most, int) or most < 1:
         raise ValueError(f"read_ready_sql: most must be an int >= 1, not {most!r}")
     kept = [name for name in CANDIDATE_ROW_COLUMNS if name not in CANDIDATE_COLUMNS or name == "email_key"]
     joined = [name for name in CANDIDATE_ROW_COLUMNS if name in CANDIDATE_COLUMNS and name != "email_key"]
     fields = ", ".join(f"r.{name} AS {name}" for name in (*kept, "score"))
-    back = f"`{{ds}}.{CANDIDATES.name}`" if stored else "deduped"
+    back = f"`{{ds}}.{READY_QUEUE}`" if queue else f"`{{ds}}.{CANDIDATES.name}`" if stored else "deduped"
     columns = ", ".join([*(f"d.{name}" for name in (*joined, *routing.source_columns)),
                          *(f"t.{name}" for name in (*kept, "score"))])
     return f"""
-WITH {candidate_ctes(routing.source_columns, stored=stored)},
+WITH {candidate_ctes(routing.source_columns, stored=stored, queue=queue)},
 {routed_cte(routing, source="candidates", as_of="@as_of", threshold="@smb_threshold", outcomes=outcomes)},
 tops AS (
   SELECT r.sequence_target, COUNT(*) AS route_ready, COUNTIF(r.score IS NULL) AS route_unscored,
@@ -668,8 +673,38 @@ def parse_candidates_refresh(text: object) -> dict[str, Any] | None:
     signal, rows = found.get("signal"), found.get("rows")
     if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
         return None  # written before the row count was kept: refresh once
+    refreshed_at = found.get("refreshed_at")
     return {"fingerprint": found["fingerprint"], "signal": signal if isinstance(signal, str) else None,
-            "rejects": dict(rejects), "rows": rows}
+            "rejects": dict(rejects), "rows": rows,
+            "refreshed_at": refreshed_at if isinstance(refreshed_at, str) else None}
+
+
+READ_READY_QUEUE_SQL = f"""
+SELECT MAX(value_string) AS ready_queue FROM `{{ds}}.config` WHERE key = '{READY_QUEUE_KEY}'
+"""  # noqa: S608
+
+READY_QUEUE_GUARDS: tuple[str, ...] = ("queue_rows", "history_outside", "history_attempts", "history_first",
+                                       "history_last", "history_given_up")
+"""The figures of ready_queue_guard_sql kept with the queue at its build (the READY_QUEUE_KEY config row)."""
+
+
+def ready_queue_size(inventory_cap: int) -> int:
+    """Rows per route the ready queue keeps: 2 x INVENTORY_CAP + 1000. Managed persons stay in the queue (up to
+    the inventory, which may pass the cap) and a run's room is at most the cap, so a queue of cap + room + margin
+    still has room's worth of eligible leads after every managed one; the second cap and the 1000 absorb the
+    leads a run adds and later drains to history (they rest, so they stop counting) before the next rebuild.
+    Exactness never depends on it: a queue that runs short is rebuilt, and read in full if still short."""
+    return 2 * inventory_cap + 1000
+
+
+def ranks_before(score: Any, email: str, other_score: Any, other_email: str) -> bool:
+    """PRIORITY_ORDER in Python: the lead (score, email) comes strictly before (other_score, other_email) in its
+    route (higher score first, NULL last, then email)."""
+    if score is None or other_score is None:
+        return other_score is None and (score is not None or email < other_email)
+    if score != other_score:
+        return bool(score > other_score)
+    return email < other_email
 
 
 @dataclass
@@ -726,7 +761,7 @@ class Store:
     def __init__(self, warehouse: Warehouse, run_id: str, now: dt.datetime, *, cooldown_days: int = 90,
                  smb_threshold: int = 1_000_000, routing: Routing | None = None,
                  give_up_cooldown_days: int = 7, outcomes: PolicyTable | None = None,
-                 me: Holder | None = None, source_updated_at: str = "") -> None:
+                 me: Holder | None = None, source_updated_at: str = "", queue_size: int | None = None) -> None:
         self.warehouse = warehouse
         self.run_id = run_id
         self.me = me or Holder.this_process()  # recorded in the lock row it takes
@@ -749,6 +784,11 @@ class Store:
         self.last_summary: dict[str, Any] = {}  # the last successful live run's summary, as read by run_memory
         # The ready counts the last read_ready saw ((route -> ready, unscored), None: it read nothing).
         self.ready_seen: tuple[dict[str | None, int], int] | None = None
+        self.queue_size = queue_size if queue_size is not None else ready_queue_size(24_000)
+        # What read_ready_queued did: how it read ("ready queue", "ready queue, rebuilt: <why>", "full read:
+        # <why>"), and the routes whose ready count adds the leads outside the queue as of its build.
+        self.ready_source: str | None = None
+        self.ready_outside: dict[str, int] = {}
 
     @classmethod
     def for_settings(cls, warehouse: Warehouse, run_id: str, now: dt.datetime, settings: Settings) -> Store:
@@ -757,7 +797,8 @@ class Store:
         return cls(warehouse, run_id, now, cooldown_days=settings.cooldown_days,
                    smb_threshold=settings.smb_revenue_threshold, routing=settings.routing,
                    give_up_cooldown_days=settings.give_up_cooldown_days, outcomes=settings.outcome_table,
-                   source_updated_at=settings.source_updated_at_column)
+                   source_updated_at=settings.source_updated_at_column,
+                   queue_size=ready_queue_size(settings.inventory_cap))
 
     def rebuild_views(self) -> None:
         """Create or replace every view for the routing in effect and SOURCE_TABLE, then record both."""
@@ -787,7 +828,8 @@ class Store:
         rows = self.warehouse.query(READ_STATE_SQL, label="state.read")
         return [StateRow(**{k: r[k] for k in StateRow.__dataclass_fields__}) for r in rows]
 
-    def read_ready(self, limits: Mapping[str, int], *, stored: bool = False) -> list[dict[str, Any]]:
+    def read_ready(self, limits: Mapping[str, int], *, stored: bool = False, queue: bool = False
+                   ) -> list[dict[str, Any]]:
         """Each route's top ready rows by priority: at most `limits[route]` of each (routes of 0 skipped), in
         route then priority order. Rows carry every candidate column (declared extra source columns too),
         `sequence_target`, `score`, `route_rank` (1 = first). The same statement counts the ready leads of
@@ -798,7 +840,7 @@ class Store:
         wanted = {route: int(n) for route, n in limits.items() if n > 0}
         if not wanted:
             return []
-        sql = read_ready_sql(self.routing, self.outcomes, stored=stored, most=max(wanted.values()))
+        sql = read_ready_sql(self.routing, self.outcomes, stored=stored, most=max(wanted.values()), queue=queue)
         rows = self.warehouse.query(sql, self._rules(sql), label="topup.read_ready")
         counts: dict[str | None, int] = {}
         unscored = 0
@@ -823,6 +865,136 @@ class Store:
                 taken.append(lead)
         self.ready_seen = (counts, unscored)
         return taken
+
+    # --- the ready queue (schema.READY_QUEUE) ---
+    def queue_fingerprint(self) -> str:
+        """Changes whenever the queue's build or read would give other rows: their SQL (rules 3-7: routing,
+        score, outcome policy table, cooldowns), the queue's size and the SMB threshold (a parameter)."""
+        text = "\n".join((ready_queue_build_sql(self.routing, self.outcomes, self.queue_size),
+                          read_ready_sql(self.routing, self.outcomes, queue=True),
+                          ready_queue_guard_sql(), str(self.queue_size), str(self.smb_threshold)))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _candidates_stamp(self) -> list[Any] | None:
+        memory = self.candidates_memory
+        if memory is None:
+            return None
+        return [memory.get("fingerprint"), memory.get("signal"), memory.get("rows"), memory.get("refreshed_at")]
+
+    def _queue_guard(self) -> list[dict[str, Any]]:
+        return self.warehouse.query(ready_queue_guard_sql(), label="queue.guard")
+
+    @staticmethod
+    def _guard_figures(row: Mapping[str, Any]) -> dict[str, Any]:
+        counts = ("queue_rows", "history_outside", "history_attempts", "history_given_up")
+        return {k: None if row[k] is None else int(row[k]) if k in counts else str(row[k]) for k in READY_QUEUE_GUARDS}
+
+    def _queue_stale(self, fingerprint: str) -> tuple[str | None, list[dict[str, Any]]]:
+        """Why the queue cannot answer for the full read now (None: it can), and the guard's rows. Nothing but a
+        rank outside the queue matters (the read applies every rule to the queue's rows; the boundary check
+        covers ranks inside it): the rules, the candidates, or the history of a person outside it."""
+        found = self.warehouse.query(READ_READY_QUEUE_SQL, label="queue.memory")
+        try:
+            memory = json.loads(found[0]["ready_queue"]) if found and found[0]["ready_queue"] else None
+        except ValueError:
+            memory = None
+        if not isinstance(memory, dict) or not isinstance(memory.get("guard"), dict):
+            return "never built", []
+        if memory.get("fingerprint") != fingerprint:
+            return "the rules or the queue's size changed", []
+        if memory.get("candidates") != self._candidates_stamp():
+            return "the candidates were refreshed", []
+        try:
+            guard = self._queue_guard()
+        except WarehouseError as exc:
+            if self.warehouse.existing_columns(READY_QUEUE) is None:
+                return "the queue table is missing", []
+            raise WarehouseError(f"the ready queue's guard failed: {exc}") from exc
+        now = self._guard_figures(guard[0])
+        if now["queue_rows"] != memory["guard"].get("queue_rows"):
+            return "the queue table was changed by hand", guard
+        if now != memory["guard"]:
+            return "the history of persons outside the queue changed", guard
+        return None, guard
+
+    def build_queue(self, fingerprint: str) -> list[dict[str, Any]]:
+        """Rebuild the ready queue from ops_candidates (one statement) and record it: the guard's figures at
+        this moment, the fingerprint and the candidates' refresh it was built from. Returns the guard's rows."""
+        sql = ready_queue_build_sql(self.routing, self.outcomes, self.queue_size)
+        self.warehouse.execute(sql, self._rules(sql), label="queue.build")
+        guard = self._queue_guard()
+        memory = {"guard": self._guard_figures(guard[0]), "fingerprint": fingerprint,
+                  "candidates": self._candidates_stamp(), "built_at": self.now.isoformat()}
+        self.warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": READY_QUEUE_KEY, "value": json.dumps(
+            memory, sort_keys=True), "now": self.now}, label="queue.built")
+        return guard
+
+    @staticmethod
+    def _queue_short(wanted: Mapping[str, int], rows: Sequence[Mapping[str, Any]],
+                     guard: Sequence[Mapping[str, Any]]) -> str | None:
+        """Why the queue's answer may differ from the full read's (None: it cannot): in a route the build cut,
+        fewer leads than wanted, or a chosen lead that does not rank before the best one left out (the
+        boundary). Leads outside the queue keep their rank and eligibility while the guard holds, so leads
+        ranking before the boundary are the route's true first ones."""
+        chosen: dict[str, list[Mapping[str, Any]]] = {}
+        for row in rows:
+            chosen.setdefault(str(row["sequence_target"]), []).append(row)
+        for b in guard:
+            route = b["queue_route"]
+            if route is None or b["queue_email"] is None or wanted.get(str(route), 0) <= 0:
+                continue
+            got = chosen.get(str(route), [])
+            if len(got) < wanted[str(route)]:
+                return f"ran short in route {route}"
+            last = got[-1]
+            if not ranks_before(last["score"], str(last["email"]), b["queue_score"], str(b["queue_email"])):
+                return f"reached its boundary in route {route}"
+        return None
+
+    def read_ready_queued(self, limits: Mapping[str, int], *, dry_run: bool = False,
+                          refreshed: bool = False) -> list[dict[str, Any]]:
+        """read_ready(stored=True)'s rows and counts, through the ready queue: the sync's read after
+        refresh_candidates. The queue is rebuilt first when stale (`refreshed`: the candidates were just
+        refreshed; see _queue_stale for the rest); its answer is checked (_queue_short) and, when short, the
+        queue rebuilt and read again, then the full read done if a fresh queue is still short. A dry run
+        rebuilds nothing: with a stale queue it does the full read. `ready_source` says which read answered.
+        The counts (`ready_seen`) are the queue's, exact for a route the build did not cut; a cut route's
+        add the ready leads outside the queue as of its build (`ready_outside`)."""
+        self.ready_source, self.ready_outside = None, {}
+        wanted = {route: int(n) for route, n in limits.items() if n > 0}
+        if not wanted:
+            return self.read_ready(limits, stored=True)
+        fingerprint = self.queue_fingerprint()
+        reason, guard = ("the candidates were refreshed", []) if refreshed else self._queue_stale(fingerprint)
+        source = "ready queue"
+        if reason is not None:
+            if dry_run:
+                self.ready_source = f"full read (ready queue stale: {reason}; a dry run rebuilds nothing)"
+                return self.read_ready(limits, stored=True)
+            guard, source = self.build_queue(fingerprint), f"ready queue, rebuilt: {reason}"
+        rows = self.read_ready(limits, queue=True)
+        short = self._queue_short(wanted, rows, guard)
+        if short is not None and reason is None and not dry_run:
+            guard, source = self.build_queue(fingerprint), f"ready queue, rebuilt: it {short}"
+            rows = self.read_ready(limits, queue=True)
+            short = self._queue_short(wanted, rows, guard)
+        if short is not None:
+            self.ready_source = f"full read (the ready queue {short})"
+            return self.read_ready(limits, stored=True)
+        self.ready_source = source
+        if self.ready_seen is not None:
+            counts, unscored = self.ready_seen
+            for b in guard:
+                if b["queue_route"] is not None and b["queue_email"] is not None:
+                    route = str(b["queue_route"])
+                    self.ready_outside[route] = int(b["queue_outside_ready"] or 0)
+                    counts[route] = counts.get(route, 0) + self.ready_outside[route]
+                    unscored += int(b["queue_outside_unscored"] or 0)
+                elif b["queue_route"] is None and b["queue_email"] is not None:
+                    counts[None] = counts.get(None, 0) + int(b["queue_outside_ready"] or 0)
+                    unscored += int(b["queue_outside_unscored"] or 0)
+            self.ready_seen = (counts, unscored)
+        return rows
 
     def ready_counts(self) -> tuple[dict[str | None, int], int]:
         """Ready leads per route (key None: matched no route), and how many ready leads have no score."""
@@ -925,7 +1097,8 @@ class Store:
             self.warehouse.execute(candidates_rebuild_sql(extra), label="candidates.rebuild")
         rows = self.warehouse.query(STAGED_REJECT_COUNTS_SQL, label="candidates.rejects")
         rejects = {str(r["reason"]): int(r["n"]) for r in rows}
-        memory = {"fingerprint": fingerprint, "signal": signal, "rejects": rejects, "rows": self._candidates_rows()}
+        memory = {"fingerprint": fingerprint, "signal": signal, "rejects": rejects, "rows": self._candidates_rows(),
+                  "refreshed_at": f"{self.run_id} {self.now.isoformat()}"}  # tells the ready queue it is stale
         self.warehouse.execute(SET_VIEWS_FINGERPRINT_SQL, {"key": CANDIDATES_REFRESH_KEY, "value": json.dumps(
             memory, sort_keys=True), "now": self.now}, label="candidates.refreshed")
         self.candidates_memory = memory

@@ -47,10 +47,12 @@ OUTSIDERS = ["ops.outsider.canary@evil.example", "Finance.Outsider.Canary@Evil.E
 OUTSIDER_MARK = "outsider.canary"
 ATS = ["@", "%40", "%2540", "=40", "\\u0040", "\\x40", "&#64;", "&commat;"]
 # The warehouse columns that hold lead addresses by design (coldsync/warehouse/schema.py): the source rows,
-# their copy after rules 1-2 (ops_candidates: the address and its suppression key), the leads added (the
-# state of the tracked leads) and the dead letters of the leads Instantly refused. Nothing else may hold one.
+# their copy after rules 1-2 (ops_candidates: the address and its suppression key; ops_ready_queue: its copy of
+# the first rows per route), the leads added (the state of the tracked leads) and the dead letters of the leads
+# Instantly refused. Nothing else may hold one.
 LEAD_COLUMNS = {("source_leads", "email"), ("ops_candidates", "email"), ("ops_candidates", "email_key"),
-                ("ops_inst_state", "email"), ("ops_dead_letters", "email")}
+                ("ops_ready_queue", "email"), ("ops_ready_queue", "email_key"), ("ops_inst_state", "email"),
+                ("ops_dead_letters", "email")}
 
 
 class _Proxy(ThreadingHTTPServer):

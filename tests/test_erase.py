@@ -440,7 +440,10 @@ def test_erase_deletes_the_persons_row_of_the_candidates_table(duck_world: World
     jane's row (by her key) and masks nothing there, leaving the other two as they were; no trace of her is left
     in any table."""
     warehouse = duck_world.warehouse
-    Store.for_settings(warehouse, "t", T0, duck_world.settings).refresh_candidates()
+    store = Store.for_settings(warehouse, "t", T0, duck_world.settings)
+    store.refresh_candidates()
+    store.build_queue(store.queue_fingerprint())  # the ready queue's copies of candidates rows: dropped
+    assert warehouse.existing_columns("ops_ready_queue") is not None
     rows = "SELECT email FROM `{ds}.ops_candidates` ORDER BY email"
     assert [r["email"] for r in warehouse.query(rows, label="t")] == [
         "control@acme.example", "jane@acme.example", "xjane@acme.example"]
@@ -448,4 +451,5 @@ def test_erase_deletes_the_persons_row_of_the_candidates_table(duck_world: World
     assert outcome.exit_code == ExitCode.OK, outcome.render_text()
     assert "ops_candidates" not in outcome.masked
     assert [r["email"] for r in warehouse.query(rows, label="t")] == ["control@acme.example", "xjane@acme.example"]
+    assert warehouse.existing_columns("ops_ready_queue") is None
     assert traces(warehouse) == []

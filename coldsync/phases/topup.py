@@ -171,7 +171,16 @@ def _read_ready(ctx: RunContext, bounds: Mapping[str, int]) -> list[dict[str, An
         ctx.report.source_rejects, ctx.report.source_signal = refresh.rejects, refresh.signal
         if not refresh.refreshed and refresh.stored:
             ctx.report.phase("topup").notes.append("source unchanged since the candidates' last refresh: not read")
-        rows = ctx.store.read_ready(bounds, stored=refresh.stored)
+        if refresh.stored:  # through the ready queue (Store.read_ready_queued): the same leads, fewer rows read
+            rows = ctx.store.read_ready_queued(bounds, dry_run=ctx.dry_run, refreshed=refresh.refreshed)
+            if ctx.store.ready_source:
+                ctx.report.phase("topup").notes.append(f"ready leads read from the {ctx.store.ready_source}")
+            if ctx.store.ready_outside:
+                ctx.report.phase("topup").notes.append(
+                    "ready counts of " + ", ".join(f"{route} (+{n})" for route, n in sorted(
+                        ctx.store.ready_outside.items())) + " add the leads outside the ready queue as of its build")
+        else:
+            rows = ctx.store.read_ready(bounds, stored=False)
     except WarehouseError as exc:
         from coldsync.sync import routing_failure  # coldsync.sync imports this module
 

@@ -696,13 +696,25 @@ CANDIDATE_ROW_COLUMNS: tuple[str, ...] = (
     "annual_revenue", "attempt_num", "last_completed_at", "last_given_up_at")
 
 
-def candidate_ctes(extra: Sequence[str] = (), *, stored: bool = False) -> str:
+def candidate_ctes(extra: Sequence[str] = (), *, stored: bool = False, queue: bool = False,
+                   keep_all: bool = False) -> str:
     """Rules 1-4 as CTE text ending in `candidates` (one row per ready-or-cooling person, with its
     suppression key, attempt_num and last_completed_at), after `history_rows` (rule 5 reads it). Rules 1-2
     read the live source (the views), or with `stored` the ops_candidates table (the sync, after
-    Store.refresh_candidates): the same rows either way. Only constants and checked identifiers are
-    formatted in."""
-    return f"""{_deduped_cte(extra, stored)},
+    Store.refresh_candidates): the same rows either way; with `queue`, only the rows of the ready queue
+    (READY_QUEUE: copies of ops_candidates rows, the same columns). With `keep_all`, rules 3-4 flag instead
+    of filtering: every person stays, with the columns `suppressed` and `managed` (the queue's build ranks
+    them all). Only constants and checked identifiers are formatted in."""
+    deduped = _queue_deduped_cte(extra) if queue else _deduped_cte(extra, stored)
+    tests = [expr for _how, expr in suppressed_by("v.email_key", SALT_SQL, domain_key="v.email_domain_key")]
+    managed_test = "EXISTS (SELECT 1 FROM managed AS st WHERE st.email_key = v.email_key)"
+    if keep_all:
+        flags = f",\n    ({' OR '.join(tests)}) AS suppressed,\n    {managed_test} AS managed"
+        where = ""
+    else:
+        flags = ""
+        where = f"\n  WHERE {' AND '.join(f'NOT {expr}' for expr in tests)}\n    AND NOT {managed_test}"
+    return f"""{deduped},
 {DNC_KEY_CTES},
 {HISTORY_KEY_CTES},
 {address_key_ctes("managed", "`{ds}.ops_inst_state`", "email", "status")},
@@ -710,29 +722,28 @@ candidates AS (
   SELECT
     v.email, v.email_key, v.first_name, v.last_name, v.company_name, v.domain, v.location, v.country,
     v.annual_revenue, COALESCE(h.last_attempt, 0) + 1 AS attempt_num,
-    h.last_completed_at, h.last_given_up_at{_extras(extra, "v")}
+    h.last_completed_at, h.last_given_up_at{_extras(extra, "v")}{flags}
   FROM deduped AS v
-  LEFT JOIN history_by_key AS h ON h.email_key = v.email_key
-  WHERE {" AND ".join(f"NOT {expr}" for _how, expr in suppressed_by("v.email_key", SALT_SQL,
-                                                                     domain_key="v.email_domain_key"))}
-    AND NOT EXISTS (SELECT 1 FROM managed AS st WHERE st.email_key = v.email_key)
+  LEFT JOIN history_by_key AS h ON h.email_key = v.email_key{where}
 )"""  # noqa: S608
 
 
 def routed_cte(routing: Routing, *, source: str, as_of: str, threshold: str, outcomes: PolicyTable | None,
-               joins: str = "", components: bool = False) -> str:
+               joins: str = "", components: bool = False, keep_all: bool = False) -> str:
     """Rules 5-7 as the CTE `routed`: the candidates of `source` allowed back at `as_of` by the outcome
     policy table `outcomes` (rest_predicate; `joins` bring `as_of` into its subquery), each with its
     `sequence_target` (first matching route, NULL when none) and `score` (higher first); with
-    `components`, also the default score's parts (v_lead_scores). The routes' SQL is checked SQL
-    (coldsync.routes.check_expression)."""
+    `components`, also the default score's parts (v_lead_scores); with `keep_all`, rule 5 flags (the
+    column `resting`) instead of filtering. The routes' SQL is checked SQL (coldsync.routes.check_expression)."""
     parts = "".join(f",\n    {sql} AS {name}" for name, sql in SCORE_COMPONENTS) if components else ""
+    rest = rest_predicate(outcomes, as_of, joins=joins)
+    resting = f",\n    NOT ({rest}) AS resting" if keep_all else ""
+    where = "" if keep_all else f"\n  WHERE {rest}"
     return f"""routed AS (
   SELECT c.*,
     {route_case_sql(routing, threshold)} AS sequence_target,
-    {routing.score} AS score{parts}
-  FROM {source} AS c
-  WHERE {rest_predicate(outcomes, as_of, joins=joins)}
+    {routing.score} AS score{parts}{resting}
+  FROM {source} AS c{where}
 )"""  # noqa: S608
 
 
@@ -1154,3 +1165,110 @@ WHEN MATCHED AND (t.value_string IS NULL OR t.value_string != s.value_string) TH
   UPDATE SET value_string = s.value_string, updated_at = @now
 WHEN NOT MATCHED THEN INSERT (key, value_string, updated_at) VALUES (s.key, s.value_string, @now)
 """
+
+
+# --- the ready queue (ops_ready_queue) ------------------------------------------------------------------
+# Issue 16 target 2: the run's ready read looks at a few thousand rows per route instead of every candidate.
+# The queue holds, per route, the first READY_QUEUE size candidates by PRIORITY_ORDER, whatever rules 3-5 say
+# of them at its build (suppressed, managed and resting persons are ranked too: their turn may come without
+# any change to their rank), plus one more row per route: the boundary, the best candidate left out. A
+# person's route and score depend only on their candidates row, their history and the rules (never on the
+# clock: coldsync.routes refuses volatile functions), so a person outside the queue keeps their rank until the
+# candidates are refreshed, the rules change, or their history changes. The read applies every rule again to
+# the queue's rows (candidate_ctes(queue=True), the same text): the queue only narrows which rows are looked
+# at, so nobody is ever chosen that the full read would refuse. Store.read_ready_queued rebuilds it when a rank
+# outside it may have moved, and checks each read against the boundary (the chosen leads must all rank before
+# it, and fill the room), rebuilding, then falling back to the full read, when they do not.
+
+READY_QUEUE = "ops_ready_queue"
+"""Derived, never edited; dropping it is harmless (the next run with room rebuilds it)."""
+READY_QUEUE_KEY = "ready_queue"
+"""Config row (value_string, JSON): what the ready queue was built from and the guard figures at its build
+(Store.read_ready_queued writes it after each build)."""
+READY_QUEUE_COLUMNS: tuple[str, ...] = (
+    "queue_route", "queue_score", "queue_pos", "queue_boundary", "queue_outside_ready", "queue_outside_unscored")
+"""The queue's own columns after the copied ops_candidates columns (a declared extra source column may not
+take one of these names: coldsync.routes.RESERVED_COLUMNS)."""
+
+
+def _queue_deduped_cte(extra: Sequence[str]) -> str:
+    """The CTE `deduped` over the ready queue's rows (the boundary rows left out)."""
+    columns = ", ".join(f"s.{name}" for name in (*CANDIDATE_COLUMNS, *extra))
+    return f"deduped AS (SELECT {columns} FROM `{{ds}}.{READY_QUEUE}` AS s WHERE NOT s.queue_boundary)"  # noqa: S608
+
+
+def ready_queue_build_sql(routing: Routing, outcomes: PolicyTable | None, size: int) -> str:
+    """The ready queue made anew from ops_candidates in one statement: per route (NULL: unrouted), the first
+    `size` candidates by PRIORITY_ORDER (every one: rules 3-5 flag, candidate_ctes(keep_all=True)), and the
+    boundary row (queue_pos `size` + 1; positions from 1, in the route's order: the offset of the bounded
+    top-n is read for its order only, its base differs between engines). The boundary row carries what lies
+    outside the queue at the build: its ready leads (neither suppressed, managed nor resting at @as_of) and how
+    many of them have no score, for the run's counts. One pass with a bounded top-n per route, as
+    read_ready_sql. Raises ValueError unless `size` is an int >= 1."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"ready_queue_build_sql: size must be an int >= 1, not {size!r}")
+    extra = routing.source_columns
+    columns = ", ".join(f"d.{name}" for name in (*CANDIDATE_COLUMNS, *extra))
+    return f"""
+CREATE OR REPLACE TABLE `{{ds}}.{READY_QUEUE}` AS
+WITH {candidate_ctes(extra, stored=True, keep_all=True)},
+{routed_cte(routing, source="candidates", as_of="@as_of", threshold="@smb_threshold", outcomes=outcomes,
+            keep_all=True)},
+tops AS (
+  SELECT r.sequence_target, COUNTIF(r.ready) AS ready_all, COUNTIF(r.ready AND r.score IS NULL) AS unscored_all,
+         ARRAY_AGG(STRUCT(r.email_key AS email_key, r.score AS score, r.ready AS ready)
+                   ORDER BY {PRIORITY_ORDER} LIMIT {size + 1}) AS top
+  FROM (SELECT x.*, NOT (x.suppressed OR x.managed OR x.resting) AS ready FROM routed AS x) AS r
+  GROUP BY r.sequence_target
+),
+unnested AS (
+  SELECT k.sequence_target, k.ready_all, k.unscored_all, t.email_key, t.score, t.ready,
+         ROW_NUMBER() OVER (PARTITION BY k.sequence_target ORDER BY pos) AS place
+  FROM tops AS k
+  LEFT JOIN UNNEST(k.top) AS t WITH OFFSET AS pos
+),
+picked AS (
+  SELECT u.*,
+         SUM(IF(u.place <= {size} AND u.ready, 1, 0)) OVER (PARTITION BY u.sequence_target) AS inside_ready,
+         SUM(IF(u.place <= {size} AND u.ready AND u.score IS NULL, 1, 0))
+           OVER (PARTITION BY u.sequence_target) AS inside_unscored
+  FROM unnested AS u
+)
+SELECT {columns}, p.sequence_target AS queue_route, p.score AS queue_score, p.place AS queue_pos,
+       p.place = {size + 1} AS queue_boundary, p.ready_all - p.inside_ready AS queue_outside_ready,
+       p.unscored_all - p.inside_unscored AS queue_outside_unscored
+FROM picked AS p
+JOIN `{{ds}}.{CANDIDATES.name}` AS d ON d.email_key = p.email_key
+"""  # noqa: S608
+
+
+def ready_queue_guard_sql() -> str:
+    """What may have moved a rank outside the queue since its build, in one statement, one row per boundary (one
+    row with NULL boundary columns when no route was cut): `queue_rows` (the queue's rows), and of the history
+    rows of persons not in the queue (the boundary's included) their count, attempts summed, first and last
+    `completed_at`, and how many are given-up adds (what a person's route and score read: attempt_num, and
+    last_completed_at, which skips given-up rows: a status changed to or from it moves a rank); and each cut
+    route's boundary (`queue_route`, `queue_score`, `queue_email`) with its counts outside."""
+    return f"""
+WITH {HISTORY_ROWS_CTES},
+outside AS (
+  SELECT h.attempt_num, h.completed_at, h.status_final FROM history_rows AS h
+  WHERE h.email_key IS NOT NULL
+    AND h.email_key NOT IN (SELECT q.email_key FROM `{{ds}}.{READY_QUEUE}` AS q WHERE NOT q.queue_boundary)
+),
+g AS (
+  SELECT
+    (SELECT COUNT(*) FROM `{{ds}}.{READY_QUEUE}`) AS queue_rows,
+    (SELECT COUNT(*) FROM outside) AS history_outside,
+    (SELECT COALESCE(SUM(o.attempt_num), 0) FROM outside AS o) AS history_attempts,
+    (SELECT CAST(MIN(o.completed_at) AS STRING) FROM outside AS o) AS history_first,
+    (SELECT CAST(MAX(o.completed_at) AS STRING) FROM outside AS o) AS history_last,
+    (SELECT COUNT(*) FROM outside AS o WHERE o.status_final = '{GIVE_UP_OUTCOME}') AS history_given_up
+)
+SELECT g.queue_rows, g.history_outside, g.history_attempts, g.history_first, g.history_last, g.history_given_up,
+       b.queue_route,
+       b.queue_score, b.email AS queue_email, b.queue_outside_ready, b.queue_outside_unscored
+FROM g
+LEFT JOIN (SELECT x.queue_route, x.queue_score, x.email, x.queue_outside_ready, x.queue_outside_unscored
+           FROM `{{ds}}.{READY_QUEUE}` AS x WHERE x.queue_boundary) AS b ON TRUE
+"""  # noqa: S608
