@@ -1004,11 +1004,12 @@ class Store:
                   for r in rows}
         return counts, sum(int(r["unscored"] or 0) for r in rows)
 
-    def diagnose_routing(self) -> str:
+    def diagnose_routing(self) -> str | None:
         """Which part of the routing fails in the warehouse: the declared source columns first, then each
         route's condition, then the score, each evaluated on the candidates' rows (so an error that only a
         value causes shows too: this reads the source once per part, on the failure path only). Returns
-        the first failure's place and the warehouse's message, for the run's error."""
+        the first failure's place and the warehouse's message, for the run's error; None when every part runs
+        (the read failed for another reason: the warehouse, a permission, the ready queue's build)."""
         ctes = candidate_ctes(self.routing.source_columns)
         checks: list[tuple[str, str]] = [
             ("the source table cannot be read with the declared source_columns "
@@ -1025,7 +1026,7 @@ class Store:
                 self.warehouse.query(sql, self._rules(sql), label="routing.check")
             except WarehouseError as exc:
                 return f"{place} ({exc})"
-        return "the ready-lead count failed; see the warehouse's message in the log"
+        return None
 
     def source_reject_counts(self) -> dict[str, int]:
         """Source rows skipped (or kept with unknown revenue), per reason, from v_source_rejects."""

@@ -494,14 +494,20 @@ def _count_ready(ctx: RunContext) -> None:
 
 def routing_failure(ctx: RunContext, exc: WarehouseError) -> RunFailed:
     """The error of a run whose ready-lead read failed: with the default routing, the views or tables are
-    missing (run setup.py); else the routing's SQL does not run on this source: refused as bad configuration,
-    the failing part named (Store.diagnose_routing)."""
+    missing (run setup.py); else, when a part of the routing's SQL fails on this source, refused as bad
+    configuration, the failing part named (Store.diagnose_routing); when every part runs on its own, a failed
+    run (exit 1): the warehouse failed, not the routing."""
     routing = ctx.settings.routing
     if routing.is_default and routing.score == DEFAULT_SCORE and not routing.source_columns:
         return RunFailed(f"could not count the ready leads ({exc}): run `python setup.py`")
     log.error("the ready-lead count failed: %s", exc)
-    return RoutingRefused(f"the routing from {routing.origin} does not run in the warehouse: "
-                          f"{ctx.store.diagnose_routing()}")
+    diagnosis = ctx.store.diagnose_routing()
+    if diagnosis is None:
+        # Every part of the routing runs on its own: the read failed for another reason (the warehouse, a
+        # permission, the ready queue's build), not the configuration: a failed run, not a refused routing.
+        return RunFailed(f"could not read the ready leads ({exc}); every part of the routing from "
+                         f"{routing.origin} runs on its own, so the warehouse failed, not the routing")
+    return RoutingRefused(f"the routing from {routing.origin} does not run in the warehouse: {diagnosis}")
 
 
 def _finish(ctx: RunContext, started: float, code: ExitCode, *, write_log: bool,

@@ -632,9 +632,14 @@ def _check_ready(result: Validation, settings: Settings, warehouse: Warehouse, n
     try:
         counts, _unscored = store.ready_counts()
     except WarehouseError as exc:
-        result.add("ready leads", "fail", f"the routes' SQL does not run in the warehouse: "
-                   f"{store.diagnose_routing()} ({exc})", f"fix the routing in {settings.routing.origin}, or run "
-                   "`python setup.py`")
+        diagnosis = store.diagnose_routing()
+        if diagnosis is None:
+            result.add("ready leads", "fail", f"the ready leads could not be read ({exc}); every part of the "
+                       "routing runs on its own", "check the warehouse (permissions, an outage), or run "
+                       "`python setup.py`")
+        else:
+            result.add("ready leads", "fail", f"the routes' SQL does not run in the warehouse: {diagnosis} ({exc})",
+                       f"fix the routing in {settings.routing.origin}, or run `python setup.py`")
         return
     segments = [route.name for route in settings.routing.routes]
     detail = ", ".join(f"{s} {counts.get(s, 0):,}" for s in segments) + " ready"

@@ -158,6 +158,38 @@ def test_leads_no_route_takes_are_counted_and_not_sent(raw_warehouse: Warehouse,
     assert "ready leads no route takes: 2" in result.report.render_text()
 
 
+def test_a_warehouse_failure_of_the_ready_read_under_a_good_routing_is_a_failed_run_not_a_refused_routing(
+        raw_warehouse: Warehouse, tmp_path: Path, worlds: list[World]) -> None:
+    """A custom routing whose every part runs, and a ready read (the ready queue's build) failing in the
+    warehouse for another reason (an outage): exit 1 with the warehouse's message and "not the routing", never
+    exit 2 blaming the routing; nothing is added."""
+    from dataclasses import replace as with_field
+
+    from coldsync.warehouse.base import WarehouseError, WarehouseWrapper
+
+    class Outage(WarehouseWrapper):
+        def execute(self, sql: str, params: Any = None, *, label: str) -> int:
+            if label == "queue.build":
+                raise WarehouseError("queue.build: simulated outage")
+            return self.inner.execute(sql, params, label=label)
+
+        def query(self, sql: str, params: Any = None, *, label: str) -> list[dict[str, Any]]:
+            if label == "topup.read_ready":
+                raise WarehouseError("topup.read_ready: simulated outage")
+            return self.inner.query(sql, params, label=label)
+
+    routes = {"routes": [{"name": "Canada", "when": "country = 'Canada'", "campaign_id": SMB},
+                         {"name": "Rest", "campaign_id": MIDSIZE}]}
+    world = _world(raw_warehouse, tmp_path, _leads(5, 100, "x"), routes=routes)
+    worlds.append(world)
+    world = with_field(world, warehouse=Outage(world.warehouse))
+    result = world.run()
+    assert result.exit_code == ExitCode.RUN_FAILED, result.report.render_text()
+    assert "simulated outage" in str(result.report.error)
+    assert "the warehouse failed, not the routing" in str(result.report.error)
+    assert result.report.added == 0
+
+
 def test_a_route_failing_in_the_warehouse_is_refused_before_anything_is_touched(
         raw_warehouse: Warehouse, tmp_path: Path, worlds: list[World]) -> None:
     """A route whose SQL parses but fails in the warehouse (text compared with a date): exit 2, the route
