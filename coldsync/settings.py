@@ -183,15 +183,17 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("duckdb_temp_directory", "str", "",
                 "Folder DuckDB spills to beyond DUCKDB_MEMORY_LIMIT (created 0700: spill files hold personal data). "
                 "Empty: `<DUCKDB_PATH>.tmp/` beside the warehouse file (under data/, git-ignored), never the "
-                "working directory."),
+                "working directory; a relative path is taken from the repository root, like DUCKDB_PATH."),
     SettingSpec("source_table", "str", "source_leads",
                 "Source lead table or view: a name in the dataset, or dataset.table / project.dataset.table.",
                 pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+){0,2}$", pattern_hint="[project.]dataset.table"),
     SettingSpec("source_updated_at_column", "str", "",
                 "Column of SOURCE_TABLE your loads set to the time a row was last written: with a BigQuery view "
                 "as the source, its row count and newest value say whether the source changed (the source "
-                "rejects are recounted only then). Unused on a BigQuery table (its metadata says) and on DuckDB "
-                "(a row hash says). Empty: a BigQuery view's rejects are recounted every run.",
+                "rejects are recounted only then). Unused on a BigQuery table (its metadata says). On DuckDB it "
+                "is the cheap signal (one column read); empty there, a hash of every source row says (one more "
+                "read of the source in each run with room). Empty: a BigQuery view's rejects are recounted every "
+                "run.",
                 pattern=_IDENT, pattern_hint="a column name: letters, digits and underscores"),
     # --- Business rules (ops may also set these in the warehouse `config` table) -------------
     SettingSpec("smb_revenue_threshold", "int", 1_000_000,
@@ -404,6 +406,14 @@ class Settings:
 
     def duckdb_file(self) -> Path:
         path = Path(self.duckdb_path)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    def duckdb_spill_directory(self) -> Path | None:
+        """DUCKDB_TEMP_DIRECTORY as a path (a relative one from the repository root, like DUCKDB_PATH, never
+        from the working directory a command happens to start in); None when empty (beside the warehouse)."""
+        if not self.duckdb_temp_directory:
+            return None
+        path = Path(self.duckdb_temp_directory)
         return path if path.is_absolute() else REPO_ROOT / path
 
     def secrets(self) -> list[str]:

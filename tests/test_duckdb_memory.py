@@ -198,6 +198,28 @@ def test_a_spill_lands_only_in_the_temp_directory_never_the_working_directory(
     assert oct(expected.stat().st_mode & 0o777) == "0o700"  # spill files hold personal data
 
 
+def test_a_relative_temp_directory_is_taken_from_the_repository_root_not_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DUCKDB_TEMP_DIRECTORY=data/spill-rel, from a command started in another folder: the spill folder is
+    <repository>/data/spill-rel (as DUCKDB_PATH is read), never <working directory>/data/spill-rel."""
+    from coldsync.settings import REPO_ROOT
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    settings = make_settings(tmp_path, duckdb_path=str(tmp_path / "data" / "coldsync.duckdb"),
+                             duckdb_temp_directory="data/spill-rel-test")
+    assert settings.duckdb_spill_directory() == REPO_ROOT / "data" / "spill-rel-test"
+    warehouse = connect(settings)
+    try:
+        assert isinstance(warehouse, DuckDBWarehouse)
+        assert warehouse.spill_directory == REPO_ROOT / "data" / "spill-rel-test"
+    finally:
+        warehouse.close()
+        shutil.rmtree(REPO_ROOT / "data" / "spill-rel-test", ignore_errors=True)
+    assert not (cwd / "data").exists()
+
+
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs the git checkout")
 def test_the_default_temp_directory_and_data_are_git_ignored() -> None:
     """Spill files under data/ (the default `data/coldsync.duckdb.tmp/`, or any folder there) and a stray

@@ -68,7 +68,7 @@ def connect(settings: Settings, *, labels: dict[str, str] | None = None,
                 warehouse = DuckDBWarehouse(settings.duckdb_file(), settings.bq_dataset, settings.source_table,
                                             memory_limit=settings.duckdb_memory_limit,
                                             threads=settings.duckdb_threads,
-                                            temp_directory=settings.duckdb_temp_directory or None)
+                                            temp_directory=settings.duckdb_spill_directory())
                 break
             except WarehouseBusyError:
                 # The local webhook receiver holds the file only while it writes a burst of deliveries
