@@ -784,6 +784,10 @@ class Store:
         self.last_summary: dict[str, Any] = {}  # the last successful live run's summary, as read by run_memory
         # The ready counts the last read_ready saw ((route -> ready, unscored), None: it read nothing).
         self.ready_seen: tuple[dict[str | None, int], int] | None = None
+        # State writes by this Store (apply_state: the one writer of ops_inst_state in a run) and how many there
+        # had been at the last read_state: the state read is current while they are equal (`state_current`).
+        self.state_writes = 0
+        self._state_read_at: int | None = None
         self.queue_size = queue_size if queue_size is not None else ready_queue_size(24_000)
         # What read_ready_queued did: how it read ("ready queue", "ready queue, rebuilt: <why>", "full read:
         # <why>"), and the routes whose ready count adds the leads outside the queue as of its build.
@@ -826,7 +830,15 @@ class Store:
     # reads
     def read_state(self) -> list[StateRow]:
         rows = self.warehouse.query(READ_STATE_SQL, label="state.read")
+        self._state_read_at = self.state_writes
         return [StateRow(**{k: r[k] for k in StateRow.__dataclass_fields__}) for r in rows]
+
+    @property
+    def state_current(self) -> bool:
+        """Whether the last read_state still holds: read, and no apply_state wrote since (issue 16 target 5: a
+        run reads the state once unless it changed it; nothing else writes ops_inst_state while a run holds the
+        lock)."""
+        return self._state_read_at is not None and self._state_read_at == self.state_writes
 
     def read_ready(self, limits: Mapping[str, int], *, stored: bool = False, queue: bool = False
                    ) -> list[dict[str, Any]]:
@@ -1158,6 +1170,7 @@ class Store:
     def apply_state(self, rows: Sequence[Mapping[str, Any]], label: str) -> int:
         if not rows:
             return 0
+        self.state_writes += 1  # counted before the write: a failed write leaves the state read stale too
         return self.warehouse.execute(APPLY_STATE_SQL, {"rows": Rows(STATE_FIELDS, list(rows)), **self._stamp()},
                                       label=label)
 

@@ -124,9 +124,11 @@ def run_housekeeping(ctx: RunContext) -> None:
     # The top-up's adds and adoptions are in the state only when it is read again: a letter of a lead it added
     # is then closed, not given up.
     letters_meet_adds = bool(ctx.open_dead_letters) and bool(topup["added"] or topup["adopted"])
-    if not ctx.dry_run and (earlier_pending or ctx.mismatched_campaigns or needs_fresh_state(ctx)
-                            or letters_meet_adds):
-        ctx.state = TrackedState(ctx.store.read_state())  # as the drain and the top-up left it
+    if (not ctx.dry_run and not ctx.store.state_current
+            and (earlier_pending or ctx.mismatched_campaigns or needs_fresh_state(ctx) or letters_meet_adds)):
+        # As the drain and the top-up left it; a run that wrote no state since its read (a steady run) reads it
+        # once (issue 16 target 5).
+        ctx.state = TrackedState(ctx.store.read_state())
     _reconcile_pending(ctx, state, history)
     reconcile_campaigns(ctx, state, history)
     letters = _retire_dead_letters(ctx, history, state)
