@@ -10,6 +10,7 @@ import re
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -491,6 +492,27 @@ def _read_holder_note(path: Path | None) -> dict[str, Any] | None:
 
 
 RECEIVER_COMMAND = "python -m coldsync.webhooks"
+
+
+WANT_SUFFIX = ".want"
+WANT_FRESH_SECONDS = 5.0
+"""How long a waiting opener's mark (want_path) counts: a crashed waiter's mark is ignored after this."""
+
+
+def want_path(path: Path) -> Path:
+    """The mark a command waiting for the DuckDB file at `path` leaves beside it (coldsync.warehouse.connect), so
+    that the local webhook receiver lets the file go after the deliveries in flight instead of taking new ones."""
+    return path.with_name(path.name + WANT_SUFFIX)
+
+
+def someone_waits(path: Path) -> bool:
+    """Whether a command is waiting for the DuckDB file at `path`: its mark is there and younger than
+    WANT_FRESH_SECONDS (the waiter refreshes it while it polls). One stat call."""
+    try:
+        age = time.time() - want_path(path).stat().st_mtime
+    except OSError:
+        return False
+    return age < WANT_FRESH_SECONDS
 
 
 def may_wait_for_holder(path: Path) -> bool:

@@ -231,7 +231,11 @@ def build_receiver(sources: SettingsSources, settings: Settings) -> Receiver:
     warehouse_log = logging.getLogger("coldsync.warehouse")
     if not any(isinstance(f, _FirstOpenOnly) for f in warehouse_log.filters):
         warehouse_log.addFilter(_FirstOpenOnly())
-    session = WarehouseSession(partial(connect, settings), keep_open=settings.uses_bigquery)
+    from coldsync.warehouse.duckdb import someone_waits
+
+    session = WarehouseSession(partial(connect, settings, announce_wait=False), keep_open=settings.uses_bigquery,
+                               yield_to=None if settings.uses_bigquery else partial(someone_waits,
+                                                                                     settings.duckdb_file()))
     sink = EventSink(session, CampaignCache(partial(managed_campaign_ids, sources)))
     return Receiver(settings.instantly_webhook_secret.reveal(), sink,
                     previous=settings.instantly_webhook_secret_previous.reveal())

@@ -32,11 +32,6 @@ BUSY_WAIT_SECONDS = 0.7
 """How long a delivery waits for a DuckDB file another process holds (a running sync) before it is answered 503:
 the answer stays within the second Instantly is promised."""
 BUSY_POLL_SECONDS = 0.05
-MAX_HOLD_SECONDS = 0.5
-"""How long the receiver keeps the DuckDB file open for a stream of deliveries before it lets it go (WarehouseSession):
-a sync waiting to open the file (for up to 3 s) finds it free within about this long."""
-RELEASE_GAP_SECONDS = 0.25
-"""How long the receiver leaves the DuckDB file closed after letting it go: five polls of a waiting command."""
 CAMPAIGNS_TTL_SECONDS = 60.0
 """How long the managed campaign ids are trusted before they are read again (a routing change in the config table
 reaches the receiver within a minute)."""
@@ -52,30 +47,29 @@ class WarehouseSession:
 
     `use()` hands out the open warehouse, opening it first when none is open; with `keep_open=False` (DuckDB) the
     last delivery to leave closes it, so the file is free between deliveries. A steady stream of deliveries would
-    keep some delivery in flight at every moment, and the file would never be free for a sync: so a file open for
-    `max_hold` seconds takes no new delivery, closes when the ones in it leave, and stays closed for `release_gap`
-    seconds (longer than the 0.05 s poll of a command waiting for it, `coldsync.warehouse.connect`) before the
-    next delivery opens it again. `opener` raises WarehouseBusyError while another process holds the file
-    (retried until the delivery's deadline) or WarehouseError."""
+    keep some delivery in flight at every moment, and the file would never be free for a sync: so while
+    `yield_to()` says a command waits for the file (its mark beside the file: coldsync.warehouse.duckdb.
+    someone_waits), no new delivery joins, the file is closed when the ones in it leave, and it is not opened
+    again until the mark is gone (the command opened the file, or gave up); a delivery that waits past its
+    deadline meanwhile is answered 503 (Instantly retries it). A burst nobody waits for is never interrupted.
+    `opener` raises WarehouseBusyError while another process holds the file (retried until the delivery's
+    deadline) or WarehouseError."""
 
     def __init__(self, opener: Callable[[], Warehouse], *, keep_open: bool, busy_wait: float = BUSY_WAIT_SECONDS,
-                 max_hold: float = MAX_HOLD_SECONDS, release_gap: float = RELEASE_GAP_SECONDS,
+                 yield_to: Callable[[], bool] | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self._opener = opener
         self._keep_open = keep_open
         self._busy_wait = busy_wait
-        self._max_hold = max_hold
-        self._release_gap = release_gap
+        self._yield_to = yield_to
         self._clock = clock
         self._sleep = sleep
         self._changed = threading.Condition(threading.Lock())
         self._warehouse: Warehouse | None = None
         self._users = 0
-        self._opened_at = 0.0
-        self._closed_at: float | None = None
         self._draining = False
         self.opens = 0
-        """How many times the warehouse was opened (tests: a stream is served in several holds)."""
+        """How many times the warehouse was opened (tests: a stream let go for a waiting command reopens)."""
 
     @property
     def is_open(self) -> bool:
@@ -94,28 +88,26 @@ class WarehouseSession:
                 raise WarehouseUnavailable(f"the warehouse cannot be opened: {exc}") from exc
 
     def _enter(self, deadline: float) -> Warehouse:
-        """Caller holds the lock: join the open warehouse, or open it once the release gap has passed; waits on the
-        condition (releasing the lock) while the warehouse drains or the gap runs. Raises WarehouseUnavailable."""
+        """Caller holds the lock: join the open warehouse, or open it, unless a command waits for the file; waits
+        on the condition (releasing the lock) meanwhile. Raises WarehouseUnavailable."""
         while True:
             now = self._clock()
+            wanted = not self._keep_open and self._yield_to is not None and self._yield_to()
             if self._warehouse is not None and not self._draining:
-                if self._keep_open or now - self._opened_at < self._max_hold:
+                if not wanted:
                     self._users += 1
                     return self._warehouse
-                self._draining = True  # held long enough: let the ones inside finish, then free the file
-            if self._warehouse is None:
-                free_until = 0.0 if self._closed_at is None else self._closed_at + self._release_gap
-                if now >= free_until:
-                    self._warehouse = self._open(deadline)
-                    self._opened_at, self._draining = self._clock(), False
-                    self.opens += 1
-                    self._users += 1
-                    return self._warehouse
-                wake = free_until
-            else:
-                wake = deadline  # draining: woken when the last delivery leaves
+                self._draining = True  # let the deliveries inside finish, then free the file for the command
+            if self._warehouse is None and not wanted:
+                self._warehouse = self._open(deadline)
+                self._draining = False
+                self.opens += 1
+                self._users += 1
+                return self._warehouse
             if now >= deadline:
-                raise WarehouseUnavailable("the warehouse is busy: other deliveries are still using it")
+                raise WarehouseUnavailable("the warehouse is busy: a command is waiting for the DuckDB file")
+            # Draining: woken when the last delivery leaves; closed and wanted: look again at the next poll.
+            wake = deadline if self._warehouse is not None else now + BUSY_POLL_SECONDS
             self._changed.wait(timeout=max(0.0, min(wake, deadline) - now))
 
     @contextmanager
@@ -136,7 +128,6 @@ class WarehouseSession:
                 self._users -= 1
                 if self._users == 0 and not self._keep_open:
                     self._warehouse, self._draining = None, False
-                    self._closed_at = self._clock()
                     _close_quietly(warehouse)
                     self._changed.notify_all()
 
