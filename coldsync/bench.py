@@ -699,6 +699,9 @@ def child_main(spec_path: Path, result_path: Path) -> int:
                   start_rss_mb=round(rss_before, 1), paced_seconds=round(client.stats.paced_seconds, 3),
                   load_jobs=int(getattr(inner, "load_jobs", 0)),
                   retries=client.stats.retries)
+    limit, spill = getattr(inner, "memory_limit", None), getattr(inner, "spill_directory", None)
+    if limit is not None:  # DuckDB: what DUCKDB_MEMORY_LIMIT=auto resolved to, and where it spills (issue 16 target 6)
+        result["duckdb"] = {"limit": str(limit), "spill": str(spill)}
     client.close()
     inner.close()
     result_path.write_text(json.dumps(result, default=str), encoding="utf-8")
@@ -1633,7 +1636,8 @@ def _at_cap(results: Sequence[RunResult]) -> list[RunResult]:
 def issue16_targets(results: Sequence[RunResult], model: LatencyModel,
                     lane_sizes: Mapping[int, Mapping[str, TableSize]] | None = None) -> list[Target]:
     """Issue 16's targets 1-4 and 7, each PASS / FAIL, or "not measured" when this run has not the lane or
-    scenario it needs. Targets 5 and 6 are properties of the code, not figures: not judged here."""
+    scenario it needs. Target 5 is judged from the runs' state reads, target 6 from the DuckDB settings each
+    lane's warehouse resolved (its memory limit and spill folder)."""
     duck = _at_cap([r for r in results if r.engine == "duckdb"])
     lanes = sorted({r.source_rows for r in duck})
     out: list[Target] = []
@@ -1714,6 +1718,20 @@ def issue16_targets(results: Sequence[RunResult], model: LatencyModel,
                       "calls per run",
                       ", ".join(f"{r.scenario} {r.audit_calls} (budget {b})" for r, b in audited),
                       all(r.audit_calls <= b for r, b in audited) if audited else None))
+    # Target 5: the state read once into typed structures (the index builds are counted by
+    # tests/test_tracked_state.py); a run that wrote no state since reading it never reads it again.
+    quiet = [r for r in duck if r.scenario in ("steady", "mismatch")]
+    out.append(Target("target 5: a run that changes no state reads it once (state.read statements)",
+                      "; ".join(f"{r.lane_label}: {_label_counts(r)['state.read']}" for r in quiet) or "",
+                      all(_label_counts(r)["state.read"] == 1 for r in quiet) if quiet else None))
+    changed = [r for r in duck if r.scenario not in ("steady", "mismatch")]
+    out.append(Target("target 5: a run that changes the state reads it at most twice (once more after its writes, "
+                      "for housekeeping)",
+                      ", ".join(f"{r.scenario} {_label_counts(r)['state.read']}" for r in changed
+                                if r.source_rows == (lanes[0] if lanes else 0)) or "",
+                      all(_label_counts(r)["state.read"] <= 2 for r in changed) if changed else None))
+    # Target 6: DuckDB's memory limit and spill folder, as each lane's warehouse resolves them.
+    out.append(target6(duck))
     # Target 7: memory at 3M.
     name = f"target 7: peak memory < {MAX_PEAK_MB:.0f} MB at 3M source rows"
     big = [r for r in results if r.engine == "duckdb" and r.source_rows >= LARGE_LANE]
@@ -1721,6 +1739,23 @@ def issue16_targets(results: Sequence[RunResult], model: LatencyModel,
     out.append(Target(name, f"{heaviest.peak_rss_mb:.0f} MB ({heaviest.lane_label})" if heaviest else
                       "needs the 3,000,000 lane", heaviest.peak_rss_mb < MAX_PEAK_MB if heaviest else None))
     return out
+
+
+def target6(runs: Sequence[RunResult]) -> Target:
+    """Issue 16 target 6 from the runs' own warehouses: DUCKDB_MEMORY_LIMIT=auto as resolved for each lane (it
+    scales with the warehouse file, within its window) and the spill folder (beside the file, under the bench's
+    folder, never the working directory). PASS when every lane spills outside the working directory."""
+    seen: dict[int, dict[str, Any]] = {r.source_rows: r.extra["duckdb"] for r in runs
+                                       if isinstance(r.extra.get("duckdb"), dict)}
+    if not seen:
+        return Target("target 6: DuckDB memory limit and spill folder are settings, never the working directory",
+                      "not measured", None)
+    cwd = Path.cwd().resolve()
+    outside = all(not Path(str(d["spill"])).resolve().is_relative_to(cwd / ".tmp") and Path(str(d["spill"]))
+                  .resolve() != cwd for d in seen.values())
+    detail = "; ".join(f"{rows:,} rows: limit {d['limit']}, spills to {d['spill']}" for rows, d in sorted(seen.items()))
+    return Target("target 6: DuckDB memory limit and spill folder are settings, never the working directory",
+                  detail, outside)
 
 
 def render_against_minimum(results: Sequence[RunResult], model: LatencyModel, per_second: int,
