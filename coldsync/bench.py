@@ -589,7 +589,7 @@ def declare_updated_at(warehouse: Warehouse) -> None:
 
 def premirror_dnc(warehouse: Warehouse) -> None:
     """Start every scenario from a do-not-contact list already keyed and mirrored to Instantly's block
-    list, and history rows already keyed (both stamped: Store.backfill_keys), as they are in steady
+    list, and history rows already keyed (both with their checks: Store.backfill_keys), as they are in steady
     operation: the one-time first mirror of a list of N entries costs ceil(N / 1,000) bulk-create calls,
     at most 5 a run (coldsync.phases.blocklist), and is not what a scenario measures."""
     from coldsync.store import Store

@@ -153,9 +153,9 @@ HISTORY_FIELDS = (
 # whose attempt number is known never matches by lead id alone: a lead Instantly kept (e.g. moved to a list)
 # answers a later attempt's add with its old id, and that attempt's row must still be written.
 # The ON clause matches the row's own stored address: rows written by coldsync carry the normalized
-# address of the lead, so the same attempt is always the same text. A row is written with its key and stamp
-# (KEY_STAMP_FIELDS: coldsync.suppression.history_key_stamp), so reads trust its key from the start.
-HISTORY_KEY_STAMP_FIELDS = (("email_key", "STRING"), ("keyed_email", "STRING"), ("key_rule", "STRING"))
+# address of the lead, so the same attempt is always the same text. A row is written with its key and the key's
+# check (HISTORY_KEY_STAMP_FIELDS: coldsync.suppression.history_key_stamp), so reads trust its key from the start.
+HISTORY_KEY_STAMP_FIELDS = (("email_key", "STRING"), ("email_key_check", "STRING"))
 RECORD_HISTORY_FIELDS = (*HISTORY_FIELDS, *HISTORY_KEY_STAMP_FIELDS)
 RECORD_HISTORY_SQL = f"""
 MERGE `{{ds}}.ops_lead_history` AS t
@@ -166,7 +166,7 @@ USING (
                             WHERE h.email_key = {sql_email_key("r.email")}), 0) + 1) AS attempt_num,
          r.instantly_lead_id, r.reason, r.arm, r.policy, r.interest_status, r.return_at, r.in_instantly,
          r.reply_count, r.open_count, r.last_step_id, r.step_reached, r.added_at,
-         r.email_key, r.keyed_email, r.key_rule,
+         r.email_key, r.email_key_check,
          r.attempt_num IS NULL AS attempt_unknown
   FROM UNNEST(@rows) AS r
 ) AS s
@@ -175,11 +175,11 @@ ON t.email = s.email AND t.campaign_id = s.campaign_id
 WHEN NOT MATCHED THEN
   INSERT (email, campaign_id, sequence_name, status_final, completed_at, attempt_num, instantly_lead_id,
           reason, recorded_at, run_id, arm, policy, interest_status, return_at, in_instantly, reply_count,
-          open_count, last_step_id, step_reached, added_at, email_key, keyed_email, key_rule)
+          open_count, last_step_id, step_reached, added_at, email_key, email_key_check)
   VALUES (s.email, s.campaign_id, s.sequence_name, s.status_final, s.completed_at, s.attempt_num,
           s.instantly_lead_id, s.reason, @now, @run_id, s.arm, s.policy, s.interest_status, s.return_at,
           s.in_instantly, s.reply_count, s.open_count, s.last_step_id, s.step_reached, s.added_at,
-          s.email_key, s.keyed_email, s.key_rule)
+          s.email_key, s.email_key_check)
 """  # noqa: S608
 
 # A held lead re-read during its hold (coldsync.phases.drain): its attempt's row takes the policy, interest
@@ -237,7 +237,7 @@ WHEN NOT MATCHED THEN
 DNC_FIELDS = (
     ("email", "STRING"), ("domain", "STRING"), ("email_key", "STRING"), ("domain_key", "STRING"),
     ("email_hash", "STRING"), ("instantly_blocklist_id", "STRING"), ("source", "STRING"), ("reason", "STRING"),
-    ("keyed_email", "STRING"), ("keyed_domain", "STRING"), ("key_rule", "STRING"),
+    ("email_key_check", "STRING"), ("domain_key_check", "STRING"),
 )
 
 # One entry per key: an entry whose key (email key, domain key, erased hash) is already listed is not
@@ -247,7 +247,7 @@ ADD_DNC_SQL = """
 MERGE `{ds}.ops_dnc` AS t
 USING (
   SELECT r.email, r.domain, r.email_key, r.domain_key, r.email_hash, r.instantly_blocklist_id, r.source, r.reason,
-         r.keyed_email, r.keyed_domain, r.key_rule
+         r.email_key_check, r.domain_key_check
   FROM UNNEST(@rows) AS r
 ) AS s
 ON (COALESCE(s.email_key, s.domain_key, s.email_hash) IS NOT NULL
@@ -260,103 +260,104 @@ WHEN MATCHED AND t.instantly_blocklist_id IS NULL AND s.instantly_blocklist_id I
   UPDATE SET instantly_blocklist_id = s.instantly_blocklist_id
 WHEN NOT MATCHED THEN
   INSERT (email, domain, email_key, domain_key, email_hash, instantly_blocklist_id, source, reason, added_at,
-          run_id, keyed_email, keyed_domain, key_rule)
+          run_id, email_key_check, domain_key_check)
   VALUES (s.email, s.domain, s.email_key, s.domain_key, s.email_hash, s.instantly_blocklist_id, s.source,
-          s.reason, @now, @run_id, s.keyed_email, s.keyed_domain, s.key_rule)
+          s.reason, @now, @run_id, s.email_key_check, s.domain_key_check)
 """
 
 # The key back-fill (Store.backfill_keys): rows whose stored keys are not trusted (trusted_key_guard fails for a
-# raw value: no key, keyed from another value, under another rule), with what they hold now; the Python side
-# decides per row (restamp_dnc_row, restamp_history_row) and ONE MERGE per table writes what changes.
-_DNC_EMAIL_TRUSTED = f"COALESCE({trusted_key_guard('email', ('email_key', 'keyed_email', 'key_rule'))}, FALSE)"
-_DNC_DOMAIN_TRUSTED = f"COALESCE({trusted_key_guard('domain', ('domain_key', 'keyed_domain', 'key_rule'))}, FALSE)"
+# raw value: no key, no check, or a check that no longer binds the rule, the raw value and the key: edited by hand,
+# keyed under another rule), with what they hold now; the Python side decides per row (restamp_dnc_row,
+# restamp_history_row) and ONE MERGE per table writes what changes.
+_DNC_EMAIL_TRUSTED = f"COALESCE({trusted_key_guard('email', ('email_key', 'email_key_check'))}, FALSE)"
+_DNC_DOMAIN_TRUSTED = f"COALESCE({trusted_key_guard('domain', ('domain_key', 'domain_key_check'))}, FALSE)"
 DNC_MISSING_KEYS_SQL = f"""
-SELECT email, domain, email_key, domain_key, keyed_email, keyed_domain, key_rule,
+SELECT email, domain, email_key, domain_key, email_key_check, domain_key_check,
        LOGICAL_AND(instantly_blocklist_id IS NULL AND source != '{BLOCKLIST_SOURCE}') AS pushable
 FROM `{{ds}}.ops_dnc`
 WHERE (email IS NOT NULL AND NOT {_DNC_EMAIL_TRUSTED}) OR (domain IS NOT NULL AND NOT {_DNC_DOMAIN_TRUSTED})
-GROUP BY email, domain, email_key, domain_key, keyed_email, keyed_domain, key_rule
+GROUP BY email, domain, email_key, domain_key, email_key_check, domain_key_check
 """  # noqa: S608
 
 DNC_KEY_FIELDS = (
     ("email", "STRING"), ("domain", "STRING"), ("old_email_key", "STRING"), ("old_domain_key", "STRING"),
-    ("email_key", "STRING"), ("domain_key", "STRING"), ("keyed_email", "STRING"), ("keyed_domain", "STRING"),
-    ("key_rule", "STRING"),
+    ("email_key", "STRING"), ("domain_key", "STRING"), ("email_key_check", "STRING"), ("domain_key_check", "STRING"),
 )
 
-# The rows of each (raw values, stored keys) group: a NULL key gets the key; the stamp is written only when the
-# row carries one (key_rule NULL: the row's stored key differs from its raw value's, so its stamp stays as it is).
+# The rows of each (raw values, stored keys) group: a NULL key gets the key; a check is written only where the row
+# carries one (NULL: that part's stored key differs from its raw value's, so it and its check stay as they are).
 SET_DNC_KEYS_SQL = """
 MERGE `{ds}.ops_dnc` AS t
-USING (SELECT r.email, r.domain, r.old_email_key, r.old_domain_key, r.email_key, r.domain_key, r.keyed_email,
-              r.keyed_domain, r.key_rule FROM UNNEST(@rows) AS r) AS s
+USING (SELECT r.email, r.domain, r.old_email_key, r.old_domain_key, r.email_key, r.domain_key, r.email_key_check,
+              r.domain_key_check FROM UNNEST(@rows) AS r) AS s
 ON (t.email = s.email OR (t.email IS NULL AND s.email IS NULL))
    AND (t.domain = s.domain OR (t.domain IS NULL AND s.domain IS NULL))
    AND (t.email_key = s.old_email_key OR (t.email_key IS NULL AND s.old_email_key IS NULL))
    AND (t.domain_key = s.old_domain_key OR (t.domain_key IS NULL AND s.old_domain_key IS NULL))
 WHEN MATCHED THEN UPDATE SET
   email_key = COALESCE(t.email_key, s.email_key), domain_key = COALESCE(t.domain_key, s.domain_key),
-  keyed_email = IF(s.key_rule IS NULL, t.keyed_email, s.keyed_email),
-  keyed_domain = IF(s.key_rule IS NULL, t.keyed_domain, s.keyed_domain),
-  key_rule = COALESCE(s.key_rule, t.key_rule)
+  email_key_check = COALESCE(s.email_key_check, t.email_key_check),
+  domain_key_check = COALESCE(s.domain_key_check, t.domain_key_check)
 """
 
-_HISTORY_TRUSTED = f"COALESCE({trusted_key_guard('email', ('email_key', 'keyed_email', 'key_rule'))}, FALSE)"
+_HISTORY_TRUSTED = f"COALESCE({trusted_key_guard('email', ('email_key', 'email_key_check'))}, FALSE)"
 HISTORY_MISSING_KEYS_SQL = f"""
-SELECT email, email_key, keyed_email, key_rule FROM `{{ds}}.ops_lead_history`
+SELECT email, email_key, email_key_check FROM `{{ds}}.ops_lead_history`
 WHERE email IS NOT NULL AND NOT {_HISTORY_TRUSTED}
-GROUP BY email, email_key, keyed_email, key_rule
+GROUP BY email, email_key, email_key_check
 """  # noqa: S608
 
 HISTORY_KEY_FIELDS = (("email", "STRING"), ("old_email_key", "STRING"), ("email_key", "STRING"),
-                      ("key_rule", "STRING"))
+                      ("email_key_check", "STRING"))
 
 SET_HISTORY_KEYS_SQL = """
 MERGE `{ds}.ops_lead_history` AS t
-USING (SELECT r.email, r.old_email_key, r.email_key, r.key_rule FROM UNNEST(@rows) AS r) AS s
+USING (SELECT r.email, r.old_email_key, r.email_key, r.email_key_check FROM UNNEST(@rows) AS r) AS s
 ON t.email = s.email AND (t.email_key = s.old_email_key OR (t.email_key IS NULL AND s.old_email_key IS NULL))
-WHEN MATCHED THEN UPDATE SET email_key = s.email_key, keyed_email = s.email, key_rule = s.key_rule
+WHEN MATCHED THEN UPDATE SET email_key = s.email_key, email_key_check = s.email_key_check
 """
+
+_DNC_PARTS = (("email", "email_key", "email_key_check"), ("domain", "domain_key", "domain_key_check"))
 
 
 def restamp_dnc_row(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-    """What the back-fill writes for one (email, domain, email_key, domain_key, keyed_email, keyed_domain,
-    key_rule) group of DNC_MISSING_KEYS_SQL: (the DNC_KEY_FIELDS row, or None when nothing changes; whether a
-    stored key differs from its raw value's key). A NULL key gets the key (as always); the stamp is written
-    when no stored key differs; a differing key is never replaced nor stamped: the SQL keys the raw value AND
-    the old key keeps blocking (re-keying never un-suppresses anyone)."""
-    email, domain = row.get("email"), row.get("domain")
-    stamp = dnc_key_stamp(email, domain)
-    differs = any(row.get(k) is not None and row.get(k) != stamp[k] and raw is not None
-                  for k, raw in (("email_key", email), ("domain_key", domain)))
-    filled = any(row.get(k) is None and stamp[k] is not None for k in ("email_key", "domain_key"))
-    stamps = (not differs and stamp["key_rule"] is not None
-              and tuple(row.get(k) for k in ("keyed_email", "keyed_domain", "key_rule"))
-              != tuple(stamp[k] for k in ("keyed_email", "keyed_domain", "key_rule")))
-    if not filled and not stamps:
+    """What the back-fill writes for one (email, domain, email_key, domain_key, email_key_check, domain_key_check)
+    group of DNC_MISSING_KEYS_SQL: (the DNC_KEY_FIELDS row, or None when nothing changes; whether a stored key
+    differs from its raw value's key). Per part (email, domain): a NULL key gets the key and its check; a key equal
+    to its raw value's gets its check (when it is not the right one already); a differing key is never replaced
+    nor checked: the SQL keys the raw value AND the stored key keeps blocking (re-keying never un-suppresses
+    anyone)."""
+    stamp = dnc_key_stamp(row.get("email"), row.get("domain"))
+    differs = False
+    checks: dict[str, Any] = {}
+    for raw, key, check in _DNC_PARTS:
+        stored = row.get(key)
+        if row.get(raw) is not None and stored is not None and stored != stamp[key]:
+            differs = True
+        elif stamp[key] is not None and (stored, row.get(check)) != (stamp[key], stamp[check]):
+            checks[check] = stamp[check]
+    if not checks:
         return None, differs
-    written = {"email": email, "domain": domain, "old_email_key": row.get("email_key"),
-               "old_domain_key": row.get("domain_key"), "email_key": stamp["email_key"],
-               "domain_key": stamp["domain_key"]}
-    if stamps:
-        return {**written, **{k: stamp[k] for k in ("keyed_email", "keyed_domain", "key_rule")}}, differs
-    return {**written, "keyed_email": None, "keyed_domain": None, "key_rule": None}, differs
+    return {"email": row.get("email"), "domain": row.get("domain"), "old_email_key": row.get("email_key"),
+            "old_domain_key": row.get("domain_key"), "email_key": stamp["email_key"],
+            "domain_key": stamp["domain_key"], "email_key_check": checks.get("email_key_check"),
+            "domain_key_check": checks.get("domain_key_check")}, differs
 
 
 def restamp_history_row(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-    """What the back-fill writes for one (email, email_key, keyed_email, key_rule) group of
-    HISTORY_MISSING_KEYS_SQL: (the HISTORY_KEY_FIELDS row, or None; whether the stored key differs from its
-    email's key: always False). A NULL, equal or differing key is replaced by its email's key and stamped: unlike a
-    DNC entry's, a history row's stored key never counted unless its stamp matched (the rules read the key SQL
-    computes from the email, which is the key written here), so replacing it changes nothing any rule reads.
-    An email only Python can key (sql_equal_address_key is None) is left as it is and keyed in SQL."""
+    """What the back-fill writes for one (email, email_key, email_key_check) group of HISTORY_MISSING_KEYS_SQL:
+    (the HISTORY_KEY_FIELDS row, or None; whether the stored key differs from its email's key: always False). A
+    NULL, equal or differing key is replaced by its email's key and its check: unlike a DNC entry's, a history
+    row's stored key never counted unless its check matched (the rules read the key SQL computes from the email,
+    which is the key written here), so replacing it changes nothing any rule reads. An email only Python can key
+    (sql_equal_address_key is None) is left as it is and keyed in SQL."""
     stamp = history_key_stamp(row.get("email"))
     stored = row.get("email_key")
-    if stamp["email_key"] is None or (stored, row.get("keyed_email"), row.get("key_rule")) == (
-            stamp["email_key"], stamp["keyed_email"], stamp["key_rule"]):
+    if stamp["email_key"] is None or (stored, row.get("email_key_check")) == (stamp["email_key"],
+                                                                               stamp["email_key_check"]):
         return None, False
     return {"email": row.get("email"), "old_email_key": stored, "email_key": stamp["email_key"],
-            "key_rule": stamp["key_rule"]}, False
+            "email_key_check": stamp["email_key_check"]}, False
 
 
 # Entries to mirror to Instantly's block list: usable, not an erased hash, not from the block list
@@ -383,15 +384,15 @@ SELECT reason, COUNT(*) AS n FROM `{{ds}}.{DNC_REJECTS_VIEW}` GROUP BY reason
 _NULL = "CAST(NULL AS STRING)"
 DNC_UPKEEP_SQL = f"""
 SELECT IF(m.pushable, 'missing_pushable', 'missing') AS kind, m.email, m.domain, m.email_key, m.domain_key,
-       m.keyed_email, m.keyed_domain, m.key_rule, {_NULL} AS reason, CAST(NULL AS INT64) AS n
+       m.email_key_check, m.domain_key_check, {_NULL} AS reason, CAST(NULL AS INT64) AS n
 FROM ({DNC_MISSING_KEYS_SQL}) AS m
 UNION ALL
-SELECT 'reject', NULL, NULL, NULL, NULL, NULL, NULL, NULL, r.reason, COUNT(*) FROM `{{ds}}.{DNC_REJECTS_VIEW}` AS r
+SELECT 'reject', NULL, NULL, NULL, NULL, NULL, NULL, r.reason, COUNT(*) FROM `{{ds}}.{DNC_REJECTS_VIEW}` AS r
 GROUP BY r.reason
 UNION ALL
-SELECT 'push', p.email, p.domain, p.email_key, p.domain_key, NULL, NULL, NULL, NULL, NULL FROM ({DNC_TO_PUSH_SQL}) AS p
+SELECT 'push', p.email, p.domain, p.email_key, p.domain_key, NULL, NULL, NULL, NULL FROM ({DNC_TO_PUSH_SQL}) AS p
 UNION ALL
-SELECT 'history', h.email, NULL, h.email_key, NULL, h.keyed_email, NULL, h.key_rule, NULL, NULL
+SELECT 'history', h.email, NULL, h.email_key, NULL, h.email_key_check, NULL, NULL, NULL
 FROM ({HISTORY_MISSING_KEYS_SQL}) AS h
 """  # noqa: S608
 
@@ -433,22 +434,22 @@ ORDER BY received_at, e.dedup_key
 
 def dnc_row(*, email: str | None = None, domain: str | None = None, source: str, reason: str,
             blocklist_id: str | None = None) -> dict[str, Any]:
-    """A do-not-contact row with its keys computed here (the raw values kept beside them, for audit) and
-    stamped (coldsync.suppression.dnc_key_stamp: keyed_email, keyed_domain, key_rule)."""
+    """A do-not-contact row with its keys computed here (the raw values kept beside them, for audit) and their
+    checks (coldsync.suppression.dnc_key_stamp: email_key_check, domain_key_check)."""
     return {"email": email, "domain": domain, **dnc_key_stamp(email, domain), "email_hash": None,
             "instantly_blocklist_id": blocklist_id, "source": source, "reason": reason}
 
 
 def stamped_dnc_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """`row` (DNC_FIELDS; keys computed when it carries none) with the stamp of its keys when they are the keys
-    of its raw values (dnc_key_stamp), else with no stamp (the SQL then keys the raw values too, and the next
+    """`row` (DNC_FIELDS; keys computed when it carries none) with the check of each key that is the key of its
+    raw value (dnc_key_stamp), and no check beside any other (the SQL then keys that raw value too, and the next
     run's back-fill judges the row)."""
     stamp = dnc_key_stamp(row.get("email"), row.get("domain"))
     out = dict(row)
     if "email_key" not in out and "domain_key" not in out:
         out.update(email_key=stamp["email_key"], domain_key=stamp["domain_key"])
-    trusted = (out.get("email_key"), out.get("domain_key")) == (stamp["email_key"], stamp["domain_key"])
-    out.update({k: stamp[k] if trusted else None for k in ("keyed_email", "keyed_domain", "key_rule")})
+    for _raw, key, check in _DNC_PARTS:
+        out[check] = stamp[check] if out.get(key) == stamp[key] else None
     return out
 
 
@@ -711,24 +712,24 @@ def ranks_before(score: Any, email: str, other_score: Any, other_email: str) -> 
 class DncUpkeep:
     """The do-not-contact list's needs this run (Store.dnc_upkeep)."""
 
-    # (email, domain, email_key, domain_key, keyed_email, keyed_domain, key_rule, pushable) of entries whose stored
+    # (email, domain, email_key, domain_key, email_key_check, domain_key_check, pushable) of entries whose stored
     # keys are not trusted (DNC_MISSING_KEYS_SQL)
     missing: list[dict[str, Any]] = field(default_factory=list)
     rejects: dict[str, int] = field(default_factory=dict)  # reason -> entries that block nobody
     to_push: list[dict[str, Any]] = field(default_factory=list)  # entries to mirror to Instantly
-    # (email, email_key, keyed_email, key_rule) of history rows whose stored key is not trusted
+    # (email, email_key, email_key_check) of history rows whose stored key is not trusted
     history_missing: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
 class KeyBackfill:
     """What Store.backfill_keys wrote: DNC entries that got keys (email, domain, email_key, domain_key,
-    pushable: to mirror), groups of rows stamped per table, and groups left unstamped because their stored key
-    differs from the key of their raw value now (edited by hand since, or keyed under another rule)."""
+    pushable: to mirror), groups of rows given keys or checks per table, and DNC groups whose stored key differs
+    from the key of their raw value now (edited by hand since, or keyed under another rule), left as they are."""
 
     keyed: list[dict[str, Any]] = field(default_factory=list)
-    dnc_stamped: int = 0
-    history_stamped: int = 0
+    dnc_checked: int = 0
+    history_checked: int = 0
     differing: int = 0
 
 
@@ -1240,24 +1241,25 @@ class Store:
         for row in rows:
             if str(row["kind"]).startswith("missing"):
                 upkeep.missing.append({**{k: row.get(k) for k in ("email", "domain", "email_key", "domain_key",
-                                                                  "keyed_email", "keyed_domain", "key_rule")},
+                                                                  "email_key_check", "domain_key_check")},
                                        "pushable": row["kind"] == "missing_pushable"})
             elif row["kind"] == "reject":
                 upkeep.rejects[str(row["reason"])] = int(row["n"])
             elif row["kind"] == "history":
-                upkeep.history_missing.append({k: row.get(k) for k in ("email", "email_key", "keyed_email",
-                                                                       "key_rule")})
+                upkeep.history_missing.append({"email": row.get("email"), "email_key": row.get("email_key"),
+                                               "email_key_check": row.get("email_key_check")})
             else:
                 upkeep.to_push.append({k: row.get(k) for k in ("email", "domain", "email_key", "domain_key")})
         return upkeep
 
     def backfill_keys(self, dnc_missing: Sequence[Mapping[str, Any]] | None = None,
                       history_missing: Sequence[Mapping[str, Any]] | None = None) -> KeyBackfill:
-        """Key and stamp the rows of ops_dnc and ops_lead_history whose stored keys are not trusted (written by
-        hand, by an older version, edited since, keyed under another rule): `dnc_missing` / `history_missing`
-        are DncUpkeep.missing / .history_missing (each read here when None; pass [] to skip a table). A NULL
-        key gets its key and stamp, a key equal to its raw value's gets the stamp, a differing one is left as
-        it is (logged at debug level, counted). At most one write per table, none when nothing changes.
+        """Key and check the rows of ops_dnc and ops_lead_history whose stored keys are not trusted (written by
+        hand, by an older version, edited since: raw value, key or check; keyed under another rule):
+        `dnc_missing` / `history_missing` are DncUpkeep.missing / .history_missing (each read here when None; pass
+        [] to skip a table). A NULL key gets its key and check, a key equal to its raw value's gets its check; a
+        differing DNC key is left as it is, still blocking (logged at debug level, counted), a differing history
+        key is replaced (restamp_history_row). At most one write per table, none when nothing changes.
         Raises WarehouseError."""
         if dnc_missing is None:
             dnc_missing = self.warehouse.query(DNC_MISSING_KEYS_SQL, label="dnc.missing_keys")
@@ -1270,7 +1272,7 @@ class Store:
             if differs:
                 result.differing += 1
                 log.debug("do-not-contact entry %s / %s: its stored key differs from the key of its value now "
-                          "(edited since it was keyed?): both block, the row stays unstamped",
+                          "(edited since it was keyed?): both block, the row stays unchecked",
                           mask_email(row.get("email")), redact(str(row.get("domain"))))
             if written is None:
                 continue
@@ -1286,18 +1288,18 @@ class Store:
             if differs:
                 result.differing += 1
                 log.debug("history row of %s: its stored key differs from the key of its email now (edited since "
-                          "it was keyed?): the email's key counts, the row stays unstamped",
+                          "it was keyed?): the email's key counts, the row is re-keyed",
                           mask_email(row.get("email")))
             if written is not None:
                 history_rows.append(written)
         if dnc_rows:
             self.warehouse.execute(SET_DNC_KEYS_SQL, {"rows": Rows(DNC_KEY_FIELDS, dnc_rows)},
                                    label="dnc.backfill_keys")
-            result.dnc_stamped = sum(1 for r in dnc_rows if r["key_rule"] is not None)
+            result.dnc_checked = len(dnc_rows)
         if history_rows:
             self.warehouse.execute(SET_HISTORY_KEYS_SQL, {"rows": Rows(HISTORY_KEY_FIELDS, history_rows)},
                                    label="history.backfill_keys")
-            result.history_stamped = len(history_rows)
+            result.history_checked = len(history_rows)
         return result
 
     def backfill_dnc_keys(self, missing: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:

@@ -33,9 +33,10 @@ Engines: the SQL expressions give the same key as Python for every ASCII input (
 both engines). For a Unicode domain only Python can compute punycode, so the key computed in Python
 is STORED beside the raw entry when written (and back-filled for rows inserted by hand); eligibility
 honours both the stored key and the key SQL computes from the raw value: the conservative side wins.
-A stored key is trusted, and the SQL does not compute the raw value's key again, only while the row's raw
-value and the rule are what it was computed from (the row's ``keyed_*`` columns and ``key_rule`` =
-``KEY_RULE``, stamped by ``dnc_key_stamp`` / ``history_key_stamp``); then both keys are the same key.
+A stored key is trusted, and the SQL does not compute the raw value's key again, only while its check column
+(``<key>_check`` = ``key_check(raw, key)``: SHA-256 over KEY_RULE, the raw value and the key, written beside the
+key) still matches what SQL computes over the row's raw value and stored key (``sql_key_check``): an edit of the
+raw value, of the key, of the check, or a change of the rule, makes the row keyed from its raw value again.
 """
 
 from __future__ import annotations
@@ -329,7 +330,7 @@ def sql_erasure_hash(key: str, salt: str) -> str:
     return f"TO_HEX(SHA256(CONCAT({salt}, {key})))"
 
 
-# --- stored keys: computed once, trusted while the raw value and the rule are what they were computed from ---
+# --- stored keys: computed once, trusted while their check binds the rule, the raw value and the key ---
 
 KEY_RULE_VERSION: Final[int] = 1
 """Bumped by hand whenever the Python side of the key rule changes (the SQL side is digested below)."""
@@ -343,9 +344,33 @@ def _key_rule_digest() -> str:
 
 
 KEY_RULE: Final[str] = _key_rule_digest()
-"""The key rule in force, as stamped on stored keys (ops_dnc.key_rule, ops_lead_history.key_rule): any change to
-the SQL of the key stages, or a bump of KEY_RULE_VERSION, changes it, and keys stored under another rule are no
-longer trusted (the SQL computes those rows' keys from their raw values again until the next run re-stamps them)."""
+"""The key rule in force, bound into every stored key's check (key_check): any change to the SQL of the key stages,
+or a bump of KEY_RULE_VERSION, changes it, and keys stored under another rule are no longer trusted (the SQL computes
+those rows' keys from their raw values again until the next run's back-fill checks them again)."""
+
+KEY_CHECK_SEPARATOR: Final[str] = "\x1f"
+"""Between the parts a key check hashes: the ASCII unit separator, which neither the hex rule digest (fixed length)
+nor any key (a valid address or domain) can hold, so the parts cannot slide into one another: the key is what
+follows the last separator, the raw value what lies between the first and the last. Written ``CHR(31)`` in the SQL
+twin (sqlglot hands DuckDB the same call; a ``'\\x1f'`` literal is read as four characters by the BigQuery
+emulator, so no escape is relied on)."""
+
+KEY_CHECK_LENGTH: Final[int] = 16
+"""Hex characters of the SHA-256 a key check keeps (64 bits: a hand edit that matches by chance is 2**-64)."""
+
+
+def key_check(raw: str, key: str) -> str:
+    """The check stored beside a key (``email_key_check``, ``domain_key_check``): the first KEY_CHECK_LENGTH hex
+    characters of SHA-256 over KEY_RULE, the raw value and the key, joined by KEY_CHECK_SEPARATOR. ONE definition;
+    ``sql_key_check`` is its SQL twin."""
+    text = KEY_CHECK_SEPARATOR.join((KEY_RULE, raw, key))
+    return hashlib.sha256(text.encode()).hexdigest()[:KEY_CHECK_LENGTH]
+
+
+def sql_key_check(raw: str, key: str) -> str:
+    """SQL twin of ``key_check`` over column expressions `raw` and `key` (NULL when either is NULL)."""
+    sep = f"CHR({ord(KEY_CHECK_SEPARATOR)})"
+    return (f"SUBSTR(TO_HEX(SHA256(CONCAT('{KEY_RULE}', {sep}, {raw}, {sep}, {key}))), 1, {KEY_CHECK_LENGTH})")
 
 
 def sql_equal_address_key(raw: object) -> str | None:
@@ -359,22 +384,22 @@ def sql_equal_address_key(raw: object) -> str | None:
     return address_key(raw)
 
 
+def _checked(raw: object, key: str | None) -> str | None:
+    return key_check(raw, key) if isinstance(raw, str) and key is not None else None
+
+
 def dnc_key_stamp(email: object, domain: object) -> dict[str, str | None]:
-    """The stored keys of a do-not-contact entry and their stamp, computed here ONCE for every writer:
-    ``email_key`` (address_key of `email`), ``domain_key`` (domain_key of `domain`), ``keyed_email`` /
-    ``keyed_domain`` (the raw values they were computed from, set only beside a key) and ``key_rule``
-    (KEY_RULE, when any key was made). None where there is no raw value or no key."""
+    """The stored keys of a do-not-contact entry and their checks, computed here ONCE for every writer:
+    ``email_key`` (address_key of `email`), ``domain_key`` (domain_key of `domain`), ``email_key_check`` /
+    ``domain_key_check`` (key_check of the raw value and its key). None where there is no raw value or no key."""
     email_key_ = address_key(email) if email is not None else None
     domain_key_ = domain_key(domain) if domain is not None else None
     return {"email_key": email_key_, "domain_key": domain_key_,
-            "keyed_email": email if isinstance(email, str) and email_key_ is not None else None,
-            "keyed_domain": domain if isinstance(domain, str) and domain_key_ is not None else None,
-            "key_rule": KEY_RULE if email_key_ is not None or domain_key_ is not None else None}
+            "email_key_check": _checked(email, email_key_), "domain_key_check": _checked(domain, domain_key_)}
 
 
 def history_key_stamp(email: object) -> dict[str, str | None]:
-    """The stored key of a history row and its stamp: ``email_key`` (sql_equal_address_key of `email`),
-    ``keyed_email`` (`email`, beside a key) and ``key_rule`` (KEY_RULE, beside a key); all None without a key."""
+    """The stored key of a history row and its check: ``email_key`` (sql_equal_address_key of `email`) and
+    ``email_key_check`` (key_check of `email` and that key); both None without a key."""
     key = sql_equal_address_key(email)
-    return {"email_key": key, "keyed_email": email if isinstance(email, str) and key is not None else None,
-            "key_rule": KEY_RULE if key is not None else None}
+    return {"email_key": key, "email_key_check": _checked(email, key)}

@@ -303,13 +303,13 @@ def _phases(ctx: RunContext) -> None:
     report.dnc_rejects = dict(ctx.dnc.rejects)
     if (ctx.dnc.missing or ctx.dnc.history_missing) and not ctx.dry_run:
         # Entries written without keys (by hand, an import, an older version) get them before any read; rows
-        # whose stored key is not trusted (edited since, another key rule) are stamped when it is still right.
+        # whose stored key is not trusted (edited since, another key rule) get its check when it is still right.
         backfill = ctx.store.backfill_keys(ctx.dnc.missing, ctx.dnc.history_missing)
         keyed = backfill.keyed
         counts = report.phase("preflight").counts
         counts["dnc entries keyed"] += len(keyed)
-        counts["stored keys stamped"] += backfill.dnc_stamped + backfill.history_stamped
-        counts["stored keys differing from their raw value (left unstamped)"] += backfill.differing
+        counts["stored keys checked"] += backfill.dnc_checked + backfill.history_checked
+        counts["do-not-contact keys differing from their raw value (left, still blocking)"] += backfill.differing
         ctx.dnc.to_push.extend(row for row in keyed if row["pushable"])
         if keyed and report.dnc_rejects:  # entries only Python could key are usable now: count again
             report.dnc_rejects = ctx.store.dnc_reject_counts()

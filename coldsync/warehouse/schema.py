@@ -14,9 +14,9 @@ from coldsync.outcomes import PolicyTable, may_return_sql
 from coldsync.routes import SCORE_COMPONENTS, Routing, route_case_sql
 from coldsync.rules import EMAIL_PATTERN, GIVE_UP_OUTCOME, MAX_EMAIL_LENGTH
 from coldsync.suppression import (
-    KEY_RULE,
     sql_domain_key_of_unwrapped,
     sql_erasure_hash,
+    sql_key_check,
     sql_key_domain,
     sql_key_of_untagged,
     sql_trim_ends,
@@ -113,11 +113,10 @@ LEAD_HISTORY = TableSpec(
            "write <sequence>_<step>_<variant>, 0-based); NULL when last_step_id is NULL or not of that form"),
         _c("email_key", "STRING", "suppression key of email as the SQL computes it (coldsync.suppression."
            "sql_equal_address_key), stored by the writer or a run's back-fill so reads need not recompute it; "
-           "trusted only while keyed_email and key_rule still match (since v9; NULL: not keyed yet)"),
-        _c("keyed_email", "STRING", "the email value email_key was computed from: a row whose email was edited "
-           "since is keyed from its email again (since v9)"),
-        _c("key_rule", "STRING", "coldsync.suppression.KEY_RULE when email_key was computed: a key stored under "
-           "another rule is not trusted (since v9)"),
+           "trusted only while email_key_check still matches (since v9; NULL: not keyed yet)"),
+        _c("email_key_check", "STRING", "coldsync.suppression.key_check of the key rule, email and email_key: "
+           "while the SQL computes the same over the row, email_key is used; a row whose email, email_key or "
+           "check was edited since, or keyed under another rule, is keyed from its email again (since v9)"),
     ),
     "One row per finished attempt. Idempotent key (email, campaign_id, attempt_num).",
     partition_by="completed_at",
@@ -173,12 +172,11 @@ DNC = TableSpec(
         _c("domain_key", "STRING", "suppression key of the domain entry (coldsync.suppression.domain_key)"),
         _c("email_hash", "STRING", "an erased person's suppression: hex SHA-256 of the salt + the email key"),
         _c("instantly_blocklist_id", "STRING", "id of the entry on Instantly's workspace block list, once mirrored"),
-        _c("keyed_email", "STRING", "the email value email_key was computed from: while it equals email (and "
-           "key_rule is current) the SQL trusts email_key instead of recomputing it; an email edited since is "
-           "keyed from its new value too, and the old key keeps blocking (since v9)"),
-        _c("keyed_domain", "STRING", "the domain value domain_key was computed from, as keyed_email (since v9)"),
-        _c("key_rule", "STRING", "coldsync.suppression.KEY_RULE when the keys were computed: keys stored under "
-           "another rule are not trusted (the SQL keys the raw values too) until a run re-stamps them (since v9)"),
+        _c("email_key_check", "STRING", "coldsync.suppression.key_check of the key rule, email and email_key: "
+           "while the SQL computes the same over the row, it trusts email_key instead of recomputing it; a row "
+           "whose email, email_key or check was edited since, or keyed under another rule, is keyed from its "
+           "email too, and the stored key keeps blocking beside it (since v9)"),
+        _c("domain_key_check", "STRING", "the same check over the domain and domain_key (since v9)"),
     ),
     "Do-not-contact list, permanent: an email entry blocks that person, a domain entry the whole domain.",
     cluster_by=("email_key", "domain_key"),
@@ -341,14 +339,16 @@ VIEW_DEFAULTS = {"smb_revenue_threshold": 1_000_000}
 #  3. not suppressed: no do-not-contact entry for its key, nor for its key's domain (exact domain),
 #     nor an erased person's hash (v_dnc_keys: keys stored when written AND computed from the raw
 #     entries, so rows inserted by hand count too; a stored key is trusted, not recomputed, only while its
-#     row's raw value and the key rule are what it was computed from: DNC_KEY_CTES);
+#     check binds it to its row's raw value and the key rule in force: DNC_KEY_CTES; an edited key keeps
+#     counting beside the key of the raw value, so it can only add a key);
 #  4. no row in ops_inst_state for its key (any status: pending, active, holding, moving, draining; any campaign);
 #  5. allowed back: every history row of the key lets the person return at `as_of`
 #     (coldsync.outcomes.may_return_sql: a row's `return_at` has passed, NULL meaning never; a row written
 #     before the policy columns rests by its status_final's policy: COOLDOWN_DAYS for no reply,
 #     GIVE_UP_COOLDOWN_DAYS for a given-up add, ...; exactly at the instant is eligible again); history
 #     rows are keyed as stored (any case, decorations, +tags: v_history_by_key; the key stored on the row is
-#     used only while its email and the key rule are what it was computed from, else SQL keys the email);
+#     used only while its check binds it to its email and the key rule in force, else SQL keys the email
+#     and the stored key does not count);
 #  6. sequence_target: the name of the first route whose condition holds (coldsync.routes; by default
 #     SMB when revenue < threshold or revenue unknown, else Midsize); no route holds: not ready;
 #  7. priority inside the route: the score (PRIORITY_EXPRESSION; by default never contacted first, then
@@ -373,20 +373,21 @@ ERASURE_SALT_KEY = "erasure_salt"
 SALT_SQL = f"COALESCE((SELECT MAX(value_string) FROM `{{ds}}.config` WHERE key = '{ERASURE_SALT_KEY}'), '')"  # noqa: S608
 
 
-def trusted_key_guard(raw: str, stored: tuple[str, str, str]) -> str:
+def trusted_key_guard(raw: str, stored: tuple[str, str]) -> str:
     """The condition under which a stored key is used instead of the key SQL would compute from `raw`:
-    `stored` names (stored key, raw value it was computed from, rule stamp) columns, and the guard holds only
-    while the key is there, the raw value is still the one it was keyed from, and the rule is KEY_RULE."""
-    key, keyed, rule = stored
-    return f"({key} IS NOT NULL AND {keyed} = {raw} AND {rule} = '{KEY_RULE}')"
+    `stored` names (stored key, its check) columns, and the guard holds only while the key is there and its
+    check is the one coldsync.suppression.key_check gives for the rule in force, this raw value and this key
+    (sql_key_check): an edit of the raw value, the key or the check, or another rule, fails it."""
+    key, check = stored
+    return f"({key} IS NOT NULL AND {check} = {sql_key_check(raw, key)})"
 
 
 def address_key_ctes(name: str, from_sql: str, raw: str, columns: str,
-                     stored: tuple[str, str, str] | None = None) -> str:
+                     stored: tuple[str, str] | None = None) -> str:
     """CTEs ending in `name`: `columns` of `from_sql` plus `email_key`, the suppression key of the
     stored address `raw` (coldsync.suppression.address_key, in stages: one column per stage, k1..k3).
 
-    With `stored` (columns of `from_sql`: stored key, keyed raw value, rule stamp; trusted_key_guard), a row
+    With `stored` (columns of `from_sql`: stored key, its check; trusted_key_guard), a row
     whose stored key is trusted takes it (column k0, NULL on every other row) and skips every stage (its
     k1..k3 are NULL: DuckDB and BigQuery evaluate a CASE branch only on the rows that take it), so a statement
     costs the regular expressions only of rows keyed by nobody yet or changed since."""
@@ -441,18 +442,20 @@ _SUPPRESSING_EVENT_ROWS = (f"(SELECT ev.email, ev.email_key FROM `{{ds}}.ops_ins
 # SQL computes from the raw values beside the stored ones, and why an entry is unusable (NULL when
 # usable). `dnc`: every usable key as (kind 'email' | 'domain' | 'hash', key); stored keys (computed in
 # Python when written, punycode included) and keys computed here from the raw values both count.
-# A stored key is trusted only while its row's raw value and the rule are what it was computed from
-# (trusted_key_guard: keyed_email = email, keyed_domain = domain, key_rule = KEY_RULE): then the key SQL
-# would compute is that same key (Python and SQL agree on every ASCII value; on the rest SQL gives NULL and
-# the stored key counted alone), so it is not computed again (`sql_email_key` / `sql_domain_key` hold the
-# stored key), and the list is the same set of keys at the cost of a string comparison per entry. A row
-# inserted or edited by hand fails the guard and is keyed from its raw value here, as before, at once.
-_DNC_DOMAIN_GUARD = trusted_key_guard("k.domain", ("k.stored_domain_key", "k.keyed_domain", "k.key_rule"))
+# A stored key is trusted only while its check still binds it to its row's raw value and the rule in force
+# (trusted_key_guard: email_key_check / domain_key_check = SHA-256 over KEY_RULE, the raw value and the stored
+# key, computed in SQL): then the key SQL would compute is that same key (Python and SQL agree on every ASCII
+# value; on the rest SQL gives NULL and the stored key counted alone), so it is not computed again
+# (`sql_email_key` / `sql_domain_key` hold the stored key), and the list is the same set of keys at the cost of
+# one SHA-256 per entry instead of the regular expressions. A row inserted or edited by hand (its raw value, its
+# key or its check), or keyed under another rule, fails the guard and is keyed from its raw value here, as
+# before, at once; its stored key keeps counting beside that key, so an edited key can only add a key.
+_DNC_DOMAIN_GUARD = trusted_key_guard("k.domain", ("k.stored_domain_key", "k.domain_key_check"))
 DNC_KEY_CTES = f"""{address_key_ctes("dnc_emails", "`{ds}.ops_dnc`", "email",
                                      "email, domain, source, reason, added_at, email_key AS stored_email_key, "
                                      "domain_key AS stored_domain_key, email_hash, instantly_blocklist_id, "
-                                     "keyed_domain, key_rule",
-                                     stored=("email_key", "keyed_email", "key_rule"))},
+                                     "domain_key_check",
+                                     stored=("email_key", "email_key_check"))},
 dnc_entries AS (
   SELECT
     k.email, k.domain, k.source, k.reason, k.added_at, k.email_hash, k.instantly_blocklist_id,
@@ -526,9 +529,10 @@ WHERE problem IS NOT NULL
 # as CTE text (`history_by_key`), over `history_rows` (every history row with its suppression key, and
 # the columns rule 5 reads). History rows are keyed as stored, so rows imported by hand in another case or
 # form count for the same person. The row's stored email_key (written with the row, or by a run's back-fill:
-# Store.backfill_history_keys) is exactly the key SQL computes from its email, so it is used instead of
-# recomputing while the row's keyed_email and key_rule still match (trusted_key_guard); any other row (inserted
-# or edited by hand, keyed under an older rule) is keyed from its email here, as before.
+# Store.backfill_keys) is exactly the key SQL computes from its email, so it is used instead of recomputing
+# while its email_key_check still matches the rule, the email and the key (trusted_key_guard); any other row
+# (inserted or edited by hand: its email, its key or its check; keyed under an older rule) is keyed from its
+# email here, as before, and its stored key does not count.
 def history_rest_columns(status: str = "status_final", completed: str = "completed_at") -> str:
     """When the person's last attempt that ran ended (`last_completed_at`: the score's "never contacted")
     and when an add was last given up (`last_given_up_at`; that lead was never sent). Rule 5 itself reads
@@ -540,7 +544,7 @@ def history_rest_columns(status: str = "status_final", completed: str = "complet
 
 HISTORY_ROWS_CTES = address_key_ctes("history_rows", "`{ds}.ops_lead_history`", "email",
                                      "completed_at, attempt_num, status_final, policy, return_at",
-                                     stored=("email_key", "keyed_email", "key_rule"))
+                                     stored=("email_key", "email_key_check"))
 
 HISTORY_KEY_CTES = f"""{HISTORY_ROWS_CTES},
 history_by_key AS (
