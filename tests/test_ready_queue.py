@@ -101,7 +101,8 @@ def test_the_queue_read_returns_what_the_full_read_does(raw_warehouse: Warehouse
     outcome at various times, the clock past cooldowns, do-not-contact rows added and deleted, their keys stored
     by the back-fill, the source changed, history rows edited in place: address, date or status) and random
     limits, under a score that reads whether a lead was contacted or when, reading through a queue of 1-4 rows
-    per route (so routes are cut, and the queue runs short and reaches its boundary) gives the same leads in the same order per route as the full read, and the same
+    per route (so routes are cut, and the queue runs short and reaches its boundary) gives the same leads in
+    the same order per route as the full read, and the same
     counts for every route the queue's build did not cut; on both engines. The queue is kept across steps (rebuilt
     only when read_ready_queued finds it stale), as a run would."""
     warehouse = raw_warehouse
