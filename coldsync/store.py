@@ -684,8 +684,7 @@ READ_READY_QUEUE_SQL = f"""
 SELECT MAX(value_string) AS ready_queue FROM `{{ds}}.config` WHERE key = '{READY_QUEUE_KEY}'
 """  # noqa: S608
 
-READY_QUEUE_GUARDS: tuple[str, ...] = ("queue_rows", "history_outside", "history_attempts", "history_first",
-                                       "history_last", "history_given_up")
+READY_QUEUE_GUARDS: tuple[str, ...] = ("queue_rows", "history_checksum")
 """The figures of ready_queue_guard_sql kept with the queue at its build (the READY_QUEUE_KEY config row)."""
 
 
@@ -899,8 +898,8 @@ class Store:
 
     @staticmethod
     def _guard_figures(row: Mapping[str, Any]) -> dict[str, Any]:
-        counts = ("queue_rows", "history_outside", "history_attempts", "history_given_up")
-        return {k: None if row[k] is None else int(row[k]) if k in counts else str(row[k]) for k in READY_QUEUE_GUARDS}
+        return {k: None if row[k] is None else int(row[k]) if k == "queue_rows" else str(row[k])
+                for k in READY_QUEUE_GUARDS}
 
     def _queue_stale(self, fingerprint: str) -> tuple[str | None, list[dict[str, Any]]]:
         """Why the queue cannot answer for the full read now (None: it can), and the guard's rows. Nothing but a

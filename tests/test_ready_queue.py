@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -30,6 +30,12 @@ ROUTING = Routing(
             Route("B", "country = 'B' OR (country = 'A' AND attempt_num > 1)", (Arm("B", "c-b", 100),)),
             Route("C", "country = 'C'", (Arm("C", "c-c", 100),))),
     score="annual_revenue - IF(last_completed_at IS NULL, 0, 10)", origin="test", is_default=False)
+# The same routes with a score that reads when the last attempt ended (10 points off when it ended after
+# RECENT, 150 days before T0): a date moved in a history row moves a rank.
+RECENT = "2026-01-02 12:00:00+00"
+DATED_ROUTING = Routing(routes=ROUTING.routes,
+                        score=f"annual_revenue - IF(last_completed_at >= TIMESTAMP '{RECENT}', 10, 0)",
+                        origin="test", is_default=False)
 
 _EMAILS = [f"p{i}@example.com" for i in range(10)]
 SMB, MIDSIZE = "8c46e0c9-c1f9-4201-a8d6-6221bafeada6", "2f1d5b7a-3c4e-4f60-8a9b-0c1d2e3f4a5b"  # synthetic ids
@@ -39,9 +45,10 @@ def _source(i: int, country: str, revenue: int | None) -> dict[str, Any]:
     return lead(_EMAILS[i], None if revenue is None else Decimal(revenue), country=country)
 
 
-def _add_history(warehouse: Warehouse, email: str, status: str, completed_at: dt.datetime) -> None:
+def _add_history(warehouse: Warehouse, email: str, status: str, completed_at: dt.datetime,
+                 reason: str = "test") -> None:
     row = {"email": email, "campaign_id": "c-a", "sequence_name": "A", "status_final": status,
-           "completed_at": completed_at, "attempt_num": 1, "reason": "test"}
+           "completed_at": completed_at, "attempt_num": 1, "reason": reason}
     warehouse.execute(INSERT_HISTORY_SQL, {"rows": Rows(HISTORY_FIELDS, [row])}, label="test.history")
 
 
@@ -67,17 +74,35 @@ _OPS = st.one_of(
     st.tuples(st.just("source"), st.integers(0, 5), st.sampled_from("ABCZ"),
               st.one_of(st.none(), st.integers(0, 4).map(lambda n: n * 10))),
     st.tuples(st.just("keys")),  # the preflight's back-fill: DNC and history rows read by their stored keys
+    # A history row edited in place (the n-th added): its address moved to another person, its date moved, or
+    # its status changed.
+    st.tuples(st.just("edit"), st.integers(0, 7), st.sampled_from(["email", "date", "status"]),
+              st.integers(0, 5), st.integers(-200, 200), st.sampled_from(OUTCOMES)),
 )
 _READ = st.tuples(st.just("read"), st.integers(0, 3), st.integers(0, 3), st.integers(0, 3))
 _STEPS = st.one_of(_OPS, _READ, _READ)  # a read after most changes: the queue kept from one read to the next
+# Edits random draws rarely make matter (an outside person must come to outrank a queued lead and the queue not run
+# short), spelled out: route C with a queue of 1, p4 (45) in it, p5 (50, contacted: 40) its boundary, p3 (30); p5's
+# row moved to p3, p5's date moved out of RECENT (the dated score), the statuses of p5's and p3's rows swapped.
+_C = [(5, "C", 50), (4, "C", 45), (3, "C", 30)]
+_EDITED_OUTSIDE: list[tuple[Any, ...]] = [
+    (_C, [("history", 5, "completed", 200), ("keys",), ("read", 0, 0, 1),
+          ("edit", 0, "email", 3, 0, "completed"), ("read", 0, 0, 1)], 1, ROUTING),
+    (_C, [("history", 3, "completed", 300), ("history", 5, "completed", 100), ("history", 3, "completed", 10),
+          ("read", 0, 0, 1), ("edit", 1, "date", 0, -200, "completed"), ("read", 0, 0, 1)], 1, DATED_ROUTING),
+    (_C, [("history", 5, "completed", 200), ("history", 3, GIVE_UP_OUTCOME, 200), ("read", 0, 0, 1),
+          ("edit", 0, "status", 0, 0, GIVE_UP_OUTCOME), ("edit", 1, "status", 0, 0, "completed"),
+          ("read", 0, 0, 1)], 1, ROUTING),
+]
 
 
 def test_the_queue_read_returns_what_the_full_read_does(raw_warehouse: Warehouse, settings: Settings) -> None:
     """Over random sequences of operations (leads added to state and removed, drained to history with every
     outcome at various times, the clock past cooldowns, do-not-contact rows added and deleted, their keys stored
-    by the back-fill, the source changed)
-    and random limits, reading through a queue of 1-4 rows per route (so routes are cut, and the queue runs short
-    and reaches its boundary) gives the same leads in the same order per route as the full read, and the same
+    by the back-fill, the source changed, history rows edited in place: address, date or status) and random
+    limits, under a score that reads whether a lead was contacted or when, reading through a queue of 1-4 rows
+    per route (so routes are cut, and the queue runs short and reaches its boundary) gives the same leads in
+    the same order per route as the full read, and the same
     counts for every route the queue's build did not cut; on both engines. The queue is kept across steps (rebuilt
     only when read_ready_queued finds it stale), as a run would."""
     warehouse = raw_warehouse
@@ -86,11 +111,15 @@ def test_the_queue_read_returns_what_the_full_read_does(raw_warehouse: Warehouse
     steps = 20 if warehouse.engine == "duckdb" else 5
 
     @hypothesis_settings(max_examples=examples, deadline=None)
+    @example(*_EDITED_OUTSIDE[0])
+    @example(*_EDITED_OUTSIDE[1])
+    @example(*_EDITED_OUTSIDE[2])
     @given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from("ABCZ"),
                               st.one_of(st.none(), st.integers(0, 4).map(lambda n: n * 10))), max_size=10),
-           st.lists(_STEPS, min_size=1, max_size=steps), st.integers(1, 4))
+           st.lists(_STEPS, min_size=1, max_size=steps), st.integers(1, 4),
+           st.sampled_from([ROUTING, DATED_ROUTING]))
     def same_as_the_full_read(source: list[tuple[int, str, int | None]], ops: list[tuple[Any, ...]],
-                              size: int) -> None:
+                              size: int, routing: Routing) -> None:
         for table in ("ops_inst_state", "ops_lead_history", "ops_dnc"):
             warehouse.execute(f"DELETE FROM `{{ds}}.{table}` WHERE TRUE", label="t")  # noqa: S608
         warehouse.execute("DELETE FROM `{ds}.config` WHERE key IN (@a, @b)",
@@ -104,6 +133,7 @@ def test_the_queue_read_returns_what_the_full_read_does(raw_warehouse: Warehouse
             add_sources(warehouse, list(rows_by_email.values()))
         clock = T0
         source_changed = True
+        history: list[str] = []  # the history rows added, by their reason
         for op in [*ops, ("read", 2, 2, 2)]:
             kind = op[0]
             if kind == "state":
@@ -112,7 +142,21 @@ def test_the_queue_read_returns_what_the_full_read_does(raw_warehouse: Warehouse
                 warehouse.execute("DELETE FROM `{ds}.ops_inst_state` WHERE email = @e", {"e": _EMAILS[op[1]]},
                                   label="t")
             elif kind == "history":
-                _add_history(warehouse, _EMAILS[op[1]], op[2], clock - dt.timedelta(days=op[3]))
+                history.append(f"h{len(history)}")
+                _add_history(warehouse, _EMAILS[op[1]], op[2], clock - dt.timedelta(days=op[3]), history[-1])
+            elif kind == "edit":
+                if not history:
+                    continue
+                _, n, what, person, days, status = op
+                row = {"r": history[n % len(history)]}
+                if what == "email":
+                    sql, values = "email = @e", {"e": _EMAILS[person]}
+                elif what == "date":
+                    sql, values = "completed_at = @c", {"c": clock + dt.timedelta(days=days)}
+                else:
+                    sql, values = "status_final = @s", {"s": status}
+                warehouse.execute(f"UPDATE `{{ds}}.ops_lead_history` SET {sql} WHERE reason = @r",  # noqa: S608
+                                  {**values, **row}, label="t")
             elif kind == "advance":
                 clock += dt.timedelta(days=op[1])
             elif kind == "dnc":
@@ -120,7 +164,7 @@ def test_the_queue_read_returns_what_the_full_read_does(raw_warehouse: Warehouse
             elif kind == "undnc":
                 warehouse.execute("DELETE FROM `{ds}.ops_dnc` WHERE email = @e", {"e": _EMAILS[op[1]]}, label="t")
             elif kind == "keys":
-                Store(warehouse, "t", clock, routing=ROUTING).backfill_keys()
+                Store(warehouse, "t", clock, routing=routing).backfill_keys()
             elif kind == "source":
                 rows_by_email[op[1]] = _source(op[1], op[2], op[3])
                 warehouse.execute(CLEAR_SOURCE_SQL, label="t")
@@ -128,7 +172,7 @@ def test_the_queue_read_returns_what_the_full_read_does(raw_warehouse: Warehouse
                 source_changed = True
             else:
                 limits = dict(zip("ABC", op[1:], strict=True))
-                store = Store(warehouse, "t", clock, routing=ROUTING, queue_size=size)
+                store = Store(warehouse, "t", clock, routing=routing, queue_size=size)
                 if source_changed:  # refreshed whatever the signal says (the emulator's metadata may not move)
                     warehouse.execute("DELETE FROM `{ds}.config` WHERE key = @key", {"key": CANDIDATES_REFRESH_KEY},
                                       label="t")
@@ -137,7 +181,7 @@ def test_the_queue_read_returns_what_the_full_read_does(raw_warehouse: Warehouse
                 got = store.read_ready_queued(limits, refreshed=refresh.refreshed)
                 source_changed = False
                 seen, outside = store.ready_seen, dict(store.ready_outside)
-                full = Store(warehouse, "t", clock, routing=ROUTING, queue_size=size)
+                full = Store(warehouse, "t", clock, routing=routing, queue_size=size)
                 full.candidates_memory, full.candidates_known = store.candidates_memory, True
                 want = full.read_ready(limits, stored=True)
                 assert _key(got) == _key(want), (store.ready_source, ops)
@@ -339,3 +383,69 @@ def test_a_history_status_changed_to_a_given_up_add_outside_the_queue_rebuilds_i
     store, got, want = _both(raw_warehouse, {"C": 1}, T0)
     assert got == want == [_EMAILS[4]]
     assert store.ready_source == "ready queue, rebuilt: the history of persons outside the queue changed"
+
+
+_OUTSIDE_CHANGED = "ready queue, rebuilt: the history of persons outside the queue changed"
+
+
+def test_a_history_row_moved_to_another_outside_person_rebuilds_the_queue(raw_warehouse: Warehouse,
+                                                                         settings: Settings) -> None:
+    """Route C, a queue of 1: p4 (45) in it, p5 (50, contacted 200 days ago: 40) its boundary, p3 (30) outside;
+    after the key back-fill, p5's history row moved to p3 by hand keeps every figure (count, attempts, dates,
+    statuses) but gives p5 50 and p3 20: the guard's checksum (the row's person changed) tells, and the rebuilt
+    queue gives p5, as the full read does."""
+    _scenario(raw_warehouse, settings, [_source(5, "C", 50), _source(4, "C", 45), _source(3, "C", 30)])
+    _add_history(raw_warehouse, _EMAILS[5], "completed", T0 - dt.timedelta(days=200))
+    Store(raw_warehouse, "t", T0, routing=ROUTING).backfill_keys()
+    store, got, want = _both(raw_warehouse, {"C": 1}, T0)
+    assert got == want == [_EMAILS[4]]
+    raw_warehouse.execute("UPDATE `{ds}.ops_lead_history` SET email = @to WHERE email = @e",
+                          {"to": _EMAILS[3], "e": _EMAILS[5]}, label="t")
+    store, got, want = _both(raw_warehouse, {"C": 1}, T0)
+    assert got == want == [_EMAILS[5]]
+    assert store.ready_source == _OUTSIDE_CHANGED
+
+
+def test_a_middle_date_moved_outside_the_queue_rebuilds_it(raw_warehouse: Warehouse, settings: Settings) -> None:
+    """Under a score that takes 10 points off a lead contacted after RECENT: route C, a queue of 1, p4 (45) in it,
+    p5 (50, contacted 100 days ago: 40) its boundary, p3 (30, contacted 300 and 10 days ago) outside. p5's date
+    moved to 200 days ago (neither the first nor the last date outside) gives p5 50: the checksum tells, and the
+    rebuilt queue gives p5."""
+    build(raw_warehouse, settings, [_source(5, "C", 50), _source(4, "C", 45), _source(3, "C", 30)])
+    for email, days in ((_EMAILS[3], 300), (_EMAILS[5], 100), (_EMAILS[3], 10)):
+        _add_history(raw_warehouse, email, "completed", T0 - dt.timedelta(days=days))
+    Store(raw_warehouse, "t", T0, routing=DATED_ROUTING).backfill_keys()
+
+    def both() -> tuple[Store, list[str], list[str]]:
+        store = Store(raw_warehouse, "t", T0, routing=DATED_ROUTING, queue_size=1)
+        store.refresh_candidates()
+        got = [r["email"] for r in store.read_ready_queued({"C": 1})]
+        full = Store(raw_warehouse, "t", T0, routing=DATED_ROUTING, queue_size=1)
+        full.refresh_candidates()
+        return store, got, [r["email"] for r in full.read_ready({"C": 1}, stored=True)]
+
+    store, got, want = both()
+    assert got == want == [_EMAILS[4]]
+    raw_warehouse.execute("UPDATE `{ds}.ops_lead_history` SET completed_at = @c WHERE email = @e",
+                          {"c": T0 - dt.timedelta(days=200), "e": _EMAILS[5]}, label="t")
+    store, got, want = both()
+    assert got == want == [_EMAILS[5]]
+    assert store.ready_source == _OUTSIDE_CHANGED
+
+
+def test_statuses_swapped_between_outside_persons_rebuild_the_queue(raw_warehouse: Warehouse,
+                                                                    settings: Settings) -> None:
+    """Route C, a queue of 1: p4 (45) in it, p5 (50, a completed attempt: 40) its boundary, p3 (30, a given-up add
+    on the same day) outside. The two statuses swapped by hand keep the count of given-up rows but give p5 50 (its
+    only row a given-up add): the checksum tells, and the rebuilt queue gives p5."""
+    _scenario(raw_warehouse, settings, [_source(5, "C", 50), _source(4, "C", 45), _source(3, "C", 30)])
+    _add_history(raw_warehouse, _EMAILS[5], "completed", T0 - dt.timedelta(days=200))
+    _add_history(raw_warehouse, _EMAILS[3], GIVE_UP_OUTCOME, T0 - dt.timedelta(days=200))
+    store, got, want = _both(raw_warehouse, {"C": 1}, T0)
+    assert got == want == [_EMAILS[4]]
+    raw_warehouse.execute("UPDATE `{ds}.ops_lead_history` SET status_final = CASE email WHEN @a THEN @g ELSE @c END "
+                          "WHERE email IN (@a, @b)",
+                          {"a": _EMAILS[5], "b": _EMAILS[3], "g": GIVE_UP_OUTCOME, "c": "completed"}, label="t")
+    store, got, want = _both(raw_warehouse, {"C": 1}, T0)
+    assert got == want == [_EMAILS[5]]
+    assert store.ready_source == _OUTSIDE_CHANGED

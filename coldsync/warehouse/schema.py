@@ -1246,30 +1246,48 @@ JOIN `{{ds}}.{CANDIDATES.name}` AS d ON d.email_key = p.email_key
 """  # noqa: S608
 
 
+def _guard_text(value: str) -> str:
+    """A STRING column as unambiguous text: its length, a colon and itself, or N when NULL (a row's text is one
+    parse: no value can pass for a separator or for another column)."""
+    return f"COALESCE(CONCAT(CAST(LENGTH({value}) AS STRING), ':', {value}), 'N')"
+
+
+def _guard_number(value: str) -> str:
+    return f"COALESCE(CAST({value} AS STRING), 'N')"
+
+
+# A history row as the outside guard reads it: the person (suppression key, as history_rows computes it) and every
+# history column a person's route and score read (candidate_ctes: attempt_num, and through history_rest_columns
+# completed_at and status_final: last_completed_at skips given-up adds, last_given_up_at keeps them). Rule 5's own
+# columns (policy, return_at) are not in it: they decide whether a person rests, never their rank, and rule 5 is
+# applied again to the queue's rows at each read.
+_GUARD_ROW_TEXT = ("CONCAT(" + ", ',', ".join((
+    _guard_text("h.email_key"), _guard_number("h.attempt_num"), _guard_number("UNIX_MICROS(h.completed_at)"),
+    _guard_text("h.status_final"))) + ")")
+
+
 def ready_queue_guard_sql() -> str:
     """What may have moved a rank outside the queue since its build, in one statement, one row per boundary (one
-    row with NULL boundary columns when no route was cut): `queue_rows` (the queue's rows), and of the history
-    rows of persons not in the queue (the boundary's included) their count, attempts summed, first and last
-    `completed_at`, and how many are given-up adds (what a person's route and score read: attempt_num, and
-    last_completed_at, which skips given-up rows: a status changed to or from it moves a rank); and each cut
-    route's boundary (`queue_route`, `queue_score`, `queue_email`) with its counts outside."""
+    row with NULL boundary columns when no route was cut): `queue_rows` (the queue's rows), `history_checksum`
+    (SHA-256 over the sorted texts of the history rows of persons not in the queue, the boundary's included:
+    each row's person and every column a route or score reads, _GUARD_ROW_TEXT; NULL when there are none), so
+    any change to those rows that can move a rank changes it: a row added, deleted, or edited in place, its
+    address moved from one person to another included; and each cut route's boundary (`queue_route`,
+    `queue_score`, `queue_email`) with its counts outside. The checksum is compared only with one the same engine
+    wrote (a timestamp's text is the engine's own)."""
     return f"""
 WITH {HISTORY_ROWS_CTES},
 outside AS (
-  SELECT h.attempt_num, h.completed_at, h.status_final FROM history_rows AS h
+  SELECT {_GUARD_ROW_TEXT} AS line FROM history_rows AS h
   WHERE h.email_key IS NOT NULL
     AND h.email_key NOT IN (SELECT q.email_key FROM `{{ds}}.{READY_QUEUE}` AS q WHERE NOT q.queue_boundary)
 ),
 g AS (
   SELECT
     (SELECT COUNT(*) FROM `{{ds}}.{READY_QUEUE}`) AS queue_rows,
-    (SELECT COUNT(*) FROM outside) AS history_outside,
-    (SELECT COALESCE(SUM(o.attempt_num), 0) FROM outside AS o) AS history_attempts,
-    (SELECT CAST(MIN(o.completed_at) AS STRING) FROM outside AS o) AS history_first,
-    (SELECT CAST(MAX(o.completed_at) AS STRING) FROM outside AS o) AS history_last,
-    (SELECT COUNT(*) FROM outside AS o WHERE o.status_final = '{GIVE_UP_OUTCOME}') AS history_given_up
+    (SELECT TO_HEX(SHA256(STRING_AGG(o.line, '\\n' ORDER BY o.line))) FROM outside AS o) AS history_checksum
 )
-SELECT g.queue_rows, g.history_outside, g.history_attempts, g.history_first, g.history_last, g.history_given_up,
+SELECT g.queue_rows, g.history_checksum,
        b.queue_route,
        b.queue_score, b.email AS queue_email, b.queue_outside_ready, b.queue_outside_unscored
 FROM g
