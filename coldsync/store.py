@@ -33,6 +33,7 @@ from coldsync.runlock import (
 )
 from coldsync.settings import Settings
 from coldsync.suppression import (
+    address_key,
     dnc_key_stamp,
     history_key_stamp,
     sql_email_key,
@@ -784,6 +785,7 @@ class Store:
         self.last_summary: dict[str, Any] = {}  # the last successful live run's summary, as read by run_memory
         # The ready counts the last read_ready saw ((route -> ready, unscored), None: it read nothing).
         self.ready_seen: tuple[dict[str | None, int], int] | None = None
+        self.dropped_tampered = 0  # chosen rows the last read_ready dropped: keys not their address's (_verified)
         # State writes by this Store (apply_state: the one writer of ops_inst_state in a run) and how many there
         # had been at the last read_state: the state read is current while they are equal (`state_current`).
         self.state_writes = 0
@@ -876,7 +878,29 @@ class Store:
                 lead["route_rank"] = rank
                 taken.append(lead)
         self.ready_seen = (counts, unscored)
+        if stored or queue:
+            taken = self._verified(taken)
         return taken
+
+    def _verified(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The chosen rows of a read from the derived tables (ops_candidates, ops_ready_queue) whose keys are their
+        address's: a row whose stored email_key is not the key of its email (the table edited by hand) or whose
+        address is suppressed after all (its stored domain key edited) is dropped, never sent: the rules judged
+        it by keys that are not its own. Fail closed: the lead waits for the next refresh of the table (a run
+        with room then holds fewer leads than it could). One statement on the chosen addresses (the
+        suppression check, DNC_KEY_CTES), none when nothing was chosen; `dropped_tampered` counts the drops."""
+        self.dropped_tampered = 0
+        if not rows:
+            return rows
+        keyed = [r for r in rows if isinstance(r.get("email"), str) and address_key(r["email"]) == r.get("email_key")]
+        suppressed = self.suppressed_emails(str(r["email"]) for r in keyed)
+        kept = [r for r in keyed if str(r["email"]) not in suppressed]
+        self.dropped_tampered = len(rows) - len(kept)
+        if self.dropped_tampered:
+            log.warning("%d chosen lead(s) dropped: their row in ops_candidates or ops_ready_queue does not match "
+                        "its address (edited by hand?); they wait for the next refresh of the table",
+                        self.dropped_tampered)
+        return kept
 
     # --- the ready queue (schema.READY_QUEUE) ---
     def queue_fingerprint(self) -> str:

@@ -187,6 +187,11 @@ def _read_ready(ctx: RunContext, bounds: Mapping[str, int]) -> list[dict[str, An
         raise routing_failure(ctx, exc) from exc
     counts, unscored = ctx.store.ready_seen or ({}, 0)
     record_ready(ctx, counts, unscored)
+    if ctx.store.dropped_tampered:
+        ctx.report.warn(f"{ctx.store.dropped_tampered} chosen lead(s) not sent: their ops_candidates or "
+                        "ops_ready_queue "
+                        "row does not match its address (edited by hand?); they wait for the next refresh of the "
+                        "candidates (a source change, or `python setup.py`)")
     return rows
 
 

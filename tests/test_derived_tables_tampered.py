@@ -1,0 +1,77 @@
+"""Hand edits of the derived tables (ops_candidates, ops_ready_queue) never send anyone the rules forbid: a chosen
+row whose stored keys are not its address's is dropped (fail closed), the run says so, and the lead waits for the
+next refresh. The four attacks a reviewer found, each through a real run against the simulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coldsync.store import Store, dnc_row
+from coldsync.warehouse.duckdb import DuckDBWarehouse
+from tests.test_sync_suppression import START, World, _world
+
+
+@pytest.fixture
+def dw(tmp_path: Path) -> Iterator[World]:
+    warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb", "coldsync")
+    try:
+        yield from _world(warehouse, tmp_path, ["p5@example.com", "free@acme.example"])
+    finally:
+        warehouse.close()
+
+
+def _dnc(world: World, **entry: str) -> None:
+    Store(world.warehouse, "hand", START).add_dnc([dnc_row(source="manual", reason="asked", **entry)], label="t")
+
+
+def test_a_candidates_key_edited_by_hand_does_not_unsuppress_its_person(dw: World) -> None:
+    """p5 is on the DNC list; ops_candidates' email_key of p5 upper-cased by hand and the queue dropped: the next
+    run sends nobody new (p5 dropped before the add, with a warning naming the edit)."""
+    _dnc(dw, email="p5@example.com")
+    dw.run()
+    assert dw.in_instantly() == {"free@acme.example"}
+    dw.warehouse.execute("UPDATE `{ds}.ops_candidates` SET email_key = UPPER(email_key) "
+                         "WHERE email = 'p5@example.com'", label="attack")
+    dw.warehouse.execute("DROP TABLE `{ds}.ops_ready_queue`", label="attack")
+    result = dw.run()
+    assert dw.in_instantly() == {"free@acme.example"}
+    assert any("1 chosen lead(s) not sent" in w for w in result.report.warnings), result.report.warnings
+
+
+def test_a_candidates_domain_key_edited_by_hand_does_not_unsuppress_the_domain(dw: World) -> None:
+    """acme.example is on the DNC list as a domain; every email_domain_key in ops_candidates edited by hand: the
+    next run still never sends free@acme.example."""
+    _dnc(dw, domain="acme.example")
+    dw.run()
+    assert dw.in_instantly() == {"p5@example.com"}
+    dw.warehouse.execute("UPDATE `{ds}.ops_candidates` SET email_domain_key = 'x' || email_domain_key WHERE TRUE",
+                         label="attack")
+    dw.warehouse.execute("DROP TABLE `{ds}.ops_ready_queue`", label="attack")
+    dw.run()
+    assert dw.in_instantly() == {"p5@example.com"}
+
+
+def test_a_queue_key_edited_by_hand_does_not_unsuppress_its_person(dw: World) -> None:
+    """p5 is on the DNC list; its ops_ready_queue row's email_key upper-cased by hand: the next run does not
+    send p5."""
+    _dnc(dw, email="p5@example.com")
+    dw.run()
+    dw.warehouse.execute("UPDATE `{ds}.ops_ready_queue` SET email_key = UPPER(email_key) "
+                         "WHERE email = 'p5@example.com'", label="attack")
+    dw.run()
+    assert dw.in_instantly() == {"free@acme.example"}
+
+
+def test_a_queue_row_rewritten_to_another_address_does_not_send_it(dw: World) -> None:
+    """victim@acme.example and p5 on the DNC list; p5's queue row rewritten to the victim's address with a made-up
+    key: the next run sends neither."""
+    _dnc(dw, email="victim@acme.example")
+    _dnc(dw, email="p5@example.com")
+    dw.run()
+    dw.warehouse.execute("UPDATE `{ds}.ops_ready_queue` SET email = 'victim@acme.example', "
+                         "email_key = 'zz@x.example' WHERE email = 'p5@example.com'", label="attack")
+    dw.run()
+    assert dw.in_instantly() == {"free@acme.example"}
