@@ -345,6 +345,24 @@ def restamp_dnc_row(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool
             "domain_key_check": checks.get("domain_key_check")}, differs
 
 
+EDITED_ENTRY_SOURCE = "edited_entry"
+"""ops_dnc.source of an entry the back-fill adds for a value written by hand over an entry already keyed."""
+
+
+def edited_values(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """For a DNC group whose stored key differs from the key of its raw value now (restamp_dnc_row: the value was
+    edited by hand after it was keyed): a new entry for each such edited value that has a key (dnc_row, keyed in
+    Python), so the new value blocks whoever it names while the old key keeps blocking the old one."""
+    stamp = dnc_key_stamp(row.get("email"), row.get("domain"))
+    out: list[dict[str, Any]] = []
+    for raw, key, _check in _DNC_PARTS:
+        value, stored = row.get(raw), row.get(key)
+        if isinstance(value, str) and stored is not None and stamp[key] is not None and stored != stamp[key]:
+            out.append(dnc_row(**{raw: value}, source=EDITED_ENTRY_SOURCE,
+                               reason="a listed entry was edited by hand to this value after it was keyed"))
+    return out
+
+
 def restamp_history_row(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
     """What the back-fill writes for one (email, email_key, email_key_check) group of HISTORY_MISSING_KEYS_SQL:
     (the HISTORY_KEY_FIELDS row, or None; whether the stored key differs from its email's key: always False). A
@@ -731,6 +749,7 @@ class KeyBackfill:
     dnc_checked: int = 0
     history_checked: int = 0
     differing: int = 0
+    relisted: int = 0  # entries added for the edited values of differing rows (edited_values)
 
 
 STATE_STATUSES: tuple[str, ...] = ("pending", "active", "holding", "moving", "draining")
@@ -1290,10 +1309,12 @@ class Store:
             history_missing = self.warehouse.query(HISTORY_MISSING_KEYS_SQL, label="history.missing_keys")
         result = KeyBackfill()
         dnc_rows: list[dict[str, Any]] = []
+        edited: list[dict[str, Any]] = []
         for row in dnc_missing:
             written, differs = restamp_dnc_row(row)
             if differs:
                 result.differing += 1
+                edited.extend(edited_values(row))
                 log.debug("do-not-contact entry %s / %s: its stored key differs from the key of its value now "
                           "(edited since it was keyed?): both block, the row stays unchecked",
                           mask_email(row.get("email")), redact(str(row.get("domain"))))
@@ -1315,6 +1336,11 @@ class Store:
                           mask_email(row.get("email")))
             if written is not None:
                 history_rows.append(written)
+        if edited:
+            # The edited value is listed too, keyed in Python (punycode included: the SQL cannot key a non-ASCII
+            # value, so without this a Unicode address written over a keyed entry would block nobody); an entry
+            # whose key is listed already is not added again (add_dnc), so this is one statement a run at most.
+            result.relisted = self.add_dnc(edited, label="dnc.edited_values")
         if dnc_rows:
             self.warehouse.execute(SET_DNC_KEYS_SQL, {"rows": Rows(DNC_KEY_FIELDS, dnc_rows)},
                                    label="dnc.backfill_keys")

@@ -310,6 +310,7 @@ def _phases(ctx: RunContext) -> None:
         counts["dnc entries keyed"] += len(keyed)
         counts["stored keys checked"] += backfill.dnc_checked + backfill.history_checked
         counts["do-not-contact keys differing from their raw value (left, still blocking)"] += backfill.differing
+        counts["do-not-contact entries added for values edited by hand"] += backfill.relisted
         ctx.dnc.to_push.extend(row for row in keyed if row["pushable"])
         if keyed and report.dnc_rejects:  # entries only Python could key are usable now: count again
             report.dnc_rejects = ctx.store.dnc_reject_counts()

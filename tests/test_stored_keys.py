@@ -381,6 +381,9 @@ def test_backfill_keys_and_checks_hand_rows_and_leaves_an_edited_key_blocking(ra
         # the edited row: its old key and its old check, as they were
         {"email": "new@acme.example", "domain": None, "email_key": "old@acme.example", "domain_key": None,
          "email_key_check": key_check("old@acme.example", "old@acme.example"), "domain_key_check": None},
+        # and the edited value listed as its own entry (edited_values), keyed and checked
+        {"email": "new@acme.example", "domain": None, "email_key": "new@acme.example", "domain_key": None,
+         "email_key_check": key_check("new@acme.example", "new@acme.example"), "domain_key_check": None},
     ], key=repr)
     history = raw_warehouse.query("SELECT email, email_key, email_key_check FROM `{ds}.ops_lead_history`",
                                   label="t")
@@ -390,8 +393,31 @@ def test_backfill_keys_and_checks_hand_rows_and_leaves_an_edited_key_blocking(ra
 
     before = raw_warehouse.stats.by_label.copy()
     again = _upkeep_and_backfill(Store(raw_warehouse, "run-3", T0))
-    assert (again.keyed, again.dnc_checked, again.history_checked, again.differing) == ([], 0, 0, 1)
-    assert [label for label in raw_warehouse.stats.by_label - before] == ["dnc.upkeep"]
+    assert (again.keyed, again.dnc_checked, again.history_checked, again.differing, again.relisted) == (
+        [], 0, 0, 1, 0)
+    # While the edited row stays, each run offers its value again (one statement, nothing added: listed already).
+    assert sorted(raw_warehouse.stats.by_label - before) == ["dnc.edited_values", "dnc.upkeep"]
+
+
+def test_a_keyed_entry_edited_by_hand_to_a_unicode_address_lists_the_new_address_too(
+        raw_warehouse: Warehouse, settings: Settings) -> None:
+    """A DNC entry keyed for old@bücher.example, then edited in place to jane@bücher.example: the SQL cannot key a
+    non-ASCII value, so the next run's back-fill lists the edited value as its own entry (source edited_entry,
+    keyed in Python: jane@xn--bcher-kva.example) while the old key keeps blocking; a second run adds nothing."""
+    build(raw_warehouse, settings, [lead(e) for e in ("jane@xn--bcher-kva.example", "old@xn--bcher-kva.example",
+                                                      "free@acme.example")])
+    Store(raw_warehouse, "run-1", T0).add_dnc([dnc_row(email="old@bücher.example", source="manual", reason="t")],
+                                              label="test.dnc")
+    raw_warehouse.execute("UPDATE `{ds}.ops_dnc` SET email = 'jane@bücher.example' WHERE TRUE", label="test.edit")
+    first = _upkeep_and_backfill(Store(raw_warehouse, "run-2", T0))
+    assert (first.differing, first.relisted) == (1, 1)
+    assert list(ready(raw_warehouse)) == ["free@acme.example"]  # the old and the edited address both blocked
+    rows = raw_warehouse.query("SELECT email, email_key, source FROM `{ds}.ops_dnc` ORDER BY source", label="t")
+    assert rows == [{"email": "jane@bücher.example", "email_key": "jane@xn--bcher-kva.example",
+                     "source": "edited_entry"},
+                    {"email": "jane@bücher.example", "email_key": "old@xn--bcher-kva.example", "source": "manual"}]
+    again = _upkeep_and_backfill(Store(raw_warehouse, "run-3", T0))
+    assert (again.differing, again.relisted) == (1, 0)
 
 
 def test_backfill_rekeys_a_history_row_edited_by_hand_after_it_was_keyed(raw_warehouse: Warehouse,
@@ -452,7 +478,8 @@ def _dnc_keys(warehouse: Warehouse) -> set[str]:
 def test_a_dnc_key_edited_to_the_raw_email_never_unsuppresses_the_person(attack_world: World) -> None:
     """A checked DNC row `P5@Example.com`, then `UPDATE ops_dnc SET email_key = email`: the check no longer binds
     the key, so the raw email's key counts beside the edited one; the person is not chosen before a run, not
-    added by two runs, and the back-fill leaves the edited key (still blocking) and counts it."""
+    added by two runs, and the back-fill leaves the edited key (still blocking), counts it, and lists the value
+    again as its own entry with its right key (source edited_entry)."""
     warehouse = attack_world.warehouse
     Store(warehouse, "hand", START).add_dnc([dnc_row(email="P5@Example.com", source="manual", reason="t")],
                                             label="test.dnc")
@@ -464,8 +491,11 @@ def test_a_dnc_key_edited_to_the_raw_email_never_unsuppresses_the_person(attack_
         assert attack_world.in_instantly() == {"rest@acme.example", "free@acme.example"}
         counts = result.report.phase("preflight").counts
         assert counts["do-not-contact keys differing from their raw value (left, still blocking)"] == 1
-    edited = warehouse.query("SELECT email_key FROM `{ds}.ops_dnc` WHERE email = 'P5@Example.com'", label="t")
-    assert edited == [{"email_key": "P5@Example.com"}]  # left as it is (a mirrored entry may add a row of its own)
+    edited = warehouse.query("SELECT email_key, source FROM `{ds}.ops_dnc` WHERE email = 'P5@Example.com' "
+                             "ORDER BY email_key", label="t")
+    # The edited row left as it is, and its value listed again as its own entry with the right key.
+    assert edited == [{"email_key": "P5@Example.com", "source": "manual"},
+                      {"email_key": "p5@example.com", "source": "edited_entry"}]
     assert "p5@example.com" in _dnc_keys(warehouse)
 
 
