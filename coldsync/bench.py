@@ -701,7 +701,7 @@ def child_main(spec_path: Path, result_path: Path) -> int:
                   retries=client.stats.retries)
     limit, spill = getattr(inner, "memory_limit", None), getattr(inner, "spill_directory", None)
     if limit is not None:  # DuckDB: what DUCKDB_MEMORY_LIMIT=auto resolved to, and where it spills (issue 16 target 6)
-        result["duckdb"] = {"limit": str(limit), "spill": str(spill)}
+        result["duckdb"] = {"limit": str(limit), "spill": str(spill), "file": str(getattr(inner, "path", ""))}
     client.close()
     inner.close()
     result_path.write_text(json.dumps(result, default=str), encoding="utf-8")
@@ -1744,15 +1744,19 @@ def issue16_targets(results: Sequence[RunResult], model: LatencyModel,
 def target6(runs: Sequence[RunResult]) -> Target:
     """Issue 16 target 6 from the runs' own warehouses: DUCKDB_MEMORY_LIMIT=auto as resolved for each lane (it
     scales with the warehouse file, within its window) and the spill folder (beside the file, under the bench's
-    folder, never the working directory). PASS when every lane spills outside the working directory."""
+    folder, never the working directory). PASS when every lane spills into `<warehouse file>.tmp/`, the product's
+    default (`coldsync.warehouse.duckdb.spill_dir`: under data/ and git-ignored for DUCKDB_PATH's default), and never
+    into the working directory."""
     seen: dict[int, dict[str, Any]] = {r.source_rows: r.extra["duckdb"] for r in runs
                                        if isinstance(r.extra.get("duckdb"), dict)}
     if not seen:
         return Target("target 6: DuckDB memory limit and spill folder are settings, never the working directory",
                       "not measured", None)
+    from coldsync.warehouse.duckdb import spill_dir
+
     cwd = Path.cwd().resolve()
-    outside = all(not Path(str(d["spill"])).resolve().is_relative_to(cwd / ".tmp") and Path(str(d["spill"]))
-                  .resolve() != cwd for d in seen.values())
+    outside = all(str(d.get("file")) and Path(str(d["spill"])) == spill_dir(Path(str(d["file"])))
+                  and Path(str(d["spill"])).resolve() not in (cwd, cwd / ".tmp") for d in seen.values())
     detail = "; ".join(f"{rows:,} rows: limit {d['limit']}, spills to {d['spill']}" for rows, d in sorted(seen.items()))
     return Target("target 6: DuckDB memory limit and spill folder are settings, never the working directory",
                   detail, outside)

@@ -363,9 +363,9 @@ def edited_values(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def restamp_history_row(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+def restamp_history_row(row: Mapping[str, Any]) -> dict[str, Any] | None:
     """What the back-fill writes for one (email, email_key, email_key_check) group of HISTORY_MISSING_KEYS_SQL:
-    (the HISTORY_KEY_FIELDS row, or None; whether the stored key differs from its email's key: always False). A
+    the HISTORY_KEY_FIELDS row, or None when nothing changes. A
     NULL, equal or differing key is replaced by its email's key and its check: unlike a DNC entry's, a history
     row's stored key never counted unless its check matched (the rules read the key SQL computes from the email,
     which is the key written here), so replacing it changes nothing any rule reads. An email only Python can key
@@ -374,9 +374,9 @@ def restamp_history_row(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, 
     stored = row.get("email_key")
     if stamp["email_key"] is None or (stored, row.get("email_key_check")) == (stamp["email_key"],
                                                                                stamp["email_key_check"]):
-        return None, False
+        return None
     return {"email": row.get("email"), "old_email_key": stored, "email_key": stamp["email_key"],
-            "email_key_check": stamp["email_key_check"]}, False
+            "email_key_check": stamp["email_key_check"]}
 
 
 # Entries to mirror to Instantly's block list: usable, not an erased hash, not from the block list
@@ -1326,16 +1326,7 @@ class Store:
                                      "email_key": row.get("email_key") or written["email_key"],
                                      "domain_key": row.get("domain_key") or written["domain_key"],
                                      "pushable": bool(row.get("pushable"))})
-        history_rows: list[dict[str, Any]] = []
-        for row in history_missing:
-            written, differs = restamp_history_row(row)
-            if differs:
-                result.differing += 1
-                log.debug("history row of %s: its stored key differs from the key of its email now (edited since "
-                          "it was keyed?): the email's key counts, the row is re-keyed",
-                          mask_email(row.get("email")))
-            if written is not None:
-                history_rows.append(written)
+        history_rows = [written for row in history_missing if (written := restamp_history_row(row)) is not None]
         if edited:
             # The edited value is listed too, keyed in Python (punycode included: the SQL cannot key a non-ASCII
             # value, so without this a Unicode address written over a keyed entry would block nobody); an entry

@@ -376,6 +376,25 @@ def _lane_run(scenario: str, rows: int, *, cpu: float = 1.0, wall: float = 1.0, 
                      campaign_leads={"SMB": 12_000, "Midsize": 12_000})
 
 
+@pytest.mark.parametrize(("spill", "verdict"), [
+    ("{file}.tmp", True),  # the product's default: beside the warehouse file
+    ("{cwd}/.tmp", False),  # DuckDB's own default: the working directory
+    ("/tmp/elsewhere", False),  # not where the settings put it
+])
+def test_target_6_passes_only_a_spill_folder_beside_the_warehouse_file(tmp_path: Path, spill: str,
+                                                                        verdict: bool) -> None:
+    """Target 6's verdict: PASS when each lane spilled into `<warehouse file>.tmp/`, FAIL for the working
+    directory's `.tmp` or any other folder, "not measured" (None) when no run reported its DuckDB figures."""
+    from coldsync.bench import target6
+
+    file = tmp_path / "rows-30000.duckdb"
+    run = _lane_run("fill", 30_000)
+    assert target6([run]).passed is None
+    run.extra["duckdb"] = {"limit": "96MiB (auto)", "file": str(file),
+                           "spill": spill.format(file=file, cwd=Path.cwd())}
+    assert target6([run]).passed is verdict
+
+
 def _verdict(targets: list[Any], start: str) -> str:
     found = [t.verdict for t in targets if t.name.startswith(start)]
     assert len(found) == 1, (start, [t.name for t in targets])

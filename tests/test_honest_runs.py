@@ -500,28 +500,6 @@ def test_changed_source_table_is_refused_until_setup_rebinds(tmp_path: Path) -> 
         other.close()
 
 
-def test_a_run_refuses_views_bound_to_another_table(tmp_path: Path) -> None:
-    """The config row says the views read another table than SOURCE_TABLE: the run exits 2 before any
-    write, naming both tables and the fix (the config row is read on BigQuery by the validate test)."""
-    # DuckDB: the run's read of the binding runs on both engines in test_run_memory_and_source_binding_on_each_engine.
-    raw_warehouse = DuckDBWarehouse(tmp_path / "rest.duckdb", "coldsync")
-    world = _world(raw_warehouse, _settings(tmp_path), rows=30)
-    try:
-        set_config(raw_warehouse, "views_source_table", string="elsewhere.coldsync.old_leads")
-        result = world.run()
-        current = raw_warehouse.source_table
-        assert result.exit_code == ExitCode.BAD_CONFIG
-        assert result.report.error == (
-            f"the views read the source table elsewhere.coldsync.old_leads but SOURCE_TABLE is {current}: run "
-            f"`python setup.py` to rebind the views to {current} (or set SOURCE_TABLE back to "
-            "elsewhere.coldsync.old_leads)")
-        assert world.sim.leads() == []
-        assert _rows(raw_warehouse, "SELECT COUNT(*) AS n FROM `{ds}.ops_inst_state`")[0]["n"] == 0
-    finally:
-        world.client.close()
-        world.sim.stop()
-
-
 # --- a failed run's drain watermarks are not progress --------------------------------------------------
 
 def test_failed_run_watermarks_are_not_trusted(tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def test_receiver_url_must_be_https_except_on_loopback() -> None:
     naming URL."""
     assert check_receiver_url(URL) == URL
     assert check_receiver_url("http://127.0.0.1:8123/hook") == "http://127.0.0.1:8123/hook"
-    for bad in ("http://hooks.corp.example/x", "hooks.corp.example/x", "https://user:pw@hooks.example.com/x",
+    for bad in ("http://hooks.corp.example/x", "hooks.corp.example/x", "https://user:pw@hooks.corp.example/x",
                 "https://hooks.corp.example/x#frag"):
         with pytest.raises(WebhookInputError, match="URL"):
             check_receiver_url(bad)
