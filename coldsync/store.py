@@ -911,7 +911,10 @@ class Store:
         self.dropped_tampered = 0
         if not rows:
             return rows
-        keyed = [r for r in rows if isinstance(r.get("email"), str) and address_key(r["email"]) == r.get("email_key")]
+        # Rule 1 takes only ASCII addresses, which SQL and Python key alike: a non-ASCII one here was written by hand
+        # (the suppression check below could not key it in SQL).
+        keyed = [r for r in rows if isinstance(r.get("email"), str) and r["email"].isascii()
+                 and address_key(r["email"]) == r.get("email_key")]
         suppressed = self.suppressed_emails(str(r["email"]) for r in keyed)
         kept = [r for r in keyed if str(r["email"]) not in suppressed]
         self.dropped_tampered = len(rows) - len(kept)

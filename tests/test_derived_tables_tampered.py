@@ -67,3 +67,20 @@ def test_a_queue_row_rewritten_to_another_address_does_not_send_it(dw: World) ->
                          "email_key = 'zz@x.example' WHERE email = 'p5@example.com'", label="attack")
     dw.run()
     assert dw.in_instantly() == {"free@acme.example"}
+
+
+def test_a_queue_row_rewritten_to_a_unicode_address_on_the_list_is_dropped_as_edited(dw: World) -> None:
+    """p5 and the domain bücher.example are on the DNC list; p5's queue row rewritten by hand to
+    victim@bücher.example with its Python (punycode) key, which SQL cannot compute: the row is dropped as edited
+    before the add (warning), not sent, and no dead letter is filed for it."""
+    _dnc(dw, email="p5@example.com")
+    _dnc(dw, domain="bücher.example")
+    dw.run()
+    assert dw.in_instantly() == {"free@acme.example"}
+    edit = ("UPDATE `{ds}.ops_ready_queue` SET email = 'victim@bücher.example', "
+            "email_key = 'victim@xn--bcher-kva.example' WHERE email = 'p5@example.com'")
+    dw.warehouse.execute(edit, label="attack")
+    result = dw.run()
+    assert dw.in_instantly() == {"free@acme.example"}
+    assert any("1 chosen lead(s) not sent" in w for w in result.report.warnings), result.report.warnings
+    assert result.report.phase("topup").counts["dead_letters"] == 0
